@@ -1,0 +1,23 @@
+# The two commands of README: `make run` (the main job) and `make test` (the test suite).
+# Each creates .venv and installs what is needed first.
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.gdscope-installed
+
+.PHONY: run test lint clean
+
+$(STAMP): pyproject.toml scripts/bootstrap.sh
+	bash scripts/bootstrap.sh $(VENV)
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/gdscope train --model two_layer --width 2048 --data sphere --n 24 --d 8 \
+		--optimizer gd --lr 1.0 --steps 400 --probe grad_norm=50 --probe dist_from_init=50
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/pyright
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,197 @@
+"""``gdscope`` command line: a thin layer over the Python API.
+
+Every user error ends in one line ``error: <field>: <what was seen>; <what is accepted>`` on stderr
+and exit code 2, with no traceback and nothing written.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(
+    name="gdscope",
+    help="Measure what deep-learning optimization theory predicts, and judge it.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+_out = Console()
+
+
+@app.callback()
+def _root() -> None:
+    """Measure what deep-learning optimization theory predicts, and judge it."""
+
+
+_err = Console(stderr=True)
+
+
+class UserError(Exception):
+    """An error in what the user asked for: reported as one line, exit code 2."""
+
+
+def _key_values(items: list[str], what: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"{what}: expected KEY=VALUE, got {item!r}")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
+
+
+@app.command()
+def train(
+    model: Annotated[str, typer.Option(help="mlp | two_layer | cnn | resnet")] = "mlp",
+    width: Annotated[int, typer.Option(help="hidden width (channels for cnn/resnet)")] = 256,
+    depth: Annotated[int, typer.Option(help="number of weight layers")] = 3,
+    activation: Annotated[
+        str, typer.Option(help="relu | tanh | gelu | softplus | identity")
+    ] = "relu",
+    parameterization: Annotated[
+        str, typer.Option(help="standard | ntk | mup | meanfield")
+    ] = "standard",
+    residual: Annotated[
+        bool | None, typer.Option("--residual/--no-residual", help="skip connections")
+    ] = None,
+    init_scale: Annotated[float, typer.Option(help="multiplies the init std")] = 1.0,
+    init: Annotated[str, typer.Option(help="random | identical")] = "random",
+    data: Annotated[str, typer.Option(help="dataset name (see gdscope.data.DATASETS)")] = "sphere",
+    n: Annotated[int, typer.Option(help="number of training examples")] = 64,
+    d: Annotated[int, typer.Option(help="input dimension (synthetic data)")] = 16,
+    data_option: Annotated[
+        list[str] | None, typer.Option(help="extra dataset argument KEY=VALUE (repeatable)")
+    ] = None,
+    optimizer: Annotated[str, typer.Option(help="gd | sgd | heavy_ball | nesterov | …")] = "gd",
+    lr: Annotated[float, typer.Option(help="learning rate")] = 0.1,
+    momentum: Annotated[float | None, typer.Option(help="momentum β")] = None,
+    l1: Annotated[float, typer.Option(help="L1 strength (prox_gd, fista, subgradient)")] = 0.0,
+    loss: Annotated[str, typer.Option(help="auto | mse | cross_entropy | hinge")] = "auto",
+    steps: Annotated[int, typer.Option(help="optimizer updates")] = 100,
+    batch_size: Annotated[
+        int | None, typer.Option(help="mini-batch size; default full batch")
+    ] = None,
+    probe: Annotated[
+        list[str] | None, typer.Option(help="NAME=EVERY, e.g. grad_norm=10 (repeatable)")
+    ] = None,
+    stop_loss: Annotated[float | None, typer.Option(help="stop when loss ≤ this")] = None,
+    stop_accuracy: Annotated[float | None, typer.Option(help="stop when accuracy ≥ this")] = None,
+    seed: Annotated[int, typer.Option(help="seeds model, data and batch order")] = 0,
+    dtype: Annotated[str, typer.Option(help="float32 | float64")] = "float32",
+    device: Annotated[str, typer.Option(help="cpu | cuda | cuda:N")] = "cpu",
+    as_json: Annotated[bool, typer.Option("--json", help="print the trace as JSON")] = False,
+) -> None:
+    """Train one configured network and print its probes and final status."""
+    from gdscope.config import TrialConfig
+    from gdscope.trial import run_trial
+
+    probes = {"loss": 1, **_key_values(probe or [], "--probe")}
+    raw = {
+        "model": {
+            "kind": model,
+            "width": width,
+            "depth": depth,
+            "activation": activation,
+            "parameterization": parameterization,
+            "residual": residual,
+            "init_scale": init_scale,
+            "init": init,
+        },
+        "data": {
+            "name": data,
+            "n": n,
+            "d": d,
+            "options": _key_values(data_option or [], "--data-option"),
+        },
+        "optimizer": {"name": optimizer, "lr": lr, "momentum": momentum, "l1": l1},
+        "loss": loss,
+        "steps": steps,
+        "batch_size": batch_size,
+        "probes": probes,
+        "stop": {"loss_below": stop_loss, "accuracy_at_least": stop_accuracy},
+        "seed": seed,
+        "dtype": dtype,
+        "device": device,
+    }
+    config = _validated(TrialConfig, raw)
+    _check_device(config.device)
+    trace = run_trial(config)
+    if as_json:
+        _out.print_json(
+            json.dumps(
+                {
+                    "config": config.model_dump(mode="json"),
+                    "status": trace.status,
+                    "steps": trace.steps,
+                    "reason": trace.reason,
+                    "records": trace.records,
+                }
+            )
+        )
+        return
+    _out.print(_trace_table(trace))
+    colour = {"completed": "green", "stopped": "cyan", "diverged": "red"}[trace.status]
+    _out.print(
+        f"status: [{colour}]{trace.status}[/] after {trace.steps} steps ({trace.reason}); "
+        f"{trace.wall_time_s:.2f} s"
+    )
+
+
+def _validated(cls: Any, raw: dict[str, Any]) -> Any:
+    from gdscope.config import format_validation_error
+
+    try:
+        return cls.model_validate(raw)
+    except ValidationError as err:
+        raise UserError(format_validation_error(err, cls).replace("\n", "; ")) from None
+
+
+def _check_device(device: str) -> None:
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise UserError(f"device: unknown device {device!r}; accepted: cpu, cuda, cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device: {device!r} requested but CUDA is not available here; use cpu")
+
+
+def _trace_table(trace: Any, rows: int = 12) -> Table:
+    metrics = [m for m in trace.metrics if "/" not in m]
+    steps = sorted({s for m in metrics for s in trace.records[m][0]})
+    if len(steps) > rows:
+        picks = {steps[round(i * (len(steps) - 1) / (rows - 1))] for i in range(rows)}
+        steps = sorted(picks)
+    table = Table("step", *metrics, box=None, header_style="bold")
+    lookup = {m: dict(zip(*trace.records[m], strict=True)) for m in metrics}
+    for step in steps:
+        table.add_row(str(step), *(_fmt(lookup[m].get(step)) for m in metrics))
+    return table
+
+
+def _fmt(value: float | None) -> str:
+    return "" if value is None else f"{value:.4g}"
+
+
+def main() -> None:
+    """Entry point of the ``gdscope`` console script."""
+    try:
+        app()
+    except (UserError, ValueError, FileNotFoundError) as err:
+        _err.print(f"error: {err}", highlight=False, markup=False, soft_wrap=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

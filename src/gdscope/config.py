@@ -1,0 +1,161 @@
+"""Typed, immutable configuration of ONE trial, validated with field paths, with a stable hash.
+
+A ``TrialConfig`` fixes everything a run depends on: model, data, optimizer, loss, probe schedule,
+stop criteria, steps, seed, dtype and device. Same config → same numbers (``gdscope.trial.run_trial``).
+Validation errors name the dotted field, the value seen and what is accepted
+(``format_validation_error``); an unknown key gets a "did you mean".
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import math
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+)
+
+from gdscope.data.registry import DATASETS
+from gdscope.optim.registry import OPTIMIZERS
+
+Scalar = int | float | str | bool
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ModelConfig(_Frozen):
+    """Which network to build; input and output sizes are taken from the data."""
+
+    kind: Literal["mlp", "two_layer", "cnn", "resnet"] = "mlp"
+    width: PositiveInt = 256
+    depth: PositiveInt = 3
+    activation: Literal["relu", "tanh", "gelu", "softplus", "identity"] = "relu"
+    parameterization: Literal["standard", "ntk", "mup", "meanfield"] = "standard"
+    bias: bool = True
+    residual: bool | None = None
+    """Skip connections: ``None`` takes the model's default (mlp: off, resnet: on)."""
+    init_scale: float = Field(default=1.0, gt=0)
+    init: Literal["random", "identical"] = "random"
+    train_outer: bool = False
+
+
+class DataConfig(_Frozen):
+    """Which data set; ``n`` and ``d`` go to loaders that take them, ``options`` to the rest."""
+
+    name: str = "sphere"
+    n: PositiveInt | None = 64
+    d: PositiveInt | None = 16
+    seed: NonNegativeInt | None = None
+    options: dict[str, Scalar] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _known_dataset(cls, name: str) -> str:
+        return _check_name(name, DATASETS, "dataset")
+
+
+class OptimizerConfig(_Frozen):
+    """Which optimizer (``gdscope.optim`` registry name) and its hyper-parameters."""
+
+    name: str = "gd"
+    lr: float = Field(default=0.1, gt=0)
+    momentum: float | None = Field(default=None, ge=0, lt=1)
+    l1: NonNegativeFloat = 0.0
+    weight_decay: NonNegativeFloat = 0.0
+    schedule: Literal["constant", "sqrt", "polyak"] = "constant"
+
+    @field_validator("name")
+    @classmethod
+    def _known_optimizer(cls, name: str) -> str:
+        return _check_name(name, OPTIMIZERS, "optimizer")
+
+    @field_validator("lr")
+    @classmethod
+    def _finite_lr(cls, lr: float) -> float:
+        if not math.isfinite(lr):
+            raise ValueError(f"lr must be a finite positive number, got {lr}")
+        return lr
+
+
+class StopConfig(_Frozen):
+    """Early stop: training loss ≤ ``loss_below`` or training accuracy ≥ ``accuracy_at_least``."""
+
+    loss_below: float | None = Field(default=None, ge=0)
+    accuracy_at_least: float | None = Field(default=None, gt=0, le=1)
+
+
+class TrialConfig(_Frozen):
+    """One trial: everything a run depends on. ``seed`` seeds the model, the data and batch order."""
+
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    loss: Literal["auto", "mse", "cross_entropy", "hinge"] = "auto"
+    steps: NonNegativeInt = 100
+    batch_size: PositiveInt | None = None
+    probes: dict[str, PositiveInt] = Field(default_factory=lambda: {"loss": 1})
+    stop: StopConfig = Field(default_factory=StopConfig)
+    seed: NonNegativeInt = 0
+    dtype: Literal["float32", "float64"] = "float32"
+    device: str = "cpu"
+
+    @field_validator("probes")
+    @classmethod
+    def _known_probes(cls, probes: dict[str, int]) -> dict[str, int]:
+        from gdscope.training import PROBES
+
+        for name in probes:
+            _check_name(name, PROBES, "probe")
+        return probes
+
+    def content_hash(self) -> str:
+        """SHA-256 of the canonical JSON of the config: equal configs ↔ equal hashes."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _check_name(name: str, accepted: Any, what: str) -> str:
+    if name not in accepted:
+        close = difflib.get_close_matches(name, list(accepted), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"unknown {what} {name!r}{hint}; accepted: {', '.join(accepted)}")
+    return name
+
+
+def format_validation_error(error: ValidationError, root: type[BaseModel] = TrialConfig) -> str:
+    """Render a pydantic error as one line per problem: ``dotted.field: message (got value)``."""
+    lines = []
+    for item in error.errors():
+        loc = ".".join(str(part) for part in item["loc"]) or "<root>"
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            known = _fields_at(root, item["loc"][:-1])
+            close = difflib.get_close_matches(str(item["loc"][-1]), known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            message = f"unknown key{hint} (accepted: {', '.join(known)})"
+            lines.append(f"{loc}: {message}")
+            continue
+        lines.append(f"{loc}: {message} (got {item.get('input')!r})")
+    return "\n".join(lines)
+
+
+def _fields_at(root: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    cls: Any = root
+    for part in loc:
+        field = getattr(cls, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        cls = field.annotation
+    return list(getattr(cls, "model_fields", {}))

@@ -1,0 +1,88 @@
+"""The one bridge from ``nn.Module`` to pure functions of a parameter dict.
+
+Probes and training see a model as ``f(params, x)`` with ``params: dict[str, Tensor]`` holding the
+trainable parameters by qualified name; buffers (e.g. the frozen outer layer of a two-layer net) and
+frozen parameters are taken from the module as they are. This is ``torch.func.functional_call``
+(as in curvlinops' ``examples/functorch.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call
+
+LossFn = Callable[[Tensor, Tensor], Tensor]
+Params = dict[str, Tensor]
+
+
+def params_of(model: nn.Module, *, detach: bool = True) -> Params:
+    """Return ``{name: tensor}`` for the trainable parameters of ``model``, in registration order.
+
+    Args:
+        model: any module.
+        detach: return detached tensors (a snapshot view sharing storage) rather than the
+            Parameters themselves.
+
+    """
+    return {
+        name: (p.detach() if detach else p)
+        for name, p in model.named_parameters()
+        if p.requires_grad
+    }
+
+
+def clone_params(params: Mapping[str, Tensor]) -> Params:
+    """Return an independent copy of a parameter dict (for e.g. the weights at initialization)."""
+    return {name: t.detach().clone() for name, t in params.items()}
+
+
+def apply(model: nn.Module, params: Mapping[str, Tensor], x: Tensor) -> Tensor:
+    """Evaluate ``model`` at ``params`` (trainable parameters replaced, the rest as in the module)."""
+    return functional_call(model, dict(params), (x,), tie_weights=False, strict=False)
+
+
+def loss_at(
+    model: nn.Module, params: Mapping[str, Tensor], loss_fn: LossFn, batch: tuple[Tensor, Tensor]
+) -> Tensor:
+    """Return the scalar ``loss_fn(f(params, x), y)`` for ``batch = (x, y)``."""
+    x, y = batch
+    return loss_fn(apply(model, params, x), y)
+
+
+def loss_and_grad(
+    model: nn.Module, params: Mapping[str, Tensor], loss_fn: LossFn, batch: tuple[Tensor, Tensor]
+) -> tuple[Tensor, Params]:
+    """Return ``(L(params), dL/dparams)`` by one reverse pass; gradients keyed like ``params``."""
+
+    def scalar_loss(p: Params) -> Tensor:
+        return loss_at(model, p, loss_fn, batch)
+
+    grads, loss = torch.func.grad_and_value(scalar_loss)(dict(params))
+    return loss, grads
+
+
+def hvp(
+    model: nn.Module,
+    params: Mapping[str, Tensor],
+    loss_fn: LossFn,
+    batch: tuple[Tensor, Tensor],
+    vector: Mapping[str, Tensor],
+) -> Params:
+    """Return the Hessian-vector product ``∇²L(params) · v`` by forward-over-reverse.
+
+    ``H v = d/dε ∇L(θ + ε v)|_{ε=0}``, computed as ``jvp(grad(L), (θ,), (v,))``
+    (Pearlmutter 1994, "Fast exact multiplication by the Hessian").
+    """
+
+    def grad_fn(p: Params) -> Params:
+        return torch.func.grad(lambda q: loss_at(model, q, loss_fn, batch))(p)
+
+    return torch.func.jvp(grad_fn, (dict(params),), (dict(vector),))[1]
+
+
+def flatten(tensors: Mapping[str, Tensor]) -> Tensor:
+    """Concatenate the tensors of a parameter-shaped dict into one vector."""
+    return torch.cat([t.reshape(-1) for t in tensors.values()])

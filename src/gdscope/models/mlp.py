@@ -1,0 +1,154 @@
+r"""Fully connected networks under a chosen parameterization.
+
+.. math::
+
+    h_1 = σ(L_1 x), \quad h_{l+1} = σ(L_{l+1} h_l) \;\text{(plain)} \;\text{or}\;
+    h_{l+1} = h_l + β\, σ(L_{l+1} h_l) \;\text{(residual)}, \quad f(x) = L_D h_{D-1},
+
+where every ``L_l`` is a :class:`~gdscope.models.layers.ScaledLinear` whose initialization,
+forward multiplier and learning-rate multipliers come from the parameterization
+(``gdscope.models.parameterization``). Residual branches follow the ``1/√L`` scaling of
+Hayou et al. (2021), "Stable ResNet", and Allen-Zhu, Li & Song (2019).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from . import _validation as check
+from .activations import ACTIVATIONS, activation_gain, get_activation
+from .layers import ScaledLinear
+from .parameterization import Parameterization, get_parameterization
+
+INITS: tuple[str, ...] = ("random", "identical")
+_IDENTICAL_TIES = {"input": "rows", "hidden": "all", "output": "columns"}
+
+
+class MLP(nn.Module):
+    """A stack of ``ScaledLinear`` layers; build it with :func:`mlp`.
+
+    Attributes:
+        layers: ``ModuleList`` of the ``depth`` layers, input first, readout last.
+        activation: the activation module.
+        residual: whether hidden layers are residual blocks.
+        branch_scale: ``β`` of the residual blocks (``1.0`` when ``residual`` is false).
+
+    """
+
+    def __init__(
+        self, layers: list[ScaledLinear], activation: nn.Module, residual: bool, branch_scale: float
+    ) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+        self.activation = activation
+        self.residual = residual
+        self.branch_scale = branch_scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map inputs ``(n, d_in)`` to outputs ``(n, out_dim)``."""
+        *body, readout = self.layers
+        h = x
+        for index, layer in enumerate(body):
+            z = self.activation(layer(h))
+            h = h + self.branch_scale * z if self.residual and index > 0 else z
+        return readout(h)
+
+
+def mlp(
+    d_in: int,
+    width: int,
+    depth: int,
+    out_dim: int = 1,
+    activation: str = "relu",
+    bias: bool = True,
+    parameterization: str | Parameterization = "standard",
+    residual: bool = False,
+    branch_scale: float | None = None,
+    init_scale: float = 1.0,
+    init: str = "random",
+    base_width: int = 64,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str = "cpu",
+) -> MLP:
+    """Build a fully connected network ``d_in → width → … → width → out_dim``.
+
+    Args:
+        d_in: input dimension.
+        width: hidden width ``m``; ``r = width / base_width`` enters μP and mean-field.
+        depth: number of weight layers (``1`` is the linear model ``d_in → out_dim``, whose
+            single layer takes the ``"output"`` rule with ``r = 1``: it has no hidden width).
+        out_dim: output dimension.
+        activation: one of ``relu``, ``tanh``, ``gelu``, ``softplus``, ``identity``.
+        bias: whether layers have biases.
+        parameterization: ``standard``, ``ntk``, ``mup``, ``meanfield`` or a ``Parameterization``.
+        residual: hidden layers become ``h ← h + β σ(L h)``; input and readout layers stay plain.
+        branch_scale: ``β``; default ``1/√(depth − 2)`` (one over the root of the number of
+            residual blocks). Ignored unless ``residual``.
+        init_scale: factor on every weight's init std (the readout takes no activation gain).
+        init: ``"random"``, or ``"identical"``: every hidden unit of a layer starts equal and
+            (S)GD can never break the symmetry, because every unit then receives the same
+            gradient: the input layer copies one random row (and bias) to all units, each
+            hidden layer is filled with one random scalar (std ``σ_W/√width``, so that its
+            preactivation keeps the variance of random init; bias one scalar) and the readout
+            copies one random column to all hidden units. A no-op for ``depth == 1``.
+        base_width: width at which μP equals standard.
+        seed: seed of the generator that draws all parameters (the global RNG is not used).
+        dtype: floating dtype of the parameters.
+        device: device of the parameters.
+
+    Returns:
+        An :class:`MLP` mapping ``(n, d_in)`` to ``(n, out_dim)``.
+
+    Raises:
+        ValueError: on a non-positive size, an unknown activation, parameterization or init.
+
+    Example:
+        >>> model = mlp(d_in=16, width=256, depth=3, parameterization="ntk", seed=0)
+        >>> model(torch.randn(5, 16)).shape
+        torch.Size([5, 1])
+
+    """
+    d_in = check.positive_int("d_in", d_in)
+    width = check.positive_int("width", width)
+    depth = check.positive_int("depth", depth)
+    out_dim = check.positive_int("out_dim", out_dim)
+    base_width = check.positive_int("base_width", base_width)
+    check.one_of("activation", activation, ACTIVATIONS)
+    check.one_of("init", init, INITS)
+    init_scale = check.positive_float("init_scale", init_scale)
+    param = get_parameterization(parameterization)
+    dtype = check.floating_dtype(dtype)
+    generator = check.generator(seed)
+    blocks = max(depth - 2, 1)
+    beta = 1.0 / math.sqrt(blocks) if branch_scale is None else float(branch_scale)
+    if residual and not math.isfinite(beta):
+        raise ValueError(f"branch_scale must be a finite number, got {branch_scale!r}")
+
+    ratio = width / base_width if depth > 1 else 1.0
+    sizes = [d_in] + [width] * (depth - 1) + [out_dim]
+    roles = ["input"] + ["hidden"] * (depth - 2) + ["output"] if depth > 1 else ["output"]
+    gain = activation_gain(activation)
+    identical = init == "identical" and depth > 1
+    layers = []
+    for fan_in, fan_out, role in zip(sizes[:-1], sizes[1:], roles, strict=True):
+        spec = param.layer(
+            role, fan_in, ratio, activation_gain=gain, init_scale=init_scale, base_width=base_width
+        )
+        tie = _IDENTICAL_TIES[role] if identical else "none"
+        layers.append(
+            ScaledLinear(
+                fan_in,
+                fan_out,
+                spec,
+                bias=bias,
+                tie=tie,
+                generator=generator,
+                dtype=dtype,
+                device=device,
+            )
+        )
+    return MLP(layers, get_activation(activation), bool(residual), beta if residual else 1.0)

@@ -1,0 +1,203 @@
+r"""A small convolutional ResNet whose identity paths can be switched off.
+
+Pre-activation blocks (He et al. 2016, "Identity mappings in deep residual networks"):
+
+.. math::
+
+    h_0 = C_0 x, \qquad
+    h_{l} = s\, h_{l-1} + β\, C_{l,2}\, σ\big(N_{l,2}\, C_{l,1}\, σ(N_{l,1} h_{l-1})\big), \qquad
+    f(x) = L\Big(\operatorname{mean}_{i,j} σ(h_D)[:, i, j]\Big),
+
+with ``s = 1`` (``skip=True``) or ``s = 0`` (``skip=False``: the same network, same parameters,
+without the identity path), ``N`` BatchNorm or the identity (default: no BatchNorm), stride-1
+same-padded :class:`~gdscope.models.layers.ScaledConv2d` convolutions and a linear readout ``L``.
+With skips the branch scale defaults to ``β = 1/√D`` (Hayou et al. 2021, "Stable ResNet"), so
+the residual stream's variance stays bounded in depth.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from . import _validation as check
+from .activations import ACTIVATIONS, activation_gain, get_activation
+from .cnn import image_shape
+from .layers import ScaledConv2d, ScaledLinear
+from .parameterization import LayerSpec, Parameterization, get_parameterization
+
+
+class ResidualBlock(nn.Module):
+    """``h ↦ s·h + β·conv2(σ(N2(conv1(σ(N1(h))))))`` with ``s ∈ {0, 1}``."""
+
+    def __init__(
+        self,
+        conv1: ScaledConv2d,
+        conv2: ScaledConv2d,
+        norm1: nn.Module,
+        norm2: nn.Module,
+        activation: nn.Module,
+        skip: bool,
+        branch_scale: float,
+    ) -> None:
+        super().__init__()
+        self.conv1, self.conv2 = conv1, conv2
+        self.norm1, self.norm2 = norm1, norm2
+        self.activation = activation
+        self.skip = skip
+        self.branch_scale = branch_scale
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        """Map ``(n, c, H, W)`` to ``(n, c, H, W)``."""
+        branch = self.conv1(self.activation(self.norm1(h)))
+        branch = self.branch_scale * self.conv2(self.activation(self.norm2(branch)))
+        return h + branch if self.skip else branch
+
+
+class ResNet(nn.Module):
+    """Stem conv, residual blocks, global average pool, readout; build it with :func:`resnet`."""
+
+    def __init__(
+        self,
+        stem: ScaledConv2d,
+        blocks: list[ResidualBlock],
+        readout: ScaledLinear,
+        activation: nn.Module,
+        image_size: tuple[int, int],
+    ) -> None:
+        super().__init__()
+        self.stem = stem
+        self.blocks = nn.ModuleList(blocks)
+        self.readout = readout
+        self.activation = activation
+        self.in_channels = stem.in_channels
+        self.image_size = image_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map images ``(n, C, H, W)`` to logits ``(n, num_classes)``."""
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"input must have shape (n, {self.in_channels}, H, W), got {tuple(x.shape)}"
+            )
+        h = self.stem(x)
+        for block in self.blocks:
+            h = block(h)
+        return self.readout(self.activation(h).mean(dim=(-2, -1)))  # (n, c) -> (n, classes)
+
+
+def resnet(
+    in_channels: int,
+    image_size: int | tuple[int, int],
+    channels: int,
+    num_classes: int,
+    depth: int = 2,
+    skip: bool = True,
+    batchnorm: bool = False,
+    branch_scale: float | None = None,
+    activation: str = "relu",
+    parameterization: str | Parameterization = "standard",
+    kernel_size: int = 3,
+    init_scale: float = 1.0,
+    base_width: int = 64,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str = "cpu",
+) -> ResNet:
+    """Build a ResNet with ``depth`` two-conv residual blocks of ``channels`` channels.
+
+    Args:
+        in_channels: channels of the input images.
+        image_size: ``H`` (square images) or ``(H, W)``; inputs are ``(n, C, H, W)``.
+        channels: channels of the stem and of every block (the "width").
+        num_classes: outputs of the readout.
+        depth: number of residual blocks ``D``.
+        skip: keep the identity paths (``False``: the same net without them).
+        batchnorm: put BatchNorm before each activation inside the blocks.
+        branch_scale: ``β``; default ``1/√depth`` with skips and ``1`` without.
+        activation: one of ``relu``, ``tanh``, ``gelu``, ``softplus``, ``identity``.
+        parameterization: ``standard``, ``ntk``, ``mup``, ``meanfield`` or a ``Parameterization``
+            (stem: input rule, block convs: hidden rule, readout: output rule).
+        kernel_size: side of the square kernels.
+        init_scale: factor on every weight's init std.
+        base_width: channel count at which μP equals standard.
+        seed: seed of the generator drawing all parameters.
+        dtype: floating dtype.
+        device: device.
+
+    Returns:
+        A :class:`ResNet` mapping ``(n, in_channels, H, W)`` to ``(n, num_classes)``.
+
+    Raises:
+        ValueError: on a non-positive size, an unknown activation or parameterization.
+
+    """
+    in_channels = check.positive_int("in_channels", in_channels)
+    size = image_shape(image_size)
+    channels = check.positive_int("channels", channels)
+    num_classes = check.positive_int("num_classes", num_classes)
+    depth = check.positive_int("depth", depth)
+    kernel_size = check.positive_int("kernel_size", kernel_size)
+    base_width = check.positive_int("base_width", base_width)
+    check.one_of("activation", activation, ACTIVATIONS)
+    init_scale = check.positive_float("init_scale", init_scale)
+    param = get_parameterization(parameterization)
+    dtype = check.floating_dtype(dtype)
+    generator = check.generator(seed)
+    default_beta = 1.0 / math.sqrt(depth) if skip else 1.0
+    beta = default_beta if branch_scale is None else float(branch_scale)
+    if not math.isfinite(beta):
+        raise ValueError(f"branch_scale must be a finite number, got {branch_scale!r}")
+    ratio = channels / base_width
+    gain = activation_gain(activation)
+
+    def spec(role: str, fan_in: int) -> LayerSpec:
+        return param.layer(
+            role,
+            fan_in,
+            ratio,
+            activation_gain=gain,
+            init_scale=init_scale,
+            base_width=base_width,
+        )
+
+    def conv(c_in: int, role: str) -> ScaledConv2d:
+        return ScaledConv2d(
+            c_in,
+            channels,
+            kernel_size,
+            spec(role, c_in * kernel_size**2),
+            generator=generator,
+            dtype=dtype,
+            device=device,
+        )
+
+    def norm() -> nn.Module:
+        if not batchnorm:
+            return nn.Identity()
+        return nn.BatchNorm2d(channels, dtype=dtype, device=device)
+
+    stem = conv(in_channels, "input")
+    act = get_activation(activation)
+    blocks = [
+        ResidualBlock(
+            conv(channels, "hidden"),
+            conv(channels, "hidden"),
+            norm(),
+            norm(),
+            act,
+            bool(skip),
+            beta,
+        )
+        for _ in range(depth)
+    ]
+    readout = ScaledLinear(
+        channels,
+        num_classes,
+        spec("output", channels),
+        generator=generator,
+        dtype=dtype,
+        device=device,
+    )
+    return ResNet(stem, blocks, readout, act, size)

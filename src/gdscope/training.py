@@ -1,0 +1,320 @@
+"""``train``: run a torch.optim optimizer on a model and record probes on a schedule.
+
+The loop measures the state θ_t *before* the t-th update, for t = 0, 1, …, steps, so a run of
+``steps`` updates yields ``steps + 1`` checkpoints. Full-batch training (``batch_size=None``) takes one
+gradient of the whole-data loss per step and the recorded ``loss`` at t is exactly the loss of that
+step; mini-batch training draws batches from a seeded permutation per epoch and evaluates scheduled
+probes on the full training set.
+
+A run ends with status ``"completed"`` (all steps done), ``"stopped"`` (a stop criterion was met) or
+``"diverged"`` (the loss became non-finite or exceeded ``DIVERGENCE_FACTOR`` times the initial loss);
+divergence is a result, not an exception.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from gdscope import losses
+from gdscope.functional import Params, clone_params, params_of
+from gdscope.probes.geometry import distance_from_init
+
+Status = Literal["completed", "diverged", "stopped"]
+DIVERGENCE_FACTOR = 1e6
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Stop criteria checked whenever the metric is measured (every step in full-batch mode).
+
+    Args:
+        loss_below: stop once the training loss is ≤ this value.
+        accuracy_at_least: stop once the training accuracy is ≥ this value (e.g. 1.0).
+
+    """
+
+    loss_below: float | None = None
+    accuracy_at_least: float | None = None
+
+    def met_by(self, metrics: Mapping[str, float]) -> str | None:
+        """Return the reason the criteria are met by ``metrics``, or ``None``."""
+        loss = metrics.get("loss")
+        if self.loss_below is not None and loss is not None and loss <= self.loss_below:
+            return f"loss {loss:.3e} <= {self.loss_below:.3e}"
+        acc = metrics.get("accuracy")
+        if self.accuracy_at_least is not None and acc is not None and acc >= self.accuracy_at_least:
+            return f"accuracy {acc:.4f} >= {self.accuracy_at_least:.4f}"
+        return None
+
+
+@dataclass
+class Trace:
+    """What one training run measured: ``records[metric] = (steps, values)``, and how it ended."""
+
+    status: Status
+    steps: int
+    reason: str
+    records: dict[str, tuple[list[int], list[float]]] = field(default_factory=dict)
+    wall_time_s: float = field(default=0.0, compare=False)
+
+    @property
+    def metrics(self) -> list[str]:
+        """Names of the recorded metrics."""
+        return list(self.records)
+
+    def series(self, metric: str) -> tuple[np.ndarray, np.ndarray]:
+        """Return ``(steps, values)`` arrays of one metric."""
+        if metric not in self.records:
+            raise KeyError(
+                f"metric {metric!r} was not recorded; recorded: {', '.join(self.records)}"
+            )
+        steps, values = self.records[metric]
+        return np.asarray(steps, dtype=np.int64), np.asarray(values, dtype=np.float64)
+
+    def final(self, metric: str) -> float:
+        """Return the last recorded value of ``metric``."""
+        return float(self.series(metric)[1][-1])
+
+    def rows(self) -> list[tuple[int, str, float]]:
+        """Return the records in long form ``(step, metric, value)``, the store's layout."""
+        return [
+            (step, metric, value)
+            for metric, (steps, values) in self.records.items()
+            for step, value in zip(steps, values, strict=True)
+        ]
+
+    def record(self, step: int, metrics: Mapping[str, float]) -> None:
+        """Append ``metrics`` measured at ``step``."""
+        for name, value in metrics.items():
+            steps, values = self.records.setdefault(name, ([], []))
+            steps.append(step)
+            values.append(float(value))
+
+
+@dataclass
+class ProbeContext:
+    """Everything a scheduled probe may read at one checkpoint; ``cache`` shares work between probes."""
+
+    model: nn.Module
+    params: Params
+    init_params: Params
+    loss_fn: Callable[[Tensor, Tensor], Tensor]
+    data: tuple[Tensor, Tensor]
+    eval_data: tuple[Tensor, Tensor] | None
+    step: int
+    cache: dict[str, object] = field(default_factory=dict)
+
+    def train_output(self) -> Tensor:
+        """Return the model output on the whole training set at this checkpoint (computed once)."""
+        if "train_output" not in self.cache:
+            with torch.no_grad():
+                self.cache["train_output"] = self.model(self.data[0])
+        return self.cache["train_output"]  # type: ignore[return-value]
+
+    def train_grads(self) -> list[Tensor]:
+        """Return full-batch gradients at this checkpoint, one per trainable parameter (cached)."""
+        if "train_grads" not in self.cache:
+            trainable = [p for p in self.model.parameters() if p.requires_grad]
+            with torch.enable_grad():
+                loss = self.loss_fn(self.model(self.data[0]), self.data[1])
+                self.cache["train_grads"] = list(torch.autograd.grad(loss, trainable))
+        return self.cache["train_grads"]  # type: ignore[return-value]
+
+
+def _loss(ctx: ProbeContext) -> dict[str, float]:
+    return {"loss": float(ctx.loss_fn(ctx.train_output(), ctx.data[1]))}
+
+
+def _accuracy(ctx: ProbeContext) -> dict[str, float]:
+    return {"accuracy": float(losses.accuracy(ctx.train_output(), ctx.data[1]))}
+
+
+def _grad_norm(ctx: ProbeContext) -> dict[str, float]:
+    sq = sum(float(torch.sum(g.double() ** 2)) for g in ctx.train_grads())
+    return {"grad_norm": math.sqrt(sq)}
+
+
+def _dist_from_init(ctx: ProbeContext) -> dict[str, float]:
+    return distance_from_init(ctx.params, ctx.init_params)
+
+
+def _test_metrics(ctx: ProbeContext) -> dict[str, float]:
+    if ctx.eval_data is None:
+        raise ValueError("probe 'test' needs eval_data=(x_test, y_test) in train()")
+    with torch.no_grad():
+        out = ctx.model(ctx.eval_data[0])
+    return {
+        "test_loss": float(ctx.loss_fn(out, ctx.eval_data[1])),
+        "test_accuracy": float(losses.accuracy(out, ctx.eval_data[1])),
+    }
+
+
+PROBES: dict[str, Callable[[ProbeContext], dict[str, float]]] = {
+    "loss": _loss,
+    "accuracy": _accuracy,
+    "grad_norm": _grad_norm,
+    "dist_from_init": _dist_from_init,
+    "test": _test_metrics,
+}
+"""Probes ``train`` can schedule by name: ``{name: fn(ProbeContext) -> {metric: value}}``."""
+
+
+def _validate_schedule(probes: Mapping[str, int] | None) -> dict[str, int]:
+    schedule = {"loss": 1} if probes is None else dict(probes)
+    for name, every in schedule.items():
+        if name not in PROBES:
+            raise ValueError(f"unknown probe {name!r}; accepted: {', '.join(PROBES)}")
+        if not isinstance(every, int) or isinstance(every, bool) or every < 1:
+            raise ValueError(f"probe {name!r} schedule must be a positive integer, got {every!r}")
+    return schedule
+
+
+def _needs_closure(optimizer: torch.optim.Optimizer) -> bool:
+    return isinstance(optimizer, torch.optim.LBFGS) or bool(
+        getattr(optimizer, "requires_closure", False)
+    )
+
+
+def train(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    data: tuple[Tensor, Tensor],
+    steps: int,
+    *,
+    loss_fn: Callable[[Tensor, Tensor], Tensor] = losses.mse,
+    probes: Mapping[str, int] | None = None,
+    batch_size: int | None = None,
+    stop: Stop | None = None,
+    eval_data: tuple[Tensor, Tensor] | None = None,
+    seed: int = 0,
+) -> Trace:
+    """Train ``model`` with ``optimizer`` on ``data`` for up to ``steps`` updates; return a ``Trace``.
+
+    Args:
+        model: the network; its parameters must be the ones ``optimizer`` updates.
+        optimizer: any ``torch.optim.Optimizer``.
+        data: ``(x, y)`` training set, on the model's device and dtype.
+        steps: number of optimizer updates (≥ 0).
+        loss_fn: ``loss_fn(output, target) -> scalar``; default ``gdscope.losses.mse``.
+        probes: ``{probe name: every k steps}`` from ``PROBES``; default ``{"loss": 1}``.
+            Probes are also measured at the last checkpoint.
+        batch_size: ``None`` for full-batch gradient descent, else mini-batch size.
+        stop: criteria that end the run early with status ``"stopped"``.
+        eval_data: held-out ``(x, y)`` for the ``"test"`` probe.
+        seed: seeds the mini-batch order (unused in full-batch mode).
+
+    Returns:
+        A ``Trace`` whose ``status`` is ``"completed"``, ``"stopped"`` or ``"diverged"``.
+
+    Raises:
+        ValueError: bad ``steps``, ``batch_size`` or probe schedule (nothing is run).
+
+    """
+    if not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
+    n = data[0].shape[0]
+    if batch_size is not None and not 1 <= batch_size <= n:
+        raise ValueError(
+            f"batch_size must be in [1, {n}] (the training set size), got {batch_size}"
+        )
+    schedule = _validate_schedule(probes)
+    stop = stop or Stop()
+    full_batch = batch_size is None or batch_size == n
+    order = _BatchOrder(n, batch_size or n, seed, data[0].device)
+    init_params = clone_params(params_of(model))
+    trace = Trace(status="completed", steps=steps, reason=f"ran {steps} steps")
+    limit: float | None = None
+    start = time.perf_counter()
+
+    def closure() -> Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(model(xb), yb)
+        loss.backward()
+        return loss
+
+    for t in range(steps + 1):
+        ctx = ProbeContext(model, params_of(model), init_params, loss_fn, data, eval_data, t)
+        due = [name for name, every in schedule.items() if t % every == 0 or t == steps]
+        if full_batch:
+            xb, yb = data
+            with torch.enable_grad():
+                optimizer.zero_grad(set_to_none=True)
+                output = model(xb)
+                step_loss = loss_fn(output, yb)
+                step_loss.backward()
+            ctx.cache["train_output"] = output.detach()
+            ctx.cache["train_grads"] = [
+                p.grad.detach() if p.grad is not None else torch.zeros_like(p)
+                for p in model.parameters()
+                if p.requires_grad
+            ]
+            watched = float(step_loss.detach())
+        else:
+            xb, yb = order.next_batch(data)
+            watched = None
+            if t < steps:
+                step_loss = closure()
+                watched = float(step_loss.detach())
+        metrics: dict[str, float] = {}
+        for name in due:
+            metrics.update(PROBES[name](ctx))
+        if limit is None:
+            initial = metrics.get("loss", watched)
+            if initial is None:
+                initial = float(_loss(ctx)["loss"])
+            limit = DIVERGENCE_FACTOR * max(abs(initial), 1e-30)
+        watch = [v for v in (watched, metrics.get("loss")) if v is not None]
+        bad = next((v for v in watch if not math.isfinite(v) or v > limit), None)
+        if bad is not None:
+            metrics.setdefault("loss", bad)
+            trace.record(t, metrics)
+            trace.status, trace.steps = "diverged", t
+            trace.reason = (
+                f"loss {bad:.3e} at step {t} (non-finite or > {DIVERGENCE_FACTOR:.0e}× initial)"
+            )
+            break
+        if full_batch and stop != Stop():
+            checks = {"loss": watched, "accuracy": float(losses.accuracy(ctx.train_output(), yb))}
+        else:
+            checks = metrics
+        reason = stop.met_by(checks)
+        if reason is not None:
+            metrics.update(checks)
+            trace.record(t, metrics)
+            trace.status, trace.steps, trace.reason = "stopped", t, reason
+            break
+        trace.record(t, metrics)
+        if t == steps:
+            break
+        if _needs_closure(optimizer):
+            optimizer.step(closure)  # type: ignore[arg-type]
+        else:
+            optimizer.step()
+    trace.wall_time_s = time.perf_counter() - start
+    return trace
+
+
+class _BatchOrder:
+    """Mini-batches from a fresh seeded permutation each epoch (last partial batch kept)."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, device: torch.device) -> None:
+        self.n, self.batch_size = n, batch_size
+        self.generator = torch.Generator().manual_seed(seed)
+        self.device = device
+        self.perm = torch.empty(0, dtype=torch.long)
+        self.pos = n
+
+    def next_batch(self, data: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+        if self.pos >= self.n:
+            self.perm, self.pos = torch.randperm(self.n, generator=self.generator), 0
+        idx = self.perm[self.pos : self.pos + self.batch_size].to(self.device)
+        self.pos += self.batch_size
+        return data[0][idx], data[1][idx]

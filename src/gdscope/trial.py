@@ -1,0 +1,178 @@
+"""From a ``TrialConfig`` to live objects (model, data, optimizer, loss) and a ``Trace``.
+
+Input and output sizes come from the data: ``d_in`` from ``x``, the number of outputs from the
+targets (class count for integer labels, columns for float targets). With ``loss="auto"``, integer
+labels get cross-entropy and float targets get ``mse``; ``mse`` on integer labels trains on one-hot
+targets. The trial ``seed`` seeds the model, the batch order and (unless ``data.seed`` is set) the data.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from gdscope import data as gsdata
+from gdscope import losses, models
+from gdscope.config import TrialConfig
+from gdscope.optim import make_optimizer
+from gdscope.training import Stop, Trace, train
+
+
+@dataclass
+class Trial:
+    """The live objects of one configured trial."""
+
+    config: TrialConfig
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    data: tuple[Tensor, Tensor]
+    eval_data: tuple[Tensor, Tensor] | None
+    loss_fn: Callable[[Tensor, Tensor], Tensor]
+
+    def run(self) -> Trace:
+        """Train as configured and return the ``Trace``."""
+        cfg = self.config
+        return train(
+            self.model,
+            self.optimizer,
+            self.data,
+            cfg.steps,
+            loss_fn=self.loss_fn,
+            probes=cfg.probes,
+            batch_size=cfg.batch_size,
+            stop=Stop(cfg.stop.loss_below, cfg.stop.accuracy_at_least),
+            eval_data=self.eval_data,
+            seed=cfg.seed,
+        )
+
+
+def build_trial(config: TrialConfig) -> Trial:
+    """Build model, data, optimizer and loss for ``config`` (deterministic in ``config``)."""
+    dtype = getattr(torch, config.dtype)
+    device = torch.device(config.device)
+    train_set, eval_set = _load_data(config, dtype, device)
+    x, y = train_set
+    loss_name = config.loss
+    if loss_name == "auto":
+        loss_name = "cross_entropy" if y.dtype == torch.long else "mse"
+    out_dim = _out_dim(y, eval_set)
+    if loss_name == "mse" and y.dtype == torch.long:
+        train_set = (x, F.one_hot(y, out_dim).to(dtype))
+        if eval_set is not None:
+            eval_set = (eval_set[0], F.one_hot(eval_set[1], out_dim).to(dtype))
+    model = _build_model(config, x, out_dim, dtype, device)
+    opt_cfg = config.optimizer
+    optimizer = make_optimizer(
+        opt_cfg.name,
+        model,
+        opt_cfg.lr,
+        momentum=opt_cfg.momentum,
+        weight_decay=opt_cfg.weight_decay,
+        l1=opt_cfg.l1,
+        schedule=opt_cfg.schedule,
+    )
+    return Trial(config, model, optimizer, train_set, eval_set, losses.get_loss(loss_name))
+
+
+def run_trial(config: TrialConfig) -> Trace:
+    """Build and run one trial."""
+    return build_trial(config).run()
+
+
+def _load_data(
+    config: TrialConfig, dtype: torch.dtype, device: torch.device
+) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor] | None]:
+    cfg = config.data
+    loader = gsdata.DATASETS[cfg.name]
+    accepted = inspect.signature(loader).parameters
+    kwargs: dict[str, object] = {"seed": config.seed if cfg.seed is None else cfg.seed}
+    kwargs.update(
+        {k: v for k, v in (("n", cfg.n), ("d", cfg.d)) if k in accepted and v is not None}
+    )
+    for key, value in cfg.options.items():
+        if key not in accepted or key in {"dtype", "device", "seed", "split"}:
+            options = sorted(set(accepted) - {"dtype", "device", "seed", "split", "n", "d"})
+            raise ValueError(
+                f"data.options.{key}: dataset {cfg.name!r} takes no option {key!r}; "
+                f"accepted: {', '.join(options) or 'none'}"
+            )
+        kwargs[key] = value
+    kwargs.update(dtype=dtype, device=device)
+    train_set = _as_pair(loader(**kwargs, **({"split": "train"} if "split" in accepted else {})))
+    eval_set = _as_pair(loader(**kwargs, split="test")) if "split" in accepted else None
+    if config.model.kind in ("mlp", "two_layer"):
+        train_set = (train_set[0].flatten(1), train_set[1])
+        if eval_set is not None:
+            eval_set = (eval_set[0].flatten(1), eval_set[1])
+    return train_set, eval_set
+
+
+def _as_pair(result: object) -> tuple[Tensor, Tensor]:
+    x, y = result[0], result[1]  # type: ignore[index]
+    return x, y
+
+
+def _out_dim(y: Tensor, eval_set: tuple[Tensor, Tensor] | None) -> int:
+    if y.dtype == torch.long:
+        top = int(y.max())
+        if eval_set is not None:
+            top = max(top, int(eval_set[1].max()))
+        return top + 1
+    return 1 if y.ndim == 1 else int(y.shape[1])
+
+
+def _build_model(
+    config: TrialConfig, x: Tensor, out_dim: int, dtype: torch.dtype, device: torch.device
+) -> nn.Module:
+    m = config.model
+    common = {"seed": config.seed, "dtype": dtype, "device": device}
+    if m.kind == "two_layer":
+        if out_dim != 1:
+            raise ValueError(
+                f"model.kind: 'two_layer' has one output but the data has {out_dim}; "
+                "use kind 'mlp' or scalar targets"
+            )
+        return models.two_layer(
+            x.shape[1], m.width, train_outer=m.train_outer, init_scale=m.init_scale, **common
+        )
+    if m.kind == "mlp":
+        return models.mlp(
+            x.shape[1],
+            m.width,
+            m.depth,
+            out_dim=out_dim,
+            activation=m.activation,
+            bias=m.bias,
+            parameterization=m.parameterization,
+            residual=bool(m.residual),
+            init_scale=m.init_scale,
+            init=m.init,
+            **common,
+        )
+    if x.ndim != 4:
+        raise ValueError(
+            f"model.kind: {m.kind!r} needs image inputs (n, C, H, W), got shape {tuple(x.shape)}"
+        )
+    image = {"in_channels": x.shape[1], "image_size": x.shape[2], "num_classes": out_dim}
+    if m.kind == "cnn":
+        return models.cnn(
+            **image,
+            channels=m.width,
+            depth=m.depth,
+            activation=m.activation,
+            parameterization=m.parameterization,
+            **common,
+        )
+    return models.resnet(
+        **image,
+        channels=m.width,
+        depth=m.depth,
+        skip=m.residual is not False,
+        activation=m.activation,
+        **common,
+    )

@@ -1,0 +1,72 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def _gdscope(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gdscope", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_help_lists_commands():
+    out = _gdscope("--help")
+    assert out.returncode == 0
+    assert "train" in out.stdout
+
+
+def test_train_runs_and_reports_status():
+    out = _gdscope(
+        "train",
+        "--model",
+        "two_layer",
+        "--width",
+        "256",
+        "--n",
+        "8",
+        "--d",
+        "4",
+        "--lr",
+        "1.0",
+        "--steps",
+        "20",
+        "--probe",
+        "grad_norm=5",
+    )
+    assert out.returncode == 0, out.stderr
+    assert "status: completed after 20 steps" in out.stdout
+    assert "grad_norm" in out.stdout
+
+
+def test_train_json_output():
+    out = _gdscope("train", "--width", "8", "--steps", "3", "--json", "--dtype", "float64")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["status"] == "completed"
+    assert doc["config"]["dtype"] == "float64"
+    assert len(doc["records"]["loss"][0]) == 4
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--width", "0"], ["model.width", "greater than 0", "got 0"]),
+        (["--optimizer", "nesterow"], ["optimizer.name", "nesterov", "accepted"]),
+        (["--lr", "0"], ["optimizer.lr", "greater than 0", "got 0"]),
+        (["--lr", "-1"], ["optimizer.lr", "got -1"]),
+        (["--data", "spere"], ["data.name", "did you mean 'sphere'", "accepted"]),
+        (["--parameterization", "mu"], ["model.parameterization", "'mup'"]),
+        (["--probe", "sharpnes=3"], ["probes", "unknown probe"]),
+        (["--data-option", "k=5"], ["data.options.k", "accepted"]),
+    ],
+)
+def test_bad_arguments_give_one_line_error(args, expected):
+    out = _gdscope("train", "--steps", "1", *args)
+    assert out.returncode != 0
+    assert "Traceback" not in out.stderr + out.stdout
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    for fragment in expected:
+        assert fragment in lines[0], (fragment, lines[0])

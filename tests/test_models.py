@@ -1,0 +1,490 @@
+"""Tests of gdscope.models: shapes, seeding, parameterization scales, lr multipliers, structure."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from _helpers import assert_close
+from gdscope.models import (
+    PARAMETERIZATIONS,
+    ScaledConv2d,
+    ScaledLinear,
+    cnn,
+    get_parameterization,
+    lr_multipliers,
+    mlp,
+    resnet,
+    two_layer,
+)
+
+PARAMS = sorted(PARAMETERIZATIONS)
+BETA = get_parameterization("ntk").bias_scale
+
+# ---------------------------------------------------------------- model cases as data
+# name -> (factory(parameterization, seed, dtype), input shape, output shape)
+MODELS = {
+    "mlp": (
+        lambda p, seed, dtype: mlp(5, 8, 3, out_dim=2, parameterization=p, seed=seed, dtype=dtype),
+        (4, 5),
+        (4, 2),
+    ),
+    "mlp_depth1": (
+        lambda p, seed, dtype: mlp(5, 8, 1, parameterization=p, seed=seed, dtype=dtype),
+        (4, 5),
+        (4, 1),
+    ),
+    "mlp_residual_tanh": (
+        lambda p, seed, dtype: mlp(
+            5, 8, 4, activation="tanh", residual=True, parameterization=p, seed=seed, dtype=dtype
+        ),
+        (4, 5),
+        (4, 1),
+    ),
+    "cnn": (
+        lambda p, seed, dtype: cnn(3, 6, 4, 10, parameterization=p, seed=seed, dtype=dtype),
+        (2, 3, 6, 6),
+        (2, 10),
+    ),
+    "resnet": (
+        lambda p, seed, dtype: resnet(
+            3, 6, 4, 10, depth=2, parameterization=p, seed=seed, dtype=dtype
+        ),
+        (2, 3, 6, 6),
+        (2, 10),
+    ),
+    "resnet_bn_noskip": (
+        lambda p, seed, dtype: resnet(
+            3,
+            6,
+            4,
+            10,
+            depth=2,
+            skip=False,
+            batchnorm=True,
+            parameterization=p,
+            seed=seed,
+            dtype=dtype,
+        ),
+        (2, 3, 6, 6),
+        (2, 10),
+    ),
+    "two_layer": (
+        lambda p, seed, dtype: two_layer(5, 8, seed=seed, dtype=dtype),
+        (4, 5),
+        (4, 1),
+    ),
+}
+CASES = [
+    pytest.param(name, p, id=f"{name}-{p}")
+    for name in MODELS
+    for p in (["-"] if name == "two_layer" else PARAMS)
+]
+
+
+def _build(name: str, p: str, seed: int = 0, dtype: torch.dtype = torch.float32):
+    factory, x_shape, out_shape = MODELS[name]
+    return factory(p, seed, dtype), x_shape, out_shape
+
+
+def _tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in model.state_dict().items() if v.is_floating_point()}
+
+
+@pytest.mark.parametrize(("name", "p"), CASES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_output_shape_and_dtype(name, p, dtype):
+    model, x_shape, out_shape = _build(name, p, dtype=dtype)
+    x = torch.randn(x_shape, generator=torch.Generator().manual_seed(1), dtype=dtype)
+    y = model(x)
+    assert y.shape == out_shape
+    assert y.dtype == dtype
+    assert all(t.dtype == dtype for t in _tensors(model).values())
+    assert torch.isfinite(y).all()
+
+
+@pytest.mark.parametrize(("name", "p"), CASES)
+def test_same_seed_bitwise_identical_different_seed_differs(name, p):
+    a, b, c = (_build(name, p, seed=s)[0] for s in (3, 3, 4))
+    ta, tb, tc = _tensors(a), _tensors(b), _tensors(c)
+    assert ta.keys() == tb.keys() == tc.keys()
+    assert all(torch.equal(ta[k], tb[k]) for k in ta)
+    assert any(not torch.equal(ta[k], tc[k]) for k in ta)
+
+
+@pytest.mark.parametrize(("name", "p"), CASES)
+def test_float32_parameters_are_rounded_float64_ones(name, p):
+    t32 = _tensors(_build(name, p, dtype=torch.float32)[0])
+    t64 = _tensors(_build(name, p, dtype=torch.float64)[0])
+    assert all(torch.equal(t32[k], t64[k].to(torch.float32)) for k in t32)
+
+
+def test_global_rng_is_untouched():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    mlp(4, 16, 3, parameterization="ntk")
+    two_layer(4, 16)
+    resnet(1, 4, 2, 2)
+    assert torch.equal(torch.rand(3), expected)
+
+
+# ---------------------------------------------------------------- parameterization tables
+SQ2 = math.sqrt(2.0)
+# p -> role -> (init_std, multiplier, lr_weight, lr_bias, bias_std, bias_multiplier)
+# for fan_in n = 100, r = 4, base_width 64, ReLU gain √2, init_scale 1.
+LAYER_TABLE = {
+    "standard": {
+        "input": (SQ2 / 10, 1, 1, 1, 0, 1),
+        "hidden": (SQ2 / 10, 1, 1, 1, 0, 1),
+        "output": (1 / 10, 1, 1, 1, 0, 1),
+    },
+    "ntk": {
+        "input": (SQ2, 1 / 10, 1, 1, 1, BETA),
+        "hidden": (SQ2, 1 / 10, 1, 1, 1, BETA),
+        "output": (1, 1 / 10, 1, 1, 1, BETA),
+    },
+    "mup": {
+        "input": (SQ2 / 10, 1, 4, 4, 0, 1),
+        "hidden": (SQ2 / 10, 1, 1, 4, 0, 1),
+        "output": (1 / 10, 1 / 4, 4, 1, 0, 1),
+    },
+    "meanfield": {
+        "input": (SQ2, 1 / 10, 256, 256, 0, 1),
+        "hidden": (SQ2, 1 / 10, 256, 256, 0, 1),
+        "output": (1, 1 / 100, 256, 256, 0, 1),
+    },
+}
+
+
+@pytest.mark.parametrize("p", PARAMS)
+@pytest.mark.parametrize("role", ["input", "hidden", "output"])
+def test_layer_spec_matches_table(p, role):
+    spec = get_parameterization(p).layer(role, 100, 4.0, activation_gain=SQ2, base_width=64)
+    got = (
+        spec.init_std,
+        spec.multiplier,
+        spec.lr_weight,
+        spec.lr_bias,
+        spec.bias_std,
+        spec.bias_multiplier,
+    )
+    assert_close(
+        torch.tensor(got, dtype=torch.float64),
+        torch.tensor(LAYER_TABLE[p][role], dtype=torch.float64),
+        rtol=1e-12,
+        what=f"{p}/{role}",
+    )
+
+
+def _lr_table(p: str, width: int) -> list[float]:
+    """Hand-written lr multipliers of mlp(depth=3): [W0, b0, W1, b1, W2, b2]."""
+    r = width / 64
+    return {
+        "standard": [1, 1, 1, 1, 1, 1],
+        "ntk": [1, 1, 1, 1, 1, 1],
+        "mup": [r, r, 1, r, r, 1],
+        "meanfield": [width] * 6,
+    }[p]
+
+
+@pytest.mark.parametrize("p", PARAMS)
+@pytest.mark.parametrize("width", [64, 256])
+def test_lr_multipliers_of_mlp(p, width):
+    got = lr_multipliers(mlp(7, width, 3, parameterization=p))
+    names = [f"layers.{i}.{k}" for i in range(3) for k in ("weight", "bias")]
+    assert got == dict(zip(names, map(float, _lr_table(p, width)), strict=True))
+
+
+def test_lr_multipliers_without_bias_and_of_two_layer():
+    got = lr_multipliers(mlp(7, 128, 2, bias=False, parameterization="mup"))
+    assert got == {"layers.0.weight": 2.0, "layers.1.weight": 2.0}
+    assert lr_multipliers(two_layer(3, 8)) == {"weight": 1.0}
+    assert lr_multipliers(two_layer(3, 8, train_outer=True)) == {"weight": 1.0, "outer": 1.0}
+
+
+def test_mup_equals_standard_at_base_width():
+    x = _sphere(6, 10, dtype=torch.float32)
+    sp, mu = mlp(10, 64, 3, parameterization="standard"), mlp(10, 64, 3, parameterization="mup")
+    assert all(torch.equal(a, b) for a, b in zip(sp.parameters(), mu.parameters(), strict=True))
+    assert torch.equal(sp(x), mu(x))
+
+
+@pytest.mark.parametrize("p", PARAMS)
+def test_stored_weights_have_the_declared_std(p):
+    model = mlp(32, 512, 3, parameterization=p, dtype=torch.float64)
+    for layer in model.layers:
+        w = layer.weight
+        # the sample std of n i.i.d. normals has relative s.e. 1/sqrt(2n): allow 5 s.e.
+        rtol = 5 / math.sqrt(2 * w.numel())
+        assert_close(w.std(), torch.tensor(layer.spec.init_std), rtol=rtol, what=f"{p} std")
+        assert layer.multiplier == layer.spec.multiplier
+
+
+# ---------------------------------------------------------------- output scales at init
+D = 16
+SEEDS = 400  # per-seed estimates are i.i.d.; 400 of them bring the s.e. to 3-5 percent
+
+
+def _sphere(n: int, d: int, seed: int = 0, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    x = torch.randn(n, d, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+    return x / x.norm(dim=1, keepdim=True)
+
+
+def _assert_mean_matches(per_seed: torch.Tensor, expected: float, what: str) -> None:
+    """Per-seed estimates are i.i.d.; require |mean - expected| <= 4 standard errors.
+
+    Four s.e. makes a false failure a < 1e-4 event under the CLT (the seeds are fixed, so the
+    test is deterministic; this is the justification of the tolerance). Requiring the s.e. to
+    be below 6% of the expected value keeps the check sharp: a wrong width scaling is off by
+    a factor r = 32 (or 4 at width 256), i.e. hundreds of s.e.
+    """
+    mean = per_seed.mean().item()
+    se = per_seed.std().item() / math.sqrt(per_seed.numel())
+    assert se < 0.06 * expected, f"{what}: s.e. {se:.3g} too large vs expected {expected:.3g}"
+    assert abs(mean - expected) <= 4 * se, (
+        f"{what}: mean {mean:.4g} vs closed form {expected:.4g} (s.e. {se:.2g})"
+    )
+
+
+def _output_variance_depth2(p: str, width: int) -> float:
+    """E[f(x)^2] at init of mlp(depth=2, relu) for |x| = 1, from the variance recursion.
+
+    The first-layer preactivation has variance q = 2/d (+ β² for ntk); E[relu(h)²] = q/2.
+    """
+    r = width / 64
+    return {
+        "standard": 1 / D,
+        "ntk": 1 / D + 1.5 * BETA**2,
+        "mup": 1 / (D * r**2),
+        "meanfield": 1 / (D * width),
+    }[p]
+
+
+@pytest.mark.parametrize("p", PARAMS)
+@pytest.mark.parametrize("width", [64, 2048])
+def test_output_variance_at_init_matches_closed_form(p, width):
+    x = _sphere(64, D)
+    per_seed = torch.stack(
+        [
+            mlp(D, width, 2, parameterization=p, seed=s, dtype=torch.float64)(x).pow(2).mean()
+            for s in range(SEEDS)
+        ]
+    )
+    _assert_mean_matches(per_seed, _output_variance_depth2(p, width), f"{p} width {width}")
+
+
+@pytest.mark.parametrize("p", ["standard", "ntk"])
+def test_output_variance_of_deeper_net_is_width_independent(p):
+    # depth 3 relu: standard keeps q = 2/d at every layer, ntk adds β² per layer.
+    expected = 1 / D if p == "standard" else (2 / D + 2 * BETA**2) / 2 + BETA**2
+    x = _sphere(64, D)
+    for width in (64, 256):
+        per_seed = torch.stack(
+            [
+                mlp(D, width, 3, parameterization=p, seed=s, dtype=torch.float64)(x).pow(2).mean()
+                for s in range(SEEDS)
+            ]
+        )
+        _assert_mean_matches(per_seed, expected, f"{p} depth 3 width {width}")
+
+
+def test_ntk_hidden_preactivation_variance_matches_closed_form():
+    # q1 = g² |x|²/d + β² = 2/d + β²;  q2 = g² E[relu(h1)²] + β² = q1 + β².
+    q1 = 2 / D + BETA**2
+    q2 = q1 + BETA**2
+    x = _sphere(8, D)
+    est1, est2 = [], []
+    for seed in range(16):
+        model = mlp(D, 1024, 3, parameterization="ntk", seed=seed, dtype=torch.float64)
+        h1 = model.layers[0](x)
+        h2 = model.layers[1](torch.relu(h1))
+        est1.append(h1.pow(2).mean())
+        est2.append(h2.pow(2).mean())
+    _assert_mean_matches(torch.stack(est1), q1, "ntk q1")
+    _assert_mean_matches(torch.stack(est2), q2, "ntk q2")
+
+
+# ---------------------------------------------------------------- two_layer (Du et al.)
+def test_two_layer_outer_frozen_by_default_and_trainable_on_request():
+    frozen = two_layer(4, 32)
+    assert [n for n, _ in frozen.named_parameters()] == ["weight"]
+    assert [n for n, _ in frozen.named_buffers()] == ["outer"]
+    assert frozen.weight.shape == (32, 4) and frozen.outer.shape == (32,)
+    assert set(frozen.outer.tolist()) == {-1.0, 1.0}
+    trained = two_layer(4, 32, train_outer=True)
+    assert [n for n, _ in trained.named_parameters()] == ["weight", "outer"]
+    assert list(trained.named_buffers()) == []
+    assert torch.equal(trained.outer, frozen.outer)
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_two_layer_equals_formula(activation):
+    net = two_layer(6, 50, seed=2, activation=activation, init_scale=0.7, dtype=torch.float64)
+    x = torch.randn(9, 6, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    W, a, X = net.weight.detach().numpy(), net.outer.numpy(), x.numpy()
+    sigma = (lambda z: np.maximum(z, 0.0)) if activation == "relu" else np.tanh
+    expected = sigma(X @ W.T) @ a / np.sqrt(50)
+    assert_close(net(x), torch.from_numpy(expected[:, None]), rtol=1e-12, what="two_layer")
+
+
+def test_two_layer_init_scale_scales_inner_weights():
+    a, b = two_layer(3, 64, init_scale=1.0), two_layer(3, 64, init_scale=0.25)
+    assert_close(b.weight, 0.25 * a.weight, rtol=1e-6, what="init_scale")
+
+
+# ---------------------------------------------------------------- identical-unit init
+def _hidden_states(model, x):
+    h, states = x, []
+    for layer in model.layers[:-1]:
+        h = model.activation(layer(h))
+        states.append(h)
+    return states
+
+
+@pytest.mark.parametrize("p", PARAMS)
+@pytest.mark.parametrize("depth", [2, 4])
+def test_identical_init_units_equal_and_stay_equal(p, depth):
+    model = mlp(5, 16, depth, parameterization=p, init="identical", seed=1, dtype=torch.float64)
+    *body, readout = model.layers
+    for layer in body:
+        assert torch.equal(layer.weight, layer.weight[:1].expand_as(layer.weight))
+        assert torch.equal(layer.bias, layer.bias[:1].expand_as(layer.bias))
+    assert torch.equal(readout.weight, readout.weight[:, :1].expand_as(readout.weight))
+    assert body[0].weight.unique().numel() > 1  # input rows are random vectors, not constants
+    x = torch.randn(12, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    y = torch.randn(12, 1, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for _ in range(3):
+        for h in _hidden_states(model, x):
+            assert_close(h, h[:, :1].expand_as(h), rtol=1e-12, atol=1e-14, what="units")
+        opt.zero_grad()
+        F.mse_loss(model(x), y).backward()
+        opt.step()
+
+
+# ---------------------------------------------------------------- residual structure
+def test_mlp_residual_changes_function_and_matches_hand_forward():
+    kwargs = {"d_in": 5, "width": 8, "depth": 4, "seed": 3, "dtype": torch.float64}
+    plain, res = mlp(**kwargs), mlp(**kwargs, residual=True)
+    assert all(torch.equal(a, b) for a, b in zip(plain.parameters(), res.parameters(), strict=True))
+    x = torch.randn(6, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert not torch.allclose(plain(x), res(x))
+    assert res.branch_scale == 1 / math.sqrt(2)  # 1/sqrt(number of residual blocks)
+    L0, L1, L2, L3 = res.layers
+    h = torch.relu(L0(x))
+    h = h + torch.relu(L1(h)) / math.sqrt(2)
+    h = h + torch.relu(L2(h)) / math.sqrt(2)
+    assert_close(res(x), L3(h), rtol=1e-12, what="residual mlp")
+
+
+def test_mlp_residual_is_plain_when_there_are_no_hidden_layers():
+    x = _sphere(4, 5)
+    kwargs = {"d_in": 5, "width": 8, "depth": 2, "dtype": torch.float64}
+    assert torch.equal(mlp(**kwargs)(x), mlp(**kwargs, residual=True)(x))
+
+
+def _tiny_resnet_by_hand(net, x):
+    stem, (block,), readout = net.stem, net.blocks, net.readout
+
+    def conv(c, h):
+        return c.multiplier * F.conv2d(h, c.weight, padding=1) + c.bias.view(-1, 1, 1)
+
+    h = conv(stem, x)
+    branch = net.blocks[0].branch_scale * conv(
+        block.conv2, torch.relu(conv(block.conv1, torch.relu(h)))
+    )
+    h = h + branch if block.skip else branch
+    pooled = torch.relu(h).mean(dim=(2, 3))
+    return pooled @ readout.weight.T + readout.bias
+
+
+@pytest.mark.parametrize("skip", [True, False])
+def test_resnet_matches_hand_forward(skip):
+    net = resnet(2, 5, 3, 4, depth=1, skip=skip, seed=7, dtype=torch.float64)
+    x = torch.randn(3, 2, 5, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert_close(net(x), _tiny_resnet_by_hand(net, x), rtol=1e-12, what=f"resnet skip={skip}")
+
+
+def test_resnet_without_skip_has_no_identity_path():
+    x = torch.randn(3, 2, 5, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    outs = {}
+    for skip in (True, False):
+        net = resnet(2, 5, 3, 4, depth=2, skip=skip, branch_scale=0.5, dtype=torch.float64)
+        with torch.no_grad():
+            for block in net.blocks:
+                block.conv2.weight.zero_()
+                block.conv2.bias.zero_()
+        outs[skip] = net(x)
+    # zero branches: with skips the stem signal reaches the readout, without it nothing does
+    assert outs[True].std(dim=0).min() > 0
+    assert_close(outs[False], outs[False][:1].expand_as(outs[False]), rtol=0, atol=0, what="const")
+
+
+# ---------------------------------------------------------------- layers
+def test_scaled_layers_compute_their_definition():
+    g = torch.Generator().manual_seed(0)
+    spec = get_parameterization("ntk").layer("hidden", 6, activation_gain=SQ2)
+    lin = ScaledLinear(6, 3, spec, generator=g, dtype=torch.float64)
+    x = torch.randn(4, 6, dtype=torch.float64, generator=g)
+    expected = spec.multiplier * x @ lin.weight.T + spec.bias_multiplier * lin.bias
+    assert_close(lin(x), expected, rtol=1e-12, what="ScaledLinear")
+    assert lin.lr_multipliers == {"weight": 1.0, "bias": 1.0}
+    cspec = get_parameterization("ntk").layer("hidden", 2 * 9)
+    conv = ScaledConv2d(2, 3, 3, cspec, generator=g, dtype=torch.float64)
+    z = torch.randn(1, 2, 4, 4, dtype=torch.float64, generator=g)
+    expected = cspec.multiplier * F.conv2d(z, conv.weight, padding=1) + BETA * conv.bias.view(
+        -1, 1, 1
+    )
+    assert_close(conv(z), expected, rtol=1e-12, what="ScaledConv2d")
+
+
+# ---------------------------------------------------------------- validation
+BAD = [
+    (lambda: mlp(4, 0, 2), "width", "0"),
+    (lambda: mlp(4, 8, 0), "depth", "0"),
+    (lambda: mlp(-3, 8, 2), "d_in", "-3"),
+    (lambda: mlp(4, 2.5, 2), "width", "2.5"),
+    (lambda: mlp(4, True, 2), "width", "True"),
+    (lambda: mlp(4, 8, 2, out_dim=0), "out_dim", "0"),
+    (lambda: mlp(4, 8, 2, activation="sigmoid"), "activation", "'sigmoid'"),
+    (lambda: mlp(4, 8, 2, parameterization="sp"), "parameterization", "'sp'"),
+    (lambda: mlp(4, 8, 2, init="zeros"), "init", "'zeros'"),
+    (lambda: mlp(4, 8, 2, init_scale=0.0), "init_scale", "0.0"),
+    (lambda: mlp(4, 8, 2, dtype=torch.int64), "dtype", "torch.int64"),
+    (lambda: mlp(4, 8, 2, seed=-1), "seed", "-1"),
+    (lambda: two_layer(4, 0), "width", "0"),
+    (lambda: two_layer(4, 8, activation="elu"), "activation", "'elu'"),
+    (lambda: cnn(3, 8, 0, 10), "channels", "0"),
+    (lambda: cnn(3, 0, 4, 10), "image_size", "0"),
+    (lambda: cnn(0, 8, 4, 10), "in_channels", "0"),
+    (lambda: cnn(3, 8, 4, 10, parameterization="NTK"), "parameterization", "'NTK'"),
+    (lambda: resnet(3, 8, 4, 10, depth=0), "depth", "0"),
+    (lambda: resnet(3, 8, 4, 0), "num_classes", "0"),
+    (lambda: get_parameterization("foo"), "parameterization", "'foo'"),
+]
+
+
+@pytest.mark.parametrize(("make", "argument", "value"), BAD)
+def test_bad_arguments_raise_value_error_naming_them(make, argument, value):
+    with pytest.raises(ValueError, match=re.escape(argument)) as info:
+        make()
+    message = str(info.value)
+    assert f"got {value}" in message
+    assert "\n" not in message
+
+
+def test_unknown_parameterization_lists_accepted_names():
+    with pytest.raises(ValueError) as info:
+        get_parameterization("foo")
+    assert all(name in str(info.value) for name in PARAMETERIZATIONS)
+
+
+def test_cnn_rejects_wrong_input_channels():
+    with pytest.raises(ValueError, match=re.escape("(n, 3, H, W)")):
+        cnn(3, 6, 4, 10)(torch.zeros(2, 1, 6, 6))

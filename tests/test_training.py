@@ -1,0 +1,187 @@
+import math
+import struct
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import gdscope as gs
+from _helpers import assert_close
+
+TRIAL_SCRIPT = """
+import struct, sys
+import gdscope as gs
+cfg = gs.TrialConfig.model_validate_json(sys.argv[1])
+trace = gs.run_trial(cfg)
+print(trace.status, trace.steps)
+for step, metric, value in trace.rows():
+    print(step, metric, struct.pack('<d', value).hex())
+"""
+
+
+def _fit_two_layer(lr: float, steps: int = 300, width: int = 2048):
+    x, y = gs.data.sphere(n=24, d=8, seed=1, dtype=torch.float64)
+    net = gs.models.two_layer(d_in=8, width=width, seed=2, dtype=torch.float64)
+    opt = gs.optim.make_optimizer("gd", net, lr=lr)
+    return gs.train(net, opt, (x, y), steps=steps)
+
+
+def test_two_layer_relu_fits_sphere_points():
+    trace = _fit_two_layer(lr=2.0)
+    assert trace.status == "completed"
+    _, loss = trace.series("loss")
+    assert loss[0] / loss[-1] >= 1000, f"loss fell only {loss[0] / loss[-1]:.1f}x"
+
+
+def test_huge_learning_rate_is_recorded_as_diverged():
+    trace = _fit_two_layer(lr=1e4, steps=50)
+    assert trace.status == "diverged"
+    assert trace.steps < 50
+    last = trace.final("loss")
+    assert not math.isfinite(last) or last > 1e6 * trace.series("loss")[1][0]
+
+
+def _trace_bytes(trace: gs.Trace) -> list[tuple[int, str, str]]:
+    return [(s, m, struct.pack("<d", v).hex()) for s, m, v in trace.rows()]
+
+
+CONFIGS = {
+    "full_batch_nesterov": gs.TrialConfig.model_validate(
+        {
+            "model": {"kind": "mlp", "width": 32, "depth": 3, "parameterization": "ntk"},
+            "data": {"name": "sphere", "n": 16, "d": 5},
+            "optimizer": {"name": "nesterov", "lr": 0.2, "momentum": 0.9},
+            "steps": 15,
+            "probes": {"loss": 1, "grad_norm": 3, "dist_from_init": 5},
+        }
+    ),
+    "minibatch_adam_digits": gs.TrialConfig.model_validate(
+        {
+            "model": {"kind": "mlp", "width": 16, "depth": 2},
+            "data": {"name": "digits", "n": 60},
+            "optimizer": {"name": "adam", "lr": 1e-2},
+            "steps": 12,
+            "batch_size": 8,
+            "probes": {"loss": 4, "accuracy": 4, "test": 6},
+        }
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_same_config_gives_bitwise_identical_trace_in_process(name):
+    first, second = gs.run_trial(CONFIGS[name]), gs.run_trial(CONFIGS[name])
+    assert _trace_bytes(first) == _trace_bytes(second)
+    assert (first.status, first.steps) == (second.status, second.steps)
+
+
+def test_same_config_gives_bitwise_identical_trace_across_processes():
+    cfg = CONFIGS["full_batch_nesterov"]
+    outs = [
+        subprocess.run(
+            [sys.executable, "-c", TRIAL_SCRIPT, cfg.model_dump_json()],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for _ in range(2)
+    ]
+    here = gs.run_trial(cfg)
+    expected = f"{here.status} {here.steps}\n" + "".join(
+        f"{s} {m} {h}\n" for s, m, h in _trace_bytes(here)
+    )
+    assert outs[0] == outs[1] == expected
+
+
+def test_different_seeds_differ():
+    a = gs.run_trial(CONFIGS["full_batch_nesterov"])
+    b = gs.run_trial(CONFIGS["full_batch_nesterov"].model_copy(update={"seed": 1}))
+    assert _trace_bytes(a) != _trace_bytes(b)
+
+
+def _linear_problem():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(20, 4, generator=gen, dtype=torch.float64)
+    y = torch.randn(20, 1, generator=gen, dtype=torch.float64)
+    net = torch.nn.Linear(4, 1, dtype=torch.float64)
+    return net, (x, y)
+
+
+def test_recorded_loss_and_grad_norm_match_direct_computation():
+    net, (x, y) = _linear_problem()
+    w0 = {k: v.clone() for k, v in net.state_dict().items()}
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    trace = gs.train(net, opt, (x, y), steps=3, probes={"loss": 1, "grad_norm": 1})
+    # replay by hand: θ_{t+1} = θ_t − η ∇L(θ_t), L = (1/2n)‖Xw + b − y‖²
+    w, b = w0["weight"].clone(), w0["bias"].clone()
+    for t in range(4):
+        r = x @ w.T + b - y
+        loss = 0.5 * (r**2).sum() / 20
+        gw, gb = r.T @ x / 20, r.sum(0) / 20
+        assert_close(trace.series("loss")[1][t], loss, rtol=1e-13, what=f"loss at {t}")
+        gnorm = torch.sqrt((gw**2).sum() + (gb**2).sum())
+        assert_close(trace.series("grad_norm")[1][t], gnorm, rtol=1e-13, what=f"grad at {t}")
+        w, b = w - 0.1 * gw, b - 0.1 * gb
+
+
+def test_dist_from_init_matches_parameter_difference():
+    net, data = _linear_problem()
+    w0 = net.weight.detach().clone()
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    trace = gs.train(net, opt, data, steps=5, probes={"dist_from_init": 5})
+    steps, dist = trace.series("dist_from_init/weight")
+    assert steps.tolist() == [0, 5]
+    assert dist[0] == 0.0
+    assert_close(dist[-1], torch.linalg.norm(net.weight.detach() - w0), rtol=1e-12)
+    assert "rel_dist_from_init" in trace.metrics
+
+
+def test_probe_schedule_includes_last_checkpoint():
+    net, data = _linear_problem()
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    trace = gs.train(net, opt, data, steps=7, probes={"loss": 3})
+    assert trace.series("loss")[0].tolist() == [0, 3, 6, 7]
+
+
+def test_stop_on_loss_threshold():
+    net, data = _linear_problem()
+    opt = torch.optim.SGD(net.parameters(), lr=0.5)
+    trace = gs.train(net, opt, data, steps=500, stop=gs.Stop(loss_below=0.65))
+    assert trace.status == "stopped"
+    assert trace.final("loss") <= 0.65
+    assert trace.series("loss")[1][-2] > 0.65
+
+
+def test_stop_on_accuracy_goal():
+    x, y = gs.data.separated(n=16, d=4, delta=0.5, seed=0, dtype=torch.float64)
+    net = gs.models.mlp(4, 256, 2, seed=0, dtype=torch.float64)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    trace = gs.train(net, opt, (x, y), steps=2000, stop=gs.Stop(accuracy_at_least=1.0))
+    assert trace.status == "stopped", trace.reason
+    assert trace.final("accuracy") == 1.0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"steps": -1}, "steps"),
+        ({"steps": 3, "probes": {"sharpnes": 1}}, "unknown probe 'sharpnes'"),
+        ({"steps": 3, "probes": {"loss": 0}}, "positive integer"),
+        ({"steps": 3, "batch_size": 0}, "batch_size"),
+    ],
+)
+def test_bad_arguments_raise(kwargs, match):
+    net, data = _linear_problem()
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match=match):
+        gs.train(net, opt, data, **kwargs)
+
+
+def test_nan_from_the_start_is_diverged_not_a_crash():
+    net, (x, y) = _linear_problem()
+    y = y.clone()
+    y[0] = float("nan")
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    trace = gs.train(net, opt, (x, y), steps=5)
+    assert (trace.status, trace.steps) == ("diverged", 0)
