@@ -12,11 +12,11 @@ $(STAMP): pyproject.toml scripts/bootstrap.sh
 
 run: $(STAMP)
 	$(BIN)/gdscope train --model two_layer --width 2048 --data sphere --n 24 --d 8 \
-		--optimizer gd --lr 1.0 --steps 400 --probe grad_norm=50 --probe dist_from_init=50
+		--optimizer gd --lr 2.0 --steps 400 --probe grad_norm=40 --probe dist_from_init=40
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check
 	$(BIN)/pyright
 
 clean:

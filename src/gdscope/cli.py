@@ -168,11 +168,13 @@ def _check_device(device: str) -> None:
 
 
 def _trace_table(trace: Any, rows: int = 12) -> Table:
+    """Tabulate the global metrics at up to ``rows`` checkpoints of the sparsest schedule."""
     metrics = [m for m in trace.metrics if "/" not in m]
-    steps = sorted({s for m in metrics for s in trace.records[m][0]})
+    recorded = [trace.records[m][0] for m in metrics]
+    sparsest = min(recorded, key=len) if recorded else []
+    steps = sorted(set(sparsest) if len(sparsest) > 1 else {s for r in recorded for s in r})
     if len(steps) > rows:
-        picks = {steps[round(i * (len(steps) - 1) / (rows - 1))] for i in range(rows)}
-        steps = sorted(picks)
+        steps = sorted({steps[round(i * (len(steps) - 1) / (rows - 1))] for i in range(rows)})
     table = Table("step", *metrics, box=None, header_style="bold")
     lookup = {m: dict(zip(*trace.records[m], strict=True)) for m in metrics}
     for step in steps:
