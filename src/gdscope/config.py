@@ -8,7 +8,6 @@ Validation errors name the dotted field, the value seen and what is accepted
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import math
@@ -25,6 +24,7 @@ from pydantic import (
     field_validator,
 )
 
+from gdscope import _checks as check
 from gdscope.data.registry import DATASETS
 from gdscope.optim.registry import OPTIMIZERS
 
@@ -127,11 +127,7 @@ class TrialConfig(_Frozen):
 
 
 def _check_name(name: str, accepted: Any, what: str) -> str:
-    if name not in accepted:
-        close = difflib.get_close_matches(name, list(accepted), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(f"unknown {what} {name!r}{hint}; accepted: {', '.join(accepted)}")
-    return name
+    return check.known(what, name, accepted)
 
 
 def format_validation_error(error: ValidationError, root: type[BaseModel] = TrialConfig) -> str:
@@ -142,8 +138,7 @@ def format_validation_error(error: ValidationError, root: type[BaseModel] = Tria
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             known = _fields_at(root, item["loc"][:-1])
-            close = difflib.get_close_matches(str(item["loc"][-1]), known, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            hint = check.did_you_mean(item["loc"][-1], known)
             message = f"unknown key{hint} (accepted: {', '.join(known)})"
             lines.append(f"{loc}: {message}")
             continue

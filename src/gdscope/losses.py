@@ -12,12 +12,13 @@ parameter tensor returning a scalar, differentiable by autograd (with the subgra
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from gdscope import _checks as check
 
 __all__ = [
     "LOSSES",
@@ -236,11 +237,7 @@ def get_loss(name: str) -> Loss:
         ValueError: naming the value, the accepted names and the closest match.
 
     """
-    if name in LOSSES:
-        return LOSSES[name]
-    close = difflib.get_close_matches(str(name), LOSSES, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    raise ValueError(f"unknown loss {name!r}; accepted: {', '.join(LOSSES)}{hint}")
+    return LOSSES[check.known("loss", name, LOSSES)]
 
 
 # ---------------------------------------------------------------------------------------------

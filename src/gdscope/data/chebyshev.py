@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from gdscope import _checks as check
+
 from . import _common as c
 
 
@@ -49,7 +51,7 @@ def chebyshev(
     """
     if isinstance(k, bool) or not isinstance(k, int) or k < 0:
         raise ValueError(f"k must be a non-negative integer (polynomial degree), got {k!r}")
-    n = c.positive_int("n", n)
+    n = check.positive_int("n", n)
     if n < 2:
         raise ValueError(f"n must be an integer ≥ 2 (points spanning [-1, 1]), got {n}")
     _, dtype, device = c.common(seed, dtype, device)

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from gdscope import _checks as check
+
 from . import _common as c
 
 _SPLITS = ("train", "test", "all")
@@ -112,9 +114,9 @@ def digits(
         1998; scikit-learn ``sklearn.datasets.load_digits``.
 
     """
-    c.choice("split", split, _SPLITS)
-    c.choice("normalize", normalize, _NORMALIZE)
-    test_fraction = c.real("test_fraction", test_fraction, low=0.0, high=1.0)
+    check.one_of("split", split, _SPLITS)
+    check.one_of("normalize", normalize, _NORMALIZE)
+    test_fraction = check.real("test_fraction", test_fraction, low=0.0, high=1.0)
     if test_fraction in (0.0, 1.0):
         raise ValueError(f"test_fraction must be strictly between 0 and 1, got {test_fraction}")
     picked = _check_classes(classes)

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gdscope import _checks as check
+
 from . import _common as c
 
 PathLike = str | os.PathLike[str]
@@ -191,7 +193,7 @@ def load_cifar10(
         A. Krizhevsky, "Learning Multiple Layers of Features from Tiny Images", 2009.
 
     """
-    c.choice("split", split, tuple(_CIFAR_FILES))
+    check.one_of("split", split, tuple(_CIFAR_FILES))
     seed, dtype, device = c.common(seed, dtype, device)
     path = Path(path)
     parts = [_parse_cifar(f) for f in _cifar_files(path, split)]

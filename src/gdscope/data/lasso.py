@@ -12,13 +12,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from gdscope import _checks as check
+
 from . import _common as c
 
 _TRUTH, _DESIGN, _NOISE = 1, 2, 3  # independent generator streams
 
 
 def _check_sizes(d: int, sparsity: int) -> tuple[int, int]:
-    d = c.positive_int("d", d)
+    d = check.positive_int("d", d)
     if isinstance(sparsity, bool) or not isinstance(sparsity, int) or not 0 <= sparsity <= d:
         raise ValueError(f"sparsity must be an integer in [0, d={d}], got {sparsity!r}")
     return d, sparsity
@@ -106,9 +108,9 @@ def lasso_design(
         Imaging Sci. 2009.
 
     """
-    n = c.positive_int("n", n)
+    n = check.positive_int("n", n)
     d, sparsity = _check_sizes(d, sparsity)
-    noise = c.real("noise", noise, low=0.0)
+    noise = check.real("noise", noise, low=0.0)
     seed, dtype, device = c.common(seed, dtype, device)
     x = c.rng(seed, stream=_DESIGN).standard_normal((n, d))
     y = x @ _truth(d, sparsity, seed) + noise * c.rng(seed, stream=_NOISE).standard_normal((n, 1))

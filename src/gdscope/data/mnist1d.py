@@ -8,6 +8,8 @@ import random
 import numpy as np
 import torch
 
+from gdscope import _checks as check
+
 from . import _common as c
 
 _SPLITS = ("train", "test")
@@ -69,8 +71,8 @@ def mnist1d(
         (arXiv:2011.14439).
 
     """
-    n = c.positive_int("n", n)
-    c.choice("split", split, _SPLITS)
+    n = check.positive_int("n", n)
+    check.one_of("split", split, _SPLITS)
     seed, dtype, device = c.common(seed, dtype, device)
     split_seed = int(c.rng(seed, stream=_STREAM[split]).integers(_SEED_SPACE))
     x, y = _generate(_CLASSES * math.ceil(n / _CLASSES), split_seed)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
 import torch
+
+from gdscope import _checks as check
 
 from .chebyshev import chebyshev
 from .digits import digits
@@ -54,9 +55,4 @@ def load(name: str, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
         (4, 3)
 
     """
-    if name not in DATASETS:
-        accepted = ", ".join(DATASETS)
-        close = difflib.get_close_matches(str(name), list(DATASETS), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"unknown dataset {name!r}; accepted: {accepted}{hint}")
-    return DATASETS[name](**kwargs)
+    return DATASETS[check.known("dataset", name, DATASETS)](**kwargs)

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from scipy.spatial.distance import cdist
 
+from gdscope import _checks as check
+
 from . import _common as c
 
 _POOL_FACTOR = 4  # candidates per kept point in the farthest-point selection
@@ -151,12 +153,12 @@ def separated(
         Over-Parameterization", ICML 2019 (iterations polynomial in 1/δ).
 
     """
-    n, d = c.positive_int("n", n), c.positive_int("d", d)
+    n, d = check.positive_int("n", n), check.positive_int("d", d)
     if n < 2:
         raise ValueError(f"n must be an integer ≥ 2 (one opposite-label pair), got {n}")
     if d < 2:
         raise ValueError(f"d must be an integer ≥ 2 (S^0 has no room to place δ), got {d}")
-    delta = c.real("delta", delta, low=0.0, high=2.0)
+    delta = check.real("delta", delta, low=0.0, high=2.0)
     seed, dtype, device = c.common(seed, dtype, device)
     gen = c.rng(seed)
     base = _farthest_points(gen, n - 1, d)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from gdscope import _checks as check
+
 from . import _common as c
 
 _TARGETS = ("gaussian", "sign")
@@ -69,8 +71,12 @@ def sphere(
         Over-parameterized Neural Networks", ICLR 2019.
 
     """
-    n, d, k = c.positive_int("n", n), c.positive_int("d", d), c.positive_int("out_dim", out_dim)
-    c.choice("target", target, _TARGETS)
+    n, d, k = (
+        check.positive_int("n", n),
+        check.positive_int("d", d),
+        check.positive_int("out_dim", out_dim),
+    )
+    check.one_of("target", target, _TARGETS)
     seed, dtype, device = c.common(seed, dtype, device)
     gen = c.rng(seed)
     x = _unit_sphere(gen, n, d)
@@ -128,10 +134,13 @@ def teacher_student(
         descent for two-layer neural networks in the teacher-student setup", NeurIPS 2019.
 
     """
-    n, d = c.positive_int("n", n), c.positive_int("d", d)
-    m, k = c.positive_int("teacher_width", teacher_width), c.positive_int("out_dim", out_dim)
-    noise = c.real("noise", noise, low=0.0)
-    sigma = _ACTIVATIONS[c.choice("activation", activation, tuple(_ACTIVATIONS))]
+    n, d = check.positive_int("n", n), check.positive_int("d", d)
+    m, k = (
+        check.positive_int("teacher_width", teacher_width),
+        check.positive_int("out_dim", out_dim),
+    )
+    noise = check.real("noise", noise, low=0.0)
+    sigma = _ACTIVATIONS[check.one_of("activation", activation, tuple(_ACTIVATIONS))]
     seed, dtype, device = c.common(seed, dtype, device)
     teacher = c.rng(seed, stream=1)
     w, a = teacher.standard_normal((m, d)), teacher.standard_normal((m, k))
@@ -182,12 +191,12 @@ def gaussian_mixture(
         C. M. Bishop, "Pattern Recognition and Machine Learning", Springer 2006, §4.2.
 
     """
-    n, d = c.positive_int("n", n), c.positive_int("d", d)
-    classes = c.positive_int("classes", classes)
+    n, d = check.positive_int("n", n), check.positive_int("d", d)
+    classes = check.positive_int("classes", classes)
     if classes < 2 or classes > d:
         raise ValueError(f"classes must be an integer in [2, d={d}], got {classes}")
-    separation = c.real("separation", separation, low=0.0)
-    std = c.real("std", std, low=0.0)
+    separation = check.real("separation", separation, low=0.0)
+    std = check.real("std", std, low=0.0)
     seed, dtype, device = c.common(seed, dtype, device)
     gen = c.rng(seed)
     q, _ = np.linalg.qr(gen.standard_normal((d, classes)))

@@ -15,7 +15,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from . import _validation as check
+from gdscope import _checks as check
+
 from .activations import ACTIVATIONS, activation_gain, get_activation
 from .layers import ScaledConv2d, ScaledLinear
 from .parameterization import Parameterization, get_parameterization

@@ -18,7 +18,8 @@ import math
 import torch
 from torch import nn
 
-from . import _validation as check
+from gdscope import _checks as check
+
 from .activations import ACTIVATIONS, activation_gain, get_activation
 from .layers import ScaledLinear
 from .parameterization import Parameterization, get_parameterization

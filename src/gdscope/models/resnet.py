@@ -22,7 +22,8 @@ import math
 import torch
 from torch import nn
 
-from . import _validation as check
+from gdscope import _checks as check
+
 from .activations import ACTIVATIONS, activation_gain, get_activation
 from .cnn import image_shape
 from .layers import ScaledConv2d, ScaledLinear

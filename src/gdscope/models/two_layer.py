@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import _validation as check
+from gdscope import _checks as check
+
 from .activations import ACTIVATIONS, get_activation
 
 

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from gdscope.optim._checks import check_lr, check_nonnegative
+from gdscope import _checks as check
 
 __all__ = ["FISTA", "ProximalGD", "soft_threshold"]
 
@@ -78,9 +78,9 @@ class ProximalGD(Optimizer):
         self, params: Iterable[Any], lr: float, l1: float = 0.0, weight_decay: float = 0.0
     ) -> None:
         defaults = {
-            "lr": check_lr(lr),
-            "l1": check_nonnegative("l1", l1),
-            "weight_decay": check_nonnegative("weight_decay", weight_decay),
+            "lr": check.positive_float("lr", lr),
+            "l1": check.nonnegative_float("l1", l1),
+            "weight_decay": check.nonnegative_float("weight_decay", weight_decay),
         }
         super().__init__(params, defaults)
 
@@ -129,9 +129,9 @@ class FISTA(Optimizer):
         self, params: Iterable[Any], lr: float, l1: float = 0.0, weight_decay: float = 0.0
     ) -> None:
         defaults = {
-            "lr": check_lr(lr),
-            "l1": check_nonnegative("l1", l1),
-            "weight_decay": check_nonnegative("weight_decay", weight_decay),
+            "lr": check.positive_float("lr", lr),
+            "l1": check.nonnegative_float("l1", l1),
+            "weight_decay": check.nonnegative_float("weight_decay", weight_decay),
         }
         super().__init__(params, defaults)
 

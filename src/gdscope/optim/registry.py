@@ -12,7 +12,6 @@ torch), ``η = lr`` of the param group and ``β = momentum``; operations on vect
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -21,8 +20,8 @@ import torch
 from torch import nn
 from torch.optim import Optimizer
 
+from gdscope import _checks as check
 from gdscope.models.lr_multipliers import lr_multipliers
-from gdscope.optim._checks import check_lr, check_momentum, check_nonnegative
 from gdscope.optim.proximal import FISTA, ProximalGD
 from gdscope.optim.subgradient import Subgradient, check_schedule
 
@@ -250,16 +249,14 @@ def _lookup(name: str) -> tuple[str, _Entry]:
     key = ALIASES.get(name, name)
     if key in _ENTRIES:
         return key, _ENTRIES[key]
-    accepted = list(OPTIMIZERS)
-    close = difflib.get_close_matches(str(name), accepted, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    raise ValueError(f"unknown optimizer {name!r}; accepted: {', '.join(accepted)}{hint}")
+    check.known("optimizer", name, OPTIMIZERS)
+    raise AssertionError("unreachable: an alias points to no optimizer")
 
 
 def _momentum(key: str, entry: _Entry, momentum: float | None) -> float:
     if momentum is None:
         return DEFAULT_MOMENTUM if entry.momentum == "default" else 0.0
-    momentum = check_momentum(momentum)
+    momentum = check.real("momentum", momentum, low=0.0, high=1.0, high_open=True)
     if entry.momentum == "none" and momentum != 0.0:
         fix = "use betas=(β1, β2)" if key == "adam" else "use 'heavy_ball' or 'nesterov'"
         raise ValueError(f"optimizer {key!r} takes no momentum, got momentum={momentum!r}; {fix}")
@@ -281,8 +278,7 @@ def _check_options(key: str, entry: _Entry, l1: float, schedule: str, kwargs: di
     for extra in kwargs:
         if extra not in entry.extras:
             accepted = ", ".join(entry.extras) or "none"
-            close = difflib.get_close_matches(extra, entry.extras, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            hint = check.did_you_mean(extra, entry.extras)
             raise ValueError(
                 f"optimizer {key!r} got unknown option {extra!r}; accepted extra options: "
                 f"{accepted}{hint}"
@@ -342,9 +338,9 @@ def make_optimizer(
 
     """
     key, entry = _lookup(name)
-    lr = check_lr(lr)
-    weight_decay = check_nonnegative("weight_decay", weight_decay)
-    l1 = check_nonnegative("l1", l1)
+    lr = check.positive_float("lr", lr)
+    weight_decay = check.nonnegative_float("weight_decay", weight_decay)
+    l1 = check.nonnegative_float("l1", l1)
     beta = _momentum(key, entry, momentum)
     _check_options(key, entry, l1, schedule, kwargs)
     if isinstance(model_or_params, nn.Module):

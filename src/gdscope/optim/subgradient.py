@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from gdscope.optim._checks import check_lr, check_nonnegative
+from gdscope import _checks as check
 
 __all__ = ["SCHEDULES", "Subgradient"]
 
@@ -82,9 +82,9 @@ class Subgradient(Optimizer):
         if f_star is not None and not math.isfinite(f_star):
             raise ValueError(f"f_star must be finite, got f_star={f_star!r}")
         defaults = {
-            "lr": check_lr(lr),
-            "l1": check_nonnegative("l1", l1),
-            "weight_decay": check_nonnegative("weight_decay", weight_decay),
+            "lr": check.positive_float("lr", lr),
+            "l1": check.nonnegative_float("l1", l1),
+            "weight_decay": check.nonnegative_float("weight_decay", weight_decay),
         }
         super().__init__(params, defaults)
         self.schedule = schedule
