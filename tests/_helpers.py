@@ -9,8 +9,7 @@ def assert_close(
     actual, expected, *, rtol: float = 1e-10, atol: float = 0.0, what: str = ""
 ) -> None:
     """Assert ``|actual - expected| <= atol + rtol * |expected|`` elementwise, with a useful message."""
-    a = torch.as_tensor(actual).detach().to("cpu", torch.float64)
-    e = torch.as_tensor(expected).detach().to("cpu", torch.float64)
+    a, e = _as_float64(actual), _as_float64(expected)
     assert a.shape == e.shape, f"{what} shape {tuple(a.shape)} != expected {tuple(e.shape)}"
     err = (a - e).abs()
     bad = err > atol + rtol * e.abs()
@@ -23,3 +22,10 @@ def assert_close(
             f"first at {idx}; worst abs err {err.max().item():.3e} (rel {rel:.3e}) at flat index {worst}: "
             f"{a.flatten()[worst].item()!r} vs {e.flatten()[worst].item()!r}"
         )
+
+
+def _as_float64(value) -> torch.Tensor:
+    """Convert without a float32 detour (``torch.as_tensor(0.1)`` would round to float32)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", torch.float64)
+    return torch.as_tensor(value, dtype=torch.float64)

@@ -23,9 +23,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from gdscope import _checks as check
 from gdscope import losses
-from gdscope.functional import Params, clone_params, params_of
-from gdscope.probes.geometry import distance_from_init
+from gdscope.functional import clone_params, params_of
+from gdscope.probes.tracking import PROBES, ProbeContext
 
 Status = Literal["completed", "diverged", "stopped"]
 DIVERGENCE_FACTOR = 1e6
@@ -99,79 +100,10 @@ class Trace:
             values.append(float(value))
 
 
-@dataclass
-class ProbeContext:
-    """Everything a scheduled probe may read at one checkpoint; ``cache`` shares work between probes."""
-
-    model: nn.Module
-    params: Params
-    init_params: Params
-    loss_fn: Callable[[Tensor, Tensor], Tensor]
-    data: tuple[Tensor, Tensor]
-    eval_data: tuple[Tensor, Tensor] | None
-    step: int
-    cache: dict[str, object] = field(default_factory=dict)
-
-    def train_output(self) -> Tensor:
-        """Return the model output on the whole training set at this checkpoint (computed once)."""
-        if "train_output" not in self.cache:
-            with torch.no_grad():
-                self.cache["train_output"] = self.model(self.data[0])
-        return self.cache["train_output"]  # type: ignore[return-value]
-
-    def train_grads(self) -> list[Tensor]:
-        """Return full-batch gradients at this checkpoint, one per trainable parameter (cached)."""
-        if "train_grads" not in self.cache:
-            trainable = [p for p in self.model.parameters() if p.requires_grad]
-            with torch.enable_grad():
-                loss = self.loss_fn(self.model(self.data[0]), self.data[1])
-                self.cache["train_grads"] = list(torch.autograd.grad(loss, trainable))
-        return self.cache["train_grads"]  # type: ignore[return-value]
-
-
-def _loss(ctx: ProbeContext) -> dict[str, float]:
-    return {"loss": float(ctx.loss_fn(ctx.train_output(), ctx.data[1]))}
-
-
-def _accuracy(ctx: ProbeContext) -> dict[str, float]:
-    return {"accuracy": float(losses.accuracy(ctx.train_output(), ctx.data[1]))}
-
-
-def _grad_norm(ctx: ProbeContext) -> dict[str, float]:
-    sq = sum(float(torch.sum(g.double() ** 2)) for g in ctx.train_grads())
-    return {"grad_norm": math.sqrt(sq)}
-
-
-def _dist_from_init(ctx: ProbeContext) -> dict[str, float]:
-    return distance_from_init(ctx.params, ctx.init_params)
-
-
-def _test_metrics(ctx: ProbeContext) -> dict[str, float]:
-    if ctx.eval_data is None:
-        raise ValueError("probe 'test' needs eval_data=(x_test, y_test) in train()")
-    with torch.no_grad():
-        out = ctx.model(ctx.eval_data[0])
-    return {
-        "test_loss": float(ctx.loss_fn(out, ctx.eval_data[1])),
-        "test_accuracy": float(losses.accuracy(out, ctx.eval_data[1])),
-    }
-
-
-PROBES: dict[str, Callable[[ProbeContext], dict[str, float]]] = {
-    "loss": _loss,
-    "accuracy": _accuracy,
-    "grad_norm": _grad_norm,
-    "dist_from_init": _dist_from_init,
-    "test": _test_metrics,
-}
-"""Probes ``train`` can schedule by name: ``{name: fn(ProbeContext) -> {metric: value}}``."""
-
-
 def _validate_schedule(probes: Mapping[str, int] | None) -> dict[str, int]:
     schedule = {"loss": 1} if probes is None else dict(probes)
     for name, every in schedule.items():
-        if name not in PROBES:
-            raise ValueError(f"unknown probe {name!r}; accepted: {', '.join(PROBES)}")
+        check.known("probe", name, PROBES)
         if not isinstance(every, int) or isinstance(every, bool) or every < 1:
             raise ValueError(f"probe {name!r} schedule must be a positive integer, got {every!r}")
     return schedule
@@ -232,6 +164,7 @@ def train(
     init_params = clone_params(params_of(model))
     trace = Trace(status="completed", steps=steps, reason=f"ran {steps} steps")
     limit: float | None = None
+    memory: dict[str, object] = {}
     start = time.perf_counter()
 
     def closure() -> Tensor:
@@ -241,7 +174,9 @@ def train(
         return loss
 
     for t in range(steps + 1):
-        ctx = ProbeContext(model, params_of(model), init_params, loss_fn, data, eval_data, t)
+        ctx = ProbeContext(
+            model, params_of(model), init_params, loss_fn, data, eval_data, t, memory=memory
+        )
         due = [name for name, every in schedule.items() if t % every == 0 or t == steps]
         if full_batch:
             xb, yb = data
@@ -257,6 +192,7 @@ def train(
                 if p.requires_grad
             ]
             watched = float(step_loss.detach())
+            ctx.cache["loss"] = watched
         else:
             xb, yb = order.next_batch(data)
             watched = None
@@ -269,7 +205,7 @@ def train(
         if limit is None:
             initial = metrics.get("loss", watched)
             if initial is None:
-                initial = float(_loss(ctx)["loss"])
+                initial = ctx.loss()
             limit = DIVERGENCE_FACTOR * max(abs(initial), 1e-30)
         watch = [v for v in (watched, metrics.get("loss")) if v is not None]
         bad = next((v for v in watch if not math.isfinite(v) or v > limit), None)

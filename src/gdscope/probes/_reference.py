@@ -54,7 +54,9 @@ def dense_jacobian(model: nn.Module, x: Tensor) -> Tensor:
     return torch.stack(rows)
 
 
-def dense_ntk(model: nn.Module, x1: Tensor, x2: Tensor | None = None, *, trace: bool = False) -> Tensor:
+def dense_ntk(
+    model: nn.Module, x1: Tensor, x2: Tensor | None = None, *, trace: bool = False
+) -> Tensor:
     """Return the empirical NTK ``J(x1) J(x2)ᵀ`` in float64 (class-trace ``n1 × n2`` if ``trace``)."""
     j1 = dense_jacobian(model, x1)
     j2 = j1 if x2 is None else dense_jacobian(model, x2)
@@ -90,7 +92,9 @@ def dense_output_hessian(model: nn.Module, x: Tensor) -> Tensor:
     hessians = []
     for i in range(x64.shape[0]):
         (grad,) = torch.autograd.grad(f(theta, x64[i : i + 1]).sum(), theta, create_graph=True)
-        rows = [torch.autograd.grad(grad[p], theta, retain_graph=True)[0] for p in range(theta.numel())]
+        rows = [
+            torch.autograd.grad(grad[p], theta, retain_graph=True)[0] for p in range(theta.numel())
+        ]
         hessians.append(torch.stack(rows))
     return torch.stack(hessians)
 

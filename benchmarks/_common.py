@@ -1,0 +1,58 @@
+"""Timing and reporting shared by the benchmark scripts: medians of wall time, one JSON line each."""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from datetime import date
+from typing import Any
+
+import torch
+
+
+def device_name(device: torch.device) -> str:
+    """Return a short description of ``device`` for the records."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def sync(device: torch.device) -> None:
+    """Wait for queued kernels so that wall time measures the work."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def median_ms(
+    fn: Callable[[], Any], device: torch.device, *, repeats: int = 5, warmup: int = 1
+) -> tuple[float, Any]:
+    """Run ``fn`` ``warmup`` times, then ``repeats`` times; return (median ms, last result)."""
+    result = None
+    for _ in range(warmup):
+        result = fn()
+    sync(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn()
+        sync(device)
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times), result
+
+
+def emit(record: dict[str, Any]) -> None:
+    """Print one JSON line (with the date) and flush."""
+    record = {"date": date.today().isoformat(), **record}
+    print(json.dumps(record, default=float), flush=True)
+    sys.stdout.flush()
+
+
+def pick_device(arg: str | None) -> torch.device:
+    """Return the requested device, defaulting to CUDA when available."""
+    if arg:
+        return torch.device(arg)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")

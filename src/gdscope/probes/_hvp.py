@@ -1,0 +1,87 @@
+"""Hessian-vector products of a weighted sum of scalars of the parameters, on flat vectors.
+
+Cached-graph double backward: each term's gradient graph ``g(θ) = ∇ℓ(θ)`` is built once with
+``create_graph=True``; every product ``H v = ∇(gᵀ v)`` reuses it with ``retain_graph=True``
+(Pearlmutter 1994, "Fast exact multiplication by the Hessian").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from gdscope.functional import Params
+
+Scalar = Callable[[Params], Tensor]
+
+
+@dataclass(frozen=True)
+class Term:
+    """One weighted scalar ``weight · fn(params)`` of a sum whose Hessian is wanted."""
+
+    fn: Scalar
+    weight: float
+
+
+class HessianOperator:
+    """``v ↦ H v`` on flat vectors for the Hessian of a weighted sum of scalars of the parameters.
+
+    Build it with :func:`hessian_operator` (a training loss) or through
+    :func:`output_hessian_norm` (a model output). With ``cache=True`` each term's gradient graph is
+    built once and reused by every product; otherwise it is rebuilt per product per term (memory of
+    one term's graph at a time, about three times the compute).
+    """
+
+    def __init__(self, params: Mapping[str, Tensor], terms: Sequence[Term], *, cache: bool) -> None:
+        if not params:
+            raise ValueError("the model has no trainable parameters; nothing to differentiate")
+        self._leaves = {n: t.detach().requires_grad_(True) for n, t in params.items()}
+        self._terms = list(terms)
+        self._shapes = [t.shape for t in self._leaves.values()]
+        self._sizes = [t.numel() for t in self._leaves.values()]
+        first = next(iter(self._leaves.values()))
+        self.dim: int = sum(self._sizes)
+        self.dtype: torch.dtype = first.dtype
+        self.device: torch.device = first.device
+        self._graphs = [self._gradient(term) for term in self._terms] if cache else None
+
+    def matvec(self, v: Tensor) -> Tensor:
+        """Return ``H v`` for a flat ``(dim,)`` vector, in the dtype of ``v`` on the operator's device.
+
+        ``v`` is cast to the parameters' dtype for the product; the result is cast back.
+
+        Raises:
+            ValueError: if ``v`` does not have ``dim`` entries.
+
+        """
+        if v.numel() != self.dim:
+            raise ValueError(f"v must have dim = {self.dim} entries, got shape {tuple(v.shape)}")
+        parts = torch.split(v.detach().reshape(-1).to(self.device, self.dtype), self._sizes)
+        vs = [p.reshape(s) for p, s in zip(parts, self._shapes, strict=True)]
+        total = torch.zeros(self.dim, dtype=self.dtype, device=self.device)
+        for i, term in enumerate(self._terms):
+            grads = self._graphs[i] if self._graphs is not None else self._gradient(term)
+            total += term.weight * self._backward(grads, vs, retain=self._graphs is not None)
+        return total.to(v.dtype)
+
+    def _gradient(self, term: Term) -> tuple[Tensor, ...]:
+        value = term.fn(self._leaves)
+        return torch.autograd.grad(value, tuple(self._leaves.values()), create_graph=True)
+
+    def _backward(self, grads: tuple[Tensor, ...], vs: list[Tensor], *, retain: bool) -> Tensor:
+        """Return ``∇(Σ_l ⟨g_l, v_l⟩)`` flattened; entries of ``g`` constant in θ contribute 0."""
+        live = [i for i, g in enumerate(grads) if g.requires_grad]
+        if not live:
+            return torch.zeros(self.dim, dtype=self.dtype, device=self.device)
+        hv = torch.autograd.grad(
+            [grads[i] for i in live],
+            tuple(self._leaves.values()),
+            grad_outputs=[vs[i] for i in live],
+            retain_graph=retain,
+            allow_unused=True,
+            materialize_grads=True,
+        )
+        return torch.cat([h.reshape(-1) for h in hv])

@@ -1,0 +1,58 @@
+r"""Generic NTK: per-example Jacobians by ``torch.func``, contracted parameter by parameter.
+
+``J_i = ∂f(θ, x_i)/∂θ`` comes from ``vmap(jacrev(f))`` over a tile of examples (one reverse pass per
+output, vectorized over the tile), and ``K = Σ_p J_{1,p} J_{2,p}ᵀ`` is accumulated one parameter
+tensor at a time, so nothing larger than one tile's Jacobian is ever held (Novak et al. 2022,
+"Fast finite width neural tangent kernel", the "Jacobian contraction" method).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from gdscope.functional import Params, apply, params_of
+
+
+def _single_example_fn(model: nn.Module) -> Callable[[Params, Tensor], Tensor]:
+    def f(params: Params, x: Tensor) -> Tensor:
+        return apply(model, params, x.unsqueeze(0)).reshape(-1)  # (k,)
+
+    return f
+
+
+def tile_jacobian(model: nn.Module, x: Tensor) -> list[Tensor]:
+    """Return per-parameter Jacobians ``(n, k, numel)`` of ``f`` at the examples ``x``."""
+    params = params_of(model)
+    jac = torch.func.vmap(torch.func.jacrev(_single_example_fn(model)), in_dims=(None, 0))(
+        params, x
+    )
+    n = x.shape[0]
+    return [jac[name].reshape(n, jac[name].shape[1], -1) for name in params]
+
+
+def jacobian_bytes_per_example(model: nn.Module, k: int) -> int:
+    """Bytes of one example's Jacobian (``k`` outputs times the trainable parameter count)."""
+    params = params_of(model)
+    itemsize = next(iter(params.values())).element_size() if params else 8
+    return k * sum(p.numel() for p in params.values()) * itemsize
+
+
+def contract(j1: list[Tensor], j2: list[Tensor], trace: bool, accumulate: torch.dtype) -> Tensor:
+    """Return ``Σ_p J_{1,p} J_{2,p}ᵀ`` as ``(n1, k, n2, k)`` (or ``(n1, n2)`` if ``trace``).
+
+    Each per-parameter product is taken in the Jacobians' dtype and summed in ``accumulate``.
+    """
+    n1, k = j1[0].shape[:2]
+    n2 = j2[0].shape[0]
+    shape = (n1, n2) if trace else (n1, k, n2, k)
+    total = torch.zeros(shape, dtype=accumulate, device=j1[0].device)
+    for a, b in zip(j1, j2, strict=True):
+        if trace:
+            block = torch.bmm(a.transpose(0, 1), b.permute(1, 2, 0)).sum(0)
+        else:
+            block = (a.reshape(n1 * k, -1) @ b.reshape(n2 * k, -1).T).reshape(shape)
+        total += block.to(accumulate)
+    return total

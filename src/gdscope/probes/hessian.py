@@ -1,0 +1,333 @@
+r"""Hessian probes: Hessian-vector products, sharpness by Lanczos, power iteration, trace.
+
+The Hessian is that of the scalar training loss ``L(θ) = loss_fn(f(θ, x), y)`` with respect to
+the trainable parameters, flattened in ``named_parameters()`` order (as in
+:mod:`gdscope.probes._reference`). Its top eigenvalue, the sharpness, is what the edge-of-stability
+claim compares with ``2/η`` (Cohen, Kaur, Li, Kolter & Talwalkar 2021, "Gradient descent on neural
+networks typically occurs at the edge of stability"), so the loss normalization must be exactly the
+training one: a chunked evaluation is weighted to reproduce it.
+
+Products are by cached-graph double backward: the gradient graph ``g(θ) = ∇L(θ)`` is built once
+with ``create_graph=True`` and every product ``H v = ∇(gᵀ v)`` reuses it (``retain_graph=True``),
+about the cost of one gradient per product (Pearlmutter 1994).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Literal, overload
+
+import torch
+from torch import Tensor, nn
+
+from gdscope.functional import LossFn, apply, loss_at
+from gdscope.probes._checks import check_deterministic
+from gdscope.probes._hvp import HessianOperator, Scalar, Term
+from gdscope.probes.lanczos import EigResult, Which, lanczos_topk
+
+__all__ = [
+    "HessianOperator",
+    "hessian_operator",
+    "hessian_topk",
+    "hessian_trace",
+    "output_hessian_norm",
+    "power_iteration",
+    "sharpness",
+]
+
+Batch = tuple[Tensor, Tensor]
+
+
+def hessian_operator(
+    model: nn.Module,
+    loss_fn: LossFn,
+    batch: Batch,
+    *,
+    chunk_size: int | None = None,
+    cache_chunks: bool = False,
+) -> HessianOperator:
+    r"""Return the Hessian of ``loss_fn(f(θ, x), y)`` as a flat-vector operator.
+
+    Full batch (``chunk_size=None``): one gradient graph, built here, reused by every product.
+    Chunked: ``loss_fn`` must be a mean over examples (as every loss in :mod:`gdscope.losses`), so
+    with chunks ``c`` of ``n_c`` examples ``L = Σ_c (n_c/n) L_c`` and ``H v = Σ_c (n_c/n) H_c v``:
+    the same Hessian as the full-batch step. By default each chunk's graph is rebuilt in every
+    product (memory of one chunk); ``cache_chunks=True`` keeps all chunk graphs (full-batch memory,
+    full-batch speed).
+
+    Args:
+        model: the network; its trainable parameters are the Hessian's coordinates.
+        loss_fn: ``(output, target) -> 0-d tensor``, a mean over examples when chunked.
+        batch: ``(x, y)``.
+        chunk_size: examples per chunk, or None for the whole batch at once.
+        cache_chunks: keep every chunk's gradient graph (only with ``chunk_size``).
+
+    Returns:
+        A :class:`HessianOperator` of size ``P`` on the model's device and dtype.
+
+    Raises:
+        ValueError: on a random loss (dropout, batch norm in training mode, ...) or a bad
+            ``chunk_size``.
+
+    """
+    x, y = batch
+    n = x.shape[0]
+    if chunk_size is not None and not (isinstance(chunk_size, int) and chunk_size >= 1):
+        raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
+    size = n if chunk_size is None else chunk_size
+    terms = [
+        Term(_loss_term(model, loss_fn, (x[i : i + size], y[i : i + size])), min(size, n - i) / n)
+        for i in range(0, n, size)
+    ]
+    params = {name: p for name, p in model.named_parameters() if p.requires_grad}
+    check_deterministic(model, terms[0].fn, params)
+    return HessianOperator(params, terms, cache=chunk_size is None or cache_chunks)
+
+
+def _loss_term(model: nn.Module, loss_fn: LossFn, batch: Batch) -> Scalar:
+    return lambda p: loss_at(model, p, loss_fn, batch)
+
+
+def hessian_topk(
+    model: nn.Module,
+    loss_fn: LossFn,
+    batch: Batch,
+    k: int,
+    *,
+    tol: float = 1e-3,
+    which: Which = "LA",
+    v0: Tensor | None = None,
+    max_iter: int | None = None,
+    generator: torch.Generator | None = None,
+    chunk_size: int | None = None,
+) -> EigResult:
+    r"""Return ``k`` extreme Hessian eigenpairs by Lanczos (see :func:`~gdscope.probes.lanczos.lanczos_topk`).
+
+    Each returned ``θ`` satisfies ``‖H y − θ y‖ ≤ tol·|θ|`` when ``converged``, hence lies within
+    ``tol·|θ|`` of an eigenvalue of ``H``; the top Ritz value is a lower bound on ``λ_max``.
+
+    Args:
+        model: the network (see :func:`hessian_operator`).
+        loss_fn: the training loss.
+        batch: ``(x, y)``.
+        k: number of eigenpairs.
+        tol: relative residual tolerance.
+        which: ``"LA"`` largest algebraic, ``"LM"`` largest magnitude, ``"SA"`` smallest.
+        v0: start vector (e.g. the previous eigenvector, to warm-start along training).
+        max_iter: most Hessian-vector products.
+        generator: draws the random start (default seeded with 0).
+        chunk_size: examples per chunk (see :func:`hessian_operator`).
+
+    Returns:
+        An :class:`~gdscope.probes.lanczos.EigResult` (float64, vectors on the model's device).
+
+    """
+    op = hessian_operator(model, loss_fn, batch, chunk_size=chunk_size)
+    return lanczos_topk(
+        op.matvec,
+        op.dim,
+        k,
+        which=which,
+        tol=tol,
+        max_iter=max_iter,
+        v0=v0,
+        generator=generator,
+        device=op.device,
+    )
+
+
+@overload
+def sharpness(
+    model: nn.Module,
+    loss_fn: LossFn,
+    batch: Batch,
+    *,
+    tol: float = ...,
+    v0: Tensor | None = ...,
+    return_vector: Literal[False] = ...,
+    chunk_size: int | None = ...,
+    generator: torch.Generator | None = ...,
+) -> float: ...
+
+
+@overload
+def sharpness(
+    model: nn.Module,
+    loss_fn: LossFn,
+    batch: Batch,
+    *,
+    tol: float = ...,
+    v0: Tensor | None = ...,
+    return_vector: Literal[True],
+    chunk_size: int | None = ...,
+    generator: torch.Generator | None = ...,
+) -> tuple[float, Tensor]: ...
+
+
+def sharpness(
+    model: nn.Module,
+    loss_fn: LossFn,
+    batch: Batch,
+    *,
+    tol: float = 1e-3,
+    v0: Tensor | None = None,
+    return_vector: bool = False,
+    chunk_size: int | None = None,
+    generator: torch.Generator | None = None,
+) -> float | tuple[float, Tensor]:
+    r"""Return the sharpness ``λ_max(∇²L(θ))``, the largest algebraic Hessian eigenvalue.
+
+    By Lanczos on cached-graph Hessian-vector products, stopped when ``‖H y − θ y‖ ≤ tol·θ``, so
+    ``θ ≤ λ_max`` and ``(λ_max − θ)/θ ≤ tol`` (for the eigenvalue the Krylov space converged to).
+    Gradient descent with step ``η`` is stable on a quadratic iff ``λ_max < 2/η``; Cohen et al.
+    (2021) find it rises to and then hovers at ``2/η``.
+
+    Args:
+        model: the network (see :func:`hessian_operator`).
+        loss_fn: the training loss.
+        batch: ``(x, y)``.
+        tol: relative tolerance.
+        v0: warm start, e.g. the vector returned at the previous probe.
+        return_vector: also return the unit top eigenvector (float64, on the model's device).
+        chunk_size: examples per chunk (see :func:`hessian_operator`).
+        generator: draws the random start when ``v0`` is None (default seeded with 0).
+
+    Returns:
+        ``λ_max`` as a float, or ``(λ_max, vector)``.
+
+    Raises:
+        ValueError: on a random loss; see :func:`hessian_operator`.
+
+    Example:
+        >>> import gdscope as gs
+        >>> x, y = gs.data.sphere(n=16, d=4, seed=0)
+        >>> s = sharpness(gs.models.mlp(4, 8, 2, seed=0), gs.losses.mse, (x, y))
+
+    """
+    res = hessian_topk(
+        model, loss_fn, batch, 1, tol=tol, v0=v0, generator=generator, chunk_size=chunk_size
+    )
+    if not res.converged:
+        warnings.warn(
+            f"sharpness: Lanczos stopped after {res.iterations} products with residual "
+            f"{res.residual_norms[0].item():.3e} > tol·|θ| = {tol * abs(res.values[0].item()):.3e}",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    value = float(res.values[0])
+    return (value, res.vectors[:, 0]) if return_vector else value
+
+
+def power_iteration(
+    model: nn.Module,
+    loss_fn: LossFn,
+    batch: Batch,
+    *,
+    iters: int = 100,
+    tol: float = 1e-3,
+    v0: Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[float, int]:
+    r"""Return ``(θ, iterations)`` from power iteration on the Hessian, as PyHessian does.
+
+    ``v ← H v / ‖H v‖`` with Rayleigh quotient ``θ = vᵀ H v``, stopped when
+    ``|θ − θ_prev| ≤ tol·|θ_prev|`` (Yao, Gholami, Keutzer & Mahoney 2020, "PyHessian"). It finds
+    the largest-MAGNITUDE eigenvalue, and its stopping rule bounds no error: on a spectrum with
+    ratio ``λ₂/λ₁ = ρ`` it converges like ``ρ^{2t}``. Kept for comparison with :func:`sharpness`.
+    """
+    op = hessian_operator(model, loss_fn, batch)
+    if generator is None:
+        generator = torch.Generator().manual_seed(0)
+    v = _start(op, v0, generator)
+    theta = math.nan
+    for step in range(1, iters + 1):
+        hv = op.matvec(v)
+        previous, theta = theta, float(v @ hv)
+        v = hv / torch.linalg.vector_norm(hv)
+        if abs(theta - previous) <= tol * abs(previous):
+            return theta, step
+    return theta, iters
+
+
+def hessian_trace(
+    model: nn.Module,
+    loss_fn: LossFn,
+    batch: Batch,
+    *,
+    samples: int = 100,
+    generator: torch.Generator | None = None,
+    chunk_size: int | None = None,
+) -> tuple[float, float]:
+    r"""Return Hutchinson's estimate of ``tr ∇²L`` and its standard error.
+
+    ``tr H = E[zᵀ H z]`` for Rademacher ``z`` (entries ±1; Hutchinson 1989); the estimate is the
+    mean over ``samples`` draws and the standard error their standard deviation over ``√samples``.
+
+    Raises:
+        ValueError: if ``samples < 2``, or on a random loss.
+
+    """
+    if not (isinstance(samples, int) and samples >= 2):
+        raise ValueError(f"samples must be an int >= 2 (for a standard error), got {samples!r}")
+    op = hessian_operator(model, loss_fn, batch, chunk_size=chunk_size)
+    if generator is None:
+        generator = torch.Generator().manual_seed(0)
+    draws = []
+    for _ in range(samples):
+        z = torch.randint(0, 2, (op.dim,), generator=generator, device=generator.device)
+        z = (2 * z - 1).to(op.device, torch.float64)
+        draws.append(float(z @ op.matvec(z)))
+    values = torch.tensor(draws, dtype=torch.float64)
+    return float(values.mean()), float(values.std() / math.sqrt(samples))
+
+
+def output_hessian_norm(
+    model: nn.Module,
+    x: Tensor,
+    *,
+    tol: float = 1e-3,
+    generator: torch.Generator | None = None,
+) -> float:
+    r"""Return ``max_i ‖∂²f(x_i)/∂θ²‖₂`` for a model with one scalar output per example.
+
+    Liu, Zhu & Belkin (2020, "On the linearity of large non-linear models") show this spectral norm
+    falls like ``width^{-1/2}`` for a linear readout, which is why wide nets are nearly linear in
+    their parameters. Each example's norm is its largest-magnitude eigenvalue, by Lanczos
+    (``which="LM"``) on cached-graph products, to relative tolerance ``tol``.
+
+    Raises:
+        ValueError: if the model does not give one output per example, or is random.
+
+    """
+    params = {name: p for name, p in model.named_parameters() if p.requires_grad}
+    with torch.no_grad():
+        out = apply(model, {n: p.detach() for n, p in params.items()}, x[:1])
+    if out.numel() != 1:
+        raise ValueError(
+            f"output_hessian_norm needs one scalar output per example, got output shape "
+            f"{tuple(out.shape)} for one example; select an output first"
+        )
+    terms = [Term(_output_term(model, x[i : i + 1]), 1.0) for i in range(x.shape[0])]
+    check_deterministic(model, terms[0].fn, params)
+    norms = []
+    for term in terms:
+        op = HessianOperator(params, [term], cache=True)
+        res = lanczos_topk(
+            op.matvec, op.dim, 1, which="LM", tol=tol, generator=generator, device=op.device
+        )
+        norms.append(abs(float(res.values[0])))
+    return max(norms)
+
+
+def _output_term(model: nn.Module, x: Tensor) -> Scalar:
+    return lambda p: apply(model, p, x).reshape(())
+
+
+def _start(op: HessianOperator, v0: Tensor | None, generator: torch.Generator) -> Tensor:
+    if v0 is None:
+        v = torch.randn(op.dim, generator=generator, dtype=torch.float64, device=generator.device)
+    else:
+        v = v0.detach().reshape(-1).to(torch.float64)
+    v = v.to(op.device)
+    return v / torch.linalg.vector_norm(v)

@@ -1,0 +1,346 @@
+r"""The empirical neural tangent kernel and what theory says about it.
+
+.. math::  K(x, x') = J(x)\, J(x')^\top, \qquad J(x) = ∂ f(θ, x) / ∂θ,
+
+over the trainable parameters ``θ`` (Jacot, Gabriel & Hongler 2018, "Neural tangent kernel").
+Rows are example-major (row ``i·k + a`` for example ``i``, output ``a``), as in
+:func:`gdscope.probes._reference.dense_ntk`. Two fast paths compute it (Novak, Sohl-Dickstein &
+Schoenholz 2022, "Fast finite width neural tangent kernel"): a structured one for nets made of
+linear and convolution layers, and a generic ``torch.func`` Jacobian contraction for any module.
+Both tile over examples within a memory budget and sum per-layer (per-parameter) Grams in float64.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Callable, Iterator
+
+import torch
+from torch import Tensor, nn
+
+from . import _ntk_jacobian as jac
+from . import _ntk_structured as st
+from ._ntk_spectral import (
+    NTKSpectrum,
+    gram_eigs,
+    h_infinity,
+    kernel_drift,
+    kernel_target_alignment,
+    spectrum_of,
+)
+
+__all__ = [
+    "NTKSpectrum",
+    "gram_eigs",
+    "h_infinity",
+    "kernel_drift",
+    "kernel_target_alignment",
+    "ntk_gram",
+    "ntk_spectrum",
+]
+
+METHODS = ("auto", "structured", "jacobian")
+TF32_TOLERANCE = 1e-3
+_NONDETERMINISTIC = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNorm)
+
+
+def ntk_gram(
+    model: nn.Module,
+    x1: Tensor,
+    x2: Tensor | None = None,
+    *,
+    trace: bool = False,
+    method: str = "auto",
+    memory_budget: int = 2**30,
+    accumulate: torch.dtype | None = torch.float64,
+    tf32: bool = False,
+) -> Tensor:
+    r"""Return the empirical NTK Gram ``J(x1) J(x2)ᵀ`` over the trainable parameters.
+
+    Frozen parameters and buffers are held fixed. With ``k`` outputs the full Gram is
+    ``(n1·k, n2·k)`` with entry ``[(i·k + a), (j·k + b)] = ⟨∂f_a(x1_i)/∂θ, ∂f_b(x2_j)/∂θ⟩``; with
+    ``trace=True`` it is the class trace ``K_tr[i, j] = Σ_a K[(i, a), (j, a)]`` of shape ``(n1, n2)``.
+
+    Methods:
+    * ``"structured"`` (auto when every module holding trainable parameters is a
+      :class:`~gdscope.models.layers.ScaledLinear`, ``ScaledConv2d``, ``nn.Linear`` or ``nn.Conv2d``
+      (``groups=1``, zero padding), or the model is a :class:`~gdscope.models.two_layer.TwoLayer`):
+      ``K = Σ_ℓ α_ℓ² Σ_{pq} (H_i H_jᵀ)_{pq} (Δ_i Δ_jᵀ)_{pq} + α_{b,ℓ}² (ΣΔ_i)(ΣΔ_j)ᵀ``, with layer
+      inputs ``H`` from forward hooks and ``Δ = ∂f/∂y_ℓ`` from one batched backward per output; a
+      conv layer takes the cheaper of the Gram and per-example-gradient routes (flop counts in
+      :func:`gdscope.probes._ntk_structured.layer_gram`). For ``TwoLayer`` this is
+      ``K_ij = x_iᵀx_j · m⁻¹ Σ_r a_r² σ'(w_rᵀx_i) σ'(w_rᵀx_j)`` (+ the ``a`` term if trained).
+      It requires that examples do not interact and that layer weights are used only by
+      their own module's forward.
+    * ``"jacobian"`` (auto otherwise): per-example Jacobians by ``vmap(jacrev)``, contracted
+      parameter by parameter.
+
+    Both tile over examples so that one tile's features (layer inputs and signals, or Jacobian)
+    take about ``memory_budget`` bytes; features are computed once when all of them fit the
+    budget and recomputed per tile pair otherwise. Only the upper block triangle of a
+    symmetric Gram is computed. Products are taken in the model's dtype on its device; the sum
+    over layers and parameters is accumulated in ``accumulate``.
+
+    Args:
+        model: the network, in eval mode if it has dropout or BatchNorm.
+        x1: ``(n1, ...)`` inputs.
+        x2: ``(n2, ...)`` inputs for a cross-Gram; ``None`` for ``K(x1, x1)``.
+        trace: return the ``(n1, n2)`` class-trace Gram.
+        method: ``"auto"``, ``"structured"`` or ``"jacobian"``.
+        memory_budget: bytes one tile's features may take.
+        accumulate: dtype of the sum over layers and of the result (``None``: the model's dtype).
+        tf32: on CUDA, allow TF32 matmuls and convolutions, then recompute up to 16×16 random
+            example pairs in full float32 and warn (``RuntimeWarning``) if the largest error
+            relative to the largest entry exceeds ``1e-3``. A no-op on CPU.
+
+    Returns:
+        The Gram on the model's device, dtype ``accumulate`` (or the model's).
+
+    Raises:
+        ValueError: on an unknown method, a nondeterministic model (dropout or BatchNorm in
+            training mode), inputs the model rejects, ``"structured"`` on an unsupported model,
+            or a model without trainable parameters.
+
+    Example:
+        >>> from gdscope.models import mlp
+        >>> net = mlp(d_in=4, width=32, depth=3, out_dim=2, seed=0)
+        >>> ntk_gram(net, torch.randn(5, 4)).shape
+        torch.Size([10, 10])
+
+    """
+    resolved = _resolve_method(model, method)
+    _check_deterministic(model)
+    param = _first_trainable(model)
+    x1 = x1.detach().to(param.device, param.dtype)
+    x2 = None if x2 is None else x2.detach().to(param.device, param.dtype)
+    k = _check_inputs(model, x1, x2)
+    acc = param.dtype if accumulate is None else accumulate
+    compute = _gram_fn(model, resolved, trace, memory_budget, acc, k)
+    if not (tf32 and param.device.type == "cuda"):
+        return compute(x1, x2)
+    with _allow_tf32():
+        gram = compute(x1, x2)
+    _check_tf32(gram, compute, x1, x2, k, trace)
+    return gram
+
+
+def ntk_spectrum(
+    model_or_gram: nn.Module | Tensor,
+    x: Tensor | None = None,
+    *,
+    k: int | None = None,
+    method: str = "auto",
+) -> NTKSpectrum:
+    r"""Return ``λ_min``, ``λ_max`` and ``κ = λ_max/λ_min`` of an NTK Gram, in float64.
+
+    ``"dense"`` diagonalizes the whole Gram (``eigvalsh`` in float64); ``"lanczos"`` finds only the
+    ``k`` smallest and ``k`` largest eigenvalues by Lanczos with full reorthogonalization (see
+    :func:`gram_eigs`), converged to ``10⁻⁸`` relative error. ``"auto"`` is dense up to
+    ``n = 2048`` and Lanczos above. Eigenvalues govern the linear convergence rate of gradient
+    descent in the kernel regime (Du et al. 2019; Jacot et al. 2018).
+
+    Args:
+        model_or_gram: a model (then ``x`` is required and the full Gram ``ntk_gram(model, x)``
+            is used) or a symmetric ``(n, n)`` Gram.
+        x: inputs when a model is given.
+        k: eigenvalues wanted at each end for Lanczos (default 1).
+        method: ``"auto"``, ``"dense"`` or ``"lanczos"``.
+
+    Returns:
+        An :class:`NTKSpectrum`.
+
+    Raises:
+        ValueError: on a model without ``x``, a non-square Gram, an unknown method or ``k < 1``.
+
+    """
+    if isinstance(model_or_gram, Tensor):
+        gram = model_or_gram
+    else:
+        if x is None:
+            raise ValueError("ntk_spectrum(model, x): x is required when a model is given")
+        gram = ntk_gram(model_or_gram, x)
+    return spectrum_of(gram, k=k, method=method)
+
+
+def _resolve_method(model: nn.Module, method: str) -> str:
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {list(METHODS)}, got {method!r}")
+    unsupported = st.unsupported_modules(model)
+    if method == "structured" and unsupported:
+        raise ValueError(
+            f"method='structured' supports only (Scaled)Linear/(Scaled)Conv2d layers and TwoLayer; "
+            f"these modules hold trainable parameters it cannot handle: {unsupported}. "
+            "Use method='jacobian' (or 'auto')."
+        )
+    if method == "auto":
+        return "jacobian" if unsupported else "structured"
+    return method
+
+
+def _check_deterministic(model: nn.Module) -> None:
+    offending = [
+        f"{name} ({type(m).__name__})"
+        for name, m in model.named_modules()
+        if m.training and isinstance(m, _NONDETERMINISTIC)
+    ]
+    if offending:
+        raise ValueError(
+            "NTK needs a deterministic model: call model.eval() first "
+            f"(in training mode: {offending})"
+        )
+
+
+def _first_trainable(model: nn.Module) -> Tensor:
+    for p in model.parameters():
+        if p.requires_grad:
+            return p
+    raise ValueError("the model has no trainable parameters, so its NTK is empty")
+
+
+def _check_inputs(model: nn.Module, x1: Tensor, x2: Tensor | None) -> int:
+    """Validate shapes by one forward on a single example; return the number of outputs ``k``."""
+    if x1.ndim < 1 or x1.shape[0] == 0:
+        raise ValueError(f"x1 must have shape (n, ...) with n >= 1, got {tuple(x1.shape)}")
+    if x2 is not None and (x2.ndim < 1 or x2.shape[0] == 0 or x2.shape[1:] != x1.shape[1:]):
+        raise ValueError(
+            f"x2 must have shape (n2, {', '.join(map(str, x1.shape[1:]))}) like x1 "
+            f"{tuple(x1.shape)}, got {tuple(x2.shape)}"
+        )
+    try:
+        with torch.no_grad():
+            out = model(x1[:1])
+    except RuntimeError as err:
+        raise ValueError(f"the model rejected inputs of shape {tuple(x1.shape)}: {err}") from err
+    return out.reshape(1, -1).shape[1]
+
+
+def _features_fn(model: nn.Module, method: str) -> Callable[[Tensor], object]:
+    if method == "structured":
+        return lambda x: st.module_features(model, x)[1]
+    return lambda x: jac.tile_jacobian(model, x)
+
+
+def _bytes_per_example(model: nn.Module, method: str, x: Tensor, k: int) -> int:
+    if method == "jacobian":
+        return 3 * jac.jacobian_bytes_per_example(model, k)
+    features = st.module_features(model, x[:1])[1]
+    held = sum(
+        t.numel() * t.element_size()
+        for f in features
+        for t in (f.inputs, f.deltas)
+        if t is not None
+    )
+    return 3 * held  # features plus the forward graph and gradients alive while they are built
+
+
+def _gram_fn(
+    model: nn.Module, method: str, trace: bool, budget: int, acc: torch.dtype, k: int
+) -> Callable[[Tensor, Tensor | None], Tensor]:
+    features = _features_fn(model, method)
+
+    def pair(f1: object, f2: object) -> Tensor:
+        if method == "jacobian":
+            return jac.contract(f1, f2, trace, acc)  # type: ignore[arg-type]
+        blocks = [st.layer_gram(a, b, trace, budget) for a, b in zip(f1, f2, strict=True)]  # type: ignore[call-overload]
+        return torch.stack([b.to(acc) for b in blocks]).sum(0)
+
+    def compute(x1: Tensor, x2: Tensor | None) -> Tensor:
+        per_example = _bytes_per_example(model, method, x1, k)
+        tile = max(1, budget // max(1, per_example))
+        n_total = x1.shape[0] + (0 if x2 is None else x2.shape[0])
+        cache = n_total * per_example <= budget
+        return _tiled(x1, x2, tile, features, pair, trace, k, acc, cache)
+
+    return compute
+
+
+def _tiles(n: int, tile: int) -> list[slice]:
+    return [slice(s, min(s + tile, n)) for s in range(0, n, tile)]
+
+
+def _tiled(
+    x1: Tensor,
+    x2: Tensor | None,
+    tile: int,
+    features: Callable[[Tensor], object],
+    pair: Callable[[object, object], Tensor],
+    trace: bool,
+    k: int,
+    acc: torch.dtype,
+    cache: bool,
+) -> Tensor:
+    """Assemble the Gram block by block; a symmetric Gram computes only blocks ``J ≥ I``."""
+    symmetric = x2 is None
+    xs2 = x1 if x2 is None else x2
+    n1, n2 = x1.shape[0], xs2.shape[0]
+    rows, cols = _tiles(n1, tile), _tiles(n2, tile)
+    store1: dict[int, object] = {}
+    store2: dict[int, object] = store1 if symmetric else {}
+
+    def get(store: dict[int, object], xs: Tensor, idx: int, part: slice) -> object:
+        if idx in store:
+            return store[idx]
+        value = features(xs[part])
+        if cache:
+            store[idx] = value
+        return value
+
+    shape = (n1, n2) if trace else (n1, k, n2, k)
+    gram = torch.zeros(shape, dtype=acc, device=x1.device)
+    for bi, r in enumerate(rows):
+        f1 = get(store1, x1, bi, r)
+        for bj, c in enumerate(cols):
+            if symmetric and bj < bi:
+                continue
+            f2 = f1 if symmetric and bi == bj else get(store2, xs2, bj, c)
+            block = pair(f1, f2)
+            if trace:
+                gram[r, c] = block
+            else:
+                gram[r, :, c] = block
+            if symmetric and bj > bi:
+                if trace:
+                    gram[c, r] = block.T
+                else:
+                    gram[c, :, r] = block.permute(2, 3, 0, 1)
+    return gram if trace else gram.reshape(n1 * k, n2 * k)
+
+
+@contextlib.contextmanager
+def _allow_tf32() -> Iterator[None]:
+    matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
+
+
+def _check_tf32(
+    gram: Tensor,
+    compute: Callable[[Tensor, Tensor | None], Tensor],
+    x1: Tensor,
+    x2: Tensor | None,
+    k: int,
+    trace: bool,
+) -> None:
+    """Recompute a random sub-Gram without TF32 and warn if it differs by more than 1e-3."""
+    xs2 = x1 if x2 is None else x2
+    gen = torch.Generator().manual_seed(0)
+    i = torch.randperm(x1.shape[0], generator=gen)[:16].to(x1.device)
+    j = torch.randperm(xs2.shape[0], generator=gen)[:16].to(x1.device)
+    exact = compute(x1[i], xs2[j])
+    if trace:
+        fast = gram[i][:, j]
+    else:
+        blocks = gram.reshape(x1.shape[0], k, xs2.shape[0], k)
+        fast = blocks[i][:, :, j].reshape(exact.shape)
+    err = float((fast - exact).abs().max() / exact.abs().max().clamp_min(1e-300))
+    if err > TF32_TOLERANCE:
+        warnings.warn(
+            f"TF32 NTK differs from float32 by {err:.2e} (relative to the largest entry) on a "
+            f"random {len(i)}x{len(j)} sub-Gram, above {TF32_TOLERANCE:g}; use tf32=False",
+            RuntimeWarning,
+            stacklevel=3,
+        )
