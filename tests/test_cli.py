@@ -70,3 +70,25 @@ def test_bad_arguments_give_one_line_error(args, expected):
     assert len(lines) == 1, out.stderr
     for fragment in expected:
         assert fragment in lines[0], (fragment, lines[0])
+
+
+def test_verify_probes_passes_and_prints_every_check():
+    out = _gdscope("verify-probes", "--dtype", "float32", "--seed", "1")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "0 failed" in out.stdout
+    for quantity in ("ntk_gram", "hvp", "sharpness", "linearized f"):
+        assert quantity in out.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["verify-probes", "--dtype", "float16"], "--dtype"),
+        (["bench", "--only", "ntkk"], "unknown benchmark 'ntkk'"),
+    ],
+)
+def test_other_commands_reject_bad_arguments_in_one_line(args, fragment):
+    out = _gdscope(*args)
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    assert fragment in out.stderr.strip()

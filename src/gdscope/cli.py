@@ -147,6 +147,62 @@ def train(
     )
 
 
+@app.command("verify-probes")
+def verify_probes_command(
+    dtype: Annotated[str, typer.Option(help="float64 | float32")] = "float64",
+    seed: Annotated[int, typer.Option(help="seed of the random nets and data")] = 0,
+) -> None:
+    """Check every fast probe against its dense float64 oracle on random nets; print the errors."""
+    import torch
+
+    from gdscope.verify_probes import verify_probes
+
+    if dtype not in ("float64", "float32"):
+        raise UserError(f"--dtype: expected float64 or float32, got {dtype!r}")
+    if seed < 0:
+        raise UserError(f"--seed: expected a non-negative integer, got {seed}")
+    checks = verify_probes(getattr(torch, dtype), seed=seed)
+    table = Table("case", "quantity", "rel. error", "tolerance", "", box=None, header_style="bold")
+    for c in checks:
+        mark = "[green]ok[/]" if c.ok else "[red]FAIL[/]"
+        table.add_row(c.case, c.quantity, f"{c.rel_err:.2e}", f"{c.tolerance:.0e}", mark)
+    _out.print(table)
+    failed = [c for c in checks if not c.ok]
+    _out.print(f"{len(checks) - len(failed)} passed, {len(failed)} failed")
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def bench(
+    small: Annotated[bool, typer.Option(help="CPU sizes (a few minutes on 2 cores)")] = False,
+    device: Annotated[
+        str | None, typer.Option(help="cpu | cuda; default cuda when available")
+    ] = None,
+    only: Annotated[
+        list[str] | None, typer.Option(help="run only these scripts: ntk, hessian (repeatable)")
+    ] = None,
+) -> None:
+    """Time gdscope against the anchor methods; print one JSON line per measurement."""
+    import subprocess
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[2] / "benchmarks"
+    scripts = sorted(folder.glob("bench_*.py"))
+    if not scripts:
+        raise UserError(f"bench: no benchmark scripts in {folder}; run from a source checkout")
+    names = {s.stem.removeprefix("bench_"): s for s in scripts}
+    for name in only or []:
+        if name not in names:
+            raise UserError(f"--only: unknown benchmark {name!r}; accepted: {', '.join(names)}")
+    chosen = [names[n] for n in only] if only else list(names.values())
+    args = [*(["--small"] if small else []), *(["--device", device] if device else [])]
+    for script in chosen:
+        result = subprocess.run([sys.executable, str(script), *args], cwd=folder, check=False)
+        if result.returncode != 0:
+            raise typer.Exit(result.returncode)
+
+
 def _validated(cls: Any, raw: dict[str, Any]) -> Any:
     from gdscope.config import format_validation_error
 
