@@ -3,16 +3,9 @@ import math
 import numpy as np
 import pytest
 
-from gdscope.probes.rates import (
-    band_verdict,
-    exponent_over_seeds,
-    fit_linear_rate,
-    loglog_fit,
-    slope_fit,
-    slope_over_seeds,
-    spearman,
-    steps_to_epsilon,
-)
+from gdscope.probes.fits import loglog_fit, slope_fit
+from gdscope.probes.rates import fit_linear_rate, steps_to_epsilon
+from gdscope.probes.trends import band_verdict, exponent_over_seeds, slope_over_seeds, spearman
 
 # --- linear rates ----------------------------------------------------------------------------
 

@@ -6,11 +6,13 @@
   ``hessian_trace``, ``output_hessian_norm``, ``hessian_operator``.
 * Geometry (:mod:`~gdscope.probes.geometry`): gradient norm, PL ratio, the square-loss sandwich,
   distance from initialization, activation-pattern flips, linearization gap.
-* Rates (:mod:`~gdscope.probes.rates`): linear-rate fits, steps-to-ε, power laws with bootstrap
-  CIs over seeds, Spearman with allowed inversions, band verdicts.
+* Fits (:mod:`~gdscope.probes.fits`, :mod:`~gdscope.probes.rates`,
+  :mod:`~gdscope.probes.trends`): lines and power laws, linear-rate fits, steps-to-ε, exponents
+  with bootstrap CIs over seeds, Spearman with allowed inversions, band verdicts.
 * Scheduling inside ``gdscope.train``: :data:`~gdscope.probes.tracking.PROBES`.
 """
 
+from gdscope.probes.fits import LinearFit, PowerFit, loglog_fit, slope_fit
 from gdscope.probes.geometry import (
     Sandwich,
     activation_flips,
@@ -42,22 +44,16 @@ from gdscope.probes.ntk import (
     ntk_gram,
     ntk_spectrum,
 )
-from gdscope.probes.rates import (
-    LinearFit,
+from gdscope.probes.rates import RateFit, fit_linear_rate, steps_to_epsilon
+from gdscope.probes.tracking import PROBES, ProbeContext
+from gdscope.probes.trends import (
     MonotoneFit,
-    PowerFit,
-    RateFit,
     SeedCI,
     band_verdict,
     exponent_over_seeds,
-    fit_linear_rate,
-    loglog_fit,
-    slope_fit,
     slope_over_seeds,
     spearman,
-    steps_to_epsilon,
 )
-from gdscope.probes.tracking import PROBES, ProbeContext
 
 __all__ = [
     "PROBES",
