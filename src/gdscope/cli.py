@@ -223,18 +223,30 @@ def _check_device(device: str) -> None:
         raise UserError(f"device: {device!r} requested but CUDA is not available here; use cpu")
 
 
-def _trace_table(trace: Any, rows: int = 12) -> Table:
-    """Tabulate the global metrics at up to ``rows`` checkpoints of the sparsest schedule."""
+def _trace_table(trace: Any, rows: int = 12, wide: int = 5) -> Table:
+    """Tabulate the global metrics at up to ``rows`` checkpoints of the sparsest schedule.
+
+    With more than ``wide`` metrics the table is transposed (one row per metric) so that it fits.
+    """
     metrics = [m for m in trace.metrics if "/" not in m]
     recorded = [trace.records[m][0] for m in metrics]
     sparsest = min(recorded, key=len) if recorded else []
     steps = sorted(set(sparsest) if len(sparsest) > 1 else {s for r in recorded for s in r})
-    if len(steps) > rows:
-        steps = sorted({steps[round(i * (len(steps) - 1) / (rows - 1))] for i in range(rows)})
-    table = Table("step", *metrics, box=None, header_style="bold")
+    limit = rows if len(metrics) <= wide else 5
+    if len(steps) > limit:
+        steps = sorted({steps[round(i * (len(steps) - 1) / (limit - 1))] for i in range(limit)})
     lookup = {m: dict(zip(*trace.records[m], strict=True)) for m in metrics}
+    if len(metrics) <= wide:
+        table = Table("step", *metrics, box=None, header_style="bold")
+        for step in steps:
+            table.add_row(str(step), *(_fmt(lookup[m].get(step)) for m in metrics))
+        return table
+    table = Table(box=None, header_style="bold")
+    table.add_column("metric \\ step", no_wrap=True)
     for step in steps:
-        table.add_row(str(step), *(_fmt(lookup[m].get(step)) for m in metrics))
+        table.add_column(str(step), no_wrap=True)
+    for m in metrics:
+        table.add_row(m, *(_fmt(lookup[m].get(step)) for step in steps))
     return table
 
 
