@@ -17,6 +17,7 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 	$(BIN)/ruff check
+	$(BIN)/ruff format --check
 	$(BIN)/pyright
 
 clean:

@@ -100,7 +100,9 @@ def run_w1b(n: int, device: torch.device, repeats: int) -> None:
     x = torch.randn(n, 784, generator=gen).to(device)
     model = gs.models.mlp(784, 512, 4, seed=0, device=device)
     gram = gs.probes.ntk_gram(model, x)
-    ours_ms, spec = median_ms(lambda: gs.probes.ntk_spectrum(gram, k=1, method="lanczos"), device, repeats=repeats)
+    ours_ms, spec = median_ms(
+        lambda: gs.probes.ntk_spectrum(gram, k=1, method="lanczos"), device, repeats=repeats
+    )
     anchor_ms, eig = median_ms(lambda: torch.linalg.eigvalsh(gram), device, repeats=repeats)
     err = max(
         abs(spec.lambda_min - float(eig[0])) / float(eig[0]),

@@ -320,6 +320,16 @@ def test_random_loss_is_refused_with_the_fix(name):
         assert sharpness(model.eval(), gs.losses.mse, batch) > 0
 
 
+def test_the_refusal_names_the_probe_and_catches_batch_norm_without_running_stats():
+    model = RANDOM_MODELS["dropout"]().to(F64)
+    batch = (torch.randn(6, 3, dtype=F64), torch.randn(6, 1, dtype=F64))
+    with pytest.raises(ValueError, match=r"hessian_trace needs a deterministic loss.*Dropout"):
+        hessian_trace(model, gs.losses.mse, batch)
+    stats_free = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4, track_running_stats=False))
+    with pytest.raises(ValueError, match="even in eval mode; construct it with track_running"):
+        sharpness(stats_free.to(F64).eval(), gs.losses.mse, batch)
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

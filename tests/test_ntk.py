@@ -203,6 +203,13 @@ def test_clear_errors(name):
         ntk_gram(factory(), _inputs(shape, 3, 0, torch.float32), **kwargs)
 
 
+def test_nondeterministic_model_is_refused_by_name():
+    model = nn.Sequential(nn.Linear(4, 3), nn.Dropout(0.5), nn.Linear(3, 1))
+    with pytest.raises(ValueError, match=r"NTK needs a deterministic model: module '1'"):
+        ntk_gram(model, torch.randn(3, 4))
+    assert ntk_gram(model.eval(), torch.randn(3, 4)).shape == (3, 3)
+
+
 def test_cross_gram_rejects_mismatched_inputs():
     model = mlp(d_in=4, width=8, depth=2)
     with pytest.raises(ValueError, match=r"x2 must have shape \(n2, 4\)"):

@@ -103,7 +103,12 @@ def test_every_registered_probe_runs_in_train():
 @pytest.mark.parametrize("name", ["ntk_spectrum", "sharpness"])
 def test_heavy_probes_are_schedulable_from_a_trial_config(name):
     cfg = gs.TrialConfig.model_validate(
-        {"model": {"width": 8, "depth": 2}, "data": {"n": 8, "d": 3}, "steps": 2, "probes": {name: 1}}
+        {
+            "model": {"width": 8, "depth": 2},
+            "data": {"n": 8, "d": 3},
+            "steps": 2,
+            "probes": {name: 1},
+        }
     )
     trace = gs.run_trial(cfg)
     assert len(trace.series(trace.metrics[0])[0]) == 3

@@ -10,4 +10,10 @@ def test_every_fast_path_agrees_with_its_oracle(dtype):
     failed = [c for c in checks if not c.ok]
     assert not failed, failed
     assert len({c.case for c in checks}) >= 9
-    assert {c.quantity for c in checks} == {"ntk_gram", "ntk λ_max", "hvp", "sharpness", "linearized f"}
+    assert {c.quantity for c in checks} == {
+        "ntk_gram",
+        "ntk λ_max",
+        "hvp",
+        "sharpness",
+        "linearized f",
+    }

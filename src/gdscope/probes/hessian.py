@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from gdscope.functional import LossFn, apply, loss_at
 from gdscope.probes._checks import check_deterministic
 from gdscope.probes._hvp import HessianOperator, Scalar, Term
-from gdscope.probes.lanczos import EigResult, Which, lanczos_topk
+from gdscope.probes.lanczos import Bound, EigResult, Which, lanczos_topk
 
 __all__ = [
     "HessianOperator",
@@ -71,6 +71,18 @@ def hessian_operator(
             ``chunk_size``.
 
     """
+    return _operator(model, loss_fn, batch, chunk_size, cache_chunks, what="hessian_operator")
+
+
+def _operator(
+    model: nn.Module,
+    loss_fn: LossFn,
+    batch: Batch,
+    chunk_size: int | None,
+    cache_chunks: bool,
+    what: str,
+) -> HessianOperator:
+    """Build the operator of :func:`hessian_operator`; ``what`` names the probe in errors."""
     x, y = batch
     n = x.shape[0]
     if chunk_size is not None and not (isinstance(chunk_size, int) and chunk_size >= 1):
@@ -81,7 +93,7 @@ def hessian_operator(
         for i in range(0, n, size)
     ]
     params = {name: p for name, p in model.named_parameters() if p.requires_grad}
-    check_deterministic(model, terms[0].fn, params)
+    check_deterministic(model, what=what, fn=terms[0].fn, params=params)
     return HessianOperator(params, terms, cache=chunk_size is None or cache_chunks)
 
 
@@ -97,6 +109,7 @@ def hessian_topk(
     *,
     tol: float = 1e-3,
     which: Which = "LA",
+    bound: Bound = "residual",
     v0: Tensor | None = None,
     max_iter: int | None = None,
     generator: torch.Generator | None = None,
@@ -104,8 +117,10 @@ def hessian_topk(
 ) -> EigResult:
     r"""Return ``k`` extreme Hessian eigenpairs by Lanczos (see :func:`~gdscope.probes.lanczos.lanczos_topk`).
 
-    Each returned ``θ`` satisfies ``‖H y − θ y‖ ≤ tol·|θ|`` when ``converged``, hence lies within
-    ``tol·|θ|`` of an eigenvalue of ``H``; the top Ritz value is a lower bound on ``λ_max``.
+    With ``bound="residual"`` each returned ``θ`` satisfies ``‖H y − θ y‖ ≤ tol·|θ|`` when
+    ``converged``, hence lies within ``tol·|θ|`` of an eigenvalue of ``H``; the top Ritz value is
+    a lower bound on ``λ_max``. ``bound="gap"`` stops earlier on the estimate
+    ``min(r, r²/gap) ≤ tol·|θ|``, which is not a guarantee.
 
     Args:
         model: the network (see :func:`hessian_operator`).
@@ -113,7 +128,9 @@ def hessian_topk(
         batch: ``(x, y)``.
         k: number of eigenpairs.
         tol: relative residual tolerance.
-        which: ``"LA"`` largest algebraic, ``"LM"`` largest magnitude, ``"SA"`` smallest.
+        which: ``"LA"`` largest algebraic, ``"LM"`` largest magnitude, ``"SA"`` smallest,
+            ``"BE"`` both ends (``k`` smallest and ``k`` largest, ascending).
+        bound: stopping rule, ``"residual"`` (rigorous) or ``"gap"`` (an estimate).
         v0: start vector (e.g. the previous eigenvector, to warm-start along training).
         max_iter: most Hessian-vector products.
         generator: draws the random start (default seeded with 0).
@@ -123,13 +140,14 @@ def hessian_topk(
         An :class:`~gdscope.probes.lanczos.EigResult` (float64, vectors on the model's device).
 
     """
-    op = hessian_operator(model, loss_fn, batch, chunk_size=chunk_size)
+    op = _operator(model, loss_fn, batch, chunk_size, False, what="hessian_topk")
     return lanczos_topk(
         op.matvec,
         op.dim,
         k,
         which=which,
         tol=tol,
+        bound=bound,
         max_iter=max_iter,
         v0=v0,
         generator=generator,
@@ -144,6 +162,7 @@ def sharpness(
     batch: Batch,
     *,
     tol: float = ...,
+    bound: Bound = ...,
     v0: Tensor | None = ...,
     return_vector: Literal[False] = ...,
     chunk_size: int | None = ...,
@@ -158,6 +177,7 @@ def sharpness(
     batch: Batch,
     *,
     tol: float = ...,
+    bound: Bound = ...,
     v0: Tensor | None = ...,
     return_vector: Literal[True],
     chunk_size: int | None = ...,
@@ -171,6 +191,7 @@ def sharpness(
     batch: Batch,
     *,
     tol: float = 1e-3,
+    bound: Bound = "residual",
     v0: Tensor | None = None,
     return_vector: bool = False,
     chunk_size: int | None = None,
@@ -180,6 +201,8 @@ def sharpness(
 
     By Lanczos on cached-graph Hessian-vector products, stopped when ``‖H y − θ y‖ ≤ tol·θ``, so
     ``θ ≤ λ_max`` and ``(λ_max − θ)/θ ≤ tol`` (for the eigenvalue the Krylov space converged to).
+    ``bound="gap"`` stops on the Kato–Temple estimate ``min(r, r²/gap) ≤ tol·θ`` instead (fewer
+    products; not a guarantee, see :mod:`gdscope.probes.lanczos`).
     Gradient descent with step ``η`` is stable on a quadratic iff ``λ_max < 2/η``; Cohen et al.
     (2021) find it rises to and then hovers at ``2/η``.
 
@@ -188,6 +211,7 @@ def sharpness(
         loss_fn: the training loss.
         batch: ``(x, y)``.
         tol: relative tolerance.
+        bound: stopping rule, ``"residual"`` (rigorous) or ``"gap"`` (an estimate).
         v0: warm start, e.g. the vector returned at the previous probe.
         return_vector: also return the unit top eigenvector (float64, on the model's device).
         chunk_size: examples per chunk (see :func:`hessian_operator`).
@@ -205,8 +229,9 @@ def sharpness(
         >>> s = sharpness(gs.models.mlp(4, 8, 2, seed=0), gs.losses.mse, (x, y))
 
     """
-    res = hessian_topk(
-        model, loss_fn, batch, 1, tol=tol, v0=v0, generator=generator, chunk_size=chunk_size
+    op = _operator(model, loss_fn, batch, chunk_size, False, what="sharpness")
+    res = lanczos_topk(
+        op.matvec, op.dim, tol=tol, bound=bound, v0=v0, generator=generator, device=op.device
     )
     if not res.converged:
         warnings.warn(
@@ -236,7 +261,7 @@ def power_iteration(
     the largest-MAGNITUDE eigenvalue, and its stopping rule bounds no error: on a spectrum with
     ratio ``λ₂/λ₁ = ρ`` it converges like ``ρ^{2t}``. Kept for comparison with :func:`sharpness`.
     """
-    op = hessian_operator(model, loss_fn, batch)
+    op = _operator(model, loss_fn, batch, None, False, what="power_iteration")
     if generator is None:
         generator = torch.Generator().manual_seed(0)
     v = _start(op, v0, generator)
@@ -270,7 +295,7 @@ def hessian_trace(
     """
     if not (isinstance(samples, int) and samples >= 2):
         raise ValueError(f"samples must be an int >= 2 (for a standard error), got {samples!r}")
-    op = hessian_operator(model, loss_fn, batch, chunk_size=chunk_size)
+    op = _operator(model, loss_fn, batch, chunk_size, False, what="hessian_trace")
     if generator is None:
         generator = torch.Generator().manual_seed(0)
     draws = []
@@ -309,7 +334,7 @@ def output_hessian_norm(
             f"{tuple(out.shape)} for one example; select an output first"
         )
     terms = [Term(_output_term(model, x[i : i + 1]), 1.0) for i in range(x.shape[0])]
-    check_deterministic(model, terms[0].fn, params)
+    check_deterministic(model, what="output_hessian_norm", fn=terms[0].fn, params=params)
     norms = []
     for term in terms:
         op = HessianOperator(params, [term], cache=True)
