@@ -99,6 +99,7 @@ class StopConfig(_Frozen):
 class TrialConfig(_Frozen):
     """One trial: everything a run depends on. ``seed`` seeds the model, the data and batch order."""
 
+    kind: Literal["network"] = "network"
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)

@@ -9,13 +9,16 @@ targets. The trial ``seed`` seeds the model, the batch order and (unless ``data.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+from pydantic import BaseModel
 from torch import Tensor, nn
 
+from gdscope import _checks as check
 from gdscope import data as gsdata
 from gdscope import losses, models
 from gdscope.config import TrialConfig
@@ -80,8 +83,34 @@ def build_trial(config: TrialConfig) -> Trial:
 
 
 def run_trial(config: TrialConfig) -> Trace:
-    """Build and run one trial."""
+    """Build and run one network trial."""
     return build_trial(config).run()
+
+
+def trial_kinds() -> dict[str, tuple[type[BaseModel], Callable[[Any], Trace]]]:
+    """Return ``{kind: (config class, run function)}`` for every trial kind."""
+    from gdscope.trials import TRIAL_KINDS
+
+    return {"network": (TrialConfig, run_trial), **TRIAL_KINDS}
+
+
+def validate_trial(raw: Mapping[str, Any]) -> Any:
+    """Validate one trial config dict of any kind (``kind`` defaults to ``"network"``).
+
+    Raises:
+        pydantic.ValidationError: a field is wrong (the error names its path).
+        ValueError: the kind is unknown.
+
+    """
+    kinds = trial_kinds()
+    kind = check.known("trial kind", raw.get("kind", "network"), kinds)
+    return kinds[kind][0].model_validate(dict(raw))
+
+
+def run_config(raw: Mapping[str, Any]) -> Trace:
+    """Validate and run one trial config dict of any kind (a picklable entry point for runners)."""
+    config = validate_trial(raw)
+    return trial_kinds()[config.kind][1](config)
 
 
 def _load_data(
