@@ -25,6 +25,7 @@ class TrialRecord:
         status: ``"completed"``, ``"stopped"``, ``"diverged"`` or ``"failed"`` (raised an error).
         series: ``{metric: (steps int64 array, values float64 array)}``.
         reason: how the run ended (or the error for a failed trial).
+
     """
 
     hash: str

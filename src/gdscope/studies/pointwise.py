@@ -1,0 +1,98 @@
+"""Claims judged trial by trial: two reductions agree, or one reduction lies within a band."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Literal
+
+from pydantic import (
+    NonNegativeFloat,
+)
+
+from gdscope.studies.claim_base import Band, XReducer, _Claim
+from gdscope.studies.reducers import (
+    reduce_record,
+)
+from gdscope.studies.table import TrialRecord
+from gdscope.studies.verdict import (
+    Verdict,
+    fmt,
+    fmt_band,
+    label,
+    listing,
+)
+
+
+class AgreesClaim(_Claim):
+    """Two reductions agree in every trial: ``|y1 − y2| ≤ atol + rtol·|y2|``."""
+
+    kind: Literal["agrees"]
+    y1: XReducer
+    y2: XReducer
+    atol: NonNegativeFloat = 0.0
+    rtol: NonNegativeFloat = 0.0
+
+    def _judge(self, records: list[TrialRecord], axes: Sequence[str]) -> Verdict:
+        problems, evidence, off = [], [], []
+        worst = 0.0
+        for record in records:
+            name = label(record, axes)
+            a = reduce_record(self.y1, record, allow_diverged=self.allow_diverged)
+            b = reduce_record(self.y2, record, allow_diverged=self.allow_diverged)
+            why = "; ".join(r.reason for r in (a, b) if r.reason)
+            if why:
+                problems.append(f"{name}: {why}")
+                continue
+            gap = abs(a.value - b.value)
+            rel = gap / abs(b.value) if b.value != 0 else (0.0 if gap == 0 else math.inf)
+            worst = max(worst, rel)
+            ok = gap <= self.atol + self.rtol * abs(b.value)
+            evidence.append(
+                {"trial": name, "y1": a.value, "y2": b.value, "rel_diff": rel, "ok": ok}
+            )
+            if not ok:
+                off.append(f"{name}: {fmt(a.value)} vs {fmt(b.value)}")
+        extra = {"n_points": len(evidence), "evidence": evidence}
+        tol = f"atol={self.atol:g}, rtol={self.rtol:g}"
+        if off:
+            return self._verdict(
+                "FAIL", worst, f"{self.y1.label} ≠ {self.y2.label} ({tol}): {listing(off)}", **extra
+            )
+        if problems:
+            return self._verdict("INCONCLUSIVE", worst, listing(problems), **extra)
+        reason = f"{self.y1.label} = {self.y2.label} within {tol} in {len(evidence)} trials; worst relative difference {fmt(worst)}"
+        return self._verdict("PASS", worst, reason, **extra)
+
+
+class WithinClaim(_Claim):
+    """One reduction lies inside ``band`` in every trial (e.g. ``floor / lr ∈ [0.25, 1]``)."""
+
+    kind: Literal["within"]
+    y: XReducer
+    band: Band
+
+    def _judge(self, records: list[TrialRecord], axes: Sequence[str]) -> Verdict:
+        problems, evidence, off = [], [], []
+        lo, hi = self.band
+        for record in records:
+            name = label(record, axes)
+            y = reduce_record(self.y, record, allow_diverged=self.allow_diverged)
+            if y.reason:
+                problems.append(f"{name}: {y.reason}")
+                continue
+            ok = lo <= y.value <= hi
+            evidence.append({"trial": name, "y": y.value, "ok": ok})
+            if not ok:
+                off.append(f"{name}: {fmt(y.value)}")
+        values = [e["y"] for e in evidence]
+        worst = max(values, key=lambda v: max(lo - v, v - hi)) if values else math.nan
+        extra = {"n_points": len(evidence), "evidence": evidence}
+        where = f"{self.y.label} ∈ {fmt_band(self.band)}"
+        if off:
+            return self._verdict("FAIL", worst, f"{where} fails for {listing(off)}", **extra)
+        if problems:
+            return self._verdict("INCONCLUSIVE", worst, listing(problems), **extra)
+        return self._verdict(
+            "PASS", worst, f"{where} in all {len(evidence)} trials; extreme {fmt(worst)}", **extra
+        )

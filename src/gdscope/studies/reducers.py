@@ -1,0 +1,413 @@
+r"""Reducers: data that turn one :class:`TrialRecord` into one number.
+
+A claim never reads a series directly; it declares reducers in the study file::
+
+    y = {reduce = "one_minus_rate", metric = "residual"}
+    x = "data.n"                                  # shorthand for {reduce = "config", key = "data.n"}
+    budget = "40*sqrt(kappa)"                     # shorthand for {reduce = "expr", expr = "..."}
+
+Each reduction returns a :class:`Reduced` ``(value, reason)``: ``value`` is nan whenever the
+number cannot be trusted (a diverged or failed trial, a rate fit with R² < 0.95, a threshold
+never reached, a missing metric) and ``reason`` then says why, so a claim can say which trial
+made it inconclusive.
+
+========================  ==========================================================================
+``reduce``                value
+========================  ==========================================================================
+``final`` / ``initial``   last / first recorded value
+``min`` / ``max``         smallest / largest finite value
+``median_window``         median over checkpoints with ``window[0] ≤ step ≤ window[1]``
+``steps_to_eps``          first step with value ≤ ``eps`` (× the first value when ``relative``)
+``rate``                  :math:`\hat ρ` of :func:`~gdscope.probes.rates.fit_linear_rate` (R² ≥ 0.95)
+``one_minus_rate``        :math:`1 - \hat ρ`
+``final_over_initial``    last value / first value (alias ``ratio_final_initial``)
+``config``                the trial's config value at the dotted ``key``
+``expr``                  arithmetic on config keys and metrics, e.g. ``"40*sqrt(kappa)"``
+========================  ==========================================================================
+
+``window = [a, b]`` restricts every series reducer to the checkpoints ``a ≤ step ≤ b``.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+from collections.abc import Callable
+from typing import Any, Literal, NamedTuple
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, NonNegativeInt, PositiveFloat, model_validator
+
+from gdscope.probes.rates import fit_linear_rate, steps_to_epsilon
+from gdscope.studies.table import TrialRecord
+
+ReduceName = Literal[
+    "final",
+    "initial",
+    "min",
+    "max",
+    "median_window",
+    "steps_to_eps",
+    "rate",
+    "one_minus_rate",
+    "final_over_initial",
+    "config",
+    "expr",
+]
+BAD_STATUSES = ("diverged", "failed")
+_ALIASES = {"ratio_final_initial": "final_over_initial"}  # the design note's spelling
+
+_SERIES = {"final", "initial", "min", "max", "median_window", "steps_to_eps", "rate"}
+_SERIES |= {"one_minus_rate", "final_over_initial"}
+_OPTIONS: dict[str, set[str]] = {name: {"metric", "window"} for name in _SERIES}
+_OPTIONS["steps_to_eps"] |= {"eps", "relative"}
+_OPTIONS["rate"] |= {"skip", "floor"}
+_OPTIONS["one_minus_rate"] |= {"skip", "floor"}
+_OPTIONS["config"] = {"key"}
+_OPTIONS["expr"] = {"expr"}
+_REQUIRED = {"config": {"key"}, "expr": {"expr"}, "median_window": {"metric", "window"}}
+_REQUIRED |= {"steps_to_eps": {"metric", "eps"}}
+
+_FUNCTIONS: dict[str, Callable[..., Any]] = {
+    "sqrt": math.sqrt,
+    "log": math.log,
+    "log10": math.log10,
+    "exp": math.exp,
+    "abs": abs,
+    "min": min,
+    "max": max,
+}
+_BINARY: dict[type, Callable[[float, float], float]] = {
+    ast.Add: lambda a, b: a + b,
+    ast.Sub: lambda a, b: a - b,
+    ast.Mult: lambda a, b: a * b,
+    ast.Div: lambda a, b: a / b,
+    ast.Pow: lambda a, b: a**b,
+}
+
+
+class Reduced(NamedTuple):
+    """One trial reduced to a number; ``reason`` says why ``value`` is nan (else ``""``)."""
+
+    value: float
+    reason: str = ""
+
+
+class Reducer(BaseModel):
+    """How to turn one trial into one number (see the module docstring for each ``reduce``).
+
+    Attributes:
+        reduce: which reduction.
+        metric: the recorded series it reads (series reducers).
+        key: dotted config key (``reduce = "config"``).
+        expr: arithmetic expression (``reduce = "expr"``): ``+ - * / **``, numbers, the functions
+            ``sqrt log log10 exp abs min max``, and names. A name is a config key (dotted names
+            like ``data.n`` work) or else a recorded metric, read at its first finite checkpoint.
+        eps: threshold of ``steps_to_eps``.
+        relative: ``steps_to_eps`` compares with ``eps`` × the first value.
+        window: ``[a, b]``: keep checkpoints with ``a ≤ step ≤ b``.
+        skip: transient to skip in a rate fit (``"auto"`` or a number of points).
+        floor: absolute numerical floor of a rate fit (default ``1e-12`` × first value).
+
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    reduce: ReduceName
+    metric: str | None = None
+    key: str | None = None
+    expr: str | None = None
+    eps: PositiveFloat | None = None
+    relative: bool = False
+    window: tuple[float, float] | None = None
+    skip: Literal["auto"] | NonNegativeInt = "auto"
+    floor: PositiveFloat | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _alias(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("reduce") in _ALIASES:
+            data = {**data, "reduce": _ALIASES[data["reduce"]]}
+        return data
+
+    @model_validator(mode="after")
+    def _options_fit_reduce(self) -> Reducer:
+        given = {name for name in self.model_fields_set if name != "reduce"}
+        stray = sorted(given - _OPTIONS[self.reduce])
+        if stray:
+            accepted = ", ".join(sorted(_OPTIONS[self.reduce]))
+            raise ValueError(f"reduce={self.reduce!r} takes {accepted}; remove {', '.join(stray)}")
+        required = _REQUIRED.get(self.reduce, {"metric"} if self.reduce in _SERIES else set())
+        missing = sorted(name for name in required if getattr(self, name) is None)
+        if missing:
+            raise ValueError(f"reduce={self.reduce!r} needs {', '.join(missing)}")
+        if self.window is not None and not self.window[0] <= self.window[1]:
+            raise ValueError(f"window must be [a, b] with a ≤ b, got {list(self.window)}")
+        if self.expr is not None:
+            _check_expression(self.expr)
+        return self
+
+    @property
+    def label(self) -> str:
+        """Short human name, e.g. ``one_minus_rate(residual)`` or ``data.n``."""
+        if self.reduce == "config":
+            return str(self.key)
+        if self.reduce == "expr":
+            return str(self.expr)
+        return f"{self.reduce}({self.metric})"
+
+    @property
+    def reads_series(self) -> bool:
+        """Whether the value comes from a recorded series (so a diverged trial is suspect)."""
+        return self.reduce in _SERIES or (self.reduce == "expr" and self.expr is not None)
+
+
+def config_reducer(value: Any) -> Any:
+    """Pydantic before-validator: a bare string means ``{reduce = "config", key = value}``."""
+    return {"reduce": "config", "key": value} if isinstance(value, str) else value
+
+
+def expr_reducer(value: Any) -> Any:
+    """Pydantic before-validator: a bare string means ``{reduce = "expr", expr = value}``."""
+    return {"reduce": "expr", "expr": value} if isinstance(value, str) else value
+
+
+def reduce_record(
+    reducer: Reducer, record: TrialRecord, *, allow_diverged: bool = False
+) -> Reduced:
+    """Reduce one trial to a number.
+
+    Args:
+        reducer: what to compute.
+        record: the trial.
+        allow_diverged: reduce diverged / failed trials too (otherwise they give nan).
+
+    Returns:
+        ``Reduced(value, reason)``; ``value`` is nan with a ``reason`` when untrustworthy.
+
+    """
+    if reducer.reduce == "config":
+        return _config_value(record, str(reducer.key))
+    if record.status in BAD_STATUSES and not allow_diverged and _uses_series(reducer, record):
+        detail = f": {record.reason}" if record.reason else ""
+        return Reduced(math.nan, f"trial {record.status}{detail}")
+    if reducer.reduce == "expr":
+        return _evaluate(str(reducer.expr), record)
+    metric = str(reducer.metric)
+    if metric not in record.series:
+        recorded = ", ".join(sorted(record.series)) or "none"
+        return Reduced(math.nan, f"no metric {metric!r} recorded (recorded: {recorded})")
+    steps, values = (np.asarray(a, dtype=np.float64) for a in record.series[metric])
+    if reducer.window is not None:
+        keep = (steps >= reducer.window[0]) & (steps <= reducer.window[1])
+        steps, values = steps[keep], values[keep]
+    if values.size == 0:
+        return Reduced(math.nan, f"{reducer.label}: no checkpoints{_window(reducer)}")
+    return _REDUCTIONS[reducer.reduce](reducer, steps, values)
+
+
+def _uses_series(reducer: Reducer, record: TrialRecord) -> bool:
+    if reducer.reduce != "expr":
+        return True
+    return any(
+        name not in record.config for name in _names(ast.parse(str(reducer.expr), mode="eval"))
+    )
+
+
+def _window(reducer: Reducer) -> str:
+    return "" if reducer.window is None else f" in window {list(reducer.window)}"
+
+
+def _config_value(record: TrialRecord, key: str) -> Reduced:
+    if key not in record.config:
+        return Reduced(math.nan, f"config has no key {key!r}")
+    value = record.config[key]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return Reduced(math.nan, f"config {key} = {value!r} is not a number")
+    return Reduced(float(value))
+
+
+def _checked(value: float, what: str) -> Reduced:
+    return Reduced(value) if math.isfinite(value) else Reduced(math.nan, f"{what} is {value}")
+
+
+def _final(r: Reducer, s: np.ndarray, v: np.ndarray) -> Reduced:
+    return _checked(float(v[-1]), f"{r.label} (step {int(s[-1])})")
+
+
+def _initial(r: Reducer, s: np.ndarray, v: np.ndarray) -> Reduced:
+    return _checked(float(v[0]), f"{r.label} (step {int(s[0])})")
+
+
+def _extreme(
+    pick: Callable[[np.ndarray], Any],
+) -> Callable[[Reducer, np.ndarray, np.ndarray], Reduced]:
+    def reduce(r: Reducer, s: np.ndarray, v: np.ndarray) -> Reduced:
+        finite = v[np.isfinite(v)]
+        if finite.size == 0:
+            return Reduced(math.nan, f"{r.label}: no finite value{_window(r)}")
+        return Reduced(float(pick(finite)))
+
+    return reduce
+
+
+def _median_window(r: Reducer, s: np.ndarray, v: np.ndarray) -> Reduced:
+    return _checked(float(np.median(v)), f"{r.label}{_window(r)}")
+
+
+def _steps_to_eps(r: Reducer, s: np.ndarray, v: np.ndarray) -> Reduced:
+    try:
+        step = steps_to_epsilon(s, v, float(r.eps or 0), relative=r.relative)
+    except ValueError as err:
+        return Reduced(math.nan, f"{r.label}: {err}")
+    if step is None:
+        kind = "× initial" if r.relative else ""
+        best = float(np.nanmin(v)) if np.isfinite(v).any() else math.nan
+        return Reduced(math.nan, f"{r.metric} never reached {r.eps:g}{kind} (best {best:.3g})")
+    return Reduced(float(step))
+
+
+def _rate(r: Reducer, s: np.ndarray, v: np.ndarray) -> Reduced:
+    fit = fit_linear_rate(s, v, skip=r.skip, floor=r.floor)
+    if not fit.ok:
+        return Reduced(
+            math.nan,
+            f"rate fit of {r.metric} rejected: R²={fit.r2:.3f} over {fit.n_points} points "
+            "(needs R² ≥ 0.95 and ≥ 5 points)",
+        )
+    return Reduced(fit.rate)
+
+
+def _one_minus_rate(r: Reducer, s: np.ndarray, v: np.ndarray) -> Reduced:
+    rate = _rate(r, s, v)
+    return rate if rate.reason else Reduced(1.0 - rate.value)
+
+
+def _final_over_initial(r: Reducer, s: np.ndarray, v: np.ndarray) -> Reduced:
+    if v[0] == 0:
+        return Reduced(math.nan, f"{r.label}: initial value is 0")
+    return _checked(float(v[-1] / v[0]), r.label)
+
+
+_REDUCTIONS: dict[str, Callable[[Reducer, np.ndarray, np.ndarray], Reduced]] = {
+    "final": _final,
+    "initial": _initial,
+    "min": _extreme(np.min),
+    "max": _extreme(np.max),
+    "median_window": _median_window,
+    "steps_to_eps": _steps_to_eps,
+    "rate": _rate,
+    "one_minus_rate": _one_minus_rate,
+    "final_over_initial": _final_over_initial,
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# expressions
+
+
+def _dotted(node: ast.AST) -> str | None:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        head = _dotted(node.value)
+        return None if head is None else f"{head}.{node.attr}"
+    return None
+
+
+def _names(node: ast.AST) -> list[str]:
+    """Config keys and metrics an expression reads (dotted names whole, function names out)."""
+    if isinstance(node, ast.Call):
+        return [name for arg in node.args for name in _names(arg)]
+    name = _dotted(node)
+    if name is not None:
+        return [name]
+    return [name for child in ast.iter_child_nodes(node) for name in _names(child)]
+
+
+def _check_expression(text: str) -> None:
+    try:
+        tree = ast.parse(text, mode="eval")
+    except SyntaxError as err:
+        raise ValueError(f"expr {text!r} is not an arithmetic expression: {err.msg}") from None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            if (
+                not (isinstance(node.func, ast.Name) and node.func.id in _FUNCTIONS)
+                or node.keywords
+            ):
+                raise ValueError(f"expr {text!r}: calls allowed: {', '.join(_FUNCTIONS)}")
+        elif isinstance(node, ast.Constant):
+            if isinstance(node.value, bool) or not isinstance(node.value, int | float):
+                raise ValueError(f"expr {text!r}: only numeric constants, got {node.value!r}")
+        elif isinstance(node, ast.BinOp) and type(node.op) not in _BINARY:
+            raise ValueError(f"expr {text!r}: operators allowed: + - * / **")
+        elif isinstance(node, ast.UnaryOp) and not isinstance(node.op, ast.USub | ast.UAdd):
+            raise ValueError(f"expr {text!r}: unary operators allowed: + -")
+        elif not isinstance(
+            node,
+            ast.Expression
+            | ast.BinOp
+            | ast.UnaryOp
+            | ast.Call
+            | ast.Constant
+            | ast.Name
+            | ast.Attribute
+            | ast.Load
+            | ast.operator
+            | ast.unaryop,
+        ):
+            raise ValueError(f"expr {text!r}: {type(node).__name__} is not allowed")
+
+
+class _UnresolvedError(Exception):
+    pass
+
+
+def _evaluate(text: str, record: TrialRecord) -> Reduced:
+    try:
+        value = float(_eval_node(ast.parse(text, mode="eval").body, record))
+    except _UnresolvedError as err:
+        return Reduced(math.nan, f"expr {text!r}: {err}")
+    except (ArithmeticError, ValueError) as err:
+        return Reduced(math.nan, f"expr {text!r}: {err}")
+    return _checked(value, f"expr {text!r}")
+
+
+def _eval_node(node: ast.AST, record: TrialRecord) -> float:
+    if isinstance(node, ast.Constant):
+        return float(node.value)  # type: ignore[arg-type]  # numeric: checked at construction
+    if isinstance(node, ast.UnaryOp):
+        operand = _eval_node(node.operand, record)
+        return -operand if isinstance(node.op, ast.USub) else operand
+    if isinstance(node, ast.BinOp):
+        op = _BINARY[type(node.op)]
+        return op(_eval_node(node.left, record), _eval_node(node.right, record))
+    if isinstance(node, ast.Call):
+        func = _FUNCTIONS[node.func.id]  # type: ignore[attr-defined]
+        return func(*(_eval_node(arg, record) for arg in node.args))
+    name = _dotted(node)
+    if name is None:
+        raise _UnresolvedError(f"cannot evaluate {ast.dump(node)}")
+    return _lookup(name, record)
+
+
+def _lookup(name: str, record: TrialRecord) -> float:
+    if name in record.config:
+        found = _config_value(record, name)
+    elif name in record.series:
+        values = np.asarray(record.series[name][1], dtype=np.float64)
+        finite = values[np.isfinite(values)]
+        found = Reduced(float(finite[0])) if finite.size else Reduced(math.nan, "no finite value")
+    else:
+        found = Reduced(math.nan, "neither a config key nor a recorded metric")
+    if found.reason:
+        raise _UnresolvedError(f"{name}: {found.reason}")
+    return found.value
+
+
+def reduce_all(
+    reducer: Reducer, records: list[TrialRecord], *, allow_diverged: bool = False
+) -> list[Reduced]:
+    """Reduce every record (same order)."""
+    return [reduce_record(reducer, r, allow_diverged=allow_diverged) for r in records]

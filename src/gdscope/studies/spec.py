@@ -1,0 +1,440 @@
+"""A study file (TOML) as data: what to sweep, at which scale, and which claims to judge.
+
+``load_study`` parses and validates a study, applying ``--set KEY=VALUE`` overrides first;
+``Study.expand(scale)`` returns the trial configs (base ⊕ grid point ⊕ zip point, ``seed`` set)
+in a deterministic order and validates every one of them before anything runs. Nothing here
+trains, imports torch, or writes a file.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import re
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10 needs the tomli backport
+    import tomli as tomllib
+
+from gdscope._checks import did_you_mean
+from gdscope.studies.claims import Claim
+from gdscope.studies.errors import StudyError, format_errors
+
+SCALES = ("quick", "paper")
+TrialValidator = Callable[[dict[str, Any]], object]
+_MAX_REPORTED = 5
+
+
+def _nonempty(values: list[Any]) -> list[Any]:
+    if len(values) == 0:
+        raise ValueError("empty list; give at least one value")
+    return values
+
+
+Axis = Annotated[list[Any], AfterValidator(_nonempty)]
+"""The values of one swept config key (at least one)."""
+
+
+class Study(BaseModel):
+    """One study: a base trial config, a sweep over it, seeds, scales and the claims it judges.
+
+    Attributes:
+        name: unique id (``gdscope run NAME``).
+        claim_ids: ids in the claims catalogue (CLAIMS.md), e.g. ``["D1"]``.
+        title: one line saying what is checked.
+        seed_paper: the paper the claim comes from (``"003"``).
+        reference: citation.
+        provenance: ``"paper"`` when the setting is the paper's, ``"designed"`` when it is ours.
+        description: free text.
+        seeds: seeds every sweep point runs with.
+        base: one trial config (any kind), nested; dotted keys in the file are nested on load.
+        sweep: grid axes, dotted config path → values; every combination runs.
+        sweep_zip: groups of axes varied together (equal-length lists); groups combine as a grid.
+        scales: ``"quick"`` / ``"paper"`` → dotted overrides of this study (``"base.steps"``,
+            ``"sweep.data.n"``, ``"seeds"``) applied by :meth:`with_scale`.
+        claims: what the results must show (see :mod:`gdscope.studies.claims`).
+        overrides: the command line's ``--set`` overrides; re-applied after a scale so they win.
+
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+    claim_ids: list[str] = Field(default_factory=list)
+    title: str
+    seed_paper: str
+    reference: str
+    provenance: Literal["paper", "designed"]
+    description: str = ""
+    seeds: list[NonNegativeInt] = Field(min_length=1)
+    base: dict[str, Any] = Field(default_factory=dict)
+    sweep: dict[str, Axis] = Field(default_factory=dict)
+    sweep_zip: list[dict[str, Axis]] = Field(default_factory=list)
+    scales: dict[Literal["quick", "paper"], dict[str, Any]] = Field(default_factory=dict)
+    claims: list[Claim] = Field(default_factory=list)
+    overrides: tuple[str, ...] = ()
+
+    @field_validator("base", mode="before")
+    @classmethod
+    def _nest_base(cls, base: Any) -> Any:
+        return nest(base) if isinstance(base, Mapping) else base
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, seeds: list[int]) -> list[int]:
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"seeds must be distinct, got {seeds}")
+        return seeds
+
+    @field_validator("sweep_zip")
+    @classmethod
+    def _equal_lengths(cls, groups: list[dict[str, list[Any]]]) -> list[dict[str, list[Any]]]:
+        for group in groups:
+            lengths = {key: len(values) for key, values in group.items()}
+            if len(set(lengths.values())) > 1:
+                raise ValueError(f"zipped axes must have equal lengths, got {lengths}")
+        return groups
+
+    @field_validator("scales")
+    @classmethod
+    def _known_override_keys(cls, scales: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for scale, overrides in scales.items():
+            for key in overrides:
+                _check_top(key, f"scales.{scale}: ")
+        return scales
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Study:
+        axes = list(self.sweep) + [key for group in self.sweep_zip for key in group]
+        repeated = sorted({key for key in axes if axes.count(key) > 1})
+        if repeated:
+            raise ValueError(f"axes swept twice (sweep and sweep_zip): {', '.join(repeated)}")
+        if "seed" in axes:
+            raise ValueError("sweep 'seed' through the `seeds` list, not as an axis")
+        ids = [claim.id for claim in self.claims]
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        if twice:
+            raise ValueError(f"claim ids must be unique; repeated: {', '.join(twice)}")
+        return self
+
+    @property
+    def axes(self) -> list[str]:
+        """The swept dotted config keys (grid axes first, then zipped), without ``seed``."""
+        return list(self.sweep) + [key for group in self.sweep_zip for key in group]
+
+    def with_scale(self, scale: str) -> Study:
+        """Return this study with ``scales[scale]`` applied (then the ``--set`` overrides again).
+
+        Raises:
+            StudyError: unknown scale, or the overrides make the study invalid.
+
+        """
+        if scale not in SCALES:
+            raise StudyError(
+                f"unknown scale {scale!r}; scales: {', '.join(SCALES)}{did_you_mean(scale, SCALES)}"
+            )
+        data = self.model_dump(mode="python", exclude_unset=True)
+        for key, value in self.scales.get(scale, {}).items():
+            _assign(data, key, copy.deepcopy(value))
+        for text in self.overrides:
+            _assign(data, *parse_override(text))
+        return _validate(data, f"study {self.name!r} at scale {scale!r}")
+
+    def expand(
+        self, scale: str = "quick", validate_trial: TrialValidator | None = None
+    ) -> list[dict[str, Any]]:
+        """Return the trial configs at ``scale``: grid × zip × seeds, seeds innermost.
+
+        The order is deterministic: grid axes in file order (last varies fastest), then the
+        zipped groups, then the seeds. Each config is ``base`` with the point's dotted keys set
+        and ``seed`` set.
+
+        Args:
+            scale: ``"quick"`` or ``"paper"``.
+            validate_trial: called on every config (raises ``ValidationError`` / ``ValueError``
+                for a bad one); all bad points are reported before anything runs. Unknown keys
+                get a "did you mean" when it is a model's ``model_validate`` or has a ``model``
+                attribute naming the pydantic model.
+
+        Raises:
+            StudyError: unknown scale, or a config ``validate_trial`` rejects (the message
+                names the sweep point and the field).
+
+        """
+        study = self.with_scale(scale)
+        trials = [
+            _trial(study.base, point, seed) for point in study._points() for seed in study.seeds
+        ]
+        if validate_trial is not None:
+            _validate_trials(study, scale, trials, validate_trial)
+        return trials
+
+    def _points(self) -> list[dict[str, Any]]:
+        grid = [
+            dict(zip(self.sweep, values, strict=True))
+            for values in itertools.product(*self.sweep.values())
+        ]
+        zipped = [
+            [dict(zip(group, values, strict=True)) for values in zip(*group.values(), strict=True)]
+            for group in self.sweep_zip
+        ]
+        points = []
+        for combo in itertools.product(grid, *zipped):
+            point: dict[str, Any] = {}
+            for part in combo:
+                point.update(part)
+            points.append(point)
+        return points
+
+
+# ---------------------------------------------------------------------------------------------
+# loading
+
+
+def load_study(
+    source: str | Path,
+    *,
+    overrides: Iterable[str] = (),
+    validate_trial: TrialValidator | None = None,
+) -> Study:
+    """Parse, override and validate a study.
+
+    Args:
+        source: a path to a ``.toml`` file, or the TOML text itself (a string with a newline
+            or an ``=`` in it).
+        overrides: ``KEY=VALUE`` strings (``--set``); ``VALUE`` is a TOML value
+            (``base.steps=100``, ``sweep.model.width=[256,1024]``, ``base.optimizer.name=nag``).
+        validate_trial: if given, every trial of the ``quick`` and ``paper`` scales is
+            validated with it now (see :meth:`Study.expand`).
+
+    Returns:
+        The validated :class:`Study`.
+
+    Raises:
+        StudyError: with a printable message naming the file:line:col, the field or the key.
+
+    """
+    text, origin = _read(source)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise StudyError(_toml_error(origin, str(err))) from None
+    overrides = tuple(overrides)
+    if "overrides" in data:
+        raise StudyError(
+            f"{origin}: 'overrides' is set from the command line (--set), not the file"
+        )
+    if isinstance(data.get("base"), Mapping):
+        data["base"] = nest(data["base"])
+    for item in overrides:
+        _assign(data, *parse_override(item))
+    data["overrides"] = overrides
+    study = _validate(data, origin)
+    if validate_trial is not None:
+        for scale in SCALES:
+            study.expand(scale, validate_trial)
+    return study
+
+
+def _read(source: str | Path) -> tuple[str, str]:
+    if isinstance(source, str) and ("\n" in source or "=" in source):
+        return source, "<study text>"
+    path = Path(source)
+    try:
+        return path.read_text(encoding="utf-8"), str(path)
+    except OSError as err:
+        raise StudyError(f"{path}: cannot read the study file ({err.strerror})") from None
+
+
+def _toml_error(origin: str, message: str) -> str:
+    found = re.search(r"\(at line (\d+), column (\d+)\)", message)
+    if not found:
+        return f"{origin}: invalid TOML: {message}"
+    reason = message[: found.start()].strip()
+    return f"{origin}:{found.group(1)}:{found.group(2)}: invalid TOML: {reason}"
+
+
+def _validate(data: dict[str, Any], origin: str) -> Study:
+    try:
+        return Study.model_validate(data)
+    except ValidationError as err:
+        raise StudyError(
+            f"{origin}: invalid study:\n{_indent(format_errors(err, Study, data))}"
+        ) from None
+
+
+def _indent(text: str) -> str:
+    return "\n".join(f"  {line}" for line in text.splitlines())
+
+
+# ---------------------------------------------------------------------------------------------
+# overrides
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Split ``KEY=VALUE`` and parse ``VALUE`` as a TOML value (a bare word is a string).
+
+    Raises:
+        StudyError: no ``=``, an empty key, or a value that is not TOML.
+
+    """
+    key, sep, raw = text.partition("=")
+    key, raw = key.strip(), raw.strip()
+    if not sep or not key:
+        raise StudyError(f"--set {text!r}: expected KEY=VALUE, e.g. base.steps=100")
+    try:
+        return key, tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        if re.fullmatch(r"[A-Za-z_][\w.\-]*", raw):
+            return key, raw
+        raise StudyError(
+            f'--set {key}={raw}: the value must be a TOML value (100, 0.1, "text", [1, 2], true)'
+        ) from None
+
+
+def _check_top(key: str, context: str = "") -> str:
+    top = key.split(".", 1)[0]
+    fields = [name for name in Study.model_fields if name != "overrides"]
+    if top not in fields:
+        raise StudyError(
+            f"{context}unknown key {key!r}{did_you_mean(top, fields)} (accepted: {', '.join(fields)})"
+        )
+    return top
+
+
+def _assign(data: dict[str, Any], key: str, value: Any) -> None:
+    """Set the dotted ``key`` of a raw study dict (``base.*`` nests, ``sweep.<path>`` does not)."""
+    top = _check_top(key)
+    rest = key[len(top) + 1 :]
+    if not rest:
+        data[top] = nest(value) if top == "base" and isinstance(value, Mapping) else value
+    elif top == "base":
+        _set_nested(data.setdefault("base", {}), rest.split("."), value)
+    elif top == "sweep":
+        for group in data.get("sweep_zip") or []:
+            if rest in group:
+                group[rest] = value
+                return
+        data.setdefault("sweep", {})[rest] = value
+    elif top == "scales":
+        scale, _, inner = rest.partition(".")
+        data.setdefault("scales", {}).setdefault(scale, {})[inner] = value
+    elif top == "claims":
+        _assign_claim(data, rest, value)
+    else:
+        raise StudyError(f"--set {key}: {top!r} takes a whole value, e.g. {top}=...")
+
+
+def _assign_claim(data: dict[str, Any], rest: str, value: Any) -> None:
+    claim_id, _, path = rest.partition(".")
+    claims = data.get("claims") or []
+    ids = [str(c.get("id")) for c in claims if isinstance(c, Mapping)]
+    for claim in claims:
+        if isinstance(claim, dict) and claim.get("id") == claim_id and path:
+            _set_nested(claim, path.split("."), value)
+            return
+    raise StudyError(
+        f"--set claims.{rest}: expected claims.<id>.<field> with id one of {', '.join(ids) or 'none'}"
+        f"{did_you_mean(claim_id, ids)}"
+    )
+
+
+def _set_nested(target: dict[str, Any], path: list[str], value: Any) -> None:
+    for part in path[:-1]:
+        child = target.get(part)
+        if not isinstance(child, dict):
+            child = target[part] = {}
+        target = child
+    target[path[-1]] = value
+
+
+def nest(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """Nest dotted keys: ``{"model.width": 8, "steps": 5} -> {"model": {"width": 8}, "steps": 5}``."""
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        value = nest(value) if isinstance(value, Mapping) else copy.deepcopy(value)
+        path = str(key).split(".")
+        parent = out
+        for part in path[:-1]:
+            child = parent.get(part)
+            if not isinstance(child, dict):
+                child = parent[part] = {}
+            parent = child
+        if isinstance(value, dict) and isinstance(parent.get(path[-1]), dict):
+            _merge(parent[path[-1]], value)
+        else:
+            parent[path[-1]] = value
+    return out
+
+
+def _merge(target: dict[str, Any], source: dict[str, Any]) -> None:
+    for key, value in source.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            _merge(target[key], value)
+        else:
+            target[key] = value
+
+
+# ---------------------------------------------------------------------------------------------
+# expansion
+
+
+def _trial(base: Mapping[str, Any], point: Mapping[str, Any], seed: int) -> dict[str, Any]:
+    trial = copy.deepcopy(dict(base))
+    for key, value in point.items():
+        _set_nested(trial, key.split("."), copy.deepcopy(value))
+    trial["seed"] = seed
+    return trial
+
+
+def _validate_trials(
+    study: Study, scale: str, trials: list[dict[str, Any]], validate: TrialValidator
+) -> None:
+    root = getattr(validate, "__self__", None) or getattr(validate, "model", None)
+    root = root if isinstance(root, type) and issubclass(root, BaseModel) else None
+    problems: dict[str, list[str]] = {}
+    for index, trial in enumerate(trials):
+        try:
+            validate(trial)
+        except ValidationError as err:
+            message = format_errors(err, root, trial)
+        except ValueError as err:
+            message = str(err)
+        else:
+            continue
+        problems.setdefault(message, []).append(_point_label(study, trial, index, len(trials)))
+    if not problems:
+        return
+    lines = []
+    for message, points in list(problems.items())[:_MAX_REPORTED]:
+        more = f" (and {len(points) - 1} more)" if len(points) > 1 else ""
+        lines.append(f"  {points[0]}{more}:\n{_indent(_indent(message))}")
+    raise StudyError(
+        f"study {study.name!r} at scale {scale!r}: invalid trial configs:\n" + "\n".join(lines)
+    )
+
+
+def _point_label(study: Study, trial: dict[str, Any], index: int, total: int) -> str:
+    values = []
+    for key in [*study.axes, "seed"]:
+        node: Any = trial
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, Mapping) else None
+        values.append(f"{key}={node!r}")
+    return f"trial {index + 1}/{total} ({', '.join(values)})"

@@ -1,0 +1,109 @@
+"""``Verdict``: what judging one claim on a study's records concluded, and why.
+
+Also the small shared pieces of judging: selecting records with ``where``, naming a trial in a
+reason, and turning a confidence interval and a band into a status.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from gdscope.probes.trends import band_verdict
+from gdscope.studies.table import TrialRecord
+
+Status = Literal["PASS", "FAIL", "INCONCLUSIVE"]
+_LISTED = 3
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The judgement of one claim.
+
+    Attributes:
+        claim_id: the claim's id.
+        status: ``"PASS"``, ``"FAIL"`` or ``"INCONCLUSIVE"``.
+        statistic: the number the claim is judged on (median exponent, worst ratio, fraction...).
+        ci: its confidence interval over seeds, or ``None`` for kinds without one.
+        band: the claimed band (data from the study file), or ``None``.
+        n_points: number of trials (or points) that entered the statistic.
+        reason: why this status, always filled.
+        evidence: the points used (``{"x": .., "y": .., "seed": .., "trial": ..}`` and so on).
+        reference: the claim's reference, if any.
+        description: the claim's description.
+
+    """
+
+    claim_id: str
+    status: Status
+    statistic: float
+    ci: tuple[float, float] | None
+    band: tuple[float, float] | None
+    n_points: int
+    reason: str
+    evidence: list[dict[str, Any]] = field(default_factory=list)
+    reference: str | None = None
+    description: str = ""
+
+
+def select(records: Sequence[TrialRecord], where: Mapping[str, Any]) -> list[TrialRecord]:
+    """Return the records whose config matches ``where`` (value equal, or in a given list)."""
+    return [r for r in records if all(_matches(r.config, k, v) for k, v in where.items())]
+
+
+def _matches(config: Mapping[str, Any], key: str, wanted: Any) -> bool:
+    if key not in config:
+        return False
+    if isinstance(wanted, list):
+        return config[key] in wanted
+    return config[key] == wanted
+
+
+def no_match_reason(records: Sequence[TrialRecord], where: Mapping[str, Any]) -> str:
+    """Say that nothing matched ``where``, listing the values each key has in the records."""
+    if not records:
+        return "no trial records to judge"
+    seen = []
+    for key in where:
+        values = sorted({repr(r.config[key]) for r in records if key in r.config})
+        seen.append(f"{key} ∈ {{{', '.join(values)}}}" if values else f"{key}: not a config key")
+    return f"no trial matches where={dict(where)!r} ({'; '.join(seen)})"
+
+
+def label(record: TrialRecord, axes: Sequence[str]) -> str:
+    """Name a trial by its swept values and seed, e.g. ``data.n=8, seed=0``."""
+    keys = [k for k in axes if k in record.config]
+    if "seed" in record.config:
+        keys.append("seed")
+    if not keys:
+        return f"trial {record.hash[:8]}"
+    return ", ".join(f"{k}={record.config[k]!r}" for k in keys)
+
+
+def listing(problems: Sequence[str]) -> str:
+    """Join the first few problems, counting the rest."""
+    shown = "; ".join(problems[:_LISTED])
+    more = len(problems) - _LISTED
+    return shown + (f"; and {more} more" if more > 0 else "")
+
+
+def band_status(lo: float, hi: float, band: tuple[float, float]) -> tuple[Status, str]:
+    """Status of a CI against a band, and the phrase saying where the CI lies."""
+    verdict = band_verdict(lo, hi, band)
+    if verdict == "pass":
+        return "PASS", "inside"
+    if verdict == "fail":
+        return "FAIL", "outside"
+    return "INCONCLUSIVE", "undefined vs" if math.isnan(lo) else "straddles an edge of"
+
+
+def fmt(value: float) -> str:
+    """Short number for reasons."""
+    return f"{value:.4g}"
+
+
+def fmt_band(band: tuple[float, float]) -> str:
+    """Format a band as ``[a, b]`` (``±inf`` spelled out)."""
+    return f"[{fmt(band[0])}, {fmt(band[1])}]"
