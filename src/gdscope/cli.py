@@ -23,6 +23,8 @@ app = typer.Typer(
     add_completion=False,
 )
 _out = Console()
+if not _out.is_terminal:  # piped or captured: no terminal width to respect, keep tables whole
+    _out.width = 160
 
 
 @app.callback()
@@ -201,6 +203,180 @@ def bench(
         result = subprocess.run([sys.executable, str(script), *args], cwd=folder, check=False)
         if result.returncode != 0:
             raise typer.Exit(result.returncode)
+
+
+list_app = typer.Typer(help="List what gdscope knows.", no_args_is_help=True)
+app.add_typer(list_app, name="list")
+
+_STATUS_STYLE = {"PASS": "green", "FAIL": "red", "INCONCLUSIVE": "yellow"}
+
+
+@app.command()
+def run(
+    studies: Annotated[
+        list[str] | None, typer.Argument(help="catalogue names or TOML files; default: all")
+    ] = None,
+    scale: Annotated[str, typer.Option(help="quick (CPU, ~1 min a study) | paper (GPU)")] = "quick",
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="dotted override KEY=VALUE, e.g. sweep.width=[256,1024]"),
+    ] = None,
+    workers: Annotated[int, typer.Option(help="processes for the local runner")] = 1,
+    runner: Annotated[str, typer.Option(help="local")] = "local",
+    results: Annotated[str, typer.Option(help="results directory")] = "gdscope-results",
+) -> None:
+    """Run studies (default: the whole catalogue at quick scale) and print their verdicts."""
+    from rich.progress import Progress
+
+    from gdscope import api
+
+    names = studies or list(api.catalog())
+    loaded = [_study_or_error(api, name, set_ or []) for name in names]  # validate all first
+    verdict_rows = []
+    with Progress(console=_err, transient=True) as bar:
+        for name, study in zip(names, loaded, strict=True):
+            task = bar.add_task(study.name, total=None)
+
+            def progress(done: int, total: int, task: Any = task) -> None:
+                bar.update(task, completed=done, total=total)
+
+            result = _user_errors(
+                lambda name=name: api.run_study(
+                    name,
+                    scale=scale,
+                    runner=runner,
+                    results=results,
+                    workers=workers,
+                    overrides=set_ or [],
+                    progress=progress,
+                )
+            )
+            bar.remove_task(task)
+            verdict_rows.extend((result.study, v) for v in result.verdicts)
+            _err.print(
+                f"{result.study.name}: {result.trials} trials ({result.ran} run, "
+                f"{result.failed} failed) in {result.wall_time_s:.1f} s",
+                highlight=False,
+            )
+    _print_verdicts(verdict_rows)
+    _out.print(f"results: {results}")
+
+
+@list_app.command("claims")
+def list_claims(
+    results: Annotated[
+        str, typer.Option(help="results directory for the last verdicts")
+    ] = "gdscope-results",
+) -> None:
+    """List the catalogue's claims: id, seed paper, title, provenance and the last verdict."""
+    from pathlib import Path
+
+    from gdscope import api
+
+    last: dict[tuple[str, str], str] = {}
+    if (Path(results) / "gdscope.sqlite").exists():
+        from gdscope.store import Store
+
+        for row in Store(results, create=False).verdicts():
+            last[(row["study"], row["claim_id"])] = row["status"]
+    table = Table(box=None, header_style="bold")
+    for column in ("study", "claims", "seed", "provenance", "last verdict"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("title", no_wrap=True, overflow="ellipsis")
+    for name in api.catalog():
+        study = api.load(name)
+        statuses = [last.get((study.name, c.id), "") for c in study.claims]
+        shown = ", ".join(f"[{_STATUS_STYLE.get(s, 'white')}]{s}[/]" for s in statuses if s) or "-"
+        table.add_row(
+            study.name,
+            ", ".join(study.claim_ids),
+            study.seed_paper,
+            study.provenance,
+            shown,
+            study.title,
+        )
+    _out.print(table)
+
+
+@app.command()
+def show(
+    results: Annotated[str, typer.Argument(help="results directory")] = "gdscope-results",
+) -> None:
+    """Show the stored verdicts and trial counts of a results directory."""
+    from types import SimpleNamespace
+
+    from gdscope.store import Store
+
+    store = _user_errors(lambda: Store(results, create=False))
+    counts: dict[str, dict[str, int]] = {}
+    for row in store.trials():
+        per = counts.setdefault(row["study"], {})
+        per[row["status"]] = per.get(row["status"], 0) + 1
+    for study, per in sorted(counts.items()):
+        _out.print(f"{study}: " + ", ".join(f"{n} {status}" for status, n in sorted(per.items())))
+    rows = [
+        (SimpleNamespace(name=f"{row['study']} ({row['scale']})"), SimpleNamespace(**row))
+        for row in store.verdicts()
+    ]
+    _print_verdicts(rows)
+
+
+@app.command()
+def verify(
+    results: Annotated[str, typer.Argument(help="results directory")] = "gdscope-results",
+) -> None:
+    """Re-judge every stored study from the stored trials (no training) and print the verdicts."""
+    from gdscope import api
+
+    outcomes = _user_errors(lambda: api.verify(results))
+    _print_verdicts([(r.study, v) for r in outcomes for v in r.verdicts])
+
+
+def _study_or_error(api: Any, name: str, overrides: list[str]) -> Any:
+    return _user_errors(lambda: api.load(name, overrides))
+
+
+def _user_errors(fn: Any) -> Any:
+    from gdscope.store import StoreBusy
+    from gdscope.studies import StudyError
+
+    try:
+        return fn()
+    except (StudyError, StoreBusy) as err:
+        raise UserError(str(err)) from None
+
+
+def _interval(lo: float | None, hi: float | None) -> str:
+    if lo is None or hi is None or lo != lo or hi != hi:  # missing or NaN
+        return ""
+    return f"[{_fmt(lo)}, {_fmt(hi)}]"
+
+
+def _print_verdicts(rows: list[tuple[Any, Any]]) -> None:
+    """Print a compact verdict table, then one line per verdict with its reason."""
+    table = Table(box=None, header_style="bold")
+    for column in ("study", "claim", "status"):
+        table.add_column(column, no_wrap=True)
+    for column in ("statistic", "CI", "band", "n"):
+        table.add_column(column)
+    for study, v in rows:
+        style = _STATUS_STYLE.get(v.status, "white")
+        ci = v.ci or (None, None)
+        band = v.band or (None, None)
+        table.add_row(
+            study.name,
+            v.claim_id,
+            f"[{style}]{v.status}[/]",
+            _fmt(v.statistic),
+            _interval(*ci),
+            _interval(*band),
+            str(v.n_points),
+        )
+    _out.print(table)
+    for _, v in rows:
+        _out.print(f"  {v.claim_id}: {v.reason}", highlight=False, markup=False, soft_wrap=True)
+    counts = {s: sum(v.status == s for _, v in rows) for s in _STATUS_STYLE}
+    _out.print(", ".join(f"{n} {s}" for s, n in counts.items()))
 
 
 def _validated(cls: Any, raw: dict[str, Any]) -> Any:

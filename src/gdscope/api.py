@@ -1,0 +1,149 @@
+"""The Python API of studies: run a study, re-judge stored results, list the catalogue.
+
+``run_study`` loads a study (a catalogue name or a TOML path), validates every trial of the chosen
+scale before anything runs, skips trials whose config hash is already in the results store, runs the
+rest with a runner, stores each finished trial in one transaction, then judges the claims on the
+stored records and stores the verdicts. ``verify`` re-judges from the store alone, without training.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gdscope import _checks as check
+from gdscope.store import Store
+from gdscope.studies import Study, StudyError, Verdict, judge_study, load_study
+from gdscope.trial import run_config, validate_trial
+
+CATALOG = Path(__file__).parent / "studies" / "catalog"
+RUNNERS = ("local",)
+SCALES = ("quick", "paper")
+
+
+@dataclass(frozen=True)
+class StudyResult:
+    """What ``run_study`` or ``verify`` produced for one study at one scale."""
+
+    study: Study
+    scale: str
+    verdicts: list[Verdict]
+    trials: int
+    ran: int
+    failed: int
+    wall_time_s: float
+
+
+def catalog() -> dict[str, Path]:
+    """Return ``{study name: TOML path}`` for the built-in catalogue, sorted by name."""
+    return {path.stem: path for path in sorted(CATALOG.glob("*.toml"))}
+
+
+def resolve_study(name_or_path: str | Path) -> Path:
+    """Return the TOML path of a catalogue name or an existing file (did-you-mean otherwise)."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or path.exists():
+        if not path.is_file():
+            raise StudyError(f"study file {str(path)!r} does not exist")
+        return path
+    studies = catalog()
+    return studies[check.known("study", str(name_or_path), studies)]
+
+
+def load(name_or_path: str | Path, overrides: Sequence[str] = ()) -> Study:
+    """Load and validate a study (every trial of every scale is validated on expansion)."""
+    try:
+        return load_study(
+            resolve_study(name_or_path), overrides=list(overrides), validate_trial=validate_trial
+        )
+    except ValueError as err:
+        raise StudyError(str(err)) from None
+
+
+def run_study(
+    name_or_path: str | Path,
+    *,
+    scale: str = "quick",
+    runner: str = "local",
+    results: str | Path = "gdscope-results",
+    workers: int = 1,
+    overrides: Sequence[str] = (),
+    progress: Callable[[int, int], None] | None = None,
+) -> StudyResult:
+    """Run one study at ``scale`` into the results directory and judge its claims.
+
+    Args:
+        name_or_path: a catalogue name (``gdscope list claims``) or a TOML file.
+        scale: ``"quick"`` (CPU, about a minute) or ``"paper"``.
+        runner: ``"local"`` (in-process, or a process pool with ``workers > 1``).
+        results: the results directory (created; a SQLite store inside).
+        workers: processes for the local runner.
+        overrides: dotted ``KEY=VALUE`` overrides, e.g. ``"sweep.width=[256,1024]"``.
+        progress: ``callback(done, total)`` after each trial.
+
+    Returns:
+        A ``StudyResult`` with the verdicts.
+
+    Raises:
+        StudyError: the study, an override or a trial config is invalid (nothing is written).
+
+    """
+    check.one_of("scale", scale, SCALES)
+    check.one_of("runner", runner, RUNNERS)
+    workers = check.positive_int("workers", workers)
+    start = time.perf_counter()
+    study = load(name_or_path, overrides)
+    scaled = study.with_scale(scale)
+    configs = scaled.expand(scale, validate_trial)
+    hashes = [validate_trial(config).content_hash() for config in configs]
+    from gdscope.runners.local import run_trials
+
+    store = Store(results)
+    with store.writer():
+        store.record_study(study.name, scale, study.model_dump(mode="json"))
+        done = store.finished_hashes()
+        todo = [(h, c) for h, c in zip(hashes, configs, strict=True) if h not in done]
+        for digest in set(hashes) & done:  # stored by an earlier run, possibly of another study
+            store.link_trial(study.name, scale, digest)
+        failed = 0
+
+        def on_result(digest: str, config: dict[str, Any], result: Any) -> None:
+            nonlocal failed
+            failed += isinstance(result, BaseException)
+            store.record_trial(study.name, scale, config, digest, result)
+
+        run_trials(todo, run_config, workers=workers, on_result=on_result, progress=progress)
+        verdicts = _judge(store, scaled, scale, hashes)
+    return StudyResult(
+        study, scale, verdicts, len(configs), len(todo), failed, time.perf_counter() - start
+    )
+
+
+def _judge(store: Store, study: Study, scale: str, hashes: list[str]) -> list[Verdict]:
+    records = store.records(hashes=hashes)
+    verdicts = judge_study(study, records)
+    store.record_verdicts(study.name, scale, verdicts)
+    return verdicts
+
+
+def verify(results: str | Path) -> list[StudyResult]:
+    """Re-judge every study stored in ``results`` from the stored trials alone (no training)."""
+    store = Store(results, create=False)
+    out = []
+    with store.writer():
+        for row in store.studies():
+            start = time.perf_counter()
+            study = Study.model_validate(row["spec"])
+            scaled = study.with_scale(row["scale"])
+            configs = scaled.expand(row["scale"], validate_trial)
+            hashes = [validate_trial(config).content_hash() for config in configs]
+            verdicts = _judge(store, scaled, row["scale"], hashes)
+            out.append(
+                StudyResult(
+                    study, row["scale"], verdicts, len(hashes), 0, 0, time.perf_counter() - start
+                )
+            )
+    return out

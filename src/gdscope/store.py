@@ -1,0 +1,508 @@
+"""The results store: one SQLite file per results directory, the source of truth of every study.
+
+``Store(directory)`` keeps ``directory/gdscope.sqlite`` (stdlib ``sqlite3``, WAL journal, foreign
+keys on) with the tables
+
+- ``studies(name, scale, spec_json, first_run, last_run)`` — one row per study and scale;
+- ``trials(hash, study, scale, config_json, kind, seed, status, reason, error, steps, wall_time_s,
+  provenance_json, finished_at)`` — one row per trial config (its content hash); ``study``/``scale``
+  name the run that first stored it;
+- ``study_trials(study, scale, hash)`` — which trials belong to which study and scale (a trial
+  shared by two studies is stored once and linked twice);
+- ``series(trial_hash, metric, step, value)`` — every recorded number, long form;
+- ``verdicts(study, scale, claim_id, ...)`` — the latest judgement of each claim.
+
+One transaction writes a trial row with all its series rows, so a crash never leaves half a trial.
+Recording a hash again is a no-op (unless the stored trial ``"failed"``: a rerun replaces it), which
+makes resuming a study safe. Verdicts and reports are rebuilt from the store without training.
+
+Writers of a run take ``Store.writer()``, an exclusive advisory lock on ``directory/.lock``, so two
+``gdscope run`` processes never interleave in one results directory; readers need no lock.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sqlite3
+import traceback
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import closing, contextmanager
+from datetime import datetime, timezone
+from itertools import groupby
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from gdscope import _store_lock as _lock
+from gdscope._provenance import provenance
+from gdscope._store_lock import StoreBusy, StoreError
+from gdscope.studies.table import TrialRecord, flatten_config
+
+if TYPE_CHECKING:
+    from gdscope.training import Trace
+
+__all__ = ["FINISHED", "SCHEMA_VERSION", "Store", "StoreBusy", "StoreError", "provenance"]
+
+SCHEMA_VERSION = 1
+DB_NAME = "gdscope.sqlite"
+FINISHED = ("completed", "stopped", "diverged")
+"""Statuses of trials a rerun skips; ``"failed"`` trials are run again."""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS studies (
+    name TEXT NOT NULL, scale TEXT NOT NULL, spec_json TEXT NOT NULL,
+    first_run TEXT NOT NULL, last_run TEXT NOT NULL,
+    PRIMARY KEY (name, scale));
+CREATE TABLE IF NOT EXISTS trials (
+    hash TEXT PRIMARY KEY, study TEXT NOT NULL, scale TEXT NOT NULL, config_json TEXT NOT NULL,
+    kind TEXT, seed INTEGER, status TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '', error TEXT,
+    steps INTEGER, wall_time_s REAL, provenance_json TEXT NOT NULL, finished_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS study_trials (
+    study TEXT NOT NULL, scale TEXT NOT NULL,
+    hash TEXT NOT NULL REFERENCES trials(hash) ON DELETE CASCADE,
+    PRIMARY KEY (study, scale, hash)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS series (
+    trial_hash TEXT NOT NULL REFERENCES trials(hash) ON DELETE CASCADE,
+    metric TEXT NOT NULL, step INTEGER NOT NULL, value REAL,
+    PRIMARY KEY (trial_hash, metric, step)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS verdicts (
+    study TEXT NOT NULL, scale TEXT NOT NULL, claim_id TEXT NOT NULL, status TEXT NOT NULL,
+    statistic REAL, ci_lo REAL, ci_hi REAL, band_lo REAL, band_hi REAL, n_points INTEGER,
+    reason TEXT NOT NULL DEFAULT '', evidence_json TEXT NOT NULL DEFAULT '[]', reference TEXT,
+    judged_at TEXT NOT NULL,
+    PRIMARY KEY (study, scale, claim_id));
+CREATE INDEX IF NOT EXISTS trials_by_study ON trials (study, scale);
+"""
+
+
+class Store:
+    """The SQLite results store of one results directory.
+
+    Every method opens and closes its own connection, so a ``Store`` holds no open resources and
+    needs no ``close()``; it is safe to create one per call.
+
+    Args:
+        directory: the results directory; created (with parents) if missing.
+        create: if ``False``, the store must already exist (for readers such as ``verify``).
+
+    Raises:
+        StoreError: ``directory`` is a file, the store is missing with ``create=False``, or it
+            was written by another gdscope (unknown schema version).
+
+    """
+
+    def __init__(self, directory: str | os.PathLike[str], *, create: bool = True) -> None:
+        self.directory = Path(directory)
+        self.path = self.directory / DB_NAME
+        if self.directory.exists() and not self.directory.is_dir():
+            raise StoreError(f"results path {self.directory} exists and is not a directory")
+        if not create and not self.path.is_file():
+            raise StoreError(
+                f"no gdscope results in {self.directory} (no {DB_NAME}); "
+                "run a study with --results DIR first"
+            )
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._lock_fd: int | None = None
+        self._lock_depth = 0
+        self._create()
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.directory)!r})"
+
+    # -- connections and schema ---------------------------------------------------------------
+
+    @contextmanager
+    def _connect(self, write: bool = False) -> Iterator[sqlite3.Connection]:
+        """Yield a connection; with ``write``, inside one ``BEGIN IMMEDIATE`` transaction."""
+        with closing(sqlite3.connect(self.path, timeout=30.0, isolation_level=None)) as conn:
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA busy_timeout = 30000")
+            if not write:
+                yield conn
+                return
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def _create(self) -> None:
+        with self._connect() as conn:
+            conn.execute("PRAGMA journal_mode = WAL")  # persistent in the file
+        with self._connect(write=True) as conn:
+            for statement in _SCHEMA.split(";"):
+                conn.execute(statement)
+            versions = [row[0] for row in conn.execute("SELECT version FROM schema_version")]
+            if not versions:
+                conn.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+            elif max(versions) != SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self.path} has store schema version {max(versions)} but this gdscope "
+                    f"reads version {SCHEMA_VERSION}; use the gdscope that wrote it or a new "
+                    "--results directory"
+                )
+
+    @property
+    def journal_mode(self) -> str:
+        """The SQLite journal mode of the store file (``"wal"``)."""
+        with self._connect() as conn:
+            return str(conn.execute("PRAGMA journal_mode").fetchone()[0])
+
+    # -- the write lock -----------------------------------------------------------------------
+
+    @contextmanager
+    def writer(self) -> Iterator[Store]:
+        """Hold the exclusive write lock of the results directory while the block runs.
+
+        The lock is an advisory ``flock`` on ``directory/.lock`` holding the owner's pid; it is
+        released when the block ends or the process dies. Re-entrant within one ``Store``.
+
+        Raises:
+            StoreBusy: another process (or another ``Store`` object) holds the lock.
+
+        """
+        if self._lock_depth == 0:
+            self._lock_fd = _lock.acquire(self.directory)
+        self._lock_depth += 1
+        try:
+            yield self
+        finally:
+            self._lock_depth -= 1
+            if self._lock_depth == 0 and self._lock_fd is not None:
+                _lock.release(self._lock_fd)
+                self._lock_fd = None
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def record_study(self, name: str, scale: str, spec: Mapping[str, Any]) -> None:
+        """Store (or update) a study's spec; ``first_run`` is kept, ``last_run`` is now."""
+        now = _now()
+        with self._connect(write=True) as conn:
+            conn.execute(
+                "INSERT INTO studies VALUES (?, ?, ?, ?, ?) ON CONFLICT (name, scale) DO UPDATE "
+                "SET spec_json = excluded.spec_json, last_run = excluded.last_run",
+                (name, scale, _dumps(spec), now, now),
+            )
+
+    def record_trial(
+        self,
+        study: str,
+        scale: str,
+        config: Mapping[str, Any],
+        hash: str,
+        result: Trace | BaseException | str,
+        *,
+        provenance: Mapping[str, Any] | None = None,
+    ) -> bool:
+        """Store one finished trial and all its series in one transaction.
+
+        Args:
+            study: the study name the trial ran for.
+            scale: the study scale (``"quick"``, ``"paper"``, ...).
+            config: the trial config as a JSON-able dict (``model_dump(mode="json")``).
+            hash: the config's content hash (the primary key).
+            result: the trial's ``Trace``, or the exception (or error text) of a failed trial,
+                stored with status ``"failed"`` and its traceback text as ``error``.
+            provenance: where and with what the trial ran; default ``provenance()`` of this process.
+
+        Returns:
+            ``True`` if the trial was written, ``False`` if the hash was already stored as
+            finished (the call then only links it to ``study``/``scale``).
+
+        Raises:
+            ValueError: the trace records one metric twice at the same step.
+
+        """
+        prov = provenance if provenance is not None else _provenance_now()
+        row, series = _trial_row(hash, study, scale, config, result, prov)
+        with self._connect(write=True) as conn:
+            stored = conn.execute("SELECT status FROM trials WHERE hash = ?", (hash,)).fetchone()
+            written = stored is None or stored[0] not in FINISHED
+            if written:
+                conn.execute("DELETE FROM trials WHERE hash = ?", (hash,))
+                conn.execute(f"INSERT INTO trials VALUES ({', '.join('?' * len(row))})", row)
+                try:
+                    conn.executemany(
+                        "INSERT INTO series VALUES (?, ?, ?, ?)",
+                        ((hash, metric, step, value) for step, metric, value in series),
+                    )
+                except sqlite3.IntegrityError as err:
+                    raise ValueError(
+                        f"trial {hash[:12]}: a metric is recorded twice at one step ({err})"
+                    ) from None
+            conn.execute(
+                "INSERT OR IGNORE INTO study_trials VALUES (?, ?, ?)", (study, scale, hash)
+            )
+        return written
+
+    def link_trial(self, study: str, scale: str, hash: str) -> bool:
+        """Count an already stored finished trial as part of ``study``/``scale`` (no rerun).
+
+        Returns ``False`` (and links nothing) when the hash is not stored as finished.
+        """
+        with self._connect(write=True) as conn:
+            stored = conn.execute("SELECT status FROM trials WHERE hash = ?", (hash,)).fetchone()
+            if stored is None or stored[0] not in FINISHED:
+                return False
+            conn.execute(
+                "INSERT OR IGNORE INTO study_trials VALUES (?, ?, ?)", (study, scale, hash)
+            )
+        return True
+
+    def record_verdicts(self, study: str, scale: str, verdicts: Iterable[Any]) -> None:
+        """Store verdicts, replacing earlier verdicts of the same claims.
+
+        Each verdict needs the attributes ``claim_id, status, statistic, ci, band, n_points,
+        reason, evidence, reference`` (``ci``/``band`` are ``(lo, hi)`` pairs or ``None``).
+        """
+        now = _now()
+        rows = [_verdict_row(study, scale, verdict, now) for verdict in verdicts]
+        with self._connect(write=True) as conn:
+            conn.executemany(
+                "INSERT OR REPLACE INTO verdicts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def finished_hashes(self, study: str | None = None, scale: str | None = None) -> set[str]:
+        """Return the hashes of finished trials (``FINISHED`` statuses), of all or of one study.
+
+        A rerun that skips trials another study finished should ``link_trial`` them (or judge
+        with ``records(hashes=...)``) so they count for its own study too.
+        """
+        where, args = _membership(study, scale)
+        marks = ", ".join("?" * len(FINISHED))
+        with self._connect() as conn:
+            rows = conn.execute(
+                f"SELECT t.hash FROM trials t WHERE t.status IN ({marks}) {where}",
+                (*FINISHED, *args),
+            )
+            return {row[0] for row in rows}
+
+    def records(
+        self,
+        study: str | None = None,
+        scale: str | None = None,
+        *,
+        hashes: Iterable[str] | None = None,
+    ) -> list[TrialRecord]:
+        """Return trials as ``TrialRecord`` objects, sorted by hash, failed ones included.
+
+        Args:
+            study: only trials stored or linked for this study (default: all).
+            scale: only those of this scale of ``study``.
+            hashes: only these trials, whichever study stored them (e.g. every trial a study
+                expands to, including ones another study ran first).
+
+        ``config`` is flattened to dotted keys; each series is ``(int64 steps, float64 values)``
+        sorted by step, with stored NULLs (NaN) read back as NaN.
+
+        """
+        where, args = _membership(study, scale, hashes)
+        with self._connect() as conn:
+            conn.execute("BEGIN")  # one snapshot for both reads
+            trials = conn.execute(
+                f"SELECT hash, config_json, status, reason, error FROM trials t WHERE 1 {where} "
+                "ORDER BY hash",
+                args,
+            ).fetchall()
+            rows = conn.execute(
+                "SELECT s.trial_hash, s.metric, s.step, s.value FROM series s "
+                f"JOIN trials t ON t.hash = s.trial_hash WHERE 1 {where} "
+                "ORDER BY s.trial_hash, s.metric, s.step",
+                args,
+            ).fetchall()
+        series: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
+        for (hash, metric), group in groupby(rows, key=lambda r: (r[0], r[1])):
+            points = list(group)
+            steps = np.array([p[2] for p in points], dtype=np.int64)
+            values = np.array([p[3] for p in points], dtype=np.float64)  # None -> NaN
+            series.setdefault(hash, {})[metric] = (steps, values)
+        return [
+            TrialRecord(
+                hash=hash,
+                config=flatten_config(json.loads(config)),
+                status=status,
+                series=series.get(hash, {}),
+                reason=reason or error or "",
+            )
+            for hash, config, status, reason, error in trials
+        ]
+
+    def trials(self, study: str | None = None, scale: str | None = None) -> list[dict[str, Any]]:
+        """Return trial rows as dicts (``config`` and ``provenance`` parsed from JSON), sorted by hash."""
+        where, args = _membership(study, scale)
+        with self._connect() as conn:
+            conn.row_factory = sqlite3.Row
+            rows = conn.execute(f"SELECT * FROM trials t WHERE 1 {where} ORDER BY hash", args)
+            out = [dict(row) for row in rows]
+        for row in out:
+            row["config"] = json.loads(row.pop("config_json"))
+            row["provenance"] = json.loads(row.pop("provenance_json"))
+        return out
+
+    def studies(self) -> list[dict[str, Any]]:
+        """Return study rows as dicts (``spec`` parsed from JSON), sorted by name and scale."""
+        with self._connect() as conn:
+            conn.row_factory = sqlite3.Row
+            rows = [dict(r) for r in conn.execute("SELECT * FROM studies ORDER BY name, scale")]
+        for row in rows:
+            row["spec"] = json.loads(row.pop("spec_json"))
+        return rows
+
+    def verdicts(self, study: str | None = None, scale: str | None = None) -> list[dict[str, Any]]:
+        """Return stored verdicts as dicts with ``ci``/``band`` pairs and parsed ``evidence``.
+
+        NULL numbers (NaN or missing) read back as NaN.
+        """
+        clauses = [(c, v) for c, v in (("study", study), ("scale", scale)) if v is not None]
+        where = " AND ".join(f"{c} = ?" for c, _ in clauses) or "1"
+        with self._connect() as conn:
+            conn.row_factory = sqlite3.Row
+            rows = conn.execute(
+                f"SELECT * FROM verdicts WHERE {where} ORDER BY study, scale, claim_id",
+                [v for _, v in clauses],
+            )
+            out = [dict(row) for row in rows]
+        for row in out:
+            row["statistic"] = _nan(row["statistic"])
+            row["ci"] = (_nan(row.pop("ci_lo")), _nan(row.pop("ci_hi")))
+            row["band"] = (_nan(row.pop("band_lo")), _nan(row.pop("band_hi")))
+            row["evidence"] = json.loads(row.pop("evidence_json"))
+        return out
+
+    def to_pandas(self, study: str | None = None) -> Any:
+        """Return the series in long form joined with the trials' flattened config columns.
+
+        Columns: ``study, scale, hash, status``, the config keys, then ``metric, step, value``;
+        one row per (study, trial, metric, step).
+
+        Raises:
+            ImportError: pandas is not installed.
+
+        """
+        try:
+            import pandas as pd  # pyright: ignore[reportMissingImports]
+        except ImportError as err:
+            raise ImportError(
+                "Store.to_pandas needs pandas, which is not installed; `pip install pandas`"
+            ) from err
+        where, args = ("WHERE m.study = ?", (study,)) if study is not None else ("", ())
+        with self._connect() as conn:
+            members = conn.execute(
+                "SELECT m.study, m.scale, t.hash, t.status, t.config_json FROM study_trials m "
+                f"JOIN trials t ON t.hash = m.hash {where} ORDER BY m.study, m.scale, t.hash",
+                args,
+            ).fetchall()
+            points = conn.execute(
+                "SELECT trial_hash AS hash, metric, step, value FROM series "
+                "ORDER BY trial_hash, metric, step"
+            ).fetchall()
+        trials = pd.DataFrame(
+            [
+                {"study": s, "scale": sc, "hash": h, "status": st, **flatten_config(json.loads(c))}
+                for s, sc, h, st, c in members
+            ],
+            columns=None if members else ["study", "scale", "hash", "status"],
+        )
+        series = pd.DataFrame(points, columns=["hash", "metric", "step", "value"])
+        series["value"] = series["value"].astype("float64")
+        return trials.merge(series, on="hash", how="inner")
+
+
+def _membership(
+    study: str | None, scale: str | None, hashes: Iterable[str] | None = None
+) -> tuple[str, tuple[str, ...]]:
+    """Return ``AND ...`` clauses selecting trials ``t`` of ``study``/``scale`` and ``hashes``."""
+    if study is None and scale is not None:
+        raise ValueError(f"scale={scale!r} given without a study; pass study= too")
+    clauses, args = [], []
+    if study is not None:
+        scaled = " AND scale = ?" if scale is not None else ""
+        clauses.append(f"t.hash IN (SELECT hash FROM study_trials WHERE study = ?{scaled})")
+        args += [study] if scale is None else [study, scale]
+    if hashes is not None:
+        clauses.append("t.hash IN (SELECT value FROM json_each(?))")
+        args.append(json.dumps(sorted(set(hashes))))
+    return "".join(f" AND {clause}" for clause in clauses), tuple(args)
+
+
+def _trial_row(
+    hash: str,
+    study: str,
+    scale: str,
+    config: Mapping[str, Any],
+    result: Trace | BaseException | str,
+    prov: Mapping[str, Any],
+) -> tuple[tuple[Any, ...], list[tuple[int, str, float]]]:
+    """Return the ``trials`` row of a result and its series as ``(step, metric, value)`` rows."""
+    head = (hash, study, scale, _dumps(config), config.get("kind"), config.get("seed"))
+    tail = (_dumps(prov), _now())
+    if isinstance(result, BaseException | str):
+        error = result if isinstance(result, str) else _error_text(result)
+        reason = error.strip().splitlines()[-1] if error.strip() else "failed"
+        return (*head, "failed", reason, error, None, None, *tail), []
+    rows = [(int(step), str(metric), float(value)) for step, metric, value in result.rows()]
+    outcome = (result.status, result.reason, None, result.steps, result.wall_time_s)
+    return (*head, *outcome, *tail), rows
+
+
+def _verdict_row(study: str, scale: str, v: Any, now: str) -> tuple[Any, ...]:
+    """Return the ``verdicts`` row of a duck-typed verdict."""
+    numbers = (_real(v.statistic), *_pair(v.ci), *_pair(v.band), v.n_points)
+    text = (v.reason or "", _dumps(v.evidence or []), v.reference, now)
+    return (study, scale, v.claim_id, v.status, *numbers, *text)
+
+
+def _error_text(error: BaseException) -> str:
+    """Return the traceback text of ``error`` (a remote traceback attribute wins if present)."""
+    remote = getattr(error, "traceback", None)
+    if isinstance(remote, str) and remote:
+        return remote
+    return "".join(traceback.format_exception(error))
+
+
+def _provenance_now() -> dict[str, Any]:
+    return provenance()
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _real(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _nan(value: float | None) -> float:
+    return math.nan if value is None else float(value)
+
+
+def _pair(pair: Sequence[Any] | None) -> tuple[float | None, float | None]:
+    if pair is None:
+        return None, None
+    lo, hi = pair
+    return _real(lo), _real(hi)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=_json_default)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, tuple | set | frozenset):
+        return list(value)
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    return str(value)
