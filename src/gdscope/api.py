@@ -21,7 +21,7 @@ from gdscope.trial import run_config, validate_trial
 
 CATALOG = Path(__file__).parent / "studies" / "catalog"
 RUNNERS = ("local",)
-SCALES = ("quick", "paper")
+SCALES = ("quick", "paper", "smoke")
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,7 @@ def run_study(
 
     store = Store(results)
     with store.writer():
-        store.record_study(study.name, scale, study.model_dump(mode="json"))
+        store.record_study(study.name, scale, study.model_dump(mode="json", exclude_defaults=True))
         done = store.finished_hashes()
         todo = [(h, c) for h, c in zip(hashes, configs, strict=True) if h not in done]
         for digest in set(hashes) & done:  # stored by an earlier run, possibly of another study

@@ -36,7 +36,7 @@ from gdscope._checks import did_you_mean
 from gdscope.studies.claims import Claim
 from gdscope.studies.errors import StudyError, format_errors
 
-SCALES = ("quick", "paper")
+SCALES = ("quick", "paper", "smoke")
 TrialValidator = Callable[[dict[str, Any]], object]
 _MAX_REPORTED = 5
 
@@ -66,7 +66,7 @@ class Study(BaseModel):
         base: one trial config (any kind), nested; dotted keys in the file are nested on load.
         sweep: grid axes, dotted config path → values; every combination runs.
         sweep_zip: groups of axes varied together (equal-length lists); groups combine as a grid.
-        scales: ``"quick"`` / ``"paper"`` → dotted overrides of this study (``"base.steps"``,
+        scales: ``"quick"`` / ``"paper"`` / ``"smoke"`` (the tests' tiny size) → dotted overrides (``"base.steps"``,
             ``"sweep.data.n"``, ``"seeds"``) applied by :meth:`with_scale`.
         claims: what the results must show (see :mod:`gdscope.studies.claims`).
         overrides: the command line's ``--set`` overrides; re-applied after a scale so they win.
@@ -86,7 +86,7 @@ class Study(BaseModel):
     base: dict[str, Any] = Field(default_factory=dict)
     sweep: dict[str, Axis] = Field(default_factory=dict)
     sweep_zip: list[dict[str, Axis]] = Field(default_factory=list)
-    scales: dict[Literal["quick", "paper"], dict[str, Any]] = Field(default_factory=dict)
+    scales: dict[Literal["quick", "paper", "smoke"], dict[str, Any]] = Field(default_factory=dict)
     claims: list[Claim] = Field(default_factory=list)
     overrides: tuple[str, ...] = ()
 
