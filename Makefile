@@ -11,8 +11,7 @@ $(STAMP): pyproject.toml scripts/bootstrap.sh
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/gdscope train --model two_layer --width 2048 --data sphere --n 24 --d 8 \
-		--optimizer gd --lr 2.0 --steps 400 --probe grad_norm=40 --probe dist_from_init=40
+	$(BIN)/gdscope run --workers 2
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -10,7 +10,9 @@
 """
 
 from gdscope import data, functional, losses, models, optim, probes
+from gdscope.api import StudyResult, run_study, verify
 from gdscope.config import DataConfig, ModelConfig, OptimizerConfig, StopConfig, TrialConfig
+from gdscope.store import Store
 from gdscope.training import PROBES, Stop, Trace, train
 from gdscope.trial import Trial, build_trial, run_trial
 
@@ -23,6 +25,8 @@ __all__ = [
     "OptimizerConfig",
     "Stop",
     "StopConfig",
+    "Store",
+    "StudyResult",
     "Trace",
     "Trial",
     "TrialConfig",
@@ -34,6 +38,8 @@ __all__ = [
     "models",
     "optim",
     "probes",
+    "run_study",
     "run_trial",
     "train",
+    "verify",
 ]
