@@ -152,7 +152,7 @@ LAYER_TABLE = {
     "mup": {
         "input": (SQ2 / 10, 1, 4, 4, 0, 1),
         "hidden": (SQ2 / 10, 1, 1, 4, 0, 1),
-        "output": (1 / 10, 1 / 4, 4, 1, 0, 1),
+        "output": (2 / 10, 1 / 4, 4, 1, 0, 1),
     },
     "meanfield": {
         "input": (SQ2, 1 / 10, 256, 256, 0, 1),
@@ -261,7 +261,7 @@ def _output_variance_depth2(p: str, width: int) -> float:
     return {
         "standard": 1 / D,
         "ntk": 1 / D + 1.5 * BETA**2,
-        "mup": 1 / (D * r**2),
+        "mup": 1 / (D * r),
         "meanfield": 1 / (D * width),
     }[p]
 

@@ -20,7 +20,8 @@ parameterization  weight std σ_W  multiplier α       lr c_W (in/hid/out)  bias
 ================  ==============  =================  ===================  ================
 standard          g / √n          1                  1 / 1 / 1            0, 1, 1
 ntk               g               1 / √n             1 / 1 / 1            1, β, 1
-mup               g / √n          1 (out: 1/r)       r / 1 / r            0, 1, r (out: 1)
+mup               g / √n (out:    1 (out: 1/r)       r / 1 / r            0, 1, r (out: 1)
+                  √r / √n)
 meanfield         g               1/√n (out: 1/n)    w / w / w            0, 1, w
 ================  ==============  =================  ===================  ================
 
@@ -32,7 +33,9 @@ meanfield         g               1/√n (out: 1/n)    w / w / w            0, 1
   ``β = bias_scale`` (0.1 as in Jacot et al.).
 * **mup**: Yang & Hu (2021), "Tensor Programs IV", Table 3 (SGD), written relative to a base
   width as in the ``mup`` package (so μP equals SP at ``width == base_width``): readout
-  multiplier ``1/r``; the learning rates of vector-like parameters (input weights, biases of
+  multiplier ``1/r`` on a readout weight of std ``√r/√n`` (``mup.set_base_shapes`` rescales a
+  ``MuReadout`` weight by ``√width_mult``), so the effective readout std is ``∝ 1/n`` as in
+  TP-IV Table 3 and the output at initialization falls like ``1/√r``; the learning rates of vector-like parameters (input weights, biases of
   width-sized layers, output weights) are multiplied by ``r``.
 * **meanfield**: the convention gdscope uses is weights ``N(0, g²)``, forward multipliers
   ``1/√n`` for input/hidden layers and ``1/n`` for the output layer, so that a two-layer
@@ -41,7 +44,7 @@ meanfield         g               1/√n (out: 1/n)    w / w / w            0, 1
   so that gradient flow runs on a width-independent time scale.
 
 Under these rules the output scale at initialization is width independent for ``standard``
-and ``ntk``, falls like ``1/r`` for ``mup`` and like ``1/√width`` for ``meanfield``.
+and ``ntk``, falls like ``1/√r`` for ``mup`` and like ``1/√width`` for ``meanfield``.
 """
 
 from __future__ import annotations
@@ -56,7 +59,8 @@ class RoleRule:
     """Scaling exponents of one layer role; every quantity is ``n**a * r**c`` (n = fan-in).
 
     Attributes:
-        std_fan_in_power: ``σ_W = g · n**std_fan_in_power``.
+        std_fan_in_power: ``σ_W = g · n**std_fan_in_power · r**std_ratio_power``.
+        std_ratio_power: exponent of ``r`` in ``σ_W``.
         activation_gain: whether ``g`` includes the activation gain (``init_scale`` always).
         multiplier_fan_in_power: exponent of ``n`` in the forward multiplier ``α``.
         multiplier_ratio_power: exponent of ``r`` in ``α``.
@@ -69,6 +73,7 @@ class RoleRule:
 
     std_fan_in_power: float
     activation_gain: bool
+    std_ratio_power: float = 0.0
     multiplier_fan_in_power: float = 0.0
     multiplier_ratio_power: float = 0.0
     lr_weight_ratio_power: float = 0.0
@@ -152,7 +157,7 @@ class Parameterization:
         lr_base = float(base_width) ** self.lr_base_width_power
         bias_mult = self.bias_scale if rule.bias_multiplier is None else rule.bias_multiplier
         return LayerSpec(
-            init_std=gain * n**rule.std_fan_in_power,
+            init_std=gain * n**rule.std_fan_in_power * r**rule.std_ratio_power,
             multiplier=n**rule.multiplier_fan_in_power * r**rule.multiplier_ratio_power,
             lr_weight=lr_base * r**rule.lr_weight_ratio_power,
             lr_bias=lr_base * r**rule.lr_bias_ratio_power,
@@ -190,6 +195,7 @@ MUP = Parameterization(
     output=RoleRule(
         std_fan_in_power=_HALF,
         activation_gain=False,
+        std_ratio_power=0.5,
         multiplier_ratio_power=-1.0,
         lr_weight_ratio_power=1.0,
     ),
