@@ -224,4 +224,5 @@ def test_claim_kinds_listed():
         "compare",
         "agrees",
         "within",
+        "optimum_shift",
     }

@@ -22,7 +22,12 @@ from torch import Tensor, nn
 from gdscope import losses
 from gdscope.functional import Params
 from gdscope.probes import geometry
+from gdscope.probes.coord_check import activation_rms
+from gdscope.probes.du_gram import du_bound, h_infinity_gap
+from gdscope.probes.fitting import train_error_probe
+from gdscope.probes.grad_progress import grad_norm_drop
 from gdscope.probes.hessian import hessian_trace, sharpness
+from gdscope.probes.kernel_regression import kernel_regression
 from gdscope.probes.ntk import (
     NTKSpectrum,
     kernel_drift,
@@ -30,6 +35,8 @@ from gdscope.probes.ntk import (
     ntk_gram,
     ntk_spectrum,
 )
+from gdscope.probes.output_hessian import output_hessian_norm_probe
+from gdscope.probes.sparsity import zero_fraction_probe
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
@@ -236,5 +243,13 @@ PROBES: dict[str, Callable[[ProbeContext], dict[str, float]]] = {
     "hessian_trace": _hessian_trace,
     "activation_flips": _activation_flips,
     "linearization_gap": _linearization_gap,
+    "kernel_regression": kernel_regression,
+    "activation_rms": activation_rms,
+    "zero_fraction": zero_fraction_probe,
+    "train_error": train_error_probe,
+    "h_infinity_gap": h_infinity_gap,
+    "du_bound": du_bound,
+    "grad_norm_drop": grad_norm_drop,
+    "output_hessian_norm": output_hessian_norm_probe,
 }
 """Probes ``train`` can schedule by name: ``{name: fn(ProbeContext) -> {metric: value}}``."""

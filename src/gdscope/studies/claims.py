@@ -17,6 +17,7 @@ reaches        ``metric`` crosses ``threshold`` within ``budget`` in ≥ ``fract
 compare        CI of statistic(A) − statistic(B) (or its absolute value) ⊂ ``band``
 agrees         ``|y1 − y2| ≤ atol + rtol·|y2|`` for every trial
 within         the reduction ``y`` lies in ``band`` for every trial
+optimum_shift  CI of the spread (octaves) of the per-group argmin ``x*`` ⊂ ``band``
 =============  ==========================================================================
 
 FAIL when the CI lies outside the band (or the inequality / fraction is not met);
@@ -41,6 +42,7 @@ from pydantic import (
 
 from gdscope.studies import _fitting
 from gdscope.studies.claim_base import Band, BudgetReducer, XReducer, _Claim, _Model
+from gdscope.studies.optimum import OptimumShiftClaim
 from gdscope.studies.pointwise import AgreesClaim, WithinClaim
 from gdscope.studies.reducers import (
     BAD_STATUSES,
@@ -453,6 +455,7 @@ ClaimModel = (
     | CompareClaim
     | AgreesClaim
     | WithinClaim
+    | OptimumShiftClaim
 )
 Claim = Annotated[ClaimModel, Field(discriminator="kind")]
 CLAIM_KINDS: dict[str, type[BaseModel]] = {
@@ -464,6 +467,7 @@ CLAIM_KINDS: dict[str, type[BaseModel]] = {
     "compare": CompareClaim,
     "agrees": AgreesClaim,
     "within": WithinClaim,
+    "optimum_shift": OptimumShiftClaim,
 }
 
 

@@ -1,0 +1,82 @@
+r"""Coordinate check (Yang & Hu 2021, "Tensor Programs IV", §7; the ``mup`` package's coord_check).
+
+For an :class:`~gdscope.models.mlp.MLP` the probe reads the hidden activations
+``h_l = σ(L_l h_{l-1})`` (the output of the shared activation module, once per hidden layer, in
+order) and the output ``f`` on the training inputs, and returns per layer ``l = 1 … D−1``:
+
+* ``activation_rms/h<l>``: ``RMS(h_l(t))`` — the typical coordinate size;
+* ``activation_delta_rms/h<l>``: ``RMS(h_l(t) − h_l(0))`` — how far training moved it;
+
+and ``output_rms = RMS(f_t)``, ``output_delta_rms = RMS(f_t − f_0)``. RMS is over examples and
+coordinates. Under μP both the coordinates and their change after a fixed number of steps at a
+fixed learning rate are width independent; under SP the change grows with width. The
+activations at ``θ_0`` are computed once (with the initial parameters substituted) and kept in
+``ProbeContext.memory``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor, nn
+
+from gdscope.functional import Params, apply
+
+if TYPE_CHECKING:
+    from gdscope.probes.tracking import ProbeContext
+
+__all__ = ["activation_rms", "hidden_activations"]
+
+_MEMORY_KEY = "coord_check_init"
+
+
+def hidden_activations(
+    model: nn.Module, x: Tensor, params: Params | None = None
+) -> tuple[list[Tensor], Tensor]:
+    """Return the hidden activations ``[h_1, …, h_{D−1}]`` and the output of an MLP on ``x``.
+
+    Args:
+        model: a :class:`~gdscope.models.mlp.MLP` (anything with ``layers`` and a shared
+            ``activation`` module applied once per hidden layer).
+        x: inputs.
+        params: parameters to substitute (e.g. ``θ_0``); ``None`` for the model's own.
+
+    Raises:
+        ValueError: if ``model`` has no ``activation`` module.
+
+    """
+    activation = getattr(model, "activation", None)
+    if not isinstance(activation, nn.Module):
+        raise ValueError(
+            f"activation_rms needs an MLP with an `activation` module, got {type(model).__name__}"
+        )
+    seen: list[Tensor] = []
+    handle = activation.register_forward_hook(lambda _m, _i, out: seen.append(out.detach()))
+    try:
+        with torch.no_grad():
+            out = model(x) if params is None else apply(model, params, x)
+    finally:
+        handle.remove()
+    return seen, out.detach()
+
+
+def _rms(a: Tensor) -> float:
+    return math.sqrt(float(torch.mean(a.double() ** 2)))
+
+
+def activation_rms(ctx: ProbeContext) -> dict[str, float]:
+    """Probe: per-layer RMS of the hidden activations and of their change since init."""
+    x = ctx.data[0]
+    if _MEMORY_KEY not in ctx.memory:
+        ctx.memory[_MEMORY_KEY] = hidden_activations(ctx.model, x, ctx.init_params)
+    hidden0, out0 = ctx.memory[_MEMORY_KEY]
+    hidden, out = hidden_activations(ctx.model, x)
+    metrics: dict[str, float] = {}
+    for index, (h, h0) in enumerate(zip(hidden, hidden0, strict=True), start=1):
+        metrics[f"activation_rms/h{index}"] = _rms(h)
+        metrics[f"activation_delta_rms/h{index}"] = _rms(h - h0)
+    metrics["output_rms"] = _rms(out)
+    metrics["output_delta_rms"] = _rms(out - out0)
+    return metrics

@@ -1,0 +1,196 @@
+r"""How close a trained network is to kernel regression with its NTK at initialization.
+
+In the lazy (kernel) regime, gradient descent on the square loss trains the linearized model
+``f_0(x) + J_0(x)(θ − θ_0)``, which converges to the interpolant of least ``‖θ − θ_0‖``
+
+.. math::
+
+    θ_∞ − θ_0 = J_0^\top K_0^{-1} r_0, \qquad r_0 = \operatorname{vec}(y − f_0(X)),
+    \qquad K_0 = J_0 J_0^\top = K_0(X, X),
+
+and predicts ``f^{ker}(x_*) = f_0(x_*) + K_0(x_*, X) K_0^{-1} r_0`` (Lee et al. 2019, "Wide
+neural networks of any depth evolve as linear models under gradient descent", eq. (9)–(11)).
+The probe compares the network with both:
+
+* ``kernel_regression_gap``: RMS over the held-out inputs (and outputs) of ``f_t(x_*) − f^{ker}(x_*)``.
+  The held-out inputs are ``eval_data``'s; without a test split, and when every training input
+  has unit norm (``sphere``, ``teacher_student``), they are ``HOLDOUT`` = 64 fresh points uniform
+  on the unit sphere drawn from a fixed generator (seed ``HOLDOUT_SEED``), the same for every
+  trial; otherwise the gap is not reported;
+* ``kernel_regression_train_gap``: the same on the training inputs (where ``f^{ker} = y``);
+* ``min_norm_ratio``: ``‖θ_t − θ_0‖ / ‖J_0^\top K_0^{-1} r_0‖``, using
+  ``‖J_0^\top K_0^{-1} r_0‖² = r_0^\top K_0^{-1} r_0`` (no Jacobian needed);
+* ``kernel_test_loss``: half mean squared error of ``f^{ker}`` on the held-out set (summed over
+  outputs, as :func:`gdscope.losses.mse`);
+* ``kernel_rademacher``: ``√(r_0^\top K_0^{-1} r_0 · tr K_0) / n``, the Rademacher-complexity
+  bound of the kernel class of RKHS norm ``√(r_0^\top K_0^{-1} r_0)`` (Bartlett & Mendelson
+  2002, Lemma 22; with ``H^∞`` and ``y`` in place of ``K_0`` and ``r_0`` this is the quantity of
+  Arora et al. 2019, Theorem 5.1).
+
+Everything at initialization (``K_0``, the cross-Gram ``K_0(X_*, X)``, ``f_0`` on both sets, the
+solve) is computed once per run, in float64, from a copy of the model holding ``θ_0``, and kept
+in ``ProbeContext.memory``. The minimum-norm statement is about plain GD: it holds when every
+parameter has the same learning-rate multiplier (``standard``, ``ntk``); under ``mup`` or
+``meanfield`` GD is preconditioned and ``min_norm_ratio`` measures the Euclidean norm anyway.
+For ``k`` outputs the Gram is the full ``nk × nk`` one (ordering ``i·k + a``).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor, nn
+
+from gdscope.functional import Params
+from gdscope.probes.ntk import ntk_gram
+
+if TYPE_CHECKING:
+    from gdscope.probes.tracking import ProbeContext
+
+__all__ = ["KernelSolution", "kernel_regression", "kernel_solution", "sphere_holdout"]
+
+_MEMORY_KEY = "kernel_regression_init"
+HOLDOUT = 64
+"""Fresh unit-sphere inputs used as held-out points when the data has no test split."""
+HOLDOUT_SEED = 12345
+
+
+@dataclass(frozen=True)
+class KernelSolution:
+    r"""Kernel regression with the NTK at initialization (all float64, on the CPU).
+
+    Attributes:
+        test_prediction: ``vec f^{ker}(X_*)`` (``n_* k``), or ``None`` without held-out inputs.
+        min_norm: ``‖J_0^\top K_0^{-1} r_0‖``.
+        rademacher: ``√(r_0^\top K_0^{-1} r_0 · tr K_0) / n``.
+
+    """
+
+    test_prediction: Tensor | None
+    min_norm: float
+    rademacher: float
+
+
+def _model_at(model: nn.Module, params: Params) -> nn.Module:
+    clone = copy.deepcopy(model)
+    with torch.no_grad():
+        for name, p in clone.named_parameters():
+            if name in params:
+                p.copy_(params[name])
+    return clone
+
+
+def kernel_solution(
+    model: nn.Module, init_params: Params, x: Tensor, y: Tensor, x_test: Tensor | None = None
+) -> KernelSolution:
+    """Solve kernel regression with the empirical NTK of ``model`` at ``init_params``.
+
+    Args:
+        model: the network (its current parameters are not used).
+        init_params: ``θ_0`` by name (trainable parameters).
+        x: training inputs ``(n, ...)``.
+        y: training targets, ``(n, k)`` or ``(n,)`` floats (one-hot them before for classes).
+        x_test: held-out inputs, or ``None``.
+
+    Returns:
+        The :class:`KernelSolution`.
+
+    Raises:
+        ValueError: if the targets do not match the outputs. A ``K_0`` that is not positive
+            definite (no interpolant) gives nan ``min_norm`` / ``rademacher`` and no prediction.
+
+    """
+    model0 = _model_at(model, init_params)
+    with torch.no_grad():
+        f0 = model0(x).reshape(x.shape[0], -1).double().cpu()
+        f0_test = None if x_test is None else model0(x_test).reshape(x_test.shape[0], -1)
+    gram = ntk_gram(model0, x).double().cpu()
+    if y.dtype == torch.long:  # class labels: one-hot targets, as the mse loss trains on
+        y = torch.nn.functional.one_hot(y, f0.shape[1])
+    r0 = (y.reshape(x.shape[0], -1).double().cpu() - f0).reshape(-1)
+    if r0.numel() != gram.shape[0]:
+        raise ValueError(f"targets give {r0.numel()} entries but the Gram is {gram.shape[0]}²")
+    chol, info = torch.linalg.cholesky_ex(gram)
+    if int(info) != 0:  # K_0 singular (e.g. n·k > number of parameters): no interpolant
+        return KernelSolution(test_prediction=None, min_norm=math.nan, rademacher=math.nan)
+    alpha = torch.cholesky_solve(r0[:, None], chol)[:, 0]
+    energy = float(r0 @ alpha)
+    prediction = None
+    if x_test is not None and f0_test is not None:
+        cross = ntk_gram(model0, x_test, x).double().cpu()
+        prediction = f0_test.double().cpu().reshape(-1) + cross @ alpha
+    n = x.shape[0]
+    return KernelSolution(
+        test_prediction=prediction,
+        min_norm=math.sqrt(max(energy, 0.0)),
+        rademacher=math.sqrt(max(energy, 0.0) * float(torch.trace(gram))) / n,
+    )
+
+
+def _flat_targets(y: Tensor, output: Tensor) -> Tensor:
+    """``vec`` of the targets as float64 (class labels one-hot to the output's width)."""
+    if y.dtype == torch.long:
+        y = torch.nn.functional.one_hot(y, output.reshape(output.shape[0], -1).shape[1])
+    return y.reshape(-1).double().cpu()
+
+
+def _rms(a: Tensor) -> float:
+    return float(torch.sqrt(torch.mean(a.double() ** 2)))
+
+
+def sphere_holdout(x: Tensor, n: int = HOLDOUT) -> Tensor | None:
+    """``n`` fresh points uniform on the unit sphere (fixed generator), if ``x`` lies on it."""
+    if x.ndim != 2 or not torch.allclose(
+        x.double().norm(dim=1), torch.ones(x.shape[0], dtype=torch.float64), atol=1e-5
+    ):
+        return None
+    gen = torch.Generator().manual_seed(HOLDOUT_SEED)
+    g = torch.randn(n, x.shape[1], generator=gen, dtype=torch.float64)
+    return (g / g.norm(dim=1, keepdim=True)).to(x.device, x.dtype)
+
+
+def _held_out(ctx: ProbeContext) -> Tensor | None:
+    if ctx.eval_data is not None:
+        return ctx.eval_data[0]
+    if "kernel_regression_holdout" not in ctx.memory:
+        ctx.memory["kernel_regression_holdout"] = sphere_holdout(ctx.data[0])
+    return ctx.memory["kernel_regression_holdout"]
+
+
+def kernel_regression(ctx: ProbeContext) -> dict[str, float]:
+    """Probe: the network against kernel regression with ``K_0`` started from ``f_0``."""
+    x, y = ctx.data
+    x_test = _held_out(ctx)
+    if _MEMORY_KEY not in ctx.memory:
+        ctx.memory[_MEMORY_KEY] = kernel_solution(ctx.model, ctx.init_params, x, y, x_test)
+    sol: KernelSolution = ctx.memory[_MEMORY_KEY]
+    moved = math.sqrt(
+        sum(
+            float(torch.sum((ctx.params[k].double() - ctx.init_params[k].double()) ** 2))
+            for k in ctx.params
+        )
+    )
+    out = {
+        "min_norm_ratio": moved / sol.min_norm if sol.min_norm > 0 else math.nan,  # nan: no K_0⁻¹
+        "kernel_min_norm": sol.min_norm,
+        "kernel_rademacher": sol.rademacher,
+        "kernel_regression_train_gap": _rms(
+            ctx.train_output().reshape(-1).double().cpu() - _flat_targets(y, ctx.train_output())
+        ),
+    }
+    if x_test is not None and sol.test_prediction is not None:
+        with torch.no_grad():
+            net = ctx.model(x_test).reshape(-1).double().cpu()
+        pred = sol.test_prediction
+        k = pred.numel() // x_test.shape[0]
+        out["kernel_regression_gap"] = _rms(net - pred)
+        if ctx.eval_data is not None:
+            target = _flat_targets(ctx.eval_data[1], pred.reshape(x_test.shape[0], -1))
+            out["kernel_test_loss"] = (
+                0.5 * float(torch.sum((pred - target) ** 2)) / (pred.numel() // k)
+            )
+    return out

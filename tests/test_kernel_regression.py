@@ -1,0 +1,174 @@
+"""kernel_regression and activation_rms probes against dense float64 oracles."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from gdscope import losses
+from gdscope.functional import clone_params, params_of
+from gdscope.models import mlp
+from gdscope.probes._reference import dense_jacobian
+from gdscope.probes.coord_check import activation_rms, hidden_activations
+from gdscope.probes.kernel_regression import kernel_regression
+from gdscope.probes.tracking import PROBES, ProbeContext
+from gdscope.training import train
+
+
+def _setup(out_dim=1, parameterization="ntk"):
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(6, 3, generator=gen, dtype=torch.float64)
+    y = torch.randn(6, out_dim, generator=gen, dtype=torch.float64)
+    xt = torch.randn(4, 3, generator=gen, dtype=torch.float64)
+    yt = torch.randn(4, out_dim, generator=gen, dtype=torch.float64)
+    net = mlp(
+        3, 16, 3, out_dim=out_dim, parameterization=parameterization, seed=1, dtype=torch.float64
+    )
+    return net, (x, y), (xt, yt)
+
+
+def _ctx(net, init, data, eval_data, memory=None):
+    return ProbeContext(
+        net,
+        params_of(net),
+        init,
+        losses.mse,
+        data,
+        eval_data,
+        5,
+        memory={} if memory is None else memory,
+    )
+
+
+def _perturb(net, scale=0.05):
+    gen = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(scale * torch.randn(p.shape, generator=gen, dtype=p.dtype))
+
+
+@pytest.mark.parametrize("out_dim", [1, 2])
+def test_kernel_regression_matches_dense_oracle(out_dim):
+    net, (x, y), (xt, yt) = _setup(out_dim)
+    init = clone_params(params_of(net))
+    j0 = dense_jacobian(net, x)
+    jt = dense_jacobian(net, xt)
+    with torch.no_grad():
+        f0, f0t = net(x).reshape(-1), net(xt).reshape(-1)
+    k0 = j0 @ j0.T
+    r0 = y.reshape(-1) - f0
+    alpha = torch.linalg.solve(k0, r0)
+    kernel_pred = f0t + jt @ j0.T @ alpha
+    min_norm = torch.linalg.norm(j0.T @ alpha)
+    _perturb(net)
+    moved = torch.linalg.norm(
+        torch.cat([(p - init[n]).reshape(-1) for n, p in params_of(net).items()])
+    )
+    with torch.no_grad():
+        net_t = net(xt).reshape(-1)
+    out = kernel_regression(_ctx(net, init, (x, y), (xt, yt)))
+    assert math.isclose(out["kernel_min_norm"], float(min_norm), rel_tol=1e-8)
+    assert math.isclose(out["min_norm_ratio"], float(moved / min_norm), rel_tol=1e-8)
+    gap = torch.sqrt(torch.mean((net_t - kernel_pred) ** 2))
+    assert math.isclose(out["kernel_regression_gap"], float(gap), rel_tol=1e-8)
+    loss = 0.5 * torch.sum((kernel_pred - yt.reshape(-1)) ** 2) / xt.shape[0]
+    assert math.isclose(out["kernel_test_loss"], float(loss), rel_tol=1e-8)
+    rad = math.sqrt(float(r0 @ alpha) * float(torch.trace(k0))) / x.shape[0]
+    assert math.isclose(out["kernel_rademacher"], rad, rel_tol=1e-8)
+
+
+def test_kernel_prediction_interpolates_training_set():
+    # at the training inputs, f0 + K0(X, X) K0^{-1} r0 = y
+    net, (x, y), _ = _setup()
+    init = clone_params(params_of(net))
+    out = kernel_regression(_ctx(net, init, (x, y), (x, y)))
+    assert out["kernel_test_loss"] < 1e-20
+    assert out["min_norm_ratio"] == 0.0  # θ_t = θ_0
+
+
+def test_linearized_gd_reaches_the_min_norm_interpolant():
+    # a wide NTK net trained by GD to convergence: ratio ≈ 1 and the gap is small
+    gen = torch.Generator().manual_seed(0)
+    x = torch.nn.functional.normalize(torch.randn(5, 3, generator=gen, dtype=torch.float64), dim=1)
+    y = torch.randn(5, 1, generator=gen, dtype=torch.float64)
+    xt = torch.nn.functional.normalize(torch.randn(7, 3, generator=gen, dtype=torch.float64), dim=1)
+    net = mlp(3, 2048, 2, parameterization="ntk", seed=0, dtype=torch.float64)
+    opt = torch.optim.SGD(net.parameters(), lr=1.0)
+    trace = train(
+        net,
+        opt,
+        (x, y),
+        1500,
+        loss_fn=losses.mse,
+        probes={"kernel_regression": 1500},
+        eval_data=(xt, y[:0].new_zeros(7, 1)),
+    )
+    ratio = trace.records["min_norm_ratio"][1][-1]
+    gap = trace.records["kernel_regression_gap"][1][-1]
+    assert 0.95 < ratio < 1.05
+    assert gap < 0.05
+
+
+def test_coord_check_matches_manual_forward():
+    net, (x, y), _ = _setup(parameterization="standard")
+    init = clone_params(params_of(net))
+    hidden, _ = hidden_activations(net, x)
+    assert len(hidden) == 2  # depth 3: two hidden layers
+    with torch.no_grad():
+        h1 = torch.relu(net.layers[0](x))
+        h2 = torch.relu(net.layers[1](h1))
+    assert torch.allclose(hidden[0], h1) and torch.allclose(hidden[1], h2)
+    _perturb(net)
+    m = activation_rms(_ctx(net, init, (x, y), None))
+    with torch.no_grad():
+        g1 = torch.relu(net.layers[0](x))
+        g2 = torch.relu(net.layers[1](g1))
+        f = net.layers[2](g2)
+        f0 = torch.func.functional_call(net, init, (x,))
+    assert math.isclose(m["activation_rms/h1"], float(torch.sqrt(torch.mean(g1**2))), rel_tol=1e-12)
+    assert math.isclose(
+        m["activation_delta_rms/h2"], float(torch.sqrt(torch.mean((g2 - h2) ** 2))), rel_tol=1e-12
+    )
+    assert math.isclose(
+        m["output_delta_rms"], float(torch.sqrt(torch.mean((f - f0) ** 2))), rel_tol=1e-12
+    )
+    assert math.isclose(m["output_rms"], float(torch.sqrt(torch.mean(f**2))), rel_tol=1e-12)
+
+
+def test_registered_and_rejects_non_mlp():
+    assert PROBES["kernel_regression"] is kernel_regression
+    assert PROBES["activation_rms"] is activation_rms
+    with pytest.raises(ValueError, match="activation"):
+        hidden_activations(torch.nn.Linear(3, 1), torch.zeros(2, 3))
+
+
+def test_sphere_holdout_fallback_without_test_split():
+    from gdscope.probes.kernel_regression import sphere_holdout
+
+    net, (x, y), _ = _setup()
+    x = torch.nn.functional.normalize(x, dim=1)
+    init = clone_params(params_of(net))
+    out = kernel_regression(_ctx(net, init, (x, y), None))
+    assert "kernel_regression_gap" in out and "kernel_test_loss" not in out
+    held = sphere_holdout(x)
+    j0, jt = dense_jacobian(net, x), dense_jacobian(net, held)
+    with torch.no_grad():
+        r0 = y.reshape(-1) - net(x).reshape(-1)
+    # θ_t = θ_0, so the gap is RMS of the kernel correction K_0(x*, X) K_0⁻¹ r0
+    corr = jt @ j0.T @ torch.linalg.solve(j0 @ j0.T, r0)
+    assert math.isclose(
+        out["kernel_regression_gap"], float(corr.pow(2).mean().sqrt()), rel_tol=1e-8
+    )
+    assert held.shape == (64, 3) and torch.allclose(held.norm(dim=1), torch.ones(64, dtype=x.dtype))
+    assert sphere_holdout(2 * x) is None
+
+
+def test_singular_gram_gives_nan_not_an_error():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(40, 2, generator=gen, dtype=torch.float64)  # 40 points, 2·3+3+3+1 = 13 params
+    y = torch.randn(40, 1, generator=gen, dtype=torch.float64)
+    net = mlp(2, 3, 2, parameterization="ntk", seed=0, dtype=torch.float64)
+    out = kernel_regression(_ctx(net, clone_params(params_of(net)), (x, y), (x, y)))
+    assert math.isnan(out["min_norm_ratio"]) and "kernel_regression_gap" not in out
