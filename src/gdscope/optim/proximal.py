@@ -43,7 +43,21 @@ def _smooth_grad(p: Tensor, weight_decay: float) -> Tensor:
     return grad.add(p, alpha=weight_decay) if weight_decay else grad
 
 
-class ProximalGD(Optimizer):
+class _Proximal(Optimizer):
+    """The hyper-parameters both proximal methods share: ``lr``, ``l1``, ``weight_decay``."""
+
+    def __init__(
+        self, params: Iterable[Any], lr: float, l1: float = 0.0, weight_decay: float = 0.0
+    ) -> None:
+        defaults = {
+            "lr": check.positive_float("lr", lr),
+            "l1": check.nonnegative_float("l1", l1),
+            "weight_decay": check.nonnegative_float("weight_decay", weight_decay),
+        }
+        super().__init__(params, defaults)
+
+
+class ProximalGD(_Proximal):
     r"""Proximal gradient descent (ISTA) for ``f(w) + λ‖w‖₁``.
 
     .. math::
@@ -74,16 +88,6 @@ class ProximalGD(Optimizer):
 
     """
 
-    def __init__(
-        self, params: Iterable[Any], lr: float, l1: float = 0.0, weight_decay: float = 0.0
-    ) -> None:
-        defaults = {
-            "lr": check.positive_float("lr", lr),
-            "l1": check.nonnegative_float("l1", l1),
-            "weight_decay": check.nonnegative_float("weight_decay", weight_decay),
-        }
-        super().__init__(params, defaults)
-
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
         """Take one proximal step; ``closure`` (optional) re-evaluates the smooth loss."""
@@ -98,7 +102,7 @@ class ProximalGD(Optimizer):
         return loss
 
 
-class FISTA(Optimizer):
+class FISTA(_Proximal):
     r"""FISTA (Beck & Teboulle 2009): ISTA with Nesterov's ``t_k`` momentum.
 
     The parameters hold the extrapolated point ``y_k`` at which the user evaluates ``∇f``:
@@ -124,16 +128,6 @@ class FISTA(Optimizer):
         inverse problems", SIAM J. Imaging Sci. 2(1):183–202, §4.
 
     """
-
-    def __init__(
-        self, params: Iterable[Any], lr: float, l1: float = 0.0, weight_decay: float = 0.0
-    ) -> None:
-        defaults = {
-            "lr": check.positive_float("lr", lr),
-            "l1": check.nonnegative_float("l1", l1),
-            "weight_decay": check.nonnegative_float("weight_decay", weight_decay),
-        }
-        super().__init__(params, defaults)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
