@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import platform
 import statistics
@@ -56,3 +57,12 @@ def pick_device(arg: str | None) -> torch.device:
     if arg:
         return torch.device(arg)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def parse_args(description: str | None) -> argparse.Namespace:
+    """Parse the options every benchmark script takes: ``--small``, ``--device``, ``--repeats``."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--small", action="store_true", help="CPU sizes")
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--repeats", type=int, default=None)
+    return parser.parse_args()

@@ -13,12 +13,11 @@ Prints one JSON line per measurement. ``--small`` runs CPU sizes.
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
 import torch
-from _common import device_name, emit, median_ms, pick_device, sync
+from _common import device_name, emit, median_ms, parse_args, pick_device, sync
 from scipy.sparse.linalg import LinearOperator, eigsh
 from torch import nn
 
@@ -152,11 +151,7 @@ def run_w2b(n: int, device: torch.device) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--small", action="store_true", help="CPU sizes")
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--repeats", type=int, default=None)
-    args = parser.parse_args()
+    args = parse_args(__doc__)
     device = pick_device(args.device)
     n = 500 if args.small else 5000
     run_w2(n, device, args.repeats or (3 if args.small else 10))

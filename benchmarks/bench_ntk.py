@@ -10,10 +10,8 @@ Prints one JSON line per measurement. ``--small`` runs CPU sizes.
 
 from __future__ import annotations
 
-import argparse
-
 import torch
-from _common import device_name, emit, median_ms, pick_device
+from _common import device_name, emit, median_ms, parse_args, pick_device
 from torch.func import functional_call, jacrev, vmap
 
 import gdscope as gs
@@ -124,11 +122,7 @@ def run_w1b(n: int, device: torch.device, repeats: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--small", action="store_true", help="CPU sizes")
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--repeats", type=int, default=None)
-    args = parser.parse_args()
+    args = parse_args(__doc__)
     device = pick_device(args.device)
     repeats = args.repeats or (3 if args.small else 10)
     run_w1(SMALL_W1 if args.small else FULL_W1, device, repeats)
