@@ -216,7 +216,10 @@ def run(
     studies: Annotated[
         list[str] | None, typer.Argument(help="catalogue names or TOML files; default: all")
     ] = None,
-    scale: Annotated[str, typer.Option(help="quick (CPU, ~1 min a study) | paper (GPU)")] = "quick",
+    scale: Annotated[
+        str,
+        typer.Option(help="quick (CPU, seconds to a minute a study) | paper (GPU) | smoke (tests)"),
+    ] = "quick",
     set_: Annotated[
         list[str] | None,
         typer.Option("--set", help="dotted override KEY=VALUE, e.g. sweep.width=[256,1024]"),
