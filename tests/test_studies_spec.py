@@ -225,4 +225,5 @@ def test_claim_kinds_listed():
         "agrees",
         "within",
         "optimum_shift",
+        "seed_spread",
     }

@@ -18,6 +18,8 @@ compare        CI of statistic(A) − statistic(B) (or its absolute value) ⊂ `
 agrees         ``|y1 − y2| ≤ atol + rtol·|y2|`` for every trial
 within         the reduction ``y`` lies in ``band`` for every trial
 optimum_shift  CI of the spread (octaves) of the per-group argmin ``x*`` ⊂ ``band``
+seed_spread    per-group statistic over seeds (cv, min/mean, mean): CI of its log–log
+               exponent vs the group ⊂ ``band``, or every group's value in ``band``
 =============  ==========================================================================
 
 FAIL when the CI lies outside the band (or the inequality / fraction is not met);
@@ -49,6 +51,7 @@ from gdscope.studies.reducers import (
     Reducer,
     reduce_record,
 )
+from gdscope.studies.spread import SeedSpreadClaim
 from gdscope.studies.table import TrialRecord
 from gdscope.studies.verdict import (
     Status,
@@ -456,6 +459,7 @@ ClaimModel = (
     | AgreesClaim
     | WithinClaim
     | OptimumShiftClaim
+    | SeedSpreadClaim
 )
 Claim = Annotated[ClaimModel, Field(discriminator="kind")]
 CLAIM_KINDS: dict[str, type[BaseModel]] = {
@@ -468,6 +472,7 @@ CLAIM_KINDS: dict[str, type[BaseModel]] = {
     "agrees": AgreesClaim,
     "within": WithinClaim,
     "optimum_shift": OptimumShiftClaim,
+    "seed_spread": SeedSpreadClaim,
 }
 
 
