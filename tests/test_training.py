@@ -185,3 +185,30 @@ def test_nan_from_the_start_is_diverged_not_a_crash():
     opt = torch.optim.SGD(net.parameters(), lr=0.1)
     trace = gs.train(net, opt, (x, y), steps=5)
     assert (trace.status, trace.steps) == ("diverged", 0)
+
+
+def test_auto_kernel_tuning_matches_the_dense_kernel_and_is_recorded():
+    from gdscope.probes import _reference as ref
+    from gdscope.trial import build_trial, kernel_tuning
+
+    cfg = gs.TrialConfig.model_validate(
+        {
+            "model": {"kind": "two_layer", "width": 256},
+            "data": {"name": "sphere", "n": 8, "d": 4},
+            "optimizer": {"name": "nesterov", "lr": "auto_kernel", "momentum": "auto_kernel"},
+            "steps": 5,
+            "dtype": "float64",
+        }
+    )
+    trial = build_trial(cfg)
+    eig = torch.linalg.eigvalsh(ref.dense_ntk(trial.model, trial.data[0])) / 8
+    kappa = float(eig[-1] / eig[0])
+    assert_close(trial.tuning["tuned_lr"], 1 / eig[-1], rtol=1e-10)
+    assert_close(trial.tuning["tuned_momentum"], (kappa**0.5 - 1) / (kappa**0.5 + 1), rtol=1e-9)
+    assert trial.optimizer.param_groups[0]["lr"] == trial.tuning["tuned_lr"]
+    hb = kernel_tuning(trial.model, trial.data[0], "heavy_ball", "mse")
+    assert_close(hb["tuned_momentum"], trial.tuning["tuned_momentum"] ** 2, rtol=1e-12)
+    with pytest.raises(ValueError, match="needs loss 'mse'"):
+        kernel_tuning(trial.model, trial.data[0], "gd", "cross_entropy")
+    trace = trial.run()
+    assert trace.series("kernel_kappa")[0].tolist() == [0]

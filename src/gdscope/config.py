@@ -70,8 +70,10 @@ class OptimizerConfig(_Frozen):
     """Which optimizer (``gdscope.optim`` registry name) and its hyper-parameters."""
 
     name: str = "gd"
-    lr: float = Field(default=0.1, gt=0)
-    momentum: float | None = Field(default=None, ge=0, lt=1)
+    lr: float | Literal["auto_kernel"] = 0.1
+    """A positive step size, or ``"auto_kernel"``: tuned from the NTK at init (see trial.py)."""
+    momentum: float | Literal["auto_kernel"] | None = None
+    """``β ∈ [0, 1)``, ``None`` for the optimizer's default, or ``"auto_kernel"`` (from κ)."""
     l1: NonNegativeFloat = 0.0
     weight_decay: NonNegativeFloat = 0.0
     schedule: Literal["constant", "sqrt", "polyak"] = "constant"
@@ -83,10 +85,19 @@ class OptimizerConfig(_Frozen):
 
     @field_validator("lr")
     @classmethod
-    def _finite_lr(cls, lr: float) -> float:
-        if not math.isfinite(lr):
-            raise ValueError(f"lr must be a finite positive number, got {lr}")
+    def _finite_lr(cls, lr: float | str) -> float | str:
+        if isinstance(lr, float | int) and not (math.isfinite(lr) and lr > 0):
+            raise ValueError(
+                f"lr must be a finite number greater than 0 or 'auto_kernel', got {lr}"
+            )
         return lr
+
+    @field_validator("momentum")
+    @classmethod
+    def _momentum_range(cls, momentum: float | str | None) -> float | str | None:
+        if isinstance(momentum, float | int) and not 0 <= momentum < 1:
+            raise ValueError(f"momentum must be in [0, 1) or 'auto_kernel', got {momentum}")
+        return momentum
 
 
 class StopConfig(_Frozen):

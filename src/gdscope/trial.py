@@ -9,6 +9,7 @@ targets. The trial ``seed`` seeds the model, the batch order and (unless ``data.
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,7 @@ from gdscope import data as gsdata
 from gdscope import losses, models
 from gdscope.config import TrialConfig
 from gdscope.optim import make_optimizer
+from gdscope.probes.ntk import ntk_gram
 from gdscope.training import Stop, Trace, train
 
 
@@ -36,11 +38,13 @@ class Trial:
     data: tuple[Tensor, Tensor]
     eval_data: tuple[Tensor, Tensor] | None
     loss_fn: Callable[[Tensor, Tensor], Tensor]
+    tuning: dict[str, float]
+    """Hyper-parameters tuned from the kernel at init (``"auto_kernel"``), recorded at step 0."""
 
     def run(self) -> Trace:
         """Train as configured and return the ``Trace``."""
         cfg = self.config
-        return train(
+        trace = train(
             self.model,
             self.optimizer,
             self.data,
@@ -52,6 +56,8 @@ class Trial:
             eval_data=self.eval_data,
             seed=cfg.seed,
         )
+        trace.record(0, self.tuning)
+        return trace
 
 
 def build_trial(config: TrialConfig) -> Trial:
@@ -70,16 +76,59 @@ def build_trial(config: TrialConfig) -> Trial:
             eval_set = (eval_set[0], F.one_hot(eval_set[1], out_dim).to(dtype))
     model = _build_model(config, x, out_dim, dtype, device)
     opt_cfg = config.optimizer
+    tuning = {}
+    if "auto_kernel" in (opt_cfg.lr, opt_cfg.momentum):
+        tuning = kernel_tuning(model, train_set[0], opt_cfg.name, loss_name)
+    lr = tuning["tuned_lr"] if opt_cfg.lr == "auto_kernel" else opt_cfg.lr
+    momentum = tuning["tuned_momentum"] if opt_cfg.momentum == "auto_kernel" else opt_cfg.momentum
     optimizer = make_optimizer(
         opt_cfg.name,
         model,
-        opt_cfg.lr,
-        momentum=opt_cfg.momentum,
+        float(lr),
+        momentum=momentum,
         weight_decay=opt_cfg.weight_decay,
         l1=opt_cfg.l1,
         schedule=opt_cfg.schedule,
     )
-    return Trial(config, model, optimizer, train_set, eval_set, losses.get_loss(loss_name))
+    return Trial(config, model, optimizer, train_set, eval_set, losses.get_loss(loss_name), tuning)
+
+
+def kernel_tuning(model: nn.Module, x: Tensor, optimizer: str, loss: str) -> dict[str, float]:
+    r"""Tune step and momentum from the NTK at initialization, as CLAIMS.md's seed-003 tunings.
+
+    For ``mse`` (½·mean) the loss Hessian in function space is ``K/n`` with ``K = J Jᵀ``, so with
+    ``λ_max``, ``λ_min`` of ``K/n`` and ``κ = λ_max/λ_min``: GD and NAG take ``η = 1/λ_max`` and
+    ``β = (√κ − 1)/(√κ + 1)``; heavy ball takes ``η = 4/(√λ_max + √λ_min)²`` and ``β`` squared
+    (Polyak 1964; Liu & Pan 2021).
+
+    Returns:
+        ``{"tuned_lr", "tuned_momentum", "kernel_kappa", "kernel_lambda_min", "kernel_lambda_max"}``.
+
+    Raises:
+        ValueError: for a loss other than ``mse`` or a singular kernel.
+
+    """
+    if loss != "mse":
+        raise ValueError(f"optimizer.lr: 'auto_kernel' needs loss 'mse', got loss {loss!r}")
+    n = x.shape[0]
+    eig = torch.linalg.eigvalsh(ntk_gram(model, x).double()) / n
+    lam_min, lam_max = float(eig[0]), float(eig[-1])
+    if not lam_min > 0:
+        raise ValueError(
+            f"optimizer.lr: 'auto_kernel' needs a positive-definite NTK at init, got λ_min = {lam_min:.3e}"
+        )
+    kappa = lam_max / lam_min
+    beta = (math.sqrt(kappa) - 1) / (math.sqrt(kappa) + 1)
+    lr = 1 / lam_max
+    if optimizer == "heavy_ball":
+        lr, beta = 4 / (math.sqrt(lam_max) + math.sqrt(lam_min)) ** 2, beta**2
+    return {
+        "tuned_lr": lr,
+        "tuned_momentum": beta,
+        "kernel_kappa": kappa,
+        "kernel_lambda_min": lam_min,
+        "kernel_lambda_max": lam_max,
+    }
 
 
 def run_trial(config: TrialConfig) -> Trace:
