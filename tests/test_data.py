@@ -387,6 +387,7 @@ def test_cifar_errors_name_the_file(tmp_path):
 def test_registry_names_and_dispatch():
     assert set(D.DATASETS) == {
         "sphere",
+        "sphere_images",
         "teacher_student",
         "gaussian_mixture",
         "separated",
@@ -411,3 +412,13 @@ def test_registry_unknown_name_suggests():
         D.load("spehre", n=4, d=3)
     with pytest.raises(ValueError, match=r"unknown dataset 'zzz'; accepted: .*cifar10$"):
         D.load("zzz")
+
+
+def test_sphere_images_are_unit_norm_reshaped_sphere_points():
+    x, y = D.sphere_images(5, channels=2, size=3, seed=4, dtype=torch.float64)
+    flat, labels = D.sphere(5, 18, target="sign", seed=4, dtype=torch.float64)
+    assert tuple(x.shape) == (5, 2, 3, 3)
+    assert torch.equal(x.reshape(5, -1), flat) and torch.equal(y, labels)
+    assert_close(x.flatten(1).norm(dim=1), torch.ones(5), rtol=1e-14)
+    with pytest.raises(ValueError, match="channels must be a positive integer, got 0"):
+        D.sphere_images(5, channels=0)

@@ -12,7 +12,7 @@ from .lasso import lambda_max, lasso_design, lasso_truth
 from .mnist1d import mnist1d
 from .registry import DATASETS, load
 from .separation import min_opposite_distance, separated
-from .synthetic import gaussian_mixture, sphere, teacher_student
+from .synthetic import gaussian_mixture, sphere, sphere_images, teacher_student
 
 __all__ = [
     "DATASETS",
@@ -29,5 +29,6 @@ __all__ = [
     "mnist1d",
     "separated",
     "sphere",
+    "sphere_images",
     "teacher_student",
 ]

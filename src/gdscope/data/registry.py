@@ -16,13 +16,14 @@ from .files import load_cifar10, load_mnist_idx
 from .lasso import lasso_design
 from .mnist1d import mnist1d
 from .separation import separated
-from .synthetic import gaussian_mixture, sphere, teacher_student
+from .synthetic import gaussian_mixture, sphere, sphere_images, teacher_student
 
 Loader = Callable[..., tuple[torch.Tensor, torch.Tensor]]
 
 DATASETS: Mapping[str, Loader] = MappingProxyType(
     {
         "sphere": sphere,
+        "sphere_images": sphere_images,
         "teacher_student": teacher_student,
         "gaussian_mixture": gaussian_mixture,
         "separated": separated,

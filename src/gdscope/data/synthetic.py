@@ -87,6 +87,37 @@ def sphere(
     return c.to_float(x, dtype, device), c.to_float(y, dtype, device)
 
 
+def sphere_images(
+    n: int,
+    channels: int = 1,
+    size: int = 6,
+    target: str = "sign",
+    out_dim: int = 1,
+    *,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float32,
+    device: c.Device = "cpu",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Image-shaped unit-norm inputs with random targets: :func:`sphere` reshaped to ``(n, C, H, W)``.
+
+    Each image, flattened, is uniform on the unit sphere of ``ℝ^{C·size·size}``; the targets are as
+    in :func:`sphere` (random ±1 by default), so convolutional nets can be asked to memorize random
+    labels of non-degenerate inputs (Allen-Zhu, Li & Song 2019, who cover CNNs and ResNets).
+
+    Returns:
+        ``(x, y)``, ``x`` of shape ``(n, channels, size, size)`` and ``y`` of shape ``(n, out_dim)``.
+
+    Example:
+        >>> x, y = sphere_images(4, channels=2, size=3, seed=0)
+        >>> tuple(x.shape), tuple(y.shape)
+        ((4, 2, 3, 3), (4, 1))
+
+    """
+    channels, size = check.positive_int("channels", channels), check.positive_int("size", size)
+    x, y = sphere(n, channels * size * size, target, out_dim, seed=seed, dtype=dtype, device=device)
+    return x.reshape(x.shape[0], channels, size, size), y
+
+
 def teacher_student(
     n: int,
     d: int,
