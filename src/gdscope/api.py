@@ -97,7 +97,7 @@ def run_study(
     start = time.perf_counter()
     study = load(name_or_path, overrides)
     scaled = study.with_scale(scale)
-    configs = scaled.expand(scale, validate_trial)
+    configs = scaled.expand(scale)  # load() already validated every trial of every scale
     hashes = [validate_trial(config).content_hash() for config in configs]
     from gdscope.runners.local import run_trials
 
