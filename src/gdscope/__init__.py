@@ -9,37 +9,10 @@
 'completed'
 """
 
-from gdscope import data, functional, losses, models, optim, probes
-from gdscope.api import StudyResult, run_study, verify
-from gdscope.config import DataConfig, ModelConfig, OptimizerConfig, StopConfig, TrialConfig
-from gdscope.store import Store
-from gdscope.training import PROBES, Stop, Trace, train
-from gdscope.trial import Trial, build_trial, run_trial
+# Exports load on first use (names and types: __init__.pyi), so that
+# reading a store or writing a report never imports torch.
+import lazy_loader as _lazy
+
+__getattr__, __dir__, __all__ = _lazy.attach_stub(__name__, __file__)
 
 __version__ = "0.1.0"
-
-__all__ = [
-    "PROBES",
-    "DataConfig",
-    "ModelConfig",
-    "OptimizerConfig",
-    "Stop",
-    "StopConfig",
-    "Store",
-    "StudyResult",
-    "Trace",
-    "Trial",
-    "TrialConfig",
-    "__version__",
-    "build_trial",
-    "data",
-    "functional",
-    "losses",
-    "models",
-    "optim",
-    "probes",
-    "run_study",
-    "run_trial",
-    "train",
-    "verify",
-]

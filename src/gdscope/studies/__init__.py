@@ -7,22 +7,8 @@ Pure data and judgement: nothing here trains, imports torch, or writes a file.
 * :func:`judge_study` / :class:`Verdict` — PASS / FAIL / INCONCLUSIVE with statistic and evidence.
 """
 
-from gdscope.studies.claims import CLAIM_KINDS, judge_study
-from gdscope.studies.errors import StudyError
-from gdscope.studies.reducers import Reducer, reduce_record
-from gdscope.studies.spec import Study, load_study
-from gdscope.studies.table import TrialRecord, flatten_config
-from gdscope.studies.verdict import Verdict
+# Exports load on first use (names and types: __init__.pyi), so that
+# reading a store or writing a report never imports torch.
+import lazy_loader as _lazy
 
-__all__ = [
-    "CLAIM_KINDS",
-    "Reducer",
-    "Study",
-    "StudyError",
-    "TrialRecord",
-    "Verdict",
-    "flatten_config",
-    "judge_study",
-    "load_study",
-    "reduce_record",
-]
+__getattr__, __dir__, __all__ = _lazy.attach_stub(__name__, __file__)

@@ -1,0 +1,36 @@
+"""Names and types of the lazily loaded exports of gdscope (see __init__.py)."""
+
+from . import data, functional, losses, models, optim, probes
+from .api import StudyResult, run_study, verify
+from .config import DataConfig, ModelConfig, OptimizerConfig, StopConfig, TrialConfig
+from .store import Store
+from .training import PROBES, Stop, Trace, train
+from .trial import Trial, build_trial, run_trial
+
+__version__: str
+
+__all__ = [
+    "PROBES",
+    "DataConfig",
+    "ModelConfig",
+    "OptimizerConfig",
+    "Stop",
+    "StopConfig",
+    "Store",
+    "StudyResult",
+    "Trace",
+    "Trial",
+    "TrialConfig",
+    "__version__",
+    "build_trial",
+    "data",
+    "functional",
+    "losses",
+    "models",
+    "optim",
+    "probes",
+    "run_study",
+    "run_trial",
+    "train",
+    "verify",
+]
