@@ -1,4 +1,3 @@
-import importlib.util
 import math
 import multiprocessing
 import os
@@ -183,21 +182,6 @@ def test_provenance_names_versions_and_host():
         "hostname",
         "git_commit",
     } <= set(prov)
-
-
-@pytest.mark.skipif(importlib.util.find_spec("pandas") is not None, reason="pandas installed")
-def test_to_pandas_without_pandas_says_so(tmp_path):
-    with pytest.raises(ImportError, match="pip install pandas"):
-        Store(tmp_path).to_pandas()
-
-
-@pytest.mark.skipif(importlib.util.find_spec("pandas") is None, reason="needs pandas")
-def test_to_pandas_joins_series_with_config(tmp_path):
-    store = Store(tmp_path)
-    store.record_trial("s", "quick", CONFIG, "h1", _trace())
-    frame = store.to_pandas()
-    assert len(frame) == len(_trace().rows()) and frame["model.width"].eq(8).all()
-    assert frame["value"].isna().sum() == 1
 
 
 def _try_writer(directory, queue):

@@ -335,17 +335,42 @@ def verify(
     _print_verdicts([(r.study, v) for r in outcomes for v in r.verdicts])
 
 
+@app.command()
+def export(
+    results: Annotated[str, typer.Argument(help="results directory")] = "gdscope-results",
+    csv: Annotated[str | None, typer.Option("--csv", help="CSV file, or - for stdout")] = None,
+    parquet: Annotated[str | None, typer.Option(help="Parquet file (needs pyarrow)")] = None,
+    study: Annotated[str | None, typer.Option(help="only this study")] = None,
+) -> None:
+    """Export every recorded number with its trial's config (long form) as CSV and/or Parquet."""
+    from gdscope import export as exporting
+    from gdscope.store import Store
+
+    if csv is None and parquet is None:
+        raise UserError("export: nothing to write; give --csv FILE|- and/or --parquet FILE")
+    store = _user_errors(lambda: Store(results, create=False))
+    exporting.long_form(store, study)  # unknown study: error before anything is written
+    if parquet is not None:
+        rows = exporting.write_parquet(store, parquet, study)
+        _err.print(f"{rows} rows -> {parquet}", highlight=False)
+    if csv == "-":
+        exporting.write_csv(store, sys.stdout, study)
+    elif csv is not None:
+        rows = exporting.write_csv(store, csv, study)
+        _err.print(f"{rows} rows -> {csv}", highlight=False)
+
+
 def _study_or_error(api: Any, name: str, overrides: list[str]) -> Any:
     return _user_errors(lambda: api.load(name, overrides))
 
 
 def _user_errors(fn: Any) -> Any:
-    from gdscope.store import StoreBusy
+    from gdscope.store import StoreError
     from gdscope.studies import StudyError
 
     try:
         return fn()
-    except (StudyError, StoreBusy) as err:
+    except (StudyError, StoreError) as err:
         raise UserError(str(err)) from None
 
 
@@ -437,7 +462,7 @@ def main() -> None:
     """Entry point of the ``gdscope`` console script."""
     try:
         app()
-    except (UserError, ValueError, FileNotFoundError) as err:
+    except (UserError, ValueError, FileNotFoundError, ImportError) as err:
         _err.print(f"error: {err}", highlight=False, markup=False, soft_wrap=True)
         sys.exit(2)
 

@@ -379,42 +379,19 @@ class Store:
         return out
 
     def to_pandas(self, study: str | None = None) -> Any:
-        """Return the series in long form joined with the trials' flattened config columns.
+        """Return every recorded number with its trial's flattened config as a DataFrame.
 
-        Columns: ``study, scale, hash, status``, the config keys, then ``metric, step, value``;
-        one row per (study, trial, metric, step).
+        The long form of :mod:`gdscope.export`: columns ``study, scale, hash, status``, the config
+        keys, then ``metric, step, value``; one row per (study, trial, metric, step).
 
         Raises:
             ImportError: pandas is not installed.
+            ValueError: ``study`` is not stored here.
 
         """
-        try:
-            import pandas as pd  # pyright: ignore[reportMissingImports]
-        except ImportError as err:
-            raise ImportError(
-                "Store.to_pandas needs pandas, which is not installed; `pip install pandas`"
-            ) from err
-        where, args = ("WHERE m.study = ?", (study,)) if study is not None else ("", ())
-        with self._connect() as conn:
-            members = conn.execute(
-                "SELECT m.study, m.scale, t.hash, t.status, t.config_json FROM study_trials m "
-                f"JOIN trials t ON t.hash = m.hash {where} ORDER BY m.study, m.scale, t.hash",
-                args,
-            ).fetchall()
-            points = conn.execute(
-                "SELECT trial_hash AS hash, metric, step, value FROM series "
-                "ORDER BY trial_hash, metric, step"
-            ).fetchall()
-        trials = pd.DataFrame(
-            [
-                {"study": s, "scale": sc, "hash": h, "status": st, **flatten_config(json.loads(c))}
-                for s, sc, h, st, c in members
-            ],
-            columns=None if members else ["study", "scale", "hash", "status"],
-        )
-        series = pd.DataFrame(points, columns=["hash", "metric", "step", "value"])
-        series["value"] = series["value"].astype("float64")
-        return trials.merge(series, on="hash", how="inner")
+        from gdscope.export import to_pandas
+
+        return to_pandas(self, study)
 
 
 def _membership(

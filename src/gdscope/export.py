@@ -1,0 +1,157 @@
+"""Export a results store as one long-form table: every recorded number with its trial's config.
+
+One row per (study, scale, trial, metric, step): the columns are ``study, scale, hash, status``,
+then the trial config flattened to dotted keys (``model.width``, ``optimizer.lr``, ...; the union
+over the exported trials, empty where a trial lacks a key), then ``metric, step, value``. This is
+the "tidy" form of Wickham (2014), *Tidy data*, J. Stat. Software 59(10): a researcher groups by
+config columns and pivots on ``metric`` in pandas, R or a spreadsheet.
+
+``write_csv`` needs only the standard library (a stored NaN or ±inf is written as ``nan`` /
+``inf``; list- or dict-valued config entries as JSON); ``to_pandas`` and ``write_parquet`` need the
+``export`` extra (pandas, pyarrow). A trial linked to two studies appears once per study.
+Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sqlite3
+from collections.abc import Iterator
+from contextlib import closing
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from gdscope.studies.table import flatten_config
+
+if TYPE_CHECKING:
+    from gdscope.store import Store
+
+__all__ = ["LEAD_COLUMNS", "SERIES_COLUMNS", "long_form", "to_pandas", "write_csv", "write_parquet"]
+
+LEAD_COLUMNS = ("study", "scale", "hash", "status")
+SERIES_COLUMNS = ("metric", "step", "value")
+
+
+def long_form(
+    store: Store, study: str | None = None
+) -> tuple[list[str], Iterator[tuple[Any, ...]]]:
+    """Return the column names and an iterator over the rows of the long-form table.
+
+    Args:
+        store: the results store.
+        study: only this study's trials (stored or linked for it); default all studies.
+
+    Raises:
+        ValueError: ``study`` names no stored study (the message lists the stored ones).
+
+    """
+    with closing(sqlite3.connect(store.path)) as conn:
+        names = sorted({row[0] for row in conn.execute("SELECT name FROM studies")})
+        if study is not None and study not in names:
+            stored = ", ".join(names) or "none"
+            raise ValueError(f"study={study!r} is not in {store.directory} (stored: {stored})")
+        where, args = ("WHERE m.study = ?", (study,)) if study is not None else ("", ())
+        members = conn.execute(
+            "SELECT m.study, m.scale, t.hash, t.status, t.config_json FROM study_trials m "
+            f"JOIN trials t ON t.hash = m.hash {where} ORDER BY m.study, m.scale, t.hash",
+            args,
+        ).fetchall()
+    configs = {hash: flatten_config(json.loads(config)) for _, _, hash, _, config in members}
+    keys = sorted({key for config in configs.values() for key in config})
+    columns = [*LEAD_COLUMNS, *keys, *SERIES_COLUMNS]
+
+    def rows() -> Iterator[tuple[Any, ...]]:
+        with closing(sqlite3.connect(store.path)) as conn:
+            for name, scale, hash, status, _ in members:
+                config = configs[hash]
+                lead = (name, scale, hash, status, *(config.get(key) for key in keys))
+                points = conn.execute(
+                    "SELECT metric, step, value FROM series WHERE trial_hash = ? "
+                    "ORDER BY metric, step",
+                    (hash,),
+                )
+                for metric, step, value in points:
+                    yield (*lead, metric, step, math.nan if value is None else value)
+
+    return columns, rows()
+
+
+def write_csv(store: Store, out: IO[str] | str | Path, study: str | None = None) -> int:
+    """Write the long-form table as CSV to a path or an open text stream; return the row count."""
+    columns, rows = long_form(store, study)
+    if isinstance(out, str | Path):
+        with open(out, "w", newline="", encoding="utf-8") as handle:
+            return _write_csv(handle, columns, rows)
+    return _write_csv(out, columns, rows)
+
+
+def _write_csv(handle: IO[str], columns: list[str], rows: Iterator[tuple[Any, ...]]) -> int:
+    writer = csv.writer(handle, lineterminator="\n")
+    writer.writerow(columns)
+    count = 0
+    for row in rows:
+        writer.writerow([_cell(value) for value in row])
+        count += 1
+    return count
+
+
+def _cell(value: Any) -> Any:
+    """CSV text of one value: empty for missing, JSON for lists and dicts, repr-exact floats."""
+    if value is None:
+        return ""
+    if isinstance(value, list | dict):
+        return json.dumps(value, sort_keys=True)
+    if isinstance(value, float):
+        return repr(value)
+    return value
+
+
+def to_pandas(store: Store, study: str | None = None) -> Any:
+    """Return the long-form table as a ``pandas.DataFrame`` (``value`` float64, NaN kept).
+
+    Raises:
+        ImportError: pandas is not installed (``pip install 'gdscope[export]'``).
+
+    """
+    pd = _require("pandas", "Store.to_pandas")
+    columns, rows = long_form(store, study)
+    frame = pd.DataFrame.from_records(list(rows), columns=columns)
+    frame["value"] = frame["value"].astype("float64")
+    frame["step"] = frame["step"].astype("int64")
+    return frame
+
+
+def write_parquet(store: Store, path: str | Path, study: str | None = None) -> int:
+    """Write the long-form table as a Parquet file; return the row count.
+
+    A config column whose values are lists or dicts, or of mixed types (``optimizer.lr`` is a
+    number in one trial and ``"auto_kernel"`` in another), is stored as JSON text so every column
+    has one type.
+
+    Raises:
+        ImportError: pandas or pyarrow is not installed (``pip install 'gdscope[export]'``).
+
+    """
+    _require("pyarrow", "export --parquet")
+    frame = to_pandas(store, study)
+    for column in frame.columns[len(LEAD_COLUMNS) : -len(SERIES_COLUMNS)]:
+        kinds = {type(v) for v in frame[column] if v is not None and v == v}  # skip None, NaN
+        if len(kinds) > 1 or kinds & {list, dict}:
+            frame[column] = frame[column].map(_json_or_none)
+    frame.to_parquet(path, index=False)
+    return len(frame)
+
+
+def _json_or_none(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, sort_keys=True)
+
+
+def _require(module: str, what: str) -> Any:
+    try:
+        return __import__(module)
+    except ImportError as err:
+        raise ImportError(
+            f"{what} needs {module}, which is not installed; `pip install 'gdscope[export]'`"
+        ) from err
