@@ -14,7 +14,9 @@ run: $(STAMP)
 	$(BIN)/gdscope run --workers 2
 
 test: $(STAMP)
+	bash scripts/install_browser.sh
 	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -m ray
 	$(BIN)/ruff check
 	$(BIN)/ruff format --check
 	$(BIN)/pyright

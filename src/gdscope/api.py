@@ -20,7 +20,7 @@ from gdscope.studies import Study, StudyError, Verdict, judge_study, load_study
 from gdscope.trial import run_config, validate_trial
 
 CATALOG = Path(__file__).parent / "studies" / "catalog"
-RUNNERS = ("local",)
+RUNNERS = ("local", "ray")
 SCALES = ("quick", "paper", "smoke")
 
 
@@ -68,8 +68,9 @@ def run_study(
     *,
     scale: str = "quick",
     runner: str = "local",
-    results: str | Path = "gdscope-results",
+    results: str | Path | Store = "gdscope-results",
     workers: int = 1,
+    address: str | None = None,
     overrides: Sequence[str] = (),
     progress: Callable[[int, int], None] | None = None,
 ) -> StudyResult:
@@ -78,9 +79,13 @@ def run_study(
     Args:
         name_or_path: a catalogue name (``gdscope list claims``) or a TOML file.
         scale: ``"quick"`` (CPU, about a minute) or ``"paper"``.
-        runner: ``"local"`` (in-process, or a process pool with ``workers > 1``).
-        results: the results directory (created; a SQLite store inside).
+        runner: ``"local"`` (in-process, or a process pool with ``workers > 1``) or ``"ray"``
+            (Ray tasks with retries; see :mod:`gdscope.runners.ray`).
+        results: the results directory (created; a SQLite store inside), or an open ``Store``
+            (whose write lock the caller may already hold, e.g. across several studies).
         workers: processes for the local runner.
+        address: the Ray cluster for ``runner="ray"`` (``None``: start a local instance;
+            ``"auto"`` or ``"ray://host:10001"``: an existing cluster).
         overrides: dotted ``KEY=VALUE`` overrides, e.g. ``"sweep.width=[256,1024]"``.
         progress: ``callback(done, total)`` after each trial.
 
@@ -89,19 +94,17 @@ def run_study(
 
     Raises:
         StudyError: the study, an override or a trial config is invalid (nothing is written).
+        StoreBusy: another process is writing to ``results``.
 
     """
     check.one_of("scale", scale, SCALES)
-    check.one_of("runner", runner, RUNNERS)
-    workers = check.positive_int("workers", workers)
+    workers = check_runner(runner, workers, address)
     start = time.perf_counter()
     study = load(name_or_path, overrides)
     scaled = study.with_scale(scale)
     configs = scaled.expand(scale)  # load() already validated every trial of every scale
     hashes = [validate_trial(config).content_hash() for config in configs]
-    from gdscope.runners.local import run_trials
-
-    store = Store(results)
+    store = results if isinstance(results, Store) else Store(results)
     with store.writer():
         store.record_study(study.name, scale, study.model_dump(mode="json", exclude_defaults=True))
         done = store.finished_hashes()
@@ -115,11 +118,33 @@ def run_study(
             failed += isinstance(result, BaseException)
             store.record_trial(study.name, scale, config, digest, result)
 
-        run_trials(todo, run_config, workers=workers, on_result=on_result, progress=progress)
+        if runner == "ray":
+            from gdscope.runners.ray import run_trials as run_on_ray
+
+            run_on_ray(todo, run_config, address=address, on_result=on_result, progress=progress)
+        else:
+            from gdscope.runners.local import run_trials
+
+            run_trials(todo, run_config, workers=workers, on_result=on_result, progress=progress)
         verdicts = _judge(store, scaled, scale, hashes)
     return StudyResult(
         study, scale, verdicts, len(configs), len(todo), failed, time.perf_counter() - start
     )
+
+
+def check_runner(runner: str, workers: int, address: str | None) -> int:
+    """Validate the runner choice; return ``workers``.
+
+    Raises:
+        ValueError: unknown runner, ``workers`` not a positive integer, or an ``address``
+            without ``runner="ray"``.
+
+    """
+    check.one_of("runner", runner, RUNNERS)
+    workers = check.positive_int("workers", workers)
+    if address is not None and runner != "ray":
+        raise ValueError(f"address={address!r} is for runner='ray', not runner={runner!r}")
+    return workers
 
 
 def _judge(store: Store, study: Study, scale: str, hashes: list[str]) -> list[Verdict]:

@@ -225,18 +225,32 @@ def run(
         typer.Option("--set", help="dotted override KEY=VALUE, e.g. sweep.width=[256,1024]"),
     ] = None,
     workers: Annotated[int, typer.Option(help="processes for the local runner")] = 1,
-    runner: Annotated[str, typer.Option(help="local")] = "local",
+    runner: Annotated[
+        str, typer.Option(help="local (this machine) | ray (a Ray cluster, see --address)")
+    ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option(help="Ray cluster: auto | ray://HOST:10001 (default: a local Ray instance)"),
+    ] = None,
     results: Annotated[str, typer.Option(help="results directory")] = "gdscope-results",
 ) -> None:
-    """Run studies (default: the whole catalogue at quick scale) and print their verdicts."""
+    """Run studies (default: the whole catalogue at quick scale) and print their verdicts.
+
+    The results directory stays locked for the whole command: a second `gdscope run` on it stops
+    at once with a message naming this one's pid. Killed and run again, it resumes: finished
+    trials are kept and skipped.
+    """
     from rich.progress import Progress
 
     from gdscope import api
+    from gdscope.store import Store
 
     names = studies or list(api.catalog())
     loaded = [_study_or_error(api, name, set_ or []) for name in names]  # validate all first
+    _user_errors(lambda: api.check_runner(runner, workers, address))
+    store = _user_errors(lambda: Store(results))
     verdict_rows = []
-    with Progress(console=_err, transient=True) as bar:
+    with store.writer(), Progress(console=_err, transient=True) as bar:
         for name, study in zip(names, loaded, strict=True):
             task = bar.add_task(study.name, total=None)
 
@@ -248,8 +262,9 @@ def run(
                     name,
                     scale=scale,
                     runner=runner,
-                    results=results,
+                    results=store,
                     workers=workers,
+                    address=address,
                     overrides=set_ or [],
                     progress=progress,
                 )
@@ -460,9 +475,11 @@ def _fmt(value: float | None) -> str:
 
 def main() -> None:
     """Entry point of the ``gdscope`` console script."""
+    from gdscope.store import StoreError
+
     try:
         app()
-    except (UserError, ValueError, FileNotFoundError, ImportError) as err:
+    except (UserError, ValueError, FileNotFoundError, ImportError, StoreError) as err:
         _err.print(f"error: {err}", highlight=False, markup=False, soft_wrap=True)
         sys.exit(2)
 

@@ -1,0 +1,140 @@
+"""Run trials as Ray tasks: on a local Ray instance or on an existing cluster.
+
+``run_trials(trials, run_one, address=..., on_result=...)`` has the contract of
+:func:`gdscope.runners.local.run_trials`: every outcome (the ``Trace``, or a ``TrialError`` with
+the remote traceback) reaches ``on_result`` in the calling process, in completion order, and the
+caller stays the only writer to the store. Ray is imported here only.
+
+Each trial is one task with ``num_cpus=1`` that limits torch to one thread (as the local pool
+does, so both runners give bitwise-equal results). A task whose worker process dies (killed,
+out of memory, node lost) is retried up to ``max_retries`` times by Ray (Moritz et al., 2018,
+*Ray: A Distributed Framework for Emerging AI Applications*, OSDI, §4.2.3 lineage-based
+recovery); an exception raised *by the trial* is not retried — it is a result, stored as a failed
+trial. A task that still fails after its retries is reported as a ``TrialError``.
+
+Cluster: with ``address=None`` a private local Ray instance is started (``ray.init``) and shut
+down at the end; ``address="auto"`` joins the cluster this machine is a node of (started with
+``ray start --head`` / ``ray start --address HEAD:6379``); ``address="ray://HEAD:10001"`` connects
+through Ray Client. Every node needs the same gdscope and torch installed (or pass a
+``runtime_env``). Ray already initialized by the caller is used as it is and left running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from gdscope.runners.local import TrialError
+
+if TYPE_CHECKING:
+    from gdscope.training import Trace
+
+__all__ = ["run_trials"]
+
+Config = Mapping[str, Any]
+RunOne = Callable[[Any], "Trace"]
+OnResult = Callable[[str, Any, "Trace | BaseException"], None]
+
+
+def run_trials(
+    trials: Sequence[tuple[str, Config]],
+    run_one: RunOne,
+    *,
+    on_result: OnResult,
+    address: str | None = None,
+    max_retries: int = 3,
+    num_cpus: int | None = None,
+    runtime_env: Mapping[str, Any] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> None:
+    """Run every trial as a Ray task and report each outcome to ``on_result`` as it finishes.
+
+    Args:
+        trials: ``(hash, config)`` pairs; ``config`` is what ``run_one`` takes.
+        run_one: ``run_one(config) -> Trace``; shipped to the workers by Ray's cloudpickle (a
+            module-level function of an installed package is sent by reference).
+        on_result: ``on_result(hash, config, outcome)``, called in this process only.
+        address: ``None`` starts a local Ray instance; ``"auto"`` or ``"ray://host:port"``
+            joins an existing cluster.
+        max_retries: retries of a task whose worker died (not of a trial that raised).
+        num_cpus: CPUs of a locally started instance (default: all of this machine's).
+        runtime_env: Ray runtime environment for a started instance (e.g. ``{"pip": [...]}``).
+        progress: optional ``progress(done, total)``, as for the local runner.
+
+    Raises:
+        ImportError: Ray is not installed (``pip install 'gdscope[ray]'``).
+        ValueError: ``max_retries`` is negative.
+        KeyboardInterrupt: interrupted; the remaining tasks are cancelled.
+
+    """
+    if not isinstance(max_retries, int) or isinstance(max_retries, bool) or max_retries < 0:
+        raise ValueError(f"max_retries must be a non-negative integer, got {max_retries!r}")
+    ray = _import_ray()
+    total = len(trials)
+    if progress is not None:
+        progress(0, total)
+    if total == 0:
+        return
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(
+            address=address,
+            num_cpus=num_cpus,
+            runtime_env=dict(runtime_env) if runtime_env is not None else None,
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+        )
+    try:
+        task = ray.remote(num_cpus=1, max_retries=max_retries, retry_exceptions=False)(_run_task)
+        pending = {task.remote(run_one, config): (hash, config) for hash, config in trials}
+        done_count = 0
+        try:
+            while pending:
+                ready, _ = ray.wait(list(pending), num_returns=1)
+                for ref in ready:
+                    hash, config = pending.pop(ref)
+                    on_result(hash, config, _outcome(ray, ref))
+                    done_count += 1
+                    if progress is not None:
+                        progress(done_count, total)
+        except BaseException:
+            for ref in pending:
+                with contextlib.suppress(Exception):
+                    ray.cancel(ref, force=True)
+            raise
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _run_task(run_one: RunOne, config: Config) -> Trace | TrialError:
+    """Run one trial in a Ray worker on one torch thread; a raised error comes back as data."""
+    import torch
+
+    torch.set_num_threads(1)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    try:
+        return run_one(config)
+    except Exception as error:
+        return TrialError.from_exception(error)
+
+
+def _outcome(ray: Any, ref: Any) -> Trace | TrialError:
+    """Return the task's value; a task lost after its retries (worker died) as a ``TrialError``."""
+    try:
+        return ray.get(ref)
+    except Exception as error:
+        return TrialError.from_exception(error)
+
+
+def _import_ray() -> Any:
+    try:
+        import ray  # pyright: ignore[reportMissingImports]
+    except ImportError as err:
+        raise ImportError(
+            "the ray runner needs Ray, which is not installed; `pip install 'gdscope[ray]'`"
+        ) from err
+    return ray

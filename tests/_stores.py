@@ -1,0 +1,52 @@
+"""Compare two results stores by what a study produced, ignoring when and where it ran."""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import closing
+
+import numpy as np
+
+from gdscope.store import Store
+
+
+def snapshot(store: Store) -> dict:
+    """Everything a rerun must reproduce: trials, memberships, series (bitwise) and verdicts."""
+    with closing(sqlite3.connect(store.path)) as conn:
+        trials = conn.execute(
+            "SELECT hash, study, scale, config_json, kind, seed, status, reason, steps FROM trials "
+            "ORDER BY hash"
+        ).fetchall()
+        links = conn.execute("SELECT * FROM study_trials ORDER BY study, scale, hash").fetchall()
+        series = conn.execute(
+            "SELECT trial_hash, metric, step, value FROM series ORDER BY trial_hash, metric, step"
+        ).fetchall()
+        verdicts = conn.execute(
+            "SELECT study, scale, claim_id, status, statistic, ci_lo, ci_hi, band_lo, band_hi, "
+            "n_points, reason, evidence_json FROM verdicts ORDER BY study, scale, claim_id"
+        ).fetchall()
+        studies = conn.execute(
+            "SELECT name, scale, spec_json FROM studies ORDER BY name"
+        ).fetchall()
+    return {
+        "trials": trials,
+        "links": links,
+        "series": [
+            (h, m, s, np.float64(np.nan if v is None else v).tobytes()) for h, m, s, v in series
+        ],
+        "verdicts": verdicts,
+        "studies": studies,
+    }
+
+
+def assert_same_results(one: Store, two: Store) -> None:
+    """Assert two stores hold the same trials, series (bitwise), links, studies and verdicts."""
+    a, b = snapshot(one), snapshot(two)
+    for part in a:
+        assert a[part] == b[part], f"stores differ in {part}"
+
+
+def integrity_ok(store: Store) -> bool:
+    """SQLite's own check of the file: no corruption."""
+    with closing(sqlite3.connect(store.path)) as conn:
+        return conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
