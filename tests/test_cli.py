@@ -92,3 +92,30 @@ def test_other_commands_reject_bad_arguments_in_one_line(args, fragment):
     assert out.returncode == 2
     assert "Traceback" not in out.stderr
     assert fragment in out.stderr.strip()
+
+
+def test_run_writes_the_report_and_report_rewrites_it(tmp_path):
+    results = tmp_path / "results"
+    out = _gdscope("run", "eos-convex", "--scale", "smoke", "--results", str(results))
+    assert out.returncode == 0, out.stderr
+    page = results / "report.html"
+    assert f"report: {page}" in out.stdout
+    html = page.read_text()
+    assert "eos-convex" in html and "data:image/png;base64," in html
+    other = tmp_path / "mail" / "page.html"
+    out = _gdscope("report", str(results), "-o", str(other))
+    assert out.returncode == 0, out.stderr
+    assert other.read_text().count("<img") == html.count("<img")
+    quiet = tmp_path / "quiet"
+    out = _gdscope("run", "eos-convex", "--scale", "smoke", "--results", str(quiet), "--no-report")
+    assert out.returncode == 0 and not (quiet / "report.html").exists()
+
+
+def test_report_of_a_missing_results_dir_is_one_line(tmp_path):
+    out = _gdscope("report", str(tmp_path / "nothing"))
+    assert out.returncode == 2
+    assert out.stderr.strip() == (
+        f"error: no gdscope results in {tmp_path / 'nothing'} (no gdscope.sqlite); "
+        "run a study with --results DIR first"
+    )
+    assert not (tmp_path / "nothing").exists()

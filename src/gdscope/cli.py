@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -187,7 +188,6 @@ def bench(
 ) -> None:
     """Time gdscope against the anchor methods; print one JSON line per measurement."""
     import subprocess
-    from pathlib import Path
 
     folder = Path(__file__).resolve().parents[2] / "benchmarks"
     scripts = sorted(folder.glob("bench_*.py"))
@@ -233,6 +233,9 @@ def run(
         typer.Option(help="Ray cluster: auto | ray://HOST:10001 (default: a local Ray instance)"),
     ] = None,
     results: Annotated[str, typer.Option(help="results directory")] = "gdscope-results",
+    report: Annotated[
+        bool, typer.Option(help="write DIR/report.html at the end (gdscope report)")
+    ] = True,
 ) -> None:
     """Run studies (default: the whole catalogue at quick scale) and print their verdicts.
 
@@ -278,6 +281,24 @@ def run(
             )
     _print_verdicts(verdict_rows)
     _out.print(f"results: {results}")
+    if report:
+        from gdscope.report import write_report
+
+        _out.print(f"report: {write_report(results, Path(results) / 'report.html')}")
+
+
+@app.command()
+def report(
+    results: Annotated[str, typer.Argument(help="results directory")] = "gdscope-results",
+    output: Annotated[
+        str | None, typer.Option("-o", "--output", help="HTML file (default: DIR/report.html)")
+    ] = None,
+) -> None:
+    """Write the results as one self-contained HTML page: verdicts, figures, environment."""
+    from gdscope.report import write_report
+
+    target = Path(output) if output is not None else Path(results) / "report.html"
+    _out.print(f"report: {_user_errors(lambda: write_report(results, target))}")
 
 
 @list_app.command("claims")
@@ -287,8 +308,6 @@ def list_claims(
     ] = "gdscope-results",
 ) -> None:
     """List the catalogue's claims: id, seed paper, title, provenance and the last verdict."""
-    from pathlib import Path
-
     from gdscope import api
 
     last: dict[tuple[str, str], str] = {}

@@ -1,0 +1,60 @@
+"""The HTML report of a results directory: one self-contained file a researcher can mail.
+
+:func:`render_report` reads the SQLite store of a results directory (never trains, imports no
+torch) and returns the page: the verdict table (status, statistic, CI, band, reference,
+provenance), per study its training curves (and sharpness against 2/η, NTK λ_min against width
+where recorded), per claim the figure of its kind (a fit with its points, CI and band; values
+against a band; curves against a threshold...), figures embedded as PNG ``data:`` URIs, every
+stored string escaped, and the environment (versions, device, dates) at the end.
+:func:`write_report` writes it to a file.
+
+>>> from gdscope.report import write_report
+>>> write_report("gdscope-results", "report.html")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from pathlib import Path
+
+__all__ = ["render_report", "write_report"]
+
+
+def render_report(results_dir: str | os.PathLike[str], *, now: datetime | None = None) -> str:
+    """Return the HTML report of the results store in ``results_dir``.
+
+    Args:
+        results_dir: a results directory written by ``gdscope run`` (holds ``gdscope.sqlite``).
+        now: the date printed as the report's writing date (default: now, UTC).
+
+    Raises:
+        StoreError: there is no gdscope store in ``results_dir``, or it is of another version.
+
+    """
+    from gdscope.report.collect import collect
+    from gdscope.report.html import page
+    from gdscope.store import Store
+
+    store = Store(results_dir, create=False)
+    return page(collect(store), str(results_dir), now)
+
+
+def write_report(
+    results_dir: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    *,
+    now: datetime | None = None,
+) -> Path:
+    """Write the HTML report of ``results_dir`` to ``output`` (parents created); return its path.
+
+    The file is written next to ``output`` first and then renamed over it, so a reader never sees
+    half a report.
+    """
+    target = Path(output)
+    text = render_report(results_dir, now=now)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.partial")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, target)
+    return target

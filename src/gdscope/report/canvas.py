@@ -1,0 +1,185 @@
+"""Drawing primitives shared by the report's figures: a figure, its PNG bytes, axes helpers.
+
+Figures are ``matplotlib.figure.Figure`` objects drawn on an explicit Agg canvas: no pyplot, no
+global backend switch, nothing left open. :class:`Chart` is what the page embeds.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import matplotlib
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator, NullFormatter
+
+from gdscope.report import labels
+
+WIDTH, HEIGHT, DPI = 5.6, 3.5, 110
+BAND_COLOR = "#2ca02c"
+MAX_LINES = 24
+"""Curves drawn per panel at most; more trials are thinned evenly (the caption says so)."""
+
+_STYLE: dict[Any, Any] = {
+    "font.size": 8.5,
+    "axes.titlesize": 9,
+    "axes.labelsize": 8.5,
+    "legend.fontsize": 7,
+    "xtick.labelsize": 7.5,
+    "ytick.labelsize": 7.5,
+}
+
+
+@dataclass(frozen=True)
+class Chart:
+    """One rendered figure: a title, a caption saying what it shows, and PNG bytes."""
+
+    title: str
+    caption: str
+    png: bytes
+
+
+def figure(height: float = HEIGHT, left: float = 0.8) -> tuple[Figure, Axes]:
+    """Make a figure with one axes in the report's style; ``left``: y-label margin (inches).
+
+    Margins are fixed (no constrained layout, which would double the drawing time).
+    """
+    fig = Figure(figsize=(WIDTH, height), dpi=DPI)
+    FigureCanvasAgg(fig)
+    bottom = 0.5 / height
+    fig.subplots_adjust(
+        left=left / WIDTH, right=1 - 0.15 / WIDTH, bottom=bottom, top=1 - 0.12 / height
+    )
+    ax = fig.add_subplot()
+    ax.grid(True, which="major", alpha=0.3, linewidth=0.6)
+    return fig, ax
+
+
+Drawn = tuple[Figure, str, str]
+"""What a figure builder returns: the figure, its title and its caption."""
+
+
+def render(build: Callable[..., Drawn | None], *args: Any) -> Chart | None:
+    """Call ``build(*args)`` in the report's style and render its figure to a PNG :class:`Chart`.
+
+    ``None`` when the builder finds nothing to draw. A builder that raises gives a small figure
+    naming the error instead, so one odd stored value never stops the whole report.
+    """
+    with matplotlib.rc_context(_STYLE), np.errstate(all="ignore"):
+        try:
+            drawn = build(*args)
+        except Exception as err:  # a report must still be written; the figure says what failed
+            why = f"{type(err).__name__}: {err}"
+            return message("figure not drawn", "this figure could not be drawn", why)
+        if drawn is None:
+            return None
+        fig, title, caption = drawn
+        return Chart(title, caption, png(fig))
+
+
+def png(fig: Figure) -> bytes:
+    """Render ``fig`` to PNG bytes (Agg, quantized to a 256-colour palette) and release it."""
+    from PIL import Image
+
+    for ax in fig.axes:  # minor labels of a log axis (5 × 10⁻²...) crowd the margins
+        for axis, scale in ((ax.xaxis, ax.get_xscale()), (ax.yaxis, ax.get_yscale())):
+            if scale == "log":
+                axis.set_minor_formatter(NullFormatter())
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    image = Image.fromarray(np.asarray(canvas.buffer_rgba())).convert("RGB")
+    fig.clear()
+    buffer = io.BytesIO()
+    image.quantize(colors=256, method=Image.Quantize.FASTOCTREE).save(buffer, "png")
+    return buffer.getvalue()
+
+
+def message(title: str, text: str, caption: str) -> Chart:
+    """Draw a small figure that only says ``text`` (nothing to draw, or drawing failed)."""
+    with matplotlib.rc_context(_STYLE):
+        fig, ax = figure(height=1.0)
+        ax.axis("off")
+        ax.text(0.5, 0.5, labels.shorten(text, 80), ha="center", va="center", color="#555")
+        return Chart(title, caption, png(fig))
+
+
+def colors(n: int) -> list[Any]:
+    """``n`` distinguishable colours (tab10, then viridis for many)."""
+    cmap = matplotlib.colormaps["tab10" if n <= 10 else "viridis"]
+    return [cmap(i if n <= 10 else i / max(n - 1, 1)) for i in range(n)]
+
+
+def thin(items: Sequence[Any], limit: int = MAX_LINES) -> list[Any]:
+    """At most ``limit`` items, evenly spaced, first and last kept."""
+    if len(items) <= limit:
+        return list(items)
+    picks = np.unique(np.linspace(0, len(items) - 1, limit).round().astype(int))
+    return [items[i] for i in picks]
+
+
+def wants_log(values: Sequence[float] | np.ndarray, decades: float = 1.5) -> bool:
+    """Whether a log axis suits ``values``: all finite ones > 0, spanning ≥ ``decades``."""
+    arr = np.asarray(values, dtype=np.float64)
+    arr = arr[np.isfinite(arr)]
+    if arr.size < 2 or np.any(arr <= 0):
+        return False
+    return bool(math.log10(arr.max() / arr.min()) >= decades)
+
+
+def steps_axis(ax: Axes) -> None:
+    """Label the x axis ``step``, with integer ticks."""
+    ax.set_xlabel("step")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def legend(ax: Axes, limit: int = 12) -> None:
+    """Draw the legend when there are between 1 and ``limit`` labelled artists."""
+    handles, names = ax.get_legend_handles_labels()
+    if 0 < len(names) <= limit:
+        ax.legend(handles, names, loc="best", frameon=False)
+
+
+def hband(ax: Axes, band: Sequence[float] | None, label: str = "claimed band") -> bool:
+    """Shade a horizontal band (infinite edges run to the axes' edge); ``False`` if no band."""
+    return _band(ax, band, label, horizontal=True)
+
+
+def vband(ax: Axes, band: Sequence[float] | None, label: str = "claimed band") -> bool:
+    """Shade a vertical band (infinite edges run to the axes' edge); ``False`` if no band."""
+    return _band(ax, band, label, horizontal=False)
+
+
+def _band(ax: Axes, band: Sequence[float] | None, label: str, horizontal: bool) -> bool:
+    if band is None or len(band) != 2 or any(math.isnan(float(b)) for b in band):
+        return False
+    lo, hi = float(band[0]), float(band[1])
+    get, set_ = (ax.get_ylim, ax.set_ylim) if horizontal else (ax.get_xlim, ax.set_xlim)
+    scale = ax.get_yscale() if horizontal else ax.get_xscale()
+    a, b = get()
+    finite = [v for v in (lo, hi) if math.isfinite(v) and (scale != "log" or v > 0)]
+    if finite:  # show the band's finite edges, with a margin
+        a2, b2 = min(a, *finite), max(b, *finite)
+        if scale == "log":
+            pad = (b2 / a2) ** 0.05
+            a2, b2 = min(a, a2 / pad), max(b, b2 * pad)
+        else:
+            pad = 0.05 * (b2 - a2 or 1.0)
+            a2, b2 = min(a, a2 - pad), max(b, b2 + pad)
+        a, b = a2, b2
+        set_(a, b)
+    lo_c = a if not math.isfinite(lo) or (scale == "log" and lo <= 0) else lo
+    hi_c = b if not math.isfinite(hi) else hi
+    span = ax.axhspan if horizontal else ax.axvspan
+    if hi_c > lo_c:
+        span(lo_c, hi_c, color=BAND_COLOR, alpha=0.12, label=label, zorder=0)
+    else:  # a point band: a line
+        line = ax.axhline if horizontal else ax.axvline
+        line(lo_c, color=BAND_COLOR, linewidth=1.2, label=label, zorder=0)
+    set_(a, b)
+    return True

@@ -1,0 +1,218 @@
+"""The report page: one self-contained HTML document (inline CSS, figures as ``data:`` PNGs).
+
+Every string that comes from the store (study names, titles, claim ids, reasons, references,
+config values, provenance) goes through :func:`esc` (``html.escape`` with quotes) before it
+reaches the page, and the page's Content-Security-Policy allows no script at all, so a study
+named ``<script>alert(1)</script>`` is shown as text. Anchors are built from positions, never
+from names.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import struct
+from collections import Counter
+from collections.abc import Sequence
+from datetime import datetime
+
+from gdscope.report import environment, labels
+from gdscope.report.canvas import Chart
+from gdscope.report.collect import ClaimView, StudyView
+from gdscope.report.figures import claim_charts, study_charts
+
+CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+STATUSES = ("PASS", "FAIL", "INCONCLUSIVE", "NOT JUDGED")
+_CSS = """
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1b1b1b;
+  margin:0 auto;max-width:1280px;padding:1.5em 2em 4em}
+h1{font-size:1.7em;margin:.2em 0}h2{font-size:1.35em;margin:1.6em 0 .3em;
+  border-bottom:2px solid #ddd;padding-bottom:.15em}h3{font-size:1.08em;margin:1.2em 0 .3em}
+.muted{color:#666}.small{font-size:.86em}code{font-size:.92em}
+table{border-collapse:collapse;margin:.6em 0;width:100%}
+th,td{border-bottom:1px solid #e3e3e3;padding:.3em .5em;text-align:left;vertical-align:top}
+th{background:#f4f4f4;position:sticky;top:0}
+td.num{font-variant-numeric:tabular-nums;white-space:nowrap}
+td.ref{font-size:.8em;color:#444;max-width:24em}
+.status{display:inline-block;padding:.05em .5em;border-radius:.8em;font-size:.8em;
+  font-weight:600;letter-spacing:.02em;white-space:nowrap}
+.PASS{background:#d8f0d8;color:#15591a}.FAIL{background:#f8d6d6;color:#8a1515}
+.INCONCLUSIVE{background:#fbeccb;color:#7a5200}.NOT-JUDGED{background:#e6e6e6;color:#444}
+.figures{display:grid;grid-template-columns:repeat(auto-fill,minmax(440px,1fr));gap:1em;align-items:start;
+  margin:.6em 0}
+figure{margin:0;padding:.5em;border:1px solid #e6e6e6;border-radius:6px;background:#fff}
+figure img{max-width:100%;height:auto;display:block;margin:0 auto}
+figcaption{font-size:.82em;color:#444;margin-top:.35em}
+.claim{border-left:4px solid #ddd;padding:.1em 0 .1em 1em;margin:1.2em 0}
+.claim-PASS{border-color:#4caf50}.claim-FAIL{border-color:#e53935}
+.claim-INCONCLUSIVE{border-color:#f0a500}
+.reason{white-space:pre-wrap;overflow-wrap:anywhere}
+pre{white-space:pre-wrap;overflow-wrap:anywhere;font-size:.8em;background:#f7f7f7;padding:.6em}
+details{margin:.4em 0}summary{cursor:pointer;color:#333}
+.env th{width:12em;position:static}
+"""
+
+
+def esc(value: object) -> str:
+    """Escape any value for HTML text or a quoted attribute."""
+    return html.escape(str(value), quote=True)
+
+
+def page(studies: Sequence[StudyView], source: str, now: datetime | None = None) -> str:
+    """Return the whole report for ``studies`` read from the results directory ``source``."""
+    claims = [c for s in studies for c in s.claims]
+    counts = Counter(c.status for c in claims)
+    summary = ", ".join(f"{counts[s]} {s}" for s in STATUSES if counts[s]) or "no verdicts"
+    trials = [t for s in studies for t in s.trials]
+    body = [
+        "<header><h1>gdscope report</h1>",
+        f'<p class="muted">Results directory <code>{esc(source)}</code>: {len(studies)} '
+        f"stud{'y' if len(studies) == 1 else 'ies'}, {len(claims)} claims ({esc(summary)}), "
+        f"{len(trials)} stored trial rows.</p></header>",
+        _verdict_table(studies),
+        *(_study(i, s) for i, s in enumerate(studies)),
+        _environment(studies, now),
+    ]
+    title = f"gdscope report: {len(studies)} studies, {summary}"
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta http-equiv="Content-Security-Policy" content="{esc(CSP)}">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{esc(title)}</title><style>{_CSS}</style></head>\n<body>\n"
+        + "\n".join(body)
+        + "\n</body></html>\n"
+    )
+
+
+def _status(status: str) -> str:
+    return f'<span class="status {esc(status.replace(" ", "-"))}">{esc(status)}</span>'
+
+
+def _reference(claim: ClaimView, study: StudyView) -> str:
+    verdict = claim.verdict or {}
+    return str(verdict.get("reference") or claim.spec.get("reference") or study.reference or "")
+
+
+def _verdict_table(studies: Sequence[StudyView]) -> str:
+    head = (
+        "<tr><th>Study</th><th>Scale</th><th>Claim</th><th>Kind</th><th>Status</th>"
+        "<th>Statistic</th><th>CI</th><th>Band</th><th>n</th><th>Reference</th>"
+        "<th>Provenance</th></tr>"
+    )
+    rows = []
+    for i, study in enumerate(studies):
+        for j, claim in enumerate(study.claims):
+            v = claim.verdict or {}
+            rows.append(
+                f'<tr class="verdict"><td><a href="#s{i}">{esc(study.name)}</a></td>'
+                f"<td>{esc(study.scale)}</td>"
+                f'<td><a href="#s{i}-c{j}">{esc(claim.claim_id)}</a></td>'
+                f"<td>{esc(claim.kind or labels.MISSING)}</td><td>{_status(claim.status)}</td>"
+                f'<td class="num">{esc(labels.number(v.get("statistic")))}</td>'
+                f'<td class="num">{esc(labels.interval(v.get("ci")))}</td>'
+                f'<td class="num">{esc(labels.interval(v.get("band")))}</td>'
+                f'<td class="num">{esc(labels.number(v.get("n_points")))}</td>'
+                f'<td class="ref">{esc(_reference(claim, study) or labels.MISSING)}</td>'
+                f"<td>{esc(study.provenance or labels.MISSING)}</td></tr>"
+            )
+    if not rows:
+        rows.append('<tr><td colspan="11" class="muted">No claims stored.</td></tr>')
+    return (
+        '<section id="verdicts"><h2>Verdicts</h2><table class="verdicts">'
+        f"<thead>{head}</thead><tbody>{''.join(rows)}</tbody></table></section>"
+    )
+
+
+def _figures(charts: Sequence[Chart]) -> str:
+    return '<div class="figures">' + "".join(_figure(c) for c in charts) + "</div>"
+
+
+def _figure(chart: Chart) -> str:
+    """One embedded PNG with its caption; the image's own size is given to the browser."""
+    width, height = struct.unpack(">II", chart.png[16:24])
+    data = base64.b64encode(chart.png).decode("ascii")
+    return (
+        f'<figure><img src="data:image/png;base64,{data}" alt="{esc(chart.title)}" '
+        f'width="{width}" height="{height}"><figcaption><b>{esc(chart.title)}.</b> '
+        f"{esc(chart.caption)}</figcaption></figure>"
+    )
+
+
+def _study(index: int, study: StudyView) -> str:
+    statuses = Counter(str(t.get("status")) for t in study.trials)
+    ran = ", ".join(f"{n} {s}" for s, n in sorted(statuses.items())) or "none stored"
+    parts = [
+        f'<section class="study" id="s{index}"><h2>{esc(study.name)} '
+        f'<span class="muted small">scale {esc(study.scale)}</span></h2>',
+    ]
+    if study.title:
+        parts.append(f"<p><b>{esc(study.title)}</b></p>")
+    meta = [f"trials: {esc(ran)}"]
+    if study.provenance:
+        meta.append(f"provenance: {esc(study.provenance)}")
+    if study.axes:
+        meta.append("swept: " + esc(", ".join(study.axes)))
+    parts.append(f'<p class="muted small">{" · ".join(meta)}</p>')
+    if study.reference:
+        parts.append(f'<p class="small">Reference: {esc(study.reference)}</p>')
+    if study.description:
+        parts.append(
+            "<details><summary>Study description</summary>"
+            f'<p class="reason small">{esc(study.description)}</p></details>'
+        )
+    parts.append(_failed(study))
+    parts.append(_figures(study_charts(study)))
+    parts += [_claim(index, j, claim, study) for j, claim in enumerate(study.claims)]
+    parts.append("</section>")
+    return "\n".join(p for p in parts if p)
+
+
+def _failed(study: StudyView) -> str:
+    failed = study.failed
+    if not failed:
+        return ""
+    items = "".join(
+        f"<li><code>{esc(str(t.get('hash', ''))[:12])}</code> {esc(t.get('reason') or 'failed')}"
+        + (f"<details><summary>error</summary><pre>{esc(t['error'])}</pre></details>" if t.get("error") else "")
+        + "</li>"
+        for t in failed
+    )  # fmt: skip
+    return f'<div class="failed"><p><b>{len(failed)} failed trial(s)</b></p><ul>{items}</ul></div>'
+
+
+def _claim(i: int, j: int, claim: ClaimView, study: StudyView) -> str:
+    verdict = claim.verdict or {}
+    css = esc(claim.status.replace(" ", "-"))
+    parts = [
+        f'<article class="claim claim-{css}" id="s{i}-c{j}"><h3>{esc(claim.claim_id)} '
+        f'{_status(claim.status)} <span class="muted small">{esc(claim.kind)}</span></h3>'
+    ]
+    if claim.description:
+        parts.append(f"<p>{esc(claim.description)}</p>")
+    numbers = (
+        f"statistic {labels.number(verdict.get('statistic'))} · CI "
+        f"{labels.interval(verdict.get('ci'))} · band {labels.interval(verdict.get('band'))} · "
+        f"n {labels.number(verdict.get('n_points'))}"
+    )
+    parts.append(f'<p class="muted small">{esc(numbers)}</p>')
+    reason = verdict.get("reason") or "No stored verdict: this claim has not been judged."
+    parts.append(f'<p class="reason">{esc(reason)}</p>')
+    parts.append(_figures(claim_charts(claim, study)))
+    parts.append("</article>")
+    return "\n".join(parts)
+
+
+def _environment(studies: Sequence[StudyView], now: datetime | None) -> str:
+    trials = [t for s in studies for t in s.trials]
+    unique = {str(t.get("hash")): t for t in trials}.values()  # a shared trial counts once
+    ran = _rows(environment.trial_environment(unique))
+    wrote = _rows(environment.writer_environment(now))
+    return (
+        '<section id="environment"><h2>Environment</h2>'
+        f'<h3>Trials ran with</h3><table class="env">{ran}</table>'
+        f'<h3>This report</h3><table class="env">{wrote}</table></section>'
+    )
+
+
+def _rows(rows: Sequence[tuple[str, str]]) -> str:
+    return "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in rows)

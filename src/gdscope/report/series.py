@@ -1,0 +1,171 @@
+"""Figures drawn from the stored series of a study's trials (one line per trial, against step).
+
+- :func:`training_curves`: the loss (or the objective) against step, log scale when positive;
+- :func:`sharpness_curves`: the top Hessian eigenvalue against step with the stability
+  threshold 2/η of each learning rate η (Cohen et al., edge of stability);
+- :func:`ntk_vs_width`: the NTK's smallest eigenvalue at initialization against width, per seed,
+  with the median over seeds;
+- :func:`metric_curves`: any metric against step, with a claim's band, threshold or window.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from gdscope.report import canvas, labels
+from gdscope.report.canvas import Drawn
+from gdscope.report.collect import StudyView
+from gdscope.studies.table import TrialRecord
+
+LOSSES = ("loss", "f_gap", "objective", "f", "residual")
+"""Metrics a study's training curves show, the first one recorded at ≥ 2 checkpoints wins."""
+LAMBDA_MIN = ("ntk_lambda_min_over_n", "ntk_lambda_min")
+WIDTH = "model.width"
+LR = "optimizer.lr"
+
+
+def curve(record: TrialRecord, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """Return ``(steps, values)`` of ``metric`` in ``record`` (empty when not recorded)."""
+    steps, values = record.series.get(metric, (np.empty(0), np.empty(0)))
+    return np.asarray(steps, dtype=np.float64), np.asarray(values, dtype=np.float64)
+
+
+def has_curve(records: Sequence[TrialRecord], metric: str, points: int = 2) -> bool:
+    """Whether some record has ``metric`` at ≥ ``points`` checkpoints."""
+    return any(curve(r, metric)[0].size >= points for r in records)
+
+
+def metric_curves(
+    records: Sequence[TrialRecord],
+    axes: Sequence[str],
+    metric: str,
+    *,
+    title: str,
+    caption: str,
+    band: Sequence[float] | None = None,
+    threshold: float | None = None,
+    window: Sequence[float] | None = None,
+    stability: bool = False,
+) -> Drawn | None:
+    """``metric`` against step, one line per trial (thinned to ``MAX_LINES``).
+
+    Decorations: ``band`` shaded horizontally, ``threshold`` as a dashed line, ``window`` shaded
+    vertically, and with ``stability`` the line 2/η of each trial's learning rate.
+    """
+    chosen = [r for r in records if curve(r, metric)[0].size]
+    if not chosen:
+        return None
+    shown = canvas.thin(chosen)
+    fig, ax = canvas.figure()
+    every = np.concatenate([curve(r, metric)[1] for r in shown])
+    log = canvas.wants_log(every, decades=2.0)
+    for record, color in zip(shown, canvas.colors(len(shown)), strict=True):
+        steps, values = curve(record, metric)
+        if log:
+            values = np.where(values > 0, values, np.nan)
+        style = {"marker": "o", "markersize": 2.5} if steps.size < 40 else {}
+        ax.plot(
+            steps, values, color=color, linewidth=1.1, label=labels.trial(record, axes), **style
+        )
+    if log:
+        ax.set_yscale("log")
+    if stability:
+        _stability_lines(ax, shown)
+    if threshold is not None and math.isfinite(threshold) and (not log or threshold > 0):
+        ax.axhline(threshold, color="black", linestyle="--", linewidth=1, label="threshold")
+    if window is not None and len(window) == 2:
+        lo, hi = (float(w) for w in window)
+        ax.axvspan(lo, hi, color="#999", alpha=0.12, label="window", zorder=0)
+    canvas.hband(ax, band)
+    canvas.steps_axis(ax)
+    ax.set_ylabel(labels.metric_name(metric))
+    canvas.legend(ax)
+    more = len(chosen) - len(shown)
+    note = f" ({len(shown)} of {len(chosen)} trials shown, evenly spaced)" if more else ""
+    return fig, title, caption + note
+
+
+def _stability_lines(ax: Any, records: Sequence[TrialRecord]) -> None:
+    rates = sorted({float(r.config[LR]) for r in records if labels.finite(r.config.get(LR))})
+    for lr in rates:
+        if lr > 0:
+            label = f"2/η = {labels.number(2 / lr)} (η = {labels.number(lr)})"
+            ax.axhline(2 / lr, color="#d62728", linestyle=":", linewidth=1.4, label=label)
+
+
+def training_curves(study: StudyView) -> Drawn | None:
+    """Draw the loss of every trial against step (log scale when positive)."""
+    metric = next((m for m in LOSSES if has_curve(study.records, m)), None)
+    if metric is None:
+        return None
+    name = labels.metric_name(metric)
+    return metric_curves(
+        study.records,
+        study.axes,
+        metric,
+        title=f"Training curves: {name}",
+        caption=f"{name} against step for each trial of the study (log scale when positive).",
+    )
+
+
+def sharpness_curves(study: StudyView) -> Drawn | None:
+    """Sharpness (top Hessian eigenvalue) against step with 2/η: the edge of stability."""
+    if not has_curve(study.records, "sharpness"):
+        return None
+    return metric_curves(
+        study.records,
+        study.axes,
+        "sharpness",
+        title="Sharpness against 2/η",
+        caption=(
+            "Top Hessian eigenvalue of the training loss against step for each trial; the dotted "
+            "line is 2/η, where GD on a quadratic with that curvature turns unstable."
+        ),
+        stability=True,
+    )
+
+
+def ntk_vs_width(study: StudyView) -> Drawn | None:
+    """Draw the NTK's smallest eigenvalue at init against width: seeds and their median."""
+    metric = next((m for m in LAMBDA_MIN if has_curve(study.records, m, points=1)), None)
+    widths = {r.config.get(WIDTH) for r in study.records if labels.finite(r.config.get(WIDTH))}
+    if metric is None or len(widths) < 2:
+        return None
+    others = [k for k in study.axes if k != WIDTH]
+    groups: dict[str, list[tuple[float, float]]] = {}
+    for record in study.records:
+        width, value = record.config.get(WIDTH), _first_finite(record, metric)
+        if labels.finite(width) and value is not None:
+            key = labels.trial(record, others).rsplit("seed=", 1)[0].rstrip(", ") or "all trials"
+            groups.setdefault(key, []).append((float(width), value))
+    if not groups:
+        return None
+    fig, ax = canvas.figure()
+    every = [v for pts in groups.values() for _, v in pts]
+    for (key, pts), color in zip(sorted(groups.items()), canvas.colors(len(groups)), strict=True):
+        xs, ys = np.array(pts).T
+        ax.scatter(xs, ys, s=12, color=color, alpha=0.6)
+        grid = np.unique(xs)
+        medians = [float(np.median(ys[xs == w])) for w in grid]
+        ax.plot(grid, medians, color=color, linewidth=1.3, label=f"{key}: median over seeds")
+    ax.set_xscale("log", base=2)
+    if canvas.wants_log(every, decades=1.0):
+        ax.set_yscale("log")
+    ax.set_xlabel("width")
+    ax.set_ylabel(f"{labels.metric_name(metric)} at init")
+    canvas.legend(ax)
+    caption = (
+        f"Smallest NTK eigenvalue ({metric}) at the first checkpoint against width; dots are "
+        "trials (one per seed), lines the median over seeds."
+    )
+    return fig, "NTK spectrum against width", caption
+
+
+def _first_finite(record: TrialRecord, metric: str) -> float | None:
+    _, values = curve(record, metric)
+    finite = values[np.isfinite(values)]
+    return float(finite[0]) if finite.size else None

@@ -1,0 +1,222 @@
+"""The HTML report: escaped, every figure an embedded PNG, NaN-safe, torch-free, renders in Chromium."""
+
+import base64
+import io
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from PIL import Image
+
+from gdscope import api
+from gdscope.report import render_report, write_report
+from gdscope.store import Store, StoreError
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+XSS = "<script>alert(1)</script>"
+# fast at smoke scale, and between them: sharpness vs 2/η, rate vs κ (a fit), NTK λ_min vs width
+REAL_STUDIES = ("edge-of-stability", "nag-acceleration-network", "width-controls-structure")
+NAN = math.nan
+
+
+class _Trace:
+    """Just what Store.record_trial reads from a finished trial's trace."""
+
+    status, reason, steps, wall_time_s = "completed", "ran 3 steps", 3, 0.01
+
+    def __init__(self, width: int):
+        self._loss = [1.0, 0.5 / width, 0.1 / width]
+
+    def rows(self):
+        return [(step, "loss", value) for step, value in enumerate(self._loss)]
+
+
+def _record_hostile_study(results: Path) -> None:
+    """A study whose every string is markup, with a failed trial and NaN verdicts."""
+    store = Store(results)
+    spec = {
+        "name": XSS,
+        "title": "<b>bold</b> & <i>title</i>",
+        "reference": '<img src=x onerror="alert(2)">',
+        "provenance": "designed",
+        "description": "</p><script>alert(3)</script>",
+        "claims": [
+            {
+                "id": "<i>fit</i>",
+                "kind": "power_law",
+                "x": {"reduce": "config", "key": "model.width"},
+                "y": {"reduce": "final", "metric": "loss"},
+                "band": [-1.1, -0.9],
+                "description": "<u>loss</u> ∝ width⁻¹",
+            },
+            {
+                "id": "nan-claim",
+                "kind": "within",
+                "y": {"reduce": "final", "metric": "loss"},
+                "band": [0, 1],
+            },
+        ],
+    }
+    store.record_study(XSS, "smoke", spec)
+    for width in (4, 8, 16):
+        config = {"model": {"width": width, "name": "<svg onload=alert(4)>"}, "seed": 0}
+        store.record_trial(XSS, "smoke", config, f"h{width:03d}", _Trace(width))
+    store.record_trial(
+        XSS,
+        "smoke",
+        {"model": {"width": 32}, "seed": 0},
+        "hfail",
+        "RuntimeError: <script>alert(5)</script>",
+    )
+    fit = SimpleNamespace(
+        claim_id="<i>fit</i>",
+        status="PASS",
+        statistic=-1.0,
+        ci=(-1.05, -0.95),
+        band=(-1.1, -0.9),
+        n_points=3,
+        reason="<b>exponent</b> inside band",
+        evidence=[{"seed": 0, "x": w, "y": 0.1 / w, "trial": f"<em>{w}</em>"} for w in (4, 8, 16)],
+        reference="<script>alert(6)</script>",
+    )
+    undecided = SimpleNamespace(
+        claim_id="nan-claim",
+        status="INCONCLUSIVE",
+        statistic=NAN,
+        ci=(NAN, NAN),
+        band=(0.0, 1.0),
+        n_points=0,
+        reason="model.width=32: trial failed <script>alert(7)</script>",
+        evidence=[],
+        reference=None,
+    )
+    store.record_verdicts(XSS, "smoke", [fit, undecided])
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> Path:
+    """Three real catalogue studies at smoke scale, and the hostile study, in one store."""
+    directory = tmp_path_factory.mktemp("results")
+    for name in REAL_STUDIES:
+        api.run_study(name, scale="smoke", results=directory)
+    _record_hostile_study(directory)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def report(results: Path) -> Path:
+    return write_report(results, results / "out" / "report.html")
+
+
+@pytest.fixture(scope="module")
+def page(report: Path) -> str:
+    return report.read_text(encoding="utf-8")
+
+
+def _articles(page: str) -> list[str]:
+    return re.findall(r'<article class="claim.*?</article>', page, flags=re.S)
+
+
+def test_every_stored_string_is_escaped(page):
+    assert XSS not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "<script" not in page.lower()  # the page has no script at all
+    for raw in ("<img src=x", "<svg", "<b>bold", "<i>fit", "<em>", "<u>loss"):
+        assert raw not in page, raw
+    assert "&lt;i&gt;fit&lt;/i&gt;" in page
+
+
+def test_every_figure_is_an_embedded_png_that_decodes(page, results):
+    sources = re.findall(r'<img src="([^"]*)"', page)
+    assert sources and all(s.startswith("data:image/png;base64,") for s in sources)
+    for source in sources:
+        image = Image.open(io.BytesIO(base64.b64decode(source.split(",", 1)[1], validate=True)))
+        image.load()
+        assert image.format == "PNG" and min(image.size) > 50
+    articles = _articles(page)
+    assert len(articles) == len(Store(results).verdicts())
+    assert all("<img " in a for a in articles)  # every claim has its figure
+    assert "could not be drawn" not in page
+    for title in ("Sharpness against 2/η", "NTK spectrum against width", "Training curves"):
+        assert title in page
+    assert "log–log of the exponent" in page
+    assert "1 − rate of residual against initial κ for groups A and B" in page  # rate against κ
+
+
+def test_nan_statistics_and_failed_trials_render(page):
+    row = next(r for r in re.findall(r'<tr class="verdict">.*?</tr>', page) if "nan-claim" in r)
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", row)
+    statistic, ci = cells[5], cells[6]
+    assert (statistic, ci) == ("–", "–")
+    assert "nan" not in row.lower().replace("nan-claim", "")
+    assert "1 failed trial(s)" in page
+    assert "RuntimeError: &lt;script&gt;alert(5)&lt;/script&gt;" in page
+
+
+def test_environment_comes_last_with_versions_device_and_date(page):
+    env = page[page.index('<section id="environment">') :]
+    assert page.rindex("<section") == page.index('<section id="environment">')
+    for what in ("python", "torch", "numpy", "gdscope", "device", "report written"):
+        assert f"<th>{what}</th>" in env
+
+
+def test_report_module_imports_no_torch(results):
+    code = (
+        "import sys\n"
+        "import gdscope.report\n"
+        "assert 'torch' not in sys.modules, 'import'\n"
+        f"gdscope.report.render_report({str(results)!r})\n"
+        "assert 'torch' not in sys.modules, 'render'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_directory_without_a_store_is_refused(tmp_path):
+    with pytest.raises(StoreError, match="no gdscope results"):
+        render_report(tmp_path)
+
+
+def test_report_renders_in_headless_chromium(report, results):
+    if not CHROMIUM.is_file():
+        pytest.fail(
+            f"{CHROMIUM} is missing: run the test set-up (`make test` installs Debian's chromium)"
+        )
+    from playwright.sync_api import sync_playwright
+
+    problems, dialogs = [], []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+            page.goto(report.resolve().as_uri(), wait_until="load")
+            rows = page.locator("table.verdicts tbody tr")
+            assert rows.count() == len(Store(results).verdicts())
+            assert rows.filter(has_text=XSS).count() == 2  # the hostile study's two claims
+            images = page.evaluate(
+                "Array.from(document.images).map(i => [i.complete, i.naturalWidth])"
+            )
+            assert images and all(done and width > 0 for done, width in images), images
+            heading = page.get_by_role("heading", name=XSS)
+            assert heading.is_visible() and XSS in heading.inner_text()
+            assert page.locator("script").count() == 0
+        finally:
+            browser.close()
+    assert problems == []
+    assert dialogs == []
