@@ -39,3 +39,94 @@ def test_validation_errors_name_field_and_value(raw, fragments):
     message = format_validation_error(info.value)
     for fragment in fragments:
         assert fragment in message, (fragment, message)
+
+
+# Hashes recorded from the catalogue before ModelConfig gained late-added fields (readout, output
+# options): stored results are found by these hashes, so they must never change.
+PINNED_HASHES = [
+    (
+        {
+            "model": {"kind": "mlp", "activation": "relu", "parameterization": "standard"}
+            | {"depth": 3, "width": 4},
+            "data": {"name": "sphere", "n": 32, "d": 8, "options": {"target": "sign"}},
+            "optimizer": {"name": "gd", "lr": 0.1},
+            "loss": "mse",
+            "steps": 300,
+            "probes": {"loss": 20, "train_error": 1},
+            "stop": {"accuracy_at_least": 1.0},
+            "seed": 0,
+        },
+        "f36d7c5b379c11d4a1a7e9bf69d1fd23455b82e268ad8476c7177a0829402c6e",
+    ),
+    (
+        {
+            "model": {"kind": "two_layer", "width": 1024, "init_scale": 1.0},
+            "data": {"name": "sphere", "n": 16, "d": 8, "seed": 0},
+            "optimizer": {"name": "gd", "lr": 1.0},
+            "loss": "mse",
+            "steps": 200,
+            "dtype": "float64",
+            "probes": {"loss": 20, "dist_from_init": 200},
+            "seed": 0,
+        },
+        "3af940af00f038fd5e8c04c6fea45f0e51b4d29b07fbb711a6864e56ef87f247",
+    ),
+    (
+        {
+            "model": {"kind": "mlp", "depth": 2, "parameterization": "ntk", "width": 64},
+            "data": {"name": "sphere", "n": 8, "d": 8, "seed": 0},
+            "loss": "mse",
+            "steps": 0,
+            "dtype": "float64",
+            "probes": {"output_hessian_norm": 1},
+            "seed": 0,
+        },
+        "bb78c15ba3861d3476fcc1df2afaa09edb67f19df7ef22729543e7795c5304f4",
+    ),
+    (
+        {
+            "model": {"kind": "mlp", "width": 100, "depth": 2, "parameterization": "standard"}
+            | {"init_scale": 0.2, "activation": "tanh"},
+            "data": {"name": "chebyshev", "n": 20, "d": 4, "options": {"k": 5}},
+            "optimizer": {"name": "gd", "lr": 0.5},
+            "loss": "mse",
+            "steps": 2000,
+            "probes": {"loss": 10, "sharpness": 25},
+            "seed": 0,
+        },
+        "c3508daf2984ff4da4497219eeeaa8a727e0da439b73427b9b93aad0459aa31c",
+    ),
+]
+
+
+@pytest.mark.parametrize(("raw", "expected"), PINNED_HASHES)
+def test_existing_configs_keep_their_hash(raw, expected):
+    assert gs.TrialConfig.model_validate(raw).content_hash() == expected
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("readout", "flatten")],
+)
+def test_late_added_model_fields_enter_the_hash_only_when_set(field, value):
+    model = {"kind": "cnn", "width": 4}
+    base = gs.TrialConfig.model_validate({"model": model})
+    default = type(base.model).model_fields[field].default
+    explicit = gs.TrialConfig.model_validate({"model": {**model, field: default}})
+    changed = gs.TrialConfig.model_validate({"model": {**model, field: value}})
+    assert explicit.content_hash() == base.content_hash() != changed.content_hash()
+
+
+@pytest.mark.parametrize(
+    ("model", "fragments"),
+    [
+        ({"kind": "mlp", "readout": "flatten"}, ["model", "readout", "'flatten'", "'cnn'"]),
+        ({"kind": "cnn", "readout": "sum"}, ["model.readout", "'pool'", "'flatten'"]),
+    ],
+)
+def test_model_option_errors_name_field_value_and_fix(model, fragments):
+    with pytest.raises(ValidationError) as info:
+        gs.TrialConfig.model_validate({"model": model})
+    message = format_validation_error(info.value)
+    for fragment in fragments:
+        assert fragment in message, (fragment, message)

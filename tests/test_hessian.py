@@ -55,6 +55,22 @@ MODELS = {
         (1, 4, 4),
         2,
     ),
+    "lazy_centred_two_layer": (  # α(f − f₀): a frozen copy the probes must not differentiate
+        lambda dt: gs.models.wrap_output(
+            gs.models.two_layer(3, 8, activation="softplus", seed=7, dtype=dt),
+            scale=3.0,
+            center=True,
+        ),
+        (3,),
+        1,
+    ),
+    "mlp_tanh_output_layer": (
+        lambda dt: gs.models.wrap_output(
+            gs.models.mlp(3, 6, 2, parameterization="ntk", seed=8, dtype=dt), activation="tanh"
+        ),
+        (3,),
+        1,
+    ),
 }
 LOSSES = ["mse", "cross_entropy"]
 CASES = [(m, loss) for m in MODELS for loss in LOSSES]
@@ -278,11 +294,32 @@ def test_hutchinson_trace_within_four_standard_errors(name, loss):
     assert std_error > 0 and abs(estimate - exact) <= 4 * std_error, (estimate, exact, std_error)
 
 
-@pytest.mark.parametrize("name", ["mlp_tanh", "two_layer_softplus", "mlp_meanfield_gelu"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "mlp_tanh",
+        "two_layer_softplus",
+        "mlp_meanfield_gelu",
+        "lazy_centred_two_layer",
+        "mlp_tanh_output_layer",
+    ],
+)
 def test_output_hessian_norm_matches_dense(name):
     model, _, (x, _) = _problem(name, "mse", n=4)
     dense = torch.linalg.eigvalsh(dense_output_hessian(model, x)).abs().amax()
     assert_close(output_hessian_norm(model, x, tol=1e-8), dense, rtol=1e-8, what=name)
+
+
+def test_centred_output_hessian_is_alpha_times_the_network_s():
+    x = torch.randn(3, 3, generator=torch.Generator().manual_seed(0), dtype=F64)
+    net = gs.models.two_layer(3, 8, activation="softplus", seed=7, dtype=F64)
+    lazy = gs.models.wrap_output(net, scale=3.0, center=True)
+    assert_close(
+        output_hessian_norm(lazy, x, tol=1e-10),
+        3.0 * output_hessian_norm(net, x, tol=1e-10),
+        rtol=1e-8,
+        what="‖∂²(α(f − f₀))‖ = α‖∂²f‖",
+    )
 
 
 def test_output_hessian_norm_needs_a_scalar_output():

@@ -13,6 +13,8 @@ import torch.nn.functional as F
 from _helpers import assert_close
 from gdscope.models import (
     PARAMETERIZATIONS,
+    LazyOutput,
+    OutputActivation,
     ScaledConv2d,
     ScaledLinear,
     cnn,
@@ -21,6 +23,7 @@ from gdscope.models import (
     mlp,
     resnet,
     two_layer,
+    wrap_output,
 )
 
 PARAMS = sorted(PARAMETERIZATIONS)
@@ -54,6 +57,20 @@ MODELS = {
     "resnet": (
         lambda p, seed, dtype: resnet(
             3, 6, 4, 10, depth=2, parameterization=p, seed=seed, dtype=dtype
+        ),
+        (2, 3, 6, 6),
+        (2, 10),
+    ),
+    "cnn_flatten": (
+        lambda p, seed, dtype: cnn(
+            3, 6, 4, 10, parameterization=p, readout="flatten", seed=seed, dtype=dtype
+        ),
+        (2, 3, 6, 6),
+        (2, 10),
+    ),
+    "resnet_flatten": (
+        lambda p, seed, dtype: resnet(
+            3, 6, 4, 10, depth=2, parameterization=p, readout="flatten", seed=seed, dtype=dtype
         ),
         (2, 3, 6, 6),
         (2, 10),
@@ -411,6 +428,37 @@ def test_resnet_matches_hand_forward(skip):
     assert_close(net(x), _tiny_resnet_by_hand(net, x), rtol=1e-12, what=f"resnet skip={skip}")
 
 
+@pytest.mark.parametrize("p", PARAMS)
+def test_flatten_readout_reads_every_position_with_fan_in_c_h_w(p):
+    x = torch.randn(3, 2, 5, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    net = cnn(2, (5, 4), 3, 2, depth=1, parameterization=p, readout="flatten", dtype=torch.float64)
+    spec = get_parameterization(p).layer("output", 3 * 5 * 4, 3 / 64, base_width=64)
+    assert net.readout.weight.shape == (2, 3 * 5 * 4)
+    assert net.readout.multiplier == pytest.approx(spec.multiplier)
+    assert net.readout.spec.init_std == pytest.approx(spec.init_std)
+    conv = net.convs[0]
+    h = torch.relu(conv.multiplier * F.conv2d(x, conv.weight, padding=1) + _bias(conv))
+    expected = net.readout.multiplier * h.flatten(1) @ net.readout.weight.T + _bias(net.readout)
+    assert_close(net(x), expected, rtol=1e-12, what=f"cnn flatten readout ({p})")
+    pooled = cnn(2, (5, 4), 3, 2, depth=1, parameterization=p, dtype=torch.float64)
+    assert pooled.readout.weight.shape == (2, 3)  # the default stays the pooled readout
+
+
+def _bias(layer):
+    view = (-1, 1, 1) if isinstance(layer, ScaledConv2d) else (-1,)
+    return layer.bias_multiplier * layer.bias.view(view)
+
+
+def test_resnet_flatten_readout_matches_hand_forward():
+    x = torch.randn(3, 2, 5, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    net = resnet(2, 5, 3, 4, depth=1, readout="flatten", seed=7, dtype=torch.float64)
+    pooled = resnet(2, 5, 3, 4, depth=1, seed=7, dtype=torch.float64)
+    with torch.no_grad():
+        features = torch.relu(pooled.blocks[0](pooled.stem(x))).flatten(1)  # same convs, same seed
+    expected = net.readout.multiplier * features @ net.readout.weight.T + net.readout.bias
+    assert_close(net(x), expected, rtol=1e-12, what="resnet flatten readout")
+
+
 def test_resnet_without_skip_has_no_identity_path():
     x = torch.randn(3, 2, 5, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     outs = {}
@@ -466,6 +514,8 @@ BAD = [
     (lambda: cnn(3, 8, 4, 10, parameterization="NTK"), "parameterization", "'NTK'"),
     (lambda: resnet(3, 8, 4, 10, depth=0), "depth", "0"),
     (lambda: resnet(3, 8, 4, 0), "num_classes", "0"),
+    (lambda: cnn(3, 8, 4, 10, readout="sum"), "readout", "'sum'"),
+    (lambda: resnet(3, 8, 4, 10, readout="max"), "readout", "'max'"),
     (lambda: get_parameterization("foo"), "parameterization", "'foo'"),
 ]
 
@@ -488,3 +538,62 @@ def test_unknown_parameterization_lists_accepted_names():
 def test_cnn_rejects_wrong_input_channels():
     with pytest.raises(ValueError, match=re.escape("(n, 3, H, W)")):
         cnn(3, 6, 4, 10)(torch.zeros(2, 1, 6, 6))
+
+
+# ---------------------------------------------------------------- output wrappers
+def _x(n=5, d=4):
+    return torch.randn(n, d, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+
+
+@pytest.mark.parametrize("scale", [1.0, 3.0, 40.0])
+def test_centred_lazy_output_is_zero_at_init_and_alpha_times_the_change_after(scale):
+    net = mlp(4, 16, 3, seed=0, dtype=torch.float64)
+    before = net(_x()).detach()
+    lazy = wrap_output(net, scale=scale, center=True)
+    assert isinstance(lazy, LazyOutput) and lazy.net is net
+    assert_close(lazy(_x()), torch.zeros(5, 1, dtype=torch.float64), rtol=0, atol=0, what="f_α(0)")
+    trainable = [n for n, p in lazy.named_parameters() if p.requires_grad]
+    assert trainable == [f"net.{n}" for n, _ in net.named_parameters()]
+    assert lr_multipliers(lazy) == {f"net.{n}": v for n, v in lr_multipliers(net).items()}
+    torch.optim.SGD(lazy.parameters(), lr=0.1).zero_grad()
+    lazy(_x()).pow(2).sum().backward()  # output 0 at init: zero gradient, so move by hand
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.01)
+    expected = scale * (net(_x()) - before)
+    assert_close(lazy(_x()), expected, rtol=1e-12, atol=1e-15, what="α(f − f₀)")
+    assert all(p.grad is None for p in lazy.reference.parameters())
+
+
+def test_uncentred_scale_and_output_activation_compose():
+    net = mlp(4, 16, 2, seed=1, dtype=torch.float64)
+    assert wrap_output(net) is net  # nothing asked, nothing wrapped
+    scaled = wrap_output(net, scale=2.5)
+    assert isinstance(scaled, LazyOutput) and scaled.reference is None
+    assert_close(scaled(_x()), 2.5 * net(_x()), rtol=1e-15, what="α f")
+    both = wrap_output(net, activation="tanh", scale=2.0, center=True)
+    assert isinstance(both.net, OutputActivation)
+    new = _x(5, 4) + 1
+    at_init = torch.tanh(net(new)).detach()  # φ(f₀(x))
+    with torch.no_grad():
+        net.layers[0].weight.mul_(1.5)  # "training" moves the live net only
+    expected = 2.0 * (torch.tanh(net(new)) - at_init)
+    assert_close(both(new), expected, rtol=1e-12, what="α(φ(f) − φ(f₀))")
+    act = wrap_output(net, activation="softplus")
+    assert_close(act(_x()), F.softplus(net(_x())), rtol=1e-15, what="φ(f)")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "argument", "value"),
+    [
+        ({"scale": 0.0}, "output_scale", "0.0"),
+        ({"scale": math.inf}, "output_scale", "inf"),
+        ({"scale": math.nan}, "output_scale", "nan"),
+        ({"activation": "sigmoid"}, "output_activation", "'sigmoid'"),
+        ({"center": 1}, "center_output", "1"),
+    ],
+)
+def test_wrap_output_rejects_bad_options_naming_them(kwargs, argument, value):
+    with pytest.raises(ValueError, match=re.escape(argument)) as info:
+        wrap_output(mlp(4, 8, 2), **kwargs)
+    assert f"got {value}" in str(info.value)

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from _helpers import assert_close
-from gdscope.models import cnn, mlp, resnet, two_layer
+from gdscope.models import cnn, mlp, resnet, two_layer, wrap_output
 from gdscope.probes import _ntk_structured as st
 from gdscope.probes._reference import dense_ntk
 from gdscope.probes.ntk import (
@@ -88,13 +88,45 @@ CASES = {
     "cnn-even-kernel": (lambda dt: cnn(2, 5, 3, 2, depth=1, kernel_size=2, dtype=dt), IMAGE),
     "resnet-skip": (lambda dt: resnet(2, 5, 3, 2, depth=1, skip=True, dtype=dt), IMAGE),
     "resnet-noskip": (lambda dt: resnet(2, 5, 3, 2, depth=1, skip=False, dtype=dt), IMAGE),
+    "cnn-flatten-ntk": (
+        lambda dt: cnn(2, 5, 4, 3, depth=2, readout="flatten", parameterization="ntk", dtype=dt),
+        IMAGE,
+    ),
+    "resnet-flatten": (
+        lambda dt: resnet(2, 5, 3, 2, depth=1, readout="flatten", dtype=dt),
+        IMAGE,
+    ),
     "resnet-bn-eval": (
         lambda dt: resnet(2, 5, 3, 2, depth=1, batchnorm=True, dtype=dt).eval(),
+        IMAGE,
+    ),
+    "lazy-centred-mlp": (
+        lambda dt: wrap_output(_mlp_ntk(dt), scale=3.0, center=True),
+        (4,),
+    ),
+    "lazy-centred-two_layer": (
+        lambda dt: wrap_output(two_layer(4, 24, seed=3, dtype=dt), scale=2.0, center=True),
+        (4,),
+    ),
+    "tanh-output-cnn": (
+        lambda dt: wrap_output(cnn(2, 5, 4, 1, depth=1, readout="flatten", dtype=dt), activation="tanh"),
         IMAGE,
     ),
     "shared-strided-conv": (lambda dt: SharedNet().to(dt), (2, 6, 6)),
     "odd-generic": (lambda dt: OddNet().to(dt), (4,)),
 }
+
+
+def _mlp_ntk(dtype):
+    return mlp(4, 12, 3, out_dim=2, parameterization="ntk", activation="tanh", dtype=dtype)
+
+
+def test_lazy_output_keeps_the_structured_path_and_scales_the_gram_by_alpha_squared():
+    net = _mlp_ntk(torch.float64)
+    lazy = wrap_output(net, scale=3.0, center=True)
+    assert st.unsupported_modules(lazy) == []  # the frozen copy holds no trainable parameter
+    x = _inputs((4,), 6, 0, torch.float64)
+    _close(ntk_gram(lazy, x), 9.0 * ntk_gram(net, x), torch.float64, "K_α = α² K")
 
 
 def _inputs(shape, n, seed, dtype):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
@@ -22,6 +22,7 @@ from pydantic import (
     PositiveInt,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from gdscope import _checks as check
@@ -49,6 +50,50 @@ class ModelConfig(_Frozen):
     init_scale: float = Field(default=1.0, gt=0)
     init: Literal["random", "identical"] = "random"
     train_outer: bool = False
+    readout: Literal["pool", "flatten"] = "pool"
+    """``cnn`` / ``resnet`` only: ``"pool"`` reads the global average of the last feature map,
+    ``"flatten"`` has a readout weight at every position (Allen-Zhu, Li & Song 2019)."""
+
+    output_activation: Literal["identity", "tanh", "softplus", "gelu", "relu"] = "identity"
+    """``φ`` of a nonlinear output layer ``φ(f(x))`` (Liu, Zhu & Belkin 2020); ``identity``: none."""
+    output_scale: float = Field(default=1.0, gt=0)
+    """``α`` of the lazy-training scaling ``f_α = α(f − f₀)`` (Chizat, Oyallon & Bach 2019)."""
+    center_output: bool = False
+    """Subtract a frozen copy ``f₀`` of the network at init (output 0 at init); see ``output_scale``."""
+
+    HASH_OMITTED_AT_DEFAULT: ClassVar[tuple[str, ...]] = (
+        "readout",
+        "output_activation",
+        "output_scale",
+        "center_output",
+    )
+    """Fields added after catalogue results were stored: left out of ``TrialConfig.content_hash``
+    while they hold their default, so the hashes of existing configs do not change."""
+
+    @field_validator("output_scale")
+    @classmethod
+    def _finite_scale(cls, scale: float) -> float:
+        if not math.isfinite(scale):
+            raise ValueError(f"output_scale must be a finite number > 0, got {scale}")
+        return scale
+
+    @model_validator(mode="after")
+    def _options_fit_kind(self) -> ModelConfig:
+        if self.readout != "pool" and self.kind not in ("cnn", "resnet"):
+            raise ValueError(
+                f"model.readout = {self.readout!r} applies to kind 'cnn' or 'resnet', got kind "
+                f"{self.kind!r}; remove model.readout (the readout of an {self.kind} is linear "
+                "in its last hidden layer already)"
+            )
+        return self
+
+    def hash_payload(self) -> dict[str, Any]:
+        """The JSON dict hashed for this model: defaults of late-added fields left out."""
+        data = self.model_dump(mode="json")
+        for name in self.HASH_OMITTED_AT_DEFAULT:
+            if getattr(self, name) == type(self).model_fields[name].default:
+                del data[name]
+        return data
 
 
 class DataConfig(_Frozen):
@@ -133,8 +178,14 @@ class TrialConfig(_Frozen):
         return probes
 
     def content_hash(self) -> str:
-        """SHA-256 of the canonical JSON of the config: equal configs ↔ equal hashes."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        """SHA-256 of the canonical JSON of the config: equal configs ↔ equal hashes.
+
+        Model fields added later (``ModelConfig.HASH_OMITTED_AT_DEFAULT``) enter only when set
+        to something other than their default, so adding them changed no stored hash.
+        """
+        data = self.model_dump(mode="json")
+        data["model"] = self.model.hash_payload()
+        canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 

@@ -208,6 +208,16 @@ def _build_model(
     config: TrialConfig, x: Tensor, out_dim: int, dtype: torch.dtype, device: torch.device
 ) -> nn.Module:
     m = config.model
+    net = _build_network(config, x, out_dim, dtype, device)
+    return models.wrap_output(
+        net, activation=m.output_activation, scale=m.output_scale, center=m.center_output
+    )
+
+
+def _build_network(
+    config: TrialConfig, x: Tensor, out_dim: int, dtype: torch.dtype, device: torch.device
+) -> nn.Module:
+    m = config.model
     common = {"seed": config.seed, "dtype": dtype, "device": device}
     if m.kind == "two_layer":
         if out_dim != 1:
@@ -244,6 +254,7 @@ def _build_model(
             depth=m.depth,
             activation=m.activation,
             parameterization=m.parameterization,
+            readout=m.readout,
             **common,
         )
     return models.resnet(
@@ -252,5 +263,6 @@ def _build_model(
         depth=m.depth,
         skip=m.residual is not False,
         activation=m.activation,
+        readout=m.readout,
         **common,
     )

@@ -4,6 +4,8 @@
 (:class:`ScaledLinear`, :class:`ScaledConv2d`) carry the forward multipliers and per-parameter
 learning-rate multipliers of a :class:`Parameterization` (standard, NTK, μP, mean-field);
 :func:`lr_multipliers` collects the latter for building optimizer param groups.
+:func:`wrap_output` adds a nonlinear output layer and the lazy-training output scaling
+``α(f − f₀)`` of Chizat et al. to any of them.
 """
 
 from .activations import ACTIVATIONS, activation_gain, get_activation
@@ -11,6 +13,7 @@ from .cnn import CNN, cnn
 from .layers import ScaledConv2d, ScaledLinear
 from .lr_multipliers import lr_multipliers
 from .mlp import MLP, mlp
+from .output import LazyOutput, OutputActivation, wrap_output
 from .parameterization import (
     PARAMETERIZATIONS,
     LayerSpec,
@@ -27,6 +30,8 @@ __all__ = [
     "MLP",
     "PARAMETERIZATIONS",
     "LayerSpec",
+    "LazyOutput",
+    "OutputActivation",
     "Parameterization",
     "ResNet",
     "RoleRule",
@@ -41,4 +46,5 @@ __all__ = [
     "mlp",
     "resnet",
     "two_layer",
+    "wrap_output",
 ]

@@ -1,13 +1,20 @@
-r"""A plain convolutional network: ``depth`` same-padded conv layers, global average pool, readout.
+r"""A plain convolutional network: ``depth`` same-padded conv layers, then a linear readout.
 
 .. math::
 
     h_1 = σ(C_1 x), \quad h_{l+1} = σ(C_{l+1} h_l), \quad
-    f(x) = L\Big(\frac{1}{HW} \sum_{i,j} h_{D}[:, i, j]\Big),
+    f(x) = L\Big(\frac{1}{HW} \sum_{i,j} h_{D}[:, i, j]\Big) \;\text{(pool)} \quad\text{or}\quad
+    f(x) = L\big(\operatorname{vec} h_D\big) = \sum_{i,j} B_{ij}\, h_D[:, i, j] \;\text{(flatten)},
 
 with stride-1 :class:`~gdscope.models.layers.ScaledConv2d` layers ``C_l`` (``channels``
 channels each) and a :class:`~gdscope.models.layers.ScaledLinear` readout ``L``. The width of
-the parameterization is the channel count (fan-in of a conv unit: ``in_channels · k²``).
+the parameterization is the channel count (fan-in of a conv unit: ``in_channels · k²``). The
+``"pool"`` readout (default) sees the global average of the last feature map (fan-in
+``channels``); the ``"flatten"`` readout has its own weights ``B_{ij}`` at every position (fan-in
+``channels · H · W``), as the CNN of Allen-Zhu, Li & Song (2019, "A convergence theory for deep
+learning via over-parameterization", §2: the output layer reads every position), which is what
+lets a narrow CNN memorize arbitrary labels: a pooled readout sees only translation-averaged
+features.
 """
 
 from __future__ import annotations
@@ -21,9 +28,11 @@ from .activations import ACTIVATIONS, activation_gain, get_activation
 from .layers import ScaledConv2d, ScaledLinear
 from .parameterization import Parameterization, get_parameterization
 
+READOUTS: tuple[str, ...] = ("pool", "flatten")
+
 
 class CNN(nn.Module):
-    """Conv layers, global average pool, linear readout; build it with :func:`cnn`.
+    """Conv layers, then a pooled or flattened linear readout; build it with :func:`cnn`.
 
     Attributes:
         convs: ``ModuleList`` of the conv layers.
@@ -31,6 +40,8 @@ class CNN(nn.Module):
         activation: the activation module.
         in_channels: expected input channels.
         image_size: expected ``(H, W)``.
+        pooling: ``"pool"`` (global average, then readout) or ``"flatten"`` (readout of every
+            position).
 
     """
 
@@ -40,6 +51,7 @@ class CNN(nn.Module):
         readout: ScaledLinear,
         activation: nn.Module,
         image_size: tuple[int, int],
+        pooling: str = "pool",
     ) -> None:
         super().__init__()
         self.convs = nn.ModuleList(convs)
@@ -47,6 +59,7 @@ class CNN(nn.Module):
         self.activation = activation
         self.in_channels = convs[0].in_channels
         self.image_size = image_size
+        self.pooling = check.one_of("readout", pooling, READOUTS)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map images ``(n, C, H, W)`` to logits ``(n, num_classes)``."""
@@ -57,7 +70,23 @@ class CNN(nn.Module):
         h = x
         for conv in self.convs:
             h = self.activation(conv(h))
-        return self.readout(h.mean(dim=(-2, -1)))  # (n, channels) -> (n, num_classes)
+        return self.readout(read_features(h, self.pooling))
+
+
+def read_features(h: torch.Tensor, pooling: str) -> torch.Tensor:
+    """Return what the readout sees of a feature map ``(n, c, H, W)``.
+
+    ``"pool"``: the spatial mean, ``(n, c)``; ``"flatten"``: every position, ``(n, c·H·W)``.
+    """
+    if pooling == "flatten":
+        return h.flatten(1)  # (n, c, H, W) -> (n, c·H·W)
+    return h.mean(dim=(-2, -1))  # (n, c, H, W) -> (n, c)
+
+
+def readout_fan_in(channels: int, size: tuple[int, int], pooling: str) -> int:
+    """Fan-in of the readout: ``channels`` (pool) or ``channels · H · W`` (flatten)."""
+    check.one_of("readout", pooling, READOUTS)
+    return channels * size[0] * size[1] if pooling == "flatten" else channels
 
 
 def image_shape(image_size: int | tuple[int, int]) -> tuple[int, int]:
@@ -84,6 +113,7 @@ def cnn(
     kernel_size: int = 3,
     init_scale: float = 1.0,
     base_width: int = 64,
+    readout: str = "pool",
     seed: int = 0,
     dtype: torch.dtype = torch.float32,
     device: torch.device | str = "cpu",
@@ -101,6 +131,10 @@ def cnn(
         kernel_size: side of the square kernels (stride 1, ``"same"`` padding).
         init_scale: factor on every weight's init std.
         base_width: channel count at which μP equals standard.
+        readout: ``"pool"`` (global average pool, readout fan-in ``channels``) or
+            ``"flatten"`` (a weight per position, fan-in ``channels · H · W``: the output
+            rule of the parameterization, e.g. the NTK multiplier ``(channels·H·W)^{-1/2}``,
+            is taken with that fan-in).
         seed: seed of the generator drawing all parameters.
         dtype: floating dtype.
         device: device.
@@ -120,6 +154,7 @@ def cnn(
     kernel_size = check.positive_int("kernel_size", kernel_size)
     base_width = check.positive_int("base_width", base_width)
     check.one_of("activation", activation, ACTIVATIONS)
+    check.one_of("readout", readout, READOUTS)
     init_scale = check.positive_float("init_scale", init_scale)
     param = get_parameterization(parameterization)
     dtype = check.floating_dtype(dtype)
@@ -148,15 +183,14 @@ def cnn(
                 device=device,
             )
         )
+    fan_in = readout_fan_in(channels, size, readout)
     spec = param.layer(
         "output",
-        channels,
+        fan_in,
         ratio,
         activation_gain=gain,
         init_scale=init_scale,
         base_width=base_width,
     )
-    readout = ScaledLinear(
-        channels, num_classes, spec, generator=generator, dtype=dtype, device=device
-    )
-    return CNN(convs, readout, get_activation(activation), size)
+    layer = ScaledLinear(fan_in, num_classes, spec, generator=generator, dtype=dtype, device=device)
+    return CNN(convs, layer, get_activation(activation), size, readout)

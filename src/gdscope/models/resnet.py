@@ -6,13 +6,16 @@ Pre-activation blocks (He et al. 2016, "Identity mappings in deep residual netwo
 
     h_0 = C_0 x, \qquad
     h_{l} = s\, h_{l-1} + β\, C_{l,2}\, σ\big(N_{l,2}\, C_{l,1}\, σ(N_{l,1} h_{l-1})\big), \qquad
-    f(x) = L\Big(\operatorname{mean}_{i,j} σ(h_D)[:, i, j]\Big),
+    f(x) = L\Big(\operatorname{mean}_{i,j} σ(h_D)[:, i, j]\Big) \;\text{(pool)} \quad\text{or}\quad
+    f(x) = L\big(\operatorname{vec} σ(h_D)\big) \;\text{(flatten)},
 
 with ``s = 1`` (``skip=True``) or ``s = 0`` (``skip=False``: the same network, same parameters,
 without the identity path), ``N`` BatchNorm or the identity (default: no BatchNorm), stride-1
 same-padded :class:`~gdscope.models.layers.ScaledConv2d` convolutions and a linear readout ``L``.
 With skips the branch scale defaults to ``β = 1/√D`` (Hayou et al. 2021, "Stable ResNet"), so
-the residual stream's variance stays bounded in depth.
+the residual stream's variance stays bounded in depth. The ``"flatten"`` readout (a weight per
+position, fan-in ``channels · H · W``) is the output layer of Allen-Zhu, Li & Song (2019, "A
+convergence theory for deep learning via over-parameterization"); ``"pool"`` is the default.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from torch import nn
 from gdscope import _checks as check
 
 from .activations import ACTIVATIONS, activation_gain, get_activation
-from .cnn import image_shape
+from .cnn import READOUTS, image_shape, read_features, readout_fan_in
 from .layers import ScaledConv2d, ScaledLinear
 from .parameterization import LayerSpec, Parameterization, get_parameterization
 
@@ -58,7 +61,7 @@ class ResidualBlock(nn.Module):
 
 
 class ResNet(nn.Module):
-    """Stem conv, residual blocks, global average pool, readout; build it with :func:`resnet`."""
+    """Stem conv, residual blocks, pooled or flattened readout; build it with :func:`resnet`."""
 
     def __init__(
         self,
@@ -67,6 +70,7 @@ class ResNet(nn.Module):
         readout: ScaledLinear,
         activation: nn.Module,
         image_size: tuple[int, int],
+        pooling: str = "pool",
     ) -> None:
         super().__init__()
         self.stem = stem
@@ -75,6 +79,7 @@ class ResNet(nn.Module):
         self.activation = activation
         self.in_channels = stem.in_channels
         self.image_size = image_size
+        self.pooling = check.one_of("readout", pooling, READOUTS)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map images ``(n, C, H, W)`` to logits ``(n, num_classes)``."""
@@ -85,7 +90,7 @@ class ResNet(nn.Module):
         h = self.stem(x)
         for block in self.blocks:
             h = block(h)
-        return self.readout(self.activation(h).mean(dim=(-2, -1)))  # (n, c) -> (n, classes)
+        return self.readout(read_features(self.activation(h), self.pooling))
 
 
 def resnet(
@@ -102,6 +107,7 @@ def resnet(
     kernel_size: int = 3,
     init_scale: float = 1.0,
     base_width: int = 64,
+    readout: str = "pool",
     seed: int = 0,
     dtype: torch.dtype = torch.float32,
     device: torch.device | str = "cpu",
@@ -123,6 +129,9 @@ def resnet(
         kernel_size: side of the square kernels.
         init_scale: factor on every weight's init std.
         base_width: channel count at which μP equals standard.
+        readout: ``"pool"`` (global average pool, readout fan-in ``channels``) or
+            ``"flatten"`` (a weight per position, fan-in ``channels · H · W``, with which the
+            parameterization's output rule is taken).
         seed: seed of the generator drawing all parameters.
         dtype: floating dtype.
         device: device.
@@ -142,6 +151,7 @@ def resnet(
     kernel_size = check.positive_int("kernel_size", kernel_size)
     base_width = check.positive_int("base_width", base_width)
     check.one_of("activation", activation, ACTIVATIONS)
+    check.one_of("readout", readout, READOUTS)
     init_scale = check.positive_float("init_scale", init_scale)
     param = get_parameterization(parameterization)
     dtype = check.floating_dtype(dtype)
@@ -193,12 +203,13 @@ def resnet(
         )
         for _ in range(depth)
     ]
-    readout = ScaledLinear(
-        channels,
+    fan_in = readout_fan_in(channels, size, readout)
+    layer = ScaledLinear(
+        fan_in,
         num_classes,
-        spec("output", channels),
+        spec("output", fan_in),
         generator=generator,
         dtype=dtype,
         device=device,
     )
-    return ResNet(stem, blocks, readout, act, size)
+    return ResNet(stem, blocks, layer, act, size, readout)

@@ -21,6 +21,10 @@ made it inconclusive.
 ``rate``                  :math:`\hat ρ` of :func:`~gdscope.probes.rates.fit_linear_rate` (R² ≥ 0.95)
 ``one_minus_rate``        :math:`1 - \hat ρ`
 ``final_over_initial``    last value / first value (alias ``ratio_final_initial``)
+``max_rise``              largest step-to-step increase :math:`\max_i (v_{i+1} − v_i)` (divided by
+                          :math:`|v_i|` when ``relative``): > 0 iff the series is non-monotone
+``steps_to_eps_r2``       R² of the line through :math:`(\log(1/ε), T(ε))` for ``ε`` log-spaced over
+                          ``eps_range`` (``per_decade`` points per decade; ``relative`` as above)
 ``config``                the trial's config value at the dotted ``key``
 ``expr``                  arithmetic on config keys and metrics, e.g. ``"40*sqrt(kappa)"``
 ========================  ==========================================================================
@@ -36,9 +40,17 @@ from collections.abc import Callable
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, NonNegativeInt, PositiveFloat, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    model_validator,
+)
 
 from gdscope.probes.rates import fit_linear_rate, steps_to_epsilon
+from gdscope.studies import _series
 from gdscope.studies.table import TrialRecord
 
 ReduceName = Literal[
@@ -51,6 +63,8 @@ ReduceName = Literal[
     "rate",
     "one_minus_rate",
     "final_over_initial",
+    "max_rise",
+    "steps_to_eps_r2",
     "config",
     "expr",
 ]
@@ -58,15 +72,17 @@ BAD_STATUSES = ("diverged", "failed")
 _ALIASES = {"ratio_final_initial": "final_over_initial"}  # the design note's spelling
 
 _SERIES = {"final", "initial", "min", "max", "median_window", "steps_to_eps", "rate"}
-_SERIES |= {"one_minus_rate", "final_over_initial"}
+_SERIES |= {"one_minus_rate", "final_over_initial", "max_rise", "steps_to_eps_r2"}
 _OPTIONS: dict[str, set[str]] = {name: {"metric", "window"} for name in _SERIES}
 _OPTIONS["steps_to_eps"] |= {"eps", "relative"}
 _OPTIONS["rate"] |= {"skip", "floor"}
 _OPTIONS["one_minus_rate"] |= {"skip", "floor"}
+_OPTIONS["max_rise"] |= {"relative"}
+_OPTIONS["steps_to_eps_r2"] |= {"relative", "eps_range", "per_decade"}
 _OPTIONS["config"] = {"key"}
 _OPTIONS["expr"] = {"expr"}
 _REQUIRED = {"config": {"key"}, "expr": {"expr"}, "median_window": {"metric", "window"}}
-_REQUIRED |= {"steps_to_eps": {"metric", "eps"}}
+_REQUIRED |= {"steps_to_eps": {"metric", "eps"}, "steps_to_eps_r2": {"metric", "eps_range"}}
 
 _FUNCTIONS: dict[str, Callable[..., Any]] = {
     "sqrt": math.sqrt,
@@ -104,7 +120,10 @@ class Reducer(BaseModel):
             ``sqrt log log10 exp abs min max``, and names. A name is a config key (dotted names
             like ``data.n`` work) or else a recorded metric, read at its first finite checkpoint.
         eps: threshold of ``steps_to_eps``.
-        relative: ``steps_to_eps`` compares with ``eps`` × the first value.
+        relative: ``steps_to_eps`` / ``steps_to_eps_r2`` compare with ``eps`` × the first value;
+            ``max_rise`` divides each rise by the value before it.
+        eps_range: ``[low, high]``, ``0 < low < high``: the ``ε`` grid of ``steps_to_eps_r2``.
+        per_decade: points of that grid per decade of ``ε`` (both ends included).
         window: ``[a, b]``: keep checkpoints with ``a ≤ step ≤ b``.
         skip: transient to skip in a rate fit (``"auto"`` or a number of points).
         floor: absolute numerical floor of a rate fit (default ``1e-12`` × first value).
@@ -119,6 +138,8 @@ class Reducer(BaseModel):
     expr: str | None = None
     eps: PositiveFloat | None = None
     relative: bool = False
+    eps_range: tuple[PositiveFloat, PositiveFloat] | None = None
+    per_decade: PositiveInt = 1
     window: tuple[float, float] | None = None
     skip: Literal["auto"] | NonNegativeInt = "auto"
     floor: PositiveFloat | None = None
@@ -143,6 +164,10 @@ class Reducer(BaseModel):
             raise ValueError(f"reduce={self.reduce!r} needs {', '.join(missing)}")
         if self.window is not None and not self.window[0] <= self.window[1]:
             raise ValueError(f"window must be [a, b] with a ≤ b, got {list(self.window)}")
+        if self.eps_range is not None and not self.eps_range[0] < self.eps_range[1]:
+            raise ValueError(
+                f"eps_range must be [low, high] with 0 < low < high, got {list(self.eps_range)}"
+            )
         if self.expr is not None:
             _check_expression(self.expr)
         return self
@@ -289,6 +314,17 @@ def _final_over_initial(r: Reducer, s: np.ndarray, v: np.ndarray) -> Reduced:
     return _checked(float(v[-1] / v[0]), r.label)
 
 
+def _max_rise(r: Reducer, s: np.ndarray, v: np.ndarray) -> Reduced:
+    value, reason = _series.max_rise(v, relative=r.relative)
+    return Reduced(value, f"{r.label}: {reason}" if reason else "")
+
+
+def _steps_to_eps_r2(r: Reducer, s: np.ndarray, v: np.ndarray) -> Reduced:
+    eps_range = r.eps_range or (0.0, 0.0)  # required: checked at construction
+    value, reason = _series.steps_to_eps_r2(s, v, eps_range, r.per_decade, relative=r.relative)
+    return Reduced(value, f"{r.label}: {reason}" if reason else "")
+
+
 _REDUCTIONS: dict[str, Callable[[Reducer, np.ndarray, np.ndarray], Reduced]] = {
     "final": _final,
     "initial": _initial,
@@ -299,6 +335,8 @@ _REDUCTIONS: dict[str, Callable[[Reducer, np.ndarray, np.ndarray], Reduced]] = {
     "rate": _rate,
     "one_minus_rate": _one_minus_rate,
     "final_over_initial": _final_over_initial,
+    "max_rise": _max_rise,
+    "steps_to_eps_r2": _steps_to_eps_r2,
 }
 
 
