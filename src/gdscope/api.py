@@ -154,6 +154,21 @@ def _judge(store: Store, study: Study, scale: str, hashes: list[str]) -> list[Ve
     return verdicts
 
 
+def report(results: str | Path = "gdscope-results", output: str | Path | None = None) -> Path:
+    """Write the HTML report of ``results`` (default ``results/report.html``); return its path.
+
+    See :mod:`gdscope.report`: verdict table, per-claim figures, environment, one file.
+
+    Raises:
+        StoreError: ``results`` holds no gdscope store.
+
+    """
+    from gdscope.report import write_report
+
+    target = Path(output) if output is not None else Path(results) / "report.html"
+    return write_report(results, target)
+
+
 def verify(results: str | Path) -> list[StudyResult]:
     """Re-judge every study stored in ``results`` from the stored trials alone (no training)."""
     store = Store(results, create=False)

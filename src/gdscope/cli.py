@@ -282,9 +282,7 @@ def run(
     _print_verdicts(verdict_rows)
     _out.print(f"results: {results}")
     if report:
-        from gdscope.report import write_report
-
-        _out.print(f"report: {write_report(results, Path(results) / 'report.html')}")
+        _out.print(f"report: {api.report(results)}")
 
 
 @app.command()
@@ -295,10 +293,9 @@ def report(
     ] = None,
 ) -> None:
     """Write the results as one self-contained HTML page: verdicts, figures, environment."""
-    from gdscope.report import write_report
+    from gdscope import api
 
-    target = Path(output) if output is not None else Path(results) / "report.html"
-    _out.print(f"report: {_user_errors(lambda: write_report(results, target))}")
+    _out.print(f"report: {_user_errors(lambda: api.report(results, output))}")
 
 
 @list_app.command("claims")
