@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -120,7 +121,8 @@ def test_max_rise_by_hand(values, absolute, relative):
     red = reduce_record(Reducer(reduce="max_rise", metric="loss"), rec)
     rel = reduce_record(Reducer(reduce="max_rise", metric="loss", relative=True), rec)
     assert red.value == pytest.approx(absolute) and not red.reason
-    expected = max((b - a) / abs(a) for a, b in zip(values, values[1:]) if np.isfinite(a + b))
+    pairs = itertools.pairwise(values)
+    expected = max((b - a) / abs(a) for a, b in pairs if np.isfinite(a + b))
     assert rel.value == pytest.approx(expected) == pytest.approx(relative, abs=0.05)
 
 
@@ -145,7 +147,9 @@ def test_steps_to_eps_r2_by_hand():
     fine = reduce_record(Reducer(**spec, per_decade=4), linear)
     assert 0.999 < fine.value <= 1.0
     # sublinear: L_t = 1/(1+t) gives T(ε) ≈ 1/ε, far from a line in log(1/ε)
-    slow = record({"seed": 0}, {"loss": (np.arange(0, 10**6, 7), 1.0 / (1.0 + np.arange(0, 10**6, 7)))})
+    slow = record(
+        {"seed": 0}, {"loss": (np.arange(0, 10**6, 7), 1.0 / (1.0 + np.arange(0, 10**6, 7)))}
+    )
     assert reduce_record(Reducer(**spec), slow).value < 0.8
     short = record({"seed": 0}, {"loss": (steps[:50], 0.5 * 0.9 ** steps[:50])})
     out = reduce_record(Reducer(**spec), short)

@@ -109,7 +109,9 @@ CASES = {
         (4,),
     ),
     "tanh-output-cnn": (
-        lambda dt: wrap_output(cnn(2, 5, 4, 1, depth=1, readout="flatten", dtype=dt), activation="tanh"),
+        lambda dt: wrap_output(
+            cnn(2, 5, 4, 1, depth=1, readout="flatten", dtype=dt), activation="tanh"
+        ),
         IMAGE,
     ),
     "shared-strided-conv": (lambda dt: SharedNet().to(dt), (2, 6, 6)),

@@ -95,3 +95,58 @@ def test_keyboard_interrupt_stops_the_run(workers):
     with pytest.raises(KeyboardInterrupt):
         run_trials(_configs(), _interrupt, workers=workers, on_result=lambda *a: seen.append(a))
     assert seen == []
+
+
+def _group_tiny(configs: list[dict]) -> list:
+    """A group runner that tags its results, so tests can see which path ran."""
+    traces = [_run_tiny(config) for config in configs]
+    for trace in traces:
+        trace.reason = f"grouped {len(configs)}"
+    return traces
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_groups_run_as_one_job_and_report_per_trial(tmp_path, workers):
+    trials = _configs()
+    trials.insert(1, BAD)
+    groups = [[0, 2, 3], [1], [4]]
+    seen, ticks = {}, []
+    run_trials(
+        trials,
+        _run_tiny,
+        workers=workers,
+        on_result=lambda h, c, o: seen.setdefault(h, o),
+        progress=lambda *t: ticks.append(t),
+        groups=groups,
+        run_group=_group_tiny,
+    )
+    assert ticks[0] == (0, 5) and ticks[-1] == (5, 5) and len(ticks) == 6
+    assert {trials[i][0] for i in (0, 2, 3)} == {
+        h for h, o in seen.items() if "grouped 3" in getattr(o, "reason", "")
+    }
+    assert isinstance(seen["bad"], TrialError)  # a group of one goes through run_one
+    assert "grouped" not in seen[trials[4][0]].reason
+
+
+def _group_fails(configs: list[dict]) -> list:
+    raise RuntimeError("the ensemble broke")
+
+
+def test_a_failing_group_runs_its_trials_one_by_one():
+    trials = _configs()[:3]
+    seen = {}
+    run_trials(
+        trials,
+        _run_tiny,
+        on_result=lambda h, c, o: seen.setdefault(h, o),
+        groups=[[0, 1, 2]],
+        run_group=_group_fails,
+    )
+    assert [seen[h].status for h, _ in trials] == ["completed"] * 3
+
+
+def test_groups_must_partition_the_trials():
+    with pytest.raises(ValueError, match=r"groups must partition range\(3\)"):
+        run_trials(_configs()[:3], _run_tiny, on_result=print, groups=[[0, 1], [1, 2]])
+    with pytest.raises(ValueError, match=r"groups must partition range\(3\)"):
+        run_trials(_configs()[:3], _run_tiny, on_result=print, groups=[[0, 1]])

@@ -212,3 +212,22 @@ def test_auto_kernel_tuning_matches_the_dense_kernel_and_is_recorded():
         kernel_tuning(trial.model, trial.data[0], "gd", "cross_entropy")
     trace = trial.run()
     assert trace.series("kernel_kappa")[0].tolist() == [0]
+
+
+@pytest.mark.parametrize("kind", ["mlp", "cnn", "resnet"])
+def test_every_model_kind_takes_init_scale_and_parameterization_from_its_config(kind):
+    data = {"name": "sphere_images", "n": 4} if kind != "mlp" else {"n": 4, "d": 6}
+
+    def weights(**model):
+        config = gs.TrialConfig.model_validate(
+            {"model": {"kind": kind, "width": 4, "depth": 2, **model}, "data": data, "steps": 0}
+        )
+        net = gs.build_trial(config).model
+        return [p.detach().clone() for p in net.parameters()], net
+
+    (base, _), (scaled, _) = weights(), weights(init_scale=2.0)
+    for one, two in zip(base, scaled, strict=True):
+        if one.ndim > 1:  # weights scale with init_scale (biases start at zero)
+            assert_close(two, 2 * one, rtol=1e-6, what=kind)
+    _, ntk = weights(parameterization="ntk")
+    assert any(getattr(m, "multiplier", 1.0) != 1.0 for m in ntk.modules()), kind

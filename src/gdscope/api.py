@@ -71,6 +71,7 @@ def run_study(
     results: str | Path | Store = "gdscope-results",
     workers: int = 1,
     address: str | None = None,
+    batch: bool = True,
     overrides: Sequence[str] = (),
     progress: Callable[[int, int], None] | None = None,
 ) -> StudyResult:
@@ -86,6 +87,9 @@ def run_study(
         workers: processes for the local runner.
         address: the Ray cluster for ``runner="ray"`` (``None``: start a local instance;
             ``"auto"`` or ``"ray://host:10001"``: an existing cluster).
+        batch: with the local runner, train trials that differ only in seed, learning rate or
+            init scale together as one ensemble (:func:`gdscope.ensemble.run_trial_group`);
+            the stored results are the same bits as one by one.
         overrides: dotted ``KEY=VALUE`` overrides, e.g. ``"sweep.width=[256,1024]"``.
         progress: ``callback(done, total)`` after each trial.
 
@@ -125,11 +129,28 @@ def run_study(
         else:
             from gdscope.runners.local import run_trials
 
-            run_trials(todo, run_config, workers=workers, on_result=on_result, progress=progress)
+            groups, run_group = _ensembles(todo, workers) if batch else (None, None)
+            run_trials(
+                todo,
+                run_config,
+                workers=workers,
+                on_result=on_result,
+                progress=progress,
+                groups=groups,
+                run_group=run_group,
+            )
         verdicts = _judge(store, scaled, scale, hashes)
     return StudyResult(
         study, scale, verdicts, len(configs), len(todo), failed, time.perf_counter() - start
     )
+
+
+def _ensembles(todo: list[tuple[str, dict[str, Any]]], workers: int) -> tuple[Any, Any]:
+    """Group ``todo`` into ensembles, split so that every worker gets a share."""
+    from gdscope.ensemble import group_trials, run_trial_group
+
+    share = max(1, -(-len(todo) // workers))
+    return group_trials([config for _, config in todo], max_size=share), run_trial_group
 
 
 def check_runner(runner: str, workers: int, address: str | None) -> int:

@@ -233,6 +233,12 @@ def run(
         typer.Option(help="Ray cluster: auto | ray://HOST:10001 (default: a local Ray instance)"),
     ] = None,
     results: Annotated[str, typer.Option(help="results directory")] = "gdscope-results",
+    batch: Annotated[
+        bool,
+        typer.Option(
+            help="train trials that differ only in seed / lr / init scale together (same results)"
+        ),
+    ] = True,
     report: Annotated[
         bool, typer.Option(help="write DIR/report.html at the end (gdscope report)")
     ] = True,
@@ -268,6 +274,7 @@ def run(
                     results=store,
                     workers=workers,
                     address=address,
+                    batch=batch,
                     overrides=set_ or [],
                     progress=progress,
                 )

@@ -88,7 +88,7 @@ class ModelConfig(_Frozen):
         return self
 
     def hash_payload(self) -> dict[str, Any]:
-        """The JSON dict hashed for this model: defaults of late-added fields left out."""
+        """Return the JSON dict hashed for this model: defaults of late-added fields left out."""
         data = self.model_dump(mode="json")
         for name in self.HASH_OMITTED_AT_DEFAULT:
             if getattr(self, name) == type(self).model_fields[name].default:

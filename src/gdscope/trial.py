@@ -254,6 +254,7 @@ def _build_network(
             depth=m.depth,
             activation=m.activation,
             parameterization=m.parameterization,
+            init_scale=m.init_scale,
             readout=m.readout,
             **common,
         )
@@ -263,6 +264,8 @@ def _build_network(
         depth=m.depth,
         skip=m.residual is not False,
         activation=m.activation,
+        parameterization=m.parameterization,
+        init_scale=m.init_scale,
         readout=m.readout,
         **common,
     )

@@ -6,7 +6,12 @@ calling process as soon as it is ready, so the caller stays the only writer to t
 outcome is the ``Trace`` or, for a trial that raised, a ``TrialError`` carrying the traceback text;
 one failing trial never stops the others.
 
-With ``workers > 1`` trials run in a ``ProcessPoolExecutor`` with the ``spawn`` start method, and
+With ``groups`` and ``run_group``, each group of trial indices is one job: ``run_group(configs)``
+returns one outcome per config (e.g. :func:`gdscope.ensemble.run_trial_group`, which trains
+same-shaped networks together and returns exactly what ``run_one`` would); groups of one go
+through ``run_one``. Outcomes are still reported per trial.
+
+With ``workers > 1`` jobs run in a ``ProcessPoolExecutor`` with the ``spawn`` start method, and
 each worker limits torch to one thread so N workers use N cores. ``run_one`` and the configs then
 cross a process boundary by pickling: ``run_one`` must be a module-level function (not a lambda,
 closure or bound method of an unpicklable object) and configs plain data.
@@ -29,6 +34,7 @@ __all__ = ["TrialError", "run_trials"]
 
 Config = Mapping[str, Any]
 RunOne = Callable[[Any], "Trace"]
+RunGroup = Callable[[list[Any]], "list[Trace | BaseException]"]
 OnResult = Callable[[str, Any, "Trace | BaseException"], None]
 
 
@@ -62,6 +68,8 @@ def run_trials(
     workers: int = 1,
     on_result: OnResult,
     progress: Callable[[int, int], None] | None = None,
+    groups: Sequence[Sequence[int]] | None = None,
+    run_group: RunGroup | None = None,
 ) -> None:
     """Run every trial and report each outcome to ``on_result`` as soon as it finishes.
 
@@ -75,53 +83,80 @@ def run_trials(
             the ``Trace`` or a ``TrialError`` (with traceback text) if the trial raised.
         progress: optional ``progress(done, total)``, called with ``done = 0`` before the first
             trial and after every reported outcome.
+        groups: a partition of ``range(len(trials))`` into jobs (default: one trial a job).
+        run_group: ``run_group(configs) -> outcomes`` for jobs of two or more trials (module
+            level for ``workers > 1``); without it every trial goes through ``run_one``.
 
     Raises:
-        ValueError: ``workers`` is not a positive integer.
+        ValueError: ``workers`` is not a positive integer, or ``groups`` is not a partition.
         TypeError: ``workers > 1`` and ``run_one`` cannot be pickled.
         KeyboardInterrupt: interrupted; trials not yet started are cancelled, workers stopped.
 
     """
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
         raise ValueError(f"workers must be a positive integer, got {workers!r}")
-    total = len(trials)
+    jobs = _jobs(len(trials), groups)
+    total, done = len(trials), 0
     if progress is not None:
         progress(0, total)
-    if workers == 1 or total <= 1:
-        for done, (hash, config) in enumerate(trials, 1):
-            on_result(hash, config, _guarded(run_one, config))
+
+    def report(job: Sequence[int], outcomes: Sequence[Trace | TrialError]) -> None:
+        nonlocal done
+        for index, outcome in zip(job, outcomes, strict=True):
+            on_result(*trials[index], outcome)
+            done += 1
             if progress is not None:
                 progress(done, total)
+
+    configs = [[trials[i][1] for i in job] for job in jobs]
+    if workers == 1 or len(jobs) <= 1:
+        for job, members in zip(jobs, configs, strict=True):
+            report(job, _run_job(run_one, run_group, members))
         return
-    _check_picklable(run_one)
-    _run_pool(trials, run_one, min(workers, total), on_result, progress)
-
-
-def _run_pool(
-    trials: Sequence[tuple[str, Config]],
-    run_one: RunOne,
-    workers: int,
-    on_result: OnResult,
-    progress: Callable[[int, int], None] | None,
-) -> None:
+    _check_picklable(run_one, run_group)
     executor = ProcessPoolExecutor(
-        max_workers=workers,
+        max_workers=min(workers, len(jobs)),
         mp_context=multiprocessing.get_context("spawn"),
         initializer=_init_worker,
     )
     try:
         futures = {
-            executor.submit(_guarded, run_one, config): (hash, config) for hash, config in trials
+            executor.submit(_run_job, run_one, run_group, members): job
+            for job, members in zip(jobs, configs, strict=True)
         }
-        for done, future in enumerate(as_completed(futures), 1):
-            hash, config = futures[future]
-            on_result(hash, config, _outcome(future))
-            if progress is not None:
-                progress(done, len(trials))
+        for future in as_completed(futures):
+            job = futures[future]
+            report(job, _outcomes(future, len(job)))
     except BaseException:
         _abort(executor)
         raise
     executor.shutdown(wait=True)
+
+
+def _jobs(count: int, groups: Sequence[Sequence[int]] | None) -> list[list[int]]:
+    """Return the jobs: ``groups`` checked to partition ``range(count)``, or one trial a job."""
+    if groups is None:
+        return [[i] for i in range(count)]
+    jobs = [list(group) for group in groups if len(group)]
+    if sorted(i for job in jobs for i in job) != list(range(count)):
+        raise ValueError(f"groups must partition range({count}) (each trial in exactly one group)")
+    return jobs
+
+
+def _run_job(run_one: RunOne, run_group: RunGroup | None, configs: list[Any]) -> list[Any]:
+    """Run one job; every ``Exception`` of a trial becomes a ``TrialError`` (picklable data)."""
+    if run_group is None or len(configs) == 1:
+        return [_guarded(run_one, config) for config in configs]
+    try:
+        outcomes = run_group(configs)
+    except Exception:  # the group as a whole failed: run its trials one by one
+        return [_guarded(run_one, config) for config in configs]
+    return [
+        TrialError.from_exception(o)
+        if isinstance(o, BaseException) and not isinstance(o, TrialError)
+        else o
+        for o in outcomes
+    ]
 
 
 def _guarded(run_one: RunOne, config: Config) -> Trace | TrialError:
@@ -132,12 +167,12 @@ def _guarded(run_one: RunOne, config: Config) -> Trace | TrialError:
         return TrialError.from_exception(error)
 
 
-def _outcome(future: Future[Trace | TrialError]) -> Trace | TrialError:
-    """Return the future's value; pool failures (a worker died, an unpicklable result) as ``TrialError``."""
+def _outcomes(future: Future[list[Any]], size: int) -> list[Any]:
+    """Return a job's outcomes; a pool failure (a dead worker, ...) as a TrialError per trial."""
     try:
         return future.result()
     except Exception as error:
-        return TrialError.from_exception(error)
+        return [TrialError.from_exception(error)] * size
 
 
 def _abort(executor: ProcessPoolExecutor) -> None:
@@ -157,11 +192,12 @@ def _init_worker() -> None:
         torch.set_num_interop_threads(1)
 
 
-def _check_picklable(run_one: RunOne) -> None:
-    try:
-        pickle.dumps(run_one)
-    except Exception as error:
-        raise TypeError(
-            f"run_one={run_one!r} cannot be sent to worker processes ({error}); "
-            "define it as a module-level function, or use workers=1"
-        ) from error
+def _check_picklable(*functions: Callable[..., Any] | None) -> None:
+    for function in functions:
+        try:
+            pickle.dumps(function)
+        except Exception as error:
+            raise TypeError(
+                f"{function!r} cannot be sent to worker processes ({error}); "
+                "define it as a module-level function, or use workers=1"
+            ) from error

@@ -50,7 +50,7 @@ from pydantic import (
 )
 
 from gdscope.probes.rates import fit_linear_rate, steps_to_epsilon
-from gdscope.studies import _series
+from gdscope.studies import _expressions, _series
 from gdscope.studies.table import TrialRecord
 
 ReduceName = Literal[
@@ -83,23 +83,6 @@ _OPTIONS["config"] = {"key"}
 _OPTIONS["expr"] = {"expr"}
 _REQUIRED = {"config": {"key"}, "expr": {"expr"}, "median_window": {"metric", "window"}}
 _REQUIRED |= {"steps_to_eps": {"metric", "eps"}, "steps_to_eps_r2": {"metric", "eps_range"}}
-
-_FUNCTIONS: dict[str, Callable[..., Any]] = {
-    "sqrt": math.sqrt,
-    "log": math.log,
-    "log10": math.log10,
-    "exp": math.exp,
-    "abs": abs,
-    "min": min,
-    "max": max,
-}
-_BINARY: dict[type, Callable[[float, float], float]] = {
-    ast.Add: lambda a, b: a + b,
-    ast.Sub: lambda a, b: a - b,
-    ast.Mult: lambda a, b: a * b,
-    ast.Div: lambda a, b: a / b,
-    ast.Pow: lambda a, b: a**b,
-}
 
 
 class Reduced(NamedTuple):
@@ -169,7 +152,7 @@ class Reducer(BaseModel):
                 f"eps_range must be [low, high] with 0 < low < high, got {list(self.eps_range)}"
             )
         if self.expr is not None:
-            _check_expression(self.expr)
+            _expressions.check_expression(self.expr)
         return self
 
     @property
@@ -235,7 +218,8 @@ def _uses_series(reducer: Reducer, record: TrialRecord) -> bool:
     if reducer.reduce != "expr":
         return True
     return any(
-        name not in record.config for name in _names(ast.parse(str(reducer.expr), mode="eval"))
+        name not in record.config
+        for name in _expressions.names(ast.parse(str(reducer.expr), mode="eval"))
     )
 
 
@@ -340,94 +324,15 @@ _REDUCTIONS: dict[str, Callable[[Reducer, np.ndarray, np.ndarray], Reduced]] = {
 }
 
 
-# ---------------------------------------------------------------------------------------------
-# expressions
-
-
-def _dotted(node: ast.AST) -> str | None:
-    if isinstance(node, ast.Name):
-        return node.id
-    if isinstance(node, ast.Attribute):
-        head = _dotted(node.value)
-        return None if head is None else f"{head}.{node.attr}"
-    return None
-
-
-def _names(node: ast.AST) -> list[str]:
-    """Config keys and metrics an expression reads (dotted names whole, function names out)."""
-    if isinstance(node, ast.Call):
-        return [name for arg in node.args for name in _names(arg)]
-    name = _dotted(node)
-    if name is not None:
-        return [name]
-    return [name for child in ast.iter_child_nodes(node) for name in _names(child)]
-
-
-def _check_expression(text: str) -> None:
-    try:
-        tree = ast.parse(text, mode="eval")
-    except SyntaxError as err:
-        raise ValueError(f"expr {text!r} is not an arithmetic expression: {err.msg}") from None
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Call):
-            if (
-                not (isinstance(node.func, ast.Name) and node.func.id in _FUNCTIONS)
-                or node.keywords
-            ):
-                raise ValueError(f"expr {text!r}: calls allowed: {', '.join(_FUNCTIONS)}")
-        elif isinstance(node, ast.Constant):
-            if isinstance(node.value, bool) or not isinstance(node.value, int | float):
-                raise ValueError(f"expr {text!r}: only numeric constants, got {node.value!r}")
-        elif isinstance(node, ast.BinOp) and type(node.op) not in _BINARY:
-            raise ValueError(f"expr {text!r}: operators allowed: + - * / **")
-        elif isinstance(node, ast.UnaryOp) and not isinstance(node.op, ast.USub | ast.UAdd):
-            raise ValueError(f"expr {text!r}: unary operators allowed: + -")
-        elif not isinstance(
-            node,
-            ast.Expression
-            | ast.BinOp
-            | ast.UnaryOp
-            | ast.Call
-            | ast.Constant
-            | ast.Name
-            | ast.Attribute
-            | ast.Load
-            | ast.operator
-            | ast.unaryop,
-        ):
-            raise ValueError(f"expr {text!r}: {type(node).__name__} is not allowed")
-
-
-class _UnresolvedError(Exception):
-    pass
-
-
 def _evaluate(text: str, record: TrialRecord) -> Reduced:
     try:
-        value = float(_eval_node(ast.parse(text, mode="eval").body, record))
-    except _UnresolvedError as err:
+        tree = ast.parse(text, mode="eval").body
+        value = float(_expressions.evaluate_node(tree, lambda name: _lookup(name, record)))
+    except _expressions.UnresolvedError as err:
         return Reduced(math.nan, f"expr {text!r}: {err}")
     except (ArithmeticError, ValueError) as err:
         return Reduced(math.nan, f"expr {text!r}: {err}")
     return _checked(value, f"expr {text!r}")
-
-
-def _eval_node(node: ast.AST, record: TrialRecord) -> float:
-    if isinstance(node, ast.Constant):
-        return float(node.value)  # type: ignore[arg-type]  # numeric: checked at construction
-    if isinstance(node, ast.UnaryOp):
-        operand = _eval_node(node.operand, record)
-        return -operand if isinstance(node.op, ast.USub) else operand
-    if isinstance(node, ast.BinOp):
-        op = _BINARY[type(node.op)]
-        return op(_eval_node(node.left, record), _eval_node(node.right, record))
-    if isinstance(node, ast.Call):
-        func = _FUNCTIONS[node.func.id]  # type: ignore[attr-defined]
-        return func(*(_eval_node(arg, record) for arg in node.args))
-    name = _dotted(node)
-    if name is None:
-        raise _UnresolvedError(f"cannot evaluate {ast.dump(node)}")
-    return _lookup(name, record)
 
 
 def _lookup(name: str, record: TrialRecord) -> float:
@@ -440,7 +345,7 @@ def _lookup(name: str, record: TrialRecord) -> float:
     else:
         found = Reduced(math.nan, "neither a config key nor a recorded metric")
     if found.reason:
-        raise _UnresolvedError(f"{name}: {found.reason}")
+        raise _expressions.UnresolvedError(f"{name}: {found.reason}")
     return found.value
 
 

@@ -1,0 +1,78 @@
+"""The ``monotone`` claim: y increases (or decreases) with x, by Spearman's ρ over seeds."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+from pydantic import Field, NonNegativeInt, PositiveInt
+
+from gdscope.studies import _fitting
+from gdscope.studies.claim_base import XReducer, _Claim
+from gdscope.studies.table import TrialRecord
+from gdscope.studies.verdict import Status, Verdict, fmt, listing
+
+
+class MonotoneClaim(_Claim):
+    """``y`` increases (or decreases) with ``x``: median over seeds of Spearman ρ meets ``rho_min``.
+
+    ``seed_mode = "mean"`` first averages ``y`` over seeds at each ``x`` and computes one ρ.
+    ``allowed_inversions`` (if given) also bounds the median number of adjacent inversions.
+    """
+
+    kind: Literal["monotone"]
+    x: XReducer
+    y: XReducer
+    direction: Literal["increasing", "decreasing"]
+    rho_min: float = Field(default=0.9, gt=0, le=1)
+    allowed_inversions: NonNegativeInt | None = None
+    min_points: PositiveInt = 3
+    seed_mode: Literal["per_seed", "mean"] = "per_seed"
+
+    def _judge(self, records: list[TrialRecord], axes: Sequence[str]) -> Verdict:
+        from gdscope.probes.trends import spearman
+
+        points = _fitting.seed_points(
+            self.x, self.y, records, axes, allow_diverged=self.allow_diverged
+        )
+        groups = {k: [(p[0], p[1]) for p in v] for k, v in points.by_seed.items()}
+        if self.seed_mode == "mean":
+            pooled: dict[float, list[float]] = {}
+            for pts in groups.values():
+                for x, y in pts:
+                    pooled.setdefault(x, []).append(y)
+            groups = {"mean": [(x, float(np.mean(ys))) for x, ys in sorted(pooled.items())]}
+            points.problems[:] = [p for p in points.problems if "several trials" not in p]
+        sign = 1.0 if self.direction == "increasing" else -1.0
+        band = (self.rho_min, 1.0) if sign > 0 else (-1.0, -self.rho_min)
+        problems = list(points.problems)
+        rhos, inversions = [], []
+        for key, pts in sorted(groups.items(), key=lambda kv: repr(kv[0])):
+            fit = spearman([p[0] for p in pts], [p[1] for p in pts])
+            if fit.n < self.min_points:
+                problems.append(f"seed {key}: {fit.n} points, needs ≥ {self.min_points}")
+            elif math.isnan(fit.rho):
+                problems.append(f"seed {key}: x or y constant, ρ undefined")
+            rhos.append(fit.rho)
+            inversions.append(fit.inversions)
+        rho = float(np.median(rhos)) if rhos else math.nan
+        inv = float(np.median(inversions)) if inversions else math.nan
+        extra = {
+            "band": band,
+            "n_points": sum(len(p) for p in groups.values()),
+            "evidence": points.evidence,
+        }
+        summary = f"median Spearman ρ {fmt(rho)} over {len(rhos)} seed group(s), median inversions {fmt(inv)}"
+        if problems or not rhos:
+            return self._verdict(
+                "INCONCLUSIVE", rho, f"{listing(problems) or 'no points'} ({summary})", **extra
+            )
+        meets = sign * rho >= self.rho_min
+        allowed = self.allowed_inversions
+        ok_inv = allowed is None or inv <= allowed
+        target = f"{'≥' if sign > 0 else '≤'} {fmt(sign * self.rho_min)}"
+        inv_text = "" if allowed is None else f", inversions ≤ {allowed}"
+        status: Status = "PASS" if meets and ok_inv else "FAIL"
+        return self._verdict(status, rho, f"{summary}; needs ρ {target}{inv_text}", **extra)
