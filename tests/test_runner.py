@@ -1,8 +1,10 @@
+import os
+
 import numpy as np
 import pytest
 
 from gdscope.config import TrialConfig
-from gdscope.runners import TrialError, run_trials
+from gdscope.runners import TrialError, WorkerPool, run_trials
 from gdscope.store import Store
 from gdscope.trial import run_trial
 
@@ -150,3 +152,28 @@ def test_groups_must_partition_the_trials():
         run_trials(_configs()[:3], _run_tiny, on_result=print, groups=[[0, 1], [1, 2]])
     with pytest.raises(ValueError, match=r"groups must partition range\(3\)"):
         run_trials(_configs()[:3], _run_tiny, on_result=print, groups=[[0, 1]])
+
+
+def _pid(config: dict) -> int:
+    return os.getpid()
+
+
+def _die(config: dict) -> None:
+    os._exit(1)  # a worker that dies: the pool breaks
+
+
+def test_a_worker_pool_outlives_one_call_and_replaces_itself_when_broken():
+    trials = [(str(i), {"i": i}) for i in range(4)]
+    seen: list = []
+    with WorkerPool(2) as pool:
+        run_trials(trials, _pid, on_result=lambda h, c, o: seen.append(o), pool=pool)
+        first = pool.executor()
+        run_trials(trials, _pid, on_result=lambda h, c, o: seen.append(o), pool=pool)
+        assert pool.executor() is first  # same processes for both calls
+        assert len(set(seen)) <= 2 and os.getpid() not in seen
+        dead: list = []
+        run_trials(trials[:2], _die, on_result=lambda h, c, o: dead.append(o), pool=pool)
+        assert len(dead) == 2 and all(isinstance(o, TrialError) for o in dead)
+        after: list = []
+        run_trials(trials, _pid, on_result=lambda h, c, o: after.append(o), pool=pool)
+        assert pool.executor() is not first and not set(after) & set(seen)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from gdscope import _checks as check
+from gdscope.runners.local import WorkerPool
 from gdscope.store import Store
 from gdscope.studies import Study, StudyError, Verdict, judge_study, load_study
 from gdscope.trial import run_config, validate_trial
@@ -72,6 +73,7 @@ def run_study(
     workers: int = 1,
     address: str | None = None,
     batch: bool = True,
+    pool: WorkerPool | None = None,
     overrides: Sequence[str] = (),
     progress: Callable[[int, int], None] | None = None,
 ) -> StudyResult:
@@ -90,6 +92,8 @@ def run_study(
         batch: with the local runner, train trials that differ only in seed, learning rate or
             init scale together as one ensemble (:func:`gdscope.ensemble.run_trial_group`);
             the stored results are the same bits as one by one.
+        pool: a :class:`~gdscope.runners.WorkerPool` shared by several calls (it replaces
+            ``workers``; its processes start once instead of once per study).
         overrides: dotted ``KEY=VALUE`` overrides, e.g. ``"sweep.width=[256,1024]"``.
         progress: ``callback(done, total)`` after each trial.
 
@@ -129,7 +133,8 @@ def run_study(
         else:
             from gdscope.runners.local import run_trials
 
-            groups, run_group = _ensembles(todo, workers) if batch else (None, None)
+            share = pool.workers if pool is not None else workers
+            groups, run_group = _ensembles(todo, share) if batch else (None, None)
             run_trials(
                 todo,
                 run_config,
@@ -138,6 +143,7 @@ def run_study(
                 progress=progress,
                 groups=groups,
                 run_group=run_group,
+                pool=pool,
             )
         verdicts = _judge(store, scaled, scale, hashes)
     return StudyResult(

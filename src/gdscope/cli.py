@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -252,6 +253,7 @@ def run(
     from rich.progress import Progress
 
     from gdscope import api
+    from gdscope.runners import WorkerPool
     from gdscope.store import Store
 
     names = studies or list(api.catalog())
@@ -259,7 +261,8 @@ def run(
     _user_errors(lambda: api.check_runner(runner, workers, address))
     store = _user_errors(lambda: Store(results))
     verdict_rows = []
-    with store.writer(), Progress(console=_err, transient=True) as bar:
+    pool = WorkerPool(workers) if runner == "local" and workers > 1 else None
+    with store.writer(), pool or nullcontext(), Progress(console=_err, transient=True) as bar:
         for name, study in zip(names, loaded, strict=True):
             task = bar.add_task(study.name, total=None)
 
@@ -275,6 +278,7 @@ def run(
                     workers=workers,
                     address=address,
                     batch=batch,
+                    pool=pool,
                     overrides=set_ or [],
                     progress=progress,
                 )

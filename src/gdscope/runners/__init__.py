@@ -4,6 +4,6 @@ A runner never writes: each result goes to the caller's ``on_result`` callback i
 process, which is the only writer to the store.
 """
 
-from gdscope.runners.local import TrialError, run_trials
+from gdscope.runners.local import TrialError, WorkerPool, run_trials
 
-__all__ = ["TrialError", "run_trials"]
+__all__ = ["TrialError", "WorkerPool", "run_trials"]

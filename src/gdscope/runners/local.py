@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from gdscope.training import Trace
 
-__all__ = ["TrialError", "run_trials"]
+__all__ = ["TrialError", "WorkerPool", "run_trials"]
 
 Config = Mapping[str, Any]
 RunOne = Callable[[Any], "Trace"]
@@ -70,6 +70,7 @@ def run_trials(
     progress: Callable[[int, int], None] | None = None,
     groups: Sequence[Sequence[int]] | None = None,
     run_group: RunGroup | None = None,
+    pool: WorkerPool | None = None,
 ) -> None:
     """Run every trial and report each outcome to ``on_result`` as soon as it finishes.
 
@@ -86,6 +87,8 @@ def run_trials(
         groups: a partition of ``range(len(trials))`` into jobs (default: one trial a job).
         run_group: ``run_group(configs) -> outcomes`` for jobs of two or more trials (module
             level for ``workers > 1``); without it every trial goes through ``run_one``.
+        pool: a :class:`WorkerPool` to run in (its size replaces ``workers``), kept alive for
+            the caller's next call; default: a pool of ``workers`` for this call only.
 
     Raises:
         ValueError: ``workers`` is not a positive integer, or ``groups`` is not a partition.
@@ -109,28 +112,70 @@ def run_trials(
                 progress(done, total)
 
     configs = [[trials[i][1] for i in job] for job in jobs]
+    workers = pool.workers if pool is not None else workers
     if workers == 1 or len(jobs) <= 1:
         for job, members in zip(jobs, configs, strict=True):
             report(job, _run_job(run_one, run_group, members))
         return
     _check_picklable(run_one, run_group)
-    executor = ProcessPoolExecutor(
-        max_workers=min(workers, len(jobs)),
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=_init_worker,
-    )
-    try:
-        futures = {
-            executor.submit(_run_job, run_one, run_group, members): job
-            for job, members in zip(jobs, configs, strict=True)
-        }
-        for future in as_completed(futures):
-            job = futures[future]
-            report(job, _outcomes(future, len(job)))
-    except BaseException:
-        _abort(executor)
-        raise
-    executor.shutdown(wait=True)
+    with contextlib.ExitStack() as own:
+        if pool is None:
+            pool = own.enter_context(WorkerPool(min(workers, len(jobs))))
+        executor = pool.executor()
+        try:
+            futures = {
+                executor.submit(_run_job, run_one, run_group, members): job
+                for job, members in zip(jobs, configs, strict=True)
+            }
+            for future in as_completed(futures):
+                job = futures[future]
+                report(job, _outcomes(future, len(job)))
+        except BaseException:
+            pool.abort()
+            raise
+
+
+class WorkerPool:
+    """Spawned worker processes (one torch thread each) that outlive one ``run_trials`` call.
+
+    Starting a worker costs an interpreter and a torch import (seconds); ``gdscope run`` keeps one
+    pool for all the studies it runs. A pool left broken by a dead worker is replaced by a fresh
+    one at the next :meth:`executor` call. Use as a context manager.
+    """
+
+    def __init__(self, workers: int) -> None:
+        if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+            raise ValueError(f"workers must be a positive integer, got {workers!r}")
+        self.workers = workers
+        self._executor: ProcessPoolExecutor | None = None
+
+    def executor(self) -> ProcessPoolExecutor:
+        """Return the running executor, starting (or replacing a broken) one as needed."""
+        if self._executor is not None and getattr(self._executor, "_broken", False):
+            self.abort()
+        if self._executor is None:
+            self._executor = ProcessPoolExecutor(
+                max_workers=self.workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_init_worker,
+            )
+        return self._executor
+
+    def abort(self) -> None:
+        """Cancel what has not started and stop the workers now."""
+        if self._executor is not None:
+            _abort(self._executor)
+            self._executor = None
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(self, kind: object, *rest: object) -> None:
+        if kind is not None:
+            self.abort()
+        elif self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
 
 
 def _jobs(count: int, groups: Sequence[Sequence[int]] | None) -> list[list[int]]:
