@@ -32,6 +32,30 @@ Status = Literal["completed", "diverged", "stopped"]
 DIVERGENCE_FACTOR = 1e6
 
 
+def divergence_limit(initial_loss: float) -> float:
+    """Return the loss above which a run counts as diverged: ``DIVERGENCE_FACTOR·|L₀|``."""
+    return DIVERGENCE_FACTOR * max(abs(initial_loss), 1e-30)
+
+
+def record_divergence(
+    trace: Trace, t: int, metrics: dict[str, float], watched: float | None, limit: float
+) -> bool:
+    """Record step ``t`` as the end of a diverged run if its loss is non-finite or above ``limit``.
+
+    ``watched`` is the loss the training step computed (``None`` on mini-batch steps between
+    checkpoints); ``metrics`` are the probes of the checkpoint. Returns whether the run diverged.
+    """
+    watch = [v for v in (watched, metrics.get("loss")) if v is not None]
+    bad = next((v for v in watch if not math.isfinite(v) or v > limit), None)
+    if bad is None:
+        return False
+    metrics.setdefault("loss", bad)
+    trace.record(t, metrics)
+    trace.status, trace.steps = "diverged", t
+    trace.reason = f"loss {bad:.3e} at step {t} (non-finite or > {DIVERGENCE_FACTOR:.0e}× initial)"
+    return True
+
+
 @dataclass(frozen=True)
 class Stop:
     """Stop criteria checked whenever the metric is measured (every step in full-batch mode).
@@ -206,16 +230,8 @@ def train(
             initial = metrics.get("loss", watched)
             if initial is None:
                 initial = ctx.loss()
-            limit = DIVERGENCE_FACTOR * max(abs(initial), 1e-30)
-        watch = [v for v in (watched, metrics.get("loss")) if v is not None]
-        bad = next((v for v in watch if not math.isfinite(v) or v > limit), None)
-        if bad is not None:
-            metrics.setdefault("loss", bad)
-            trace.record(t, metrics)
-            trace.status, trace.steps = "diverged", t
-            trace.reason = (
-                f"loss {bad:.3e} at step {t} (non-finite or > {DIVERGENCE_FACTOR:.0e}× initial)"
-            )
+            limit = divergence_limit(initial)
+        if record_divergence(trace, t, metrics, watched, limit):
             break
         if full_batch and stop != Stop():
             checks = {"loss": watched, "accuracy": float(losses.accuracy(ctx.train_output(), yb))}

@@ -9,7 +9,6 @@ stack at that step (its series end where the loop's would) and the others go on 
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ from gdscope.ensemble._probes import BATCHED, BatchedProbes
 from gdscope.ensemble._stack import Ensemble, aligned_stack
 from gdscope.functional import clone_params, params_of
 from gdscope.probes.tracking import PROBES, ProbeContext
-from gdscope.training import DIVERGENCE_FACTOR, Stop, Trace, _validate_schedule
+from gdscope.training import Stop, Trace, _validate_schedule, divergence_limit, record_divergence
 
 __all__ = ["train_ensemble"]
 
@@ -254,16 +253,8 @@ class _Loop:
         trace = member.trace
         if member.limit is None:
             initial = metrics.get("loss", watched)
-            member.limit = DIVERGENCE_FACTOR * max(abs(initial), 1e-30)
-        watch = [v for v in (watched, metrics.get("loss")) if v is not None]
-        bad = next((v for v in watch if not math.isfinite(v) or v > member.limit), None)
-        if bad is not None:
-            metrics.setdefault("loss", bad)
-            trace.record(t, metrics)
-            trace.status, trace.steps = "diverged", t
-            trace.reason = (
-                f"loss {bad:.3e} at step {t} (non-finite or > {DIVERGENCE_FACTOR:.0e}× initial)"
-            )
+            member.limit = divergence_limit(initial)
+        if record_divergence(trace, t, metrics, watched, member.limit):
             return True
         if self.stop != Stop():
             accuracy = float(losses.accuracy(ctx.train_output(), member.data[1]))
