@@ -114,3 +114,24 @@ def test_bad_study_files_are_refused_and_write_nothing(case, tmp_path):
 def test_unknown_study_name_suggests_the_closest(tmp_path):
     with pytest.raises((StudyError, ValueError), match="did you mean 'nag-acceleration'"):
         api.run_study("nag-acceleraton", results=tmp_path / "res")
+
+
+def test_batched_study_stores_the_same_bits_as_one_by_one(tmp_path):
+    from _stores import assert_same_results
+
+    one = api.run_study("mup-coord-check", scale="smoke", results=tmp_path / "one", batch=False)
+    many = api.run_study(
+        "mup-coord-check", scale="smoke", results=tmp_path / "many", batch=True, workers=2
+    )
+    assert one.trials == many.trials == many.ran and many.failed == 0
+    assert_same_results(Store(tmp_path / "one"), Store(tmp_path / "many"))
+
+
+def test_auto_batch_keeps_ensembles_for_cuda_trials_only():
+    base = {"model": {"kind": "two_layer", "width": 8}, "data": {"n": 4, "d": 3}, "steps": 2}
+    cpu = [(f"c{s}", {**base, "seed": s}) for s in range(4)]
+    gpu = [(f"g{s}", {**base, "seed": s, "device": "cuda"}) for s in range(4)]
+    groups, _ = api._ensembles(cpu + gpu, 1, None)
+    assert groups == [[0], [1], [2], [3], [4, 5, 6, 7]]
+    forced, _ = api._ensembles(cpu + gpu, 4, True)
+    assert forced == [[0, 1], [2, 3], [4, 5], [6, 7]]  # split so every worker gets a share

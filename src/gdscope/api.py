@@ -72,7 +72,7 @@ def run_study(
     results: str | Path | Store = "gdscope-results",
     workers: int = 1,
     address: str | None = None,
-    batch: bool = True,
+    batch: bool | None = None,
     pool: WorkerPool | None = None,
     overrides: Sequence[str] = (),
     progress: Callable[[int, int], None] | None = None,
@@ -91,7 +91,9 @@ def run_study(
             ``"auto"`` or ``"ray://host:10001"``: an existing cluster).
         batch: with the local runner, train trials that differ only in seed, learning rate or
             init scale together as one ensemble (:func:`gdscope.ensemble.run_trial_group`);
-            the stored results are the same bits as one by one.
+            the stored results are the same bits as one by one. ``None`` (auto): only trials
+            on a CUDA device — on the CPU the exact ensemble path measured no faster than one
+            trial after another (benchmarks/README.md, W3 and the catalogue).
         pool: a :class:`~gdscope.runners.WorkerPool` shared by several calls (it replaces
             ``workers``; its processes start once instead of once per study).
         overrides: dotted ``KEY=VALUE`` overrides, e.g. ``"sweep.width=[256,1024]"``.
@@ -134,7 +136,9 @@ def run_study(
             from gdscope.runners.local import run_trials
 
             share = pool.workers if pool is not None else workers
-            groups, run_group = _ensembles(todo, share) if batch else (None, None)
+            groups, run_group = (
+                _ensembles(todo, share, batch) if batch is not False else (None, None)
+            )
             run_trials(
                 todo,
                 run_config,
@@ -151,12 +155,25 @@ def run_study(
     )
 
 
-def _ensembles(todo: list[tuple[str, dict[str, Any]]], workers: int) -> tuple[Any, Any]:
-    """Group ``todo`` into ensembles, split so that every worker gets a share."""
+def _ensembles(
+    todo: list[tuple[str, dict[str, Any]]], workers: int, batch: bool | None
+) -> tuple[list[list[int]], Any]:
+    """Group ``todo`` into ensembles, split so that every worker gets a share.
+
+    With ``batch=None`` only groups on a CUDA device stay together; the rest run one by one.
+    """
     from gdscope.ensemble import group_trials, run_trial_group
 
     share = max(1, -(-len(todo) // workers))
-    return group_trials([config for _, config in todo], max_size=share), run_trial_group
+    groups = group_trials([config for _, config in todo], max_size=share)
+    if batch is None:
+        on_gpu = [str(todo[g[0]][1].get("device", "cpu")).startswith("cuda") for g in groups]
+        groups = [
+            part
+            for g, gpu in zip(groups, on_gpu, strict=True)
+            for part in ([g] if gpu else [[i] for i in g])
+        ]
+    return groups, run_trial_group
 
 
 def check_runner(runner: str, workers: int, address: str | None) -> int:

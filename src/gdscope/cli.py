@@ -235,11 +235,12 @@ def run(
     ] = None,
     results: Annotated[str, typer.Option(help="results directory")] = "gdscope-results",
     batch: Annotated[
-        bool,
+        bool | None,
         typer.Option(
-            help="train trials that differ only in seed / lr / init scale together (same results)"
+            help="train trials that differ only in seed / lr / init scale together as one "
+            "ensemble (same results); default: on for CUDA trials, off on the CPU"
         ),
-    ] = True,
+    ] = None,
     report: Annotated[
         bool, typer.Option(help="write DIR/report.html at the end (gdscope report)")
     ] = True,

@@ -23,7 +23,7 @@ import contextlib
 import multiprocessing
 import pickle
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from typing import TYPE_CHECKING, Any
 
@@ -78,8 +78,9 @@ def run_trials(
         trials: ``(hash, config)`` pairs; ``config`` is what ``run_one`` takes.
         run_one: ``run_one(config) -> Trace``. For ``workers > 1`` it must be picklable: a
             function defined at module level.
-        workers: 1 runs in this process, in order; N > 1 runs N spawned worker processes
-            (one torch thread each), reporting in completion order.
+        workers: 1 runs in this process, in order; N > 1 runs N spawned worker processes,
+            reporting in completion order. Either way a trial runs on one torch thread, so its
+            results do not depend on ``workers``.
         on_result: ``on_result(hash, config, outcome)``, called in this process; ``outcome`` is
             the ``Trace`` or a ``TrialError`` (with traceback text) if the trial raised.
         progress: optional ``progress(done, total)``, called with ``done = 0`` before the first
@@ -114,8 +115,9 @@ def run_trials(
     configs = [[trials[i][1] for i in job] for job in jobs]
     workers = pool.workers if pool is not None else workers
     if workers == 1 or len(jobs) <= 1:
-        for job, members in zip(jobs, configs, strict=True):
-            report(job, _run_job(run_one, run_group, members))
+        with _one_torch_thread():
+            for job, members in zip(jobs, configs, strict=True):
+                report(job, _run_job(run_one, run_group, members))
         return
     _check_picklable(run_one, run_group)
     with contextlib.ExitStack() as own:
@@ -226,6 +228,23 @@ def _abort(executor: ProcessPoolExecutor) -> None:
     processes = getattr(executor, "_processes", None) or {}
     for process in list(processes.values()):
         process.terminate()
+
+
+@contextlib.contextmanager
+def _one_torch_thread() -> Iterator[None]:
+    """Run in-process trials on one torch thread, as the workers do, then restore the count.
+
+    CPU kernels may sum in another order with another thread count, so this is what makes a
+    trial's stored bits independent of ``workers``.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _init_worker() -> None:
