@@ -17,19 +17,17 @@ Recording a hash again is a no-op (unless the stored trial ``"failed"``: a rerun
 makes resuming a study safe. Verdicts and reports are rebuilt from the store without training.
 
 Writers of a run take ``Store.writer()``, an exclusive advisory lock on ``directory/.lock``, so two
-``gdscope run`` processes never interleave in one results directory; readers need no lock.
+``gdscope run`` processes never interleave in one results directory; readers need no lock. The
+conversion of values to and from rows lives in :mod:`gdscope._store_rows`.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import sqlite3
-import traceback
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import closing, contextmanager
-from datetime import datetime, timezone
 from itertools import groupby
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gdscope import _store_lock as _lock
+from gdscope import _store_rows as _rows
 from gdscope._provenance import provenance
 from gdscope._store_lock import StoreBusy, StoreError
 from gdscope.studies.table import TrialRecord, flatten_config
@@ -182,12 +181,12 @@ class Store:
 
     def record_study(self, name: str, scale: str, spec: Mapping[str, Any]) -> None:
         """Store (or update) a study's spec; ``first_run`` is kept, ``last_run`` is now."""
-        now = _now()
+        now = _rows.now()
         with self._connect(write=True) as conn:
             conn.execute(
                 "INSERT INTO studies VALUES (?, ?, ?, ?, ?) ON CONFLICT (name, scale) DO UPDATE "
                 "SET spec_json = excluded.spec_json, last_run = excluded.last_run",
-                (name, scale, _dumps(spec), now, now),
+                (name, scale, _rows.dumps(spec), now, now),
             )
 
     def record_trial(
@@ -219,8 +218,8 @@ class Store:
             ValueError: the trace records one metric twice at the same step.
 
         """
-        prov = provenance if provenance is not None else _provenance_now()
-        row, series = _trial_row(hash, study, scale, config, result, prov)
+        prov = provenance if provenance is not None else _rows.provenance_now()
+        row, series = _rows.trial_row(hash, study, scale, config, result, prov)
         with self._connect(write=True) as conn:
             stored = conn.execute("SELECT status FROM trials WHERE hash = ?", (hash,)).fetchone()
             written = stored is None or stored[0] not in FINISHED
@@ -261,8 +260,8 @@ class Store:
         Each verdict needs the attributes ``claim_id, status, statistic, ci, band, n_points,
         reason, evidence, reference`` (``ci``/``band`` are ``(lo, hi)`` pairs or ``None``).
         """
-        now = _now()
-        rows = [_verdict_row(study, scale, verdict, now) for verdict in verdicts]
+        now = _rows.now()
+        rows = [_rows.verdict_row(study, scale, verdict, now) for verdict in verdicts]
         with self._connect(write=True) as conn:
             conn.executemany(
                 "INSERT OR REPLACE INTO verdicts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -277,7 +276,7 @@ class Store:
         A rerun that skips trials another study finished should ``link_trial`` them (or judge
         with ``records(hashes=...)``) so they count for its own study too.
         """
-        where, args = _membership(study, scale)
+        where, args = _rows.membership(study, scale)
         marks = ", ".join("?" * len(FINISHED))
         with self._connect() as conn:
             rows = conn.execute(
@@ -305,7 +304,7 @@ class Store:
         sorted by step, with stored NULLs (NaN) read back as NaN.
 
         """
-        where, args = _membership(study, scale, hashes)
+        where, args = _rows.membership(study, scale, hashes)
         with self._connect() as conn:
             conn.execute("BEGIN")  # one snapshot for both reads
             trials = conn.execute(
@@ -338,7 +337,7 @@ class Store:
 
     def trials(self, study: str | None = None, scale: str | None = None) -> list[dict[str, Any]]:
         """Return trial rows as dicts (``config`` and ``provenance`` parsed from JSON), sorted by hash."""
-        where, args = _membership(study, scale)
+        where, args = _rows.membership(study, scale)
         with self._connect() as conn:
             conn.row_factory = sqlite3.Row
             rows = conn.execute(f"SELECT * FROM trials t WHERE 1 {where} ORDER BY hash", args)
@@ -372,9 +371,9 @@ class Store:
             )
             out = [dict(row) for row in rows]
         for row in out:
-            row["statistic"] = _nan(row["statistic"])
-            row["ci"] = (_nan(row.pop("ci_lo")), _nan(row.pop("ci_hi")))
-            row["band"] = (_nan(row.pop("band_lo")), _nan(row.pop("band_hi")))
+            row["statistic"] = _rows.nan(row["statistic"])
+            row["ci"] = (_rows.nan(row.pop("ci_lo")), _rows.nan(row.pop("ci_hi")))
+            row["band"] = (_rows.nan(row.pop("band_lo")), _rows.nan(row.pop("band_hi")))
             row["evidence"] = json.loads(row.pop("evidence_json"))
         return out
 
@@ -392,94 +391,3 @@ class Store:
         from gdscope.export import to_pandas
 
         return to_pandas(self, study)
-
-
-def _membership(
-    study: str | None, scale: str | None, hashes: Iterable[str] | None = None
-) -> tuple[str, tuple[str, ...]]:
-    """Return ``AND ...`` clauses selecting trials ``t`` of ``study``/``scale`` and ``hashes``."""
-    if study is None and scale is not None:
-        raise ValueError(f"scale={scale!r} given without a study; pass study= too")
-    clauses, args = [], []
-    if study is not None:
-        scaled = " AND scale = ?" if scale is not None else ""
-        clauses.append(f"t.hash IN (SELECT hash FROM study_trials WHERE study = ?{scaled})")
-        args += [study] if scale is None else [study, scale]
-    if hashes is not None:
-        clauses.append("t.hash IN (SELECT value FROM json_each(?))")
-        args.append(json.dumps(sorted(set(hashes))))
-    return "".join(f" AND {clause}" for clause in clauses), tuple(args)
-
-
-def _trial_row(
-    hash: str,
-    study: str,
-    scale: str,
-    config: Mapping[str, Any],
-    result: Trace | BaseException | str,
-    prov: Mapping[str, Any],
-) -> tuple[tuple[Any, ...], list[tuple[int, str, float]]]:
-    """Return the ``trials`` row of a result and its series as ``(step, metric, value)`` rows."""
-    head = (hash, study, scale, _dumps(config), config.get("kind"), config.get("seed"))
-    tail = (_dumps(prov), _now())
-    if isinstance(result, BaseException | str):
-        error = result if isinstance(result, str) else _error_text(result)
-        reason = error.strip().splitlines()[-1] if error.strip() else "failed"
-        return (*head, "failed", reason, error, None, None, *tail), []
-    rows = [(int(step), str(metric), float(value)) for step, metric, value in result.rows()]
-    outcome = (result.status, result.reason, None, result.steps, result.wall_time_s)
-    return (*head, *outcome, *tail), rows
-
-
-def _verdict_row(study: str, scale: str, v: Any, now: str) -> tuple[Any, ...]:
-    """Return the ``verdicts`` row of a duck-typed verdict."""
-    numbers = (_real(v.statistic), *_pair(v.ci), *_pair(v.band), v.n_points)
-    text = (v.reason or "", _dumps(v.evidence or []), v.reference, now)
-    return (study, scale, v.claim_id, v.status, *numbers, *text)
-
-
-def _error_text(error: BaseException) -> str:
-    """Return the traceback text of ``error`` (a remote traceback attribute wins if present)."""
-    remote = getattr(error, "traceback", None)
-    if isinstance(remote, str) and remote:
-        return remote
-    return "".join(traceback.format_exception(error))
-
-
-def _provenance_now() -> dict[str, Any]:
-    return provenance()
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _real(value: Any) -> float | None:
-    return None if value is None else float(value)
-
-
-def _nan(value: float | None) -> float:
-    return math.nan if value is None else float(value)
-
-
-def _pair(pair: Sequence[Any] | None) -> tuple[float | None, float | None]:
-    if pair is None:
-        return None, None
-    lo, hi = pair
-    return _real(lo), _real(hi)
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=_json_default)
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, tuple | set | frozenset):
-        return list(value)
-    if hasattr(value, "model_dump"):
-        return value.model_dump(mode="json")
-    return str(value)

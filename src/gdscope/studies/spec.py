@@ -2,8 +2,9 @@
 
 ``load_study`` parses and validates a study, applying ``--set KEY=VALUE`` overrides first;
 ``Study.expand(scale)`` returns the trial configs (base ⊕ grid point ⊕ zip point, ``seed`` set)
-in a deterministic order and validates every one of them before anything runs. Nothing here
-trains, imports torch, or writes a file.
+in a deterministic order and validates every one of them before anything runs. Dotted keys and
+the ``--set`` overrides are applied by :mod:`gdscope.studies._overrides`. Nothing here trains,
+imports torch, or writes a file.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ else:  # pragma: no cover - Python 3.10 needs the tomli backport
     import tomli as tomllib
 
 from gdscope._checks import did_you_mean
+from gdscope.studies._overrides import assign, check_top, nest, parse_override, set_nested
 from gdscope.studies.claims import Claim
 from gdscope.studies.errors import StudyError, format_errors
 
@@ -116,7 +118,7 @@ class Study(BaseModel):
     def _known_override_keys(cls, scales: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         for scale, overrides in scales.items():
             for key in overrides:
-                _check_top(key, f"scales.{scale}: ")
+                check_top(key, _study_keys(), f"scales.{scale}: ")
         return scales
 
     @model_validator(mode="after")
@@ -151,9 +153,9 @@ class Study(BaseModel):
             )
         data = self.model_dump(mode="python", exclude_unset=True)
         for key, value in self.scales.get(scale, {}).items():
-            _assign(data, key, copy.deepcopy(value))
+            assign(data, key, copy.deepcopy(value), _study_keys())
         for text in self.overrides:
-            _assign(data, *parse_override(text))
+            assign(data, *parse_override(text), _study_keys())
         return _validate(data, f"study {self.name!r} at scale {scale!r}")
 
     def expand(
@@ -243,7 +245,7 @@ def load_study(
     if isinstance(data.get("base"), Mapping):
         data["base"] = nest(data["base"])
     for item in overrides:
-        _assign(data, *parse_override(item))
+        assign(data, *parse_override(item), _study_keys())
     data["overrides"] = overrides
     study = _validate(data, origin)
     if validate_trial is not None:
@@ -279,116 +281,13 @@ def _validate(data: dict[str, Any], origin: str) -> Study:
         ) from None
 
 
+def _study_keys() -> list[str]:
+    """Return the top-level study keys a dotted override may start with."""
+    return [name for name in Study.model_fields if name != "overrides"]
+
+
 def _indent(text: str) -> str:
     return "\n".join(f"  {line}" for line in text.splitlines())
-
-
-# ---------------------------------------------------------------------------------------------
-# overrides
-
-
-def parse_override(text: str) -> tuple[str, Any]:
-    """Split ``KEY=VALUE`` and parse ``VALUE`` as a TOML value (a bare word is a string).
-
-    Raises:
-        StudyError: no ``=``, an empty key, or a value that is not TOML.
-
-    """
-    key, sep, raw = text.partition("=")
-    key, raw = key.strip(), raw.strip()
-    if not sep or not key:
-        raise StudyError(f"--set {text!r}: expected KEY=VALUE, e.g. base.steps=100")
-    try:
-        return key, tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
-        if re.fullmatch(r"[A-Za-z_][\w.\-]*", raw):
-            return key, raw
-        raise StudyError(
-            f'--set {key}={raw}: the value must be a TOML value (100, 0.1, "text", [1, 2], true)'
-        ) from None
-
-
-def _check_top(key: str, context: str = "") -> str:
-    top = key.split(".", 1)[0]
-    fields = [name for name in Study.model_fields if name != "overrides"]
-    if top not in fields:
-        raise StudyError(
-            f"{context}unknown key {key!r}{did_you_mean(top, fields)} (accepted: {', '.join(fields)})"
-        )
-    return top
-
-
-def _assign(data: dict[str, Any], key: str, value: Any) -> None:
-    """Set the dotted ``key`` of a raw study dict (``base.*`` nests, ``sweep.<path>`` does not)."""
-    top = _check_top(key)
-    rest = key[len(top) + 1 :]
-    if not rest:
-        data[top] = nest(value) if top == "base" and isinstance(value, Mapping) else value
-    elif top == "base":
-        _set_nested(data.setdefault("base", {}), rest.split("."), value)
-    elif top == "sweep":
-        for group in data.get("sweep_zip") or []:
-            if rest in group:
-                group[rest] = value
-                return
-        data.setdefault("sweep", {})[rest] = value
-    elif top == "scales":
-        scale, _, inner = rest.partition(".")
-        data.setdefault("scales", {}).setdefault(scale, {})[inner] = value
-    elif top == "claims":
-        _assign_claim(data, rest, value)
-    else:
-        raise StudyError(f"--set {key}: {top!r} takes a whole value, e.g. {top}=...")
-
-
-def _assign_claim(data: dict[str, Any], rest: str, value: Any) -> None:
-    claim_id, _, path = rest.partition(".")
-    claims = data.get("claims") or []
-    ids = [str(c.get("id")) for c in claims if isinstance(c, Mapping)]
-    for claim in claims:
-        if isinstance(claim, dict) and claim.get("id") == claim_id and path:
-            _set_nested(claim, path.split("."), value)
-            return
-    raise StudyError(
-        f"--set claims.{rest}: expected claims.<id>.<field> with id one of {', '.join(ids) or 'none'}"
-        f"{did_you_mean(claim_id, ids)}"
-    )
-
-
-def _set_nested(target: dict[str, Any], path: list[str], value: Any) -> None:
-    for part in path[:-1]:
-        child = target.get(part)
-        if not isinstance(child, dict):
-            child = target[part] = {}
-        target = child
-    target[path[-1]] = value
-
-
-def nest(flat: Mapping[str, Any]) -> dict[str, Any]:
-    """Nest dotted keys: ``{"model.width": 8, "steps": 5} -> {"model": {"width": 8}, "steps": 5}``."""
-    out: dict[str, Any] = {}
-    for key, value in flat.items():
-        value = nest(value) if isinstance(value, Mapping) else copy.deepcopy(value)
-        path = str(key).split(".")
-        parent = out
-        for part in path[:-1]:
-            child = parent.get(part)
-            if not isinstance(child, dict):
-                child = parent[part] = {}
-            parent = child
-        if isinstance(value, dict) and isinstance(parent.get(path[-1]), dict):
-            _merge(parent[path[-1]], value)
-        else:
-            parent[path[-1]] = value
-    return out
-
-
-def _merge(target: dict[str, Any], source: dict[str, Any]) -> None:
-    for key, value in source.items():
-        if isinstance(value, dict) and isinstance(target.get(key), dict):
-            _merge(target[key], value)
-        else:
-            target[key] = value
 
 
 # ---------------------------------------------------------------------------------------------
@@ -398,7 +297,7 @@ def _merge(target: dict[str, Any], source: dict[str, Any]) -> None:
 def _trial(base: Mapping[str, Any], point: Mapping[str, Any], seed: int) -> dict[str, Any]:
     trial = copy.deepcopy(dict(base))
     for key, value in point.items():
-        _set_nested(trial, key.split("."), copy.deepcopy(value))
+        set_nested(trial, key.split("."), copy.deepcopy(value))
     trial["seed"] = seed
     return trial
 

@@ -1,0 +1,36 @@
+"""The ``gdscope`` Typer app and what its command modules share.
+
+The app itself (its commands are registered by :mod:`gdscope.cli`), the consoles for standard
+output and standard error, :class:`UserError` and the number format of every table.
+"""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    name="gdscope",
+    help="Measure what deep-learning optimization theory predicts, and judge it.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+stdout = Console()
+if not stdout.is_terminal:  # piped or captured: no terminal width to respect, keep tables whole
+    stdout.width = 160
+stderr = Console(stderr=True)
+
+
+@app.callback()
+def _root() -> None:
+    """Measure what deep-learning optimization theory predicts, and judge it."""
+
+
+class UserError(Exception):
+    """An error in what the user asked for: reported as one line, exit code 2."""
+
+
+def fmt(value: float | None) -> str:
+    """Format a number for a table (4 significant digits; ``None`` is blank)."""
+    return "" if value is None else f"{value:.4g}"

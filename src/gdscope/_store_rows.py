@@ -1,0 +1,118 @@
+"""Row conversion of the results store: Python values to and from SQLite rows.
+
+What :class:`gdscope.store.Store` writes and reads, as plain functions: the ``trials`` row and
+series rows of a trial result (a ``Trace`` or a failure), the ``verdicts`` row of a verdict, the
+``AND ...`` clauses selecting a study's trials, and the JSON encoding of configs, specs and
+provenance (NumPy values, tuples and pydantic models included). Nothing here opens a connection.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import traceback
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from gdscope._provenance import provenance
+
+if TYPE_CHECKING:
+    from gdscope.training import Trace
+
+
+def membership(
+    study: str | None, scale: str | None, hashes: Iterable[str] | None = None
+) -> tuple[str, tuple[str, ...]]:
+    """Return ``AND ...`` clauses selecting trials ``t`` of ``study``/``scale`` and ``hashes``."""
+    if study is None and scale is not None:
+        raise ValueError(f"scale={scale!r} given without a study; pass study= too")
+    clauses, args = [], []
+    if study is not None:
+        scaled = " AND scale = ?" if scale is not None else ""
+        clauses.append(f"t.hash IN (SELECT hash FROM study_trials WHERE study = ?{scaled})")
+        args += [study] if scale is None else [study, scale]
+    if hashes is not None:
+        clauses.append("t.hash IN (SELECT value FROM json_each(?))")
+        args.append(json.dumps(sorted(set(hashes))))
+    return "".join(f" AND {clause}" for clause in clauses), tuple(args)
+
+
+def trial_row(
+    hash: str,
+    study: str,
+    scale: str,
+    config: Mapping[str, Any],
+    result: Trace | BaseException | str,
+    prov: Mapping[str, Any],
+) -> tuple[tuple[Any, ...], list[tuple[int, str, float]]]:
+    """Return the ``trials`` row of a result and its series as ``(step, metric, value)`` rows."""
+    head = (hash, study, scale, dumps(config), config.get("kind"), config.get("seed"))
+    tail = (dumps(prov), now())
+    if isinstance(result, BaseException | str):
+        error = result if isinstance(result, str) else _error_text(result)
+        reason = error.strip().splitlines()[-1] if error.strip() else "failed"
+        return (*head, "failed", reason, error, None, None, *tail), []
+    rows = [(int(step), str(metric), float(value)) for step, metric, value in result.rows()]
+    outcome = (result.status, result.reason, None, result.steps, result.wall_time_s)
+    return (*head, *outcome, *tail), rows
+
+
+def verdict_row(study: str, scale: str, v: Any, judged_at: str) -> tuple[Any, ...]:
+    """Return the ``verdicts`` row of a duck-typed verdict."""
+    numbers = (_real(v.statistic), *_pair(v.ci), *_pair(v.band), v.n_points)
+    text = (v.reason or "", dumps(v.evidence or []), v.reference, judged_at)
+    return (study, scale, v.claim_id, v.status, *numbers, *text)
+
+
+def _error_text(error: BaseException) -> str:
+    """Return the traceback text of ``error`` (a remote traceback attribute wins if present)."""
+    remote = getattr(error, "traceback", None)
+    if isinstance(remote, str) and remote:
+        return remote
+    return "".join(traceback.format_exception(error))
+
+
+def provenance_now() -> dict[str, Any]:
+    """Return the provenance of this process (the default of ``Store.record_trial``)."""
+    return provenance()
+
+
+def now() -> str:
+    """Return the current UTC time as ISO 8601 text, to the second."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _real(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def nan(value: float | None) -> float:
+    """Return a stored number as a float, with NULL read back as NaN."""
+    return math.nan if value is None else float(value)
+
+
+def _pair(pair: Sequence[Any] | None) -> tuple[float | None, float | None]:
+    if pair is None:
+        return None, None
+    lo, hi = pair
+    return _real(lo), _real(hi)
+
+
+def dumps(value: Any) -> str:
+    """Return ``value`` as JSON text with sorted keys (NumPy, tuples, sets and models included)."""
+    return json.dumps(value, sort_keys=True, default=_json_default)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, tuple | set | frozenset):
+        return list(value)
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    return str(value)

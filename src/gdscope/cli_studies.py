@@ -1,0 +1,252 @@
+"""Study commands: run the catalogue's studies and read a results directory.
+
+``gdscope run`` runs studies into a results directory and prints their verdicts; ``report``,
+``show``, ``verify`` and ``export`` read that directory (an HTML page, the stored verdicts, the
+verdicts judged again, the recorded numbers as CSV or Parquet); ``list claims`` lists the catalogue.
+"""
+
+from __future__ import annotations
+
+import sys
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from gdscope._cli_app import UserError, fmt, stderr, stdout
+
+_STATUS_STYLE = {"PASS": "green", "FAIL": "red", "INCONCLUSIVE": "yellow"}
+
+
+def run(
+    studies: Annotated[
+        list[str] | None, typer.Argument(help="catalogue names or TOML files; default: all")
+    ] = None,
+    scale: Annotated[
+        str,
+        typer.Option(help="quick (CPU, seconds to a minute a study) | paper (GPU) | smoke (tests)"),
+    ] = "quick",
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="dotted override KEY=VALUE, e.g. sweep.width=[256,1024]"),
+    ] = None,
+    workers: Annotated[int, typer.Option(help="processes for the local runner")] = 1,
+    runner: Annotated[
+        str, typer.Option(help="local (this machine) | ray (a Ray cluster, see --address)")
+    ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option(help="Ray cluster: auto | ray://HOST:10001 (default: a local Ray instance)"),
+    ] = None,
+    results: Annotated[str, typer.Option(help="results directory")] = "gdscope-results",
+    batch: Annotated[
+        bool | None,
+        typer.Option(
+            help="train trials that differ only in seed / lr / init scale together as one "
+            "ensemble (same results); default: on for CUDA trials, off on the CPU"
+        ),
+    ] = None,
+    report: Annotated[
+        bool, typer.Option(help="write DIR/report.html at the end (gdscope report)")
+    ] = True,
+) -> None:
+    """Run studies (default: the whole catalogue at quick scale) and print their verdicts.
+
+    The results directory stays locked for the whole command: a second `gdscope run` on it stops
+    at once with a message naming this one's pid. Killed and run again, it resumes: finished
+    trials are kept and skipped.
+    """
+    from rich.progress import Progress
+
+    from gdscope import api
+    from gdscope.runners import WorkerPool
+    from gdscope.store import Store
+
+    names = studies or list(api.catalog())
+    loaded = [_study_or_error(api, name, set_ or []) for name in names]  # validate all first
+    _user_errors(lambda: api.check_runner(runner, workers, address))
+    store = _user_errors(lambda: Store(results))
+    verdict_rows = []
+    pool = WorkerPool(workers) if runner == "local" and workers > 1 else None
+    with store.writer(), pool or nullcontext(), Progress(console=stderr, transient=True) as bar:
+        for name, study in zip(names, loaded, strict=True):
+            task = bar.add_task(study.name, total=None)
+
+            def progress(done: int, total: int, task: Any = task) -> None:
+                bar.update(task, completed=done, total=total)
+
+            result = _user_errors(
+                lambda name=name: api.run_study(
+                    name,
+                    scale=scale,
+                    runner=runner,
+                    results=store,
+                    workers=workers,
+                    address=address,
+                    batch=batch,
+                    pool=pool,
+                    overrides=set_ or [],
+                    progress=progress,
+                )
+            )
+            bar.remove_task(task)
+            verdict_rows.extend((result.study, v) for v in result.verdicts)
+            stderr.print(
+                f"{result.study.name}: {result.trials} trials ({result.ran} run, "
+                f"{result.failed} failed) in {result.wall_time_s:.1f} s",
+                highlight=False,
+            )
+    _print_verdicts(verdict_rows)
+    stdout.print(f"results: {results}")
+    if report:
+        stdout.print(f"report: {api.report(results)}")
+
+
+def report(
+    results: Annotated[str, typer.Argument(help="results directory")] = "gdscope-results",
+    output: Annotated[
+        str | None, typer.Option("-o", "--output", help="HTML file (default: DIR/report.html)")
+    ] = None,
+) -> None:
+    """Write the results as one self-contained HTML page: verdicts, figures, environment."""
+    from gdscope import api
+
+    stdout.print(f"report: {_user_errors(lambda: api.report(results, output))}")
+
+
+def list_claims(
+    results: Annotated[
+        str, typer.Option(help="results directory for the last verdicts")
+    ] = "gdscope-results",
+) -> None:
+    """List the catalogue's claims: id, seed paper, title, provenance and the last verdict."""
+    from gdscope import api
+
+    last: dict[tuple[str, str], str] = {}
+    if (Path(results) / "gdscope.sqlite").exists():
+        from gdscope.store import Store
+
+        for row in Store(results, create=False).verdicts():
+            last[(row["study"], row["claim_id"])] = row["status"]
+    table = Table(box=None, header_style="bold")
+    for column in ("study", "claims", "seed", "provenance", "last verdict"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("title", no_wrap=True, overflow="ellipsis")
+    for name in api.catalog():
+        study = api.load(name)
+        statuses = [last.get((study.name, c.id), "") for c in study.claims]
+        shown = ", ".join(f"[{_STATUS_STYLE.get(s, 'white')}]{s}[/]" for s in statuses if s) or "-"
+        table.add_row(
+            study.name,
+            ", ".join(study.claim_ids),
+            study.seed_paper,
+            study.provenance,
+            shown,
+            study.title,
+        )
+    stdout.print(table)
+
+
+def show(
+    results: Annotated[str, typer.Argument(help="results directory")] = "gdscope-results",
+) -> None:
+    """Show the stored verdicts and trial counts of a results directory."""
+    from types import SimpleNamespace
+
+    from gdscope.store import Store
+
+    store = _user_errors(lambda: Store(results, create=False))
+    counts: dict[str, dict[str, int]] = {}
+    for row in store.trials():
+        per = counts.setdefault(row["study"], {})
+        per[row["status"]] = per.get(row["status"], 0) + 1
+    for study, per in sorted(counts.items()):
+        stdout.print(f"{study}: " + ", ".join(f"{n} {status}" for status, n in sorted(per.items())))
+    rows = [
+        (SimpleNamespace(name=f"{row['study']} ({row['scale']})"), SimpleNamespace(**row))
+        for row in store.verdicts()
+    ]
+    _print_verdicts(rows)
+
+
+def verify(
+    results: Annotated[str, typer.Argument(help="results directory")] = "gdscope-results",
+) -> None:
+    """Re-judge every stored study from the stored trials (no training) and print the verdicts."""
+    from gdscope import api
+
+    outcomes = _user_errors(lambda: api.verify(results))
+    _print_verdicts([(r.study, v) for r in outcomes for v in r.verdicts])
+
+
+def export(
+    results: Annotated[str, typer.Argument(help="results directory")] = "gdscope-results",
+    csv: Annotated[str | None, typer.Option("--csv", help="CSV file, or - for stdout")] = None,
+    parquet: Annotated[str | None, typer.Option(help="Parquet file (needs pyarrow)")] = None,
+    study: Annotated[str | None, typer.Option(help="only this study")] = None,
+) -> None:
+    """Export every recorded number with its trial's config (long form) as CSV and/or Parquet."""
+    from gdscope import export as exporting
+    from gdscope.store import Store
+
+    if csv is None and parquet is None:
+        raise UserError("export: nothing to write; give --csv FILE|- and/or --parquet FILE")
+    store = _user_errors(lambda: Store(results, create=False))
+    exporting.long_form(store, study)  # unknown study: error before anything is written
+    if parquet is not None:
+        rows = exporting.write_parquet(store, parquet, study)
+        stderr.print(f"{rows} rows -> {parquet}", highlight=False)
+    if csv == "-":
+        exporting.write_csv(store, sys.stdout, study)
+    elif csv is not None:
+        rows = exporting.write_csv(store, csv, study)
+        stderr.print(f"{rows} rows -> {csv}", highlight=False)
+
+
+def _study_or_error(api: Any, name: str, overrides: list[str]) -> Any:
+    return _user_errors(lambda: api.load(name, overrides))
+
+
+def _user_errors(fn: Any) -> Any:
+    from gdscope.store import StoreError
+    from gdscope.studies import StudyError
+
+    try:
+        return fn()
+    except (StudyError, StoreError) as err:
+        raise UserError(str(err)) from None
+
+
+def _interval(lo: float | None, hi: float | None) -> str:
+    if lo is None or hi is None or lo != lo or hi != hi:  # missing or NaN
+        return ""
+    return f"[{fmt(lo)}, {fmt(hi)}]"
+
+
+def _print_verdicts(rows: list[tuple[Any, Any]]) -> None:
+    """Print a compact verdict table, then one line per verdict with its reason."""
+    table = Table(box=None, header_style="bold")
+    for column in ("study", "claim", "status"):
+        table.add_column(column, no_wrap=True)
+    for column in ("statistic", "CI", "band", "n"):
+        table.add_column(column)
+    for study, v in rows:
+        style = _STATUS_STYLE.get(v.status, "white")
+        ci = v.ci or (None, None)
+        band = v.band or (None, None)
+        table.add_row(
+            study.name,
+            v.claim_id,
+            f"[{style}]{v.status}[/]",
+            fmt(v.statistic),
+            _interval(*ci),
+            _interval(*band),
+            str(v.n_points),
+        )
+    stdout.print(table)
+    for _, v in rows:
+        stdout.print(f"  {v.claim_id}: {v.reason}", highlight=False, markup=False, soft_wrap=True)
+    counts = {s: sum(v.status == s for _, v in rows) for s in _STATUS_STYLE}
+    stdout.print(", ".join(f"{n} {s}" for s, n in counts.items()))

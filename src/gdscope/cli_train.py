@@ -1,0 +1,229 @@
+"""Commands on networks directly, outside any study or results directory.
+
+``gdscope train`` trains one network configured by its options and prints its probes,
+``gdscope verify-probes`` checks the fast probes against dense float64 oracles, and
+``gdscope bench`` runs the benchmark scripts of a source checkout.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+from rich.table import Table
+
+from gdscope._cli_app import UserError, fmt, stdout
+
+
+def _key_values(items: list[str], what: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"{what}: expected KEY=VALUE, got {item!r}")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
+
+
+def train(
+    model: Annotated[str, typer.Option(help="mlp | two_layer | cnn | resnet")] = "mlp",
+    width: Annotated[int, typer.Option(help="hidden width (channels for cnn/resnet)")] = 256,
+    depth: Annotated[int, typer.Option(help="number of weight layers")] = 3,
+    activation: Annotated[
+        str, typer.Option(help="relu | tanh | gelu | softplus | identity")
+    ] = "relu",
+    parameterization: Annotated[
+        str, typer.Option(help="standard | ntk | mup | meanfield")
+    ] = "standard",
+    residual: Annotated[
+        bool | None, typer.Option("--residual/--no-residual", help="skip connections")
+    ] = None,
+    init_scale: Annotated[float, typer.Option(help="multiplies the init std")] = 1.0,
+    init: Annotated[str, typer.Option(help="random | identical")] = "random",
+    data: Annotated[str, typer.Option(help="dataset name (see gdscope.data.DATASETS)")] = "sphere",
+    n: Annotated[int, typer.Option(help="number of training examples")] = 64,
+    d: Annotated[int, typer.Option(help="input dimension (synthetic data)")] = 16,
+    data_option: Annotated[
+        list[str] | None, typer.Option(help="extra dataset argument KEY=VALUE (repeatable)")
+    ] = None,
+    optimizer: Annotated[str, typer.Option(help="gd | sgd | heavy_ball | nesterov | …")] = "gd",
+    lr: Annotated[float, typer.Option(help="learning rate")] = 0.1,
+    momentum: Annotated[float | None, typer.Option(help="momentum β")] = None,
+    l1: Annotated[float, typer.Option(help="L1 strength (prox_gd, fista, subgradient)")] = 0.0,
+    loss: Annotated[str, typer.Option(help="auto | mse | cross_entropy | hinge")] = "auto",
+    steps: Annotated[int, typer.Option(help="optimizer updates")] = 100,
+    batch_size: Annotated[
+        int | None, typer.Option(help="mini-batch size; default full batch")
+    ] = None,
+    probe: Annotated[
+        list[str] | None, typer.Option(help="NAME=EVERY, e.g. grad_norm=10 (repeatable)")
+    ] = None,
+    stop_loss: Annotated[float | None, typer.Option(help="stop when loss ≤ this")] = None,
+    stop_accuracy: Annotated[float | None, typer.Option(help="stop when accuracy ≥ this")] = None,
+    seed: Annotated[int, typer.Option(help="seeds model, data and batch order")] = 0,
+    dtype: Annotated[str, typer.Option(help="float32 | float64")] = "float32",
+    device: Annotated[str, typer.Option(help="cpu | cuda | cuda:N")] = "cpu",
+    as_json: Annotated[bool, typer.Option("--json", help="print the trace as JSON")] = False,
+) -> None:
+    """Train one configured network and print its probes and final status."""
+    from gdscope.config import TrialConfig
+    from gdscope.trial import run_trial
+
+    probes = {"loss": 1, **_key_values(probe or [], "--probe")}
+    raw = {
+        "model": {
+            "kind": model,
+            "width": width,
+            "depth": depth,
+            "activation": activation,
+            "parameterization": parameterization,
+            "residual": residual,
+            "init_scale": init_scale,
+            "init": init,
+        },
+        "data": {
+            "name": data,
+            "n": n,
+            "d": d,
+            "options": _key_values(data_option or [], "--data-option"),
+        },
+        "optimizer": {"name": optimizer, "lr": lr, "momentum": momentum, "l1": l1},
+        "loss": loss,
+        "steps": steps,
+        "batch_size": batch_size,
+        "probes": probes,
+        "stop": {"loss_below": stop_loss, "accuracy_at_least": stop_accuracy},
+        "seed": seed,
+        "dtype": dtype,
+        "device": device,
+    }
+    config = _validated(TrialConfig, raw)
+    _check_device(config.device)
+    trace = run_trial(config)
+    if as_json:
+        stdout.print_json(
+            json.dumps(
+                {
+                    "config": config.model_dump(mode="json"),
+                    "status": trace.status,
+                    "steps": trace.steps,
+                    "reason": trace.reason,
+                    "records": trace.records,
+                }
+            )
+        )
+        return
+    stdout.print(_trace_table(trace))
+    colour = {"completed": "green", "stopped": "cyan", "diverged": "red"}[trace.status]
+    stdout.print(
+        f"status: [{colour}]{trace.status}[/] after {trace.steps} steps ({trace.reason}); "
+        f"{trace.wall_time_s:.2f} s"
+    )
+
+
+def verify_probes_command(
+    dtype: Annotated[str, typer.Option(help="float64 | float32")] = "float64",
+    seed: Annotated[int, typer.Option(help="seed of the random nets and data")] = 0,
+) -> None:
+    """Check every fast probe against its dense float64 oracle on random nets; print the errors."""
+    import torch
+
+    from gdscope.verify_probes import verify_probes
+
+    if dtype not in ("float64", "float32"):
+        raise UserError(f"--dtype: expected float64 or float32, got {dtype!r}")
+    if seed < 0:
+        raise UserError(f"--seed: expected a non-negative integer, got {seed}")
+    checks = verify_probes(getattr(torch, dtype), seed=seed)
+    table = Table("case", "quantity", "rel. error", "tolerance", "", box=None, header_style="bold")
+    for c in checks:
+        mark = "[green]ok[/]" if c.ok else "[red]FAIL[/]"
+        table.add_row(c.case, c.quantity, f"{c.rel_err:.2e}", f"{c.tolerance:.0e}", mark)
+    stdout.print(table)
+    failed = [c for c in checks if not c.ok]
+    stdout.print(f"{len(checks) - len(failed)} passed, {len(failed)} failed")
+    if failed:
+        raise typer.Exit(1)
+
+
+def bench(
+    small: Annotated[bool, typer.Option(help="CPU sizes (a few minutes on 2 cores)")] = False,
+    device: Annotated[
+        str | None, typer.Option(help="cpu | cuda; default cuda when available")
+    ] = None,
+    only: Annotated[
+        list[str] | None,
+        typer.Option(help="run only these scripts: ntk, hessian, ensemble (repeatable)"),
+    ] = None,
+) -> None:
+    """Time gdscope against the anchor methods; print one JSON line per measurement."""
+    import subprocess
+
+    folder = Path(__file__).resolve().parents[2] / "benchmarks"
+    scripts = sorted(folder.glob("bench_*.py"))
+    if not scripts:
+        raise UserError(f"bench: no benchmark scripts in {folder}; run from a source checkout")
+    names = {s.stem.removeprefix("bench_"): s for s in scripts}
+    for name in only or []:
+        if name not in names:
+            raise UserError(f"--only: unknown benchmark {name!r}; accepted: {', '.join(names)}")
+    chosen = [names[n] for n in only] if only else list(names.values())
+    args = [*(["--small"] if small else []), *(["--device", device] if device else [])]
+    for script in chosen:
+        result = subprocess.run([sys.executable, str(script), *args], cwd=folder, check=False)
+        if result.returncode != 0:
+            raise typer.Exit(result.returncode)
+
+
+def _validated(cls: Any, raw: dict[str, Any]) -> Any:
+    from gdscope.config import format_validation_error
+
+    try:
+        return cls.model_validate(raw)
+    except ValidationError as err:
+        raise UserError(format_validation_error(err, cls).replace("\n", "; ")) from None
+
+
+def _check_device(device: str) -> None:
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise UserError(f"device: unknown device {device!r}; accepted: cpu, cuda, cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device: {device!r} requested but CUDA is not available here; use cpu")
+
+
+def _trace_table(trace: Any, rows: int = 12, wide: int = 5) -> Table:
+    """Tabulate the global metrics at up to ``rows`` checkpoints of the sparsest schedule.
+
+    With more than ``wide`` metrics the table is transposed (one row per metric) so that it fits.
+    """
+    metrics = [m for m in trace.metrics if "/" not in m]
+    recorded = [trace.records[m][0] for m in metrics]
+    sparsest = min(recorded, key=len) if recorded else []
+    steps = sorted(set(sparsest) if len(sparsest) > 1 else {s for r in recorded for s in r})
+    limit = rows if len(metrics) <= wide else 5
+    if len(steps) > limit:
+        steps = sorted({steps[round(i * (len(steps) - 1) / (limit - 1))] for i in range(limit)})
+    lookup = {m: dict(zip(*trace.records[m], strict=True)) for m in metrics}
+    if len(metrics) <= wide:
+        table = Table("step", *metrics, box=None, header_style="bold")
+        for step in steps:
+            table.add_row(str(step), *(fmt(lookup[m].get(step)) for m in metrics))
+        return table
+    table = Table(box=None, header_style="bold")
+    table.add_column("metric \\ step", no_wrap=True)
+    for step in steps:
+        table.add_column(str(step), no_wrap=True)
+    for m in metrics:
+        table.add_row(m, *(fmt(lookup[m].get(step)) for step in steps))
+    return table

@@ -1,0 +1,136 @@
+"""Dotted keys of a study: nesting a flat mapping and applying ``--set KEY=VALUE`` overrides.
+
+``parse_override`` splits ``KEY=VALUE`` and parses the value as TOML; ``assign`` sets a dotted key
+of a raw (unvalidated) study dict, ``base.*`` nested, ``sweep.<path>`` and ``scales.<scale>.<key>``
+as one key, ``claims.<id>.<field>`` inside the claim of that id; ``nest`` turns dotted keys into
+nested dicts. Used by :mod:`gdscope.studies.spec` for study files, scales and the command line.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10 needs the tomli backport
+    import tomli as tomllib
+
+from gdscope._checks import did_you_mean
+from gdscope.studies.errors import StudyError
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Split ``KEY=VALUE`` and parse ``VALUE`` as a TOML value (a bare word is a string).
+
+    Raises:
+        StudyError: no ``=``, an empty key, or a value that is not TOML.
+
+    """
+    key, sep, raw = text.partition("=")
+    key, raw = key.strip(), raw.strip()
+    if not sep or not key:
+        raise StudyError(f"--set {text!r}: expected KEY=VALUE, e.g. base.steps=100")
+    try:
+        return key, tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        if re.fullmatch(r"[A-Za-z_][\w.\-]*", raw):
+            return key, raw
+        raise StudyError(
+            f'--set {key}={raw}: the value must be a TOML value (100, 0.1, "text", [1, 2], true)'
+        ) from None
+
+
+def check_top(key: str, fields: Sequence[str], context: str = "") -> str:
+    """Return the top-level field of the dotted ``key``, one of ``fields``.
+
+    Raises:
+        StudyError: ``key`` starts with none of ``fields`` (with a "did you mean").
+
+    """
+    top = key.split(".", 1)[0]
+    if top not in fields:
+        raise StudyError(
+            f"{context}unknown key {key!r}{did_you_mean(top, fields)} (accepted: {', '.join(fields)})"
+        )
+    return top
+
+
+def assign(data: dict[str, Any], key: str, value: Any, fields: Sequence[str]) -> None:
+    """Set the dotted ``key`` of a raw study dict (``base.*`` nests, ``sweep.<path>`` does not).
+
+    ``fields`` are the study's top-level keys an override may start with.
+    """
+    top = check_top(key, fields)
+    rest = key[len(top) + 1 :]
+    if not rest:
+        data[top] = nest(value) if top == "base" and isinstance(value, Mapping) else value
+    elif top == "base":
+        set_nested(data.setdefault("base", {}), rest.split("."), value)
+    elif top == "sweep":
+        for group in data.get("sweep_zip") or []:
+            if rest in group:
+                group[rest] = value
+                return
+        data.setdefault("sweep", {})[rest] = value
+    elif top == "scales":
+        scale, _, inner = rest.partition(".")
+        data.setdefault("scales", {}).setdefault(scale, {})[inner] = value
+    elif top == "claims":
+        _assign_claim(data, rest, value)
+    else:
+        raise StudyError(f"--set {key}: {top!r} takes a whole value, e.g. {top}=...")
+
+
+def _assign_claim(data: dict[str, Any], rest: str, value: Any) -> None:
+    claim_id, _, path = rest.partition(".")
+    claims = data.get("claims") or []
+    ids = [str(c.get("id")) for c in claims if isinstance(c, Mapping)]
+    for claim in claims:
+        if isinstance(claim, dict) and claim.get("id") == claim_id and path:
+            set_nested(claim, path.split("."), value)
+            return
+    raise StudyError(
+        f"--set claims.{rest}: expected claims.<id>.<field> with id one of {', '.join(ids) or 'none'}"
+        f"{did_you_mean(claim_id, ids)}"
+    )
+
+
+def set_nested(target: dict[str, Any], path: list[str], value: Any) -> None:
+    """Set ``target[path[0]][path[1]]...`` to ``value``, creating (or replacing) inner dicts."""
+    for part in path[:-1]:
+        child = target.get(part)
+        if not isinstance(child, dict):
+            child = target[part] = {}
+        target = child
+    target[path[-1]] = value
+
+
+def nest(flat: Mapping[str, Any]) -> dict[str, Any]:
+    """Nest dotted keys: ``{"model.width": 8, "steps": 5} -> {"model": {"width": 8}, "steps": 5}``."""
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        value = nest(value) if isinstance(value, Mapping) else copy.deepcopy(value)
+        path = str(key).split(".")
+        parent = out
+        for part in path[:-1]:
+            child = parent.get(part)
+            if not isinstance(child, dict):
+                child = parent[part] = {}
+            parent = child
+        if isinstance(value, dict) and isinstance(parent.get(path[-1]), dict):
+            _merge(parent[path[-1]], value)
+        else:
+            parent[path[-1]] = value
+    return out
+
+
+def _merge(target: dict[str, Any], source: dict[str, Any]) -> None:
+    for key, value in source.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            _merge(target[key], value)
+        else:
+            target[key] = value
