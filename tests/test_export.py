@@ -143,3 +143,16 @@ def test_cli_export_of_a_missing_store_says_so(tmp_path):
     )
     assert result.returncode == 2 and "no gdscope results in" in result.stderr
     assert not (tmp_path / "none").exists()
+
+
+def test_files_go_into_new_folders_and_a_bad_path_is_one_line(store, tmp_path):
+    assert write_csv(store, tmp_path / "new" / "deep" / "out.csv") == 15
+    (tmp_path / "file").write_text("")
+    result = subprocess.run(
+        [*CLI, "export", str(store.directory), "--csv", str(tmp_path / "file" / "x.csv")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2 and result.stderr.startswith("error: ")
+    assert "Traceback" not in result.stderr

@@ -41,7 +41,7 @@ def main() -> None:
 
     try:
         app()
-    except (UserError, ValueError, FileNotFoundError, ImportError, StoreError) as err:
+    except (UserError, ValueError, OSError, ImportError, StoreError) as err:
         stderr.print(f"error: {err}", highlight=False, markup=False, soft_wrap=True)
         sys.exit(2)
 

@@ -79,9 +79,13 @@ def long_form(
 
 
 def write_csv(store: Store, out: IO[str] | str | Path, study: str | None = None) -> int:
-    """Write the long-form table as CSV to a path or an open text stream; return the row count."""
+    """Write the long-form table as CSV to a path (parents created) or an open text stream.
+
+    Returns the number of data rows written.
+    """
     columns, rows = long_form(store, study)
     if isinstance(out, str | Path):
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
         with open(out, "w", newline="", encoding="utf-8") as handle:
             return _write_csv(handle, columns, rows)
     return _write_csv(out, columns, rows)
@@ -124,7 +128,7 @@ def to_pandas(store: Store, study: str | None = None) -> Any:
 
 
 def write_parquet(store: Store, path: str | Path, study: str | None = None) -> int:
-    """Write the long-form table as a Parquet file; return the row count.
+    """Write the long-form table as a Parquet file (parents created); return the row count.
 
     A config column whose values are lists or dicts, or of mixed types (``optimizer.lr`` is a
     number in one trial and ``"auto_kernel"`` in another), is stored as JSON text so every column
@@ -140,6 +144,7 @@ def write_parquet(store: Store, path: str | Path, study: str | None = None) -> i
         kinds = {type(v) for v in frame[column] if v is not None and v == v}  # skip None, NaN
         if len(kinds) > 1 or kinds & {list, dict}:
             frame[column] = frame[column].map(_json_or_none)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(path, index=False)
     return len(frame)
 
