@@ -50,9 +50,9 @@ def test_long_form_has_one_row_per_study_trial_metric_step(store):
     assert columns[-3:] == ["metric", "step", "value"]
     assert set(columns[4:-3]) == {"kind", "model.width", "model.hidden", "optimizer.lr", "seed"}
     per_trial = 5  # loss at 3 steps, sharpness at 2
-    assert (
-        len(rows) == 3 * per_trial
-    )  # alpha:h-a, beta:h-a, beta:h-b; the failed trial has no series
+    assert len(rows) == 3 * per_trial + 1  # alpha:h-a, beta:h-a, beta:h-b; failed beta:h-f: one
+    [failed] = [r for r in rows if r[2] == "h-f"]
+    assert failed[3] == "failed" and failed[-3:] == (None, None, None)
     keyed = {(r[0], r[2], r[-3], r[-2]): r[-1] for r in rows}
     assert keyed[("beta", "h-a", "loss", 1)] == 0.1 + 1e-17
     assert math.isnan(keyed[("alpha", "h-a", "sharpness", 0)])
@@ -68,23 +68,26 @@ def test_csv_round_trips_every_value_exactly(store):
     buffer = io.StringIO()
     count = write_csv(store, buffer, study="beta")
     rows = list(csv.DictReader(io.StringIO(buffer.getvalue())))
-    assert count == len(rows) == 2 * 5
+    assert count == len(rows) == 2 * 5 + 1
     frame = to_pandas(store, "beta")
     for row, (_, expected) in zip(rows, frame.iterrows(), strict=True):
+        if row["status"] == "failed":
+            assert row["metric"] == row["step"] == row["value"] == ""
+            continue
         value = float(row["value"])
         assert (value == expected["value"]) or (math.isnan(value) and math.isnan(expected["value"]))
         assert row["hash"] == expected["hash"] and int(row["step"]) == expected["step"]
     assert {r["model.hidden"] for r in rows} == {"", "[4, 4]"}
-    assert {r["optimizer.lr"] for r in rows} == {"0.1", "auto_kernel"}
+    assert {r["optimizer.lr"] for r in rows} == {"0.1", "auto_kernel", ""}  # "": failed trial
 
 
 def test_to_pandas_matches_the_long_form_and_store_method(store):
     frame = store.to_pandas()
     columns, rows = long_form(store)
     assert list(frame.columns) == columns and len(frame) == len(list(rows))
-    assert frame["value"].dtype == np.float64 and frame["step"].dtype == np.int64
+    assert frame["value"].dtype == np.float64 and str(frame["step"].dtype) == "Int64"
     assert frame.loc[frame["hash"] == "h-b", "model.width"].eq(16).all()
-    assert frame["value"].isna().sum() == 3  # one NaN per trial per study
+    assert frame["value"].isna().sum() == 4  # one NaN per trial per study, and the failed trial
 
 
 def test_parquet_round_trips_with_mixed_type_columns(store, tmp_path):
@@ -94,7 +97,7 @@ def test_parquet_round_trips_with_mixed_type_columns(store, tmp_path):
     frame = to_pandas(store)
     assert count == len(back) == len(frame)
     np.testing.assert_array_equal(back["value"].to_numpy(), frame["value"].to_numpy())
-    assert set(back["optimizer.lr"]) == {"0.1", '"auto_kernel"'}
+    assert set(back["optimizer.lr"].dropna()) == {"0.1", '"auto_kernel"'}
     assert set(back["model.hidden"].dropna()) == {"[4, 4]"}
 
 
@@ -106,7 +109,7 @@ def test_cli_export_csv_to_stdout_and_parquet_to_file(store, tmp_path):
         check=True,
     ).stdout
     assert out.splitlines()[0].startswith("study,scale,hash,status,")
-    assert len(out.splitlines()) == 1 + 15
+    assert len(out.splitlines()) == 1 + 16
     target = tmp_path / "x.parquet"
     subprocess.run(
         [*CLI, "export", str(store.directory), "--parquet", str(target), "--study", "alpha"],
@@ -146,7 +149,7 @@ def test_cli_export_of_a_missing_store_says_so(tmp_path):
 
 
 def test_files_go_into_new_folders_and_a_bad_path_is_one_line(store, tmp_path):
-    assert write_csv(store, tmp_path / "new" / "deep" / "out.csv") == 15
+    assert write_csv(store, tmp_path / "new" / "deep" / "out.csv") == 16
     (tmp_path / "file").write_text("")
     result = subprocess.run(
         [*CLI, "export", str(store.directory), "--csv", str(tmp_path / "file" / "x.csv")],
@@ -156,3 +159,14 @@ def test_files_go_into_new_folders_and_a_bad_path_is_one_line(store, tmp_path):
     )
     assert result.returncode == 2 and result.stderr.startswith("error: ")
     assert "Traceback" not in result.stderr
+
+
+def test_parquet_keeps_int_and_float_sweep_values_numeric(tmp_path):
+    store = Store(tmp_path / "r")
+    store.record_study("s", "quick", {"name": "s"})
+    for i, lr in enumerate([1, 0.5]):  # a TOML sweep lr = [1, 0.5]: an int and a float
+        store.record_trial("s", "quick", {"optimizer": {"lr": lr}, "seed": i}, f"h{i}", _trace(1))
+    write_parquet(store, tmp_path / "x.parquet")
+    back = pd.read_parquet(tmp_path / "x.parquet")
+    assert back["optimizer.lr"].dtype == np.float64
+    assert sorted(set(back["optimizer.lr"])) == [0.5, 1.0]

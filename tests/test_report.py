@@ -149,7 +149,7 @@ def test_every_figure_is_an_embedded_png_that_decodes(page, results):
     articles = _articles(page)
     assert len(articles) == len(Store(results).verdicts())
     assert all("<img " in a for a in articles)  # every claim has its figure
-    assert "could not be drawn" not in page
+    assert "figure not drawn" not in page
     for title in ("Sharpness against 2/η", "NTK spectrum against width", "Training curves"):
         assert title in page
     assert "log–log of the exponent" in page
@@ -220,3 +220,16 @@ def test_report_renders_in_headless_chromium(report, results):
             browser.close()
     assert problems == []
     assert dialogs == []
+
+
+def test_no_figure_fails_to_draw(page):
+    assert "figure not drawn" not in page
+
+
+def test_dollar_signs_in_stored_strings_are_text_not_mathtext(tmp_path):
+    store = Store(tmp_path)
+    store.record_study("s", "smoke", {"name": "s", "claims": []})
+    for i, path in enumerate(["a$\\frac$b", "plain"]):  # unparsable as TeX
+        store.record_trial("s", "smoke", {"data": {"path": path}, "seed": 0}, f"h{i}", _Trace(4))
+    page = render_report(tmp_path)
+    assert "figure not drawn" not in page and "data:image/png;base64," in page

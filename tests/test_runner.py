@@ -1,4 +1,6 @@
 import os
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -177,3 +179,27 @@ def test_a_worker_pool_outlives_one_call_and_replaces_itself_when_broken():
         after: list = []
         run_trials(trials, _pid, on_result=lambda h, c, o: after.append(o), pool=pool)
         assert pool.executor() is not first and not set(after) & set(seen)
+
+
+def _sleep(config: dict) -> int:
+    import time
+
+    Path(config["mark"], str(os.getpid())).touch()
+    time.sleep(60)
+    return os.getpid()
+
+
+def test_aborting_a_pool_stops_its_workers_now(tmp_path):
+    pool = WorkerPool(2)
+    executor = pool.executor()
+    for _ in range(2):
+        executor.submit(_sleep, {"mark": str(tmp_path)})
+    deadline = time.monotonic() + 60
+    while len(list(tmp_path.iterdir())) < 2:  # both workers are inside a job
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    processes = list(executor._processes.values())
+    start = time.monotonic()
+    pool.abort()
+    assert time.monotonic() - start < 10
+    assert not any(process.is_alive() for process in processes)

@@ -212,3 +212,13 @@ def test_second_writer_in_another_process_is_refused(tmp_path):
     )
     with Store(tmp_path).writer():  # released
         pass
+
+
+def test_rerunning_a_failed_trial_keeps_every_study_linked_to_it(tmp_path):
+    store = Store(tmp_path)
+    store.record_trial("a", "quick", CONFIG, "h", ValueError("boom"))
+    store.record_trial("a", "paper", CONFIG, "h", ValueError("boom"))
+    assert store.record_trial("b", "quick", CONFIG, "h", _trace())  # b reruns it: finished
+    for study, scale in (("a", "quick"), ("a", "paper"), ("b", "quick")):
+        [record] = store.records(study, scale)
+        assert record.status == "diverged", (study, scale)

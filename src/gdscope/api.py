@@ -157,23 +157,29 @@ def run_study(
 
 def _ensembles(
     todo: list[tuple[str, dict[str, Any]]], workers: int, batch: bool | None
-) -> tuple[list[list[int]], Any]:
+) -> tuple[list[list[int]] | None, Any]:
     """Group ``todo`` into ensembles, split so that every worker gets a share.
 
     With ``batch=None`` only groups on a CUDA device stay together; the rest run one by one.
     """
+    if batch is None and not any(_on_cuda(config) for _, config in todo):
+        return None, None
     from gdscope.ensemble import group_trials, run_trial_group
 
     share = max(1, -(-len(todo) // workers))
     groups = group_trials([config for _, config in todo], max_size=share)
     if batch is None:
-        on_gpu = [str(todo[g[0]][1].get("device", "cpu")).startswith("cuda") for g in groups]
+        on_gpu = [_on_cuda(todo[g[0]][1]) for g in groups]
         groups = [
             part
             for g, gpu in zip(groups, on_gpu, strict=True)
             for part in ([g] if gpu else [[i] for i in g])
         ]
     return groups, run_trial_group
+
+
+def _on_cuda(config: dict[str, Any]) -> bool:
+    return str(config.get("device", "cpu")).startswith("cuda")
 
 
 def check_runner(runner: str, workers: int, address: str | None) -> int:

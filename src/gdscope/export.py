@@ -1,6 +1,7 @@
 """Export a results store as one long-form table: every recorded number with its trial's config.
 
-One row per (study, scale, trial, metric, step): the columns are ``study, scale, hash, status``,
+One row per (study, scale, trial, metric, step), and one row with empty ``metric, step, value``
+for a trial that recorded nothing (a failed trial): the columns are ``study, scale, hash, status``,
 then the trial config flattened to dotted keys (``model.width``, ``optimizer.lr``, ...; the union
 over the exported trials, empty where a trial lacks a key), then ``metric, step, value``. This is
 the "tidy" form of Wickham (2014), *Tidy data*, J. Stat. Software 59(10): a researcher groups by
@@ -47,7 +48,9 @@ def long_form(
         ValueError: ``study`` names no stored study (the message lists the stored ones).
 
     """
-    with closing(sqlite3.connect(store.path)) as conn:
+    conn = sqlite3.connect(store.path)
+    try:
+        conn.execute("BEGIN")  # one read snapshot for the trial list and every series
         names = sorted({row[0] for row in conn.execute("SELECT name FROM studies")})
         if study is not None and study not in names:
             stored = ", ".join(names) or "none"
@@ -58,12 +61,15 @@ def long_form(
             f"JOIN trials t ON t.hash = m.hash {where} ORDER BY m.study, m.scale, t.hash",
             args,
         ).fetchall()
+    except BaseException:
+        conn.close()
+        raise
     configs = {hash: flatten_config(json.loads(config)) for _, _, hash, _, config in members}
     keys = sorted({key for config in configs.values() for key in config})
     columns = [*LEAD_COLUMNS, *keys, *SERIES_COLUMNS]
 
     def rows() -> Iterator[tuple[Any, ...]]:
-        with closing(sqlite3.connect(store.path)) as conn:
+        with closing(conn):
             for name, scale, hash, status, _ in members:
                 config = configs[hash]
                 lead = (name, scale, hash, status, *(config.get(key) for key in keys))
@@ -71,7 +77,9 @@ def long_form(
                     "SELECT metric, step, value FROM series WHERE trial_hash = ? "
                     "ORDER BY metric, step",
                     (hash,),
-                )
+                ).fetchall()
+                if not points:  # a failed trial (or one that recorded nothing) still shows
+                    yield (*lead, None, None, None)
                 for metric, step, value in points:
                     yield (*lead, metric, step, math.nan if value is None else value)
 
@@ -122,8 +130,8 @@ def to_pandas(store: Store, study: str | None = None) -> Any:
     pd = _require("pandas", "Store.to_pandas")
     columns, rows = long_form(store, study)
     frame = pd.DataFrame.from_records(list(rows), columns=columns)
-    frame["value"] = frame["value"].astype("float64")
-    frame["step"] = frame["step"].astype("int64")
+    frame["value"] = frame["value"].astype("float64")  # missing (failed trial): NaN
+    frame["step"] = frame["step"].astype("Int64")  # nullable: missing for a failed trial
     return frame
 
 
@@ -141,12 +149,17 @@ def write_parquet(store: Store, path: str | Path, study: str | None = None) -> i
     _require("pyarrow", "export --parquet")
     frame = to_pandas(store, study)
     for column in frame.columns[len(LEAD_COLUMNS) : -len(SERIES_COLUMNS)]:
-        kinds = {type(v) for v in frame[column] if v is not None and v == v}  # skip None, NaN
+        kinds = {_kind(v) for v in frame[column] if v is not None and v == v}  # skip None, NaN
         if len(kinds) > 1 or kinds & {list, dict}:
             frame[column] = frame[column].map(_json_or_none)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(path, index=False)
     return len(frame)
+
+
+def _kind(value: Any) -> type:
+    """Return the Parquet kind of a config value: ints and floats are one kind (bools not)."""
+    return float if isinstance(value, int | float) and not isinstance(value, bool) else type(value)
 
 
 def _json_or_none(value: Any) -> str | None:

@@ -223,9 +223,13 @@ class Store:
         with self._connect(write=True) as conn:
             stored = conn.execute("SELECT status FROM trials WHERE hash = ?", (hash,)).fetchone()
             written = stored is None or stored[0] not in FINISHED
-            if written:
-                conn.execute("DELETE FROM trials WHERE hash = ?", (hash,))
+            if written:  # replacing a failed trial: keep the studies it is linked to
+                links = conn.execute(
+                    "SELECT study, scale, hash FROM study_trials WHERE hash = ?", (hash,)
+                ).fetchall()
+                conn.execute("DELETE FROM trials WHERE hash = ?", (hash,))  # cascades
                 conn.execute(f"INSERT INTO trials VALUES ({', '.join('?' * len(row))})", row)
+                conn.executemany("INSERT INTO study_trials VALUES (?, ?, ?)", links)
                 try:
                     conn.executemany(
                         "INSERT INTO series VALUES (?, ?, ?, ?)",

@@ -27,6 +27,7 @@ MAX_LINES = 24
 """Curves drawn per panel at most; more trials are thinned evenly (the caption says so)."""
 
 _STYLE: dict[Any, Any] = {
+    "text.parse_math": False,  # stored strings are text: a "$" must never start mathtext
     "font.size": 8.5,
     "axes.titlesize": 9,
     "axes.labelsize": 8.5,
@@ -74,13 +75,13 @@ def render(build: Callable[..., Drawn | None], *args: Any) -> Chart | None:
     with matplotlib.rc_context(_STYLE), np.errstate(all="ignore"):
         try:
             drawn = build(*args)
+            if drawn is None:
+                return None
+            fig, title, caption = drawn
+            return Chart(title, caption, png(fig))
         except Exception as err:  # a report must still be written; the figure says what failed
             why = f"{type(err).__name__}: {err}"
             return message("figure not drawn", "this figure could not be drawn", why)
-        if drawn is None:
-            return None
-        fig, title, caption = drawn
-        return Chart(title, caption, png(fig))
 
 
 def png(fig: Figure) -> bytes:

@@ -27,6 +27,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from typing import TYPE_CHECKING, Any
 
+from gdscope import _checks as check
+
 if TYPE_CHECKING:
     from gdscope.training import Trace
 
@@ -97,8 +99,7 @@ def run_trials(
         KeyboardInterrupt: interrupted; trials not yet started are cancelled, workers stopped.
 
     """
-    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
-        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    workers = check.positive_int("workers", workers)
     jobs = _jobs(len(trials), groups)
     total, done = len(trials), 0
     if progress is not None:
@@ -146,9 +147,7 @@ class WorkerPool:
     """
 
     def __init__(self, workers: int) -> None:
-        if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
-            raise ValueError(f"workers must be a positive integer, got {workers!r}")
-        self.workers = workers
+        self.workers = check.positive_int("workers", workers)
         self._executor: ProcessPoolExecutor | None = None
 
     def executor(self) -> ProcessPoolExecutor:
@@ -159,7 +158,7 @@ class WorkerPool:
             self._executor = ProcessPoolExecutor(
                 max_workers=self.workers,
                 mp_context=multiprocessing.get_context("spawn"),
-                initializer=_init_worker,
+                initializer=init_worker,
             )
         return self._executor
 
@@ -224,10 +223,12 @@ def _outcomes(future: Future[list[Any]], size: int) -> list[Any]:
 
 def _abort(executor: ProcessPoolExecutor) -> None:
     """Cancel trials not yet started and stop the workers now."""
-    executor.shutdown(wait=False, cancel_futures=True)
-    processes = getattr(executor, "_processes", None) or {}
-    for process in list(processes.values()):
+    processes = list((getattr(executor, "_processes", None) or {}).values())
+    executor.shutdown(wait=False, cancel_futures=True)  # forgets the processes: read them first
+    for process in processes:
         process.terminate()
+    for process in processes:
+        process.join(timeout=10)
 
 
 @contextlib.contextmanager
@@ -247,7 +248,7 @@ def _one_torch_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def _init_worker() -> None:
+def init_worker() -> None:
     """Limit each worker to one torch thread so that N workers use N cores."""
     import torch
 

@@ -22,11 +22,10 @@ through Ray Client. Every node needs the same gdscope and torch installed (or pa
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from gdscope.runners.local import TrialError
+from gdscope.runners.local import TrialError, init_worker
 
 if TYPE_CHECKING:
     from gdscope.training import Trace
@@ -112,10 +111,7 @@ def run_trials(
 
 def _run_task(run_one: RunOne, config: Config) -> Trace | TrialError:
     """Run one trial in a Ray worker on one torch thread; a raised error comes back as data."""
-    import torch
-
-    torch.set_num_threads(1)
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    init_worker()
     try:
         return run_one(config)
     except Exception as error:
