@@ -40,7 +40,8 @@ def fused_matches_torch(dtype: torch.dtype, device: str) -> bool:
     Compares, on fresh random tensors of odd length (so that vectorized bodies and scalar tails
     both occur), ``torch.addcmul(y, x, a[:, None])`` with ``y[i].add(x[i], alpha=float(a[i]))``,
     ``y.add(x, alpha=c)`` on the stack with the same on each standalone member, and
-    ``y * a[:, None]`` with ``y[i].mul(float(a[i]))``.
+    ``y * a[:, None]`` with ``y[i].mul(float(a[i]))``, and one ``torch.optim.SGD`` step per member
+    (with the kernel torch picks on ``device``: ``foreach`` on CUDA) with the stacked update.
     """
     gen = torch.Generator().manual_seed(0)
     y, x = (torch.randn(4, 1031, generator=gen, dtype=torch.float64) for _ in range(2))
@@ -52,10 +53,17 @@ def fused_matches_torch(dtype: torch.dtype, device: str) -> bool:
     stacked = y.add(x, alpha=0.9)
     uniform = torch.stack([yi.add(xi, alpha=0.9) for yi, xi, _ in alone])
     scaled = torch.stack([yi.mul(ai) for yi, _, ai in alone])
+    stepped = []  # torch.optim.SGD itself, with its own default kernel (foreach on CUDA)
+    for yi, xi, ai in alone:
+        param = nn.Parameter(yi.clone())
+        param.grad = xi.clone()
+        torch.optim.SGD([param], lr=abs(ai)).step()
+        stepped.append(param.detach())
     return (
         torch.equal(fused, by_member)
         and torch.equal(stacked, uniform)
         and torch.equal(y * a[:, None], scaled)
+        and torch.equal(torch.addcmul(y, x, -a.abs()[:, None]), torch.stack(stepped))
     )
 
 
