@@ -284,3 +284,30 @@ def test_trial_group_falls_back_to_the_loop():
     expected = [run_config(c) for c in configs[:2]]
     _assert_equal_results(got[:2], expected)
     assert isinstance(got[2], Exception)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize(("name", "momentum"), OPTIMIZERS)
+def test_matches_loop_bitwise_on_cuda(dtype, name, momentum):
+    """On CUDA either the ensemble reproduces the loop bit for bit or it refuses (never drifts)."""
+    probes = {"loss": 1, "grad_norm": 4, "dist_from_init": 5}
+    x, y = sphere(dtype)
+    data = (x.cuda(), y.cuda())
+
+    def sweep():
+        nets, _ = two_layer_sweep(dtype, name, momentum)
+        nets = [net.cuda() for net in nets]
+        opts = [
+            gs.optim.make_optimizer(name, net, lr, momentum=momentum)
+            for net, lr in zip(nets, LRS, strict=True)
+        ]
+        return nets, opts
+
+    expected = loop(*sweep(), data, 20, probes=probes)
+    try:
+        got = train_ensemble(*sweep(), data, 20, probes=probes)
+    except NotBatchableError:
+        return  # refused: the runner then runs the loop, which is exact by definition
+    assert_same_traces(got, expected)

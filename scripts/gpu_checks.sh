@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Everything gdscope checks on a GPU, in one call: the CUDA tests, then every benchmark at paper
+# sizes. Usage: bash scripts/gpu_checks.sh OUTDIR  (writes OUTDIR/tests.log, OUTDIR/bench.jsonl).
+# Needs torch with CUDA and gdscope importable (pip install -e . or PYTHONPATH=src).
+set -uo pipefail
+out="${1:?usage: scripts/gpu_checks.sh OUTDIR}"
+mkdir -p "$out"
+cd "$(dirname "$0")/.."
+export PYTHONPATH="${PYTHONPATH:+$PYTHONPATH:}$PWD/src" PYTHONUNBUFFERED=1
+python3 -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print(torch.cuda.get_device_name())" \
+  | tee "$out/device.txt" || exit 1
+python3 -m pytest -q -m gpu -p no:cacheprovider tests 2>&1 | tee "$out/tests.log"
+for script in benchmarks/bench_ntk.py benchmarks/bench_hessian.py benchmarks/bench_ensemble.py; do
+  (cd benchmarks && python3 "../$script" --device cuda) 2>>"$out/bench.err" | tee -a "$out/bench.jsonl"
+done
