@@ -88,3 +88,17 @@ def test_progress_and_bad_retries():
     ticks = []
     run_trials([], print, on_result=print, progress=lambda *t: ticks.append(t))
     assert ticks == [(0, 0)]
+
+
+def test_ray_runs_ensembles_as_tasks_with_the_local_runners_results(cluster, tmp_path):
+    local = api.run_study("mup-coord-check", scale="smoke", results=tmp_path / "local")
+    remote = api.run_study(
+        "mup-coord-check",
+        scale="smoke",
+        runner="ray",
+        batch=True,
+        workers=2,
+        results=tmp_path / "ray",
+    )
+    assert remote.ran == local.ran == remote.trials and remote.failed == 0
+    assert_same_results(Store(tmp_path / "local"), Store(tmp_path / "ray"))

@@ -86,14 +86,15 @@ def run_study(
             (Ray tasks with retries; see :mod:`gdscope.runners.ray`).
         results: the results directory (created; a SQLite store inside), or an open ``Store``
             (whose write lock the caller may already hold, e.g. across several studies).
-        workers: processes for the local runner.
+        workers: processes for the local runner (with Ray, only the split of ensembles).
         address: the Ray cluster for ``runner="ray"`` (``None``: start a local instance;
             ``"auto"`` or ``"ray://host:10001"``: an existing cluster).
-        batch: with the local runner, train trials that differ only in seed, learning rate or
-            init scale together as one ensemble (:func:`gdscope.ensemble.run_trial_group`);
-            the stored results are the same bits as one by one. ``None`` (auto): only trials
-            on a CUDA device — on the CPU the exact ensemble path measured no faster than one
-            trial after another (benchmarks/README.md, W3 and the catalogue).
+        batch: train trials that differ only in seed, learning rate or init scale together as
+            one ensemble (:func:`gdscope.ensemble.run_trial_group`), split into ``workers``
+            parts (with Ray: one task per part); the stored results are the same bits as one
+            by one. ``None`` (auto): only trials on a CUDA device — on the CPU the exact
+            ensemble path measured no faster than one trial after another (benchmarks/README.md,
+            W3 and the catalogue).
         pool: a :class:`~gdscope.runners.WorkerPool` shared by several calls (it replaces
             ``workers``; its processes start once instead of once per study).
         overrides: dotted ``KEY=VALUE`` overrides, e.g. ``"sweep.width=[256,1024]"``.
@@ -128,17 +129,23 @@ def run_study(
             failed += isinstance(result, BaseException)
             store.record_trial(study.name, scale, config, digest, result)
 
+        share = pool.workers if pool is not None else workers
+        groups, run_group = _ensembles(todo, share, batch) if batch is not False else (None, None)
         if runner == "ray":
             from gdscope.runners.ray import run_trials as run_on_ray
 
-            run_on_ray(todo, run_config, address=address, on_result=on_result, progress=progress)
+            run_on_ray(
+                todo,
+                run_config,
+                address=address,
+                on_result=on_result,
+                progress=progress,
+                groups=groups,
+                run_group=run_group,
+            )
         else:
             from gdscope.runners.local import run_trials
 
-            share = pool.workers if pool is not None else workers
-            groups, run_group = (
-                _ensembles(todo, share, batch) if batch is not False else (None, None)
-            )
             run_trials(
                 todo,
                 run_config,

@@ -100,7 +100,7 @@ def run_trials(
 
     """
     workers = check.positive_int("workers", workers)
-    jobs = _jobs(len(trials), groups)
+    jobs = partition_jobs(len(trials), groups)
     total, done = len(trials), 0
     if progress is not None:
         progress(0, total)
@@ -118,7 +118,7 @@ def run_trials(
     if workers == 1 or len(jobs) <= 1:
         with _one_torch_thread():
             for job, members in zip(jobs, configs, strict=True):
-                report(job, _run_job(run_one, run_group, members))
+                report(job, run_job(run_one, run_group, members))
         return
     _check_picklable(run_one, run_group)
     with contextlib.ExitStack() as own:
@@ -127,7 +127,7 @@ def run_trials(
         executor = pool.executor()
         try:
             futures = {
-                executor.submit(_run_job, run_one, run_group, members): job
+                executor.submit(run_job, run_one, run_group, members): job
                 for job, members in zip(jobs, configs, strict=True)
             }
             for future in as_completed(futures):
@@ -179,7 +179,7 @@ class WorkerPool:
             self._executor = None
 
 
-def _jobs(count: int, groups: Sequence[Sequence[int]] | None) -> list[list[int]]:
+def partition_jobs(count: int, groups: Sequence[Sequence[int]] | None) -> list[list[int]]:
     """Return the jobs: ``groups`` checked to partition ``range(count)``, or one trial a job."""
     if groups is None:
         return [[i] for i in range(count)]
@@ -189,8 +189,11 @@ def _jobs(count: int, groups: Sequence[Sequence[int]] | None) -> list[list[int]]
     return jobs
 
 
-def _run_job(run_one: RunOne, run_group: RunGroup | None, configs: list[Any]) -> list[Any]:
-    """Run one job; every ``Exception`` of a trial becomes a ``TrialError`` (picklable data)."""
+def run_job(run_one: RunOne, run_group: RunGroup | None, configs: list[Any]) -> list[Any]:
+    """Run one job (a group of trials); each trial's ``Exception`` becomes a ``TrialError``.
+
+    ``run_group`` runs jobs of two or more trials; if it raises, the job's trials run one by one.
+    """
     if run_group is None or len(configs) == 1:
         return [_guarded(run_one, config) for config in configs]
     try:

@@ -25,7 +25,7 @@ import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from gdscope.runners.local import TrialError, init_worker
+from gdscope.runners.local import RunGroup, TrialError, init_worker, partition_jobs, run_job
 
 if TYPE_CHECKING:
     from gdscope.training import Trace
@@ -47,8 +47,10 @@ def run_trials(
     num_cpus: int | None = None,
     runtime_env: Mapping[str, Any] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    groups: Sequence[Sequence[int]] | None = None,
+    run_group: RunGroup | None = None,
 ) -> None:
-    """Run every trial as a Ray task and report each outcome to ``on_result`` as it finishes.
+    """Run every job as a Ray task and report each trial's outcome to ``on_result`` as it ends.
 
     Args:
         trials: ``(hash, config)`` pairs; ``config`` is what ``run_one`` takes.
@@ -61,6 +63,11 @@ def run_trials(
         num_cpus: CPUs of a locally started instance (default: all of this machine's).
         runtime_env: Ray runtime environment for a started instance (e.g. ``{"pip": [...]}``).
         progress: optional ``progress(done, total)``, as for the local runner.
+        groups: a partition of the trial indices into jobs, as for the local runner.
+        run_group: ``run_group(configs) -> outcomes`` for jobs of two or more trials.
+
+    A job whose trials run on CUDA (``config["device"]`` starting with ``"cuda"``) asks Ray for
+    one GPU, so the cluster schedules it on a GPU node.
 
     Raises:
         ImportError: Ray is not installed (``pip install 'gdscope[ray]'``).
@@ -87,18 +94,25 @@ def run_trials(
             configure_logging=False,
         )
     try:
-        task = ray.remote(num_cpus=1, max_retries=max_retries, retry_exceptions=False)(_run_task)
-        pending = {task.remote(run_one, config): (hash, config) for hash, config in trials}
+        task = ray.remote(num_cpus=1, max_retries=max_retries, retry_exceptions=False)(_ray_job)
+        pending = {}
+        for job in partition_jobs(len(trials), groups):
+            configs = [trials[i][1] for i in job]
+            gpus = 1 if any(str(c.get("device", "cpu")).startswith("cuda") for c in configs) else 0
+            ref = task.options(num_gpus=gpus).remote(run_one, run_group, configs)
+            pending[ref] = job
         done_count = 0
         try:
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1)
                 for ref in ready:
-                    hash, config = pending.pop(ref)
-                    on_result(hash, config, _outcome(ray, ref))
-                    done_count += 1
-                    if progress is not None:
-                        progress(done_count, total)
+                    job = pending.pop(ref)
+                    for index, outcome in zip(job, _outcomes(ray, ref, len(job)), strict=True):
+                        hash, config = trials[index]
+                        on_result(hash, config, outcome)
+                        done_count += 1
+                        if progress is not None:
+                            progress(done_count, total)
         except BaseException:
             for ref in pending:
                 with contextlib.suppress(Exception):
@@ -109,21 +123,18 @@ def run_trials(
             ray.shutdown()
 
 
-def _run_task(run_one: RunOne, config: Config) -> Trace | TrialError:
-    """Run one trial in a Ray worker on one torch thread; a raised error comes back as data."""
+def _ray_job(run_one: RunOne, run_group: RunGroup | None, configs: list[Any]) -> list[Any]:
+    """Run one job in a Ray worker on one torch thread; raised errors come back as data."""
     init_worker()
-    try:
-        return run_one(config)
-    except Exception as error:
-        return TrialError.from_exception(error)
+    return run_job(run_one, run_group, configs)
 
 
-def _outcome(ray: Any, ref: Any) -> Trace | TrialError:
-    """Return the task's value; a task lost after its retries (worker died) as a ``TrialError``."""
+def _outcomes(ray: Any, ref: Any, size: int) -> list[Any]:
+    """Return a job's outcomes; a job lost after its retries (worker died) as TrialErrors."""
     try:
         return ray.get(ref)
     except Exception as error:
-        return TrialError.from_exception(error)
+        return [TrialError.from_exception(error)] * size
 
 
 def _import_ray() -> Any:
