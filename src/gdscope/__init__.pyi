@@ -1,6 +1,6 @@
 """Names and types of the lazily loaded exports of gdscope (see __init__.py)."""
 
-from . import data, functional, losses, models, optim, probes
+from . import data, ensemble, export, functional, losses, models, optim, probes, report, runners
 from .api import StudyResult, run_study, verify
 from .config import DataConfig, ModelConfig, OptimizerConfig, StopConfig, TrialConfig
 from .store import Store
@@ -24,13 +24,17 @@ __all__ = [
     "__version__",
     "build_trial",
     "data",
+    "ensemble",
+    "export",
     "functional",
     "losses",
     "models",
     "optim",
     "probes",
+    "report",
     "run_study",
     "run_trial",
+    "runners",
     "train",
     "verify",
 ]
