@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from gdscope import _checks as check
-from gdscope.runners.local import WorkerPool
+from gdscope.runners.local import WorkerPool, uses_cuda
 from gdscope.store import Store
 from gdscope.studies import Study, StudyError, Verdict, judge_study, load_study
 from gdscope.trial import run_config, validate_trial
@@ -169,24 +169,20 @@ def _ensembles(
 
     With ``batch=None`` only groups on a CUDA device stay together; the rest run one by one.
     """
-    if batch is None and not any(_on_cuda(config) for _, config in todo):
+    if batch is None and not uses_cuda([config for _, config in todo]):
         return None, None
     from gdscope.ensemble import group_trials, run_trial_group
 
     share = max(1, -(-len(todo) // workers))
     groups = group_trials([config for _, config in todo], max_size=share)
     if batch is None:
-        on_gpu = [_on_cuda(todo[g[0]][1]) for g in groups]
+        on_gpu = [uses_cuda([todo[g[0]][1]]) for g in groups]
         groups = [
             part
             for g, gpu in zip(groups, on_gpu, strict=True)
             for part in ([g] if gpu else [[i] for i in g])
         ]
     return groups, run_trial_group
-
-
-def _on_cuda(config: dict[str, Any]) -> bool:
-    return str(config.get("device", "cpu")).startswith("cuda")
 
 
 def check_runner(runner: str, workers: int, address: str | None) -> int:

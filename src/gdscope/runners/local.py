@@ -101,17 +101,7 @@ def run_trials(
     """
     workers = check.positive_int("workers", workers)
     jobs = partition_jobs(len(trials), groups)
-    total, done = len(trials), 0
-    if progress is not None:
-        progress(0, total)
-
-    def report(job: Sequence[int], outcomes: Sequence[Trace | TrialError]) -> None:
-        nonlocal done
-        for index, outcome in zip(job, outcomes, strict=True):
-            on_result(*trials[index], outcome)
-            done += 1
-            if progress is not None:
-                progress(done, total)
+    report = Reporter(trials, on_result, progress)
 
     configs = [[trials[i][1] for i in job] for job in jobs]
     workers = pool.workers if pool is not None else workers
@@ -177,6 +167,36 @@ class WorkerPool:
         elif self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
+
+
+class Reporter:
+    """Hand each finished job's outcomes to ``on_result`` per trial and tick ``progress``.
+
+    Created before the first job (``progress(0, total)`` is called then); shared by the runners.
+    """
+
+    def __init__(
+        self,
+        trials: Sequence[tuple[str, Config]],
+        on_result: OnResult,
+        progress: Callable[[int, int], None] | None,
+    ) -> None:
+        self.trials, self.on_result, self.progress, self.done = trials, on_result, progress, 0
+        if progress is not None:
+            progress(0, len(trials))
+
+    def __call__(self, job: Sequence[int], outcomes: Sequence[Trace | TrialError]) -> None:
+        for index, outcome in zip(job, outcomes, strict=True):
+            hash, config = self.trials[index]
+            self.on_result(hash, config, outcome)
+            self.done += 1
+            if self.progress is not None:
+                self.progress(self.done, len(self.trials))
+
+
+def uses_cuda(configs: Sequence[Config]) -> bool:
+    """Whether any trial config runs on a CUDA device (``device`` starting with ``"cuda"``)."""
+    return any(str(config.get("device", "cpu")).startswith("cuda") for config in configs)
 
 
 def partition_jobs(count: int, groups: Sequence[Sequence[int]] | None) -> list[list[int]]:

@@ -25,7 +25,15 @@ import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from gdscope.runners.local import RunGroup, TrialError, init_worker, partition_jobs, run_job
+from gdscope.runners.local import (
+    Reporter,
+    RunGroup,
+    TrialError,
+    init_worker,
+    partition_jobs,
+    run_job,
+    uses_cuda,
+)
 
 if TYPE_CHECKING:
     from gdscope.training import Trace
@@ -78,10 +86,8 @@ def run_trials(
     if not isinstance(max_retries, int) or isinstance(max_retries, bool) or max_retries < 0:
         raise ValueError(f"max_retries must be a non-negative integer, got {max_retries!r}")
     ray = _import_ray()
-    total = len(trials)
-    if progress is not None:
-        progress(0, total)
-    if total == 0:
+    report = Reporter(trials, on_result, progress)
+    if not trials:
         return
     started_here = not ray.is_initialized()
     if started_here:
@@ -98,21 +104,15 @@ def run_trials(
         pending = {}
         for job in partition_jobs(len(trials), groups):
             configs = [trials[i][1] for i in job]
-            gpus = 1 if any(str(c.get("device", "cpu")).startswith("cuda") for c in configs) else 0
+            gpus = 1 if uses_cuda(configs) else 0
             ref = task.options(num_gpus=gpus).remote(run_one, run_group, configs)
             pending[ref] = job
-        done_count = 0
         try:
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1)
                 for ref in ready:
                     job = pending.pop(ref)
-                    for index, outcome in zip(job, _outcomes(ray, ref, len(job)), strict=True):
-                        hash, config = trials[index]
-                        on_result(hash, config, outcome)
-                        done_count += 1
-                        if progress is not None:
-                            progress(done_count, total)
+                    report(job, _outcomes(ray, ref, len(job)))
         except BaseException:
             for ref in pending:
                 with contextlib.suppress(Exception):
