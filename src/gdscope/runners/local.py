@@ -245,11 +245,19 @@ def _outcomes(future: Future[list[Any]], size: int) -> list[Any]:
 
 
 def _abort(executor: ProcessPoolExecutor) -> None:
-    """Cancel trials not yet started and stop the workers now."""
+    """Cancel trials not yet started and stop the workers now.
+
+    The executor's manager thread also reaps the workers once one dies, so it is joined before
+    the processes: two threads waiting on one pid race, and the loser would see a dead worker
+    as alive.
+    """
     processes = list((getattr(executor, "_processes", None) or {}).values())
-    executor.shutdown(wait=False, cancel_futures=True)  # forgets the processes: read them first
+    manager = getattr(executor, "_executor_manager_thread", None)
+    executor.shutdown(wait=False, cancel_futures=True)  # forgets both: read them first
     for process in processes:
         process.terminate()
+    if manager is not None:
+        manager.join(timeout=10)
     for process in processes:
         process.join(timeout=10)
 
