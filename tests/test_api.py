@@ -135,3 +135,28 @@ def test_auto_batch_keeps_ensembles_for_cuda_trials_only():
     assert groups == [[0], [1], [2], [3], [4, 5, 6, 7]]
     forced, _ = api._ensembles(cpu + gpu, 4, True)
     assert forced == [[0, 1], [2, 3], [4, 5], [6, 7]]  # split so every worker gets a share
+
+
+def test_plan_counts_trials_and_stored_ones_and_writes_nothing(tmp_path):
+    path = _write(tmp_path, STUDY.replace("BAND", "-1.1, -0.9"))
+    results = tmp_path / "res"
+    plan = api.plan_study(path, results=results, overrides=["sweep.data.n=[4, 8, 16]"])
+    assert not results.exists()
+    assert (plan.trials, plan.stored, plan.to_run) == (9, 0, 9)
+    assert plan.axes == {"data.n": [4, 8, 16], "seed": [0, 1, 2]}
+    assert [c.id for c in plan.study.claims] == ["gd-exponent"]
+    api.run_study(path, results=results, overrides=["sweep.data.n=[4, 8]"])
+    before = sorted((p.name, p.stat().st_size) for p in results.iterdir())
+    plan = api.plan_study(path, results=results)  # 4 points; 2 of them already stored
+    assert (plan.trials, plan.stored, plan.to_run) == (12, 6, 6)
+    assert sorted((p.name, p.stat().st_size) for p in results.iterdir()) == before
+    assert api.run_study(path, results=results).ran == plan.to_run
+
+
+def test_plan_refuses_what_run_refuses(tmp_path):
+    path = _write(tmp_path, STUDY.replace("BAND", "-1.1, -0.9"))
+    with pytest.raises(StudyError, match=r"data\.n"):
+        api.plan_study(path, results=tmp_path / "res", overrides=["sweep.data.n=[0]"])
+    with pytest.raises(ValueError, match="scale"):
+        api.plan_study(path, scale="huge", results=tmp_path / "res")
+    assert not (tmp_path / "res").exists()

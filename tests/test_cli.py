@@ -119,3 +119,16 @@ def test_report_of_a_missing_results_dir_is_one_line(tmp_path):
         "run a study with --results DIR first"
     )
     assert not (tmp_path / "nothing").exists()
+
+
+def test_run_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
+    results = tmp_path / "results"
+    out = _gdscope(
+        "run", "nag-acceleration", "lazy-training", "--dry-run", "--results", str(results)
+    )
+    assert out.returncode == 0, out.stderr
+    assert "data.n=[4, 8, 16, 32, 64] × method=[gd, nag] × seed=[0, 1, 2]" in out.stdout
+    assert "2 studies, 45 trials: 0 stored, 45 to run" in out.stdout
+    assert not results.exists()
+    out = _gdscope("run", "nag-acceleration", "--dry-run", "--set", "sweep.data.n=[0]")
+    assert out.returncode == 2 and out.stderr.startswith("error:") and "data.n" in out.stderr

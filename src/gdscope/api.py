@@ -16,7 +16,7 @@ from typing import Any
 
 from gdscope import _checks as check
 from gdscope.runners.local import WorkerPool, uses_cuda
-from gdscope.store import Store
+from gdscope.store import DB_NAME, Store
 from gdscope.studies import Study, StudyError, Verdict, judge_study, load_study
 from gdscope.trial import run_config, validate_trial
 
@@ -36,6 +36,31 @@ class StudyResult:
     ran: int
     failed: int
     wall_time_s: float
+
+
+@dataclass(frozen=True)
+class StudyPlan:
+    """What ``run_study`` would do for one study at one scale (from :func:`plan_study`).
+
+    Attributes:
+        study: the study with the scale and the overrides applied.
+        scale: the scale.
+        trials: trial configs at this scale (sweep points × seeds).
+        stored: of those, how many the results store already holds finished (a run skips them).
+        axes: every swept dotted key with its values at this scale, ``seed`` last.
+
+    """
+
+    study: Study
+    scale: str
+    trials: int
+    stored: int
+    axes: dict[str, list[Any]]
+
+    @property
+    def to_run(self) -> int:
+        """Trials a run would train."""
+        return self.trials - self.stored
 
 
 def catalog() -> dict[str, Path]:
@@ -183,6 +208,40 @@ def _ensembles(
             for part in ([g] if gpu else [[i] for i in g])
         ]
     return groups, run_trial_group
+
+
+def plan_study(
+    name_or_path: str | Path,
+    *,
+    scale: str = "quick",
+    results: str | Path = "gdscope-results",
+    overrides: Sequence[str] = (),
+) -> StudyPlan:
+    """Say what ``run_study`` would run, without running, creating or writing anything.
+
+    The study and every trial config at ``scale`` are validated as by ``run_study``; the trials
+    already finished in ``results`` (by any study: a run reuses them) are counted as stored.
+
+    Raises:
+        StudyError: the study, an override or a trial config is invalid.
+        StoreError: ``results`` exists but is not a directory, or holds an unreadable store.
+
+    """
+    check.one_of("scale", scale, SCALES)
+    scaled = load(name_or_path, overrides).with_scale(scale)
+    hashes = [validate_trial(config).content_hash() for config in scaled.expand(scale)]
+    if (Path(results) / DB_NAME).is_file():
+        done = Store(results, create=False).finished_hashes()
+    else:
+        done = set()
+    axes = {**scaled.sweep, **{key: v for group in scaled.sweep_zip for key, v in group.items()}}
+    return StudyPlan(
+        scaled,
+        scale,
+        len(hashes),
+        sum(digest in done for digest in hashes),
+        {**{key: list(values) for key, values in axes.items()}, "seed": list(scaled.seeds)},
+    )
 
 
 def check_runner(runner: str, workers: int, address: str | None) -> int:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from gdscope._cli_app import UserError, fmt, stderr, stdout
@@ -51,6 +52,14 @@ def run(
     report: Annotated[
         bool, typer.Option(help="write DIR/report.html at the end (gdscope report)")
     ] = True,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="validate and print each study's trials, sweep and how many are already "
+            "stored; run and write nothing",
+        ),
+    ] = False,
 ) -> None:
     """Run studies (default: the whole catalogue at quick scale) and print their verdicts.
 
@@ -67,6 +76,15 @@ def run(
     names = studies or list(api.catalog())
     loaded = [_study_or_error(api, name, set_ or []) for name in names]  # validate all first
     _user_errors(lambda: api.check_runner(runner, workers, address))
+    if dry_run:
+        plans = [
+            _user_errors(
+                lambda n=n: api.plan_study(n, scale=scale, results=results, overrides=set_ or [])
+            )
+            for n in names
+        ]
+        _print_plans(plans)
+        return
     store = _user_errors(lambda: Store(results))
     verdict_rows = []
     pool = WorkerPool(workers) if runner == "local" and workers > 1 else None
@@ -203,6 +221,41 @@ def export(
     elif csv is not None:
         rows = exporting.write_csv(store, csv, study)
         stderr.print(f"{rows} rows -> {csv}", highlight=False)
+
+
+def _print_plans(plans: list[Any]) -> None:
+    """Print one row per planned study (trials, stored, to run, sweep, claims), then the totals."""
+    table = Table(box=None, header_style="bold")
+    for column in ("study", "scale"):
+        table.add_column(column, no_wrap=True)
+    for column in ("trials", "stored", "to run"):
+        table.add_column(column, no_wrap=True, justify="right")
+    table.add_column("sweep", overflow="fold")
+    table.add_column("claims", overflow="fold")
+    for plan in plans:
+        sweep = " × ".join(f"{key}={_values(values)}" for key, values in plan.axes.items())
+        sweep = escape(sweep)  # values such as ["gd", "nag"] are not rich markup
+        table.add_row(
+            plan.study.name,
+            plan.scale,
+            str(plan.trials),
+            str(plan.stored),
+            str(plan.to_run),
+            sweep,
+            ", ".join(claim.id for claim in plan.study.claims),
+        )
+    stdout.print(table)
+    total, to_run = sum(p.trials for p in plans), sum(p.to_run for p in plans)
+    stdout.print(
+        f"{len(plans)} {'study' if len(plans) == 1 else 'studies'}, {total} trials: {total - to_run} stored, {to_run} to run "
+        "(dry run: nothing ran, nothing written)",
+        highlight=False,
+    )
+
+
+def _values(values: list[Any]) -> str:
+    shown = ", ".join(str(v) for v in values[:6])
+    return f"[{shown}{', …' if len(values) > 6 else ''}]"
 
 
 def _study_or_error(api: Any, name: str, overrides: list[str]) -> Any:
