@@ -302,6 +302,12 @@ def test_monotone():
         recs(lambda w, s: w + (30 if w == 16 else 0)),
     )
     assert zigzag.status == "FAIL" and "inversions ≤ 0" in zigzag.reason
+    one_seed_rises = judge(  # two seeds monotone, one with a rise: "non-decreasing" fails
+        {**spec, "rho_min": 0.5, "allowed_inversions": 0},
+        recs(lambda w, s: w + (30 if w == 16 and s == SEEDS[-1] else 0)),
+    )
+    assert one_seed_rises.status == "FAIL", one_seed_rises.reason
+    assert "most inversions in a seed group 1" in one_seed_rises.reason
 
 
 def test_reaches_with_expression_budget_and_groups():
@@ -356,6 +362,28 @@ def test_compare():
         {**spec, "measure": median, "where_b": {"method": "nag"}, "band": [-1, 1]}, records
     )
     assert same.status == "PASS" and same.statistic == 0.0
+
+
+def test_compare_means_of_an_indicator_count_every_trial():
+    """Residual fits at 8 of 10 trials, plain at 10 of 10: the medians hide it, the means don't."""
+    fits = {True: [0, 0, 1, 1, 1, 1, 1, 1, 1, 1], False: [1] * 10}
+    records = [
+        record({"residual": arm, "seed": i}, {"fit": ([0], [float(v)])})
+        for arm, values in fits.items()
+        for i, v in enumerate(values)
+    ]
+    spec = {
+        "kind": "compare",
+        "where_a": {"residual": True},
+        "where_b": {"residual": False},
+        "band": [0.0, math.inf],
+    }
+    y = {"reduce": "final", "metric": "fit"}
+    median = judge({**spec, "measure": {"kind": "median", "y": y}}, records)
+    assert median.status == "PASS" and median.statistic == 0.0
+    mean = judge({**spec, "measure": {"kind": "mean", "y": y}}, records)
+    assert mean.statistic == pytest.approx(-0.2)
+    assert mean.status != "PASS" and "A=0.8, B=1" in mean.reason, mean.reason
 
 
 def test_agrees():
@@ -443,3 +471,31 @@ def test_within_claim_checks_every_trial(values, status):
     verdict = claim.judge(_within_records(values))
     assert verdict.status == status, verdict.reason
     assert verdict.n_points == 2
+
+
+def test_keep_judges_only_the_trials_in_its_band_and_names_the_rest():
+    good = power_records(-0.5)
+    outliers = [  # a second group of trials that are "not lazy" and would spoil the exponent
+        record(
+            {"model.width": w, "seed": s, "lazy": False},
+            {"loss": ([0, 10], [1.0, 50.0 * w]), "ratio": ([0, 10], [1.0, 0.1])},
+        )
+        for w in WIDTHS
+        for s in SEEDS
+    ]
+    for r in good:
+        r.series["ratio"] = (np.array([0, 10]), np.array([1.0, 0.9]))
+    spec = {**POWER, "band": [-0.6, -0.4]}
+    assert judge(spec, good + outliers).status != "PASS"  # everything: the outliers count
+    keep = {"y": {"reduce": "final_over_initial", "metric": "ratio"}, "band": [0.5, 1.5]}
+    kept = judge({**spec, "keep": keep}, good + outliers)
+    assert kept.status == "PASS", kept.reason
+    assert kept.statistic == judge(spec, good).statistic
+    assert (
+        "dropped 18 of 36 trials with final_over_initial(ratio) outside [0.5, 1.5]" in kept.reason
+    )
+    assert "model.width=8, seed=0 (0.1)" in kept.reason
+    none = judge({**spec, "keep": {**keep, "band": [2, 3]}}, good)
+    assert none.status == "INCONCLUSIVE" and none.reason.startswith("no trial kept: dropped 18")
+    with pytest.raises(ValueError, match="keep"):
+        judge({**spec, "keep": {"band": [0, 1]}}, good)

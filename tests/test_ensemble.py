@@ -105,6 +105,13 @@ def test_stop_rules_are_per_member():
     got = train_ensemble(*two_layer_sweep(torch.float64, width=256), data, 60, stop=stop)
     assert len({t.steps for t in got}) > 1, "members should stop at different steps"
     assert_same_traces(got, expected)
+    probes = {"loss": 1, "grad_norm": 100, "ntk_spectrum": 100}  # due only at 0 and at the stop
+    expected = loop(*two_layer_sweep(torch.float64, width=256), data, 60, probes=probes, stop=stop)
+    got = train_ensemble(
+        *two_layer_sweep(torch.float64, width=256), data, 60, probes=probes, stop=stop
+    )
+    assert all(t.series("ntk_lambda_min")[0].tolist() == [0, t.steps] for t in got)
+    assert_same_traces(got, expected)
 
 
 def test_live_module_probes_equal_single_model_probes():

@@ -378,3 +378,22 @@ def test_cuda_matches_cpu(dtype):
     )
     assert vec.device.type == "cuda"
     assert_close(value, cpu, rtol=1e-5 if dtype == torch.float32 else 1e-10)
+
+
+def test_tied_weights_hessian_and_gradient_count_every_use():
+    """Module-level double backward (what training differentiates) is the reference."""
+    from test_ntk import TiedNet
+
+    torch.manual_seed(1)
+    model = TiedNet().double()
+    x, y = torch.randn(6, 4, dtype=torch.float64), torch.randn(6, 2, dtype=torch.float64)
+    params = [p for p in model.parameters() if p.requires_grad]
+    grads = torch.autograd.grad(gs.losses.mse(model(x), y), params, create_graph=True)
+    g = torch.cat([t.reshape(-1) for t in grads])
+    rows = [torch.autograd.grad(g[i], params, retain_graph=True) for i in range(g.numel())]
+    hessian = torch.stack([torch.cat([t.reshape(-1) for t in row]) for row in rows])
+    top = float(torch.linalg.eigvalsh(hessian)[-1])
+    got = gs.probes.sharpness(model, gs.losses.mse, (x, y), tol=1e-12)
+    assert got == pytest.approx(top, rel=1e-9)
+    norm = gs.probes.gradient_norm(model, params_of(model), gs.losses.mse, (x, y))
+    assert norm == pytest.approx(float(g.detach().norm()), rel=1e-12)

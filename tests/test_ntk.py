@@ -351,3 +351,39 @@ def test_gram_on_cuda_with_tf32_matches_float32():
     assert fast.device.type == "cuda"
     assert_close(fast, exact, rtol=0.0, atol=1e-3 * exact.abs().max().item(), what="tf32")
     _close(exact.cpu(), dense_ntk(model.cpu(), x.cpu()), torch.float32, "cuda")
+
+
+class TiedNet(nn.Module):
+    """Two Linear modules holding one weight (tied, as in tied embeddings)."""
+
+    def __init__(self, d: int = 4) -> None:
+        super().__init__()
+        self.a, self.b, self.out = nn.Linear(d, d), nn.Linear(d, d), nn.Linear(d, 2)
+        self.b.weight = self.a.weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.tanh(self.b(torch.tanh(self.a(x)))))
+
+
+def _module_jacobian(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``(n·k, P)`` by backward through the module itself, as training differentiates it."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    rows = []
+    for i in range(x.shape[0]):
+        out = model(x[i : i + 1]).reshape(-1)
+        for j in range(out.numel()):
+            grads = torch.autograd.grad(out[j], params, retain_graph=True)
+            rows.append(torch.cat([g.reshape(-1) for g in grads]))
+    return torch.stack(rows)
+
+
+@pytest.mark.parametrize("method", ["auto", "jacobian"])
+def test_tied_weights_count_every_use(method):
+    torch.manual_seed(0)
+    model = TiedNet().double()
+    x = torch.randn(5, 4, dtype=torch.float64)
+    assert st.unsupported_modules(model) == ["b (shares a parameter with a)"]
+    jac = _module_jacobian(model, x)
+    expected = jac @ jac.T  # rows ordered (example, output), as the full Gram
+    assert_close(ntk_gram(model, x, method=method), expected, rtol=1e-12)
+    assert_close(dense_ntk(model, x), expected, rtol=1e-12)

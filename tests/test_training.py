@@ -153,6 +153,17 @@ def test_stop_on_loss_threshold():
     assert trace.series("loss")[1][-2] > 0.65
 
 
+def test_a_stop_measures_every_probe_at_the_stopping_step():
+    net, data = _linear_problem()
+    opt = torch.optim.SGD(net.parameters(), lr=0.5)
+    probes = {"loss": 1, "grad_norm": 1000, "dist_from_init": 1000}
+    trace = gs.train(net, opt, data, steps=500, probes=probes, stop=gs.Stop(loss_below=0.65))
+    assert trace.status == "stopped" and 0 < trace.steps < 500
+    for metric in ("grad_norm", "dist_from_init"):
+        assert trace.series(metric)[0].tolist() == [0, trace.steps]
+    assert trace.final("dist_from_init") > 0
+
+
 def test_stop_on_accuracy_goal():
     x, y = gs.data.separated(n=16, d=4, delta=0.5, seed=0, dtype=torch.float64)
     net = gs.models.mlp(4, 256, 2, seed=0, dtype=torch.float64)

@@ -40,8 +40,12 @@ def clone_params(params: Mapping[str, Tensor]) -> Params:
 
 
 def apply(model: nn.Module, params: Mapping[str, Tensor], x: Tensor) -> Tensor:
-    """Evaluate ``model`` at ``params`` (trainable parameters replaced, the rest as in the module)."""
-    return functional_call(model, dict(params), (x,), tie_weights=False, strict=False)
+    """Evaluate ``model`` at ``params`` (trainable parameters replaced, the rest as in the module).
+
+    A parameter shared by several modules (tied weights) appears once in ``named_parameters``;
+    ``tie_weights=True`` makes every use of it take the given value, as training does.
+    """
+    return functional_call(model, dict(params), (x,), tie_weights=True, strict=False)
 
 
 def loss_at(

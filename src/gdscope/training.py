@@ -161,7 +161,9 @@ def train(
         steps: number of optimizer updates (≥ 0).
         loss_fn: ``loss_fn(output, target) -> scalar``; default ``gdscope.losses.mse``.
         probes: ``{probe name: every k steps}`` from ``PROBES``; default ``{"loss": 1}``.
-            Probes are also measured at the last checkpoint.
+            Every probe is also measured at the last checkpoint: the last step, or the step
+            where a ``stop`` criterion ends the run (so a final-over-initial ratio always
+            compares the end of the run with its start).
         batch_size: ``None`` for full-batch gradient descent, else mini-batch size.
         stop: criteria that end the run early with status ``"stopped"``.
         eval_data: held-out ``(x, y)`` for the ``"test"`` probe.
@@ -239,6 +241,7 @@ def train(
             checks = metrics
         reason = stop.met_by(checks)
         if reason is not None:
+            metrics.update(probes_not_due(schedule, due, ctx))
             metrics.update(checks)
             trace.record(t, metrics)
             trace.status, trace.steps, trace.reason = "stopped", t, reason
@@ -252,6 +255,17 @@ def train(
             optimizer.step()
     trace.wall_time_s = time.perf_counter() - start
     return trace
+
+
+def probes_not_due(
+    schedule: Mapping[str, int], due: list[str], ctx: ProbeContext
+) -> dict[str, float]:
+    """Measure the scheduled probes not already ``due`` at a checkpoint where the run stops."""
+    metrics: dict[str, float] = {}
+    for name in schedule:
+        if name not in due:
+            metrics.update(PROBES[name](ctx))
+    return metrics
 
 
 class _BatchOrder:

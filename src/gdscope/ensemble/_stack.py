@@ -147,7 +147,7 @@ class Ensemble:
         base = self._base
 
         def member(params: dict[str, Tensor], frozen: dict[str, Tensor], x: Tensor, y: Tensor):
-            out = functional_call(base, {**params, **frozen}, (x,), tie_weights=False)
+            out = functional_call(base, {**params, **frozen}, (x,), tie_weights=True)
             return loss_fn(out, y), out
 
         return member

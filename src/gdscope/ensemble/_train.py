@@ -25,7 +25,14 @@ from gdscope.ensemble._probes import BATCHED, BatchedProbes
 from gdscope.ensemble._stack import Ensemble, aligned_stack
 from gdscope.functional import clone_params, params_of
 from gdscope.probes.tracking import PROBES, ProbeContext
-from gdscope.training import Stop, Trace, _validate_schedule, divergence_limit, record_divergence
+from gdscope.training import (
+    Stop,
+    Trace,
+    _validate_schedule,
+    divergence_limit,
+    probes_not_due,
+    record_divergence,
+)
 
 __all__ = ["train_ensemble"]
 
@@ -222,7 +229,7 @@ class _Loop:
         finished = set()
         for slot, ctx in enumerate(contexts):
             member = self.members[self.ensemble.active[slot]]
-            if self._record(member, t, ctx, watched[slot], metrics[slot]):
+            if self._record(member, t, ctx, watched[slot], metrics[slot], due):
                 finished.add(slot)
         return finished
 
@@ -247,7 +254,13 @@ class _Loop:
         return ctx
 
     def _record(
-        self, member: _Member, t: int, ctx: ProbeContext, watched: float, metrics: dict[str, float]
+        self,
+        member: _Member,
+        t: int,
+        ctx: ProbeContext,
+        watched: float,
+        metrics: dict[str, float],
+        due: list[str],
     ) -> bool:
         """Apply the checkpoint logic of ``gdscope.train`` to one member; True when it ends."""
         trace = member.trace
@@ -263,6 +276,7 @@ class _Loop:
             checks = metrics
         reason = self.stop.met_by(checks)
         if reason is not None:
+            metrics.update(probes_not_due(self.schedule, due, ctx))
             metrics.update(checks)
             trace.record(t, metrics)
             trace.status, trace.steps, trace.reason = "stopped", t, reason

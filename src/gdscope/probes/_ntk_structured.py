@@ -57,9 +57,17 @@ def unsupported_modules(model: nn.Module) -> list[str]:
     """Return the names of modules holding trainable parameters that the structured path cannot handle."""
     if isinstance(model, TwoLayer):
         return []
-    bad = []
+    bad, owners = [], {}
     for name, module in model.named_modules():
         if not any(p.requires_grad for p in module.parameters(recurse=False)):
+            continue
+        tied = [
+            owners[id(p)]
+            for p in module.parameters(recurse=False)
+            if p.requires_grad and owners.setdefault(id(p), name) != name
+        ]
+        if tied:  # one Gram per module would miss the cross terms between the uses
+            bad.append(f"{name or '<root>'} (shares a parameter with {tied[0] or '<root>'})")
             continue
         if isinstance(module, LINEAR_TYPES):
             continue

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -149,21 +149,30 @@ def _logs(
 
 
 def bootstrap_difference(
-    a: Sequence[float], b: Sequence[float], *, absolute: bool, ci: float, n_boot: int, seed: int = 0
+    a: Sequence[float],
+    b: Sequence[float],
+    *,
+    absolute: bool,
+    ci: float,
+    n_boot: int,
+    seed: int = 0,
+    center: Literal["median", "mean"] = "median",
 ) -> tuple[float, float, float]:
-    """Median(a) − median(b) (or its absolute value) and a bootstrap percentile CI.
+    """Median(a) − median(b), or its absolute value, and a bootstrap percentile CI.
 
-    ``a`` and ``b`` are resampled independently with replacement.
+    ``center="mean"`` uses the means instead. ``a`` and ``b`` are resampled independently with
+    replacement.
     """
     va = np.array([v for v in a if math.isfinite(v)])
     vb = np.array([v for v in b if math.isfinite(v)])
     if va.size == 0 or vb.size == 0:
         return math.nan, math.nan, math.nan
+    average = np.mean if center == "mean" else np.median
     rng = np.random.default_rng(seed)
-    ma = np.median(va[rng.integers(0, va.size, (n_boot, va.size))], axis=1)
-    mb = np.median(vb[rng.integers(0, vb.size, (n_boot, vb.size))], axis=1)
+    ma = average(va[rng.integers(0, va.size, (n_boot, va.size))], axis=1)
+    mb = average(vb[rng.integers(0, vb.size, (n_boot, vb.size))], axis=1)
     diff = ma - mb
-    stat = float(np.median(va) - np.median(vb))
+    stat = float(average(va) - average(vb))
     if absolute:
         diff, stat = np.abs(diff), abs(stat)
     lo, hi = np.quantile(diff, [(1 - ci) / 2, (1 + ci) / 2])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from typing import Annotated, Any
@@ -18,11 +19,16 @@ from gdscope.studies.reducers import (
     Reducer,
     config_reducer,
     expr_reducer,
+    reduce_record,
 )
 from gdscope.studies.table import TrialRecord
 from gdscope.studies.verdict import (
     Status,
     Verdict,
+    fmt,
+    fmt_band,
+    label,
+    listing,
     no_match_reason,
     select,
 )
@@ -47,6 +53,41 @@ class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+class Keep(_Model):
+    """Judge only the trials whose reduced ``y`` lies in ``band``; the rest are named in the reason.
+
+    For claims stated on a subset defined by a measurement, e.g. D1′ "keeping only lazy runs
+    (λ_min(H_T)/λ_min(H_0) ∈ [0.5, 1.5]; others are reported, not hidden)". A trial whose ``y``
+    cannot be computed (diverged, not recorded) is dropped too, with its reason.
+    """
+
+    y: XReducer
+    band: Band
+
+    def split(
+        self, records: Sequence[TrialRecord], axes: Sequence[str], allow_diverged: bool
+    ) -> tuple[list[TrialRecord], list[str]]:
+        """Return the kept records and one line per dropped trial (its label and value)."""
+        kept, dropped = [], []
+        low, high = self.band
+        for record in records:
+            red = reduce_record(self.y, record, allow_diverged=allow_diverged)
+            if red.reason:
+                dropped.append(f"{label(record, axes)} ({red.reason})")
+            elif low <= red.value <= high:
+                kept.append(record)
+            else:
+                dropped.append(f"{label(record, axes)} ({fmt(red.value)})")
+        return kept, dropped
+
+    def describe(self, dropped: Sequence[str], total: int) -> str:
+        """Say how many of ``total`` trials were dropped, and name the first few."""
+        return (
+            f"dropped {len(dropped)} of {total} trials with {self.y.label} outside "
+            f"{fmt_band(self.band)}: {listing(list(dropped))}"
+        )
+
+
 class _Claim(_Model):
     """Fields every claim has."""
 
@@ -54,14 +95,28 @@ class _Claim(_Model):
     description: str = ""
     reference: str | None = None
     where: dict[str, Any] = Field(default_factory=dict)
+    keep: Keep | None = None
     allow_diverged: bool = False
 
     def judge(self, records: Sequence[TrialRecord], axes: Sequence[str] = ()) -> Verdict:
-        """Judge the claim on ``records`` (``axes`` only name trials in reasons)."""
+        """Judge the claim on ``records`` (``axes`` only name trials in reasons).
+
+        The records are those matching ``where``, then (with ``keep``) those whose measurement
+        lies in ``keep.band``; the dropped ones are listed at the end of the reason.
+        """
         chosen = select(records, self.where)
         if not chosen:
             return self._verdict("INCONCLUSIVE", math.nan, no_match_reason(records, self.where))
-        return self._judge(chosen, axes)
+        if self.keep is None:
+            return self._judge(chosen, axes)
+        kept, dropped = self.keep.split(chosen, axes, self.allow_diverged)
+        note = self.keep.describe(dropped, len(chosen))
+        if not kept:
+            return self._verdict("INCONCLUSIVE", math.nan, f"no trial kept: {note}")
+        verdict = self._judge(kept, axes)
+        return (
+            dataclasses.replace(verdict, reason=f"{verdict.reason}; {note}") if dropped else verdict
+        )
 
     def _judge(self, records: list[TrialRecord], axes: Sequence[str]) -> Verdict:
         raise NotImplementedError

@@ -125,9 +125,13 @@ class SlopeMeasure(_SlopeFit):
 
 
 class MedianMeasure(_Model):
-    """Statistic of one compare group: the median of a reducer over the group's trials."""
+    """Statistic of one compare group: the median or the mean of a reducer over its trials.
 
-    kind: Literal["median"]
+    With ``kind = "mean"``, a 0/1 indicator gives the fraction of trials where it holds, e.g.
+    the share of a width grid at which a net fits (its median only says whether most do).
+    """
+
+    kind: Literal["median", "mean"]
     y: XReducer
     ci: float = Field(default=0.9, gt=0, lt=1)
     n_boot: PositiveInt = 2000
@@ -164,10 +168,12 @@ class CompareClaim(_Claim):
             problems += [f"group {name}: {p}" for p in why]
             evidence += [{"group": name, **e} for e in ev]
         ci, boots = self.measure.ci, self.measure.n_boot
+        center = "mean" if self.measure.kind == "mean" else "median"
         stat, lo, hi = _fitting.bootstrap_difference(
-            values["A"], values["B"], absolute=self.absolute, ci=ci, n_boot=boots
+            values["A"], values["B"], absolute=self.absolute, ci=ci, n_boot=boots, center=center
         )
-        sa, sb = (float(np.median(values[k])) if values[k] else math.nan for k in ("A", "B"))
+        average = np.mean if center == "mean" else np.median
+        sa, sb = (float(average(values[k])) if values[k] else math.nan for k in ("A", "B"))
         what = "|A − B|" if self.absolute else "A − B"
         summary = (
             f"A={fmt(sa)}, B={fmt(sb)}, {what}={fmt(stat)}, {ci:.0%} CI [{fmt(lo)}, {fmt(hi)}]"
