@@ -233,6 +233,7 @@ def test_c5_pseudo_huber_two_cycle_amplitude(eta):
         ("subgradient", {"schedule": "sqrt", "lr": 0.3}),
         ("rmsprop", {"alpha": 0.9, "lr": 0.01}),
         ("heavy_ball", {"momentum": 0.5, "lr": 0.01}),
+        ("nesterov", {"momentum": 0.5, "lr": 0.01}),
     ],
 )
 def test_other_methods_approach_the_l1_scalar_minimum(method, extra):
@@ -241,6 +242,19 @@ def test_other_methods_approach_the_l1_scalar_minimum(method, extra):
     assert trace.final("f_gap") < 1e-3
     assert trace.final("x") == pytest.approx(0.7, abs=0.05)
     assert math.isnan(trace.final("curvature"))
+
+
+@pytest.mark.parametrize(("method", "threshold"), [("heavy_ball", 3.8), ("nesterov", 3.8 / 2.8)])
+def test_momentum_on_a_quadratic_is_stable_exactly_below_its_threshold(method, threshold):
+    """½x²: stable iff η < 2 + 2β (heavy ball), η < (2 + 2β)/(1 + 2β) (PyTorch Nesterov), β = 0.9."""
+    for factor, stable in ((0.995, True), (1.005, False)):
+        config = ObjectiveConfig(method=method, momentum=0.9, lr=factor * threshold, steps=4000)
+        trace = run_objective(config)
+        f0 = trace.series("f")[1][0]
+        if stable:
+            assert trace.status == "completed" and trace.final("f") < 1e-6 * f0, factor
+        else:
+            assert trace.status == "diverged" or trace.final("f") > 1e3 * f0, factor
 
 
 def test_objective_vector_start_and_divergence():
@@ -324,6 +338,7 @@ def test_lasso_diverges_with_a_large_step_and_is_deterministic():
         (ObjectiveConfig, {"dim": 2, "x0": [1.0]}, "x0"),
         (ObjectiveConfig, {"momentum": 0.5}, "momentum"),
         (ObjectiveConfig, {"method": "heavy_ball", "momentum": 1.0}, "momentum"),
+        (ObjectiveConfig, {"method": "rmsprop", "momentum": 0.5}, "momentum"),
         (ObjectiveConfig, {"schedule": "sqrt"}, "schedule"),
         (ObjectiveConfig, {"alpha": 1.0}, "alpha"),
         (LassoConfig, {"data": {"sparsity": 60}}, "sparsity"),

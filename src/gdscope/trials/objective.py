@@ -12,8 +12,10 @@ One parameter tensor ``x ∈ ℝ^dim`` (``x_0`` given), one objective from :mod:
 
 Methods, all ``torch.optim`` optimizers from :func:`gdscope.optim.make_optimizer` stepping on
 ``∇f`` as autograd computes it (``sign(0) = 0`` at a kink): ``"gd"``, ``"subgradient"``
-(schedule ``constant`` or ``sqrt``), ``"rmsprop"`` (``alpha``, ``eps``) and ``"heavy_ball"``
-(``momentum``).
+(schedule ``constant`` or ``sqrt``), ``"rmsprop"`` (``alpha``, ``eps``), ``"heavy_ball"`` and
+``"nesterov"`` (PyTorch's form; both with ``momentum``). On ``½‖x‖²`` the momentum methods are
+stable for ``η < 2 + 2β`` (heavy ball) and ``η < (2 + 2β)/(1 + 2β)`` (Nesterov), the thresholds
+of Cohen et al. (2021) that claim R4 checks.
 
 References:
     Kumar (2024), "GD doesn't make the cut", arXiv 2401.08426. Cohen et al. (2021), "Gradient
@@ -58,7 +60,8 @@ class ObjectiveConfig(KindConfig):
 
     ``p`` is required by ``abs_power`` (and rejected elsewhere); ``delta`` is used by
     ``pseudo_huber``, ``b`` and ``lam`` by ``l1_scalar``; ``schedule`` applies to
-    ``subgradient``, ``alpha``/``eps`` to ``rmsprop``, ``momentum`` to ``heavy_ball`` (default 0.9).
+    ``subgradient``, ``alpha``/``eps`` to ``rmsprop``, ``momentum`` to ``heavy_ball`` and
+    ``nesterov`` (default 0.9).
     """
 
     kind: Literal["objective"] = "objective"
@@ -70,7 +73,7 @@ class ObjectiveConfig(KindConfig):
     dim: PositiveInt = 1
     x0: float | list[float] = 1.0
     """Start: a number (every coordinate) or a list of ``dim`` numbers."""
-    method: Literal["gd", "subgradient", "rmsprop", "heavy_ball"] = "gd"
+    method: Literal["gd", "subgradient", "rmsprop", "heavy_ball", "nesterov"] = "gd"
     lr: PositiveFinite = 0.1
     schedule: Literal["constant", "sqrt"] = "constant"
     momentum: Momentum | None = None
@@ -87,9 +90,10 @@ class ObjectiveConfig(KindConfig):
                 f"p (1 < p <= 2) is required with function='abs_power' and not accepted "
                 f"otherwise, got function={self.function!r}, p={self.p!r}"
             )
-        if self.momentum is not None and self.method != "heavy_ball":
+        if self.momentum is not None and self.method not in ("heavy_ball", "nesterov"):
             raise ValueError(
-                f"momentum applies to method 'heavy_ball' only, got method={self.method!r}, "
+                "momentum applies to methods 'heavy_ball' and 'nesterov' only, got "
+                f"method={self.method!r}, "
                 f"momentum={self.momentum!r}"
             )
         if self.schedule != "constant" and self.method != "subgradient":
@@ -145,7 +149,7 @@ def _optimizer(config: ObjectiveConfig, x: Tensor) -> torch.optim.Optimizer:
         options["schedule"] = config.schedule
     elif config.method == "rmsprop":
         options.update(alpha=config.alpha, eps=config.eps)
-    elif config.method == "heavy_ball":
+    elif config.method in ("heavy_ball", "nesterov"):
         options["momentum"] = config.momentum
     return make_optimizer(config.method, [x], config.lr, **options)
 
