@@ -499,3 +499,72 @@ def test_keep_judges_only_the_trials_in_its_band_and_names_the_rest():
     assert none.status == "INCONCLUSIVE" and none.reason.startswith("no trial kept: dropped 18")
     with pytest.raises(ValueError, match="keep"):
         judge({**spec, "keep": {"band": [0, 1]}}, good)
+
+
+def test_monotone_gap_against_a_baseline_pairs_by_x_and_seed():
+    """Residual stays at 1, plain falls as 1/depth: the gap grows though residual alone is flat."""
+    records = [
+        record(
+            {"model.depth": d, "seed": s, "residual": res},
+            {"ratio": ([0], [1.0 + 0.01 * s if res else 1.0 / d])},
+        )
+        for d in [2, 4, 8, 16]
+        for s in SEEDS
+        for res in (True, False)
+    ]
+    spec = {
+        "kind": "monotone",
+        "x": "model.depth",
+        "y": {"reduce": "final", "metric": "ratio"},
+        "direction": "increasing",
+    }
+    gap = CLAIM.validate_python({"id": "g", **spec, "baseline": {"residual": False}})
+    verdict = gap.judge(records, ["model.depth", "residual"])
+    assert verdict.status == "PASS" and verdict.statistic == pytest.approx(1.0), verdict.reason
+    alone = CLAIM.validate_python({"id": "a", **spec, "where": {"residual": True}})
+    assert alone.judge(records, ["model.depth"]).status != "PASS"  # flat alone
+    shrinking = [  # plain catches up: the gap falls, so "grows" fails
+        record(r.config, {"ratio": ([0], [1.0 - 1.0 / r.config["model.depth"]])})
+        if not r.config["residual"]
+        else r
+        for r in records
+    ]
+    assert gap.judge(shrinking, ["model.depth"]).status == "FAIL"
+    missing = gap.judge(
+        [r for r in records if r.config["model.depth"] != 4 or r.config["residual"]], []
+    )
+    assert missing.status == "INCONCLUSIVE" and "no baseline trial" in missing.reason
+    nobase = CLAIM.validate_python({"id": "n", **spec, "baseline": {"residual": "maybe"}})
+    assert "no trial matches" in nobase.judge(records, []).reason
+
+
+def test_within_gap_against_a_baseline_pairs_by_the_rest_of_the_config():
+    records = [
+        record(
+            {"model.depth": d, "seed": s, "residual": res},
+            {"loss": ([0, 9], [1.0, (0.1 if res else 0.2) * d])},
+        )
+        for d in [8, 16, 32]
+        for s in SEEDS
+        for res in (True, False)
+    ]
+    spec = {
+        "kind": "within",
+        "y": {"reduce": "final", "metric": "loss"},
+        "band": [-math.inf, 0.0],
+        "baseline": {"residual": False},
+    }
+    lower = judge(spec, records)
+    assert lower.status == "PASS" and lower.n_points == 9, lower.reason
+    assert lower.statistic == pytest.approx(-0.8)  # the gap closest to the band's edge: depth 8
+    assert "final(loss) − baseline {'residual': False} ∈ [-inf, 0]" in lower.reason
+    one_depth_worse = [  # residual above plain at depth 32 only: pooled medians would hide it
+        record(r.config, {"loss": ([0, 9], [1.0, 100.0])})
+        if r.config["residual"] and r.config["model.depth"] == 32
+        else r
+        for r in records
+    ]
+    worse = CLAIM.validate_python({"id": "c", **spec}).judge(one_depth_worse, ["model.depth"])
+    assert worse.status == "FAIL" and "model.depth=32, seed=0: 93.6" in worse.reason, worse.reason
+    unpaired = judge(spec, [r for r in records if r.config["residual"] or r.config["seed"] != 1])
+    assert unpaired.status == "INCONCLUSIVE" and "no baseline trial" in unpaired.reason

@@ -77,6 +77,34 @@ def seed_points(
     return out
 
 
+def gap_points(
+    x: Reducer,
+    y: Reducer,
+    records: Sequence[TrialRecord],
+    baseline: Sequence[TrialRecord],
+    axes: Sequence[str],
+    *,
+    allow_diverged: bool,
+) -> SeedPoints:
+    """Points ``(x, y − y_baseline)``, a paired difference per seed and ``x``.
+
+    Each record's ``y`` minus that of the baseline record with the same seed and ``x``, e.g. the
+    residual − plain gap at each depth.
+    """
+    points = seed_points(x, y, records, axes, allow_diverged=allow_diverged)
+    base = seed_points(x, y, baseline, axes, allow_diverged=allow_diverged)
+    out = SeedPoints(evidence=points.evidence + base.evidence)
+    out.problems = points.problems + [f"baseline {p}" for p in base.problems]
+    for seed, pts in points.by_seed.items():
+        paired = {px: (py, name) for px, py, name in base.by_seed.get(seed, [])}
+        for px, py, name in pts:
+            if px in paired:
+                out.by_seed.setdefault(seed, []).append((px, py - paired[px][0], name))
+            else:
+                out.problems.append(f"{name}: no baseline trial with seed {seed} at x={fmt(px)}")
+    return out
+
+
 def fit_seeds(
     points: SeedPoints,
     *,

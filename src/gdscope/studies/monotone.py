@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field, NonNegativeInt, PositiveInt
@@ -12,13 +12,16 @@ from pydantic import Field, NonNegativeInt, PositiveInt
 from gdscope.studies import _fitting
 from gdscope.studies.claim_base import XReducer, _Claim
 from gdscope.studies.table import TrialRecord
-from gdscope.studies.verdict import Status, Verdict, fmt, listing
+from gdscope.studies.verdict import Status, Verdict, fmt, listing, no_match_reason, select
 
 
 class MonotoneClaim(_Claim):
     """``y`` increases (or decreases) with ``x``: median over seeds of Spearman ρ meets ``rho_min``.
 
     ``seed_mode = "mean"`` first averages ``y`` over seeds at each ``x`` and computes one ρ.
+    ``baseline`` (a ``where`` filter) makes ``y`` a paired gap: the records matching it are
+    baselines, and each other record's ``y`` is taken minus its baseline's at the same ``x`` and
+    seed (e.g. "the residual − plain gap grows with depth").
     ``allowed_inversions`` (if given) also bounds the number of adjacent inversions of EVERY
     seed group (the worst one is judged: "non-increasing" must hold for each seed, not for most).
     """
@@ -31,13 +34,25 @@ class MonotoneClaim(_Claim):
     allowed_inversions: NonNegativeInt | None = None
     min_points: PositiveInt = 3
     seed_mode: Literal["per_seed", "mean"] = "per_seed"
+    baseline: dict[str, Any] | None = None
 
     def _judge(self, records: list[TrialRecord], axes: Sequence[str]) -> Verdict:
         from gdscope.probes.trends import spearman
 
-        points = _fitting.seed_points(
-            self.x, self.y, records, axes, allow_diverged=self.allow_diverged
-        )
+        if self.baseline is None:
+            points = _fitting.seed_points(
+                self.x, self.y, records, axes, allow_diverged=self.allow_diverged
+            )
+        else:
+            base = select(records, self.baseline)
+            if not base:
+                return self._verdict(
+                    "INCONCLUSIVE", math.nan, no_match_reason(records, self.baseline)
+                )
+            rest = [r for r in records if all(r is not b for b in base)]
+            points = _fitting.gap_points(
+                self.x, self.y, rest, base, axes, allow_diverged=self.allow_diverged
+            )
         groups = {k: [(p[0], p[1]) for p in v] for k, v in points.by_seed.items()}
         if self.seed_mode == "mean":
             pooled: dict[float, list[float]] = {}

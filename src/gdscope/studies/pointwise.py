@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 from pydantic import (
     NonNegativeFloat,
@@ -12,6 +13,7 @@ from pydantic import (
 
 from gdscope.studies.claim_base import Band, XReducer, _Claim
 from gdscope.studies.reducers import (
+    Reduced,
     reduce_record,
 )
 from gdscope.studies.table import TrialRecord
@@ -21,6 +23,8 @@ from gdscope.studies.verdict import (
     fmt_band,
     label,
     listing,
+    no_match_reason,
+    select,
 )
 
 
@@ -66,18 +70,34 @@ class AgreesClaim(_Claim):
 
 
 class WithinClaim(_Claim):
-    """One reduction lies inside ``band`` in every trial (e.g. ``floor / lr ∈ [0.25, 1]``)."""
+    """One reduction lies inside ``band`` in every trial (e.g. ``floor / lr ∈ [0.25, 1]``).
+
+    With ``baseline`` (a ``where`` filter) the reduction is a paired gap: the records matching it
+    are baselines, and every other record's ``y`` is taken minus that of the baseline whose config
+    is the same except for the baseline's keys (e.g. residual − plain at each depth and seed).
+    """
 
     kind: Literal["within"]
     y: XReducer
     band: Band
+    baseline: dict[str, Any] | None = None
 
     def _judge(self, records: list[TrialRecord], axes: Sequence[str]) -> Verdict:
         problems, evidence, off = [], [], []
         lo, hi = self.band
+        if self.baseline is not None:
+            base = select(records, self.baseline)
+            if not base:
+                return self._verdict(
+                    "INCONCLUSIVE", math.nan, no_match_reason(records, self.baseline)
+                )
+            records = [r for r in records if all(r is not b for b in base)]
+            paired = {_pair_key(b.config, self.baseline): b for b in base}
         for record in records:
             name = label(record, axes)
             y = reduce_record(self.y, record, allow_diverged=self.allow_diverged)
+            if self.baseline is not None and not y.reason:
+                y = _minus_baseline(y, record, paired, self.baseline, self)
             if y.reason:
                 problems.append(f"{name}: {y.reason}")
                 continue
@@ -88,7 +108,8 @@ class WithinClaim(_Claim):
         values = [e["y"] for e in evidence]
         worst = max(values, key=lambda v: max(lo - v, v - hi)) if values else math.nan
         extra = {"n_points": len(evidence), "evidence": evidence}
-        where = f"{self.y.label} ∈ {fmt_band(self.band)}"
+        gap = "" if self.baseline is None else f" − baseline {self.baseline}"
+        where = f"{self.y.label}{gap} ∈ {fmt_band(self.band)}"
         if off:
             return self._verdict("FAIL", worst, f"{where} fails for {listing(off)}", **extra)
         if problems:
@@ -96,3 +117,26 @@ class WithinClaim(_Claim):
         return self._verdict(
             "PASS", worst, f"{where} in all {len(evidence)} trials; extreme {fmt(worst)}", **extra
         )
+
+
+def _pair_key(config: Mapping[str, Any], baseline: Mapping[str, Any]) -> str:
+    """Return the config without the baseline's keys, as a canonical string."""
+    rest = {k: v for k, v in config.items() if k not in baseline}
+    return json.dumps(rest, sort_keys=True, default=str)
+
+
+def _minus_baseline(
+    y: Reduced,
+    record: TrialRecord,
+    paired: Mapping[str, TrialRecord],
+    baseline: Mapping[str, Any],
+    claim: WithinClaim,
+) -> Reduced:
+    """``y`` minus the reduction of ``record``'s baseline trial (nan with a reason if none)."""
+    base = paired.get(_pair_key(record.config, baseline))
+    if base is None:
+        return Reduced(math.nan, f"no baseline trial ({baseline}) with the same config")
+    yb = reduce_record(claim.y, base, allow_diverged=claim.allow_diverged)
+    if yb.reason:
+        return Reduced(math.nan, f"baseline: {yb.reason}")
+    return Reduced(y.value - yb.value, "")
