@@ -568,3 +568,13 @@ def test_within_gap_against_a_baseline_pairs_by_the_rest_of_the_config():
     assert worse.status == "FAIL" and "model.depth=32, seed=0: 93.6" in worse.reason, worse.reason
     unpaired = judge(spec, [r for r in records if r.config["residual"] or r.config["seed"] != 1])
     assert unpaired.status == "INCONCLUSIVE" and "no baseline trial" in unpaired.reason
+
+
+def test_an_exploratory_claim_is_reported_with_what_its_band_gives():
+    spec = {**POWER, "band": [0.9, 1.1], "gate": False}  # the data's exponent is -0.5: FAIL
+    verdict = judge(spec, power_records(-0.5))
+    assert verdict.status == "REPORTED"
+    assert verdict.reason.startswith("exploratory, not a gate (by its band: FAIL): ")
+    assert verdict.statistic == judge({**POWER, "band": [0.9, 1.1]}, power_records(-0.5)).statistic
+    passing = judge({**spec, "band": [-0.6, -0.4]}, power_records(-0.5))
+    assert passing.status == "REPORTED" and "(by its band: PASS)" in passing.reason

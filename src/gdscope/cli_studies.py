@@ -18,7 +18,7 @@ from rich.table import Table
 
 from gdscope._cli_app import UserError, fmt, stderr, stdout
 
-_STATUS_STYLE = {"PASS": "green", "FAIL": "red", "INCONCLUSIVE": "yellow"}
+_STATUS_STYLE = {"PASS": "green", "FAIL": "red", "INCONCLUSIVE": "yellow", "REPORTED": "cyan"}
 
 
 def run(

@@ -32,7 +32,7 @@ class ClaimView:
 
     @property
     def status(self) -> str:
-        """``PASS``/``FAIL``/``INCONCLUSIVE``, or ``NOT JUDGED`` without a stored verdict."""
+        """``PASS``/``FAIL``/``INCONCLUSIVE``/``REPORTED``, or ``NOT JUDGED`` without a verdict."""
         return str(self.verdict["status"]) if self.verdict else "NOT JUDGED"
 
     @property

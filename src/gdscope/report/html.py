@@ -22,7 +22,7 @@ from gdscope.report.collect import ClaimView, StudyView
 from gdscope.report.figures import claim_charts, study_charts
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
-STATUSES = ("PASS", "FAIL", "INCONCLUSIVE", "NOT JUDGED")
+STATUSES = ("PASS", "FAIL", "INCONCLUSIVE", "REPORTED", "NOT JUDGED")
 _CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1b1b1b;
   margin:0 auto;max-width:1280px;padding:1.5em 2em 4em}
@@ -38,6 +38,7 @@ td.ref{font-size:.8em;color:#444;max-width:24em}
   font-weight:600;letter-spacing:.02em;white-space:nowrap}
 .PASS{background:#d8f0d8;color:#15591a}.FAIL{background:#f8d6d6;color:#8a1515}
 .INCONCLUSIVE{background:#fbeccb;color:#7a5200}.NOT-JUDGED{background:#e6e6e6;color:#444}
+.REPORTED{background:#dcecf7;color:#1d4f73}
 .figures{display:grid;grid-template-columns:repeat(auto-fill,minmax(440px,1fr));gap:1em;align-items:start;
   margin:.6em 0}
 figure{margin:0;padding:.5em;border:1px solid #e6e6e6;border-radius:6px;background:#fff}
@@ -45,7 +46,7 @@ figure img{max-width:100%;height:auto;display:block;margin:0 auto}
 figcaption{font-size:.82em;color:#444;margin-top:.35em}
 .claim{border-left:4px solid #ddd;padding:.1em 0 .1em 1em;margin:1.2em 0}
 .claim-PASS{border-color:#4caf50}.claim-FAIL{border-color:#e53935}
-.claim-INCONCLUSIVE{border-color:#f0a500}
+.claim-INCONCLUSIVE{border-color:#f0a500}.claim-REPORTED{border-color:#4a90c2}
 .reason{white-space:pre-wrap;overflow-wrap:anywhere}
 pre{white-space:pre-wrap;overflow-wrap:anywhere;font-size:.8em;background:#f7f7f7;padding:.6em}
 details{margin:.4em 0}summary{cursor:pointer;color:#333}

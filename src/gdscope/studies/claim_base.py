@@ -97,9 +97,24 @@ class _Claim(_Model):
     where: dict[str, Any] = Field(default_factory=dict)
     keep: Keep | None = None
     allow_diverged: bool = False
+    gate: bool = True
+    """False for an exploratory claim ("report, not a gate"): judged as usual, stored as
+    ``REPORTED`` with what its band would give in the reason, and never counted as a PASS or FAIL."""
 
     def judge(self, records: Sequence[TrialRecord], axes: Sequence[str] = ()) -> Verdict:
         """Judge the claim on ``records`` (``axes`` only name trials in reasons).
+
+        An exploratory claim (``gate = false``) comes back ``REPORTED``; its reason starts with
+        the status its band gives.
+        """
+        verdict = self._select_and_judge(records, axes)
+        if self.gate:
+            return verdict
+        reason = f"exploratory, not a gate (by its band: {verdict.status}): {verdict.reason}"
+        return dataclasses.replace(verdict, status="REPORTED", reason=reason)
+
+    def _select_and_judge(self, records: Sequence[TrialRecord], axes: Sequence[str]) -> Verdict:
+        """Judge the records matching ``where`` (and ``keep``).
 
         The records are those matching ``where``, then (with ``keep``) those whose measurement
         lies in ``keep.band``; the dropped ones are listed at the end of the reason.

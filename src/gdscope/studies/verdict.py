@@ -14,7 +14,7 @@ from typing import Any, Literal
 from gdscope.probes.trends import band_verdict
 from gdscope.studies.table import TrialRecord
 
-Status = Literal["PASS", "FAIL", "INCONCLUSIVE"]
+Status = Literal["PASS", "FAIL", "INCONCLUSIVE", "REPORTED"]
 _LISTED = 3
 
 
@@ -24,7 +24,8 @@ class Verdict:
 
     Attributes:
         claim_id: the claim's id.
-        status: ``"PASS"``, ``"FAIL"`` or ``"INCONCLUSIVE"``.
+        status: ``"PASS"``, ``"FAIL"`` or ``"INCONCLUSIVE"``; ``"REPORTED"`` for an exploratory
+            claim (``gate = false``), whose reason says what its band would give.
         statistic: the number the claim is judged on (median exponent, worst ratio, fraction...).
         ci: its confidence interval over seeds, or ``None`` for kinds without one.
         band: the claimed band (data from the study file), or ``None``.
