@@ -121,6 +121,17 @@ def test_set_overrides_list_nested_and_win_over_scale():
     assert claim.band == (-1.0, 0.0)  # type: ignore[union-attr]
 
 
+def test_set_replaces_a_whole_scale_preset_or_says_what_it_takes():
+    base = load_study(EXAMPLE)
+    emptied = load_study(EXAMPLE, overrides=["scales.paper={}"])
+    assert emptied.scales["paper"] == {}
+    assert emptied.with_scale("paper").seeds == base.seeds
+    steps = load_study(EXAMPLE, overrides=['scales.paper={"base.steps" = 7}'])
+    assert steps.with_scale("paper").base["steps"] == 7
+    with pytest.raises(StudyError, match=r"scales.paper=3: a scale takes a table"):
+        load_study(EXAMPLE, overrides=["scales.paper=3"])
+
+
 def test_set_unknown_key_suggests():
     message = _message(EXAMPLE, overrides=["seeeds=[1]"])
     assert "unknown key 'seeeds'" in message and "did you mean 'seeds'?" in message

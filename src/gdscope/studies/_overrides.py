@@ -78,7 +78,15 @@ def assign(data: dict[str, Any], key: str, value: Any, fields: Sequence[str]) ->
         data.setdefault("sweep", {})[rest] = value
     elif top == "scales":
         scale, _, inner = rest.partition(".")
-        data.setdefault("scales", {}).setdefault(scale, {})[inner] = value
+        if inner:
+            data.setdefault("scales", {}).setdefault(scale, {})[inner] = value
+        elif isinstance(value, Mapping):  # the whole preset, e.g. scales.quick={}
+            data.setdefault("scales", {})[scale] = dict(value)
+        else:
+            raise StudyError(
+                f"--set {key}={value!r}: a scale takes a table of dotted overrides, e.g. "
+                f'{key}={{"base.steps" = 100}}, or set one of them: {key}.base.steps=100'
+            )
     elif top == "claims":
         _assign_claim(data, rest, value)
     else:
