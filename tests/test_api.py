@@ -1,7 +1,10 @@
 """The run pipeline: store, resume, re-judge, wrong claims FAIL, bad study files write nothing."""
 
+import math
+import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 
 import pytest
 
@@ -87,6 +90,16 @@ BAD = {
     "empty sweep": (STUDY.replace('"data.n" = [4, 8, 16, 32]', '"data.n" = []'), "sweep.data.n"),
     "unknown claim kind": (STUDY.replace('kind = "power_law"', 'kind = "powerlaw"'), "power_law"),
     "broken TOML": (STUDY.replace("[sweep]", "[sweep"), ":"),
+    "claim key typo": (
+        STUDY.replace(
+            'x = { reduce = "initial"', 'x = "data.nn"\nxx = { reduce = "initial"'
+        ).replace("xx = ", "# "),
+        "no trial has config key 'data.nn'",
+    ),
+    "table replaced by a value": (
+        STUDY.replace('"data.d" = 4', 'data = 4\n"data.d" = 4'),
+        "not a table",
+    ),
 }
 
 
@@ -160,3 +173,92 @@ def test_plan_refuses_what_run_refuses(tmp_path):
     with pytest.raises(ValueError, match="scale"):
         api.plan_study(path, scale="huge", results=tmp_path / "res")
     assert not (tmp_path / "res").exists()
+
+
+def test_a_shared_trial_is_judged_with_this_studys_own_config(tmp_path):
+    """Verdicts do not depend on which study stored a shared trial first."""
+    a = _write(
+        tmp_path, STUDY.replace('"data.d" = 4\n', "").replace("BAND", "-1.1, -0.9"), "a.toml"
+    )
+    b = _write(
+        tmp_path,
+        STUDY.replace('name = "tiny-rate"', 'name = "tiny-b"')
+        .replace("BAND", "-1.1, -0.9")
+        .replace('kind = "power_law"', 'kind = "power_law"\nwhere = { "data.d" = 4 }'),
+        "b.toml",
+    )  # the same trials (data.d = 4 is the default), but b's claim reads data.d
+    alone = api.run_study(b, results=tmp_path / "alone").verdicts
+    api.run_study(a, results=tmp_path / "shared")
+    shared = api.run_study(b, results=tmp_path / "shared")
+    assert shared.ran == 0  # every trial was stored by a
+    assert [(v.status, v.statistic) for v in shared.verdicts] == [
+        (v.status, v.statistic) for v in alone
+    ]
+    assert [v.status for v in alone] == ["PASS"]
+    rejudged = {r.study.name: r.verdicts for r in api.verify(tmp_path / "shared")}
+    assert [v.status for v in rejudged["tiny-b"]] == ["PASS"]
+
+
+def _members(results, name="tiny-rate", scale="quick"):
+    return {record.hash for record in Store(results).records(name, scale)}
+
+
+def test_rerun_with_other_overrides_replaces_the_studys_membership(tmp_path):
+    from gdscope.export import long_form
+
+    path = _write(tmp_path, STUDY.replace("BAND", "-1.1, -0.9"))
+    results = tmp_path / "res"
+    api.run_study(path, results=results, overrides=["sweep.data.n=[4, 8, 16]"])
+    first = _members(results)
+    second = api.run_study(path, results=results, overrides=["sweep.data.n=[8, 16, 32]"])
+    assert second.ran == 3  # n = 8 and 16 were stored by the first run
+    store = Store(results)
+    assert len(store.trials()) == 12  # no trial is deleted
+    members = _members(results)
+    assert len(members) == 9 and len(members & first) == 6
+    assert {row["hash"] for row in store.trials("tiny-rate", "quick")} == members
+    assert {row[2] for row in long_form(store, "tiny-rate")[1]} == members  # export
+    assert store.trial_counts() == {("tiny-rate", "quick"): {"stopped": 9}}  # met the tol
+
+
+def test_a_run_killed_after_unlinking_is_repaired_by_its_rerun(tmp_path, monkeypatch):
+    path = _write(tmp_path, STUDY.replace("BAND", "-1.1, -0.9"))
+    results = tmp_path / "res"
+    api.run_study(path, results=results, overrides=["sweep.data.n=[4, 8, 16]"])
+    first = _members(results)
+    api.run_study(path, results=results, overrides=["sweep.data.n=[8, 16, 32]"])
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:  # killed after record_study, before any relink
+        patch.setattr(Store, "link_trial", killed)
+        with pytest.raises(KeyboardInterrupt):
+            api.run_study(path, results=results, overrides=["sweep.data.n=[4, 8, 16]"])
+    assert _members(results) == set()
+    rerun = api.run_study(path, results=results, overrides=["sweep.data.n=[4, 8, 16]"])
+    assert rerun.ran == 0 and _members(results) == first
+
+
+def test_verify_of_an_interrupted_run_is_inconclusive_and_says_why(tmp_path):
+    path = _write(tmp_path, STUDY.replace("BAND", "-1.1, -0.9"))
+    results = tmp_path / "res"
+    full = api.run_study(path, results=results)
+    assert full.missing == 0
+    with closing(sqlite3.connect(Store(results).path)) as conn:  # as if killed after 8 trials
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("DELETE FROM trials WHERE hash IN (SELECT hash FROM trials LIMIT 4)")
+        conn.commit()
+    [result] = api.verify(results)
+    assert (result.trials, result.missing) == (12, 4)
+    [verdict] = result.verdicts
+    assert verdict.status == "INCONCLUSIVE" and verdict.n_points > 0
+    prefix = "only 8 of 12 trials are stored (run the study again to finish it); "
+    assert verdict.reason.startswith(prefix) and len(verdict.reason) > len(prefix)
+    assert math.isfinite(verdict.statistic)
+    [stored] = Store(results).verdicts()
+    assert (stored["status"], stored["reason"]) == ("INCONCLUSIVE", verdict.reason)
+    resumed = api.run_study(path, results=results)
+    assert (resumed.ran, resumed.missing) == (4, 0)
+    assert [v.status for v in resumed.verdicts] == ["PASS"]
+    assert [v.status for r in api.verify(results) for v in r.verdicts] == ["PASS"]

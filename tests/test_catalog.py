@@ -4,7 +4,7 @@ import pytest
 
 from gdscope import api
 
-STATUSES = {"PASS", "FAIL", "INCONCLUSIVE"}
+STATUSES = {"PASS", "FAIL", "INCONCLUSIVE", "REPORTED"}
 
 
 @pytest.mark.parametrize("name", list(api.catalog()))

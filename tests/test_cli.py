@@ -59,7 +59,7 @@ def test_train_json_output():
         (["--data", "spere"], ["data.name", "did you mean 'sphere'", "accepted"]),
         (["--parameterization", "mu"], ["model.parameterization", "'mup'"]),
         (["--probe", "sharpnes=3"], ["probes", "unknown probe"]),
-        (["--data-option", "k=5"], ["data.options.k", "accepted"]),
+        (["--data-option", "k=5"], ["data.options", "no option 'k'", "accepted"]),
     ],
 )
 def test_bad_arguments_give_one_line_error(args, expected):
@@ -132,3 +132,54 @@ def test_run_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
     assert not results.exists()
     out = _gdscope("run", "nag-acceleration", "--dry-run", "--set", "sweep.data.n=[0]")
     assert out.returncode == 2 and out.stderr.startswith("error:") and "data.n" in out.stderr
+
+
+def test_run_with_an_unknown_scale_writes_nothing(tmp_path):
+    results = tmp_path / "x"
+    out = _gdscope("run", "lazy-training", "--scale", "bogus", "--results", str(results))
+    assert out.returncode == 2
+    assert out.stderr.startswith("error: unknown scale 'bogus'") and "Traceback" not in out.stderr
+    assert not results.exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["show", "DIR"],
+        ["verify", "DIR"],
+        ["list", "claims", "--results", "DIR"],
+        ["run", "eos-convex", "--scale", "smoke", "--results", "DIR"],
+        ["run", "eos-convex", "--dry-run", "--results", "DIR"],
+    ],
+    ids=["show", "verify", "list-claims", "run", "run-dry-run"],
+)
+def test_a_file_that_is_not_a_store_is_a_one_line_error(tmp_path, args):
+    path = tmp_path / "gdscope.sqlite"
+    path.write_text("hi\n")
+    out = _gdscope(*(str(tmp_path) if arg == "DIR" else arg for arg in args))
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.strip() == (
+        f"error: {path} is not a gdscope store (file is not a database); "
+        "move it away or use another --results DIR"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gdscope.sqlite"]
+    assert path.read_text() == "hi\n"
+
+
+def test_show_counts_the_trials_of_each_study_and_scale(tmp_path):
+    from gdscope.store import Store
+    from gdscope.training import Trace
+
+    store = Store(tmp_path)
+    trace = Trace(status="completed", steps=1, reason="ran 1 steps", records={"loss": ([0], [1.0])})
+    store.record_trial("a", "quick", {"seed": 0}, "h1", trace)
+    store.record_trial("a", "smoke", {"seed": 1}, "h2", trace)
+    store.record_trial("a", "smoke", {"seed": 2}, "h3", "boom")
+    store.link_trial("b", "quick", "h1")  # b reused a's trial: it counts for b too
+    out = _gdscope("show", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[:3] == [
+        "a (quick): 1 completed",
+        "a (smoke): 1 completed, 1 failed",
+        "b (quick): 1 completed",
+    ]

@@ -31,6 +31,11 @@ def test_config_is_immutable():
         ({"optimizer": {"lr": float("inf")}}, ["optimizer.lr", "finite"]),
         ({"stop": {"accuracy_at_least": 2}}, ["stop.accuracy_at_least", "got 2"]),
         ({"dtype": "float16"}, ["dtype", "'float32'", "'float64'"]),
+        ({"device": "tpu"}, ["device", "'cuda:N'", "got 'tpu'"]),
+        ({"optimizer": {"name": "gd", "momentum": 0.9}}, ["optimizer", "takes no momentum"]),
+        ({"optimizer": {"name": "adam", "l1": 0.1}}, ["optimizer", "does not apply l1"]),
+        ({"data": {"options": {"taget": "sign"}}}, ["data.options", "did you mean 'target'"]),
+        ({"batch_size": 100, "data": {"n": 16}}, ["batch_size", "data.n=16", "(got 100)"]),
     ],
 )
 def test_validation_errors_name_field_and_value(raw, fragments):

@@ -2,6 +2,7 @@ import math
 import multiprocessing
 import os
 import sqlite3
+from contextlib import closing
 from dataclasses import dataclass
 
 import numpy as np
@@ -222,3 +223,67 @@ def test_rerunning_a_failed_trial_keeps_every_study_linked_to_it(tmp_path):
     for study, scale in (("a", "quick"), ("a", "paper"), ("b", "quick")):
         [record] = store.records(study, scale)
         assert record.status == "diverged", (study, scale)
+
+
+def test_a_file_that_is_not_a_store_is_refused_and_left_alone(tmp_path):
+    path = tmp_path / "gdscope.sqlite"
+    path.write_text("hi\n")
+    for create in (True, False):
+        with pytest.raises(StoreError) as info:
+            Store(tmp_path, create=create)
+        assert str(info.value) == (
+            f"{path} is not a gdscope store (file is not a database); "
+            "move it away or use another --results DIR"
+        )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gdscope.sqlite"]
+    assert path.read_text() == "hi\n"
+
+
+def test_another_programs_database_is_refused_and_left_alone(tmp_path):
+    path = tmp_path / "gdscope.sqlite"
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute("CREATE TABLE notes (text TEXT)")
+        conn.commit()
+    before = path.read_bytes()
+    with pytest.raises(StoreError, match=r"is not a gdscope store \(no schema_version table\)"):
+        Store(tmp_path)
+    assert path.read_bytes() == before
+
+
+def test_a_new_spec_unlinks_the_old_trials_of_that_study_and_scale_only(tmp_path):
+    store = Store(tmp_path)
+    store.record_study("s", "quick", {"seeds": [0]})
+    store.record_trial("s", "quick", CONFIG, "h1", _trace())
+    store.record_trial("s", "paper", CONFIG, "h2", _trace())
+    assert store.link_trial("t", "quick", "h1")
+    store.record_study("s", "quick", {"seeds": [0]})  # the same spec: a rerun keeps its links
+    assert store.finished_hashes("s", "quick") == {"h1"}
+    store.record_study("s", "quick", {"seeds": [0, 1]})  # another spec: its run relinks
+    assert store.finished_hashes("s", "quick") == set()
+    assert store.finished_hashes("s", "paper") == {"h2"}
+    assert store.finished_hashes("t", "quick") == {"h1"}
+    assert store.finished_hashes() == {"h1", "h2"}  # trials are never deleted
+
+
+def test_trial_counts_follow_the_membership_per_study_and_scale(tmp_path):
+    store = Store(tmp_path)
+    store.record_trial("a", "quick", CONFIG, "h1", _trace())
+    store.record_trial("a", "paper", CONFIG, "h2", ValueError("boom"))
+    store.record_trial("a", "paper", CONFIG, "h3", _trace())
+    assert store.link_trial("b", "quick", "h1")
+    assert store.trial_counts() == {
+        ("a", "paper"): {"diverged": 1, "failed": 1},
+        ("a", "quick"): {"diverged": 1},
+        ("b", "quick"): {"diverged": 1},
+    }
+
+
+def test_records_can_read_the_callers_configs_instead_of_the_stored_ones(tmp_path):
+    store = Store(tmp_path)
+    store.record_trial("a", "quick", CONFIG, "h1", _trace())
+    store.record_trial("a", "quick", CONFIG, "h2", _trace())
+    own = {**CONFIG, "model": {**CONFIG["model"], "init_scale": 1.0}, "steps": (1, 2)}
+    first, second = store.records(hashes=["h1", "h2"], configs={"h1": own})
+    assert first.config == flatten_config({**own, "steps": [1, 2]})  # as read back from JSON
+    assert second.config == flatten_config(CONFIG)
+    assert store.trials()[0]["config"] == CONFIG  # the store is unchanged

@@ -4,10 +4,15 @@
 scale before anything runs, skips trials whose config hash is already in the results store, runs the
 rest with a runner, stores each finished trial in one transaction, then judges the claims on the
 stored records and stores the verdicts. ``verify`` re-judges from the store alone, without training.
+
+Both judge a study on every trial it expands to, wherever stored (another study may have run some),
+each with this study's own config; if some are not stored (an interrupted run), every verdict is
+INCONCLUSIVE and says so.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,7 +32,11 @@ SCALES = ("quick", "paper", "smoke")
 
 @dataclass(frozen=True)
 class StudyResult:
-    """What ``run_study`` or ``verify`` produced for one study at one scale."""
+    """What ``run_study`` or ``verify`` produced for one study at one scale.
+
+    ``missing`` counts the trials of the study not in the store (an interrupted run; its verdicts
+    are then INCONCLUSIVE).
+    """
 
     study: Study
     scale: str
@@ -36,6 +45,7 @@ class StudyResult:
     ran: int
     failed: int
     wall_time_s: float
+    missing: int = 0
 
 
 @dataclass(frozen=True)
@@ -181,9 +191,16 @@ def run_study(
                 run_group=run_group,
                 pool=pool,
             )
-        verdicts = _judge(store, scaled, scale, hashes)
+        verdicts, missing = _judge(store, scaled, scale, configs, hashes)
     return StudyResult(
-        study, scale, verdicts, len(configs), len(todo), failed, time.perf_counter() - start
+        study,
+        scale,
+        verdicts,
+        len(configs),
+        len(todo),
+        failed,
+        time.perf_counter() - start,
+        missing,
     )
 
 
@@ -259,11 +276,34 @@ def check_runner(runner: str, workers: int, address: str | None) -> int:
     return workers
 
 
-def _judge(store: Store, study: Study, scale: str, hashes: list[str]) -> list[Verdict]:
-    records = store.records(hashes=hashes)
+def _judge(
+    store: Store, study: Study, scale: str, configs: list[dict[str, Any]], hashes: list[str]
+) -> tuple[list[Verdict], int]:
+    """Judge ``study`` on its stored trials, store the verdicts; return them and the missing count.
+
+    Each record carries this study's config of its hash (``configs[i]`` hashed to ``hashes[i]``),
+    not the stored one, which another study may have written first without a key this study's
+    claims read. Trials not in the store at all (of the distinct hashes; a failed trial is stored
+    and judged as failed, as by the run that stored it) make every verdict INCONCLUSIVE
+    (:func:`_partial`).
+    """
+    own = dict(zip(hashes, configs, strict=True))
+    records = store.records(hashes=hashes, configs=own)
     verdicts = judge_study(study, records)
+    missing = len(own) - len(records)
+    if missing:
+        verdicts = [_partial(verdict, len(records), len(own)) for verdict in verdicts]
     store.record_verdicts(study.name, scale, verdicts)
-    return verdicts
+    return verdicts, missing
+
+
+def _partial(verdict: Verdict, stored: int, trials: int) -> Verdict:
+    """Return ``verdict`` as INCONCLUSIVE, its reason saying that only ``stored`` of ``trials`` are."""
+    reason = (
+        f"only {stored} of {trials} trials are stored (run the study again to finish it); "
+        f"{verdict.reason}"
+    )
+    return dataclasses.replace(verdict, status="INCONCLUSIVE", reason=reason)
 
 
 def report(results: str | Path = "gdscope-results", output: str | Path | None = None) -> Path:
@@ -282,7 +322,11 @@ def report(results: str | Path = "gdscope-results", output: str | Path | None = 
 
 
 def verify(results: str | Path) -> list[StudyResult]:
-    """Re-judge every study stored in ``results`` from the stored trials alone (no training)."""
+    """Re-judge every study stored in ``results`` from the stored trials alone (no training).
+
+    A study whose run was interrupted (some of its trials not stored) gets INCONCLUSIVE verdicts
+    that say how many trials are stored; its ``StudyResult.missing`` counts the others.
+    """
     store = Store(results, create=False)
     out = []
     with store.writer():
@@ -292,10 +336,9 @@ def verify(results: str | Path) -> list[StudyResult]:
             scaled = study.with_scale(row["scale"])
             configs = scaled.expand(row["scale"], validate_trial)
             hashes = [validate_trial(config).content_hash() for config in configs]
-            verdicts = _judge(store, scaled, row["scale"], hashes)
+            verdicts, missing = _judge(store, scaled, row["scale"], configs, hashes)
+            elapsed = time.perf_counter() - start
             out.append(
-                StudyResult(
-                    study, row["scale"], verdicts, len(hashes), 0, 0, time.perf_counter() - start
-                )
+                StudyResult(study, row["scale"], verdicts, len(hashes), 0, 0, elapsed, missing)
             )
     return out

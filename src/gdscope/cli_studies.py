@@ -74,8 +74,9 @@ def run(
     from gdscope.store import Store
 
     names = studies or list(api.catalog())
-    loaded = [_study_or_error(api, name, set_ or []) for name in names]  # validate all first
-    _user_errors(lambda: api.check_runner(runner, workers, address))
+    api.check_runner(runner, workers, address)
+    # every study at this scale is valid before the store is created: a user error writes nothing
+    loaded = [_study_or_error(api, name, set_ or [], scale) for name in names]
     if dry_run:
         plans = [
             _user_errors(
@@ -146,7 +147,7 @@ def list_claims(
     if (Path(results) / "gdscope.sqlite").exists():
         from gdscope.store import Store
 
-        for row in Store(results, create=False).verdicts():
+        for row in _user_errors(lambda: Store(results, create=False)).verdicts():
             last[(row["study"], row["claim_id"])] = row["status"]
     table = Table(box=None, header_style="bold")
     for column in ("study", "claims", "seed", "provenance", "last verdict"):
@@ -170,18 +171,18 @@ def list_claims(
 def show(
     results: Annotated[str, typer.Argument(help="results directory")] = "gdscope-results",
 ) -> None:
-    """Show the stored verdicts and trial counts of a results directory."""
+    """Show the trial counts of each stored study and scale, then the stored verdicts.
+
+    A study's trials are those linked to it (a trial shared by two studies counts for both).
+    """
     from types import SimpleNamespace
 
     from gdscope.store import Store
 
     store = _user_errors(lambda: Store(results, create=False))
-    counts: dict[str, dict[str, int]] = {}
-    for row in store.trials():
-        per = counts.setdefault(row["study"], {})
-        per[row["status"]] = per.get(row["status"], 0) + 1
-    for study, per in sorted(counts.items()):
-        stdout.print(f"{study}: " + ", ".join(f"{n} {status}" for status, n in sorted(per.items())))
+    for (study, scale), per in store.trial_counts().items():
+        counted = ", ".join(f"{n} {status}" for status, n in per.items())
+        stdout.print(f"{study} ({scale}): {counted}", highlight=False, markup=False)
     rows = [
         (SimpleNamespace(name=f"{row['study']} ({row['scale']})"), SimpleNamespace(**row))
         for row in store.verdicts()
@@ -258,8 +259,9 @@ def _values(values: list[Any]) -> str:
     return f"[{shown}{', …' if len(values) > 6 else ''}]"
 
 
-def _study_or_error(api: Any, name: str, overrides: list[str]) -> Any:
-    return _user_errors(lambda: api.load(name, overrides))
+def _study_or_error(api: Any, name: str, overrides: list[str], scale: str) -> Any:
+    """Return the study ``name`` at ``scale`` (a one-line user error if either is invalid)."""
+    return _user_errors(lambda: api.load(name, overrides).with_scale(scale))
 
 
 def _user_errors(fn: Any) -> Any:

@@ -9,8 +9,10 @@ Validation errors name the dotted field, the value seen and what is accepted
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import math
+import re
 from typing import Any, ClassVar, Literal
 
 from pydantic import (
@@ -21,15 +23,19 @@ from pydantic import (
     NonNegativeInt,
     PositiveInt,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from gdscope import _checks as check
 from gdscope.data.registry import DATASETS
-from gdscope.optim.registry import OPTIMIZERS
+from gdscope.optim.registry import OPTIMIZERS, check_optimizer
 
 Scalar = int | float | str | bool
+_DATA_RESERVED = {"dtype", "device", "seed", "split"}
+"""Loader parameters the trial sets itself, never through ``data.options``."""
+_DEVICE = re.compile(r"cpu|cuda(:\d+)?|mps")
 
 
 class _Frozen(BaseModel):
@@ -110,6 +116,30 @@ class DataConfig(_Frozen):
     def _known_dataset(cls, name: str) -> str:
         return _check_name(name, DATASETS, "dataset")
 
+    @field_validator("options")
+    @classmethod
+    def _options_fit_the_loader(cls, options: dict[str, Any], info: ValidationInfo) -> dict:
+        name = info.data.get("name")  # validated before options (field order)
+        if not isinstance(name, str) or name not in DATASETS:
+            return options
+        taken = set(_loader_parameters(name)) - _DATA_RESERVED
+        for key in options:
+            if key not in taken:
+                accepted = ", ".join(sorted(taken - {"n", "d"})) or "none"
+                raise ValueError(
+                    f"dataset {name!r} takes no option {key!r}"
+                    f"{check.did_you_mean(key, sorted(taken))} (accepted: {accepted})"
+                )
+        return options
+
+    def loader_parameters(self) -> list[str]:
+        """Return the keyword parameters of this data set's loader (``gdscope.data.DATASETS``)."""
+        return _loader_parameters(self.name)
+
+
+def _loader_parameters(name: str) -> list[str]:
+    return list(inspect.signature(DATASETS[name]).parameters)
+
 
 class OptimizerConfig(_Frozen):
     """Which optimizer (``gdscope.optim`` registry name) and its hyper-parameters."""
@@ -144,6 +174,12 @@ class OptimizerConfig(_Frozen):
             raise ValueError(f"momentum must be in [0, 1) or 'auto_kernel', got {momentum}")
         return momentum
 
+    @model_validator(mode="after")
+    def _options_fit_the_optimizer(self) -> OptimizerConfig:
+        momentum = self.momentum if isinstance(self.momentum, float | int) else None
+        check_optimizer(self.name, momentum=momentum, l1=self.l1, schedule=self.schedule)
+        return self
+
 
 class StopConfig(_Frozen):
     """Early stop: training loss ≤ ``loss_below`` or training accuracy ≥ ``accuracy_at_least``."""
@@ -167,6 +203,26 @@ class TrialConfig(_Frozen):
     seed: NonNegativeInt = 0
     dtype: Literal["float32", "float64"] = "float32"
     device: str = "cpu"
+    """``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``."""
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, device: str) -> str:
+        if not _DEVICE.fullmatch(device):
+            raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'mps', got {device!r}")
+        return device
+
+    @field_validator("batch_size")
+    @classmethod
+    def _batch_fits_the_data(cls, batch_size: int | None, info: ValidationInfo) -> int | None:
+        data = info.data.get("data")  # validated before batch_size (field order)
+        n = data.n if isinstance(data, DataConfig) and "n" in data.loader_parameters() else None
+        if batch_size is not None and n is not None and batch_size > n:
+            raise ValueError(
+                f"larger than data.n={n}, the training set; use at most {n}, or leave "
+                "batch_size unset for full-batch gradient descent"
+            )
+        return batch_size
 
     @field_validator("probes")
     @classmethod
@@ -205,8 +261,15 @@ def format_validation_error(error: ValidationError, root: type[BaseModel] = Tria
             message = f"unknown key{hint} (accepted: {', '.join(known)})"
             lines.append(f"{loc}: {message}")
             continue
-        lines.append(f"{loc}: {message} (got {item.get('input')!r})")
+        lines.append(f"{loc}: {message}{got_suffix(message, item.get('input'))}")
     return "\n".join(lines)
+
+
+def got_suffix(message: str, value: Any) -> str:
+    """`` (got VALUE)`` after an error message, unless it already says or VALUE is a whole table."""
+    if "got " in message or isinstance(value, dict):
+        return ""
+    return f" (got {value!r})"
 
 
 def _fields_at(root: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:

@@ -6,9 +6,9 @@ keys on) with the tables
 - ``studies(name, scale, spec_json, first_run, last_run)`` — one row per study and scale;
 - ``trials(hash, study, scale, config_json, kind, seed, status, reason, error, steps, wall_time_s,
   provenance_json, finished_at)`` — one row per trial config (its content hash); ``study``/``scale``
-  name the run that first stored it;
-- ``study_trials(study, scale, hash)`` — which trials belong to which study and scale (a trial
-  shared by two studies is stored once and linked twice);
+  and ``config_json`` are those of the run that first stored it;
+- ``study_trials(study, scale, hash)`` — which trials belong to which study and scale, as of its
+  latest spec (a trial shared by two studies is stored once and linked twice);
 - ``series(trial_hash, metric, step, value)`` — every recorded number, long form;
 - ``verdicts(study, scale, claim_id, ...)`` — the latest judgement of each claim.
 
@@ -89,8 +89,9 @@ class Store:
         create: if ``False``, the store must already exist (for readers such as ``verify``).
 
     Raises:
-        StoreError: ``directory`` is a file, the store is missing with ``create=False``, or it
-            was written by another gdscope (unknown schema version).
+        StoreError: ``directory`` is a file, the store is missing with ``create=False``, it
+            was written by another gdscope (unknown schema version), or ``gdscope.sqlite`` is
+            no gdscope store (not an SQLite file, or another program's database).
 
     """
 
@@ -132,20 +133,43 @@ class Store:
             conn.execute("COMMIT")
 
     def _create(self) -> None:
-        with self._connect() as conn:
-            conn.execute("PRAGMA journal_mode = WAL")  # persistent in the file
-        with self._connect(write=True) as conn:
-            for statement in _SCHEMA.split(";"):
-                conn.execute(statement)
-            versions = [row[0] for row in conn.execute("SELECT version FROM schema_version")]
-            if not versions:
-                conn.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
-            elif max(versions) != SCHEMA_VERSION:
-                raise StoreError(
-                    f"{self.path} has store schema version {max(versions)} but this gdscope "
-                    f"reads version {SCHEMA_VERSION}; use the gdscope that wrote it or a new "
-                    "--results directory"
-                )
+        """Create the tables if missing (WAL journal); refuse a file that is no gdscope store.
+
+        A file SQLite cannot read (``file is not a database``), or an SQLite database with tables
+        but no ``schema_version`` table (another program's), is refused before anything is
+        written to it. Errors of access (locked, unopenable) propagate as ``sqlite3`` errors.
+        """
+        try:
+            with self._connect() as conn:
+                tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+                if tables and "schema_version" not in tables:
+                    raise self._not_a_store("no schema_version table")
+                conn.execute("PRAGMA journal_mode = WAL")  # persistent in the file
+            with self._connect(write=True) as conn:
+                for statement in _SCHEMA.split(";"):
+                    conn.execute(statement)
+                self._check_version(conn)
+        except sqlite3.DatabaseError as err:
+            if isinstance(err, sqlite3.OperationalError):
+                raise
+            raise self._not_a_store(str(err)) from None
+
+    def _not_a_store(self, why: str) -> StoreError:
+        return StoreError(
+            f"{self.path} is not a gdscope store ({why}); move it away or use another --results DIR"
+        )
+
+    def _check_version(self, conn: sqlite3.Connection) -> None:
+        """Write the schema version into a new store; refuse a store of another version."""
+        versions = [row[0] for row in conn.execute("SELECT version FROM schema_version")]
+        if not versions:
+            conn.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+        elif max(versions) != SCHEMA_VERSION:
+            raise StoreError(
+                f"{self.path} has store schema version {max(versions)} but this gdscope "
+                f"reads version {SCHEMA_VERSION}; use the gdscope that wrote it or a new "
+                "--results directory"
+            )
 
     @property
     def journal_mode(self) -> str:
@@ -180,13 +204,28 @@ class Store:
     # -- writing ------------------------------------------------------------------------------
 
     def record_study(self, name: str, scale: str, spec: Mapping[str, Any]) -> None:
-        """Store (or update) a study's spec; ``first_run`` is kept, ``last_run`` is now."""
+        """Store (or update) a study's spec; ``first_run`` is kept, ``last_run`` is now.
+
+        A spec that differs from the stored one (another ``--set``) replaces it and, in the same
+        transaction, unlinks every trial from ``name``/``scale``: the run then links the trials of
+        the new spec (``link_trial`` for stored ones, ``record_trial`` for the rest), so the
+        membership never mixes two specs. The trials themselves stay. A run killed in between
+        leaves some of its trials unlinked; its rerun (same spec: nothing unlinked) links them.
+        """
         now = _rows.now()
+        text = _rows.dumps(spec)
         with self._connect(write=True) as conn:
+            stored = conn.execute(
+                "SELECT spec_json FROM studies WHERE name = ? AND scale = ?", (name, scale)
+            ).fetchone()
+            if stored is not None and stored[0] != text:
+                conn.execute(
+                    "DELETE FROM study_trials WHERE study = ? AND scale = ?", (name, scale)
+                )
             conn.execute(
                 "INSERT INTO studies VALUES (?, ?, ?, ?, ?) ON CONFLICT (name, scale) DO UPDATE "
                 "SET spec_json = excluded.spec_json, last_run = excluded.last_run",
-                (name, scale, _rows.dumps(spec), now, now),
+                (name, scale, text, now, now),
             )
 
     def record_trial(
@@ -295,6 +334,7 @@ class Store:
         scale: str | None = None,
         *,
         hashes: Iterable[str] | None = None,
+        configs: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> list[TrialRecord]:
         """Return trials as ``TrialRecord`` objects, sorted by hash, failed ones included.
 
@@ -303,11 +343,16 @@ class Store:
             scale: only those of this scale of ``study``.
             hashes: only these trials, whichever study stored them (e.g. every trial a study
                 expands to, including ones another study ran first).
+            configs: ``{hash: config}`` read instead of the stored configs of those trials. A
+                trial shared by two studies is stored once, with the config of the study that
+                stored it first (which may leave a key at its default that the other one sets);
+                a study judges it with its own config.
 
-        ``config`` is flattened to dotted keys; each series is ``(int64 steps, float64 values)``
-        sorted by step, with stored NULLs (NaN) read back as NaN.
+        ``config`` is flattened to dotted keys (as read back from JSON); each series is
+        ``(int64 steps, float64 values)`` sorted by step, with stored NULLs (NaN) read back as NaN.
 
         """
+        own = {digest: _rows.dumps(config) for digest, config in (configs or {}).items()}
         where, args = _rows.membership(study, scale, hashes)
         with self._connect() as conn:
             conn.execute("BEGIN")  # one snapshot for both reads
@@ -331,7 +376,7 @@ class Store:
         return [
             TrialRecord(
                 hash=hash,
-                config=flatten_config(json.loads(config)),
+                config=flatten_config(json.loads(own.get(hash) or config)),
                 status=status,
                 series=series.get(hash, {}),
                 reason=reason or error or "",
@@ -350,6 +395,22 @@ class Store:
             row["config"] = json.loads(row.pop("config_json"))
             row["provenance"] = json.loads(row.pop("provenance_json"))
         return out
+
+    def trial_counts(self) -> dict[tuple[str, str], dict[str, int]]:
+        """Return ``{(study, scale): {status: trials}}`` over the trials linked to each study.
+
+        A trial shared by two studies (or two scales) counts for each; sorted by study and scale.
+        """
+        counts: dict[tuple[str, str], dict[str, int]] = {}
+        with self._connect() as conn:
+            rows = conn.execute(
+                "SELECT m.study, m.scale, t.status, COUNT(*) FROM study_trials m "
+                "JOIN trials t ON t.hash = m.hash GROUP BY m.study, m.scale, t.status "
+                "ORDER BY m.study, m.scale, t.status"
+            )
+            for study, scale, status, n in rows:
+                counts.setdefault((study, scale), {})[status] = n
+        return counts
 
     def studies(self) -> list[dict[str, Any]]:
         """Return study rows as dicts (``spec`` parsed from JSON), sorted by name and scale."""

@@ -143,17 +143,28 @@ def trial_kinds() -> dict[str, tuple[type[BaseModel], Callable[[Any], Trace]]]:
     return {"network": (TrialConfig, run_trial), **TRIAL_KINDS}
 
 
-def validate_trial(raw: Mapping[str, Any]) -> Any:
-    """Validate one trial config dict of any kind (``kind`` defaults to ``"network"``).
+class _TrialValidator:
+    """``validate_trial(raw)``: validate one trial config dict of any kind.
+
+    ``kind`` defaults to ``"network"``; ``validate_trial.config_class(raw)`` names the pydantic
+    class it uses, so that an unknown key's message can list the accepted ones.
 
     Raises:
         pydantic.ValidationError: a field is wrong (the error names its path).
         ValueError: the kind is unknown.
 
     """
-    kinds = trial_kinds()
-    kind = check.known("trial kind", raw.get("kind", "network"), kinds)
-    return kinds[kind][0].model_validate(dict(raw))
+
+    def __call__(self, raw: Mapping[str, Any]) -> Any:
+        return self.config_class(raw).model_validate(dict(raw))
+
+    def config_class(self, raw: Mapping[str, Any]) -> type[BaseModel]:
+        """Return the config class of ``raw``'s trial kind."""
+        kinds = trial_kinds()
+        return kinds[check.known("trial kind", raw.get("kind", "network"), kinds)][0]
+
+
+validate_trial = _TrialValidator()
 
 
 def run_config(raw: Mapping[str, Any]) -> Trace:
@@ -172,14 +183,7 @@ def _load_data(
     kwargs.update(
         {k: v for k, v in (("n", cfg.n), ("d", cfg.d)) if k in accepted and v is not None}
     )
-    for key, value in cfg.options.items():
-        if key not in accepted or key in {"dtype", "device", "seed", "split"}:
-            options = sorted(set(accepted) - {"dtype", "device", "seed", "split", "n", "d"})
-            raise ValueError(
-                f"data.options.{key}: dataset {cfg.name!r} takes no option {key!r}; "
-                f"accepted: {', '.join(options) or 'none'}"
-            )
-        kwargs[key] = value
+    kwargs.update(cfg.options)  # DataConfig checked that the loader takes each
     kwargs.update(dtype=dtype, device=device)
     train_set = _as_pair(loader(**kwargs, **({"split": "train"} if "split" in accepted else {})))
     eval_set = _as_pair(loader(**kwargs, split="test")) if "split" in accepted else None

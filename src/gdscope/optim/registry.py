@@ -253,6 +253,24 @@ def _lookup(name: str) -> tuple[str, _Entry]:
     raise AssertionError("unreachable: an alias points to no optimizer")
 
 
+def check_optimizer(
+    name: str,
+    *,
+    momentum: float | None = None,
+    l1: float = 0.0,
+    schedule: str = "constant",
+    **kwargs: Any,
+) -> None:
+    """Raise the ``ValueError`` :func:`make_optimizer` would raise for these options, building nothing.
+
+    For validating a trial config before anything runs: momentum where the optimizer takes none,
+    an ``l1`` or a schedule it does not apply, an unknown extra option.
+    """
+    key, entry = _lookup(name)
+    _momentum(key, entry, momentum)
+    _check_options(key, entry, check.nonnegative_float("l1", l1), schedule, kwargs)
+
+
 def _momentum(key: str, entry: _Entry, momentum: float | None) -> float:
     if momentum is None:
         return DEFAULT_MOMENTUM if entry.momentum == "default" else 0.0

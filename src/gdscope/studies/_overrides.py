@@ -108,32 +108,47 @@ def _assign_claim(data: dict[str, Any], rest: str, value: Any) -> None:
 
 
 def set_nested(target: dict[str, Any], path: list[str], value: Any) -> None:
-    """Set ``target[path[0]][path[1]]...`` to ``value``, creating (or replacing) inner dicts."""
-    for part in path[:-1]:
-        child = target.get(part)
-        if not isinstance(child, dict):
-            child = target[part] = {}
-        target = child
-    target[path[-1]] = value
+    """Set ``target[path[0]][path[1]]...`` to ``value``, creating missing inner dicts.
+
+    Raises:
+        StudyError: a key on the way holds a value that is not a table (``model = 5`` and then
+            ``model.width``): it is never silently replaced.
+
+    """
+    _table_at(target, path)[path[-1]] = value
 
 
 def nest(flat: Mapping[str, Any]) -> dict[str, Any]:
-    """Nest dotted keys: ``{"model.width": 8, "steps": 5} -> {"model": {"width": 8}, "steps": 5}``."""
+    """Nest dotted keys: ``{"model.width": 8, "steps": 5} -> {"model": {"width": 8}, "steps": 5}``.
+
+    Raises:
+        StudyError: a dotted key goes through a key that holds a value, not a table.
+
+    """
     out: dict[str, Any] = {}
     for key, value in flat.items():
         value = nest(value) if isinstance(value, Mapping) else copy.deepcopy(value)
         path = str(key).split(".")
-        parent = out
-        for part in path[:-1]:
-            child = parent.get(part)
-            if not isinstance(child, dict):
-                child = parent[part] = {}
-            parent = child
+        parent = _table_at(out, path)
         if isinstance(value, dict) and isinstance(parent.get(path[-1]), dict):
             _merge(parent[path[-1]], value)
         else:
             parent[path[-1]] = value
     return out
+
+
+def _table_at(target: dict[str, Any], path: list[str]) -> dict[str, Any]:
+    """Return the dict that holds ``path[-1]``, creating missing tables on the way."""
+    for depth, part in enumerate(path[:-1]):
+        child = target.setdefault(part, {})
+        if not isinstance(child, dict):
+            where, full = ".".join(path[: depth + 1]), ".".join(path)
+            raise StudyError(
+                f"{full}: {where} is {child!r}, not a table, so it has no key "
+                f"{path[depth + 1]!r}; give {where} as a table, e.g. {where}.{path[depth + 1]} = ..."
+            )
+        target = child
+    return target
 
 
 def _merge(target: dict[str, Any], source: dict[str, Any]) -> None:

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 
 from gdscope._checks import did_you_mean
+from gdscope.config import got_suffix
 
 
 class StudyError(Exception):
@@ -43,7 +44,7 @@ def format_errors(error: ValidationError, root: type[BaseModel] | None, data: An
                 )
         else:
             message = item["msg"].removeprefix("Value error, ")
-            lines.append(f"{where}: {message} (got {item.get('input')!r})")
+            lines.append(f"{where}: {message}{got_suffix(message, item.get('input'))}")
     return "\n".join(dict.fromkeys(lines))
 
 

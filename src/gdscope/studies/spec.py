@@ -34,6 +34,7 @@ else:  # pragma: no cover - Python 3.10 needs the tomli backport
     import tomli as tomllib
 
 from gdscope._checks import did_you_mean
+from gdscope.studies._claim_keys import check_claim_keys
 from gdscope.studies._overrides import assign, check_top, nest, parse_override, set_nested
 from gdscope.studies.claims import Claim
 from gdscope.studies.errors import StudyError, format_errors
@@ -305,13 +306,22 @@ def _trial(base: Mapping[str, Any], point: Mapping[str, Any], seed: int) -> dict
 def _validate_trials(
     study: Study, scale: str, trials: list[dict[str, Any]], validate: TrialValidator
 ) -> None:
-    root = getattr(validate, "__self__", None) or getattr(validate, "model", None)
-    root = root if isinstance(root, type) and issubclass(root, BaseModel) else None
+    fixed = getattr(validate, "__self__", None) or getattr(validate, "model", None)
+    fixed = fixed if isinstance(fixed, type) and issubclass(fixed, BaseModel) else None
+    class_of = getattr(validate, "config_class", None)  # e.g. gdscope.trial.validate_trial
     problems: dict[str, list[str]] = {}
+    validated: list[dict[str, Any]] = []
     for index, trial in enumerate(trials):
         try:
-            validate(trial)
+            config = validate(trial)
+            validated.append(
+                config.model_dump(mode="json") if isinstance(config, BaseModel) else trial
+            )
         except ValidationError as err:
+            found = class_of(trial) if callable(class_of) else None
+            root = fixed or (
+                found if isinstance(found, type) and issubclass(found, BaseModel) else None
+            )
             message = format_errors(err, root, trial)
         except ValueError as err:
             message = str(err)
@@ -319,6 +329,9 @@ def _validate_trials(
             continue
         problems.setdefault(message, []).append(_point_label(study, trial, index, len(trials)))
     if not problems:
+        check_claim_keys(
+            study.claims, [*trials, *validated], f"study {study.name!r} at scale {scale!r}"
+        )
         return
     lines = []
     for message, points in list(problems.items())[:_MAX_REPORTED]:
