@@ -7,6 +7,7 @@ import sys
 from contextlib import closing
 
 import pytest
+import torch
 
 from gdscope import api
 from gdscope.store import Store
@@ -262,3 +263,13 @@ def test_verify_of_an_interrupted_run_is_inconclusive_and_says_why(tmp_path):
     assert (resumed.ran, resumed.missing) == (4, 0)
     assert [v.status for v in resumed.verdicts] == ["PASS"]
     assert [v.status for r in api.verify(results) for v in r.verdicts] == ["PASS"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without GPU")
+def test_cuda_trials_on_a_machine_without_gpu_are_refused_before_writing(tmp_path):
+    results = tmp_path / "res"
+    with pytest.raises(StudyError, match="torch sees no GPU"):
+        api.run_study(
+            "lazy-training", scale="smoke", results=results, overrides=['base.device="cuda"']
+        )
+    assert not results.exists()

@@ -149,6 +149,7 @@ def run_study(
     study = load(name_or_path, overrides)
     scaled = study.with_scale(scale)
     configs = scaled.expand(scale)  # load() already validated every trial of every scale
+    check_devices(configs, runner)
     hashes = [validate_trial(config).content_hash() for config in configs]
     store = results if isinstance(results, Store) else Store(results)
     with store.writer():
@@ -259,6 +260,27 @@ def plan_study(
         sum(digest in done for digest in hashes),
         {**{key: list(values) for key, values in axes.items()}, "seed": list(scaled.seeds)},
     )
+
+
+def check_devices(configs: Sequence[dict[str, Any]], runner: str) -> None:
+    """Refuse CUDA trials for the local runner on a machine where torch sees no GPU.
+
+    (With Ray the workers' GPUs count, not the driver's; the Ray runner checks the cluster.)
+
+    Raises:
+        StudyError: naming the device and the fix; nothing has been written.
+
+    """
+    if runner != "local" or not uses_cuda(list(configs)):
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise StudyError(
+            "the trials ask for device 'cuda' but torch sees no GPU on this machine "
+            "(torch.cuda.is_available() is False); run them where there is one, or "
+            'use --set base.device="cpu"'
+        )
 
 
 def check_runner(runner: str, workers: int, address: str | None) -> int:

@@ -77,6 +77,8 @@ def run(
     api.check_runner(runner, workers, address)
     # every study at this scale is valid before the store is created: a user error writes nothing
     loaded = [_study_or_error(api, name, set_ or [], scale) for name in names]
+    for study in loaded:
+        _user_errors(lambda study=study: api.check_devices(study.expand(scale), runner))
     if dry_run:
         plans = [
             _user_errors(
