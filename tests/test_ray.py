@@ -13,6 +13,7 @@ from _stores import assert_same_results  # noqa: E402
 from gdscope import api  # noqa: E402
 from gdscope.runners.ray import run_trials  # noqa: E402
 from gdscope.store import Store  # noqa: E402
+from gdscope.studies import StudyError  # noqa: E402
 
 pytestmark = pytest.mark.ray
 STUDY = "weights-stay-near-init"
@@ -20,7 +21,13 @@ STUDY = "weights-stay-near-init"
 
 @pytest.fixture(scope="module")
 def cluster():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(
+        num_cpus=2,
+        num_gpus=0,  # the same on a machine with a GPU
+        include_dashboard=False,
+        log_to_driver=False,
+        configure_logging=False,
+    )
     # test functions travel to the workers by value (the tests folder is not importable there)
     ray.cloudpickle.register_pickle_by_value(__import__(__name__))
     yield
@@ -102,3 +109,27 @@ def test_ray_runs_ensembles_as_tasks_with_the_local_runners_results(cluster, tmp
     )
     assert remote.ran == local.ran == remote.trials and remote.failed == 0
     assert_same_results(Store(tmp_path / "local"), Store(tmp_path / "ray"))
+
+
+def test_cuda_trials_on_a_cluster_without_a_gpu_stop_at_once_with_a_message(cluster, tmp_path):
+    calls, seen = tmp_path / "calls", []
+    message = (
+        r"the trials ask for device 'cuda:1' but the Ray cluster at \S+ has no GPU; "
+        r"run them on a machine with one or set device='cpu'"
+    )
+    with pytest.raises(StudyError, match=message):
+        run_trials(
+            [("cpu", {"steps": 2}), ("gpu", {"steps": 2, "device": "cuda:1"})],
+            functools.partial(_count_and_raise, str(calls)),
+            on_result=lambda *a: seen.append(a),
+        )
+    assert seen == [] and not calls.exists()  # nothing ran (Ray would wait for a GPU forever)
+    with pytest.raises(StudyError, match="ask for device 'cuda' but the Ray cluster"):
+        api.run_study(
+            STUDY,
+            scale="smoke",
+            runner="ray",
+            results=tmp_path / "ray",
+            overrides=["base.device=cuda"],
+        )
+    assert ray.is_initialized()  # the caller's Ray is left running

@@ -1,4 +1,5 @@
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -85,6 +86,8 @@ def test_outcome_of_a_raising_trial_is_a_trial_error_with_traceback():
 def test_workers_must_be_positive_and_run_one_picklable():
     with pytest.raises(ValueError, match="workers must be a positive integer"):
         run_trials([], _run_tiny, workers=0, on_result=lambda *a: None)
+    with pytest.raises(ValueError, match="max_retries must be a non-negative integer"):
+        run_trials([], _run_tiny, on_result=lambda *a: None, max_retries=-1)
     with pytest.raises(TypeError, match="module-level function"):
         run_trials(_configs()[:2], lambda c: c, workers=2, on_result=lambda *a: None)
 
@@ -174,8 +177,11 @@ def test_a_worker_pool_outlives_one_call_and_replaces_itself_when_broken():
         assert pool.executor() is first  # same processes for both calls
         assert len(set(seen)) <= 2 and os.getpid() not in seen
         dead: list = []
-        run_trials(trials[:2], _die, on_result=lambda h, c, o: dead.append(o), pool=pool)
+        run_trials(
+            trials[:2], _die, on_result=lambda h, c, o: dead.append(o), pool=pool, max_retries=0
+        )
         assert len(dead) == 2 and all(isinstance(o, TrialError) for o in dead)
+        assert all("worker process died (exit code 1)" in str(o) for o in dead)
         after: list = []
         run_trials(trials, _pid, on_result=lambda h, c, o: after.append(o), pool=pool)
         assert pool.executor() is not first and not set(after) & set(seen)
@@ -203,3 +209,65 @@ def test_aborting_a_pool_stops_its_workers_now(tmp_path):
     pool.abort()
     assert time.monotonic() - start < 10
     assert not any(process.is_alive() for process in processes)
+
+
+def _maybe_die(config: dict) -> dict:
+    """Count this start in ``config["die"][1]``; SIGKILL this worker on the first (``"once"``)
+    or every (``"always"``) start. Returns the config without ``"die"``."""
+    if "die" not in config:
+        return config
+    mode, path = config["die"]
+    with open(path, "a") as handle:
+        handle.write("x")
+    if mode == "always" or os.path.getsize(path) == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return {k: v for k, v in config.items() if k != "die"}
+
+
+def _run_or_die(config: dict):
+    return _run_tiny(_maybe_die(config))
+
+
+def _group_or_die(configs: list[dict]) -> list:
+    return _group_tiny([_maybe_die(config) for config in configs])
+
+
+@pytest.mark.parametrize("grouped", [False, True], ids=["trials", "groups"])
+def test_a_dead_worker_costs_only_its_own_trial_a_retry(tmp_path, grouped):
+    """One trial kills its worker once, one every time; all other trials run once, unharmed."""
+    trials = _configs()
+    reference = {h: _run_tiny(c) for h, c in trials}
+    once, always = tmp_path / "once", tmp_path / "always"
+    (killer, bad), (survivor, config) = trials[1], trials[2]
+    trials[1] = (killer, {**bad, "die": ["always", str(always)]})
+    trials[2] = (survivor, {**config, "die": ["once", str(once)]})  # never starts in the group
+    trials += [(f"{h}-again", c) for h, c in _configs()]  # more jobs than workers
+    reference.update({f"{h}-again": reference[h] for h, _ in _configs()})
+    retries = 1 if grouped else 2  # default: 2
+    seen: dict = {}
+    ticks: list = []
+    run_trials(
+        trials,
+        _run_or_die,
+        workers=2,
+        on_result=lambda h, c, o: seen.setdefault(h, []).append(o),
+        progress=lambda *t: ticks.append(t),
+        groups=[[0, 1, 2], [3], [4, 5], [6, 7]] if grouped else None,
+        run_group=_group_or_die if grouped else None,
+        **({"max_retries": retries} if grouped else {}),
+    )
+    assert ticks == [(i, len(trials)) for i in range(len(trials) + 1)]
+    assert sorted(seen) == sorted(reference) and all(len(o) == 1 for o in seen.values())
+    for h in seen.keys() - {killer}:
+        [trace] = seen[h]
+        assert (trace.status, trace.steps) == (reference[h].status, reference[h].steps)
+        assert trace.metrics == reference[h].metrics
+        for metric in trace.metrics:  # bitwise, NaN included
+            np.testing.assert_array_equal(trace.series(metric), reference[h].series(metric))
+    assert once.read_text().startswith("xx")  # killed once (rerun if another worker dies)
+    # the first run and each retry (a group that dies is first split, with no retry counted)
+    assert always.read_text() == "x" * (retries + 1 + grouped)
+    [error] = seen[killer]
+    assert isinstance(error, TrialError) and error.type_name == "WorkerDied"
+    assert "killed by signal 9 (SIGKILL)" in str(error)
+    assert f"{retries + 1} times" in str(error)

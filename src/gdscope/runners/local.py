@@ -15,16 +15,30 @@ With ``workers > 1`` jobs run in a ``ProcessPoolExecutor`` with the ``spawn`` st
 each worker limits torch to one thread so N workers use N cores. ``run_one`` and the configs then
 cross a process boundary by pickling: ``run_one`` must be a module-level function (not a lambda,
 closure or bound method of an unpicklable object) and configs plain data.
+
+A worker that dies (killed, out of memory, a crash in native code) breaks the whole executor, and
+every job not finished fails with it. Those jobs are not results: they are resubmitted to a fresh
+pool. Only the job that was running in the dead worker is blamed (each worker reports which job
+it starts, and a dead worker is told from the ones stopped here by its exit status): a group is
+split into one-trial jobs, a single trial counts a death. A trial whose worker died while
+running it more than ``max_retries`` times is reported once, as a ``TrialError`` of type
+``WorkerDied``. Trials are deterministic, so a retried trial gives the result it would have
+given the first time.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import multiprocessing
+import os
 import pickle
+import signal
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from multiprocessing.queues import SimpleQueue
 from typing import TYPE_CHECKING, Any
 
 from gdscope import _checks as check
@@ -73,6 +87,7 @@ def run_trials(
     groups: Sequence[Sequence[int]] | None = None,
     run_group: RunGroup | None = None,
     pool: WorkerPool | None = None,
+    max_retries: int = 2,
 ) -> None:
     """Run every trial and report each outcome to ``on_result`` as soon as it finishes.
 
@@ -92,40 +107,129 @@ def run_trials(
             level for ``workers > 1``); without it every trial goes through ``run_one``.
         pool: a :class:`WorkerPool` to run in (its size replaces ``workers``), kept alive for
             the caller's next call; default: a pool of ``workers`` for this call only.
+        max_retries: how many times a trial whose worker process died is run again (the other
+            unfinished trials are resubmitted without counting); after that its outcome is a
+            ``TrialError`` of type ``WorkerDied``.
 
     Raises:
-        ValueError: ``workers`` is not a positive integer, or ``groups`` is not a partition.
+        ValueError: ``workers`` is not a positive integer, ``max_retries`` is negative, or
+            ``groups`` is not a partition.
         TypeError: ``workers > 1`` and ``run_one`` cannot be pickled.
         KeyboardInterrupt: interrupted; trials not yet started are cancelled, workers stopped.
 
     """
     workers = check.positive_int("workers", workers)
+    if not isinstance(max_retries, int) or isinstance(max_retries, bool) or max_retries < 0:
+        raise ValueError(f"max_retries must be a non-negative integer, got {max_retries!r}")
     jobs = partition_jobs(len(trials), groups)
     report = Reporter(trials, on_result, progress)
 
-    configs = [[trials[i][1] for i in job] for job in jobs]
     workers = pool.workers if pool is not None else workers
     if workers == 1 or len(jobs) <= 1:
         with _one_torch_thread():
-            for job, members in zip(jobs, configs, strict=True):
-                report(job, run_job(run_one, run_group, members))
+            for job in jobs:
+                report(job, run_job(run_one, run_group, [trials[i][1] for i in job]))
         return
     _check_picklable(run_one, run_group)
     with contextlib.ExitStack() as own:
         if pool is None:
             pool = own.enter_context(WorkerPool(min(workers, len(jobs))))
-        executor = pool.executor()
         try:
-            futures = {
-                executor.submit(run_job, run_one, run_group, members): job
-                for job, members in zip(jobs, configs, strict=True)
-            }
-            for future in as_completed(futures):
-                job = futures[future]
-                report(job, _outcomes(future, len(job)))
+            _run_in_pool(pool, trials, jobs, run_one, run_group, report, max_retries)
         except BaseException:
             pool.abort()
             raise
+
+
+def _run_in_pool(
+    pool: WorkerPool,
+    trials: Sequence[tuple[str, Config]],
+    jobs: list[list[int]],
+    run_one: RunOne,
+    run_group: RunGroup | None,
+    report: Reporter,
+    max_retries: int,
+) -> None:
+    """Run ``jobs`` in ``pool``, resubmitting those lost to a dead worker to a fresh pool.
+
+    Every round submits the jobs left; a worker's death fails every unfinished job of the round
+    at once. The job that ran in the dead worker is to blame: a group is split into one-trial
+    jobs (which member killed it is unknown, and a smaller job may fit in memory), a single trial
+    counts a death. The others are resubmitted as they are. Every round in which the pool broke
+    blames at least one job, so the loop ends: if no job can be tied to a dead worker, every lost
+    job that had started is blamed (or every lost job, when none had started).
+    """
+    deaths = [0] * len(trials)
+    causes: dict[int, int | None] = {}  # trial index -> exit code of its last dead worker
+    todo = jobs
+    while todo:
+        executor = pool.executor()
+        started: dict[int, int] = {}  # token -> pid of the worker that started the job
+        lost: list[tuple[int, list[int]]] = []
+        futures: dict[Future[list[Any]], tuple[int, list[int]]] = {}
+        for job in todo:
+            token = next(_TOKENS)
+            try:
+                future = executor.submit(
+                    _pool_job, token, run_one, run_group, [trials[i][1] for i in job]
+                )
+            except BrokenProcessPool:  # broke while submitting: never started
+                lost.append((token, job))
+                continue
+            futures[future] = (token, job)
+        for future in as_completed(futures):
+            token, job = futures[future]
+            started.update(pool.started())  # drain often: the workers write to a pipe
+            try:
+                outcomes = future.result()
+            except BrokenProcessPool:
+                lost.append((token, job))
+                continue
+            except Exception as error:  # e.g. a result that cannot be pickled
+                outcomes = [TrialError.from_exception(error)] * len(job)
+            report(job, outcomes)
+        if not lost:
+            return
+        started.update(pool.started())
+        dead = pool.dead_workers()  # and stop the broken executor
+        charged = {t for t, _ in lost if started.get(t) in dead}
+        if not charged:  # no lost job ran in a dead worker: the started ones, else all
+            charged = {t for t, _ in lost if t in started} or {t for t, _ in lost}
+        todo = [job for token, job in lost if token not in charged]
+        for token, job in lost:
+            if token not in charged:
+                continue
+            if len(job) > 1:  # a group that died is split: its trials retry on their own
+                todo.extend([index] for index in job)
+                continue
+            [index] = job
+            deaths[index] += 1
+            causes[index] = dead.get(started.get(token, -1))
+            if deaths[index] <= max_retries:
+                todo.append(job)
+            else:
+                report(job, [_worker_died(deaths[index], causes[index])])
+        todo.sort()  # keep the submission order of the trials
+
+
+def _worker_died(times: int, exitcode: int | None) -> TrialError:
+    """Return the outcome of a trial whose worker died ``times`` times while running it."""
+    if exitcode is None:
+        cause = "cause unknown"
+    elif exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = "?"
+        hint = ", e.g. by the out-of-memory killer" if -exitcode == signal.SIGKILL else ""
+        cause = f"killed by signal {-exitcode} ({name}){hint}"
+    else:
+        cause = f"exit code {exitcode}"
+    message = (
+        f"worker process died ({cause}) while running this trial, "
+        f"{times} time{'s' if times != 1 else ''}; not retried again"
+    )
+    return TrialError("WorkerDied", message, f"WorkerDied: {message}\n")
 
 
 class WorkerPool:
@@ -139,24 +243,56 @@ class WorkerPool:
     def __init__(self, workers: int) -> None:
         self.workers = check.positive_int("workers", workers)
         self._executor: ProcessPoolExecutor | None = None
+        self._started: SimpleQueue[tuple[int, int]] | None = None
 
     def executor(self) -> ProcessPoolExecutor:
         """Return the running executor, starting (or replacing a broken) one as needed."""
         if self._executor is not None and getattr(self._executor, "_broken", False):
             self.abort()
         if self._executor is None:
-            self._executor = ProcessPoolExecutor(
+            context = multiprocessing.get_context("spawn")
+            self._started = context.SimpleQueue()  # one per executor: a killed writer may
+            self._executor = ProcessPoolExecutor(  # leave its lock held
                 max_workers=self.workers,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=init_worker,
+                mp_context=context,
+                initializer=_init_pool_worker,
+                initargs=(self._started,),
             )
         return self._executor
+
+    def started(self) -> dict[int, int]:
+        """Return ``{token: pid}`` of the jobs workers started since the last call."""
+        started: dict[int, int] = {}
+        while self._started is not None and not self._started.empty():
+            token, pid = self._started.get()
+            started[token] = pid
+        return started
+
+    def dead_workers(self) -> dict[int, int | None]:
+        """Stop a broken executor; return ``{pid: exit code}`` of the workers that died by themselves.
+
+        A broken executor stops its remaining workers with SIGTERM; a worker whose exit status is
+        anything else died on its own (killed, crashed, exited). Empty if the pool is not broken.
+        """
+        executor = self._executor
+        if executor is None or not getattr(executor, "_broken", False):
+            return {}
+        processes = dict(getattr(executor, "_processes", None) or {})
+        self.abort()  # joins the executor's manager thread, then the workers
+        return {
+            pid: process.exitcode
+            for pid, process in processes.items()
+            if process.exitcode is not None and process.exitcode != -signal.SIGTERM
+        }
 
     def abort(self) -> None:
         """Cancel what has not started and stop the workers now."""
         if self._executor is not None:
             _abort(self._executor)
             self._executor = None
+        if self._started is not None:
+            self._started.close()
+            self._started = None
 
     def __enter__(self) -> WorkerPool:
         return self
@@ -236,14 +372,6 @@ def _guarded(run_one: RunOne, config: Config) -> Trace | TrialError:
         return TrialError.from_exception(error)
 
 
-def _outcomes(future: Future[list[Any]], size: int) -> list[Any]:
-    """Return a job's outcomes; a pool failure (a dead worker, ...) as a TrialError per trial."""
-    try:
-        return future.result()
-    except Exception as error:
-        return [TrialError.from_exception(error)] * size
-
-
 def _abort(executor: ProcessPoolExecutor) -> None:
     """Cancel trials not yet started and stop the workers now.
 
@@ -286,6 +414,30 @@ def init_worker() -> None:
     torch.set_num_threads(1)
     with contextlib.suppress(RuntimeError):  # already fixed in this process
         torch.set_num_interop_threads(1)
+
+
+_TOKENS = itertools.count()  # names each submitted job, for the worker to report it started
+_started_queue: SimpleQueue[tuple[int, int]] | None = None  # in a pool worker: where to report
+
+
+def _init_pool_worker(started: SimpleQueue[tuple[int, int]]) -> None:
+    """Initialize a :class:`WorkerPool` worker: one torch thread, and where to report starts."""
+    global _started_queue
+    _started_queue = started
+    init_worker()
+
+
+def _pool_job(
+    token: int, run_one: RunOne, run_group: RunGroup | None, configs: list[Any]
+) -> list[Any]:
+    """Report that this worker starts job ``token``, then run it (see :func:`run_job`).
+
+    The report is one small write to a pipe, so a worker killed at any moment leaves it whole
+    or absent.
+    """
+    if _started_queue is not None:
+        _started_queue.put((token, os.getpid()))
+    return run_job(run_one, run_group, configs)
 
 
 def _check_picklable(*functions: Callable[..., Any] | None) -> None:

@@ -75,11 +75,13 @@ def run_trials(
         run_group: ``run_group(configs) -> outcomes`` for jobs of two or more trials.
 
     A job whose trials run on CUDA (``config["device"]`` starting with ``"cuda"``) asks Ray for
-    one GPU, so the cluster schedules it on a GPU node.
+    one GPU, so the cluster schedules it on a GPU node; a cluster with no GPU at all is refused
+    before anything runs (Ray would wait for one forever).
 
     Raises:
         ImportError: Ray is not installed (``pip install 'gdscope[ray]'``).
-        ValueError: ``max_retries`` is negative.
+        ValueError: ``max_retries`` is negative, or ``groups`` is not a partition.
+        StudyError: a trial asks for a CUDA device and the Ray cluster has no GPU.
         KeyboardInterrupt: interrupted; the remaining tasks are cancelled.
 
     """
@@ -100,9 +102,11 @@ def run_trials(
             configure_logging=False,
         )
     try:
+        jobs = partition_jobs(len(trials), groups)
+        _check_gpus(ray, [config for _, config in trials], address)
         task = ray.remote(num_cpus=1, max_retries=max_retries, retry_exceptions=False)(_ray_job)
         pending = {}
-        for job in partition_jobs(len(trials), groups):
+        for job in jobs:
             configs = [trials[i][1] for i in job]
             gpus = 1 if uses_cuda(configs) else 0
             ref = task.options(num_gpus=gpus).remote(run_one, run_group, configs)
@@ -121,6 +125,30 @@ def run_trials(
     finally:
         if started_here:
             ray.shutdown()
+
+
+def _check_gpus(ray: Any, configs: Sequence[Config], address: str | None) -> None:
+    """Refuse CUDA trials on a cluster without a GPU: Ray would wait for one forever.
+
+    Raises:
+        StudyError: a config's ``device`` is CUDA and the cluster has no GPU.
+
+    """
+    cuda = [str(c.get("device")) for c in configs if uses_cuda([c])]
+    if not cuda or ray.cluster_resources().get("GPU", 0) > 0:
+        return
+    from gdscope.studies import StudyError
+
+    where = address
+    if where is None:
+        try:
+            where = ray.get_runtime_context().gcs_address
+        except Exception:  # an old Ray, or Ray Client
+            where = "(local)"
+    raise StudyError(
+        f"the trials ask for device {cuda[0]!r} but the Ray cluster at {where} has no GPU; "
+        "run them on a machine with one or set device='cpu'"
+    )
 
 
 def _ray_job(run_one: RunOne, run_group: RunGroup | None, configs: list[Any]) -> list[Any]:
