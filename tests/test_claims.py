@@ -521,6 +521,8 @@ def test_monotone_gap_against_a_baseline_pairs_by_x_and_seed():
     gap = CLAIM.validate_python({"id": "g", **spec, "baseline": {"residual": False}})
     verdict = gap.judge(records, ["model.depth", "residual"])
     assert verdict.status == "PASS" and verdict.statistic == pytest.approx(1.0), verdict.reason
+    seed0 = sorted(e["y"] for e in verdict.evidence if e["seed"] == 0)  # the gaps, as plotted
+    assert seed0 == pytest.approx([1 - 1 / d for d in [2, 4, 8, 16]])
     alone = CLAIM.validate_python({"id": "a", **spec, "where": {"residual": True}})
     assert alone.judge(records, ["model.depth"]).status != "PASS"  # flat alone
     shrinking = [  # plain catches up: the gap falls, so "grows" fails

@@ -35,6 +35,16 @@ def _values(claim: ClaimView, key: str) -> list[tuple[str, float, bool]]:
     ]
 
 
+def _y_label(spec: Mapping[str, Any]) -> str:
+    """Label the claim's ``y``, as a gap to its baseline trials when it has ``baseline``."""
+    y = labels.reducer(spec.get("y"))
+    baseline = spec.get("baseline")
+    if not baseline:
+        return y
+    where = ", ".join(f"{k}={v}" for k, v in baseline.items())
+    return f"{y} − baseline ({where})"
+
+
 def _per_trial(claim: ClaimView, key: str, xlabel: str) -> tuple[Any, Any] | None:
     """Horizontal dot plot of ``key`` per trial, coloured by ``ok``."""
     rows = _values(claim, key)
@@ -59,7 +69,7 @@ def _per_trial(claim: ClaimView, key: str, xlabel: str) -> tuple[Any, Any] | Non
 
 def within(claim: ClaimView, study: StudyView) -> Drawn | None:
     """``within``: each trial's value against the band it must lie in."""
-    ylabel = labels.reducer(claim.spec.get("y"))
+    ylabel = _y_label(claim.spec)
     drawn = _per_trial(claim, "y", ylabel)
     if drawn is None:
         return None
@@ -143,11 +153,11 @@ def monotone(claim: ClaimView, study: StudyView) -> Drawn | None:
     if canvas.wants_log([p[1] for p in pts], 2.0):
         ax.set_yscale("log")
     ax.set_xlabel(labels.reducer(spec.get("x")))
-    ax.set_ylabel(labels.reducer(spec.get("y")))
+    ax.set_ylabel(_y_label(spec))
     canvas.legend(ax)
     direction = spec.get("direction", "increasing")
     caption = (
-        f"{labels.reducer(spec.get('y'))} against {labels.reducer(spec.get('x'))} per seed; the "
+        f"{_y_label(spec)} against {labels.reducer(spec.get('x'))} per seed; the "
         f"claim: {direction} (median Spearman ρ {labels.number(verdict.get('statistic'))}, "
         f"needs {labels.interval(verdict.get('band'))})."
     )

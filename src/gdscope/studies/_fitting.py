@@ -17,7 +17,7 @@ import numpy as np
 
 from gdscope.probes.fits import loglog_fit, slope_fit
 from gdscope.probes.trends import exponent_over_seeds, slope_over_seeds
-from gdscope.studies.reducers import Reducer, reduce_record
+from gdscope.studies.reducers import Reducer, reduce_gap, reduce_record
 from gdscope.studies.table import TrialRecord
 from gdscope.studies.verdict import fmt, label
 
@@ -50,12 +50,20 @@ def seed_points(
     axes: Sequence[str],
     *,
     allow_diverged: bool,
+    bases: Sequence[TrialRecord | None] | None = None,
 ) -> SeedPoints:
-    """Reduce every record to ``(x, y)`` and group by seed; nan reductions become problems."""
+    """Reduce every record to ``(x, y)`` and group by seed; nan reductions become problems.
+
+    With ``bases`` (one per record, from ``verdict.pair_with_baseline``) ``y`` is the paired gap
+    ``y(record) − y(base)``.
+    """
     out = SeedPoints()
-    for record in records:
+    for i, record in enumerate(records):
         rx = reduce_record(x, record, allow_diverged=allow_diverged)
-        ry = reduce_record(y, record, allow_diverged=allow_diverged)
+        if bases is None:
+            ry = reduce_record(y, record, allow_diverged=allow_diverged)
+        else:
+            ry = reduce_gap(y, record, bases[i], allow_diverged=allow_diverged)
         name, seed = label(record, axes), record.config.get("seed")
         point: dict[str, Any] = {"trial": name, "seed": seed, "x": rx.value, "y": ry.value}
         why = "; ".join(f"{r.label}: {z.reason}" for r, z in ((x, rx), (y, ry)) if z.reason)
@@ -74,34 +82,6 @@ def seed_points(
                 f"seed {seed}: several trials at x={fmt(twice[0])} ({' | '.join(names)}); "
                 "narrow the claim with `where`"
             )
-    return out
-
-
-def gap_points(
-    x: Reducer,
-    y: Reducer,
-    records: Sequence[TrialRecord],
-    baseline: Sequence[TrialRecord],
-    axes: Sequence[str],
-    *,
-    allow_diverged: bool,
-) -> SeedPoints:
-    """Points ``(x, y − y_baseline)``, a paired difference per seed and ``x``.
-
-    Each record's ``y`` minus that of the baseline record with the same seed and ``x``, e.g. the
-    residual − plain gap at each depth.
-    """
-    points = seed_points(x, y, records, axes, allow_diverged=allow_diverged)
-    base = seed_points(x, y, baseline, axes, allow_diverged=allow_diverged)
-    out = SeedPoints(evidence=points.evidence + base.evidence)
-    out.problems = points.problems + [f"baseline {p}" for p in base.problems]
-    for seed, pts in points.by_seed.items():
-        paired = {px: (py, name) for px, py, name in base.by_seed.get(seed, [])}
-        for px, py, name in pts:
-            if px in paired:
-                out.by_seed.setdefault(seed, []).append((px, py - paired[px][0], name))
-            else:
-                out.problems.append(f"{name}: no baseline trial with seed {seed} at x={fmt(px)}")
     return out
 
 

@@ -12,7 +12,14 @@ from pydantic import Field, NonNegativeInt, PositiveInt
 from gdscope.studies import _fitting
 from gdscope.studies.claim_base import XReducer, _Claim
 from gdscope.studies.table import TrialRecord
-from gdscope.studies.verdict import Status, Verdict, fmt, listing, no_match_reason, select
+from gdscope.studies.verdict import (
+    Status,
+    Verdict,
+    fmt,
+    listing,
+    no_match_reason,
+    pair_with_baseline,
+)
 
 
 class MonotoneClaim(_Claim):
@@ -20,8 +27,8 @@ class MonotoneClaim(_Claim):
 
     ``seed_mode = "mean"`` first averages ``y`` over seeds at each ``x`` and computes one ρ.
     ``baseline`` (a ``where`` filter) makes ``y`` a paired gap: the records matching it are
-    baselines, and each other record's ``y`` is taken minus its baseline's at the same ``x`` and
-    seed (e.g. "the residual − plain gap grows with depth").
+    baselines, and each other record's ``y`` is taken minus that of the baseline whose config is
+    the same except for the baseline's keys (e.g. "the residual − plain gap grows with depth").
     ``allowed_inversions`` (if given) also bounds the number of adjacent inversions of EVERY
     seed group (the worst one is judged: "non-increasing" must hold for each seed, not for most).
     """
@@ -39,20 +46,17 @@ class MonotoneClaim(_Claim):
     def _judge(self, records: list[TrialRecord], axes: Sequence[str]) -> Verdict:
         from gdscope.probes.trends import spearman
 
-        if self.baseline is None:
-            points = _fitting.seed_points(
-                self.x, self.y, records, axes, allow_diverged=self.allow_diverged
-            )
-        else:
-            base = select(records, self.baseline)
-            if not base:
+        bases = None
+        if self.baseline is not None:
+            pairs = pair_with_baseline(records, self.baseline)
+            if pairs is None:
                 return self._verdict(
                     "INCONCLUSIVE", math.nan, no_match_reason(records, self.baseline)
                 )
-            rest = [r for r in records if all(r is not b for b in base)]
-            points = _fitting.gap_points(
-                self.x, self.y, rest, base, axes, allow_diverged=self.allow_diverged
-            )
+            records, bases = [r for r, _ in pairs], [b for _, b in pairs]
+        points = _fitting.seed_points(
+            self.x, self.y, records, axes, allow_diverged=self.allow_diverged, bases=bases
+        )
         groups = {k: [(p[0], p[1]) for p in v] for k, v in points.by_seed.items()}
         if self.seed_mode == "mean":
             pooled: dict[float, list[float]] = {}

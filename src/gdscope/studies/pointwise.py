@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from pydantic import (
@@ -13,7 +12,7 @@ from pydantic import (
 
 from gdscope.studies.claim_base import Band, XReducer, _Claim
 from gdscope.studies.reducers import (
-    Reduced,
+    reduce_gap,
     reduce_record,
 )
 from gdscope.studies.table import TrialRecord
@@ -24,7 +23,7 @@ from gdscope.studies.verdict import (
     label,
     listing,
     no_match_reason,
-    select,
+    pair_with_baseline,
 )
 
 
@@ -85,19 +84,20 @@ class WithinClaim(_Claim):
     def _judge(self, records: list[TrialRecord], axes: Sequence[str]) -> Verdict:
         problems, evidence, off = [], [], []
         lo, hi = self.band
+        pairs: list[tuple[TrialRecord, TrialRecord | None]] | None
+        pairs = [(r, None) for r in records]
         if self.baseline is not None:
-            base = select(records, self.baseline)
-            if not base:
+            pairs = pair_with_baseline(records, self.baseline)
+            if pairs is None:
                 return self._verdict(
                     "INCONCLUSIVE", math.nan, no_match_reason(records, self.baseline)
                 )
-            records = [r for r in records if all(r is not b for b in base)]
-            paired = {_pair_key(b.config, self.baseline): b for b in base}
-        for record in records:
+        for record, base in pairs:
             name = label(record, axes)
-            y = reduce_record(self.y, record, allow_diverged=self.allow_diverged)
-            if self.baseline is not None and not y.reason:
-                y = _minus_baseline(y, record, paired, self.baseline, self)
+            if self.baseline is None:
+                y = reduce_record(self.y, record, allow_diverged=self.allow_diverged)
+            else:
+                y = reduce_gap(self.y, record, base, allow_diverged=self.allow_diverged)
             if y.reason:
                 problems.append(f"{name}: {y.reason}")
                 continue
@@ -117,26 +117,3 @@ class WithinClaim(_Claim):
         return self._verdict(
             "PASS", worst, f"{where} in all {len(evidence)} trials; extreme {fmt(worst)}", **extra
         )
-
-
-def _pair_key(config: Mapping[str, Any], baseline: Mapping[str, Any]) -> str:
-    """Return the config without the baseline's keys, as a canonical string."""
-    rest = {k: v for k, v in config.items() if k not in baseline}
-    return json.dumps(rest, sort_keys=True, default=str)
-
-
-def _minus_baseline(
-    y: Reduced,
-    record: TrialRecord,
-    paired: Mapping[str, TrialRecord],
-    baseline: Mapping[str, Any],
-    claim: WithinClaim,
-) -> Reduced:
-    """``y`` minus the reduction of ``record``'s baseline trial (nan with a reason if none)."""
-    base = paired.get(_pair_key(record.config, baseline))
-    if base is None:
-        return Reduced(math.nan, f"no baseline trial ({baseline}) with the same config")
-    yb = reduce_record(claim.y, base, allow_diverged=claim.allow_diverged)
-    if yb.reason:
-        return Reduced(math.nan, f"baseline: {yb.reason}")
-    return Reduced(y.value - yb.value, "")

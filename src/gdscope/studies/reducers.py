@@ -349,6 +349,21 @@ def _lookup(name: str, record: TrialRecord) -> float:
     return found.value
 
 
+def reduce_gap(
+    reducer: Reducer, record: TrialRecord, base: TrialRecord | None, *, allow_diverged: bool = False
+) -> Reduced:
+    """``reducer(record) − reducer(base)``: a paired gap (see ``verdict.pair_with_baseline``)."""
+    value = reduce_record(reducer, record, allow_diverged=allow_diverged)
+    if value.reason:
+        return value
+    if base is None:
+        return Reduced(math.nan, "no baseline trial with the same config but the baseline's keys")
+    base_value = reduce_record(reducer, base, allow_diverged=allow_diverged)
+    if base_value.reason:
+        return Reduced(math.nan, f"baseline: {base_value.reason}")
+    return Reduced(value.value - base_value.value)
+
+
 def reduce_all(
     reducer: Reducer, records: list[TrialRecord], *, allow_diverged: bool = False
 ) -> list[Reduced]:

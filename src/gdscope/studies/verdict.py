@@ -6,6 +6,7 @@ reason, and turning a confidence interval and a band into a status.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -52,6 +53,28 @@ class Verdict:
 def select(records: Sequence[TrialRecord], where: Mapping[str, Any]) -> list[TrialRecord]:
     """Return the records whose config matches ``where`` (value equal, or in a given list)."""
     return [r for r in records if all(_matches(r.config, k, v) for k, v in where.items())]
+
+
+def pair_with_baseline(
+    records: Sequence[TrialRecord], baseline: Mapping[str, Any]
+) -> list[tuple[TrialRecord, TrialRecord | None]] | None:
+    """Pair every record not matching ``baseline`` with its baseline record, or None.
+
+    A record's baseline is the record matching ``baseline`` whose config is the same except for
+    the baseline's keys (e.g. residual = false at the same depth and seed). Returns None when no
+    record matches ``baseline`` at all.
+    """
+    bases = select(records, baseline)
+    if not bases:
+        return None
+
+    def rest(config: Mapping[str, Any]) -> str:
+        return json.dumps(
+            {k: v for k, v in config.items() if k not in baseline}, sort_keys=True, default=str
+        )
+
+    by_rest = {rest(b.config): b for b in bases}
+    return [(r, by_rest.get(rest(r.config))) for r in records if all(r is not b for b in bases)]
 
 
 def _matches(config: Mapping[str, Any], key: str, wanted: Any) -> bool:
