@@ -33,12 +33,17 @@ def positive_int(name: str, value: Any) -> int:
     return as_int
 
 
-def seed(value: Any) -> int:
-    """Return ``value`` as an ``int`` if it is a non-negative integer seed."""
+def nonnegative_int(name: str, value: Any) -> int:
+    """Return ``value`` as an ``int`` if it is an integer ≥ 0."""
     as_int = _as_int(value)
     if as_int is None or as_int < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {value!r}")
+        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
     return as_int
+
+
+def seed(value: Any) -> int:
+    """Return ``value`` as an ``int`` if it is a non-negative integer seed."""
+    return nonnegative_int("seed", value)
 
 
 def generator(value: Any) -> torch.Generator:

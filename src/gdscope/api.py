@@ -150,7 +150,7 @@ def run_study(
     scaled = study.with_scale(scale)
     configs = scaled.expand(scale)  # load() already validated every trial of every scale
     check_devices(configs, runner)
-    hashes = [validate_trial(config).content_hash() for config in configs]
+    hashes = _trial_hashes(configs)
     store = results if isinstance(results, Store) else Store(results)
     with store.writer():
         store.record_study(study.name, scale, study.model_dump(mode="json", exclude_defaults=True))
@@ -247,7 +247,7 @@ def plan_study(
     """
     check.one_of("scale", scale, SCALES)
     scaled = load(name_or_path, overrides).with_scale(scale)
-    hashes = [validate_trial(config).content_hash() for config in scaled.expand(scale)]
+    hashes = _trial_hashes(scaled.expand(scale))
     if (Path(results) / DB_NAME).is_file():
         done = Store(results, create=False).finished_hashes()
     else:
@@ -260,6 +260,11 @@ def plan_study(
         sum(digest in done for digest in hashes),
         {**{key: list(values) for key, values in axes.items()}, "seed": list(scaled.seeds)},
     )
+
+
+def _trial_hashes(configs: Sequence[dict[str, Any]]) -> list[str]:
+    """Return the store key of each trial config: the content hash of its validated form."""
+    return [validate_trial(config).content_hash() for config in configs]
 
 
 def check_devices(configs: Sequence[dict[str, Any]], runner: str) -> None:
@@ -357,7 +362,7 @@ def verify(results: str | Path) -> list[StudyResult]:
             study = Study.model_validate(row["spec"])
             scaled = study.with_scale(row["scale"])
             configs = scaled.expand(row["scale"], validate_trial)
-            hashes = [validate_trial(config).content_hash() for config in configs]
+            hashes = _trial_hashes(configs)
             verdicts, missing = _judge(store, scaled, row["scale"], configs, hashes)
             elapsed = time.perf_counter() - start
             out.append(

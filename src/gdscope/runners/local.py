@@ -119,8 +119,7 @@ def run_trials(
 
     """
     workers = check.positive_int("workers", workers)
-    if not isinstance(max_retries, int) or isinstance(max_retries, bool) or max_retries < 0:
-        raise ValueError(f"max_retries must be a non-negative integer, got {max_retries!r}")
+    max_retries = check.nonnegative_int("max_retries", max_retries)
     jobs = partition_jobs(len(trials), groups)
     report = Reporter(trials, on_result, progress)
 
