@@ -8,7 +8,6 @@ targets. The trial ``seed`` seeds the model, the batch order and (unless ``data.
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -178,7 +177,7 @@ def _load_data(
 ) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor] | None]:
     cfg = config.data
     loader = gsdata.DATASETS[cfg.name]
-    accepted = inspect.signature(loader).parameters
+    accepted = cfg.loader_parameters()
     kwargs: dict[str, object] = {"seed": config.seed if cfg.seed is None else cfg.seed}
     kwargs.update(
         {k: v for k, v in (("n", cfg.n), ("d", cfg.d)) if k in accepted and v is not None}
