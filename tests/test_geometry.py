@@ -187,10 +187,13 @@ def _reference_pattern(model, x):
         return [x @ model.weight.T > 0]
     signs, h = [], x
     for index, layer in enumerate(model.layers[:-1]):
-        z = layer(h)
-        signs.append(z > 0)
-        a = z.clamp_min(0)
-        h = h + model.branch_scale * a if model.residual and index > 0 else a
+        if model.residual and index > 0:  # h + β·L σ(h): the ReLU sees the stream h
+            signs.append(h > 0)
+            h = h + model.branch_scale * layer(h.clamp_min(0))
+        else:
+            z = layer(h)
+            signs.append(z > 0)
+            h = z.clamp_min(0)
     return signs
 
 

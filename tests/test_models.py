@@ -395,8 +395,8 @@ def test_mlp_residual_changes_function_and_matches_hand_forward():
     assert res.branch_scale == 1 / math.sqrt(2)  # 1/sqrt(number of residual blocks)
     L0, L1, L2, L3 = res.layers
     h = torch.relu(L0(x))
-    h = h + torch.relu(L1(h)) / math.sqrt(2)
-    h = h + torch.relu(L2(h)) / math.sqrt(2)
+    h = h + L1(torch.relu(h)) / math.sqrt(2)  # zero-mean branch: ends in a linear layer
+    h = h + L2(torch.relu(h)) / math.sqrt(2)
     assert_close(res(x), L3(h), rtol=1e-12, what="residual mlp")
 
 

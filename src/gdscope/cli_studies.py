@@ -185,10 +185,18 @@ def show(
     for (study, scale), per in store.trial_counts().items():
         counted = ", ".join(f"{n} {status}" for status, n in per.items())
         stdout.print(f"{study} ({scale}): {counted}", highlight=False, markup=False)
-    rows = [
-        (SimpleNamespace(name=f"{row['study']} ({row['scale']})"), SimpleNamespace(**row))
-        for row in store.verdicts()
-    ]
+    claims = {
+        (study["name"], study["scale"], str(claim.get("id"))): claim
+        for study in store.studies()
+        for claim in (study.get("spec") or {}).get("claims") or []
+        if isinstance(claim, dict)
+    }
+    rows = []
+    for row in store.verdicts():
+        claim = claims.get((row["study"], row["scale"], row["claim_id"]), {})
+        extra = {"role": claim.get("role", "paper"), "finding": claim.get("finding")}
+        study = SimpleNamespace(name=f"{row['study']} ({row['scale']})")
+        rows.append((study, SimpleNamespace(**{**row, **extra})))
     _print_verdicts(rows)
 
 
@@ -283,7 +291,21 @@ def _interval(lo: float | None, hi: float | None) -> str:
 
 
 def _print_verdicts(rows: list[tuple[Any, Any]]) -> None:
-    """Print a compact verdict table, then one line per verdict with its reason."""
+    """Print the paper claims' verdicts, then the instrument checks (``role = "sanity"``) apart.
+
+    Each part is a compact table, one line per verdict with its reason (and the study file's
+    finding, if any), and its own totals: sanity checks never count among the paper claims.
+    """
+    paper = [(s, v) for s, v in rows if getattr(v, "role", "paper") != "sanity"]
+    sanity = [(s, v) for s, v in rows if getattr(v, "role", "paper") == "sanity"]
+    _print_verdict_part(paper, "paper claims")
+    if sanity:
+        stdout.print()
+        stdout.print("[bold]instrument checks[/] (identities and closed-form recursions)")
+        _print_verdict_part(sanity, "instrument checks")
+
+
+def _print_verdict_part(rows: list[tuple[Any, Any]], what: str) -> None:
     table = Table(box=None, header_style="bold")
     for column in ("study", "claim", "status"):
         table.add_column(column, no_wrap=True)
@@ -294,8 +316,8 @@ def _print_verdicts(rows: list[tuple[Any, Any]]) -> None:
         ci = v.ci or (None, None)
         band = v.band or (None, None)
         table.add_row(
-            study.name,
-            v.claim_id,
+            escape(study.name),
+            escape(v.claim_id),
             f"[{style}]{v.status}[/]",
             fmt(v.statistic),
             _interval(*ci),
@@ -305,5 +327,13 @@ def _print_verdicts(rows: list[tuple[Any, Any]]) -> None:
     stdout.print(table)
     for _, v in rows:
         stdout.print(f"  {v.claim_id}: {v.reason}", highlight=False, markup=False, soft_wrap=True)
+        finding = getattr(v, "finding", None)
+        if finding:
+            stdout.print(
+                f"    finding: {' '.join(finding.split())}",
+                highlight=False,
+                markup=False,
+                soft_wrap=True,
+            )
     counts = {s: sum(v.status == s for _, v in rows) for s in _STATUS_STYLE}
-    stdout.print(", ".join(f"{n} {s}" for s, n in counts.items()))
+    stdout.print(f"{what}: " + ", ".join(f"{n} {s}" for s, n in counts.items()))

@@ -41,6 +41,18 @@ _DEVICE = re.compile(r"cpu|cuda(:\d+)?|mps")
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    HASH_OMITTED_AT_DEFAULT: ClassVar[tuple[str, ...]] = ()
+    """Fields added after catalogue results were stored: left out of ``TrialConfig.content_hash``
+    while they hold their default, so the hashes of existing configs do not change."""
+
+    def hash_payload(self) -> dict[str, Any]:
+        """Return the JSON dict hashed for this part: defaults of late-added fields left out."""
+        data = self.model_dump(mode="json")
+        for name in self.HASH_OMITTED_AT_DEFAULT:
+            if getattr(self, name) == type(self).model_fields[name].default:
+                del data[name]
+        return data
+
 
 class ModelConfig(_Frozen):
     """Which network to build; input and output sizes are taken from the data."""
@@ -67,14 +79,20 @@ class ModelConfig(_Frozen):
     center_output: bool = False
     """Subtract a frozen copy ``f₀`` of the network at init (output 0 at init); see ``output_scale``."""
 
+    readout_init: Literal["default", "zero"] = "default"
+    """``mlp`` only: ``"zero"`` starts the readout at 0 (microsoft/mup's advice for μP)."""
+    trained: Literal["all", "hidden"] = "all"
+    """``mlp`` only: ``"hidden"`` trains only the hidden layers, input and readout fixed at their
+    random init (Allen-Zhu, Li & Song 2019)."""
+
     HASH_OMITTED_AT_DEFAULT: ClassVar[tuple[str, ...]] = (
         "readout",
         "output_activation",
         "output_scale",
         "center_output",
+        "readout_init",
+        "trained",
     )
-    """Fields added after catalogue results were stored: left out of ``TrialConfig.content_hash``
-    while they hold their default, so the hashes of existing configs do not change."""
 
     @field_validator("output_scale")
     @classmethod
@@ -85,6 +103,18 @@ class ModelConfig(_Frozen):
 
     @model_validator(mode="after")
     def _options_fit_kind(self) -> ModelConfig:
+        for name in ("readout_init", "trained"):
+            value = getattr(self, name)
+            if value != type(self).model_fields[name].default and self.kind != "mlp":
+                raise ValueError(
+                    f"model.{name} = {value!r} applies to kind 'mlp', got kind {self.kind!r}; "
+                    f"remove model.{name}"
+                )
+        if self.trained == "hidden" and self.depth < 3:
+            raise ValueError(
+                f"model.trained = 'hidden' needs depth ≥ 3 (a hidden layer to train), got depth "
+                f"{self.depth}; raise model.depth"
+            )
         if self.readout != "pool" and self.kind not in ("cnn", "resnet"):
             raise ValueError(
                 f"model.readout = {self.readout!r} applies to kind 'cnn' or 'resnet', got kind "
@@ -92,14 +122,6 @@ class ModelConfig(_Frozen):
                 "in its last hidden layer already)"
             )
         return self
-
-    def hash_payload(self) -> dict[str, Any]:
-        """Return the JSON dict hashed for this model: defaults of late-added fields left out."""
-        data = self.model_dump(mode="json")
-        for name in self.HASH_OMITTED_AT_DEFAULT:
-            if getattr(self, name) == type(self).model_fields[name].default:
-                del data[name]
-        return data
 
 
 class DataConfig(_Frozen):
@@ -141,12 +163,20 @@ def _loader_parameters(name: str) -> list[str]:
     return list(inspect.signature(DATASETS[name]).parameters)
 
 
+SHARPNESS_EDGE_OPTIMIZERS = ("gd", "sgd", "heavy_ball", "nesterov")
+"""Optimizers whose largest stable step on a quadratic the sharpness sets (``auto_sharpness``)."""
+
+
 class OptimizerConfig(_Frozen):
     """Which optimizer (``gdscope.optim`` registry name) and its hyper-parameters."""
 
     name: str = "gd"
-    lr: float | Literal["auto_kernel"] = 0.1
-    """A positive step size, or ``"auto_kernel"``: tuned from the NTK at init (see trial.py)."""
+    lr: float | Literal["auto_kernel", "auto_sharpness"] = 0.1
+    """A positive step size; ``"auto_kernel"``: tuned from the NTK at init; ``"auto_sharpness"``:
+    ``lr_fraction`` times the stability edge set by the sharpness at init (see trial.py)."""
+    lr_fraction: float = Field(default=0.5, gt=0)
+    """``c`` of ``lr = "auto_sharpness"``: ``η = c · 2/S₀`` for GD (the edge of heavy ball and
+    Nesterov for those); ``c < 1`` trains below the edge of stability at init."""
     momentum: float | Literal["auto_kernel"] | None = None
     """``β ∈ [0, 1)``, ``None`` for the optimizer's default, or ``"auto_kernel"`` (from κ)."""
     l1: NonNegativeFloat = 0.0
@@ -163,9 +193,12 @@ class OptimizerConfig(_Frozen):
     def _finite_lr(cls, lr: float | str) -> float | str:
         if isinstance(lr, float | int) and not (math.isfinite(lr) and lr > 0):
             raise ValueError(
-                f"lr must be a finite number greater than 0 or 'auto_kernel', got {lr}"
+                f"lr must be a finite number greater than 0, 'auto_kernel' or 'auto_sharpness', "
+                f"got {lr}"
             )
         return lr
+
+    HASH_OMITTED_AT_DEFAULT: ClassVar[tuple[str, ...]] = ("lr_fraction",)
 
     @field_validator("momentum")
     @classmethod
@@ -178,6 +211,16 @@ class OptimizerConfig(_Frozen):
     def _options_fit_the_optimizer(self) -> OptimizerConfig:
         momentum = self.momentum if isinstance(self.momentum, float | int) else None
         check_optimizer(self.name, momentum=momentum, l1=self.l1, schedule=self.schedule)
+        if self.lr == "auto_sharpness" and self.name not in SHARPNESS_EDGE_OPTIMIZERS:
+            raise ValueError(
+                f"lr = 'auto_sharpness' needs an optimizer whose stability edge the sharpness "
+                f"sets ({', '.join(SHARPNESS_EDGE_OPTIMIZERS)}), got {self.name!r}; give lr a number"
+            )
+        if self.lr_fraction != 0.5 and self.lr != "auto_sharpness":
+            raise ValueError(
+                f"lr_fraction = {self.lr_fraction} applies only with lr = 'auto_sharpness', "
+                f"got lr = {self.lr!r}; remove lr_fraction"
+            )
         return self
 
 
@@ -195,7 +238,7 @@ class TrialConfig(_Frozen):
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
-    loss: Literal["auto", "mse", "cross_entropy", "hinge"] = "auto"
+    loss: Literal["auto", "mse", "cross_entropy", "hinge", "mae", "pseudo_huber"] = "auto"
     steps: NonNegativeInt = 100
     batch_size: PositiveInt | None = None
     probes: dict[str, PositiveInt] = Field(default_factory=lambda: {"loss": 1})
@@ -236,11 +279,12 @@ class TrialConfig(_Frozen):
     def content_hash(self) -> str:
         """SHA-256 of the canonical JSON of the config: equal configs ↔ equal hashes.
 
-        Model fields added later (``ModelConfig.HASH_OMITTED_AT_DEFAULT``) enter only when set
+        Fields added later (``HASH_OMITTED_AT_DEFAULT`` of the model and optimizer) enter only when set
         to something other than their default, so adding them changed no stored hash.
         """
         data = self.model_dump(mode="json")
         data["model"] = self.model.hash_payload()
+        data["optimizer"] = self.optimizer.hash_payload()
         canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 

@@ -31,9 +31,11 @@ __all__ = [
     "l1_scalar",
     "lasso_objective",
     "lasso_smooth",
+    "mae",
     "mse",
     "pseudo_huber",
     "pseudo_huber_curvature",
+    "pseudo_huber_loss",
     "quadratic",
 ]
 
@@ -129,6 +131,38 @@ def mse(output: Tensor, target: Tensor) -> Tensor:
     output = _as_2d(output)
     target = _matched_target(output, target)
     return 0.5 * (output - target).pow(2).sum() / output.shape[0]
+
+
+def mae(output: Tensor, target: Tensor) -> Tensor:
+    r"""Mean absolute error, summed over outputs and averaged over examples (non-differentiable).
+
+    .. math::  L = \frac{1}{n} \sum_{i=1}^{n} \sum_{k} |f_k(x_i) - y_{ik}|
+
+    The network version of Kumar (2024)'s non-smooth objectives: its (sub)gradient does not
+    vanish near a minimizer, so constant-step GD stalls at an ``O(η)`` floor.
+
+    >>> float(mae(torch.tensor([[1.0], [-2.0]]), torch.tensor([0.0, 0.0])))
+    1.5
+    """
+    output = _as_2d(output)
+    target = _matched_target(output, target)
+    return (output - target).abs().sum() / output.shape[0]
+
+
+def pseudo_huber_loss(output: Tensor, target: Tensor) -> Tensor:
+    r"""Pseudo-Huber loss: smooth and not quadratic (linear growth in the tails).
+
+    .. math::  L = \frac{1}{n} \sum_{i=1}^{n} \sum_{k} \left(\sqrt{1 + r_{ik}^2} - 1\right),
+        \quad r = f(x) - y
+
+    A smooth loss other than the square loss, as Allen-Zhu, Li & Song (2019) allow.
+
+    >>> round(float(pseudo_huber_loss(torch.tensor([[0.0], [1.0]]), torch.tensor([0.0, 0.0]))), 6)
+    0.207107
+    """
+    output = _as_2d(output)
+    target = _matched_target(output, target)
+    return ((output - target).pow(2) + 1).sqrt().sub(1).sum() / output.shape[0]
 
 
 def cross_entropy(output: Tensor, target: Tensor) -> Tensor:
@@ -227,7 +261,13 @@ def accuracy(output: Tensor, target: Tensor) -> Tensor:
     return correct.to(torch.get_default_dtype()).mean()
 
 
-LOSSES: dict[str, Loss] = {"mse": mse, "cross_entropy": cross_entropy, "hinge": hinge}
+LOSSES: dict[str, Loss] = {
+    "mse": mse,
+    "cross_entropy": cross_entropy,
+    "hinge": hinge,
+    "mae": mae,
+    "pseudo_huber": pseudo_huber_loss,
+}
 
 
 def get_loss(name: str) -> Loss:

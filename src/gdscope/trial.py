@@ -23,6 +23,7 @@ from gdscope import data as gsdata
 from gdscope import losses, models
 from gdscope.config import TrialConfig
 from gdscope.optim import make_optimizer
+from gdscope.probes.hessian import sharpness
 from gdscope.probes.ntk import ntk_gram
 from gdscope.training import Stop, Trace, train
 
@@ -38,7 +39,7 @@ class Trial:
     eval_data: tuple[Tensor, Tensor] | None
     loss_fn: Callable[[Tensor, Tensor], Tensor]
     tuning: dict[str, float]
-    """Hyper-parameters tuned from the kernel at init (``"auto_kernel"``), recorded at step 0."""
+    """Hyper-parameters tuned at init (``"auto_kernel"``, ``"auto_sharpness"``), recorded at step 0."""
 
     def run(self) -> Trace:
         """Train as configured and return the ``Trace``."""
@@ -69,7 +70,7 @@ def build_trial(config: TrialConfig) -> Trial:
     if loss_name == "auto":
         loss_name = "cross_entropy" if y.dtype == torch.long else "mse"
     out_dim = _out_dim(y, eval_set)
-    if loss_name == "mse" and y.dtype == torch.long:
+    if loss_name in ("mse", "mae", "pseudo_huber") and y.dtype == torch.long:
         train_set = (x, F.one_hot(y, out_dim).to(dtype))
         if eval_set is not None:
             eval_set = (eval_set[0], F.one_hot(eval_set[1], out_dim).to(dtype))
@@ -78,8 +79,14 @@ def build_trial(config: TrialConfig) -> Trial:
     tuning = {}
     if "auto_kernel" in (opt_cfg.lr, opt_cfg.momentum):
         tuning = kernel_tuning(model, train_set[0], opt_cfg.name, loss_name)
-    lr = tuning["tuned_lr"] if opt_cfg.lr == "auto_kernel" else opt_cfg.lr
     momentum = tuning["tuned_momentum"] if opt_cfg.momentum == "auto_kernel" else opt_cfg.momentum
+    lr = tuning["tuned_lr"] if opt_cfg.lr == "auto_kernel" else opt_cfg.lr
+    if opt_cfg.lr == "auto_sharpness":
+        loss_fn = losses.get_loss(loss_name)
+        tuning.update(
+            sharpness_tuning(model, loss_fn, train_set, opt_cfg.name, opt_cfg.lr_fraction, momentum)
+        )
+        lr = tuning["tuned_lr"]
     optimizer = make_optimizer(
         opt_cfg.name,
         model,
@@ -128,6 +135,64 @@ def kernel_tuning(model: nn.Module, x: Tensor, optimizer: str, loss: str) -> dic
         "kernel_lambda_min": lam_min,
         "kernel_lambda_max": lam_max,
     }
+
+
+def stability_edge(optimizer: str, sharpness: float, momentum: float | None) -> float:
+    r"""Largest stable step on a quadratic of curvature ``S`` (the sharpness).
+
+    GD and SGD: ``2/S``; heavy ball: ``(2 + 2β)/S``; PyTorch's Nesterov:
+    ``(2 + 2β)/((1 + 2β) S)`` (Cohen et al. 2021, appendix on momentum; the thresholds the
+    catalogue's momentum-thresholds study checks). ``momentum=None`` is the optimizer's
+    default β = 0.9.
+
+    >>> stability_edge("gd", 4.0, None), stability_edge("heavy_ball", 4.0, 0.5)
+    (0.5, 0.75)
+    """
+    beta = 0.9 if momentum is None else momentum
+    if optimizer == "heavy_ball":
+        return (2 + 2 * beta) / sharpness
+    if optimizer == "nesterov":
+        return (2 + 2 * beta) / ((1 + 2 * beta) * sharpness)
+    return 2 / sharpness
+
+
+def sharpness_tuning(
+    model: nn.Module,
+    loss_fn: Callable[[Tensor, Tensor], Tensor],
+    data: tuple[Tensor, Tensor],
+    optimizer: str,
+    fraction: float,
+    momentum: float | None,
+) -> dict[str, float]:
+    r"""``lr = fraction × stability edge`` from the sharpness ``S₀`` of the full training loss at init.
+
+    ``S₀ = λ_max(∇²L(θ₀))`` of the same loss and normalization the step uses (Lanczos, relative
+    tolerance 1e-4), and the edge is :func:`stability_edge`. With ``fraction < 1`` the run starts
+    below the edge of stability (Cohen et al. 2021), so no catapult (Lewkowycz et al. 2020) comes
+    from the step size alone. Parameter groups with lr multipliers (μP) are refused: their edge
+    is set by the preconditioned Hessian, not by ``S₀``.
+
+    Returns:
+        ``{"tuned_lr", "init_sharpness", "lr_times_sharpness"}`` (the last is ``η·S₀``).
+
+    Raises:
+        ValueError: lr multipliers other than 1, or a sharpness that is not positive.
+
+    """
+    multipliers = set(models.lr_multipliers(model).values())
+    if multipliers - {1.0}:
+        raise ValueError(
+            "optimizer.lr: 'auto_sharpness' needs one learning rate for every parameter, but the "
+            f"parameterization sets lr multipliers {sorted(multipliers)}; give lr a number"
+        )
+    s0 = float(sharpness(model, loss_fn, data, tol=1e-4))
+    if not (math.isfinite(s0) and s0 > 0):
+        raise ValueError(
+            f"optimizer.lr: 'auto_sharpness' needs a positive sharpness at init, got {s0:.3e}; "
+            "give lr a number"
+        )
+    lr = fraction * stability_edge(optimizer, s0, momentum)
+    return {"tuned_lr": lr, "init_sharpness": s0, "lr_times_sharpness": lr * s0}
 
 
 def run_trial(config: TrialConfig) -> Trace:
@@ -243,6 +308,8 @@ def _build_network(
             residual=bool(m.residual),
             init_scale=m.init_scale,
             init=m.init,
+            readout_init=m.readout_init,
+            trained=m.trained,
             **common,
         )
     if x.ndim != 4:

@@ -3,12 +3,15 @@ r"""Fully connected networks under a chosen parameterization.
 .. math::
 
     h_1 = σ(L_1 x), \quad h_{l+1} = σ(L_{l+1} h_l) \;\text{(plain)} \;\text{or}\;
-    h_{l+1} = h_l + β\, σ(L_{l+1} h_l) \;\text{(residual)}, \quad f(x) = L_D h_{D-1},
+    h_{l+1} = h_l + β\, L_{l+1} σ(h_l) \;\text{(residual)}, \quad f(x) = L_D h_{D-1},
 
 where every ``L_l`` is a :class:`~gdscope.models.layers.ScaledLinear` whose initialization,
 forward multiplier and learning-rate multipliers come from the parameterization
 (``gdscope.models.parameterization``). Residual branches follow the ``1/√L`` scaling of
-Hayou et al. (2021), "Stable ResNet", and Allen-Zhu, Li & Song (2019).
+Hayou et al. (2021), "Stable ResNet", and Allen-Zhu, Li & Song (2019). The branch ends in a
+linear layer (pre-activation, He et al. 2016), so it has mean zero over the random weights and the
+stream's scale stays bounded in depth; a branch ``β σ(L h)`` would add a positive mean per block
+and grow the stream (and the NTK) with depth.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from .layers import ScaledLinear
 from .parameterization import Parameterization, get_parameterization
 
 INITS: tuple[str, ...] = ("random", "identical")
+READOUT_INITS: tuple[str, ...] = ("default", "zero")
+TRAINED: tuple[str, ...] = ("all", "hidden")
 _IDENTICAL_TIES = {"input": "rows", "hidden": "all", "output": "columns"}
 
 
@@ -53,8 +58,10 @@ class MLP(nn.Module):
         *body, readout = self.layers
         h = x
         for index, layer in enumerate(body):
-            z = self.activation(layer(h))
-            h = h + self.branch_scale * z if self.residual and index > 0 else z
+            if self.residual and index > 0:
+                h = h + self.branch_scale * layer(self.activation(h))
+            else:
+                h = self.activation(layer(h))
         return readout(h)
 
 
@@ -71,6 +78,8 @@ def mlp(
     init_scale: float = 1.0,
     init: str = "random",
     base_width: int = 64,
+    readout_init: str = "default",
+    trained: str = "all",
     seed: int = 0,
     dtype: torch.dtype = torch.float32,
     device: torch.device | str = "cpu",
@@ -86,7 +95,8 @@ def mlp(
         activation: one of ``relu``, ``tanh``, ``gelu``, ``softplus``, ``identity``.
         bias: whether layers have biases.
         parameterization: ``standard``, ``ntk``, ``mup``, ``meanfield`` or a ``Parameterization``.
-        residual: hidden layers become ``h ← h + β σ(L h)``; input and readout layers stay plain.
+        residual: hidden layers become ``h ← h + β L σ(h)`` (zero-mean branch); input and readout
+            layers stay plain.
         branch_scale: ``β``; default ``1/√(depth − 2)`` (one over the root of the number of
             residual blocks). Ignored unless ``residual``.
         init_scale: factor on every weight's init std (the readout takes no activation gain).
@@ -97,6 +107,13 @@ def mlp(
             preactivation keeps the variance of random init; bias one scalar) and the readout
             copies one random column to all hidden units. A no-op for ``depth == 1``.
         base_width: width at which μP equals standard.
+        readout_init: ``"default"`` (the parameterization's), or ``"zero"``: readout weight and
+            bias start at 0, as microsoft/mup advises for μP (Yang et al. 2021, "Tensor Programs
+            V", appendix D.2); the output is 0 at init and the hidden layers move from step 2.
+        trained: ``"all"``, or ``"hidden"``: the input and readout layers stay at their random
+            init (``requires_grad=False``) and only the hidden layers train, the architecture of
+            Allen-Zhu, Li & Song (2019) (with ``parameterization="standard"`` and ReLU, hidden
+            weights are ``N(0, 2/m)`` as there; needs ``depth ≥ 3``).
         seed: seed of the generator that draws all parameters (the global RNG is not used).
         dtype: floating dtype of the parameters.
         device: device of the parameters.
@@ -121,6 +138,12 @@ def mlp(
     check.one_of("activation", activation, ACTIVATIONS)
     check.one_of("init", init, INITS)
     init_scale = check.positive_float("init_scale", init_scale)
+    check.one_of("readout_init", readout_init, READOUT_INITS)
+    check.one_of("trained", trained, TRAINED)
+    if trained == "hidden" and depth < 3:
+        raise ValueError(
+            f"trained = 'hidden' needs depth ≥ 3 (a hidden layer to train), got depth {depth}"
+        )
     param = get_parameterization(parameterization)
     dtype = check.floating_dtype(dtype)
     generator = check.generator(seed)
@@ -152,4 +175,11 @@ def mlp(
                 device=device,
             )
         )
+    if readout_init == "zero":
+        with torch.no_grad():
+            for tensor in layers[-1].parameters():
+                tensor.zero_()
+    if trained == "hidden":
+        layers[0].requires_grad_(False)
+        layers[-1].requires_grad_(False)
     return MLP(layers, get_activation(activation), bool(residual), beta if residual else 1.0)

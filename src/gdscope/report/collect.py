@@ -46,6 +46,16 @@ class ClaimView:
         """The claim's description from the spec."""
         return str(self.spec.get("description") or "")
 
+    @property
+    def role(self) -> str:
+        """``"paper"``, or ``"sanity"`` for an instrument check (from the spec)."""
+        return str(self.spec.get("role") or "paper")
+
+    @property
+    def finding(self) -> str:
+        """The study file's explanation of a FAIL or INCONCLUSIVE, ``""`` if none."""
+        return " ".join(str(self.spec.get("finding") or "").split())
+
 
 @dataclass(frozen=True)
 class StudyView:

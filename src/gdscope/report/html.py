@@ -48,6 +48,7 @@ figcaption{font-size:.82em;color:#444;margin-top:.35em}
 .claim-PASS{border-color:#4caf50}.claim-FAIL{border-color:#e53935}
 .claim-INCONCLUSIVE{border-color:#f0a500}.claim-REPORTED{border-color:#4a90c2}
 .reason{white-space:pre-wrap;overflow-wrap:anywhere}
+.finding{background:#fff8e1;border-left:3px solid #e0a800;padding:.3em .6em}
 pre{white-space:pre-wrap;overflow-wrap:anywhere;font-size:.8em;background:#f7f7f7;padding:.6em}
 details{margin:.4em 0}summary{cursor:pointer;color:#333}
 .env th{width:12em;position:static}
@@ -62,15 +63,20 @@ def esc(value: object) -> str:
 def page(studies: Sequence[StudyView], source: str, now: datetime | None = None) -> str:
     """Return the whole report for ``studies`` read from the results directory ``source``."""
     claims = [c for s in studies for c in s.claims]
-    counts = Counter(c.status for c in claims)
-    summary = ", ".join(f"{counts[s]} {s}" for s in STATUSES if counts[s]) or "no verdicts"
+    paper = Counter(c.status for c in claims if c.role != "sanity")
+    sanity = Counter(c.status for c in claims if c.role == "sanity")
+    summary = ", ".join(f"{paper[s]} {s}" for s in STATUSES if paper[s]) or "no verdicts"
+    if sanity:
+        checks = ", ".join(f"{sanity[s]} {s}" for s in STATUSES if sanity[s])
+        summary += f"; instrument checks apart: {checks}"
     trials = [t for s in studies for t in s.trials]
     body = [
         "<header><h1>gdscope report</h1>",
         f'<p class="muted">Results directory <code>{esc(source)}</code>: {len(studies)} '
         f"stud{'y' if len(studies) == 1 else 'ies'}, {len(claims)} claims ({esc(summary)}), "
         f"{len(trials)} stored trial rows.</p></header>",
-        _verdict_table(studies),
+        _verdict_table(studies, "paper"),
+        _verdict_table(studies, "sanity"),
         *(_study(i, s) for i, s in enumerate(studies)),
         _environment(studies, now),
     ]
@@ -94,20 +100,24 @@ def _reference(claim: ClaimView, study: StudyView) -> str:
     return str(verdict.get("reference") or claim.spec.get("reference") or study.reference or "")
 
 
-def _verdict_table(studies: Sequence[StudyView]) -> str:
+def _verdict_table(studies: Sequence[StudyView], role: str) -> str:
+    """Return the table of the paper claims (``role="paper"``) or of the instrument checks."""
     head = (
-        "<tr><th>Study</th><th>Scale</th><th>Claim</th><th>Kind</th><th>Status</th>"
+        "<tr><th>Study</th><th>Scale</th><th>Claim</th><th>Role</th><th>Kind</th><th>Status</th>"
         "<th>Statistic</th><th>CI</th><th>Band</th><th>n</th><th>Reference</th>"
         "<th>Provenance</th></tr>"
     )
     rows = []
     for i, study in enumerate(studies):
         for j, claim in enumerate(study.claims):
+            if (claim.role == "sanity") != (role == "sanity"):
+                continue
             v = claim.verdict or {}
             rows.append(
                 f'<tr class="verdict"><td><a href="#s{i}">{esc(study.name)}</a></td>'
                 f"<td>{esc(study.scale)}</td>"
                 f'<td><a href="#s{i}-c{j}">{esc(claim.claim_id)}</a></td>'
+                f"<td>{esc(claim.role)}</td>"
                 f"<td>{esc(claim.kind or labels.MISSING)}</td><td>{_status(claim.status)}</td>"
                 f'<td class="num">{esc(labels.number(v.get("statistic")))}</td>'
                 f'<td class="num">{esc(labels.interval(v.get("ci")))}</td>'
@@ -116,10 +126,22 @@ def _verdict_table(studies: Sequence[StudyView]) -> str:
                 f'<td class="ref">{esc(_reference(claim, study) or labels.MISSING)}</td>'
                 f"<td>{esc(study.provenance or labels.MISSING)}</td></tr>"
             )
+    if role == "sanity":
+        if not rows:
+            return ""
+        title = "Instrument checks"
+        intro = (
+            '<p class="muted small">Identities and closed-form recursions (<code>role = '
+            '"sanity"</code>): they cannot fail unless an instrument is wrong, so they are '
+            "judged but not counted among the paper claims.</p>"
+        )
+        section = "checks"
+    else:
+        title, intro, section = "Verdicts", "", "verdicts"
     if not rows:
-        rows.append('<tr><td colspan="11" class="muted">No claims stored.</td></tr>')
+        rows.append('<tr><td colspan="12" class="muted">No claims stored.</td></tr>')
     return (
-        '<section id="verdicts"><h2>Verdicts</h2><table class="verdicts">'
+        f'<section id="{section}"><h2>{title}</h2>{intro}<table class="verdicts">'
         f"<thead>{head}</thead><tbody>{''.join(rows)}</tbody></table></section>"
     )
 
@@ -186,7 +208,8 @@ def _claim(i: int, j: int, claim: ClaimView, study: StudyView) -> str:
     css = esc(claim.status.replace(" ", "-"))
     parts = [
         f'<article class="claim claim-{css}" id="s{i}-c{j}"><h3>{esc(claim.claim_id)} '
-        f'{_status(claim.status)} <span class="muted small">{esc(claim.kind)}</span></h3>'
+        f'{_status(claim.status)} <span class="muted small">{esc(claim.kind)}'
+        f"{' · instrument check' if claim.role == 'sanity' else ''}</span></h3>"
     ]
     if claim.description:
         parts.append(f"<p>{esc(claim.description)}</p>")
@@ -198,6 +221,8 @@ def _claim(i: int, j: int, claim: ClaimView, study: StudyView) -> str:
     parts.append(f'<p class="muted small">{esc(numbers)}</p>')
     reason = verdict.get("reason") or "No stored verdict: this claim has not been judged."
     parts.append(f'<p class="reason">{esc(reason)}</p>')
+    if claim.finding:
+        parts.append(f'<p class="finding"><b>Finding.</b> {esc(claim.finding)}</p>')
     parts.append(_figures(claim_charts(claim, study)))
     parts.append("</article>")
     return "\n".join(parts)

@@ -8,6 +8,7 @@ fit cannot be trusted is collected as a *problem*, which makes the claim INCONCL
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -41,6 +42,26 @@ class SeedFit:
     per_seed: dict[Any, float]
     n_points: int
     problems: list[str]
+    warnings: list[str] = dataclasses.field(default_factory=list)
+    """Poor per-seed fits that do not gate the claim (see :func:`names_a_value`)."""
+
+
+def names_a_value(band: tuple[float, float]) -> bool:
+    """Whether a band states a value of the fitted slope: both edges finite, zero excluded.
+
+    The fit-quality rule of gdscope: R² is the share of the variation of y that the line
+    explains, so it measures whether "y follows a line with this slope" is a fair summary. It
+    gates a claim that names a slope (``[-0.6, -0.4]``: the exponent is −½). It means nothing for
+    a claim of no trend (a band around 0: flat data has R² ≈ 0 however flat), and a one-sided
+    claim (``[-inf, -0.3]``: falls at least this fast) asks only for a direction and a least
+    steepness, which the bootstrap CI over seeds judges, noise included. For those two kinds a
+    per-seed R² below ``min_r2`` is shown as a warning in the reason and the CI decides.
+
+    >>> names_a_value((-0.6, -0.4)), names_a_value((-0.1, 0.1)), names_a_value((-math.inf, -0.3))
+    (True, False, False)
+    """
+    lo, hi = band
+    return math.isfinite(lo) and math.isfinite(hi) and not lo <= 0 <= hi
 
 
 def seed_points(
@@ -97,9 +118,14 @@ def fit_seeds(
     min_seeds: int,
     ci: float,
     n_boot: int,
+    gate_r2: bool = True,
 ) -> SeedFit:
-    """Fit each seed, check the fit's support, and take the median with a bootstrap CI."""
+    """Fit each seed, check the fit's support, and take the median with a bootstrap CI.
+
+    A per-seed R² below ``min_r2`` is a problem (INCONCLUSIVE) when ``gate_r2``, else a warning.
+    """
     problems: list[str] = []
+    warnings: list[str] = []
     seeds = sorted(points.by_seed, key=repr)
     rows: list[tuple[np.ndarray, np.ndarray]] = []
     for seed in seeds:
@@ -121,11 +147,13 @@ def fit_seeds(
         elif decades < min_decades:
             problems.append(f"seed {seed}: x spans {decades:.2f} decades, needs ≥ {min_decades:g}")
         elif not (r2 >= min_r2):
-            problems.append(f"seed {seed}: fit R²={fmt(r2)} < {min_r2:g}")
+            (problems if gate_r2 else warnings).append(
+                f"seed {seed}: fit R²={fmt(r2)} < {min_r2:g}"
+            )
     if len(seeds) < min_seeds:
         problems.append(f"{len(seeds)} seed(s) with usable points, needs ≥ {min_seeds}")
     if not rows:
-        return SeedFit(math.nan, math.nan, math.nan, {}, 0, problems)
+        return SeedFit(math.nan, math.nan, math.nan, {}, 0, problems, warnings)
     width = max(len(xs) for xs, _ in rows)
     X = np.full((len(rows), width), np.nan)
     Y = np.full((len(rows), width), np.nan)
@@ -135,7 +163,7 @@ def fit_seeds(
     stats = over_seeds(X, Y, ci=ci, n_boot=n_boot)
     per_seed = dict(zip(seeds, stats.per_seed, strict=True))
     n_points = sum(len(xs) for xs, _ in rows)
-    return SeedFit(stats.median, stats.lo, stats.hi, per_seed, n_points, problems)
+    return SeedFit(stats.median, stats.lo, stats.hi, per_seed, n_points, problems, warnings)
 
 
 def _positive(seed: Any, xs: np.ndarray, ys: np.ndarray) -> list[str]:

@@ -23,6 +23,7 @@ from gdscope.studies.reducers import (
 )
 from gdscope.studies.table import TrialRecord
 from gdscope.studies.verdict import (
+    Role,
     Status,
     Verdict,
     fmt,
@@ -100,6 +101,14 @@ class _Claim(_Model):
     gate: bool = True
     """False for an exploratory claim ("report, not a gate"): judged as usual, stored as
     ``REPORTED`` with what its band would give in the reason, and never counted as a PASS or FAIL."""
+    role: Role = "paper"
+    """``"paper"`` for a claim of a paper; ``"sanity"`` for an identity or a closed-form recursion
+    that cannot fail unless an instrument is wrong: judged as usual, shown apart as an
+    instrument check and left out of the totals of paper claims."""
+    finding: str | None = None
+    """What was measured and why the claim does not hold here, or why the data cannot decide,
+    and what scale would decide: required of every claim that is FAIL or INCONCLUSIVE at quick
+    scale (a test checks it); printed beside the verdict by ``show`` and the report."""
 
     def judge(self, records: Sequence[TrialRecord], axes: Sequence[str] = ()) -> Verdict:
         """Judge the claim on ``records`` (``axes`` only name trials in reasons).
@@ -147,5 +156,7 @@ class _Claim(_Model):
             reason=reason,
             reference=self.reference,
             description=self.description,
+            role=self.role,
+            finding=self.finding,
             **extra,
         )

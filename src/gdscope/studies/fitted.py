@@ -43,8 +43,17 @@ class _Fit(_Model):
     n_boot: PositiveInt = 2000
 
     def _seed_fit(
-        self, records: Sequence[TrialRecord], axes: Sequence[str], allow_diverged: bool
+        self,
+        records: Sequence[TrialRecord],
+        axes: Sequence[str],
+        allow_diverged: bool,
+        band: tuple[float, float] | None = None,
     ) -> tuple[_fitting.SeedPoints, _fitting.SeedFit]:
+        """Fit each seed; R² gates only a claim whose band names a slope.
+
+        ``band=None`` is a compare group's measure, always gated (see
+        :func:`_fitting.names_a_value`).
+        """
         points = _fitting.seed_points(self.x, self.y, records, axes, allow_diverged=allow_diverged)
         loglog = getattr(self, "kind", "") == "power_law"
         fit = _fitting.fit_seeds(
@@ -58,6 +67,7 @@ class _Fit(_Model):
             min_seeds=self.min_seeds,
             ci=self.ci,
             n_boot=self.n_boot,
+            gate_r2=band is None or _fitting.names_a_value(band),
         )
         return points, fit
 
@@ -76,7 +86,7 @@ def _fitted_verdict(
     claim: _Claim, fit: _Fit, records: list[TrialRecord], axes: Sequence[str]
 ) -> Verdict:
     band = claim.band  # type: ignore[attr-defined]
-    points, seeds = fit._seed_fit(records, axes, claim.allow_diverged)
+    points, seeds = fit._seed_fit(records, axes, claim.allow_diverged, band)
     what = "exponent" if isinstance(fit, _PowerLawFit) else "slope"
     summary = (
         f"median {what} {fmt(seeds.median)}, {fit.ci:.0%} CI [{fmt(seeds.lo)}, {fmt(seeds.hi)}]"
@@ -89,6 +99,8 @@ def _fitted_verdict(
         )
     status, where = band_status(seeds.lo, seeds.hi, band)
     reason = f"{summary} {where} band {fmt_band(band)} over {len(seeds.per_seed)} seeds"
+    if seeds.warnings:
+        reason += f"; warning (the CI decides for this band): {listing(seeds.warnings)}"
     return claim._verdict(status, seeds.median, reason, **extra)
 
 

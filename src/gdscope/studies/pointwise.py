@@ -106,7 +106,7 @@ class WithinClaim(_Claim):
             if not ok:
                 off.append(f"{name}: {fmt(y.value)}")
         values = [e["y"] for e in evidence]
-        worst = max(values, key=lambda v: max(lo - v, v - hi)) if values else math.nan
+        worst = least_margin(values, self.band)
         extra = {"n_points": len(evidence), "evidence": evidence}
         gap = "" if self.baseline is None else f" − baseline {self.baseline}"
         where = f"{self.y.label}{gap} ∈ {fmt_band(self.band)}"
@@ -114,6 +114,25 @@ class WithinClaim(_Claim):
             return self._verdict("FAIL", worst, f"{where} fails for {listing(off)}", **extra)
         if problems:
             return self._verdict("INCONCLUSIVE", worst, listing(problems), **extra)
+        span = f"values in [{fmt(min(values))}, {fmt(max(values))}]"
         return self._verdict(
-            "PASS", worst, f"{where} in all {len(evidence)} trials; extreme {fmt(worst)}", **extra
+            "PASS",
+            worst,
+            f"{where} in all {len(evidence)} trials; {span}, nearest an edge {fmt(worst)}",
+            **extra,
         )
+
+
+def least_margin(values: Sequence[float], band: tuple[float, float]) -> float:
+    """Return the value nearest an edge of ``band`` (or furthest outside it); nan for none.
+
+    The margin of ``v`` is ``min(v − low, high − v)``; ties go to the larger ``|v|``, so that
+    with ``band = [0, 2]`` the values 0.73 and 1.27 (both 0.73 from an edge) give 1.27.
+
+    >>> least_margin([0.73, 1.27, 1.0], (0.0, 2.0)), least_margin([3.0, 5.0], (-math.inf, 4.0))
+    (1.27, 5.0)
+    """
+    if not values:
+        return math.nan
+    low, high = band
+    return min(values, key=lambda v: (min(v - low, high - v), -abs(v)))

@@ -16,6 +16,7 @@ from gdscope.probes.trends import band_verdict
 from gdscope.studies.table import TrialRecord
 
 Status = Literal["PASS", "FAIL", "INCONCLUSIVE", "REPORTED"]
+Role = Literal["paper", "sanity"]
 _LISTED = 3
 
 
@@ -35,6 +36,9 @@ class Verdict:
         evidence: the points used (``{"x": .., "y": .., "seed": .., "trial": ..}`` and so on).
         reference: the claim's reference, if any.
         description: the claim's description.
+        role: ``"paper"``, or ``"sanity"`` for an instrument check (an identity or a closed-form
+            recursion), counted apart from the paper claims.
+        finding: the study file's explanation of a FAIL or INCONCLUSIVE, if any.
 
     """
 
@@ -48,6 +52,8 @@ class Verdict:
     evidence: list[dict[str, Any]] = field(default_factory=list)
     reference: str | None = None
     description: str = ""
+    role: Role = "paper"
+    finding: str | None = None
 
 
 def select(records: Sequence[TrialRecord], where: Mapping[str, Any]) -> list[TrialRecord]:
