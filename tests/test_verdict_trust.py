@@ -302,6 +302,26 @@ def test_the_report_shows_roles_and_findings(tmp_path):
     assert "2 claims" not in page
     assert "instrument checks apart: 1 PASS" in page
     assert '<p class="finding"><b>Finding.</b> measured 1.0; too low</p>' in page
-    verdicts, checks = page.split('<section id="checks">')[0], page.split('<section id="checks">')[1]
+    verdicts, checks = (
+        page.split('<section id="checks">')[0],
+        page.split('<section id="checks">')[1],
+    )
     assert ">identity<" not in verdicts.split('<section id="verdicts">')[1]
     assert ">identity<" in checks.split("</section>")[0]
+
+
+def test_the_markdown_verdicts_page_lists_studies_claims_and_findings(tmp_path):
+    _store_with_roles(tmp_path)
+    out = subprocess.run(
+        [sys.executable, "-m", "gdscope", "report", str(tmp_path), "--markdown", "-o", "v.md"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr
+    page = (tmp_path / "v.md").read_text()
+    assert "| s | quick | 1 PASS, 1 FAIL | 1 PASS | 0 (0.0 s of trial time) | reused |" in page
+    assert "- **paper-fail**: FAIL" in page
+    assert "  *Finding:* measured 1.0; too low" in page
+    assert "- **identity** (instrument check): PASS" in page

@@ -333,10 +333,16 @@ def _partial(verdict: Verdict, stored: int, trials: int) -> Verdict:
     return dataclasses.replace(verdict, status="INCONCLUSIVE", reason=reason)
 
 
-def report(results: str | Path = "gdscope-results", output: str | Path | None = None) -> Path:
+def report(
+    results: str | Path = "gdscope-results",
+    output: str | Path | None = None,
+    *,
+    markdown: bool = False,
+) -> Path:
     """Write the HTML report of ``results`` (default ``results/report.html``); return its path.
 
-    See :mod:`gdscope.report`: verdict table, per-claim figures, environment, one file.
+    See :mod:`gdscope.report`: verdict table, per-claim figures, environment, one file. With
+    ``markdown=True`` write the verdicts page instead (default ``results/verdicts.md``).
 
     Raises:
         StoreError: ``results`` holds no gdscope store.
@@ -344,8 +350,9 @@ def report(results: str | Path = "gdscope-results", output: str | Path | None = 
     """
     from gdscope.report import write_report
 
-    target = Path(output) if output is not None else Path(results) / "report.html"
-    return write_report(results, target)
+    default = "verdicts.md" if markdown else "report.html"
+    target = Path(output) if output is not None else Path(results) / default
+    return write_report(results, target, fmt="markdown" if markdown else "html")
 
 
 def verify(results: str | Path) -> list[StudyResult]:

@@ -128,13 +128,25 @@ def run(
 def report(
     results: Annotated[str, typer.Argument(help="results directory")] = "gdscope-results",
     output: Annotated[
-        str | None, typer.Option("-o", "--output", help="HTML file (default: DIR/report.html)")
+        str | None,
+        typer.Option(
+            "-o", "--output", help="output file (default: DIR/report.html, or DIR/verdicts.md)"
+        ),
     ] = None,
+    markdown: Annotated[
+        bool,
+        typer.Option(
+            "--markdown",
+            help="write the verdicts as Markdown (study, scale, verdicts, wall time, date, "
+            "machine, findings), e.g. -o docs/verdicts.md",
+        ),
+    ] = False,
 ) -> None:
     """Write the results as one self-contained HTML page: verdicts, figures, environment."""
     from gdscope import api
 
-    stdout.print(f"report: {_user_errors(lambda: api.report(results, output))}")
+    written = _user_errors(lambda: api.report(results, output, markdown=markdown))
+    stdout.print(f"report: {written}")
 
 
 def list_claims(
@@ -243,6 +255,7 @@ def _print_plans(plans: list[Any]) -> None:
         table.add_column(column, no_wrap=True, justify="right")
     table.add_column("sweep", overflow="fold")
     table.add_column("claims", overflow="fold")
+    table.add_column("estimated cost", overflow="fold")
     for plan in plans:
         sweep = " × ".join(f"{key}={_values(values)}" for key, values in plan.axes.items())
         sweep = escape(sweep)  # values such as ["gd", "nag"] are not rich markup
@@ -254,6 +267,7 @@ def _print_plans(plans: list[Any]) -> None:
             str(plan.to_run),
             sweep,
             ", ".join(claim.id for claim in plan.study.claims),
+            escape(plan.study.estimated_cost.get(plan.scale, "not stated")),
         )
     stdout.print(table)
     total, to_run = sum(p.trials for p in plans), sum(p.to_run for p in plans)

@@ -17,16 +17,25 @@ from __future__ import annotations
 import os
 from datetime import datetime
 from pathlib import Path
+from typing import Literal
 
 __all__ = ["render_report", "write_report"]
 
 
-def render_report(results_dir: str | os.PathLike[str], *, now: datetime | None = None) -> str:
-    """Return the HTML report of the results store in ``results_dir``.
+def render_report(
+    results_dir: str | os.PathLike[str],
+    *,
+    now: datetime | None = None,
+    fmt: Literal["html", "markdown"] = "html",
+) -> str:
+    """Return the HTML report of the results store in ``results_dir`` (or its Markdown verdicts).
 
     Args:
         results_dir: a results directory written by ``gdscope run`` (holds ``gdscope.sqlite``).
         now: the date printed as the report's writing date (default: now, UTC).
+        fmt: ``"html"`` (the page), or ``"markdown"``: the verdicts of every stored study and
+            scale with wall time, date, machine and findings (:mod:`gdscope.report.markdown`;
+            ``docs/verdicts.md`` is written this way).
 
     Raises:
         StoreError: there is no gdscope store in ``results_dir``, or it is of another version.
@@ -37,6 +46,13 @@ def render_report(results_dir: str | os.PathLike[str], *, now: datetime | None =
     from gdscope.store import Store
 
     store = Store(results_dir, create=False)
+    if fmt == "markdown":
+        from datetime import timezone
+
+        from gdscope.report.markdown import markdown_page
+
+        when = now or datetime.now(timezone.utc)
+        return markdown_page(collect(store), str(results_dir), when)
     return page(collect(store), str(results_dir), now)
 
 
@@ -45,14 +61,17 @@ def write_report(
     output: str | os.PathLike[str],
     *,
     now: datetime | None = None,
+    fmt: Literal["html", "markdown"] = "html",
 ) -> Path:
-    """Write the HTML report of ``results_dir`` to ``output`` (parents created); return its path.
+    """Write the report of ``results_dir`` to ``output`` (parents created); return its path.
+
+    ``fmt`` as in :func:`render_report`.
 
     The file is written next to ``output`` first and then renamed over it, so a reader never sees
     half a report.
     """
     target = Path(output)
-    text = render_report(results_dir, now=now)
+    text = render_report(results_dir, now=now, fmt=fmt)
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.partial")
     partial.write_text(text, encoding="utf-8")

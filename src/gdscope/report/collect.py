@@ -67,6 +67,8 @@ class StudyView:
     claims: list[ClaimView]
     records: list[TrialRecord] = field(default_factory=list)
     trials: list[dict[str, Any]] = field(default_factory=list)
+    runs: Mapping[str, Any] = field(default_factory=dict)
+    """``{"first_run", "last_run"}``: when the study's first and latest runs started."""
 
     @property
     def title(self) -> str:
@@ -101,7 +103,9 @@ class StudyView:
 
 def collect(store: Store) -> list[StudyView]:
     """Read every stored study (and every study that only has verdicts) into views."""
-    specs = {(s["name"], s["scale"]): s.get("spec") or {} for s in store.studies()}
+    rows = store.studies()
+    specs = {(s["name"], s["scale"]): s.get("spec") or {} for s in rows}
+    runs = {(s["name"], s["scale"]): {k: s.get(k) for k in ("first_run", "last_run")} for s in rows}
     verdicts: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for row in store.verdicts():
         verdicts.setdefault((row["study"], row["scale"]), []).append(row)
@@ -114,6 +118,7 @@ def collect(store: Store) -> list[StudyView]:
             claims=_claims(specs.get((name, scale), {}), verdicts.get((name, scale), [])),
             records=store.records(name, scale),
             trials=store.trials(name, scale),
+            runs=runs.get((name, scale), {}),
         )
         for name, scale in keys
     ]

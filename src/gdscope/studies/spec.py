@@ -72,6 +72,8 @@ class Study(BaseModel):
         scales: ``"quick"`` / ``"paper"`` / ``"smoke"`` (the tests' tiny size) → dotted overrides (``"base.steps"``,
             ``"sweep.data.n"``, ``"seeds"``) applied by :meth:`with_scale`.
         claims: what the results must show (see :mod:`gdscope.studies.claims`).
+        estimated_cost: per scale, what a run costs and where it was measured, e.g.
+            ``{paper = "≈ 6 min on 2 CPU cores (measured 2026-12-04)"}``; printed by ``--dry-run``.
         overrides: the command line's ``--set`` overrides; re-applied after a scale so they win.
 
     """
@@ -91,6 +93,7 @@ class Study(BaseModel):
     sweep_zip: list[dict[str, Axis]] = Field(default_factory=list)
     scales: dict[Literal["quick", "paper", "smoke"], dict[str, Any]] = Field(default_factory=dict)
     claims: list[Claim] = Field(default_factory=list)
+    estimated_cost: dict[Literal["quick", "paper", "smoke"], str] = Field(default_factory=dict)
     overrides: tuple[str, ...] = ()
 
     @field_validator("base", mode="before")
