@@ -146,8 +146,9 @@ def test_trained_hidden_freezes_the_input_and_readout_layers():
     before = [p.detach().clone() for p in trial.model.parameters()]
     trial.run()
     after = list(trial.model.parameters())
-    layers = trial.model.layers  # type: ignore[attr-defined]
-    frozen = {id(p) for layer in (layers[0], layers[-1]) for p in layer.parameters()}
+    frozen = {id(p) for p in trial.model.parameters() if not p.requires_grad}
+    layers = [m for m in trial.model.modules() if isinstance(m, gs.models.ScaledLinear)]
+    assert frozen == {id(p) for layer in (layers[0], layers[-1]) for p in layer.parameters()}
     for old, new in zip(before, after, strict=True):
         if id(new) in frozen:
             assert torch.equal(old, new)
