@@ -159,7 +159,7 @@ def test_every_figure_is_an_embedded_png_that_decodes(page, results):
 def test_nan_statistics_and_failed_trials_render(page):
     row = next(r for r in re.findall(r'<tr class="verdict">.*?</tr>', page) if "nan-claim" in r)
     cells = re.findall(r"<td[^>]*>(.*?)</td>", row)
-    statistic, ci = cells[5], cells[6]
+    statistic, ci = cells[6], cells[7]
     assert (statistic, ci) == ("–", "–")
     assert "nan" not in row.lower().replace("nan-claim", "")
     assert "1 failed trial(s)" in page
