@@ -237,4 +237,6 @@ def test_claim_kinds_listed():
         "within",
         "optimum_shift",
         "seed_spread",
+        "threshold",
+        "paired_compare",
     }

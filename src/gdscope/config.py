@@ -163,8 +163,10 @@ def _loader_parameters(name: str) -> list[str]:
     return list(inspect.signature(DATASETS[name]).parameters)
 
 
-SHARPNESS_EDGE_OPTIMIZERS = ("gd", "sgd", "heavy_ball", "nesterov")
-"""Optimizers whose largest stable step on a quadratic the sharpness sets (``auto_sharpness``)."""
+SHARPNESS_EDGE_OPTIMIZERS = ("gd", "sgd", "heavy_ball", "nesterov", "prox_gd", "subgradient")
+"""Optimizers whose largest stable step on a quadratic the sharpness sets (``auto_sharpness``).
+``prox_gd`` and ``subgradient`` take a GD step on the smooth loss (the L1 term's prox or bounded
+``λ sign θ`` kick does not move the edge ``2/S``); ``subgradient``'s ``polyak`` schedule is refused."""
 
 
 class OptimizerConfig(_Frozen):
@@ -180,6 +182,11 @@ class OptimizerConfig(_Frozen):
     momentum: float | Literal["auto_kernel"] | None = None
     """``β ∈ [0, 1)``, ``None`` for the optimizer's default, or ``"auto_kernel"`` (from κ)."""
     l1: NonNegativeFloat = 0.0
+    l1_scale: Literal["absolute", "readout_lambda_max"] = "absolute"
+    """``"readout_lambda_max"`` (``mlp``): ``l1`` is a fraction of ``λ_max`` of the readout at init,
+    ``max |∂L/∂θ_r|`` over the readout's parameters ``θ_r`` set to 0, the other layers at their
+    init: the smallest ``λ`` at which ``θ_r = 0`` is a fixed point of proximal GD on the readout
+    (the lasso's ``‖Φᵀy‖_∞/n`` on the features at init); see ``trial.readout_l1_tuning``."""
     weight_decay: NonNegativeFloat = 0.0
     schedule: Literal["constant", "sqrt", "polyak"] = "constant"
 
@@ -198,7 +205,7 @@ class OptimizerConfig(_Frozen):
             )
         return lr
 
-    HASH_OMITTED_AT_DEFAULT: ClassVar[tuple[str, ...]] = ("lr_fraction",)
+    HASH_OMITTED_AT_DEFAULT: ClassVar[tuple[str, ...]] = ("lr_fraction", "l1_scale")
 
     @field_validator("momentum")
     @classmethod
@@ -215,6 +222,11 @@ class OptimizerConfig(_Frozen):
             raise ValueError(
                 f"lr = 'auto_sharpness' needs an optimizer whose stability edge the sharpness "
                 f"sets ({', '.join(SHARPNESS_EDGE_OPTIMIZERS)}), got {self.name!r}; give lr a number"
+            )
+        if self.lr == "auto_sharpness" and self.schedule == "polyak":
+            raise ValueError(
+                "lr = 'auto_sharpness' sets a step size, but schedule 'polyak' reads lr as a "
+                "relaxation factor; give lr a number"
             )
         if self.lr_fraction != 0.5 and self.lr != "auto_sharpness":
             raise ValueError(
@@ -275,6 +287,18 @@ class TrialConfig(_Frozen):
         for name in probes:
             _check_name(name, PROBES, "probe")
         return probes
+
+    @model_validator(mode="after")
+    def _l1_scale_fits_the_model(self) -> TrialConfig:
+        if self.optimizer.l1_scale == "readout_lambda_max" and (
+            self.model.kind != "mlp" or self.model.trained != "all"
+        ):
+            raise ValueError(
+                "optimizer.l1_scale = 'readout_lambda_max' needs a trained mlp readout (model.kind "
+                f"'mlp', model.trained 'all'), got kind {self.model.kind!r}, trained "
+                f"{self.model.trained!r}; give l1 as a number (l1_scale = 'absolute')"
+            )
+        return self
 
     def content_hash(self) -> str:
         """SHA-256 of the canonical JSON of the config: equal configs ↔ equal hashes.

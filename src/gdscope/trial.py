@@ -87,13 +87,17 @@ def build_trial(config: TrialConfig) -> Trial:
             sharpness_tuning(model, loss_fn, train_set, opt_cfg.name, opt_cfg.lr_fraction, momentum)
         )
         lr = tuning["tuned_lr"]
+    l1 = opt_cfg.l1
+    if opt_cfg.l1_scale == "readout_lambda_max":
+        tuning.update(readout_l1_tuning(model, losses.get_loss(loss_name), train_set, l1))
+        l1 = tuning["tuned_l1"]
     optimizer = make_optimizer(
         opt_cfg.name,
         model,
         float(lr),
         momentum=momentum,
         weight_decay=opt_cfg.weight_decay,
-        l1=opt_cfg.l1,
+        l1=l1,
         schedule=opt_cfg.schedule,
     )
     return Trial(config, model, optimizer, train_set, eval_set, losses.get_loss(loss_name), tuning)
@@ -193,6 +197,49 @@ def sharpness_tuning(
         )
     lr = fraction * stability_edge(optimizer, s0, momentum)
     return {"tuned_lr": lr, "init_sharpness": s0, "lr_times_sharpness": lr * s0}
+
+
+def readout_l1_tuning(
+    model: nn.Module,
+    loss_fn: Callable[[Tensor, Tensor], Tensor],
+    data: tuple[Tensor, Tensor],
+    fraction: float,
+) -> dict[str, float]:
+    r"""``λ = fraction × λ_max`` of the readout of an ``mlp`` at init (``l1_scale = "readout_lambda_max"``).
+
+    ``λ_max = max |∂L/∂θ_r|`` over the readout's parameters ``θ_r``, evaluated at ``θ_r = 0`` with
+    every other layer at its init: the smallest ``λ`` at which ``θ_r = 0`` is a fixed point of
+    proximal GD on the readout alone (for ``mse`` the lasso's ``‖Φᵀy‖_∞/n`` on the features ``Φ``
+    at init). The readout is restored afterwards.
+
+    Returns:
+        ``{"tuned_l1", "l1_lambda_max"}``.
+
+    Raises:
+        ValueError: a model without ``layers`` (not an ``mlp``) or ``λ_max = 0``.
+
+    """
+    layers = getattr(model, "layers", None)
+    if not isinstance(layers, nn.ModuleList):
+        raise ValueError("optimizer.l1_scale: 'readout_lambda_max' needs an mlp (a readout layer)")
+    readout = list(layers[-1].parameters())
+    saved = [p.detach().clone() for p in readout]
+    try:
+        with torch.no_grad():
+            for p in readout:
+                p.zero_()
+        x, y = data
+        grads = torch.autograd.grad(loss_fn(model(x), y), readout)
+    finally:
+        with torch.no_grad():
+            for p, value in zip(readout, saved, strict=True):
+                p.copy_(value)
+    lam_max = max(float(g.detach().abs().max()) for g in grads)
+    if not (math.isfinite(lam_max) and lam_max > 0):
+        raise ValueError(
+            f"optimizer.l1_scale: 'readout_lambda_max' needs λ_max > 0 at init, got {lam_max:.3e}"
+        )
+    return {"tuned_l1": fraction * lam_max, "l1_lambda_max": lam_max}
 
 
 def run_trial(config: TrialConfig) -> Trace:

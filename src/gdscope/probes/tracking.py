@@ -117,6 +117,23 @@ def _loss(ctx: ProbeContext) -> dict[str, float]:
     return {"loss": ctx.loss()}
 
 
+def _residual(ctx: ProbeContext) -> dict[str, float]:
+    """``‖f(X) − Y‖`` on the training set (float64) and its ratio to the first checkpoint's.
+
+    Integer labels are one-hot encoded, as the mse loss reads them. The rate of ``residual`` is
+    that of ``‖u − y‖`` in the kernel-level studies (the loss falls at its square).
+    """
+    output = ctx.train_output()
+    target = ctx.data[1]
+    if target.dtype == torch.long:
+        target = F.one_hot(target, output.shape[-1])
+    diff = output.double() - target.reshape(output.shape).double()
+    residual = float(torch.linalg.vector_norm(diff))
+    initial = ctx.memory.setdefault("residual_init", residual)
+    relative = residual / initial if initial > 0 else 0.0
+    return {"residual": residual, "relative_residual": relative}
+
+
 def _accuracy(ctx: ProbeContext) -> dict[str, float]:
     return {"accuracy": float(losses.accuracy(ctx.train_output(), ctx.data[1]))}
 
@@ -230,6 +247,7 @@ def _linearization_gap(ctx: ProbeContext) -> dict[str, float]:
 
 PROBES: dict[str, Callable[[ProbeContext], dict[str, float]]] = {
     "loss": _loss,
+    "residual": _residual,
     "accuracy": _accuracy,
     "grad_norm": _grad_norm,
     "dist_from_init": _dist_from_init,

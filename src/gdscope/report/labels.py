@@ -6,6 +6,7 @@ Pure functions of data read from the store; the page escapes what they return.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeGuard
 
@@ -26,11 +27,23 @@ _REDUCE_NAMES = {
     "ratio_final_initial": "final / initial {m}",
     "steps_to_eps": "steps to ε of {m}",
     "median_window": "median {m}",
+    "max_rise": "largest rise of {m}",
+    "late_over_early": "median of last {f} / first {f} of {m}",
+    "loglog_slope": "log–log slope of {m}",
+    "spearman": "Spearman ρ of {m}",
+    "steps_to_eps_r2": "R² of steps to ε against log(1/ε) of {m}",
 }
+_SIDES = {"at_least": "≥", "at_most": "≤"}
 
 
 def number(value: Any) -> str:
-    """Format a number to 4 significant digits; ``–`` for ``None``/nan, ``±∞`` for infinities."""
+    """Format a number to 4 significant digits; ``–`` for ``None``/nan, ``±∞`` for infinities.
+
+    A reducer spec in a number's place (a ``reaches`` threshold or budget given as an expression,
+    evaluated per trial) is shown by its label.
+    """
+    if isinstance(value, Mapping):
+        return reducer(value)
     if value is None or isinstance(value, bool) or not isinstance(value, int | float):
         return MISSING if value is None else str(value)
     if math.isnan(value):
@@ -74,12 +87,41 @@ def reducer(spec: Any) -> str:
     if kind == "config":
         return str(spec.get("key", MISSING))
     if kind == "expr":
-        return str(spec.get("expr", MISSING))
-    text = _REDUCE_NAMES.get(kind, kind + " {m}").format(m=metric_name(str(spec.get("metric"))))
+        return expression(str(spec.get("expr", MISSING)))
+    metric = str(spec.get("metric"))
+    fraction = spec.get("fraction", 0.25)
+    share = f"{fraction:.0%}" if finite(fraction) else str(fraction)
+    text = _REDUCE_NAMES.get(kind, kind + " {m}").format(m=metric_name(metric), f=share)
+    if kind == "max_rise" and spec.get("relative"):
+        text = text.replace("largest rise", "largest relative rise", 1)
+    if kind in ("loglog_slope", "spearman"):
+        text += f" vs {metric_name(str(spec.get('versus', 'step')))}"
     window = spec.get("window")
     if isinstance(window, Sequence) and len(window) == 2:
         text += f" over steps {number(window[0])}–{number(window[1])}"
+    for word, key in (("from", "window_from"), ("until", "window_until")):
+        edge = crossing(spec.get(key), metric)
+        if edge:
+            text += f" {word} the first {edge}"
     return text
+
+
+def crossing(spec: Any, default_metric: str) -> str:
+    """Readable crossing of a reducer window, e.g. ``sharpness ≥ 0.95·2/η``; ``""`` if none."""
+    if not isinstance(spec, Mapping):
+        return ""
+    side = next((k for k in _SIDES if spec.get(k) is not None), None)
+    if side is None:
+        return ""
+    threshold = spec[side]
+    level = expression(threshold) if isinstance(threshold, str) else number(threshold)
+    return f"{metric_name(str(spec.get('metric') or default_metric))} {_SIDES[side]} {level}"
+
+
+def expression(text: str) -> str:
+    """Write a reducer expression for the report: ``0.95*2/optimizer.lr`` → ``0.95·2/η``."""
+    text = re.sub(r"\boptimizer\.lr\b", "η", text)
+    return text.replace("**", "^").replace("*", "·")
 
 
 def varying_keys(records: Iterable[TrialRecord]) -> list[str]:

@@ -1,4 +1,7 @@
-r"""Shape statistics of one recorded series, for the reducers ``max_rise`` and ``steps_to_eps_r2``.
+r"""Shape statistics of one recorded series, and where it first crosses a threshold.
+
+The statistics serve the reducers ``max_rise``, ``steps_to_eps_r2`` and ``late_over_early``; the
+first crossing starts or ends a reducer's window (``window_from`` / ``window_until``).
 
 Pure functions of ``(steps, values)`` returning ``(value, reason)``: ``value`` is nan with a
 ``reason`` when the series cannot give a trustworthy number (the reducers wrap the pair in
@@ -83,3 +86,60 @@ def steps_to_eps_r2(
     residual = t - (slope * x + intercept)
     r2 = 1.0 - float(residual @ residual) / float(((t - t.mean()) ** 2).sum())
     return r2, ""
+
+
+def first_crossing(
+    steps: np.ndarray, values: np.ndarray, threshold: float, *, above: bool = True
+) -> tuple[int | None, str]:
+    """First recorded step whose value is ``≥ threshold`` (``above``) or ``≤ threshold``.
+
+    Only finite values count. Returns ``(step, "")``, or ``(None, reason)`` when the series never
+    gets there; the reason gives the closest value and its step (e.g. the largest sharpness).
+
+    >>> first_crossing(np.array([0, 10, 20]), np.array([1.0, 3.0, 5.0]), 2.5)
+    (10, '')
+    >>> first_crossing(np.array([0, 10]), np.array([1.0, 2.0]), 2.5)[1]
+    'never reached ≥ 2.5 (max 2 at step 10 of 0–10)'
+
+    """
+    s = np.asarray(steps)
+    v = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(v)
+    hit = finite & (v >= threshold if above else v <= threshold)
+    if hit.any():
+        return int(s[int(np.argmax(hit))]), ""
+    side = "≥" if above else "≤"
+    if not finite.any():
+        return None, f"never reached {side} {threshold:.4g} (no finite value)"
+    pick = np.nanargmax if above else np.nanargmin
+    i = int(pick(np.where(finite, v, np.nan)))
+    closest = f"{'max' if above else 'min'} {v[i]:.4g} at step {int(s[i])}"
+    return None, f"never reached {side} {threshold:.4g} ({closest} of {int(s[0])}–{int(s[-1])})"
+
+
+def late_over_early(values: np.ndarray, fraction: float = 0.25) -> tuple[float, str]:
+    r"""Median of the last ``fraction`` of a series over the median of its first ``fraction``.
+
+    Each part holds :math:`k = \max(1, \lfloor \text{fraction} · n \rfloor)` of the ``n`` finite
+    values (``fraction ≤ 0.5``, so the parts never overlap). A value < 1 says the series falls
+    over the whole span even when it oscillates from one checkpoint to the next (the loss at the
+    edge of stability, Cohen et al. 2021: non-monotone over short times, falling over long ones),
+    which the ratio of two single checkpoints (``final_over_initial``) cannot say.
+
+    Returns:
+        ``(ratio, "")``, or ``(nan, reason)`` with fewer than two finite values or an early
+        median of 0.
+
+    >>> late_over_early(np.array([4.0, 6.0, 3.0, 5.0, 2.0, 4.0, 1.0, 3.0]), 0.25)
+    (0.4, '')
+
+    """
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if v.size < 2:
+        return math.nan, f"needs two finite values, got {v.size}"
+    k = max(1, int(fraction * v.size))
+    early, late = float(np.median(v[:k])), float(np.median(v[-k:]))
+    if early == 0:
+        return math.nan, f"median of the first {k} values is 0, the ratio is undefined"
+    return late / early, ""

@@ -15,11 +15,16 @@ bound          ``lhs ≤ rhs·(1 + slack) + atol`` at every common checkpoint of
 monotone       median Spearman ρ of y vs x ≥ ``rho_min`` (≤ −``rho_min`` when decreasing)
 reaches        ``metric`` crosses ``threshold`` within ``budget`` in ≥ ``fraction`` of trials
 compare        CI of statistic(A) − statistic(B) (or its absolute value) ⊂ ``band``
+paired_compare the same for groups measured on the same seeds: CI (over seeds) of the median
+               per-seed difference of the two groups' fitted exponents / slopes ⊂ ``band``
 agrees         ``|y1 − y2| ≤ atol + rtol·|y2|`` for every trial
 within         the reduction ``y`` lies in ``band`` for every trial
 optimum_shift  CI of the spread (octaves) of the per-group argmin ``x*`` ⊂ ``band``
 seed_spread    per-group statistic over seeds (cv, min/mean, mean): CI of its log–log
                exponent vs the group ⊂ ``band``, or every group's value in ``band``
+threshold      per (group, seed) the smallest ``x`` from which ``y`` reaches ``level``
+               (e.g. the width that fits); CI of its log–log exponent vs the group ⊂ ``band``
+               (a cell not bracketed by the grid bounds the exponent, never dropped)
 =============  ==========================================================================
 
 FAIL when the CI lies outside the band (or the inequality / fraction is not met);
@@ -28,8 +33,9 @@ nan reduction (diverged run, rejected rate fit) — the reason names the trials.
 
 The kinds live in :mod:`~gdscope.studies.fitted` (power_law, slope, compare),
 :mod:`~gdscope.studies.checkpoints` (bound, reaches), :mod:`~gdscope.studies.monotone`,
-:mod:`~gdscope.studies.pointwise` (agrees, within), :mod:`~gdscope.studies.optimum` and
-:mod:`~gdscope.studies.spread`; this module gathers them into the ``Claim`` union.
+:mod:`~gdscope.studies.pointwise` (agrees, within), :mod:`~gdscope.studies.optimum`,
+:mod:`~gdscope.studies.spread` and :mod:`~gdscope.studies.threshold`; this module gathers them
+into the ``Claim`` union.
 """
 
 from __future__ import annotations
@@ -51,9 +57,11 @@ from gdscope.studies.fitted import (
 )
 from gdscope.studies.monotone import MonotoneClaim
 from gdscope.studies.optimum import OptimumShiftClaim
+from gdscope.studies.paired import PairedCompareClaim
 from gdscope.studies.pointwise import AgreesClaim, WithinClaim
 from gdscope.studies.spread import SeedSpreadClaim
 from gdscope.studies.table import TrialRecord
+from gdscope.studies.threshold import ThresholdClaim
 from gdscope.studies.verdict import Verdict
 
 if TYPE_CHECKING:
@@ -70,12 +78,14 @@ __all__ = [
     "MedianMeasure",
     "MonotoneClaim",
     "OptimumShiftClaim",
+    "PairedCompareClaim",
     "PowerLawClaim",
     "PowerLawMeasure",
     "ReachesClaim",
     "SeedSpreadClaim",
     "SlopeClaim",
     "SlopeMeasure",
+    "ThresholdClaim",
     "WithinClaim",
     "judge_study",
 ]
@@ -88,10 +98,12 @@ ClaimModel = (
     | MonotoneClaim
     | ReachesClaim
     | CompareClaim
+    | PairedCompareClaim
     | AgreesClaim
     | WithinClaim
     | OptimumShiftClaim
     | SeedSpreadClaim
+    | ThresholdClaim
 )
 Claim = Annotated[ClaimModel, Field(discriminator="kind")]
 CLAIM_KINDS: dict[str, type[BaseModel]] = {
@@ -101,10 +113,12 @@ CLAIM_KINDS: dict[str, type[BaseModel]] = {
     "monotone": MonotoneClaim,
     "reaches": ReachesClaim,
     "compare": CompareClaim,
+    "paired_compare": PairedCompareClaim,
     "agrees": AgreesClaim,
     "within": WithinClaim,
     "optimum_shift": OptimumShiftClaim,
     "seed_spread": SeedSpreadClaim,
+    "threshold": ThresholdClaim,
 }
 
 

@@ -15,8 +15,9 @@ A diverged or failed trial, or one whose ``y`` is not finite, counts as the wors
 (``+inf`` when minimizing): an lr that blows up is not optimal, and learning-rate grids are meant
 to reach the divergent side. The claim is INCONCLUSIVE when a group has fewer than
 ``min_points`` grid values with a finite ``y``, when the optimum of a group sits on the edge of
-its grid (the grid does not bracket it; ``edge_ok = true`` accepts that), or with fewer than two
-groups.
+its grid (the grid does not bracket it; ``edge_ok = true`` accepts that), with fewer than two
+groups, or when numeric groups span fewer than ``min_span_octaves`` octaves
+(``log2(max/min)``, e.g. "over ≥ 5 octaves of width"; 0, the default, asks nothing).
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ class OptimumShiftClaim(_Claim):
     band: Band
     min_points: PositiveInt = 3
     edge_ok: bool = False
+    min_span_octaves: float = Field(default=0.0, ge=0)
     ci: float = Field(default=0.9, gt=0, lt=1)
     n_boot: PositiveInt = 2000
 
@@ -106,6 +108,8 @@ class OptimumShiftClaim(_Claim):
             evidence.append({"trial": name, "group": group, "x": rx.value, "y": y, "worst": bad})
         if len(values) < 2:
             problems.append(f"{len(values)} group(s) of {self.group_by}, needs ≥ 2")
+        elif self.min_span_octaves > 0:
+            problems.extend(self._span_problems(list(values)))
         seeds = sorted({s for g in values.values() for xv in g.values() for s in xv}, key=repr)
 
         stat, best = optimum_spread(
@@ -148,6 +152,20 @@ class OptimumShiftClaim(_Claim):
             return self._verdict("INCONCLUSIVE", stat, f"{why} ({summary})", **extra)
         status, where = band_status(lo, hi, self.band)
         return self._verdict(status, stat, f"{summary} {where} band {fmt_band(self.band)}", **extra)
+
+    def _span_problems(self, groups: list[Any]) -> list[str]:
+        """Why the groups do not span ``min_span_octaves`` (empty when they do)."""
+        if not all(
+            isinstance(g, int | float) and not isinstance(g, bool) and g > 0 for g in groups
+        ):
+            return [f"min_span_octaves needs positive numeric groups of {self.group_by}"]
+        span = math.log2(max(groups) / min(groups))
+        if span < self.min_span_octaves - 1e-9:
+            return [
+                f"{self.group_by} spans {fmt(span)} octaves ({fmt(min(groups))} … "
+                f"{fmt(max(groups))}), needs ≥ {fmt(self.min_span_octaves)}"
+            ]
+        return []
 
     def _bootstrap(
         self, values: dict[Any, dict[float, dict[Any, float]]], seeds: list[Any]

@@ -23,6 +23,13 @@ made it inconclusive.
 ``final_over_initial``    last value / first value (alias ``ratio_final_initial``)
 ``max_rise``              largest step-to-step increase :math:`\max_i (v_{i+1} − v_i)` (divided by
                           :math:`|v_i|` when ``relative``): > 0 iff the series is non-monotone
+``late_over_early``       median of the last ``fraction`` (default 0.25) of the checkpoints over the
+                          median of the first ``fraction``: < 1 when the series falls overall,
+                          however it oscillates between checkpoints
+``loglog_slope``          slope of :math:`\log` ``metric`` on :math:`\log` ``versus`` (another recorded
+                          series, same checkpoints): ≥ 4 points, ≥ 1 decade of ``versus``, R² ≥ 0.95
+``spearman``              Spearman ρ of ``metric`` against the step (or against ``versus``): how
+                          monotone one run's series is (≥ 4 finite points)
 ``steps_to_eps_r2``       R² of the line through :math:`(\log(1/ε), T(ε))` for ``ε`` log-spaced over
                           ``eps_range`` (``per_decade`` points per decade; ``relative`` as above)
 ``config``                the trial's config value at the dotted ``key``
@@ -30,6 +37,33 @@ made it inconclusive.
 ========================  ==========================================================================
 
 ``window = [a, b]`` restricts every series reducer to the checkpoints ``a ≤ step ≤ b``.
+
+``then`` applies an expression to a series reducer's value, ``value`` standing for it (other names
+as in ``expr``: config keys, and metrics read at their first finite checkpoint)::
+
+    y = {reduce = "max", metric = "loss", then = "value / loss"}        # peak over initial loss
+    y = {reduce = "final", metric = "loss", then = "log10(value)"}      # a log-scale gap
+
+``window_from`` / ``window_until`` start / end the window where a series first crosses a threshold,
+found per trial on the whole run (then intersected with ``window`` when both are given)::
+
+    y = {reduce = "median_window", metric = "sharpness",
+         window_from = {metric = "sharpness", at_least = "0.95*2/optimizer.lr"}}
+
+keeps the checkpoints from the first recorded step with sharpness ≥ 0.95·2/η on (the edge of
+stability plateau); ``window_until`` keeps those up to and including that step. A crossing is
+``{metric, at_least}`` or ``{metric, at_most}``; ``metric`` defaults to the reducer's, and the
+threshold is a number or an expression (as ``expr``: config keys, and metrics read at their first
+finite checkpoint). A series that never crosses gives nan with a reason naming the threshold and
+the closest value it reached.
+
+``rate_window = "<metric>"`` keeps the checkpoints inside the window that the ``rate`` fit of that
+series uses (``skip = "auto"``, the default floor; on the checkpoints the other windows keep), so
+a quantity is read where a rate is fitted, e.g. the NTK's condition number::
+
+    x = {reduce = "median_window", metric = "ntk_kappa", rate_window = "residual"}
+
+A rejected fit (R² < 0.95) gives nan with its reason.
 """
 
 from __future__ import annotations
@@ -43,6 +77,7 @@ import numpy as np
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Field,
     NonNegativeInt,
     PositiveFloat,
     PositiveInt,
@@ -50,7 +85,7 @@ from pydantic import (
 )
 
 from gdscope.probes.rates import fit_linear_rate, steps_to_epsilon
-from gdscope.studies import _expressions, _series
+from gdscope.studies import _expressions, _paired_series, _series
 from gdscope.studies.table import TrialRecord
 
 ReduceName = Literal[
@@ -64,6 +99,9 @@ ReduceName = Literal[
     "one_minus_rate",
     "final_over_initial",
     "max_rise",
+    "late_over_early",
+    "loglog_slope",
+    "spearman",
     "steps_to_eps_r2",
     "config",
     "expr",
@@ -73,16 +111,26 @@ _ALIASES = {"ratio_final_initial": "final_over_initial"}  # the design note's sp
 
 _SERIES = {"final", "initial", "min", "max", "median_window", "steps_to_eps", "rate"}
 _SERIES |= {"one_minus_rate", "final_over_initial", "max_rise", "steps_to_eps_r2"}
-_OPTIONS: dict[str, set[str]] = {name: {"metric", "window"} for name in _SERIES}
+_SERIES |= {"late_over_early"}
+_SERIES |= {"loglog_slope", "spearman"}
+_WINDOWS = {"window", "window_from", "window_until"}
+_WINDOWS |= {"rate_window"}  # where the rate of a series is fitted
+_OPTIONS: dict[str, set[str]] = {name: {"metric"} | _WINDOWS for name in _SERIES}
 _OPTIONS["steps_to_eps"] |= {"eps", "relative"}
 _OPTIONS["rate"] |= {"skip", "floor"}
 _OPTIONS["one_minus_rate"] |= {"skip", "floor"}
 _OPTIONS["max_rise"] |= {"relative"}
+_OPTIONS["late_over_early"] |= {"fraction"}
+_OPTIONS["loglog_slope"] |= {"versus"}
+_OPTIONS["spearman"] |= {"versus"}
 _OPTIONS["steps_to_eps_r2"] |= {"relative", "eps_range", "per_decade"}
 _OPTIONS["config"] = {"key"}
 _OPTIONS["expr"] = {"expr"}
-_REQUIRED = {"config": {"key"}, "expr": {"expr"}, "median_window": {"metric", "window"}}
+for _name in _SERIES:
+    _OPTIONS[_name] |= {"then"}
+_REQUIRED = {"config": {"key"}, "expr": {"expr"}, "median_window": {"metric"}}
 _REQUIRED |= {"steps_to_eps": {"metric", "eps"}, "steps_to_eps_r2": {"metric", "eps_range"}}
+_REQUIRED |= {"loglog_slope": {"metric", "versus"}}
 
 
 class Reduced(NamedTuple):
@@ -90,6 +138,43 @@ class Reduced(NamedTuple):
 
     value: float
     reason: str = ""
+
+
+class Crossing(BaseModel):
+    """Where a series first crosses a threshold: the edge of ``window_from`` / ``window_until``.
+
+    Attributes:
+        metric: the series that crosses (default: the reducer's ``metric``).
+        at_least: the first checkpoint with value ``≥`` this (a number or an expression).
+        at_most: the first checkpoint with value ``≤`` this; give exactly one of the two.
+
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    metric: str | None = None
+    at_least: float | str | None = None
+    at_most: float | str | None = None
+
+    @model_validator(mode="after")
+    def _one_threshold(self) -> Crossing:
+        if (self.at_least is None) == (self.at_most is None):
+            raise ValueError("a crossing takes exactly one of at_least, at_most")
+        if isinstance(self.threshold, str):
+            _expressions.check_expression(self.threshold)
+        return self
+
+    @property
+    def threshold(self) -> float | str:
+        """The threshold as written (a number or an expression)."""
+        if self.at_least is not None:
+            return self.at_least
+        return self.at_most if self.at_most is not None else math.nan  # one is set: validated
+
+    def text(self, default_metric: str | None) -> str:
+        """E.g. ``sharpness ≥ 0.95*2/optimizer.lr``."""
+        side = "≥" if self.at_least is not None else "≤"
+        return f"{self.metric or default_metric} {side} {self.threshold}"
 
 
 class Reducer(BaseModel):
@@ -108,8 +193,16 @@ class Reducer(BaseModel):
         eps_range: ``[low, high]``, ``0 < low < high``: the ``ε`` grid of ``steps_to_eps_r2``.
         per_decade: points of that grid per decade of ``ε`` (both ends included).
         window: ``[a, b]``: keep checkpoints with ``a ≤ step ≤ b``.
+        window_from: keep checkpoints from the first crossing of a threshold on (inclusive).
+        window_until: keep checkpoints up to the first crossing of a threshold (inclusive).
+        rate_window: keep checkpoints inside the window the rate fit of this series uses.
+        fraction: ``late_over_early``: the share of the checkpoints in each part (≤ 0.5).
+        versus: ``loglog_slope`` / ``spearman``: the recorded series on the x axis, read at the
+            checkpoints ``metric`` shares with it (``spearman`` without it: the step).
         skip: transient to skip in a rate fit (``"auto"`` or a number of points).
         floor: absolute numerical floor of a rate fit (default ``1e-12`` × first value).
+        then: series reducers: an expression applied to the reduction, ``value`` standing for it
+            (e.g. ``"abs(value/0.05 - 1)"``); other names as in ``expr``.
 
     """
 
@@ -124,8 +217,14 @@ class Reducer(BaseModel):
     eps_range: tuple[PositiveFloat, PositiveFloat] | None = None
     per_decade: PositiveInt = 1
     window: tuple[float, float] | None = None
+    window_from: Crossing | None = None
+    window_until: Crossing | None = None
+    rate_window: str | None = None
+    fraction: float = Field(default=0.25, gt=0, le=0.5)
+    versus: str | None = None
     skip: Literal["auto"] | NonNegativeInt = "auto"
     floor: PositiveFloat | None = None
+    then: str | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -145,12 +244,16 @@ class Reducer(BaseModel):
         missing = sorted(name for name in required if getattr(self, name) is None)
         if missing:
             raise ValueError(f"reduce={self.reduce!r} needs {', '.join(missing)}")
+        if self.reduce == "median_window" and not given & _WINDOWS:
+            raise ValueError("reduce='median_window' needs window, window_from or window_until")
         if self.window is not None and not self.window[0] <= self.window[1]:
             raise ValueError(f"window must be [a, b] with a ≤ b, got {list(self.window)}")
         if self.eps_range is not None and not self.eps_range[0] < self.eps_range[1]:
             raise ValueError(
                 f"eps_range must be [low, high] with 0 < low < high, got {list(self.eps_range)}"
             )
+        if self.then is not None:
+            _expressions.check_expression(self.then)
         if self.expr is not None:
             _expressions.check_expression(self.expr)
         return self
@@ -162,7 +265,16 @@ class Reducer(BaseModel):
             return str(self.key)
         if self.reduce == "expr":
             return str(self.expr)
-        return f"{self.reduce}({self.metric})"
+        edges = [
+            f"{word} {crossing.text(self.metric)}"
+            for word, crossing in (("from", self.window_from), ("until", self.window_until))
+            if crossing is not None
+        ]
+        if self.rate_window is not None:
+            edges.append(f"where rate({self.rate_window}) is fitted")
+        against = [f"vs {self.versus}"] if self.versus is not None else []
+        text = f"{self.reduce}({' '.join([str(self.metric), *against, *edges])})"
+        return text if self.then is None else f"{text} then {self.then}"
 
     @property
     def reads_series(self) -> bool:
@@ -206,12 +318,94 @@ def reduce_record(
         recorded = ", ".join(sorted(record.series)) or "none"
         return Reduced(math.nan, f"no metric {metric!r} recorded (recorded: {recorded})")
     steps, values = (np.asarray(a, dtype=np.float64) for a in record.series[metric])
-    if reducer.window is not None:
-        keep = (steps >= reducer.window[0]) & (steps <= reducer.window[1])
+    low, high = reducer.window if reducer.window is not None else (-math.inf, math.inf)
+    for crossing, starts in ((reducer.window_from, True), (reducer.window_until, False)):
+        if crossing is not None:
+            at = crossing_step(crossing, metric, record)
+            if at.reason:
+                return Reduced(math.nan, f"{reducer.label}: {at.reason}")
+            low, high = (max(low, at.value), high) if starts else (low, min(high, at.value))
+    if reducer.rate_window is not None:
+        start, stop, why = rate_fit_window(reducer.rate_window, record, low, high)
+        if why:
+            return Reduced(math.nan, f"{reducer.label}: {why}")
+        low, high = max(low, start), min(high, stop)
+    if (low, high) != (-math.inf, math.inf):
+        keep = (steps >= low) & (steps <= high)
         steps, values = steps[keep], values[keep]
     if values.size == 0:
         return Reduced(math.nan, f"{reducer.label}: no checkpoints{_window(reducer)}")
-    return _REDUCTIONS[reducer.reduce](reducer, steps, values)
+    if reducer.versus is not None:  # the x axis is another series, not the step
+        steps, values, why = _versus(reducer, record, steps, values)
+        if why:
+            return Reduced(math.nan, why)
+    return _then(reducer, record, _REDUCTIONS[reducer.reduce](reducer, steps, values))
+
+
+def _then(reducer: Reducer, record: TrialRecord, reduced: Reduced) -> Reduced:
+    """Apply ``reducer.then`` to a series reduction (``value`` is the reduction)."""
+    if reducer.then is None or reduced.reason:
+        return reduced
+
+    def lookup(name: str) -> float:
+        return reduced.value if name == "value" else _lookup(name, record)
+
+    text = reducer.then
+    try:
+        tree = ast.parse(text, mode="eval").body
+        value = float(_expressions.evaluate_node(tree, lookup))
+    except (_expressions.UnresolvedError, ArithmeticError, ValueError) as err:
+        return Reduced(math.nan, f"then {text!r}: {err}")
+    return _checked(value, f"{reducer.label}")
+
+
+def crossing_step(crossing: Crossing, default_metric: str, record: TrialRecord) -> Reduced:
+    """Return the first recorded step where ``crossing`` holds in ``record`` (nan with a reason)."""
+    metric = crossing.metric or default_metric
+    if metric not in record.series:
+        recorded = ", ".join(sorted(record.series)) or "none"
+        return Reduced(math.nan, f"no metric {metric!r} recorded (recorded: {recorded})")
+    threshold = crossing.threshold
+    if isinstance(threshold, str):
+        value = _evaluate(threshold, record)
+        if value.reason:
+            return Reduced(
+                math.nan, f"threshold of {crossing.text(default_metric)}: {value.reason}"
+            )
+        threshold = value.value
+    steps, values = record.series[metric]
+    above = crossing.at_least is not None
+    step, why = _series.first_crossing(steps, values, float(threshold), above=above)
+    if step is None:
+        return Reduced(math.nan, f"{metric} {why}")
+    return Reduced(float(step))
+
+
+def rate_fit_window(
+    metric: str, record: TrialRecord, low: float = -math.inf, high: float = math.inf
+) -> tuple[float, float, str]:
+    """``(first step, last step, "")`` of the window the ``rate`` fit of ``metric`` uses.
+
+    The fit is the ``rate`` reducer's (``skip = "auto"``, default floor) on the checkpoints
+    ``low ≤ step ≤ high``; a rejected fit gives ``(nan, nan, reason)``.
+    """
+    if metric not in record.series:
+        recorded = ", ".join(sorted(record.series)) or "none"
+        return math.nan, math.nan, f"no metric {metric!r} recorded (recorded: {recorded})"
+    steps, values = (np.asarray(a, dtype=np.float64) for a in record.series[metric])
+    keep = (steps >= low) & (steps <= high)
+    steps, values = steps[keep], values[keep]
+    if steps.size == 0:
+        return math.nan, math.nan, f"rate fit of {metric}: no checkpoints"
+    fit = fit_linear_rate(steps, values)
+    if not fit.ok:
+        return (
+            math.nan,
+            math.nan,
+            f"rate fit of {metric} rejected: R²={fit.r2:.3f} over {fit.n_points} points "
+            "(needs R² ≥ 0.95 and ≥ 5 points)",
+        )
+    return float(steps[fit.start]), float(steps[fit.stop - 1]), ""
 
 
 def _uses_series(reducer: Reducer, record: TrialRecord) -> bool:
@@ -224,7 +418,13 @@ def _uses_series(reducer: Reducer, record: TrialRecord) -> bool:
 
 
 def _window(reducer: Reducer) -> str:
-    return "" if reducer.window is None else f" in window {list(reducer.window)}"
+    window = "" if reducer.window is None else f" in window {list(reducer.window)}"
+    for word, crossing in (("from", reducer.window_from), ("until", reducer.window_until)):
+        if crossing is not None:
+            window += f" {word} the first {crossing.text(reducer.metric)}"
+    if reducer.rate_window is not None:
+        window += f" where the rate of {reducer.rate_window} is fitted"
+    return window
 
 
 def _config_value(record: TrialRecord, key: str) -> Reduced:
@@ -303,6 +503,34 @@ def _max_rise(r: Reducer, s: np.ndarray, v: np.ndarray) -> Reduced:
     return Reduced(value, f"{r.label}: {reason}" if reason else "")
 
 
+def _versus(
+    r: Reducer, record: TrialRecord, s: np.ndarray, v: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """``(x, y, "")``: the ``versus`` series and ``v`` at the checkpoints both recorded."""
+    name = str(r.versus)
+    if name not in record.series:
+        recorded = ", ".join(sorted(record.series)) or "none"
+        return s, v, f"{r.label}: no metric {name!r} recorded (recorded: {recorded})"
+    xs, xv = (np.asarray(a, dtype=np.float64) for a in record.series[name])
+    _, iv, ix = np.intersect1d(s, xs, return_indices=True)
+    return xv[ix], v[iv], ""
+
+
+def _loglog_slope(r: Reducer, x: np.ndarray, v: np.ndarray) -> Reduced:
+    value, reason = _paired_series.loglog_slope(x, v)
+    return Reduced(value, f"{r.label}{_window(r)}: {reason}" if reason else "")
+
+
+def _spearman(r: Reducer, x: np.ndarray, v: np.ndarray) -> Reduced:
+    value, reason = _paired_series.spearman_rho(x, v)
+    return Reduced(value, f"{r.label}{_window(r)}: {reason}" if reason else "")
+
+
+def _late_over_early(r: Reducer, s: np.ndarray, v: np.ndarray) -> Reduced:
+    value, reason = _series.late_over_early(v, r.fraction)
+    return Reduced(value, f"{r.label}{_window(r)}: {reason}" if reason else "")
+
+
 def _steps_to_eps_r2(r: Reducer, s: np.ndarray, v: np.ndarray) -> Reduced:
     eps_range = r.eps_range or (0.0, 0.0)  # required: checked at construction
     value, reason = _series.steps_to_eps_r2(s, v, eps_range, r.per_decade, relative=r.relative)
@@ -320,6 +548,9 @@ _REDUCTIONS: dict[str, Callable[[Reducer, np.ndarray, np.ndarray], Reduced]] = {
     "one_minus_rate": _one_minus_rate,
     "final_over_initial": _final_over_initial,
     "max_rise": _max_rise,
+    "late_over_early": _late_over_early,
+    "loglog_slope": _loglog_slope,
+    "spearman": _spearman,
     "steps_to_eps_r2": _steps_to_eps_r2,
 }
 

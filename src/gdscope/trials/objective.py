@@ -135,11 +135,18 @@ def _curvature(config: ObjectiveConfig, x: Tensor) -> float:
     return config.lr * float(f2.max())
 
 
+def _minimizer(config: ObjectiveConfig) -> float:
+    """``x*`` (every coordinate): 0 except for ``l1_scalar``, the soft-threshold of ``b`` at ``λ``."""
+    if config.function != "l1_scalar":
+        return 0.0
+    return math.copysign(max(abs(config.b) - config.lam, 0.0), config.b)
+
+
 def _minimum(config: ObjectiveConfig) -> float:
     """``f*``: 0 except for ``l1_scalar``, whose minimiser is the soft-threshold of ``b``."""
     if config.function != "l1_scalar":
         return 0.0
-    x_star = math.copysign(max(abs(config.b) - config.lam, 0.0), config.b)
+    x_star = _minimizer(config)
     return config.dim * (0.5 * (x_star - config.b) ** 2 + config.lam * abs(x_star))
 
 
@@ -160,16 +167,30 @@ def floor(abs_x: np.ndarray, fraction: float = FLOOR_FRACTION) -> float:
     An even count makes the median of a 2-cycle between levels ``a`` and ``b`` their midpoint
     ``(a + b)/2`` whatever the phase (on ``|x|``, ``a + b = η``, so the floor is ``η/2``).
     """
-    count = max(2, math.ceil(fraction * len(abs_x)))
-    count = min(count + count % 2, len(abs_x))
-    return float(np.median(abs_x[-count:]))
+    return float(np.median(abs_x[-_tail_count(len(abs_x), fraction) :]))
+
+
+def _tail_count(length: int, fraction: float = FLOOR_FRACTION) -> int:
+    """Return how many last points :func:`floor` takes the median of (an even count)."""
+    count = max(2, math.ceil(fraction * length))
+    return min(count + count % 2, length)
 
 
 def run(config: ObjectiveConfig) -> Trace:
     """Run ``config``: records ``f``, ``f_gap``, ``x``, ``abs_x``, ``curvature`` at every step.
 
     ``x`` is the first coordinate, ``abs_x = max_i |x_i|``, ``f_gap = f(x) − f*`` and
-    ``curvature = η · max_i f''(x_i)``; the final step also records ``floor`` (see :func:`floor`).
+    ``curvature = η · max_i f''(x_i)``. The final step also records
+
+    * ``floor``: :func:`floor` of ``abs_x`` (the stall level around a minimiser at 0);
+    * ``dist_floor``: :func:`floor` of ``max_i |x_i − x*_i|`` (the stall level around ``x*``,
+      the soft-threshold of ``b`` for ``l1_scalar``, else 0); NaN for a diverged run;
+    * ``absorbed``: 1 when the iterate has stopped on a point where the computed (sub)gradient
+      is exactly 0 — every coordinate of ``∇f`` at the last iterate is 0.0 and the iterate did
+      not move over the last :data:`FLOOR_FRACTION` of the steps — else 0. With ``sign(0) = 0``
+      (``|x|`` at 0), or a float ``x`` next to ``x*`` whose gradient rounds to 0, the step of
+      GD or RMSProp (``η g/(√v + ε)``) is exactly 0 from then on: the run ends there for good.
+
     Status ``"diverged"`` when ``f`` is non-finite or above ``DIVERGENCE_FACTOR × max(f(x_0), 1)``.
     """
     start = time.perf_counter()
@@ -180,6 +201,10 @@ def run(config: ObjectiveConfig) -> Trace:
     optimizer = _optimizer(config, x)
     trace = Trace(status="completed", steps=config.steps, reason=f"ran {config.steps} steps")
     limit = math.inf
+    x_star = _minimizer(config)
+    tail_start = config.steps + 1 - _tail_count(config.steps + 1)  # the steps floor() reads
+    dist: list[float] = []  # max_i |x_i − x*_i| over the tail
+    anchor, moved = x.detach().clone(), False
     for t in range(config.steps + 1):
         optimizer.zero_grad(set_to_none=True)
         value = f(x)
@@ -187,6 +212,11 @@ def run(config: ObjectiveConfig) -> Trace:
         loss = float(value.detach())
         limit = DIVERGENCE_FACTOR * max(loss, 1.0) if t == 0 else limit
         trace.record(t, _metrics(config, x.detach(), loss, f_star))
+        if t == tail_start:
+            anchor = x.detach().clone()
+        if t >= tail_start:
+            dist.append(float((x.detach() - x_star).abs().max()))
+            moved = moved or not torch.equal(x.detach(), anchor)
         if not math.isfinite(loss) or loss > limit:
             trace.status, trace.steps = "diverged", t
             trace.reason = f"f = {loss:.3e} at step {t} (non-finite or > 1e6 × max(f(x0), 1))"
@@ -194,7 +224,16 @@ def run(config: ObjectiveConfig) -> Trace:
         if t < config.steps:
             optimizer.step()
     abs_x = trace.series("abs_x")[1]
-    trace.record(trace.steps, {"floor": floor(abs_x)})
+    completed = trace.status == "completed"
+    zero_grad = x.grad is not None and not bool(x.grad.any())
+    trace.record(
+        trace.steps,
+        {
+            "floor": floor(abs_x),
+            "dist_floor": float(np.median(dist)) if completed else math.nan,
+            "absorbed": float(completed and not moved and zero_grad),
+        },
+    )
     trace.wall_time_s = time.perf_counter() - start
     return trace
 
