@@ -18,7 +18,9 @@ from gdscope import api
 
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "verdicts.md"
 _SECTION = re.compile(r"^## (?P<study>\S+) \((?P<scale>\w+)\)$")
-_CLAIM = re.compile(r"^- \*\*(?P<claim>[^*]+)\*\*(?P<check> \(instrument check\))?: (?P<status>[A-Z ]+),")
+_CLAIM = re.compile(
+    r"^- \*\*(?P<claim>[^*]+)\*\*(?P<check> \(instrument check\))?: (?P<status>[A-Z ]+),"
+)
 
 
 def _verdicts() -> dict[tuple[str, str, str], tuple[str, bool]]:

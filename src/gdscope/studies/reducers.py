@@ -70,8 +70,7 @@ from __future__ import annotations
 
 import ast
 import math
-from collections.abc import Callable
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import (
@@ -84,8 +83,16 @@ from pydantic import (
     model_validator,
 )
 
-from gdscope.probes.rates import fit_linear_rate, steps_to_epsilon
-from gdscope.studies import _expressions, _paired_series, _series
+from gdscope.studies import _expressions
+from gdscope.studies._reductions import REDUCTIONS, Reduced, checked, versus_series, window_text
+from gdscope.studies._windows import (
+    Crossing,
+    config_value,
+    crossing_step,
+    evaluate,
+    lookup,
+    rate_fit_window,
+)
 from gdscope.studies.table import TrialRecord
 
 ReduceName = Literal[
@@ -131,50 +138,6 @@ for _name in _SERIES:
 _REQUIRED = {"config": {"key"}, "expr": {"expr"}, "median_window": {"metric"}}
 _REQUIRED |= {"steps_to_eps": {"metric", "eps"}, "steps_to_eps_r2": {"metric", "eps_range"}}
 _REQUIRED |= {"loglog_slope": {"metric", "versus"}}
-
-
-class Reduced(NamedTuple):
-    """One trial reduced to a number; ``reason`` says why ``value`` is nan (else ``""``)."""
-
-    value: float
-    reason: str = ""
-
-
-class Crossing(BaseModel):
-    """Where a series first crosses a threshold: the edge of ``window_from`` / ``window_until``.
-
-    Attributes:
-        metric: the series that crosses (default: the reducer's ``metric``).
-        at_least: the first checkpoint with value ``≥`` this (a number or an expression).
-        at_most: the first checkpoint with value ``≤`` this; give exactly one of the two.
-
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    metric: str | None = None
-    at_least: float | str | None = None
-    at_most: float | str | None = None
-
-    @model_validator(mode="after")
-    def _one_threshold(self) -> Crossing:
-        if (self.at_least is None) == (self.at_most is None):
-            raise ValueError("a crossing takes exactly one of at_least, at_most")
-        if isinstance(self.threshold, str):
-            _expressions.check_expression(self.threshold)
-        return self
-
-    @property
-    def threshold(self) -> float | str:
-        """The threshold as written (a number or an expression)."""
-        if self.at_least is not None:
-            return self.at_least
-        return self.at_most if self.at_most is not None else math.nan  # one is set: validated
-
-    def text(self, default_metric: str | None) -> str:
-        """E.g. ``sharpness ≥ 0.95*2/optimizer.lr``."""
-        side = "≥" if self.at_least is not None else "≤"
-        return f"{self.metric or default_metric} {side} {self.threshold}"
 
 
 class Reducer(BaseModel):
@@ -307,12 +270,12 @@ def reduce_record(
 
     """
     if reducer.reduce == "config":
-        return _config_value(record, str(reducer.key))
+        return config_value(record, str(reducer.key))
     if record.status in BAD_STATUSES and not allow_diverged and _uses_series(reducer, record):
         detail = f": {record.reason}" if record.reason else ""
         return Reduced(math.nan, f"trial {record.status}{detail}")
     if reducer.reduce == "expr":
-        return _evaluate(str(reducer.expr), record)
+        return evaluate(str(reducer.expr), record)
     metric = str(reducer.metric)
     if metric not in record.series:
         recorded = ", ".join(sorted(record.series)) or "none"
@@ -334,12 +297,12 @@ def reduce_record(
         keep = (steps >= low) & (steps <= high)
         steps, values = steps[keep], values[keep]
     if values.size == 0:
-        return Reduced(math.nan, f"{reducer.label}: no checkpoints{_window(reducer)}")
+        return Reduced(math.nan, f"{reducer.label}: no checkpoints{window_text(reducer)}")
     if reducer.versus is not None:  # the x axis is another series, not the step
-        steps, values, why = _versus(reducer, record, steps, values)
+        steps, values, why = versus_series(reducer, record, steps, values)
         if why:
             return Reduced(math.nan, why)
-    return _then(reducer, record, _REDUCTIONS[reducer.reduce](reducer, steps, values))
+    return _then(reducer, record, REDUCTIONS[reducer.reduce](reducer, steps, values))
 
 
 def _then(reducer: Reducer, record: TrialRecord, reduced: Reduced) -> Reduced:
@@ -347,65 +310,16 @@ def _then(reducer: Reducer, record: TrialRecord, reduced: Reduced) -> Reduced:
     if reducer.then is None or reduced.reason:
         return reduced
 
-    def lookup(name: str) -> float:
-        return reduced.value if name == "value" else _lookup(name, record)
+    def resolve(name: str) -> float:
+        return reduced.value if name == "value" else lookup(name, record)
 
     text = reducer.then
     try:
         tree = ast.parse(text, mode="eval").body
-        value = float(_expressions.evaluate_node(tree, lookup))
+        value = float(_expressions.evaluate_node(tree, resolve))
     except (_expressions.UnresolvedError, ArithmeticError, ValueError) as err:
         return Reduced(math.nan, f"then {text!r}: {err}")
-    return _checked(value, f"{reducer.label}")
-
-
-def crossing_step(crossing: Crossing, default_metric: str, record: TrialRecord) -> Reduced:
-    """Return the first recorded step where ``crossing`` holds in ``record`` (nan with a reason)."""
-    metric = crossing.metric or default_metric
-    if metric not in record.series:
-        recorded = ", ".join(sorted(record.series)) or "none"
-        return Reduced(math.nan, f"no metric {metric!r} recorded (recorded: {recorded})")
-    threshold = crossing.threshold
-    if isinstance(threshold, str):
-        value = _evaluate(threshold, record)
-        if value.reason:
-            return Reduced(
-                math.nan, f"threshold of {crossing.text(default_metric)}: {value.reason}"
-            )
-        threshold = value.value
-    steps, values = record.series[metric]
-    above = crossing.at_least is not None
-    step, why = _series.first_crossing(steps, values, float(threshold), above=above)
-    if step is None:
-        return Reduced(math.nan, f"{metric} {why}")
-    return Reduced(float(step))
-
-
-def rate_fit_window(
-    metric: str, record: TrialRecord, low: float = -math.inf, high: float = math.inf
-) -> tuple[float, float, str]:
-    """``(first step, last step, "")`` of the window the ``rate`` fit of ``metric`` uses.
-
-    The fit is the ``rate`` reducer's (``skip = "auto"``, default floor) on the checkpoints
-    ``low ≤ step ≤ high``; a rejected fit gives ``(nan, nan, reason)``.
-    """
-    if metric not in record.series:
-        recorded = ", ".join(sorted(record.series)) or "none"
-        return math.nan, math.nan, f"no metric {metric!r} recorded (recorded: {recorded})"
-    steps, values = (np.asarray(a, dtype=np.float64) for a in record.series[metric])
-    keep = (steps >= low) & (steps <= high)
-    steps, values = steps[keep], values[keep]
-    if steps.size == 0:
-        return math.nan, math.nan, f"rate fit of {metric}: no checkpoints"
-    fit = fit_linear_rate(steps, values)
-    if not fit.ok:
-        return (
-            math.nan,
-            math.nan,
-            f"rate fit of {metric} rejected: R²={fit.r2:.3f} over {fit.n_points} points "
-            "(needs R² ≥ 0.95 and ≥ 5 points)",
-        )
-    return float(steps[fit.start]), float(steps[fit.stop - 1]), ""
+    return checked(value, f"{reducer.label}")
 
 
 def _uses_series(reducer: Reducer, record: TrialRecord) -> bool:
@@ -415,169 +329,6 @@ def _uses_series(reducer: Reducer, record: TrialRecord) -> bool:
         name not in record.config
         for name in _expressions.names(ast.parse(str(reducer.expr), mode="eval"))
     )
-
-
-def _window(reducer: Reducer) -> str:
-    window = "" if reducer.window is None else f" in window {list(reducer.window)}"
-    for word, crossing in (("from", reducer.window_from), ("until", reducer.window_until)):
-        if crossing is not None:
-            window += f" {word} the first {crossing.text(reducer.metric)}"
-    if reducer.rate_window is not None:
-        window += f" where the rate of {reducer.rate_window} is fitted"
-    return window
-
-
-def _config_value(record: TrialRecord, key: str) -> Reduced:
-    if key not in record.config:
-        return Reduced(math.nan, f"config has no key {key!r}")
-    value = record.config[key]
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return Reduced(math.nan, f"config {key} = {value!r} is not a number")
-    return Reduced(float(value))
-
-
-def _checked(value: float, what: str) -> Reduced:
-    return Reduced(value) if math.isfinite(value) else Reduced(math.nan, f"{what} is {value}")
-
-
-def _final(r: Reducer, s: np.ndarray, v: np.ndarray) -> Reduced:
-    return _checked(float(v[-1]), f"{r.label} (step {int(s[-1])})")
-
-
-def _initial(r: Reducer, s: np.ndarray, v: np.ndarray) -> Reduced:
-    return _checked(float(v[0]), f"{r.label} (step {int(s[0])})")
-
-
-def _extreme(
-    pick: Callable[[np.ndarray], Any],
-) -> Callable[[Reducer, np.ndarray, np.ndarray], Reduced]:
-    def reduce(r: Reducer, s: np.ndarray, v: np.ndarray) -> Reduced:
-        finite = v[np.isfinite(v)]
-        if finite.size == 0:
-            return Reduced(math.nan, f"{r.label}: no finite value{_window(r)}")
-        return Reduced(float(pick(finite)))
-
-    return reduce
-
-
-def _median_window(r: Reducer, s: np.ndarray, v: np.ndarray) -> Reduced:
-    return _checked(float(np.median(v)), f"{r.label}{_window(r)}")
-
-
-def _steps_to_eps(r: Reducer, s: np.ndarray, v: np.ndarray) -> Reduced:
-    try:
-        step = steps_to_epsilon(s, v, float(r.eps or 0), relative=r.relative)
-    except ValueError as err:
-        return Reduced(math.nan, f"{r.label}: {err}")
-    if step is None:
-        kind = "× initial" if r.relative else ""
-        best = float(np.nanmin(v)) if np.isfinite(v).any() else math.nan
-        return Reduced(math.nan, f"{r.metric} never reached {r.eps:g}{kind} (best {best:.3g})")
-    return Reduced(float(step))
-
-
-def _rate(r: Reducer, s: np.ndarray, v: np.ndarray) -> Reduced:
-    fit = fit_linear_rate(s, v, skip=r.skip, floor=r.floor)
-    if not fit.ok:
-        return Reduced(
-            math.nan,
-            f"rate fit of {r.metric} rejected: R²={fit.r2:.3f} over {fit.n_points} points "
-            "(needs R² ≥ 0.95 and ≥ 5 points)",
-        )
-    return Reduced(fit.rate)
-
-
-def _one_minus_rate(r: Reducer, s: np.ndarray, v: np.ndarray) -> Reduced:
-    rate = _rate(r, s, v)
-    return rate if rate.reason else Reduced(1.0 - rate.value)
-
-
-def _final_over_initial(r: Reducer, s: np.ndarray, v: np.ndarray) -> Reduced:
-    if v[0] == 0:
-        return Reduced(math.nan, f"{r.label}: initial value is 0")
-    return _checked(float(v[-1] / v[0]), r.label)
-
-
-def _max_rise(r: Reducer, s: np.ndarray, v: np.ndarray) -> Reduced:
-    value, reason = _series.max_rise(v, relative=r.relative)
-    return Reduced(value, f"{r.label}: {reason}" if reason else "")
-
-
-def _versus(
-    r: Reducer, record: TrialRecord, s: np.ndarray, v: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, str]:
-    """``(x, y, "")``: the ``versus`` series and ``v`` at the checkpoints both recorded."""
-    name = str(r.versus)
-    if name not in record.series:
-        recorded = ", ".join(sorted(record.series)) or "none"
-        return s, v, f"{r.label}: no metric {name!r} recorded (recorded: {recorded})"
-    xs, xv = (np.asarray(a, dtype=np.float64) for a in record.series[name])
-    _, iv, ix = np.intersect1d(s, xs, return_indices=True)
-    return xv[ix], v[iv], ""
-
-
-def _loglog_slope(r: Reducer, x: np.ndarray, v: np.ndarray) -> Reduced:
-    value, reason = _paired_series.loglog_slope(x, v)
-    return Reduced(value, f"{r.label}{_window(r)}: {reason}" if reason else "")
-
-
-def _spearman(r: Reducer, x: np.ndarray, v: np.ndarray) -> Reduced:
-    value, reason = _paired_series.spearman_rho(x, v)
-    return Reduced(value, f"{r.label}{_window(r)}: {reason}" if reason else "")
-
-
-def _late_over_early(r: Reducer, s: np.ndarray, v: np.ndarray) -> Reduced:
-    value, reason = _series.late_over_early(v, r.fraction)
-    return Reduced(value, f"{r.label}{_window(r)}: {reason}" if reason else "")
-
-
-def _steps_to_eps_r2(r: Reducer, s: np.ndarray, v: np.ndarray) -> Reduced:
-    eps_range = r.eps_range or (0.0, 0.0)  # required: checked at construction
-    value, reason = _series.steps_to_eps_r2(s, v, eps_range, r.per_decade, relative=r.relative)
-    return Reduced(value, f"{r.label}: {reason}" if reason else "")
-
-
-_REDUCTIONS: dict[str, Callable[[Reducer, np.ndarray, np.ndarray], Reduced]] = {
-    "final": _final,
-    "initial": _initial,
-    "min": _extreme(np.min),
-    "max": _extreme(np.max),
-    "median_window": _median_window,
-    "steps_to_eps": _steps_to_eps,
-    "rate": _rate,
-    "one_minus_rate": _one_minus_rate,
-    "final_over_initial": _final_over_initial,
-    "max_rise": _max_rise,
-    "late_over_early": _late_over_early,
-    "loglog_slope": _loglog_slope,
-    "spearman": _spearman,
-    "steps_to_eps_r2": _steps_to_eps_r2,
-}
-
-
-def _evaluate(text: str, record: TrialRecord) -> Reduced:
-    try:
-        tree = ast.parse(text, mode="eval").body
-        value = float(_expressions.evaluate_node(tree, lambda name: _lookup(name, record)))
-    except _expressions.UnresolvedError as err:
-        return Reduced(math.nan, f"expr {text!r}: {err}")
-    except (ArithmeticError, ValueError) as err:
-        return Reduced(math.nan, f"expr {text!r}: {err}")
-    return _checked(value, f"expr {text!r}")
-
-
-def _lookup(name: str, record: TrialRecord) -> float:
-    if name in record.config:
-        found = _config_value(record, name)
-    elif name in record.series:
-        values = np.asarray(record.series[name][1], dtype=np.float64)
-        finite = values[np.isfinite(values)]
-        found = Reduced(float(finite[0])) if finite.size else Reduced(math.nan, "no finite value")
-    else:
-        found = Reduced(math.nan, "neither a config key nor a recorded metric")
-    if found.reason:
-        raise _expressions.UnresolvedError(f"{name}: {found.reason}")
-    return found.value
 
 
 def reduce_gap(
@@ -593,10 +344,3 @@ def reduce_gap(
     if base_value.reason:
         return Reduced(math.nan, f"baseline: {base_value.reason}")
     return Reduced(value.value - base_value.value)
-
-
-def reduce_all(
-    reducer: Reducer, records: list[TrialRecord], *, allow_diverged: bool = False
-) -> list[Reduced]:
-    """Reduce every record (same order)."""
-    return [reduce_record(reducer, r, allow_diverged=allow_diverged) for r in records]
