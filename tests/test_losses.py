@@ -113,7 +113,7 @@ def test_accuracy(case):
 
 
 def test_registry_and_did_you_mean():
-    assert set(losses.LOSSES) == {"mse", "cross_entropy", "hinge"}
+    assert set(losses.LOSSES) == {"mse", "cross_entropy", "hinge", "mae", "pseudo_huber"}
     assert losses.get_loss("hinge") is losses.hinge
     with pytest.raises(ValueError, match=r"'cross_entropi'.*mse.*did you mean 'cross_entropy'"):
         losses.get_loss("cross_entropi")
