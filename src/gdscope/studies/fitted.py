@@ -55,10 +55,14 @@ class _Fit(_Model):
         :func:`_fitting.names_a_value`).
         """
         points = _fitting.seed_points(self.x, self.y, records, axes, allow_diverged=allow_diverged)
-        loglog = getattr(self, "kind", "") == "power_law"
-        fit = _fitting.fit_seeds(
+        gate_r2 = band is None or _fitting.names_a_value(band)
+        return points, self.fit_points(points, gate_r2=gate_r2)
+
+    def fit_points(self, points: _fitting.SeedPoints, *, gate_r2: bool) -> _fitting.SeedFit:
+        """Fit each seed's points with this fit's settings (log–log for ``power_law``)."""
+        return _fitting.fit_seeds(
             points,
-            loglog=loglog,
+            loglog=getattr(self, "kind", "") == "power_law",
             log_x=getattr(self, "log_x", False),
             log_y=getattr(self, "log_y", False),
             min_points=self.min_points,
@@ -67,9 +71,8 @@ class _Fit(_Model):
             min_seeds=self.min_seeds,
             ci=self.ci,
             n_boot=self.n_boot,
-            gate_r2=band is None or _fitting.names_a_value(band),
+            gate_r2=gate_r2,
         )
-        return points, fit
 
 
 class _PowerLawFit(_Fit):

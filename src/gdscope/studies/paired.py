@@ -190,19 +190,7 @@ class PairedCompareClaim(_Claim):
             else:
                 points.by_seed.setdefault(seed, []).append((rx.value, ry.value, name))
             points.evidence.append(point)
-        fit = _fitting.fit_seeds(
-            points,
-            loglog=loglog,
-            log_x=getattr(measure, "log_x", False),
-            log_y=getattr(measure, "log_y", False),
-            min_points=measure.min_points,
-            min_decades=getattr(measure, "min_decades", 0.0),
-            min_r2=measure.min_r2,
-            min_seeds=measure.min_seeds,
-            ci=measure.ci,
-            n_boot=measure.n_boot,
-            gate_r2=_fitting.names_a_value(self.band),
-        )
+        fit = measure.fit_points(points, gate_r2=_fitting.names_a_value(self.band))
         per_seed = {s: v for s, v in fit.per_seed.items() if math.isfinite(v)}
         return per_seed, points.problems + fit.problems, fit.warnings, points.evidence
 
