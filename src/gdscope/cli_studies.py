@@ -255,7 +255,6 @@ def _print_plans(plans: list[Any]) -> None:
         table.add_column(column, no_wrap=True, justify="right")
     table.add_column("sweep", overflow="fold")
     table.add_column("claims", overflow="fold")
-    table.add_column("estimated cost", overflow="fold")
     for plan in plans:
         sweep = " × ".join(f"{key}={_values(values)}" for key, values in plan.axes.items())
         sweep = escape(sweep)  # values such as ["gd", "nag"] are not rich markup
@@ -267,9 +266,16 @@ def _print_plans(plans: list[Any]) -> None:
             str(plan.to_run),
             sweep,
             ", ".join(claim.id for claim in plan.study.claims),
-            escape(plan.study.estimated_cost.get(plan.scale, "not stated")),
         )
     stdout.print(table)
+    for plan in plans:
+        cost = plan.study.estimated_cost.get(plan.scale, "not stated")
+        stdout.print(
+            f"  {plan.study.name} ({plan.scale}) estimated cost: {cost}",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
     total, to_run = sum(p.trials for p in plans), sum(p.to_run for p in plans)
     stdout.print(
         f"{len(plans)} {'study' if len(plans) == 1 else 'studies'}, {total} trials: {total - to_run} stored, {to_run} to run "
