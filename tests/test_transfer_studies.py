@@ -21,6 +21,7 @@ from gdscope.probes.hessian import sharpness
 from gdscope.studies.claims import Claim
 from gdscope.studies.table import TrialRecord
 from gdscope.trial import build_trial
+from test_optimum import SPEC as OPTIMUM_SPEC
 
 CLAIM = TypeAdapter(Claim)
 
@@ -45,15 +46,7 @@ def _optimum_records(widths, lrs, best_lr):
 
 
 def _optimum_claim(**over):
-    spec = {
-        "id": "c",
-        "kind": "optimum_shift",
-        "group_by": "model.width",
-        "x": "optimizer.lr",
-        "y": {"reduce": "final", "metric": "loss"},
-        "band": [0.0, 1.0],
-    }
-    return CLAIM.validate_python({**spec, **over})
+    return CLAIM.validate_python({**OPTIMUM_SPEC, **over})
 
 
 def test_optimum_shift_is_inconclusive_over_too_few_octaves_of_width():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import math
+from collections.abc import Mapping
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, model_validator
@@ -116,16 +117,29 @@ def config_value(record: TrialRecord, key: str) -> Reduced:
     return Reduced(float(value))
 
 
-def evaluate(text: str, record: TrialRecord) -> Reduced:
-    """Evaluate an arithmetic expression on config keys and metrics (a metric reads its first value)."""
+def evaluate(
+    text: str,
+    record: TrialRecord,
+    *,
+    values: Mapping[str, float] | None = None,
+    what: str = "expr",
+) -> Reduced:
+    """Evaluate an arithmetic expression on config keys and metrics (a metric reads its first value).
+
+    ``values`` binds extra names first (``then`` binds ``value`` to the reduction); ``what``
+    names the expression in reasons.
+    """
+    bound = values or {}
+
+    def resolve(name: str) -> float:
+        return bound[name] if name in bound else lookup(name, record)
+
     try:
         tree = ast.parse(text, mode="eval").body
-        value = float(_expressions.evaluate_node(tree, lambda name: lookup(name, record)))
-    except _expressions.UnresolvedError as err:
-        return Reduced(math.nan, f"expr {text!r}: {err}")
-    except (ArithmeticError, ValueError) as err:
-        return Reduced(math.nan, f"expr {text!r}: {err}")
-    return checked(value, f"expr {text!r}")
+        value = float(_expressions.evaluate_node(tree, resolve))
+    except (_expressions.UnresolvedError, ArithmeticError, ValueError) as err:
+        return Reduced(math.nan, f"{what} {text!r}: {err}")
+    return checked(value, f"{what} {text!r}")
 
 
 def lookup(name: str, record: TrialRecord) -> float:

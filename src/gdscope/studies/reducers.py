@@ -84,13 +84,12 @@ from pydantic import (
 )
 
 from gdscope.studies import _expressions
-from gdscope.studies._reductions import REDUCTIONS, Reduced, checked, versus_series, window_text
+from gdscope.studies._reductions import REDUCTIONS, Reduced, versus_series, window_text
 from gdscope.studies._windows import (
     Crossing,
     config_value,
     crossing_step,
     evaluate,
-    lookup,
     rate_fit_window,
 )
 from gdscope.studies.table import TrialRecord
@@ -309,17 +308,7 @@ def _then(reducer: Reducer, record: TrialRecord, reduced: Reduced) -> Reduced:
     """Apply ``reducer.then`` to a series reduction (``value`` is the reduction)."""
     if reducer.then is None or reduced.reason:
         return reduced
-
-    def resolve(name: str) -> float:
-        return reduced.value if name == "value" else lookup(name, record)
-
-    text = reducer.then
-    try:
-        tree = ast.parse(text, mode="eval").body
-        value = float(_expressions.evaluate_node(tree, resolve))
-    except (_expressions.UnresolvedError, ArithmeticError, ValueError) as err:
-        return Reduced(math.nan, f"then {text!r}: {err}")
-    return checked(value, f"{reducer.label}")
+    return evaluate(reducer.then, record, values={"value": reduced.value}, what="then")
 
 
 def _uses_series(reducer: Reducer, record: TrialRecord) -> bool:
