@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from gdscope import api
+from gdscope.runners.base import ensemble_jobs
 from gdscope.store import Store
 from gdscope.studies import StudyError
 
@@ -145,9 +146,9 @@ def test_auto_batch_keeps_ensembles_for_cuda_trials_only():
     base = {"model": {"kind": "two_layer", "width": 8}, "data": {"n": 4, "d": 3}, "steps": 2}
     cpu = [(f"c{s}", {**base, "seed": s}) for s in range(4)]
     gpu = [(f"g{s}", {**base, "seed": s, "device": "cuda"}) for s in range(4)]
-    groups, _ = api._ensembles(cpu + gpu, 1, None)
+    groups, _ = ensemble_jobs(cpu + gpu, 1, None)
     assert groups == [[0], [1], [2], [3], [4, 5, 6, 7]]
-    forced, _ = api._ensembles(cpu + gpu, 4, True)
+    forced, _ = ensemble_jobs(cpu + gpu, 4, True)
     assert forced == [[0, 1], [2, 3], [4, 5], [6, 7]]  # split so every worker gets a share
 
 

@@ -1,7 +1,7 @@
 """Names and types of the lazily loaded exports of gdscope (see __init__.py)."""
 
 from . import data, ensemble, export, functional, losses, models, optim, probes, report, runners
-from .api import StudyPlan, StudyResult, plan_study, run_study, verify
+from .api import StudyPlan, StudyResult, plan_study, run_studies, run_study, verify
 from .config import DataConfig, ModelConfig, OptimizerConfig, StopConfig, TrialConfig
 from .store import Store
 from .training import PROBES, Stop, Trace, train
@@ -34,6 +34,7 @@ __all__ = [
     "plan_study",
     "probes",
     "report",
+    "run_studies",
     "run_study",
     "run_trial",
     "runners",

@@ -12,6 +12,7 @@ INCONCLUSIVE and says so.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from collections.abc import Callable, Sequence
@@ -20,13 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from gdscope import _checks as check
-from gdscope.runners.local import WorkerPool, uses_cuda
+from gdscope.runners import Runner, make_runner
+from gdscope.runners.queue import TrialQueue
 from gdscope.store import DB_NAME, Store
 from gdscope.studies import Study, StudyError, Verdict, judge_study, load_study
-from gdscope.trial import run_config, validate_trial
+from gdscope.trial import validate_trial
 
 CATALOG = Path(__file__).parent / "studies" / "catalog"
-RUNNERS = ("local", "ray")
 SCALES = ("quick", "paper", "smoke")
 
 
@@ -100,39 +101,39 @@ def load(name_or_path: str | Path, overrides: Sequence[str] = ()) -> Study:
 
 
 def run_study(
-    name_or_path: str | Path,
+    study: Study | str | Path,
     *,
     scale: str = "quick",
-    runner: str = "local",
+    runner: Runner | str = "local",
     results: str | Path | Store = "gdscope-results",
     workers: int = 1,
     address: str | None = None,
     batch: bool | None = None,
-    pool: WorkerPool | None = None,
     overrides: Sequence[str] = (),
     progress: Callable[[int, int], None] | None = None,
 ) -> StudyResult:
     """Run one study at ``scale`` into the results directory and judge its claims.
 
     Args:
-        name_or_path: a catalogue name (``gdscope list claims``) or a TOML file.
+        study: a loaded :class:`Study` (:func:`load`), a catalogue name (``gdscope list
+            claims``) or a TOML file.
         scale: ``"quick"`` (CPU, about a minute) or ``"paper"``.
-        runner: ``"local"`` (in-process, or a process pool with ``workers > 1``) or ``"ray"``
-            (Ray tasks with retries; see :mod:`gdscope.runners.ray`).
+        runner: a :class:`~gdscope.runners.Runner` object (kept open: the caller closes it), or
+            a name for :func:`~gdscope.runners.make_runner` with ``workers``, ``address`` and
+            ``batch``: ``"local"`` (in-process, or a process pool with ``workers > 1``) or
+            ``"ray"`` (Ray tasks with retries; see :mod:`gdscope.runners.ray`).
         results: the results directory (created; a SQLite store inside), or an open ``Store``
-            (whose write lock the caller may already hold, e.g. across several studies).
+            (whose write lock the caller may already hold).
         workers: processes for the local runner (with Ray, only the split of ensembles).
         address: the Ray cluster for ``runner="ray"`` (``None``: start a local instance;
             ``"auto"`` or ``"ray://host:10001"``: an existing cluster).
         batch: train trials that differ only in seed, learning rate or init scale together as
             one ensemble (:func:`gdscope.ensemble.run_trial_group`), split into ``workers``
-            parts (with Ray: one task per part); the stored results are the same bits as one
-            by one. ``None`` (auto): only trials on a CUDA device — on the CPU the exact
-            ensemble path measured no faster than one trial after another (benchmarks/README.md,
-            W3 and the catalogue).
-        pool: a :class:`~gdscope.runners.WorkerPool` shared by several calls (it replaces
-            ``workers``; its processes start once instead of once per study).
-        overrides: dotted ``KEY=VALUE`` overrides, e.g. ``"sweep.width=[256,1024]"``.
+            parts; the stored results are the same bits as one by one. ``None`` (auto): only
+            trials on a CUDA device — on the CPU the exact ensemble path measured no faster
+            than one trial after another (benchmarks/README.md, W3 and the catalogue).
+        overrides: dotted ``KEY=VALUE`` overrides, e.g. ``"sweep.width=[256,1024]"``, for a
+            study given by name or path (a loaded ``Study`` already carries its own).
         progress: ``callback(done, total)`` after each trial.
 
     Returns:
@@ -143,89 +144,104 @@ def run_study(
         StoreBusy: another process is writing to ``results``.
 
     """
-    check.one_of("scale", scale, SCALES)
-    workers = check_runner(runner, workers, address)
-    start = time.perf_counter()
-    study = load(name_or_path, overrides)
-    scaled = study.with_scale(scale)
-    configs = scaled.expand(scale)  # load() already validated every trial of every scale
-    check_devices(configs, runner)
-    hashes = _trial_hashes(configs)
-    store = results if isinstance(results, Store) else Store(results)
-    with store.writer():
-        store.record_study(study.name, scale, study.model_dump(mode="json", exclude_defaults=True))
-        done = store.finished_hashes()
-        todo = [(h, c) for h, c in zip(hashes, configs, strict=True) if h not in done]
-        for digest in set(hashes) & done:  # stored by an earlier run, possibly of another study
-            store.link_trial(study.name, scale, digest)
-        failed = 0
-
-        def on_result(digest: str, config: dict[str, Any], result: Any) -> None:
-            nonlocal failed
-            failed += isinstance(result, BaseException)
-            store.record_trial(study.name, scale, config, digest, result)
-
-        share = pool.workers if pool is not None else workers
-        groups, run_group = _ensembles(todo, share, batch) if batch is not False else (None, None)
-        if runner == "ray":
-            from gdscope.runners.ray import run_trials as run_on_ray
-
-            run_on_ray(
-                todo,
-                run_config,
-                address=address,
-                on_result=on_result,
-                progress=progress,
-                groups=groups,
-                run_group=run_group,
-            )
-        else:
-            from gdscope.runners.local import run_trials
-
-            run_trials(
-                todo,
-                run_config,
-                workers=workers,
-                on_result=on_result,
-                progress=progress,
-                groups=groups,
-                run_group=run_group,
-                pool=pool,
-            )
-        verdicts, missing = _judge(store, scaled, scale, configs, hashes)
-    return StudyResult(
-        study,
-        scale,
-        verdicts,
-        len(configs),
-        len(todo),
-        failed,
-        time.perf_counter() - start,
-        missing,
+    [result] = run_studies(
+        [study],
+        scale=scale,
+        runner=runner,
+        results=results,
+        workers=workers,
+        address=address,
+        batch=batch,
+        overrides=overrides,
+        progress=progress,
     )
+    return result
 
 
-def _ensembles(
-    todo: list[tuple[str, dict[str, Any]]], workers: int, batch: bool | None
-) -> tuple[list[list[int]] | None, Any]:
-    """Group ``todo`` into ensembles, split so that every worker gets a share.
+def run_studies(
+    studies: Sequence[Study | str | Path],
+    *,
+    scale: str = "quick",
+    runner: Runner | str = "local",
+    results: str | Path | Store = "gdscope-results",
+    workers: int = 1,
+    address: str | None = None,
+    batch: bool | None = None,
+    overrides: Sequence[str] = (),
+    progress: Callable[[int, int], None] | None = None,
+    on_study: Callable[[StudyResult], None] | None = None,
+) -> list[StudyResult]:
+    """Run several studies through one trial queue; judge each as soon as its trials are stored.
 
-    With ``batch=None`` only groups on a CUDA device stay together; the rest run one by one.
+    Every study is loaded and its trials at ``scale`` validated before anything is written. The
+    trials of all studies then go to the runner as one queue (in study order; a trial shared by
+    studies runs once and is stored under the first), so no study waits for another's slowest
+    trial. Arguments as in :func:`run_study`; ``progress(done, total)`` counts the trials of
+    the whole queue, and ``on_study(result)`` is called as each study is judged.
+
+    Returns:
+        One ``StudyResult`` per study, in the order given. ``wall_time_s`` is the time from the
+        start of the run to the study's verdicts.
+
     """
-    if batch is None and not uses_cuda([config for _, config in todo]):
-        return None, None
-    from gdscope.ensemble import group_trials, run_trial_group
+    check.one_of("scale", scale, SCALES)
+    built = isinstance(runner, str)
+    runner = make_runner(runner, workers=workers, address=address, batch=batch) if built else runner
+    start = time.perf_counter()
+    queue = TrialQueue([_scaled_trials(s, scale, overrides, runner) for s in studies])
+    store = results if isinstance(results, Store) else Store(results)
+    out: dict[int, StudyResult] = {}
 
-    share = max(1, -(-len(todo) // workers))
-    groups = group_trials([config for _, config in todo], max_size=share)
-    if batch is None:
-        on_gpu = [uses_cuda([todo[g[0]][1]]) for g in groups]
-        groups = [
-            part
-            for g, gpu in zip(groups, on_gpu, strict=True)
-            for part in ([g] if gpu else [[i] for i in g])
-        ]
-    return groups, run_trial_group
+    def finish(index: int) -> None:
+        study, scaled, configs, hashes = queue.studies[index]
+        verdicts, missing = _judge(store, scaled, scale, configs, hashes)
+        ran, failed = queue.ran[index], queue.failed[index]
+        elapsed = time.perf_counter() - start
+        out[index] = StudyResult(
+            study, scale, verdicts, len(configs), ran, failed, elapsed, missing
+        )
+        if on_study is not None:
+            on_study(out[index])
+
+    def on_result(digest: str, config: dict[str, Any], outcome: Any) -> None:
+        owner, *others = queue.sharing(digest)
+        store.record_trial(queue.name(owner), scale, config, digest, outcome)
+        for index in others:
+            store.link_trial(queue.name(index), scale, digest)
+        for index in queue.stored(digest, failed=isinstance(outcome, BaseException)):
+            finish(index)
+
+    with store.writer(), runner if built else contextlib.nullcontext():
+        for study, *_ in queue.studies:
+            spec = study.model_dump(mode="json", exclude_defaults=True)
+            store.record_study(study.name, scale, spec)
+        done = store.finished_hashes()
+        for index, digest in queue.already_stored(done):
+            store.link_trial(queue.name(index), scale, digest)
+        for index in queue.complete():
+            finish(index)
+        runner.map(queue.todo(done), on_result=on_result, progress=progress)
+        for index in range(len(queue.studies)):  # a trial the runner did not report: missing
+            if index not in out:
+                finish(index)
+    return [out[index] for index in range(len(queue.studies))]
+
+
+def _scaled_trials(
+    study: Study | str | Path, scale: str, overrides: Sequence[str], runner: Runner
+) -> tuple[Study, Study, list[dict[str, Any]], list[str]]:
+    """Load ``study`` and expand it at ``scale``: ``(study, scaled, configs, hashes)``."""
+    if isinstance(study, Study):
+        if overrides:
+            raise StudyError("overrides are for a study given by name or path; load() applies them")
+    else:
+        study = load(study, overrides)
+    configs = study.expand(scale)  # load() already validated every trial of every scale
+    try:
+        runner.check_devices(configs)
+    except ValueError as error:
+        raise StudyError(str(error)) from None
+    return study, study.with_scale(scale), configs, _trial_hashes(configs)
 
 
 def plan_study(
@@ -265,42 +281,6 @@ def plan_study(
 def _trial_hashes(configs: Sequence[dict[str, Any]]) -> list[str]:
     """Return the store key of each trial config: the content hash of its validated form."""
     return [validate_trial(config).content_hash() for config in configs]
-
-
-def check_devices(configs: Sequence[dict[str, Any]], runner: str) -> None:
-    """Refuse CUDA trials for the local runner on a machine where torch sees no GPU.
-
-    (With Ray the workers' GPUs count, not the driver's; the Ray runner checks the cluster.)
-
-    Raises:
-        StudyError: naming the device and the fix; nothing has been written.
-
-    """
-    if runner != "local" or not uses_cuda(list(configs)):
-        return
-    import torch
-
-    if not torch.cuda.is_available():
-        raise StudyError(
-            "the trials ask for device 'cuda' but torch sees no GPU on this machine "
-            "(torch.cuda.is_available() is False); run them where there is one, or "
-            'use --set base.device="cpu"'
-        )
-
-
-def check_runner(runner: str, workers: int, address: str | None) -> int:
-    """Validate the runner choice; return ``workers``.
-
-    Raises:
-        ValueError: unknown runner, ``workers`` not a positive integer, or an ``address``
-            without ``runner="ray"``.
-
-    """
-    check.one_of("runner", runner, RUNNERS)
-    workers = check.positive_int("workers", workers)
-    if address is not None and runner != "ray":
-        raise ValueError(f"address={address!r} is for runner='ray', not runner={runner!r}")
-    return workers
 
 
 def _judge(

@@ -8,7 +8,6 @@ verdicts judged again, the recorded numbers as CSV or Parquet); ``list claims`` 
 from __future__ import annotations
 
 import sys
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -70,15 +69,17 @@ def run(
     from rich.progress import Progress
 
     from gdscope import api
-    from gdscope.runners import WorkerPool
+    from gdscope.runners import make_runner
     from gdscope.store import Store
 
     names = studies or list(api.catalog())
-    api.check_runner(runner, workers, address)
+    engine = _user_errors(
+        lambda: make_runner(runner, workers=workers, address=address, batch=batch)
+    )
     # every study at this scale is valid before the store is created: a user error writes nothing
     loaded = [_study_or_error(api, name, set_ or [], scale) for name in names]
     for study in loaded:
-        _user_errors(lambda study=study: api.check_devices(study.expand(scale), runner))
+        _user_errors(lambda study=study: engine.check_devices(study.expand(scale)))
     if dry_run:
         plans = [
             _user_errors(
@@ -89,36 +90,30 @@ def run(
         _print_plans(plans)
         return
     store = _user_errors(lambda: Store(results))
-    verdict_rows = []
-    pool = WorkerPool(workers) if runner == "local" and workers > 1 else None
-    with store.writer(), pool or nullcontext(), Progress(console=stderr, transient=True) as bar:
-        for name, study in zip(names, loaded, strict=True):
-            task = bar.add_task(study.name, total=None)
+    with store.writer(), engine, Progress(console=stderr, transient=True) as bar:
+        task = bar.add_task(f"{len(loaded)} stud{'y' if len(loaded) == 1 else 'ies'}", total=None)
 
-            def progress(done: int, total: int, task: Any = task) -> None:
-                bar.update(task, completed=done, total=total)
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
 
-            result = _user_errors(
-                lambda name=name: api.run_study(
-                    name,
-                    scale=scale,
-                    runner=runner,
-                    results=store,
-                    workers=workers,
-                    address=address,
-                    batch=batch,
-                    pool=pool,
-                    overrides=set_ or [],
-                    progress=progress,
-                )
-            )
-            bar.remove_task(task)
-            verdict_rows.extend((result.study, v) for v in result.verdicts)
+        def finished(result: Any) -> None:
             stderr.print(
                 f"{result.study.name}: {result.trials} trials ({result.ran} run, "
-                f"{result.failed} failed) in {result.wall_time_s:.1f} s",
+                f"{result.failed} failed), judged at {result.wall_time_s:.1f} s",
                 highlight=False,
             )
+
+        judged = _user_errors(
+            lambda: api.run_studies(
+                loaded,
+                scale=scale,
+                runner=engine,
+                results=store,
+                progress=progress,
+                on_study=finished,
+            )
+        )
+    verdict_rows = [(r.study, v) for r in judged for v in r.verdicts]
     _print_verdicts(verdict_rows)
     stdout.print(f"results: {results}")
     if report:
@@ -290,8 +285,10 @@ def _values(values: list[Any]) -> str:
 
 
 def _study_or_error(api: Any, name: str, overrides: list[str], scale: str) -> Any:
-    """Return the study ``name`` at ``scale`` (a one-line user error if either is invalid)."""
-    return _user_errors(lambda: api.load(name, overrides).with_scale(scale))
+    """Load the study ``name`` and check it at ``scale`` (a one-line user error if invalid)."""
+    study = _user_errors(lambda: api.load(name, overrides))
+    _user_errors(lambda: study.with_scale(scale))
+    return study
 
 
 def _user_errors(fn: Any) -> Any:

@@ -34,47 +34,30 @@ import multiprocessing
 import os
 import pickle
 import signal
-import traceback
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.queues import SimpleQueue
 from typing import TYPE_CHECKING, Any
 
 from gdscope import _checks as check
+from gdscope.runners._jobs import (
+    Config,
+    OnResult,
+    Reporter,
+    RunGroup,
+    RunOne,
+    TrialError,
+    init_worker,
+    one_torch_thread,
+    partition_jobs,
+    run_job,
+)
 
 if TYPE_CHECKING:
-    from gdscope.training import Trace
+    pass
 
 __all__ = ["TrialError", "WorkerPool", "run_trials"]
-
-Config = Mapping[str, Any]
-RunOne = Callable[[Any], "Trace"]
-RunGroup = Callable[[list[Any]], "list[Trace | BaseException]"]
-OnResult = Callable[[str, Any, "Trace | BaseException"], None]
-
-
-class TrialError(Exception):
-    """A trial raised: the error's type name, message and traceback text (picklable as data).
-
-    ``str(error)`` is ``"ValueError: message"``; ``error.traceback`` is the full traceback text as
-    printed in the process that ran the trial. In-process, ``__cause__`` is the original exception.
-    """
-
-    def __init__(self, type_name: str, message: str, traceback: str = "") -> None:
-        super().__init__(f"{type_name}: {message}")
-        self.type_name, self.message, self.traceback = type_name, message, traceback
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (TrialError, (self.type_name, self.message, self.traceback))
-
-    @classmethod
-    def from_exception(cls, error: BaseException) -> TrialError:
-        """Capture ``error`` with its traceback text."""
-        text = "".join(traceback.format_exception(error))
-        captured = cls(type(error).__name__, str(error), text)
-        captured.__cause__ = error
-        return captured
 
 
 def run_trials(
@@ -125,7 +108,7 @@ def run_trials(
 
     workers = pool.workers if pool is not None else workers
     if workers == 1 or len(jobs) <= 1:
-        with _one_torch_thread():
+        with one_torch_thread():
             for job in jobs:
                 report(job, run_job(run_one, run_group, [trials[i][1] for i in job]))
         return
@@ -304,73 +287,6 @@ class WorkerPool:
             self._executor = None
 
 
-class Reporter:
-    """Hand each finished job's outcomes to ``on_result`` per trial and tick ``progress``.
-
-    Created before the first job (``progress(0, total)`` is called then); shared by the runners.
-    """
-
-    def __init__(
-        self,
-        trials: Sequence[tuple[str, Config]],
-        on_result: OnResult,
-        progress: Callable[[int, int], None] | None,
-    ) -> None:
-        self.trials, self.on_result, self.progress, self.done = trials, on_result, progress, 0
-        if progress is not None:
-            progress(0, len(trials))
-
-    def __call__(self, job: Sequence[int], outcomes: Sequence[Trace | TrialError]) -> None:
-        for index, outcome in zip(job, outcomes, strict=True):
-            hash, config = self.trials[index]
-            self.on_result(hash, config, outcome)
-            self.done += 1
-            if self.progress is not None:
-                self.progress(self.done, len(self.trials))
-
-
-def uses_cuda(configs: Sequence[Config]) -> bool:
-    """Whether any trial config runs on a CUDA device (``device`` starting with ``"cuda"``)."""
-    return any(str(config.get("device", "cpu")).startswith("cuda") for config in configs)
-
-
-def partition_jobs(count: int, groups: Sequence[Sequence[int]] | None) -> list[list[int]]:
-    """Return the jobs: ``groups`` checked to partition ``range(count)``, or one trial a job."""
-    if groups is None:
-        return [[i] for i in range(count)]
-    jobs = [list(group) for group in groups if len(group)]
-    if sorted(i for job in jobs for i in job) != list(range(count)):
-        raise ValueError(f"groups must partition range({count}) (each trial in exactly one group)")
-    return jobs
-
-
-def run_job(run_one: RunOne, run_group: RunGroup | None, configs: list[Any]) -> list[Any]:
-    """Run one job (a group of trials); each trial's ``Exception`` becomes a ``TrialError``.
-
-    ``run_group`` runs jobs of two or more trials; if it raises, the job's trials run one by one.
-    """
-    if run_group is None or len(configs) == 1:
-        return [_guarded(run_one, config) for config in configs]
-    try:
-        outcomes = run_group(configs)
-    except Exception:  # the group as a whole failed: run its trials one by one
-        return [_guarded(run_one, config) for config in configs]
-    return [
-        TrialError.from_exception(o)
-        if isinstance(o, BaseException) and not isinstance(o, TrialError)
-        else o
-        for o in outcomes
-    ]
-
-
-def _guarded(run_one: RunOne, config: Config) -> Trace | TrialError:
-    """Run one trial; an ``Exception`` becomes a ``TrialError`` (``KeyboardInterrupt`` passes)."""
-    try:
-        return run_one(config)
-    except Exception as error:
-        return TrialError.from_exception(error)
-
-
 def _abort(executor: ProcessPoolExecutor) -> None:
     """Cancel trials not yet started and stop the workers now.
 
@@ -387,32 +303,6 @@ def _abort(executor: ProcessPoolExecutor) -> None:
         manager.join(timeout=10)
     for process in processes:
         process.join(timeout=10)
-
-
-@contextlib.contextmanager
-def _one_torch_thread() -> Iterator[None]:
-    """Run in-process trials on one torch thread, as the workers do, then restore the count.
-
-    CPU kernels may sum in another order with another thread count, so this is what makes a
-    trial's stored bits independent of ``workers``.
-    """
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
-
-
-def init_worker() -> None:
-    """Limit each worker to one torch thread so that N workers use N cores."""
-    import torch
-
-    torch.set_num_threads(1)
-    with contextlib.suppress(RuntimeError):  # already fixed in this process
-        torch.set_num_interop_threads(1)
 
 
 _TOKENS = itertools.count()  # names each submitted job, for the worker to report it started

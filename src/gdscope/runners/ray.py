@@ -25,7 +25,7 @@ import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from gdscope.runners.local import (
+from gdscope.runners._jobs import (
     Reporter,
     RunGroup,
     TrialError,

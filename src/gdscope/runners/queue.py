@@ -1,0 +1,99 @@
+"""One queue for the trials of several studies, and which study is complete when.
+
+``gdscope run`` puts the trials of every study it runs into one queue for the runner, so that
+no study waits for another's slowest trial (a per-study barrier left cores idle). A trial that
+several studies expand to (same content hash) runs once: it is stored under the first study
+that lists it (its *owner*) and linked to the others. A study is complete, and can be judged,
+as soon as every distinct trial of it is stored.
+
+Example:
+    >>> queue = TrialQueue([("a", [{"x": 1}, {"x": 2}], ["h1", "h2"]),
+    ...                     ("b", [{"x": 2}], ["h2"])])
+    >>> [h for h, _ in queue.todo(done=set())]
+    ['h1', 'h2']
+    >>> queue.sharing("h2")
+    [0, 1]
+    >>> queue.stored("h2", failed=False)
+    [1]
+    >>> queue.stored("h1", failed=False)
+    [0]
+
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["TrialQueue"]
+
+
+class TrialQueue:
+    """The trials of several studies: ``entries[i] = (study, ..., configs, hashes)``.
+
+    Only the last two items of each entry are read (the trial configs and their hashes, in
+    the same order); the rest is carried for the caller (``entries[i][0]`` names the study:
+    a string, or an object with a ``name``).
+
+    Attributes:
+        studies: the entries, as given.
+        ran: per study, how many trials it owns that were stored by this run.
+        failed: per study, how many of those failed.
+
+    """
+
+    def __init__(self, entries: Sequence[tuple[Any, ...]]) -> None:
+        self.studies = list(entries)
+        self.ran = [0] * len(self.studies)
+        self.failed = [0] * len(self.studies)
+        self._members: dict[str, list[int]] = {}
+        self._configs: dict[str, Any] = {}
+        self._waiting: list[set[str]] = []
+        for index, entry in enumerate(self.studies):
+            configs, hashes = entry[-2], entry[-1]
+            for digest, config in zip(hashes, configs, strict=True):
+                members = self._members.setdefault(digest, [])
+                if index not in members:
+                    members.append(index)
+                self._configs.setdefault(digest, config)
+            self._waiting.append(set(hashes))
+
+    def name(self, index: int) -> str:
+        """Return the name of study ``index``."""
+        study = self.studies[index][0]
+        return study if isinstance(study, str) else study.name
+
+    def sharing(self, digest: str) -> list[int]:
+        """Return the studies that expand to trial ``digest``, its owner first."""
+        return list(self._members[digest])
+
+    def todo(self, done: set[str]) -> list[tuple[str, Any]]:
+        """Return ``(hash, owner's config)`` of every distinct trial not in ``done``, in study order."""
+        return [(digest, self._configs[digest]) for digest in self._members if digest not in done]
+
+    def already_stored(self, done: set[str]) -> list[tuple[int, str]]:
+        """Mark the trials in ``done`` as stored; return ``(study, hash)`` pairs to link."""
+        pairs = []
+        for index, waiting in enumerate(self._waiting):
+            found = sorted(waiting & done)
+            waiting.difference_update(found)
+            pairs += [(index, digest) for digest in found]
+        return pairs
+
+    def complete(self) -> list[int]:
+        """Return the studies none of whose trials is waiting."""
+        return [index for index, waiting in enumerate(self._waiting) if not waiting]
+
+    def stored(self, digest: str, *, failed: bool) -> list[int]:
+        """Record that trial ``digest`` was stored; return the studies it completed."""
+        members = self._members[digest]
+        self.ran[members[0]] += 1
+        self.failed[members[0]] += failed
+        completed = []
+        for index in members:
+            waiting = self._waiting[index]
+            if digest in waiting:
+                waiting.discard(digest)
+                if not waiting:
+                    completed.append(index)
+        return completed
