@@ -326,3 +326,22 @@ def test_the_markdown_verdicts_page_lists_studies_claims_and_findings(tmp_path):
     assert "- **paper-fail**: FAIL" in page
     assert "  *Finding:* measured 1.0; too low" in page
     assert "- **identity** (instrument check): PASS" in page
+
+
+def test_the_markdown_wall_time_is_the_span_of_the_trials_this_run_stored():
+    from gdscope.report.collect import StudyView
+    from gdscope.report.markdown import _elapsed
+
+    def trial(finished, took):
+        return {"finished_at": f"2026-12-04T10:{finished}+00:00", "wall_time_s": took}
+
+    # the run (one queue for all studies) started at 10:00:00; this study's first trial started
+    # at 10:01:33 (finished 10:01:40 after 7 s) and its last finished at 10:01:50
+    runs = {"last_run": "2026-12-04T10:00:00+00:00"}
+    trials = [trial("01:40", 7.0), trial("01:50", 2.0), trial("00:00", 0.0)]
+    view = StudyView("s", "quick", {}, [], trials=trials[:2], runs=runs)
+    assert _elapsed(view) == "17 s"
+    early = StudyView("s", "quick", {}, [], trials=[trial("00:05", 30.0)], runs=runs)
+    assert _elapsed(early) == "5 s"  # never before the run started
+    old = {"last_run": "2026-12-04T11:00:00+00:00"}  # every trial stored by an earlier run
+    assert _elapsed(StudyView("s", "quick", {}, [], trials=trials, runs=old)) == "reused"

@@ -5,8 +5,11 @@ instrument checks), the trials and their wall time, the date and the machine, th
 status, statistic, reason and the study file's finding. Generated from the store alone (no torch),
 so the page is always what was measured, never typed.
 
-The wall time of a study is the span from the start of its latest run (``StudyView.runs``) to its last trial stored by that run; trials reused from another study or an earlier
-run do not count (``"reused"`` when none ran). The trial time is the sum over its trials.
+The wall time of a study is the span from the start of the first trial its latest run stored
+(its finishing time less its wall time, not before the run started: ``StudyView.runs``) to the
+last; trials reused from another study or an earlier run do not count (``"reused"`` when none
+ran). ``gdscope run`` queues the trials of all its studies at once, so this is the study's own
+span, not the time since the command started. The trial time is the sum over its trials.
 """
 
 from __future__ import annotations
@@ -64,12 +67,16 @@ def _counts(claims: Sequence[ClaimView]) -> str:
 
 
 def _elapsed(study: StudyView) -> str:
-    start = _parse(study.runs.get("last_run"))
-    ends = [_parse(t.get("finished_at")) for t in study.trials]
-    ran = [end for end in ends if start is not None and end is not None and end >= start]
-    if start is None or not ran:
+    run = _parse(study.runs.get("last_run"))
+    ran = [
+        (end, float(t.get("wall_time_s") or 0.0))
+        for t in study.trials
+        if run is not None and (end := _parse(t.get("finished_at"))) is not None and end >= run
+    ]
+    if run is None or not ran:
         return "reused"
-    return f"{(max(ran) - start).total_seconds():.0f} s"
+    first = max(run.timestamp(), min(end.timestamp() - took for end, took in ran))
+    return f"{max(end for end, _ in ran).timestamp() - first:.0f} s"
 
 
 def _date(study: StudyView) -> str:
