@@ -233,3 +233,19 @@ def test_dollar_signs_in_stored_strings_are_text_not_mathtext(tmp_path):
         store.record_trial("s", "smoke", {"data": {"path": path}, "seed": 0}, f"h{i}", _Trace(4))
     page = render_report(tmp_path)
     assert "figure not drawn" not in page and "data:image/png;base64," in page
+
+
+def test_log_axes_are_labelled_with_plain_numbers():
+    import matplotlib
+
+    from gdscope.report import canvas
+
+    with matplotlib.rc_context(canvas._STYLE):
+        fig, ax = canvas.figure()
+        ax.loglog([1.0, 10.0, 1000.0], [0.001, 0.1, 10.0])
+        canvas.plain_log_axes(fig)
+        fig.canvas.draw()
+        labels = [t.get_text() for t in ax.get_xticklabels() + ax.get_yticklabels()]
+    assert "10" in labels and "0.01" in labels
+    assert not any("$" in text or "mathdefault" in text for text in labels)
+    assert len(ax.xaxis.get_minorticklocs()) == 0
