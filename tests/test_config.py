@@ -2,7 +2,7 @@ import pytest
 from pydantic import ValidationError
 
 import gdscope as gs
-from gdscope.config import format_validation_error
+from gdscope._validation import format_errors
 
 
 def test_hash_is_stable_and_content_based():
@@ -41,7 +41,7 @@ def test_config_is_immutable():
 def test_validation_errors_name_field_and_value(raw, fragments):
     with pytest.raises(ValidationError) as info:
         gs.TrialConfig.model_validate(raw)
-    message = format_validation_error(info.value)
+    message = format_errors(info.value, gs.TrialConfig, raw)
     for fragment in fragments:
         assert fragment in message, (fragment, message)
 
@@ -132,6 +132,6 @@ def test_late_added_model_fields_enter_the_hash_only_when_set(field, value):
 def test_model_option_errors_name_field_value_and_fix(model, fragments):
     with pytest.raises(ValidationError) as info:
         gs.TrialConfig.model_validate({"model": model})
-    message = format_validation_error(info.value)
+    message = format_errors(info.value, gs.TrialConfig, {"model": model})
     for fragment in fragments:
         assert fragment in message, (fragment, message)

@@ -133,3 +133,22 @@ def test_a_loaded_study_takes_no_overrides(tmp_path):
     with pytest.raises(api.StudyError, match="overrides"):
         api.run_study(api.load(a), results=tmp_path / "r", overrides=["seeds=[0]"])
     assert not (tmp_path / "r").exists()
+
+
+def test_each_trial_is_validated_once_per_run(tmp_path, monkeypatch):
+    from gdscope import trial
+
+    calls = []
+    validate = trial._TrialValidator.__call__
+
+    def counted(self, raw):
+        calls.append(raw["data"]["n"])
+        return validate(self, raw)
+
+    monkeypatch.setattr(trial._TrialValidator, "__call__", counted)
+    a, b = _studies(tmp_path)
+    api.run_study(a, results=tmp_path / "one")
+    assert sorted(calls) == [4, 4, 8, 8, 16, 16]  # 3 points × 2 seeds: loading validates none
+    calls.clear()
+    api.run_studies([a, b], results=tmp_path / "two")
+    assert len(calls) == 12  # each study's 6 trials once (the 4 shared ones run once)

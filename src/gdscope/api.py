@@ -25,10 +25,10 @@ from gdscope.runners import Runner, make_runner
 from gdscope.runners.queue import TrialQueue
 from gdscope.store import DB_NAME, Store
 from gdscope.studies import Study, StudyError, Verdict, judge_study, load_study
+from gdscope.studies.spec import SCALES
 from gdscope.trial import validate_trial
 
 CATALOG = Path(__file__).parent / "studies" / "catalog"
-SCALES = ("quick", "paper", "smoke")
 
 
 @dataclass(frozen=True)
@@ -91,11 +91,12 @@ def resolve_study(name_or_path: str | Path) -> Path:
 
 
 def load(name_or_path: str | Path, overrides: Sequence[str] = ()) -> Study:
-    """Load and validate a study (every trial of every scale is validated on expansion)."""
+    """Load and validate a study; its trials are validated when it expands at a scale.
+
+    (:func:`run_study` and :func:`plan_study` expand the scale they run, before writing anything.)
+    """
     try:
-        return load_study(
-            resolve_study(name_or_path), overrides=list(overrides), validate_trial=validate_trial
-        )
+        return load_study(resolve_study(name_or_path), overrides=list(overrides))
     except ValueError as err:
         raise StudyError(str(err)) from None
 
@@ -189,11 +190,15 @@ def run_studies(
     runner = make_runner(runner, workers=workers, address=address, batch=batch) if built else runner
     start = time.perf_counter()
     queue = TrialQueue([_scaled_trials(s, scale, overrides, runner) for s in studies])
+    stored_config: dict[str, dict[str, Any]] = {}  # each trial as its owner's study wrote it
+    for _, _, configs, _, hashes in queue.studies:
+        for digest, config in zip(hashes, configs, strict=True):
+            stored_config.setdefault(digest, config)
     store = results if isinstance(results, Store) else Store(results)
     out: dict[int, StudyResult] = {}
 
     def finish(index: int) -> None:
-        study, scaled, configs, hashes = queue.studies[index]
+        study, scaled, configs, _, hashes = queue.studies[index]
         verdicts, missing = _judge(store, scaled, scale, configs, hashes)
         ran, failed = queue.ran[index], queue.failed[index]
         elapsed = time.perf_counter() - start
@@ -203,9 +208,9 @@ def run_studies(
         if on_study is not None:
             on_study(out[index])
 
-    def on_result(digest: str, config: dict[str, Any], outcome: Any) -> None:
+    def on_result(digest: str, _validated: Any, outcome: Any) -> None:
         owner, *others = queue.sharing(digest)
-        store.record_trial(queue.name(owner), scale, config, digest, outcome)
+        store.record_trial(queue.name(owner), scale, stored_config[digest], digest, outcome)
         for index in others:
             store.link_trial(queue.name(index), scale, digest)
         for index in queue.stored(digest, failed=isinstance(outcome, BaseException)):
@@ -229,19 +234,25 @@ def run_studies(
 
 def _scaled_trials(
     study: Study | str | Path, scale: str, overrides: Sequence[str], runner: Runner
-) -> tuple[Study, Study, list[dict[str, Any]], list[str]]:
-    """Load ``study`` and expand it at ``scale``: ``(study, scaled, configs, hashes)``."""
+) -> tuple[Study, Study, list[dict[str, Any]], list[Any], list[str]]:
+    """Load ``study``, expand it at ``scale`` and validate each trial once.
+
+    Returns ``(study, scaled study, configs, validated configs, hashes)``: the runner gets the
+    validated configs (nothing validates them again), the store and the judge the configs.
+    """
     if isinstance(study, Study):
         if overrides:
             raise StudyError("overrides are for a study given by name or path; load() applies them")
     else:
         study = load(study, overrides)
-    configs = study.expand(scale)  # load() already validated every trial of every scale
+    pairs = study.validated(scale, validate_trial)
+    configs, validated = [raw for raw, _ in pairs], [config for _, config in pairs]
     try:
-        runner.check_devices(configs)
+        runner.check_devices(validated)
     except ValueError as error:
         raise StudyError(str(error)) from None
-    return study, study.with_scale(scale), configs, _trial_hashes(configs)
+    hashes = [config.content_hash() for config in validated]
+    return study, study.with_scale(scale), configs, validated, hashes
 
 
 def plan_study(
@@ -262,8 +273,9 @@ def plan_study(
 
     """
     check.one_of("scale", scale, SCALES)
-    scaled = load(name_or_path, overrides).with_scale(scale)
-    hashes = _trial_hashes(scaled.expand(scale))
+    study = load(name_or_path, overrides)
+    scaled = study.with_scale(scale)
+    hashes = [config.content_hash() for _, config in study.validated(scale, validate_trial)]
     if (Path(results) / DB_NAME).is_file():
         done = Store(results, create=False).finished_hashes()
     else:
@@ -276,11 +288,6 @@ def plan_study(
         sum(digest in done for digest in hashes),
         {**{key: list(values) for key, values in axes.items()}, "seed": list(scaled.seeds)},
     )
-
-
-def _trial_hashes(configs: Sequence[dict[str, Any]]) -> list[str]:
-    """Return the store key of each trial config: the content hash of its validated form."""
-    return [validate_trial(config).content_hash() for config in configs]
 
 
 def _judge(
@@ -348,8 +355,9 @@ def verify(results: str | Path) -> list[StudyResult]:
             start = time.perf_counter()
             study = Study.model_validate(row["spec"])
             scaled = study.with_scale(row["scale"])
-            configs = scaled.expand(row["scale"], validate_trial)
-            hashes = _trial_hashes(configs)
+            pairs = study.validated(row["scale"], validate_trial)
+            configs = [raw for raw, _ in pairs]
+            hashes = [config.content_hash() for _, config in pairs]
             verdicts, missing = _judge(store, scaled, row["scale"], configs, hashes)
             elapsed = time.perf_counter() - start
             out.append(

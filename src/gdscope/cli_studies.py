@@ -70,16 +70,12 @@ def run(
 
     from gdscope import api
     from gdscope.runners import make_runner
-    from gdscope.store import Store
 
     names = studies or list(api.catalog())
     engine = _user_errors(
         lambda: make_runner(runner, workers=workers, address=address, batch=batch)
     )
-    # every study at this scale is valid before the store is created: a user error writes nothing
     loaded = [_study_or_error(api, name, set_ or [], scale) for name in names]
-    for study in loaded:
-        _user_errors(lambda study=study: engine.check_devices(study.expand(scale)))
     if dry_run:
         plans = [
             _user_errors(
@@ -89,30 +85,40 @@ def run(
         ]
         _print_plans(plans)
         return
-    store = _user_errors(lambda: Store(results))
-    with store.writer(), engine, Progress(console=stderr, transient=True) as bar:
-        task = bar.add_task(f"{len(loaded)} stud{'y' if len(loaded) == 1 else 'ies'}", total=None)
+    # run_studies validates every trial of every study before it creates or locks the store,
+    # so a user error writes nothing
+    bar = Progress(console=stderr, transient=True)
+    what = f"{len(loaded)} stud{'y' if len(loaded) == 1 else 'ies'}"
+    tasks: list[Any] = []
 
-        def progress(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
+    def progress(done: int, total: int) -> None:
+        if not tasks:  # shown once the trials run: a user error before prints alone
+            bar.start()
+            tasks.append(bar.add_task(what, total=None))
+        bar.update(tasks[0], completed=done, total=total)
 
-        def finished(result: Any) -> None:
-            stderr.print(
-                f"{result.study.name}: {result.trials} trials ({result.ran} run, "
-                f"{result.failed} failed), judged at {result.wall_time_s:.1f} s",
-                highlight=False,
-            )
-
-        judged = _user_errors(
-            lambda: api.run_studies(
-                loaded,
-                scale=scale,
-                runner=engine,
-                results=store,
-                progress=progress,
-                on_study=finished,
-            )
+    def finished(result: Any) -> None:
+        stderr.print(
+            f"{result.study.name}: {result.trials} trials ({result.ran} run, "
+            f"{result.failed} failed), judged at {result.wall_time_s:.1f} s",
+            highlight=False,
         )
+
+    try:
+        with engine:
+            judged = _user_errors(
+                lambda: api.run_studies(
+                    loaded,
+                    scale=scale,
+                    runner=engine,
+                    results=results,
+                    progress=progress,
+                    on_study=finished,
+                )
+            )
+    finally:
+        if tasks:  # stopping a bar never started prints an empty line
+            bar.stop()
     verdict_rows = [(r.study, v) for r in judged for v in r.verdicts]
     _print_verdicts(verdict_rows)
     stdout.print(f"results: {results}")

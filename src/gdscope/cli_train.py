@@ -183,12 +183,12 @@ def bench(
 
 
 def _validated(cls: Any, raw: dict[str, Any]) -> Any:
-    from gdscope.config import format_validation_error
+    from gdscope._validation import format_errors
 
     try:
         return cls.model_validate(raw)
     except ValidationError as err:
-        raise UserError(format_validation_error(err, cls).replace("\n", "; ")) from None
+        raise UserError(format_errors(err, cls, raw).replace("\n", "; ")) from None
 
 
 def _check_device(device: str) -> None:

@@ -3,7 +3,7 @@
 A ``TrialConfig`` fixes everything a run depends on: model, data, optimizer, loss, probe schedule,
 stop criteria, steps, seed, dtype and device. Same config → same numbers (``gdscope.trial.run_trial``).
 Validation errors name the dotted field, the value seen and what is accepted
-(``format_validation_error``); an unknown key gets a "did you mean".
+(:func:`gdscope._validation.format_errors`); an unknown key gets a "did you mean".
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from pydantic import (
     NonNegativeFloat,
     NonNegativeInt,
     PositiveInt,
-    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -309,42 +308,20 @@ class TrialConfig(_Frozen):
         data = self.model_dump(mode="json")
         data["model"] = self.model.hash_payload()
         data["optimizer"] = self.optimizer.hash_payload()
-        canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        return canonical_hash(data)
+
+
+def canonical_hash(data: Any) -> str:
+    """SHA-256 hex digest of ``data``'s canonical JSON (sorted keys, no spaces).
+
+    The one content hash of every trial kind's config: the store's key of a trial.
+
+    >>> canonical_hash({"b": 1, "a": [2.0]}) == canonical_hash({"a": [2.0], "b": 1})
+    True
+    """
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def _check_name(name: str, accepted: Any, what: str) -> str:
     return check.known(what, name, accepted)
-
-
-def format_validation_error(error: ValidationError, root: type[BaseModel] = TrialConfig) -> str:
-    """Render a pydantic error as one line per problem: ``dotted.field: message (got value)``."""
-    lines = []
-    for item in error.errors():
-        loc = ".".join(str(part) for part in item["loc"]) or "<root>"
-        message = item["msg"].removeprefix("Value error, ")
-        if item["type"] == "extra_forbidden":
-            known = _fields_at(root, item["loc"][:-1])
-            hint = check.did_you_mean(item["loc"][-1], known)
-            message = f"unknown key{hint} (accepted: {', '.join(known)})"
-            lines.append(f"{loc}: {message}")
-            continue
-        lines.append(f"{loc}: {message}{got_suffix(message, item.get('input'))}")
-    return "\n".join(lines)
-
-
-def got_suffix(message: str, value: Any) -> str:
-    """`` (got VALUE)`` after an error message, unless it already says or VALUE is a whole table."""
-    if "got " in message or isinstance(value, dict):
-        return ""
-    return f" (got {value!r})"
-
-
-def _fields_at(root: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
-    cls: Any = root
-    for part in loc:
-        field = getattr(cls, "model_fields", {}).get(part)
-        if field is None:
-            return []
-        cls = field.annotation
-    return list(getattr(cls, "model_fields", {}))

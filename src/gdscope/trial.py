@@ -278,9 +278,13 @@ class _TrialValidator:
 validate_trial = _TrialValidator()
 
 
-def run_config(raw: Mapping[str, Any]) -> Trace:
-    """Validate and run one trial config dict of any kind (a picklable entry point for runners)."""
-    config = validate_trial(raw)
+def run_config(raw: Mapping[str, Any] | BaseModel) -> Trace:
+    """Run one trial config of any kind (a picklable entry point for runners).
+
+    ``raw`` is a config dict, validated here, or a config :func:`validate_trial` returned (as
+    a study's trials are: validated once, when the study expands), run as it is.
+    """
+    config: Any = raw if isinstance(raw, BaseModel) else validate_trial(raw)
     return trial_kinds()[config.kind][1](config)
 
 

@@ -85,9 +85,16 @@ class Reporter:
                 self.progress(self.done, len(self.trials))
 
 
-def uses_cuda(configs: Sequence[Config]) -> bool:
-    """Whether any trial config runs on a CUDA device (``device`` starting with ``"cuda"``)."""
-    return any(str(config.get("device", "cpu")).startswith("cuda") for config in configs)
+def uses_cuda(configs: Sequence[Any]) -> bool:
+    """Whether any trial config (a dict or a validated config) runs on a CUDA device."""
+    return any(
+        str(
+            config.get("device", "cpu")
+            if isinstance(config, Mapping)
+            else getattr(config, "device", "cpu")
+        ).startswith("cuda")
+        for config in configs
+    )
 
 
 def partition_jobs(count: int, groups: Sequence[Sequence[int]] | None) -> list[list[int]]:

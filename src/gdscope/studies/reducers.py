@@ -238,11 +238,6 @@ class Reducer(BaseModel):
         text = f"{self.reduce}({' '.join([str(self.metric), *against, *edges])})"
         return text if self.then is None else f"{text} then {self.then}"
 
-    @property
-    def reads_series(self) -> bool:
-        """Whether the value comes from a recorded series (so a diverged trial is suspect)."""
-        return self.reduce in _SERIES or (self.reduce == "expr" and self.expr is not None)
-
 
 def config_reducer(value: Any) -> Any:
     """Pydantic before-validator: a bare string means ``{reduce = "config", key = value}``."""

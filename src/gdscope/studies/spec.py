@@ -15,7 +15,7 @@ import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -39,7 +39,8 @@ from gdscope.studies._overrides import assign, check_top, nest, parse_override, 
 from gdscope.studies.claims import Claim
 from gdscope.studies.errors import StudyError, format_errors
 
-SCALES = ("quick", "paper", "smoke")
+Scale = Literal["quick", "paper", "smoke"]
+SCALES: tuple[Scale, ...] = get_args(Scale)
 TrialValidator = Callable[[dict[str, Any]], object]
 _MAX_REPORTED = 5
 
@@ -91,9 +92,9 @@ class Study(BaseModel):
     base: dict[str, Any] = Field(default_factory=dict)
     sweep: dict[str, Axis] = Field(default_factory=dict)
     sweep_zip: list[dict[str, Axis]] = Field(default_factory=list)
-    scales: dict[Literal["quick", "paper", "smoke"], dict[str, Any]] = Field(default_factory=dict)
+    scales: dict[Scale, dict[str, Any]] = Field(default_factory=dict)
     claims: list[Claim] = Field(default_factory=list)
-    estimated_cost: dict[Literal["quick", "paper", "smoke"], str] = Field(default_factory=dict)
+    estimated_cost: dict[Scale, str] = Field(default_factory=dict)
     overrides: tuple[str, ...] = ()
 
     @field_validator("base", mode="before")
@@ -191,6 +192,18 @@ class Study(BaseModel):
             _validate_trials(study, scale, trials, validate_trial)
         return trials
 
+    def validated(
+        self, scale: str, validate_trial: TrialValidator
+    ) -> list[tuple[dict[str, Any], Any]]:
+        """Return ``(config, validated config)`` of every trial at ``scale``, validated once.
+
+        As :meth:`expand` (same order, same errors), keeping what ``validate_trial`` returned
+        so that nothing downstream validates again.
+        """
+        trials = self.expand(scale)
+        checked = _validate_trials(self.with_scale(scale), scale, trials, validate_trial)
+        return list(zip(trials, checked, strict=True))
+
     def _points(self) -> list[dict[str, Any]]:
         grid = [
             dict(zip(self.sweep, values, strict=True))
@@ -281,7 +294,7 @@ def _validate(data: dict[str, Any], origin: str) -> Study:
         return Study.model_validate(data)
     except ValidationError as err:
         raise StudyError(
-            f"{origin}: invalid study:\n{_indent(format_errors(err, Study, data))}"
+            f"{origin}: invalid study:\n{_indent(format_errors(err, Study, data, whole='<study>'))}"
         ) from None
 
 
@@ -308,15 +321,18 @@ def _trial(base: Mapping[str, Any], point: Mapping[str, Any], seed: int) -> dict
 
 def _validate_trials(
     study: Study, scale: str, trials: list[dict[str, Any]], validate: TrialValidator
-) -> None:
+) -> list[Any]:
+    """Validate every trial; return what ``validate`` returned, or raise naming each bad point."""
     fixed = getattr(validate, "__self__", None) or getattr(validate, "model", None)
     fixed = fixed if isinstance(fixed, type) and issubclass(fixed, BaseModel) else None
     class_of = getattr(validate, "config_class", None)  # e.g. gdscope.trial.validate_trial
     problems: dict[str, list[str]] = {}
+    configs: list[Any] = []
     validated: list[dict[str, Any]] = []
     for index, trial in enumerate(trials):
         try:
             config = validate(trial)
+            configs.append(config)
             validated.append(
                 config.model_dump(mode="json") if isinstance(config, BaseModel) else trial
             )
@@ -335,7 +351,7 @@ def _validate_trials(
         check_claim_keys(
             study.claims, [*trials, *validated], f"study {study.name!r} at scale {scale!r}"
         )
-        return
+        return configs
     lines = []
     for message, points in list(problems.items())[:_MAX_REPORTED]:
         more = f" (and {len(points) - 1} more)" if len(points) > 1 else ""

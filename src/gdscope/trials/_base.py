@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from typing import Annotated, Any, Literal
 
@@ -12,6 +10,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator
 
 from gdscope import _checks as check
+from gdscope.config import canonical_hash
 
 DIVERGENCE_FACTOR = 1e6
 """A run diverges when its watched quantity is non-finite or exceeds this times its initial value."""
@@ -51,8 +50,7 @@ class KindConfig(BaseModel):
 
     def content_hash(self) -> str:
         """SHA-256 of the canonical JSON of the config: equal configs ↔ equal hashes."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        return canonical_hash(self.model_dump(mode="json"))
 
 
 def torch_dtype(name: Dtype) -> torch.dtype:
@@ -82,8 +80,3 @@ def exactly_one(model: BaseModel, first: str, second: str) -> None:
     if (a is None) == (b is None):
         seen = f"{first}={a!r}, {second}={b!r}"
         raise ValueError(f"set exactly one of {first} and {second}, got {seen}")
-
-
-def diverged(value: float, initial: float) -> bool:
-    """Whether ``value`` is non-finite or above ``DIVERGENCE_FACTOR`` × ``initial``."""
-    return not math.isfinite(value) or value > DIVERGENCE_FACTOR * initial
