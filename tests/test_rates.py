@@ -3,9 +3,10 @@ import math
 import numpy as np
 import pytest
 
-from gdscope.probes.fits import loglog_fit, slope_fit
-from gdscope.probes.rates import fit_linear_rate, steps_to_epsilon
-from gdscope.probes.trends import band_verdict, exponent_over_seeds, slope_over_seeds, spearman
+from gdscope.stats.fits import loglog_fit, slope_fit
+from gdscope.stats.rates import fit_linear_rate, steps_to_epsilon
+from gdscope.stats.trends import exponent_over_seeds, slope_over_seeds, spearman
+from gdscope.studies.verdict import band_status
 
 # --- linear rates ----------------------------------------------------------------------------
 
@@ -261,23 +262,23 @@ def test_spearman_degenerate_inputs_do_not_warn_or_crash():
 
 
 VERDICTS = [
-    (-1.05, -0.95, (-1.1, -0.9), "pass"),
-    (-0.6, -0.5, (-1.1, -0.9), "fail"),
-    (-1.3, -1.2, (-1.1, -0.9), "fail"),
-    (-1.0, -0.8, (-1.1, -0.9), "inconclusive"),
-    (-0.5, -0.4, (-math.inf, -0.3), "pass"),
-    (-0.35, -0.2, (-math.inf, -0.3), "inconclusive"),
-    (math.nan, math.nan, (0.0, 1.0), "inconclusive"),
+    (-1.05, -0.95, (-1.1, -0.9), "PASS"),
+    (-0.6, -0.5, (-1.1, -0.9), "FAIL"),
+    (-1.3, -1.2, (-1.1, -0.9), "FAIL"),
+    (-1.0, -0.8, (-1.1, -0.9), "INCONCLUSIVE"),
+    (-0.5, -0.4, (-math.inf, -0.3), "PASS"),
+    (-0.35, -0.2, (-math.inf, -0.3), "INCONCLUSIVE"),
+    (math.nan, math.nan, (0.0, 1.0), "INCONCLUSIVE"),
 ]
 
 
 @pytest.mark.parametrize(("lo", "hi", "band", "expected"), VERDICTS)
-def test_band_verdict(lo, hi, band, expected):
-    assert band_verdict(lo, hi, band) == expected
+def test_band_status(lo, hi, band, expected):
+    assert band_status(lo, hi, band)[0] == expected
 
 
-def test_band_verdict_rejects_bad_interval():
+def test_band_status_rejects_bad_interval():
     with pytest.raises(ValueError, match="band"):
-        band_verdict(0.0, 1.0, (1.0, 0.0))
+        band_status(0.0, 1.0, (1.0, 0.0))
     with pytest.raises(ValueError, match="lo must be"):
-        band_verdict(1.0, 0.0, (0.0, 2.0))
+        band_status(1.0, 0.0, (0.0, 2.0))

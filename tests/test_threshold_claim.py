@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from gdscope.probes.trends import exponent_over_seeds
+from gdscope.stats.trends import exponent_over_seeds
 from gdscope.studies.claims import CLAIM_KINDS, Claim
 from gdscope.studies.spec import load_study
 from gdscope.studies.table import TrialRecord

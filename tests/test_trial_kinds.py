@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 import gdscope as gs
 from _helpers import assert_close
-from gdscope.probes import fit_linear_rate
+from gdscope.stats import fit_linear_rate
 from gdscope.trials import (
     TRIAL_KINDS,
     KernelDataConfig,

@@ -1,6 +1,18 @@
 """Names and types of the lazily loaded exports of gdscope (see __init__.py)."""
 
-from . import data, ensemble, export, functional, losses, models, optim, probes, report, runners
+from . import (
+    data,
+    ensemble,
+    export,
+    functional,
+    losses,
+    models,
+    optim,
+    probes,
+    report,
+    runners,
+    stats,
+)
 from .api import StudyPlan, StudyResult, plan_study, run_studies, run_study, verify
 from .config import DataConfig, ModelConfig, OptimizerConfig, StopConfig, TrialConfig
 from .store import Store
@@ -38,6 +50,7 @@ __all__ = [
     "run_study",
     "run_trial",
     "runners",
+    "stats",
     "train",
     "verify",
 ]

@@ -6,8 +6,8 @@
   ``hessian_trace``, ``output_hessian_norm``, ``hessian_operator``.
 * Geometry (:mod:`~gdscope.probes.geometry`): gradient norm, PL ratio, the square-loss sandwich,
   distance from initialization, activation-pattern flips, linearization gap.
-* Fits (:mod:`~gdscope.probes.fits`, :mod:`~gdscope.probes.rates`,
-  :mod:`~gdscope.probes.trends`): lines and power laws, linear-rate fits, steps-to-ε, exponents
+* Fits (:mod:`~gdscope.stats.fits`, :mod:`~gdscope.stats.rates`,
+  :mod:`~gdscope.stats.trends`): lines and power laws, linear-rate fits, steps-to-ε, exponents
   with bootstrap CIs over seeds, Spearman with allowed inversions, band verdicts.
 * Scheduling inside ``gdscope.train``: :data:`~gdscope.probes.tracking.PROBES`.
 """

@@ -1,4 +1,3 @@
-from .fits import LinearFit, PowerFit, loglog_fit, slope_fit
 from .geometry import (
     Sandwich,
     activation_flips,
@@ -30,34 +29,17 @@ from .ntk import (
     ntk_gram,
     ntk_spectrum,
 )
-from .rates import RateFit, fit_linear_rate, steps_to_epsilon
 from .tracking import PROBES, ProbeContext
-from .trends import (
-    MonotoneFit,
-    SeedCI,
-    band_verdict,
-    exponent_over_seeds,
-    slope_over_seeds,
-    spearman,
-)
 
 __all__ = [
     "PROBES",
     "EigResult",
-    "LinearFit",
-    "MonotoneFit",
     "NTKSpectrum",
-    "PowerFit",
     "ProbeContext",
-    "RateFit",
     "Sandwich",
-    "SeedCI",
     "activation_flips",
     "activation_pattern",
-    "band_verdict",
     "distance_from_init",
-    "exponent_over_seeds",
-    "fit_linear_rate",
     "gradient_norm",
     "gram_eigs",
     "h_infinity",
@@ -69,7 +51,6 @@ __all__ = [
     "lanczos_topk",
     "linearization_gap",
     "linearized_prediction",
-    "loglog_fit",
     "loss_and_grad_norm",
     "ntk_gram",
     "ntk_spectrum",
@@ -78,9 +59,5 @@ __all__ = [
     "pl_ratio",
     "power_iteration",
     "sharpness",
-    "slope_fit",
-    "slope_over_seeds",
-    "spearman",
     "square_loss_sandwich",
-    "steps_to_epsilon",
 ]

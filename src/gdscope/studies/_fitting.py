@@ -2,7 +2,7 @@
 
 Each trial is reduced to a point ``(x, y)``; points are grouped by ``seed``; each seed's points
 are fitted (log–log or linear); the median over seeds gets a bootstrap CI
-(:func:`~gdscope.probes.trends.exponent_over_seeds` / ``slope_over_seeds``). Every reason the
+(:func:`~gdscope.stats.trends.exponent_over_seeds` / ``slope_over_seeds``). Every reason the
 fit cannot be trusted is collected as a *problem*, which makes the claim INCONCLUSIVE.
 """
 
@@ -16,8 +16,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from gdscope.probes.fits import loglog_fit, slope_fit
-from gdscope.probes.trends import exponent_over_seeds, slope_over_seeds
+from gdscope.stats.fits import loglog_fit, slope_fit
+from gdscope.stats.trends import exponent_over_seeds, slope_over_seeds
 from gdscope.studies.reducers import Reducer, reduce_gap, reduce_record
 from gdscope.studies.table import TrialRecord
 from gdscope.studies.verdict import fmt, label

@@ -17,8 +17,8 @@ import math
 
 import numpy as np
 
-from gdscope.probes.fits import loglog_fit
-from gdscope.probes.trends import spearman
+from gdscope.stats.fits import loglog_fit
+from gdscope.stats.trends import spearman
 
 MIN_POINTS = 4
 """Checkpoints a fit needs (CLAIMS.md: log–log fits over ≥ 4 points spanning ≥ 1 decade)."""

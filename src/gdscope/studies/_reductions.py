@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from gdscope.probes.rates import fit_linear_rate, steps_to_epsilon
+from gdscope.stats.rates import fit_linear_rate, steps_to_epsilon
 from gdscope.studies import _paired_series, _series
 
 if TYPE_CHECKING:

@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from gdscope.probes.rates import steps_to_epsilon
+from gdscope.stats.rates import steps_to_epsilon
 
 
 def max_rise(values: np.ndarray, *, relative: bool = False) -> tuple[float, str]:

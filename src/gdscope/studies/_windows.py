@@ -15,7 +15,7 @@ from collections.abc import Mapping
 import numpy as np
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from gdscope.probes.rates import fit_linear_rate
+from gdscope.stats.rates import fit_linear_rate
 from gdscope.studies import _expressions, _series
 from gdscope.studies._reductions import Reduced, checked
 from gdscope.studies.table import TrialRecord

@@ -44,7 +44,7 @@ class MonotoneClaim(_Claim):
     baseline: dict[str, Any] | None = None
 
     def _judge(self, records: list[TrialRecord], axes: Sequence[str]) -> Verdict:
-        from gdscope.probes.trends import spearman
+        from gdscope.stats.trends import spearman
 
         bases = None
         if self.baseline is not None:

@@ -18,7 +18,7 @@ made it inconclusive.
 ``min`` / ``max``         smallest / largest finite value
 ``median_window``         median over checkpoints with ``window[0] ≤ step ≤ window[1]``
 ``steps_to_eps``          first step with value ≤ ``eps`` (× the first value when ``relative``)
-``rate``                  :math:`\hat ρ` of :func:`~gdscope.probes.rates.fit_linear_rate` (R² ≥ 0.95)
+``rate``                  :math:`\hat ρ` of :func:`~gdscope.stats.rates.fit_linear_rate` (R² ≥ 0.95)
 ``one_minus_rate``        :math:`1 - \hat ρ`
 ``final_over_initial``    last value / first value (alias ``ratio_final_initial``)
 ``max_rise``              largest step-to-step increase :math:`\max_i (v_{i+1} − v_i)` (divided by

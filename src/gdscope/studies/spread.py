@@ -30,7 +30,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, PositiveInt
 
-from gdscope.probes.fits import loglog_fit
+from gdscope.stats.fits import loglog_fit
 from gdscope.studies.claim_base import Band, XReducer, _Claim
 from gdscope.studies.reducers import reduce_record
 from gdscope.studies.table import TrialRecord

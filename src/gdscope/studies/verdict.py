@@ -12,7 +12,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from gdscope.probes.trends import band_verdict
 from gdscope.studies.table import TrialRecord
 
 Status = Literal["PASS", "FAIL", "INCONCLUSIVE", "REPORTED"]
@@ -120,13 +119,33 @@ def listing(problems: Sequence[str]) -> str:
 
 
 def band_status(lo: float, hi: float, band: tuple[float, float]) -> tuple[Status, str]:
-    """Status of a CI against a band, and the phrase saying where the CI lies."""
-    verdict = band_verdict(lo, hi, band)
-    if verdict == "pass":
+    """Judge a confidence interval ``[lo, hi]`` against a band ``(a, b)``; say where it lies.
+
+    PASS when the CI lies inside the band, FAIL when it lies entirely outside, INCONCLUSIVE
+    when it straddles an edge or is NaN. ``±inf`` makes a band one-sided (``(-inf, -0.3)``:
+    "slope ≤ −0.3").
+
+    >>> band_status(-1.05, -0.95, (-1.1, -0.9))
+    ('PASS', 'inside')
+    >>> band_status(-1.0, -0.8, (-1.1, -0.9))
+    ('INCONCLUSIVE', 'straddles an edge of')
+
+    Raises:
+        ValueError: if the band is not an ordered pair, or ``lo > hi``.
+
+    """
+    a, b = band
+    if not a <= b:
+        raise ValueError(f"band must be (low, high) with low ≤ high, got {band!r}")
+    if math.isnan(lo) or math.isnan(hi):
+        return "INCONCLUSIVE", "undefined vs" if math.isnan(lo) else "straddles an edge of"
+    if lo > hi:
+        raise ValueError(f"lo must be ≤ hi, got lo={lo!r}, hi={hi!r}")
+    if a <= lo and hi <= b:
         return "PASS", "inside"
-    if verdict == "fail":
+    if hi < a or lo > b:
         return "FAIL", "outside"
-    return "INCONCLUSIVE", "undefined vs" if math.isnan(lo) else "straddles an edge of"
+    return "INCONCLUSIVE", "straddles an edge of"
 
 
 def fmt(value: float) -> str:

@@ -1,9 +1,11 @@
-r"""Statistics over seeds and trends: median exponents with bootstrap CIs, Spearman, band verdicts.
+r"""Statistics over seeds and trends: median exponents with bootstrap CIs, and Spearman.
 
 * Power law over seeds: fit per seed, median over seeds, bootstrap CI of the median (seeds
   resampled with replacement).
 * Monotone trend: Spearman's ρ and the number of adjacent inversions after sorting by ``x``.
-* Band verdict: a CI inside the claimed band passes, one entirely outside fails, else inconclusive.
+
+What a CI means for a claim (PASS / FAIL / INCONCLUSIVE) is decided in
+:func:`gdscope.studies.verdict.band_status`.
 """
 
 from __future__ import annotations
@@ -11,15 +13,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import stats
 
-from gdscope.probes.fits import _pair, loglog_fit, slope_fit
-
-Verdict = Literal["pass", "fail", "inconclusive"]
+from gdscope.stats.fits import _pair, loglog_fit, slope_fit
 
 
 @dataclass(frozen=True)
@@ -173,28 +172,3 @@ def spearman(x: ArrayLike, y: ArrayLike, *, allowed_inversions: int = 0) -> Mono
         ok_increasing=drops <= allowed_inversions,
         ok_decreasing=rises <= allowed_inversions,
     )
-
-
-def band_verdict(lo: float, hi: float, band: tuple[float, float]) -> Verdict:
-    """Judge a confidence interval ``[lo, hi]`` against an expected ``band = (a, b)``.
-
-    ``"pass"`` when the CI lies inside the band, ``"fail"`` when it lies entirely outside,
-    ``"inconclusive"`` when it straddles an edge or is nan. Use ``±inf`` for one-sided bands
-    (e.g. ``(-inf, -0.3)`` for "slope ≤ −0.3").
-
-    Raises:
-        ValueError: if ``lo > hi`` or the band is not an ordered pair.
-
-    """
-    a, b = band
-    if not a <= b:
-        raise ValueError(f"band must be (low, high) with low ≤ high, got {band!r}")
-    if math.isnan(lo) or math.isnan(hi):
-        return "inconclusive"
-    if lo > hi:
-        raise ValueError(f"lo must be ≤ hi, got lo={lo!r}, hi={hi!r}")
-    if a <= lo and hi <= b:
-        return "pass"
-    if hi < a or lo > b:
-        return "fail"
-    return "inconclusive"

@@ -14,7 +14,7 @@ from typing import Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from gdscope.probes.fits import _exp, _linfit, _steps
+from gdscope.stats.fits import _exp, _linfit, _steps
 
 RATE_MIN_R2 = 0.95
 DEFAULT_RELATIVE_FLOOR = 1e-12
