@@ -206,7 +206,7 @@ def _members(results, name="tiny-rate", scale="quick"):
 
 
 def test_rerun_with_other_overrides_replaces_the_studys_membership(tmp_path):
-    from gdscope.export import long_form
+    from gdscope.store.export import long_form
 
     path = _write(tmp_path, STUDY.replace("BAND", "-1.1, -0.9"))
     results = tmp_path / "res"

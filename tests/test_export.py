@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gdscope.export import long_form, to_pandas, write_csv, write_parquet
 from gdscope.store import Store
+from gdscope.store.export import long_form, to_pandas, write_csv, write_parquet
 from gdscope.training import Trace
 
 CLI = (sys.executable, "-m", "gdscope.cli")

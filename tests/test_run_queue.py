@@ -8,7 +8,7 @@ import pytest
 from gdscope import api
 from gdscope.runners import LocalRunner, RayRunner, make_runner
 from gdscope.runners.queue import TrialQueue
-from gdscope.store_diff import diff_stores, main
+from gdscope.store.diff import diff_stores, main
 
 STUDY = """
 name = "NAME"

@@ -3,7 +3,6 @@
 from . import (
     data,
     ensemble,
-    export,
     functional,
     losses,
     models,
@@ -12,6 +11,7 @@ from . import (
     report,
     runners,
     stats,
+    store,
 )
 from .api import StudyPlan, StudyResult, plan_study, run_studies, run_study, verify
 from .config import DataConfig, ModelConfig, OptimizerConfig, StopConfig, TrialConfig
@@ -38,7 +38,6 @@ __all__ = [
     "build_trial",
     "data",
     "ensemble",
-    "export",
     "functional",
     "losses",
     "models",
@@ -51,6 +50,7 @@ __all__ = [
     "run_trial",
     "runners",
     "stats",
+    "store",
     "train",
     "verify",
 ]

@@ -230,8 +230,8 @@ def export(
     study: Annotated[str | None, typer.Option(help="only this study")] = None,
 ) -> None:
     """Export every recorded number with its trial's config (long form) as CSV and/or Parquet."""
-    from gdscope import export as exporting
     from gdscope.store import Store
+    from gdscope.store import export as exporting
 
     if csv is None and parquet is None:
         raise UserError("export: nothing to write; give --csv FILE|- and/or --parquet FILE")

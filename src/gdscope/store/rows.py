@@ -13,11 +13,13 @@ import math
 import traceback
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
+from itertools import groupby
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from gdscope._provenance import provenance
+from gdscope.store.provenance import provenance
+from gdscope.studies.table import TrialRecord, flatten_config
 
 if TYPE_CHECKING:
     from gdscope.training import Trace
@@ -116,3 +118,41 @@ def _json_default(value: Any) -> Any:
     if hasattr(value, "model_dump"):
         return value.model_dump(mode="json")
     return str(value)
+
+
+def trial_records(
+    trials: Sequence[tuple[Any, ...]],
+    rows: Sequence[tuple[Any, ...]],
+    own: Mapping[str, str],
+) -> list[TrialRecord]:
+    """Build ``TrialRecord`` objects from ``trials`` rows and their ``series`` rows.
+
+    ``trials``: ``(hash, config_json, status, reason, error)``; ``rows``: ``(hash, metric, step,
+    value)`` sorted by hash, metric and step; ``own``: ``{hash: config JSON}`` read instead of
+    the stored config. Each series is ``(int64 steps, float64 values)``, NULL read back as NaN.
+    """
+    series: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
+    for (digest, metric), group in groupby(rows, key=lambda r: (r[0], r[1])):
+        points = list(group)
+        steps = np.array([p[2] for p in points], dtype=np.int64)
+        values = np.array([p[3] for p in points], dtype=np.float64)  # None -> NaN
+        series.setdefault(digest, {})[metric] = (steps, values)
+    return [
+        TrialRecord(
+            hash=digest,
+            config=flatten_config(json.loads(own.get(digest) or config)),
+            status=status,
+            series=series.get(digest, {}),
+            reason=reason or error or "",
+        )
+        for digest, config, status, reason, error in trials
+    ]
+
+
+def verdict_dict(row: dict[str, Any]) -> dict[str, Any]:
+    """Return a ``verdicts`` row with ``ci``/``band`` pairs, parsed ``evidence``, NULL as NaN."""
+    row["statistic"] = nan(row["statistic"])
+    row["ci"] = (nan(row.pop("ci_lo")), nan(row.pop("ci_hi")))
+    row["band"] = (nan(row.pop("band_lo")), nan(row.pop("band_hi")))
+    row["evidence"] = json.loads(row.pop("evidence_json"))
+    return row

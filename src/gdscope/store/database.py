@@ -1,16 +1,7 @@
 """The results store: one SQLite file per results directory, the source of truth of every study.
 
 ``Store(directory)`` keeps ``directory/gdscope.sqlite`` (stdlib ``sqlite3``, WAL journal, foreign
-keys on) with the tables
-
-- ``studies(name, scale, spec_json, first_run, last_run)`` — one row per study and scale;
-- ``trials(hash, study, scale, config_json, kind, seed, status, reason, error, steps, wall_time_s,
-  provenance_json, finished_at)`` — one row per trial config (its content hash); ``study``/``scale``
-  and ``config_json`` are those of the run that first stored it;
-- ``study_trials(study, scale, hash)`` — which trials belong to which study and scale, as of its
-  latest spec (a trial shared by two studies is stored once and linked twice);
-- ``series(trial_hash, metric, step, value)`` — every recorded number, long form;
-- ``verdicts(study, scale, claim_id, ...)`` — the latest judgement of each claim.
+keys on) with the tables of :mod:`gdscope.store.schema`.
 
 One transaction writes a trial row with all its series rows, so a crash never leaves half a trial.
 Recording a hash again is a no-op (unless the stored trial ``"failed"``: a rerun replaces it), which
@@ -18,7 +9,7 @@ makes resuming a study safe. Verdicts and reports are rebuilt from the store wit
 
 Writers of a run take ``Store.writer()``, an exclusive advisory lock on ``directory/.lock``, so two
 ``gdscope run`` processes never interleave in one results directory; readers need no lock. The
-conversion of values to and from rows lives in :mod:`gdscope._store_rows`.
+conversion of values to and from rows lives in :mod:`gdscope.store.rows`.
 """
 
 from __future__ import annotations
@@ -28,54 +19,20 @@ import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import closing, contextmanager
-from itertools import groupby
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from gdscope import _store_lock as _lock
-from gdscope import _store_rows as _rows
-from gdscope._provenance import provenance
-from gdscope._store_lock import StoreBusy, StoreError
-from gdscope.studies.table import TrialRecord, flatten_config
+from gdscope.store import lock as _lock
+from gdscope.store import rows as _rows
+from gdscope.store.lock import StoreBusy, StoreError
+from gdscope.store.provenance import provenance
+from gdscope.store.schema import DB_NAME, FINISHED, SCHEMA, SCHEMA_VERSION
+from gdscope.studies.table import TrialRecord
 
 if TYPE_CHECKING:
     from gdscope.training import Trace
 
 __all__ = ["FINISHED", "SCHEMA_VERSION", "Store", "StoreBusy", "StoreError", "provenance"]
-
-SCHEMA_VERSION = 1
-DB_NAME = "gdscope.sqlite"
-FINISHED = ("completed", "stopped", "diverged")
-"""Statuses of trials a rerun skips; ``"failed"`` trials are run again."""
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS studies (
-    name TEXT NOT NULL, scale TEXT NOT NULL, spec_json TEXT NOT NULL,
-    first_run TEXT NOT NULL, last_run TEXT NOT NULL,
-    PRIMARY KEY (name, scale));
-CREATE TABLE IF NOT EXISTS trials (
-    hash TEXT PRIMARY KEY, study TEXT NOT NULL, scale TEXT NOT NULL, config_json TEXT NOT NULL,
-    kind TEXT, seed INTEGER, status TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '', error TEXT,
-    steps INTEGER, wall_time_s REAL, provenance_json TEXT NOT NULL, finished_at TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS study_trials (
-    study TEXT NOT NULL, scale TEXT NOT NULL,
-    hash TEXT NOT NULL REFERENCES trials(hash) ON DELETE CASCADE,
-    PRIMARY KEY (study, scale, hash)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS series (
-    trial_hash TEXT NOT NULL REFERENCES trials(hash) ON DELETE CASCADE,
-    metric TEXT NOT NULL, step INTEGER NOT NULL, value REAL,
-    PRIMARY KEY (trial_hash, metric, step)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS verdicts (
-    study TEXT NOT NULL, scale TEXT NOT NULL, claim_id TEXT NOT NULL, status TEXT NOT NULL,
-    statistic REAL, ci_lo REAL, ci_hi REAL, band_lo REAL, band_hi REAL, n_points INTEGER,
-    reason TEXT NOT NULL DEFAULT '', evidence_json TEXT NOT NULL DEFAULT '[]', reference TEXT,
-    judged_at TEXT NOT NULL,
-    PRIMARY KEY (study, scale, claim_id));
-CREATE INDEX IF NOT EXISTS trials_by_study ON trials (study, scale);
-"""
 
 
 class Store:
@@ -146,7 +103,7 @@ class Store:
                     raise self._not_a_store("no schema_version table")
                 conn.execute("PRAGMA journal_mode = WAL")  # persistent in the file
             with self._connect(write=True) as conn:
-                for statement in _SCHEMA.split(";"):
+                for statement in SCHEMA.split(";"):
                     conn.execute(statement)
                 self._check_version(conn)
         except sqlite3.DatabaseError as err:
@@ -367,22 +324,7 @@ class Store:
                 "ORDER BY s.trial_hash, s.metric, s.step",
                 args,
             ).fetchall()
-        series: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
-        for (hash, metric), group in groupby(rows, key=lambda r: (r[0], r[1])):
-            points = list(group)
-            steps = np.array([p[2] for p in points], dtype=np.int64)
-            values = np.array([p[3] for p in points], dtype=np.float64)  # None -> NaN
-            series.setdefault(hash, {})[metric] = (steps, values)
-        return [
-            TrialRecord(
-                hash=hash,
-                config=flatten_config(json.loads(own.get(hash) or config)),
-                status=status,
-                series=series.get(hash, {}),
-                reason=reason or error or "",
-            )
-            for hash, config, status, reason, error in trials
-        ]
+        return _rows.trial_records(trials, rows, own)
 
     def trials(self, study: str | None = None, scale: str | None = None) -> list[dict[str, Any]]:
         """Return trial rows as dicts (``config`` and ``provenance`` parsed from JSON), sorted by hash."""
@@ -435,17 +377,12 @@ class Store:
                 [v for _, v in clauses],
             )
             out = [dict(row) for row in rows]
-        for row in out:
-            row["statistic"] = _rows.nan(row["statistic"])
-            row["ci"] = (_rows.nan(row.pop("ci_lo")), _rows.nan(row.pop("ci_hi")))
-            row["band"] = (_rows.nan(row.pop("band_lo")), _rows.nan(row.pop("band_hi")))
-            row["evidence"] = json.loads(row.pop("evidence_json"))
-        return out
+        return [_rows.verdict_dict(row) for row in out]
 
     def to_pandas(self, study: str | None = None) -> Any:
         """Return every recorded number with its trial's flattened config as a DataFrame.
 
-        The long form of :mod:`gdscope.export`: columns ``study, scale, hash, status``, the config
+        The long form of :mod:`gdscope.store.export`: columns ``study, scale, hash, status``, the config
         keys, then ``metric, step, value``; one row per (study, trial, metric, step).
 
         Raises:
@@ -453,6 +390,6 @@ class Store:
             ValueError: ``study`` is not stored here.
 
         """
-        from gdscope.export import to_pandas
+        from gdscope.store.export import to_pandas
 
         return to_pandas(self, study)

@@ -22,12 +22,20 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any, Protocol
 
 from gdscope.studies.table import flatten_config
 
-if TYPE_CHECKING:
-    from gdscope.store import Store
+
+class StoreFiles(Protocol):
+    """What the export reads of a :class:`~gdscope.store.Store`: its SQLite file and folder.
+
+    (A protocol, not the class: the store imports this module for ``Store.to_pandas``.)
+    """
+
+    path: Path
+    directory: Path
+
 
 __all__ = ["LEAD_COLUMNS", "SERIES_COLUMNS", "long_form", "to_pandas", "write_csv", "write_parquet"]
 
@@ -36,7 +44,7 @@ SERIES_COLUMNS = ("metric", "step", "value")
 
 
 def long_form(
-    store: Store, study: str | None = None
+    store: StoreFiles, study: str | None = None
 ) -> tuple[list[str], Iterator[tuple[Any, ...]]]:
     """Return the column names and an iterator over the rows of the long-form table.
 
@@ -86,7 +94,7 @@ def long_form(
     return columns, rows()
 
 
-def write_csv(store: Store, out: IO[str] | str | Path, study: str | None = None) -> int:
+def write_csv(store: StoreFiles, out: IO[str] | str | Path, study: str | None = None) -> int:
     """Write the long-form table as CSV to a path (parents created) or an open text stream.
 
     Returns the number of data rows written.
@@ -120,7 +128,7 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def to_pandas(store: Store, study: str | None = None) -> Any:
+def to_pandas(store: StoreFiles, study: str | None = None) -> Any:
     """Return the long-form table as a ``pandas.DataFrame`` (``value`` float64, NaN kept).
 
     Raises:
@@ -135,7 +143,7 @@ def to_pandas(store: Store, study: str | None = None) -> Any:
     return frame
 
 
-def write_parquet(store: Store, path: str | Path, study: str | None = None) -> int:
+def write_parquet(store: StoreFiles, path: str | Path, study: str | None = None) -> int:
     """Write the long-form table as a Parquet file (parents created); return the row count.
 
     A config column whose values are lists or dicts, or of mixed types (``optimizer.lr`` is a

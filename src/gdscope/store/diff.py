@@ -1,7 +1,7 @@
 """Compare two results stores: the same trials, the same series bits and the same verdicts.
 
 A refactor that changes structure but not results must leave a catalogue run's store the same;
-``python -m gdscope.store_diff OLD NEW`` says whether it did and prints every difference. Compared:
+``python -m gdscope.store.diff OLD NEW`` says whether it did and prints every difference. Compared:
 
 * ``studies``: name, scale and stored spec;
 * ``trials``: hash, first study, scale, config, kind, seed, status, reason, error and step count
@@ -34,9 +34,9 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-__all__ = ["diff_stores", "main"]
+from gdscope.store.schema import DB_NAME
 
-DB_NAME = "gdscope.sqlite"
+__all__ = ["diff_stores", "main"]
 
 # table -> (key columns, compared columns); anything not named (timestamps, wall times,
 # provenance) is allowed to differ.
@@ -139,8 +139,8 @@ def _show(value: Any) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m gdscope.store_diff OLD NEW``: print the differences; exit 1 if any, else 0."""
-    parser = argparse.ArgumentParser(prog="python -m gdscope.store_diff", description=__doc__)
+    """``python -m gdscope.store.diff OLD NEW``: print the differences; exit 1 if any, else 0."""
+    parser = argparse.ArgumentParser(prog="python -m gdscope.store.diff", description=__doc__)
     parser.add_argument("old", help="results directory of the reference store")
     parser.add_argument("new", help="results directory of the store to compare")
     parser.add_argument("--limit", type=int, default=20, help="differences listed per table")
