@@ -16,7 +16,7 @@ import typer
 from pydantic import ValidationError
 from rich.table import Table
 
-from gdscope._cli_app import UserError, fmt, stdout
+from gdscope.cli.app import UserError, fmt, stdout
 
 
 def _key_values(items: list[str], what: str) -> dict[str, Any]:
@@ -166,7 +166,7 @@ def bench(
     """Time gdscope against the anchor methods; print one JSON line per measurement."""
     import subprocess
 
-    folder = Path(__file__).resolve().parents[2] / "benchmarks"
+    folder = Path(__file__).resolve().parents[3] / "benchmarks"
     scripts = sorted(folder.glob("bench_*.py"))
     if not scripts:
         raise UserError(f"bench: no benchmark scripts in {folder}; run from a source checkout")

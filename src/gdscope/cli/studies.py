@@ -15,7 +15,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from gdscope._cli_app import UserError, fmt, stderr, stdout
+from gdscope.cli.app import UserError, fmt, stderr, stdout
 
 _STATUS_STYLE = {"PASS": "green", "FAIL": "red", "INCONCLUSIVE": "yellow", "REPORTED": "cyan"}
 

@@ -4,8 +4,8 @@ Every user error ends in one line ``error: <field>: <what was seen>; <what is ac
 and exit code 2, with no traceback and nothing written.
 
 This module registers the commands, in the order ``--help`` lists them, on the app of
-:mod:`gdscope._cli_app`: the network commands of :mod:`gdscope.cli_train` (``train``,
-``verify-probes``, ``bench``), then the study commands of :mod:`gdscope.cli_studies` (``run``,
+:mod:`gdscope.cli.app`: the network commands of :mod:`gdscope.cli.train` (``train``,
+``verify-probes``, ``bench``), then the study commands of :mod:`gdscope.cli.studies` (``run``,
 ``report``, ``show``, ``verify``, ``export``, ``list claims``).
 """
 
@@ -15,8 +15,9 @@ import sys
 
 import typer
 
-from gdscope import cli_studies, cli_train
-from gdscope._cli_app import UserError, app, stderr
+from gdscope.cli import studies as cli_studies
+from gdscope.cli import train as cli_train
+from gdscope.cli.app import UserError, app, stderr
 
 __all__ = ["UserError", "app", "main"]
 

@@ -1,0 +1,5 @@
+"""``python -m gdscope.cli``: the ``gdscope`` command."""
+
+from gdscope.cli import main
+
+main()
