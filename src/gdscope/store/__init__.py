@@ -9,7 +9,7 @@
   (``python -m gdscope.store.diff OLD NEW``)
 """
 
-from gdscope.store import diff, export
+from gdscope.store import export
 from gdscope.store.database import DB_NAME, FINISHED, SCHEMA_VERSION, Store
 from gdscope.store.lock import StoreBusy, StoreError
 from gdscope.store.provenance import provenance
@@ -21,7 +21,6 @@ __all__ = [
     "Store",
     "StoreBusy",
     "StoreError",
-    "diff",
     "export",
     "provenance",
 ]

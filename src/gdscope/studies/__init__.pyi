@@ -1,7 +1,7 @@
-from .claims import CLAIM_KINDS, judge_study
+from .claims import CLAIM_KINDS
 from .errors import StudyError
 from .reducers import Reducer, reduce_record
-from .spec import Study, load_study
+from .spec import Study, judge_study, load_study
 from .table import TrialRecord, flatten_config
 from .verdict import Verdict
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -17,8 +17,43 @@ from gdscope.stats.rates import fit_linear_rate, steps_to_epsilon
 from gdscope.studies import _paired_series, _series
 
 if TYPE_CHECKING:
-    from gdscope.studies.reducers import Reducer
     from gdscope.studies.table import TrialRecord
+
+
+class ReducerFields(Protocol):
+    """What the reductions read of a :class:`~gdscope.studies.reducers.Reducer`.
+
+    A protocol, not the class: the reducer module imports this one.
+    """
+
+    @property
+    def label(self) -> str: ...
+    @property
+    def metric(self) -> str | None: ...
+    @property
+    def eps(self) -> float | None: ...
+    @property
+    def relative(self) -> bool: ...
+    @property
+    def eps_range(self) -> tuple[float, float] | None: ...
+    @property
+    def per_decade(self) -> int: ...
+    @property
+    def window(self) -> tuple[float, float] | None: ...
+    @property
+    def window_from(self) -> Any: ...
+    @property
+    def window_until(self) -> Any: ...
+    @property
+    def rate_window(self) -> str | None: ...
+    @property
+    def fraction(self) -> float: ...
+    @property
+    def versus(self) -> str | None: ...
+    @property
+    def skip(self) -> Any: ...
+    @property
+    def floor(self) -> float | None: ...
 
 
 class Reduced(NamedTuple):
@@ -28,7 +63,7 @@ class Reduced(NamedTuple):
     reason: str = ""
 
 
-def window_text(reducer: Reducer) -> str:
+def window_text(reducer: ReducerFields) -> str:
     """Say which checkpoints the reducer keeps, for reasons (``""`` for all)."""
     window = "" if reducer.window is None else f" in window {list(reducer.window)}"
     for word, crossing in (("from", reducer.window_from), ("until", reducer.window_until)):
@@ -43,18 +78,18 @@ def checked(value: float, what: str) -> Reduced:
     return Reduced(value) if math.isfinite(value) else Reduced(math.nan, f"{what} is {value}")
 
 
-def _final(r: Reducer, s: np.ndarray, v: np.ndarray) -> Reduced:
+def _final(r: ReducerFields, s: np.ndarray, v: np.ndarray) -> Reduced:
     return checked(float(v[-1]), f"{r.label} (step {int(s[-1])})")
 
 
-def _initial(r: Reducer, s: np.ndarray, v: np.ndarray) -> Reduced:
+def _initial(r: ReducerFields, s: np.ndarray, v: np.ndarray) -> Reduced:
     return checked(float(v[0]), f"{r.label} (step {int(s[0])})")
 
 
 def _extreme(
     pick: Callable[[np.ndarray], Any],
-) -> Callable[[Reducer, np.ndarray, np.ndarray], Reduced]:
-    def reduce(r: Reducer, s: np.ndarray, v: np.ndarray) -> Reduced:
+) -> Callable[[ReducerFields, np.ndarray, np.ndarray], Reduced]:
+    def reduce(r: ReducerFields, s: np.ndarray, v: np.ndarray) -> Reduced:
         finite = v[np.isfinite(v)]
         if finite.size == 0:
             return Reduced(math.nan, f"{r.label}: no finite value{window_text(r)}")
@@ -63,11 +98,11 @@ def _extreme(
     return reduce
 
 
-def _median_window(r: Reducer, s: np.ndarray, v: np.ndarray) -> Reduced:
+def _median_window(r: ReducerFields, s: np.ndarray, v: np.ndarray) -> Reduced:
     return checked(float(np.median(v)), f"{r.label}{window_text(r)}")
 
 
-def _steps_to_eps(r: Reducer, s: np.ndarray, v: np.ndarray) -> Reduced:
+def _steps_to_eps(r: ReducerFields, s: np.ndarray, v: np.ndarray) -> Reduced:
     try:
         step = steps_to_epsilon(s, v, float(r.eps or 0), relative=r.relative)
     except ValueError as err:
@@ -79,7 +114,7 @@ def _steps_to_eps(r: Reducer, s: np.ndarray, v: np.ndarray) -> Reduced:
     return Reduced(float(step))
 
 
-def _rate(r: Reducer, s: np.ndarray, v: np.ndarray) -> Reduced:
+def _rate(r: ReducerFields, s: np.ndarray, v: np.ndarray) -> Reduced:
     fit = fit_linear_rate(s, v, skip=r.skip, floor=r.floor)
     if not fit.ok:
         return Reduced(
@@ -90,24 +125,24 @@ def _rate(r: Reducer, s: np.ndarray, v: np.ndarray) -> Reduced:
     return Reduced(fit.rate)
 
 
-def _one_minus_rate(r: Reducer, s: np.ndarray, v: np.ndarray) -> Reduced:
+def _one_minus_rate(r: ReducerFields, s: np.ndarray, v: np.ndarray) -> Reduced:
     rate = _rate(r, s, v)
     return rate if rate.reason else Reduced(1.0 - rate.value)
 
 
-def _final_over_initial(r: Reducer, s: np.ndarray, v: np.ndarray) -> Reduced:
+def _final_over_initial(r: ReducerFields, s: np.ndarray, v: np.ndarray) -> Reduced:
     if v[0] == 0:
         return Reduced(math.nan, f"{r.label}: initial value is 0")
     return checked(float(v[-1] / v[0]), r.label)
 
 
-def _max_rise(r: Reducer, s: np.ndarray, v: np.ndarray) -> Reduced:
+def _max_rise(r: ReducerFields, s: np.ndarray, v: np.ndarray) -> Reduced:
     value, reason = _series.max_rise(v, relative=r.relative)
     return Reduced(value, f"{r.label}: {reason}" if reason else "")
 
 
 def versus_series(
-    r: Reducer, record: TrialRecord, s: np.ndarray, v: np.ndarray
+    r: ReducerFields, record: TrialRecord, s: np.ndarray, v: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, str]:
     """``(x, y, "")``: the ``versus`` series and ``v`` at the checkpoints both recorded."""
     name = str(r.versus)
@@ -119,28 +154,28 @@ def versus_series(
     return xv[ix], v[iv], ""
 
 
-def _loglog_slope(r: Reducer, x: np.ndarray, v: np.ndarray) -> Reduced:
+def _loglog_slope(r: ReducerFields, x: np.ndarray, v: np.ndarray) -> Reduced:
     value, reason = _paired_series.loglog_slope(x, v)
     return Reduced(value, f"{r.label}{window_text(r)}: {reason}" if reason else "")
 
 
-def _spearman(r: Reducer, x: np.ndarray, v: np.ndarray) -> Reduced:
+def _spearman(r: ReducerFields, x: np.ndarray, v: np.ndarray) -> Reduced:
     value, reason = _paired_series.spearman_rho(x, v)
     return Reduced(value, f"{r.label}{window_text(r)}: {reason}" if reason else "")
 
 
-def _late_over_early(r: Reducer, s: np.ndarray, v: np.ndarray) -> Reduced:
+def _late_over_early(r: ReducerFields, s: np.ndarray, v: np.ndarray) -> Reduced:
     value, reason = _series.late_over_early(v, r.fraction)
     return Reduced(value, f"{r.label}{window_text(r)}: {reason}" if reason else "")
 
 
-def _steps_to_eps_r2(r: Reducer, s: np.ndarray, v: np.ndarray) -> Reduced:
+def _steps_to_eps_r2(r: ReducerFields, s: np.ndarray, v: np.ndarray) -> Reduced:
     eps_range = r.eps_range or (0.0, 0.0)  # required: checked at construction
     value, reason = _series.steps_to_eps_r2(s, v, eps_range, r.per_decade, relative=r.relative)
     return Reduced(value, f"{r.label}: {reason}" if reason else "")
 
 
-REDUCTIONS: dict[str, Callable[[Reducer, np.ndarray, np.ndarray], Reduced]] = {
+REDUCTIONS: dict[str, Callable[[ReducerFields, np.ndarray, np.ndarray], Reduced]] = {
     "final": _final,
     "initial": _initial,
     "min": _extreme(np.min),

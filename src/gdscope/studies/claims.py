@@ -40,8 +40,7 @@ into the ``Claim`` union.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 from pydantic import BaseModel, Field
 
@@ -60,12 +59,7 @@ from gdscope.studies.optimum import OptimumShiftClaim
 from gdscope.studies.paired import PairedCompareClaim
 from gdscope.studies.pointwise import AgreesClaim, WithinClaim
 from gdscope.studies.spread import SeedSpreadClaim
-from gdscope.studies.table import TrialRecord
 from gdscope.studies.threshold import ThresholdClaim
-from gdscope.studies.verdict import Verdict
-
-if TYPE_CHECKING:
-    from gdscope.studies.spec import Study
 
 __all__ = [
     "CLAIM_KINDS",
@@ -87,7 +81,6 @@ __all__ = [
     "SlopeMeasure",
     "ThresholdClaim",
     "WithinClaim",
-    "judge_study",
 ]
 
 
@@ -120,8 +113,3 @@ CLAIM_KINDS: dict[str, type[BaseModel]] = {
     "seed_spread": SeedSpreadClaim,
     "threshold": ThresholdClaim,
 }
-
-
-def judge_study(study: Study, records: Sequence[TrialRecord]) -> list[Verdict]:
-    """Judge every claim of ``study`` on ``records`` (in the study's claim order)."""
-    return [claim.judge(records, study.axes) for claim in study.claims]

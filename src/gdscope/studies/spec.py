@@ -13,7 +13,7 @@ import copy
 import itertools
 import re
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -38,6 +38,8 @@ from gdscope.studies._claim_keys import check_claim_keys
 from gdscope.studies._overrides import assign, check_top, nest, parse_override, set_nested
 from gdscope.studies.claims import Claim
 from gdscope.studies.errors import StudyError, format_errors
+from gdscope.studies.table import TrialRecord
+from gdscope.studies.verdict import Verdict
 
 Scale = Literal["quick", "paper", "smoke"]
 SCALES: tuple[Scale, ...] = get_args(Scale)
@@ -369,3 +371,8 @@ def _point_label(study: Study, trial: dict[str, Any], index: int, total: int) ->
             node = node.get(part) if isinstance(node, Mapping) else None
         values.append(f"{key}={node!r}")
     return f"trial {index + 1}/{total} ({', '.join(values)})"
+
+
+def judge_study(study: Study, records: Sequence[TrialRecord]) -> list[Verdict]:
+    """Judge every claim of ``study`` on ``records`` (in the study's claim order)."""
+    return [claim.judge(records, study.axes) for claim in study.claims]
