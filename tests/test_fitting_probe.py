@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from gdscope.probes.fitting import fit_indicators
-from gdscope.probes.tracking import PROBES
+from gdscope.training.scheduled import PROBES
 
 
 def test_sign_targets_counts_errors() -> None:

@@ -11,10 +11,10 @@ from gdscope import losses
 from gdscope.functional import clone_params, params_of
 from gdscope.models import mlp
 from gdscope.probes._reference import dense_jacobian
-from gdscope.probes.coord_check import activation_rms, hidden_activations
-from gdscope.probes.kernel_regression import kernel_regression
-from gdscope.probes.tracking import PROBES, ProbeContext
+from gdscope.probes.coord_check import hidden_activations
 from gdscope.training import train
+from gdscope.training.context import ProbeContext
+from gdscope.training.scheduled import PROBES, activation_rms, kernel_regression
 
 
 def _setup(out_dim=1, parameterization="ntk"):

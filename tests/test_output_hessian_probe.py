@@ -5,7 +5,7 @@ import torch
 import gdscope as gs
 from _helpers import assert_close
 from gdscope.probes import _reference as ref
-from gdscope.probes.output_hessian import OUTPUT_HESSIAN_EXAMPLES
+from gdscope.training.output_hessian import OUTPUT_HESSIAN_EXAMPLES
 
 
 def test_output_hessian_norm_probe_matches_dense_oracle():

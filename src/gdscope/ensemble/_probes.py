@@ -2,7 +2,7 @@
 
 ``loss`` comes free with the batched step. ``grad_norm`` and ``dist_from_init`` are computed here
 with one batched reduction per parameter tensor, in the same arithmetic as the one-model probes
-(:class:`gdscope.probes.tracking.ProbeContext` and
+(:class:`gdscope.training.scheduled.ProbeContext` and
 :func:`gdscope.probes.geometry.distance_from_init`): float64 accumulation per tensor, then the
 per-tensor values combined in Python in the same order. A batched reduction of ``(M, N)`` need not
 sum in the order a reduction of one ``N``-vector does (CPU reductions split long vectors across

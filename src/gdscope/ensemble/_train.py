@@ -24,8 +24,8 @@ from gdscope.ensemble._optim import StackedSGD
 from gdscope.ensemble._probes import BATCHED, BatchedProbes
 from gdscope.ensemble._stack import Ensemble, aligned_stack
 from gdscope.functional import clone_params, params_of
-from gdscope.probes.tracking import PROBES, ProbeContext
-from gdscope.training import (
+from gdscope.training.context import ProbeContext
+from gdscope.training.loop import (
     Stop,
     Trace,
     _validate_schedule,
@@ -33,6 +33,7 @@ from gdscope.training import (
     probes_not_due,
     record_divergence,
 )
+from gdscope.training.scheduled import PROBES
 
 __all__ = ["train_ensemble"]
 

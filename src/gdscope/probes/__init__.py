@@ -9,7 +9,7 @@
 * Fits (:mod:`~gdscope.stats.fits`, :mod:`~gdscope.stats.rates`,
   :mod:`~gdscope.stats.trends`): lines and power laws, linear-rate fits, steps-to-ε, exponents
   with bootstrap CIs over seeds, Spearman with allowed inversions, band verdicts.
-* Scheduling inside ``gdscope.train``: :data:`~gdscope.probes.tracking.PROBES`.
+* The probes ``gdscope.train`` schedules by name are in :mod:`gdscope.training` (``PROBES``).
 """
 
 # Exports load on first use (names and types: __init__.pyi), so that

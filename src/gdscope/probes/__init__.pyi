@@ -29,13 +29,10 @@ from .ntk import (
     ntk_gram,
     ntk_spectrum,
 )
-from .tracking import PROBES, ProbeContext
 
 __all__ = [
-    "PROBES",
     "EigResult",
     "NTKSpectrum",
-    "ProbeContext",
     "Sandwich",
     "activation_flips",
     "activation_pattern",

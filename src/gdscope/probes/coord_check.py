@@ -17,19 +17,13 @@ activations at ``θ_0`` are computed once (with the initial parameters substitut
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
 from gdscope.functional import Params, apply
 
-if TYPE_CHECKING:
-    from gdscope.probes.tracking import ProbeContext
-
-__all__ = ["activation_rms", "hidden_activations"]
-
-_MEMORY_KEY = "coord_check_init"
+__all__ = ["hidden_activations"]
 
 
 def hidden_activations(
@@ -64,19 +58,3 @@ def hidden_activations(
 
 def _rms(a: Tensor) -> float:
     return math.sqrt(float(torch.mean(a.double() ** 2)))
-
-
-def activation_rms(ctx: ProbeContext) -> dict[str, float]:
-    """Probe: per-layer RMS of the hidden activations and of their change since init."""
-    x = ctx.data[0]
-    if _MEMORY_KEY not in ctx.memory:
-        ctx.memory[_MEMORY_KEY] = hidden_activations(ctx.model, x, ctx.init_params)
-    hidden0, out0 = ctx.memory[_MEMORY_KEY]
-    hidden, out = hidden_activations(ctx.model, x)
-    metrics: dict[str, float] = {}
-    for index, (h, h0) in enumerate(zip(hidden, hidden0, strict=True), start=1):
-        metrics[f"activation_rms/h{index}"] = _rms(h)
-        metrics[f"activation_delta_rms/h{index}"] = _rms(h - h0)
-    metrics["output_rms"] = _rms(out)
-    metrics["output_delta_rms"] = _rms(out - out0)
-    return metrics

@@ -15,16 +15,11 @@ class labels).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 
 from gdscope import losses
 
-if TYPE_CHECKING:
-    from gdscope.probes.tracking import ProbeContext
-
-__all__ = ["fit_indicators", "train_error_probe"]
+__all__ = ["fit_indicators"]
 
 
 def fit_indicators(output: torch.Tensor, target: torch.Tensor) -> dict[str, float]:
@@ -32,8 +27,3 @@ def fit_indicators(output: torch.Tensor, target: torch.Tensor) -> dict[str, floa
     error = 1.0 - float(losses.accuracy(output, target))
     error = max(error, 0.0)
     return {"train_error": error, "interpolated": 1.0 if error == 0.0 else 0.0}
-
-
-def train_error_probe(ctx: ProbeContext) -> dict[str, float]:
-    """Probe: training error and the interpolation flag on the full training set."""
-    return fit_indicators(ctx.train_output(), ctx.data[1])

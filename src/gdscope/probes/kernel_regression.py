@@ -40,7 +40,6 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
@@ -48,12 +47,8 @@ from torch import Tensor, nn
 from gdscope.functional import Params
 from gdscope.probes.ntk import ntk_gram
 
-if TYPE_CHECKING:
-    from gdscope.probes.tracking import ProbeContext
+__all__ = ["KernelSolution", "flat_targets", "kernel_solution", "sphere_holdout"]
 
-__all__ = ["KernelSolution", "kernel_regression", "kernel_solution", "sphere_holdout"]
-
-_MEMORY_KEY = "kernel_regression_init"
 HOLDOUT = 64
 """Fresh unit-sphere inputs used as held-out points when the data has no test split."""
 HOLDOUT_SEED = 12345
@@ -131,7 +126,7 @@ def kernel_solution(
     )
 
 
-def _flat_targets(y: Tensor, output: Tensor) -> Tensor:
+def flat_targets(y: Tensor, output: Tensor) -> Tensor:
     """``vec`` of the targets as float64 (class labels one-hot to the output's width)."""
     if y.dtype == torch.long:
         y = torch.nn.functional.one_hot(y, output.reshape(output.shape[0], -1).shape[1])
@@ -151,46 +146,3 @@ def sphere_holdout(x: Tensor, n: int = HOLDOUT) -> Tensor | None:
     gen = torch.Generator().manual_seed(HOLDOUT_SEED)
     g = torch.randn(n, x.shape[1], generator=gen, dtype=torch.float64)
     return (g / g.norm(dim=1, keepdim=True)).to(x.device, x.dtype)
-
-
-def _held_out(ctx: ProbeContext) -> Tensor | None:
-    if ctx.eval_data is not None:
-        return ctx.eval_data[0]
-    if "kernel_regression_holdout" not in ctx.memory:
-        ctx.memory["kernel_regression_holdout"] = sphere_holdout(ctx.data[0])
-    return ctx.memory["kernel_regression_holdout"]
-
-
-def kernel_regression(ctx: ProbeContext) -> dict[str, float]:
-    """Probe: the network against kernel regression with ``K_0`` started from ``f_0``."""
-    x, y = ctx.data
-    x_test = _held_out(ctx)
-    if _MEMORY_KEY not in ctx.memory:
-        ctx.memory[_MEMORY_KEY] = kernel_solution(ctx.model, ctx.init_params, x, y, x_test)
-    sol: KernelSolution = ctx.memory[_MEMORY_KEY]
-    moved = math.sqrt(
-        sum(
-            float(torch.sum((ctx.params[k].double() - ctx.init_params[k].double()) ** 2))
-            for k in ctx.params
-        )
-    )
-    out = {
-        "min_norm_ratio": moved / sol.min_norm if sol.min_norm > 0 else math.nan,  # nan: no K_0⁻¹
-        "kernel_min_norm": sol.min_norm,
-        "kernel_rademacher": sol.rademacher,
-        "kernel_regression_train_gap": _rms(
-            ctx.train_output().reshape(-1).double().cpu() - _flat_targets(y, ctx.train_output())
-        ),
-    }
-    if x_test is not None and sol.test_prediction is not None:
-        with torch.no_grad():
-            net = ctx.model(x_test).reshape(-1).double().cpu()
-        pred = sol.test_prediction
-        k = pred.numel() // x_test.shape[0]
-        out["kernel_regression_gap"] = _rms(net - pred)
-        if ctx.eval_data is not None:
-            target = _flat_targets(ctx.eval_data[1], pred.reshape(x_test.shape[0], -1))
-            out["kernel_test_loss"] = (
-                0.5 * float(torch.sum((pred - target) ** 2)) / (pred.numel() // k)
-            )
-    return out

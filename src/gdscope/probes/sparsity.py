@@ -8,14 +8,10 @@ The probe counts exact zeros, with no tolerance, over every trainable parameter 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import torch
 
-if TYPE_CHECKING:
-    from gdscope.probes.tracking import ProbeContext
-
-__all__ = ["zero_fraction", "zero_fraction_probe"]
+__all__ = ["zero_fraction"]
 
 
 def zero_fraction(tensors: Sequence[torch.Tensor]) -> float:
@@ -30,9 +26,3 @@ def zero_fraction(tensors: Sequence[torch.Tensor]) -> float:
         raise ValueError("zero_fraction needs at least one parameter entry, got none")
     zeros = sum(int(torch.count_nonzero(t.detach() == 0)) for t in tensors)
     return zeros / total
-
-
-def zero_fraction_probe(ctx: ProbeContext) -> dict[str, float]:
-    """Probe: ``zero_fraction`` of the model's trainable parameters at this checkpoint."""
-    trainable = [p for p in ctx.model.parameters() if p.requires_grad]
-    return {"zero_fraction": zero_fraction(trainable)}

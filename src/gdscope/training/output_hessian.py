@@ -17,7 +17,7 @@ import torch
 from gdscope.probes.hessian import output_hessian_norm
 
 if TYPE_CHECKING:
-    from gdscope.probes.tracking import ProbeContext
+    from gdscope.training.context import ProbeContext
 
 OUTPUT_HESSIAN_EXAMPLES = 4
 """How many training inputs the probe takes the maximum over."""

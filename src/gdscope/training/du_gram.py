@@ -20,7 +20,7 @@ import torch
 from gdscope.probes.ntk import h_infinity
 
 if TYPE_CHECKING:
-    from gdscope.probes.tracking import ProbeContext
+    from gdscope.training.context import ProbeContext
 
 
 def _applies(ctx: ProbeContext) -> bool:

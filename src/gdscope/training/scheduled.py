@@ -1,9 +1,9 @@
 """Probes that ``gdscope.train`` schedules by name, sharing work within and across checkpoints.
 
-``PROBES[name](ctx)`` returns ``{metric: value}`` for one checkpoint. A ``ProbeContext`` caches
-what several probes need at the same checkpoint (the model output, the full-batch gradient, the
-NTK Gram and its spectrum), so ``{"ntk_spectrum": 10, "sandwich": 10}`` builds one Gram per
-checkpoint; ``memory`` carries state across checkpoints (the Gram and activation pattern at
+``PROBES[name](ctx)`` returns ``{metric: value}`` for one checkpoint, from the pure instruments
+of :mod:`gdscope.probes`. The :class:`~gdscope.training.context.ProbeContext` caches what several
+probes need at the same checkpoint, so ``{"ntk_spectrum": 10, "sandwich": 10}`` builds one Gram
+per checkpoint; ``memory`` carries state across checkpoints (the Gram and activation pattern at
 initialization, the previous top Hessian eigenvector that warm-starts the next Lanczos run).
 Probes never log, plot or write.
 """
@@ -12,105 +12,28 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from gdscope import losses
-from gdscope.functional import Params
 from gdscope.probes import geometry
-from gdscope.probes.coord_check import activation_rms
-from gdscope.probes.du_gram import du_bound, h_infinity_gap
-from gdscope.probes.fitting import train_error_probe
-from gdscope.probes.grad_progress import grad_norm_drop
+from gdscope.probes.coord_check import hidden_activations
+from gdscope.probes.fitting import fit_indicators
 from gdscope.probes.hessian import hessian_trace, sharpness
-from gdscope.probes.kernel_regression import kernel_regression
-from gdscope.probes.ntk import (
-    NTKSpectrum,
-    kernel_drift,
-    kernel_target_alignment,
-    ntk_gram,
-    ntk_spectrum,
+from gdscope.probes.kernel_regression import (
+    KernelSolution,
+    flat_targets,
+    kernel_solution,
+    sphere_holdout,
 )
-from gdscope.probes.output_hessian import output_hessian_norm_probe
-from gdscope.probes.sparsity import zero_fraction_probe
-
-LossFn = Callable[[Tensor, Tensor], Tensor]
-
-
-@dataclass
-class ProbeContext:
-    """What a scheduled probe may read at one checkpoint.
-
-    Attributes:
-        model: the network, holding the parameters θ_t of this checkpoint.
-        params: detached views of the trainable parameters θ_t.
-        init_params: a copy of θ_0.
-        loss_fn: the training loss ``loss_fn(output, target)``.
-        data: the full training set ``(x, y)``.
-        eval_data: held-out ``(x, y)`` or ``None``.
-        step: the checkpoint's step t.
-        cache: work shared by the probes of this checkpoint.
-        memory: state kept across the checkpoints of one run.
-
-    """
-
-    model: nn.Module
-    params: Params
-    init_params: Params
-    loss_fn: LossFn
-    data: tuple[Tensor, Tensor]
-    eval_data: tuple[Tensor, Tensor] | None
-    step: int
-    cache: dict[str, Any] = field(default_factory=dict)
-    memory: dict[str, Any] = field(default_factory=dict)
-
-    def _cached(self, key: str, compute: Callable[[], Any]) -> Any:
-        if key not in self.cache:
-            self.cache[key] = compute()
-        return self.cache[key]
-
-    def train_output(self) -> Tensor:
-        """Return the model output on the whole training set (computed once per checkpoint)."""
-
-        def compute() -> Tensor:
-            with torch.no_grad():
-                return self.model(self.data[0])
-
-        return self._cached("train_output", compute)
-
-    def loss(self) -> float:
-        """Return the full-batch training loss."""
-        return self._cached("loss", lambda: float(self.loss_fn(self.train_output(), self.data[1])))
-
-    def train_grads(self) -> list[Tensor]:
-        """Return the full-batch gradients, one per trainable parameter (computed once)."""
-
-        def compute() -> list[Tensor]:
-            trainable = [p for p in self.model.parameters() if p.requires_grad]
-            with torch.enable_grad():
-                loss = self.loss_fn(self.model(self.data[0]), self.data[1])
-                return list(torch.autograd.grad(loss, trainable))
-
-        return self._cached("train_grads", compute)
-
-    def grad_norm_sq(self) -> float:
-        """Return ``‖∇L‖²`` of the full-batch loss, accumulated in float64."""
-        return self._cached(
-            "grad_norm_sq",
-            lambda: sum(float(torch.sum(g.double() ** 2)) for g in self.train_grads()),
-        )
-
-    def gram(self) -> Tensor:
-        """Return the NTK Gram ``J Jᵀ`` (``nk × nk``, float64) on the training inputs."""
-        return self._cached("ntk_gram", lambda: ntk_gram(self.model, self.data[0]))
-
-    def spectrum(self) -> NTKSpectrum:
-        """Return the spectrum of :meth:`gram` (float64)."""
-        return self._cached("ntk_spectrum", lambda: ntk_spectrum(self.gram()))
+from gdscope.probes.ntk import kernel_drift, kernel_target_alignment
+from gdscope.probes.sparsity import zero_fraction
+from gdscope.training.context import ProbeContext
+from gdscope.training.du_gram import du_bound, h_infinity_gap
+from gdscope.training.grad_progress import grad_norm_drop
+from gdscope.training.output_hessian import output_hessian_norm_probe
 
 
 def _loss(ctx: ProbeContext) -> dict[str, float]:
@@ -243,6 +166,84 @@ def _linearization_gap(ctx: ProbeContext) -> dict[str, float]:
             ctx.model, ctx.init_params, ctx.params, ctx.eval_data[0]
         )
     return out
+
+
+_COORD_CHECK_KEY = "coord_check_init"
+_KERNEL_KEY = "kernel_regression_init"
+
+
+def _rms(a: Tensor) -> float:
+    return math.sqrt(float(torch.mean(a.double() ** 2)))
+
+
+def activation_rms(ctx: ProbeContext) -> dict[str, float]:
+    """Probe: per-layer RMS of the hidden activations and of their change since init."""
+    x = ctx.data[0]
+    if _COORD_CHECK_KEY not in ctx.memory:
+        ctx.memory[_COORD_CHECK_KEY] = hidden_activations(ctx.model, x, ctx.init_params)
+    hidden0, out0 = ctx.memory[_COORD_CHECK_KEY]
+    hidden, out = hidden_activations(ctx.model, x)
+    metrics: dict[str, float] = {}
+    for index, (h, h0) in enumerate(zip(hidden, hidden0, strict=True), start=1):
+        metrics[f"activation_rms/h{index}"] = _rms(h)
+        metrics[f"activation_delta_rms/h{index}"] = _rms(h - h0)
+    metrics["output_rms"] = _rms(out)
+    metrics["output_delta_rms"] = _rms(out - out0)
+    return metrics
+
+
+def _held_out(ctx: ProbeContext) -> Tensor | None:
+    if ctx.eval_data is not None:
+        return ctx.eval_data[0]
+    if "kernel_regression_holdout" not in ctx.memory:
+        ctx.memory["kernel_regression_holdout"] = sphere_holdout(ctx.data[0])
+    return ctx.memory["kernel_regression_holdout"]
+
+
+def kernel_regression(ctx: ProbeContext) -> dict[str, float]:
+    """Probe: the network against kernel regression with ``K_0`` started from ``f_0``."""
+    x, y = ctx.data
+    x_test = _held_out(ctx)
+    if _KERNEL_KEY not in ctx.memory:
+        ctx.memory[_KERNEL_KEY] = kernel_solution(ctx.model, ctx.init_params, x, y, x_test)
+    sol: KernelSolution = ctx.memory[_KERNEL_KEY]
+    moved = math.sqrt(
+        sum(
+            float(torch.sum((ctx.params[k].double() - ctx.init_params[k].double()) ** 2))
+            for k in ctx.params
+        )
+    )
+    out = {
+        "min_norm_ratio": moved / sol.min_norm if sol.min_norm > 0 else math.nan,  # nan: no K_0⁻¹
+        "kernel_min_norm": sol.min_norm,
+        "kernel_rademacher": sol.rademacher,
+        "kernel_regression_train_gap": _rms(
+            ctx.train_output().reshape(-1).double().cpu() - flat_targets(y, ctx.train_output())
+        ),
+    }
+    if x_test is not None and sol.test_prediction is not None:
+        with torch.no_grad():
+            net = ctx.model(x_test).reshape(-1).double().cpu()
+        pred = sol.test_prediction
+        k = pred.numel() // x_test.shape[0]
+        out["kernel_regression_gap"] = _rms(net - pred)
+        if ctx.eval_data is not None:
+            target = flat_targets(ctx.eval_data[1], pred.reshape(x_test.shape[0], -1))
+            out["kernel_test_loss"] = (
+                0.5 * float(torch.sum((pred - target) ** 2)) / (pred.numel() // k)
+            )
+    return out
+
+
+def train_error_probe(ctx: ProbeContext) -> dict[str, float]:
+    """Probe: training error and the interpolation flag on the full training set."""
+    return fit_indicators(ctx.train_output(), ctx.data[1])
+
+
+def zero_fraction_probe(ctx: ProbeContext) -> dict[str, float]:
+    """Probe: ``zero_fraction`` of the model's trainable parameters at this checkpoint."""
+    trainable = [p for p in ctx.model.parameters() if p.requires_grad]
+    return {"zero_fraction": zero_fraction(trainable)}
 
 
 PROBES: dict[str, Callable[[ProbeContext], dict[str, float]]] = {

@@ -10,7 +10,7 @@ import math
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from gdscope.probes.tracking import ProbeContext
+    from gdscope.training.context import ProbeContext
 
 
 def grad_norm_drop(ctx: ProbeContext) -> dict[str, float]:

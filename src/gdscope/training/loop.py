@@ -26,7 +26,8 @@ from torch import Tensor, nn
 from gdscope import _checks as check
 from gdscope import losses
 from gdscope.functional import clone_params, params_of
-from gdscope.probes.tracking import PROBES, ProbeContext
+from gdscope.training.context import ProbeContext
+from gdscope.training.scheduled import PROBES
 
 Status = Literal["completed", "diverged", "stopped"]
 DIVERGENCE_FACTOR = 1e6

@@ -1,0 +1,94 @@
+"""``ProbeContext``: what a scheduled probe may read at one checkpoint of ``gdscope.train``.
+
+It caches what several probes need at the same checkpoint (the model output, the full-batch
+gradient, the NTK Gram and its spectrum), so ``{"ntk_spectrum": 10, "sandwich": 10}`` builds one
+Gram per checkpoint; ``memory`` carries state across the checkpoints of one run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from gdscope.functional import Params
+from gdscope.probes.ntk import NTKSpectrum, ntk_gram, ntk_spectrum
+
+__all__ = ["LossFn", "ProbeContext"]
+
+LossFn = Callable[[Tensor, Tensor], Tensor]
+
+
+@dataclass
+class ProbeContext:
+    """What a scheduled probe may read at one checkpoint.
+
+    Attributes:
+        model: the network, holding the parameters θ_t of this checkpoint.
+        params: detached views of the trainable parameters θ_t.
+        init_params: a copy of θ_0.
+        loss_fn: the training loss ``loss_fn(output, target)``.
+        data: the full training set ``(x, y)``.
+        eval_data: held-out ``(x, y)`` or ``None``.
+        step: the checkpoint's step t.
+        cache: work shared by the probes of this checkpoint.
+        memory: state kept across the checkpoints of one run.
+
+    """
+
+    model: nn.Module
+    params: Params
+    init_params: Params
+    loss_fn: LossFn
+    data: tuple[Tensor, Tensor]
+    eval_data: tuple[Tensor, Tensor] | None
+    step: int
+    cache: dict[str, Any] = field(default_factory=dict)
+    memory: dict[str, Any] = field(default_factory=dict)
+
+    def _cached(self, key: str, compute: Callable[[], Any]) -> Any:
+        if key not in self.cache:
+            self.cache[key] = compute()
+        return self.cache[key]
+
+    def train_output(self) -> Tensor:
+        """Return the model output on the whole training set (computed once per checkpoint)."""
+
+        def compute() -> Tensor:
+            with torch.no_grad():
+                return self.model(self.data[0])
+
+        return self._cached("train_output", compute)
+
+    def loss(self) -> float:
+        """Return the full-batch training loss."""
+        return self._cached("loss", lambda: float(self.loss_fn(self.train_output(), self.data[1])))
+
+    def train_grads(self) -> list[Tensor]:
+        """Return the full-batch gradients, one per trainable parameter (computed once)."""
+
+        def compute() -> list[Tensor]:
+            trainable = [p for p in self.model.parameters() if p.requires_grad]
+            with torch.enable_grad():
+                loss = self.loss_fn(self.model(self.data[0]), self.data[1])
+                return list(torch.autograd.grad(loss, trainable))
+
+        return self._cached("train_grads", compute)
+
+    def grad_norm_sq(self) -> float:
+        """Return ``‖∇L‖²`` of the full-batch loss, accumulated in float64."""
+        return self._cached(
+            "grad_norm_sq",
+            lambda: sum(float(torch.sum(g.double() ** 2)) for g in self.train_grads()),
+        )
+
+    def gram(self) -> Tensor:
+        """Return the NTK Gram ``J Jᵀ`` (``nk × nk``, float64) on the training inputs."""
+        return self._cached("ntk_gram", lambda: ntk_gram(self.model, self.data[0]))
+
+    def spectrum(self) -> NTKSpectrum:
+        """Return the spectrum of :meth:`gram` (float64)."""
+        return self._cached("ntk_spectrum", lambda: ntk_spectrum(self.gram()))
