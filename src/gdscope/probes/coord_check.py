@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from gdscope.functional import Params, apply
 
-__all__ = ["hidden_activations"]
+__all__ = ["hidden_activations", "rms"]
 
 
 def hidden_activations(
@@ -56,5 +56,6 @@ def hidden_activations(
     return seen, out.detach()
 
 
-def _rms(a: Tensor) -> float:
+def rms(a: Tensor) -> float:
+    """Root mean square of ``a`` in float64 (``sqrt`` taken in Python)."""
     return math.sqrt(float(torch.mean(a.double() ** 2)))

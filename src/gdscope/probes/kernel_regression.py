@@ -47,7 +47,7 @@ from torch import Tensor, nn
 from gdscope.functional import Params
 from gdscope.probes.ntk import ntk_gram
 
-__all__ = ["KernelSolution", "flat_targets", "kernel_solution", "sphere_holdout"]
+__all__ = ["KernelSolution", "flat_targets", "kernel_solution", "rms", "sphere_holdout"]
 
 HOLDOUT = 64
 """Fresh unit-sphere inputs used as held-out points when the data has no test split."""
@@ -133,7 +133,8 @@ def flat_targets(y: Tensor, output: Tensor) -> Tensor:
     return y.reshape(-1).double().cpu()
 
 
-def _rms(a: Tensor) -> float:
+def rms(a: Tensor) -> float:
+    """Root mean square of ``a`` in float64 (``sqrt`` taken in torch)."""
     return float(torch.sqrt(torch.mean(a.double() ** 2)))
 
 

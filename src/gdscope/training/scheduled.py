@@ -20,6 +20,7 @@ from torch import Tensor
 from gdscope import losses
 from gdscope.probes import geometry
 from gdscope.probes.coord_check import hidden_activations
+from gdscope.probes.coord_check import rms as coordinate_rms
 from gdscope.probes.fitting import fit_indicators
 from gdscope.probes.hessian import hessian_trace, sharpness
 from gdscope.probes.kernel_regression import (
@@ -28,6 +29,7 @@ from gdscope.probes.kernel_regression import (
     kernel_solution,
     sphere_holdout,
 )
+from gdscope.probes.kernel_regression import rms as gap_rms
 from gdscope.probes.ntk import kernel_drift, kernel_target_alignment
 from gdscope.probes.sparsity import zero_fraction
 from gdscope.training.context import ProbeContext
@@ -172,10 +174,6 @@ _COORD_CHECK_KEY = "coord_check_init"
 _KERNEL_KEY = "kernel_regression_init"
 
 
-def _rms(a: Tensor) -> float:
-    return math.sqrt(float(torch.mean(a.double() ** 2)))
-
-
 def activation_rms(ctx: ProbeContext) -> dict[str, float]:
     """Probe: per-layer RMS of the hidden activations and of their change since init."""
     x = ctx.data[0]
@@ -185,10 +183,10 @@ def activation_rms(ctx: ProbeContext) -> dict[str, float]:
     hidden, out = hidden_activations(ctx.model, x)
     metrics: dict[str, float] = {}
     for index, (h, h0) in enumerate(zip(hidden, hidden0, strict=True), start=1):
-        metrics[f"activation_rms/h{index}"] = _rms(h)
-        metrics[f"activation_delta_rms/h{index}"] = _rms(h - h0)
-    metrics["output_rms"] = _rms(out)
-    metrics["output_delta_rms"] = _rms(out - out0)
+        metrics[f"activation_rms/h{index}"] = coordinate_rms(h)
+        metrics[f"activation_delta_rms/h{index}"] = coordinate_rms(h - h0)
+    metrics["output_rms"] = coordinate_rms(out)
+    metrics["output_delta_rms"] = coordinate_rms(out - out0)
     return metrics
 
 
@@ -217,7 +215,7 @@ def kernel_regression(ctx: ProbeContext) -> dict[str, float]:
         "min_norm_ratio": moved / sol.min_norm if sol.min_norm > 0 else math.nan,  # nan: no K_0⁻¹
         "kernel_min_norm": sol.min_norm,
         "kernel_rademacher": sol.rademacher,
-        "kernel_regression_train_gap": _rms(
+        "kernel_regression_train_gap": gap_rms(
             ctx.train_output().reshape(-1).double().cpu() - flat_targets(y, ctx.train_output())
         ),
     }
@@ -226,7 +224,7 @@ def kernel_regression(ctx: ProbeContext) -> dict[str, float]:
             net = ctx.model(x_test).reshape(-1).double().cpu()
         pred = sol.test_prediction
         k = pred.numel() // x_test.shape[0]
-        out["kernel_regression_gap"] = _rms(net - pred)
+        out["kernel_regression_gap"] = gap_rms(net - pred)
         if ctx.eval_data is not None:
             target = flat_targets(ctx.eval_data[1], pred.reshape(x_test.shape[0], -1))
             out["kernel_test_loss"] = (
