@@ -19,6 +19,8 @@ features.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
@@ -26,7 +28,7 @@ from gdscope import _checks as check
 
 from .activations import ACTIVATIONS, activation_gain, get_activation
 from .layers import ScaledConv2d, ScaledLinear
-from .parameterization import Parameterization, get_parameterization
+from .parameterization import LayerSpec, Parameterization, get_parameterization
 
 READOUTS: tuple[str, ...] = ("pool", "flatten")
 
@@ -146,6 +148,107 @@ def cnn(
         ValueError: on a non-positive size, an unknown activation or parameterization.
 
     """
+    net = conv_layers(
+        in_channels,
+        image_size,
+        channels,
+        num_classes,
+        depth,
+        activation,
+        parameterization,
+        kernel_size,
+        init_scale,
+        base_width,
+        readout,
+        seed,
+        dtype,
+        device,
+    )
+    convs = [
+        net.conv(
+            net.in_channels if index == 0 else net.channels, "input" if index == 0 else "hidden"
+        )
+        for index in range(net.depth)
+    ]
+    layer = net.readout(readout)
+    return CNN(convs, layer, get_activation(activation), net.size, readout)
+
+
+@dataclass(frozen=True)
+class ConvLayers:
+    """The checked settings shared by the conv-net factories, and the layers drawn from them.
+
+    :func:`cnn` and :func:`~gdscope.models.resnet.resnet` draw their layers in order from the
+    one ``generator`` (a conv per call of :meth:`conv`, then :meth:`readout`).
+    """
+
+    in_channels: int
+    size: tuple[int, int]
+    channels: int
+    num_classes: int
+    depth: int
+    kernel_size: int
+    base_width: int
+    init_scale: float
+    param: Parameterization
+    gain: float
+    dtype: torch.dtype
+    device: torch.device | str
+    generator: torch.Generator
+
+    def spec(self, role: str, fan_in: int) -> LayerSpec:
+        """Return the parameterization's rule for a layer of ``role`` with ``fan_in`` inputs."""
+        return self.param.layer(
+            role,
+            fan_in,
+            self.channels / self.base_width,
+            activation_gain=self.gain,
+            init_scale=self.init_scale,
+            base_width=self.base_width,
+        )
+
+    def conv(self, c_in: int, role: str) -> ScaledConv2d:
+        """Draw a ``c_in → channels`` conv layer (stride 1, ``"same"`` padding)."""
+        return ScaledConv2d(
+            c_in,
+            self.channels,
+            self.kernel_size,
+            self.spec(role, c_in * self.kernel_size**2),
+            generator=self.generator,
+            dtype=self.dtype,
+            device=self.device,
+        )
+
+    def readout(self, readout: str) -> ScaledLinear:
+        """Draw the readout (``"pool"`` or ``"flatten"``) with the output rule of its fan-in."""
+        fan_in = readout_fan_in(self.channels, self.size, readout)
+        return ScaledLinear(
+            fan_in,
+            self.num_classes,
+            self.spec("output", fan_in),
+            generator=self.generator,
+            dtype=self.dtype,
+            device=self.device,
+        )
+
+
+def conv_layers(
+    in_channels: int,
+    image_size: int | tuple[int, int],
+    channels: int,
+    num_classes: int,
+    depth: int,
+    activation: str,
+    parameterization: str | Parameterization,
+    kernel_size: int,
+    init_scale: float,
+    base_width: int,
+    readout: str,
+    seed: int,
+    dtype: torch.dtype,
+    device: torch.device | str,
+) -> ConvLayers:
+    """Check the arguments of a conv-net factory (``ValueError`` naming the bad one)."""
     in_channels = check.positive_int("in_channels", in_channels)
     size = image_shape(image_size)
     channels = check.positive_int("channels", channels)
@@ -159,38 +262,18 @@ def cnn(
     param = get_parameterization(parameterization)
     dtype = check.floating_dtype(dtype)
     generator = check.generator(seed)
-    ratio = channels / base_width
-    gain = activation_gain(activation)
-    convs = []
-    for index in range(depth):
-        fan_in_channels = in_channels if index == 0 else channels
-        spec = param.layer(
-            "input" if index == 0 else "hidden",
-            fan_in_channels * kernel_size**2,
-            ratio,
-            activation_gain=gain,
-            init_scale=init_scale,
-            base_width=base_width,
-        )
-        convs.append(
-            ScaledConv2d(
-                fan_in_channels,
-                channels,
-                kernel_size,
-                spec,
-                generator=generator,
-                dtype=dtype,
-                device=device,
-            )
-        )
-    fan_in = readout_fan_in(channels, size, readout)
-    spec = param.layer(
-        "output",
-        fan_in,
-        ratio,
-        activation_gain=gain,
-        init_scale=init_scale,
-        base_width=base_width,
+    return ConvLayers(
+        in_channels,
+        size,
+        channels,
+        num_classes,
+        depth,
+        kernel_size,
+        base_width,
+        init_scale,
+        param,
+        activation_gain(activation),
+        dtype,
+        device,
+        generator,
     )
-    layer = ScaledLinear(fan_in, num_classes, spec, generator=generator, dtype=dtype, device=device)
-    return CNN(convs, layer, get_activation(activation), size, readout)

@@ -27,10 +27,10 @@ from torch import nn
 
 from gdscope import _checks as check
 
-from .activations import ACTIVATIONS, activation_gain, get_activation
-from .cnn import READOUTS, image_shape, read_features, readout_fan_in
+from .activations import get_activation
+from .cnn import READOUTS, conv_layers, read_features
 from .layers import ScaledConv2d, ScaledLinear
-from .parameterization import LayerSpec, Parameterization, get_parameterization
+from .parameterization import Parameterization
 
 
 class ResidualBlock(nn.Module):
@@ -143,73 +143,44 @@ def resnet(
         ValueError: on a non-positive size, an unknown activation or parameterization.
 
     """
-    in_channels = check.positive_int("in_channels", in_channels)
-    size = image_shape(image_size)
-    channels = check.positive_int("channels", channels)
-    num_classes = check.positive_int("num_classes", num_classes)
-    depth = check.positive_int("depth", depth)
-    kernel_size = check.positive_int("kernel_size", kernel_size)
-    base_width = check.positive_int("base_width", base_width)
-    check.one_of("activation", activation, ACTIVATIONS)
-    check.one_of("readout", readout, READOUTS)
-    init_scale = check.positive_float("init_scale", init_scale)
-    param = get_parameterization(parameterization)
-    dtype = check.floating_dtype(dtype)
-    generator = check.generator(seed)
-    default_beta = 1.0 / math.sqrt(depth) if skip else 1.0
+    net = conv_layers(
+        in_channels,
+        image_size,
+        channels,
+        num_classes,
+        depth,
+        activation,
+        parameterization,
+        kernel_size,
+        init_scale,
+        base_width,
+        readout,
+        seed,
+        dtype,
+        device,
+    )
+    default_beta = 1.0 / math.sqrt(net.depth) if skip else 1.0
     beta = default_beta if branch_scale is None else float(branch_scale)
     if not math.isfinite(beta):
         raise ValueError(f"branch_scale must be a finite number, got {branch_scale!r}")
-    ratio = channels / base_width
-    gain = activation_gain(activation)
-
-    def spec(role: str, fan_in: int) -> LayerSpec:
-        return param.layer(
-            role,
-            fan_in,
-            ratio,
-            activation_gain=gain,
-            init_scale=init_scale,
-            base_width=base_width,
-        )
-
-    def conv(c_in: int, role: str) -> ScaledConv2d:
-        return ScaledConv2d(
-            c_in,
-            channels,
-            kernel_size,
-            spec(role, c_in * kernel_size**2),
-            generator=generator,
-            dtype=dtype,
-            device=device,
-        )
 
     def norm() -> nn.Module:
         if not batchnorm:
             return nn.Identity()
-        return nn.BatchNorm2d(channels, dtype=dtype, device=device)
+        return nn.BatchNorm2d(net.channels, dtype=net.dtype, device=device)
 
-    stem = conv(in_channels, "input")
+    stem = net.conv(net.in_channels, "input")
     act = get_activation(activation)
     blocks = [
         ResidualBlock(
-            conv(channels, "hidden"),
-            conv(channels, "hidden"),
+            net.conv(net.channels, "hidden"),
+            net.conv(net.channels, "hidden"),
             norm(),
             norm(),
             act,
             bool(skip),
             beta,
         )
-        for _ in range(depth)
+        for _ in range(net.depth)
     ]
-    fan_in = readout_fan_in(channels, size, readout)
-    layer = ScaledLinear(
-        fan_in,
-        num_classes,
-        spec("output", fan_in),
-        generator=generator,
-        dtype=dtype,
-        device=device,
-    )
-    return ResNet(stem, blocks, layer, act, size, readout)
+    return ResNet(stem, blocks, net.readout(readout), act, net.size, readout)
