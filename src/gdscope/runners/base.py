@@ -49,7 +49,6 @@ class Runner(abc.ABC):
     workers: int = 1
     batch: bool | None = None
 
-    @abc.abstractmethod
     def map(
         self,
         trials: Sequence[tuple[str, Config]],
@@ -57,7 +56,23 @@ class Runner(abc.ABC):
         on_result: OnResult,
         progress: Progress | None = None,
     ) -> None:
-        """Train every trial; report each outcome to ``on_result(hash, config, outcome)``."""
+        """Train every trial; report each outcome to ``on_result(hash, config, outcome)``.
+
+        Same-shaped trials go as one ensemble job where ``batch`` says so (:func:`ensemble_jobs`).
+        """
+        groups, run_group = ensemble_jobs(trials, self.workers, self.batch)
+        self._run(trials, groups, run_group, on_result, progress)
+
+    @abc.abstractmethod
+    def _run(
+        self,
+        trials: Sequence[tuple[str, Config]],
+        groups: list[list[int]] | None,
+        run_group: RunGroup | None,
+        on_result: OnResult,
+        progress: Progress | None,
+    ) -> None:
+        """Run the jobs (``groups`` of trial indices; ``None``: one trial a job) here."""
 
     def check_devices(self, configs: Sequence[Config]) -> None:  # noqa: B027 - optional hook
         """Raise ``ValueError`` if these trials cannot run here (default: anything can)."""
@@ -88,18 +103,17 @@ class LocalRunner(Runner):
         self.batch = batch
         self._pool: Any = None
 
-    def map(
+    def _run(
         self,
         trials: Sequence[tuple[str, Config]],
-        *,
+        groups: list[list[int]] | None,
+        run_group: RunGroup | None,
         on_result: OnResult,
-        progress: Progress | None = None,
+        progress: Progress | None,
     ) -> None:
-        """Train every trial here; report each outcome to ``on_result(hash, config, outcome)``."""
         from gdscope.runners.local import WorkerPool, run_trials
         from gdscope.trial import run_config
 
-        groups, run_group = ensemble_jobs(trials, self.workers, self.batch)
         if self._pool is None and self.workers > 1 and len(groups or trials) > 1:
             self._pool = WorkerPool(self.workers)
         run_trials(
@@ -148,18 +162,17 @@ class RayRunner(Runner):
         self.workers = check.positive_int("workers", workers)
         self.batch = batch
 
-    def map(
+    def _run(
         self,
         trials: Sequence[tuple[str, Config]],
-        *,
+        groups: list[list[int]] | None,
+        run_group: RunGroup | None,
         on_result: OnResult,
-        progress: Progress | None = None,
+        progress: Progress | None,
     ) -> None:
-        """Train every trial as a Ray task; report each outcome to ``on_result``."""
         from gdscope.runners.ray import run_trials
         from gdscope.trial import run_config
 
-        groups, run_group = ensemble_jobs(trials, self.workers, self.batch)
         run_trials(
             trials,
             run_config,
