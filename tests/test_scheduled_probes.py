@@ -6,7 +6,7 @@ import torch
 import gdscope as gs
 from _helpers import assert_close
 from gdscope.probes import _reference as ref
-from gdscope.probes import tracking
+from gdscope.training import context, scheduled
 
 
 def _run(probes, steps=6, lr=0.5, model=None):
@@ -30,13 +30,13 @@ def test_ntk_spectrum_probe_matches_dense_oracle_at_the_last_checkpoint():
 
 def test_gram_is_built_once_per_checkpoint_for_spectrum_and_sandwich(monkeypatch):
     calls = []
-    real = tracking.ntk_gram
+    real = context.ntk_gram
 
     def counting(*args, **kwargs):
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(tracking, "ntk_gram", counting)
+    monkeypatch.setattr(context, "ntk_gram", counting)
     trace, _, _ = _run({"ntk_spectrum": 2, "sandwich": 2}, steps=4)
     assert len(calls) == 3  # checkpoints 0, 2, 4
     assert "sandwich_lower" in trace.metrics
@@ -52,13 +52,13 @@ def test_square_loss_sandwich_holds_at_every_checkpoint():
 
 def test_sharpness_probe_matches_dense_hessian_and_warm_starts(monkeypatch):
     seen = []
-    real = tracking.sharpness
+    real = scheduled.sharpness
 
     def spying(*args, **kwargs):
         seen.append(kwargs.get("v0"))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(tracking, "sharpness", spying)
+    monkeypatch.setattr(scheduled, "sharpness", spying)
     trace, net, batch = _run({"sharpness": 2}, steps=4)
     top = torch.linalg.eigvalsh(ref.dense_hessian(net, gs.losses.mse, batch))[-1]
     assert abs(trace.final("sharpness") - float(top)) <= 1e-3 * float(top)
