@@ -10,7 +10,7 @@ import pytest
 ray = pytest.importorskip("ray")
 
 from _stores import assert_same_results  # noqa: E402
-from gdscope import api  # noqa: E402
+from gdscope import api, trial  # noqa: E402
 from gdscope.runners.ray import run_trials  # noqa: E402
 from gdscope.store import Store  # noqa: E402
 from gdscope.studies import StudyError  # noqa: E402
@@ -59,8 +59,8 @@ def test_a_worker_killed_mid_task_is_retried_and_the_study_completes(
 ):
     reference = api.run_study(STUDY, scale="smoke", results=tmp_path / "local", workers=2)
     (tmp_path / "marks").mkdir()
-    killer = functools.partial(_dies_first_time, str(tmp_path / "marks"), api.run_config)
-    monkeypatch.setattr(api, "run_config", killer)
+    killer = functools.partial(_dies_first_time, str(tmp_path / "marks"), trial.run_config)
+    monkeypatch.setattr(trial, "run_config", killer)  # what the runner sends to Ray
     result = api.run_study(STUDY, scale="smoke", runner="ray", results=tmp_path / "ray")
     killed_pid = int((tmp_path / "marks" / "killed").read_text())
     assert killed_pid != os.getpid()  # a worker died, not the driver

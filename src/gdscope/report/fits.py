@@ -25,6 +25,7 @@ from matplotlib.axes import Axes
 from gdscope.report import canvas, labels
 from gdscope.report.canvas import Drawn
 from gdscope.report.collect import ClaimView, StudyView
+from gdscope.stats.fits import slope_fit
 
 Point = tuple[float, float, Any]
 
@@ -103,9 +104,15 @@ def _seed_lines(ax: Axes, pts: list[Point], log_x: bool, log_y: bool) -> None:
         xs, ys = np.array([p[0] for p in mine]), np.array([p[1] for p in mine])
         ax.scatter(xs, ys, s=14, color=color, label=f"seed {seed}", zorder=3)
         tx, ty = _t(xs, log_x), _t(ys, log_y)
-        if np.unique(tx).size >= 2:
-            slope, icept = np.polyfit(tx, ty, 1)
-            ax.plot(xs, _back(icept + slope * tx, log_y), color=color, linewidth=0.8, alpha=0.7)
+        line = slope_fit(tx, ty)  # the judge's least squares (gdscope.stats), not a second one
+        if math.isfinite(line.slope):
+            ax.plot(
+                xs,
+                _back(line.intercept + line.slope * tx, log_y),
+                color=color,
+                linewidth=0.8,
+                alpha=0.7,
+            )
 
 
 def _axes_scales(ax: Axes, log_x: bool, log_y: bool) -> None:
@@ -175,15 +182,15 @@ def _compare_fits(claim: ClaimView, measure: Mapping[str, Any]) -> Drawn | None:
         xs, ys = np.array([p[0] for p in pts]), np.array([p[1] for p in pts])
         ax.scatter(xs, ys, s=14, color=color, label=labels.shorten(names[group], 60), zorder=3)
         tx, ty = _t(xs, log_x), _t(ys, log_y)
-        if np.unique(tx).size >= 2:
-            slope, icept = np.polyfit(tx, ty, 1)
+        line = slope_fit(tx, ty)
+        if math.isfinite(line.slope):
             grid = np.linspace(tx.min(), tx.max(), 50)
             ax.plot(
                 _back(grid, log_x),
-                _back(icept + slope * grid, log_y),
+                _back(line.intercept + line.slope * grid, log_y),
                 color=color,
                 linewidth=1.3,
-                label=f"{group}: pooled fit, slope {labels.number(slope)}",
+                label=f"{group}: pooled fit, slope {labels.number(line.slope)}",
             )
     if not drawn:
         return None

@@ -24,6 +24,7 @@ __all__ = [
     "RunGroup",
     "RunOne",
     "TrialError",
+    "device_of",
     "init_worker",
     "one_torch_thread",
     "partition_jobs",
@@ -85,16 +86,16 @@ class Reporter:
                 self.progress(self.done, len(self.trials))
 
 
+def device_of(config: Any) -> str:
+    """Return the ``device`` of a trial config (a dict or a validated config), ``"cpu"`` if unset."""
+    if isinstance(config, Mapping):
+        return str(config.get("device", "cpu"))
+    return str(getattr(config, "device", "cpu"))
+
+
 def uses_cuda(configs: Sequence[Any]) -> bool:
     """Whether any trial config (a dict or a validated config) runs on a CUDA device."""
-    return any(
-        str(
-            config.get("device", "cpu")
-            if isinstance(config, Mapping)
-            else getattr(config, "device", "cpu")
-        ).startswith("cuda")
-        for config in configs
-    )
+    return any(device_of(config).startswith("cuda") for config in configs)
 
 
 def partition_jobs(count: int, groups: Sequence[Sequence[int]] | None) -> list[list[int]]:

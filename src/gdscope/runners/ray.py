@@ -29,6 +29,7 @@ from gdscope.runners._jobs import (
     Reporter,
     RunGroup,
     TrialError,
+    device_of,
     init_worker,
     partition_jobs,
     run_job,
@@ -74,7 +75,7 @@ def run_trials(
         groups: a partition of the trial indices into jobs, as for the local runner.
         run_group: ``run_group(configs) -> outcomes`` for jobs of two or more trials.
 
-    A job whose trials run on CUDA (``config["device"]`` starting with ``"cuda"``) asks Ray for
+    A job whose trials run on CUDA (``device`` starting with ``"cuda"``) asks Ray for
     one GPU, so the cluster schedules it on a GPU node; a cluster with no GPU at all is refused
     before anything runs (Ray would wait for one forever).
 
@@ -134,7 +135,7 @@ def _check_gpus(ray: Any, configs: Sequence[Config], address: str | None) -> Non
         StudyError: a config's ``device`` is CUDA and the cluster has no GPU.
 
     """
-    cuda = [str(c.get("device")) for c in configs if uses_cuda([c])]
+    cuda = [device_of(c) for c in configs if uses_cuda([c])]
     if not cuda or ray.cluster_resources().get("GPU", 0) > 0:
         return
     from gdscope.studies import StudyError
