@@ -192,3 +192,18 @@ def test_ntk_lr_transfer_spans_five_octaves_on_a_root_two_grid():
     assert np.allclose(np.diff(np.log2(lrs)), 0.5, atol=1e-4)
     assert {c["model"]["parameterization"] for c in configs} == {"ntk"}
     assert [c.gate for c in study.claims] == [False]
+
+
+def test_a5_stalls_is_judged_against_the_zero_predictor_not_the_inflated_initial_loss():
+    claim = _claim("random-init-controls-structure", "A5-stalls")
+
+    def run(seed, initial, final):
+        loss = (np.array([0, 5000]), np.array([initial, final]))
+        return _record({"seed": seed, "model.init": "identical"}, loss=loss)
+
+    # paper scale: copied units inflate the initial loss to ~20 while the net ends at the zero
+    # predictor's loss ~0.5 (no fit): a stall, which final/initial (0.025) called a FAIL
+    stalled = [run(0, 20.47, 0.5226), run(1, 3.441, 0.4332)]
+    assert claim.judge(stalled, ["model.init"]).status == "PASS"
+    fitted = [run(0, 20.47, 1e-6), run(1, 3.441, 0.4332)]  # one identical-init run fits
+    assert claim.judge(fitted, ["model.init"]).status == "FAIL"

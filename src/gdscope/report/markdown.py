@@ -7,9 +7,12 @@ so the page is always what was measured, never typed.
 
 The wall time of a study is the span from the start of the first trial its latest run stored
 (its finishing time less its wall time, not before the run started: ``StudyView.runs``) to the
-last; trials reused from another study or an earlier run do not count (``"reused"`` when none
-ran). ``gdscope run`` queues the trials of all its studies at once, so this is the study's own
-span, not the time since the command started. The trial time is the sum over its trials.
+last; trials reused from another study or an earlier run do not count. When the latest run
+stored none (it only judged, e.g. after a claim changed), the page gives the span of the trials
+as stored, with the date, if they were stored in one sitting (a span no longer than their summed
+time plus a minute), else ``"reused"``. ``gdscope run`` queues the trials of all its studies at
+once, so this is the study's own span, not the time since the command started. The trial time is
+the sum over its trials.
 """
 
 from __future__ import annotations
@@ -68,15 +71,24 @@ def _counts(claims: Sequence[ClaimView]) -> str:
 
 def _elapsed(study: StudyView) -> str:
     run = _parse(study.runs.get("last_run"))
-    ran = [
+    spans = [
         (end, float(t.get("wall_time_s") or 0.0))
         for t in study.trials
-        if run is not None and (end := _parse(t.get("finished_at"))) is not None and end >= run
+        if (end := _parse(t.get("finished_at"))) is not None
     ]
-    if run is None or not ran:
+    ran = [(end, took) for end, took in spans if run is not None and end >= run]
+    if run is not None and ran:
+        first = max(run.timestamp(), min(end.timestamp() - took for end, took in ran))
+        return f"{max(end for end, _ in ran).timestamp() - first:.0f} s"
+    if not spans:
         return "reused"
-    first = max(run.timestamp(), min(end.timestamp() - took for end, took in ran))
-    return f"{max(end for end, _ in ran).timestamp() - first:.0f} s"
+    # every trial was stored before the latest run (which only judged): the span of the run that
+    # stored them, if they were stored in one sitting (a span no longer than their summed time)
+    first = min(end.timestamp() - took for end, took in spans)
+    span = max(end for end, _ in spans).timestamp() - first
+    if span <= sum(took for _, took in spans) + 60:
+        return f"{span:.0f} s (stored {min(end for end, _ in spans).date().isoformat()})"
+    return "reused"
 
 
 def _date(study: StudyView) -> str:
