@@ -245,14 +245,19 @@ def _scaled_trials(
             raise StudyError("overrides are for a study given by name or path; load() applies them")
     else:
         study = load(study, overrides)
-    pairs = study.validated(scale, validate_trial)
-    configs, validated = [raw for raw, _ in pairs], [config for _, config in pairs]
+    configs, validated, hashes = _trials_at(study, scale)
     try:
         runner.check_devices(validated)
     except ValueError as error:
         raise StudyError(str(error)) from None
-    hashes = [config.content_hash() for config in validated]
     return study, study.with_scale(scale), configs, validated, hashes
+
+
+def _trials_at(study: Study, scale: str) -> tuple[list[dict[str, Any]], list[Any], list[str]]:
+    """Expand ``study`` at ``scale``, validating each trial once: configs, validated, hashes."""
+    pairs = study.validated(scale, validate_trial)
+    validated = [config for _, config in pairs]
+    return [raw for raw, _ in pairs], validated, [config.content_hash() for config in validated]
 
 
 def plan_study(
@@ -275,7 +280,7 @@ def plan_study(
     check.one_of("scale", scale, SCALES)
     study = load(name_or_path, overrides)
     scaled = study.with_scale(scale)
-    hashes = [config.content_hash() for _, config in study.validated(scale, validate_trial)]
+    _, _, hashes = _trials_at(study, scale)
     if (Path(results) / DB_NAME).is_file():
         done = Store(results, create=False).finished_hashes()
     else:
@@ -355,9 +360,7 @@ def verify(results: str | Path) -> list[StudyResult]:
             start = time.perf_counter()
             study = Study.model_validate(row["spec"])
             scaled = study.with_scale(row["scale"])
-            pairs = study.validated(row["scale"], validate_trial)
-            configs = [raw for raw, _ in pairs]
-            hashes = [config.content_hash() for _, config in pairs]
+            configs, _, hashes = _trials_at(study, row["scale"])
             verdicts, missing = _judge(store, scaled, row["scale"], configs, hashes)
             elapsed = time.perf_counter() - start
             out.append(
