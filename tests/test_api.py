@@ -98,6 +98,18 @@ BAD = {
         ).replace("xx = ", "# "),
         "no trial has config key 'data.nn'",
     ),
+    "claim metric typo": (
+        STUDY.replace('metric = "residual"', 'metric = "residul"'),
+        "claims[gd-exponent].y.metric: no trial records metric 'residul'; did you mean 'residual'",
+    ),
+    "metric no probe of the trials records": (
+        STUDY.replace('metric = "residual"', 'metric = "sharpness"'),
+        "no trial records metric 'sharpness' (schedule the probe: probes.sharpness",
+    ),
+    "expression name neither config key nor metric": (
+        STUDY.replace('metric = "kappa" }', 'metric = "kappa", then = "value / kapa" }'),
+        "claims[gd-exponent].x.then: no trial records metric 'kapa'",
+    ),
     "table replaced by a value": (
         STUDY.replace('"data.d" = 4', 'data = 4\n"data.d" = 4'),
         "not a table",

@@ -138,8 +138,8 @@ def test_coord_check_matches_manual_forward():
 
 
 def test_registered_and_rejects_non_mlp():
-    assert PROBES["kernel_regression"] is kernel_regression
-    assert PROBES["activation_rms"] is activation_rms
+    assert PROBES["kernel_regression"].fn is kernel_regression
+    assert PROBES["activation_rms"].fn is activation_rms
     with pytest.raises(ValueError, match="activation"):
         hidden_activations(torch.nn.Linear(3, 1), torch.zeros(2, 3))
 

@@ -7,6 +7,7 @@ import gdscope as gs
 from _helpers import assert_close
 from gdscope.probes import _reference as ref
 from gdscope.training import context, scheduled
+from gdscope.training.scheduled import records, scheduled_metrics
 
 
 def _run(probes, steps=6, lr=0.5, model=None):
@@ -90,7 +91,7 @@ def test_geometry_probes_start_at_zero_and_move():
 def test_every_registered_probe_runs_in_train():
     x, y = gs.data.digits(n=40, classes=(0, 1, 2), seed=0, dtype=torch.float64)
     xt, yt = gs.data.digits(n=20, split="test", classes=(0, 1, 2), seed=0, dtype=torch.float64)
-    net = gs.models.mlp(64, 8, 2, out_dim=3, seed=0, dtype=torch.float64)
+    net = gs.models.mlp(64, 16, 2, out_dim=3, seed=0, dtype=torch.float64)
     opt = torch.optim.SGD(net.parameters(), lr=0.1)
     probes = dict.fromkeys(gs.PROBES, 2)
     trace = gs.train(
@@ -98,6 +99,10 @@ def test_every_registered_probe_runs_in_train():
     )
     assert trace.status == "completed"
     assert {"test_accuracy", "ntk_kappa", "sharpness", "activation_flips"} <= set(trace.metrics)
+    declared = scheduled_metrics(gs.PROBES)
+    assert [m for m in trace.metrics if not records(declared, m)] == []  # each metric declared
+    # and each declared name (each family) is recorded: a probe's declaration cannot go stale
+    assert [d for d in declared if not any(records([d], m) for m in trace.metrics)] == []
 
 
 @pytest.mark.parametrize("name", ["ntk_spectrum", "sharpness"])

@@ -242,6 +242,20 @@ class StopConfig(_Frozen):
     accuracy_at_least: float | None = Field(default=None, gt=0, le=1)
 
 
+TUNED_METRICS: dict[str, tuple[str, ...]] = {
+    "auto_kernel": (
+        "tuned_lr",
+        "tuned_momentum",
+        "kernel_kappa",
+        "kernel_lambda_min",
+        "kernel_lambda_max",
+    ),
+    "auto_sharpness": ("tuned_lr", "init_sharpness", "lr_times_sharpness"),
+    "readout_lambda_max": ("tuned_l1", "l1_lambda_max"),
+}
+"""What a trial records at step 0 for each option tuned at init (``gdscope.trial``'s tunings)."""
+
+
 class TrialConfig(_Frozen):
     """One trial: everything a run depends on. ``seed`` seeds the model, the data and batch order."""
 
@@ -298,6 +312,25 @@ class TrialConfig(_Frozen):
                 f"{self.model.trained!r}; give l1 as a number (l1_scale = 'absolute')"
             )
         return self
+
+    def recorded_metrics(self) -> set[str]:
+        """Every metric (or ``/`` family) a run of this config may record.
+
+        The scheduled probes' metrics, the ``loss`` (a diverging or stopping run records it),
+        the ``accuracy`` a stopping run records, and the hyper-parameters tuned at init
+        (:data:`TUNED_METRICS`).
+        """
+        from gdscope.training.scheduled import scheduled_metrics
+
+        names = scheduled_metrics(self.probes) | {"loss"}
+        if self.stop.loss_below is not None or self.stop.accuracy_at_least is not None:
+            names.add("accuracy")
+        opt = self.optimizer
+        tuned = {opt.lr, opt.momentum, opt.l1_scale}
+        for option, metrics in TUNED_METRICS.items():
+            if option in tuned:
+                names.update(metrics)
+        return names
 
     def content_hash(self) -> str:
         """SHA-256 of the canonical JSON of the config: equal configs ↔ equal hashes.

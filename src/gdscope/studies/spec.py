@@ -35,6 +35,7 @@ else:  # pragma: no cover - Python 3.10 needs the tomli backport
 
 from gdscope._checks import did_you_mean
 from gdscope.studies._claim_keys import check_claim_keys
+from gdscope.studies._claim_metrics import check_claim_metrics
 from gdscope.studies._overrides import assign, check_top, nest, parse_override, set_nested
 from gdscope.studies.claims import Claim
 from gdscope.studies.errors import StudyError, format_errors
@@ -350,9 +351,9 @@ def _validate_trials(
             continue
         problems.setdefault(message, []).append(_point_label(study, trial, index, len(trials)))
     if not problems:
-        check_claim_keys(
-            study.claims, [*trials, *validated], f"study {study.name!r} at scale {scale!r}"
-        )
+        origin = f"study {study.name!r} at scale {scale!r}"
+        check_claim_keys(study.claims, [*trials, *validated], origin)
+        check_claim_metrics(study.claims, configs, origin)
         return configs
     lines = []
     for message, points in list(problems.items())[:_MAX_REPORTED]:

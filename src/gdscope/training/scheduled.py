@@ -11,7 +11,8 @@ Probes never log, plot or write.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -244,29 +245,76 @@ def zero_fraction_probe(ctx: ProbeContext) -> dict[str, float]:
     return {"zero_fraction": zero_fraction(trainable)}
 
 
-PROBES: dict[str, Callable[[ProbeContext], dict[str, float]]] = {
-    "loss": _loss,
-    "residual": _residual,
-    "accuracy": _accuracy,
-    "grad_norm": _grad_norm,
-    "dist_from_init": _dist_from_init,
-    "spectral_dist_from_init": _spectral_dist_from_init,
-    "neuron_displacement": _neuron_displacement,
-    "test": _test,
-    "ntk_spectrum": _ntk_spectrum,
-    "sandwich": _sandwich,
-    "pl_ratio": _pl_ratio,
-    "sharpness": _sharpness,
-    "hessian_trace": _hessian_trace,
-    "activation_flips": _activation_flips,
-    "linearization_gap": _linearization_gap,
-    "kernel_regression": kernel_regression,
-    "activation_rms": activation_rms,
-    "zero_fraction": zero_fraction_probe,
-    "train_error": train_error_probe,
-    "h_infinity_gap": h_infinity_gap,
-    "du_bound": du_bound,
-    "grad_norm_drop": grad_norm_drop,
-    "output_hessian_norm": output_hessian_norm_probe,
+@dataclass(frozen=True)
+class ScheduledProbe:
+    """A probe ``train`` can schedule: ``fn(ctx) -> {metric: value}`` and the metrics it records.
+
+    ``metrics`` names every key ``fn`` may return; a name ending in ``/`` stands for a family
+    (``"dist_from_init/"`` covers ``"dist_from_init/layers.0.weight"``). A study refuses, when it
+    loads, a claim reading a metric no scheduled probe of its trials records.
+    """
+
+    fn: Callable[[ProbeContext], dict[str, float]]
+    metrics: tuple[str, ...]
+
+    def __call__(self, ctx: ProbeContext) -> dict[str, float]:
+        """Measure this probe at ``ctx``'s checkpoint."""
+        return self.fn(ctx)
+
+
+def records(declared: Iterable[str], metric: str) -> bool:
+    """Whether ``metric`` is one of the ``declared`` names or in one of its ``/`` families.
+
+    >>> records(["loss", "dist_from_init/"], "dist_from_init/layers.0.weight")
+    True
+    >>> records(["loss", "dist_from_init/"], "dist_from_init")
+    False
+    """
+    return any(
+        metric == name or (name.endswith("/") and metric.startswith(name)) for name in declared
+    )
+
+
+_NTK = ("ntk_lambda_min", "ntk_lambda_max", "ntk_kappa", "ntk_lambda_min_over_n", "ntk_drift")
+_KERNEL_REGRESSION = ("min_norm_ratio", "kernel_min_norm", "kernel_rademacher")
+_KERNEL_REGRESSION += ("kernel_regression_train_gap", "kernel_regression_gap", "kernel_test_loss")
+_DISTANCE = ("dist_from_init", "rel_dist_from_init", "dist_from_init/", "rel_dist_from_init/")
+_ACTIVATIONS = ("activation_rms/", "activation_delta_rms/", "output_rms", "output_delta_rms")
+
+PROBES: dict[str, ScheduledProbe] = {
+    "loss": ScheduledProbe(_loss, ("loss",)),
+    "residual": ScheduledProbe(_residual, ("residual", "relative_residual")),
+    "accuracy": ScheduledProbe(_accuracy, ("accuracy",)),
+    "grad_norm": ScheduledProbe(_grad_norm, ("grad_norm",)),
+    "dist_from_init": ScheduledProbe(_dist_from_init, _DISTANCE),
+    "spectral_dist_from_init": ScheduledProbe(
+        _spectral_dist_from_init, ("spec_dist_from_init/", "rel_spec_dist_from_init/")
+    ),
+    "neuron_displacement": ScheduledProbe(_neuron_displacement, ("max_neuron_displacement/",)),
+    "test": ScheduledProbe(_test, ("test_loss", "test_accuracy")),
+    "ntk_spectrum": ScheduledProbe(_ntk_spectrum, (*_NTK, "ntk_alignment")),
+    "sandwich": ScheduledProbe(_sandwich, ("sandwich_lower", "sandwich_upper")),
+    "pl_ratio": ScheduledProbe(_pl_ratio, ("pl_ratio",)),
+    "sharpness": ScheduledProbe(_sharpness, ("sharpness",)),
+    "hessian_trace": ScheduledProbe(_hessian_trace, ("hessian_trace", "hessian_trace_se")),
+    "activation_flips": ScheduledProbe(_activation_flips, ("activation_flips",)),
+    "linearization_gap": ScheduledProbe(
+        _linearization_gap, ("linearization_gap", "test_linearization_gap")
+    ),
+    "kernel_regression": ScheduledProbe(kernel_regression, _KERNEL_REGRESSION),
+    "activation_rms": ScheduledProbe(activation_rms, _ACTIVATIONS),
+    "zero_fraction": ScheduledProbe(zero_fraction_probe, ("zero_fraction",)),
+    "train_error": ScheduledProbe(train_error_probe, ("train_error", "interpolated")),
+    "h_infinity_gap": ScheduledProbe(h_infinity_gap, ("h_infinity_gap", "h_infinity_lambda_min")),
+    "du_bound": ScheduledProbe(du_bound, ("du_bound", "du_step", "du_rate")),
+    "grad_norm_drop": ScheduledProbe(
+        grad_norm_drop, ("grad_norm_sq_running_min", "grad_norm_sq_drop")
+    ),
+    "output_hessian_norm": ScheduledProbe(output_hessian_norm_probe, ("output_hessian_norm",)),
 }
-"""Probes ``train`` can schedule by name: ``{name: fn(ProbeContext) -> {metric: value}}``."""
+"""Probes ``train`` can schedule by name: ``{name: ScheduledProbe(fn, metrics)}``."""
+
+
+def scheduled_metrics(schedule: Iterable[str]) -> set[str]:
+    """Every metric (or ``/`` family) the probes named in ``schedule`` record."""
+    return {metric for name in schedule for metric in PROBES[name].metrics}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -47,6 +47,12 @@ class KindConfig(BaseModel):
     """Base of the trial-kind configs: frozen, unknown keys rejected, hashed like ``TrialConfig``."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+    RECORDED_METRICS: ClassVar[tuple[str, ...]] = ()
+    """The series every run of this kind records (its ``run`` function's docstring says when)."""
+
+    def recorded_metrics(self) -> set[str]:
+        """Every metric a run of this config may record."""
+        return set(self.RECORDED_METRICS)
 
     def content_hash(self) -> str:
         """SHA-256 of the canonical JSON of the config: equal configs ↔ equal hashes."""

@@ -96,6 +96,8 @@ class KernelDataConfig(KindConfig):
 class KernelDynamicsConfig(KindConfig):
     """One kernel-level run: data, Gram, method and tuning, step budget, stop tolerance."""
 
+    RECORDED_METRICS = ("residual", "relative_residual", "kappa", "lambda_min", "lambda_max")
+    RECORDED_METRICS += ("eta", "beta", "theory_rate")
     kind: Literal["kernel_dynamics"] = "kernel_dynamics"
     data: KernelDataConfig = Field(default_factory=KernelDataConfig)
     gram: Literal["h_infinity", "empirical"] = "h_infinity"

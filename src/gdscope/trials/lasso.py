@@ -64,6 +64,8 @@ class LassoDataConfig(KindConfig):
 class LassoConfig(KindConfig):
     """One lasso run: design, ``λ`` (absolute or a fraction of ``λ_max``), method, steps."""
 
+    RECORDED_METRICS = ("objective", "l1_norm", "l1_norm_avg", "zero_fraction", "nonzeros")
+    RECORDED_METRICS += ("dist_to_exact", "exact_l1_norm", "exact_objective")
     kind: Literal["lasso"] = "lasso"
     data: LassoDataConfig = Field(default_factory=LassoDataConfig)
     lam: NonNegativeFinite | None = None

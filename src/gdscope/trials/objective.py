@@ -64,6 +64,7 @@ class ObjectiveConfig(KindConfig):
     ``nesterov`` (default 0.9).
     """
 
+    RECORDED_METRICS = ("f", "f_gap", "x", "abs_x", "curvature", "floor", "dist_floor", "absorbed")
     kind: Literal["objective"] = "objective"
     function: Function = "quadratic"
     p: float | None = Field(default=None, gt=1, le=2)
