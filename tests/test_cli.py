@@ -101,7 +101,7 @@ def test_run_writes_the_report_and_report_rewrites_it(tmp_path):
     page = results / "report.html"
     assert f"report: {page}" in out.stdout
     html = page.read_text()
-    assert "eos-convex" in html and "data:image/png;base64," in html
+    assert "eos-convex" in html and "<svg " in html
     other = tmp_path / "mail" / "page.html"
     out = _gdscope("report", str(results), "-o", str(other))
     assert out.returncode == 0, out.stderr

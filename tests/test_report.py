@@ -1,16 +1,14 @@
-"""The HTML report: escaped, every figure an embedded PNG, NaN-safe, torch-free, renders in Chromium."""
+"""The HTML report: escaped, every figure inline SVG, NaN-safe, torch-free, renders in Chromium."""
 
-import base64
-import io
 import math
 import re
 import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
+from xml.etree import ElementTree
 
 import pytest
-from PIL import Image
 
 from gdscope import api
 from gdscope.report import render_report, write_report
@@ -30,6 +28,7 @@ XSS = "<script>alert(1)</script>"
 # fast at smoke scale, and between them: sharpness vs 2/η, rate vs κ (a fit), NTK λ_min vs width
 REAL_STUDIES = ("edge-of-stability", "nag-acceleration-network", "width-controls-structure")
 NAN = math.nan
+SVG = "{http://www.w3.org/2000/svg}"
 
 
 class _Trace:
@@ -134,26 +133,61 @@ def test_every_stored_string_is_escaped(page):
     assert XSS not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "<script" not in page.lower()  # the page has no script at all
-    for raw in ("<img src=x", "<svg", "<b>bold", "<i>fit", "<em>", "<u>loss"):
+    for raw in ("<img src=x", "<svg onload", "<b>bold", "<i>fit", "<em>", "<u>loss"):
         assert raw not in page, raw
+    # the only <svg> elements are the figures matplotlib drew (stored strings inside are text)
+    assert page.count("<svg") == page.count('<svg xmlns:xlink="http://www.w3.org/1999/xlink"')
     assert "&lt;i&gt;fit&lt;/i&gt;" in page
 
 
-def test_every_figure_is_an_embedded_png_that_decodes(page, results):
-    sources = re.findall(r'<img src="([^"]*)"', page)
-    assert sources and all(s.startswith("data:image/png;base64,") for s in sources)
-    for source in sources:
-        image = Image.open(io.BytesIO(base64.b64decode(source.split(",", 1)[1], validate=True)))
-        image.load()
-        assert image.format == "PNG" and min(image.size) > 50
+def test_every_figure_is_inline_svg_with_searchable_text(page, results):
+    figures = re.findall(r"<svg .*?</svg>", page, flags=re.S)
+    assert figures
+    for figure in figures:
+        root = ElementTree.fromstring(figure)  # well-formed XML
+        assert root.find(f"{SVG}title") is not None
+        texts = [t.text for t in root.iter(f"{SVG}text") if t.text]
+        assert "step" in texts or texts, "tick and axis labels are text, not glyph paths"
+    ids = re.findall(r' id="([^"]*)"', "".join(figures))
+    assert len(ids) == len(set(ids))  # no two figures of the page share an id
+    for reference in set(re.findall(r'(?:url\(#|href="#)([^)"]+)', "".join(figures))):
+        assert reference in ids, reference
     articles = _articles(page)
     assert len(articles) == len(Store(results).verdicts())
-    assert all("<img " in a for a in articles)  # every claim has its figure
+    assert all("<svg " in a for a in articles)  # every claim has its figure
     assert "figure not drawn" not in page
     for title in ("Sharpness against 2/η", "NTK spectrum against width", "Training curves"):
         assert title in page
     assert "log–log of the exponent" in page
     assert "1 − rate of residual against initial κ for groups A and B" in page  # rate against κ
+
+
+def test_figures_are_written_as_svg_and_pdf_files(results, tmp_path):
+    out = tmp_path / "figures"
+    done = subprocess.run(
+        [sys.executable, "-m", "gdscope", "report", str(results), "-o", str(tmp_path / "r.html"),
+         "--figures", str(out)],
+        capture_output=True, text=True, check=False, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    files = sorted(out.iterdir())
+    svgs = [f for f in files if f.suffix == ".svg"]
+    pdfs = [f for f in files if f.suffix == ".pdf"]
+    assert svgs and [f.stem for f in svgs] == [f.stem for f in pdfs]
+    assert len(files) == len(svgs) + len(pdfs)  # no temporary file left behind
+    assert all(f.read_bytes().startswith(b"%PDF-") for f in pdfs)
+    for f in svgs:
+        ElementTree.parse(f)
+        assert re.fullmatch(r"\d\d-[A-Za-z0-9._-]+-\d\d-[A-Za-z0-9._-]+", f.stem), f.name
+    # the hostile study's name (markup) became a safe file name inside the folder
+    assert any("script" in f.name for f in svgs)
+    again = subprocess.run(
+        [sys.executable, "-m", "gdscope", "report", str(results), "-o", str(tmp_path / "r.html"),
+         "--figures", str(out)],
+        capture_output=True, text=True, check=False, timeout=300,
+    )  # fmt: skip
+    assert again.returncode == 0
+    assert [f.read_bytes() for f in files] == [f.read_bytes() for f in sorted(out.iterdir())]
 
 
 def test_nan_statistics_and_failed_trials_render(page):
@@ -209,10 +243,11 @@ def test_report_renders_in_headless_chromium(report, results):
             rows = page.locator("table.verdicts tbody tr")
             assert rows.count() == len(Store(results).verdicts())
             assert rows.filter(has_text=XSS).count() == 2  # the hostile study's two claims
-            images = page.evaluate(
-                "Array.from(document.images).map(i => [i.complete, i.naturalWidth])"
+            sizes = page.evaluate(
+                "Array.from(document.querySelectorAll('figure svg'))"
+                ".map(s => s.getBoundingClientRect().width)"
             )
-            assert images and all(done and width > 0 for done, width in images), images
+            assert sizes and all(width > 100 for width in sizes), sizes
             heading = page.get_by_role("heading", name=XSS)
             assert heading.is_visible() and XSS in heading.inner_text()
             assert page.locator("script").count() == 0
@@ -232,7 +267,7 @@ def test_dollar_signs_in_stored_strings_are_text_not_mathtext(tmp_path):
     for i, path in enumerate(["a$\\frac$b", "plain"]):  # unparsable as TeX
         store.record_trial("s", "smoke", {"data": {"path": path}, "seed": 0}, f"h{i}", _Trace(4))
     page = render_report(tmp_path)
-    assert "figure not drawn" not in page and "data:image/png;base64," in page
+    assert "figure not drawn" not in page and "<svg " in page
 
 
 def test_log_axes_are_labelled_with_plain_numbers():

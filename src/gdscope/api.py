@@ -330,21 +330,26 @@ def report(
     output: str | Path | None = None,
     *,
     markdown: bool = False,
+    figures: str | Path | None = None,
 ) -> Path:
     """Write the HTML report of ``results`` (default ``results/report.html``); return its path.
 
     See :mod:`gdscope.report`: verdict table, per-claim figures, environment, one file. With
-    ``markdown=True`` write the verdicts page instead (default ``results/verdicts.md``).
+    ``markdown=True`` write the verdicts page instead (default ``results/verdicts.md``). With
+    ``figures``, also write every figure as SVG and PDF files into that folder.
 
     Raises:
         StoreError: ``results`` holds no gdscope store.
 
     """
-    from gdscope.report import write_report
+    from gdscope.report import write_figures, write_report
 
     default = "verdicts.md" if markdown else "report.html"
     target = Path(output) if output is not None else Path(results) / default
-    return write_report(results, target, fmt="markdown" if markdown else "html")
+    written = write_report(results, target, fmt="markdown" if markdown else "html")
+    if figures is not None:
+        write_figures(results, figures)
+    return written
 
 
 def verify(results: str | Path) -> list[StudyResult]:

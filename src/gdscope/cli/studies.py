@@ -142,12 +142,21 @@ def report(
             "machine, findings), e.g. -o docs/verdicts.md",
         ),
     ] = False,
+    figures: Annotated[
+        str | None,
+        typer.Option(
+            "--figures",
+            help="also write every figure as SVG and PDF files into this folder (for a paper)",
+        ),
+    ] = None,
 ) -> None:
     """Write the results as one self-contained HTML page: verdicts, figures, environment."""
     from gdscope import api
 
-    written = _user_errors(lambda: api.report(results, output, markdown=markdown))
+    written = _user_errors(lambda: api.report(results, output, markdown=markdown, figures=figures))
     stdout.print(f"report: {written}")
+    if figures is not None:
+        stdout.print(f"figures: {figures} (SVG and PDF)")
 
 
 def list_claims(

@@ -4,9 +4,10 @@
 torch) and returns the page: the verdict table (status, statistic, CI, band, reference,
 provenance), per study its training curves (and sharpness against 2/η, NTK λ_min against width
 where recorded), per claim the figure of its kind (a fit with its points, CI and band; values
-against a band; curves against a threshold...), figures embedded as PNG ``data:`` URIs, every
+against a band; curves against a threshold...), figures as inline SVG (searchable text), every
 stored string escaped, and the environment (versions, device, dates) at the end.
-:func:`write_report` writes it to a file.
+:func:`write_report` writes it to a file; :func:`write_figures` writes every figure as SVG and
+PDF files for a paper.
 
 >>> from gdscope.report import write_report
 >>> write_report("gdscope-results", "report.html")  # doctest: +SKIP
@@ -19,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-__all__ = ["render_report", "write_report"]
+__all__ = ["render_report", "write_figures", "write_report"]
 
 
 def render_report(
@@ -77,3 +78,13 @@ def write_report(
     partial.write_text(text, encoding="utf-8")
     os.replace(partial, target)
     return target
+
+
+def write_figures(results_dir: str | os.PathLike[str], out: str | os.PathLike[str]) -> list[Path]:
+    """Write every figure of ``results_dir``'s report as SVG and PDF files into ``out``.
+
+    See :mod:`gdscope.report.figure_files`. Returns the paths written, in page order.
+    """
+    from gdscope.report.figure_files import write_figures as write
+
+    return write(results_dir, out)

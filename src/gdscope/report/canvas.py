@@ -1,15 +1,15 @@
-"""Drawing primitives shared by the report's figures: a figure, its PNG bytes, axes helpers.
+"""Drawing primitives shared by the report's figures: a figure, its vector graphics, axes helpers.
 
-Figures are ``matplotlib.figure.Figure`` objects drawn on an explicit Agg canvas: no pyplot, no
-global backend switch, nothing left open. :class:`Chart` is what the page embeds.
+Figures are ``matplotlib.figure.Figure`` objects on an explicit Agg canvas: no pyplot, no
+global backend switch, nothing left open. :class:`Chart` is what the page embeds: inline SVG
+(:mod:`~gdscope.report.vector`), and on request the figure's SVG and PDF files.
 """
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import matplotlib
@@ -19,11 +19,13 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator, NullLocator
 
-from gdscope.report import labels
+from gdscope.report import labels, vector
 
 WIDTH, HEIGHT, DPI = 5.6, 3.5, 110
 BAND_COLOR = "#2ca02c"
 MAX_LINES = 24
+DECIMATE_BUCKETS = 300
+"""Runs of consecutive points a drawn curve keeps (about one per horizontal pixel)."""
 """Curves drawn per panel at most; more trials are thinned evenly (the caption says so)."""
 
 _LOG_LABELS = FuncFormatter(lambda value, _: f"{value:g}")
@@ -42,11 +44,16 @@ _STYLE: dict[Any, Any] = {
 
 @dataclass(frozen=True)
 class Chart:
-    """One rendered figure: a title, a caption saying what it shows, and PNG bytes."""
+    """One rendered figure: a title, a caption saying what it shows, and inline SVG.
+
+    ``files`` holds ``{"svg": document, "pdf": bytes}`` when the figure was drawn for files
+    (``render(..., files=True)``), else it is empty.
+    """
 
     title: str
     caption: str
-    png: bytes
+    svg: str
+    files: dict[str, bytes] = field(default_factory=dict)
 
 
 def figure(height: float = HEIGHT, left: float = 0.8) -> tuple[Figure, Axes]:
@@ -69,11 +76,12 @@ Drawn = tuple[Figure, str, str]
 """What a figure builder returns: the figure, its title and its caption."""
 
 
-def render(build: Callable[..., Drawn | None], *args: Any) -> Chart | None:
-    """Call ``build(*args)`` in the report's style and render its figure to a PNG :class:`Chart`.
+def render(build: Callable[..., Drawn | None], *args: Any, files: bool = False) -> Chart | None:
+    """Call ``build(*args)`` in the report's style and render its figure to a :class:`Chart`.
 
     ``None`` when the builder finds nothing to draw. A builder that raises gives a small figure
-    naming the error instead, so one odd stored value never stops the whole report.
+    naming the error instead, so one odd stored value never stops the whole report. With
+    ``files``, the chart also carries the figure as SVG and PDF documents.
     """
     with matplotlib.rc_context(_STYLE), np.errstate(all="ignore"):
         try:
@@ -81,24 +89,19 @@ def render(build: Callable[..., Drawn | None], *args: Any) -> Chart | None:
             if drawn is None:
                 return None
             fig, title, caption = drawn
-            return Chart(title, caption, png(fig))
+            return _chart(fig, title, caption, files)
         except Exception as err:  # a report must still be written; the figure says what failed
             why = f"{type(err).__name__}: {err}"
-            return message("figure not drawn", "this figure could not be drawn", why)
+            return message("figure not drawn", "this figure could not be drawn", why, files)
 
 
-def png(fig: Figure) -> bytes:
-    """Render ``fig`` to PNG bytes (Agg, quantized to a 256-colour palette) and release it."""
-    from PIL import Image
-
+def _chart(fig: Figure, title: str, caption: str, files: bool) -> Chart:
+    """Render ``fig`` (inline SVG, and with ``files`` its SVG and PDF documents) and release it."""
     plain_log_axes(fig)
-    canvas = FigureCanvasAgg(fig)
-    canvas.draw()
-    image = Image.fromarray(np.asarray(canvas.buffer_rgba())).convert("RGB")
+    document = vector.svg_document(fig)
+    written = {"svg": document.encode(), "pdf": vector.pdf_document(fig)} if files else {}
     fig.clear()
-    buffer = io.BytesIO()
-    image.quantize(colors=256, method=Image.Quantize.FASTOCTREE).save(buffer, "png")
-    return buffer.getvalue()
+    return Chart(title, caption, vector.inline(document, title), written)
 
 
 def plain_log_axes(fig: Figure) -> None:
@@ -115,13 +118,44 @@ def plain_log_axes(fig: Figure) -> None:
                 axis.set_major_formatter(_LOG_LABELS)
 
 
-def message(title: str, text: str, caption: str) -> Chart:
+def message(title: str, text: str, caption: str, files: bool = False) -> Chart:
     """Draw a small figure that only says ``text`` (nothing to draw, or drawing failed)."""
     with matplotlib.rc_context(_STYLE):
         fig, ax = figure(height=1.0)
         ax.axis("off")
         ax.text(0.5, 0.5, labels.shorten(text, 80), ha="center", va="center", color="#555")
-        return Chart(title, caption, png(fig))
+        return _chart(fig, title, caption, files)
+
+
+def decimate(
+    x: np.ndarray, y: np.ndarray, buckets: int = DECIMATE_BUCKETS
+) -> tuple[np.ndarray, np.ndarray]:
+    """Thin a long curve to what a figure can show: per run of consecutive points, its ends and extremes.
+
+    The points are cut into ``buckets`` consecutive runs (about one per horizontal pixel); each
+    run keeps its first and last point and its smallest and largest finite value, so the drawn
+    envelope (an oscillation, a spike, the floor) is the one every point would draw. Curves of at
+    most ``4·buckets`` points are returned as they are.
+
+    >>> x = np.arange(10_000.0)
+    >>> y = np.where(x == 5_000, 9.0, np.sin(x))
+    >>> xs, ys = decimate(x, y, buckets=100)
+    >>> bool(xs.size <= 400), bool(ys.max() == 9.0), bool(ys.min() == y.min()), (xs[0], xs[-1])
+    (True, True, True, (np.float64(0.0), np.float64(9999.0)))
+    """
+    if y.size <= 4 * buckets:
+        return x, y
+    keep: list[int] = []
+    for run in np.array_split(np.arange(y.size), buckets):
+        values = y[run]
+        picks = {int(run[0]), int(run[-1])}
+        finite = np.isfinite(values)
+        if finite.any():
+            index, kept = run[finite], values[finite]
+            picks |= {int(index[np.argmin(kept)]), int(index[np.argmax(kept)])}
+        keep.extend(sorted(picks))
+    chosen = np.asarray(keep)
+    return x[chosen], y[chosen]
 
 
 def colors(n: int) -> list[Any]:

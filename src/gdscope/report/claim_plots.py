@@ -235,7 +235,7 @@ def bound(claim: ClaimView, study: StudyView) -> Drawn | None:
     every: list[float] = []
     for record, color in zip(shown, canvas.colors(len(shown)), strict=True):
         for metric, style in ((lhs, "-"), (rhs, "--")):
-            steps, values = series.curve(record, metric)
+            steps, values = canvas.decimate(*series.curve(record, metric))
             every += values[np.isfinite(values)].tolist()
             name = f"{labels.metric_name(metric)}: {labels.trial(record, study.axes)}"
             ax.plot(

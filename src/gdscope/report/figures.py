@@ -33,26 +33,31 @@ BY_KIND: dict[str, Builder] = {
 }
 
 
-def study_charts(study: StudyView) -> list[Chart]:
-    """Draw the study's own figures: training curves, sharpness vs 2/η, NTK λ_min vs width."""
+def study_charts(study: StudyView, files: bool = False) -> list[Chart]:
+    """Draw the study's own figures: training curves, sharpness vs 2/η, NTK λ_min vs width.
+
+    ``files``: also render each as SVG and PDF documents (``Chart.files``).
+    """
     builders = (series.training_curves, series.sharpness_curves, series.ntk_vs_width)
-    return [c for c in (canvas.render(b, study) for b in builders) if c is not None]
+    charts = (canvas.render(b, study, files=files) for b in builders)
+    return [c for c in charts if c is not None]
 
 
-def claim_charts(claim: ClaimView, study: StudyView) -> list[Chart]:
-    """Draw the figures of one claim; at least one."""
-    charts = [canvas.render(BY_KIND.get(claim.kind, claim_plots.evidence), claim, study)]
+def claim_charts(claim: ClaimView, study: StudyView, files: bool = False) -> list[Chart]:
+    """Draw the figures of one claim; at least one (``files`` as in :func:`study_charts`)."""
+    build = BY_KIND.get(claim.kind, claim_plots.evidence)
+    charts = [canvas.render(build, claim, study, files=files)]
     if charts[0] is None and claim.kind in BY_KIND:
-        charts = [canvas.render(claim_plots.evidence, claim, study)]
+        charts = [canvas.render(claim_plots.evidence, claim, study, files=files)]
     on_curve = claim_plots.curve_metric(claim)
     if on_curve is not None and series.has_curve(study.records, on_curve[0], points=3):
-        charts.append(canvas.render(_on_curve, claim, study))
+        charts.append(canvas.render(_on_curve, claim, study, files=files))
     found = [c for c in charts if c is not None]
     if found:
         return found
     reason = str((claim.verdict or {}).get("reason") or "no stored verdict")
     title = f"{claim.claim_id}: nothing to draw"
-    return [canvas.message(title, "no points to draw", f"Nothing to draw: {reason}")]
+    return [canvas.message(title, "no points to draw", f"Nothing to draw: {reason}", files)]
 
 
 def _on_curve(claim: ClaimView, study: StudyView) -> Drawn | None:

@@ -1,4 +1,4 @@
-"""The report page: one self-contained HTML document (inline CSS, figures as ``data:`` PNGs).
+"""The report page: one self-contained HTML document (inline CSS, figures as inline SVG).
 
 Every string that comes from the store (study names, titles, claim ids, reasons, references,
 config values, provenance) goes through :func:`esc` (``html.escape`` with quotes) before it
@@ -9,22 +9,22 @@ from names.
 
 from __future__ import annotations
 
-import base64
 import html
 import multiprocessing
 import os
-import struct
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime
+from typing import TypeVar
 
-from gdscope.report import environment, labels
+from gdscope.report import environment, labels, vector
 from gdscope.report.canvas import Chart
 from gdscope.report.collect import ClaimView, StudyView
 from gdscope.report.figures import claim_charts, study_charts
 
-CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+T = TypeVar("T")
+CSP = "default-src 'none'; style-src 'unsafe-inline'"
 STATUSES = ("PASS", "FAIL", "INCONCLUSIVE", "REPORTED", "NOT JUDGED")
 _CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1b1b1b;
@@ -45,7 +45,7 @@ td.ref{font-size:.8em;color:#444;max-width:24em}
 .figures{display:grid;grid-template-columns:repeat(auto-fill,minmax(440px,1fr));gap:1em;align-items:start;
   margin:.6em 0}
 figure{margin:0;padding:.5em;border:1px solid #e6e6e6;border-radius:6px;background:#fff}
-figure img{max-width:100%;height:auto;display:block;margin:0 auto}
+figure svg{max-width:100%;height:auto;display:block;margin:0 auto}
 figcaption{font-size:.82em;color:#444;margin-top:.35em}
 .claim{border-left:4px solid #ddd;padding:.1em 0 .1em 1em;margin:1.2em 0}
 .claim-PASS{border-color:#4caf50}.claim-FAIL{border-color:#e53935}
@@ -95,18 +95,23 @@ def page(studies: Sequence[StudyView], source: str, now: datetime | None = None)
 
 
 def _study_sections(studies: Sequence[StudyView]) -> list[str]:
-    """Each study's section, drawn on every CPU core (the figures are most of a report's time).
+    """Each study's section, drawn on every CPU core (the figures are most of a report's time)."""
+    return map_studies(_study, studies)
 
-    Drawing is deterministic, so the page is the same bytes on any number of processes; with one
-    core, or one study, it stays in this process. Worker processes are spawned (never forked from
-    a process that may hold torch's threads).
+
+def map_studies(work: Callable[[int, StudyView], T], studies: Sequence[StudyView]) -> list[T]:
+    """Return ``[work(i, study) for i, study in enumerate(studies)]``, on every CPU core.
+
+    ``work`` must be a module-level function. Drawing is deterministic, so the result is the
+    same on any number of processes; with one core, or one study, it stays in this process.
+    Worker processes are spawned (never forked from a process that may hold torch's threads).
     """
     workers = min(len(studies), os.cpu_count() or 1)
     if workers < 2:
-        return [_study(i, s) for i, s in enumerate(studies)]
+        return [work(i, s) for i, s in enumerate(studies)]
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        return list(pool.map(_study, range(len(studies)), studies))
+        return list(pool.map(work, range(len(studies)), studies))
 
 
 def _status(status: str) -> str:
@@ -164,17 +169,19 @@ def _verdict_table(studies: Sequence[StudyView], role: str) -> str:
     )
 
 
-def _figures(charts: Sequence[Chart]) -> str:
-    return '<div class="figures">' + "".join(_figure(c) for c in charts) + "</div>"
-
-
-def _figure(chart: Chart) -> str:
-    """One embedded PNG with its caption; the image's own size is given to the browser."""
-    width, height = struct.unpack(">II", chart.png[16:24])
-    data = base64.b64encode(chart.png).decode("ascii")
+def _figures(charts: Sequence[Chart], key: str) -> str:
+    """Return the figures of a study (``key`` ``"s3"``) or claim (``"s3-c1"``), ids unique."""
     return (
-        f'<figure><img src="data:image/png;base64,{data}" alt="{esc(chart.title)}" '
-        f'width="{width}" height="{height}"><figcaption><b>{esc(chart.title)}.</b> '
+        '<div class="figures">'
+        + "".join(_figure(c, f"{key}-f{k}-") for k, c in enumerate(charts))
+        + "</div>"
+    )
+
+
+def _figure(chart: Chart, prefix: str) -> str:
+    """One inline SVG figure with its caption."""
+    return (
+        f"<figure>{vector.prefix_ids(chart.svg, prefix)}<figcaption><b>{esc(chart.title)}.</b> "
         f"{esc(chart.caption)}</figcaption></figure>"
     )
 
@@ -202,7 +209,7 @@ def _study(index: int, study: StudyView) -> str:
             f'<p class="reason small">{esc(study.description)}</p></details>'
         )
     parts.append(_failed(study))
-    parts.append(_figures(study_charts(study)))
+    parts.append(_figures(study_charts(study), f"s{index}"))
     parts += [_claim(index, j, claim, study) for j, claim in enumerate(study.claims)]
     parts.append("</section>")
     return "\n".join(p for p in parts if p)
@@ -241,7 +248,7 @@ def _claim(i: int, j: int, claim: ClaimView, study: StudyView) -> str:
     parts.append(f'<p class="reason">{esc(reason)}</p>')
     if claim.finding:
         parts.append(f'<p class="finding"><b>Finding.</b> {esc(claim.finding)}</p>')
-    parts.append(_figures(claim_charts(claim, study)))
+    parts.append(_figures(claim_charts(claim, study), f"s{i}-c{j}"))
     parts.append("</article>")
     return "\n".join(parts)
 

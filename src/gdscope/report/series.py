@@ -64,7 +64,7 @@ def metric_curves(
     every = np.concatenate([curve(r, metric)[1] for r in shown])
     log = canvas.wants_log(every, decades=2.0)
     for record, color in zip(shown, canvas.colors(len(shown)), strict=True):
-        steps, values = curve(record, metric)
+        steps, values = canvas.decimate(*curve(record, metric))
         if log:
             values = np.where(values > 0, values, np.nan)
         style = {"marker": "o", "markersize": 2.5} if steps.size < 40 else {}
@@ -86,7 +86,8 @@ def metric_curves(
     canvas.legend(ax)
     more = len(chosen) - len(shown)
     note = f" ({len(shown)} of {len(chosen)} trials shown, evenly spaced)" if more else ""
-    return fig, title, caption + note
+    scale = " Log scale." if log else ""
+    return fig, title, caption + note + scale
 
 
 def _stability_lines(ax: Any, records: Sequence[TrialRecord]) -> None:
@@ -108,7 +109,7 @@ def training_curves(study: StudyView) -> Drawn | None:
         study.axes,
         metric,
         title=f"Training curves: {name}",
-        caption=f"{name} against step for each trial of the study (log scale when positive).",
+        caption=f"{name} against step for each trial of the study.",
     )
 
 
