@@ -68,15 +68,16 @@ def write_report(
 
     ``fmt`` as in :func:`render_report`.
 
-    The file is written next to ``output`` first and then renamed over it, so a reader never sees
-    half a report.
+    The file is written to a new temporary file beside ``output`` and renamed over it
+    (:func:`gdscope._output.replacing`), so a reader never sees half a report; ``output`` may
+    not be a results store or a folder (:class:`gdscope._output.OutputError`, a ``ValueError``).
     """
-    target = Path(output)
+    from gdscope._output import check_target, replacing
+
+    target = check_target(output, "--output")  # before anything is read or drawn
     text = render_report(results_dir, now=now, fmt=fmt)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.partial")
-    partial.write_text(text, encoding="utf-8")
-    os.replace(partial, target)
+    with replacing(target, "--output") as file:
+        file.write(text)
     return target
 
 

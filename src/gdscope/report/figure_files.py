@@ -3,17 +3,17 @@
 Files are named ``<study number>-<study>-<scale>-<figure number>-<title>.{svg,pdf}`` in the
 order of the page, with every character outside ``[A-Za-z0-9._-]`` of a stored name replaced,
 so a study named ``../x`` writes inside ``OUT``. Each file is written to a new temporary file in
-``OUT`` and renamed over its name; the store and anything that is not a figure file of this
-form is never a target.
+``OUT`` and renamed over its name (:func:`gdscope._output.replacing`): nothing else in ``OUT``
+is touched.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import tempfile
 from pathlib import Path
 
+from gdscope._output import OutputError, replacing
 from gdscope.report.canvas import Chart
 from gdscope.report.collect import StudyView
 from gdscope.report.figures import claim_charts, study_charts
@@ -48,30 +48,21 @@ def write_figures(results_dir: str | os.PathLike[str], out: str | os.PathLike[st
 
     Raises:
         StoreError: there is no gdscope store in ``results_dir``.
+        OutputError: ``out`` is a file.
 
     """
     from gdscope.report.collect import collect
     from gdscope.report.html import map_studies
     from gdscope.store import Store
 
-    studies = collect(Store(results_dir, create=False))
     folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"--figures={out} is a file; give a folder")
+    studies = collect(Store(results_dir, create=False))
     written = []
     for files in map_studies(study_figures, studies):
         for name, data in files:
-            written.append(_replace(folder / name, data))
+            with replacing(folder / name, "--figures", binary=True) as file:
+                file.write(data)
+            written.append(folder / name)
     return written
-
-
-def _replace(target: Path, data: bytes) -> Path:
-    """Write ``data`` to a new temporary file beside ``target``, then rename it over ``target``."""
-    handle, partial = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        os.replace(partial, target)
-    except BaseException:
-        Path(partial).unlink(missing_ok=True)
-        raise
-    return target

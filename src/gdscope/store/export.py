@@ -24,6 +24,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+from gdscope._output import check_target, replacing
 from gdscope.studies.table import flatten_config
 
 
@@ -97,13 +98,15 @@ def long_form(
 def write_csv(store: StoreFiles, out: IO[str] | str | Path, study: str | None = None) -> int:
     """Write the long-form table as CSV to a path (parents created) or an open text stream.
 
-    Returns the number of data rows written.
+    A path is written through :func:`gdscope._output.replacing` (never the store, never half a
+    file). Returns the number of data rows written.
     """
-    columns, rows = long_form(store, study)
     if isinstance(out, str | Path):
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        with open(out, "w", newline="", encoding="utf-8") as handle:
+        check_target(out, "--csv")  # before the store is read: it may be the target named
+        columns, rows = long_form(store, study)
+        with replacing(out, "--csv") as handle:
             return _write_csv(handle, columns, rows)
+    columns, rows = long_form(store, study)
     return _write_csv(out, columns, rows)
 
 
@@ -155,13 +158,14 @@ def write_parquet(store: StoreFiles, path: str | Path, study: str | None = None)
 
     """
     _require("pyarrow", "export --parquet")
+    check_target(path, "--parquet")
     frame = to_pandas(store, study)
     for column in frame.columns[len(LEAD_COLUMNS) : -len(SERIES_COLUMNS)]:
         kinds = {_kind(v) for v in frame[column] if v is not None and v == v}  # skip None, NaN
         if len(kinds) > 1 or kinds & {list, dict}:
             frame[column] = frame[column].map(_json_or_none)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    frame.to_parquet(path, index=False)
+    with replacing(path, "--parquet", binary=True) as handle:
+        frame.to_parquet(handle, index=False)
     return len(frame)
 
 

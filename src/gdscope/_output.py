@@ -1,0 +1,74 @@
+"""Every file gdscope writes besides its store: never the store, never half a file, no planted link.
+
+:func:`replacing` writes to a new temporary file created exclusively (``O_EXCL``, a random name)
+in the target's folder and renames it over the target when the writing succeeded, so a reader
+never sees half a file, a failed write leaves the old file as it was, and a symbolic link planted
+at the target (or at a predictable temporary name) is replaced, never followed. A target that
+is, or resolves to, a results store (``gdscope.sqlite`` and its ``-wal``, ``-shm`` and
+``-journal`` files) or a folder is refused with a one-line :class:`OutputError` before anything
+is opened.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+STORE_FILE = "gdscope.sqlite"
+STORE_FILES = frozenset(STORE_FILE + suffix for suffix in ("", "-wal", "-shm", "-journal"))
+"""The results store's file and SQLite's companions: never an output."""
+
+
+class OutputError(ValueError):
+    """An output path gdscope refuses to write (the message names the option and the fix)."""
+
+
+def check_target(path: str | os.PathLike[str], option: str) -> Path:
+    """Return ``path`` if gdscope may write a file there; else raise :class:`OutputError`.
+
+    >>> check_target("results/gdscope.sqlite", "--output")
+    Traceback (most recent call last):
+    ...
+    gdscope._output.OutputError: --output=results/gdscope.sqlite is a gdscope results store; write to another file
+    """
+    target = Path(path)
+    for candidate in (target, target.resolve()):
+        if candidate.name in STORE_FILES:
+            raise OutputError(f"{option}={path} is a gdscope results store; write to another file")
+    if target.is_dir():
+        raise OutputError(f"{option}={path} is a folder; give a file name")
+    return target
+
+
+@contextmanager
+def replacing(
+    path: str | os.PathLike[str], option: str, *, binary: bool = False
+) -> Iterator[IO[Any]]:
+    """Open a new temporary file beside ``path`` for writing; rename it over ``path`` on success.
+
+    ``option`` names the flag or argument that gave ``path`` in errors. Parent folders are
+    created. On an exception the temporary file is removed and ``path`` is left untouched.
+    """
+    target = check_target(path, option)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, partial = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    try:
+        mode = "wb" if binary else "w"
+        encoding = None if binary else "utf-8"
+        with os.fdopen(handle, mode, encoding=encoding, newline=None if binary else "") as file:
+            yield file
+        os.chmod(partial, 0o666 & ~_umask())  # as an ordinary new file (mkstemp makes it 0600)
+        os.replace(partial, target)
+    except BaseException:
+        Path(partial).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
