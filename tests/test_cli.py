@@ -183,3 +183,35 @@ def test_show_counts_the_trials_of_each_study_and_scale(tmp_path):
         "a (smoke): 1 completed, 1 failed",
         "b (quick): 1 completed",
     ]
+
+
+FAILING_STUDY = """
+name = "fails"
+title = "a trial that fails when it runs"
+seed_paper = "000"
+reference = "test"
+provenance = "designed"
+claim_ids = ["X"]
+seeds = [0]
+[base]
+"model.width" = 8
+"data.name" = "mnist_idx"
+"data.options.images_path" = "/nonexistent/images.idx"
+"data.options.labels_path" = "/nonexistent/labels.idx"
+steps = 2
+[[claims]]
+id = "c"
+kind = "within"
+y = { reduce = "final", metric = "loss" }
+band = [0, 10]
+"""
+
+
+def test_a_failed_trial_is_printed_in_one_line_and_the_run_exits_1(tmp_path):
+    study = tmp_path / "fails.toml"
+    study.write_text(FAILING_STUDY)
+    out = _gdscope("run", str(study), "--results", str(tmp_path / "r"), "--no-report")
+    assert out.returncode == 1, out.stderr
+    lines = [line for line in out.stderr.splitlines() if line.startswith("failed trial of fails")]
+    assert len(lines) == 1 and "FileNotFoundError: /nonexistent/images.idx" in lines[0]
+    assert "1 trial(s) failed" in out.stderr and "Traceback" not in out.stderr

@@ -36,7 +36,9 @@ class StudyResult:
     """What ``run_study`` or ``verify`` produced for one study at one scale.
 
     ``missing`` counts the trials of the study not in the store (an interrupted run; its verdicts
-    are then INCONCLUSIVE).
+    are then INCONCLUSIVE). ``errors`` has one line per trial of this study that failed in this
+    run: its hash prefix and the error (``"3f2a9c1b0d4e ValueError: ..."``); the traceback is in
+    the store.
     """
 
     study: Study
@@ -47,6 +49,7 @@ class StudyResult:
     failed: int
     wall_time_s: float
     missing: int = 0
+    errors: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -196,6 +199,7 @@ def run_studies(
             stored_config.setdefault(digest, config)
     store = results if isinstance(results, Store) else Store(results)
     out: dict[int, StudyResult] = {}
+    errors: dict[int, list[str]] = {}
 
     def finish(index: int) -> None:
         study, scaled, configs, _, hashes = queue.studies[index]
@@ -203,13 +207,24 @@ def run_studies(
         ran, failed = queue.ran[index], queue.failed[index]
         elapsed = time.perf_counter() - start
         out[index] = StudyResult(
-            study, scale, verdicts, len(configs), ran, failed, elapsed, missing
+            study,
+            scale,
+            verdicts,
+            len(configs),
+            ran,
+            failed,
+            elapsed,
+            missing,
+            tuple(errors.get(index, ())),
         )
         if on_study is not None:
             on_study(out[index])
 
     def on_result(digest: str, _validated: Any, outcome: Any) -> None:
         owner, *others = queue.sharing(digest)
+        if isinstance(outcome, BaseException):
+            line = " ".join(str(outcome).split())  # one line, however long the message
+            errors.setdefault(owner, []).append(f"{digest[:12]} {line}")
         store.record_trial(queue.name(owner), scale, stored_config[digest], digest, outcome)
         for index in others:
             store.link_trial(queue.name(index), scale, digest)

@@ -64,7 +64,8 @@ def run(
 
     The results directory stays locked for the whole command: a second `gdscope run` on it stops
     at once with a message naming this one's pid. Killed and run again, it resumes: finished
-    trials are kept and skipped.
+    trials are kept and skipped. Exit status 1 when a trial failed (each failed trial's error is
+    printed in one line), 2 on bad input.
     """
     from rich.progress import Progress
 
@@ -124,6 +125,19 @@ def run(
     stdout.print(f"results: {results}")
     if report:
         stdout.print(f"report: {api.report(results)}")
+    failed = [(r.study.name, line) for r in judged for line in r.errors]
+    if failed:
+        for name, line in failed:
+            stderr.print(
+                f"failed trial of {name}: {line}", highlight=False, markup=False, soft_wrap=True
+            )
+        stderr.print(
+            f"{len(failed)} trial(s) failed (stored with their tracebacks; the verdicts "
+            "above name them)",
+            highlight=False,
+            markup=False,
+        )
+        raise typer.Exit(1)
 
 
 def report(
