@@ -193,8 +193,7 @@ def test_figures_are_written_as_svg_and_pdf_files(results, tmp_path):
 def test_nan_statistics_and_failed_trials_render(page):
     row = next(r for r in re.findall(r'<tr class="verdict">.*?</tr>', page) if "nan-claim" in r)
     cells = re.findall(r"<td[^>]*>(.*?)</td>", row)
-    statistic, ci = cells[6], cells[7]
-    assert (statistic, ci) == ("–", "–")
+    assert cells[3] == "–"  # statistic [CI]: a NaN statistic and CI are a dash, not "nan"
     assert "nan" not in row.lower().replace("nan-claim", "")
     assert "1 failed trial(s)" in page
     assert "RuntimeError: &lt;script&gt;alert(5)&lt;/script&gt;" in page
@@ -284,3 +283,21 @@ def test_log_axes_are_labelled_with_plain_numbers():
     assert "10" in labels and "0.01" in labels
     assert not any("$" in text or "mathdefault" in text for text in labels)
     assert len(ax.xaxis.get_minorticklocs()) == 0
+
+
+def test_the_page_opens_with_contents_and_each_paper_claim_at_a_glance(page, results):
+    head = page[: page.index('<section class="study"')]
+    assert head.index('id="contents"') < head.index('id="summary"') < head.index('id="verdicts"')
+    glance = re.search(r'<section id="summary">.*?</section>', page, flags=re.S).group(0)
+    table = re.search(r'<section id="verdicts">.*?</section>', page, flags=re.S).group(0)
+    paper_claims = re.findall(r'<tr class="verdict"><td><a href="#(s\d+-c\d+)">', table)
+    links = re.findall(r'<td><a href="#(s\d+-c\d+)">', glance)
+    assert len(links) == len(set(links)) and sorted(links) == sorted(paper_claims)
+    assert all(f'id="{anchor}"' in page for anchor in links)  # linked to its section
+    for seed in ("000", "002"):  # seed papers with paper claims among REAL_STUDIES
+        assert f"Seed paper {seed}" in glance
+    assert "Studies without a seed paper" in glance  # the hostile study names none
+    contents = re.search(r'<nav id="contents">.*?</nav>', page, flags=re.S).group(0)
+    studies = re.findall(r'<section class="study" id="(s\d+)"', page)
+    assert studies and all(f'href="#{s}"' in contents for s in studies)
+    assert "<th>Reason</th>" in table and "<th>Reference</th>" not in table

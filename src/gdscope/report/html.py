@@ -18,7 +18,7 @@ from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime
 from typing import TypeVar
 
-from gdscope.report import environment, labels, vector
+from gdscope.report import environment, labels, summary, vector
 from gdscope.report.canvas import Chart
 from gdscope.report.collect import ClaimView, StudyView
 from gdscope.report.figures import claim_charts, study_charts
@@ -42,12 +42,14 @@ td.ref{font-size:.8em;color:#444;max-width:24em}
 .PASS{background:#d8f0d8;color:#15591a}.FAIL{background:#f8d6d6;color:#8a1515}
 .INCONCLUSIVE{background:#fbeccb;color:#7a5200}.NOT-JUDGED{background:#e6e6e6;color:#444}
 .REPORTED{background:#dcecf7;color:#1d4f73}
-.figures{display:grid;grid-template-columns:repeat(auto-fill,minmax(440px,1fr));gap:1em;align-items:start;
+.figures{display:grid;grid-template-columns:repeat(auto-fill,minmax(380px,1fr));gap:1em;align-items:start;
   margin:.6em 0}
 figure{margin:0;padding:.5em;border:1px solid #e6e6e6;border-radius:6px;background:#fff}
 figure svg{max-width:100%;height:auto;display:block;margin:0 auto}
 figcaption{font-size:.82em;color:#444;margin-top:.35em}
 .claim{border-left:4px solid #ddd;padding:.1em 0 .1em 1em;margin:1.2em 0}
+@media (min-width:1000px){.claim{display:grid;grid-template-columns:minmax(0,1fr) 460px;
+  gap:1.2em;align-items:start}.claim .figures{grid-template-columns:1fr;margin:0}}
 .claim-PASS{border-color:#4caf50}.claim-FAIL{border-color:#e53935}
 .claim-INCONCLUSIVE{border-color:#f0a500}.claim-REPORTED{border-color:#4a90c2}
 .reason{white-space:pre-wrap;overflow-wrap:anywhere}
@@ -55,6 +57,8 @@ figcaption{font-size:.82em;color:#444;margin-top:.35em}
 pre{white-space:pre-wrap;overflow-wrap:anywhere;font-size:.8em;background:#f7f7f7;padding:.6em}
 details{margin:.4em 0}summary{cursor:pointer;color:#333}
 .env th{width:12em;position:static}
+.toc{columns:2;column-gap:2em;padding-left:1.2em}.toc-studies{font-size:.9em}
+table.glance td{padding:.15em .5em}td.reason-line{color:#444;max-width:40em}
 """
 
 
@@ -68,22 +72,24 @@ def page(studies: Sequence[StudyView], source: str, now: datetime | None = None)
     claims = [c for s in studies for c in s.claims]
     paper = Counter(c.status for c in claims if c.role != "sanity")
     sanity = Counter(c.status for c in claims if c.role == "sanity")
-    summary = ", ".join(f"{paper[s]} {s}" for s in STATUSES if paper[s]) or "no verdicts"
+    totals = ", ".join(f"{paper[s]} {s}" for s in STATUSES if paper[s]) or "no verdicts"
     if sanity:
         checks = ", ".join(f"{sanity[s]} {s}" for s in STATUSES if sanity[s])
-        summary += f"; instrument checks apart: {checks}"
+        totals += f"; instrument checks apart: {checks}"
     trials = [t for s in studies for t in s.trials]
     body = [
         "<header><h1>gdscope report</h1>",
         f'<p class="muted">Results directory <code>{esc(source)}</code>: {len(studies)} '
-        f"stud{'y' if len(studies) == 1 else 'ies'}, {len(claims)} claims ({esc(summary)}), "
+        f"stud{'y' if len(studies) == 1 else 'ies'}, {len(claims)} claims ({esc(totals)}), "
         f"{len(trials)} stored trial rows.</p></header>",
+        summary.contents(studies, esc, any(c.role == "sanity" for c in claims)),
+        summary.at_a_glance(studies, esc, _status),
         _verdict_table(studies, "paper"),
         _verdict_table(studies, "sanity"),
         *_study_sections(studies),
         _environment(studies, now),
     ]
-    title = f"gdscope report: {len(studies)} studies, {summary}"
+    title = f"gdscope report: {len(studies)} studies, {totals}"
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f'<meta http-equiv="Content-Security-Policy" content="{esc(CSP)}">'
@@ -118,37 +124,13 @@ def _status(status: str) -> str:
     return f'<span class="status {esc(status.replace(" ", "-"))}">{esc(status)}</span>'
 
 
-def _reference(claim: ClaimView, study: StudyView) -> str:
-    verdict = claim.verdict or {}
-    return str(verdict.get("reference") or claim.spec.get("reference") or study.reference or "")
-
-
 def _verdict_table(studies: Sequence[StudyView], role: str) -> str:
     """Return the table of the paper claims (``role="paper"``) or of the instrument checks."""
     head = (
-        "<tr><th>Study</th><th>Scale</th><th>Claim</th><th>Role</th><th>Kind</th><th>Status</th>"
-        "<th>Statistic</th><th>CI</th><th>Band</th><th>n</th><th>Reference</th>"
-        "<th>Provenance</th></tr>"
+        "<tr><th>Claim</th><th>Study</th><th>Status</th><th>Statistic [CI]</th><th>Band</th>"
+        "<th>n</th><th>Reason</th></tr>"
     )
-    rows = []
-    for i, study in enumerate(studies):
-        for j, claim in enumerate(study.claims):
-            if (claim.role == "sanity") != (role == "sanity"):
-                continue
-            v = claim.verdict or {}
-            rows.append(
-                f'<tr class="verdict"><td><a href="#s{i}">{esc(study.name)}</a></td>'
-                f"<td>{esc(study.scale)}</td>"
-                f'<td><a href="#s{i}-c{j}">{esc(claim.claim_id)}</a></td>'
-                f"<td>{esc(claim.role)}</td>"
-                f"<td>{esc(claim.kind or labels.MISSING)}</td><td>{_status(claim.status)}</td>"
-                f'<td class="num">{esc(labels.number(v.get("statistic")))}</td>'
-                f'<td class="num">{esc(labels.interval(v.get("ci")))}</td>'
-                f'<td class="num">{esc(labels.interval(v.get("band")))}</td>'
-                f'<td class="num">{esc(labels.number(v.get("n_points")))}</td>'
-                f'<td class="ref">{esc(_reference(claim, study) or labels.MISSING)}</td>'
-                f"<td>{esc(study.provenance or labels.MISSING)}</td></tr>"
-            )
+    rows = summary.verdict_rows(studies, role, esc, _status)
     if role == "sanity":
         if not rows:
             return ""
@@ -162,7 +144,7 @@ def _verdict_table(studies: Sequence[StudyView], role: str) -> str:
     else:
         title, intro, section = "Verdicts", "", "verdicts"
     if not rows:
-        rows.append('<tr><td colspan="12" class="muted">No claims stored.</td></tr>')
+        rows.append('<tr><td colspan="7" class="muted">No claims stored.</td></tr>')
     return (
         f'<section id="{section}"><h2>{title}</h2>{intro}<table class="verdicts">'
         f"<thead>{head}</thead><tbody>{''.join(rows)}</tbody></table></section>"
@@ -232,7 +214,8 @@ def _claim(i: int, j: int, claim: ClaimView, study: StudyView) -> str:
     verdict = claim.verdict or {}
     css = esc(claim.status.replace(" ", "-"))
     parts = [
-        f'<article class="claim claim-{css}" id="s{i}-c{j}"><h3>{esc(claim.claim_id)} '
+        f'<article class="claim claim-{css}" id="s{i}-c{j}"><div class="claim-text">'
+        f"<h3>{esc(claim.claim_id)} "
         f'{_status(claim.status)} <span class="muted small">{esc(claim.kind)}'
         f"{' · instrument check' if claim.role == 'sanity' else ''}</span></h3>"
     ]
@@ -248,6 +231,7 @@ def _claim(i: int, j: int, claim: ClaimView, study: StudyView) -> str:
     parts.append(f'<p class="reason">{esc(reason)}</p>')
     if claim.finding:
         parts.append(f'<p class="finding"><b>Finding.</b> {esc(claim.finding)}</p>')
+    parts.append("</div>")  # the text beside its figures on a wide page
     parts.append(_figures(claim_charts(claim, study), f"s{i}-c{j}"))
     parts.append("</article>")
     return "\n".join(parts)
