@@ -283,6 +283,22 @@ def test_log_axes_are_labelled_with_plain_numbers():
     assert "10" in labels and "0.01" in labels
     assert not any("$" in text or "mathdefault" in text for text in labels)
     assert len(ax.xaxis.get_minorticklocs()) == 0
+    with matplotlib.rc_context(canvas._STYLE):  # widths 32…512: more than the one tick at 100
+        fig, ax = canvas.figure()
+        ax.loglog([32.0, 512.0], [1.0, 2.0])
+        canvas.plain_log_axes(fig)
+        fig.canvas.draw()
+        low, high = ax.get_xlim()
+        shown = [t.get_text() for t in ax.get_xticklabels() if low <= t.get_position()[0] <= high]
+    assert shown == ["50", "100", "200", "500"]
+
+
+def test_groups_and_seeds_sort_by_value_not_text():
+    from gdscope.report import labels
+
+    assert sorted([128, 256, 32, 64], key=labels.natural) == [32, 64, 128, 256]
+    widths = ["model.width=128", "model.width=32", "model.width=64"]
+    assert sorted(widths, key=labels.natural) == [widths[1], widths[2], widths[0]]
 
 
 def test_the_page_opens_with_contents_and_each_paper_claim_at_a_glance(page, results):

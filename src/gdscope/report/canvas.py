@@ -17,7 +17,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, MaxNLocator, NullLocator
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullLocator
 
 from gdscope.report import labels, vector
 
@@ -28,6 +28,10 @@ DECIMATE_BUCKETS = 300
 """Runs of consecutive points a drawn curve keeps (about one per horizontal pixel)."""
 """Curves drawn per panel at most; more trials are thinned evenly (the caption says so)."""
 
+LEGEND_LIMIT = 12
+"""Most labelled artists a legend lists; with more, a caption says what the colours mean."""
+_FEW_TICKS = 3
+"""A log axis with fewer labelled ticks gets ticks at 1, 2 and 5 of each decade, not only at 10ⁿ."""
 _LOG_LABELS = FuncFormatter(lambda value, _: f"{value:g}")
 """Tick labels of a log axis: ``0.01``, ``10``, ``1e+06`` (the default writes mathtext)."""
 
@@ -114,6 +118,10 @@ def plain_log_axes(fig: Figure) -> None:
     for ax in fig.axes:
         for axis, scale in ((ax.xaxis, ax.get_xscale()), (ax.yaxis, ax.get_yscale())):
             if scale == "log":
+                low, high = sorted(abs(v) for v in axis.get_view_interval())
+                shown = [t for t in axis.get_majorticklocs() if low <= t <= high]
+                if len(shown) < _FEW_TICKS:  # 32…512 in base 10: only 100; now 50, 100, 200, 500
+                    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
                 axis.set_minor_locator(NullLocator())
                 axis.set_major_formatter(_LOG_LABELS)
 
@@ -187,7 +195,7 @@ def steps_axis(ax: Axes) -> None:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
-def legend(ax: Axes, limit: int = 12) -> None:
+def legend(ax: Axes, limit: int = LEGEND_LIMIT) -> None:
     """Draw the legend when there are between 1 and ``limit`` labelled artists."""
     handles, names = ax.get_legend_handles_labels()
     if 0 < len(names) <= limit:

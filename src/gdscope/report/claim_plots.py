@@ -137,8 +137,8 @@ def monotone(claim: ClaimView, study: StudyView) -> Drawn | None:
         return None
     spec, verdict = claim.spec, claim.verdict or {}
     fig, ax = canvas.figure()
-    seeds = sorted({repr(p[2]) for p in pts})
-    for seed, color in zip(seeds, canvas.colors(len(seeds)), strict=True):
+    seeds = sorted({repr(p[2]): p[2] for p in pts}.items(), key=lambda s: labels.natural(s[1]))
+    for (seed, _), color in zip(seeds, canvas.colors(len(seeds)), strict=True):
         mine = sorted((p[0], p[1]) for p in pts if repr(p[2]) == seed)
         ax.plot(
             *zip(*mine, strict=True),
@@ -176,7 +176,7 @@ def optimum_shift(claim: ClaimView, study: StudyView) -> Drawn | None:
         return None
     minimize = spec.get("minimize", True)
     fig, ax = canvas.figure()
-    groups = sorted(cells, key=repr)
+    groups = sorted(cells, key=labels.natural)
     worst_x: list[tuple[float, Any]] = []
     for group, color in zip(groups, canvas.colors(len(groups)), strict=True):
         xs = np.array(sorted(cells[group]))

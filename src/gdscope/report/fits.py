@@ -98,8 +98,8 @@ def _decorate_fit(
 
 def _seed_lines(ax: Axes, pts: list[Point], log_x: bool, log_y: bool) -> None:
     """Each seed's points and least-squares line, one colour per seed."""
-    seeds = sorted({repr(p[2]) for p in pts})
-    for seed, color in zip(seeds, canvas.colors(len(seeds)), strict=True):
+    seeds = sorted({repr(p[2]): p[2] for p in pts}.items(), key=lambda s: labels.natural(s[1]))
+    for (seed, _), color in zip(seeds, canvas.colors(len(seeds)), strict=True):
         mine = sorted(p for p in pts if repr(p[2]) == seed)
         xs, ys = np.array([p[0] for p in mine]), np.array([p[1] for p in mine])
         ax.scatter(xs, ys, s=14, color=color, label=f"seed {seed}", zorder=3)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeGuard
 
 from gdscope.studies.table import TrialRecord
@@ -142,6 +142,27 @@ def trial(record: TrialRecord, axes: Sequence[str]) -> str:
     if "seed" in record.config:
         parts.append(f"seed={record.config['seed']!r}")
     return ", ".join(parts) or f"trial {record.hash[:8]}"
+
+
+def natural(value: Any) -> tuple[Any, ...]:
+    """Sort key: numbers by value before text, text by its numbers' values (``w=32`` < ``w=128``).
+
+    >>> sorted([128, 32, "w=128", "w=32", None, 64.0], key=natural)
+    [32, 64.0, 128, None, 'w=32', 'w=128']
+    """
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return (0, float(value), "")
+    parts = re.split(r"(-?\d+(?:\.\d+)?(?:e[-+]?\d+)?)", str(value))
+    return (1, 0.0, "", *((0, float(t), "") if i % 2 else (1, 0.0, t) for i, t in enumerate(parts)))
+
+
+def record_order(axes: Sequence[str]) -> Callable[[TrialRecord], tuple[Any, ...]]:
+    """Sort key of trials by their swept values, then seed, numerically (legend order)."""
+
+    def key(record: TrialRecord) -> tuple[Any, ...]:
+        return tuple(natural(record.config.get(k)) for k in [*axes, "seed"])
+
+    return key
 
 
 def shorten(text: str, limit: int = 48) -> str:

@@ -56,7 +56,7 @@ def metric_curves(
     Decorations: ``band`` shaded horizontally, ``threshold`` as a dashed line, ``window`` shaded
     vertically, and with ``stability`` the line 2/η of each trial's learning rate.
     """
-    chosen = [r for r in records if curve(r, metric)[0].size]
+    chosen = sorted((r for r in records if curve(r, metric)[0].size), key=labels.record_order(axes))
     if not chosen:
         return None
     shown = canvas.thin(chosen)
@@ -87,6 +87,9 @@ def metric_curves(
     more = len(chosen) - len(shown)
     note = f" ({len(shown)} of {len(chosen)} trials shown, evenly spaced)" if more else ""
     scale = " Log scale." if log else ""
+    if len(shown) > canvas.LEGEND_LIMIT:  # too many for a legend: say what the colours mean
+        order = ", ".join([*axes, "seed"])
+        scale += f" Colours run from dark to light in the order of {order}."
     return fig, title, caption + note + scale
 
 
@@ -147,7 +150,8 @@ def ntk_vs_width(study: StudyView) -> Drawn | None:
         return None
     fig, ax = canvas.figure()
     every = [v for pts in groups.values() for _, v in pts]
-    for (key, pts), color in zip(sorted(groups.items()), canvas.colors(len(groups)), strict=True):
+    ordered = sorted(groups.items(), key=lambda item: labels.natural(item[0]))
+    for (key, pts), color in zip(ordered, canvas.colors(len(groups)), strict=True):
         xs, ys = np.array(pts).T
         ax.scatter(xs, ys, s=12, color=color, alpha=0.6)
         grid = np.unique(xs)
