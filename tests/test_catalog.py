@@ -41,4 +41,4 @@ def test_every_catalogue_study_expands_to_valid_trials_at_every_scale(scale):
     from gdscope.trial import validate_trial
 
     for name in api.catalog():  # a study validates its trials when it runs a scale, not on load
-        assert api.load(name).validated(scale, validate_trial), name
+        assert api.load(name).validated(scale, validate_trial).validated, name

@@ -260,19 +260,12 @@ def _scaled_trials(
             raise StudyError("overrides are for a study given by name or path; load() applies them")
     else:
         study = load(study, overrides)
-    configs, validated, hashes = _trials_at(study, scale)
+    expansion = study.validated(scale, validate_trial)
     try:
-        runner.check_devices(validated)
+        runner.check_devices(expansion.validated)
     except ValueError as error:
         raise StudyError(str(error)) from None
-    return study, study.with_scale(scale), configs, validated, hashes
-
-
-def _trials_at(study: Study, scale: str) -> tuple[list[dict[str, Any]], list[Any], list[str]]:
-    """Expand ``study`` at ``scale``, validating each trial once: configs, validated, hashes."""
-    pairs = study.validated(scale, validate_trial)
-    validated = [config for _, config in pairs]
-    return [raw for raw, _ in pairs], validated, [config.content_hash() for config in validated]
+    return study, expansion.study, expansion.configs, expansion.validated, expansion.hashes
 
 
 def plan_study(
@@ -294,8 +287,8 @@ def plan_study(
     """
     check.one_of("scale", scale, SCALES)
     study = load(name_or_path, overrides)
-    scaled = study.with_scale(scale)
-    _, _, hashes = _trials_at(study, scale)
+    expansion = study.validated(scale, validate_trial)
+    scaled, hashes = expansion.study, expansion.hashes
     if (Path(results) / DB_NAME).is_file():
         done = Store(results, create=False).finished_hashes()
     else:
@@ -379,9 +372,11 @@ def verify(results: str | Path) -> list[StudyResult]:
         for row in store.studies():
             start = time.perf_counter()
             study = Study.model_validate(row["spec"])
-            scaled = study.with_scale(row["scale"])
-            configs, _, hashes = _trials_at(study, row["scale"])
-            verdicts, missing = _judge(store, scaled, row["scale"], configs, hashes)
+            expansion = study.validated(row["scale"], validate_trial)
+            hashes = expansion.hashes
+            verdicts, missing = _judge(
+                store, expansion.study, row["scale"], expansion.configs, hashes
+            )
             elapsed = time.perf_counter() - start
             out.append(
                 StudyResult(study, row["scale"], verdicts, len(hashes), 0, 0, elapsed, missing)

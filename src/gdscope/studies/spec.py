@@ -14,6 +14,7 @@ import itertools
 import re
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -188,24 +189,26 @@ class Study(BaseModel):
 
         """
         study = self.with_scale(scale)
-        trials = [
-            _trial(study.base, point, seed) for point in study._points() for seed in study.seeds
-        ]
+        trials = study._trials()
         if validate_trial is not None:
             _validate_trials(study, scale, trials, validate_trial)
         return trials
 
-    def validated(
-        self, scale: str, validate_trial: TrialValidator
-    ) -> list[tuple[dict[str, Any], Any]]:
-        """Return ``(config, validated config)`` of every trial at ``scale``, validated once.
+    def validated(self, scale: str, validate_trial: TrialValidator) -> Expansion:
+        """Return the study at ``scale`` with every trial validated once (an :class:`Expansion`).
 
         As :meth:`expand` (same order, same errors), keeping what ``validate_trial`` returned
-        so that nothing downstream validates again.
+        so that nothing downstream validates again, and the study with the scale applied, so
+        that nothing applies it again.
         """
-        trials = self.expand(scale)
-        checked = _validate_trials(self.with_scale(scale), scale, trials, validate_trial)
-        return list(zip(trials, checked, strict=True))
+        study = self.with_scale(scale)
+        trials = study._trials()
+        checked = _validate_trials(study, scale, trials, validate_trial)
+        return Expansion(study, trials, checked)
+
+    def _trials(self) -> list[dict[str, Any]]:
+        """Every trial config of this (scaled) study: grid × zip × seeds, seeds innermost."""
+        return [_trial(self.base, point, seed) for point in self._points() for seed in self.seeds]
 
     def _points(self) -> list[dict[str, Any]]:
         grid = [
@@ -372,6 +375,27 @@ def _point_label(study: Study, trial: dict[str, Any], index: int, total: int) ->
             node = node.get(part) if isinstance(node, Mapping) else None
         values.append(f"{key}={node!r}")
     return f"trial {index + 1}/{total} ({', '.join(values)})"
+
+
+@dataclass(frozen=True)
+class Expansion:
+    """A study at one scale and its trials, validated once (:meth:`Study.validated`).
+
+    Attributes:
+        study: the study with the scale (and its overrides) applied.
+        configs: each trial's config as the study file writes it (what the store keeps).
+        validated: what the validator returned for each (what the runner runs).
+
+    """
+
+    study: Study
+    configs: list[dict[str, Any]]
+    validated: list[Any]
+
+    @property
+    def hashes(self) -> list[str]:
+        """Each validated config's content hash (the store's key of the trial)."""
+        return [config.content_hash() for config in self.validated]
 
 
 def judge_study(study: Study, records: Sequence[TrialRecord]) -> list[Verdict]:
