@@ -91,16 +91,19 @@ def test_sigkill_at_any_moment_then_resume_equals_an_uninterrupted_run(
     assert_same_results(Store(results), reference)
 
 
-def test_two_concurrent_runs_on_one_results_dir(reference, tmp_path):
+def test_a_second_run_on_a_locked_results_dir_stops_at_once(reference, tmp_path):
+    """A run holding the directory (here this test, deterministically) keeps a second one out."""
     results = tmp_path / "results"
-    first = _start(results, tmp_path / "first.log")
-    _wait_for(lambda: (results / ".lock").exists() and (results / ".lock").read_text().strip())
-    second = subprocess.run(_command(results), capture_output=True, text=True, check=False)
+    holder = Store(results)
+    with holder.writer():
+        second = subprocess.run(_command(results), capture_output=True, text=True, check=False)
     assert second.returncode == 2
     assert second.stderr.strip().splitlines() == [
-        f"error: results dir {results} is in use by another gdscope run (pid {first.pid}); "
+        f"error: results dir {results} is in use by another gdscope run (pid {os.getpid()}); "
         "wait for it or use --results DIR2"
     ]
-    assert first.wait(timeout=300) == 0, (tmp_path / "first.log").read_text()
+    assert _finished(results) == []  # it wrote nothing
+    after = subprocess.run(_command(results), capture_output=True, text=True, check=False)
+    assert after.returncode == 0, after.stderr  # once released, the same command runs
     assert integrity_ok(Store(results))
     assert_same_results(Store(results), reference)

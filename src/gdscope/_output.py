@@ -54,8 +54,14 @@ def replacing(
     created. On an exception the temporary file is removed and ``path`` is left untouched.
     """
     target = check_target(path, option)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, partial = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handle, partial = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    except PermissionError:
+        raise OutputError(
+            f"{option}={path}: cannot write in {target.parent} (permission denied); "
+            "write the file elsewhere"
+        ) from None
     try:
         mode = "wb" if binary else "w"
         encoding = None if binary else "utf-8"

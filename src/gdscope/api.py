@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -290,7 +291,7 @@ def plan_study(
     expansion = study.validated(scale, validate_trial)
     scaled, hashes = expansion.study, expansion.hashes
     if (Path(results) / DB_NAME).is_file():
-        done = Store(results, create=False).finished_hashes()
+        done = Store(results, read_only=True).finished_hashes()
     else:
         done = set()
     axes = {**scaled.sweep, **{key: v for group in scaled.sweep_zip for key, v in group.items()}}
@@ -320,8 +321,17 @@ def _judge(
     missing = len(own) - len(records)
     if missing:
         verdicts = [_partial(verdict, len(records), len(own)) for verdict in verdicts]
-    store.record_verdicts(study.name, scale, verdicts)
+    if not store.read_only:
+        store.record_verdicts(study.name, scale, verdicts)
     return verdicts, missing
+
+
+def _writable_or_read_only(results: str | Path) -> Store:
+    """Open ``results`` to write; where this user cannot write it, read-only (nothing stored)."""
+    try:
+        return Store(results, create=False)
+    except (sqlite3.OperationalError, PermissionError):  # a folder or store this user cannot write
+        return Store(results, read_only=True)
 
 
 def _partial(verdict: Verdict, stored: int, trials: int) -> Verdict:
@@ -366,9 +376,9 @@ def verify(results: str | Path) -> list[StudyResult]:
     A study whose run was interrupted (some of its trials not stored) gets INCONCLUSIVE verdicts
     that say how many trials are stored; its ``StudyResult.missing`` counts the others.
     """
-    store = Store(results, create=False)
+    store = _writable_or_read_only(results)
     out = []
-    with store.writer():
+    with store.writer() if not store.read_only else contextlib.nullcontext(store):
         for row in store.studies():
             start = time.perf_counter()
             study = Study.model_validate(row["spec"])

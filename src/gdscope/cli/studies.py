@@ -185,7 +185,7 @@ def list_claims(
     if (Path(results) / "gdscope.sqlite").exists():
         from gdscope.store import Store
 
-        for row in _user_errors(lambda: Store(results, create=False)).verdicts():
+        for row in _user_errors(lambda: Store(results, read_only=True)).verdicts():
             last[(row["study"], row["claim_id"])] = row["status"]
     table = Table(box=None, header_style="bold")
     for column in ("study", "claims", "seed", "provenance", "last verdict"):
@@ -217,7 +217,7 @@ def show(
 
     from gdscope.store import Store
 
-    store = _user_errors(lambda: Store(results, create=False))
+    store = _user_errors(lambda: Store(results, read_only=True))
     for (study, scale), per in store.trial_counts().items():
         counted = ", ".join(f"{n} {status}" for status, n in per.items())
         stdout.print(f"{study} ({scale}): {counted}", highlight=False, markup=False)
@@ -258,7 +258,7 @@ def export(
 
     if csv is None and parquet is None:
         raise UserError("export: nothing to write; give --csv FILE|- and/or --parquet FILE")
-    store = _user_errors(lambda: Store(results, create=False))
+    store = _user_errors(lambda: Store(results, read_only=True))
     exporting.long_form(store, study)  # unknown study: error before anything is written
     if parquet is not None:
         rows = exporting.write_parquet(store, parquet, study)

@@ -46,7 +46,7 @@ def render_report(
     from gdscope.report.html import page
     from gdscope.store import Store
 
-    store = Store(results_dir, create=False)
+    store = Store(results_dir, read_only=True)
     if fmt == "markdown":
         from datetime import timezone
 

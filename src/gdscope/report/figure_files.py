@@ -58,7 +58,7 @@ def write_figures(results_dir: str | os.PathLike[str], out: str | os.PathLike[st
     folder = Path(out)
     if folder.exists() and not folder.is_dir():
         raise OutputError(f"--figures={out} is a file; give a folder")
-    studies = collect(Store(results_dir, create=False))
+    studies = collect(Store(results_dir, read_only=True))
     written = []
     for files in map_studies(study_figures, studies):
         for name, data in files:

@@ -18,15 +18,16 @@ import json
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gdscope.store import lock as _lock
 from gdscope.store import rows as _rows
+from gdscope.store.connection import connect, open_store
 from gdscope.store.lock import StoreBusy, StoreError
 from gdscope.store.provenance import provenance
-from gdscope.store.schema import DB_NAME, FINISHED, SCHEMA, SCHEMA_VERSION
+from gdscope.store.schema import DB_NAME, FINISHED, SCHEMA_VERSION
 from gdscope.studies.table import TrialRecord
 
 if TYPE_CHECKING:
@@ -44,6 +45,8 @@ class Store:
     Args:
         directory: the results directory; created (with parents) if missing.
         create: if ``False``, the store must already exist (for readers such as ``verify``).
+        read_only: open the existing store read-only (SQLite ``mode=ro``): for readers, and
+            the only way to read a store in a folder this user cannot write. Writing raises.
 
     Raises:
         StoreError: ``directory`` is a file, the store is missing with ``create=False``, it
@@ -52,81 +55,37 @@ class Store:
 
     """
 
-    def __init__(self, directory: str | os.PathLike[str], *, create: bool = True) -> None:
+    def __init__(
+        self, directory: str | os.PathLike[str], *, create: bool = True, read_only: bool = False
+    ) -> None:
         self.directory = Path(directory)
         self.path = self.directory / DB_NAME
+        self.read_only = read_only
         if self.directory.exists() and not self.directory.is_dir():
             raise StoreError(f"results path {self.directory} exists and is not a directory")
-        if not create and not self.path.is_file():
+        if (read_only or not create) and not self.path.is_file():
             raise StoreError(
                 f"no gdscope results in {self.directory} (no {DB_NAME}); "
                 "run a study with --results DIR first"
             )
-        self.directory.mkdir(parents=True, exist_ok=True)
+        if not read_only:
+            self.directory.mkdir(parents=True, exist_ok=True)
         self._lock_fd: int | None = None
         self._lock_depth = 0
-        self._create()
+        open_store(self.path, read_only=read_only)
 
     def __repr__(self) -> str:
         return f"Store({str(self.directory)!r})"
 
-    # -- connections and schema ---------------------------------------------------------------
+    # -- connections ------------------------------------------------------------------------
 
     @contextmanager
     def _connect(self, write: bool = False) -> Iterator[sqlite3.Connection]:
         """Yield a connection; with ``write``, inside one ``BEGIN IMMEDIATE`` transaction."""
-        with closing(sqlite3.connect(self.path, timeout=30.0, isolation_level=None)) as conn:
-            conn.execute("PRAGMA foreign_keys = ON")
-            conn.execute("PRAGMA busy_timeout = 30000")
-            if not write:
-                yield conn
-                return
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-
-    def _create(self) -> None:
-        """Create the tables if missing (WAL journal); refuse a file that is no gdscope store.
-
-        A file SQLite cannot read (``file is not a database``), or an SQLite database with tables
-        but no ``schema_version`` table (another program's), is refused before anything is
-        written to it. Errors of access (locked, unopenable) propagate as ``sqlite3`` errors.
-        """
-        try:
-            with self._connect() as conn:
-                tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
-                if tables and "schema_version" not in tables:
-                    raise self._not_a_store("no schema_version table")
-                conn.execute("PRAGMA journal_mode = WAL")  # persistent in the file
-            with self._connect(write=True) as conn:
-                for statement in SCHEMA.split(";"):
-                    conn.execute(statement)
-                self._check_version(conn)
-        except sqlite3.DatabaseError as err:
-            if isinstance(err, sqlite3.OperationalError):
-                raise
-            raise self._not_a_store(str(err)) from None
-
-    def _not_a_store(self, why: str) -> StoreError:
-        return StoreError(
-            f"{self.path} is not a gdscope store ({why}); move it away or use another --results DIR"
-        )
-
-    def _check_version(self, conn: sqlite3.Connection) -> None:
-        """Write the schema version into a new store; refuse a store of another version."""
-        versions = [row[0] for row in conn.execute("SELECT version FROM schema_version")]
-        if not versions:
-            conn.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
-        elif max(versions) != SCHEMA_VERSION:
-            raise StoreError(
-                f"{self.path} has store schema version {max(versions)} but this gdscope "
-                f"reads version {SCHEMA_VERSION}; use the gdscope that wrote it or a new "
-                "--results directory"
-            )
+        if write and self.read_only:
+            raise StoreError(f"{self.path} is open read-only; nothing can be written to it")
+        with connect(self.path, write=write, read_only=self.read_only) as conn:
+            yield conn
 
     @property
     def journal_mode(self) -> str:
@@ -147,6 +106,8 @@ class Store:
             StoreBusy: another process (or another ``Store`` object) holds the lock.
 
         """
+        if self.read_only:
+            raise StoreError(f"{self.path} is open read-only; nothing can be written to it")
         if self._lock_depth == 0:
             self._lock_fd = _lock.acquire(self.directory)
         self._lock_depth += 1

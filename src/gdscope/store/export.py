@@ -18,13 +18,13 @@ from __future__ import annotations
 import csv
 import json
 import math
-import sqlite3
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 from typing import IO, Any, Protocol
 
 from gdscope._output import check_target, replacing
+from gdscope.store.connection import open_connection
 from gdscope.studies.table import flatten_config
 
 
@@ -57,7 +57,7 @@ def long_form(
         ValueError: ``study`` names no stored study (the message lists the stored ones).
 
     """
-    conn = sqlite3.connect(store.path)
+    conn = open_connection(store.path, read_only=True)  # an export never writes the store
     try:
         conn.execute("BEGIN")  # one read snapshot for the trial list and every series
         names = sorted({row[0] for row in conn.execute("SELECT name FROM studies")})

@@ -1,0 +1,100 @@
+"""Connections to a store file, and opening it: create the schema, or only read an existing one.
+
+A writable store is created if missing (WAL journal, the tables of :mod:`gdscope.store.schema`).
+A read-only store (``show``, ``export``, ``report``, ``run --dry-run``, or ``verify`` on a folder
+it cannot write) is opened with SQLite's ``mode=ro``, so nothing is ever written to it; where
+SQLite cannot read a WAL store read-only (no ``-shm`` file and a folder it cannot write), it is
+opened ``immutable``, which is exact when nobody writes the store at the same time.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from pathlib import Path
+from urllib.parse import quote
+
+from gdscope.store.lock import StoreError
+from gdscope.store.schema import SCHEMA, SCHEMA_VERSION
+
+
+@contextmanager
+def connect(
+    path: Path, *, write: bool = False, read_only: bool = False
+) -> Iterator[sqlite3.Connection]:
+    """Yield a connection; with ``write``, inside one ``BEGIN IMMEDIATE`` transaction."""
+    with closing(open_connection(path, read_only=read_only)) as conn:
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA busy_timeout = 30000")
+        if not write:
+            yield conn
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+
+def open_connection(path: Path, *, read_only: bool = False) -> sqlite3.Connection:
+    """Return a new connection to the store file ``path`` (``mode=ro`` with ``read_only``)."""
+    if not read_only:
+        return sqlite3.connect(path, timeout=30.0, isolation_level=None)
+    uri = f"file:{quote(str(path.resolve()))}?mode=ro"
+    conn = sqlite3.connect(uri, uri=True, timeout=30.0, isolation_level=None)
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        return conn
+    except sqlite3.OperationalError:  # a WAL store in a folder SQLite cannot write
+        conn.close()
+    return sqlite3.connect(f"{uri}&immutable=1", uri=True, timeout=30.0, isolation_level=None)
+
+
+def open_store(path: Path, *, read_only: bool = False) -> None:
+    """Create the tables if missing (WAL journal), or with ``read_only`` only check them.
+
+    A file SQLite cannot read (``file is not a database``), an SQLite database with tables but
+    no ``schema_version`` table (another program's), or a store of another schema version is
+    refused (``StoreError``) before anything is written to it. Errors of access (locked,
+    unopenable) propagate as ``sqlite3`` errors.
+    """
+    try:
+        with connect(path, read_only=read_only) as conn:
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+            if tables and "schema_version" not in tables:
+                raise _not_a_store(path, "no schema_version table")
+            if read_only:
+                _check_version(path, conn)
+                return
+            conn.execute("PRAGMA journal_mode = WAL")  # persistent in the file
+        with connect(path, write=True) as conn:
+            for statement in SCHEMA.split(";"):
+                conn.execute(statement)
+            _check_version(path, conn, write=True)
+    except sqlite3.DatabaseError as err:
+        if isinstance(err, sqlite3.OperationalError):
+            raise
+        raise _not_a_store(path, str(err)) from None
+
+
+def _not_a_store(path: Path, why: str) -> StoreError:
+    return StoreError(
+        f"{path} is not a gdscope store ({why}); move it away or use another --results DIR"
+    )
+
+
+def _check_version(path: Path, conn: sqlite3.Connection, *, write: bool = False) -> None:
+    """Refuse a store of another schema version; with ``write``, stamp a new store's version."""
+    versions = [row[0] for row in conn.execute("SELECT version FROM schema_version")]
+    if not versions:
+        if write:
+            conn.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+    elif max(versions) != SCHEMA_VERSION:
+        raise StoreError(
+            f"{path} has store schema version {max(versions)} but this gdscope "
+            f"reads version {SCHEMA_VERSION}; use the gdscope that wrote it or a new "
+            "--results directory"
+        )
