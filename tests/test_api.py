@@ -110,6 +110,10 @@ BAD = {
         STUDY.replace('metric = "kappa" }', 'metric = "kappa", then = "value / kapa" }'),
         "claims[gd-exponent].x.then: no trial records metric 'kapa'",
     ),
+    "claim id with markup": (
+        STUDY.replace('id = "gd-exponent"', 'id = "[/bold]x"'),
+        "claims[[/bold]x].id: String should",
+    ),
     "table replaced by a value": (
         STUDY.replace('"data.d" = 4', 'data = 4\n"data.d" = 4'),
         "not a table",

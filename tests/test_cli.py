@@ -11,6 +11,13 @@ def _gdscope(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def test_version():
+    import gdscope
+
+    out = _gdscope("--version")
+    assert out.returncode == 0 and out.stdout.strip() == f"gdscope {gdscope.__version__}"
+
+
 def test_help_lists_commands():
     out = _gdscope("--help")
     assert out.returncode == 0

@@ -22,8 +22,24 @@ if not stdout.is_terminal:  # piped or captured: no terminal width to respect, k
 stderr = Console(stderr=True)
 
 
+def _print_version(asked: bool) -> None:
+    if asked:
+        from importlib.metadata import version
+
+        typer.echo(f"gdscope {version('gdscope')}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        help="print the version and exit",
+        callback=_print_version,
+        is_eager=True,
+    ),
+) -> None:
     """Measure what deep-learning optimization theory predicts, and judge it."""
 
 

@@ -92,7 +92,8 @@ class Keep(_Model):
 class _Claim(_Model):
     """Fields every claim has."""
 
-    id: str = Field(min_length=1)
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$", max_length=80)
+    """Letters, digits, ``_ . -`` (no markup, spaces or paths): it names the claim everywhere."""
     description: str = ""
     reference: str | None = None
     where: dict[str, Any] = Field(default_factory=dict)
