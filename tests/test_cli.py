@@ -222,3 +222,40 @@ def test_a_failed_trial_is_printed_in_one_line_and_the_run_exits_1(tmp_path):
     lines = [line for line in out.stderr.splitlines() if line.startswith("failed trial of fails")]
     assert len(lines) == 1 and "FileNotFoundError: /nonexistent/images.idx" in lines[0]
     assert "1 trial(s) failed" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_list_claims_names_every_catalogue_claim_in_full_without_torch():
+    from pathlib import Path
+
+    import tomllib
+
+    import gdscope
+
+    code = (
+        "import sys\n"
+        "from gdscope.cli import main\n"
+        "sys.argv = ['gdscope', 'list', 'claims', '--results', '/nonexistent']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    catalog = Path(gdscope.__file__).parent / "studies" / "catalog"
+    ids = [c["id"] for p in catalog.glob("*.toml") for c in tomllib.loads(p.read_text())["claims"]]
+    words = out.stdout.split()
+    assert ids and all(claim in words for claim in ids)  # never cut
+
+
+@pytest.mark.parametrize(
+    ("what", "expected"),
+    [
+        ("probes", "sharpness"),
+        ("models", "resnet"),
+        ("datasets", "digits"),
+        ("optimizers", "fista"),
+    ],
+)
+def test_list_what_gdscope_knows(what, expected):
+    out = _gdscope("list", what)
+    assert out.returncode == 0, out.stderr
+    assert expected in out.stdout.split()

@@ -140,3 +140,16 @@ def known(what: str, name: Any, accepted: Iterable[str]) -> str:
             f"unknown {what} {name!r}; accepted: {', '.join(options)}{did_you_mean(name, options)}"
         )
     return name
+
+
+def records(declared: Iterable[str], metric: str) -> bool:
+    """Whether ``metric`` is one of the ``declared`` names or in one of its ``/`` families.
+
+    >>> records(["loss", "dist_from_init/"], "dist_from_init/layers.0.weight")
+    True
+    >>> records(["loss", "dist_from_init/"], "dist_from_init")
+    False
+    """
+    return any(
+        metric == name or (name.endswith("/") and metric.startswith(name)) for name in declared
+    )

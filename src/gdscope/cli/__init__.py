@@ -6,7 +6,8 @@ and exit code 2, with no traceback and nothing written.
 This module registers the commands, in the order ``--help`` lists them, on the app of
 :mod:`gdscope.cli.app`: the network commands of :mod:`gdscope.cli.train` (``train``,
 ``verify-probes``, ``bench``), then the study commands of :mod:`gdscope.cli.studies` (``run``,
-``report``, ``show``, ``verify``, ``export``, ``list claims``).
+``report``, ``show``, ``verify``, ``export``), then ``list claims|probes|models|datasets|optimizers``
+(:mod:`gdscope.cli.listing`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import sys
 
 import typer
 
+from gdscope.cli import listing as cli_listing
 from gdscope.cli import studies as cli_studies
 from gdscope.cli import train as cli_train
 from gdscope.cli.app import UserError, app, stderr
@@ -30,7 +32,11 @@ app.add_typer(list_app, name="list")
 
 app.command()(cli_studies.run)
 app.command()(cli_studies.report)
-list_app.command("claims")(cli_studies.list_claims)
+list_app.command("claims")(cli_listing.list_claims)
+list_app.command("probes")(cli_listing.list_probes)
+list_app.command("models")(cli_listing.list_models)
+list_app.command("datasets")(cli_listing.list_datasets)
+list_app.command("optimizers")(cli_listing.list_optimizers)
 app.command()(cli_studies.show)
 app.command()(cli_studies.verify)
 app.command()(cli_studies.export)

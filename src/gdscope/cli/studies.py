@@ -8,7 +8,6 @@ verdicts judged again, the recorded numbers as CSV or Parquet); ``list claims`` 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -171,39 +170,6 @@ def report(
     stdout.print(f"report: {written}")
     if figures is not None:
         stdout.print(f"figures: {figures} (SVG and PDF)")
-
-
-def list_claims(
-    results: Annotated[
-        str, typer.Option(help="results directory for the last verdicts")
-    ] = "gdscope-results",
-) -> None:
-    """List the catalogue's claims: id, seed paper, title, provenance and the last verdict."""
-    from gdscope import api
-
-    last: dict[tuple[str, str], str] = {}
-    if (Path(results) / "gdscope.sqlite").exists():
-        from gdscope.store import Store
-
-        for row in _user_errors(lambda: Store(results, read_only=True)).verdicts():
-            last[(row["study"], row["claim_id"])] = row["status"]
-    table = Table(box=None, header_style="bold")
-    for column in ("study", "claims", "seed", "provenance", "last verdict"):
-        table.add_column(column, no_wrap=True)
-    table.add_column("title", no_wrap=True, overflow="ellipsis")
-    for name in api.catalog():
-        study = api.load(name)
-        statuses = [last.get((study.name, c.id), "") for c in study.claims]
-        shown = ", ".join(f"[{_STATUS_STYLE.get(s, 'white')}]{s}[/]" for s in statuses if s) or "-"
-        table.add_row(
-            study.name,
-            ", ".join(study.claim_ids),
-            study.seed_paper,
-            study.provenance,
-            shown,
-            study.title,
-        )
-    stdout.print(table)
 
 
 def show(

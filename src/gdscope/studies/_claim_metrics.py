@@ -18,13 +18,12 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from gdscope._checks import did_you_mean
+from gdscope._checks import did_you_mean, records
 from gdscope.studies import _expressions
 from gdscope.studies._claim_keys import known_keys
 from gdscope.studies._windows import Crossing
 from gdscope.studies.errors import StudyError
 from gdscope.studies.reducers import Reducer
-from gdscope.training.scheduled import PROBES, records
 
 _NAME_FIELDS = ("metric", "versus", "rate_window")
 """Fields whose string value names a recorded series."""
@@ -82,6 +81,8 @@ def check_claim_metrics(claims: Iterable[Any], configs: Iterable[Any], origin: s
 
 
 def _hint(name: str, recorded: set[str]) -> str:
+    from gdscope.training.scheduled import PROBES  # only on an error: loading stays torch-free
+
     probe = next((probe for probe, p in PROBES.items() if records(p.metrics, name)), None)
     if probe is not None:
         return f" (schedule the probe: probes.{probe} = <every k steps>)"

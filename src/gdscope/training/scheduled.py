@@ -262,19 +262,6 @@ class ScheduledProbe:
         return self.fn(ctx)
 
 
-def records(declared: Iterable[str], metric: str) -> bool:
-    """Whether ``metric`` is one of the ``declared`` names or in one of its ``/`` families.
-
-    >>> records(["loss", "dist_from_init/"], "dist_from_init/layers.0.weight")
-    True
-    >>> records(["loss", "dist_from_init/"], "dist_from_init")
-    False
-    """
-    return any(
-        metric == name or (name.endswith("/") and metric.startswith(name)) for name in declared
-    )
-
-
 _NTK = ("ntk_lambda_min", "ntk_lambda_max", "ntk_kappa", "ntk_lambda_min_over_n", "ntk_drift")
 _KERNEL_REGRESSION = ("min_norm_ratio", "kernel_min_norm", "kernel_rademacher")
 _KERNEL_REGRESSION += ("kernel_regression_train_gap", "kernel_regression_gap", "kernel_test_loss")
