@@ -6,8 +6,8 @@ therefore cover every metric a run writes, and name nothing a run never writes.
 
 import pytest
 
+from gdscope._checks import records
 from gdscope.config import TrialConfig
-from gdscope.training.scheduled import records
 from gdscope.trial import run_config, validate_trial
 
 _NETWORK = {

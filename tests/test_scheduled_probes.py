@@ -5,9 +5,10 @@ import torch
 
 import gdscope as gs
 from _helpers import assert_close
+from gdscope._checks import records
 from gdscope.probes import _reference as ref
 from gdscope.training import context, scheduled
-from gdscope.training.scheduled import records, scheduled_metrics
+from gdscope.training.scheduled import scheduled_metrics
 
 
 def _run(probes, steps=6, lr=0.5, model=None):
