@@ -259,3 +259,16 @@ def test_list_what_gdscope_knows(what, expected):
     out = _gdscope("list", what)
     assert out.returncode == 0, out.stderr
     assert expected in out.stdout.split()
+
+
+def test_show_json_is_strict_json_with_roles(tmp_path):
+    results = str(tmp_path / "r")
+    done = _gdscope("run", "eos-convex", "--scale", "smoke", "--results", results, "--no-report")
+    assert done.returncode == 0, done.stderr
+    out = _gdscope("show", results, "--json")
+    assert out.returncode == 0, out.stderr
+    shown = json.loads(out.stdout, parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))
+    assert shown["trials"][0]["study"] == "eos-convex" and shown["trials"][0]["counts"]
+    assert {v["claim_id"] for v in shown["verdicts"]} and all(
+        v["role"] in ("paper", "sanity") and v["status"] for v in shown["verdicts"]
+    )

@@ -7,6 +7,8 @@ verdicts judged again, the recorded numbers as CSV or Parquet); ``list claims`` 
 
 from __future__ import annotations
 
+import json
+import math
 import sys
 from typing import Annotated, Any
 
@@ -174,32 +176,62 @@ def report(
 
 def show(
     results: Annotated[str, typer.Argument(help="results directory")] = "gdscope-results",
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="print {trials: [{study, scale, counts}], verdicts: [...]} as JSON instead",
+        ),
+    ] = False,
 ) -> None:
     """Show the trial counts of each stored study and scale, then the stored verdicts.
 
     A study's trials are those linked to it (a trial shared by two studies counts for both).
+    With ``--json``, each verdict carries its claim's ``role`` and ``finding`` from the study
+    file, and NaN statistics are ``null``.
     """
     from types import SimpleNamespace
 
     from gdscope.store import Store
 
     store = _user_errors(lambda: Store(results, read_only=True))
-    for (study, scale), per in store.trial_counts().items():
-        counted = ", ".join(f"{n} {status}" for status, n in per.items())
-        stdout.print(f"{study} ({scale}): {counted}", highlight=False, markup=False)
     claims = {
         (study["name"], study["scale"], str(claim.get("id"))): claim
         for study in store.studies()
         for claim in (study.get("spec") or {}).get("claims") or []
         if isinstance(claim, dict)
     }
-    rows = []
+    verdicts = []
     for row in store.verdicts():
         claim = claims.get((row["study"], row["scale"], row["claim_id"]), {})
-        extra = {"role": claim.get("role", "paper"), "finding": claim.get("finding")}
-        study = SimpleNamespace(name=f"{row['study']} ({row['scale']})")
-        rows.append((study, SimpleNamespace(**{**row, **extra})))
+        verdicts.append(
+            {**row, "role": claim.get("role", "paper"), "finding": claim.get("finding")}
+        )
+    counts = store.trial_counts()
+    if as_json:
+        trials = [{"study": s, "scale": c, "counts": per} for (s, c), per in counts.items()]
+        text = json.dumps({"trials": trials, "verdicts": _finite(verdicts)}, indent=1)
+        sys.stdout.write(text + "\n")
+        return
+    for (study, scale), per in counts.items():
+        counted = ", ".join(f"{n} {status}" for status, n in per.items())
+        stdout.print(f"{study} ({scale}): {counted}", highlight=False, markup=False)
+    rows = [
+        (SimpleNamespace(name=f"{row['study']} ({row['scale']})"), SimpleNamespace(**row))
+        for row in verdicts
+    ]
     _print_verdicts(rows)
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by ``None`` (strict JSON has no NaN)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def verify(
