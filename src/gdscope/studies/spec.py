@@ -14,7 +14,6 @@ import itertools
 import re
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -40,6 +39,7 @@ from gdscope.studies._claim_metrics import check_claim_metrics
 from gdscope.studies._overrides import assign, check_top, nest, parse_override, set_nested
 from gdscope.studies.claims import Claim
 from gdscope.studies.errors import StudyError, format_errors
+from gdscope.studies.expansion import Expansion
 from gdscope.studies.table import TrialRecord
 from gdscope.studies.verdict import Verdict
 
@@ -375,27 +375,6 @@ def _point_label(study: Study, trial: dict[str, Any], index: int, total: int) ->
             node = node.get(part) if isinstance(node, Mapping) else None
         values.append(f"{key}={node!r}")
     return f"trial {index + 1}/{total} ({', '.join(values)})"
-
-
-@dataclass(frozen=True)
-class Expansion:
-    """A study at one scale and its trials, validated once (:meth:`Study.validated`).
-
-    Attributes:
-        study: the study with the scale (and its overrides) applied.
-        configs: each trial's config as the study file writes it (what the store keeps).
-        validated: what the validator returned for each (what the runner runs).
-
-    """
-
-    study: Study
-    configs: list[dict[str, Any]]
-    validated: list[Any]
-
-    @property
-    def hashes(self) -> list[str]:
-        """Each validated config's content hash (the store's key of the trial)."""
-        return [config.content_hash() for config in self.validated]
 
 
 def judge_study(study: Study, records: Sequence[TrialRecord]) -> list[Verdict]:
