@@ -50,3 +50,14 @@ def integrity_ok(store: Store) -> bool:
     """SQLite's own check of the file: no corruption."""
     with closing(sqlite3.connect(store.path)) as conn:
         return conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def study_file(
+    name: str, base: str, *, claim: str = 'y = { reduce = "final", metric = "loss" }'
+) -> str:
+    """A minimal study file: one seed, the ``base`` table's lines, one ``within`` claim on ``claim``."""
+    return (
+        f'name = "{name}"\ntitle = "t"\nseed_paper = "000"\nreference = "test"\n'
+        f'provenance = "designed"\nclaim_ids = ["X"]\nseeds = [0]\n[base]\n{base.strip()}\n'
+        f'[[claims]]\nid = "c"\nkind = "within"\n{claim}\nband = [0, 10]\n'
+    )

@@ -4,6 +4,8 @@ import sys
 
 import pytest
 
+from _stores import study_file
+
 
 def _gdscope(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -192,26 +194,16 @@ def test_show_counts_the_trials_of_each_study_and_scale(tmp_path):
     ]
 
 
-FAILING_STUDY = """
-name = "fails"
-title = "a trial that fails when it runs"
-seed_paper = "000"
-reference = "test"
-provenance = "designed"
-claim_ids = ["X"]
-seeds = [0]
-[base]
+FAILING_STUDY = study_file(
+    "fails",
+    """
 "model.width" = 8
 "data.name" = "mnist_idx"
 "data.options.images_path" = "/nonexistent/images.idx"
 "data.options.labels_path" = "/nonexistent/labels.idx"
 steps = 2
-[[claims]]
-id = "c"
-kind = "within"
-y = { reduce = "final", metric = "loss" }
-band = [0, 10]
-"""
+""",
+)
 
 
 def test_a_failed_trial_is_printed_in_one_line_and_the_run_exits_1(tmp_path):

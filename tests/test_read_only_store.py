@@ -15,26 +15,13 @@ from pathlib import Path
 
 import pytest
 
+from _stores import study_file
 from gdscope.store import Store
 from gdscope.training import Trace
 
-STUDY = """
-name = "tiny"
-title = "t"
-seed_paper = "000"
-reference = "test"
-provenance = "designed"
-claim_ids = ["X"]
-seeds = [0]
-[base]
-kind = "objective"
-steps = 3
-[[claims]]
-id = "c"
-kind = "within"
-y = { reduce = "final", metric = "f" }
-band = [0, 10]
-"""
+STUDY = study_file(
+    "tiny", 'kind = "objective"\nsteps = 3', claim='y = { reduce = "final", metric = "f" }'
+)
 
 
 def _unprivileged() -> list[str]:
