@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from gdscope.store import Store
-from gdscope.store.export import long_form, to_pandas, write_csv, write_parquet
+from gdscope.store.export import long_form, to_pandas, write_csv, write_parquet, write_verdicts
 from gdscope.training import Trace
 
 CLI = (sys.executable, "-m", "gdscope.cli")
@@ -123,7 +123,7 @@ def test_cli_export_csv_to_stdout_and_parquet_to_file(store, tmp_path):
     ("args", "message"),
     [
         (["--csv", "-", "--study", "gamma"], "study='gamma' is not in"),
-        ([], "give --csv FILE|- and/or --parquet FILE"),
+        ([], "give --csv FILE|-, --parquet FILE and/or --verdicts FILE|-"),
     ],
 )
 def test_cli_export_errors_are_one_line(store, args, message):
@@ -170,3 +170,26 @@ def test_parquet_keeps_int_and_float_sweep_values_numeric(tmp_path):
     back = pd.read_parquet(tmp_path / "x.parquet")
     assert back["optimizer.lr"].dtype == np.float64
     assert sorted(set(back["optimizer.lr"])) == [0.5, 1.0]
+
+
+def test_verdicts_export_as_csv_rows(store, tmp_path):
+    from gdscope.studies.verdict import Verdict
+
+    verdict = Verdict(
+        claim_id="c1", status="PASS", statistic=0.5, reason="fine", ci=(0.4, 0.6), band=(0.0, 1.0),
+        n_points=3, evidence=[], reference=None,
+    )  # fmt: skip
+    store.record_verdicts("alpha", "quick", [verdict])
+    result = subprocess.run(
+        [*CLI, "export", str(store.directory), "--verdicts", "-"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert [(r["study"], r["claim_id"], r["status"]) for r in rows] == [("alpha", "c1", "PASS")]
+    assert (float(rows[0]["ci_lo"]), float(rows[0]["band_hi"]), rows[0]["n_points"]) == (
+        0.4,
+        1.0,
+        "3",
+    )
+    assert write_verdicts(store, tmp_path / "v.csv") == 1

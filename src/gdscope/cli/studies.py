@@ -248,14 +248,20 @@ def export(
     results: Annotated[str, typer.Argument(help="results directory")] = "gdscope-results",
     csv: Annotated[str | None, typer.Option("--csv", help="CSV file, or - for stdout")] = None,
     parquet: Annotated[str | None, typer.Option(help="Parquet file (needs pyarrow)")] = None,
+    verdicts: Annotated[
+        str | None,
+        typer.Option("--verdicts", help="the stored verdicts as CSV: a file, or - for stdout"),
+    ] = None,
     study: Annotated[str | None, typer.Option(help="only this study")] = None,
 ) -> None:
     """Export every recorded number with its trial's config (long form) as CSV and/or Parquet."""
     from gdscope.store import Store
     from gdscope.store import export as exporting
 
-    if csv is None and parquet is None:
-        raise UserError("export: nothing to write; give --csv FILE|- and/or --parquet FILE")
+    if csv is None and parquet is None and verdicts is None:
+        raise UserError(
+            "export: nothing to write; give --csv FILE|-, --parquet FILE and/or --verdicts FILE|-"
+        )
     store = _user_errors(lambda: Store(results, read_only=True))
     exporting.long_form(store, study)  # unknown study: error before anything is written
     if parquet is not None:
@@ -266,6 +272,11 @@ def export(
     elif csv is not None:
         rows = exporting.write_csv(store, csv, study)
         stderr.print(f"{rows} rows -> {csv}", highlight=False)
+    if verdicts == "-":
+        exporting.write_verdicts(store, sys.stdout)
+    elif verdicts is not None:
+        rows = exporting.write_verdicts(store, verdicts)
+        stderr.print(f"{rows} verdicts -> {verdicts}", highlight=False)
 
 
 def _print_plans(plans: list[Any]) -> None:

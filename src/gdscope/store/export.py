@@ -38,10 +38,21 @@ class StoreFiles(Protocol):
     directory: Path
 
 
-__all__ = ["LEAD_COLUMNS", "SERIES_COLUMNS", "long_form", "to_pandas", "write_csv", "write_parquet"]
+__all__ = [
+    "LEAD_COLUMNS",
+    "SERIES_COLUMNS",
+    "VERDICT_COLUMNS",
+    "long_form",
+    "to_pandas",
+    "write_csv",
+    "write_parquet",
+    "write_verdicts",
+]
 
 LEAD_COLUMNS = ("study", "scale", "hash", "status")
 SERIES_COLUMNS = ("metric", "step", "value")
+VERDICT_COLUMNS = ("study", "scale", "claim_id", "status", "statistic", "ci_lo", "ci_hi")
+VERDICT_COLUMNS += ("band_lo", "band_hi", "n_points", "reason", "reference", "judged_at")
 
 
 def long_form(
@@ -185,3 +196,22 @@ def _require(module: str, what: str) -> Any:
         raise ImportError(
             f"{what} needs {module}, which is not installed; `pip install 'gdscope[export]'`"
         ) from err
+
+
+def write_verdicts(store: Any, out: IO[str] | str | Path) -> int:
+    """Write the stored verdicts as CSV (one row per study, scale and claim); return the count.
+
+    ``store`` is a :class:`~gdscope.store.Store` (its ``verdicts()``); a path is written through
+    :func:`gdscope._output.replacing`.
+    """
+    if isinstance(out, str | Path):
+        check_target(out, "--verdicts")
+    rows = []
+    for v in store.verdicts():
+        ci, band = v.get("ci") or (None, None), v.get("band") or (None, None)
+        values = {**v, "ci_lo": ci[0], "ci_hi": ci[1], "band_lo": band[0], "band_hi": band[1]}
+        rows.append(tuple(values.get(column) for column in VERDICT_COLUMNS))
+    if isinstance(out, str | Path):
+        with replacing(out, "--verdicts") as handle:
+            return _write_csv(handle, list(VERDICT_COLUMNS), iter(rows))
+    return _write_csv(out, list(VERDICT_COLUMNS), iter(rows))
