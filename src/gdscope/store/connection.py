@@ -2,9 +2,9 @@
 
 A writable store is created if missing (WAL journal, the tables of :mod:`gdscope.store.schema`).
 A read-only store (``show``, ``export``, ``report``, ``run --dry-run``, or ``verify`` on a folder
-it cannot write) is opened with SQLite's ``mode=ro``, so nothing is ever written to it; where
-SQLite cannot read a WAL store read-only (no ``-shm`` file and a folder it cannot write), it is
-opened ``immutable``, which is exact when nobody writes the store at the same time.
+it cannot write) is opened so that nothing is ever written to it (``PRAGMA query_only``; SQLite's
+``mode=ro`` where the user cannot write; ``immutable`` for a WAL store whose ``-shm`` file is
+missing in a folder the user cannot write, which is exact when nobody writes it meanwhile).
 """
 
 from __future__ import annotations
@@ -40,17 +40,25 @@ def connect(
 
 
 def open_connection(path: Path, *, read_only: bool = False) -> sqlite3.Connection:
-    """Return a new connection to the store file ``path`` (``mode=ro`` with ``read_only``)."""
+    """Return a new connection to the store file ``path``; with ``read_only``, one that never writes.
+
+    A read-only connection is an ordinary one with ``PRAGMA query_only`` where SQLite can open
+    the store so (it then manages the WAL's side files as a writer would, leaving none behind);
+    where it cannot (a folder or file this user cannot write), SQLite's ``mode=ro``, and, for a
+    WAL store without its ``-shm`` file, ``immutable``.
+    """
     if not read_only:
         return sqlite3.connect(path, timeout=30.0, isolation_level=None)
-    uri = f"file:{quote(str(path.resolve()))}?mode=ro"
-    conn = sqlite3.connect(uri, uri=True, timeout=30.0, isolation_level=None)
-    try:
-        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        return conn
-    except sqlite3.OperationalError:  # a WAL store in a folder SQLite cannot write
-        conn.close()
-    return sqlite3.connect(f"{uri}&immutable=1", uri=True, timeout=30.0, isolation_level=None)
+    uri = f"file:{quote(str(path.resolve()))}"
+    for suffix in ("?mode=rw", "?mode=ro", "?mode=ro&immutable=1"):
+        conn = sqlite3.connect(uri + suffix, uri=True, timeout=30.0, isolation_level=None)
+        try:
+            conn.execute("PRAGMA query_only = 1")
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.OperationalError:  # cannot be opened this way here: try the next one
+            conn.close()
+    raise StoreError(f"{path} cannot be opened for reading by this user")
 
 
 def open_store(path: Path, *, read_only: bool = False) -> None:
