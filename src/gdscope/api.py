@@ -330,7 +330,11 @@ def _writable_or_read_only(results: str | Path) -> Store:
     """Open ``results`` to write; where this user cannot write it, read-only (nothing stored)."""
     try:
         return Store(results, create=False)
-    except (sqlite3.OperationalError, PermissionError):  # a folder or store this user cannot write
+    except PermissionError:  # a folder this user cannot write
+        return Store(results, read_only=True)
+    except sqlite3.OperationalError as err:  # a store this user cannot write; not a busy one
+        if "readonly" not in str(err):
+            raise
         return Store(results, read_only=True)
 
 

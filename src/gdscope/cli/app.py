@@ -20,6 +20,8 @@ stdout = Console()
 if not stdout.is_terminal:  # piped or captured: no terminal width to respect, keep tables whole
     stdout.width = 160
 stderr = Console(stderr=True)
+STATUS_STYLE = {"PASS": "green", "FAIL": "red", "INCONCLUSIVE": "yellow", "REPORTED": "cyan"}
+"""The rich style of each verdict status in the command line's tables."""
 
 
 def _print_version(asked: bool) -> None:

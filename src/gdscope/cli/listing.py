@@ -15,9 +15,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from gdscope.cli.app import stdout
-
-_STYLE = {"PASS": "green", "FAIL": "red", "INCONCLUSIVE": "yellow", "REPORTED": "cyan"}
+from gdscope.cli.app import STATUS_STYLE, stdout
 
 
 def catalogue_claims() -> list[dict[str, Any]]:
@@ -53,7 +51,7 @@ def list_claims(
         from gdscope.store import Store
 
         for row in Store(results, read_only=True).verdicts():
-            status = f"[{_STYLE.get(row['status'], 'white')}]{escape(row['status'])}[/]"
+            status = f"[{STATUS_STYLE.get(row['status'], 'white')}]{escape(row['status'])}[/]"
             key = (row["study"], row["claim_id"])
             last.setdefault(key, []).append(f"{escape(row['scale'])}: {status}")
     table = _table("claim", "study", "seed", "kind", "role", "last verdicts")

@@ -16,9 +16,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from gdscope.cli.app import UserError, fmt, stderr, stdout
-
-_STATUS_STYLE = {"PASS": "green", "FAIL": "red", "INCONCLUSIVE": "yellow", "REPORTED": "cyan"}
+from gdscope.cli.app import STATUS_STYLE, UserError, fmt, stderr, stdout
 
 
 def run(
@@ -367,7 +365,7 @@ def _print_verdict_part(rows: list[tuple[Any, Any]], what: str) -> None:
     for column in ("statistic", "CI", "band", "n"):
         table.add_column(column)
     for study, v in rows:
-        style = _STATUS_STYLE.get(v.status, "white")
+        style = STATUS_STYLE.get(v.status, "white")
         ci = v.ci or (None, None)
         band = v.band or (None, None)
         table.add_row(
@@ -390,5 +388,5 @@ def _print_verdict_part(rows: list[tuple[Any, Any]], what: str) -> None:
                 markup=False,
                 soft_wrap=True,
             )
-    counts = {s: sum(v.status == s for _, v in rows) for s in _STATUS_STYLE}
+    counts = {s: sum(v.status == s for _, v in rows) for s in STATUS_STYLE}
     stdout.print(f"{what}: " + ", ".join(f"{n} {s}" for s, n in counts.items()))

@@ -24,9 +24,9 @@ from gdscope.report import labels, vector
 WIDTH, HEIGHT, DPI = 5.6, 3.5, 110
 BAND_COLOR = "#2ca02c"
 MAX_LINES = 24
+"""Curves drawn per panel at most; more trials are thinned evenly (the caption says so)."""
 DECIMATE_BUCKETS = 300
 """Runs of consecutive points a drawn curve keeps (about one per horizontal pixel)."""
-"""Curves drawn per panel at most; more trials are thinned evenly (the caption says so)."""
 
 LEGEND_LIMIT = 12
 """Most labelled artists a legend lists; with more, a caption says what the colours mean."""

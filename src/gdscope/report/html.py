@@ -25,7 +25,6 @@ from gdscope.report.figures import claim_charts, study_charts
 
 T = TypeVar("T")
 CSP = "default-src 'none'; style-src 'unsafe-inline'"
-STATUSES = ("PASS", "FAIL", "INCONCLUSIVE", "REPORTED", "NOT JUDGED")
 _CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1b1b1b;
   margin:0 auto;max-width:1280px;padding:1.5em 2em 4em}
@@ -70,12 +69,10 @@ def esc(value: object) -> str:
 def page(studies: Sequence[StudyView], source: str, now: datetime | None = None) -> str:
     """Return the whole report for ``studies`` read from the results directory ``source``."""
     claims = [c for s in studies for c in s.claims]
-    paper = Counter(c.status for c in claims if c.role != "sanity")
-    sanity = Counter(c.status for c in claims if c.role == "sanity")
-    totals = ", ".join(f"{paper[s]} {s}" for s in STATUSES if paper[s]) or "no verdicts"
+    sanity = [c for c in claims if c.role == "sanity"]
+    totals = summary.counts([c for c in claims if c.role != "sanity"], empty="no verdicts")
     if sanity:
-        checks = ", ".join(f"{sanity[s]} {s}" for s in STATUSES if sanity[s])
-        totals += f"; instrument checks apart: {checks}"
+        totals += f"; instrument checks apart: {summary.counts(sanity)}"
     trials = [t for s in studies for t in s.trials]
     body = [
         "<header><h1>gdscope report</h1>",

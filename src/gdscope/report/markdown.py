@@ -22,10 +22,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from gdscope.report import labels
+from gdscope.report import labels, summary
 from gdscope.report.collect import ClaimView, StudyView
-
-STATUSES = ("PASS", "FAIL", "INCONCLUSIVE", "REPORTED")
 
 
 def markdown_page(studies: Sequence[StudyView], source: str, generated: datetime) -> str:
@@ -65,8 +63,7 @@ def _summary_row(study: StudyView) -> str:
 
 
 def _counts(claims: Sequence[ClaimView]) -> str:
-    counts = Counter(c.status for c in claims)
-    return ", ".join(f"{counts[s]} {s}" for s in (*STATUSES, "NOT JUDGED") if counts[s]) or "–"
+    return summary.counts(claims, empty="–")
 
 
 def _elapsed(study: StudyView) -> str:

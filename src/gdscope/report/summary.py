@@ -32,10 +32,10 @@ def one_line(text: str, limit: int = 180) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
 
 
-def counts(claims: Sequence[ClaimView]) -> str:
-    """Return ``"3 PASS, 1 FAIL"`` for ``claims`` (statuses in a fixed order), or ``"no claims"``."""
+def counts(claims: Sequence[ClaimView], empty: str = "no claims") -> str:
+    """Return ``"3 PASS, 1 FAIL"`` for ``claims`` (statuses in a fixed order), or ``empty``."""
     seen = Counter(c.status for c in claims)
-    return ", ".join(f"{seen[s]} {s}" for s in STATUSES if seen[s]) or "no claims"
+    return ", ".join(f"{seen[s]} {s}" for s in STATUSES if seen[s]) or empty
 
 
 def contents(studies: Sequence[StudyView], esc: Escape, checks: bool) -> str:

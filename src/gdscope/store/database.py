@@ -45,8 +45,9 @@ class Store:
     Args:
         directory: the results directory; created (with parents) if missing.
         create: if ``False``, the store must already exist (for readers such as ``verify``).
-        read_only: open the existing store read-only (SQLite ``mode=ro``): for readers, and
-            the only way to read a store in a folder this user cannot write. Writing raises.
+        read_only: open the existing store so that nothing is written to it
+            (:func:`~gdscope.store.connection.open_connection`): for readers, and the only way
+            to read a store in a folder this user cannot write. Writing raises.
 
     Raises:
         StoreError: ``directory`` is a file, the store is missing with ``create=False``, it

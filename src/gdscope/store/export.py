@@ -18,7 +18,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing
 from pathlib import Path
 from typing import IO, Any, Protocol
@@ -112,13 +112,7 @@ def write_csv(store: StoreFiles, out: IO[str] | str | Path, study: str | None = 
     A path is written through :func:`gdscope._output.replacing` (never the store, never half a
     file). Returns the number of data rows written.
     """
-    if isinstance(out, str | Path):
-        check_target(out, "--csv")  # before the store is read: it may be the target named
-        columns, rows = long_form(store, study)
-        with replacing(out, "--csv") as handle:
-            return _write_csv(handle, columns, rows)
-    columns, rows = long_form(store, study)
-    return _write_csv(out, columns, rows)
+    return _csv_to(out, "--csv", lambda: long_form(store, study))
 
 
 def _write_csv(handle: IO[str], columns: list[str], rows: Iterator[tuple[Any, ...]]) -> int:
@@ -204,14 +198,32 @@ def write_verdicts(store: Any, out: IO[str] | str | Path) -> int:
     ``store`` is a :class:`~gdscope.store.Store` (its ``verdicts()``); a path is written through
     :func:`gdscope._output.replacing`.
     """
+
+    def table() -> tuple[list[str], Iterator[tuple[Any, ...]]]:
+        return list(VERDICT_COLUMNS), (_verdict_row(v) for v in store.verdicts())
+
+    return _csv_to(out, "--verdicts", table)
+
+
+def _verdict_row(verdict: dict[str, Any]) -> tuple[Any, ...]:
+    ci, band = verdict.get("ci") or (None, None), verdict.get("band") or (None, None)
+    values = {**verdict, "ci_lo": ci[0], "ci_hi": ci[1], "band_lo": band[0], "band_hi": band[1]}
+    return tuple(values.get(column) for column in VERDICT_COLUMNS)
+
+
+def _csv_to(
+    out: IO[str] | str | Path,
+    option: str,
+    table: Callable[[], tuple[list[str], Iterator[tuple[Any, ...]]]],
+) -> int:
+    """Write ``table()`` as CSV to a stream, or to a path through ``replacing``; count the rows.
+
+    A path is checked before ``table`` reads the store: the store may be the path named.
+    """
     if isinstance(out, str | Path):
-        check_target(out, "--verdicts")
-    rows = []
-    for v in store.verdicts():
-        ci, band = v.get("ci") or (None, None), v.get("band") or (None, None)
-        values = {**v, "ci_lo": ci[0], "ci_hi": ci[1], "band_lo": band[0], "band_hi": band[1]}
-        rows.append(tuple(values.get(column) for column in VERDICT_COLUMNS))
-    if isinstance(out, str | Path):
-        with replacing(out, "--verdicts") as handle:
-            return _write_csv(handle, list(VERDICT_COLUMNS), iter(rows))
-    return _write_csv(out, list(VERDICT_COLUMNS), iter(rows))
+        check_target(out, option)
+        columns, rows = table()
+        with replacing(out, option) as handle:
+            return _write_csv(handle, columns, rows)
+    columns, rows = table()
+    return _write_csv(out, columns, rows)

@@ -46,11 +46,11 @@ def claim_config_keys(model: BaseModel, path: str = "") -> Iterator[tuple[str, s
             yield from claim_config_keys(value, where)
 
 
-def check_claim_keys(
-    claims: Iterable[Any], configs: Iterable[Mapping[str, Any]], origin: str
-) -> None:
-    """Raise ``StudyError`` naming each claim field whose config key no trial has."""
-    keys = known_keys(configs)
+def check_claim_keys(claims: Iterable[Any], keys: set[str], origin: str) -> None:
+    """Raise ``StudyError`` naming each claim field whose config key is not in ``keys``.
+
+    ``keys`` is :func:`known_keys` of the study's trial configs.
+    """
     problems = [
         f"claims[{claim.id}].{field}: no trial has config key {key!r}"
         f"{did_you_mean(key, sorted(keys))}"

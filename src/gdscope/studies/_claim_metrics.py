@@ -20,7 +20,6 @@ from pydantic import BaseModel
 
 from gdscope._checks import did_you_mean, records
 from gdscope.studies import _expressions
-from gdscope.studies._claim_keys import known_keys
 from gdscope.studies._windows import Crossing
 from gdscope.studies.errors import StudyError
 from gdscope.studies.reducers import Reducer
@@ -59,17 +58,21 @@ def claim_metrics(model: BaseModel, path: str = "") -> Iterator[tuple[str, str, 
             yield from claim_metrics(value, where)
 
 
-def check_claim_metrics(claims: Iterable[Any], configs: Iterable[Any], origin: str) -> None:
+def check_claim_metrics(
+    claims: Iterable[Any], configs: Iterable[Any], keys: set[str], origin: str
+) -> None:
     """Raise ``StudyError`` naming each claim field whose metric no trial config records.
 
     ``configs`` are validated trial configs; the check is skipped unless each declares
-    ``recorded_metrics()`` (a study validated by a caller's own validator).
+    ``recorded_metrics()`` (a study validated by a caller's own validator). ``keys`` are the
+    config keys of the trials (:func:`~gdscope.studies._claim_keys.known_keys`): a name in an
+    expression that is one of them reads the config, not a metric.
     """
     configs = list(configs)
     if not configs or not all(hasattr(config, "recorded_metrics") for config in configs):
         return
     recorded = set().union(*(config.recorded_metrics() for config in configs))
-    keys = known_keys(config.model_dump(mode="json") for config in configs) | {"seed"}
+    keys = keys | {"seed"}
     problems = [
         f"claims[{claim.id}].{field}: no trial records metric {name!r}{_hint(name, recorded)}"
         for claim in claims

@@ -34,7 +34,7 @@ else:  # pragma: no cover - Python 3.10 needs the tomli backport
     import tomli as tomllib
 
 from gdscope._checks import did_you_mean
-from gdscope.studies._claim_keys import check_claim_keys
+from gdscope.studies._claim_keys import check_claim_keys, known_keys
 from gdscope.studies._claim_metrics import check_claim_metrics
 from gdscope.studies._overrides import assign, check_top, nest, parse_override, set_nested
 from gdscope.studies.claims import Claim
@@ -355,8 +355,9 @@ def _validate_trials(
         problems.setdefault(message, []).append(_point_label(study, trial, index, len(trials)))
     if not problems:
         origin = f"study {study.name!r} at scale {scale!r}"
-        check_claim_keys(study.claims, [*trials, *validated], origin)
-        check_claim_metrics(study.claims, configs, origin)
+        keys = known_keys([*trials, *validated])  # once, for both checks
+        check_claim_keys(study.claims, keys, origin)
+        check_claim_metrics(study.claims, configs, keys, origin)
         return configs
     lines = []
     for message, points in list(problems.items())[:_MAX_REPORTED]:
