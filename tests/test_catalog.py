@@ -32,7 +32,7 @@ def test_every_study_file_states_its_provenance_and_reference():
     for name in api.catalog():
         study = api.load(name)
         assert study.provenance in {"paper", "designed"}
-        assert study.reference and study.claim_ids and study.title
+        assert study.reference and study.claim_ids and study.title and study.seed_paper
         assert {"quick", "paper", "smoke"} <= set(study.scales), name
 
 

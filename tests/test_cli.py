@@ -1,3 +1,4 @@
+import contextlib
 import json
 import subprocess
 import sys
@@ -94,6 +95,8 @@ def test_verify_probes_passes_and_prints_every_check():
     [
         (["verify-probes", "--dtype", "float16"], "--dtype"),
         (["bench", "--only", "ntkk"], "unknown benchmark 'ntkk'"),
+        (["run", "lazy-training", "--results", ""], "the results directory is empty"),
+        (["run", "lr-transfer", "--dry-run", "--max-trials", "100"], "more than --max-trials 100"),
     ],
 )
 def test_other_commands_reject_bad_arguments_in_one_line(args, fragment):
@@ -264,3 +267,59 @@ def test_show_json_is_strict_json_with_roles(tmp_path):
     assert {v["claim_id"] for v in shown["verdicts"]} and all(
         v["role"] in ("paper", "sanity") and v["status"] for v in shown["verdicts"]
     )
+
+
+def test_a_verdict_on_one_seed_carries_a_warning(tmp_path):
+    study = tmp_path / "one.toml"
+    study.write_text(study_file("one-seed", "steps = 3"))
+    out = _gdscope("run", str(study), "--results", str(tmp_path / "r"), "--no-report")
+    assert out.returncode == 0, out.stderr
+    assert "warning: this PASS rests on one seed (seeds = [0])" in out.stdout
+    study.write_text(study_file("two-seeds", "steps = 3").replace("seeds = [0]", "seeds = [0, 1]"))
+    out = _gdscope("run", str(study), "--results", str(tmp_path / "r"), "--no-report")
+    assert out.returncode == 0 and "PASS" in out.stdout and "one seed" not in out.stdout
+
+
+def test_ctrl_c_says_how_many_trials_are_stored_and_that_the_command_resumes(tmp_path):
+    import signal
+    import sqlite3
+    import time
+    from contextlib import closing
+
+    study = tmp_path / "many.toml"
+    study.write_text(
+        study_file("many", "steps = 200").replace("seeds = [0]", f"seeds = {list(range(400))}")
+    )
+    results = tmp_path / "r"
+    args = [sys.executable, "-m", "gdscope", "run", str(study), "--results", str(results)]
+    run = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stored = 0
+    deadline = time.monotonic() + 60
+    while stored == 0 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        if (results / "gdscope.sqlite").is_file():
+            with (
+                closing(sqlite3.connect(results / "gdscope.sqlite")) as conn,
+                contextlib.suppress(sqlite3.OperationalError),  # tables not made yet
+            ):
+                stored = conn.execute("SELECT count(*) FROM trials").fetchone()[0]
+    run.send_signal(signal.SIGINT)
+    _, err = run.communicate(timeout=60)
+    assert run.returncode == 130, err
+    with closing(sqlite3.connect(results / "gdscope.sqlite")) as conn:
+        stored = conn.execute("SELECT count(*) FROM trials").fetchone()[0]
+    assert 0 < stored < 400
+    assert f"interrupted: {stored} trials of this run are stored in {results}" in err
+    assert "the same command resumes" in err and "Traceback" not in err
+
+
+def test_docs_claims_md_is_the_generated_catalogue_page():
+    from pathlib import Path
+
+    from gdscope.cli.claims_doc import claims_markdown
+
+    page = Path(__file__).parents[1] / "docs" / "claims.md"
+    assert page.read_text(encoding="utf-8") == claims_markdown(), (
+        "docs/claims.md is stale: regenerate it with `gdscope list claims --markdown > docs/claims.md`"
+    )
+    assert "| E1-width-vs-depth | threshold | paper |" in page.read_text(encoding="utf-8")

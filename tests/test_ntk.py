@@ -349,7 +349,9 @@ def test_gram_on_cuda_with_tf32_matches_float32():
     exact = ntk_gram(model, x)
     fast = ntk_gram(model, x, tf32=True)
     assert fast.device.type == "cuda"
-    assert_close(fast, exact, rtol=0.0, atol=1e-3 * exact.abs().max().item(), what="tf32")
+    # TF32 rounds each factor to 10 mantissa bits (u = 2⁻¹¹ ≈ 4.9e-4); on an H200 (2026-12-04)
+    # the worst entry was 3.3e-3 of the largest, so the bound is 1e-2 (≈ 20 u) of it
+    assert_close(fast, exact, rtol=0.0, atol=1e-2 * exact.abs().max().item(), what="tf32")
     _close(exact.cpu(), dense_ntk(model.cpu(), x.cpu()), torch.float32, "cuda")
 
 

@@ -163,7 +163,8 @@ def test_readers_can_require_an_existing_store(tmp_path):
 
 def test_wal_mode_and_schema_version(tmp_path):
     store = Store(tmp_path)
-    assert store.journal_mode == "wal"
+    with closing(sqlite3.connect(store.path)) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     with sqlite3.connect(store.path) as conn:
         conn.execute("UPDATE schema_version SET version = 99")
     conn.close()
@@ -287,3 +288,30 @@ def test_records_can_read_the_callers_configs_instead_of_the_stored_ones(tmp_pat
     assert first.config == flatten_config({**own, "steps": [1, 2]})  # as read back from JSON
     assert second.config == flatten_config(CONFIG)
     assert store.trials()[0]["config"] == CONFIG  # the store is unchanged
+
+
+def test_a_store_path_that_is_a_folder_or_a_broken_link_is_one_line(tmp_path):
+    (tmp_path / "a" / "gdscope.sqlite").mkdir(parents=True)
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "gdscope.sqlite").symlink_to(tmp_path / "missing")
+    for folder in ("a", "b"):
+        for read_only in (False, True):
+            with pytest.raises(StoreError, match="broken link or not a file"):
+                Store(tmp_path / folder, read_only=read_only)
+    with pytest.raises(StoreError, match="results directory is empty"):
+        Store("")
+    (tmp_path / "c").mkdir()
+    Store(tmp_path / "real")
+    (tmp_path / "c" / "gdscope.sqlite").symlink_to(tmp_path / "real" / "gdscope.sqlite")
+    assert Store(tmp_path / "c", read_only=True).trials() == []  # a link to a store is a store
+
+
+def test_sqlite_errors_opening_a_store_are_one_line_store_errors(tmp_path, monkeypatch):
+    from gdscope.store import connection
+
+    def refuse(*args, **kwargs):
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(connection, "open_connection", refuse)
+    with pytest.raises(StoreError, match=r"cannot open the store \(disk I/O error\)"):
+        Store(tmp_path)

@@ -186,7 +186,7 @@ def test_set_unknown_key_suggests():
         (('"batch_size" = [8, 4]', '"batch_size" = [8, 4, 2]'), ["sweep_zip", "equal lengths"]),
         (
             ('provenance = "designed"', 'provenance = "made-up"'),
-            ["provenance", "'paper' or 'designed'"],
+            ["provenance", "'paper', 'designed' or 'user'"],
         ),
     ],
 )
@@ -240,3 +240,29 @@ def test_claim_kinds_listed():
         "threshold",
         "paired_compare",
     }
+
+
+def test_sizes_and_small_mistakes_are_refused_at_load(tmp_path):
+    """A float or bool count, a huge depth, a repeated sweep value, a line break in --set, a
+    scale the study does not define, and more trials than max_trials: each refused at load."""
+    for old, new, fragment in [
+        ('"base.steps" = 10', '"base.steps" = 1e18', "whole number"),
+        ('"base.steps" = 10', '"base.steps" = true', "whole number"),
+        ("depth = 2", "depth = 100000", "less than or equal to 1024"),
+    ]:
+        assert old in EXAMPLE, old
+        with pytest.raises(StudyError, match=fragment):
+            load_study(EXAMPLE.replace(old, new, 1), validate_trial=_validate)
+    assert "twice" in _message(EXAMPLE.replace("[16, 32, 64]", "[16, 32, 16]", 1))
+    assert "line breaks" in _message(EXAMPLE, overrides=["base.steps=5\nseeds=[0]"])
+    scales = '[scales.quick]\n"base.steps" = 10\n[scales.paper]\n'
+    assert scales in EXAMPLE
+    bare = load_study(EXAMPLE.replace(scales, "[scales.paper]\n"))
+    with pytest.raises(StudyError, match=r"has no \[scales.smoke\]"):
+        bare.expand("smoke")
+    assert len(bare.expand("quick")) > 0
+    with pytest.raises(StudyError, match=r"expands to 24 trials, more than --max-trials 5"):
+        load_study(EXAMPLE).expand("quick", max_trials=5)
+    bom = tmp_path / "bom.toml"
+    bom.write_bytes(b"\xef\xbb\xbf" + EXAMPLE.encode())
+    assert load_study(bom).name == "toy-width"

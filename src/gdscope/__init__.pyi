@@ -15,8 +15,11 @@ from . import (
 )
 from .api import StudyPlan, StudyResult, plan_study, run_studies, run_study, verify
 from .config import DataConfig, ModelConfig, OptimizerConfig, StopConfig, TrialConfig
+from .diagnose import Diagnosis, diagnose
+from .integrations import monitor
 from .store import Store
 from .training import PROBES, Stop, Trace, train
+from .training.user_probes import register_probe
 from .trial import Trial, build_trial, run_trial
 
 __version__: str
@@ -24,6 +27,7 @@ __version__: str
 __all__ = [
     "PROBES",
     "DataConfig",
+    "Diagnosis",
     "ModelConfig",
     "OptimizerConfig",
     "Stop",
@@ -37,13 +41,16 @@ __all__ = [
     "__version__",
     "build_trial",
     "data",
+    "diagnose",
     "ensemble",
     "functional",
     "losses",
     "models",
+    "monitor",
     "optim",
     "plan_study",
     "probes",
+    "register_probe",
     "report",
     "run_studies",
     "run_study",

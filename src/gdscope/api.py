@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,14 +21,36 @@ from pathlib import Path
 from typing import Any
 
 from gdscope import _checks as check
+from gdscope.plan import (
+    CATALOG,
+    StudyPlan,
+    catalog,
+    check_study_code,
+    load,
+    plan_study,
+    resolve_study,
+)
 from gdscope.runners import Runner, make_runner
 from gdscope.runners.queue import TrialQueue
-from gdscope.store import DB_NAME, Store
-from gdscope.studies import Study, StudyError, Verdict, judge_study, load_study
-from gdscope.studies.spec import SCALES
+from gdscope.store import Store, StoreError
+from gdscope.studies import Study, StudyError, Verdict, judge_study
+from gdscope.studies.spec import MAX_TRIALS, SCALES
 from gdscope.trial import validate_trial
+from gdscope.trials.user_code import changed_factories, with_factories
 
-CATALOG = Path(__file__).parent / "studies" / "catalog"
+__all__ = [  # the planning half lives in gdscope.plan; re-exported as the one Python API
+    "CATALOG",
+    "StudyPlan",
+    "StudyResult",
+    "catalog",
+    "load",
+    "plan_study",
+    "report",
+    "resolve_study",
+    "run_studies",
+    "run_study",
+    "verify",
+]
 
 
 @dataclass(frozen=True)
@@ -51,58 +72,8 @@ class StudyResult:
     wall_time_s: float
     missing: int = 0
     errors: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class StudyPlan:
-    """What ``run_study`` would do for one study at one scale (from :func:`plan_study`).
-
-    Attributes:
-        study: the study with the scale and the overrides applied.
-        scale: the scale.
-        trials: trial configs at this scale (sweep points × seeds).
-        stored: of those, how many the results store already holds finished (a run skips them).
-        axes: every swept dotted key with its values at this scale, ``seed`` last.
-
-    """
-
-    study: Study
-    scale: str
-    trials: int
-    stored: int
-    axes: dict[str, list[Any]]
-
-    @property
-    def to_run(self) -> int:
-        """Trials a run would train."""
-        return self.trials - self.stored
-
-
-def catalog() -> dict[str, Path]:
-    """Return ``{study name: TOML path}`` for the built-in catalogue, sorted by name."""
-    return {path.stem: path for path in sorted(CATALOG.glob("*.toml"))}
-
-
-def resolve_study(name_or_path: str | Path) -> Path:
-    """Return the TOML path of a catalogue name or an existing file (did-you-mean otherwise)."""
-    path = Path(name_or_path)
-    if path.suffix == ".toml" or path.exists():
-        if not path.is_file():
-            raise StudyError(f"study file {str(path)!r} does not exist")
-        return path
-    studies = catalog()
-    return studies[check.known("study", str(name_or_path), studies)]
-
-
-def load(name_or_path: str | Path, overrides: Sequence[str] = ()) -> Study:
-    """Load and validate a study; its trials are validated when it expands at a scale.
-
-    (:func:`run_study` and :func:`plan_study` expand the scale they run, before writing anything.)
-    """
-    try:
-        return load_study(resolve_study(name_or_path), overrides=list(overrides))
-    except ValueError as err:
-        raise StudyError(str(err)) from None
+    rerun: str = ""
+    """Why trials stored for this study before were run again (a user's factory changed)."""
 
 
 def run_study(
@@ -116,6 +87,7 @@ def run_study(
     batch: bool | None = None,
     overrides: Sequence[str] = (),
     progress: Callable[[int, int], None] | None = None,
+    max_trials: int = MAX_TRIALS,
 ) -> StudyResult:
     """Run one study at ``scale`` into the results directory and judge its claims.
 
@@ -140,6 +112,7 @@ def run_study(
         overrides: dotted ``KEY=VALUE`` overrides, e.g. ``"sweep.width=[256,1024]"``, for a
             study given by name or path (a loaded ``Study`` already carries its own).
         progress: ``callback(done, total)`` after each trial.
+        max_trials: refuse a study that expands to more trials than this (nothing is written).
 
     Returns:
         A ``StudyResult`` with the verdicts.
@@ -159,6 +132,7 @@ def run_study(
         batch=batch,
         overrides=overrides,
         progress=progress,
+        max_trials=max_trials,
     )
     return result
 
@@ -175,6 +149,8 @@ def run_studies(
     overrides: Sequence[str] = (),
     progress: Callable[[int, int], None] | None = None,
     on_study: Callable[[StudyResult], None] | None = None,
+    on_trial: Callable[[str], None] | None = None,
+    max_trials: int = MAX_TRIALS,
 ) -> list[StudyResult]:
     """Run several studies through one trial queue; judge each as soon as its trials are stored.
 
@@ -182,7 +158,9 @@ def run_studies(
     trials of all studies then go to the runner as one queue (in study order; a trial shared by
     studies runs once and is stored under the first), so no study waits for another's slowest
     trial. Arguments as in :func:`run_study`; ``progress(done, total)`` counts the trials of
-    the whole queue, and ``on_study(result)`` is called as each study is judged.
+    the whole queue, ``on_trial(status)`` is called as each trial is stored (``"completed"``,
+    ``"stopped"``, ``"diverged"`` or ``"failed"``), and ``on_study(result)`` as each study is
+    judged.
 
     Returns:
         One ``StudyResult`` per study, in the order given. ``wall_time_s`` is the time from the
@@ -193,7 +171,7 @@ def run_studies(
     built = isinstance(runner, str)
     runner = make_runner(runner, workers=workers, address=address, batch=batch) if built else runner
     start = time.perf_counter()
-    queue = TrialQueue([_scaled_trials(s, scale, overrides, runner) for s in studies])
+    queue = TrialQueue([_scaled_trials(s, scale, overrides, runner, max_trials) for s in studies])
     stored_config: dict[str, dict[str, Any]] = {}  # each trial as its owner's study wrote it
     for _, _, configs, _, hashes in queue.studies:
         for digest, config in zip(hashes, configs, strict=True):
@@ -201,6 +179,7 @@ def run_studies(
     store = results if isinstance(results, Store) else Store(results)
     out: dict[int, StudyResult] = {}
     errors: dict[int, list[str]] = {}
+    reruns: dict[int, str] = {}
 
     def finish(index: int) -> None:
         study, scaled, configs, _, hashes = queue.studies[index]
@@ -217,6 +196,7 @@ def run_studies(
             elapsed,
             missing,
             tuple(errors.get(index, ())),
+            reruns.get(index, ""),
         )
         if on_study is not None:
             on_study(out[index])
@@ -229,13 +209,17 @@ def run_studies(
         store.record_trial(queue.name(owner), scale, stored_config[digest], digest, outcome)
         for index in others:
             store.link_trial(queue.name(index), scale, digest)
+        if on_trial is not None:
+            failed = isinstance(outcome, BaseException)
+            on_trial("failed" if failed else str(getattr(outcome, "status", "completed")))
         for index in queue.stored(digest, failed=isinstance(outcome, BaseException)):
             finish(index)
 
     with store.writer(), runner if built else contextlib.nullcontext():
-        for study, *_ in queue.studies:
+        for index, (study, _, configs, _, hashes) in enumerate(queue.studies):
             spec = study.model_dump(mode="json", exclude_defaults=True)
-            store.record_study(study.name, scale, spec)
+            stale = store.record_study(study.name, scale, spec, hashes)
+            reruns[index] = changed_factories(stale, configs)
         done = store.finished_hashes()
         for index, digest in queue.already_stored(done):
             store.link_trial(queue.name(index), scale, digest)
@@ -249,7 +233,11 @@ def run_studies(
 
 
 def _scaled_trials(
-    study: Study | str | Path, scale: str, overrides: Sequence[str], runner: Runner
+    study: Study | str | Path,
+    scale: str,
+    overrides: Sequence[str],
+    runner: Runner,
+    max_trials: int = MAX_TRIALS,
 ) -> tuple[Study, Study, list[dict[str, Any]], list[Any], list[str]]:
     """Load ``study``, expand it at ``scale`` and validate each trial once.
 
@@ -261,47 +249,14 @@ def _scaled_trials(
             raise StudyError("overrides are for a study given by name or path; load() applies them")
     else:
         study = load(study, overrides)
-    expansion = study.validated(scale, validate_trial)
+    expansion = study.validated(scale, validate_trial, max_trials)
     try:
         runner.check_devices(expansion.validated)
     except ValueError as error:
         raise StudyError(str(error)) from None
-    return study, expansion.study, expansion.configs, expansion.validated, expansion.hashes
-
-
-def plan_study(
-    name_or_path: str | Path,
-    *,
-    scale: str = "quick",
-    results: str | Path = "gdscope-results",
-    overrides: Sequence[str] = (),
-) -> StudyPlan:
-    """Say what ``run_study`` would run, without running, creating or writing anything.
-
-    The study and every trial config at ``scale`` are validated as by ``run_study``; the trials
-    already finished in ``results`` (by any study: a run reuses them) are counted as stored.
-
-    Raises:
-        StudyError: the study, an override or a trial config is invalid.
-        StoreError: ``results`` exists but is not a directory, or holds an unreadable store.
-
-    """
-    check.one_of("scale", scale, SCALES)
-    study = load(name_or_path, overrides)
-    expansion = study.validated(scale, validate_trial)
-    scaled, hashes = expansion.study, expansion.hashes
-    if (Path(results) / DB_NAME).is_file():
-        done = Store(results, read_only=True).finished_hashes()
-    else:
-        done = set()
-    axes = {**scaled.sweep, **{key: v for group in scaled.sweep_zip for key, v in group.items()}}
-    return StudyPlan(
-        scaled,
-        scale,
-        len(hashes),
-        sum(digest in done for digest in hashes),
-        {**{key: list(values) for key, values in axes.items()}, "seed": list(scaled.seeds)},
-    )
+    check_study_code(study, expansion.validated)
+    configs = with_factories(expansion.configs, expansion.validated)
+    return study, expansion.study, configs, expansion.validated, expansion.hashes
 
 
 def _judge(
@@ -332,7 +287,7 @@ def _writable_or_read_only(results: str | Path) -> Store:
         return Store(results, create=False)
     except PermissionError:  # a folder this user cannot write
         return Store(results, read_only=True)
-    except sqlite3.OperationalError as err:  # a store this user cannot write; not a busy one
+    except StoreError as err:  # a store this user cannot write; not a busy or broken one
         if "readonly" not in str(err):
             raise
         return Store(results, read_only=True)

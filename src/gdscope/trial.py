@@ -19,13 +19,13 @@ from pydantic import BaseModel
 from torch import Tensor, nn
 
 from gdscope import _checks as check
-from gdscope import data as gsdata
 from gdscope import losses, models
 from gdscope.config import TrialConfig
 from gdscope.optim import make_optimizer
 from gdscope.probes.hessian import sharpness
 from gdscope.probes.ntk import ntk_gram
 from gdscope.training import Stop, Trace, train
+from gdscope.trials.networks import build_network, load_data, output_count
 
 
 @dataclass
@@ -64,17 +64,17 @@ def build_trial(config: TrialConfig) -> Trial:
     """Build model, data, optimizer and loss for ``config`` (deterministic in ``config``)."""
     dtype = getattr(torch, config.dtype)
     device = torch.device(config.device)
-    train_set, eval_set = _load_data(config, dtype, device)
+    train_set, eval_set = load_data(config, dtype, device)
     x, y = train_set
     loss_name = config.loss
     if loss_name == "auto":
         loss_name = "cross_entropy" if y.dtype == torch.long else "mse"
-    out_dim = _out_dim(y, eval_set)
+    out_dim = output_count(y, eval_set)
     if loss_name in ("mse", "mae", "pseudo_huber") and y.dtype == torch.long:
         train_set = (x, F.one_hot(y, out_dim).to(dtype))
         if eval_set is not None:
             eval_set = (eval_set[0], F.one_hot(eval_set[1], out_dim).to(dtype))
-    model = _build_model(config, x, out_dim, dtype, device)
+    model = build_network(config, x, out_dim, dtype, device)
     opt_cfg = config.optimizer
     tuning = {}
     if "auto_kernel" in (opt_cfg.lr, opt_cfg.momentum):
@@ -104,7 +104,7 @@ def build_trial(config: TrialConfig) -> Trial:
 
 
 def kernel_tuning(model: nn.Module, x: Tensor, optimizer: str, loss: str) -> dict[str, float]:
-    r"""Tune step and momentum from the NTK at initialization, as CLAIMS.md's seed-003 tunings.
+    r"""Tune step and momentum from the NTK at initialization, as docs/claims.md's seed-003 tunings.
 
     For ``mse`` (½·mean) the loss Hessian in function space is ``K/n`` with ``K = J Jᵀ``, so with
     ``λ_max``, ``λ_min`` of ``K/n`` and ``κ = λ_max/λ_min``: GD and NAG take ``η = 1/λ_max`` and
@@ -286,107 +286,3 @@ def run_config(raw: Mapping[str, Any] | BaseModel) -> Trace:
     """
     config: Any = raw if isinstance(raw, BaseModel) else validate_trial(raw)
     return trial_kinds()[config.kind][1](config)
-
-
-def _load_data(
-    config: TrialConfig, dtype: torch.dtype, device: torch.device
-) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor] | None]:
-    cfg = config.data
-    loader = gsdata.DATASETS[cfg.name]
-    accepted = cfg.loader_parameters()
-    kwargs: dict[str, object] = {"seed": config.seed if cfg.seed is None else cfg.seed}
-    kwargs.update(
-        {k: v for k, v in (("n", cfg.n), ("d", cfg.d)) if k in accepted and v is not None}
-    )
-    kwargs.update(cfg.options)  # DataConfig checked that the loader takes each
-    kwargs.update(dtype=dtype, device=device)
-    train_set = _as_pair(loader(**kwargs, **({"split": "train"} if "split" in accepted else {})))
-    eval_set = _as_pair(loader(**kwargs, split="test")) if "split" in accepted else None
-    if config.model.kind in ("mlp", "two_layer"):
-        train_set = (train_set[0].flatten(1), train_set[1])
-        if eval_set is not None:
-            eval_set = (eval_set[0].flatten(1), eval_set[1])
-    return train_set, eval_set
-
-
-def _as_pair(result: object) -> tuple[Tensor, Tensor]:
-    x, y = result[0], result[1]  # type: ignore[index]
-    return x, y
-
-
-def _out_dim(y: Tensor, eval_set: tuple[Tensor, Tensor] | None) -> int:
-    if y.dtype == torch.long:
-        top = int(y.max())
-        if eval_set is not None:
-            top = max(top, int(eval_set[1].max()))
-        return top + 1
-    return 1 if y.ndim == 1 else int(y.shape[1])
-
-
-def _build_model(
-    config: TrialConfig, x: Tensor, out_dim: int, dtype: torch.dtype, device: torch.device
-) -> nn.Module:
-    m = config.model
-    net = _build_network(config, x, out_dim, dtype, device)
-    return models.wrap_output(
-        net, activation=m.output_activation, scale=m.output_scale, center=m.center_output
-    )
-
-
-def _build_network(
-    config: TrialConfig, x: Tensor, out_dim: int, dtype: torch.dtype, device: torch.device
-) -> nn.Module:
-    m = config.model
-    common = {"seed": config.seed, "dtype": dtype, "device": device}
-    if m.kind == "two_layer":
-        if out_dim != 1:
-            raise ValueError(
-                f"model.kind: 'two_layer' has one output but the data has {out_dim}; "
-                "use kind 'mlp' or scalar targets"
-            )
-        return models.two_layer(
-            x.shape[1], m.width, train_outer=m.train_outer, init_scale=m.init_scale, **common
-        )
-    if m.kind == "mlp":
-        return models.mlp(
-            x.shape[1],
-            m.width,
-            m.depth,
-            out_dim=out_dim,
-            activation=m.activation,
-            bias=m.bias,
-            parameterization=m.parameterization,
-            residual=bool(m.residual),
-            init_scale=m.init_scale,
-            init=m.init,
-            readout_init=m.readout_init,
-            trained=m.trained,
-            **common,
-        )
-    if x.ndim != 4:
-        raise ValueError(
-            f"model.kind: {m.kind!r} needs image inputs (n, C, H, W), got shape {tuple(x.shape)}"
-        )
-    image = {"in_channels": x.shape[1], "image_size": x.shape[2], "num_classes": out_dim}
-    if m.kind == "cnn":
-        return models.cnn(
-            **image,
-            channels=m.width,
-            depth=m.depth,
-            activation=m.activation,
-            parameterization=m.parameterization,
-            init_scale=m.init_scale,
-            readout=m.readout,
-            **common,
-        )
-    return models.resnet(
-        **image,
-        channels=m.width,
-        depth=m.depth,
-        skip=m.residual is not False,
-        activation=m.activation,
-        parameterization=m.parameterization,
-        init_scale=m.init_scale,
-        readout=m.readout,
-        **common,
-    )

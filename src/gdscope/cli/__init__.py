@@ -16,6 +16,7 @@ import sys
 
 import typer
 
+from gdscope.cli import diagnose as cli_diagnose
 from gdscope.cli import listing as cli_listing
 from gdscope.cli import studies as cli_studies
 from gdscope.cli import train as cli_train
@@ -26,6 +27,7 @@ __all__ = ["UserError", "app", "main"]
 app.command()(cli_train.train)
 app.command("verify-probes")(cli_train.verify_probes_command)
 app.command()(cli_train.bench)
+app.command()(cli_diagnose.diagnose)
 
 list_app = typer.Typer(help="List what gdscope knows.", no_args_is_help=True)
 app.add_typer(list_app, name="list")

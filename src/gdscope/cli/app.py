@@ -15,6 +15,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode="markdown",  # docstring paragraphs reflow to the terminal's width
 )
 stdout = Console()
 if not stdout.is_terminal:  # piped or captured: no terminal width to respect, keep tables whole

@@ -7,6 +7,7 @@ never cut: a long cell wraps.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -44,8 +45,21 @@ def list_claims(
     results: Annotated[
         str, typer.Option(help="results directory for the last verdicts")
     ] = "gdscope-results",
+    markdown: Annotated[
+        bool,
+        typer.Option(
+            "--markdown",
+            help="print the catalogue page instead (docs/claims.md): each study's setting, "
+            "each claim's band, role and finding",
+        ),
+    ] = False,
 ) -> None:
     """List every catalogue claim: id, study, seed paper, kind, role and its last verdicts."""
+    if markdown:
+        from gdscope.cli.claims_doc import claims_markdown
+
+        sys.stdout.write(claims_markdown())
+        return
     last: dict[tuple[str, str], list[str]] = {}
     if (Path(results) / "gdscope.sqlite").exists():
         from gdscope.store import Store

@@ -13,10 +13,9 @@ import sys
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
-from gdscope.cli.app import STATUS_STYLE, UserError, fmt, stderr, stdout
+from gdscope.cli.app import UserError, stderr, stdout
+from gdscope.cli.printing import print_plans, print_verdicts
 
 
 def run(
@@ -29,7 +28,10 @@ def run(
     ] = "quick",
     set_: Annotated[
         list[str] | None,
-        typer.Option("--set", help="dotted override KEY=VALUE, e.g. sweep.width=[256,1024]"),
+        typer.Option(
+            "--set",
+            help="dotted override KEY=VALUE, e.g. sweep.model.width=[256,1024] or base.steps=50",
+        ),
     ] = None,
     workers: Annotated[int, typer.Option(help="processes for the local runner")] = 1,
     runner: Annotated[
@@ -50,6 +52,10 @@ def run(
     report: Annotated[
         bool, typer.Option(help="write DIR/report.html at the end (gdscope report)")
     ] = True,
+    max_trials: Annotated[
+        int,
+        typer.Option(help="refuse a study that expands to more trials (counted before expanding)"),
+    ] = 100_000,
     dry_run: Annotated[
         bool,
         typer.Option(
@@ -79,11 +85,13 @@ def run(
     if dry_run:
         plans = [
             _user_errors(
-                lambda n=n: api.plan_study(n, scale=scale, results=results, overrides=set_ or [])
+                lambda n=n: api.plan_study(
+                    n, scale=scale, results=results, overrides=set_ or [], max_trials=max_trials
+                )
             )
             for n in names
         ]
-        _print_plans(plans)
+        print_plans(plans)
         return
     # run_studies validates every trial of every study before it creates or locks the store,
     # so a user error writes nothing
@@ -91,17 +99,26 @@ def run(
     what = f"{len(loaded)} stud{'y' if len(loaded) == 1 else 'ies'}"
     tasks: list[Any] = []
 
+    outcomes: dict[str, int] = {}
+
     def progress(done: int, total: int) -> None:
         if not tasks:  # shown once the trials run: a user error before prints alone
             bar.start()
             tasks.append(bar.add_task(what, total=None))
-        bar.update(tasks[0], completed=done, total=total)
+        bad = ", ".join(f"{outcomes[s]} {s}" for s in ("failed", "diverged") if outcomes.get(s))
+        shown = f"{what} ({bad})" if bad else what
+        bar.update(tasks[0], completed=done, total=total, description=shown)
+
+    def stored(status: str) -> None:
+        outcomes[status] = outcomes.get(status, 0) + 1
 
     def finished(result: Any) -> None:
         stderr.print(
             f"{result.study.name}: {result.trials} trials ({result.ran} run, "
-            f"{result.failed} failed), judged at {result.wall_time_s:.1f} s",
+            f"{result.failed} failed), judged at {result.wall_time_s:.1f} s"
+            + (f"; {result.rerun}" if result.rerun else ""),
             highlight=False,
+            soft_wrap=True,
         )
 
     try:
@@ -114,13 +131,27 @@ def run(
                     results=results,
                     progress=progress,
                     on_study=finished,
+                    on_trial=stored,
+                    max_trials=max_trials,
                 )
             )
+    except KeyboardInterrupt:
+        if tasks:
+            bar.stop()
+            tasks.clear()
+        stderr.print(
+            f"interrupted: {sum(outcomes.values())} trials of this run are stored in {results}; "
+            "the same command resumes (stored trials are kept and skipped)",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(130) from None
     finally:
         if tasks:  # stopping a bar never started prints an empty line
             bar.stop()
-    verdict_rows = [(r.study, v) for r in judged for v in r.verdicts]
-    _print_verdicts(verdict_rows)
+    verdict_rows = [(r.study.with_scale(r.scale), v) for r in judged for v in r.verdicts]
+    print_verdicts(verdict_rows)
     stdout.print(f"results: {results}")
     if report:
         stdout.print(f"report: {api.report(results)}")
@@ -218,7 +249,7 @@ def show(
         (SimpleNamespace(name=f"{row['study']} ({row['scale']})"), SimpleNamespace(**row))
         for row in verdicts
     ]
-    _print_verdicts(rows)
+    print_verdicts(rows)
 
 
 def _finite(value: Any) -> Any:
@@ -239,7 +270,7 @@ def verify(
     from gdscope import api
 
     outcomes = _user_errors(lambda: api.verify(results))
-    _print_verdicts([(r.study, v) for r in outcomes for v in r.verdicts])
+    print_verdicts([(r.study.with_scale(r.scale), v) for r in outcomes for v in r.verdicts])
 
 
 def export(
@@ -252,7 +283,11 @@ def export(
     ] = None,
     study: Annotated[str | None, typer.Option(help="only this study")] = None,
 ) -> None:
-    """Export every recorded number with its trial's config (long form) as CSV and/or Parquet."""
+    """Export the results as CSV or Parquet, and the verdicts as CSV.
+
+    --csv / --parquet: every recorded number with its trial's config (long form); --verdicts:
+    one row per stored verdict.
+    """
     from gdscope.store import Store
     from gdscope.store import export as exporting
 
@@ -277,49 +312,6 @@ def export(
         stderr.print(f"{rows} verdicts -> {verdicts}", highlight=False)
 
 
-def _print_plans(plans: list[Any]) -> None:
-    """Print one row per planned study (trials, stored, to run, sweep, claims), then the totals."""
-    table = Table(box=None, header_style="bold")
-    for column in ("study", "scale"):
-        table.add_column(column, no_wrap=True)
-    for column in ("trials", "stored", "to run"):
-        table.add_column(column, no_wrap=True, justify="right")
-    table.add_column("sweep", overflow="fold")
-    table.add_column("claims", overflow="fold")
-    for plan in plans:
-        sweep = " × ".join(f"{key}={_values(values)}" for key, values in plan.axes.items())
-        sweep = escape(sweep)  # values such as ["gd", "nag"] are not rich markup
-        table.add_row(
-            plan.study.name,
-            plan.scale,
-            str(plan.trials),
-            str(plan.stored),
-            str(plan.to_run),
-            sweep,
-            ", ".join(claim.id for claim in plan.study.claims),
-        )
-    stdout.print(table)
-    for plan in plans:
-        cost = plan.study.estimated_cost.get(plan.scale, "not stated")
-        stdout.print(
-            f"  {plan.study.name} ({plan.scale}) estimated cost: {cost}",
-            highlight=False,
-            markup=False,
-            soft_wrap=True,
-        )
-    total, to_run = sum(p.trials for p in plans), sum(p.to_run for p in plans)
-    stdout.print(
-        f"{len(plans)} {'study' if len(plans) == 1 else 'studies'}, {total} trials: {total - to_run} stored, {to_run} to run "
-        "(dry run: nothing ran, nothing written)",
-        highlight=False,
-    )
-
-
-def _values(values: list[Any]) -> str:
-    shown = ", ".join(str(v) for v in values[:6])
-    return f"[{shown}{', …' if len(values) > 6 else ''}]"
-
-
 def _study_or_error(api: Any, name: str, overrides: list[str], scale: str) -> Any:
     """Load the study ``name`` and check it at ``scale`` (a one-line user error if invalid)."""
     study = _user_errors(lambda: api.load(name, overrides))
@@ -335,58 +327,3 @@ def _user_errors(fn: Any) -> Any:
         return fn()
     except (StudyError, StoreError) as err:
         raise UserError(str(err)) from None
-
-
-def _interval(lo: float | None, hi: float | None) -> str:
-    if lo is None or hi is None or lo != lo or hi != hi:  # missing or NaN
-        return ""
-    return f"[{fmt(lo)}, {fmt(hi)}]"
-
-
-def _print_verdicts(rows: list[tuple[Any, Any]]) -> None:
-    """Print the paper claims' verdicts, then the instrument checks (``role = "sanity"``) apart.
-
-    Each part is a compact table, one line per verdict with its reason (and the study file's
-    finding, if any), and its own totals: sanity checks never count among the paper claims.
-    """
-    paper = [(s, v) for s, v in rows if getattr(v, "role", "paper") != "sanity"]
-    sanity = [(s, v) for s, v in rows if getattr(v, "role", "paper") == "sanity"]
-    _print_verdict_part(paper, "paper claims")
-    if sanity:
-        stdout.print()
-        stdout.print("[bold]instrument checks[/] (identities and closed-form recursions)")
-        _print_verdict_part(sanity, "instrument checks")
-
-
-def _print_verdict_part(rows: list[tuple[Any, Any]], what: str) -> None:
-    table = Table(box=None, header_style="bold")
-    for column in ("study", "claim", "status"):
-        table.add_column(column, no_wrap=True)
-    for column in ("statistic", "CI", "band", "n"):
-        table.add_column(column)
-    for study, v in rows:
-        style = STATUS_STYLE.get(v.status, "white")
-        ci = v.ci or (None, None)
-        band = v.band or (None, None)
-        table.add_row(
-            escape(study.name),
-            escape(v.claim_id),
-            f"[{style}]{v.status}[/]",
-            fmt(v.statistic),
-            _interval(*ci),
-            _interval(*band),
-            str(v.n_points),
-        )
-    stdout.print(table)
-    for _, v in rows:
-        stdout.print(f"  {v.claim_id}: {v.reason}", highlight=False, markup=False, soft_wrap=True)
-        finding = getattr(v, "finding", None)
-        if finding:
-            stdout.print(
-                f"    finding: {' '.join(finding.split())}",
-                highlight=False,
-                markup=False,
-                soft_wrap=True,
-            )
-    counts = {s: sum(v.status == s for _, v in rows) for s in STATUS_STYLE}
-    stdout.print(f"{what}: " + ", ".join(f"{n} {s}" for s, n in counts.items()))

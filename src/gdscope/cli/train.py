@@ -200,6 +200,13 @@ def _check_device(device: str) -> None:
         raise UserError(f"device: unknown device {device!r}; accepted: cpu, cuda, cuda:N") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"device: {device!r} requested but CUDA is not available here; use cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise UserError(
+            f"device: {device!r} requested but torch sees {torch.cuda.device_count()} GPU(s); "
+            "use cuda:0 … or cpu"
+        )
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise UserError(f"device: {device!r} requested but MPS is not available here; use cpu")
 
 
 def _trace_table(trace: Any, rows: int = 12, wide: int = 5) -> Table:

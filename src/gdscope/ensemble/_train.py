@@ -28,10 +28,10 @@ from gdscope.training.context import ProbeContext
 from gdscope.training.loop import (
     Stop,
     Trace,
-    _validate_schedule,
     divergence_limit,
     probes_not_due,
     record_divergence,
+    validate_schedule,
 )
 from gdscope.training.scheduled import PROBES
 
@@ -108,7 +108,7 @@ def train_ensemble(
     """
     if not isinstance(steps, int) or steps < 0:
         raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
-    schedule = _validate_schedule(probes)
+    schedule = validate_schedule(probes)
     stop = stop or Stop()
     datas = _per_member(data, len(models), "data")
     evals = _per_member(eval_data, len(models), "eval_data")

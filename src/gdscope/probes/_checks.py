@@ -1,13 +1,53 @@
-"""Checks at construction that a probe measures a deterministic function of the parameters."""
+"""Checks at construction that a probe measures a deterministic function of the parameters.
+
+Batch norm in training mode normalizes with the statistics of the batch it is given. On one fixed
+batch that is still a deterministic function of θ (the loss of the batch as a whole), so a user
+may opt in: inside ``with allow_batch_statistics(model):`` the instruments accept it, and the
+model's running statistics, which every forward pass in training mode updates, are put back as
+they were when the block ends.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar
 
 import torch
 from torch import Tensor, nn
 
 from gdscope.functional import Params
+
+_BATCH_STATISTICS: ContextVar[bool] = ContextVar("gdscope_batch_statistics", default=False)
+
+
+@contextlib.contextmanager
+def allow_batch_statistics(model: nn.Module) -> Iterator[nn.Module]:
+    """Let the instruments measure ``model`` with batch norm in training mode on a fixed batch.
+
+    The measured function is then the loss (or output) of the whole batch with its own batch
+    statistics, e.g. the sharpness of training-mode BatchNorm as the optimizer sees it. The
+    running statistics every training-mode forward updates are restored when the block ends.
+
+    >>> import torch, gdscope as gs
+    >>> net = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.BatchNorm1d(8), torch.nn.Linear(8, 1))
+    >>> x, y = torch.randn(16, 3), torch.randn(16)
+    >>> with allow_batch_statistics(net):
+    ...     s = gs.probes.sharpness(net, gs.losses.mse, (x, y))
+    >>> s > 0, bool(net[1].running_mean.abs().sum() == 0)
+    (True, True)
+    """
+    saved = {name: buffer.clone() for name, buffer in model.named_buffers()}
+    token = _BATCH_STATISTICS.set(True)
+    try:
+        yield model
+    finally:
+        _BATCH_STATISTICS.reset(token)
+        with torch.no_grad():
+            for name, buffer in model.named_buffers():
+                if name in saved:
+                    buffer.copy_(saved[name])
+
 
 _FIX = "call model.eval() (or pass a model without dropout/batch norm in training mode)"
 
@@ -18,6 +58,7 @@ def check_deterministic(
     what: str,
     fn: Callable[[Params], Tensor] | None = None,
     params: Mapping[str, Tensor] | None = None,
+    per_example: bool = False,
 ) -> None:
     """Raise unless ``model`` (and ``fn``, a loss or an output of it) is deterministic in θ.
 
@@ -31,6 +72,8 @@ def check_deterministic(
         what: the probe's name, for the message (``"NTK"``, ``"sharpness"``, ...).
         fn: ``params ↦`` scalar tensor to evaluate twice; None for the module check only.
         params: where to evaluate ``fn`` (required with ``fn``).
+        per_example: the probe evaluates examples one at a time (the NTK's Jacobian rows), so
+            batch statistics are refused even inside :func:`allow_batch_statistics`.
 
     Raises:
         ValueError: naming the offending module or the two differing values, and the fix.
@@ -38,7 +81,7 @@ def check_deterministic(
     """
     noun = "model" if fn is None else "loss"
     for name, module in model.named_modules():
-        reason = _random_module(module)
+        reason = _random_module(module, per_example)
         if reason is not None:
             raise ValueError(
                 f"{what} needs a deterministic {noun}: module {name!r} ({type(module).__name__}) "
@@ -58,13 +101,24 @@ def check_deterministic(
         )
 
 
-def _random_module(module: nn.Module) -> str | None:
+def _random_module(module: nn.Module, per_example: bool = False) -> str | None:
     """Say why ``module`` makes the output random or batch-dependent, or return None."""
     if isinstance(module, nn.modules.dropout._DropoutNd) and module.training and module.p > 0:
         return f"is in training mode, which draws random masks; {_FIX}"
     if isinstance(module, nn.modules.batchnorm._BatchNorm):
+        if _BATCH_STATISTICS.get() and module.training and per_example:
+            return (
+                "normalizes with batch statistics, which couple the examples; this probe "
+                "differentiates one example at a time: call model.eval()"
+            )
+        if _BATCH_STATISTICS.get():
+            return None  # opted in: the statistics of the fixed batch given
         if module.training:
-            return f"is in training mode, which normalizes with batch statistics; {_FIX}"
+            return (
+                "is in training mode, which normalizes with batch statistics; "
+                f"{_FIX}, or measure on a fixed batch inside gdscope.probes."
+                "allow_batch_statistics(model)"
+            )
         if module.running_mean is None or module.running_var is None:
             return (
                 "has no running statistics, so it normalizes with batch statistics even in "

@@ -3,15 +3,23 @@
 Cached-graph double backward: each term's gradient graph ``g(θ) = ∇ℓ(θ)`` is built once with
 ``create_graph=True``; every product ``H v = ∇(gᵀ v)`` reuses it with ``retain_graph=True``
 (Pearlmutter 1994, "Fast exact multiplication by the Hessian").
+
+Attention: PyTorch's fused CPU attention kernels (``scaled_dot_product_attention``, used by
+``nn.MultiheadAttention``) have no double backward. When a product fails for that reason the
+operator warns once and rebuilds its graphs with the math kernel
+(``torch.nn.attention.sdpa_kernel(SDPBackend.MATH)``), which computes the same function.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import contextlib
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from gdscope.functional import Params
 
@@ -46,6 +54,8 @@ class HessianOperator:
         self.dim: int = sum(self._sizes)
         self.dtype: torch.dtype = first.dtype
         self.device: torch.device = first.device
+        self._math_attention = False
+        self._cache = cache
         self._graphs = [self._gradient(term) for term in self._terms] if cache else None
 
     def matvec(self, v: Tensor) -> Tensor:
@@ -61,15 +71,41 @@ class HessianOperator:
             raise ValueError(f"v must have dim = {self.dim} entries, got shape {tuple(v.shape)}")
         parts = torch.split(v.detach().reshape(-1).to(self.device, self.dtype), self._sizes)
         vs = [p.reshape(s) for p, s in zip(parts, self._shapes, strict=True)]
+        try:
+            return self._product(vs).to(v.dtype)
+        except RuntimeError as err:
+            if self._math_attention or "scaled_dot_product" not in str(err):
+                raise
+        warnings.warn(
+            "Hessian-vector products: the fused attention kernel has no double backward; "
+            "using the math attention kernel (same function) for this operator",
+            stacklevel=2,
+        )
+        self._math_attention = True
+        if self._cache:
+            self._graphs = [self._gradient(term) for term in self._terms]
+        return self._product(vs).to(v.dtype)
+
+    def _product(self, vs: list[Tensor]) -> Tensor:
         total = torch.zeros(self.dim, dtype=self.dtype, device=self.device)
         for i, term in enumerate(self._terms):
             grads = self._graphs[i] if self._graphs is not None else self._gradient(term)
             total += term.weight * self._backward(grads, vs, retain=self._graphs is not None)
-        return total.to(v.dtype)
+        return total
 
     def _gradient(self, term: Term) -> tuple[Tensor, ...]:
-        value = term.fn(self._leaves)
-        return torch.autograd.grad(value, tuple(self._leaves.values()), create_graph=True)
+        with self._attention():
+            value = term.fn(self._leaves)
+            return torch.autograd.grad(value, tuple(self._leaves.values()), create_graph=True)
+
+    @contextlib.contextmanager
+    def _attention(self) -> Iterator[None]:
+        """Use the math attention kernel once a fused one failed (see the module docstring)."""
+        if not self._math_attention:
+            yield
+            return
+        with sdpa_kernel(SDPBackend.MATH):
+            yield
 
     def _backward(self, grads: tuple[Tensor, ...], vs: list[Tensor], *, retain: bool) -> Tensor:
         """Return ``∇(Σ_l ⟨g_l, v_l⟩)`` flattened; entries of ``g`` constant in θ contribute 0."""

@@ -17,21 +17,28 @@ so the layer's NTK contribution is, without forming any per-example gradient,
 (applied after ``W ⋆ h``) enters squared and ``α_b`` likewise. ``H`` is captured by forward hooks
 and ``Δ`` by one batched backward per output; this presumes examples do not interact (eval mode).
 A module called several times (shared weights) contributes its calls as extra positions.
+The identity covers a parameter only when its layer's own forward is the one reading it; any
+other read (a tied decoder ``F.linear(h, enc.weight.t())``) adds Jacobian terms that no layer's
+``H`` and ``Δ`` see, which :func:`uncovered_uses` finds in a traced forward.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_leaves
 
 from gdscope.models.layers import ScaledConv2d, ScaledLinear
 from gdscope.models.two_layer import TwoLayer
 
 LINEAR_TYPES = (ScaledLinear, nn.Linear)
 CONV_TYPES = (ScaledConv2d, nn.Conv2d)
+LAYER_FORWARDS = (nn.Linear.forward, ScaledLinear.forward, nn.Conv2d.forward, ScaledConv2d.forward)
 
 
 @dataclass(frozen=True)
@@ -69,6 +76,9 @@ def unsupported_modules(model: nn.Module) -> list[str]:
         if tied:  # one Gram per module would miss the cross terms between the uses
             bad.append(f"{name or '<root>'} (shares a parameter with {tied[0] or '<root>'})")
             continue
+        if type(module).forward not in LAYER_FORWARDS:
+            bad.append(f"{name or '<root>'} ({type(module).__name__}, own forward)")
+            continue
         if isinstance(module, LINEAR_TYPES):
             continue
         if isinstance(module, ScaledConv2d):
@@ -77,6 +87,82 @@ def unsupported_modules(model: nn.Module) -> list[str]:
             continue
         bad.append(f"{name or '<root>'} ({type(module).__name__})")
     return bad
+
+
+class _UseTracer(TorchFunctionMode):
+    """Record every tensor-valued op reading a trainable parameter, and which module call ran it."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.owner = {
+            id(p): module
+            for module in model.modules()
+            for p in module.parameters(recurse=False)
+            if p.requires_grad
+        }
+        self.name = {id(p): name for name, p in model.named_parameters()}
+        self.module_name = {id(m): name or "<root>" for name, m in model.named_modules()}
+        self.stack: list[tuple[nn.Module, int]] = []
+        self.calls = 0
+        self.read: set[tuple[int, int]] = set()  # (module call, parameter) pairs seen
+        self.problems: list[str] = []
+
+    def enter(self, module: nn.Module, args: object) -> None:
+        self.calls += 1
+        self.stack.append((module, self.calls))
+
+    def leave(self, module: nn.Module, args: object, output: object) -> None:
+        self.stack.pop()
+
+    def __torch_function__(
+        self,
+        func: Callable[..., object],
+        types: object,
+        args: tuple[object, ...] = (),
+        kwargs: dict[str, object] | None = None,
+    ) -> object:
+        """Run ``func``; record it if it reads trainable parameters and yields a tensor."""
+        out = func(*args, **(kwargs or {}))
+        if any(isinstance(t, Tensor) for t in tree_leaves(out)):  # not .shape, .dim(), ...
+            leaves = tree_leaves((args, kwargs or {}))
+            read = {id(t) for t in leaves if isinstance(t, Tensor) and id(t) in self.owner}
+            for pid in sorted(read):
+                self._record(pid, getattr(func, "__name__", str(func)))
+        return out
+
+    def _record(self, pid: int, op: str) -> None:
+        module, call = self.stack[-1] if self.stack else (None, 0)
+        where = "outside any module" if module is None else f"in {self.module_name[id(module)]}"
+        if module is not self.owner[pid]:
+            self.problems.append(f"{self.name[pid]} read by {op} {where}, outside its own layer")
+        elif (call, pid) in self.read:
+            self.problems.append(f"{self.name[pid]} read twice in one call of its layer ({op})")
+        self.read.add((call, pid))
+
+
+def uncovered_uses(model: nn.Module, x: Tensor) -> list[str]:
+    r"""Return the reads of trainable parameters that the structured identity does not cover.
+
+    Runs ``model(x)`` (no grad) under a ``TorchFunctionMode`` that sees every op, with forward
+    hooks keeping the stack of running modules. A trainable parameter is covered when every
+    tensor-valued op reading it runs directly in a call of its own layer, once per call: then
+    ``∂f/∂θ`` is exactly the ``Δ Hᵀ`` (``Σ Δ``) of that layer's calls. A tied decoder
+    ``F.linear(h, enc.weight.t())``, a weight read by the parent, a bypassed layer ``forward``
+    or a hook reading the weight again is reported. The trace follows ``x``'s control flow.
+    """
+    if isinstance(model, TwoLayer):
+        return []
+    tracer = _UseTracer(model)
+    modules = list(model.modules())
+    handles = [m.register_forward_pre_hook(tracer.enter, prepend=True) for m in modules]
+    handles += [m.register_forward_hook(tracer.leave, always_call=True) for m in modules]
+    try:
+        with torch.no_grad(), tracer:
+            model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return list(dict.fromkeys(tracer.problems))
 
 
 def _scales(module: nn.Module) -> tuple[float | None, float | None]:

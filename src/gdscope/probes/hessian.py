@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Iterable
 from typing import Literal, overload
 
 import torch
@@ -24,6 +25,7 @@ from torch import Tensor, nn
 from gdscope.functional import LossFn, apply, loss_at
 from gdscope.probes._checks import check_deterministic
 from gdscope.probes._hvp import HessianOperator, Scalar, Term
+from gdscope.probes._subset import select_params
 from gdscope.probes.lanczos import Bound, EigResult, Which, lanczos_topk
 
 __all__ = [
@@ -46,6 +48,7 @@ def hessian_operator(
     *,
     chunk_size: int | None = None,
     cache_chunks: bool = False,
+    params: Iterable[str] | str | None = None,
 ) -> HessianOperator:
     r"""Return the Hessian of ``loss_fn(f(θ, x), y)`` as a flat-vector operator.
 
@@ -62,6 +65,7 @@ def hessian_operator(
         batch: ``(x, y)``.
         chunk_size: examples per chunk, or None for the whole batch at once.
         cache_chunks: keep every chunk's gradient graph (only with ``chunk_size``).
+        params: names or module prefixes (``"layers.0"``) of a diagonal block; None for all.
 
     Returns:
         A :class:`HessianOperator` of size ``P`` on the model's device and dtype.
@@ -71,7 +75,9 @@ def hessian_operator(
             ``chunk_size``.
 
     """
-    return _operator(model, loss_fn, batch, chunk_size, cache_chunks, what="hessian_operator")
+    return _operator(
+        model, loss_fn, batch, chunk_size, cache_chunks, what="hessian_operator", params=params
+    )
 
 
 def _operator(
@@ -81,8 +87,13 @@ def _operator(
     chunk_size: int | None,
     cache_chunks: bool,
     what: str,
+    params: Iterable[str] | str | None = None,
 ) -> HessianOperator:
-    """Build the operator of :func:`hessian_operator`; ``what`` names the probe in errors."""
+    """Build the operator of :func:`hessian_operator`; ``what`` names the probe in errors.
+
+    ``params`` selects a block (names or module prefixes, see
+    :func:`~gdscope.probes._subset.select_params`); None keeps every trainable parameter.
+    """
     x, y = batch
     n = x.shape[0]
     if chunk_size is not None and not (isinstance(chunk_size, int) and chunk_size >= 1):
@@ -92,9 +103,9 @@ def _operator(
         Term(_loss_term(model, loss_fn, (x[i : i + size], y[i : i + size])), min(size, n - i) / n)
         for i in range(0, n, size)
     ]
-    params = {name: p for name, p in model.named_parameters() if p.requires_grad}
-    check_deterministic(model, what=what, fn=terms[0].fn, params=params)
-    return HessianOperator(params, terms, cache=chunk_size is None or cache_chunks)
+    selected = select_params(model, params)
+    check_deterministic(model, what=what, fn=terms[0].fn, params=selected)
+    return HessianOperator(selected, terms, cache=chunk_size is None or cache_chunks)
 
 
 def _loss_term(model: nn.Module, loss_fn: LossFn, batch: Batch) -> Scalar:
@@ -167,6 +178,7 @@ def sharpness(
     return_vector: Literal[False] = ...,
     chunk_size: int | None = ...,
     generator: torch.Generator | None = ...,
+    params: Iterable[str] | str | None = ...,
 ) -> float: ...
 
 
@@ -182,6 +194,7 @@ def sharpness(
     return_vector: Literal[True],
     chunk_size: int | None = ...,
     generator: torch.Generator | None = ...,
+    params: Iterable[str] | str | None = ...,
 ) -> tuple[float, Tensor]: ...
 
 
@@ -196,6 +209,7 @@ def sharpness(
     return_vector: bool = False,
     chunk_size: int | None = None,
     generator: torch.Generator | None = None,
+    params: Iterable[str] | str | None = None,
 ) -> float | tuple[float, Tensor]:
     r"""Return the sharpness ``λ_max(∇²L(θ))``, the largest algebraic Hessian eigenvalue.
 
@@ -216,6 +230,8 @@ def sharpness(
         return_vector: also return the unit top eigenvector (float64, on the model's device).
         chunk_size: examples per chunk (see :func:`hessian_operator`).
         generator: draws the random start when ``v0`` is None (default seeded with 0).
+        params: parameter names or module prefixes (``"layers.0"``): the sharpness of that
+            diagonal block ``∂²L/∂θ_S²`` (the rest held fixed); None for all parameters.
 
     Returns:
         ``λ_max`` as a float, or ``(λ_max, vector)``.
@@ -229,7 +245,7 @@ def sharpness(
         >>> s = sharpness(gs.models.mlp(4, 8, 2, seed=0), gs.losses.mse, (x, y))
 
     """
-    op = _operator(model, loss_fn, batch, chunk_size, False, what="sharpness")
+    op = _operator(model, loss_fn, batch, chunk_size, False, what="sharpness", params=params)
     res = lanczos_topk(
         op.matvec, op.dim, tol=tol, bound=bound, v0=v0, generator=generator, device=op.device
     )

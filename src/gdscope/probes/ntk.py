@@ -38,6 +38,7 @@ __all__ = [
     "kernel_drift",
     "kernel_target_alignment",
     "ntk_gram",
+    "ntk_method",
     "ntk_spectrum",
 ]
 
@@ -71,8 +72,10 @@ def ntk_gram(
       conv layer takes the cheaper of the Gram and per-example-gradient routes (flop counts in
       :func:`gdscope.probes._ntk_structured.layer_gram`). For ``TwoLayer`` this is
       ``K_ij = x_iᵀx_j · m⁻¹ Σ_r a_r² σ'(w_rᵀx_i) σ'(w_rᵀx_j)`` (+ the ``a`` term if trained).
-      It requires that examples do not interact and that layer weights are used only by
-      their own module's forward.
+      It requires that examples do not interact and that each trainable parameter is read
+      only by its own layer's (unmodified) forward, once per call: ``"auto"`` checks the
+      latter in a traced forward on ``x1[:1]`` (see :func:`ntk_method`) and otherwise falls
+      back to the Jacobian route, so a tied decoder ``F.linear(h, enc.weight.t())`` is exact.
     * ``"jacobian"`` (auto otherwise): per-example Jacobians by ``vmap(jacrev)``, contracted
       parameter by parameter.
 
@@ -109,12 +112,13 @@ def ntk_gram(
         torch.Size([10, 10])
 
     """
-    resolved = _resolve_method(model, method)
-    check_deterministic(model, what="NTK")
+    _check_method(method)
+    check_deterministic(model, what="NTK", per_example=True)
     param = _first_trainable(model)
     x1 = x1.detach().to(param.device, param.dtype)
     x2 = None if x2 is None else x2.detach().to(param.device, param.dtype)
     k = _check_inputs(model, x1, x2)
+    resolved = _resolve_method(model, method, x1[:1])
     acc = param.dtype if accumulate is None else accumulate
     compute = _gram_fn(model, resolved, trace, memory_budget, acc, k)
     if not (tf32 and param.device.type == "cuda"):
@@ -123,6 +127,48 @@ def ntk_gram(
         gram = compute(x1, x2)
     _check_tf32(gram, compute, x1, x2, k, trace)
     return gram
+
+
+def ntk_method(model: nn.Module, x: Tensor, method: str = "auto") -> str:
+    r"""Return the path :func:`ntk_gram` takes for ``model`` on inputs like ``x``.
+
+    ``"structured"`` needs (i) every module holding trainable parameters to be a supported layer
+    with its stock ``forward`` (see :func:`ntk_gram`), and (ii) in a forward on ``x[:1]`` traced
+    by :func:`gdscope.probes._ntk_structured.uncovered_uses`, every tensor op reading a trainable
+    parameter ``θ_ℓ`` to run in a call of its own layer ``ℓ``, once per call, so that
+    ``∂f/∂θ_ℓ = α Σ_p Δ_p H_pᵀ`` holds with nothing left out. ``"auto"`` takes the structured
+    path when both hold and ``"jacobian"`` otherwise.
+
+    Args:
+        model: the network.
+        x: ``(n, ...)`` inputs (only the first example is run).
+        method: ``"auto"``, ``"structured"`` or ``"jacobian"``.
+
+    Returns:
+        ``"structured"`` or ``"jacobian"``.
+
+    Raises:
+        ValueError: on an unknown method, or ``"structured"`` on a model it would get wrong.
+
+    Example:
+        >>> import torch.nn.functional as F
+        >>> from gdscope.models import mlp
+        >>> ntk_method(mlp(d_in=4, width=8, depth=2, seed=0), torch.randn(3, 4))
+        'structured'
+        >>> class Tied(nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.enc = nn.Linear(4, 8)
+        ...
+        ...     def forward(self, x):
+        ...         return F.linear(torch.tanh(self.enc(x)), self.enc.weight.t())
+        >>> ntk_method(Tied(), torch.randn(3, 4))
+        'jacobian'
+
+    """
+    _check_method(method)
+    param = _first_trainable(model)
+    return _resolve_method(model, method, x.detach()[:1].to(param.device, param.dtype))
 
 
 def ntk_spectrum(
@@ -163,9 +209,14 @@ def ntk_spectrum(
     return spectrum_of(gram, k=k, method=method)
 
 
-def _resolve_method(model: nn.Module, method: str) -> str:
+def _check_method(method: str) -> None:
     if method not in METHODS:
         raise ValueError(f"method must be one of {list(METHODS)}, got {method!r}")
+
+
+def _resolve_method(model: nn.Module, method: str, x: Tensor) -> str:
+    if method == "jacobian":
+        return method
     unsupported = st.unsupported_modules(model)
     if method == "structured" and unsupported:
         raise ValueError(
@@ -173,9 +224,15 @@ def _resolve_method(model: nn.Module, method: str) -> str:
             f"these modules hold trainable parameters it cannot handle: {unsupported}. "
             "Use method='jacobian' (or 'auto')."
         )
-    if method == "auto":
-        return "jacobian" if unsupported else "structured"
-    return method
+    if unsupported:
+        return "jacobian"
+    uncovered = st.uncovered_uses(model, x)
+    if method == "structured" and uncovered:
+        raise ValueError(
+            "method='structured' would be wrong: its per-layer identity misses these reads of "
+            f"trainable parameters: {uncovered}. Use method='jacobian' (or 'auto')."
+        )
+    return "jacobian" if uncovered else "structured"
 
 
 def _first_trainable(model: nn.Module) -> Tensor:

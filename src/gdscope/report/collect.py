@@ -3,7 +3,8 @@
 One :class:`StudyView` per stored ``(study, scale)``: the study's spec, its trials (rows and
 series) and one :class:`ClaimView` per claim, pairing the claim's spec (its kind and fields) with
 its stored verdict. Claims judged but missing from the spec, and spec claims not judged yet, are
-kept too, so nothing stored is left out of the page.
+kept too, so nothing stored is left out of the page. Monitored runs (``gdscope.monitor``) come
+after the studies, one view per run name (scale ``"monitor"``, its attempts as trials, no claims).
 """
 
 from __future__ import annotations
@@ -102,7 +103,26 @@ class StudyView:
 
 
 def collect(store: Store) -> list[StudyView]:
-    """Read every stored study (and every study that only has verdicts) into views."""
+    """Read every stored study (and every study that only has verdicts), then every monitored run."""
+    return _studies(store) + _monitor_runs(store)
+
+
+def _monitor_runs(store: Store) -> list[StudyView]:
+    return [
+        StudyView(
+            name=row["name"],
+            scale=row["scale"],
+            spec=row.get("spec") or {},
+            claims=[],
+            records=store.records(row["name"], row["scale"]),
+            trials=store.trials(row["name"], row["scale"]),
+            runs={k: row.get(k) for k in ("first_run", "last_run")},
+        )
+        for row in store.studies(monitored=True)
+    ]
+
+
+def _studies(store: Store) -> list[StudyView]:
     rows = store.studies()
     specs = {(s["name"], s["scale"]): s.get("spec") or {} for s in rows}
     runs = {(s["name"], s["scale"]): {k: s.get(k) for k in ("first_run", "last_run")} for s in rows}

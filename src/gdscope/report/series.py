@@ -2,7 +2,8 @@
 
 - :func:`training_curves`: the loss (or the objective) against step, log scale when positive;
 - :func:`sharpness_curves`: the top Hessian eigenvalue against step with the stability
-  threshold 2/η of each learning rate η (Cohen et al., edge of stability);
+  threshold 2/η of each learning rate η (Cohen et al., edge of stability), from the ``lr``
+  series a monitored run records (a step line when the schedule changes η) or the config's;
 - :func:`ntk_vs_width`: the NTK's smallest eigenvalue at initialization against width, per seed,
   with the median over seeds;
 - :func:`metric_curves`: any metric against step, with a claim's band, threshold or window.
@@ -26,6 +27,8 @@ LOSSES = ("loss", "f_gap", "objective", "f", "residual")
 LAMBDA_MIN = ("ntk_lambda_min_over_n", "ntk_lambda_min")
 WIDTH = "model.width"
 LR = "optimizer.lr"
+RECORDED_LR = "lr"
+"""The learning rate a monitored run records at each step (``mon.step(t, lr=...)``)."""
 
 
 def curve(record: TrialRecord, metric: str) -> tuple[np.ndarray, np.ndarray]:
@@ -94,7 +97,25 @@ def metric_curves(
 
 
 def _stability_lines(ax: Any, records: Sequence[TrialRecord]) -> None:
-    rates = sorted({float(r.config[LR]) for r in records if labels.finite(r.config.get(LR))})
+    """Draw 2/η: from a trial's recorded ``lr`` series (a monitored run), else its config's lr."""
+    recorded = [r for r in records if curve(r, RECORDED_LR)[0].size]
+    drawn: list[tuple[bytes, bytes]] = []
+    for record in recorded:
+        steps, rates = curve(record, RECORDED_LR)
+        if (steps.tobytes(), rates.tobytes()) in drawn:  # attempts with the same schedule
+            continue
+        label = "2/η of the recorded lr" if not drawn else None
+        drawn.append((steps.tobytes(), rates.tobytes()))
+        edge = np.where(rates > 0, 2 / np.where(rates > 0, rates, 1.0), np.nan)
+        xs, ys = canvas.decimate(steps, edge)
+        ax.step(xs, ys, where="post", color="#d62728", linestyle=":", linewidth=1.4, label=label)
+    rates = sorted(
+        {
+            float(r.config[LR])
+            for r in records
+            if labels.finite(r.config.get(LR)) and not curve(r, RECORDED_LR)[0].size
+        }
+    )
     for lr in rates:
         if lr > 0:
             label = f"2/η = {labels.number(2 / lr)} (η = {labels.number(lr)})"
@@ -127,7 +148,8 @@ def sharpness_curves(study: StudyView) -> Drawn | None:
         title="Sharpness against 2/η",
         caption=(
             "Top Hessian eigenvalue of the training loss against step for each trial; the dotted "
-            "line is 2/η, where GD on a quadratic with that curvature turns unstable."
+            "line is 2/η, where GD on a quadratic with that curvature turns unstable (for a "
+            "monitored run, 2/η of the lr it recorded at each step)."
         ),
         stability=True,
     )

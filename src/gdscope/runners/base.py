@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from gdscope import _checks as check
-from gdscope.runners._jobs import Config, OnResult, RunGroup, uses_cuda
+from gdscope.runners._jobs import Config, OnResult, RunGroup, device_of, uses_cuda
 
 __all__ = ["RUNNERS", "LocalRunner", "RayRunner", "Runner", "ensemble_jobs", "make_runner"]
 
@@ -128,10 +128,17 @@ class LocalRunner(Runner):
         )
 
     def check_devices(self, configs: Sequence[Config]) -> None:
-        """Refuse CUDA trials where torch sees no GPU (the fix is named in the message)."""
+        """Refuse CUDA or MPS trials where torch sees no such device (the fix in the message)."""
+        import torch
+
+        mps = any(device_of(c).startswith("mps") for c in configs)
+        if mps and not torch.backends.mps.is_available():
+            raise ValueError(
+                "the trials ask for device 'mps' but torch sees no MPS device on this "
+                'machine; use --set base.device="cpu"'
+            )
         if not uses_cuda(configs):
             return
-        import torch
 
         if not torch.cuda.is_available():
             raise ValueError(

@@ -232,13 +232,15 @@ class WorkerPool:
         if self._executor is not None and getattr(self._executor, "_broken", False):
             self.abort()
         if self._executor is None:
+            from gdscope.training.user_probes import registered_probes
+
             context = multiprocessing.get_context("spawn")
             self._started = context.SimpleQueue()  # one per executor: a killed writer may
             self._executor = ProcessPoolExecutor(  # leave its lock held
                 max_workers=self.workers,
                 mp_context=context,
                 initializer=_init_pool_worker,
-                initargs=(self._started,),
+                initargs=(self._started, registered_probes()),
             )
         return self._executor
 
@@ -309,11 +311,18 @@ _TOKENS = itertools.count()  # names each submitted job, for the worker to repor
 _started_queue: SimpleQueue[tuple[int, int]] | None = None  # in a pool worker: where to report
 
 
-def _init_pool_worker(started: SimpleQueue[tuple[int, int]]) -> None:
-    """Initialize a :class:`WorkerPool` worker: one torch thread, and where to report starts."""
+def _init_pool_worker(started: SimpleQueue[tuple[int, int]], probes: dict[str, Any]) -> None:
+    """Initialize a :class:`WorkerPool` worker (one torch thread, the start reports, the probes).
+
+    ``probes``: the probes the parent registered (``gs.register_probe``), installed here.
+    """
     global _started_queue
     _started_queue = started
     init_worker()
+    if probes:
+        from gdscope.training.user_probes import install_probes
+
+        install_probes(probes)
 
 
 def _pool_job(

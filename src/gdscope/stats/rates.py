@@ -1,7 +1,7 @@
 r"""Linear convergence rates of measured residual series, and steps to reach a tolerance.
 
 :math:`\log r_t \approx a + t \log ρ` on a window that skips the transient and stops before the
-numerical floor; :math:`\hat ρ = e^{\text{slope}}`, rejected when R² < 0.95 (CLAIMS.md,
+numerical floor; :math:`\hat ρ = e^{\text{slope}}`, rejected when R² < 0.95 (docs/claims.md,
 "Measurement recipes"). Nothing here decides what a study claims; it only measures.
 """
 
@@ -82,7 +82,7 @@ def fit_linear_rate(
        the longest window that is as straight as the straightest one. Keeping half the points
        stops the choice from fitting a short tail that happens to be straight.
 
-    ``ok`` is ``R² ≥ 0.95`` with at least ``min_points`` points (CLAIMS.md rejects the rest as
+    ``ok`` is ``R² ≥ 0.95`` with at least ``min_points`` points (docs/claims.md rejects the rest as
     inconclusive). A constant series has undefined R² and is not ok.
 
     Args:

@@ -5,6 +5,8 @@
   (:mod:`~gdscope.store.lock`); values to and from rows in :mod:`~gdscope.store.rows`, with the
   machine's :func:`~gdscope.store.provenance.provenance`.
 * :mod:`~gdscope.store.export`: the long-form table (CSV, pandas, Parquet).
+* :mod:`~gdscope.store.runs`: monitored runs of a user's own training loop (``gdscope.monitor``),
+  written while they run, kept apart from the studies.
 * :mod:`~gdscope.store.diff`: are two stores the same, bit for bit?
   (``python -m gdscope.store.diff OLD NEW``)
 """

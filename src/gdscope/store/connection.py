@@ -21,22 +21,58 @@ from gdscope.store.schema import SCHEMA, SCHEMA_VERSION
 
 @contextmanager
 def connect(
-    path: Path, *, write: bool = False, read_only: bool = False
+    path: Path, *, write: bool = False, read_only: bool = False, snapshot: bool = False
 ) -> Iterator[sqlite3.Connection]:
-    """Yield a connection; with ``write``, inside one ``BEGIN IMMEDIATE`` transaction."""
-    with closing(open_connection(path, read_only=read_only)) as conn:
-        conn.execute("PRAGMA foreign_keys = ON")
-        conn.execute("PRAGMA busy_timeout = 30000")
-        if not write:
+    """Yield a new connection inside a :func:`transaction` (``write`` or ``snapshot``) or none."""
+    with (
+        closing(session(path, read_only=read_only)) as conn,
+        transaction(conn, write=write, snapshot=snapshot),
+    ):
+        yield conn
+
+
+def session(path: Path, *, read_only: bool = False) -> sqlite3.Connection:
+    """Return a connection with the store's settings (foreign keys, busy timeout, synchronous).
+
+    Foreign keys on, a 30 s busy timeout, and ``synchronous = NORMAL``, WAL's usual setting (a commit is not flushed to disk at once, so
+    a power cut may lose the last trials, which a resumed run redoes; a crash of the process
+    loses nothing and the store is never left inconsistent).
+
+    A writer that records many trials keeps one (``Store.writer``): opening and closing a
+    connection per trial costs more than the trial's rows (the WAL is checkpointed at each close).
+    """
+    conn = open_connection(path, read_only=read_only)
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("PRAGMA busy_timeout = 30000")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    return conn
+
+
+@contextmanager
+def transaction(
+    conn: sqlite3.Connection, *, write: bool, snapshot: bool = False
+) -> Iterator[sqlite3.Connection]:
+    """Yield ``conn`` inside one transaction, committed at the end and rolled back on an error.
+
+    ``write``: ``BEGIN IMMEDIATE`` (the write lock from the start); ``snapshot``: a read
+    transaction, so that several reads see one state of the store; neither: no transaction. The
+    connection's ``row_factory`` is restored afterwards, so a kept connection serves the next
+    caller as it served this one.
+    """
+    factory = conn.row_factory
+    try:
+        if not (write or snapshot):
             yield conn
             return
-        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
         try:
             yield conn
         except BaseException:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+    finally:
+        conn.row_factory = factory
 
 
 def open_connection(path: Path, *, read_only: bool = False) -> sqlite3.Connection:
@@ -66,8 +102,8 @@ def open_store(path: Path, *, read_only: bool = False) -> None:
 
     A file SQLite cannot read (``file is not a database``), an SQLite database with tables but
     no ``schema_version`` table (another program's), or a store of another schema version is
-    refused (``StoreError``) before anything is written to it. Errors of access (locked,
-    unopenable) propagate as ``sqlite3`` errors.
+    refused (``StoreError``) before anything is written to it, and so is a store SQLite cannot
+    open (locked past the busy timeout, unopenable, disk full), in one line naming the file.
     """
     try:
         with connect(path, read_only=read_only) as conn:
@@ -82,9 +118,9 @@ def open_store(path: Path, *, read_only: bool = False) -> None:
             for statement in SCHEMA.split(";"):
                 conn.execute(statement)
             _check_version(path, conn, write=True)
+    except sqlite3.OperationalError as err:  # locked, unopenable, disk full: one line
+        raise StoreError(f"{path}: cannot open the store ({err})") from None
     except sqlite3.DatabaseError as err:
-        if isinstance(err, sqlite3.OperationalError):
-            raise
         raise _not_a_store(path, str(err)) from None
 
 

@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING, Any
 
 from gdscope.store import lock as _lock
 from gdscope.store import rows as _rows
-from gdscope.store.connection import connect, open_store
+from gdscope.store.connection import connect, open_store, session, transaction
 from gdscope.store.lock import StoreBusy, StoreError
 from gdscope.store.provenance import provenance
-from gdscope.store.schema import DB_NAME, FINISHED, SCHEMA_VERSION
+from gdscope.store.schema import DB_NAME, FINISHED, MONITOR_SCALE, SCHEMA_VERSION
 from gdscope.studies.table import TrialRecord
 
 if TYPE_CHECKING:
@@ -39,8 +39,8 @@ __all__ = ["FINISHED", "SCHEMA_VERSION", "Store", "StoreBusy", "StoreError", "pr
 class Store:
     """The SQLite results store of one results directory.
 
-    Every method opens and closes its own connection, so a ``Store`` holds no open resources and
-    needs no ``close()``; it is safe to create one per call.
+    Every method opens and closes its own connection (inside :meth:`writer`, the one it keeps):
+    outside ``writer`` a ``Store`` holds nothing open, needs no ``close()``, costs nothing to make.
 
     Args:
         directory: the results directory; created (with parents) if missing.
@@ -59,11 +59,15 @@ class Store:
     def __init__(
         self, directory: str | os.PathLike[str], *, create: bool = True, read_only: bool = False
     ) -> None:
+        if not str(directory).strip():
+            raise StoreError("the results directory is empty; give a folder, e.g. --results runs")
         self.directory = Path(directory)
         self.path = self.directory / DB_NAME
         self.read_only = read_only
         if self.directory.exists() and not self.directory.is_dir():
             raise StoreError(f"results path {self.directory} exists and is not a directory")
+        if (self.path.is_symlink() or self.path.exists()) and not self.path.is_file():
+            raise StoreError(f"{self.path} is a broken link or not a file; move it away")
         if (read_only or not create) and not self.path.is_file():
             raise StoreError(
                 f"no gdscope results in {self.directory} (no {DB_NAME}); "
@@ -73,6 +77,7 @@ class Store:
             self.directory.mkdir(parents=True, exist_ok=True)
         self._lock_fd: int | None = None
         self._lock_depth = 0
+        self._session: sqlite3.Connection | None = None
         open_store(self.path, read_only=read_only)
 
     def __repr__(self) -> str:
@@ -81,18 +86,16 @@ class Store:
     # -- connections ------------------------------------------------------------------------
 
     @contextmanager
-    def _connect(self, write: bool = False) -> Iterator[sqlite3.Connection]:
-        """Yield a connection; with ``write``, inside one ``BEGIN IMMEDIATE`` transaction."""
+    def _connect(self, write: bool = False, snapshot: bool = False) -> Iterator[sqlite3.Connection]:
+        """Yield a connection inside a write or ``snapshot`` (read) transaction, or none."""
         if write and self.read_only:
             raise StoreError(f"{self.path} is open read-only; nothing can be written to it")
-        with connect(self.path, write=write, read_only=self.read_only) as conn:
+        if self._session is not None:  # inside writer(): the connection it keeps
+            with transaction(self._session, write=write, snapshot=snapshot) as conn:
+                yield conn
+            return
+        with connect(self.path, write=write, read_only=self.read_only, snapshot=snapshot) as conn:
             yield conn
-
-    @property
-    def journal_mode(self) -> str:
-        """The SQLite journal mode of the store file (``"wal"``)."""
-        with self._connect() as conn:
-            return str(conn.execute("PRAGMA journal_mode").fetchone()[0])
 
     # -- the write lock -----------------------------------------------------------------------
 
@@ -101,7 +104,8 @@ class Store:
         """Hold the exclusive write lock of the results directory while the block runs.
 
         The lock is an advisory ``flock`` on ``directory/.lock`` holding the owner's pid; it is
-        released when the block ends or the process dies. Re-entrant within one ``Store``.
+        released when the block ends or the process dies. Re-entrant within one ``Store``. While
+        it is held, the store's reads and writes share one connection (one transaction each).
 
         Raises:
             StoreBusy: another process (or another ``Store`` object) holds the lock.
@@ -111,25 +115,41 @@ class Store:
             raise StoreError(f"{self.path} is open read-only; nothing can be written to it")
         if self._lock_depth == 0:
             self._lock_fd = _lock.acquire(self.directory)
+            try:
+                self._session = session(self.path)
+            except BaseException:
+                _lock.release(self._lock_fd)
+                self._lock_fd = None
+                raise
         self._lock_depth += 1
         try:
             yield self
         finally:
             self._lock_depth -= 1
             if self._lock_depth == 0 and self._lock_fd is not None:
+                if self._session is not None:
+                    self._session.close()
+                    self._session = None
                 _lock.release(self._lock_fd)
                 self._lock_fd = None
 
     # -- writing ------------------------------------------------------------------------------
 
-    def record_study(self, name: str, scale: str, spec: Mapping[str, Any]) -> None:
+    def record_study(
+        self,
+        name: str,
+        scale: str,
+        spec: Mapping[str, Any],
+        hashes: Iterable[str] | None = None,
+    ) -> list[dict[str, Any]]:
         """Store (or update) a study's spec; ``first_run`` is kept, ``last_run`` is now.
 
         A spec that differs from the stored one (another ``--set``) replaces it and, in the same
-        transaction, unlinks every trial from ``name``/``scale``: the run then links the trials of
-        the new spec (``link_trial`` for stored ones, ``record_trial`` for the rest), so the
-        membership never mixes two specs. The trials themselves stay. A run killed in between
-        leaves some of its trials unlinked; its rerun (same spec: nothing unlinked) links them.
+        transaction, unlinks every trial from ``name``/``scale``; so do trials not in ``hashes``
+        (what the study expands to now: a user's factory code changed). The run then links the
+        trials it expands to, so the membership never mixes two versions; the trials stay. A run
+        killed in between leaves some unlinked; its rerun links them. Returns the configs of the
+        trials unlinked for not being in ``hashes``.
         """
         now = _rows.now()
         text = _rows.dumps(spec)
@@ -146,6 +166,20 @@ class Store:
                 "SET spec_json = excluded.spec_json, last_run = excluded.last_run",
                 (name, scale, text, now, now),
             )
+            if hashes is None:
+                return []
+            keep = set(hashes)
+            linked = conn.execute(
+                "SELECT m.hash, t.config_json FROM study_trials m JOIN trials t ON t.hash = m.hash "
+                "WHERE m.study = ? AND m.scale = ?",
+                (name, scale),
+            ).fetchall()
+            stale = [(digest, config) for digest, config in linked if digest not in keep]
+            conn.executemany(
+                "DELETE FROM study_trials WHERE study = ? AND scale = ? AND hash = ?",
+                [(name, scale, digest) for digest, _ in stale],
+            )
+        return [json.loads(config) for _, config in stale]
 
     def record_trial(
         self,
@@ -273,8 +307,7 @@ class Store:
         """
         own = {digest: _rows.dumps(config) for digest, config in (configs or {}).items()}
         where, args = _rows.membership(study, scale, hashes)
-        with self._connect() as conn:
-            conn.execute("BEGIN")  # one snapshot for both reads
+        with self._connect(snapshot=True) as conn:  # one snapshot for both reads
             trials = conn.execute(
                 f"SELECT hash, config_json, status, reason, error FROM trials t WHERE 1 {where} "
                 "ORDER BY hash",
@@ -316,11 +349,17 @@ class Store:
                 counts.setdefault((study, scale), {})[status] = n
         return counts
 
-    def studies(self) -> list[dict[str, Any]]:
-        """Return study rows as dicts (``spec`` parsed from JSON), sorted by name and scale."""
+    def studies(self, *, monitored: bool = False) -> list[dict[str, Any]]:
+        """Return study rows as dicts (``spec`` parsed from JSON), sorted by name and scale.
+
+        Monitored runs (scale ``"monitor"``, :mod:`gdscope.store.runs`) are no studies (no claims
+        to judge, nothing to re-run) and are left out; ``monitored=True`` returns only them.
+        """
+        where = "scale = ?" if monitored else "scale != ?"
         with self._connect() as conn:
             conn.row_factory = sqlite3.Row
-            rows = [dict(r) for r in conn.execute("SELECT * FROM studies ORDER BY name, scale")]
+            query = f"SELECT * FROM studies WHERE {where} ORDER BY name, scale"
+            rows = [dict(r) for r in conn.execute(query, (MONITOR_SCALE,))]
         for row in rows:
             row["spec"] = json.loads(row.pop("spec_json"))
         return rows

@@ -8,12 +8,19 @@
   latest spec (a trial shared by two studies is stored once and linked twice);
 - ``series(trial_hash, metric, step, value)`` — every recorded number, long form;
 - ``verdicts(study, scale, claim_id, ...)`` — the latest judgement of each claim.
+
+A monitored run (``gdscope.monitor``, :mod:`gdscope.store.runs`) is a ``studies`` row of scale
+``MONITOR_SCALE`` (no study has that scale) and one trial of kind ``MONITOR_KIND`` per attempt.
 """
 
 SCHEMA_VERSION = 1
 DB_NAME = "gdscope.sqlite"
 FINISHED = ("completed", "stopped", "diverged")
 """Statuses of trials a rerun skips; ``"failed"`` trials are run again."""
+MONITOR_SCALE = "monitor"
+"""The scale of the ``studies`` row of a monitored run (a study's scales are quick, paper, smoke)."""
+MONITOR_KIND = "monitor"
+"""The ``kind`` of a monitored run's spec and of its trials' configs."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);

@@ -30,6 +30,8 @@ def parse_override(text: str) -> tuple[str, Any]:
         StudyError: no ``=``, an empty key, or a value that is not TOML.
 
     """
+    if "\n" in text or "\r" in text:
+        raise StudyError(f"--set {text!r}: one KEY=VALUE per --set, without line breaks")
     key, sep, raw = text.partition("=")
     key, raw = key.strip(), raw.strip()
     if not sep or not key:

@@ -21,7 +21,7 @@ from gdscope.stats.fits import loglog_fit
 from gdscope.stats.trends import spearman
 
 MIN_POINTS = 4
-"""Checkpoints a fit needs (CLAIMS.md: log–log fits over ≥ 4 points spanning ≥ 1 decade)."""
+"""Checkpoints a fit needs (docs/claims.md: log–log fits over ≥ 4 points spanning ≥ 1 decade)."""
 MIN_DECADES = 1.0
 """Decades of ``x`` a log–log fit must span."""
 MIN_R2 = 0.95

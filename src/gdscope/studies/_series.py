@@ -62,7 +62,7 @@ def steps_to_eps_r2(
 
     :math:`T(ε)` is the first recorded step with value ≤ ε (≤ ε · first value when
     ``relative``). A linear rate :math:`L_t ≈ C ρ^t` gives :math:`T(ε) ≈ (\log C + \log(1/ε)) /
-    \log(1/ρ)`, a straight line in :math:`\log(1/ε)`; CLAIMS.md E2 asks R² ≥ 0.98 over
+    \log(1/ρ)`, a straight line in :math:`\log(1/ε)`; docs/claims.md E2 asks R² ≥ 0.98 over
     :math:`ε = 10^{-2} … 10^{-6}` (Allen-Zhu, Li & Song 2019, linear convergence).
 
     Returns:

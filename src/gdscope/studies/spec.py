@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
 import re
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -34,19 +35,26 @@ else:  # pragma: no cover - Python 3.10 needs the tomli backport
     import tomli as tomllib
 
 from gdscope._checks import did_you_mean
-from gdscope.studies._claim_keys import check_claim_keys, known_keys
-from gdscope.studies._claim_metrics import check_claim_metrics
-from gdscope.studies._overrides import assign, check_top, nest, parse_override, set_nested
+from gdscope.studies._factories import locate_factories
+from gdscope.studies._overrides import assign, check_top, nest, parse_override
 from gdscope.studies.claims import Claim
 from gdscope.studies.errors import StudyError, format_errors
-from gdscope.studies.expansion import Expansion
+from gdscope.studies.expansion import (
+    Expansion,
+    TrialValidator,
+    indent,
+    trial_config,
+    validate_trials,
+)
 from gdscope.studies.table import TrialRecord
 from gdscope.studies.verdict import Verdict
 
 Scale = Literal["quick", "paper", "smoke"]
 SCALES: tuple[Scale, ...] = get_args(Scale)
-TrialValidator = Callable[[dict[str, Any]], object]
-_MAX_REPORTED = 5
+
+
+MAX_TRIALS = 100_000
+"""The most trials a study may expand to unless the caller raises it (``--max-trials``)."""
 
 
 def _nonempty(values: list[Any]) -> list[Any]:
@@ -56,7 +64,7 @@ def _nonempty(values: list[Any]) -> list[Any]:
 
 
 Axis = Annotated[list[Any], AfterValidator(_nonempty)]
-"""The values of one swept config key (at least one)."""
+"""The values of one swept config key (at least one; a grid axis's values distinct)."""
 
 
 class Study(BaseModel):
@@ -64,11 +72,14 @@ class Study(BaseModel):
 
     Attributes:
         name: unique id (``gdscope run NAME``).
-        claim_ids: ids in the claims catalogue (CLAIMS.md), e.g. ``["D1"]``.
+        claim_ids: ids in the claims catalogue (docs/claims.md), e.g. ``["D1"]``.
         title: one line saying what is checked.
         seed_paper: the paper the claim comes from (``"003"``).
         reference: citation.
-        provenance: ``"paper"`` when the setting is the paper's, ``"designed"`` when it is ours.
+        provenance: ``"paper"`` when the setting is the paper's, ``"designed"`` when it is ours
+            (the catalogue's), ``"user"`` (the default) for a researcher's own study. ``title``,
+            ``seed_paper``, ``reference`` and ``provenance`` are the catalogue's bookkeeping:
+            a user's study needs only ``name``, ``base`` and ``claims``.
         description: free text.
         seeds: seeds every sweep point runs with.
         base: one trial config (any kind), nested; dotted keys in the file are nested on load.
@@ -87,12 +98,12 @@ class Study(BaseModel):
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
     claim_ids: list[str] = Field(default_factory=list)
-    title: str
-    seed_paper: str
-    reference: str
-    provenance: Literal["paper", "designed"]
+    title: str = ""
+    seed_paper: str = ""
+    reference: str = ""
+    provenance: Literal["paper", "designed", "user"] = "user"
     description: str = ""
-    seeds: list[NonNegativeInt] = Field(min_length=1)
+    seeds: list[NonNegativeInt] = Field(default_factory=lambda: [0], min_length=1)
     base: dict[str, Any] = Field(default_factory=dict)
     sweep: dict[str, Axis] = Field(default_factory=dict)
     sweep_zip: list[dict[str, Axis]] = Field(default_factory=list)
@@ -100,6 +111,8 @@ class Study(BaseModel):
     claims: list[Claim] = Field(default_factory=list)
     estimated_cost: dict[Scale, str] = Field(default_factory=dict)
     overrides: tuple[str, ...] = ()
+    source: str = Field(default="", exclude=True)
+    """The study file it was loaded from (``""`` for TOML text); not part of the stored spec."""
 
     @field_validator("base", mode="before")
     @classmethod
@@ -112,6 +125,18 @@ class Study(BaseModel):
         if len(set(seeds)) != len(seeds):
             raise ValueError(f"seeds must be distinct, got {seeds}")
         return seeds
+
+    @field_validator("sweep")
+    @classmethod
+    def _distinct_values(cls, sweep: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for key, values in sweep.items():
+            seen = [repr(v) for v in values]
+            twice = sorted({v for v in seen if seen.count(v) > 1})
+            if twice:
+                raise ValueError(
+                    f"sweep {key!r} lists {', '.join(twice)} twice; list each value once"
+                )
+        return sweep
 
     @field_validator("sweep_zip")
     @classmethod
@@ -160,7 +185,13 @@ class Study(BaseModel):
             raise StudyError(
                 f"unknown scale {scale!r}; scales: {', '.join(SCALES)}{did_you_mean(scale, SCALES)}"
             )
+        if scale != "quick" and scale not in self.scales:
+            raise StudyError(
+                f"study {self.name!r} has no [scales.{scale}]; add one to the study file, or "
+                "run the base as written with --scale quick"
+            )
         data = self.model_dump(mode="python", exclude_unset=True)
+        data["source"] = self.source
         for key, value in self.scales.get(scale, {}).items():
             assign(data, key, copy.deepcopy(value), _study_keys())
         for text in self.overrides:
@@ -168,7 +199,10 @@ class Study(BaseModel):
         return _validate(data, f"study {self.name!r} at scale {scale!r}")
 
     def expand(
-        self, scale: str = "quick", validate_trial: TrialValidator | None = None
+        self,
+        scale: str = "quick",
+        validate_trial: TrialValidator | None = None,
+        max_trials: int = MAX_TRIALS,
     ) -> list[dict[str, Any]]:
         """Return the trial configs at ``scale``: grid × zip × seeds, seeds innermost.
 
@@ -182,19 +216,22 @@ class Study(BaseModel):
                 for a bad one); all bad points are reported before anything runs. Unknown keys
                 get a "did you mean" when it is a model's ``model_validate`` or has a ``model``
                 attribute naming the pydantic model.
+            max_trials: refuse a study that expands to more trials (counted before expanding).
 
         Raises:
-            StudyError: unknown scale, or a config ``validate_trial`` rejects (the message
-                names the sweep point and the field).
+            StudyError: unknown scale, too many trials, or a config ``validate_trial`` rejects
+                (the message names the sweep point and the field).
 
         """
         study = self.with_scale(scale)
-        trials = study._trials()
+        trials = study._trials(scale, max_trials)
         if validate_trial is not None:
-            _validate_trials(study, scale, trials, validate_trial)
+            validate_trials(study, scale, trials, validate_trial)
         return trials
 
-    def validated(self, scale: str, validate_trial: TrialValidator) -> Expansion:
+    def validated(
+        self, scale: str, validate_trial: TrialValidator, max_trials: int = MAX_TRIALS
+    ) -> Expansion:
         """Return the study at ``scale`` with every trial validated once (an :class:`Expansion`).
 
         As :meth:`expand` (same order, same errors), keeping what ``validate_trial`` returned
@@ -202,13 +239,22 @@ class Study(BaseModel):
         that nothing applies it again.
         """
         study = self.with_scale(scale)
-        trials = study._trials()
-        checked = _validate_trials(study, scale, trials, validate_trial)
+        trials = study._trials(scale, max_trials)
+        checked = validate_trials(study, scale, trials, validate_trial)
         return Expansion(study, trials, checked)
 
-    def _trials(self) -> list[dict[str, Any]]:
+    def _trials(self, scale: str, max_trials: int) -> list[dict[str, Any]]:
         """Every trial config of this (scaled) study: grid × zip × seeds, seeds innermost."""
-        return [_trial(self.base, point, seed) for point in self._points() for seed in self.seeds]
+        count = math.prod(len(v) for v in self.sweep.values()) * len(self.seeds)
+        count *= math.prod(len(next(iter(group.values()))) for group in self.sweep_zip if group)
+        if count > max_trials:
+            raise StudyError(
+                f"study {self.name!r} at scale {scale!r} expands to {count:,} trials, more than "
+                f"--max-trials {max_trials:,}; narrow the sweep or raise --max-trials"
+            )
+        return [
+            trial_config(self.base, point, seed) for point in self._points() for seed in self.seeds
+        ]
 
     def _points(self) -> list[dict[str, Any]]:
         grid = [
@@ -261,28 +307,39 @@ def load_study(
     except tomllib.TOMLDecodeError as err:
         raise StudyError(_toml_error(origin, str(err))) from None
     overrides = tuple(overrides)
-    if "overrides" in data:
-        raise StudyError(
-            f"{origin}: 'overrides' is set from the command line (--set), not the file"
-        )
+    for key in ("overrides", "source"):
+        if key in data:
+            raise StudyError(
+                f"{origin}: {key!r} is set by gdscope (--set, the file's path), not the file"
+            )
     if isinstance(data.get("base"), Mapping):
         data["base"] = nest(data["base"])
     for item in overrides:
         assign(data, *parse_override(item), _study_keys())
     data["overrides"] = overrides
+    try:
+        locate_factories(data, Path(origin).parent if origin != _TEXT else None, origin)
+    except ValueError as err:
+        raise StudyError(str(err)) from None
+    if origin != _TEXT:
+        data["source"] = origin
     study = _validate(data, origin)
     if validate_trial is not None:
         for scale in SCALES:
-            study.expand(scale, validate_trial)
+            if scale == "quick" or scale in study.scales:
+                study.expand(scale, validate_trial)
     return study
+
+
+_TEXT = "<study text>"
 
 
 def _read(source: str | Path) -> tuple[str, str]:
     if isinstance(source, str) and ("\n" in source or "=" in source):
-        return source, "<study text>"
+        return source, _TEXT
     path = Path(source)
     try:
-        return path.read_text(encoding="utf-8"), str(path)
+        return path.read_text(encoding="utf-8-sig"), str(path)  # -sig: a leading BOM dropped
     except OSError as err:
         raise StudyError(f"{path}: cannot read the study file ({err.strerror})") from None
 
@@ -300,82 +357,17 @@ def _validate(data: dict[str, Any], origin: str) -> Study:
         return Study.model_validate(data)
     except ValidationError as err:
         raise StudyError(
-            f"{origin}: invalid study:\n{_indent(format_errors(err, Study, data, whole='<study>'))}"
+            f"{origin}: invalid study:\n{indent(format_errors(err, Study, data, whole='<study>'))}"
         ) from None
 
 
 def _study_keys() -> list[str]:
     """Return the top-level study keys a dotted override may start with."""
-    return [name for name in Study.model_fields if name != "overrides"]
-
-
-def _indent(text: str) -> str:
-    return "\n".join(f"  {line}" for line in text.splitlines())
+    return [name for name in Study.model_fields if name not in ("overrides", "source")]
 
 
 # ---------------------------------------------------------------------------------------------
 # expansion
-
-
-def _trial(base: Mapping[str, Any], point: Mapping[str, Any], seed: int) -> dict[str, Any]:
-    trial = copy.deepcopy(dict(base))
-    for key, value in point.items():
-        set_nested(trial, key.split("."), copy.deepcopy(value))
-    trial["seed"] = seed
-    return trial
-
-
-def _validate_trials(
-    study: Study, scale: str, trials: list[dict[str, Any]], validate: TrialValidator
-) -> list[Any]:
-    """Validate every trial; return what ``validate`` returned, or raise naming each bad point."""
-    fixed = getattr(validate, "__self__", None) or getattr(validate, "model", None)
-    fixed = fixed if isinstance(fixed, type) and issubclass(fixed, BaseModel) else None
-    class_of = getattr(validate, "config_class", None)  # e.g. gdscope.trial.validate_trial
-    problems: dict[str, list[str]] = {}
-    configs: list[Any] = []
-    validated: list[dict[str, Any]] = []
-    for index, trial in enumerate(trials):
-        try:
-            config = validate(trial)
-            configs.append(config)
-            validated.append(
-                config.model_dump(mode="json") if isinstance(config, BaseModel) else trial
-            )
-        except ValidationError as err:
-            found = class_of(trial) if callable(class_of) else None
-            root = fixed or (
-                found if isinstance(found, type) and issubclass(found, BaseModel) else None
-            )
-            message = format_errors(err, root, trial)
-        except ValueError as err:
-            message = str(err)
-        else:
-            continue
-        problems.setdefault(message, []).append(_point_label(study, trial, index, len(trials)))
-    if not problems:
-        origin = f"study {study.name!r} at scale {scale!r}"
-        keys = known_keys([*trials, *validated])  # once, for both checks
-        check_claim_keys(study.claims, keys, origin)
-        check_claim_metrics(study.claims, configs, keys, origin)
-        return configs
-    lines = []
-    for message, points in list(problems.items())[:_MAX_REPORTED]:
-        more = f" (and {len(points) - 1} more)" if len(points) > 1 else ""
-        lines.append(f"  {points[0]}{more}:\n{_indent(_indent(message))}")
-    raise StudyError(
-        f"study {study.name!r} at scale {scale!r}: invalid trial configs:\n" + "\n".join(lines)
-    )
-
-
-def _point_label(study: Study, trial: dict[str, Any], index: int, total: int) -> str:
-    values = []
-    for key in [*study.axes, "seed"]:
-        node: Any = trial
-        for part in key.split("."):
-            node = node.get(part) if isinstance(node, Mapping) else None
-        values.append(f"{key}={node!r}")
-    return f"trial {index + 1}/{total} ({', '.join(values)})"
 
 
 def judge_study(study: Study, records: Sequence[TrialRecord]) -> list[Verdict]:

@@ -7,6 +7,9 @@
   ``{name: fn(ProbeContext) -> {metric: value}}``, built on the pure instruments of
   :mod:`gdscope.probes`; :class:`ProbeContext` (:mod:`~gdscope.training.context`) shares work
   between the probes of one checkpoint.
+* :class:`Monitor` (:mod:`~gdscope.training.monitor`): the same probes inside a training loop
+  the user writes (``mon.step(t, lr=...)``), recorded through a sink (``gs.monitor`` writes the
+  results store); :func:`due_probes` and :func:`measure` are what it shares with ``train``.
 """
 
 from gdscope.training.context import ProbeContext
@@ -15,20 +18,28 @@ from gdscope.training.loop import (
     Stop,
     Trace,
     divergence_limit,
+    due_probes,
+    measure,
     probes_not_due,
     record_divergence,
     train,
+    validate_schedule,
 )
+from gdscope.training.monitor import Monitor
 from gdscope.training.scheduled import PROBES
 
 __all__ = [
     "DIVERGENCE_FACTOR",
     "PROBES",
+    "Monitor",
     "ProbeContext",
     "Stop",
     "Trace",
     "divergence_limit",
+    "due_probes",
+    "measure",
     "probes_not_due",
     "record_divergence",
     "train",
+    "validate_schedule",
 ]

@@ -125,13 +125,44 @@ class Trace:
             values.append(float(value))
 
 
-def _validate_schedule(probes: Mapping[str, int] | None) -> dict[str, int]:
+def validate_schedule(probes: Mapping[str, int] | None) -> dict[str, int]:
+    """Return ``probes`` as a ``{probe name: every k steps}`` dict; ``None`` is ``{"loss": 1}``.
+
+    Raises:
+        ValueError: a name not in ``PROBES`` (with the closest one), or a ``k`` that is not a
+            positive integer; one line naming the field ``probes``, the value and the fix.
+
+    """
     schedule = {"loss": 1} if probes is None else dict(probes)
     for name, every in schedule.items():
-        check.known("probe", name, PROBES)
+        if name not in PROBES:
+            raise ValueError(
+                f"probes: unknown probe {name!r}; accepted: {', '.join(PROBES)}"
+                f"{check.did_you_mean(name, PROBES)}"
+            )
         if not isinstance(every, int) or isinstance(every, bool) or every < 1:
-            raise ValueError(f"probe {name!r} schedule must be a positive integer, got {every!r}")
+            raise ValueError(
+                f"probes: probe {name!r} schedule must be a positive integer (measure every "
+                f"k steps), got {every!r}"
+            )
     return schedule
+
+
+def due_probes(schedule: Mapping[str, int], step: int, last: int | None = None) -> list[str]:
+    """Names of the probes of ``schedule`` due at ``step``: every ``k``-th step, and at ``last``.
+
+    >>> due_probes({"loss": 1, "sharpness": 5}, 3), due_probes({"sharpness": 5}, 3, last=3)
+    (['loss'], ['sharpness'])
+    """
+    return [name for name, every in schedule.items() if step % every == 0 or step == last]
+
+
+def measure(names: list[str], ctx: ProbeContext) -> dict[str, float]:
+    """Run the probes ``names`` (in order) at ``ctx``'s checkpoint; return their metrics."""
+    metrics: dict[str, float] = {}
+    for name in names:
+        metrics.update(PROBES[name](ctx))
+    return metrics
 
 
 def _needs_closure(optimizer: torch.optim.Optimizer) -> bool:
@@ -184,7 +215,7 @@ def train(
         raise ValueError(
             f"batch_size must be in [1, {n}] (the training set size), got {batch_size}"
         )
-    schedule = _validate_schedule(probes)
+    schedule = validate_schedule(probes)
     stop = stop or Stop()
     full_batch = batch_size is None or batch_size == n
     checked = full_batch and stop != Stop()  # criteria checked on the full-batch loss each step
@@ -205,7 +236,7 @@ def train(
         ctx = ProbeContext(
             model, params_of(model), init_params, loss_fn, data, eval_data, t, memory=memory
         )
-        due = [name for name, every in schedule.items() if t % every == 0 or t == steps]
+        due = due_probes(schedule, t, last=steps)
         if full_batch:
             xb, yb = data
             with torch.enable_grad():
@@ -227,9 +258,7 @@ def train(
             if t < steps:
                 step_loss = closure()
                 watched = float(step_loss.detach())
-        metrics: dict[str, float] = {}
-        for name in due:
-            metrics.update(PROBES[name](ctx))
+        metrics = measure(due, ctx)
         if limit is None:
             initial = metrics.get("loss", watched)
             if initial is None:
@@ -267,11 +296,7 @@ def probes_not_due(
     schedule: Mapping[str, int], due: list[str], ctx: ProbeContext
 ) -> dict[str, float]:
     """Measure the scheduled probes not already ``due`` at a checkpoint where the run stops."""
-    metrics: dict[str, float] = {}
-    for name in schedule:
-        if name not in due:
-            metrics.update(PROBES[name](ctx))
-    return metrics
+    return measure([name for name in schedule if name not in due], ctx)
 
 
 class _BatchOrder:

@@ -23,6 +23,7 @@ from gdscope.probes import geometry
 from gdscope.probes.coord_check import hidden_activations
 from gdscope.probes.coord_check import rms as coordinate_rms
 from gdscope.probes.fitting import fit_indicators
+from gdscope.probes.gauss_newton import ggn_sharpness
 from gdscope.probes.hessian import hessian_trace, sharpness
 from gdscope.probes.kernel_regression import (
     KernelSolution,
@@ -138,6 +139,15 @@ def _sharpness(ctx: ProbeContext) -> dict[str, float]:
     )
     ctx.memory["sharpness_vector"] = vector
     return {"sharpness": value}
+
+
+def _ggn_sharpness(ctx: ProbeContext) -> dict[str, float]:
+    """``λ_max`` of the Gauss–Newton matrix ``Jᵀ H_F J``, warm-started from the last eigenvector."""
+    value, vector = ggn_sharpness(
+        ctx.model, ctx.loss_fn, ctx.data, v0=ctx.memory.get("ggn_vector"), return_vector=True
+    )
+    ctx.memory["ggn_vector"] = vector
+    return {"ggn_sharpness": value}
 
 
 def _hessian_trace(ctx: ProbeContext) -> dict[str, float]:
@@ -283,6 +293,7 @@ PROBES: dict[str, ScheduledProbe] = {
     "sandwich": ScheduledProbe(_sandwich, ("sandwich_lower", "sandwich_upper")),
     "pl_ratio": ScheduledProbe(_pl_ratio, ("pl_ratio",)),
     "sharpness": ScheduledProbe(_sharpness, ("sharpness",)),
+    "ggn_sharpness": ScheduledProbe(_ggn_sharpness, ("ggn_sharpness",)),
     "hessian_trace": ScheduledProbe(_hessian_trace, ("hessian_trace", "hessian_trace_se")),
     "activation_flips": ScheduledProbe(_activation_flips, ("activation_flips",)),
     "linearization_gap": ScheduledProbe(

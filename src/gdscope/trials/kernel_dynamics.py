@@ -20,7 +20,7 @@ so ``‖r_t‖ = ‖c_t‖`` costs O(n) per step and 10⁵ steps are cheap. The 
 ``i`` is the spectral radius of its companion matrix ``[[T_i, −D_i], [1, 0]]`` (``|a_i|`` for GD);
 ``theory_rate`` is the largest over all modes.
 
-Tunings (``lr="auto"``, ``momentum="auto"``, CLAIMS.md), with ``κ = λ_max/λ_min``:
+Tunings (``lr="auto"``, ``momentum="auto"``, docs/claims.md), with ``κ = λ_max/λ_min``:
 GD ``η = 1/λ_max``; NAG the same ``η`` and ``β = (√κ − 1)/(√κ + 1)``; heavy ball
 ``η = 4/(√λ_max + √λ_min)²`` and ``β = ((√κ − 1)/(√κ + 1))²``. Then ``1 − ρ`` is ``1/κ`` for GD,
 about ``1/√κ`` for NAG and ``2/(√κ + 1)`` for heavy ball.
@@ -43,10 +43,11 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
+from pydantic import Field, model_validator
 
 from gdscope import data as gsdata
 from gdscope import models, probes
+from gdscope.config.parts import Count, PositiveCount
 from gdscope.training import Trace
 from gdscope.trials._base import (
     DIVERGENCE_FACTOR,
@@ -102,21 +103,21 @@ class KernelDynamicsConfig(KindConfig):
     data: KernelDataConfig = Field(default_factory=KernelDataConfig)
     gram: Literal["h_infinity", "empirical"] = "h_infinity"
     """``H∞`` (Du et al. closed form) or the empirical NTK of ``two_layer(d, width)`` at init."""
-    width: PositiveInt | None = None
+    width: PositiveCount | None = None
     """Hidden width ``m`` of the network whose NTK is used; required iff ``gram="empirical"``."""
     method: Method = "gd"
     lr: AutoPositive = "auto"
     momentum: AutoMomentum = "auto"
-    """``β``; ``"auto"`` is the CLAIMS.md tuning (0 for GD, which takes no other value)."""
-    steps: PositiveInt | None = 1000
+    """``β``; ``"auto"`` is the docs/claims.md tuning (0 for GD, which takes no other value)."""
+    steps: PositiveCount | None = 1000
     steps_per_kappa: PositiveFinite | None = None
     """Budget ``⌈c·κ⌉`` (GD) or ``⌈c·√κ⌉`` (NAG, heavy ball) steps; excludes ``steps``."""
-    max_steps: PositiveInt = 1_000_000
+    max_steps: PositiveCount = 1_000_000
     """Cap on the budget ``steps_per_kappa`` resolves to (``κ`` can be huge)."""
     tol: NonNegativeFinite = 1e-12
     """Stop (status ``"stopped"``) once ``‖r_t‖/‖r_0‖ < tol``."""
-    record_every: PositiveInt = 1
-    seed: NonNegativeInt = 0
+    record_every: PositiveCount = 1
+    seed: Count = 0
     dtype: Dtype = "float64"
     """Precision of the recursion; the Gram and its eigendecomposition are always float64."""
 
@@ -156,7 +157,7 @@ def tune(
     lr: float | Literal["auto"] = "auto",
     momentum: float | Literal["auto"] = "auto",
 ) -> Tuning:
-    """Return the CLAIMS.md tuning for ``method`` from the extreme eigenvalues, or the given values.
+    """Return the docs/claims.md tuning for ``method`` from the extreme eigenvalues, or the given values.
 
     ``λ_min ≤ 0`` (a singular Gram) is read as ``κ = ∞``: the auto momentum is then 1.
     """

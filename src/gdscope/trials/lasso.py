@@ -25,10 +25,11 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
+from pydantic import Field, model_validator
 from torch import Tensor
 
 from gdscope import data as gsdata
+from gdscope.config.parts import Count, PositiveCount
 from gdscope.optim import FISTA, make_optimizer
 from gdscope.training import Trace
 from gdscope.trials._base import (
@@ -50,7 +51,7 @@ class LassoDataConfig(KindConfig):
 
     n: int = Field(default=200, ge=2)
     d: int = Field(default=50, ge=1)
-    sparsity: NonNegativeInt = 5
+    sparsity: Count = 5
     """Number of ``±1`` entries of ``w_true``, at most ``d``."""
     noise: NonNegativeFinite = 0.1
 
@@ -75,9 +76,9 @@ class LassoConfig(KindConfig):
     lr: AutoPositive = "auto"
     schedule: Literal["constant", "sqrt"] = "constant"
     """Step-size schedule of ``subgradient`` (the proximal methods take ``constant`` only)."""
-    steps: PositiveInt = 1000
-    record_every: PositiveInt = 1
-    seed: NonNegativeInt = 0
+    steps: PositiveCount = 1000
+    record_every: PositiveCount = 1
+    seed: Count = 0
     dtype: Dtype = "float64"
 
     @model_validator(mode="before")

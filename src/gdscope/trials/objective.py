@@ -32,10 +32,11 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import Field, NonNegativeInt, PositiveInt, model_validator
+from pydantic import Field, model_validator
 from torch import Tensor
 
 from gdscope import losses
+from gdscope.config.parts import Count, PositiveCount
 from gdscope.optim import make_optimizer
 from gdscope.training import Trace
 from gdscope.trials._base import (
@@ -71,7 +72,7 @@ class ObjectiveConfig(KindConfig):
     delta: PositiveFinite = 1.0
     b: float = Field(default=1.0, allow_inf_nan=False)
     lam: NonNegativeFinite = 0.5
-    dim: PositiveInt = 1
+    dim: PositiveCount = 1
     x0: float | list[float] = 1.0
     """Start: a number (every coordinate) or a list of ``dim`` numbers."""
     method: Literal["gd", "subgradient", "rmsprop", "heavy_ball", "nesterov"] = "gd"
@@ -80,8 +81,8 @@ class ObjectiveConfig(KindConfig):
     momentum: Momentum | None = None
     alpha: float = Field(default=0.99, gt=0, lt=1)
     eps: PositiveFinite = 1e-8
-    steps: PositiveInt = 1000
-    seed: NonNegativeInt = 0
+    steps: PositiveCount = 1000
+    seed: Count = 0
     dtype: Dtype = "float64"
 
     @model_validator(mode="after")

@@ -1,4 +1,4 @@
-"""Typed, immutable configuration of ONE trial, validated with field paths, with a stable hash.
+"""``TrialConfig``: one network trial, validated with field paths, with a stable content hash.
 
 A ``TrialConfig`` fixes everything a run depends on: model, data, optimizer, loss, probe schedule,
 stop criteria, steps, seed, dtype and device. Same config → same numbers (``gdscope.trial.run_trial``).
@@ -9,157 +9,24 @@ Validation errors name the dotted field, the value seen and what is accepted
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import math
 import re
 from typing import Any, ClassVar, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     NonNegativeFloat,
-    NonNegativeInt,
-    PositiveInt,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from gdscope import _checks as check
-from gdscope.data.registry import DATASETS
+from gdscope.config.parts import Count, DataConfig, FrozenPart, ModelConfig, PositiveCount
 from gdscope.optim.registry import OPTIMIZERS, check_optimizer
 
-Scalar = int | float | str | bool
-_DATA_RESERVED = {"dtype", "device", "seed", "split"}
-"""Loader parameters the trial sets itself, never through ``data.options``."""
 _DEVICE = re.compile(r"cpu|cuda(:\d+)?|mps")
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    HASH_OMITTED_AT_DEFAULT: ClassVar[tuple[str, ...]] = ()
-    """Fields added after catalogue results were stored: left out of ``TrialConfig.content_hash``
-    while they hold their default, so the hashes of existing configs do not change."""
-
-    def hash_payload(self) -> dict[str, Any]:
-        """Return the JSON dict hashed for this part: defaults of late-added fields left out."""
-        data = self.model_dump(mode="json")
-        for name in self.HASH_OMITTED_AT_DEFAULT:
-            if getattr(self, name) == type(self).model_fields[name].default:
-                del data[name]
-        return data
-
-
-class ModelConfig(_Frozen):
-    """Which network to build; input and output sizes are taken from the data."""
-
-    kind: Literal["mlp", "two_layer", "cnn", "resnet"] = "mlp"
-    width: PositiveInt = 256
-    depth: PositiveInt = 3
-    activation: Literal["relu", "tanh", "gelu", "softplus", "identity"] = "relu"
-    parameterization: Literal["standard", "ntk", "mup", "meanfield"] = "standard"
-    bias: bool = True
-    residual: bool | None = None
-    """Skip connections: ``None`` takes the model's default (mlp: off, resnet: on)."""
-    init_scale: float = Field(default=1.0, gt=0)
-    init: Literal["random", "identical"] = "random"
-    train_outer: bool = False
-    readout: Literal["pool", "flatten"] = "pool"
-    """``cnn`` / ``resnet`` only: ``"pool"`` reads the global average of the last feature map,
-    ``"flatten"`` has a readout weight at every position (Allen-Zhu, Li & Song 2019)."""
-
-    output_activation: Literal["identity", "tanh", "softplus", "gelu", "relu"] = "identity"
-    """``φ`` of a nonlinear output layer ``φ(f(x))`` (Liu, Zhu & Belkin 2020); ``identity``: none."""
-    output_scale: float = Field(default=1.0, gt=0)
-    """``α`` of the lazy-training scaling ``f_α = α(f − f₀)`` (Chizat, Oyallon & Bach 2019)."""
-    center_output: bool = False
-    """Subtract a frozen copy ``f₀`` of the network at init (output 0 at init); see ``output_scale``."""
-
-    readout_init: Literal["default", "zero"] = "default"
-    """``mlp`` only: ``"zero"`` starts the readout at 0 (microsoft/mup's advice for μP)."""
-    trained: Literal["all", "hidden"] = "all"
-    """``mlp`` only: ``"hidden"`` trains only the hidden layers, input and readout fixed at their
-    random init (Allen-Zhu, Li & Song 2019)."""
-
-    HASH_OMITTED_AT_DEFAULT: ClassVar[tuple[str, ...]] = (
-        "readout",
-        "output_activation",
-        "output_scale",
-        "center_output",
-        "readout_init",
-        "trained",
-    )
-
-    @field_validator("output_scale")
-    @classmethod
-    def _finite_scale(cls, scale: float) -> float:
-        if not math.isfinite(scale):
-            raise ValueError(f"output_scale must be a finite number > 0, got {scale}")
-        return scale
-
-    @model_validator(mode="after")
-    def _options_fit_kind(self) -> ModelConfig:
-        for name in ("readout_init", "trained"):
-            value = getattr(self, name)
-            if value != type(self).model_fields[name].default and self.kind != "mlp":
-                raise ValueError(
-                    f"model.{name} = {value!r} applies to kind 'mlp', got kind {self.kind!r}; "
-                    f"remove model.{name}"
-                )
-        if self.trained == "hidden" and self.depth < 3:
-            raise ValueError(
-                f"model.trained = 'hidden' needs depth ≥ 3 (a hidden layer to train), got depth "
-                f"{self.depth}; raise model.depth"
-            )
-        if self.readout != "pool" and self.kind not in ("cnn", "resnet"):
-            raise ValueError(
-                f"model.readout = {self.readout!r} applies to kind 'cnn' or 'resnet', got kind "
-                f"{self.kind!r}; remove model.readout (the readout of an {self.kind} is linear "
-                "in its last hidden layer already)"
-            )
-        return self
-
-
-class DataConfig(_Frozen):
-    """Which data set; ``n`` and ``d`` go to loaders that take them, ``options`` to the rest."""
-
-    name: str = "sphere"
-    n: PositiveInt | None = 64
-    d: PositiveInt | None = 16
-    seed: NonNegativeInt | None = None
-    options: dict[str, Scalar] = Field(default_factory=dict)
-
-    @field_validator("name")
-    @classmethod
-    def _known_dataset(cls, name: str) -> str:
-        return _check_name(name, DATASETS, "dataset")
-
-    @field_validator("options")
-    @classmethod
-    def _options_fit_the_loader(cls, options: dict[str, Any], info: ValidationInfo) -> dict:
-        name = info.data.get("name")  # validated before options (field order)
-        if not isinstance(name, str) or name not in DATASETS:
-            return options
-        taken = set(_loader_parameters(name)) - _DATA_RESERVED
-        for key in options:
-            if key not in taken:
-                accepted = ", ".join(sorted(taken - {"n", "d"})) or "none"
-                raise ValueError(
-                    f"dataset {name!r} takes no option {key!r}"
-                    f"{check.did_you_mean(key, sorted(taken))} (accepted: {accepted})"
-                )
-        return options
-
-    def loader_parameters(self) -> list[str]:
-        """Return the keyword parameters of this data set's loader (``gdscope.data.DATASETS``)."""
-        return _loader_parameters(self.name)
-
-
-def _loader_parameters(name: str) -> list[str]:
-    return list(inspect.signature(DATASETS[name]).parameters)
 
 
 SHARPNESS_EDGE_OPTIMIZERS = ("gd", "sgd", "heavy_ball", "nesterov", "prox_gd", "subgradient")
@@ -168,7 +35,7 @@ SHARPNESS_EDGE_OPTIMIZERS = ("gd", "sgd", "heavy_ball", "nesterov", "prox_gd", "
 ``λ sign θ`` kick does not move the edge ``2/S``); ``subgradient``'s ``polyak`` schedule is refused."""
 
 
-class OptimizerConfig(_Frozen):
+class OptimizerConfig(FrozenPart):
     """Which optimizer (``gdscope.optim`` registry name) and its hyper-parameters."""
 
     name: str = "gd"
@@ -192,7 +59,7 @@ class OptimizerConfig(_Frozen):
     @field_validator("name")
     @classmethod
     def _known_optimizer(cls, name: str) -> str:
-        return _check_name(name, OPTIMIZERS, "optimizer")
+        return check.known("optimizer", name, OPTIMIZERS)
 
     @field_validator("lr")
     @classmethod
@@ -235,7 +102,7 @@ class OptimizerConfig(_Frozen):
         return self
 
 
-class StopConfig(_Frozen):
+class StopConfig(FrozenPart):
     """Early stop: training loss ≤ ``loss_below`` or training accuracy ≥ ``accuracy_at_least``."""
 
     loss_below: float | None = Field(default=None, ge=0)
@@ -256,7 +123,7 @@ TUNED_METRICS: dict[str, tuple[str, ...]] = {
 """What a trial records at step 0 for each option tuned at init (``gdscope.trial``'s tunings)."""
 
 
-class TrialConfig(_Frozen):
+class TrialConfig(FrozenPart):
     """One trial: everything a run depends on. ``seed`` seeds the model, the data and batch order."""
 
     kind: Literal["network"] = "network"
@@ -264,11 +131,11 @@ class TrialConfig(_Frozen):
     data: DataConfig = Field(default_factory=DataConfig)
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
     loss: Literal["auto", "mse", "cross_entropy", "hinge", "mae", "pseudo_huber"] = "auto"
-    steps: NonNegativeInt = 100
-    batch_size: PositiveInt | None = None
-    probes: dict[str, PositiveInt] = Field(default_factory=lambda: {"loss": 1})
+    steps: Count = 100
+    batch_size: PositiveCount | None = None
+    probes: dict[str, PositiveCount] = Field(default_factory=lambda: {"loss": 1})
     stop: StopConfig = Field(default_factory=StopConfig)
-    seed: NonNegativeInt = 0
+    seed: Count = 0
     dtype: Literal["float32", "float64"] = "float32"
     device: str = "cpu"
     """``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``."""
@@ -298,7 +165,7 @@ class TrialConfig(_Frozen):
         from gdscope.training import PROBES
 
         for name in probes:
-            _check_name(name, PROBES, "probe")
+            check.known("probe", name, PROBES)
         return probes
 
     @model_validator(mode="after")
@@ -340,6 +207,7 @@ class TrialConfig(_Frozen):
         """
         data = self.model_dump(mode="json")
         data["model"] = self.model.hash_payload()
+        data["data"] = self.data.hash_payload()
         data["optimizer"] = self.optimizer.hash_payload()
         return canonical_hash(data)
 
@@ -354,7 +222,3 @@ def canonical_hash(data: Any) -> str:
     """
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def _check_name(name: str, accepted: Any, what: str) -> str:
-    return check.known(what, name, accepted)

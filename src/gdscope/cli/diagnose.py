@@ -1,0 +1,98 @@
+"""``gdscope diagnose``: which regime a network trains in, and what the theories predict for it.
+
+A thin layer over :func:`gdscope.diagnose.diagnose`: the options become a network trial of kind
+``custom`` (checked, and its model and data built, before anything is written), the summary and
+the theory checks are printed as tables, ``--json`` prints strict JSON instead, ``--html`` writes
+one self-contained page and ``--results`` stores the run's series as a monitored run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from gdscope.cli.app import UserError, stdout
+from gdscope.cli.train import _check_device, _key_values, _validated
+
+
+def diagnose(
+    model: Annotated[str, typer.Argument(help="model factory 'module:function' (an nn.Module)")],
+    data: Annotated[str, typer.Option(help="data factory 'module:function' returning (x, y)")],
+    lr: Annotated[float, typer.Option(help="learning rate")],
+    optimizer: Annotated[str, typer.Option(help="gd | sgd | heavy_ball | nesterov | …")] = "gd",
+    steps: Annotated[int, typer.Option(help="optimizer updates of the run")] = 200,
+    momentum: Annotated[float | None, typer.Option(help="momentum β")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="mini-batch size; default full batch")
+    ] = None,
+    arg: Annotated[
+        list[str] | None, typer.Option(help="model factory argument KEY=VALUE (repeatable)")
+    ] = None,
+    data_arg: Annotated[
+        list[str] | None, typer.Option(help="data factory argument KEY=VALUE (repeatable)")
+    ] = None,
+    loss: Annotated[str, typer.Option(help="auto | mse | cross_entropy | hinge")] = "auto",
+    probe_size: Annotated[int, typer.Option(help="examples of the NTK probe set")] = 64,
+    hessian_size: Annotated[int, typer.Option(help="examples of the Hessian probe set")] = 256,
+    every: Annotated[
+        int | None, typer.Option(help="steps between sharpness checkpoints; default steps/20")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="seeds model, data, batch order, probe sets")] = 0,
+    dtype: Annotated[str, typer.Option(help="float32 | float64")] = "float32",
+    device: Annotated[str, typer.Option(help="cpu | cuda | cuda:N")] = "cpu",
+    results: Annotated[
+        Path | None, typer.Option(help="store the run's series in this results directory")
+    ] = None,
+    run: Annotated[str | None, typer.Option(help="the stored run's name")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the diagnosis as JSON")] = False,
+    html: Annotated[Path | None, typer.Option(help="write the diagnosis as an HTML page")] = None,
+) -> None:
+    """Measure a network at init and along a short run: its regime and what theory predicts."""
+    from gdscope import _output
+    from gdscope.config import TrialConfig
+    from gdscope.diagnose import diagnose as run_diagnosis
+    from gdscope.diagnose import render
+
+    for name, size in (("--probe-size", probe_size), ("--hessian-size", hessian_size)):
+        if size < 1:
+            raise UserError(f"{name}: expected a positive integer, got {size}")
+    if every is not None and every < 1:
+        raise UserError(f"--every: expected a positive integer, got {every}")
+    if html is not None:
+        _output.check_target(html, "--html")
+    raw = {
+        "model": {"kind": "custom", "factory": model, "args": _key_values(arg or [], "--arg")},
+        "data": {
+            "name": "custom",
+            "factory": data,
+            "args": _key_values(data_arg or [], "--data-arg"),
+        },
+        "optimizer": {"name": optimizer, "lr": lr, "momentum": momentum},
+        "loss": loss,
+        "steps": steps,
+        "batch_size": batch_size,
+        "seed": seed,
+        "dtype": dtype,
+        "device": device,
+    }
+    config = _validated(TrialConfig, raw)
+    _check_device(config.device)
+    diagnosis = run_diagnosis(
+        config,
+        ntk_examples=probe_size,
+        hessian_examples=hessian_size,
+        every=every,
+        results=results,
+        run=run,
+    )
+    if html is not None:
+        render.write_html(diagnosis, html)
+    if as_json:
+        typer.echo(render.to_json(diagnosis))
+        return
+    stdout.print(render.summary_table(diagnosis))
+    stdout.print(render.checks_table(diagnosis))
+    if html is not None:
+        stdout.print(f"wrote {html}")

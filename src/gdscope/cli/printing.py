@@ -1,0 +1,122 @@
+"""What the study commands print: the plan of a dry run and the verdict tables.
+
+Paper claims and instrument checks (``role = "sanity"``) in separate tables with their own
+totals; each verdict's reason and finding on its own line, and a warning where a PASS or FAIL
+rests on one seed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.markup import escape
+from rich.table import Table
+
+from gdscope.cli.app import STATUS_STYLE, fmt, stdout
+
+
+def print_plans(plans: list[Any]) -> None:
+    """Print one row per planned study (trials, stored, to run, sweep, claims), then the totals."""
+    table = Table(box=None, header_style="bold")
+    for column in ("study", "scale"):
+        table.add_column(column, no_wrap=True)
+    for column in ("trials", "stored", "to run"):
+        table.add_column(column, no_wrap=True, justify="right")
+    table.add_column("sweep", overflow="fold")
+    table.add_column("claims", overflow="fold")
+    for plan in plans:
+        sweep = " × ".join(f"{key}={_values(values)}" for key, values in plan.axes.items())
+        sweep = escape(sweep)  # values such as ["gd", "nag"] are not rich markup
+        table.add_row(
+            plan.study.name,
+            plan.scale,
+            str(plan.trials),
+            str(plan.stored),
+            str(plan.to_run),
+            sweep,
+            ", ".join(claim.id for claim in plan.study.claims),
+        )
+    stdout.print(table)
+    for plan in plans:
+        cost = plan.study.estimated_cost.get(plan.scale, "not stated")
+        stdout.print(
+            f"  {plan.study.name} ({plan.scale}) estimated cost: {cost}",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
+    total, to_run = sum(p.trials for p in plans), sum(p.to_run for p in plans)
+    stdout.print(
+        f"{len(plans)} {'study' if len(plans) == 1 else 'studies'}, {total} trials: {total - to_run} stored, {to_run} to run "
+        "(dry run: nothing ran, nothing written)",
+        highlight=False,
+    )
+
+
+def _values(values: list[Any]) -> str:
+    shown = ", ".join(str(v) for v in values[:6])
+    return f"[{shown}{', …' if len(values) > 6 else ''}]"
+
+
+def _interval(lo: float | None, hi: float | None) -> str:
+    if lo is None or hi is None or lo != lo or hi != hi:  # missing or NaN
+        return ""
+    return f"[{fmt(lo)}, {fmt(hi)}]"
+
+
+def print_verdicts(rows: list[tuple[Any, Any]]) -> None:
+    """Print the paper claims' verdicts, then the instrument checks (``role = "sanity"``) apart.
+
+    Each part is a compact table, one line per verdict with its reason (and the study file's
+    finding, if any), and its own totals: sanity checks never count among the paper claims.
+    """
+    paper = [(s, v) for s, v in rows if getattr(v, "role", "paper") != "sanity"]
+    sanity = [(s, v) for s, v in rows if getattr(v, "role", "paper") == "sanity"]
+    _print_verdict_part(paper, "paper claims")
+    if sanity:
+        stdout.print()
+        stdout.print("[bold]instrument checks[/] (identities and closed-form recursions)")
+        _print_verdict_part(sanity, "instrument checks")
+
+
+def _print_verdict_part(rows: list[tuple[Any, Any]], what: str) -> None:
+    table = Table(box=None, header_style="bold")
+    for column in ("study", "claim", "status"):
+        table.add_column(column, no_wrap=True)
+    for column in ("statistic", "CI", "band", "n"):
+        table.add_column(column)
+    for study, v in rows:
+        style = STATUS_STYLE.get(v.status, "white")
+        ci = v.ci or (None, None)
+        band = v.band or (None, None)
+        table.add_row(
+            escape(study.name),
+            escape(v.claim_id),
+            f"[{style}]{v.status}[/]",
+            fmt(v.statistic),
+            _interval(*ci),
+            _interval(*band),
+            str(v.n_points),
+        )
+    stdout.print(table)
+    for study, v in rows:
+        stdout.print(f"  {v.claim_id}: {v.reason}", highlight=False, markup=False, soft_wrap=True)
+        seeds = getattr(study, "seeds", None)
+        if seeds is not None and len(seeds) == 1 and v.status in ("PASS", "FAIL"):
+            stdout.print(
+                f"    warning: this {v.status} rests on one seed (seeds = {list(seeds)}); "
+                "run more seeds to see whether it repeats",
+                highlight=False,
+                markup=False,
+                soft_wrap=True,
+            )
+        finding = getattr(v, "finding", None)
+        if finding:
+            stdout.print(
+                f"    finding: {' '.join(finding.split())}",
+                highlight=False,
+                markup=False,
+                soft_wrap=True,
+            )
+    counts = {s: sum(v.status == s for _, v in rows) for s in STATUS_STYLE}
+    stdout.print(f"{what}: " + ", ".join(f"{n} {s}" for s, n in counts.items()))

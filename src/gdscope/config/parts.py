@@ -1,0 +1,287 @@
+"""The parts of a trial config: the model and the data set (and the frozen base of every part)."""
+
+from __future__ import annotations
+
+import inspect
+import math
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    JsonValue,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from gdscope import _checks as check
+from gdscope.data.registry import DATASETS
+from gdscope.factories import FactoryRef
+
+Scalar = int | float | str | bool
+
+
+def _whole(value: Any) -> Any:
+    """Refuse a bool or a float where a count is wanted (``steps = 1e18``, ``steps = true``)."""
+    if isinstance(value, bool | float):
+        raise ValueError(
+            f"must be a whole number written without a decimal point, exponent or true/false, "
+            f"got {value!r}"
+        )
+    return value
+
+
+PositiveCount = Annotated[int, BeforeValidator(_whole), Field(gt=0)]
+"""An integer ≥ 1 (a bool or a float is refused, not converted)."""
+Count = Annotated[int, BeforeValidator(_whole), Field(ge=0)]
+"""An integer ≥ 0 (a bool or a float is refused, not converted)."""
+MAX_DEPTH = 1024
+"""The deepest network a config accepts (deeper: refused at load, not after minutes of building)."""
+_DATA_RESERVED = {"dtype", "device", "seed", "split"}
+"""Loader parameters the trial sets itself, never through ``data.options``."""
+
+
+class FrozenPart(BaseModel):
+    """A frozen part of a trial config (unknown keys refused) with its content-hash payload."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    HASH_OMITTED_AT_DEFAULT: ClassVar[tuple[str, ...]] = ()
+    """Fields added after catalogue results were stored: left out of ``TrialConfig.content_hash``
+    while they hold their default, so the hashes of existing configs do not change."""
+
+    def hash_payload(self) -> dict[str, Any]:
+        """Return the JSON dict hashed for this part: defaults of late-added fields left out.
+
+        A user's factory enters by its name and code digest, not its file's path.
+        """
+        data = self.model_dump(mode="json")
+        for name in self.HASH_OMITTED_AT_DEFAULT:
+            if getattr(self, name) == type(self).model_fields[name].get_default(
+                call_default_factory=True
+            ):
+                del data[name]
+        factory = getattr(self, "factory", None)
+        if isinstance(factory, FactoryRef):
+            data["factory"] = factory.hash_payload()
+        return data
+
+
+_BUILT_IN_ONLY = (
+    "width",
+    "depth",
+    "activation",
+    "parameterization",
+    "bias",
+    "residual",
+    "init_scale",
+    "init",
+    "train_outer",
+    "readout",
+    "readout_init",
+    "trained",
+)
+"""Model options of the built-in kinds; a ``custom`` model takes its own through ``model.args``."""
+
+
+class ModelConfig(FrozenPart):
+    """Which network to build; input and output sizes are taken from the data."""
+
+    kind: Literal["mlp", "two_layer", "cnn", "resnet", "custom"] = "mlp"
+    """A built-in network, or ``"custom"``: the user's ``factory`` called with ``args``."""
+    width: PositiveCount = 256
+    depth: Annotated[int, BeforeValidator(_whole), Field(gt=0, le=MAX_DEPTH)] = 3
+    activation: Literal["relu", "tanh", "gelu", "softplus", "identity"] = "relu"
+    parameterization: Literal["standard", "ntk", "mup", "meanfield"] = "standard"
+    bias: bool = True
+    residual: bool | None = None
+    """Skip connections: ``None`` takes the model's default (mlp: off, resnet: on)."""
+    init_scale: float = Field(default=1.0, gt=0)
+    init: Literal["random", "identical"] = "random"
+    train_outer: bool = False
+    readout: Literal["pool", "flatten"] = "pool"
+    """``cnn`` / ``resnet`` only: ``"pool"`` reads the global average of the last feature map,
+    ``"flatten"`` has a readout weight at every position (Allen-Zhu, Li & Song 2019)."""
+
+    output_activation: Literal["identity", "tanh", "softplus", "gelu", "relu"] = "identity"
+    """``φ`` of a nonlinear output layer ``φ(f(x))`` (Liu, Zhu & Belkin 2020); ``identity``: none."""
+    output_scale: float = Field(default=1.0, gt=0)
+    """``α`` of the lazy-training scaling ``f_α = α(f − f₀)`` (Chizat, Oyallon & Bach 2019)."""
+    center_output: bool = False
+    """Subtract a frozen copy ``f₀`` of the network at init (output 0 at init); see ``output_scale``."""
+
+    readout_init: Literal["default", "zero"] = "default"
+    """``mlp`` only: ``"zero"`` starts the readout at 0 (microsoft/mup's advice for μP)."""
+    trained: Literal["all", "hidden"] = "all"
+    """``mlp`` only: ``"hidden"`` trains only the hidden layers, input and readout fixed at their
+    random init (Allen-Zhu, Li & Song 2019)."""
+
+    factory: FactoryRef | None = None
+    """``kind = "custom"`` only: ``"module:function"`` returning an ``nn.Module``
+    (:mod:`gdscope.factories`); called with ``args`` after ``torch.manual_seed(seed)``."""
+    args: dict[str, JsonValue] = Field(default_factory=dict)
+    """Keyword arguments of ``factory`` (sweep one as ``"model.args.width"``)."""
+
+    HASH_OMITTED_AT_DEFAULT: ClassVar[tuple[str, ...]] = (
+        "readout",
+        "output_activation",
+        "output_scale",
+        "center_output",
+        "readout_init",
+        "trained",
+        "factory",
+        "args",
+    )
+
+    @field_validator("output_scale")
+    @classmethod
+    def _finite_scale(cls, scale: float) -> float:
+        if not math.isfinite(scale):
+            raise ValueError(f"output_scale must be a finite number > 0, got {scale}")
+        return scale
+
+    @model_validator(mode="after")
+    def _options_fit_kind(self) -> ModelConfig:
+        if self.kind == "custom":
+            return self._custom_fits()
+        if self.factory is not None or self.args:
+            raise ValueError(
+                f"model.factory and model.args apply to kind 'custom', got kind {self.kind!r}; "
+                "set model.kind = 'custom' or remove them"
+            )
+        for name in ("readout_init", "trained"):
+            value = getattr(self, name)
+            if value != type(self).model_fields[name].default and self.kind != "mlp":
+                raise ValueError(
+                    f"model.{name} = {value!r} applies to kind 'mlp', got kind {self.kind!r}; "
+                    f"remove model.{name}"
+                )
+        if self.trained == "hidden" and self.depth < 3:
+            raise ValueError(
+                f"model.trained = 'hidden' needs depth ≥ 3 (a hidden layer to train), got depth "
+                f"{self.depth}; raise model.depth"
+            )
+        if self.readout != "pool" and self.kind not in ("cnn", "resnet"):
+            raise ValueError(
+                f"model.readout = {self.readout!r} applies to kind 'cnn' or 'resnet', got kind "
+                f"{self.kind!r}; remove model.readout (the readout of an {self.kind} is linear "
+                "in its last hidden layer already)"
+            )
+        return self
+
+    def _custom_fits(self) -> ModelConfig:
+        if self.factory is None:
+            raise ValueError(
+                "model.kind = 'custom' needs model.factory = 'module:function' (a function "
+                "returning a torch.nn.Module, e.g. 'mynets:make_net' in mynets.py beside the study)"
+            )
+        for name in _BUILT_IN_ONLY:
+            if name in self.model_fields_set:
+                raise ValueError(
+                    f"model.{name} applies to the built-in kinds, not 'custom'; pass it to your "
+                    f"factory as model.args.{name}"
+                )
+        return self
+
+
+class DataConfig(FrozenPart):
+    """Which data set; ``n`` and ``d`` go to loaders that take them, ``options`` to the rest.
+
+    ``name = "custom"``: the user's ``factory`` called with ``args``, returning ``(x, y)`` or
+    ``{"train": (x, y), "test": (x, y)}`` (tensors or arrays); it gets ``seed`` when it takes one.
+    """
+
+    name: str = "sphere"
+    n: PositiveCount | None = 64
+    d: PositiveCount | None = 16
+    seed: Count | None = None
+    options: dict[str, Scalar] = Field(default_factory=dict)
+    factory: FactoryRef | None = None
+    """``name = "custom"`` only: ``"module:function"`` (:mod:`gdscope.factories`)."""
+    args: dict[str, JsonValue] = Field(default_factory=dict)
+    """Keyword arguments of ``factory`` (sweep one as ``"data.args.n"``)."""
+
+    HASH_OMITTED_AT_DEFAULT: ClassVar[tuple[str, ...]] = ("factory", "args")
+
+    @field_validator("name")
+    @classmethod
+    def _known_dataset(cls, name: str) -> str:
+        return name if name == "custom" else _check_name(name, DATASETS, "dataset")
+
+    @model_validator(mode="after")
+    def _factory_fits_name(self) -> DataConfig:
+        if self.name != "custom":
+            if self.factory is not None or self.args:
+                raise ValueError(
+                    f"data.factory and data.args apply to data.name = 'custom', got "
+                    f"{self.name!r}; set data.name = 'custom' or remove them"
+                )
+            return self._loader_gets_what_it_needs()
+        if self.factory is None:
+            raise ValueError(
+                "data.name = 'custom' needs data.factory = 'module:function' (a function "
+                "returning (x, y), e.g. 'mydata:make_data' in mydata.py beside the study)"
+            )
+        for name in ("n", "d", "options"):
+            if name in self.model_fields_set:
+                raise ValueError(
+                    f"data.{name} applies to the built-in data sets, not 'custom'; pass it to "
+                    f"your factory as data.args.{name}"
+                )
+        return self
+
+    @field_validator("options")
+    @classmethod
+    def _options_fit_the_loader(cls, options: dict[str, Any], info: ValidationInfo) -> dict:
+        name = info.data.get("name")  # validated before options (field order)
+        if not isinstance(name, str) or name not in DATASETS:
+            return options  # "custom" (refused with options below) or unknown (refused above)
+        taken = set(_loader_parameters(name)) - _DATA_RESERVED
+        for key in options:
+            if key not in taken:
+                accepted = ", ".join(sorted(taken - {"n", "d"})) or "none"
+                raise ValueError(
+                    f"dataset {name!r} takes no option {key!r}"
+                    f"{check.did_you_mean(key, sorted(taken))} (accepted: {accepted})"
+                )
+        return options
+
+    def _loader_gets_what_it_needs(self) -> DataConfig:
+        """Refuse a non-finite option and a loader parameter without default left unset."""
+        for key, value in self.options.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"data.options.{key} = {value}: give a finite number")
+        given = {**self.options, "n": self.n, "d": self.d}
+        signature = inspect.signature(DATASETS[self.name]).parameters.values()
+        missing = [
+            p.name
+            for p in signature
+            if p.default is inspect.Parameter.empty
+            and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+            and p.name not in _DATA_RESERVED
+            and given.get(p.name) is None
+        ]
+        if missing:
+            where = ", ".join(
+                f"data.{m}" if m in ("n", "d") else f"data.options.{m}" for m in missing
+            )
+            raise ValueError(f"dataset {self.name!r} needs {where}; set it in the config")
+        return self
+
+    def loader_parameters(self) -> list[str]:
+        """Return the keyword parameters of this data set's loader (``gdscope.data.DATASETS``).
+
+        None for ``"custom"``: its factory takes ``args``.
+        """
+        return [] if self.name == "custom" else _loader_parameters(self.name)
+
+
+def _loader_parameters(name: str) -> list[str]:
+    return list(inspect.signature(DATASETS[name]).parameters)
+
+
+def _check_name(name: str, accepted: Any, what: str) -> str:
+    return check.known(what, name, accepted)

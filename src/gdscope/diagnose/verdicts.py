@@ -1,0 +1,293 @@
+r"""What the theories predict for a diagnosed run, and whether their measurable assumptions hold.
+
+Each :class:`Check` names one statement of the catalogue's seed papers, the numbers measured
+for it and the threshold that decides it; its status is ``"holds"``, ``"fails"`` or ``"n/a"``
+(an assumption it needs is not met, or the quantity does not apply to this run, with the
+reason). Nothing here trains: :func:`judge` reads :class:`~gdscope.diagnose.measure.Measurements`.
+
+Predicted per-step rates (kernel quantities of ``K/p`` on the NTK probe set, ``mse`` loss): GD
+with step ``η`` on the linearised model contracts the residual by
+``ρ_GD = max(|1 − ηλ_min|, |1 − ηλ_max|)`` and the loss by ``ρ_GD²`` (Jacot et al. 2018; Du et
+al. 2019); with Liu & Pan's tunings ``η = 1/λ_max`` GD contracts by ``1 − 1/κ`` and NAG
+(``β = (√κ − 1)/(√κ + 1)``) by ``1 − 1/√κ``, so NAG needs ``√κ`` times fewer steps (Liu & Pan
+2021). Under the PL inequality ``½‖∇L‖² ≥ μL`` on the path and ``η ≤ 1/S``, ``L_t ≤ (1 − ημ)^t L₀``
+(Liu, Zhu & Belkin 2022).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from typing import Any, Literal
+
+from gdscope.diagnose.measure import EDGE_FRACTION, Measurements
+
+__all__ = ["LAZY_DRIFT", "LAZY_MOVEMENT", "Check", "Diagnosis", "judge"]
+
+LAZY_DRIFT = 0.1
+"""The kernel regime: relative NTK drift ``‖K_T − K₀‖_F/‖K₀‖_F`` below this."""
+LAZY_MOVEMENT = 0.1
+"""Lazy weights: relative movement ``‖θ_T − θ₀‖/‖θ₀‖`` below this."""
+RATE_SLACK = 0.05
+"""A fitted rate ``ρ`` meets a predicted bound ``ρ̄`` when ``1 − ρ ≥ (1 − RATE_SLACK)(1 − ρ̄)``."""
+Status = Literal["holds", "fails", "n/a"]
+
+
+@dataclass(frozen=True)
+class Check:
+    """One theorem's measurable assumption or prediction on this run."""
+
+    key: str
+    claim: str
+    reference: str
+    status: Status
+    measured: str
+    threshold: str
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """The measurements, the regime they place the run in, the predicted rates and the checks."""
+
+    measurements: Measurements
+    regime: str
+    regime_reason: str
+    predictions: dict[str, float]
+    checks: tuple[Check, ...]
+
+    def check(self, key: str) -> Check:
+        """Return the check ``key`` (e.g. ``"stability"``, ``"ntk_regime"``)."""
+        return next(c for c in self.checks if c.key == key)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the diagnosis as JSON-ready data (nan and ±inf as ``None``)."""
+        m = self.measurements
+        skip = {"config", "records", "schedule"}
+        values = {f.name: getattr(m, f.name) for f in fields(m) if f.name not in skip}
+        values["lr_multipliers"] = list(m.lr_multipliers)
+        return _json_ready(
+            {
+                "config": m.config.model_dump(mode="json"),
+                "measurements": {**values, "above_edge": m.above_edge},
+                "regime": self.regime,
+                "regime_reason": self.regime_reason,
+                "predictions": self.predictions,
+                "checks": [c.__dict__ for c in self.checks],
+                "schedule": m.schedule,
+                "series": {k: {"steps": s, "values": v} for k, (s, v) in m.records.items()},
+            }
+        )
+
+
+def judge(m: Measurements) -> Diagnosis:
+    """Place ``m`` in a regime, predict its rates and check each theory's assumptions."""
+    regime, reason = _regime(m)
+    p = predictions(m)
+    checks = (
+        _stability(m),
+        _edge_of_stability(m),
+        _ntk_regime(m),
+        _lazy_weights(m),
+        _ntk_rate(m, p),
+        _pl(m, p),
+        _nag(m, p),
+    )
+    return Diagnosis(m, regime, reason, p, checks)
+
+
+def predictions(m: Measurements) -> dict[str, float]:
+    """Per-step rates the kernel and PL arguments predict (nan where undefined)."""
+    lo, hi, eta = m.ntk_lambda_min, m.ntk_lambda_max, m.lr
+    gd = max(abs(1 - eta * lo), abs(1 - eta * hi))
+    kappa = m.ntk_kappa
+    finite = math.isfinite(kappa) and kappa > 0
+    return {
+        "gd_residual_rate": gd,
+        "gd_loss_rate": gd**2,
+        "gd_tuned_residual_rate": 1 - 1 / kappa if finite else math.nan,
+        "nag_tuned_residual_rate": 1 - 1 / math.sqrt(kappa) if finite else math.nan,
+        "nag_speedup": math.sqrt(kappa) if finite else math.nan,
+        "pl_loss_rate": 1 - eta * m.pl_ratio_min if math.isfinite(m.pl_ratio_min) else math.nan,
+    }
+
+
+def _regime(m: Measurements) -> tuple[str, str]:
+    numbers = f"NTK drift {_g(m.ntk_drift)}, weight movement {_g(m.weight_movement)}"
+    if m.status == "diverged":
+        return "diverged", f"the run diverged ({m.reason})"
+    if not (math.isfinite(m.ntk_drift) and math.isfinite(m.weight_movement)):
+        return "unknown", f"{numbers}: not measurable"
+    if m.ntk_drift < LAZY_DRIFT and m.weight_movement < LAZY_MOVEMENT:
+        return "lazy", f"{numbers}, both < {LAZY_DRIFT}: kernel regime"
+    if m.ntk_drift >= LAZY_DRIFT:
+        return "feature learning", f"{numbers}: the kernel moved (drift ≥ {LAZY_DRIFT})"
+    return "intermediate", (
+        f"{numbers}: the kernel stayed (drift < {LAZY_DRIFT}) but the weights moved "
+        f"(≥ {LAZY_MOVEMENT})"
+    )
+
+
+def _stability(m: Measurements) -> Check:
+    claim = "η below the stability edge at init: the step is stable on the local quadratic"
+    ref = "Cohen et al. 2021 (edge of stability); Polyak 1964 for momentum"
+    measured = (
+        f"η = {_g(m.lr)}, S₀ = {_g(m.sharpness_init)} ({m.hessian_examples} examples), "
+        f"edge = {_g(m.stability_edge)}, η/edge = {_g(m.lr / m.stability_edge)}"
+    )
+    threshold = f"η < {_edge_formula(m)}"
+    if m.edge_note:
+        return Check("stability", claim, ref, "n/a", measured, m.edge_note)
+    return Check("stability", claim, ref, _holds(not m.above_edge), measured, threshold)
+
+
+def _edge_of_stability(m: Measurements) -> Check:
+    claim = "the run reaches the edge of stability, where GD's sharpness rises to S* and hovers"
+    ref = "Cohen et al. 2021, ICLR (S* = 2/η for GD)"
+    where = "never" if m.edge_step is None else f"at step {m.edge_step}"
+    measured = (
+        f"S* = {_g(m.critical_sharpness)}, S₀ = {_g(m.sharpness_init)}, max S = "
+        f"{_g(m.sharpness_max)} over {m.steps} steps; S ≥ {EDGE_FRACTION}·S* {where}"
+    )
+    threshold = f"reached: S ≥ {EDGE_FRACTION}·S* within the run"
+    if m.edge_note:
+        return Check("edge_of_stability", claim, ref, "n/a", measured, m.edge_note)
+    return Check(
+        "edge_of_stability", claim, ref, _holds(m.edge_step is not None), measured, threshold
+    )
+
+
+def _ntk_regime(m: Measurements) -> Check:
+    claim = "NTK regime: the kernel stays at K₀ with λ_min > 0, so GD converges linearly"
+    ref = "Jacot, Gabriel & Hongler 2018; Du et al. 2019, ICLR"
+    measured = (
+        f"drift ‖K_T − K₀‖_F/‖K₀‖_F = {_g(m.ntk_drift)}, λ_min(K₀/p) = {_g(m.ntk_lambda_min)} "
+        f"(p = {m.ntk_examples})"
+    )
+    threshold = f"drift < {LAZY_DRIFT} and λ_min > 0"
+    if m.loss != "mse":
+        return Check("ntk_regime", claim, ref, "n/a", measured, f"needs loss mse, got {m.loss}")
+    ok = m.ntk_drift < LAZY_DRIFT and m.ntk_lambda_min > 0
+    return Check("ntk_regime", claim, ref, _holds(ok), measured, threshold)
+
+
+def _lazy_weights(m: Measurements) -> Check:
+    claim = "lazy training: the weights barely move from their init"
+    ref = "Chizat, Oyallon & Bach 2019, NeurIPS; Lee et al. 2019"
+    measured = f"‖θ_T − θ₀‖/‖θ₀‖ = {_g(m.weight_movement)}"
+    threshold = f"< {LAZY_MOVEMENT}"
+    return Check(
+        "lazy_weights", claim, ref, _holds(m.weight_movement < LAZY_MOVEMENT), measured, threshold
+    )
+
+
+def _ntk_rate(m: Measurements, p: dict[str, float]) -> Check:
+    claim = "in the kernel regime the loss falls at least as fast as ρ_GD² per step"
+    ref = "Du et al. 2019, ICLR (rate set by λ_min); Jacot et al. 2018"
+    measured = (
+        f"fitted ρ = {_g(m.loss_rate)} (R² = {_g(m.loss_rate_r2)}), predicted ρ_GD² = "
+        f"max(|1 − ηλ_min|, |1 − ηλ_max|)² = {_g(p['gd_loss_rate'])}"
+    )
+    threshold = (
+        f"1 − ρ ≥ {1 - RATE_SLACK}·(1 − ρ_GD²); λ from the NTK probe set of {m.ntk_examples}"
+    )
+    why = _gd_only(m) or _kernel_assumption(m)
+    if not why and not m.loss_rate_ok:
+        why = f"the loss is not linear on a log scale (R² = {_g(m.loss_rate_r2)} < 0.95)"
+    if not why and not p["gd_residual_rate"] < 1:
+        why = "ρ_GD ≥ 1: η·λ_max ≥ 2, GD on the kernel is not contracting"
+    if why:
+        return Check("ntk_rate", claim, ref, "n/a", measured, why)
+    return Check(
+        "ntk_rate", claim, ref, _holds(_meets(m.loss_rate, p["gd_loss_rate"])), measured, threshold
+    )
+
+
+def _pl(m: Measurements, p: dict[str, float]) -> Check:
+    claim = "PL on the path (½‖∇L‖² ≥ μL) and η ≤ 1/S give L_t ≤ (1 − ημ)^t L₀"
+    ref = "Liu, Zhu & Belkin 2022, ACHA; Polyak 1963"
+    measured = (
+        f"μ = min PL ratio = {_g(m.pl_ratio_min)} (at init {_g(m.pl_ratio_init)}), "
+        f"η·max S = {_g(m.lr * m.sharpness_max)}, fitted ρ = {_g(m.loss_rate)}, "
+        f"1 − ημ = {_g(p['pl_loss_rate'])}"
+    )
+    threshold = f"μ > 0, η·max S ≤ 1 and 1 − ρ ≥ {1 - RATE_SLACK}·ημ"
+    why = _gd_only(m)
+    if not why and not m.pl_ratio_min > 0:
+        why = "μ = 0 on the path: no PL constant was measured"
+    if not why and m.lr * m.sharpness_max > 1:
+        why = f"η·max S = {_g(m.lr * m.sharpness_max)} > 1: the bound assumes η ≤ 1/S"
+    if not why and not math.isfinite(m.loss_rate):
+        why = "no rate could be fitted to the loss"
+    if why:
+        return Check("pl", claim, ref, "n/a", measured, why)
+    return Check(
+        "pl", claim, ref, _holds(_meets(m.loss_rate, p["pl_loss_rate"])), measured, threshold
+    )
+
+
+def _nag(m: Measurements, p: dict[str, float]) -> Check:
+    claim = "NAG accelerates GD by √κ (rate 1 − 1/√κ against 1 − 1/κ) in the kernel regime"
+    ref = "Liu & Pan 2021 (arXiv 2107.01832); Nesterov 1983"
+    measured = (
+        f"κ = {_g(m.ntk_kappa)}, drift = {_g(m.ntk_drift)}: NAG 1 − 1/√κ = "
+        f"{_g(p['nag_tuned_residual_rate'])}, GD 1 − 1/κ = {_g(p['gd_tuned_residual_rate'])}, "
+        f"speed-up √κ = {_g(p['nag_speedup'])}"
+    )
+    threshold = f"assumptions: loss mse, λ_min > 0 (κ finite), drift < {LAZY_DRIFT}"
+    if m.loss != "mse":
+        return Check("nag", claim, ref, "n/a", measured, f"needs loss mse, got {m.loss}")
+    ok = math.isfinite(m.ntk_kappa) and m.ntk_drift < LAZY_DRIFT
+    return Check("nag", claim, ref, _holds(ok), measured, threshold)
+
+
+def _gd_only(m: Measurements) -> str:
+    name = m.config.optimizer.name
+    if name not in ("gd", "sgd"):
+        return f"predicts plain GD, the run uses {name!r}"
+    if m.config.batch_size is not None and m.config.batch_size < m.n_train:
+        return "predicts full-batch GD, the run takes mini-batches"
+    if m.status == "diverged":
+        return "the run diverged"
+    return ""
+
+
+def _kernel_assumption(m: Measurements) -> str:
+    if m.loss != "mse":
+        return f"needs loss mse, got {m.loss}"
+    if not m.ntk_lambda_min > 0:
+        return f"needs λ_min > 0, got {_g(m.ntk_lambda_min)}"
+    if not m.ntk_drift < LAZY_DRIFT:
+        return f"needs the kernel regime (drift < {LAZY_DRIFT}), got drift {_g(m.ntk_drift)}"
+    return ""
+
+
+def _meets(rate: float, bound: float) -> bool:
+    return 1 - rate >= (1 - RATE_SLACK) * (1 - bound)
+
+
+def _edge_formula(m: Measurements) -> str:
+    name = m.config.optimizer.name
+    beta = 0.9 if m.momentum is None else m.momentum
+    if name == "heavy_ball":
+        return f"(2 + 2β)/S₀ with β = {_g(beta)}"
+    if name == "nesterov":
+        return f"(2 + 2β)/((1 + 2β)S₀) with β = {_g(beta)}"
+    return "2/S₀"
+
+
+def _holds(ok: bool) -> Status:
+    return "holds" if ok else "fails"
+
+
+def _g(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4g}"
+
+
+def _json_ready(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _json_ready(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_ready(v) for v in value]
+    return value

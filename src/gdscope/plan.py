@@ -1,0 +1,119 @@
+"""Find, load and plan a study: the catalogue, ``load``, and what a run would do (``plan_study``).
+
+``plan_study`` validates a study's trials at one scale, builds each distinct user model and data
+set once (:func:`check_study_code`), and counts what a results store already holds, without
+creating or writing anything: ``gdscope run --dry-run``. :mod:`gdscope.api` runs what it plans.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gdscope import _checks as check
+from gdscope.store import DB_NAME, Store
+from gdscope.studies import Study, StudyError, load_study
+from gdscope.studies.spec import MAX_TRIALS, SCALES
+from gdscope.trial import validate_trial
+from gdscope.trials.user_code import check_user_code
+
+CATALOG = Path(__file__).parent / "studies" / "catalog"
+
+
+@dataclass(frozen=True)
+class StudyPlan:
+    """What ``run_study`` would do for one study at one scale (from :func:`plan_study`).
+
+    Attributes:
+        study: the study with the scale and the overrides applied.
+        scale: the scale.
+        trials: trial configs at this scale (sweep points × seeds).
+        stored: of those, how many the results store already holds finished (a run skips them).
+        axes: every swept dotted key with its values at this scale, ``seed`` last.
+
+    """
+
+    study: Study
+    scale: str
+    trials: int
+    stored: int
+    axes: dict[str, list[Any]]
+
+    @property
+    def to_run(self) -> int:
+        """Trials a run would train."""
+        return self.trials - self.stored
+
+
+def catalog() -> dict[str, Path]:
+    """Return ``{study name: TOML path}`` for the built-in catalogue, sorted by name."""
+    return {path.stem: path for path in sorted(CATALOG.glob("*.toml"))}
+
+
+def resolve_study(name_or_path: str | Path) -> Path:
+    """Return the TOML path of a catalogue name or an existing file (did-you-mean otherwise)."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or path.exists():
+        if not path.is_file():
+            raise StudyError(f"study file {str(path)!r} does not exist")
+        return path
+    studies = catalog()
+    return studies[check.known("study", str(name_or_path), studies)]
+
+
+def load(name_or_path: str | Path, overrides: Sequence[str] = ()) -> Study:
+    """Load and validate a study; its trials are validated when it expands at a scale.
+
+    (:func:`run_study` and :func:`plan_study` expand the scale they run, before writing anything.)
+    """
+    try:
+        return load_study(resolve_study(name_or_path), overrides=list(overrides))
+    except ValueError as err:
+        raise StudyError(str(err)) from None
+
+
+def plan_study(
+    name_or_path: str | Path,
+    *,
+    scale: str = "quick",
+    results: str | Path = "gdscope-results",
+    overrides: Sequence[str] = (),
+    max_trials: int = MAX_TRIALS,
+) -> StudyPlan:
+    """Say what ``run_study`` would run, without running, creating or writing anything.
+
+    The study and every trial config at ``scale`` are validated as by ``run_study``; the trials
+    already finished in ``results`` (by any study: a run reuses them) are counted as stored.
+
+    Raises:
+        StudyError: the study, an override or a trial config is invalid.
+        StoreError: ``results`` exists but is not a directory, or holds an unreadable store.
+
+    """
+    check.one_of("scale", scale, SCALES)
+    study = load(name_or_path, overrides)
+    expansion = study.validated(scale, validate_trial, max_trials)
+    check_study_code(study, expansion.validated)
+    scaled, hashes = expansion.study, expansion.hashes
+    if (Path(results) / DB_NAME).is_file():
+        done = Store(results, read_only=True).finished_hashes()
+    else:
+        done = set()
+    axes = {**scaled.sweep, **{key: v for group in scaled.sweep_zip for key, v in group.items()}}
+    return StudyPlan(
+        scaled,
+        scale,
+        len(hashes),
+        sum(digest in done for digest in hashes),
+        {**{key: list(values) for key, values in axes.items()}, "seed": list(scaled.seeds)},
+    )
+
+
+def check_study_code(study: Study, validated: list[Any]) -> None:
+    """Build each distinct user model and data set once (``trial.check_user_code``)."""
+    try:
+        check_user_code(validated)
+    except ValueError as error:
+        raise StudyError(f"{study.source or f'study {study.name!r}'}: {error}") from None

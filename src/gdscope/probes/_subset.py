@@ -1,0 +1,55 @@
+"""Select a block of trainable parameters by name or module prefix, for the curvature probes.
+
+``params=["layers.0"]`` selects ``layers.0.weight`` and ``layers.0.bias``; a full name selects
+that one tensor. The block of a curvature matrix over a subset ``S`` is ``∂²L/∂θ_S²`` with every
+other parameter held at its current value, in ``named_parameters()`` order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from torch import nn
+
+from gdscope._checks import did_you_mean
+from gdscope.functional import Params
+
+__all__ = ["select_params"]
+
+
+def select_params(model: nn.Module, params: Iterable[str] | str | None) -> Params:
+    """Return ``{name: parameter}`` for the trainable parameters ``params`` names, in model order.
+
+    Args:
+        model: the network.
+        params: parameter names or module prefixes (``"layers.0"`` selects every trainable
+            parameter under that module); a single string is one entry; None selects all.
+
+    Returns:
+        The selected trainable parameters (not detached), in ``named_parameters()`` order.
+
+    Raises:
+        ValueError: if an entry selects no trainable parameter (the message lists the names),
+            or if ``params`` is empty.
+
+    """
+    trainable: Params = {name: p for name, p in model.named_parameters() if p.requires_grad}
+    if params is None:
+        return trainable
+    entries = [params] if isinstance(params, str) else list(params)
+    if not entries:
+        raise ValueError("params must name at least one parameter or module; got none")
+    chosen: set[str] = set()
+    for entry in entries:
+        hits = {name for name in trainable if _under(name, entry)}
+        if not hits:
+            raise ValueError(
+                f"params: {entry!r} names no trainable parameter or module; trainable "
+                f"parameters: {', '.join(trainable)}{did_you_mean(entry, trainable)}"
+            )
+        chosen |= hits
+    return {name: p for name, p in trainable.items() if name in chosen}
+
+
+def _under(name: str, entry: str) -> bool:
+    return name == entry or name.startswith(entry.rstrip(".") + ".")

@@ -1,0 +1,390 @@
+r"""Infinite-width NNGP and NTK of gdscope's fully connected networks.
+
+A plain :func:`~gdscope.models.mlp.mlp` computes ``z_ℓ = α_ℓ W_ℓ h_{ℓ-1} + α_{b,ℓ} b_ℓ``,
+``h_ℓ = σ(z_ℓ)``, ``h_0 = x``, ``f = z_D``, with ``W_ℓ ~ N(0, σ_ℓ²)`` and ``b_ℓ ~ N(0, σ_{b,ℓ}²)``
+as its parameterization says (:mod:`gdscope.models.parameterization`). With ``n`` the fan-in,
+let ``v_ℓ = α_ℓ² σ_ℓ² n`` (forward variance), ``w_ℓ = α_ℓ² n`` (weight-gradient scale),
+``β_ℓ = α_{b,ℓ}² σ_{b,ℓ}²`` and ``c_ℓ = α_{b,ℓ}²`` (0 without biases). As the width grows the
+pre-activations become a Gaussian process and the empirical NTK at initialization concentrates
+(Neal 1996; Lee et al. 2018; Jacot, Gabriel & Hongler 2018, Theorem 1; Arora et al. 2019, "On
+exact computation with an infinitely wide neural net", eq. (8)–(10)):
+
+.. math::
+
+    Σ_1 = \frac{v_1}{d} x^\top x' + β_1, \qquad Θ_1 = \frac{w_1}{d} x^\top x' + c_1,
+
+    Σ_ℓ = v_ℓ\, E[σ(u)σ(v)] + β_ℓ, \qquad
+    Θ_ℓ = w_ℓ\, E[σ(u)σ(v)] + c_ℓ + v_ℓ\, E[σ'(u)σ'(v)]\, Θ_{ℓ-1},
+
+with ``(u, v) ~ N(0, [[Σ_{ℓ-1}(x,x), Σ_{ℓ-1}(x,x')], [·, Σ_{ℓ-1}(x',x')]])``; the kernels are
+``(Σ_D, Θ_D)``, the same for each of ``k`` outputs (the full Gram is ``Θ_D ⊗ I_k``).
+
+Conventions. ``wrt="stored"`` differentiates the weights as gdscope stores them, which is what
+:func:`~gdscope.probes.ntk.ntk_gram` measures on the model. ``wrt="unit"`` differentiates the
+unit-variance weights ``W/σ``, ``b/σ_b`` (``w_ℓ = v_ℓ``, ``c_ℓ = β_ℓ``): Jacot et al.'s NTK
+(``gain = 1``) and Arora et al.'s (``c_σ = gain² = 2`` for ReLU), as in neural-tangents. Under
+``parameterization="ntk"`` the two agree unless the init std ``σ_ℓ = gain`` differs from 1, as
+for ReLU, where gdscope draws ``W ~ N(0, 2)``: then ``v = 2`` but ``w = 1``. Under ``standard``,
+``mup`` and ``meanfield`` some ``v_ℓ`` or ``w_ℓ`` depends on the width: pass ``width`` for the
+Gaussian-limit kernel at that width (e.g. the NTK of SP grows like the width).
+
+Expectations. ReLU and identity are closed form (the arc-cosine kernels of Cho & Saul 2009, with
+``ρ = cos θ``): ``E[σ(u)σ(v)] = \sqrt{k_{11}k_{22}}\,(\sin θ + (π − θ)\cos θ)/(2π)``,
+``E[σ'(u)σ'(v)] = (π − θ)/(2π)``. Otherwise (``"auto"``) the tensor Gauss–Hermite rule
+(probabilists' nodes, ``scipy.special.roots_hermitenorm``) on ``u = \sqrt{k_{11}} z_1``,
+``v = \sqrt{k_{22}}(ρ z_1 + \sqrt{1-ρ^2} z_2)``: spectral for smooth ``σ`` (tanh, GELU,
+softplus), but only algebraic at a kink (ReLU: errors about ``1e-3`` at 200 nodes). ``"polar"``
+writes ``(u, v) = r(\sqrt{k_{11}}\cos φ, \sqrt{k_{22}}\cos(φ − θ))`` with ``r²/2 ~ Exp(1)``
+(Gauss–Laguerre in ``r²/2`` on the integrand symmetrized over ``±r``) and ``φ`` uniform on
+``[0, π)`` (Gauss–Legendre on each arc between the kinks ``u = 0`` and ``v = 0``): exact in
+``r`` for ReLU, spectral in ``φ``, so it checks the closed form to rounding; it costs about six
+times the Gauss–Hermite rule.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from scipy.special import expit, ndtr, roots_hermitenorm, roots_laguerre, roots_legendre
+
+from gdscope.models.activations import ACTIVATIONS, activation_gain
+from gdscope.models.parameterization import Parameterization, get_parameterization
+
+__all__ = ["InfiniteWidthKernels", "LayerConstants", "layer_constants", "ntk_infinite"]
+
+Array = np.ndarray
+Fn = Callable[[Array], Array]
+METHODS = ("auto", "closed", "polar", "hermite")
+CLOSED_FORM = ("relu", "identity")
+WRT = ("stored", "unit")
+MAX_NODES = 192  # scipy's Gauss–Laguerre weights overflow beyond about 200 nodes
+_CHUNK = 2**21  # quadrature values evaluated at once
+
+
+def _gelu(z: Array) -> Array:
+    return z * ndtr(z)
+
+
+def _gelu_prime(z: Array) -> Array:
+    return ndtr(z) + z * np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
+
+
+ACTIVATION_FNS: dict[str, tuple[Fn, Fn]] = {
+    "relu": (lambda z: np.maximum(z, 0.0), lambda z: (z > 0).astype(np.float64)),
+    "tanh": (np.tanh, lambda z: 1.0 - np.tanh(z) ** 2),
+    "gelu": (_gelu, _gelu_prime),
+    "softplus": (lambda z: np.logaddexp(0.0, z), expit),
+    "identity": (lambda z: z, np.ones_like),
+}
+
+
+class InfiniteWidthKernels(NamedTuple):
+    """The limiting kernels, float64 ``(n1, n2)`` arrays.
+
+    Attributes:
+        nngp: ``Σ_D(x1, x2)``, the covariance of the output at initialization.
+        ntk: ``Θ_D(x1, x2)``, the neural tangent kernel.
+
+    """
+
+    nngp: Array
+    ntk: Array
+
+
+class LayerConstants(NamedTuple):
+    """One layer's ``v`` (forward variance), ``w`` (weight-gradient scale), ``β`` and ``c``."""
+
+    v: float
+    w: float
+    beta: float
+    c: float
+
+
+def layer_constants(
+    depth: int,
+    d_in: int,
+    *,
+    activation: str = "relu",
+    parameterization: str | Parameterization = "ntk",
+    bias: bool = True,
+    init_scale: float = 1.0,
+    gain: float | None = None,
+    wrt: str = "stored",
+    width: int | None = None,
+    base_width: int = 64,
+) -> list[LayerConstants]:
+    """Return ``(v_ℓ, w_ℓ, β_ℓ, c_ℓ)`` of each layer, input first (see the module docstring).
+
+    ``gain`` (default: the model's, ``√2`` for ReLU) multiplies the init std of the input and
+    hidden layers as in :meth:`~gdscope.models.parameterization.Parameterization.layer`.
+
+    Raises:
+        ValueError: on a non-positive ``depth`` or ``d_in``, an unknown activation or ``wrt``, or
+            when ``width`` is ``None`` and a constant depends on the width under
+            ``parameterization``.
+
+    """
+    if not (isinstance(depth, int) and depth >= 1 and isinstance(d_in, int) and d_in >= 1):
+        raise ValueError(f"depth and d_in must be positive ints, got {depth!r} and {d_in!r}")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+    if wrt not in WRT:
+        raise ValueError(f"wrt must be one of {list(WRT)}, got {wrt!r}")
+
+    def at(m: int) -> list[LayerConstants]:
+        return _constants(
+            depth, d_in, m, activation, parameterization, bias, init_scale, gain, wrt, base_width
+        )
+
+    if width is not None:
+        return at(width)
+    narrow, wide = at(base_width), at(1024 * base_width)
+    if not np.allclose(np.array(narrow), np.array(wide), rtol=1e-12, atol=0.0):
+        name = get_parameterization(parameterization).name
+        shown = [tuple(round(c, 4) for c in layer) for layer in narrow]
+        raise ValueError(
+            f"under parameterization {name!r} the layer constants (v, w, β, c) depend on the "
+            f"width ({shown} at width {base_width}); pass width=m for the kernel at width m"
+        )
+    return narrow
+
+
+def _constants(
+    depth: int,
+    d_in: int,
+    width: int,
+    activation: str,
+    parameterization: str | Parameterization,
+    bias: bool,
+    init_scale: float,
+    gain: float | None,
+    wrt: str,
+    base_width: int,
+) -> list[LayerConstants]:
+    param = get_parameterization(parameterization)
+    g = activation_gain(activation) if gain is None else float(gain)
+    ratio = width / base_width if depth > 1 else 1.0
+    fan_ins = [d_in] + [width] * (depth - 1)
+    roles = ["input"] + ["hidden"] * (depth - 2) + ["output"] if depth > 1 else ["output"]
+    out = []
+    for n, role in zip(fan_ins, roles, strict=True):
+        s = param.layer(
+            role, n, ratio, activation_gain=g, init_scale=init_scale, base_width=base_width
+        )
+        v = s.multiplier**2 * s.init_std**2 * n
+        beta = s.bias_multiplier**2 * s.bias_std**2 if bias else 0.0
+        if wrt == "unit":
+            out.append(LayerConstants(v, v, beta, beta))
+        else:
+            c = s.bias_multiplier**2 if bias else 0.0
+            out.append(LayerConstants(v, s.multiplier**2 * n, beta, c))
+    return out
+
+
+def ntk_infinite(
+    x1: Array | torch.Tensor,
+    x2: Array | torch.Tensor | None = None,
+    *,
+    depth: int,
+    activation: str = "relu",
+    parameterization: str | Parameterization = "ntk",
+    bias: bool = True,
+    init_scale: float = 1.0,
+    gain: float | None = None,
+    wrt: str = "stored",
+    width: int | None = None,
+    base_width: int = 64,
+    method: str = "auto",
+    nodes: int = 96,
+) -> InfiniteWidthKernels:
+    r"""Return the infinite-width NNGP and NTK of a plain gdscope MLP, in float64.
+
+    The recursion, the conventions (``wrt``, ``gain``) and the quadratures are in the module
+    docstring. The arguments after ``activation`` mean what they mean for
+    :func:`gdscope.models.mlp` (residual MLPs and ``trained="hidden"`` are not covered).
+
+    Args:
+        x1: ``(n1, d)`` inputs (numpy or torch).
+        x2: ``(n2, d)`` inputs for cross-kernels; ``None`` for ``x1`` against itself.
+        depth: number of weight layers (``1`` is the linear model).
+        activation: one of ``relu``, ``tanh``, ``gelu``, ``softplus``, ``identity``.
+        parameterization: ``ntk``, ``standard``, ``mup``, ``meanfield`` or a ``Parameterization``.
+        bias: whether the layers have (trained) biases.
+        init_scale: extra factor on every weight std, as in ``mlp``.
+        gain: activation gain in the init std of input and hidden layers (default: the model's,
+            ``√2`` for ReLU, 1 otherwise).
+        wrt: ``"stored"`` (the weights as the model stores them) or ``"unit"`` (unit-variance
+            weights: Jacot et al. 2018, Arora et al. 2019, neural-tangents).
+        width: the width at which to evaluate width-dependent layer constants (needed for all
+            but ``ntk``).
+        base_width: μP's and mean-field's base width, as in ``mlp``.
+        method: ``"auto"`` (closed form for ReLU and identity, else ``"hermite"``),
+            ``"closed"``, ``"polar"`` or ``"hermite"``.
+        nodes: quadrature nodes per dimension (per arc for ``"polar"``'s angle), at most 192;
+            96 Gauss–Hermite nodes put tanh's kernels within about ``1e-8``.
+
+    Returns:
+        :class:`InfiniteWidthKernels` ``(nngp, ntk)``, each ``(n1, n2)``.
+
+    Raises:
+        ValueError: on bad shapes, an unknown activation, method or ``wrt``, ``"closed"`` for an
+            activation without a closed form, or a width-dependent kernel without ``width``.
+
+    Example:
+        >>> x = np.eye(3)
+        >>> nngp, ntk = ntk_infinite(x, depth=2, activation="relu", bias=False)
+        >>> bool(np.allclose(np.diag(nngp), 1 / 3)), bool(np.allclose(np.diag(ntk), 1 / 2))
+        (True, True)
+
+    """
+    a, b = _as_inputs(x1, x2)
+    consts = layer_constants(
+        depth,
+        a.shape[1],
+        activation=activation,
+        parameterization=parameterization,
+        bias=bias,
+        init_scale=init_scale,
+        gain=gain,
+        wrt=wrt,
+        width=width,
+        base_width=base_width,
+    )
+    expect = _expectation(activation, method, nodes)
+    first, d = consts[0], a.shape[1]
+    dots = a @ b.T / d
+    nngp, ntk = first.v * dots + first.beta, first.w * dots + first.c
+    var1, var2 = (first.v * np.einsum("id,id->i", z, z) / d + first.beta for z in (a, b))
+    for layer in consts[1:]:
+        if x2 is None:  # the Gram's own diagonal, so that ρ = 1 exactly there
+            var1 = var2 = np.diag(nngp).copy()
+        e, e_dot = _pairwise(expect, var1, nngp, var2, symmetric=x2 is None)
+        ntk = layer.w * e + layer.c + layer.v * e_dot * ntk
+        nngp = layer.v * e + layer.beta
+        if x2 is not None:
+            var1, var2 = (layer.v * expect(k, k, k)[0] + layer.beta for k in (var1, var2))
+    return InfiniteWidthKernels(nngp, ntk)
+
+
+def _pairwise(
+    expect: Expectation, k11: Array, k12: Array, k22: Array, *, symmetric: bool
+) -> tuple[Array, Array]:
+    """Both expectations for every pair ``(i, j)``; only ``i ≤ j`` when the kernel is symmetric."""
+    if not symmetric:
+        return expect(k11[:, None], k12, k22[None, :])
+    i, j = np.triu_indices(k11.size)
+    out = []
+    for upper in expect(k11[i], k12[i, j], k11[j]):
+        full = np.zeros_like(k12)
+        full[i, j] = full[j, i] = upper
+        out.append(full)
+    return out[0], out[1]
+
+
+def _as_inputs(x1: Array | torch.Tensor, x2: Array | torch.Tensor | None) -> tuple[Array, Array]:
+    a = _as_array(x1)
+    b = a if x2 is None else _as_array(x2)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or 0 in a.shape + b.shape:
+        raise ValueError(
+            f"x1 and x2 must be non-empty (n, d) arrays with the same d, got shapes "
+            f"{a.shape} and {b.shape}"
+        )
+    return a, b
+
+
+def _as_array(x: Array | torch.Tensor) -> Array:
+    if isinstance(x, torch.Tensor):
+        x = x.detach().to("cpu", torch.float64).numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
+Expectation = Callable[[Array, Array, Array], tuple[Array, Array]]
+
+
+def _expectation(activation: str, method: str, nodes: int) -> Expectation:
+    """Return ``(k11, k12, k22) -> (E[σ(u)σ(v)], E[σ'(u)σ'(v)])``, broadcasting its arguments."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {list(METHODS)}, got {method!r}")
+    if method == "closed" and activation not in CLOSED_FORM:
+        raise ValueError(
+            f"method='closed' covers {list(CLOSED_FORM)}, not {activation!r}; use 'polar'"
+        )
+    if method in ("auto", "closed") and activation in CLOSED_FORM:
+        return _relu_closed if activation == "relu" else _identity_closed
+    if not 2 <= nodes <= MAX_NODES:
+        raise ValueError(f"nodes must be in [2, {MAX_NODES}], got {nodes!r}")
+    rule = _polar if method == "polar" else _hermite
+    fns = ACTIVATION_FNS[activation]
+
+    def expect(k11: Array, k12: Array, k22: Array) -> tuple[Array, Array]:
+        k11, k12, k22 = np.broadcast_arrays(k11, k12, k22)
+        return rule(fns[0], k11, k12, k22, nodes), rule(fns[1], k11, k12, k22, nodes)
+
+    return expect
+
+
+def _correlation(k11: Array, k12: Array, k22: Array) -> tuple[Array, Array]:
+    norm = np.sqrt(k11 * k22)
+    rho = np.clip(np.divide(k12, norm, out=np.zeros_like(norm), where=norm > 0), -1.0, 1.0)
+    return norm, rho
+
+
+def _relu_closed(k11: Array, k12: Array, k22: Array) -> tuple[Array, Array]:
+    norm, rho = _correlation(k11, k12, k22)
+    theta = np.arccos(rho)
+    e = norm * (np.sin(theta) + (math.pi - theta) * rho) / (2 * math.pi)
+    return e, (math.pi - theta) / (2 * math.pi) + 0.0 * norm
+
+
+def _identity_closed(k11: Array, k12: Array, k22: Array) -> tuple[Array, Array]:
+    return k12 + 0.0 * (k11 + k22), np.ones(np.broadcast(k11, k12, k22).shape)
+
+
+def _chunked(rule: Callable[..., Array], values_per_pair: int, *arrays: Array) -> Array:
+    """Apply ``rule`` to flattened pairs in chunks of at most ``_CHUNK`` evaluations."""
+    flat = [x.ravel() for x in arrays]
+    step = max(1, _CHUNK // values_per_pair)
+    parts = [rule(*(x[s : s + step] for x in flat)) for s in range(0, flat[0].size, step)]
+    return np.concatenate(parts).reshape(arrays[0].shape)
+
+
+def _polar(fn: Fn, k11: Array, k12: Array, k22: Array, nodes: int) -> Array:
+    r"""``E[fn(u) fn(v)]`` by ``r²/2 ~ Exp(1)`` (Gauss–Laguerre) and ``φ`` (Gauss–Legendre per arc)."""
+    s, ws = roots_laguerre(nodes)
+    r = np.sqrt(2.0 * s)
+    t, wt = roots_legendre(nodes)
+
+    def rule(a11: Array, a12: Array, a22: Array) -> Array:
+        _, rho = _correlation(a11, a12, a22)
+        theta = np.arccos(rho)
+        kink_v = theta + math.pi / 2 - math.pi * (theta > math.pi / 2)  # where cos(φ − θ) = 0
+        quarter = np.full_like(theta, math.pi / 2)
+        ends = np.sort(np.stack([0 * theta, quarter, kink_v, 2 * quarter], -1), -1)  # (pairs, 4)
+        lo, half = ends[:, :-1, None], (ends[:, 1:, None] - ends[:, :-1, None]) / 2
+        phi = lo + half * (t + 1)  # (pairs, 3 arcs, nodes)
+        u = np.sqrt(a11)[:, None, None, None] * np.cos(phi)[..., None] * r
+        v = np.sqrt(a22)[:, None, None, None] * np.cos(phi - theta[:, None, None])[..., None] * r
+        h = fn(u) * fn(v) + fn(-u) * fn(-v)
+        return np.einsum("pank,pan,n,k->p", h, half, wt, ws) / (2 * math.pi)
+
+    return _chunked(rule, 3 * nodes * nodes, k11, k12, k22)
+
+
+def _hermite(fn: Fn, k11: Array, k12: Array, k22: Array, nodes: int) -> Array:
+    """``E[fn(u) fn(v)]`` by the tensor Gauss–Hermite rule (probabilists' weight ``e^{-z²/2}``)."""
+    z, w = roots_hermitenorm(nodes)
+    w = w / math.sqrt(2 * math.pi)
+
+    def rule(a11: Array, a12: Array, a22: Array) -> Array:
+        _, rho = _correlation(a11, a12, a22)
+        u = np.sqrt(a11)[:, None, None] * z[:, None]
+        v = np.sqrt(a22)[:, None, None] * (
+            rho[:, None, None] * z[:, None] + np.sqrt(1 - rho**2)[:, None, None] * z[None, :]
+        )
+        return np.einsum("pij,i,j->p", fn(u) * fn(v), w, w)
+
+    return _chunked(rule, nodes * nodes, k11, k12, k22)

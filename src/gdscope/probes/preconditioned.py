@@ -1,0 +1,220 @@
+r"""Preconditioned sharpness of Adam and RMSprop: the "adaptive edge of stability".
+
+An adaptive method updates ``θ ← θ − η P_t⁻¹ m_t`` with a diagonal preconditioner ``P_t`` read
+from its state. With ``P`` frozen, the method is (heavy-ball) gradient descent on the
+preconditioned quadratic, so its stability is set by ``λ_max(P⁻¹H)`` (Cohen, Ghorbani,
+Krishnan, Agarwal, Medapati, Badura, Suo, Cardoze, Nado, Dahl & Gilmer 2022, "Adaptive gradient
+methods at the edge of stability", arXiv:2207.14484, §2): it is stable iff
+
+* RMSprop (no momentum): ``λ_max(P⁻¹H) < 2/η``; with torch's heavy-ball momentum ``μ``,
+  ``< (2 + 2μ)/η``;
+* Adam / AdamW with ``β₁``: ``λ_max(P⁻¹H) < (2 + 2β₁)/((1 − β₁) η)``, i.e. ``38/η`` at
+  ``β₁ = 0.9`` (the EMA ``m ← β₁m + (1 − β₁)g`` is heavy ball with step ``(1 − β₁)η`` and
+  momentum ``β₁``; the bias correction of ``m`` tends to 1).
+
+Cohen et al. find the preconditioned sharpness rises to this threshold and equilibrates there
+in full-batch training, while the preconditioner keeps adapting.
+
+``P`` is exactly what torch applies (``torch.optim.Adam`` / ``RMSprop`` docs):
+
+* Adam, AdamW: ``P = √(v_t/(1 − β₂ᵗ)) + ε``, ``v_t`` the ``exp_avg_sq`` state (its running
+  maximum ``max_exp_avg_sq`` with ``amsgrad``), ``t`` the parameter's ``step``;
+* RMSprop: ``P = √v_t + ε`` with ``v_t`` the ``square_avg`` state (no bias correction), or
+  ``√(v_t − ḡ_t²) + ε`` when ``centered``.
+
+``λ_max(P⁻¹H)`` is computed as the top eigenvalue of the symmetric ``P^{-1/2} H P^{-1/2}``
+(similar to ``P⁻¹H``) by Lanczos on Hessian-vector products. ``H`` is the Hessian of
+``loss_fn`` alone: Adam's coupled ``weight_decay`` λ would add ``λI`` to it, which is not included.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from gdscope.functional import LossFn
+from gdscope.probes._subset import select_params
+from gdscope.probes.hessian import hessian_operator
+from gdscope.probes.lanczos import Bound, lanczos_topk
+
+__all__ = ["adaptive_stability_threshold", "preconditioned_sharpness", "preconditioner_diagonal"]
+
+Batch = tuple[Tensor, Tensor]
+_SUPPORTED = "torch.optim.Adam, AdamW or RMSprop"
+
+
+def preconditioner_diagonal(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    *,
+    params: Iterable[str] | str | None = None,
+    lr_scaled: bool = False,
+) -> Tensor:
+    r"""Return the diagonal of ``P`` (or of ``P/η`` with ``lr_scaled``), flat over the parameters.
+
+    See the module docstring for ``P``. Entries follow ``named_parameters()`` order over the
+    trainable parameters ``params`` selects, in the parameters' dtype and device.
+
+    Args:
+        model: the network whose parameters ``optimizer`` updates.
+        optimizer: a ``torch.optim.Adam``, ``AdamW`` or ``RMSprop`` that has taken a step.
+        params: names or module prefixes of a block; None for every trainable parameter.
+        lr_scaled: divide each entry by its parameter group's learning rate.
+
+    Raises:
+        ValueError: on another optimizer class, a parameter the optimizer does not update or
+            one without state yet (no step taken).
+
+    """
+    _check_optimizer(optimizer)
+    groups = _groups_by_param(optimizer)
+    parts = []
+    for name, p in select_params(model, params).items():
+        group = groups.get(id(p))
+        if group is None:
+            raise ValueError(
+                f"parameter {name!r} is not updated by the optimizer; pass params= to measure "
+                "the block of the parameters it updates"
+            )
+        state = optimizer.state.get(p, {})
+        if not state:
+            raise ValueError(
+                f"the optimizer has no state for parameter {name!r} yet: take at least one "
+                "optimizer step before measuring its preconditioner"
+            )
+        diagonal = _diagonal(optimizer, group, state).to(p.dtype)
+        parts.append((diagonal / group["lr"] if lr_scaled else diagonal).reshape(-1))
+    return torch.cat(parts)
+
+
+def _check_optimizer(optimizer: torch.optim.Optimizer) -> None:
+    if not isinstance(optimizer, torch.optim.Adam | torch.optim.AdamW | torch.optim.RMSprop):
+        raise ValueError(
+            f"the preconditioner is read from a {_SUPPORTED} state, got {type(optimizer).__name__}"
+        )
+
+
+def _groups_by_param(optimizer: torch.optim.Optimizer) -> dict[int, dict[str, Any]]:
+    return {id(p): group for group in optimizer.param_groups for p in group["params"]}
+
+
+def _diagonal(optimizer: torch.optim.Optimizer, group: dict[str, Any], state: dict) -> Tensor:
+    """``P`` of one parameter, as torch's update computes its denominator."""
+    eps = float(group["eps"])
+    if isinstance(optimizer, torch.optim.RMSprop):
+        v = state["square_avg"].detach()
+        if group["centered"]:
+            v = v - state["grad_avg"].detach() ** 2
+        return v.sqrt() + eps
+    v = state["max_exp_avg_sq" if group["amsgrad"] else "exp_avg_sq"].detach()
+    correction = 1.0 - float(group["betas"][1]) ** float(state["step"])
+    return (v / correction).sqrt() + eps
+
+
+def adaptive_stability_threshold(
+    optimizer: torch.optim.Optimizer, *, lr_scaled: bool = False
+) -> float:
+    r"""Return the frozen-preconditioner stability threshold of ``λ_max(P⁻¹H)``.
+
+    ``(2 + 2β₁)/((1 − β₁)η)`` for Adam/AdamW, ``(2 + 2μ)/η`` for RMSprop with momentum ``μ``
+    (Cohen et al. 2022, §2); with ``lr_scaled`` the threshold of ``λ_max(ηP⁻¹H)``, without the
+    ``1/η``.
+
+    Raises:
+        ValueError: on another optimizer class, or groups with different ``β₁``/momentum, or
+            (without ``lr_scaled``) different learning rates.
+
+    Example:
+        >>> net = torch.nn.Linear(2, 1)
+        >>> round(adaptive_stability_threshold(torch.optim.Adam(net.parameters(), lr=0.1)), 9)
+        380.0
+
+    """
+    _check_optimizer(optimizer)
+    rmsprop = isinstance(optimizer, torch.optim.RMSprop)
+    betas = {float(g["momentum"] if rmsprop else g["betas"][0]) for g in optimizer.param_groups}
+    lrs = {float(g["lr"]) for g in optimizer.param_groups}
+    if len(betas) > 1 or (len(lrs) > 1 and not lr_scaled):
+        raise ValueError(
+            f"the parameter groups differ (momentum/β₁ {sorted(betas)}, lr {sorted(lrs)}); "
+            "one threshold needs equal β₁ and, unless lr_scaled=True, equal learning rates"
+        )
+    (beta,) = betas
+    edge = (2 + 2 * beta) if rmsprop else (2 + 2 * beta) / (1 - beta)
+    return edge if lr_scaled else edge / lrs.pop()
+
+
+def preconditioned_sharpness(
+    model: nn.Module,
+    loss_fn: LossFn,
+    batch: Batch,
+    optimizer: torch.optim.Optimizer,
+    *,
+    tol: float = 1e-3,
+    bound: Bound = "residual",
+    v0: Tensor | None = None,
+    max_iter: int | None = None,
+    generator: torch.Generator | None = None,
+    params: Iterable[str] | str | None = None,
+    lr_scaled: bool = False,
+) -> float:
+    r"""Return ``λ_max(P⁻¹H)`` for the diagonal preconditioner ``P`` of an Adam/RMSprop state.
+
+    The top eigenvalue of ``P^{-1/2} H P^{-1/2}`` by Lanczos (``H`` the Hessian of the training
+    loss, ``P`` read from ``optimizer``'s state as torch applies it; see the module docstring),
+    stopped when the residual is at most ``tol`` relative (a lower bound on the eigenvalue).
+    Compare it with :func:`adaptive_stability_threshold`: Adam is stable with ``P`` frozen iff
+    ``λ_max(P⁻¹H) < (2 + 2β₁)/((1 − β₁)η)``, RMSprop iff ``< 2/η`` (Cohen et al. 2022).
+
+    Args:
+        model: the network, at the parameters where ``H`` is wanted.
+        loss_fn: the training loss.
+        batch: ``(x, y)``.
+        optimizer: a ``torch.optim.Adam``, ``AdamW`` or ``RMSprop`` that updates ``model`` and
+            has taken at least one step.
+        tol: relative residual tolerance of Lanczos.
+        bound: stopping rule, ``"residual"`` (rigorous) or ``"gap"`` (an estimate).
+        v0: warm start (a previous top eigenvector of ``P^{-1/2} H P^{-1/2}``).
+        max_iter: most Hessian-vector products.
+        generator: draws the random start when ``v0`` is None (default seeded with 0).
+        params: names or module prefixes of a block (``H`` and ``P`` restricted to it).
+        lr_scaled: measure ``λ_max(diag(η) P⁻¹H)`` with each group's learning rate ``η``, for
+            optimizers whose groups have different rates (threshold ``2`` resp.
+            ``(2 + 2β₁)/(1 − β₁)``).
+
+    Returns:
+        ``λ_max(P⁻¹H)`` as a float.
+
+    Raises:
+        ValueError: see :func:`preconditioner_diagonal`; on a random loss.
+
+    """
+    scale = preconditioner_diagonal(model, optimizer, params=params, lr_scaled=lr_scaled)
+    scale = scale.to(torch.float64).rsqrt()
+    op = hessian_operator(model, loss_fn, batch, params=params)
+
+    def matvec(v: Tensor) -> Tensor:
+        return scale * op.matvec(scale * v)
+
+    res = lanczos_topk(
+        matvec,
+        op.dim,
+        tol=tol,
+        bound=bound,
+        max_iter=max_iter,
+        v0=v0,
+        generator=generator,
+        device=op.device,
+    )
+    if not res.converged:
+        warnings.warn(
+            f"preconditioned_sharpness: Lanczos stopped after {res.iterations} products with "
+            f"residual {res.residual_norms[0].item():.3e} > tol·|θ|",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return float(res.values[0])

@@ -1,0 +1,219 @@
+r"""Spectral density of the loss Hessian by stochastic Lanczos quadrature (SLQ).
+
+For a symmetric ``A`` (``P × P``) with eigenpairs ``(λ_i, u_i)`` and a unit probe ``v``, the
+spectral measure ``μ_v = Σ_i (u_i^\top v)^2 δ_{λ_i}`` has ``E_v[μ_v] = \frac1P Σ_i δ_{λ_i}`` for
+``v = z/\sqrt P`` with Rademacher ``z``. ``m`` Lanczos steps from ``v`` give a tridiagonal
+``T_m = S\, \mathrm{diag}(θ)\, S^\top`` whose Ritz values ``θ_k`` and weights ``τ_k = S_{1k}^2``
+are the ``m``-node Gauss quadrature of ``μ_v``:
+
+.. math::  v^\top f(A)\, v ≈ Σ_k τ_k f(θ_k), \quad \text{exact for polynomials of degree} < 2m,
+
+so the density smoothed by a Gaussian ``g_σ`` is estimated by averaging over ``n_v`` probes,
+
+.. math::  φ_σ(t) = \frac1P Σ_i g_σ(t − λ_i) ≈ \frac1{n_v} Σ_{v} Σ_k τ_k^{(v)} g_σ(t − θ_k^{(v)})
+
+(Lin, Saad & Yang 2016, "Approximating spectral densities of large matrices", §3.2; Ghorbani,
+Krishnan & Xiao 2019, "An investigation into neural net optimization via Hessian eigenvalue
+density", §2; PyHessian, Yao et al. 2020). The Lanczos steps use full reorthogonalization (the
+Krylov basis of :mod:`gdscope.probes.lanczos`), so no ghost Ritz values appear; a breakdown
+(invariant Krylov space) ends a probe early, with the quadrature then exact for every ``f``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg
+import torch
+from torch import Tensor, nn
+
+from gdscope.functional import LossFn
+from gdscope.probes.hessian import Batch, hessian_operator
+from gdscope.probes.lanczos import _Basis
+
+__all__ = ["SpectralDensity", "hessian_spectral_density", "spectral_density"]
+
+
+@dataclass(frozen=True)
+class SpectralDensity:
+    """Gauss quadrature nodes and weights of each probe's spectral measure.
+
+    Attributes:
+        nodes: ``(n_v, m)`` float64 Ritz values ``θ_k`` per probe (padded with 0 where a probe
+            broke down early, with weight 0).
+        weights: ``(n_v, m)`` float64 ``τ_k ≥ 0``; each row sums to 1.
+
+    """
+
+    nodes: Tensor
+    weights: Tensor
+
+    def density(self, t: Tensor, sigma: float) -> Tensor:
+        """Return the Gaussian-smoothed density ``φ_σ(t)`` (integrates to 1) at the points ``t``."""
+        z = (_points(t)[:, None, None] - self.nodes) / sigma
+        g = torch.exp(-0.5 * z**2) / (sigma * math.sqrt(2 * math.pi))
+        return (g * self.weights).sum(-1).mean(-1)
+
+    def cdf(self, t: Tensor, sigma: float = 0.0) -> Tensor:
+        """Return ``∫_{-∞}^t φ_σ``: the fraction of eigenvalues ``≤ t`` (a step when ``sigma = 0``)."""
+        diff = _points(t)[:, None, None] - self.nodes
+        if sigma > 0:
+            below = 0.5 * torch.erfc(-diff / (sigma * math.sqrt(2)))
+        else:
+            below = (diff >= 0).to(torch.float64)
+        return (below * self.weights).sum(-1).mean(-1)
+
+    def moment(self, power: int) -> tuple[float, float]:
+        """Return the estimate of ``tr(A^power)/P`` and its standard error over the probes.
+
+        Each probe's value ``Σ_k τ_k θ_k^power = vᵀ A^power v`` is exact for ``power < 2m``.
+        """
+        per_probe = (self.weights * self.nodes**power).sum(-1)
+        n = per_probe.numel()
+        se = float(per_probe.std() / math.sqrt(n)) if n > 1 else math.inf
+        return float(per_probe.mean()), se
+
+
+def _points(t: Tensor | float) -> Tensor:
+    return torch.as_tensor(t, dtype=torch.float64).reshape(-1)
+
+
+def spectral_density(
+    matvec: Callable[[Tensor], Tensor],
+    dim: int,
+    *,
+    steps: int = 64,
+    probes: int = 8,
+    vectors: Tensor | None = None,
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
+) -> SpectralDensity:
+    """Return the SLQ quadrature of a symmetric operator's spectral density.
+
+    Args:
+        matvec: ``v ↦ A v`` on float64 ``(dim,)`` vectors on ``device``.
+        dim: size ``P`` of ``A``.
+        steps: Lanczos steps ``m`` per probe (at most ``dim``).
+        probes: number ``n_v`` of Rademacher probes ``z/√P``.
+        vectors: ``(n_v, dim)`` probes to use instead (each normalized to unit length).
+        generator: draws the probes (default: seeded with 0).
+        device: where the Krylov basis lives.
+
+    Returns:
+        A :class:`SpectralDensity`.
+
+    Raises:
+        ValueError: on ``steps`` or ``probes`` below 1, or ``vectors`` of the wrong shape or zero.
+
+    Example:
+        >>> a = torch.diag(torch.arange(1.0, 101.0, dtype=torch.float64))
+        >>> slq = spectral_density(lambda v: a @ v, 100, steps=20, probes=4)
+        >>> round(slq.moment(1)[0], 6), round(float(slq.cdf(50.5)), 2)  # exact: 50.5, 0.5
+        (50.5, 0.5)
+
+    """
+    if not (isinstance(steps, int) and steps >= 1 and isinstance(probes, int) and probes >= 1):
+        raise ValueError(f"steps and probes must be positive ints, got {steps!r} and {probes!r}")
+    starts = _probe_vectors(dim, probes, vectors, generator, device)
+    m = min(steps, dim)
+    nodes = torch.zeros(len(starts), m, dtype=torch.float64)
+    weights = torch.zeros_like(nodes)
+    for i, v in enumerate(starts):
+        alphas, betas = _tridiagonal(matvec, v, m, device)
+        theta, s = scipy.linalg.eigh_tridiagonal(np.asarray(alphas), np.asarray(betas))
+        nodes[i, : len(theta)] = torch.from_numpy(theta)
+        weights[i, : len(theta)] = torch.from_numpy(s[0] ** 2)
+    return SpectralDensity(nodes, weights)
+
+
+def hessian_spectral_density(
+    model: nn.Module,
+    loss_fn: LossFn,
+    batch: Batch,
+    *,
+    steps: int = 64,
+    probes: int = 8,
+    vectors: Tensor | None = None,
+    generator: torch.Generator | None = None,
+    chunk_size: int | None = None,
+) -> SpectralDensity:
+    """Return the SLQ density of ``∇²_θ loss_fn(f(θ, x), y)`` (see :func:`spectral_density`).
+
+    The Hessian is that of :func:`gdscope.probes.hessian.hessian_operator` (trainable parameters
+    in ``named_parameters()`` order, the training loss's normalization), one product per step.
+
+    Raises:
+        ValueError: as :func:`spectral_density`, or on a random loss.
+
+    Example:
+        >>> from gdscope.losses import mse
+        >>> from gdscope.models import mlp
+        >>> net = mlp(d_in=3, width=8, depth=2, seed=0, dtype=torch.float64)
+        >>> x, y = torch.randn(6, 3, dtype=torch.float64), torch.randn(6, 1, dtype=torch.float64)
+        >>> slq = hessian_spectral_density(net, mse, (x, y), steps=16)  # 41 parameters
+        >>> slq.nodes.shape, round(float(slq.cdf(float("inf"))), 12)
+        (torch.Size([8, 16]), 1.0)
+
+    """
+    op = hessian_operator(model, loss_fn, batch, chunk_size=chunk_size)
+    return spectral_density(
+        op.matvec,
+        op.dim,
+        steps=steps,
+        probes=probes,
+        vectors=vectors,
+        generator=generator,
+        device=op.device,
+    )
+
+
+def _probe_vectors(
+    dim: int,
+    probes: int,
+    vectors: Tensor | None,
+    generator: torch.Generator | None,
+    device: torch.device | str,
+) -> list[Tensor]:
+    if vectors is not None:
+        if vectors.ndim != 2 or vectors.shape[1] != dim:
+            raise ValueError(f"vectors must be (n_v, {dim}), got {tuple(vectors.shape)}")
+        v = vectors.detach().to(device, torch.float64)
+    else:
+        gen = torch.Generator().manual_seed(0) if generator is None else generator
+        z = torch.randint(0, 2, (probes, dim), generator=gen, device=gen.device)
+        v = (2 * z - 1).to(device, torch.float64)
+    norms = torch.linalg.vector_norm(v, dim=1, keepdim=True)
+    if not bool((norms > 0).all()):
+        raise ValueError("every probe vector must be nonzero")
+    return list(v / norms)
+
+
+def _tridiagonal(
+    matvec: Callable[[Tensor], Tensor], v: Tensor, steps: int, device: torch.device | str
+) -> tuple[list[float], list[float]]:
+    """Return ``T``'s diagonal and off-diagonal after up to ``steps`` Lanczos steps from unit ``v``.
+
+    Stops early at a breakdown (``β ≤ 1e-12`` times the largest entry so far).
+    """
+    basis = _Basis(v.numel(), device, capacity=steps)
+    basis.append(v)
+    alphas: list[float] = []
+    betas: list[float] = []
+    scale = 0.0
+    for _ in range(steps):
+        w = matvec(basis.last()).to(device, torch.float64).reshape(-1)
+        alphas.append(float(basis.last() @ w))
+        scale = max(scale, abs(alphas[-1]), *(abs(b) for b in betas[-1:]))
+        w = w - alphas[-1] * basis.last()
+        if betas:
+            w = w - betas[-1] * basis.previous()
+        w = basis.orthogonalize(w)
+        beta = float(torch.linalg.vector_norm(w))
+        if len(alphas) == steps or beta <= 1e-12 * max(scale, 1e-300):
+            break
+        betas.append(beta)
+        basis.append(w / beta)
+    return alphas, betas

@@ -1,0 +1,122 @@
+r"""Hutch++: a Hessian trace estimator that beats Hutchinson's on low-rank-dominated spectra.
+
+Hutchinson's estimator ``tr A ≈ (1/m) Σ zᵢᵀ A zᵢ`` (Rademacher ``zᵢ``) has variance
+``2(‖A‖_F² − Σ A_ii²)/m``, so ``m = O(1/ε²)`` products reach a relative error ``ε`` for PSD
+``A``. Hutch++ (Meyer, Musco, Musco & Woodruff 2021, "Hutch++: optimal stochastic trace
+estimation", SOSA, Algorithm 1) splits a budget of ``m`` products in three: it sketches the top
+eigenspace with ``Q = orth(A S)`` for ``s = m/3`` Rademacher columns ``S``, takes the trace on
+that subspace exactly and Hutchinson's estimate only on the deflated rest:
+
+.. math::  \widehat{\mathrm{tr}}(A) = \mathrm{tr}(Q^\top A Q)
+    + \frac{1}{g} \sum_{j=1}^{g} z_j^\top (I - QQ^\top) A (I - QQ^\top) z_j,
+
+with ``g = m − 2s`` further Rademacher ``z_j``. It is unbiased, and its error scales with
+``‖A − A_s‖_F`` (``A_s`` the best rank-``s`` approximation) instead of ``‖A‖_F``: ``O(1/ε)``
+products suffice for PSD ``A``. Hessians of small-output networks, whose Gauss–Newton part has
+rank at most ``nk``, are the case it is made for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import torch
+from torch import Tensor, nn
+
+from gdscope.functional import LossFn
+from gdscope.probes.hessian import hessian_operator
+
+__all__ = ["hessian_trace_hutchpp", "hutchpp"]
+
+Batch = tuple[Tensor, Tensor]
+
+
+def hutchpp(
+    matvec: Callable[[Tensor], Tensor],
+    dim: int,
+    probes: int,
+    *,
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
+) -> float:
+    r"""Return the Hutch++ estimate of ``tr A`` from exactly ``probes`` products ``A v``.
+
+    ``s = ⌊probes/3⌋`` products sketch ``Q = orth(A S)`` (at most ``dim`` columns), ``s`` give
+    ``tr(QᵀAQ)``, and the remaining ``probes − 2s`` estimate the deflated rest by Hutchinson
+    (see the module docstring).
+
+    Args:
+        matvec: ``v ↦ A v`` for a symmetric ``A``, on float64 ``(dim,)`` vectors on ``device``.
+        dim: size of ``A``.
+        probes: the total number of products, at least 3.
+        generator: draws the Rademacher vectors (default seeded with 0), on the CPU.
+        device: where the vectors live.
+
+    Raises:
+        ValueError: if ``probes < 3``.
+
+    Example:
+        >>> a = torch.diag(torch.tensor([100.0, 10.0, 1.0, 0.0, 0.0], dtype=torch.float64))
+        >>> round(hutchpp(lambda v: a @ v, 5, 9), 9)  # the sketch spans the 3 nonzero directions
+        111.0
+
+    """
+    if not (isinstance(probes, int) and probes >= 3):
+        raise ValueError(f"probes must be an int >= 3 (a third of them sketch A), got {probes!r}")
+    if generator is None:
+        generator = torch.Generator().manual_seed(0)
+    sketch = probes // 3
+    rest = probes - 2 * sketch
+
+    def apply_all(vectors: Tensor) -> Tensor:  # (dim, c) -> (dim, c)
+        return torch.stack([matvec(v).to(torch.float64) for v in vectors.T], dim=1)
+
+    sketched = apply_all(_rademacher(dim, sketch, generator, device))
+    q, _ = torch.linalg.qr(sketched)  # (dim, min(dim, sketch)), orthonormal columns
+    exact = float(torch.sum(q * apply_all(q)))
+    z = _rademacher(dim, rest, generator, device)
+    z = z - q @ (q.T @ z)  # (I − QQᵀ) z
+    return exact + float(torch.sum(z * apply_all(z))) / rest
+
+
+def _rademacher(
+    dim: int, count: int, generator: torch.Generator, device: torch.device | str
+) -> Tensor:
+    signs = torch.randint(0, 2, (dim, count), generator=generator, device=generator.device)
+    return (2 * signs - 1).to(device, torch.float64)
+
+
+def hessian_trace_hutchpp(
+    model: nn.Module,
+    loss_fn: LossFn,
+    batch: Batch,
+    *,
+    probes: int = 60,
+    generator: torch.Generator | None = None,
+    chunk_size: int | None = None,
+    params: Iterable[str] | str | None = None,
+) -> float:
+    r"""Return the Hutch++ estimate of ``tr ∇²L`` from ``probes`` Hessian-vector products.
+
+    See :func:`hutchpp` (Meyer, Musco, Musco & Woodruff 2021). At an equal number of products
+    its error is lower than that of Hutchinson's :func:`~gdscope.probes.hessian.hessian_trace`
+    when a few eigenvalues dominate ``‖H‖_F``; on a flat spectrum the two are comparable.
+
+    Args:
+        model: the network (see :func:`~gdscope.probes.hessian.hessian_operator`).
+        loss_fn: the training loss.
+        batch: ``(x, y)``.
+        probes: the total number of Hessian-vector products, at least 3.
+        generator: draws the Rademacher vectors (default seeded with 0).
+        chunk_size: examples per chunk (see :func:`~gdscope.probes.hessian.hessian_operator`).
+        params: names or module prefixes of a block: the trace of ``∂²L/∂θ_S²``.
+
+    Returns:
+        The estimate of ``tr H`` as a float.
+
+    Raises:
+        ValueError: if ``probes < 3``, on a random loss, or a ``params`` entry naming nothing.
+
+    """
+    op = hessian_operator(model, loss_fn, batch, chunk_size=chunk_size, params=params)
+    return hutchpp(op.matvec, op.dim, probes, generator=generator, device=op.device)

@@ -1,0 +1,96 @@
+"""A user's own scheduled probes: ``gs.register_probe(name, fn, metrics=[...])``.
+
+A registered probe is scheduled by name like a built-in one (``probes = {"curvature": 10}`` in a
+study, ``gs.train(..., probes=...)``, ``gs.monitor``), and a study refuses, when it loads, a claim
+reading a metric that no probe of its trials records, so ``metrics`` must name every key ``fn``
+returns (a name ending in ``/`` stands for a family: ``"rms/"`` covers ``"rms/layers.0"``).
+
+``fn(ctx)`` gets the :class:`~gdscope.training.ProbeContext` of the checkpoint (the model, its
+parameters and those at init, the loss, the data, the step; cached NTK and outputs) and returns
+``{metric: value}``. The local runner's worker processes install the probes registered in the
+parent when they start, so ``fn`` must be importable by name (a function defined at the top
+level of a module, not a lambda or a function of ``__main__`` typed into a console).
+
+>>> import gdscope as gs
+>>> def weight_norm(ctx):
+...     return {"weight_norm": float(sum(p.pow(2).sum() for p in ctx.params.values()) ** 0.5)}
+>>> gs.register_probe("weight_norm", weight_norm, metrics=["weight_norm"])
+>>> "weight_norm" in gs.training.PROBES
+True
+>>> unregister_probe("weight_norm")
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+
+from gdscope.training.context import ProbeContext
+from gdscope.training.scheduled import PROBES, ScheduledProbe
+
+ProbeFn = Callable[[ProbeContext], dict[str, float]]
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+_REGISTERED: dict[str, ScheduledProbe] = {}
+"""The probes registered in this process (installed into each worker of a local pool)."""
+
+
+def register_probe(
+    name: str, fn: ProbeFn, *, metrics: Iterable[str], replace: bool = False
+) -> None:
+    """Make ``fn`` a probe scheduled by ``name`` that records ``metrics``.
+
+    Args:
+        name: the probe's name in a schedule (letters, digits and ``_``).
+        fn: ``fn(ctx: ProbeContext) -> {metric: value}``.
+        metrics: every metric ``fn`` may return (``"family/"`` for a family of names).
+        replace: allow replacing a probe registered before (never a built-in one).
+
+    Raises:
+        ValueError: a bad name, a built-in probe's name, a name registered already (without
+            ``replace``), ``fn`` not callable, or no metrics.
+
+    """
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ValueError(
+            f"register_probe: name {name!r} must be letters, digits and '_' (e.g. 'curvature')"
+        )
+    if name in PROBES and name not in _REGISTERED:
+        raise ValueError(f"register_probe: {name!r} is a built-in probe; choose another name")
+    if name in _REGISTERED and not replace:
+        raise ValueError(
+            f"register_probe: {name!r} is registered already; pass replace=True to replace it"
+        )
+    if not callable(fn):
+        raise ValueError(f"register_probe: fn must be callable, got {type(fn).__name__}")
+    declared = tuple(metrics) if not isinstance(metrics, str) else (metrics,)
+    if not declared or not all(isinstance(m, str) and m for m in declared):
+        raise ValueError(
+            f"register_probe: metrics must name every metric {name!r} records, got {metrics!r}"
+        )
+    probe = ScheduledProbe(fn, declared)
+    _REGISTERED[name] = probe
+    PROBES[name] = probe
+
+
+def unregister_probe(name: str) -> None:
+    """Remove a probe registered with :func:`register_probe` (built-in probes stay).
+
+    Raises:
+        ValueError: ``name`` was not registered.
+
+    """
+    if name not in _REGISTERED:
+        raise ValueError(f"unregister_probe: {name!r} was not registered")
+    del _REGISTERED[name]
+    del PROBES[name]
+
+
+def registered_probes() -> dict[str, ScheduledProbe]:
+    """Return the probes registered in this process, ``{name: ScheduledProbe}``."""
+    return dict(_REGISTERED)
+
+
+def install_probes(probes: Mapping[str, ScheduledProbe]) -> None:
+    """Register ``probes`` in this process (a worker's initializer), replacing earlier ones."""
+    for name, probe in probes.items():
+        register_probe(name, probe.fn, metrics=probe.metrics, replace=True)

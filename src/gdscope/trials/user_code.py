@@ -1,0 +1,107 @@
+"""A study's trials on a user's code: build each user model and data set once, and say what changed.
+
+Before anything trains or is written, :func:`check_user_code` builds the model and data set of
+each distinct config that calls a user's factory (:mod:`gdscope.factories`), so that a factory
+that fails is refused at once. :func:`with_factories` is the form a trial's config is stored in
+(each factory with the file and code digest it ran), and :func:`changed_factories` says why a
+study's stored trials were replaced (their factory's file changed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gdscope.config import TrialConfig, canonical_hash
+from gdscope.trials.networks import build_network, load_data, output_count
+
+
+def check_user_code(configs: Iterable[Any]) -> int:
+    """Build the model and data set of each distinct config that calls a user's factory, once.
+
+    What ``--dry-run`` and a run do before anything trains or is written: a factory that fails
+    to import, raises, returns the wrong type, or a model whose output does not fit the data's
+    targets is refused then, not after the first trials. Returns how many configs were built.
+
+    Raises:
+        ValueError: the first such problem, in one line naming the factory.
+
+    """
+    seen: set[str] = set()
+    for config in configs:
+        if not isinstance(config, TrialConfig):
+            continue
+        if config.model.kind != "custom" and config.data.name != "custom":
+            continue
+        key = canonical_hash(
+            [config.model.hash_payload(), config.data.hash_payload(), config.dtype, config.device]
+        )
+        if key in seen:
+            continue
+        seen.add(key)
+        dtype, device = getattr(torch, config.dtype), torch.device(config.device)
+        (x, y), eval_set = load_data(config, dtype, device)
+        build_network(config, x, output_count(y, eval_set), dtype, device)
+    return len(seen)
+
+
+def with_factories(configs: list[dict[str, Any]], validated: list[Any]) -> list[dict[str, Any]]:
+    """Return ``configs`` with each user factory as validated: name, file and code digest.
+
+    What the store keeps of a trial: the study's config, where a factory also says which version
+    of the user's code it ran.
+    """
+    out = []
+    for config, checked in zip(configs, validated, strict=True):
+        if isinstance(checked, TrialConfig):
+            for part in (checked.model, checked.data):
+                factory = getattr(part, "factory", None)
+                if factory is not None:
+                    section = "model" if part is checked.model else "data"
+                    config = {
+                        **config,
+                        section: {**config[section], "factory": factory.model_dump()},
+                    }
+        out.append(config)
+    return out
+
+
+def changed_factories(stale: list[dict[str, Any]], configs: list[dict[str, Any]]) -> str:
+    """Say why stored trials no longer belong to their study: which factory files changed.
+
+    ``stale``: configs of trials the study linked before and does not expand to now;
+    ``configs``: what it expands to now (:func:`with_factories`).
+    """
+    if not stale:
+        return ""
+    now = {_factory_key(c): _factory_digests(c) for c in configs}
+    changed = set()
+    for config in stale:
+        current = now.get(_factory_key(config))
+        if current is not None:
+            before = _factory_digests(config)
+            changed |= {
+                Path(f["file"]).name for f, g in zip(before, current, strict=True) if f != g
+            }
+    why = f": {', '.join(sorted(changed))} changed since they ran" if changed else ""
+    return f"{len(stale)} stored trials replaced{why}"
+
+
+def _factory_digests(config: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return [dict(config.get(s, {}).get("factory") or {}) for s in ("model", "data")]
+
+
+def _factory_key(config: Mapping[str, Any]) -> str:
+    """Hash the config with the factories' digests left out: equal for two versions of one code."""
+    stripped = {
+        key: (
+            {**value, "factory": {"ref": value["factory"].get("ref")}}
+            if isinstance(value, Mapping) and isinstance(value.get("factory"), Mapping)
+            else value
+        )
+        for key, value in config.items()
+    }
+    return canonical_hash(stripped)

@@ -1,0 +1,204 @@
+"""``gdscope diagnose`` / ``gs.diagnose``: the regime of a user's network and the theory checks."""
+
+import json
+import sys
+import textwrap
+
+import pytest
+import torch
+
+import gdscope as gs
+from gdscope.cli import main
+from gdscope.store import Store
+
+NETS = """
+import torch
+import gdscope as gs
+
+
+def centered_two(width=2048, d=8):
+    net = gs.models.two_layer(d_in=d, width=width, seed=0, dtype=torch.float64)
+    return gs.models.wrap_output(net, center=True)
+
+
+def mlp(width=64, depth=2, parameterization="ntk", d=8):
+    return gs.models.mlp(
+        d_in=d, width=width, depth=depth, parameterization=parameterization, seed=0,
+        dtype=torch.float64,
+    )
+
+
+def sphere(n=16, d=8, scale=1.0, seed=0):
+    x, y = gs.data.sphere(n=n, d=d, seed=seed, dtype=torch.float64)
+    return x, scale * y
+
+
+def broken(width=4):
+    raise RuntimeError("no such net")
+
+
+def not_a_module():
+    return 3
+"""
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    """A folder holding the user's module ``dgnets.py``, as the current directory; one thread."""
+    (tmp_path / "dgnets.py").write_text(textwrap.dedent(NETS))
+    monkeypatch.chdir(tmp_path)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny products: threads cost more than they give
+    yield tmp_path
+    torch.set_num_threads(threads)
+
+
+def _oscillation_onset(edge: float, steps: int = 200, rounds: int = 10) -> tuple[float, float]:
+    """Bracket, by bisection on plain GD runs, the smallest lr whose loss ever rises.
+
+    The network (a centered wide two-layer ReLU net, outputs 0 at init) and data (targets scaled
+    by 0.1) of the diagnosed run: the residual is small, so the weights barely move and the
+    loss is a quadratic in θ to high accuracy over the run; GD on a quadratic of top curvature S
+    has a monotone loss iff η ≤ 2/S (the top mode's square contracts by (1 − ηS)²), so the
+    onset is where 2/S₀ puts it unless the instrument or the edge formula is wrong. The loop is
+    written here, independently of gdscope's training loop.
+    """
+    x, y = gs.data.sphere(n=16, d=8, seed=0, dtype=torch.float64)
+    y = 0.1 * y
+
+    def loss_rises(lr: float) -> bool:
+        net = gs.models.wrap_output(
+            gs.models.two_layer(d_in=8, width=2048, seed=0, dtype=torch.float64), center=True
+        )
+        weights = [p for p in net.parameters() if p.requires_grad]
+        previous = None
+        for _ in range(steps):
+            loss = gs.losses.mse(net(x), y)
+            grads = torch.autograd.grad(loss, weights)
+            with torch.no_grad():
+                for w, g in zip(weights, grads, strict=True):
+                    w -= lr * g
+            value = float(loss.detach())
+            if previous is not None and not value <= previous:
+                return True
+            previous = value
+        return False
+
+    lo, hi = 0.5 * edge, 2.0 * edge
+    assert not loss_rises(lo) and loss_rises(hi)
+    for _ in range(rounds):
+        mid = (lo * hi) ** 0.5
+        lo, hi = (lo, mid) if loss_rises(mid) else (mid, hi)
+    return lo, hi
+
+
+def test_the_edge_verdict_flips_at_2_over_s0_where_gd_starts_to_oscillate(project):
+    kw = {"data_args": {"scale": 0.1}, "dtype": "float64", "steps": 20, "every": 10}
+    first = gs.diagnose("dgnets:centered_two", "dgnets:sphere", lr=1.0, **kw)
+    m = first.measurements
+    edge = m.stability_edge
+    assert edge == pytest.approx(2 / m.sharpness_init)
+    below = gs.diagnose("dgnets:centered_two", "dgnets:sphere", lr=0.9 * edge, **kw)
+    above = gs.diagnose("dgnets:centered_two", "dgnets:sphere", lr=1.1 * edge, **kw)
+    assert below.measurements.above_edge is False
+    assert below.check("stability").status == "holds"
+    assert above.measurements.above_edge is True
+    assert above.check("stability").status == "fails"
+    assert above.measurements.edge_step == 0  # S₀ is above S* = 2/η already
+    assert below.measurements.edge_step is None
+
+    lo, hi = _oscillation_onset(edge)
+    assert hi / lo < 1.01
+    assert abs(lo / edge - 1) < 0.05 and abs(hi / edge - 1) < 0.05, (lo / edge, hi / edge)
+
+
+def test_a_wide_ntk_mlp_is_lazy_and_a_narrow_mup_mlp_learns_features(project):
+    kw = {"dtype": "float64", "steps": 60, "every": 20}
+    wide = gs.diagnose(
+        "dgnets:mlp",
+        "dgnets:sphere",
+        lr=2.0,
+        model_args={"width": 2048, "depth": 2, "parameterization": "ntk"},
+        **kw,
+    )
+    narrow = gs.diagnose(
+        "dgnets:mlp",
+        "dgnets:sphere",
+        lr=0.05,
+        model_args={"width": 16, "depth": 3, "parameterization": "mup"},
+        **kw,
+    )
+    for d in (wide, narrow):  # both train: the regime is not a failed run's
+        assert d.measurements.status == "completed"
+        assert d.measurements.loss_final < 0.5 * d.measurements.loss_init
+    assert wide.regime == "lazy", wide.regime_reason
+    assert wide.measurements.ntk_drift < 0.03 and wide.measurements.weight_movement < 0.05
+    assert wide.check("ntk_regime").status == "holds"
+    assert narrow.regime == "feature learning", narrow.regime_reason
+    assert narrow.measurements.ntk_drift > 0.3
+    assert narrow.check("ntk_regime").status == "fails"
+    assert narrow.check("nag").status == "fails"
+    assert narrow.check("stability").status == "n/a"  # μP's lr multipliers: no 2/S₀ edge
+    assert "lr multipliers" in narrow.check("stability").threshold
+
+
+def _cli(monkeypatch, *args: str) -> int:
+    monkeypatch.setattr(sys, "argv", ["gdscope", "diagnose", *args])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    return int(exit_.value.code or 0)
+
+
+def test_cli_json_is_strict_html_is_one_page_and_results_are_stored(project, monkeypatch, capsys):
+    import gdscope.diagnose.render  # noqa: F401  # importing the package keeps gs.diagnose callable
+
+    assert callable(gs.diagnose)
+    page, results = project / "out" / "page.html", project / "results"
+    args = ["dgnets:mlp", "--data", "dgnets:sphere", "--lr", "0.5", "--steps", "8"]
+    args += ["--arg", "width=128", "--data-arg", "n=12", "--dtype", "float64", "--probe-size", "8"]
+    args += ["--hessian-size", "6"]  # a subset: the run's sharpness probe reads those 6 examples
+    code = _cli(monkeypatch, *args, "--json", "--html", str(page), "--results", str(results))
+    assert code == 0
+    out = capsys.readouterr().out
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"not strict JSON: {constant}")
+
+    doc = json.loads(out, parse_constant=refuse)
+    assert doc["measurements"]["ntk_examples"] == 8
+    assert doc["measurements"]["hessian_examples"] == 6
+    first_sharpness = doc["series"]["sharpness"]["values"][0]  # along the run, on the subset
+    assert first_sharpness == pytest.approx(doc["measurements"]["sharpness_init"], rel=2e-3)
+    assert "diagnose_subset_sharpness" not in gs.PROBES  # registered for the run only
+    assert doc["regime"] in ("lazy", "feature learning", "intermediate")
+    assert {c["key"] for c in doc["checks"]} >= {"stability", "ntk_regime", "pl", "nag"}
+    assert len(doc["series"]["loss"]["steps"]) == 9
+    text = page.read_text()
+    assert text.startswith("<!DOCTYPE html>") and "<svg" in text and "<script" not in text
+    (run,) = Store(results).studies(monitored=True)
+    assert run["name"] == "diagnose-mlp"
+    assert {"loss", "sharpness", "lr"} <= set(
+        Store(results).records(run["name"], "monitor")[0].series
+    )
+
+
+@pytest.mark.parametrize(
+    ("model", "data", "named"),
+    [
+        ("dgnets:broken", "dgnets:sphere", "dgnets:broken"),
+        ("nomodule:make_net", "dgnets:sphere", "nomodule:make_net"),
+        ("dgnets:not_a_module", "dgnets:sphere", "dgnets:not_a_module"),
+        ("dgnets:mlp", "dgnets:broken", "dgnets:broken"),
+        ("dgnets:centered_two", "dgnets:sphere", "dgnets:centered_two"),  # x has d=5, net d=8
+    ],
+)
+def test_a_bad_factory_is_one_line_exit_2_nothing_written(
+    project, monkeypatch, capsys, model, data, named
+):
+    page, results = project / "page.html", project / "results"
+    args = [model, "--data", data, "--lr", "0.1", "--steps", "3", "--data-arg", "d=5"]
+    code = _cli(monkeypatch, *args, "--html", str(page), "--results", str(results))
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1 and err.startswith("error: ") and named in err, err
+    assert not page.exists() and not results.exists()

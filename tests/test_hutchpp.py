@@ -1,0 +1,83 @@
+"""Hutch++ trace estimation: exact on low rank, unbiased, and better than Hutchinson at equal budget."""
+
+import statistics
+
+import pytest
+import torch
+
+import gdscope as gs
+from _helpers import assert_close
+from gdscope.probes import _reference as ref
+from gdscope.probes import _reference_extra as rx
+from gdscope.probes.hessian import hessian_trace
+from gdscope.probes.trace import hessian_trace_hutchpp, hutchpp
+
+F64 = torch.float64
+
+
+def _low_rank_dominated_case():
+    """A tanh MLP near interpolation (targets = outputs + small noise) on 8 examples, one output:
+    ``H ≈ JᵀJ/n``, of rank ≤ 8 among 79 parameters, plus a small residual term."""
+    x, _ = gs.data.sphere(n=8, d=4, seed=0, dtype=F64)
+    net = gs.models.mlp(4, 6, 3, activation="tanh", seed=1, dtype=F64)
+    noise = torch.randn(8, 1, generator=torch.Generator().manual_seed(0), dtype=F64)
+    with torch.no_grad():
+        y = net(x) + 0.05 * noise
+    return net, (x, y)
+
+
+def test_hutchpp_beats_hutchinson_at_equal_matvec_budget():
+    net, batch = _low_rank_dominated_case()
+    hessian = ref.dense_hessian(net, gs.losses.mse, batch)
+    exact = float(torch.trace(hessian))
+    eigs = torch.linalg.eigvalsh(hessian).abs().sort(descending=True).values
+    assert float(eigs[:8].square().sum() / eigs.square().sum()) > 0.99  # low-rank-dominated
+    budget, seeds = 30, range(8)
+    errors_pp, errors_h = [], []
+    for seed in seeds:
+        g = torch.Generator().manual_seed(seed)
+        estimate = hessian_trace_hutchpp(net, gs.losses.mse, batch, probes=budget, generator=g)
+        errors_pp.append(abs(estimate - exact) / abs(exact))
+        g = torch.Generator().manual_seed(seed)
+        estimate, _ = hessian_trace(net, gs.losses.mse, batch, samples=budget, generator=g)
+        errors_h.append(abs(estimate - exact) / abs(exact))
+    mean_pp, mean_h = statistics.mean(errors_pp), statistics.mean(errors_h)
+    assert mean_pp < 0.3 * mean_h, (mean_pp, mean_h)  # measured: 0.0048 vs 0.058
+
+
+def test_hutchpp_is_exact_when_the_sketch_spans_the_hessian():
+    """A linear model under mse has H = [X 1]ᵀ[X 1]/n of rank ≤ n = 3: a sketch of 4 catches it."""
+    net = gs.models.mlp(8, 1, 1, seed=0, dtype=F64)
+    x = torch.randn(3, 8, generator=torch.Generator().manual_seed(0), dtype=F64)
+    y = torch.randn(3, 1, generator=torch.Generator().manual_seed(1), dtype=F64)
+    exact = torch.trace(ref.dense_hessian(net, gs.losses.mse, (x, y)))
+    assert_close(hessian_trace_hutchpp(net, gs.losses.mse, (x, y), probes=12), exact, rtol=1e-12)
+
+
+def test_hutchpp_of_a_block_is_exact_once_the_sketch_covers_it():
+    net, batch = _low_rank_dominated_case()
+    for params in ("layers.2", ["layers.0.bias", "layers.1.bias"]):
+        block = rx.dense_hessian_block(net, gs.losses.mse, batch, params)
+        probes = 3 * block.shape[0]  # sketch = the block's dimension: Q spans everything
+        estimate = hessian_trace_hutchpp(net, gs.losses.mse, batch, probes=probes, params=params)
+        assert_close(estimate, torch.trace(block), rtol=1e-10, what=str(params))
+
+
+def test_hutchpp_is_unbiased_on_an_indefinite_matrix():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(20, 20, generator=g, dtype=F64)
+    a = a + a.T + torch.diag(torch.linspace(-5, 30, 20, dtype=F64))
+    draws = torch.tensor([hutchpp(lambda v: a @ v, 20, 7, generator=g) for _ in range(1500)])
+    mean, se = float(draws.mean()), float(draws.std() / len(draws) ** 0.5)
+    assert abs(mean - float(torch.trace(a))) <= 4 * se, (mean, float(torch.trace(a)), se)
+
+
+def test_every_product_of_the_budget_is_used_and_no_more():
+    calls = []
+    a = torch.diag(torch.arange(1.0, 11.0, dtype=F64))
+    for probes in (3, 10, 11):
+        calls.clear()
+        hutchpp(lambda v: calls.append(1) or a @ v, 10, probes)
+        assert len(calls) == probes
+    with pytest.raises(ValueError, match="probes must be an int >= 3"):
+        hutchpp(lambda v: a @ v, 10, 2)

@@ -1,0 +1,145 @@
+"""Preconditioned sharpness of Adam/RMSprop: the preconditioner torch applies, λ_max(P⁻¹H), and its threshold."""
+
+import pytest
+import torch
+
+import gdscope as gs
+from _helpers import assert_close
+from gdscope.probes import _reference_extra as rx
+from gdscope.probes.preconditioned import (
+    adaptive_stability_threshold,
+    preconditioned_sharpness,
+    preconditioner_diagonal,
+)
+
+F64 = torch.float64
+
+OPTIMIZERS = {
+    "adam": lambda p: torch.optim.Adam(p, lr=0.01),
+    "adamw-amsgrad": lambda p: torch.optim.AdamW(p, lr=0.01, betas=(0.8, 0.95), amsgrad=True),
+    "rmsprop-centered": lambda p: torch.optim.RMSprop(p, lr=0.01, centered=True, eps=1e-4),
+    "rmsprop-momentum": lambda p: torch.optim.RMSprop(p, lr=0.01, momentum=0.5),
+}
+
+
+def _case(kind, seed):
+    g = torch.Generator().manual_seed(seed)
+    if kind == "mlp-mse":
+        x = torch.randn(8, 4, generator=g, dtype=F64)
+        net = gs.models.mlp(4, 6, 3, out_dim=2, activation="tanh", seed=seed, dtype=F64)
+        return net, gs.losses.mse, (x, torch.randn(8, 2, generator=g, dtype=F64)), "layers.1"
+    x = torch.randn(5, 1, 4, 4, generator=g, dtype=F64)
+    net = gs.models.cnn(1, 4, 2, 3, depth=2, activation="tanh", seed=seed, dtype=F64)
+    return net, gs.losses.cross_entropy, (x, torch.randint(0, 3, (5,), generator=g)), "convs.1"
+
+
+def _trained(name, net, loss_fn, batch, steps=3):
+    opt = OPTIMIZERS[name](net.parameters())
+    for _ in range(steps):
+        opt.zero_grad()
+        loss_fn(net(batch[0]), batch[1]).backward()
+        opt.step()
+    return opt
+
+
+@pytest.mark.parametrize("kind", ["mlp-mse", "cnn-ce"])
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_preconditioned_sharpness_matches_the_dense_oracle(name, kind):
+    net, loss_fn, batch, prefix = _case(kind, seed=7)
+    opt = _trained(name, net, loss_fn, batch)
+    for params in (None, prefix):
+        value = preconditioned_sharpness(net, loss_fn, batch, opt, tol=1e-11, params=params)
+        expected = rx.dense_preconditioned_sharpness(net, loss_fn, batch, opt, params)
+        assert_close(value, expected, rtol=1e-8, what=f"{name} {kind} {params}")
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw-amsgrad", "rmsprop-centered"])
+def test_the_preconditioner_is_the_denominator_of_torchs_own_step(name):
+    """One more torch step moves θ by exactly −η·(m̂ or g)/P, with P as we read it after the step."""
+    net, loss_fn, batch, _ = _case("mlp-mse", seed=1)
+    opt = _trained(name, net, loss_fn, batch, steps=4)
+    before = torch.cat([p.detach().reshape(-1).clone() for p in net.parameters()])
+    opt.zero_grad()
+    loss_fn(net(batch[0]), batch[1]).backward()
+    grad = torch.cat([torch.as_tensor(p.grad).reshape(-1) for p in net.parameters()])
+    opt.step()
+    after = torch.cat([p.detach().reshape(-1) for p in net.parameters()])
+    if name.startswith("adam"):
+        beta1 = opt.param_groups[0]["betas"][0]
+        m = torch.cat([opt.state[p]["exp_avg"].reshape(-1) for p in net.parameters()])
+        direction = m / (1 - beta1**5)  # bias-corrected first moment after step 5
+    else:
+        direction = grad
+    decay = 1 - 0.01 * opt.param_groups[0]["weight_decay"] if name.startswith("adamw") else 1.0
+    expected = decay * before - 0.01 * direction / preconditioner_diagonal(net, opt)
+    assert_close(after, expected, rtol=1e-12, atol=1e-15)
+
+
+def test_lr_scaled_measures_the_step_sizes_of_each_group():
+    net, loss_fn, batch, _ = _case("mlp-mse", seed=2)
+    groups = [
+        {"params": [p for n, p in net.named_parameters() if n.startswith("layers.0")], "lr": 0.1},
+        {"params": [p for n, p in net.named_parameters() if not n.startswith("layers.0")]},
+    ]
+    opt = torch.optim.Adam(groups, lr=0.01)
+    for _ in range(2):
+        opt.zero_grad()
+        loss_fn(net(batch[0]), batch[1]).backward()
+        opt.step()
+    lrs = torch.cat(
+        [torch.full((p.numel(),), g["lr"], dtype=F64) for g in groups for p in g["params"]]
+    )
+    scale = (lrs / rx.dense_preconditioner(net, opt)).sqrt()
+    hessian = rx.dense_hessian_block(net, loss_fn, batch)
+    expected = rx.dense_top_eigenvalue(scale[:, None] * hessian * scale[None, :])
+    value = preconditioned_sharpness(net, loss_fn, batch, opt, tol=1e-11, lr_scaled=True)
+    assert_close(value, expected, rtol=1e-8)
+    assert adaptive_stability_threshold(opt, lr_scaled=True) == pytest.approx(38.0, rel=1e-12)
+    with pytest.raises(ValueError, match="lr_scaled=True"):
+        adaptive_stability_threshold(opt)
+
+
+def test_thresholds_are_those_of_the_paper():
+    params = [torch.nn.Parameter(torch.zeros(2))]
+    adam = torch.optim.Adam(params, lr=0.1)  # β₁ = 0.9: 38/η (Cohen et al. 2022)
+    assert adaptive_stability_threshold(adam) == pytest.approx(380.0, rel=1e-12)
+    assert adaptive_stability_threshold(torch.optim.RMSprop(params, lr=0.1)) == pytest.approx(20.0)
+    rms = torch.optim.RMSprop(params, lr=0.1, momentum=0.5)
+    assert adaptive_stability_threshold(rms) == pytest.approx(30.0)
+
+
+@pytest.mark.parametrize("name", ["adam", "rmsprop-momentum"])
+def test_frozen_preconditioner_iteration_is_stable_exactly_below_the_threshold(name):
+    """On the quadratic of a linear model, the frozen-P method converges at 0.95x the threshold
+    and diverges at 1.05x: the threshold and λ_max(P⁻¹H) are the right pair."""
+    net = gs.models.mlp(5, 1, 1, out_dim=1, seed=0, dtype=F64)  # linear: H is constant
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(12, 5, generator=g, dtype=F64), torch.randn(12, 1, generator=g, dtype=F64)
+    opt = _trained(name, net, gs.losses.mse, (x, y), steps=5)
+    sharp = preconditioned_sharpness(net, gs.losses.mse, (x, y), opt, tol=1e-12)
+    edge = adaptive_stability_threshold(opt) * 0.01  # the threshold times η: lr-free
+    p_inv = 1 / preconditioner_diagonal(net, opt)
+    hessian = rx.dense_hessian_block(net, gs.losses.mse, (x, y))
+    beta = opt.param_groups[0]["betas"][0] if name == "adam" else 0.5
+    damp = (1 - beta) if name == "adam" else 1.0  # EMA momentum vs heavy ball
+    for factor, stable in ((0.95, True), (1.05, False)):
+        eta = factor * edge / sharp
+        e, m = torch.ones(6, dtype=F64), torch.zeros(6, dtype=F64)
+        for _ in range(3000):
+            m = beta * m + damp * (hessian @ e)
+            e = e - eta * p_inv * m
+        assert (float(e.norm()) < 1e-3) == stable, (factor, float(e.norm()))
+
+
+def test_unsupported_or_unstepped_optimizers_are_refused():
+    net, loss_fn, batch, _ = _case("mlp-mse", seed=0)
+    with pytest.raises(ValueError, match="SGD"):
+        preconditioned_sharpness(net, loss_fn, batch, torch.optim.SGD(net.parameters(), lr=0.1))
+    fresh = torch.optim.Adam(net.parameters())
+    with pytest.raises(ValueError, match="take at least one optimizer step"):
+        preconditioned_sharpness(net, loss_fn, batch, fresh)
+    partial = _trained("adam", net, loss_fn, batch, steps=1)
+    partial.param_groups[0]["params"] = partial.param_groups[0]["params"][:2]
+    with pytest.raises(ValueError, match=r"'layers\.1\.weight' is not updated"):
+        preconditioned_sharpness(net, loss_fn, batch, partial)
+    assert preconditioned_sharpness(net, loss_fn, batch, partial, params="layers.0") > 0

@@ -1,0 +1,94 @@
+"""Stochastic Lanczos quadrature of the Hessian spectrum against the dense float64 Hessian."""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import pytest
+import torch
+
+from gdscope.losses import mse
+from gdscope.models import mlp
+from gdscope.probes._reference import dense_hessian
+from gdscope.probes.spectral_density import hessian_spectral_density, spectral_density
+
+
+@functools.cache
+def _problem(width: int, depth: int):
+    """A small tanh net (float64) with random targets, so the Hessian is indefinite."""
+    gen = torch.Generator().manual_seed(0)
+    net = mlp(d_in=3, width=width, depth=depth, activation="tanh", seed=0, dtype=torch.float64)
+    x = torch.randn(12, 3, generator=gen, dtype=torch.float64)
+    y = torch.randn(12, 1, generator=gen, dtype=torch.float64)
+    hessian = dense_hessian(net, mse, (x, y))
+    return net, (x, y), hessian, torch.linalg.eigvalsh(hessian)
+
+
+def _smoothed(
+    lam: torch.Tensor, t: torch.Tensor, sigma: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact ``(density, cdf)`` of the eigenvalues ``lam`` smoothed by ``N(0, σ²)``, at ``t``."""
+    z = (t[:, None] - lam) / sigma
+    density = (torch.exp(-0.5 * z**2) / (sigma * math.sqrt(2 * math.pi))).mean(1)
+    return density, (0.5 * torch.erfc(-z / math.sqrt(2))).mean(1)
+
+
+def test_each_probe_is_a_gauss_rule_exact_to_degree_2m_minus_1():
+    net, batch, hessian, lam = _problem(10, 3)
+    steps = 8
+    v = torch.randn(
+        3, hessian.shape[0], generator=torch.Generator().manual_seed(1), dtype=torch.float64
+    )
+    slq = hessian_spectral_density(net, mse, batch, steps=steps, vectors=v)
+    v = v / v.norm(dim=1, keepdim=True)
+    assert torch.allclose(slq.weights.sum(1), torch.ones(3, dtype=torch.float64), atol=1e-13)
+    scale = lam.abs().max().item()
+    power_v, errors = v.T.clone(), []  # columns A^k v
+    for k in range(2 * steps + 1):
+        exact = (v * power_v.T).sum(1)  # vᵀ A^k v per probe
+        quad = (slq.weights * slq.nodes**k).sum(1)
+        errors.append((quad - exact).abs().max().item() / scale**k)
+        power_v = hessian @ power_v
+    assert max(errors[: 2 * steps]) <= 1e-12, errors
+    assert errors[2 * steps] >= 1e3 * max(errors[: 2 * steps]), errors  # degree 2m is beyond it
+
+
+def test_all_coordinate_probes_and_full_lanczos_give_the_exact_smoothed_spectrum():
+    _, _, hessian, lam = _problem(6, 2)
+    p = hessian.shape[0]
+    slq = spectral_density(
+        lambda v: hessian @ v, p, steps=p, vectors=torch.eye(p, dtype=torch.float64)
+    )
+    sigma = 0.05 * (lam[-1] - lam[0]).item()
+    t = torch.linspace(lam[0].item() - 3 * sigma, lam[-1].item() + 3 * sigma, 50)
+    density, cdf = _smoothed(lam, t, sigma)
+    assert torch.allclose(slq.density(t, sigma), density, rtol=0, atol=1e-10 * density.max().item())
+    assert torch.allclose(slq.cdf(t, sigma), cdf, rtol=0, atol=1e-10)
+    steps = (lam[:, None] <= t).to(torch.float64).mean(0)
+    assert torch.allclose(slq.cdf(t), steps, rtol=0, atol=1e-10)
+    for k in (1, 2, 3):
+        assert slq.moment(k)[0] == pytest.approx((lam**k).mean().item(), rel=1e-10, abs=1e-12)
+
+
+def test_rademacher_slq_density_matches_the_dense_spectrum():
+    net, batch, _, lam = _problem(10, 3)
+    slq = hessian_spectral_density(net, mse, batch, steps=30, probes=32)
+    sigma = 0.02 * (lam[-1] - lam[0]).item()
+    t = torch.linspace(lam[0].item() - 4 * sigma, lam[-1].item() + 4 * sigma, 400)
+    density, cdf = _smoothed(lam, t, sigma)
+    l1 = float((slq.density(t, sigma) - density).abs().sum() * (t[1] - t[0]))
+    assert l1 <= 0.08, l1  # measured 0.03 (stochastic: about 1/√(P·n_v) per point)
+    assert float((slq.cdf(t, sigma) - cdf).abs().max()) <= 0.03
+    for k in (1, 2):
+        estimate, se = slq.moment(k)
+        assert abs(estimate - (lam**k).mean().item()) <= 4 * se, (k, estimate, se)
+
+
+def test_bad_arguments_are_refused():
+    with pytest.raises(ValueError, match="positive ints"):
+        spectral_density(lambda v: v, 4, steps=0)
+    with pytest.raises(ValueError, match=r"vectors must be \(n_v, 4\)"):
+        spectral_density(lambda v: v, 4, vectors=torch.ones(2, 3))
+    with pytest.raises(ValueError, match="nonzero"):
+        spectral_density(lambda v: v, 4, vectors=torch.zeros(1, 4))
