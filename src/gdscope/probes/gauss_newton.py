@@ -24,7 +24,6 @@ about three backward passes and no forward pass.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterable, Mapping
 from typing import Literal, overload
 
@@ -34,7 +33,7 @@ from torch import Tensor, nn
 from gdscope.functional import LossFn, apply, loss_at
 from gdscope.probes._checks import check_deterministic
 from gdscope.probes._subset import select_params
-from gdscope.probes.lanczos import Bound, lanczos_topk
+from gdscope.probes.lanczos import Bound, top_eigenpair
 
 __all__ = ["GGNOperator", "ggn_operator", "ggn_sharpness"]
 
@@ -235,22 +234,8 @@ def ggn_sharpness(
 
     """
     op = ggn_operator(model, loss_fn, batch, params=params)
-    res = lanczos_topk(
-        op.matvec,
-        op.dim,
-        tol=tol,
-        bound=bound,
-        max_iter=max_iter,
-        v0=v0,
-        generator=generator,
-        device=op.device,
-    )
-    if not res.converged:
-        warnings.warn(
-            f"ggn_sharpness: Lanczos stopped after {res.iterations} products with residual "
-            f"{res.residual_norms[0].item():.3e} > tol·|θ| = {tol * abs(res.values[0].item()):.3e}",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-    value = float(res.values[0])
-    return (value, res.vectors[:, 0]) if return_vector else value
+    value, vector = top_eigenpair(
+        op.matvec, op.dim, what="ggn_sharpness", tol=tol, bound=bound, max_iter=max_iter, v0=v0,
+        generator=generator, device=op.device,
+    )  # fmt: skip
+    return (value, vector) if return_vector else value

@@ -15,7 +15,6 @@ about the cost of one gradient per product (Pearlmutter 1994).
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Iterable
 from typing import Literal, overload
 
@@ -26,7 +25,7 @@ from gdscope.functional import LossFn, apply, loss_at
 from gdscope.probes._checks import check_deterministic
 from gdscope.probes._hvp import HessianOperator, Scalar, Term
 from gdscope.probes._subset import select_params
-from gdscope.probes.lanczos import Bound, EigResult, Which, lanczos_topk
+from gdscope.probes.lanczos import Bound, EigResult, Which, lanczos_topk, top_eigenpair
 
 __all__ = [
     "HessianOperator",
@@ -246,18 +245,11 @@ def sharpness(
 
     """
     op = _operator(model, loss_fn, batch, chunk_size, False, what="sharpness", params=params)
-    res = lanczos_topk(
-        op.matvec, op.dim, tol=tol, bound=bound, v0=v0, generator=generator, device=op.device
-    )
-    if not res.converged:
-        warnings.warn(
-            f"sharpness: Lanczos stopped after {res.iterations} products with residual "
-            f"{res.residual_norms[0].item():.3e} > tol·|θ| = {tol * abs(res.values[0].item()):.3e}",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-    value = float(res.values[0])
-    return (value, res.vectors[:, 0]) if return_vector else value
+    value, vector = top_eigenpair(
+        op.matvec, op.dim, what="sharpness", tol=tol, bound=bound, v0=v0, generator=generator,
+        device=op.device,
+    )  # fmt: skip
+    return (value, vector) if return_vector else value
 
 
 def power_iteration(

@@ -40,6 +40,7 @@ and the eigenvector's angle is only ``O(r/gap)``.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -49,7 +50,7 @@ import scipy.linalg
 import torch
 from torch import Tensor
 
-__all__ = ["Bound", "EigResult", "Which", "lanczos_topk"]
+__all__ = ["Bound", "EigResult", "Which", "lanczos_topk", "top_eigenpair"]
 
 Which = Literal["LA", "LM", "SA", "BE"]
 Bound = Literal["residual", "gap"]
@@ -357,3 +358,35 @@ class _Basis:
                 break
             norm = new_norm
         return w
+
+
+def top_eigenpair(
+    matvec: Callable[[Tensor], Tensor],
+    dim: int,
+    *,
+    what: str,
+    tol: float = 1e-3,
+    bound: Bound = "residual",
+    max_iter: int | None = None,
+    v0: Tensor | None = None,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> tuple[float, Tensor]:
+    """Return the largest eigenvalue and its vector (:func:`lanczos_topk` with ``k = 1``).
+
+    What every sharpness-like probe does (``sharpness``, ``ggn_sharpness``,
+    ``preconditioned_sharpness``): a run that stops before ``tol`` warns (``RuntimeWarning``,
+    naming ``what``) and still returns its best estimate.
+    """
+    res = lanczos_topk(
+        matvec, dim, tol=tol, bound=bound, max_iter=max_iter, v0=v0, generator=generator,
+        device=device,
+    )  # fmt: skip
+    if not res.converged:
+        warnings.warn(
+            f"{what}: Lanczos stopped after {res.iterations} products with residual "
+            f"{res.residual_norms[0].item():.3e} > tol·|θ| = {tol * abs(res.values[0].item()):.3e}",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return float(res.values[0]), res.vectors[:, 0]

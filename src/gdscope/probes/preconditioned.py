@@ -29,7 +29,6 @@ in full-batch training, while the preconditioner keeps adapting.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterable
 from typing import Any
 
@@ -39,7 +38,7 @@ from torch import Tensor, nn
 from gdscope.functional import LossFn
 from gdscope.probes._subset import select_params
 from gdscope.probes.hessian import hessian_operator
-from gdscope.probes.lanczos import Bound, lanczos_topk
+from gdscope.probes.lanczos import Bound, top_eigenpair
 
 __all__ = ["adaptive_stability_threshold", "preconditioned_sharpness", "preconditioner_diagonal"]
 
@@ -200,21 +199,8 @@ def preconditioned_sharpness(
     def matvec(v: Tensor) -> Tensor:
         return scale * op.matvec(scale * v)
 
-    res = lanczos_topk(
-        matvec,
-        op.dim,
-        tol=tol,
-        bound=bound,
-        max_iter=max_iter,
-        v0=v0,
-        generator=generator,
-        device=op.device,
-    )
-    if not res.converged:
-        warnings.warn(
-            f"preconditioned_sharpness: Lanczos stopped after {res.iterations} products with "
-            f"residual {res.residual_norms[0].item():.3e} > tol·|θ|",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-    return float(res.values[0])
+    value, _ = top_eigenpair(
+        matvec, op.dim, what="preconditioned_sharpness", tol=tol, bound=bound,
+        max_iter=max_iter, v0=v0, generator=generator, device=op.device,
+    )  # fmt: skip
+    return value
