@@ -266,3 +266,21 @@ def test_sizes_and_small_mistakes_are_refused_at_load(tmp_path):
     bom = tmp_path / "bom.toml"
     bom.write_bytes(b"\xef\xbb\xbf" + EXAMPLE.encode())
     assert load_study(bom).name == "toy-width"
+
+
+@pytest.mark.parametrize(
+    ("expr", "fragment"),
+    [
+        ("min(loss)", "min() takes at least 2 argument(s), got 1"),
+        ("sqrt(loss, loss)", "sqrt() takes 1 argument(s), got 2"),
+        ("-" * 1500 + "loss", "nested more than 100 levels"),
+        ("(" * 400 + "loss" + ")" * 400, "not an arithmetic expression"),
+        ("loss" + " + loss" * 2000, "at most 2000"),
+    ],
+)
+def test_bad_expressions_are_refused_when_the_study_loads(expr, fragment):
+    text = EXAMPLE.replace(
+        'y = {reduce = "final", metric = "loss"}', f'y = {{reduce = "expr", expr = "{expr}"}}', 1
+    )
+    assert text != EXAMPLE
+    assert fragment in _message(text)

@@ -50,16 +50,36 @@ def names(node: ast.AST) -> list[str]:
     return [name for child in ast.iter_child_nodes(node) for name in names(child)]
 
 
+ARITY: dict[str, tuple[int, int | None]] = {"min": (2, None), "max": (2, None)}
+"""``(fewest, most)`` arguments of each function (``None``: no limit); the others take one."""
+MAX_DEPTH = 100
+"""The deepest expression tree accepted (evaluation recurses once per level)."""
+MAX_LENGTH = 2000
+"""The longest expression accepted (nesting deep enough to exhaust the parser is refused)."""
+
+
 def check_expression(text: str) -> None:
     """Raise ``ValueError`` naming what is not allowed if ``text`` is not a reducer expression."""
+    if len(text) > MAX_LENGTH:
+        raise ValueError(f"expr of {len(text)} characters: at most {MAX_LENGTH}; split it")
     try:
         tree = ast.parse(text, mode="eval")
-    except SyntaxError as err:
-        raise ValueError(f"expr {text!r} is not an arithmetic expression: {err.msg}") from None
+    except (SyntaxError, RecursionError, MemoryError) as err:
+        why = err.msg if isinstance(err, SyntaxError) else "nested too deeply"
+        raise ValueError(f"expr {text[:60]!r} is not an arithmetic expression: {why}") from None
+    if _depth(tree) > MAX_DEPTH:
+        raise ValueError(f"expr {text[:60]!r}: nested more than {MAX_DEPTH} levels deep")
     for node in ast.walk(tree):
         if isinstance(node, ast.Call):
             if not (isinstance(node.func, ast.Name) and node.func.id in FUNCTIONS) or node.keywords:
                 raise ValueError(f"expr {text!r}: calls allowed: {', '.join(FUNCTIONS)}")
+            low, high = ARITY.get(node.func.id, (1, 1))
+            if len(node.args) < low or (high is not None and len(node.args) > high):
+                wanted = f"at least {low}" if high is None else f"{low}"
+                raise ValueError(
+                    f"expr {text!r}: {node.func.id}() takes {wanted} argument(s), "
+                    f"got {len(node.args)}"
+                )
         elif isinstance(node, ast.Constant):
             if isinstance(node.value, bool) or not isinstance(node.value, int | float):
                 raise ValueError(f"expr {text!r}: only numeric constants, got {node.value!r}")
@@ -81,6 +101,16 @@ def check_expression(text: str) -> None:
             | ast.unaryop,
         ):
             raise ValueError(f"expr {text!r}: {type(node).__name__} is not allowed")
+
+
+def _depth(tree: ast.AST) -> int:
+    """Return the depth of ``tree`` (iteratively: a deep tree must not exhaust the stack here)."""
+    deepest, stack = 0, [(tree, 1)]
+    while stack:
+        node, level = stack.pop()
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in ast.iter_child_nodes(node))
+    return deepest
 
 
 class UnresolvedError(Exception):
