@@ -197,7 +197,7 @@ def test_show_counts_the_trials_of_each_study_and_scale(tmp_path):
     ]
 
 
-FAILING_STUDY = study_file(
+MISSING_FILES_STUDY = study_file(
     "fails",
     """
 "model.width" = 8
@@ -208,14 +208,45 @@ steps = 2
 """,
 )
 
+FAILING_NET = """
+import torch
+
+
+class Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(16, 1)
+
+    def forward(self, x):
+        if x.shape[0] > 2:  # the check before the run builds it on two inputs; training fails
+            raise RuntimeError("no batches larger than two")
+        return self.lin(x)
+
+
+def make():
+    return Net()
+"""
+
+
+def test_a_missing_data_file_is_refused_before_the_run(tmp_path):
+    study = tmp_path / "fails.toml"
+    study.write_text(MISSING_FILES_STUDY)
+    out = _gdscope("run", str(study), "--results", str(tmp_path / "r"), "--no-report")
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.startswith(f"error: {study}: ") and "/nonexistent/images.idx" in out.stderr
+    assert not (tmp_path / "r").exists()
+
 
 def test_a_failed_trial_is_printed_in_one_line_and_the_run_exits_1(tmp_path):
+    (tmp_path / "failing.py").write_text(FAILING_NET)
     study = tmp_path / "fails.toml"
-    study.write_text(FAILING_STUDY)
+    study.write_text(
+        study_file("fails", 'steps = 2\n"model.kind" = "custom"\n"model.factory" = "failing:make"')
+    )
     out = _gdscope("run", str(study), "--results", str(tmp_path / "r"), "--no-report")
     assert out.returncode == 1, out.stderr
     lines = [line for line in out.stderr.splitlines() if line.startswith("failed trial of fails")]
-    assert len(lines) == 1 and "FileNotFoundError: /nonexistent/images.idx" in lines[0]
+    assert len(lines) == 1 and "RuntimeError: no batches larger than two" in lines[0]
     assert "1 trial(s) failed" in out.stderr and "Traceback" not in out.stderr
 
 

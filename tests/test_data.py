@@ -334,6 +334,28 @@ def test_idx_errors_name_the_file(idx_files):
         D.load_mnist_idx(ip, fewer)
     with pytest.raises(FileNotFoundError, match=r"missing\.idx: no such file"):
         D.load_mnist_idx(tmp / "missing.idx", lp)
+    empty_images = _write_idx(tmp / "none.idx", images[:0], 0x803)
+    empty_labels = _write_idx(tmp / "nolabels.idx", labels[:0], 0x801)
+    with pytest.raises(ValueError, match=r"none\.idx holds no images"):
+        D.load_mnist_idx(empty_images, empty_labels)
+
+
+def test_a_gzip_file_of_the_wrong_kind_is_refused_before_it_is_inflated(idx_files, monkeypatch):
+    _, labels, tmp = idx_files
+    wrong = _write_idx(tmp / "labels.idx.gz", labels, 0x801, compress=True)
+    lp = _write_idx(tmp / "labels.idx", labels, 0x801)
+    inflated: list[int] = []
+    real_read = gzip.GzipFile.read
+
+    def counting(self, size=-1):
+        data = real_read(self, size)
+        inflated.append(len(data))
+        return data
+
+    monkeypatch.setattr(gzip.GzipFile, "read", counting)
+    with pytest.raises(ValueError, match="bad magic number 0x00000801"):
+        D.load_mnist_idx(wrong, lp)
+    assert inflated == [4]  # the header only, not the file
 
 
 def _cifar_records(count, seed):

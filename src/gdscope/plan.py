@@ -115,5 +115,5 @@ def check_study_code(study: Study, validated: list[Any]) -> None:
     """Build each distinct user model and data set once (``trial.check_user_code``)."""
     try:
         check_user_code(validated)
-    except ValueError as error:
+    except (ValueError, OSError) as error:  # OSError: a data file missing or unreadable
         raise StudyError(f"{study.source or f'study {study.name!r}'}: {error}") from None

@@ -31,15 +31,24 @@ _CIFAR_FILES = {
 _CIFAR_SUBDIR = "cifar-10-batches-bin"
 
 
-def _read(path: Path, what: str) -> bytes:
-    """Read the bytes of ``path``, gunzipped if they start with the gzip magic."""
+def _read(path: Path, what: str, magic: int | None = None) -> bytes:
+    """Read the bytes of ``path``, gunzipped if they start with the gzip magic.
+
+    With ``magic``, a gzip file's first four inflated bytes are checked before the rest is
+    inflated, so a wrong file fails at once instead of after inflating all of it.
+    """
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file (expected {what})")
-    data = path.read_bytes()
-    if data[:2] != _GZIP_MAGIC:
-        return data
+    with path.open("rb") as handle:
+        gzipped = handle.read(2) == _GZIP_MAGIC
+    if not gzipped:
+        return path.read_bytes()
     try:
-        return gzip.decompress(data)
+        with gzip.open(path, "rb") as stream:
+            head = stream.read(4)
+            if magic is not None and int.from_bytes(head, "big") != magic:
+                return head  # the caller names the bad magic number
+            return head + stream.read()
     except (OSError, EOFError, zlib.error) as err:
         raise ValueError(
             f"{path}: corrupt or truncated gzip data ({err}); expected {what}"
@@ -48,7 +57,7 @@ def _read(path: Path, what: str) -> bytes:
 
 def _parse_idx(path: Path, magic: int, what: str) -> np.ndarray:
     """Parse an IDX file of unsigned bytes: magic, big-endian uint32 dims, then the data."""
-    data = _read(path, what)
+    data = _read(path, what, magic)
     ndim = magic & 0xFF
     header = 4 + 4 * ndim
     if len(data) < 4 or int.from_bytes(data[:4], "big") != magic:
@@ -117,6 +126,9 @@ def load_mnist_idx(
             f"{images_path} has {images.shape[0]} images but {labels_path} has "
             f"{labels.shape[0]} labels; expected the same count"
         )
+    if images.shape[0] == 0:
+        raise ValueError(f"{images_path} holds no images; expected at least one")
+
     rows = c.subsample(images.shape[0], n, seed, str(images_path))
     x = _pixels(images[rows][:, None], dtype, device)  # (n, 1, rows, cols)
     return x, c.to_labels(labels[rows], device)

@@ -18,23 +18,28 @@ import torch
 from gdscope.config import TrialConfig, canonical_hash
 from gdscope.trials.networks import build_network, load_data, output_count
 
+FILE_DATASETS = ("mnist_idx", "cifar10")
+"""Data sets read from the user's files: read once before a run, like a user's factory."""
+
 
 def check_user_code(configs: Iterable[Any]) -> int:
-    """Build the model and data set of each distinct config that calls a user's factory, once.
+    """Build the model and data set of each distinct config that calls a user's code, once.
 
     What ``--dry-run`` and a run do before anything trains or is written: a factory that fails
-    to import, raises, returns the wrong type, or a model whose output does not fit the data's
-    targets is refused then, not after the first trials. Returns how many configs were built.
+    to import, raises, returns the wrong type, a model whose output does not fit the data's
+    targets, or a data file that is missing, empty or corrupt (:data:`FILE_DATASETS`) is refused
+    then, not after the first trials. Returns how many configs were built.
 
     Raises:
-        ValueError: the first such problem, in one line naming the factory.
+        ValueError: the first such problem, in one line naming the factory or the file.
 
     """
     seen: set[str] = set()
     for config in configs:
         if not isinstance(config, TrialConfig):
             continue
-        if config.model.kind != "custom" and config.data.name != "custom":
+        user_data = config.data.name in ("custom", *FILE_DATASETS)
+        if config.model.kind != "custom" and not user_data:
             continue
         key = canonical_hash(
             [config.model.hash_payload(), config.data.hash_payload(), config.dtype, config.device]
