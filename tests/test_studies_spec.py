@@ -249,6 +249,7 @@ def test_sizes_and_small_mistakes_are_refused_at_load(tmp_path):
         ('"base.steps" = 10', '"base.steps" = 1e18', "whole number"),
         ('"base.steps" = 10', '"base.steps" = true', "whole number"),
         ("depth = 2", "depth = 100000", "less than or equal to 1024"),
+        ("[16, 32, 64]", "[16, 1000000000]", "GiB of memory; use a smaller width"),
     ]:
         assert old in EXAMPLE, old
         with pytest.raises(StudyError, match=fragment):

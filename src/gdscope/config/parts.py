@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import os
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
@@ -152,6 +153,7 @@ class ModelConfig(FrozenPart):
                 f"model.factory and model.args apply to kind 'custom', got kind {self.kind!r}; "
                 "set model.kind = 'custom' or remove them"
             )
+        self._fits_in_memory()
         for name in ("readout_init", "trained"):
             value = getattr(self, name)
             if value != type(self).model_fields[name].default and self.kind != "mlp":
@@ -172,6 +174,24 @@ class ModelConfig(FrozenPart):
             )
         return self
 
+    def _fits_in_memory(self) -> None:
+        """Refuse a network whose hidden weights alone, at 4 bytes each, exceed this machine's RAM.
+
+        The count is a lower bound that needs no data: ``width² · (depth − 1)`` for an MLP (the
+        hidden-to-hidden matrices), ``9 · width² · depth`` for 3×3 convolutions.
+        """
+        if self.kind == "two_layer":
+            return
+        per_layer = 9 if self.kind in ("cnn", "resnet") else 1
+        weights = per_layer * self.width**2 * max(self.depth - 1, 1)
+        memory = _physical_memory()
+        if memory is not None and 4 * weights > memory:
+            raise ValueError(
+                f"model.width = {self.width} with depth {self.depth}: at least {weights:.3g} "
+                f"weights, {4 * weights / 2**30:.3g} GiB in float32, more than this machine's "
+                f"{memory / 2**30:.3g} GiB of memory; use a smaller width or depth"
+            )
+
     def _custom_fits(self) -> ModelConfig:
         if self.factory is None:
             raise ValueError(
@@ -185,6 +205,14 @@ class ModelConfig(FrozenPart):
                     f"factory as model.args.{name}"
                 )
         return self
+
+
+def _physical_memory() -> int | None:
+    """Return the physical memory in bytes, or ``None`` where the OS does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
 
 
 class DataConfig(FrozenPart):
