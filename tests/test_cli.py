@@ -6,12 +6,28 @@ import sys
 import pytest
 
 from _stores import study_file
+from gdscope.cli import main
 
 
 def _gdscope(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "gdscope", *args], capture_output=True, text=True, timeout=120
     )
+
+
+def _here(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    """Run ``gdscope ARGS`` in this process (as the console script does); return code, out, err.
+
+    For the checks of one-line errors, which a subprocess per case made slow (≈ 5 s each).
+    """
+    monkeypatch.setattr(sys, "argv", ["gdscope", *args])
+    try:
+        main()
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else 1
+    out = capsys.readouterr()
+    return code, out.out, out.err
 
 
 def test_version():
@@ -72,12 +88,12 @@ def test_train_json_output():
         (["--data-option", "k=5"], ["data.options", "no option 'k'", "accepted"]),
     ],
 )
-def test_bad_arguments_give_one_line_error(args, expected):
-    out = _gdscope("train", "--steps", "1", *args)
-    assert out.returncode != 0
-    assert "Traceback" not in out.stderr + out.stdout
-    lines = out.stderr.strip().splitlines()
-    assert len(lines) == 1, out.stderr
+def test_bad_arguments_give_one_line_error(args, expected, monkeypatch, capsys):
+    code, out, err = _here(monkeypatch, capsys, "train", "--steps", "1", *args)
+    assert code != 0
+    assert "Traceback" not in err + out
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
     for fragment in expected:
         assert fragment in lines[0], (fragment, lines[0])
 
@@ -99,11 +115,11 @@ def test_verify_probes_passes_and_prints_every_check():
         (["run", "lr-transfer", "--dry-run", "--max-trials", "100"], "more than --max-trials 100"),
     ],
 )
-def test_other_commands_reject_bad_arguments_in_one_line(args, fragment):
-    out = _gdscope(*args)
-    assert out.returncode == 2
-    assert "Traceback" not in out.stderr
-    assert fragment in out.stderr.strip()
+def test_other_commands_reject_bad_arguments_in_one_line(args, fragment, monkeypatch, capsys):
+    code, _, err = _here(monkeypatch, capsys, *args)
+    assert code == 2
+    assert "Traceback" not in err
+    assert fragment in err.strip()
 
 
 def test_run_writes_the_report_and_report_rewrites_it(tmp_path):
@@ -165,12 +181,12 @@ def test_run_with_an_unknown_scale_writes_nothing(tmp_path):
     ],
     ids=["show", "verify", "list-claims", "run", "run-dry-run"],
 )
-def test_a_file_that_is_not_a_store_is_a_one_line_error(tmp_path, args):
+def test_a_file_that_is_not_a_store_is_a_one_line_error(tmp_path, args, monkeypatch, capsys):
     path = tmp_path / "gdscope.sqlite"
     path.write_text("hi\n")
-    out = _gdscope(*(str(tmp_path) if arg == "DIR" else arg for arg in args))
-    assert out.returncode == 2, out.stderr
-    assert out.stderr.strip() == (
+    code, _, err = _here(monkeypatch, capsys, *(str(tmp_path) if a == "DIR" else a for a in args))
+    assert code == 2, err
+    assert err.strip() == (
         f"error: {path} is not a gdscope store (file is not a database); "
         "move it away or use another --results DIR"
     )

@@ -62,7 +62,14 @@ def reference(tmp_path_factory):
     return Store(results)
 
 
-@pytest.mark.parametrize("kill_after", [0, 1, 6], ids=["at-start", "after-1", "after-6"])
+@pytest.mark.parametrize(
+    "kill_after",
+    [  # the default run keeps one kill mid-run; the others (≈ 20 s each) run with -m slow
+        pytest.param(0, id="at-start", marks=pytest.mark.slow),
+        pytest.param(1, id="after-1"),
+        pytest.param(6, id="after-6", marks=pytest.mark.slow),
+    ],
+)
 def test_sigkill_at_any_moment_then_resume_equals_an_uninterrupted_run(
     reference, tmp_path, kill_after
 ):

@@ -232,7 +232,10 @@ def _group_or_die(configs: list[dict]) -> list:
     return _group_tiny([_maybe_die(config) for config in configs])
 
 
-@pytest.mark.parametrize("grouped", [False, True], ids=["trials", "groups"])
+@pytest.mark.parametrize(
+    "grouped",
+    [pytest.param(False, id="trials"), pytest.param(True, id="groups", marks=pytest.mark.slow)],
+)
 def test_a_dead_worker_costs_only_its_own_trial_a_retry(tmp_path, grouped):
     """One trial kills its worker once, one every time; all other trials run once, unharmed."""
     trials = _configs()
