@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import inspect
 import re
 import sys
 from collections.abc import Callable
@@ -162,12 +163,17 @@ def load_factory(factory: FactoryRef) -> Callable[..., Any]:
     return found
 
 
-def call_factory(factory: FactoryRef, args: dict[str, Any], what: str) -> Any:
+def call_factory(
+    factory: FactoryRef, args: dict[str, Any], what: str, *, seed: int | None = None
+) -> Any:
     """Call the factory with ``args`` as keyword arguments; any error becomes one ``ValueError`` line.
 
-    ``what`` names the config field in the message (``"model.factory"``).
+    ``what`` names the config field in the message (``"model.factory"``). With ``seed``, a
+    function that takes a ``seed`` parameter gets it, unless ``args`` sets one.
     """
     function = load_factory(factory)
+    if seed is not None and "seed" not in args and _takes_seed(function):
+        args = {**args, "seed": seed}
     try:
         return function(**args)
     except Exception as err:  # the user's function: report any error in one line
@@ -175,3 +181,10 @@ def call_factory(factory: FactoryRef, args: dict[str, Any], what: str) -> Any:
         raise ValueError(
             f"{what} {factory.ref!r}({shown}) raised {type(err).__name__}: {err}"
         ) from None
+
+
+def _takes_seed(function: Callable[..., Any]) -> bool:
+    try:
+        return "seed" in inspect.signature(function).parameters
+    except (TypeError, ValueError):  # no signature (a builtin): pass no seed
+        return False

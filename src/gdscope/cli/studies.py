@@ -136,9 +136,11 @@ def run(
                 )
             )
     except KeyboardInterrupt:
-        if tasks:
+        judged = None
+    finally:
+        if tasks:  # stopping a bar never started prints an empty line
             bar.stop()
-            tasks.clear()
+    if judged is None:  # Ctrl-C: say what is kept, after the bar is gone
         stderr.print(
             f"interrupted: {sum(outcomes.values())} trials of this run are stored in {results}; "
             "the same command resumes (stored trials are kept and skipped)",
@@ -146,10 +148,7 @@ def run(
             markup=False,
             soft_wrap=True,
         )
-        raise typer.Exit(130) from None
-    finally:
-        if tasks:  # stopping a bar never started prints an empty line
-            bar.stop()
+        raise typer.Exit(130)
     verdict_rows = [(r.study.with_scale(r.scale), v) for r in judged for v in r.verdicts]
     print_verdicts(verdict_rows)
     stdout.print(f"results: {results}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import os
@@ -207,6 +208,7 @@ class ModelConfig(FrozenPart):
         return self
 
 
+@functools.cache
 def _physical_memory() -> int | None:
     """Return the physical memory in bytes, or ``None`` where the OS does not say."""
     try:
@@ -283,10 +285,9 @@ class DataConfig(FrozenPart):
             if isinstance(value, float) and not math.isfinite(value):
                 raise ValueError(f"data.options.{key} = {value}: give a finite number")
         given = {**self.options, "n": self.n, "d": self.d}
-        signature = inspect.signature(DATASETS[self.name]).parameters.values()
         missing = [
             p.name
-            for p in signature
+            for p in _loader_signature(self.name)
             if p.default is inspect.Parameter.empty
             and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
             and p.name not in _DATA_RESERVED
@@ -308,7 +309,13 @@ class DataConfig(FrozenPart):
 
 
 def _loader_parameters(name: str) -> list[str]:
-    return list(inspect.signature(DATASETS[name]).parameters)
+    return [p.name for p in _loader_signature(name)]
+
+
+@functools.cache
+def _loader_signature(name: str) -> tuple[inspect.Parameter, ...]:
+    """Return the parameters of data set ``name``'s loader (read once per name; every config asks)."""
+    return tuple(inspect.signature(DATASETS[name]).parameters.values())
 
 
 def _check_name(name: str, accepted: Any, what: str) -> str:

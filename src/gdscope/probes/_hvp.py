@@ -55,7 +55,6 @@ class HessianOperator:
         self.dtype: torch.dtype = first.dtype
         self.device: torch.device = first.device
         self._math_attention = False
-        self._cache = cache
         self._graphs = [self._gradient(term) for term in self._terms] if cache else None
 
     def matvec(self, v: Tensor) -> Tensor:
@@ -82,7 +81,7 @@ class HessianOperator:
             stacklevel=2,
         )
         self._math_attention = True
-        if self._cache:
+        if self._graphs is not None:  # cached graphs hold the fused kernel: build them again
             self._graphs = [self._gradient(term) for term in self._terms]
         return self._product(vs).to(v.dtype)
 

@@ -10,7 +10,6 @@ float targets). ``mlp`` and ``two_layer`` read flattened inputs, ``cnn`` and ``r
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -21,7 +20,7 @@ from torch import Tensor, nn
 from gdscope import data as gsdata
 from gdscope import models
 from gdscope.config import DataConfig, ModelConfig, TrialConfig
-from gdscope.factories import FactoryRef, call_factory, load_factory
+from gdscope.factories import FactoryRef, call_factory
 
 Pair = tuple[Tensor, Tensor]
 ModelBuilder = Callable[[ModelConfig, Tensor, int, dict[str, Any]], nn.Module]
@@ -188,23 +187,13 @@ def _custom_data(
 ) -> tuple[Pair, Pair | None]:
     """Call the user's data factory: ``(x, y)`` or ``{"train": (x, y), "test": (x, y)}``."""
     factory: FactoryRef = cfg.factory  # type: ignore[assignment]  # the config checks it is set
-    args = dict(cfg.args)
-    if "seed" not in args and _takes_seed(load_factory(factory)):
-        args["seed"] = seed
     torch.manual_seed(seed)
-    result = call_factory(factory, args, "data.factory")
+    result = call_factory(factory, dict(cfg.args), "data.factory", seed=seed)
     if isinstance(result, Mapping) and set(result) <= {"train", "test"} and "train" in result:
         train = _tensors(factory.ref, result["train"], "train", dtype, device)
         test = result.get("test")
         return train, None if test is None else _tensors(factory.ref, test, "test", dtype, device)
     return _tensors(factory.ref, result, "", dtype, device), None
-
-
-def _takes_seed(function: Callable[..., Any]) -> bool:
-    try:
-        return "seed" in inspect.signature(function).parameters
-    except (TypeError, ValueError):  # no signature (a builtin): pass no seed
-        return False
 
 
 def _tensors(ref: str, pair: object, part: str, dtype: torch.dtype, device: torch.device) -> Pair:
