@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import functools
+import gzip
+import importlib.util
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -19,13 +22,33 @@ _PIXEL_MAX = 16.0
 
 @functools.lru_cache(maxsize=1)
 def _raw() -> tuple[np.ndarray, np.ndarray]:
-    from sklearn.datasets import load_digits
+    """Return the 1797 images (flat, 0–16) and labels of ``sklearn.datasets.load_digits``.
 
-    data, target = load_digits(return_X_y=True)
+    Read from scikit-learn's bundled ``digits.csv.gz`` (rows: 64 pixels, then the label)
+    without importing scikit-learn, which costs seconds in every process that loads digits.
+    """
+    table = _bundled_table()
+    if table is None:  # an installation that keeps the file elsewhere
+        from sklearn.datasets import load_digits
+
+        data, target = load_digits(return_X_y=True)
+    else:
+        data, target = table[:, :-1], table[:, -1]
     images, labels = np.asarray(data, dtype=np.float64), np.asarray(target, dtype=np.int64)
     images.setflags(write=False)
     labels.setflags(write=False)
     return images, labels
+
+
+def _bundled_table() -> np.ndarray | None:
+    """Return scikit-learn's ``datasets/data/digits.csv.gz`` as an array, ``None`` if not found."""
+    spec = importlib.util.find_spec("sklearn")
+    for root in (spec.submodule_search_locations or []) if spec is not None else []:
+        path = Path(root, "datasets", "data", "digits.csv.gz")
+        if path.is_file():
+            with gzip.open(path, "rt") as file:
+                return np.loadtxt(file, delimiter=",")
+    return None
 
 
 def _stratified_test_mask(labels: np.ndarray, test_fraction: float, seed: int) -> np.ndarray:

@@ -221,6 +221,7 @@ def train(
     checked = full_batch and stop != Stop()  # criteria checked on the full-batch loss each step
     order = _BatchOrder(n, batch_size or n, seed, data[0].device)
     init_params = clone_params(params_of(model))
+    trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
     trace = Trace(status="completed", steps=steps, reason=f"ran {steps} steps")
     limit: float | None = None
     memory: dict[str, object] = {}
@@ -233,9 +234,8 @@ def train(
         return loss
 
     for t in range(steps + 1):
-        ctx = ProbeContext(
-            model, params_of(model), init_params, loss_fn, data, eval_data, t, memory=memory
-        )
+        params = {name: p.detach() for name, p in trainable}  # params_of, without the walk
+        ctx = ProbeContext(model, params, init_params, loss_fn, data, eval_data, t, memory=memory)
         due = due_probes(schedule, t, last=steps)
         if full_batch:
             xb, yb = data
@@ -246,9 +246,7 @@ def train(
                 step_loss.backward()
             ctx.cache["train_output"] = output.detach()
             ctx.cache["train_grads"] = [
-                p.grad.detach() if p.grad is not None else torch.zeros_like(p)
-                for p in model.parameters()
-                if p.requires_grad
+                p.grad.detach() if p.grad is not None else torch.zeros_like(p) for _, p in trainable
             ]
             watched = float(step_loss.detach())
             ctx.cache["loss"] = watched

@@ -40,6 +40,7 @@ def check_user_code(configs: Iterable[Any]) -> int:
             continue
         user_data = config.data.name in ("custom", *FILE_DATASETS)
         if config.model.kind != "custom" and not user_data:
+            _check_built_in_data(config, seen)
             continue
         key = canonical_hash(
             [config.model.hash_payload(), config.data.hash_payload(), config.dtype, config.device]
@@ -51,6 +52,23 @@ def check_user_code(configs: Iterable[Any]) -> int:
         (x, y), eval_set = load_data(config, dtype, device)
         build_network(config, x, output_count(y, eval_set), dtype, device)
     return len(seen)
+
+
+def _check_built_in_data(config: TrialConfig, seen: set[str]) -> None:
+    """Load a built-in data set once per size and options (its seed aside), as its trials will.
+
+    So a size a data set cannot give (``data.n = 5000`` of the 1438 training digits) is refused
+    before the run, not in every trial.
+    """
+    payload = {k: v for k, v in config.data.hash_payload().items() if k != "seed"}
+    key = canonical_hash([payload, config.dtype, config.device])
+    if key in seen:
+        return
+    seen.add(key)
+    try:
+        load_data(config, getattr(torch, config.dtype), torch.device(config.device))
+    except ValueError as error:
+        raise ValueError(f"data ({config.data.name}): {error}") from None
 
 
 def with_factories(configs: list[dict[str, Any]], validated: list[Any]) -> list[dict[str, Any]]:
