@@ -26,3 +26,21 @@ def test_loading_digits_does_not_import_sklearn() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_trial_held_out_set_is_the_whole_test_split_when_n_exceeds_it() -> None:
+    """data.n = 512 trains on 512 digits; the test split has 359 rows: all are held out."""
+    import torch
+
+    from gdscope.config import TrialConfig
+    from gdscope.trials.networks import load_data
+
+    def sizes(n: int) -> tuple[int, int]:
+        raw = {"model": {"kind": "mlp", "width": 8, "depth": 2}, "steps": 1}
+        config = TrialConfig.model_validate({**raw, "data": {"name": "digits", "n": n}})
+        (x, _), held_out = load_data(config, torch.float32, torch.device("cpu"))
+        assert held_out is not None
+        return x.shape[0], held_out[0].shape[0]
+
+    assert sizes(512) == (512, 359)
+    assert sizes(64) == (64, 64)  # as before: n rows of each split
