@@ -8,7 +8,8 @@
 # cores the catalogue allows a paper-scale run here) bounds each paper-scale run: a run that
 # does not finish is stopped (its stored trials stay; its claims show NOT JUDGED) and listed in
 # RESULTS_DIR/paper-times.tsv with its limit. STUDY ... restricts the paper-scale runs (default:
-# every catalogue study). A rerun resumes: stored trials are not trained again.
+# every catalogue study). A rerun resumes: stored trials are not trained again. Last, each study
+# file's estimated_cost is rewritten from the store (scripts/estimated_costs.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 results="${1:-verdicts-results}"
@@ -32,3 +33,4 @@ for study in "${studies[@]}"; do
         >> "$results/paper-times.tsv"
 done
 "$gdscope" report "$results" --markdown -o docs/verdicts.md
+.venv/bin/python scripts/estimated_costs.py "$results"  # each study file's estimated_cost

@@ -330,7 +330,7 @@ def test_the_markdown_verdicts_page_lists_studies_claims_and_findings(tmp_path):
 
 def test_the_markdown_wall_time_is_the_span_of_the_trials_this_run_stored():
     from gdscope.report.collect import StudyView
-    from gdscope.report.markdown import _elapsed
+    from gdscope.report.markdown import elapsed
 
     def trial(finished, took):
         return {"finished_at": f"2026-12-04T10:{finished}+00:00", "wall_time_s": took}
@@ -340,13 +340,13 @@ def test_the_markdown_wall_time_is_the_span_of_the_trials_this_run_stored():
     runs = {"last_run": "2026-12-04T10:00:00+00:00"}
     trials = [trial("01:40", 7.0), trial("01:50", 2.0), trial("00:00", 0.0)]
     view = StudyView("s", "quick", {}, [], trials=trials[:2], runs=runs)
-    assert _elapsed(view) == "17 s"
+    assert elapsed(view) == "17 s"
     early = StudyView("s", "quick", {}, [], trials=[trial("00:05", 30.0)], runs=runs)
-    assert _elapsed(early) == "5 s"  # never before the run started
+    assert elapsed(early) == "5 s"  # never before the run started
     # a later run only judged: the span of the sitting that stored the trials, with its date
     old = {"last_run": "2026-12-04T11:00:00+00:00"}
     view = StudyView("s", "quick", {}, [], trials=trials[:2], runs=old)
-    assert _elapsed(view) == "17 s (stored 2026-12-04)"
+    assert elapsed(view) == "17 s (stored 2026-12-04)"
     # trials stored in two sittings (a span far longer than their summed time): not a wall time
     apart = [trial("01:40", 7.0), {"finished_at": "2026-12-04T10:41:50+00:00", "wall_time_s": 2.0}]
-    assert _elapsed(StudyView("s", "quick", {}, [], trials=apart, runs=old)) == "reused"
+    assert elapsed(StudyView("s", "quick", {}, [], trials=apart, runs=old)) == "reused"

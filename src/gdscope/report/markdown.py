@@ -55,9 +55,9 @@ def _summary_row(study: StudyView) -> str:
         _counts(paper),
         _counts(sanity),
         f"{len(trials)} ({spent:.1f} s of trial time)",
-        _elapsed(study),
+        elapsed(study),
         _date(study),
-        _machine(trials),
+        machine(trials),
     ]
     return "| " + " | ".join(_text(c) for c in cells) + " |"
 
@@ -66,7 +66,8 @@ def _counts(claims: Sequence[ClaimView]) -> str:
     return summary.counts(claims, empty="–")
 
 
-def _elapsed(study: StudyView) -> str:
+def elapsed(study: StudyView) -> str:
+    """Return the wall time of the study's latest run as text: ``"17 s"``, or ``"reused"``."""
     run = _parse(study.runs.get("last_run"))
     spans = [
         (end, float(t.get("wall_time_s") or 0.0))
@@ -92,7 +93,8 @@ def _date(study: StudyView) -> str:
     return str(study.runs.get("last_run") or "–")[:10]
 
 
-def _machine(trials: Sequence[Mapping[str, Any]]) -> str:
+def machine(trials: Sequence[Mapping[str, Any]]) -> str:
+    """Return the machines the trials ran on: ``"cpu / hostname / torch"``, ``"; "``-joined."""
     seen = Counter(
         " / ".join(
             str(p.get(k) or "?") for k in ("cpu", "hostname", "torch") if isinstance(p, Mapping)

@@ -1,0 +1,86 @@
+"""Write each catalogue study's ``estimated_cost`` from a results store, not by hand.
+
+    python scripts/estimated_costs.py RESULTS_DIR [--check]
+
+For every study file in ``src/gdscope/studies/catalog`` and each of its scales ``quick`` and
+``paper`` stored in ``RESULTS_DIR`` (what ``bash scripts/verdicts_doc.sh`` leaves), the line
+``estimated_cost = { quick = "...", paper = "..." }`` is rewritten from the store: how many
+trials the scale plans, how many are stored, the wall time of the study's latest run (as
+``docs/verdicts.md`` gives it), the summed trial time, the date and the machine. A scale not
+in the store keeps its text. A paper-scale run stopped at its time limit says so: more than
+the time it ran, with how many trials it stored. ``--check`` writes nothing and exits 1 if a
+file would change.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+from gdscope.api import plan_study
+from gdscope.report.collect import StudyView, collect
+from gdscope.report.markdown import elapsed, machine
+from gdscope.store import Store
+
+CATALOG = Path(__file__).resolve().parents[1] / "src" / "gdscope" / "studies" / "catalog"
+_LINE = re.compile(r"^estimated_cost = \{.*\}$", re.MULTILINE)
+_ENTRY = re.compile(r'(\w+) = "((?:[^"\\]|\\.)*)"')
+
+
+def cost_text(view: StudyView, planned: int) -> str:
+    """Say what one study's scale cost when it ran into the store ``view`` was read from."""
+    stored = len(view.trials)
+    spent = sum(float(t.get("wall_time_s") or 0.0) for t in view.trials)
+    wall = elapsed(view).split(" (")[0]  # "17 s (stored DATE)": the date is said below
+    when = str(view.runs.get("last_run") or "?")[:10]
+    where = machine(view.trials).split(";")[0]
+    measured = f"{spent:.0f} s of trial time; measured {when} on {where}"
+    if stored < planned:
+        return (
+            f"more than {wall} on 2 CPU cores with --workers 2: stopped with {stored} of "
+            f"{planned} trials stored ({measured}); a rerun resumes"
+        )
+    if wall == "reused":
+        return f"{planned} trials, ≈ {spent / 2:.0f} s on 2 CPU cores with --workers 2 ({measured})"
+    return f"{planned} trials, {wall} on 2 CPU cores with --workers 2 ({measured})"
+
+
+def rewritten(path: Path, views: dict[tuple[str, str], StudyView], results: Path) -> str:
+    """Return the study file at ``path`` with its ``estimated_cost`` line from the store."""
+    text = path.read_text(encoding="utf-8")
+    found = _LINE.search(text)
+    entries = dict(_ENTRY.findall(found.group(0))) if found else {}
+    for scale in ("quick", "paper"):
+        view = views.get((path.stem, scale))
+        if view is not None:
+            planned = plan_study(path, scale=scale, results=results).trials
+            entries[scale] = cost_text(view, planned).replace('"', "'")
+    if not entries:
+        return text
+    line = "estimated_cost = { " + ", ".join(f'{k} = "{v}"' for k, v in entries.items()) + " }"
+    return _LINE.sub(lambda _: line, text, count=1) if found else text
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Rewrite (or with ``--check``, compare) every catalogue study's ``estimated_cost``."""
+    parser = argparse.ArgumentParser(description="Write each study's estimated_cost from a store.")
+    parser.add_argument("results", type=Path)
+    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 on a change")
+    args = parser.parse_args(argv)
+    views = {(v.name, v.scale): v for v in collect(Store(args.results, read_only=True))}
+    changed = []
+    for path in sorted(CATALOG.glob("*.toml")):
+        new = rewritten(path, views, args.results)
+        if new != path.read_text(encoding="utf-8"):
+            changed.append(path.name)
+            if not args.check:
+                path.write_text(new, encoding="utf-8")
+    verb = "would change" if args.check else "rewrote"
+    print(f"{verb} {len(changed)} study files: {', '.join(changed) or '-'}")
+    return 1 if args.check and changed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

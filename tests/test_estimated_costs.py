@@ -1,0 +1,58 @@
+"""``scripts/estimated_costs.py``: a study's ``estimated_cost`` is what its stored run took."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from gdscope.report.collect import StudyView
+
+_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "estimated_costs.py"
+_spec = importlib.util.spec_from_file_location("estimated_costs", _SCRIPT)
+assert _spec is not None and _spec.loader is not None
+costs = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(costs)
+
+RUN = {"last_run": "2026-12-04T10:00:00+00:00"}
+MACHINE = {"cpu": "AMD EPYC", "hostname": "vm", "torch": "2.13.0+cpu"}
+
+
+def _trial(finished: str, took: float) -> dict[str, object]:
+    return {
+        "finished_at": f"2026-12-04T10:{finished}+00:00",
+        "wall_time_s": took,
+        "provenance": MACHINE,
+    }
+
+
+def test_a_finished_run_states_its_trials_wall_and_trial_time() -> None:
+    view = StudyView(
+        "s", "paper", {}, [], trials=[_trial("01:40", 7.0), _trial("01:50", 2.0)], runs=RUN
+    )
+    assert costs.cost_text(view, planned=2) == (
+        "2 trials, 17 s on 2 CPU cores with --workers 2 (9 s of trial time; measured 2026-12-04 "
+        "on AMD EPYC / vm / 2.13.0+cpu)"
+    )
+
+
+def test_a_stopped_run_says_more_than_and_how_many_trials_it_stored() -> None:
+    view = StudyView("s", "paper", {}, [], trials=[_trial("10:00", 600.0)], runs=RUN)
+    text = costs.cost_text(view, planned=40)
+    assert text.startswith("more than 600 s on 2 CPU cores with --workers 2: stopped with 1 of 40")
+    assert text.endswith("a rerun resumes")
+
+
+def test_the_line_is_rewritten_in_place_and_a_scale_not_stored_keeps_its_text(tmp_path) -> None:
+    study = tmp_path / "s.toml"
+    study.write_text(
+        'name = "s"\nestimated_cost = { quick = "old", paper = "typed" }\nseeds = [0]\n'
+    )
+    view = StudyView("s", "quick", {}, [], trials=[_trial("00:30", 20.0)], runs=RUN)
+    original = costs.plan_study
+    try:
+        costs.plan_study = lambda path, scale, results: type("Plan", (), {"trials": 1})()
+        text = costs.rewritten(study, {("s", "quick"): view}, tmp_path)
+    finally:
+        costs.plan_study = original
+    assert text.splitlines()[0] == 'name = "s"' and text.splitlines()[2] == "seeds = [0]"
+    assert 'quick = "1 trials, 20 s on 2 CPU cores' in text and 'paper = "typed"' in text
