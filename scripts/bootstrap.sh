@@ -23,7 +23,28 @@ if torch_version="$("$venv/bin/python" -c 'from importlib.metadata import versio
   echo "torch==$torch_version" >"$constraints"
 fi
 "${pip[@]}" install -e ".[dev]" -c "$constraints"
-# microsoft's mup (the tests of gdscope.integrations.mup): without its declared dependencies,
-# since it asks for torchvision, whose registry build does not load beside a CPU-only torch
-# (and breaks lightning's import); what mup imports (numpy, pandas, pyyaml) the dev extra has.
-"${pip[@]}" install --no-deps "mup>=1.0"
+# The peers extra (tests/test_peers.py, and mup for the tests of gdscope.integrations.mup), read
+# from the metadata just installed. neural-tangents, curvlinops-for-pytorch and microsoft's mup
+# go in without their declared dependencies: neural-tangents asks for tensorflow and tf2jax (its
+# TF route, never imported), curvlinops (through backpack-for-pytorch) and mup for torchvision,
+# whose registry build does not load beside a CPU-only torch (and breaks lightning's import).
+# The rest of the extra lists what those three import and goes in with its dependencies (jax is
+# the CPU build: jax[cpu]); mup's imports (numpy, pandas, pyyaml) the dev extra has.
+mapfile -t peers < <("$venv/bin/python" - <<'PY'
+from importlib.metadata import requires
+
+for requirement in requires("gdscope") or []:
+    spec, _, marker = requirement.partition(";")
+    if marker.replace(" ", "").replace("'", '"') == 'extra=="peers"':
+        print(spec.strip())
+PY
+)
+without_deps='^(neural-tangents|curvlinops-for-pytorch|mup)[^a-z0-9_.-]'
+mapfile -t peers_with_deps < <(printf '%s\n' "${peers[@]}" | grep -Eiv "$without_deps")
+mapfile -t peers_without_deps < <(printf '%s\n' "${peers[@]}" | grep -Ei "$without_deps")
+if [ "${#peers_without_deps[@]}" -ne 3 ]; then
+  echo "bootstrap.sh: expected 3 no-deps peers in gdscope[peers], found: ${peers_without_deps[*]}" >&2
+  exit 1
+fi
+"${pip[@]}" install -c "$constraints" "${peers_with_deps[@]}"
+"${pip[@]}" install --no-deps "${peers_without_deps[@]}"

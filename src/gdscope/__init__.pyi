@@ -15,8 +15,10 @@ from . import (
 )
 from .api import StudyPlan, StudyResult, plan_study, run_studies, run_study, verify
 from .config import DataConfig, ModelConfig, OptimizerConfig, StopConfig, TrialConfig
+from .data.registry import register_dataset
 from .diagnose import Diagnosis, diagnose
 from .integrations import monitor
+from .registration import register_model
 from .store import Store
 from .training import PROBES, Stop, Trace, train
 from .training.user_probes import register_probe
@@ -50,6 +52,8 @@ __all__ = [
     "optim",
     "plan_study",
     "probes",
+    "register_dataset",
+    "register_model",
     "register_probe",
     "report",
     "run_studies",

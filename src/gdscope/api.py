@@ -172,10 +172,6 @@ def run_studies(
     runner = make_runner(runner, workers=workers, address=address, batch=batch) if built else runner
     start = time.perf_counter()
     queue = TrialQueue([_scaled_trials(s, scale, overrides, runner, max_trials) for s in studies])
-    stored_config: dict[str, dict[str, Any]] = {}  # each trial as its owner's study wrote it
-    for _, _, configs, _, hashes in queue.studies:
-        for digest, config in zip(hashes, configs, strict=True):
-            stored_config.setdefault(digest, config)
     store = results if isinstance(results, Store) else Store(results)
     out: dict[int, StudyResult] = {}
     errors: dict[int, list[str]] = {}
@@ -206,7 +202,8 @@ def run_studies(
         if isinstance(outcome, BaseException):
             line = " ".join(str(outcome).split())  # one line, however long the message
             errors.setdefault(owner, []).append(f"{digest[:12]} {line}")
-        store.record_trial(queue.name(owner), scale, stored_config[digest], digest, outcome)
+        config = queue.owned(digest, 2)  # the trial as its owner's study wrote it
+        store.record_trial(queue.name(owner), scale, config, digest, outcome)
         for index in others:
             store.link_trial(queue.name(index), scale, digest)
         if on_trial is not None:

@@ -135,7 +135,23 @@ def load_factory(factory: FactoryRef) -> Callable[..., Any]:
             f"factory {factory.ref!r}: {path} changed since the trial was configured; "
             "load the study again (its trials then get new hashes)"
         )
-    key = (str(path), factory.sha256)
+    module = load_module_file(path, module_name, factory.sha256, factory.ref)
+    found = getattr(module, function, None)
+    if not callable(found):
+        raise ValueError(
+            f"factory {factory.ref!r}: {path} has no function {function!r}"
+            + (f" ({type(found).__name__})" if found is not None else "")
+        )
+    return found
+
+
+def load_module_file(path: Path, module_name: str, sha256: str, ref: str) -> Any:
+    """Execute the module in ``path`` (digest ``sha256``) once per process; ``ValueError`` if it fails.
+
+    The folder holding its top package is put on ``sys.path`` (once) so that it can import its
+    siblings.
+    """
+    key = (str(path), sha256)
     module = _LOADED.get(key)
     if module is None:
         root = path.parent
@@ -145,22 +161,16 @@ def load_factory(factory: FactoryRef) -> Callable[..., Any]:
             sys.path.append(str(root))
         spec = importlib.util.spec_from_file_location(module_name, path)
         if spec is None or spec.loader is None:
-            raise ValueError(f"factory {factory.ref!r}: {path} cannot be imported")
+            raise ValueError(f"factory {ref!r}: {path} cannot be imported")
         module = importlib.util.module_from_spec(spec)
         try:
             spec.loader.exec_module(module)
         except Exception as err:  # the user's module: report any error in one line
             raise ValueError(
-                f"factory {factory.ref!r}: importing {path} failed: {type(err).__name__}: {err}"
+                f"factory {ref!r}: importing {path} failed: {type(err).__name__}: {err}"
             ) from None
         _LOADED[key] = module
-    found = getattr(module, function, None)
-    if not callable(found):
-        raise ValueError(
-            f"factory {factory.ref!r}: {path} has no function {function!r}"
-            + (f" ({type(found).__name__})" if found is not None else "")
-        )
-    return found
+    return module
 
 
 def call_factory(
@@ -174,13 +184,16 @@ def call_factory(
     function = load_factory(factory)
     if seed is not None and "seed" not in args and _takes_seed(function):
         args = {**args, "seed": seed}
+    return call_user(function, args, f"{what} {factory.ref!r}")
+
+
+def call_user(function: Callable[..., Any], args: dict[str, Any], label: str) -> Any:
+    """Return ``function(**args)``; any error becomes one ``ValueError`` line starting with ``label``."""
     try:
         return function(**args)
     except Exception as err:  # the user's function: report any error in one line
         shown = ", ".join(f"{k}={v!r}" for k, v in args.items())
-        raise ValueError(
-            f"{what} {factory.ref!r}({shown}) raised {type(err).__name__}: {err}"
-        ) from None
+        raise ValueError(f"{label}({shown}) raised {type(err).__name__}: {err}") from None
 
 
 def _takes_seed(function: Callable[..., Any]) -> bool:

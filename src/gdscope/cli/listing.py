@@ -89,25 +89,43 @@ def list_probes() -> None:
 
 
 def list_models() -> None:
-    """List the model kinds (``model.kind``) and the options every kind takes."""
+    """List the model kinds (``model.kind``): built-in, ``custom`` and registered, with their options."""
     from gdscope.config import ModelConfig
+    from gdscope.registration import MODEL_KINDS, MODEL_REGISTRY, model_kinds
 
-    kinds = ModelConfig.model_fields["kind"].annotation.__args__  # type: ignore[union-attr]
     table = _table("model.kind", "options (model.*)")
-    options = ", ".join(name for name in ModelConfig.model_fields if name != "kind")
-    for kind in kinds:
-        table.add_row(kind, options)
+    every = [name for name in ModelConfig.model_fields if name not in ("kind", "factory", "args")]
+    wrapper = "output_activation, output_scale, center_output"
+    for kind in model_kinds():
+        entry = MODEL_REGISTRY.get(kind)
+        if kind == "custom":
+            options = f"factory, args, {wrapper}"
+        elif kind in MODEL_KINDS or entry is None:
+            options = ", ".join(every)
+        else:
+            options = f"args (keyword arguments of {entry.ref}, registered), {wrapper}"
+        table.add_row(kind, escape(options))
     stdout.print(table)
 
 
 def list_datasets() -> None:
     """List the data sets (``data.name``) with the first line of each loader's docstring."""
     from gdscope.data import DATASETS
+    from gdscope.registration import DATASET_REGISTRY
 
     table = _table("data.name", "what")
     for name, loader in DATASETS.items():
-        table.add_row(name, escape((loader.__doc__ or "").strip().splitlines()[0]))
+        entry = DATASET_REGISTRY.get(name)
+        what = _first_line(loader)
+        if entry is not None:
+            what = f"{what} ({entry.ref}, registered)" if what else f"{entry.ref} (registered)"
+        table.add_row(name, escape(what))
     stdout.print(table)
+
+
+def _first_line(function: Any) -> str:
+    lines = (getattr(function, "__doc__", None) or "").strip().splitlines()
+    return lines[0] if lines else ""
 
 
 def list_optimizers() -> None:
@@ -116,8 +134,7 @@ def list_optimizers() -> None:
 
     table = _table("optimizer.name", "what")
     for name, make in OPTIMIZERS.items():
-        doc = (getattr(make, "__doc__", None) or "").strip().splitlines()
-        table.add_row(name, escape(doc[0] if doc else ""))
+        table.add_row(name, escape(_first_line(make)))
     stdout.print(table)
 
 

@@ -22,6 +22,13 @@ from pydantic import (
 from gdscope import _checks as check
 from gdscope.data.registry import DATASETS
 from gdscope.factories import FactoryRef
+from gdscope.registration import (
+    DATASET_REGISTRY,
+    MODEL_KINDS,
+    MODEL_REGISTRY,
+    model_kinds,
+    with_code,
+)
 
 Scalar = int | float | str | bool
 
@@ -92,8 +99,10 @@ _BUILT_IN_ONLY = (
 class ModelConfig(FrozenPart):
     """Which network to build; input and output sizes are taken from the data."""
 
-    kind: Literal["mlp", "two_layer", "cnn", "resnet", "custom"] = "mlp"
-    """A built-in network, or ``"custom"``: the user's ``factory`` called with ``args``."""
+    kind: str = "mlp"
+    """A built-in network (``mlp``, ``two_layer``, ``cnn``, ``resnet``), ``"custom"``: the user's
+    ``factory`` called with ``args``, or a name given with ``gs.register_model`` (called with
+    ``args``; :mod:`gdscope.registration`)."""
     width: PositiveCount = 256
     depth: Annotated[int, BeforeValidator(_whole), Field(gt=0, le=MAX_DEPTH)] = 3
     activation: Literal["relu", "tanh", "gelu", "softplus", "identity"] = "relu"
@@ -138,6 +147,15 @@ class ModelConfig(FrozenPart):
         "args",
     )
 
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, kind: str) -> str:
+        return check.known("model kind", kind, model_kinds())
+
+    def hash_payload(self) -> dict[str, Any]:
+        """Return the part's payload; a registered kind adds its function's code digest."""
+        return with_code(super().hash_payload(), MODEL_REGISTRY.get(self.kind))
+
     @field_validator("output_scale")
     @classmethod
     def _finite_scale(cls, scale: float) -> float:
@@ -149,6 +167,8 @@ class ModelConfig(FrozenPart):
     def _options_fit_kind(self) -> ModelConfig:
         if self.kind == "custom":
             return self._custom_fits()
+        if self.kind not in MODEL_KINDS:
+            return self._registered_fits()
         if self.factory is not None or self.args:
             raise ValueError(
                 f"model.factory and model.args apply to kind 'custom', got kind {self.kind!r}; "
@@ -207,6 +227,21 @@ class ModelConfig(FrozenPart):
                 )
         return self
 
+    def _registered_fits(self) -> ModelConfig:
+        """Refuse a factory, and built-in options off their defaults, for a registered kind."""
+        if self.factory is not None:
+            raise ValueError(
+                f"model.factory applies to kind 'custom'; kind {self.kind!r} is registered "
+                "(gs.register_model) and builds with its own function: remove model.factory"
+            )
+        for name in _BUILT_IN_ONLY:
+            if getattr(self, name) != type(self).model_fields[name].get_default():
+                raise ValueError(
+                    f"model.{name} applies to the built-in kinds, not the registered kind "
+                    f"{self.kind!r}; pass it to its function as model.args.{name}"
+                )
+        return self
+
 
 @functools.cache
 def _physical_memory() -> int | None:
@@ -235,6 +270,10 @@ class DataConfig(FrozenPart):
     """Keyword arguments of ``factory`` (sweep one as ``"data.args.n"``)."""
 
     HASH_OMITTED_AT_DEFAULT: ClassVar[tuple[str, ...]] = ("factory", "args")
+
+    def hash_payload(self) -> dict[str, Any]:
+        """Return the part's payload; a registered data set adds its loader's code digest."""
+        return with_code(super().hash_payload(), DATASET_REGISTRY.get(self.name))
 
     @field_validator("name")
     @classmethod
@@ -287,7 +326,7 @@ class DataConfig(FrozenPart):
         given = {**self.options, "n": self.n, "d": self.d}
         missing = [
             p.name
-            for p in _loader_signature(self.name)
+            for p in _loader_signature(DATASETS[self.name])
             if p.default is inspect.Parameter.empty
             and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
             and p.name not in _DATA_RESERVED
@@ -309,13 +348,13 @@ class DataConfig(FrozenPart):
 
 
 def _loader_parameters(name: str) -> list[str]:
-    return [p.name for p in _loader_signature(name)]
+    return [p.name for p in _loader_signature(DATASETS[name])]
 
 
 @functools.cache
-def _loader_signature(name: str) -> tuple[inspect.Parameter, ...]:
-    """Return the parameters of data set ``name``'s loader (read once per name; every config asks)."""
-    return tuple(inspect.signature(DATASETS[name]).parameters.values())
+def _loader_signature(loader: Any) -> tuple[inspect.Parameter, ...]:
+    """Return the parameters of a loader (read once per loader, which a name may change)."""
+    return tuple(inspect.signature(loader).parameters.values())
 
 
 def _check_name(name: str, accepted: Any, what: str) -> str:

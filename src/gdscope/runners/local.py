@@ -232,7 +232,8 @@ class WorkerPool:
         if self._executor is not None and getattr(self._executor, "_broken", False):
             self.abort()
         if self._executor is None:
-            from gdscope.training.user_probes import registered_probes
+            from gdscope.registration import registrations
+            from gdscope.training.user_probes import portable_probes
 
             context = multiprocessing.get_context("spawn")
             self._started = context.SimpleQueue()  # one per executor: a killed writer may
@@ -240,7 +241,7 @@ class WorkerPool:
                 max_workers=self.workers,
                 mp_context=context,
                 initializer=_init_pool_worker,
-                initargs=(self._started, registered_probes()),
+                initargs=(self._started, portable_probes(), registrations()),
             )
         return self._executor
 
@@ -311,18 +312,28 @@ _TOKENS = itertools.count()  # names each submitted job, for the worker to repor
 _started_queue: SimpleQueue[tuple[int, int]] | None = None  # in a pool worker: where to report
 
 
-def _init_pool_worker(started: SimpleQueue[tuple[int, int]], probes: dict[str, Any]) -> None:
-    """Initialize a :class:`WorkerPool` worker (one torch thread, the start reports, the probes).
+def _init_pool_worker(
+    started: SimpleQueue[tuple[int, int]],
+    probes: dict[str, Any],
+    registered: dict[str, Any] | None = None,
+) -> None:
+    """Initialize a :class:`WorkerPool` worker (one torch thread, the start reports, user code).
 
-    ``probes``: the probes the parent registered (``gs.register_probe``), installed here.
+    ``probes``: the probes the parent registered (``gs.register_probe``); ``registered``: its
+    models and data sets (``gs.register_model`` / ``gs.register_dataset``, already loaded here
+    by unpickling: :mod:`gdscope.registration`); both installed here.
     """
     global _started_queue
     _started_queue = started
     init_worker()
     if probes:
-        from gdscope.training.user_probes import install_probes
+        from gdscope.training.user_probes import install_portable_probes
 
-        install_probes(probes)
+        install_portable_probes(probes)
+    if registered:
+        from gdscope.registration import install_registrations
+
+        install_registrations(registered)
 
 
 def _pool_job(

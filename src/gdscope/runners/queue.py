@@ -47,15 +47,15 @@ class TrialQueue:
         self.ran = [0] * len(self.studies)
         self.failed = [0] * len(self.studies)
         self._members: dict[str, list[int]] = {}
-        self._configs: dict[str, Any] = {}
+        self._owned: dict[str, tuple[int, int]] = {}  # hash → (owner study, position in it)
         self._waiting: list[set[str]] = []
         for index, entry in enumerate(self.studies):
-            configs, hashes = entry[-2], entry[-1]
-            for digest, config in zip(hashes, configs, strict=True):
+            hashes = entry[-1]
+            for position, digest in enumerate(hashes):
                 members = self._members.setdefault(digest, [])
                 if index not in members:
                     members.append(index)
-                self._configs.setdefault(digest, config)
+                self._owned.setdefault(digest, (index, position))
             self._waiting.append(set(hashes))
 
     def name(self, index: int) -> str:
@@ -63,13 +63,22 @@ class TrialQueue:
         study = self.studies[index][0]
         return study if isinstance(study, str) else study.name
 
+    def owned(self, digest: str, item: int = -2) -> Any:
+        """Return item ``item`` of the owner's entry for trial ``digest`` (default: its config).
+
+        >>> TrialQueue([("a", ["raw"], ["valid"], ["h"])]).owned("h", 1)
+        'raw'
+        """
+        index, position = self._owned[digest]
+        return self.studies[index][item][position]
+
     def sharing(self, digest: str) -> list[int]:
         """Return the studies that expand to trial ``digest``, its owner first."""
         return list(self._members[digest])
 
     def todo(self, done: set[str]) -> list[tuple[str, Any]]:
         """Return ``(hash, owner's config)`` of every distinct trial not in ``done``, in study order."""
-        return [(digest, self._configs[digest]) for digest in self._members if digest not in done]
+        return [(digest, self.owned(digest)) for digest in self._members if digest not in done]
 
     def already_stored(self, done: set[str]) -> list[tuple[int, str]]:
         """Mark the trials in ``done`` as stored; return ``(study, hash)`` pairs to link."""

@@ -17,6 +17,13 @@ down at the end; ``address="auto"`` joins the cluster this machine is a node of 
 ``ray start --head`` / ``ray start --address HEAD:6379``); ``address="ray://HEAD:10001"`` connects
 through Ray Client. Every node needs the same gdscope and torch installed (or pass a
 ``runtime_env``). Ray already initialized by the caller is used as it is and left running.
+
+User code reaches the workers as in the local pool: every task gets the probes, models and data
+sets registered in this process (``gs.register_probe`` / ``register_model`` /
+``register_dataset``; one object put once, installed by the task), and a ``"custom"`` factory
+travels in the trial config as its file path and digest, loaded by path in the worker — so a
+module beside the study file need not be importable there (on a cluster the path must exist
+on every node, e.g. a shared file system).
 """
 
 from __future__ import annotations
@@ -106,11 +113,12 @@ def run_trials(
         jobs = partition_jobs(len(trials), groups)
         _check_gpus(ray, [config for _, config in trials], address)
         task = ray.remote(num_cpus=1, max_retries=max_retries, retry_exceptions=False)(_ray_job)
+        user_code = ray.put(_user_code())
         pending = {}
         for job in jobs:
             configs = [trials[i][1] for i in job]
             gpus = 1 if uses_cuda(configs) else 0
-            ref = task.options(num_gpus=gpus).remote(run_one, run_group, configs)
+            ref = task.options(num_gpus=gpus).remote(run_one, run_group, configs, user_code)
             pending[ref] = job
         try:
             while pending:
@@ -152,10 +160,34 @@ def _check_gpus(ray: Any, configs: Sequence[Config], address: str | None) -> Non
     )
 
 
-def _ray_job(run_one: RunOne, run_group: RunGroup | None, configs: list[Any]) -> list[Any]:
-    """Run one job in a Ray worker on one torch thread; raised errors come back as data."""
+def _ray_job(
+    run_one: RunOne,
+    run_group: RunGroup | None,
+    configs: list[Any],
+    user_code: tuple[dict[str, Any], dict[str, Any]] | None = None,
+) -> list[Any]:
+    """Run one job in a Ray worker on one torch thread; raised errors come back as data.
+
+    ``user_code``: the driver's registered probes and models / data sets (:func:`_user_code`),
+    installed first.
+    """
     init_worker()
+    if user_code is not None:
+        from gdscope.registration import install_registrations
+        from gdscope.training.user_probes import install_portable_probes
+
+        probes, registered = user_code
+        install_portable_probes(probes)
+        install_registrations(registered)
     return run_job(run_one, run_group, configs)
+
+
+def _user_code() -> tuple[dict[str, Any], dict[str, Any]]:
+    """Return what the workers install: the registered probes and models / data sets."""
+    from gdscope.registration import registrations
+    from gdscope.training.user_probes import portable_probes
+
+    return portable_probes(), registrations()
 
 
 def _outcomes(ray: Any, ref: Any, size: int) -> list[Any]:

@@ -7,9 +7,11 @@ returns (a name ending in ``/`` stands for a family: ``"rms/"`` covers ``"rms/la
 
 ``fn(ctx)`` gets the :class:`~gdscope.training.ProbeContext` of the checkpoint (the model, its
 parameters and those at init, the loss, the data, the step; cached NTK and outputs) and returns
-``{metric: value}``. The local runner's worker processes install the probes registered in the
-parent when they start, so ``fn`` must be importable by name (a function defined at the top
-level of a module, not a lambda or a function of ``__main__`` typed into a console).
+``{metric: value}``. Worker processes (the local pool's, each Ray task) install the probes
+registered in the parent, loading each function as :mod:`gdscope.registration` loads a registered
+model: by importing its module, else from its file. So ``fn`` must be defined at the top level of
+a module file (not a lambda, nor a function typed into a console: that one fails in a worker with
+a message saying so, when the probe runs).
 
 >>> import gdscope as gs
 >>> def weight_norm(ctx):
@@ -24,7 +26,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
+from gdscope.registration import Registered, portable
 from gdscope.training.context import ProbeContext
 from gdscope.training.scheduled import PROBES, ScheduledProbe
 
@@ -94,3 +98,24 @@ def install_probes(probes: Mapping[str, ScheduledProbe]) -> None:
     """Register ``probes`` in this process (a worker's initializer), replacing earlier ones."""
     for name, probe in probes.items():
         register_probe(name, probe.fn, metrics=probe.metrics, replace=True)
+
+
+def portable_probes() -> dict[str, tuple[tuple[str, ...], Any]]:
+    """Return the registered probes as worker processes get them: ``{name: (metrics, fn)}``.
+
+    Each ``fn`` in the form :func:`gdscope.registration.portable` gives (loaded by import, else
+    from its file, in the worker; never failing to unpickle).
+    """
+    return {
+        name: (tuple(probe.metrics), portable("probe", name, probe.fn))
+        for name, probe in _REGISTERED.items()
+    }
+
+
+def install_portable_probes(probes: Mapping[str, tuple[tuple[str, ...], Any]]) -> None:
+    """Register the :func:`portable_probes` of a parent process here (a worker)."""
+    for name, (metrics, fn) in probes.items():
+        function = fn.fn if isinstance(fn, Registered) else fn
+        current = _REGISTERED.get(name)
+        if current is None or current.fn is not function or current.metrics != metrics:
+            register_probe(name, function, metrics=metrics, replace=True)

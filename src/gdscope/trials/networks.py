@@ -1,16 +1,19 @@
 """The network and data set of a network trial: ``MODELS`` (kind → builder) and the data loaders.
 
 ``MODELS`` maps ``model.kind`` to a builder ``(model config, x, outputs, seed, dtype, device) →
-nn.Module``: the four built-in networks of :mod:`gdscope.models` and ``"custom"``, the user's
-factory (:mod:`gdscope.factories`). Input and output sizes come from the data: the input shape
-from ``x``, the number of outputs from the targets (class count for integer labels, columns for
-float targets). ``mlp`` and ``two_layer`` read flattened inputs, ``cnn`` and ``resnet`` images
-``(n, C, H, W)``; a custom model gets ``x`` as its data factory returns it.
+nn.Module``: the four built-in networks of :mod:`gdscope.models`, ``"custom"``, the user's
+factory (:mod:`gdscope.factories`), and the kinds named with ``gs.register_model``
+(:mod:`gdscope.registration`; read-only, read live). Input and output sizes come from the data:
+the input shape from ``x``, the number of outputs from the targets (class count for integer
+labels, columns for float targets). ``mlp`` and ``two_layer`` read flattened inputs, ``cnn`` and ``resnet`` images
+``(n, C, H, W)``; a custom or registered model gets ``x`` as its data set gives it.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -20,7 +23,9 @@ from torch import Tensor, nn
 from gdscope import data as gsdata
 from gdscope import models
 from gdscope.config import DataConfig, ModelConfig, TrialConfig
-from gdscope.factories import FactoryRef, call_factory
+from gdscope.data.registry import BUILT_IN_DATASETS
+from gdscope.factories import FactoryRef, call_factory, call_user
+from gdscope.registration import DATASET_REGISTRY, MODEL_REGISTRY, MergedView, Registered
 
 Pair = tuple[Tensor, Tensor]
 ModelBuilder = Callable[[ModelConfig, Tensor, int, dict[str, Any]], nn.Module]
@@ -87,17 +92,40 @@ def _custom(m: ModelConfig, x: Tensor, out_dim: int, common: dict[str, Any]) -> 
     factory: FactoryRef = m.factory  # type: ignore[assignment]  # the config checks it is set
     torch.manual_seed(common["seed"])
     net = call_factory(factory, dict(m.args), "model.factory")
+    return _user_model(f"model.factory {factory.ref!r}", net, x, out_dim, common)
+
+
+def _registered(m: ModelConfig, x: Tensor, out_dim: int, common: dict[str, Any]) -> nn.Module:
+    """Call the function registered as ``model.kind`` with ``model.args``, as :func:`_custom`."""
+    entry = _registration(MODEL_REGISTRY.get(m.kind), m.kind, "model kind")
+    torch.manual_seed(common["seed"])
+    net = call_user(entry.fn, dict(m.args), entry.label)
+    return _user_model(entry.label, net, x, out_dim, common)
+
+
+def _registration(entry: Registered | None, name: str, what: str) -> Registered:
+    if entry is None:  # registered in the parent when the config was validated, not here
+        raise ValueError(
+            f"{what} {name!r} is not registered in this process; register it before the "
+            "workers start"
+        )
+    return entry
+
+
+def _user_model(
+    label: str, net: object, x: Tensor, out_dim: int, common: dict[str, Any]
+) -> nn.Module:
+    """Check that a user's function returned a module; move it; check its output fits."""
     if not isinstance(net, nn.Module):
         raise ValueError(
-            f"model.factory {factory.ref!r} returned a {type(net).__name__}, not a "
-            "torch.nn.Module; return the network"
+            f"{label} returned a {type(net).__name__}, not a torch.nn.Module; return the network"
         )
     net = net.to(dtype=common["dtype"], device=common["device"])
-    _check_output(factory.ref, net, x, out_dim)
+    _check_output(label, net, x, out_dim)
     return net
 
 
-def _check_output(ref: str, net: nn.Module, x: Tensor, out_dim: int) -> None:
+def _check_output(label: str, net: nn.Module, x: Tensor, out_dim: int) -> None:
     """Refuse a model whose output on two inputs does not fit the targets' shape (one line)."""
     probe = x[:2]
     try:
@@ -105,7 +133,7 @@ def _check_output(ref: str, net: nn.Module, x: Tensor, out_dim: int) -> None:
             out = net(probe)
     except Exception as err:  # the user's module: report any error in one line
         raise ValueError(
-            f"model.factory {ref!r}: the model fails on inputs of shape {tuple(probe.shape)} "
+            f"{label}: the model fails on inputs of shape {tuple(probe.shape)} "
             f"(the data's x): {type(err).__name__}: {err}"
         ) from None
     fits = isinstance(out, Tensor) and out.shape[0] == probe.shape[0]
@@ -113,20 +141,27 @@ def _check_output(ref: str, net: nn.Module, x: Tensor, out_dim: int) -> None:
     if not fits:
         shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
         raise ValueError(
-            f"model.factory {ref!r}: the model maps x of shape {tuple(probe.shape)} to {shape}, "
+            f"{label}: the model maps x of shape {tuple(probe.shape)} to {shape}, "
             f"but the targets need ({probe.shape[0]}, {out_dim}); give the model {out_dim} "
             "output(s)"
         )
 
 
-MODELS: dict[str, ModelBuilder] = {
-    "mlp": _mlp,
-    "two_layer": _two_layer,
-    "cnn": _cnn,
-    "resnet": _resnet,
-    "custom": _custom,
-}
-"""``model.kind`` → builder. The kinds a config accepts are ``ModelConfig.kind``'s."""
+_BUILT_IN: Mapping[str, ModelBuilder] = MappingProxyType(
+    {
+        "mlp": _mlp,
+        "two_layer": _two_layer,
+        "cnn": _cnn,
+        "resnet": _resnet,
+        "custom": _custom,
+    }
+)
+
+MODELS: Mapping[str, ModelBuilder] = MappingProxyType(
+    MergedView(_BUILT_IN, MODEL_REGISTRY, lambda entry: _registered)
+)
+"""``model.kind`` → builder: the built-in kinds, then the registered ones (read live); the kinds
+a config accepts (:func:`gdscope.registration.model_kinds`)."""
 
 FLAT_INPUTS = ("mlp", "two_layer")
 """Kinds that read each example as a vector: image data sets are flattened for them."""
@@ -138,7 +173,7 @@ def build_network(
     """Build ``config.model`` for inputs ``x`` and ``out_dim`` outputs, with its output wrapper."""
     m = config.model
     common = {"seed": config.seed, "dtype": dtype, "device": device}
-    net = MODELS[m.kind](m, x, out_dim, common)
+    net = MODELS.get(m.kind, _registered)(m, x, out_dim, common)  # unknown: says why
     return models.wrap_output(
         net, activation=m.output_activation, scale=m.output_scale, center=m.center_output
     )
@@ -152,6 +187,8 @@ def load_data(
     seed = config.seed if cfg.seed is None else cfg.seed
     if cfg.name == "custom":
         train_set, eval_set = _custom_data(cfg, seed, dtype, device)
+    elif cfg.name not in BUILT_IN_DATASETS:
+        train_set, eval_set = _registered_data(cfg, seed, dtype, device)
     else:
         train_set, eval_set = _built_in_data(cfg, seed, dtype, device)
     if config.model.kind in FLAT_INPUTS:
@@ -194,16 +231,45 @@ def _custom_data(
     factory: FactoryRef = cfg.factory  # type: ignore[assignment]  # the config checks it is set
     torch.manual_seed(seed)
     result = call_factory(factory, dict(cfg.args), "data.factory", seed=seed)
+    return _user_data(f"data.factory {factory.ref!r}", result, dtype, device)
+
+
+def _registered_data(
+    cfg: DataConfig, seed: int, dtype: torch.dtype, device: torch.device
+) -> tuple[Pair, Pair | None]:
+    """Call the loader registered as ``data.name`` as a built-in one; its result as a factory's."""
+    entry = _registration(DATASET_REGISTRY.get(cfg.name), cfg.name, "data set")
+    taken = inspect.signature(entry.fn).parameters
+    given = {"n": cfg.n, "d": cfg.d, "seed": seed, "dtype": dtype, "device": device}
+    kwargs = {k: v for k, v in given.items() if k in taken and v is not None}
+    kwargs.update(cfg.options)  # DataConfig checked that the loader takes each
+    torch.manual_seed(seed)
+    if "split" not in taken:
+        return _user_data(entry.label, call_user(entry.fn, kwargs, entry.label), dtype, device)
+    train, test = (call_user(entry.fn, {**kwargs, "split": s}, entry.label) for s in SPLITS)
+    return (
+        _tensors(entry.label, train, "train", dtype, device),
+        _tensors(entry.label, test, "test", dtype, device),
+    )
+
+
+SPLITS = ("train", "test")
+
+
+def _user_data(
+    label: str, result: object, dtype: torch.dtype, device: torch.device
+) -> tuple[Pair, Pair | None]:
+    """Return a user's ``(x, y)`` or ``{"train": (x, y), "test": (x, y)}`` as tensors."""
     if isinstance(result, Mapping) and set(result) <= {"train", "test"} and "train" in result:
-        train = _tensors(factory.ref, result["train"], "train", dtype, device)
+        train = _tensors(label, result["train"], "train", dtype, device)
         test = result.get("test")
-        return train, None if test is None else _tensors(factory.ref, test, "test", dtype, device)
-    return _tensors(factory.ref, result, "", dtype, device), None
+        return train, None if test is None else _tensors(label, test, "test", dtype, device)
+    return _tensors(label, result, "", dtype, device), None
 
 
-def _tensors(ref: str, pair: object, part: str, dtype: torch.dtype, device: torch.device) -> Pair:
+def _tensors(label: str, pair: object, part: str, dtype: torch.dtype, device: torch.device) -> Pair:
     """``(x, y)`` as tensors: x in the trial's dtype; integer y as class labels, float y in dtype."""
-    where = f"data.factory {ref!r}" + (f" ({part!r})" if part else "")
+    where = label + (f" ({part!r})" if part else "")
     if not (isinstance(pair, tuple | list) and len(pair) == 2):
         raise ValueError(
             f"{where} returned a {type(pair).__name__}; return (x, y) or "

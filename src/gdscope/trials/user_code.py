@@ -16,6 +16,8 @@ from typing import Any
 import torch
 
 from gdscope.config import TrialConfig, canonical_hash
+from gdscope.data.registry import BUILT_IN_DATASETS
+from gdscope.registration import MODEL_KINDS
 from gdscope.trials.networks import build_network, load_data, output_count
 
 FILE_DATASETS = ("mnist_idx", "cifar10")
@@ -24,6 +26,9 @@ FILE_DATASETS = ("mnist_idx", "cifar10")
 
 def check_user_code(configs: Iterable[Any]) -> int:
     """Build the model and data set of each distinct config that calls a user's code, once.
+
+    A user's code: a ``custom`` factory, or a model or data set registered by name
+    (:mod:`gdscope.registration`).
 
     What ``--dry-run`` and a run do before anything trains or is written: a factory that fails
     to import, raises, returns the wrong type, a model whose output does not fit the data's
@@ -38,8 +43,9 @@ def check_user_code(configs: Iterable[Any]) -> int:
     for config in configs:
         if not isinstance(config, TrialConfig):
             continue
-        user_data = config.data.name in ("custom", *FILE_DATASETS)
-        if config.model.kind != "custom" and not user_data:
+        user_data = config.data.name in FILE_DATASETS or config.data.name not in BUILT_IN_DATASETS
+        user_model = config.model.kind == "custom" or config.model.kind not in MODEL_KINDS
+        if not (user_model or user_data):
             _check_built_in_data(config, seen)
             continue
         key = canonical_hash(
@@ -65,8 +71,8 @@ def _check_built_in_data(config: TrialConfig, seen: set[str]) -> None:
     if key in seen:
         return
     seen.add(key)
-    try:
-        load_data(config, getattr(torch, config.dtype), torch.device(config.device))
+    try:  # on the CPU: a size does not depend on the device (checked apart, by the runner)
+        load_data(config, getattr(torch, config.dtype), torch.device("cpu"))
     except ValueError as error:
         raise ValueError(f"data ({config.data.name}): {error}") from None
 
