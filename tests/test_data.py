@@ -340,6 +340,27 @@ def test_idx_errors_name_the_file(idx_files):
         D.load_mnist_idx(empty_images, empty_labels)
 
 
+def test_idx_labels_outside_the_classes_are_refused_naming_the_file_and_value(idx_files):
+    images, labels, tmp = idx_files
+    ip = _write_idx(tmp / "images.idx", images, 0x803)
+    bad = labels.copy()
+    bad[3] = 200
+    lp = _write_idx(tmp / "labels.idx", bad, 0x801, compress=True)
+    with pytest.raises(ValueError) as info:
+        D.load_mnist_idx(ip, lp)
+    message = str(info.value)
+    assert "\n" not in message
+    assert str(lp) in message and "label 200 at index 3" in message and "0..9" in message
+    # the declared number of classes bounds the labels too
+    three = _write_idx(tmp / "three.idx", np.array([0, 1, 2, 3, 1, 0]), 0x801)
+    with pytest.raises(ValueError, match=r"three\.idx: label 3 at index 3 .* outside 0\.\.2"):
+        D.load_mnist_idx(ip, three, classes=3)
+    _, y = D.load_mnist_idx(ip, three, classes=4)
+    assert y.tolist() == [0, 1, 2, 3, 1, 0]
+    with pytest.raises(ValueError, match="classes must be a positive integer, got 0"):
+        D.load_mnist_idx(ip, three, classes=0)
+
+
 def test_a_gzip_file_of_the_wrong_kind_is_refused_before_it_is_inflated(idx_files, monkeypatch):
     _, labels, tmp = idx_files
     wrong = _write_idx(tmp / "labels.idx.gz", labels, 0x801, compress=True)

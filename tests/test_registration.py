@@ -114,7 +114,9 @@ def test_a_registered_model_and_data_set_validate_train_and_are_listed(user, cap
 
     for argv in (["list", "models"], ["list", "datasets"]):
         sys.argv = ["gdscope", *argv]
-        main()
+        with pytest.raises(SystemExit) as done:  # the console script always exits
+            main()
+        assert done.value.code == 0
     out = capsys.readouterr().out
     assert "regnets:make_net" in out and "regnets:Net" in out
     assert "Gaussian inputs in 5 dimensions, Gaussian targets. (regnets:make_data" in out
@@ -125,7 +127,9 @@ def test_gdscope_train_takes_registered_names(user, monkeypatch, capsys):
     gs.register_dataset("user_data", user.make_data)
     argv = ["gdscope", "train", "--model", "user_net", "--data", "user_data", "--n", "8"]
     monkeypatch.setattr(sys, "argv", [*argv, "--steps", "3", "--loss", "mse"])
-    main()
+    with pytest.raises(SystemExit) as done:
+        main()
+    assert done.value.code == 0
     assert "status: completed after 3 steps" in capsys.readouterr().out
     monkeypatch.setattr(sys, "argv", [*argv, "--width", "64"])
     with pytest.raises(SystemExit):

@@ -72,7 +72,8 @@ def _clean_loc(loc: tuple[Any, ...], data: Any) -> tuple[tuple[Any, ...], str]:
     for part in loc:
         if isinstance(node, Mapping) and part not in node and _is_tag(part, node):
             continue
-        if isinstance(part, str) and "[" in part:  # e.g. "function-after[...]"
+        in_data = isinstance(node, Mapping) and part in node  # a user's key may hold "["
+        if isinstance(part, str) and "[" in part and not in_data:  # "function-after[...]"
             continue
         kept.append(part)
         label = part

@@ -7,9 +7,11 @@ verdicts judged again, the recorded numbers as CSV or Parquet); ``list claims`` 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -78,6 +80,12 @@ def run(
     from gdscope.runners import make_runner
 
     names = studies or list(api.catalog())
+    for name in names:
+        if not name.strip():
+            raise UserError(f"study: empty name {name!r}; give a catalogue name or a .toml file")
+    if max_trials < 1:
+        raise UserError(f"--max-trials: expected a positive integer, got {max_trials}")
+    _folder_or_error(results, "--results")  # the dry run too: it must refuse what a run refuses
     engine = _user_errors(
         lambda: make_runner(runner, workers=workers, address=address, batch=batch)
     )
@@ -194,8 +202,15 @@ def report(
     ] = None,
 ) -> None:
     """Write the results as one self-contained HTML page: verdicts, figures, environment."""
-    from gdscope import api
+    from gdscope import _output, api
 
+    # every target is checked before the first file is written
+    default = "verdicts.md" if markdown else "report.html"
+    target = output if output is not None else str(Path(results) / default)
+    _output.check_target(target, "--output")
+    _folder_or_error(str(Path(target).parent), "--output", file=target)
+    if figures is not None:
+        _folder_or_error(figures, "--figures")
     written = _user_errors(lambda: api.report(results, output, markdown=markdown, figures=figures))
     stdout.print(f"report: {written}")
     if figures is not None:
@@ -223,6 +238,7 @@ def show(
     from gdscope.store import Store
 
     store = _user_errors(lambda: Store(results, read_only=True))
+    _say_if_damaged(store)
     claims = {
         (study["name"], study["scale"], str(claim.get("id"))): claim
         for study in store.studies()
@@ -267,7 +283,10 @@ def verify(
 ) -> None:
     """Re-judge every stored study from the stored trials (no training) and print the verdicts."""
     from gdscope import api
+    from gdscope.store import Store, StoreError
 
+    with contextlib.suppress(StoreError):  # a missing or broken store: verify says what
+        _say_if_damaged(Store(results, read_only=True))
     outcomes = _user_errors(lambda: api.verify(results))
     print_verdicts([(r.study.with_scale(r.scale), v) for r in outcomes for v in r.verdicts])
 
@@ -309,6 +328,28 @@ def export(
     elif verdicts is not None:
         rows = exporting.write_verdicts(store, verdicts)
         stderr.print(f"{rows} verdicts -> {verdicts}", highlight=False)
+
+
+def _folder_or_error(folder: str, option: str, file: str | None = None) -> None:
+    """Refuse a folder to write (or the folder of ``file``) that is a file or lies below one."""
+    path, given = Path(folder), file if file is not None else folder
+    if not str(folder).strip():
+        return  # the store names this one
+    above = next((p for p in (path, *path.parents) if p.exists()), None)
+    if above is not None and not above.is_dir():
+        where = "is a file" if above == Path(given) else f"lies below the file {above}"
+        fix = "write into a folder" if file is not None else "give a folder, new or existing"
+        raise UserError(f"{option}={given} {where}; {fix}")
+
+
+def _say_if_damaged(store: Any) -> None:
+    """Print one ``warning:`` line if finished trials of ``store`` lost their series."""
+    from gdscope.store import damage
+
+    counts = store.damaged()
+    if counts:
+        text = damage.message(store.path, counts)
+        stderr.print(f"warning: {text}", highlight=False, markup=False, soft_wrap=True)
 
 
 def _study_or_error(api: Any, name: str, overrides: list[str], scale: str) -> Any:

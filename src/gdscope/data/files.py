@@ -88,6 +88,7 @@ def load_mnist_idx(
     seed: int = 0,
     dtype: torch.dtype = torch.float32,
     device: c.Device = "cpu",
+    classes: int = 10,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Images and labels from a pair of IDX files (MNIST, Fashion-MNIST, ...), plain or ``.gz``.
 
@@ -103,6 +104,8 @@ def load_mnist_idx(
         seed: seed of the subset (used only when ``n`` is given).
         dtype: floating-point dtype of ``x``.
         device: device of the returned tensors.
+        classes: the number of classes; every label of the file must lie in ``0..classes-1``
+            (MNIST and Fashion-MNIST: 10).
 
     Returns:
         ``(x, y)``: ``x`` float of shape ``(n, 1, rows, cols)``, ``y`` long of shape ``(n,)``.
@@ -110,7 +113,7 @@ def load_mnist_idx(
     Raises:
         FileNotFoundError: if a file does not exist.
         ValueError: on a bad magic number, truncated or oversized data, corrupt gzip, image and
-            label counts that differ, or ``n`` above the count.
+            label counts that differ, a label outside ``0..classes-1``, or ``n`` above the count.
 
     References:
         Y. LeCun, C. Cortes, C. J. C. Burges, "The MNIST database of handwritten digits" (file
@@ -118,9 +121,17 @@ def load_mnist_idx(
 
     """
     seed, dtype, device = c.common(seed, dtype, device)
+    classes = check.positive_int("classes", classes)
     images_path, labels_path = Path(images_path), Path(labels_path)
     images = _parse_idx(images_path, _IDX_IMAGES, "an IDX image file")
     labels = _parse_idx(labels_path, _IDX_LABELS, "an IDX label file")
+    bad = np.flatnonzero(labels >= classes)  # uint8: never below 0
+    if bad.size:
+        raise ValueError(
+            f"{labels_path}: label {labels[bad[0]]} at index {bad[0]} ({bad.size} of "
+            f"{labels.size} labels) is outside 0..{classes - 1}; expected class indices "
+            f"below classes={classes} (another data set's labels? set data.options.classes)"
+        )
     if images.shape[0] != labels.shape[0]:
         raise ValueError(
             f"{images_path} has {images.shape[0]} images but {labels_path} has "

@@ -7,11 +7,14 @@
 * :mod:`~gdscope.store.export`: the long-form table (CSV, pandas, Parquet).
 * :mod:`~gdscope.store.runs`: monitored runs of a user's own training loop (``gdscope.monitor``),
   written while they run, kept apart from the studies.
+* :mod:`~gdscope.store.damage`: finished trials that lost their series (reported with
+  :class:`StoreDamaged`, not counted as done, rerun).
 * :mod:`~gdscope.store.diff`: are two stores the same, bit for bit?
   (``python -m gdscope.store.diff OLD NEW``)
 """
 
 from gdscope.store import export
+from gdscope.store.damage import StoreDamaged
 from gdscope.store.database import DB_NAME, FINISHED, SCHEMA_VERSION, Store
 from gdscope.store.lock import StoreBusy, StoreError
 from gdscope.store.provenance import provenance
@@ -22,6 +25,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "Store",
     "StoreBusy",
+    "StoreDamaged",
     "StoreError",
     "export",
     "provenance",

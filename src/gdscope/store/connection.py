@@ -4,7 +4,9 @@ A writable store is created if missing (WAL journal, the tables of :mod:`gdscope
 A read-only store (``show``, ``export``, ``report``, ``run --dry-run``, or ``verify`` on a folder
 it cannot write) is opened so that nothing is ever written to it (``PRAGMA query_only``; SQLite's
 ``mode=ro`` where the user cannot write; ``immutable`` for a WAL store whose ``-shm`` file is
-missing in a folder the user cannot write, which is exact when nobody writes it meanwhile).
+missing in a folder the user cannot write, which is exact when nobody writes it meanwhile); a
+table missing from a read-only store (dropped outside gdscope) reads as empty, while a writable
+open recreates it (:mod:`gdscope.store.damage`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
+from gdscope.store.damage import shadow_missing_tables
 from gdscope.store.lock import StoreError
 from gdscope.store.schema import SCHEMA, SCHEMA_VERSION
 
@@ -89,8 +92,9 @@ def open_connection(path: Path, *, read_only: bool = False) -> sqlite3.Connectio
     for suffix in ("?mode=rw", "?mode=ro", "?mode=ro&immutable=1"):
         conn = sqlite3.connect(uri + suffix, uri=True, timeout=30.0, isolation_level=None)
         try:
-            conn.execute("PRAGMA query_only = 1")
             conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            shadow_missing_tables(conn)  # TEMP tables only: before query_only forbids them
+            conn.execute("PRAGMA query_only = 1")
             return conn
         except sqlite3.OperationalError:  # cannot be opened this way here: try the next one
             conn.close()

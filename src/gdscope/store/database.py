@@ -3,9 +3,9 @@
 ``Store(directory)`` keeps ``directory/gdscope.sqlite`` (stdlib ``sqlite3``, WAL journal, foreign
 keys on) with the tables of :mod:`gdscope.store.schema`.
 
-One transaction writes a trial row with all its series rows, so a crash never leaves half a trial.
-Recording a hash again is a no-op (unless the stored trial ``"failed"``: a rerun replaces it), which
-makes resuming a study safe. Verdicts and reports are rebuilt from the store without training.
+One transaction writes a trial row with all its series rows: a crash never leaves half a trial.
+Recording a hash again is a no-op (unless the stored trial ``"failed"`` or lost its series: a rerun
+replaces it): resuming a study is safe. Verdicts and reports are rebuilt from the store alone.
 
 Writers of a run take ``Store.writer()``, an exclusive advisory lock on ``directory/.lock``, so two
 ``gdscope run`` processes never interleave in one results directory; readers need no lock. The
@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gdscope.store import damage as _damage
 from gdscope.store import lock as _lock
 from gdscope.store import rows as _rows
 from gdscope.store.connection import connect, open_store, session, transaction
@@ -65,7 +66,7 @@ class Store:
         self.path = self.directory / DB_NAME
         self.read_only = read_only
         if self.directory.exists() and not self.directory.is_dir():
-            raise StoreError(f"results path {self.directory} exists and is not a directory")
+            raise StoreError(f"results path {self.directory} is a file; give a folder, e.g. runs")
         if (self.path.is_symlink() or self.path.exists()) and not self.path.is_file():
             raise StoreError(f"{self.path} is a broken link or not a file; move it away")
         if (read_only or not create) and not self.path.is_file():
@@ -204,7 +205,8 @@ class Store:
 
         Returns:
             ``True`` if the trial was written, ``False`` if the hash was already stored as
-            finished (the call then only links it to ``study``/``scale``).
+            finished (the call then only links it to ``study``/``scale``); a finished trial that
+            lost its series (:mod:`~gdscope.store.damage`) is replaced like a failed one.
 
         Raises:
             ValueError: the trace records one metric twice at the same step.
@@ -213,9 +215,8 @@ class Store:
         prov = provenance if provenance is not None else _rows.provenance_now()
         row, series = _rows.trial_row(hash, study, scale, config, result, prov)
         with self._connect(write=True) as conn:
-            stored = conn.execute("SELECT status FROM trials WHERE hash = ?", (hash,)).fetchone()
-            written = stored is None or stored[0] not in FINISHED
-            if written:  # replacing a failed trial: keep the studies it is linked to
+            written = _damage.replaceable(conn, hash)
+            if written:  # replacing a failed or damaged trial: keep the studies it is linked to
                 links = conn.execute(
                     "SELECT study, scale, hash FROM study_trials WHERE hash = ?", (hash,)
                 ).fetchall()
@@ -270,16 +271,23 @@ class Store:
         """Return the hashes of finished trials (``FINISHED`` statuses), of all or of one study.
 
         A rerun that skips trials another study finished should ``link_trial`` them (or judge
-        with ``records(hashes=...)``) so they count for its own study too.
+        with ``records(hashes=...)``) so they count for its own study too. A finished trial
+        without its series is damaged, not finished: it is left out, with a one-line
+        :class:`~gdscope.store.damage.StoreDamaged` warning, so that a run trains it again.
         """
         where, args = _rows.membership(study, scale)
         marks = ", ".join("?" * len(FINISHED))
-        with self._connect() as conn:
+        with self._connect(snapshot=True) as conn:
             rows = conn.execute(
                 f"SELECT t.hash FROM trials t WHERE t.status IN ({marks}) {where}",
                 (*FINISHED, *args),
             )
-            return {row[0] for row in rows}
+            return {row[0] for row in rows} - _damage.damaged_hashes(conn, warn=self.path)
+
+    def damaged(self) -> dict[tuple[str, str], int]:
+        """Return ``{(study, scale): trials}`` of the finished trials without their series."""
+        with self._connect(snapshot=True) as conn:
+            return _damage.damaged_counts(conn, _damage.damaged_hashes(conn))
 
     def records(
         self,
@@ -383,13 +391,9 @@ class Store:
     def to_pandas(self, study: str | None = None) -> Any:
         """Return every recorded number with its trial's flattened config as a DataFrame.
 
-        The long form of :mod:`gdscope.store.export`: columns ``study, scale, hash, status``, the config
-        keys, then ``metric, step, value``; one row per (study, trial, metric, step).
-
-        Raises:
-            ImportError: pandas is not installed.
-            ValueError: ``study`` is not stored here.
-
+        The long form of :mod:`gdscope.store.export`: columns ``study, scale, hash, status``, the
+        config keys, then ``metric, step, value``; one row per (study, trial, metric, step).
+        Raises ``ImportError`` without pandas, ``ValueError`` for a study not stored here.
         """
         from gdscope.store.export import to_pandas
 

@@ -191,7 +191,11 @@ class Reducer(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _alias(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("reduce") in _ALIASES:
+        if (
+            isinstance(data, dict)
+            and isinstance(data.get("reduce"), str)
+            and data["reduce"] in _ALIASES
+        ):
             data = {**data, "reduce": _ALIASES[data["reduce"]]}
         return data
 

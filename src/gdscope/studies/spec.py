@@ -23,7 +23,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    NonNegativeInt,
+    Strict,
     ValidationError,
     field_validator,
     model_validator,
@@ -65,6 +65,8 @@ def _nonempty(values: list[Any]) -> list[Any]:
 
 Axis = Annotated[list[Any], AfterValidator(_nonempty)]
 """The values of one swept config key (at least one; a grid axis's values distinct)."""
+Seed = Annotated[int, Strict(), Field(ge=0, le=2**63 - 1)]
+"""A seed: a whole number (not true/false or 1.0) that fits the store's signed 64-bit column."""
 
 
 class Study(BaseModel):
@@ -103,7 +105,7 @@ class Study(BaseModel):
     reference: str = ""
     provenance: Literal["paper", "designed", "user"] = "user"
     description: str = ""
-    seeds: list[NonNegativeInt] = Field(default_factory=lambda: [0], min_length=1)
+    seeds: list[Seed] = Field(default_factory=lambda: [0], min_length=1)
     base: dict[str, Any] = Field(default_factory=dict)
     sweep: dict[str, Axis] = Field(default_factory=dict)
     sweep_zip: list[dict[str, Axis]] = Field(default_factory=list)
@@ -161,6 +163,13 @@ class Study(BaseModel):
         repeated = sorted({key for key in axes if axes.count(key) > 1})
         if repeated:
             raise ValueError(f"axes swept twice (sweep and sweep_zip): {', '.join(repeated)}")
+        nested = sorted((a, b) for a in axes for b in axes if b.startswith(f"{a}."))
+        if nested:
+            outer, inner = nested[0]
+            raise ValueError(
+                f"axis {inner!r} lies inside axis {outer!r}: one replaces the other in every "
+                "trial; sweep one of them"
+            )
         if "seed" in axes:
             raise ValueError("sweep 'seed' through the `seeds` list, not as an axis")
         ids = [claim.id for claim in self.claims]
