@@ -316,6 +316,7 @@ def test_show_json_is_strict_json_with_roles(tmp_path):
     )
 
 
+@pytest.mark.slow  # ~20-40 s; the default run stays under 10 minutes
 def test_a_verdict_on_one_seed_carries_a_warning(tmp_path):
     study = tmp_path / "one.toml"
     study.write_text(study_file("one-seed", "steps = 3"))

@@ -98,6 +98,7 @@ def test_sigkill_at_any_moment_then_resume_equals_an_uninterrupted_run(
     assert_same_results(Store(results), reference)
 
 
+@pytest.mark.slow  # ~20-40 s; the default run stays under 10 minutes
 def test_a_second_run_on_a_locked_results_dir_stops_at_once(reference, tmp_path):
     """A run holding the directory (here this test, deterministically) keeps a second one out."""
     results = tmp_path / "results"

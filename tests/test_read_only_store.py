@@ -65,6 +65,7 @@ def _as_reader(root: Path, *args: str) -> subprocess.CompletedProcess:
     )  # fmt: skip
 
 
+@pytest.mark.slow  # ~20-40 s; the default run stays under 10 minutes
 def test_read_only_commands_read_a_store_they_cannot_write(locked):
     results = str(locked / "results")
     before = (locked / "results" / "gdscope.sqlite").read_bytes()
@@ -83,6 +84,7 @@ def test_read_only_commands_read_a_store_they_cannot_write(locked):
     assert (locked / "results" / "gdscope.sqlite").read_bytes() == before
 
 
+@pytest.mark.slow  # ~20-40 s; the default run stays under 10 minutes
 def test_writing_into_a_folder_it_cannot_write_is_one_line(locked):
     done = _as_reader(locked, "report", str(locked / "results"))  # default: DIR/report.html
     assert done.returncode == 2

@@ -162,6 +162,7 @@ def test_every_figure_is_inline_svg_with_searchable_text(page, results):
     assert "1 − rate of residual against initial κ for groups A and B" in page  # rate against κ
 
 
+@pytest.mark.slow  # ~20-40 s; the default run stays under 10 minutes
 def test_figures_are_written_as_svg_and_pdf_files(results, tmp_path):
     out = tmp_path / "figures"
     done = subprocess.run(

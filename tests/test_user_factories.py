@@ -140,6 +140,7 @@ def _trials(results) -> list[tuple[str, str, str]]:
         return conn.execute("SELECT hash, study, status FROM trials ORDER BY hash").fetchall()
 
 
+@pytest.mark.slow  # ~20-40 s; the default run stays under 10 minutes
 def test_a_study_on_a_users_convnet_and_attention_model_runs_and_reruns_after_an_edit(project):
     results = project / "results"
     out = _gdscope(
