@@ -31,12 +31,18 @@ _ENTRY = re.compile(r'(\w+) = "((?:[^"\\]|\\.)*)"')
 
 def cost_text(view: StudyView, planned: int) -> str:
     """Say what one study's scale cost when it ran into the store ``view`` was read from."""
-    stored = len(view.trials)
+    failed = sum(t.get("status") == "failed" for t in view.trials)
+    stored = len(view.trials) - failed
     spent = sum(float(t.get("wall_time_s") or 0.0) for t in view.trials)
     wall = elapsed(view).split(" (")[0]  # "17 s (stored DATE)": the date is said below
     when = str(view.runs.get("last_run") or "?")[:10]
     where = machine(view.trials).split(";")[0]
     measured = f"{spent:.0f} s of trial time; measured {when} on {where}"
+    if failed:
+        return (
+            f"not measured: {failed} of {planned} trials failed in the run of {when} "
+            f"(see gdscope show); a rerun retries them"
+        )
     if stored < planned:
         return (
             f"more than {wall} on 2 CPU cores with --workers 2: stopped with {stored} of "

@@ -42,6 +42,12 @@ def test_a_stopped_run_says_more_than_and_how_many_trials_it_stored() -> None:
     assert text.endswith("a rerun resumes")
 
 
+def test_a_run_whose_trials_failed_is_not_a_measurement() -> None:
+    broken = {**_trial("00:30", 0.01), "status": "failed"}
+    view = StudyView("s", "paper", {}, [], trials=[broken, _trial("00:40", 1.0)], runs=RUN)
+    assert costs.cost_text(view, planned=2).startswith("not measured: 1 of 2 trials failed")
+
+
 def test_the_line_is_rewritten_in_place_and_a_scale_not_stored_keeps_its_text(tmp_path) -> None:
     study = tmp_path / "s.toml"
     study.write_text(
