@@ -135,3 +135,15 @@ def test_model_option_errors_name_field_value_and_fix(model, fragments):
     message = format_errors(info.value, gs.TrialConfig, {"model": model})
     for fragment in fragments:
         assert fragment in message, (fragment, message)
+
+
+@pytest.mark.parametrize(
+    "part",
+    [{"optimizer": {"lr": True}}, {"optimizer": {"l1": False}}, {"model": {"init_scale": True}}],
+)
+def test_true_or_false_is_refused_where_a_number_is_wanted(part):
+    raw = {"data": {"name": "sphere", "n": 8}, "steps": 1}
+    with pytest.raises(ValueError, match="not true/false"):
+        gs.TrialConfig.model_validate({**raw, **part})
+    flagged = {"model": {"center_output": True}}  # a bool field still takes a bool
+    assert gs.TrialConfig.model_validate({**raw, **flagged}).model.center_output is True

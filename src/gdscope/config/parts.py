@@ -6,6 +6,7 @@ import functools
 import inspect
 import math
 import os
+import typing
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
@@ -53,6 +54,13 @@ _DATA_RESERVED = {"dtype", "device", "seed", "split"}
 """Loader parameters the trial sets itself, never through ``data.options``."""
 
 
+def _takes_bool(annotation: Any) -> bool:
+    """Whether a field's type admits a bool: ``bool`` or ``Any`` anywhere in it."""
+    if annotation is bool or annotation is Any:
+        return True
+    return any(_takes_bool(arg) for arg in typing.get_args(annotation))
+
+
 class FrozenPart(BaseModel):
     """A frozen part of a trial config (unknown keys refused) with its content-hash payload."""
 
@@ -61,6 +69,15 @@ class FrozenPart(BaseModel):
     HASH_OMITTED_AT_DEFAULT: ClassVar[tuple[str, ...]] = ()
     """Fields added after catalogue results were stored: left out of ``TrialConfig.content_hash``
     while they hold their default, so the hashes of existing configs do not change."""
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_a_number(cls, value: Any, info: ValidationInfo) -> Any:
+        """Refuse ``true``/``false`` where a field takes no bool (``optimizer.l1 = true`` is 1.0)."""
+        name = info.field_name
+        if isinstance(value, bool) and name and not _takes_bool(cls.model_fields[name].annotation):
+            raise ValueError(f"must be a number or a name, not true/false (got {value!r})")
+        return value
 
     def hash_payload(self) -> dict[str, Any]:
         """Return the JSON dict hashed for this part: defaults of late-added fields left out.
