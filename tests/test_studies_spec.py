@@ -285,3 +285,19 @@ def test_bad_expressions_are_refused_when_the_study_loads(expr, fragment):
     )
     assert text != EXAMPLE
     assert fragment in _message(text)
+
+
+def test_a_claims_gate_is_a_toml_boolean_not_a_string():
+    from pathlib import Path
+
+    import tomllib
+
+    import gdscope
+
+    path = Path(gdscope.__file__).parent / "studies" / "catalog" / "lr-transfer.toml"
+    raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    raw["claims"][0]["gate"] = "false"  # "yes", "on", "0" were read as booleans too
+    with pytest.raises(ValueError, match="valid boolean"):
+        Study.model_validate(raw)
+    raw["claims"][0]["gate"] = False
+    assert Study.model_validate(raw).claims[0].gate is False

@@ -54,11 +54,11 @@ _DATA_RESERVED = {"dtype", "device", "seed", "split"}
 """Loader parameters the trial sets itself, never through ``data.options``."""
 
 
-def _takes_bool(annotation: Any) -> bool:
-    """Whether a field's type admits a bool: ``bool`` or ``Any`` anywhere in it."""
-    if annotation is bool or annotation is Any:
+def _admits(annotation: Any, kind: type) -> bool:
+    """Whether a field's type admits ``kind``: ``kind`` or ``Any`` anywhere in it."""
+    if annotation is kind or annotation is Any:
         return True
-    return any(_takes_bool(arg) for arg in typing.get_args(annotation))
+    return any(_admits(arg, kind) for arg in typing.get_args(annotation))
 
 
 class FrozenPart(BaseModel):
@@ -73,9 +73,9 @@ class FrozenPart(BaseModel):
     @field_validator("*", mode="before")
     @classmethod
     def _no_bool_for_a_number(cls, value: Any, info: ValidationInfo) -> Any:
-        """Refuse ``true``/``false`` where a field takes no bool (``optimizer.l1 = true`` is 1.0)."""
-        name = info.field_name
-        if isinstance(value, bool) and name and not _takes_bool(cls.model_fields[name].annotation):
+        """Refuse ``true``/``false`` for a real number (``optimizer.l1 = true`` was read as 1.0)."""
+        kind = cls.model_fields[info.field_name].annotation if info.field_name else None
+        if isinstance(value, bool) and _admits(kind, float) and not _admits(kind, bool):
             raise ValueError(f"must be a number or a name, not true/false (got {value!r})")
         return value
 

@@ -13,6 +13,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
 )
 
 from gdscope.studies.reducers import (
@@ -99,7 +100,7 @@ class _Claim(_Model):
     where: dict[str, Any] = Field(default_factory=dict)
     keep: Keep | None = None
     allow_diverged: bool = False
-    gate: bool = True
+    gate: StrictBool = True
     """False for an exploratory claim ("report, not a gate"): judged as usual, stored as
     ``REPORTED`` with what its band would give in the reason, and never counted as a PASS or FAIL."""
     role: Role = "paper"
