@@ -38,15 +38,11 @@ def cost_text(view: StudyView, planned: int) -> str:
     when = str(view.runs.get("last_run") or "?")[:10]
     where = machine(view.trials).split(";")[0]
     measured = f"{spent:.0f} s of trial time; measured {when} on {where}"
-    if failed:
-        return (
-            f"not measured: {failed} of {planned} trials failed in the run of {when} "
-            f"(see gdscope show); a rerun retries them"
-        )
     if stored < planned:
+        lost = f", {failed} failed" if failed else ""
         return (
             f"more than {wall} on 2 CPU cores with --workers 2: stopped with {stored} of "
-            f"{planned} trials stored ({measured}); a rerun resumes"
+            f"{planned} trials stored{lost} ({measured}); a rerun resumes"
         )
     if wall == "reused":
         return f"{planned} trials, ≈ {spent / 2:.0f} s on 2 CPU cores with --workers 2 ({measured})"
