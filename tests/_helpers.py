@@ -1,4 +1,5 @@
-"""One ``assert_close`` helper for the whole suite: its failure says which entries differ and by how much."""
+"""Helpers shared by the suite: one ``assert_close`` (its failure says which entries differ and
+by how much) and the command line run in-process."""
 
 from __future__ import annotations
 
@@ -29,3 +30,22 @@ def _as_float64(value) -> torch.Tensor:
     if isinstance(value, torch.Tensor):
         return value.detach().to("cpu", torch.float64)
     return torch.as_tensor(value, dtype=torch.float64)
+
+
+def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    """Run ``gdscope ARGS`` in this process (as the console script does); return code, out, err.
+
+    For the checks of one-line errors, which a subprocess per case made slow (≈ 5 s each).
+    """
+    import sys
+
+    from gdscope.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["gdscope", *args])
+    try:
+        main()
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else 1
+    out = capsys.readouterr()
+    return code, out.out, out.err

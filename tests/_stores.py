@@ -61,3 +61,40 @@ def study_file(
         f'provenance = "designed"\nclaim_ids = ["X"]\nseeds = [0]\n[base]\n{base.strip()}\n'
         f'[[claims]]\nid = "c"\nkind = "within"\n{claim}\nband = [0, 10]\n'
     )
+
+
+def kernel_study(
+    name: str, ns: str = "[4, 8, 16, 32]", seeds: str = "[0, 1, 2]", band: str = "-1.1, -0.9"
+) -> str:
+    """A tiny kernel-level GD rate study (milliseconds a trial) as study-file text.
+
+    ``ns``, ``seeds`` and ``band`` are TOML text: the swept ``data.n``, the seeds and the band of
+    its one claim, ``gd-exponent`` (the exponent of 1 − ρ in κ; −1 for GD).
+    """
+    return f"""
+name = "{name}"
+claim_ids = ["D1"]
+title = "tiny kernel-level GD rate study"
+seed_paper = "003"
+reference = "test"
+provenance = "designed"
+seeds = {seeds}
+
+[base]
+kind = "kernel_dynamics"
+gram = "h_infinity"
+method = "gd"
+steps_per_kappa = 40
+tol = 1e-10
+"data.d" = 4
+
+[sweep]
+"data.n" = {ns}
+
+[[claims]]
+id = "gd-exponent"
+kind = "power_law"
+x = {{ reduce = "initial", metric = "kappa" }}
+y = {{ reduce = "one_minus_rate", metric = "residual" }}
+band = [{band}]
+"""

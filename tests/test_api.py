@@ -8,39 +8,14 @@ from contextlib import closing
 import pytest
 import torch
 
+from _stores import kernel_study
 from gdscope import api
 from gdscope.cli import main
 from gdscope.runners.base import ensemble_jobs
 from gdscope.store import Store
 from gdscope.studies import StudyError
 
-STUDY = """
-name = "tiny-rate"
-claim_ids = ["D1"]
-title = "tiny kernel-level GD rate study"
-seed_paper = "003"
-reference = "test"
-provenance = "designed"
-seeds = [0, 1, 2]
-
-[base]
-kind = "kernel_dynamics"
-gram = "h_infinity"
-method = "gd"
-steps_per_kappa = 40
-tol = 1e-10
-"data.d" = 4
-
-[sweep]
-"data.n" = [4, 8, 16, 32]
-
-[[claims]]
-id = "gd-exponent"
-kind = "power_law"
-x = { reduce = "initial", metric = "kappa" }
-y = { reduce = "one_minus_rate", metric = "residual" }
-band = [BAND]
-"""
+STUDY = kernel_study("tiny-rate", band="BAND")  # the band filled in by each test
 
 
 def _write(tmp_path, text, name="study.toml"):

@@ -5,29 +5,14 @@ import sys
 
 import pytest
 
+from _helpers import run_cli
 from _stores import study_file
-from gdscope.cli import main
 
 
 def _gdscope(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "gdscope", *args], capture_output=True, text=True, timeout=120
     )
-
-
-def _here(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    """Run ``gdscope ARGS`` in this process (as the console script does); return code, out, err.
-
-    For the checks of one-line errors, which a subprocess per case made slow (≈ 5 s each).
-    """
-    monkeypatch.setattr(sys, "argv", ["gdscope", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code if isinstance(exit_.code, int) else 1
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def test_version():
@@ -89,7 +74,7 @@ def test_train_json_output():
     ],
 )
 def test_bad_arguments_give_one_line_error(args, expected, monkeypatch, capsys):
-    code, out, err = _here(monkeypatch, capsys, "train", "--steps", "1", *args)
+    code, out, err = run_cli(monkeypatch, capsys, "train", "--steps", "1", *args)
     assert code != 0
     assert "Traceback" not in err + out
     lines = err.strip().splitlines()
@@ -116,7 +101,7 @@ def test_verify_probes_passes_and_prints_every_check():
     ],
 )
 def test_other_commands_reject_bad_arguments_in_one_line(args, fragment, monkeypatch, capsys):
-    code, _, err = _here(monkeypatch, capsys, *args)
+    code, _, err = run_cli(monkeypatch, capsys, *args)
     assert code == 2
     assert "Traceback" not in err
     assert fragment in err.strip()
@@ -184,7 +169,7 @@ def test_run_with_an_unknown_scale_writes_nothing(tmp_path):
 def test_a_file_that_is_not_a_store_is_a_one_line_error(tmp_path, args, monkeypatch, capsys):
     path = tmp_path / "gdscope.sqlite"
     path.write_text("hi\n")
-    code, _, err = _here(monkeypatch, capsys, *(str(tmp_path) if a == "DIR" else a for a in args))
+    code, _, err = run_cli(monkeypatch, capsys, *(str(tmp_path) if a == "DIR" else a for a in args))
     assert code == 2, err
     assert err.strip() == (
         f"error: {path} is not a gdscope store (file is not a database); "

@@ -9,45 +9,18 @@ nothing else.
 from __future__ import annotations
 
 import sqlite3
-import sys
 import warnings
 from contextlib import closing
 
 import pytest
 
-from _stores import assert_same_results, snapshot
+from _helpers import run_cli
+from _stores import assert_same_results, kernel_study, snapshot
 from gdscope import api
-from gdscope.cli import main
 from gdscope.store import Store, StoreDamaged
 from gdscope.training import Trace
 
-STUDY = """
-name = "tiny-damage"
-claim_ids = ["D1"]
-title = "tiny kernel-level GD rate study"
-seed_paper = "003"
-reference = "test"
-provenance = "designed"
-seeds = [0, 1]
-
-[base]
-kind = "kernel_dynamics"
-gram = "h_infinity"
-method = "gd"
-steps_per_kappa = 40
-tol = 1e-10
-"data.d" = 4
-
-[sweep]
-"data.n" = [4, 8, 16]
-
-[[claims]]
-id = "gd-exponent"
-kind = "power_law"
-x = { reduce = "initial", metric = "kappa" }
-y = { reduce = "one_minus_rate", metric = "residual" }
-band = [-1.1, -0.9]
-"""
+STUDY = kernel_study("tiny-damage", ns="[4, 8, 16]", seeds="[0, 1]")
 
 
 def _sql(store: Store, *statements: str) -> None:
@@ -55,17 +28,6 @@ def _sql(store: Store, *statements: str) -> None:
         for statement in statements:
             conn.execute(statement)
         conn.commit()
-
-
-def _here(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["gdscope", *args])
-    try:
-        main()
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code if isinstance(exit_.code, int) else 1
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.fixture
@@ -111,16 +73,16 @@ def test_a_dropped_series_table_is_recreated_and_every_trial_rerun(ran, monkeypa
     _sql(store, "DROP TABLE series")
     results = str(store.directory)
     # read-only readers see an empty table (nothing written), and say the store is damaged
-    code, _, err = _here(monkeypatch, capsys, "run", str(path), "--results", results, "--dry-run")
+    code, _, err = run_cli(monkeypatch, capsys, "run", str(path), "--results", results, "--dry-run")
     assert code == 0, err
     [line] = err.strip().splitlines()
     assert line.startswith("warning: ") and "6 trials of tiny-damage (quick)" in line
     with closing(sqlite3.connect(store.path)) as conn:
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
     assert "series" not in tables  # the dry run wrote nothing
-    code, _, err = _here(monkeypatch, capsys, "show", results)
+    code, _, err = run_cli(monkeypatch, capsys, "show", results)
     assert code == 0 and err.startswith("warning: ") and len(err.strip().splitlines()) == 1
-    code, _, err = _here(monkeypatch, capsys, "run", str(path), "--results", results)
+    code, _, err = run_cli(monkeypatch, capsys, "run", str(path), "--results", results)
     assert code == 0, err
     assert err.startswith("warning: ") and "6 trials of tiny-damage (quick)" in err
     assert "6 run" in err

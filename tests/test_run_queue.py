@@ -5,46 +5,19 @@ from contextlib import closing
 
 import pytest
 
+from _stores import kernel_study
 from gdscope import api
 from gdscope.runners import LocalRunner, RayRunner, make_runner
 from gdscope.runners.queue import TrialQueue
 from gdscope.store.diff import diff_stores, main
 
-STUDY = """
-name = "NAME"
-claim_ids = ["D1"]
-title = "tiny kernel-level GD rate study"
-seed_paper = "003"
-reference = "test"
-provenance = "designed"
-seeds = [0, 1]
-
-[base]
-kind = "kernel_dynamics"
-gram = "h_infinity"
-method = "gd"
-steps_per_kappa = 40
-tol = 1e-10
-"data.d" = 4
-
-[sweep]
-"data.n" = NS
-
-[[claims]]
-id = "gd-exponent"
-kind = "power_law"
-x = { reduce = "initial", metric = "kappa" }
-y = { reduce = "one_minus_rate", metric = "residual" }
-band = [-1.1, -0.9]
-"""
-
 
 def _studies(tmp_path):
     """Two studies sharing the trials at n = 8 and 16 (same configs, so the same hashes)."""
     a = tmp_path / "a.toml"
-    a.write_text(STUDY.replace("NAME", "first").replace("NS", "[4, 8, 16]"))
+    a.write_text(kernel_study("first", ns="[4, 8, 16]", seeds="[0, 1]"))
     b = tmp_path / "b.toml"
-    b.write_text(STUDY.replace("NAME", "second").replace("NS", "[8, 16, 32]"))
+    b.write_text(kernel_study("second", ns="[8, 16, 32]", seeds="[0, 1]"))
     return a, b
 
 
