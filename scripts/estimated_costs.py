@@ -21,7 +21,7 @@ from pathlib import Path
 
 from gdscope.api import plan_study
 from gdscope.report.collect import StudyView, collect
-from gdscope.report.markdown import elapsed, machine
+from gdscope.report.markdown import elapsed, machine, trial_time
 from gdscope.store import Store
 
 CATALOG = Path(__file__).resolve().parents[1] / "src" / "gdscope" / "studies" / "catalog"
@@ -33,7 +33,7 @@ def cost_text(view: StudyView, planned: int) -> str:
     """Say what one study's scale cost when it ran into the store ``view`` was read from."""
     failed = sum(t.get("status") == "failed" for t in view.trials)
     stored = len(view.trials) - failed
-    spent = sum(float(t.get("wall_time_s") or 0.0) for t in view.trials)
+    spent = trial_time(view.trials)
     wall = elapsed(view).split(" (")[0]  # "17 s (stored DATE)": the date is said below
     when = str(view.runs.get("last_run") or "?")[:10]
     where = machine(view.trials).split(";")[0]

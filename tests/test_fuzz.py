@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from _helpers import run_cli
 from gdscope.cli import main
 
 if sys.version_info >= (3, 11):
@@ -345,17 +346,10 @@ def _study_params() -> list[Any]:
 
 # ---------------------------------------------------------------------------------- running
 def _gdscope(monkeypatch, capsys, *args: str) -> tuple[int, str, str, float]:
-    """Run ``gdscope ARGS`` in this process; return code, stdout, stderr and seconds."""
-    monkeypatch.setattr(sys, "argv", ["gdscope", *args])
+    """Run ``gdscope ARGS`` in this process (``run_cli``); return code, stdout, stderr, seconds."""
     start = time.perf_counter()
-    try:
-        main()
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code if isinstance(exit_.code, int) else 1
-    seconds = time.perf_counter() - start
-    out = capsys.readouterr()
-    return code, out.out, out.err, seconds
+    code, out, err = run_cli(monkeypatch, capsys, *args)
+    return code, out, err, time.perf_counter() - start
 
 
 def _assert_outcome(code: int, out: str, err: str, seconds: float, what: str) -> None:

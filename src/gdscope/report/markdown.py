@@ -48,7 +48,7 @@ def _summary_row(study: StudyView) -> str:
     paper = [c for c in study.claims if c.role != "sanity"]
     sanity = [c for c in study.claims if c.role == "sanity"]
     trials = study.trials
-    spent = sum(float(t.get("wall_time_s") or 0.0) for t in trials)
+    spent = trial_time(trials)
     cells = [
         study.name,
         study.scale,
@@ -64,6 +64,11 @@ def _summary_row(study: StudyView) -> str:
 
 def _counts(claims: Sequence[ClaimView]) -> str:
     return summary.counts(claims, empty="–")
+
+
+def trial_time(trials: Sequence[Mapping[str, Any]]) -> float:
+    """Return the summed wall time of ``trials`` (seconds; a trial without one counts 0)."""
+    return sum(float(t.get("wall_time_s") or 0.0) for t in trials)
 
 
 def elapsed(study: StudyView) -> str:
