@@ -15,7 +15,7 @@ import torch
 from gdscope import api
 from gdscope.config import TrialConfig
 from gdscope.studies import TrialRecord, judge_study
-from gdscope.trial import build_trial, validate_trial
+from gdscope.trials.trial import build_trial, validate_trial
 
 STUDIES = ["overparam-width-needed", "overparam-width-vs-depth", "overparam-sgd-regression"]
 

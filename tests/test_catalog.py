@@ -44,7 +44,7 @@ def test_every_study_file_states_its_provenance_and_reference():
 
 @pytest.mark.parametrize("scale", ["quick", "paper", "smoke"])
 def test_every_catalogue_study_expands_to_valid_trials_at_every_scale(scale):
-    from gdscope.trial import validate_trial
+    from gdscope.trials.trial import validate_trial
 
     for name in api.catalog():  # a study validates its trials when it runs a scale, not on load
         assert api.load(name).validated(scale, validate_trial).validated, name

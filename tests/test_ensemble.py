@@ -19,7 +19,7 @@ from gdscope.ensemble import (
     run_trial_group,
     train_ensemble,
 )
-from gdscope.trial import run_config
+from gdscope.trials.trial import run_config
 
 DTYPES = [torch.float64, torch.float32]
 OPTIMIZERS = [("gd", None), ("heavy_ball", 0.8), ("nesterov", 0.9)]

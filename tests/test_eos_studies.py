@@ -12,7 +12,7 @@ import pytest
 
 from gdscope import api
 from gdscope.studies import TrialRecord, judge_study
-from gdscope.trial import validate_trial
+from gdscope.trials.trial import validate_trial
 
 LR = 0.5
 EDGE = 2 / LR

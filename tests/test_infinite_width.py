@@ -74,7 +74,7 @@ def test_symmetric_call_equals_the_cross_call_and_is_symmetric():
 
 
 def test_two_layer_relu_without_bias_is_the_arc_cosine_kernel():
-    """Depth 2, ReLU, no bias, ``v_1 = 2, w_1 = 1, v_2 = w_2 = 1``, written out (Cho & Saul 2009)."""
+    """Depth 2, ReLU, no bias, ``v_1 = w_1 = 2, v_2 = w_2 = 1``, written out (Cho & Saul 2009)."""
     x = _x(5, 5)
     dots = x @ x.T / x.shape[1]
     norms = np.sqrt(np.diag(dots))
@@ -82,7 +82,7 @@ def test_two_layer_relu_without_bias_is_the_arc_cosine_kernel():
     np.fill_diagonal(rho, 1.0)  # arccos would turn a rounding error of 1e-16 into θ ≈ 1e-8
     theta = np.arccos(rho)
     e = 2 * np.outer(norms, norms) * (np.sin(theta) + (np.pi - theta) * rho) / (2 * np.pi)
-    expected_ntk = e + (np.pi - theta) / (2 * np.pi) * dots  # v_2 = w_2 = 1, v_1 = 2, w_1 = 1
+    expected_ntk = e + (np.pi - theta) / (2 * np.pi) * 2 * dots  # v_2 = w_2 = 1, v_1 = w_1 = 2
     got = ntk_infinite(x, depth=2, activation="relu", bias=False)
     assert _rel_max(got.nngp, e) <= 1e-13
     assert _rel_max(got.ntk, expected_ntk) <= 1e-13
@@ -105,7 +105,7 @@ def test_width_dependent_parameterizations_need_a_width_and_inputs_are_checked()
     with pytest.raises(ValueError, match="nodes must be in"):
         ntk_infinite(x, depth=2, activation="tanh", nodes=500)
     hidden = layer_constants(3, 6, activation="relu")[1]
-    assert np.allclose(hidden, (2.0, 1.0, 0.01, 0.01), rtol=1e-14, atol=0)  # v = 2, w = 1
+    assert np.allclose(hidden, (2.0, 2.0, 0.01, 0.01), rtol=1e-14, atol=0)  # v = w = 2
     hidden = layer_constants(3, 6, activation="relu", wrt="unit")[1]
     assert np.allclose(hidden, (2.0, 2.0, 0.01, 0.01), rtol=1e-14, atol=0)
 
@@ -157,12 +157,13 @@ def test_finite_width_ntk_converges_to_the_limit_like_one_over_root_width(activa
     assert errors[-1] <= 0.08, errors
 
 
-def test_relu_model_matches_the_stored_weight_convention_not_jacot_or_arora():
-    """gdscope's NTK-parameterized ReLU MLP draws W ~ N(0, 2): forward variance v = 2 but
-    weight-gradient scale w = 1. Arora et al.'s kernel (w = v = 2) and Jacot et al.'s (v = w = 1)
-    stay a fixed distance away as the width grows."""
-    errors, slope = _errors_and_slope("relu", 2)
-    assert abs(slope + 0.5) <= 0.12 and errors[-1] <= 0.08
-    for convention in ({"wrt": "unit"}, {"gain": 1.0}):
-        wrong, wrong_slope = _errors_and_slope("relu", 2, **convention)
-        assert wrong_slope >= -0.15 and wrong[-1] >= 0.15, (convention, wrong, wrong_slope)
+def test_relu_model_matches_arora_and_stax_not_jacot():
+    """gdscope's NTK-parameterized ReLU MLP stores W ~ N(0, 1) and multiplies by √2/√n (the ntk
+    convention, gdscope.models.parameterization): v = w = 2, so its stored-weight kernel is the
+    unit-weight one, Arora et al.'s (neural-tangents' W_std = √2), and the empirical NTK converges
+    to it. Jacot et al.'s kernel without the gain (v = w = 1) stays a fixed distance away."""
+    for convention in ({}, {"wrt": "unit"}):
+        errors, slope = _errors_and_slope("relu", 2, **convention)
+        assert abs(slope + 0.5) <= 0.12 and errors[-1] <= 0.08, (convention, errors, slope)
+    wrong, wrong_slope = _errors_and_slope("relu", 2, gain=1.0)
+    assert wrong_slope >= -0.15 and wrong[-1] >= 0.15, (wrong, wrong_slope)

@@ -161,9 +161,9 @@ LAYER_TABLE = {
         "hidden": (SQ2 / 10, 1, 1, 1, 0, 1),
         "output": (1 / 10, 1, 1, 1, 0, 1),
     },
-    "ntk": {
-        "input": (SQ2, 1 / 10, 1, 1, 1, BETA),
-        "hidden": (SQ2, 1 / 10, 1, 1, 1, BETA),
+    "ntk": {  # the gain in the forward multiplier (revision 2 of the ntk convention)
+        "input": (1, SQ2 / 10, 1, 1, 1, BETA),
+        "hidden": (1, SQ2 / 10, 1, 1, 1, BETA),
         "output": (1, 1 / 10, 1, 1, 1, BETA),
     },
     "mup": {
@@ -508,12 +508,12 @@ BAD = [
     (lambda: mlp(4, 8, 2, seed=-1), "seed", "-1"),
     (lambda: two_layer(4, 0), "width", "0"),
     (lambda: two_layer(4, 8, activation="elu"), "activation", "'elu'"),
-    (lambda: cnn(3, 8, 0, 10), "channels", "0"),
+    (lambda: cnn(3, 8, 0, 10), "width", "0"),
     (lambda: cnn(3, 0, 4, 10), "image_size", "0"),
     (lambda: cnn(0, 8, 4, 10), "in_channels", "0"),
     (lambda: cnn(3, 8, 4, 10, parameterization="NTK"), "parameterization", "'NTK'"),
     (lambda: resnet(3, 8, 4, 10, depth=0), "depth", "0"),
-    (lambda: resnet(3, 8, 4, 0), "num_classes", "0"),
+    (lambda: resnet(3, 8, 4, 0), "out_dim", "0"),
     (lambda: cnn(3, 8, 4, 10, readout="sum"), "readout", "'sum'"),
     (lambda: resnet(3, 8, 4, 10, readout="max"), "readout", "'max'"),
     (lambda: get_parameterization("foo"), "parameterization", "'foo'"),

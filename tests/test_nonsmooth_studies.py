@@ -12,8 +12,8 @@ from pydantic import ValidationError
 from gdscope import api
 from gdscope.config import TrialConfig
 from gdscope.studies.table import TrialRecord
-from gdscope.trial import build_trial
 from gdscope.trials.objective import ObjectiveConfig, run
+from gdscope.trials.trial import build_trial
 
 # ---------------------------------------------------------------------------------------------
 # objective trials: absorbed runs and the distance to x*

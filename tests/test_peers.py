@@ -167,9 +167,9 @@ def _two_layer_case(train_outer: bool) -> Callable[[], tuple]:
 
 def _cnn_case(readout: str) -> Callable[[], tuple]:
     def build():
-        model = cnn(
-            in_channels=2, image_size=5, channels=4, num_classes=3, depth=2, activation="tanh",
-            parameterization="ntk", readout=readout, seed=5, dtype=F64,
+        model = cnn(  # 2 input channels, 5×5 images, 4 channels, 3 outputs (positional)
+            2, 5, 4, 3, depth=2, activation="tanh", parameterization="ntk", readout=readout,
+            seed=5, dtype=F64,
         )  # fmt: skip
         return model, _stax_cnn(model, "tanh"), _randn(4, 2, 5, 5, seed=6)
 

@@ -282,3 +282,20 @@ def test_band_status_rejects_bad_interval():
         band_status(0.0, 1.0, (1.0, 0.0))
     with pytest.raises(ValueError, match="lo must be"):
         band_status(1.0, 0.0, (0.0, 2.0))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_every_window_start_at_once_equals_one_fit_per_window(seed):
+    """The candidate windows' 1 − R², from suffix sums, equal a least-squares fit of each window."""
+    from gdscope.stats.fits import _linfit
+    from gdscope.stats.rates import _unexplained_from
+
+    rng = np.random.default_rng(seed)
+    steps = np.cumsum(rng.integers(1, 4, size=400)).astype(float)
+    log_r = -0.01 * steps + np.where(steps < 150, 0.5 * np.sin(steps / 9), 0.0)
+    log_r += rng.normal(scale=10.0 ** rng.uniform(-6, -1), size=steps.size)
+    starts = np.arange(0, 200, 7)
+    fast = _unexplained_from(steps, log_r, starts)
+    slow = [1.0 - _linfit(steps[k:], log_r[k:]).r2 for k in starts]
+    np.testing.assert_allclose(fast, slow, rtol=1e-8, atol=1e-13)
+    assert _unexplained_from(steps, np.full(steps.size, 0.3), starts).tolist() == [np.inf] * 29

@@ -13,10 +13,11 @@ ray = pytest.importorskip("ray")
 
 import gdscope  # noqa: E402
 from _stores import assert_same_results  # noqa: E402
-from gdscope import api, trial  # noqa: E402
+from gdscope import api  # noqa: E402
 from gdscope.runners.ray import run_trials  # noqa: E402
 from gdscope.store import Store  # noqa: E402
 from gdscope.studies import StudyError  # noqa: E402
+from gdscope.trials import trial  # noqa: E402
 
 pytestmark = pytest.mark.ray
 STUDY = "weights-stay-near-init"

@@ -8,7 +8,7 @@ import pytest
 
 from gdscope._checks import records
 from gdscope.config import TrialConfig
-from gdscope.trial import run_config, validate_trial
+from gdscope.trials.trial import run_config, validate_trial
 
 _NETWORK = {
     "model": {"kind": "mlp", "width": 16, "depth": 2},

@@ -15,8 +15,8 @@ from gdscope.cli import main
 from gdscope.config import TrialConfig
 from gdscope.data import DATASETS
 from gdscope.store import Store
-from gdscope.trial import run_trial
 from gdscope.trials.networks import MODELS
+from gdscope.trials.trial import run_trial
 
 USER_CODE = """
 import torch
@@ -266,3 +266,53 @@ def test_registered_names_in_a_study_on_spawned_workers(user, tmp_path, monkeypa
 def test_the_built_in_kinds_are_the_networks_builders():
     assert tuple(MODELS)[: len(registration.MODEL_KINDS)] == registration.MODEL_KINDS
     assert type(MODELS).__name__ == type(DATASETS).__name__ == "mappingproxy"
+
+
+def _pool_trials(kind, data="user_data", seeds=(0, 1)):
+    configs = [
+        {
+            "model": {"kind": kind, **({"args": {"width": 4}} if kind != "mlp" else {})},
+            "data": {"name": data, "n": 12},
+            "loss": "mse",
+            "steps": 3,
+            "seed": seed,
+        }
+        for seed in seeds
+    ]
+    return [(str(i), config) for i, config in enumerate(configs)]
+
+
+def test_a_running_pool_sees_what_is_registered_after_it_started(user, tmp_path, monkeypatch):
+    from gdscope.runners import WorkerPool, run_trials
+    from gdscope.trials.trial import run_config
+
+    monkeypatch.syspath_prepend(str(tmp_path))  # the workers import regnets by name
+
+    def run(trials, pool):
+        outcomes: dict = {}
+        run_trials(trials, run_config, on_result=lambda h, c, o: outcomes.update({h: o}), pool=pool)
+        return [outcomes[h] for h, _ in trials]
+
+    with WorkerPool(2) as pool:
+        gs.register_dataset("user_data", user.make_data)
+        assert all(o.status == "completed" for o in run(_pool_trials("mlp"), pool))
+        first = pool.executor()  # started, with user_data only
+        gs.register_model("late_net", user.make_net)  # after the workers started
+        late = _pool_trials("late_net")
+        outcomes = run(late, pool)
+        assert pool.executor() is first  # the same workers, not a fresh pool
+        assert [type(o).__name__ for o in outcomes] == ["Trace", "Trace"], outcomes
+        expected = [run_config(config).series("loss")[1].tolist() for _, config in late]
+        assert [o.series("loss")[1].tolist() for o in outcomes] == expected
+
+        (tmp_path / "regnets.py").write_text(USER_CODE.replace("nn.Tanh()", "nn.ReLU()"))
+        edited = _load(tmp_path / "regnets.py", "regnets")  # the code edited, registered again
+        gs.register_model("late_net", edited.make_net, replace=True)  # the workers follow
+        replaced = [o.series("loss")[1].tolist() for o in run(late, pool)]
+        assert replaced == [run_config(c).series("loss")[1].tolist() for _, c in late]
+        assert replaced != expected
+
+        registration.unregister_model("late_net")  # removed: the workers drop it too
+        gone = run(late, pool)
+        assert all("unknown model kind 'late_net'" in str(o) for o in gone), gone
+        assert pool.executor() is first

@@ -302,9 +302,9 @@ def test_groups_and_seeds_sort_by_value_not_text():
     assert sorted(widths, key=labels.natural) == [widths[1], widths[2], widths[0]]
 
 
-def test_the_page_opens_with_contents_and_each_paper_claim_at_a_glance(page, results):
+def test_the_page_opens_with_each_paper_claim_at_a_glance_then_contents(page, results):
     head = page[: page.index('<section class="study"')]
-    assert head.index('id="contents"') < head.index('id="summary"') < head.index('id="verdicts"')
+    assert head.index('id="summary"') < head.index('id="contents"') < head.index('id="verdicts"')
     glance = re.search(r'<section id="summary">.*?</section>', page, flags=re.S).group(0)
     table = re.search(r'<section id="verdicts">.*?</section>', page, flags=re.S).group(0)
     paper_claims = re.findall(r'<tr class="verdict"><td><a href="#(s\d+-c\d+)">', table)

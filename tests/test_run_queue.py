@@ -8,7 +8,7 @@ import pytest
 from _stores import kernel_study
 from gdscope import api
 from gdscope.runners import LocalRunner, RayRunner, make_runner
-from gdscope.runners.queue import TrialQueue
+from gdscope.runners.queue import QueueEntry, TrialQueue
 from gdscope.store.diff import diff_stores, main
 
 
@@ -70,9 +70,15 @@ def test_store_diff_names_every_difference_and_exits_1(tmp_path, capsys):
 
 def test_trial_queue_owner_links_and_completion():
     queue = TrialQueue(
-        [("a", [{"i": 1}, {"i": 2}, {"i": 2}], ["h1", "h2", "h2"]), ("b", [{"i": 2}], ["h2"])]
+        [
+            QueueEntry(
+                "a", "a", [{"i": 1}, {"i": 2}, {"i": 2}], ["v1", "v2", "v2"], ["h1", "h2", "h2"]
+            ),
+            QueueEntry("b", "b", [{"i": 2, "b": 0}], ["v2b"], ["h2"]),
+        ]
     )
-    assert queue.todo({"h1"}) == [("h2", {"i": 2})]  # distinct, owner's config
+    assert queue.todo({"h1"}) == [("h2", "v2")]  # distinct, the owner's validated config
+    assert queue.config("h2") == {"i": 2}  # and what the store keeps: the owner's config
     assert queue.already_stored({"h1"}) == [(0, "h1")]
     assert queue.complete() == []
     assert queue.stored("h2", failed=True) == [0, 1]
@@ -109,7 +115,7 @@ def test_a_loaded_study_takes_no_overrides(tmp_path):
 
 
 def test_each_trial_is_validated_once_per_run(tmp_path, monkeypatch):
-    from gdscope import trial
+    from gdscope.trials import trial
 
     calls = []
     validate = trial._TrialValidator.__call__

@@ -9,7 +9,7 @@ import pytest
 from gdscope.config import TrialConfig
 from gdscope.runners import TrialError, WorkerPool, run_trials
 from gdscope.store import Store
-from gdscope.trial import run_trial
+from gdscope.trials.trial import run_trial
 
 
 def _run_tiny(config: dict):

@@ -93,7 +93,7 @@ def test_every_registered_probe_runs_in_train():
     x, y = gs.data.digits(n=40, classes=(0, 1, 2), seed=0, dtype=torch.float64)
     xt, yt = gs.data.digits(n=20, split="test", classes=(0, 1, 2), seed=0, dtype=torch.float64)
     net = gs.models.mlp(64, 16, 2, out_dim=3, seed=0, dtype=torch.float64)
-    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    opt = torch.optim.Adam(net.parameters(), lr=0.01)  # preconditioned_sharpness needs Adam's v̂
     probes = dict.fromkeys(gs.PROBES, 2)
     trace = gs.train(
         net, opt, (x, y), 2, loss_fn=gs.losses.cross_entropy, probes=probes, eval_data=(xt, yt)

@@ -13,7 +13,7 @@ from gdscope import api
 from gdscope.data import load
 from gdscope.studies.reducers import Reducer, reduce_record
 from gdscope.studies.table import TrialRecord, flatten_config
-from gdscope.trial import build_trial, validate_trial
+from gdscope.trials.trial import build_trial, validate_trial
 
 
 def _record(config: dict, **series: tuple[np.ndarray, np.ndarray]) -> TrialRecord:

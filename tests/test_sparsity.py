@@ -32,7 +32,7 @@ def _train(optimizer: str, steps: int = 60, bias: bool = False):
             "dtype": "float64",
         }
     )
-    trial = gs.trial.build_trial(cfg)
+    trial = gs.build_trial(cfg)
     trace = trial.run()
     return trace, trial.model
 

@@ -200,7 +200,7 @@ def test_nan_from_the_start_is_diverged_not_a_crash():
 
 def test_auto_kernel_tuning_matches_the_dense_kernel_and_is_recorded():
     from gdscope.probes import _reference as ref
-    from gdscope.trial import build_trial, kernel_tuning
+    from gdscope.trials.trial import build_trial, kernel_tuning
 
     cfg = gs.TrialConfig.model_validate(
         {

@@ -20,7 +20,7 @@ from gdscope.config import TrialConfig
 from gdscope.probes.hessian import sharpness
 from gdscope.studies.claims import Claim
 from gdscope.studies.table import TrialRecord
-from gdscope.trial import build_trial
+from gdscope.trials.trial import build_trial
 from test_optimum import SPEC as OPTIMUM_SPEC
 
 CLAIM = TypeAdapter(Claim)

@@ -13,7 +13,7 @@ import torch
 from gdscope.cli import main
 from gdscope.config import TrialConfig
 from gdscope.factories import FactoryRef
-from gdscope.trial import run_trial
+from gdscope.trials.trial import run_trial
 
 NETS = """
 import torch

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 import gdscope as gs
 from gdscope.config import TrialConfig
 from gdscope.studies._fitting import names_a_value
-from gdscope.trial import build_trial, stability_edge
+from gdscope.trials.trial import build_trial, stability_edge
 from test_claims import judge, record
 
 # ---------------------------------------------------------------------------------------------

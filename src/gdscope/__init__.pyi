@@ -22,7 +22,7 @@ from .registration import register_model
 from .store import Store
 from .training import PROBES, Stop, Trace, train
 from .training.user_probes import register_probe
-from .trial import Trial, build_trial, run_trial
+from .trials.trial import Trial, build_trial, run_trial
 
 __version__: str
 

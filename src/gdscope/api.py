@@ -31,11 +31,11 @@ from gdscope.plan import (
     resolve_study,
 )
 from gdscope.runners import Runner, make_runner
-from gdscope.runners.queue import TrialQueue
+from gdscope.runners.queue import QueueEntry, TrialQueue
 from gdscope.store import Store, StoreError
 from gdscope.studies import Study, StudyError, Verdict, judge_study
 from gdscope.studies.spec import MAX_TRIALS, SCALES
-from gdscope.trial import validate_trial
+from gdscope.trials.trial import validate_trial
 from gdscope.trials.user_code import changed_factories, with_factories
 
 __all__ = [  # the planning half lives in gdscope.plan; re-exported as the one Python API
@@ -178,15 +178,15 @@ def run_studies(
     reruns: dict[int, str] = {}
 
     def finish(index: int) -> None:
-        study, scaled, configs, _, hashes = queue.studies[index]
-        verdicts, missing = _judge(store, scaled, scale, configs, hashes)
+        entry = queue.studies[index]
+        verdicts, missing = _judge(store, entry.scaled, scale, entry.configs, entry.hashes)
         ran, failed = queue.ran[index], queue.failed[index]
         elapsed = time.perf_counter() - start
         out[index] = StudyResult(
-            study,
+            entry.study,
             scale,
             verdicts,
-            len(configs),
+            len(entry.configs),
             ran,
             failed,
             elapsed,
@@ -202,8 +202,7 @@ def run_studies(
         if isinstance(outcome, BaseException):
             line = " ".join(str(outcome).split())  # one line, however long the message
             errors.setdefault(owner, []).append(f"{digest[:12]} {line}")
-        config = queue.owned(digest, 2)  # the trial as its owner's study wrote it
-        store.record_trial(queue.name(owner), scale, config, digest, outcome)
+        store.record_trial(queue.name(owner), scale, queue.config(digest), digest, outcome)
         for index in others:
             store.link_trial(queue.name(index), scale, digest)
         if on_trial is not None:
@@ -213,10 +212,10 @@ def run_studies(
             finish(index)
 
     with store.writer(), runner if built else contextlib.nullcontext():
-        for index, (study, _, configs, _, hashes) in enumerate(queue.studies):
-            spec = study.model_dump(mode="json", exclude_defaults=True)
-            stale = store.record_study(study.name, scale, spec, hashes)
-            reruns[index] = changed_factories(stale, configs)
+        for index, entry in enumerate(queue.studies):
+            spec = entry.study.model_dump(mode="json", exclude_defaults=True)
+            stale = store.record_study(entry.study.name, scale, spec, entry.hashes)
+            reruns[index] = changed_factories(stale, entry.configs)
         done = store.finished_hashes()
         for index, digest in queue.already_stored(done):
             store.link_trial(queue.name(index), scale, digest)
@@ -235,11 +234,11 @@ def _scaled_trials(
     overrides: Sequence[str],
     runner: Runner,
     max_trials: int = MAX_TRIALS,
-) -> tuple[Study, Study, list[dict[str, Any]], list[Any], list[str]]:
+) -> QueueEntry:
     """Load ``study``, expand it at ``scale`` and validate each trial once.
 
-    Returns ``(study, scaled study, configs, validated configs, hashes)``: the runner gets the
-    validated configs (nothing validates them again), the store and the judge the configs.
+    The runner gets the validated configs (nothing validates them again), the store and the
+    judge the configs as the study wrote them.
     """
     if isinstance(study, Study):
         if overrides:
@@ -253,7 +252,7 @@ def _scaled_trials(
         raise StudyError(str(error)) from None
     check_study_code(study, expansion.validated)
     configs = with_factories(expansion.configs, expansion.validated)
-    return study, expansion.study, configs, expansion.validated, expansion.hashes
+    return QueueEntry(study, expansion.study, configs, expansion.validated, expansion.hashes)
 
 
 def _judge(

@@ -16,7 +16,7 @@ from gdscope import _checks as check
 from gdscope.store import DB_NAME, Store
 from gdscope.studies import Study, StudyError, load_study
 from gdscope.studies.spec import MAX_TRIALS, SCALES
-from gdscope.trial import validate_trial
+from gdscope.trials.trial import validate_trial
 from gdscope.trials.user_code import check_user_code
 
 CATALOG = Path(__file__).parent / "studies" / "catalog"

@@ -22,7 +22,7 @@ defined in (of its source text where it has no file), which enter the content ha
 naming it: editing the code gives new hashes, so a resumed study reruns those trials.
 
 Worker processes get the registrations of the process that starts them (the local pool when it
-starts, each Ray task with its arguments): a worker imports the function's module by name, or
+starts, and with each job the registrations made since; each Ray task with its arguments): a worker imports the function's module by name, or
 else loads its file by path (a module beside the study or script need not be importable there),
 and refuses to build from a file whose digest is no longer the registered one. So the function
 must be defined at the top level of a module file; one typed into a console or notebook works in
@@ -129,8 +129,13 @@ class UserRegistry:
         """Return the registered names, in the order registered."""
         return list(self._entries)
 
-    def install(self, entries: Mapping[str, Registered]) -> None:
-        """Take a parent process's registrations (a worker's start), keeping equal ones."""
+    def install(self, entries: Mapping[str, Registered], *, only: bool = False) -> None:
+        """Take a parent process's registrations (a worker's start), keeping equal ones.
+
+        ``only``: also drop the names ``entries`` lacks (the parent unregistered them).
+        """
+        for name in [name for name in self._entries if only and name not in entries]:
+            del self._entries[name]
         for name, entry in entries.items():
             old = self._entries.get(name)
             if old is None or old.hash_payload() != entry.hash_payload():
@@ -221,10 +226,18 @@ def registrations() -> dict[str, dict[str, Registered]]:
     return {what: dict(r._entries) for what, r in _REGISTRIES.items() if r._entries}
 
 
-def install_registrations(snapshot: Mapping[str, Mapping[str, Registered]] | None) -> None:
-    """Install a parent's :func:`registrations` in this (worker) process."""
-    for what, entries in (snapshot or {}).items():
-        _REGISTRIES[what].install(entries)
+def install_registrations(
+    snapshot: Mapping[str, Mapping[str, Registered]] | None, *, only: bool = False
+) -> None:
+    """Install a parent's :func:`registrations` in this (worker) process.
+
+    ``only``: make this process's registrations exactly ``snapshot`` (a newer one than the
+    worker started with: names the parent unregistered since are dropped).
+    """
+    snapshot = snapshot or {}
+    for what, registry in _REGISTRIES.items():
+        if what in snapshot or only:
+            registry.install(snapshot.get(what, {}), only=only)
 
 
 def portable(what: str, name: str, fn: Any) -> Any:

@@ -7,7 +7,9 @@ This module registers the commands, in the order ``--help`` lists them, on the a
 :mod:`gdscope.cli.app`: the network commands of :mod:`gdscope.cli.train` (``train``,
 ``verify-probes``, ``bench``), then the study commands of :mod:`gdscope.cli.studies` (``run``,
 ``report``, ``show``, ``verify``, ``export``), then ``list claims|probes|models|datasets|optimizers``
-(:mod:`gdscope.cli.listing`).
+(:mod:`gdscope.cli.listing`). Before any command, the app's callback imports the user's modules
+named by ``--import MODULE`` and ``GDSCOPE_IMPORT`` (:mod:`gdscope.cli.imports`), so that their
+``gs.register_*`` calls are seen by every command.
 """
 
 from __future__ import annotations

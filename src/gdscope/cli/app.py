@@ -9,9 +9,18 @@ from __future__ import annotations
 import typer
 from rich.console import Console
 
+HELP = """Measure what deep-learning optimization theory predicts, and judge it.
+
+Your own networks, data sets and probes: put the `gs.register_model`, `gs.register_dataset`
+and `gs.register_probe` calls in a module and name it with `--import MODULE` before the
+command (`gdscope --import mynets run study.toml`), or once in the environment
+(`GDSCOPE_IMPORT=mynets,lab.probes`). MODULE is a dotted module name importable from the
+current directory, or a path to a .py file; worker processes get the registrations too.
+"""
+
 app = typer.Typer(
     name="gdscope",
-    help="Measure what deep-learning optimization theory predicts, and judge it.",
+    help=HELP,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -42,8 +51,26 @@ def _root(
         callback=_print_version,
         is_eager=True,
     ),
+    imports: list[str] | None = typer.Option(  # noqa: B008 (typer's declaration)
+        None,
+        "--import",
+        metavar="MODULE",
+        help=(
+            "import your module (registering models, data sets, probes) before the command; "
+            "a dotted name importable from the current directory or a .py path; repeatable; "
+            "also read, comma-separated, from GDSCOPE_IMPORT"
+        ),
+    ),
 ) -> None:
-    """Measure what deep-learning optimization theory predicts, and judge it."""
+    """Import the user's modules (``--import``, ``GDSCOPE_IMPORT``) before any command runs."""
+    import os
+
+    from gdscope.cli.imports import ENV_VAR, import_all
+
+    try:
+        import_all(imports or [], os.environ.get(ENV_VAR, ""))
+    except ValueError as err:
+        raise UserError(str(err)) from None
 
 
 class UserError(Exception):

@@ -18,8 +18,19 @@ from gdscope.cli.train import _check_device, _key_values, _validated
 
 
 def diagnose(
-    model: Annotated[str, typer.Argument(help="model factory 'module:function' (an nn.Module)")],
-    data: Annotated[str, typer.Option(help="data factory 'module:function' returning (x, y)")],
+    model: Annotated[
+        str,
+        typer.Argument(
+            help="model factory 'module:function' (an nn.Module), or a registered model kind "
+            "(gdscope --import MODULE)"
+        ),
+    ],
+    data: Annotated[
+        str,
+        typer.Option(
+            help="data factory 'module:function' returning (x, y), or a registered data set"
+        ),
+    ],
     lr: Annotated[float, typer.Option(help="learning rate")],
     optimizer: Annotated[str, typer.Option(help="gd | sgd | heavy_ball | nesterov | …")] = "gd",
     steps: Annotated[int, typer.Option(help="optimizer updates of the run")] = 200,
@@ -53,7 +64,7 @@ def diagnose(
     from gdscope import _output
     from gdscope.config import TrialConfig
     from gdscope.diagnose import diagnose as run_diagnosis
-    from gdscope.diagnose import render
+    from gdscope.diagnose import network_parts, render
 
     for name, size in (("--probe-size", probe_size), ("--hessian-size", hessian_size)):
         if size < 1:
@@ -62,13 +73,12 @@ def diagnose(
         raise UserError(f"--every: expected a positive integer, got {every}")
     if html is not None:
         _output.check_target(html, "--html")
+    model_args, data_args = (
+        _key_values(arg or [], "--arg"),
+        _key_values(data_arg or [], "--data-arg"),
+    )
     raw = {
-        "model": {"kind": "custom", "factory": model, "args": _key_values(arg or [], "--arg")},
-        "data": {
-            "name": "custom",
-            "factory": data,
-            "args": _key_values(data_arg or [], "--data-arg"),
-        },
+        **network_parts(model, data, model_args, data_args),
         "optimizer": {"name": optimizer, "lr": lr, "momentum": momentum},
         "loss": loss,
         "steps": steps,

@@ -74,7 +74,7 @@ def run(
     trials are kept and skipped. Exit status 1 when a trial failed (each failed trial's error is
     printed in one line), 2 on bad input.
     """
-    from rich.progress import Progress
+    from rich.progress import MofNCompleteColumn, Progress
 
     from gdscope import api
     from gdscope.runners import make_runner
@@ -103,7 +103,8 @@ def run(
         return
     # run_studies validates every trial of every study before it creates or locks the store,
     # so a user error writes nothing
-    bar = Progress(console=stderr, transient=True)
+    columns = (*Progress.get_default_columns(), MofNCompleteColumn())  # trials done / total
+    bar = Progress(*columns, console=stderr, transient=True)
     what = f"{len(loaded)} stud{'y' if len(loaded) == 1 else 'ies'}"
     tasks: list[Any] = []
 

@@ -1,6 +1,7 @@
 """Commands on networks directly, outside any study or results directory.
 
-``gdscope train`` trains one network configured by its options and prints its probes,
+``gdscope train`` trains one network configured by its options and prints its probes (with a
+progress bar on a terminal: steps done of the total, the current loss, the final status),
 ``gdscope verify-probes`` checks the fast probes against dense float64 oracles, and
 ``gdscope bench`` runs the benchmark scripts of a source checkout.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,7 +18,7 @@ import typer
 from pydantic import ValidationError
 from rich.table import Table
 
-from gdscope.cli.app import UserError, fmt, stdout
+from gdscope.cli.app import UserError, fmt, stderr, stdout
 
 
 def _key_values(items: list[str], what: str) -> dict[str, Any]:
@@ -72,9 +74,14 @@ def train(
     device: Annotated[str, typer.Option(help="cpu | cuda | cuda:N")] = "cpu",
     as_json: Annotated[bool, typer.Option("--json", help="print the trace as JSON")] = False,
 ) -> None:
-    """Train one configured network and print its probes and final status."""
+    """Train one configured network and print its probes and final status.
+
+    On a terminal a progress bar shows the steps done, the current loss and, at the end, the
+    status (completed, stopped or diverged); piped or redirected output gets none. Ctrl-C
+    prints how many steps were done (nothing is stored: `gdscope train` keeps no results).
+    """
     from gdscope.config import TrialConfig
-    from gdscope.trial import run_trial
+    from gdscope.trials.trial import build_trial
 
     probes = {"loss": 1, **_key_values(probe or [], "--probe")}
     raw = {
@@ -106,7 +113,7 @@ def train(
     }
     config = _validated(TrialConfig, raw)
     _check_device(config.device)
-    trace = run_trial(config)
+    trace = _run_with_progress(build_trial(config), show=stdout.is_terminal and stderr.is_terminal)
     if as_json:
         stdout.print_json(
             json.dumps(
@@ -126,6 +133,109 @@ def train(
         f"status: [{colour}]{trace.status}[/] after {trace.steps} steps ({trace.reason}); "
         f"{trace.wall_time_s:.2f} s"
     )
+
+
+class StepWatch:
+    """Count a trial's optimizer steps and keep its current training loss, as it trains.
+
+    The steps come from the optimizer's post-step hook; the loss is the first loss computed
+    with autograd after each step (and before the first): the training step's own loss — the
+    full-batch loss in full-batch mode, the mini-batch's in mini-batch mode — never a probe's.
+    ``on_step(done, loss)`` is called after each step.
+
+    >>> import torch
+    >>> w = torch.nn.Parameter(torch.tensor([2.0]))
+    >>> opt = torch.optim.SGD([w], lr=0.25)
+    >>> watch = StepWatch(opt, lambda out, y: ((out - y) ** 2).mean())
+    >>> for _ in range(3):
+    ...     opt.zero_grad()
+    ...     watch.loss_fn(w, torch.zeros(1)).backward()
+    ...     _ = watch.loss_fn(w.detach(), torch.zeros(1))  # a probe: not the step's loss
+    ...     opt.step()
+    >>> watch.done, watch.loss  # w: 2 → 1 → 0.5 → 0.25; the third step's loss is 0.5²
+    (3, 0.25)
+    """
+
+    def __init__(
+        self,
+        optimizer: Any,
+        loss_fn: Callable[[Any, Any], Any],
+        on_step: Callable[[int, float | None], object] | None = None,
+    ) -> None:
+        self.done = 0
+        self.loss: float | None = None
+        self._armed = True
+        self._inner = loss_fn
+        self._on_step = on_step
+        optimizer.register_step_post_hook(self._stepped)
+
+    def loss_fn(self, output: Any, target: Any) -> Any:
+        """Compute the trial's loss; keep the first one with autograd after a step."""
+        value = self._inner(output, target)
+        if self._armed and getattr(value, "requires_grad", False):
+            self._armed = False
+            self.loss = float(value.detach())
+        return value
+
+    def _stepped(self, *_: Any) -> None:
+        self.done += 1
+        self._armed = True
+        if self._on_step is not None:
+            self._on_step(self.done, self.loss)
+
+
+def _run_with_progress(trial: Any, *, show: bool) -> Any:
+    """Run ``trial`` (a :class:`gdscope.trials.trial.Trial`); a progress bar on stderr if ``show``.
+
+    The bar shows steps done / total, the current loss and, once it ends, the status. On
+    Ctrl-C: one line with the steps done and the last loss, exit 130.
+    """
+    from rich import progress as rp
+
+    steps = trial.config.steps
+    bar = rp.Progress(
+        rp.TextColumn("{task.description}"),
+        rp.BarColumn(),
+        rp.MofNCompleteColumn(),
+        rp.TextColumn("steps  loss {task.fields[loss]}"),
+        rp.TimeElapsedColumn(),
+        console=stderr,
+        disable=not show,
+    )
+    task = bar.add_task("training", total=steps, loss="…")
+    watch = StepWatch(
+        trial.optimizer,
+        trial.loss_fn,
+        lambda done, loss: bar.update(task, completed=done, loss=fmt(loss)),
+    )
+    trial.loss_fn = watch.loss_fn
+    try:  # a Ctrl-C while the bar starts must stop it too (it hides the cursor)
+        bar.start()
+        trace = trial.run()
+    except KeyboardInterrupt:
+        bar.stop()
+        last = "" if watch.loss is None else f" (last loss {fmt(watch.loss)})"
+        stderr.print(
+            f"interrupted after {watch.done} of {steps} steps{last}; nothing is stored "
+            "(gdscope train keeps no results): run the command again to train from the start",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(130) from None
+    except BaseException:
+        bar.stop()
+        raise
+    final = trace.records.get("loss", ([], [None]))[1][-1]
+    colour = {"completed": "green", "stopped": "cyan", "diverged": "red"}[trace.status]
+    bar.update(
+        task,
+        completed=trace.steps,
+        description=f"[{colour}]{trace.status}[/]",
+        loss=fmt(final),
+    )
+    bar.stop()
+    return trace
 
 
 def verify_probes_command(

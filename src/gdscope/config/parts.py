@@ -23,6 +23,8 @@ from pydantic import (
 from gdscope import _checks as check
 from gdscope.data.registry import DATASETS
 from gdscope.factories import FactoryRef
+from gdscope.models.activations import activation_gain
+from gdscope.models.parameterization import hash_revision
 from gdscope.registration import (
     DATASET_REGISTRY,
     MODEL_KINDS,
@@ -170,8 +172,18 @@ class ModelConfig(FrozenPart):
         return check.known("model kind", kind, model_kinds())
 
     def hash_payload(self) -> dict[str, Any]:
-        """Return the part's payload; a registered kind adds its function's code digest."""
-        return with_code(super().hash_payload(), MODEL_REGISTRY.get(self.kind))
+        """Return the part's payload; a registered kind adds its function's code digest.
+
+        A built-in network that a parameterization's convention revision changed adds the
+        revision (:func:`gdscope.models.parameterization.hash_revision`: ``ntk`` with ReLU),
+        so that trials stored under the old convention are not resumed; others hash as before.
+        """
+        payload = with_code(super().hash_payload(), MODEL_REGISTRY.get(self.kind))
+        if self.kind in ("mlp", "cnn", "resnet"):
+            layered = self.kind != "mlp" or self.depth > 1  # an mlp of depth 1 is its readout
+            gain = activation_gain(self.activation) if layered else 1.0
+            payload = {**payload, **hash_revision(self.parameterization, gain)}
+        return payload
 
     @field_validator("output_scale")
     @classmethod

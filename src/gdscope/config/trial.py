@@ -1,7 +1,7 @@
 """``TrialConfig``: one network trial, validated with field paths, with a stable content hash.
 
 A ``TrialConfig`` fixes everything a run depends on: model, data, optimizer, loss, probe schedule,
-stop criteria, steps, seed, dtype and device. Same config → same numbers (``gdscope.trial.run_trial``).
+stop criteria, steps, seed, dtype and device. Same config → same numbers (``gdscope.trials.trial.run_trial``).
 Validation errors name the dotted field, the value seen and what is accepted
 (:func:`gdscope._validation.format_errors`); an unknown key gets a "did you mean".
 """
@@ -33,6 +33,8 @@ SHARPNESS_EDGE_OPTIMIZERS = ("gd", "sgd", "heavy_ball", "nesterov", "prox_gd", "
 """Optimizers whose largest stable step on a quadratic the sharpness sets (``auto_sharpness``).
 ``prox_gd`` and ``subgradient`` take a GD step on the smooth loss (the L1 term's prox or bounded
 ``λ sign θ`` kick does not move the edge ``2/S``); ``subgradient``'s ``polyak`` schedule is refused."""
+ADAPTIVE = ("adam", "rmsprop")
+"""Optimizers with a diagonal preconditioner ``P`` (the ``preconditioned_sharpness`` probe reads it)."""
 
 
 class OptimizerConfig(FrozenPart):
@@ -120,7 +122,7 @@ TUNED_METRICS: dict[str, tuple[str, ...]] = {
     "auto_sharpness": ("tuned_lr", "init_sharpness", "lr_times_sharpness"),
     "readout_lambda_max": ("tuned_l1", "l1_lambda_max"),
 }
-"""What a trial records at step 0 for each option tuned at init (``gdscope.trial``'s tunings)."""
+"""What a trial records at step 0 for each option tuned at init (``gdscope.trials.trial``'s tunings)."""
 
 
 class TrialConfig(FrozenPart):
@@ -177,6 +179,16 @@ class TrialConfig(FrozenPart):
                 "optimizer.l1_scale = 'readout_lambda_max' needs a trained mlp readout (model.kind "
                 f"'mlp', model.trained 'all'), got kind {self.model.kind!r}, trained "
                 f"{self.model.trained!r}; give l1 as a number (l1_scale = 'absolute')"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _preconditioner_exists(self) -> TrialConfig:
+        if "preconditioned_sharpness" in self.probes and self.optimizer.name not in ADAPTIVE:
+            raise ValueError(
+                "probes.preconditioned_sharpness reads the preconditioner of an adaptive "
+                f"optimizer, got optimizer.name {self.optimizer.name!r}; use one of "
+                f"{', '.join(ADAPTIVE)}, or probe 'sharpness' instead"
             )
         return self
 

@@ -23,9 +23,49 @@ from gdscope.diagnose.measure import (
     measure,
 )
 from gdscope.diagnose.verdicts import Check, Diagnosis, judge
+from gdscope.registration import MODEL_REGISTRY
 from gdscope.store.runs import RunWriter
 
-__all__ = ["Check", "Diagnosis", "Measurements", "diagnose", "diagnosis_config", "store"]
+__all__ = [
+    "Check",
+    "Diagnosis",
+    "Measurements",
+    "diagnose",
+    "diagnosis_config",
+    "network_parts",
+    "store",
+]
+
+
+def network_parts(
+    model: str,
+    data: str,
+    model_args: Mapping[str, Any] | None = None,
+    data_args: Mapping[str, Any] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Return the ``model`` and ``data`` parts of the diagnosed trial (not yet validated).
+
+    A ``"module:function"`` is a factory (``kind``/``name`` ``"custom"``, with ``args``);
+    any other string names a model kind or data set: one registered with
+    ``gs.register_model`` / ``gs.register_dataset`` (e.g. by ``gdscope --import``), or a
+    built-in one. A registered model gets ``model_args`` as its ``args``; a named data set gets
+    ``n``, ``d`` and ``seed`` of ``data_args`` as ``data.n``, ``data.d``, ``data.seed`` and
+    the rest as ``data.options``.
+
+    >>> network_parts("mynets:make_net", "my_data", {"width": 8}, {"n": 32, "noise": 0.1})
+    {'model': {'kind': 'custom', 'factory': 'mynets:make_net', 'args': {'width': 8}}, \
+'data': {'name': 'my_data', 'n': 32, 'options': {'noise': 0.1}}}
+    """
+    model_args, data_args = dict(model_args or {}), dict(data_args or {})
+    if ":" in model:
+        model_part: dict[str, Any] = {"kind": "custom", "factory": model, "args": model_args}
+    else:
+        model_part = {"kind": model, **({"args": model_args} if model_args else {})}
+    if ":" in data:
+        return {"model": model_part, "data": {"name": "custom", "factory": data, "args": data_args}}
+    lifted = {key: data_args.pop(key) for key in ("n", "d", "seed") if key in data_args}
+    data_part = {"name": data, **lifted, **({"options": data_args} if data_args else {})}
+    return {"model": model_part, "data": data_part}
 
 
 def diagnosis_config(
@@ -44,7 +84,7 @@ def diagnosis_config(
     dtype: str = "float32",
     device: str = "cpu",
 ) -> TrialConfig:
-    """Return the validated network trial that :func:`diagnose` runs.
+    """Return the validated network trial that :func:`diagnose` runs (parts: :func:`network_parts`).
 
     Raises:
         pydantic.ValidationError: a field is wrong (the error names its path).
@@ -53,8 +93,7 @@ def diagnosis_config(
     """
     return TrialConfig.model_validate(
         {
-            "model": {"kind": "custom", "factory": model, "args": dict(model_args or {})},
-            "data": {"name": "custom", "factory": data, "args": dict(data_args or {})},
+            **network_parts(model, data, model_args, data_args),
             "optimizer": {"name": optimizer, "lr": lr, "momentum": momentum},
             "loss": loss,
             "steps": steps,
@@ -92,13 +131,13 @@ def diagnose(
 
     ``model`` and ``data`` are ``"module:function"`` factories (the model is built after
     ``torch.manual_seed(seed)``; the data factory returns ``(x, y)`` and gets ``seed=`` when it
-    takes one), or ``model`` is a ready :class:`~gdscope.config.TrialConfig` (then the other
-    trial options are ignored). See :mod:`gdscope.diagnose.measure` for what is measured and
+    takes one) or registered names (:func:`network_parts`), or ``model`` is a ready
+    :class:`~gdscope.config.TrialConfig` (then the other trial options are ignored). See :mod:`gdscope.diagnose.measure` for what is measured and
     :mod:`gdscope.diagnose.verdicts` for the checks (thresholds stated in each).
 
     Args:
-        model: the model factory, or a whole trial config.
-        data: the data factory.
+        model: the model factory or registered kind, or a whole trial config.
+        data: the data factory or registered data set.
         lr: the learning rate (a number).
         optimizer: a ``gdscope list optimizers`` name.
         steps: optimizer updates of the run.
@@ -161,12 +200,12 @@ def store(diagnosis: Diagnosis, results: str | os.PathLike[str], run: str | None
     ``"trial"`` and the regime under ``"diagnosis"``; a second run under one name is a new attempt.
     """
     m = diagnosis.measurements
-    factory = m.config.model.factory
-    name = run or f"diagnose-{factory.ref.split(':')[1] if factory else 'network'}"
+    ref = _model_ref(m.config)
+    name = run or f"diagnose-{ref.split(':')[-1]}"
     config = {
         "kind": "monitor",
         "run": name,
-        "model": {"class": factory.ref if factory else "network", "parameters": m.parameters},
+        "model": {"class": ref, "parameters": m.parameters},
         "loss_fn": m.loss,
         "probes": dict(m.schedule),
         "probe_set": {
@@ -188,3 +227,10 @@ def store(diagnosis: Diagnosis, results: str | os.PathLike[str], run: str | None
     writer.append(rows)
     writer.finish(m.status, m.reason, None, m.steps, m.wall_time_s)
     return key
+
+
+def _model_ref(config: TrialConfig) -> str:
+    """``"module:function"`` of the diagnosed model's factory or registered function, or its kind."""
+    factory = config.model.factory
+    entry = MODEL_REGISTRY.get(config.model.kind)
+    return factory.ref if factory else entry.ref if entry else config.model.kind

@@ -3,12 +3,12 @@ r"""The measurements of ``gdscope diagnose``: a network at init and along one sh
 At initialization ``θ₀`` (before any step):
 
 - the sharpness ``S₀ = λ_max(∇²L(θ₀))`` of the training loss on the Hessian probe set (Lanczos,
-  relative tolerance 1e-4) and the largest stable step :func:`gdscope.trial.stability_edge`
+  relative tolerance 1e-4) and the largest stable step :func:`gdscope.trials.trial.stability_edge`
   (``2/S₀`` for GD and SGD, ``(2+2β)/S₀`` for heavy ball, ``(2+2β)/((1+2β)S₀)`` for PyTorch's
   Nesterov; Cohen et al. 2021);
 - the NTK Gram ``K₀ = J Jᵀ`` on the NTK probe set of ``p`` examples and the spectrum of
   ``K₀/p``, the function-space Hessian of the ``mse`` loss (½·mean over examples), normalised as
-  :func:`gdscope.trial.kernel_tuning` normalises it.
+  :func:`gdscope.trials.trial.kernel_tuning` normalises it.
 
 Along the run (``gdscope.train`` on the trial the :class:`~gdscope.config.TrialConfig` builds):
 the loss at every step, and every ``every`` steps the sharpness (on the Hessian probe set,
@@ -24,8 +24,6 @@ lies inside the Hessian set); with ``n`` at most the probe size they are the who
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -38,8 +36,8 @@ from gdscope.probes.hessian import sharpness
 from gdscope.probes.ntk import kernel_drift, ntk_gram
 from gdscope.stats import fit_linear_rate
 from gdscope.training import PROBES, ProbeContext, Stop, train
-from gdscope.training.user_probes import register_probe, unregister_probe
-from gdscope.trial import build_trial, stability_edge
+from gdscope.training.loop import ProbeFn
+from gdscope.trials.trial import build_trial, stability_edge
 
 __all__ = [
     "DEFAULT_HESSIAN_EXAMPLES",
@@ -154,19 +152,21 @@ def measure(
     eig = torch.linalg.eigvalsh(k0.double()) / p
     lam_min, lam_max = float(eig[0]), float(eig[-1])
     schedule = {"loss": 1, "sharpness": every, "pl_ratio": every, "dist_from_init": every}
-    with _sharpness_on(hessian, hessian_examples < n) as sharp_name:
-        run_schedule = {sharp_name if k == "sharpness" else k: v for k, v in schedule.items()}
-        trace = train(
-            model,
-            trial.optimizer,
-            trial.data,
-            config.steps,
-            loss_fn=loss_fn,
-            probes=run_schedule,
-            batch_size=config.batch_size,
-            stop=Stop(config.stop.loss_below, config.stop.accuracy_at_least),
-            seed=config.seed,
-        )
+    extra = _subset_sharpness(hessian) if hessian_examples < n else {}
+    sharp_name = _SUBSET_SHARPNESS if extra else "sharpness"
+    run_schedule = {sharp_name if k == "sharpness" else k: v for k, v in schedule.items()}
+    trace = train(
+        model,
+        trial.optimizer,
+        trial.data,
+        config.steps,
+        loss_fn=loss_fn,
+        probes=run_schedule,
+        batch_size=config.batch_size,
+        stop=Stop(config.stop.loss_below, config.stop.accuracy_at_least),
+        seed=config.seed,
+        extra_probes=extra,
+    )
     drift = math.nan
     if all(bool(torch.isfinite(q).all()) for q in model.parameters()):
         drift = kernel_drift(ntk_gram(model, ntk_x), k0)
@@ -248,16 +248,14 @@ def _edge_note(optimizer: str, multipliers: tuple[float, ...]) -> str:
     return ""
 
 
-@contextmanager
-def _sharpness_on(batch: tuple[Tensor, Tensor], subset: bool) -> Iterator[str]:
-    """Yield the probe name measuring the sharpness on ``batch``.
+def _subset_sharpness(batch: tuple[Tensor, Tensor]) -> dict[str, ProbeFn]:
+    """Return the probe of this run measuring the sharpness on ``batch`` (a probe subset).
 
-    The built-in ``sharpness`` probe reads the whole training set; on a subset the same probe
-    runs on a :class:`ProbeContext` of the subset, registered for the duration of the run.
+    The built-in ``sharpness`` probe reads the whole training set; this one runs it on a
+    :class:`ProbeContext` of the subset. It is handed to this one ``train`` call
+    (``extra_probes``), never registered: the global probe registry is not touched, so a user's
+    probe of the same name, other threads and worker processes are unaffected.
     """
-    if not subset:
-        yield "sharpness"
-        return
 
     def on_subset(ctx: ProbeContext) -> dict[str, float]:
         memory = ctx.memory.setdefault("diagnose_subset", {})
@@ -273,11 +271,7 @@ def _sharpness_on(batch: tuple[Tensor, Tensor], subset: bool) -> Iterator[str]:
         )
         return PROBES["sharpness"](sub)
 
-    register_probe(_SUBSET_SHARPNESS, on_subset, metrics=["sharpness"], replace=True)
-    try:
-        yield _SUBSET_SHARPNESS
-    finally:
-        unregister_probe(_SUBSET_SHARPNESS)
+    return {_SUBSET_SHARPNESS: on_subset}
 
 
 def _series(

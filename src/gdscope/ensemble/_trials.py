@@ -3,7 +3,7 @@
 Trials of a study that differ only in ``seed``, ``optimizer.lr`` and ``model.init_scale`` build
 models of one structure (the seed and the init scale change values, never shapes or forward
 multipliers) and optimizers that run the same operations with other constants, so they can be
-stacked. ``run_trial_group`` returns, per config, exactly what :func:`gdscope.trial.run_config`
+stacked. ``run_trial_group`` returns, per config, exactly what :func:`gdscope.trials.trial.run_config`
 returns (a ``Trace``), or the exception it raises; whenever the ensemble cannot reproduce the
 loop it runs the loop.
 """
@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from gdscope.config import TrialConfig
 from gdscope.ensemble._train import train_ensemble
 from gdscope.training import Stop, Trace
-from gdscope.trial import Trial, build_trial, run_config, validate_trial
+from gdscope.trials.trial import Trial, build_trial, run_config, validate_trial
 
 __all__ = [
     "BATCHED_OPTIMIZERS",

@@ -6,12 +6,12 @@ r"""A plain convolutional network: ``depth`` same-padded conv layers, then a lin
     f(x) = L\Big(\frac{1}{HW} \sum_{i,j} h_{D}[:, i, j]\Big) \;\text{(pool)} \quad\text{or}\quad
     f(x) = L\big(\operatorname{vec} h_D\big) = \sum_{i,j} B_{ij}\, h_D[:, i, j] \;\text{(flatten)},
 
-with stride-1 :class:`~gdscope.models.layers.ScaledConv2d` layers ``C_l`` (``channels``
+with stride-1 :class:`~gdscope.models.layers.ScaledConv2d` layers ``C_l`` (``width``
 channels each) and a :class:`~gdscope.models.layers.ScaledLinear` readout ``L``. The width of
 the parameterization is the channel count (fan-in of a conv unit: ``in_channels · k²``). The
 ``"pool"`` readout (default) sees the global average of the last feature map (fan-in
-``channels``); the ``"flatten"`` readout has its own weights ``B_{ij}`` at every position (fan-in
-``channels · H · W``), as the CNN of Allen-Zhu, Li & Song (2019, "A convergence theory for deep
+``width``); the ``"flatten"`` readout has its own weights ``B_{ij}`` at every position (fan-in
+``width · H · W``), as the CNN of Allen-Zhu, Li & Song (2019, "A convergence theory for deep
 learning via over-parameterization", §2: the output layer reads every position), which is what
 lets a narrow CNN memorize arbitrary labels: a pooled readout sees only translation-averaged
 features.
@@ -64,7 +64,7 @@ class CNN(nn.Module):
         self.pooling = check.one_of("readout", pooling, READOUTS)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Map images ``(n, C, H, W)`` to logits ``(n, num_classes)``."""
+        """Map images ``(n, C, H, W)`` to logits ``(n, out_dim)``."""
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(
                 f"input must have shape (n, {self.in_channels}, H, W), got {tuple(x.shape)}"
@@ -85,10 +85,10 @@ def read_features(h: torch.Tensor, pooling: str) -> torch.Tensor:
     return h.mean(dim=(-2, -1))  # (n, c, H, W) -> (n, c)
 
 
-def readout_fan_in(channels: int, size: tuple[int, int], pooling: str) -> int:
-    """Fan-in of the readout: ``channels`` (pool) or ``channels · H · W`` (flatten)."""
+def readout_fan_in(width: int, size: tuple[int, int], pooling: str) -> int:
+    """Fan-in of the readout: ``width`` (pool) or ``width · H · W`` (flatten)."""
     check.one_of("readout", pooling, READOUTS)
-    return channels * size[0] * size[1] if pooling == "flatten" else channels
+    return width * size[0] * size[1] if pooling == "flatten" else width
 
 
 def image_shape(image_size: int | tuple[int, int]) -> tuple[int, int]:
@@ -107,8 +107,9 @@ def image_shape(image_size: int | tuple[int, int]) -> tuple[int, int]:
 def cnn(
     in_channels: int,
     image_size: int | tuple[int, int],
-    channels: int,
-    num_classes: int,
+    width: int,
+    out_dim: int,
+    *,
     depth: int = 2,
     activation: str = "relu",
     parameterization: str | Parameterization = "standard",
@@ -120,29 +121,29 @@ def cnn(
     dtype: torch.dtype = torch.float32,
     device: torch.device | str = "cpu",
 ) -> CNN:
-    """Build a plain CNN with ``depth`` conv layers of ``channels`` channels and a readout.
+    """Build a plain CNN with ``depth`` conv layers of ``width`` channels and a readout.
 
     Args:
         in_channels: channels of the input images.
         image_size: ``H`` (square images) or ``(H, W)``; inputs are ``(n, C, H, W)``.
-        channels: channels of every conv layer (the "width").
-        num_classes: outputs of the readout.
+        width: channels of every conv layer.
+        out_dim: outputs of the readout (classes, or 1 for a scalar output).
         depth: number of conv layers (the readout comes on top).
         activation: one of ``relu``, ``tanh``, ``gelu``, ``softplus``, ``identity``.
         parameterization: ``standard``, ``ntk``, ``mup``, ``meanfield`` or a ``Parameterization``.
         kernel_size: side of the square kernels (stride 1, ``"same"`` padding).
         init_scale: factor on every weight's init std.
         base_width: channel count at which μP equals standard.
-        readout: ``"pool"`` (global average pool, readout fan-in ``channels``) or
-            ``"flatten"`` (a weight per position, fan-in ``channels · H · W``: the output
-            rule of the parameterization, e.g. the NTK multiplier ``(channels·H·W)^{-1/2}``,
+        readout: ``"pool"`` (global average pool, readout fan-in ``width``) or
+            ``"flatten"`` (a weight per position, fan-in ``width · H · W``: the output
+            rule of the parameterization, e.g. the NTK multiplier ``(width·H·W)^{-1/2}``,
             is taken with that fan-in).
         seed: seed of the generator drawing all parameters.
         dtype: floating dtype.
         device: device.
 
     Returns:
-        A :class:`CNN` mapping ``(n, in_channels, H, W)`` to ``(n, num_classes)``.
+        A :class:`CNN` mapping ``(n, in_channels, H, W)`` to ``(n, out_dim)``.
 
     Raises:
         ValueError: on a non-positive size, an unknown activation or parameterization.
@@ -151,23 +152,21 @@ def cnn(
     net = conv_layers(
         in_channels,
         image_size,
-        channels,
-        num_classes,
-        depth,
-        activation,
-        parameterization,
-        kernel_size,
-        init_scale,
-        base_width,
-        readout,
-        seed,
-        dtype,
-        device,
+        width,
+        out_dim,
+        depth=depth,
+        activation=activation,
+        parameterization=parameterization,
+        kernel_size=kernel_size,
+        init_scale=init_scale,
+        base_width=base_width,
+        readout=readout,
+        seed=seed,
+        dtype=dtype,
+        device=device,
     )
     convs = [
-        net.conv(
-            net.in_channels if index == 0 else net.channels, "input" if index == 0 else "hidden"
-        )
+        net.conv(net.in_channels if index == 0 else net.width, "input" if index == 0 else "hidden")
         for index in range(net.depth)
     ]
     layer = net.readout(readout)
@@ -184,8 +183,8 @@ class ConvLayers:
 
     in_channels: int
     size: tuple[int, int]
-    channels: int
-    num_classes: int
+    width: int
+    out_dim: int
     depth: int
     kernel_size: int
     base_width: int
@@ -201,17 +200,17 @@ class ConvLayers:
         return self.param.layer(
             role,
             fan_in,
-            self.channels / self.base_width,
+            self.width / self.base_width,
             activation_gain=self.gain,
             init_scale=self.init_scale,
             base_width=self.base_width,
         )
 
     def conv(self, c_in: int, role: str) -> ScaledConv2d:
-        """Draw a ``c_in → channels`` conv layer (stride 1, ``"same"`` padding)."""
+        """Draw a ``c_in → width`` conv layer (stride 1, ``"same"`` padding)."""
         return ScaledConv2d(
             c_in,
-            self.channels,
+            self.width,
             self.kernel_size,
             self.spec(role, c_in * self.kernel_size**2),
             generator=self.generator,
@@ -221,10 +220,10 @@ class ConvLayers:
 
     def readout(self, readout: str) -> ScaledLinear:
         """Draw the readout (``"pool"`` or ``"flatten"``) with the output rule of its fan-in."""
-        fan_in = readout_fan_in(self.channels, self.size, readout)
+        fan_in = readout_fan_in(self.width, self.size, readout)
         return ScaledLinear(
             fan_in,
-            self.num_classes,
+            self.out_dim,
             self.spec("output", fan_in),
             generator=self.generator,
             dtype=self.dtype,
@@ -235,8 +234,9 @@ class ConvLayers:
 def conv_layers(
     in_channels: int,
     image_size: int | tuple[int, int],
-    channels: int,
-    num_classes: int,
+    width: int,
+    out_dim: int,
+    *,
     depth: int,
     activation: str,
     parameterization: str | Parameterization,
@@ -251,8 +251,8 @@ def conv_layers(
     """Check the arguments of a conv-net factory (``ValueError`` naming the bad one)."""
     in_channels = check.positive_int("in_channels", in_channels)
     size = image_shape(image_size)
-    channels = check.positive_int("channels", channels)
-    num_classes = check.positive_int("num_classes", num_classes)
+    width = check.positive_int("width", width)
+    out_dim = check.positive_int("out_dim", out_dim)
     depth = check.positive_int("depth", depth)
     kernel_size = check.positive_int("kernel_size", kernel_size)
     base_width = check.positive_int("base_width", base_width)
@@ -265,8 +265,8 @@ def conv_layers(
     return ConvLayers(
         in_channels,
         size,
-        channels,
-        num_classes,
+        width,
+        out_dim,
         depth,
         kernel_size,
         base_width,

@@ -99,7 +99,9 @@ def mlp(
             layers stay plain.
         branch_scale: ``β``; default ``1/√(depth − 2)`` (one over the root of the number of
             residual blocks). Ignored unless ``residual``.
-        init_scale: factor on every weight's init std (the readout takes no activation gain).
+        init_scale: factor on every weight's init std. The activation gain (``√2`` for ReLU) goes
+            to the input and hidden layers, in their init std or (``ntk``) their forward
+            multiplier, never to the readout (:mod:`gdscope.models.parameterization`).
         init: ``"random"``, or ``"identical"``: every hidden unit of a layer starts equal and
             (S)GD can never break the symmetry, because every unit then receives the same
             gradient: the input layer copies one random row (and bias) to all units, each

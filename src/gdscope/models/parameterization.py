@@ -11,33 +11,46 @@ forward pass and how their learning rates are scaled:
     W_{ij} \sim \mathcal N(0, \sigma_W^2), \quad b_i \sim \mathcal N(0, \sigma_b^2), \qquad
     \eta_W = \eta\, c_W, \quad \eta_b = \eta\, c_b .
 
-Every quantity is a monomial ``g^k · n^a · r^c`` whose exponents are stored in a
-:class:`RoleRule`. ``g = init_scale × activation gain`` (``√2`` for ReLU, ``1`` otherwise); the
-output layer never takes the activation gain, only ``init_scale``.
+Every quantity is a monomial ``s · a^k · n^p · r^c`` whose exponents are stored in a
+:class:`RoleRule`: ``s = init_scale`` always multiplies ``σ_W``; ``a`` is the activation gain
+(``√2`` for ReLU, ``1`` otherwise), which the input and hidden layers take, in ``σ_W`` or in
+``α`` as the table says; the output layer never takes the activation gain.
 
 ================  ==============  =================  ===================  ================
 parameterization  weight std σ_W  multiplier α       lr c_W (in/hid/out)  bias σ_b, α_b, c_b
 ================  ==============  =================  ===================  ================
-standard          g / √n          1                  1 / 1 / 1            0, 1, 1
-ntk               g               1 / √n             1 / 1 / 1            1, β, 1
-mup               g / √n (out:    1 (out: 1/r)       r / 1 / r            0, 1, r (out: 1)
-                  √r / √n)
-meanfield         g               1/√n (out: 1/n)    w / w / w            0, 1, w
+standard          s a / √n        1                  1 / 1 / 1            0, 1, 1
+ntk               s               a / √n             1 / 1 / 1            1, β, 1
+mup               s a / √n (out:  1 (out: 1/r)       r / 1 / r            0, 1, r (out: 1)
+                  s √r / √n)
+meanfield         s a             1/√n (out: 1/n)    w / w / w            0, 1, w
 ================  ==============  =================  ===================  ================
 
-(``w = r · base_width`` is the width.)
+(``a = 1`` on the output layer; ``w = r · base_width`` is the width.)
 
 * **standard**: PyTorch/He-style fan-in initialization (He et al. 2015).
-* **ntk**: Jacot, Gabriel & Hongler (2018), "Neural Tangent Kernel", eq. (1): weights
-  ``N(0, 1)`` scaled by ``1/√n`` in the forward pass, biases ``N(0, 1)`` scaled by
-  ``β = bias_scale`` (0.1 as in Jacot et al.).
+* **ntk** — *the NTK convention of gdscope, stated here once*: Jacot, Gabriel & Hongler (2018),
+  "Neural Tangent Kernel", eq. (1), with the activation gain in the forward multiplier as in
+  neural-tangents' ``stax.Dense(parameterization="ntk")`` (Novak et al. 2020): the stored
+  weights are ``N(0, s²)`` (``N(0, 1)`` at the default ``init_scale = 1``), the biases
+  ``N(0, 1)``, and a layer computes ``y = (a/√n) x Wᵀ + β b`` with ``a = √2`` for ReLU on the
+  input and hidden layers (``1`` otherwise and on the readout) and ``β = bias_scale`` (0.1 as
+  in Jacot et al.). At ``s = 1`` this is stax's ``Dense(W_std=a, b_std=β)`` layer by layer, so
+  the empirical NTK (gradients of the stored parameters) converges as the width grows to
+  neural-tangents' analytic kernel with ``W_std = a`` — Jacot et al.'s where ``a = 1``, and for
+  ReLU Arora et al. (2019)'s ``c_σ = 2`` — which
+  :func:`gdscope.probes.infinite_width.ntk_infinite` computes. Revision 2 (2026-12, issue 14):
+  before it the gain sat in the init std (``W ~ N(0, s²a²)``, ``α = 1/√n``), which computes the
+  same function at initialization but a weight gradient ``1/a`` times smaller, so the ReLU
+  kernel was neither Jacot's nor stax's; a model the revision changes (some layer with
+  ``a ≠ 1``) carries it in its trial hash (:func:`hash_revision`).
 * **mup**: Yang & Hu (2021), "Tensor Programs IV", Table 3 (SGD), written relative to a base
   width as in the ``mup`` package (so μP equals SP at ``width == base_width``): readout
   multiplier ``1/r`` on a readout weight of std ``√r/√n`` (``mup.set_base_shapes`` rescales a
   ``MuReadout`` weight by ``√width_mult``), so the effective readout std is ``∝ 1/n`` as in
   TP-IV Table 3 and the output at initialization falls like ``1/√r``; the learning rates of vector-like parameters (input weights, biases of
   width-sized layers, output weights) are multiplied by ``r``.
-* **meanfield**: the convention gdscope uses is weights ``N(0, g²)``, forward multipliers
+* **meanfield**: the convention gdscope uses is weights ``N(0, s²a²)``, forward multipliers
   ``1/√n`` for input/hidden layers and ``1/n`` for the output layer, so that a two-layer
   network is ``f(x) = (1/m) Σ_r a_r σ(w_rᵀx / √d)`` (Mei, Montanari & Nguyen 2018; Chizat &
   Bach 2018), and the learning rate of every parameter multiplied by ``width = r·base_width``
@@ -45,10 +58,17 @@ meanfield         g               1/√n (out: 1/n)    w / w / w            0, 1
 
 Under these rules the output scale at initialization is width independent for ``standard``
 and ``ntk``, falls like ``1/√r`` for ``mup`` and like ``1/√width`` for ``meanfield``.
+
+Example:
+    >>> spec = NTK.layer("hidden", fan_in=100, activation_gain=2**0.5)
+    >>> spec.init_std, round(spec.multiplier * 100**0.5, 12)  # stax Dense(W_std=√2)
+    (1.0, 1.414213562373)
+
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 ROLES: tuple[str, ...] = ("input", "hidden", "output")
@@ -59,10 +79,13 @@ class RoleRule:
     """Scaling exponents of one layer role; every quantity is ``n**a * r**c`` (n = fan-in).
 
     Attributes:
-        std_fan_in_power: ``σ_W = g · n**std_fan_in_power · r**std_ratio_power``.
+        std_fan_in_power: ``σ_W = s · a_σ · n**std_fan_in_power · r**std_ratio_power``
+            (``s = init_scale``; ``a_σ`` the activation gain when it goes to the std, else 1).
         std_ratio_power: exponent of ``r`` in ``σ_W``.
-        activation_gain: whether ``g`` includes the activation gain (``init_scale`` always).
-        multiplier_fan_in_power: exponent of ``n`` in the forward multiplier ``α``.
+        activation_gain: whether the layer takes the activation gain ``a`` at all.
+        gain_in_multiplier: where ``a`` goes: ``False``, the init std ``σ_W``; ``True``, the
+            forward multiplier ``α`` (the ``ntk`` convention, as neural-tangents' ``W_std``).
+        multiplier_fan_in_power: ``α = a_α · n**multiplier_fan_in_power · r**…``.
         multiplier_ratio_power: exponent of ``r`` in ``α``.
         lr_weight_ratio_power: exponent of ``r`` in the weight learning-rate multiplier.
         lr_bias_ratio_power: exponent of ``r`` in the bias learning-rate multiplier.
@@ -73,6 +96,7 @@ class RoleRule:
 
     std_fan_in_power: float
     activation_gain: bool
+    gain_in_multiplier: bool = False
     std_ratio_power: float = 0.0
     multiplier_fan_in_power: float = 0.0
     multiplier_ratio_power: float = 0.0
@@ -106,6 +130,8 @@ class Parameterization:
         bias_scale: ``β``, the bias multiplier of rules whose ``bias_multiplier`` is ``None``.
         lr_base_width_power: learning-rate multipliers are also multiplied by
             ``base_width**lr_base_width_power`` (1 for mean-field: ``r · base_width = width``).
+        revision: the convention's revision, raised when what a model under it computes
+            changed after results were stored (``ntk``: 2, see the module docstring).
 
     """
 
@@ -115,6 +141,7 @@ class Parameterization:
     output: RoleRule
     bias_scale: float = 0.1
     lr_base_width_power: float = 0.0
+    revision: int = 1
 
     def rule(self, role: str) -> RoleRule:
         """Return the rule for ``role`` (one of ``ROLES``)."""
@@ -138,8 +165,9 @@ class Parameterization:
             role: ``"input"``, ``"hidden"`` or ``"output"``.
             fan_in: number of inputs of one unit (``in_channels · k²`` for a convolution).
             width_ratio: ``r = width / base_width``.
-            activation_gain: gain of the activation feeding the next layer (``√2`` for ReLU).
-            init_scale: extra factor on every weight std.
+            activation_gain: gain ``a`` of the activation feeding the next layer (``√2`` for
+                ReLU); into ``σ_W`` or ``α`` as the rule says.
+            init_scale: extra factor ``s`` on every weight std.
             base_width: width at which μP coincides with SP; mean-field lr uses
                 ``r · base_width``.
 
@@ -153,12 +181,15 @@ class Parameterization:
                 f"fan_in and width_ratio must be positive, got {fan_in!r} and {width_ratio!r}"
             )
         n, r = float(fan_in), float(width_ratio)
-        gain = init_scale * (activation_gain if rule.activation_gain else 1.0)
+        gain = activation_gain if rule.activation_gain else 1.0
+        std_gain, multiplier_gain = (1.0, gain) if rule.gain_in_multiplier else (gain, 1.0)
         lr_base = float(base_width) ** self.lr_base_width_power
         bias_mult = self.bias_scale if rule.bias_multiplier is None else rule.bias_multiplier
         return LayerSpec(
-            init_std=gain * n**rule.std_fan_in_power * r**rule.std_ratio_power,
-            multiplier=n**rule.multiplier_fan_in_power * r**rule.multiplier_ratio_power,
+            init_std=init_scale * std_gain * n**rule.std_fan_in_power * r**rule.std_ratio_power,
+            multiplier=multiplier_gain
+            * n**rule.multiplier_fan_in_power
+            * r**rule.multiplier_ratio_power,
             lr_weight=lr_base * r**rule.lr_weight_ratio_power,
             lr_bias=lr_base * r**rule.lr_bias_ratio_power,
             bias_std=rule.bias_std,
@@ -175,12 +206,20 @@ STANDARD = Parameterization(
     output=RoleRule(std_fan_in_power=_HALF, activation_gain=False),
 )
 
-_NTK_COMMON = {"std_fan_in_power": 0.0, "multiplier_fan_in_power": _HALF, "bias_std": 1.0}
+_ntk_rule = functools.partial(
+    RoleRule,
+    std_fan_in_power=0.0,
+    gain_in_multiplier=True,
+    multiplier_fan_in_power=_HALF,
+    bias_std=1.0,
+    bias_multiplier=None,
+)
 NTK = Parameterization(
     name="ntk",
-    input=RoleRule(activation_gain=True, bias_multiplier=None, **_NTK_COMMON),
-    hidden=RoleRule(activation_gain=True, bias_multiplier=None, **_NTK_COMMON),
-    output=RoleRule(activation_gain=False, bias_multiplier=None, **_NTK_COMMON),
+    input=_ntk_rule(activation_gain=True),
+    hidden=_ntk_rule(activation_gain=True),
+    output=_ntk_rule(activation_gain=False),
+    revision=2,
 )
 
 MUP = Parameterization(
@@ -201,12 +240,14 @@ MUP = Parameterization(
     ),
 )
 
-_MF_LR = {"lr_weight_ratio_power": 1.0, "lr_bias_ratio_power": 1.0, "std_fan_in_power": 0.0}
+_mf_rule = functools.partial(
+    RoleRule, std_fan_in_power=0.0, lr_weight_ratio_power=1.0, lr_bias_ratio_power=1.0
+)
 MEANFIELD = Parameterization(
     name="meanfield",
-    input=RoleRule(activation_gain=True, multiplier_fan_in_power=_HALF, **_MF_LR),
-    hidden=RoleRule(activation_gain=True, multiplier_fan_in_power=_HALF, **_MF_LR),
-    output=RoleRule(activation_gain=False, multiplier_fan_in_power=-1.0, **_MF_LR),
+    input=_mf_rule(activation_gain=True, multiplier_fan_in_power=_HALF),
+    hidden=_mf_rule(activation_gain=True, multiplier_fan_in_power=_HALF),
+    output=_mf_rule(activation_gain=False, multiplier_fan_in_power=-1.0),
     lr_base_width_power=1.0,
 )
 
@@ -229,6 +270,24 @@ def get_parameterization(name: str | Parameterization) -> Parameterization:
             f"parameterization must be one of {sorted(PARAMETERIZATIONS)}, got {name!r}"
         )
     return PARAMETERIZATIONS[name]
+
+
+def hash_revision(parameterization: str, activation_gain: float) -> dict[str, int]:
+    """Entries a model's trial hash takes for its parameterization's convention revision.
+
+    ``ntk`` revision 2 moved the activation gain ``a`` from the init std to the forward
+    multiplier, which changes a model exactly when one of its layers takes ``a ≠ 1`` (ReLU
+    input or hidden layers); such a model hashes with ``{"ntk_convention": 2}``, so that a store
+    written before the revision does not resume from its trials. Every other model hashes as
+    before (``{}``). Pass ``activation_gain = 1`` for a model without input or hidden layers.
+
+    >>> hash_revision("ntk", 2**0.5), hash_revision("ntk", 1.0), hash_revision("mup", 2**0.5)
+    ({'ntk_convention': 2}, {}, {})
+    """
+    param = get_parameterization(parameterization)
+    if param.name == "ntk" and activation_gain != 1.0:
+        return {"ntk_convention": param.revision}
+    return {}
 
 
 def width_ratio(width: int, base_width: int) -> float:

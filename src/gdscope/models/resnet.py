@@ -14,7 +14,7 @@ without the identity path), ``N`` BatchNorm or the identity (default: no BatchNo
 same-padded :class:`~gdscope.models.layers.ScaledConv2d` convolutions and a linear readout ``L``.
 With skips the branch scale defaults to ``β = 1/√D`` (Hayou et al. 2021, "Stable ResNet"), so
 the residual stream's variance stays bounded in depth. The ``"flatten"`` readout (a weight per
-position, fan-in ``channels · H · W``) is the output layer of Allen-Zhu, Li & Song (2019, "A
+position, fan-in ``width · H · W``) is the output layer of Allen-Zhu, Li & Song (2019, "A
 convergence theory for deep learning via over-parameterization"); ``"pool"`` is the default.
 """
 
@@ -82,7 +82,7 @@ class ResNet(nn.Module):
         self.pooling = check.one_of("readout", pooling, READOUTS)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Map images ``(n, C, H, W)`` to logits ``(n, num_classes)``."""
+        """Map images ``(n, C, H, W)`` to logits ``(n, out_dim)``."""
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(
                 f"input must have shape (n, {self.in_channels}, H, W), got {tuple(x.shape)}"
@@ -96,8 +96,9 @@ class ResNet(nn.Module):
 def resnet(
     in_channels: int,
     image_size: int | tuple[int, int],
-    channels: int,
-    num_classes: int,
+    width: int,
+    out_dim: int,
+    *,
     depth: int = 2,
     skip: bool = True,
     batchnorm: bool = False,
@@ -112,13 +113,13 @@ def resnet(
     dtype: torch.dtype = torch.float32,
     device: torch.device | str = "cpu",
 ) -> ResNet:
-    """Build a ResNet with ``depth`` two-conv residual blocks of ``channels`` channels.
+    """Build a ResNet with ``depth`` two-conv residual blocks of ``width`` channels.
 
     Args:
         in_channels: channels of the input images.
         image_size: ``H`` (square images) or ``(H, W)``; inputs are ``(n, C, H, W)``.
-        channels: channels of the stem and of every block (the "width").
-        num_classes: outputs of the readout.
+        width: channels of the stem and of every block.
+        out_dim: outputs of the readout (classes, or 1 for a scalar output).
         depth: number of residual blocks ``D``.
         skip: keep the identity paths (``False``: the same net without them).
         batchnorm: put BatchNorm before each activation inside the blocks.
@@ -129,15 +130,15 @@ def resnet(
         kernel_size: side of the square kernels.
         init_scale: factor on every weight's init std.
         base_width: channel count at which μP equals standard.
-        readout: ``"pool"`` (global average pool, readout fan-in ``channels``) or
-            ``"flatten"`` (a weight per position, fan-in ``channels · H · W``, with which the
+        readout: ``"pool"`` (global average pool, readout fan-in ``width``) or
+            ``"flatten"`` (a weight per position, fan-in ``width · H · W``, with which the
             parameterization's output rule is taken).
         seed: seed of the generator drawing all parameters.
         dtype: floating dtype.
         device: device.
 
     Returns:
-        A :class:`ResNet` mapping ``(n, in_channels, H, W)`` to ``(n, num_classes)``.
+        A :class:`ResNet` mapping ``(n, in_channels, H, W)`` to ``(n, out_dim)``.
 
     Raises:
         ValueError: on a non-positive size, an unknown activation or parameterization.
@@ -146,18 +147,18 @@ def resnet(
     net = conv_layers(
         in_channels,
         image_size,
-        channels,
-        num_classes,
-        depth,
-        activation,
-        parameterization,
-        kernel_size,
-        init_scale,
-        base_width,
-        readout,
-        seed,
-        dtype,
-        device,
+        width,
+        out_dim,
+        depth=depth,
+        activation=activation,
+        parameterization=parameterization,
+        kernel_size=kernel_size,
+        init_scale=init_scale,
+        base_width=base_width,
+        readout=readout,
+        seed=seed,
+        dtype=dtype,
+        device=device,
     )
     default_beta = 1.0 / math.sqrt(net.depth) if skip else 1.0
     beta = default_beta if branch_scale is None else float(branch_scale)
@@ -167,14 +168,14 @@ def resnet(
     def norm() -> nn.Module:
         if not batchnorm:
             return nn.Identity()
-        return nn.BatchNorm2d(net.channels, dtype=net.dtype, device=device)
+        return nn.BatchNorm2d(net.width, dtype=net.dtype, device=device)
 
     stem = net.conv(net.in_channels, "input")
     act = get_activation(activation)
     blocks = [
         ResidualBlock(
-            net.conv(net.channels, "hidden"),
-            net.conv(net.channels, "hidden"),
+            net.conv(net.width, "hidden"),
+            net.conv(net.width, "hidden"),
             norm(),
             norm(),
             act,

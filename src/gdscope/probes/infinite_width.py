@@ -21,12 +21,14 @@ with ``(u, v) ~ N(0, [[Σ_{ℓ-1}(x,x), Σ_{ℓ-1}(x,x')], [·, Σ_{ℓ-1}(x',x'
 
 Conventions. ``wrt="stored"`` differentiates the weights as gdscope stores them, which is what
 :func:`~gdscope.probes.ntk.ntk_gram` measures on the model. ``wrt="unit"`` differentiates the
-unit-variance weights ``W/σ``, ``b/σ_b`` (``w_ℓ = v_ℓ``, ``c_ℓ = β_ℓ``): Jacot et al.'s NTK
-(``gain = 1``) and Arora et al.'s (``c_σ = gain² = 2`` for ReLU), as in neural-tangents. Under
-``parameterization="ntk"`` the two agree unless the init std ``σ_ℓ = gain`` differs from 1, as
-for ReLU, where gdscope draws ``W ~ N(0, 2)``: then ``v = 2`` but ``w = 1``. Under ``standard``,
-``mup`` and ``meanfield`` some ``v_ℓ`` or ``w_ℓ`` depends on the width: pass ``width`` for the
-Gaussian-limit kernel at that width (e.g. the NTK of SP grows like the width).
+unit-variance weights ``W/σ``, ``b/σ_b`` (``w_ℓ = v_ℓ``, ``c_ℓ = β_ℓ``). Under
+``parameterization="ntk"`` the two agree at ``init_scale = 1``, where the stored weights have
+unit variance and the activation gain is in the forward multiplier (the convention, stated in
+:mod:`gdscope.models.parameterization`): ``v_ℓ = w_ℓ = gain²``, and the kernel is
+neural-tangents' ``stax`` kernel of that convention (Jacot et al.'s where ``gain = 1``; for ReLU
+Arora et al.'s ``c_σ = 2``). Under ``standard``, ``mup`` and ``meanfield`` some ``v_ℓ``
+or ``w_ℓ`` depends on the width: pass ``width`` for the Gaussian-limit kernel at that width
+(e.g. the NTK of SP grows like the width).
 
 Expectations. ReLU and identity are closed form (the arc-cosine kernels of Cho & Saul 2009, with
 ``ρ = cos θ``): ``E[σ(u)σ(v)] = \sqrt{k_{11}k_{22}}\,(\sin θ + (π − θ)\cos θ)/(2π)``,
@@ -119,8 +121,9 @@ def layer_constants(
 ) -> list[LayerConstants]:
     """Return ``(v_ℓ, w_ℓ, β_ℓ, c_ℓ)`` of each layer, input first (see the module docstring).
 
-    ``gain`` (default: the model's, ``√2`` for ReLU) multiplies the init std of the input and
-    hidden layers as in :meth:`~gdscope.models.parameterization.Parameterization.layer`.
+    ``gain`` (default: the model's, ``√2`` for ReLU) is the activation gain of the input and
+    hidden layers, which goes into their init std or forward multiplier as
+    :meth:`~gdscope.models.parameterization.Parameterization.layer` says.
 
     Raises:
         ValueError: on a non-positive ``depth`` or ``d_in``, an unknown activation or ``wrt``, or
@@ -215,8 +218,8 @@ def ntk_infinite(
         parameterization: ``ntk``, ``standard``, ``mup``, ``meanfield`` or a ``Parameterization``.
         bias: whether the layers have (trained) biases.
         init_scale: extra factor on every weight std, as in ``mlp``.
-        gain: activation gain in the init std of input and hidden layers (default: the model's,
-            ``√2`` for ReLU, 1 otherwise).
+        gain: activation gain of the input and hidden layers (default: the model's, ``√2`` for
+            ReLU, 1 otherwise; under ``ntk`` it is stax's ``W_std``).
         wrt: ``"stored"`` (the weights as the model stores them) or ``"unit"`` (unit-variance
             weights: Jacot et al. 2018, Arora et al. 2019, neural-tangents).
         width: the width at which to evaluate width-dependent layer constants (needed for all
@@ -225,7 +228,9 @@ def ntk_infinite(
         method: ``"auto"`` (closed form for ReLU and identity, else ``"hermite"``),
             ``"closed"``, ``"polar"`` or ``"hermite"``.
         nodes: quadrature nodes per dimension (per arc for ``"polar"``'s angle), at most 192;
-            96 Gauss–Hermite nodes put tanh's kernels within about ``1e-8``.
+            96 Gauss–Hermite nodes put tanh's kernels within about ``1e-8`` at pre-activation
+            variances near 1; the error grows with the variance (``1e-4`` in the NTK at 96
+            nodes, ``2e-9`` at 192, for variances up to 3.7), so raise ``nodes`` there.
 
     Returns:
         :class:`InfiniteWidthKernels` ``(nngp, ntk)``, each ``(n1, n2)``.
@@ -237,7 +242,7 @@ def ntk_infinite(
     Example:
         >>> x = np.eye(3)
         >>> nngp, ntk = ntk_infinite(x, depth=2, activation="relu", bias=False)
-        >>> bool(np.allclose(np.diag(nngp), 1 / 3)), bool(np.allclose(np.diag(ntk), 1 / 2))
+        >>> bool(np.allclose(np.diag(nngp), 1 / 3)), bool(np.allclose(np.diag(ntk), 2 / 3))
         (True, True)
 
     """

@@ -30,7 +30,7 @@ in full-batch training, while the preconditioner keeps adapting.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Literal, overload
 
 import torch
 from torch import Tensor, nn
@@ -147,6 +147,42 @@ def adaptive_stability_threshold(
     return edge if lr_scaled else edge / lrs.pop()
 
 
+@overload
+def preconditioned_sharpness(
+    model: nn.Module,
+    loss_fn: LossFn,
+    batch: Batch,
+    optimizer: torch.optim.Optimizer,
+    *,
+    tol: float = ...,
+    bound: Bound = ...,
+    v0: Tensor | None = ...,
+    max_iter: int | None = ...,
+    generator: torch.Generator | None = ...,
+    params: Iterable[str] | str | None = ...,
+    lr_scaled: bool = ...,
+    return_vector: Literal[False] = ...,
+) -> float: ...
+
+
+@overload
+def preconditioned_sharpness(
+    model: nn.Module,
+    loss_fn: LossFn,
+    batch: Batch,
+    optimizer: torch.optim.Optimizer,
+    *,
+    tol: float = ...,
+    bound: Bound = ...,
+    v0: Tensor | None = ...,
+    max_iter: int | None = ...,
+    generator: torch.Generator | None = ...,
+    params: Iterable[str] | str | None = ...,
+    lr_scaled: bool = ...,
+    return_vector: Literal[True],
+) -> tuple[float, Tensor]: ...
+
+
 def preconditioned_sharpness(
     model: nn.Module,
     loss_fn: LossFn,
@@ -160,7 +196,8 @@ def preconditioned_sharpness(
     generator: torch.Generator | None = None,
     params: Iterable[str] | str | None = None,
     lr_scaled: bool = False,
-) -> float:
+    return_vector: bool = False,
+) -> float | tuple[float, Tensor]:
     r"""Return ``λ_max(P⁻¹H)`` for the diagonal preconditioner ``P`` of an Adam/RMSprop state.
 
     The top eigenvalue of ``P^{-1/2} H P^{-1/2}`` by Lanczos (``H`` the Hessian of the training
@@ -184,9 +221,11 @@ def preconditioned_sharpness(
         lr_scaled: measure ``λ_max(diag(η) P⁻¹H)`` with each group's learning rate ``η``, for
             optimizers whose groups have different rates (threshold ``2`` resp.
             ``(2 + 2β₁)/(1 − β₁)``).
+        return_vector: also return the unit top eigenvector of ``P^{-1/2} H P^{-1/2}``
+            (float64), the ``v0`` that warm-starts the next measurement.
 
     Returns:
-        ``λ_max(P⁻¹H)`` as a float.
+        ``λ_max(P⁻¹H)`` as a float, or ``(λ_max, vector)``.
 
     Raises:
         ValueError: see :func:`preconditioner_diagonal`; on a random loss.
@@ -199,8 +238,8 @@ def preconditioned_sharpness(
     def matvec(v: Tensor) -> Tensor:
         return scale * op.matvec(scale * v)
 
-    value, _ = top_eigenpair(
+    value, vector = top_eigenpair(
         matvec, op.dim, what="preconditioned_sharpness", tol=tol, bound=bound,
         max_iter=max_iter, v0=v0, generator=generator, device=op.device,
     )  # fmt: skip
-    return value
+    return (value, vector) if return_vector else value

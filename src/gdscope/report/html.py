@@ -79,8 +79,8 @@ def page(studies: Sequence[StudyView], source: str, now: datetime | None = None)
         f'<p class="muted">Results directory <code>{esc(source)}</code>: {len(studies)} '
         f"stud{'y' if len(studies) == 1 else 'ies'}, {len(claims)} claims ({esc(totals)}), "
         f"{len(trials)} stored trial rows.</p></header>",
+        summary.at_a_glance(studies, esc, _status),  # the first screen: each paper's claims
         summary.contents(studies, esc, any(c.role == "sanity" for c in claims)),
-        summary.at_a_glance(studies, esc, _status),
         _verdict_table(studies, "paper"),
         _verdict_table(studies, "sanity"),
         *_study_sections(studies),

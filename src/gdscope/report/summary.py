@@ -1,4 +1,4 @@
-"""The top of the report page: contents, the claims at a glance per seed paper, verdict tables.
+"""The top of the report page: the claims at a glance per seed paper, contents, verdict tables.
 
 At a glance, a reader sees per seed paper (the study files' ``seed_paper``; a user's studies
 without one come last) each paper claim with its verdict, study and scale, and one line: the

@@ -10,6 +10,8 @@ calling process, which stays the only writer to the store.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import pickle
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -24,11 +26,14 @@ __all__ = [
     "RunGroup",
     "RunOne",
     "TrialError",
+    "UserCode",
     "device_of",
     "init_worker",
+    "install_user_code",
     "one_torch_thread",
     "partition_jobs",
     "run_job",
+    "user_code",
     "uses_cuda",
 ]
 
@@ -36,6 +41,8 @@ Config = Mapping[str, Any]
 RunOne = Callable[[Any], "Trace"]
 RunGroup = Callable[[list[Any]], "Sequence[Trace | BaseException]"]
 OnResult = Callable[[str, Any, "Trace | BaseException"], None]
+UserCode = tuple[str, bytes]
+"""A snapshot of the user code registered in a process: ``(sha256 digest, pickled payload)``."""
 
 
 class TrialError(Exception):
@@ -159,3 +166,53 @@ def init_worker() -> None:
     torch.set_num_threads(1)
     with contextlib.suppress(RuntimeError):  # already fixed in this process
         torch.set_num_interop_threads(1)
+
+
+def user_code() -> UserCode:
+    """Return this process's registrations as a worker installs them: ``(digest, payload)``.
+
+    The payload is the pickled ``(probes, registrations)``
+    (:func:`gdscope.training.user_probes.portable_probes`,
+    :func:`gdscope.registration.registrations`): each function as its name, ``module:qualname``,
+    file and file digest, so the SHA-256 of the payload changes whenever a name is registered,
+    replaced or removed, or its file's code changes.
+
+    Raises:
+        TypeError: a registered probe that cannot be pickled (e.g. a partial of a lambda).
+
+    """
+    from gdscope.registration import registrations
+    from gdscope.training.user_probes import portable_probes
+
+    code = (portable_probes(), registrations())
+    try:
+        payload = pickle.dumps(code)
+    except Exception as error:
+        raise TypeError(
+            f"the registered probes cannot be sent to worker processes ({error}); register "
+            "functions defined at the top level of a module, or use workers=1"
+        ) from error
+    return hashlib.sha256(payload).hexdigest(), payload
+
+
+_installed = ""
+"""The digest of the :func:`user_code` installed in this (worker) process (``""``: none)."""
+
+
+def install_user_code(code: UserCode) -> None:
+    """Make this (worker) process's registrations those of ``code``, unless installed already.
+
+    Only a digest not seen last unpickles the payload (loading each function: by import, else
+    from its file); the probes, models and data sets are then exactly the snapshot's.
+    """
+    global _installed
+    digest, payload = code
+    if digest == _installed:
+        return
+    from gdscope.registration import install_registrations
+    from gdscope.training.user_probes import install_portable_probes
+
+    probes, registered = pickle.loads(payload)
+    install_portable_probes(probes, only=True)
+    install_registrations(registered, only=True)
+    _installed = digest

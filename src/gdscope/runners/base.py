@@ -1,6 +1,6 @@
 """Runner objects: one method, ``map(trials, on_result, progress)``, the shape of a Hydra launcher.
 
-A runner takes ``(hash, config)`` pairs, trains each trial (:func:`gdscope.trial.run_config`)
+A runner takes ``(hash, config)`` pairs, trains each trial (:func:`gdscope.trials.trial.run_config`)
 and hands every outcome (the ``Trace``, or a ``TrialError``) to ``on_result`` in the calling
 process, which stays the only writer to the store. What differs between runners is only where
 the trials run:
@@ -112,7 +112,7 @@ class LocalRunner(Runner):
         progress: Progress | None,
     ) -> None:
         from gdscope.runners.local import WorkerPool, run_trials
-        from gdscope.trial import run_config
+        from gdscope.trials.trial import run_config
 
         if self._pool is None and self.workers > 1 and len(groups or trials) > 1:
             self._pool = WorkerPool(self.workers)
@@ -178,7 +178,7 @@ class RayRunner(Runner):
         progress: Progress | None,
     ) -> None:
         from gdscope.runners.ray import run_trials
-        from gdscope.trial import run_config
+        from gdscope.trials.trial import run_config
 
         run_trials(
             trials,

@@ -38,7 +38,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.queues import SimpleQueue
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from gdscope import _checks as check
 from gdscope.runners._jobs import (
@@ -48,14 +48,14 @@ from gdscope.runners._jobs import (
     RunGroup,
     RunOne,
     TrialError,
+    UserCode,
     init_worker,
+    install_user_code,
     one_torch_thread,
     partition_jobs,
     run_job,
+    user_code,
 )
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["TrialError", "WorkerPool", "run_trials"]
 
@@ -146,6 +146,7 @@ def _run_in_pool(
     todo = jobs
     while todo:
         executor = pool.executor()
+        code = user_code()  # registrations made since the pool started travel with each job
         started: dict[int, int] = {}  # token -> pid of the worker that started the job
         lost: list[tuple[int, list[int]]] = []
         futures: dict[Future[list[Any]], tuple[int, list[int]]] = {}
@@ -153,7 +154,7 @@ def _run_in_pool(
             token = next(_TOKENS)
             try:
                 future = executor.submit(
-                    _pool_job, token, run_one, run_group, [trials[i][1] for i in job]
+                    _pool_job, token, code, run_one, run_group, [trials[i][1] for i in job]
                 )
             except BrokenProcessPool:  # broke while submitting: never started
                 lost.append((token, job))
@@ -218,7 +219,9 @@ class WorkerPool:
     """Spawned worker processes (one torch thread each) that outlive one ``run_trials`` call.
 
     Starting a worker costs an interpreter and a torch import (seconds); ``gdscope run`` keeps one
-    pool for all the studies it runs. A pool left broken by a dead worker is replaced by a fresh
+    pool for all the studies it runs. A worker starts with the registrations (models, data
+    sets, probes) of this process, and each job carries those of its submission: a name
+    registered after the pool started is seen by the workers as by a fresh pool. A pool left broken by a dead worker is replaced by a fresh
     one at the next :meth:`executor` call. Use as a context manager.
     """
 
@@ -232,16 +235,13 @@ class WorkerPool:
         if self._executor is not None and getattr(self._executor, "_broken", False):
             self.abort()
         if self._executor is None:
-            from gdscope.registration import registrations
-            from gdscope.training.user_probes import portable_probes
-
             context = multiprocessing.get_context("spawn")
             self._started = context.SimpleQueue()  # one per executor: a killed writer may
             self._executor = ProcessPoolExecutor(  # leave its lock held
                 max_workers=self.workers,
                 mp_context=context,
                 initializer=_init_pool_worker,
-                initargs=(self._started, portable_probes(), registrations()),
+                initargs=(self._started, user_code()),
             )
         return self._executor
 
@@ -312,40 +312,32 @@ _TOKENS = itertools.count()  # names each submitted job, for the worker to repor
 _started_queue: SimpleQueue[tuple[int, int]] | None = None  # in a pool worker: where to report
 
 
-def _init_pool_worker(
-    started: SimpleQueue[tuple[int, int]],
-    probes: dict[str, Any],
-    registered: dict[str, Any] | None = None,
-) -> None:
+def _init_pool_worker(started: SimpleQueue[tuple[int, int]], code: UserCode) -> None:
     """Initialize a :class:`WorkerPool` worker (one torch thread, the start reports, user code).
 
-    ``probes``: the probes the parent registered (``gs.register_probe``); ``registered``: its
-    models and data sets (``gs.register_model`` / ``gs.register_dataset``, already loaded here
-    by unpickling: :mod:`gdscope.registration`); both installed here.
+    ``code``: the probes, models and data sets the parent registered (``gs.register_probe``,
+    ``gs.register_model``, ``gs.register_dataset``; :func:`~gdscope.runners._jobs.user_code`),
+    installed here.
     """
     global _started_queue
     _started_queue = started
     init_worker()
-    if probes:
-        from gdscope.training.user_probes import install_portable_probes
-
-        install_portable_probes(probes)
-    if registered:
-        from gdscope.registration import install_registrations
-
-        install_registrations(registered)
+    install_user_code(code)
 
 
 def _pool_job(
-    token: int, run_one: RunOne, run_group: RunGroup | None, configs: list[Any]
+    token: int, code: UserCode, run_one: RunOne, run_group: RunGroup | None, configs: list[Any]
 ) -> list[Any]:
-    """Report that this worker starts job ``token``, then run it (see :func:`run_job`).
+    """Report that this worker starts job ``token``, install ``code``, run it (:func:`run_job`).
 
     The report is one small write to a pipe, so a worker killed at any moment leaves it whole
-    or absent.
+    or absent. ``code`` is the parent's registrations when it submitted the job: a worker that
+    installed another snapshot (the parent registered, replaced or removed a name since the
+    pool started) installs this one first, so a running pool sees what a fresh one would.
     """
     if _started_queue is not None:
         _started_queue.put((token, os.getpid()))
+    install_user_code(code)
     return run_job(run_one, run_group, configs)
 
 

@@ -7,10 +7,12 @@ that lists it (its *owner*) and linked to the others. A study is complete, and c
 as soon as every distinct trial of it is stored.
 
 Example:
-    >>> queue = TrialQueue([("a", [{"x": 1}, {"x": 2}], ["h1", "h2"]),
-    ...                     ("b", [{"x": 2}], ["h2"])])
-    >>> [h for h, _ in queue.todo(done=set())]
-    ['h1', 'h2']
+    >>> queue = TrialQueue([QueueEntry("a", "a", [{"x": 1}, {"x": 2}], ["v1", "v2"], ["h1", "h2"]),
+    ...                     QueueEntry("b", "b", [{"x": 2}], ["v2"], ["h2"])])
+    >>> queue.todo(done=set())
+    [('h1', 'v1'), ('h2', 'v2')]
+    >>> queue.config("h2")
+    {'x': 2}
     >>> queue.sharing("h2")
     [0, 1]
     >>> queue.stored("h2", failed=False)
@@ -23,17 +25,32 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
-__all__ = ["TrialQueue"]
+__all__ = ["QueueEntry", "TrialQueue"]
+
+
+class QueueEntry(NamedTuple):
+    """One study's trials in a :class:`TrialQueue`; ``configs``, ``validated`` and ``hashes`` align.
+
+    Attributes:
+        study: the study (a name, or an object with a ``name``).
+        scaled: the study at the run's scale (what its verdicts are judged from).
+        configs: each trial's config as the study wrote it (what the store keeps).
+        validated: each trial's validated config (what the runner trains).
+        hashes: each trial's content hash.
+
+    """
+
+    study: Any
+    scaled: Any
+    configs: list[dict[str, Any]]
+    validated: list[Any]
+    hashes: list[str]
 
 
 class TrialQueue:
-    """The trials of several studies: ``entries[i] = (study, ..., configs, hashes)``.
-
-    Only the last two items of each entry are read (the trial configs and their hashes, in
-    the same order); the rest is carried for the caller (``entries[i][0]`` names the study:
-    a string, or an object with a ``name``).
+    """The trials of several studies, one :class:`QueueEntry` each.
 
     Attributes:
         studies: the entries, as given.
@@ -42,7 +59,7 @@ class TrialQueue:
 
     """
 
-    def __init__(self, entries: Sequence[tuple[Any, ...]]) -> None:
+    def __init__(self, entries: Sequence[QueueEntry]) -> None:
         self.studies = list(entries)
         self.ran = [0] * len(self.studies)
         self.failed = [0] * len(self.studies)
@@ -50,7 +67,7 @@ class TrialQueue:
         self._owned: dict[str, tuple[int, int]] = {}  # hash → (owner study, position in it)
         self._waiting: list[set[str]] = []
         for index, entry in enumerate(self.studies):
-            hashes = entry[-1]
+            hashes = entry.hashes
             for position, digest in enumerate(hashes):
                 members = self._members.setdefault(digest, [])
                 if index not in members:
@@ -60,25 +77,26 @@ class TrialQueue:
 
     def name(self, index: int) -> str:
         """Return the name of study ``index``."""
-        study = self.studies[index][0]
+        study = self.studies[index].study
         return study if isinstance(study, str) else study.name
 
-    def owned(self, digest: str, item: int = -2) -> Any:
-        """Return item ``item`` of the owner's entry for trial ``digest`` (default: its config).
-
-        >>> TrialQueue([("a", ["raw"], ["valid"], ["h"])]).owned("h", 1)
-        'raw'
-        """
+    def config(self, digest: str) -> Any:
+        """Return trial ``digest``'s config as its owner study wrote it (what the store keeps)."""
         index, position = self._owned[digest]
-        return self.studies[index][item][position]
+        return self.studies[index].configs[position]
+
+    def validated(self, digest: str) -> Any:
+        """Return trial ``digest``'s validated config in its owner study (what the runner trains)."""
+        index, position = self._owned[digest]
+        return self.studies[index].validated[position]
 
     def sharing(self, digest: str) -> list[int]:
         """Return the studies that expand to trial ``digest``, its owner first."""
         return list(self._members[digest])
 
     def todo(self, done: set[str]) -> list[tuple[str, Any]]:
-        """Return ``(hash, owner's config)`` of every distinct trial not in ``done``, in study order."""
-        return [(digest, self.owned(digest)) for digest in self._members if digest not in done]
+        """Return ``(hash, validated config)`` of each distinct trial not in ``done``, in study order."""
+        return [(digest, self.validated(digest)) for digest in self._members if digest not in done]
 
     def already_stored(self, done: set[str]) -> list[tuple[int, str]]:
         """Mark the trials in ``done`` as stored; return ``(study, hash)`` pairs to link."""

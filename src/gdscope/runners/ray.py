@@ -13,8 +13,11 @@ recovery); an exception raised *by the trial* is not retried — it is a result,
 trial. A task that still fails after its retries is reported as a ``TrialError``.
 
 Cluster: with ``address=None`` a private local Ray instance is started (``ray.init``) and shut
-down at the end; ``address="auto"`` joins the cluster this machine is a node of (started with
-``ray start --head`` / ``ray start --address HEAD:6379``); ``address="ray://HEAD:10001"`` connects
+down at the end, and a watchdog (:mod:`gdscope.runners._ray_reaper`) ends all its processes —
+the raylet's agents and busy workers too — as soon as this process is gone, even killed by
+``SIGKILL`` (Ray alone leaves them running for about a minute); ``address="auto"`` joins the
+cluster this machine is a node of (started with ``ray start --head`` /
+``ray start --address HEAD:6379``); ``address="ray://HEAD:10001"`` connects
 through Ray Client. Every node needs the same gdscope and torch installed (or pass a
 ``runtime_env``). Ray already initialized by the caller is used as it is and left running.
 
@@ -29,7 +32,11 @@ on every node, e.g. a shared file system).
 from __future__ import annotations
 
 import contextlib
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gdscope.runners._jobs import (
@@ -100,8 +107,9 @@ def run_trials(
     if not trials:
         return
     started_here = not ray.is_initialized()
+    reaper, context = None, None
     if started_here:
-        ray.init(
+        context = ray.init(
             address=address,
             num_cpus=num_cpus,
             runtime_env=dict(runtime_env) if runtime_env is not None else None,
@@ -110,6 +118,8 @@ def run_trials(
             configure_logging=False,
         )
     try:
+        if context is not None and address is None:
+            reaper = _start_reaper(context)
         jobs = partition_jobs(len(trials), groups)
         _check_gpus(ray, [config for _, config in trials], address)
         task = ray.remote(num_cpus=1, max_retries=max_retries, retry_exceptions=False)(_ray_job)
@@ -132,8 +142,45 @@ def run_trials(
                     ray.cancel(ref, force=True)
             raise
     finally:
-        if started_here:
-            ray.shutdown()
+        try:
+            if started_here:
+                ray.shutdown()
+        finally:
+            if reaper is not None:
+                _stop_reaper(reaper)
+
+
+def _start_reaper(context: Any) -> subprocess.Popen[bytes] | None:
+    """Start the watchdog that ends the local instance's processes once this process is gone.
+
+    Only for an instance this process started (its GCS server and raylet are children of this
+    process: ``ray.init()`` without an address may join a running cluster, which is left
+    alone), on Linux (the watchdog reads ``/proc``). Returns ``None`` where it does not apply.
+    """
+    from gdscope.runners import _ray_reaper
+
+    session_dir = getattr(context, "address_info", {}).get("session_dir")
+    if not session_dir or not Path("/proc/self/fd").is_dir():
+        return None
+    if not _ray_reaper.children_holding(session_dir, os.getpid()):
+        return None
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-I", _ray_reaper.__file__, session_dir, str(os.getpid())],
+            stdin=subprocess.PIPE,  # its only writer is this process: end of file = it is gone
+            start_new_session=True,  # a Ctrl-C or a kill of this process group misses it
+        )
+    except OSError:  # no watchdog: Ray's own clean-up, about a minute after a kill
+        return None
+
+
+def _stop_reaper(reaper: subprocess.Popen[bytes]) -> None:
+    """Close the watchdog's pipe (it ends what ``ray.shutdown`` left) and wait for it."""
+    with contextlib.suppress(OSError):
+        if reaper.stdin is not None:
+            reaper.stdin.close()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        reaper.wait(timeout=10)
 
 
 def _check_gpus(ray: Any, configs: Sequence[Config], address: str | None) -> None:

@@ -156,17 +156,45 @@ def _auto_start(s: NDArray[np.float64], r: NDArray[np.float64], stop: int, min_p
     if last <= 0:
         return 0
     candidates = np.unique(np.linspace(0, last, min(last + 1, _MAX_CANDIDATE_STARTS)).round())
-    log_r = np.log(r[:stop])
-    unexplained = []
-    for start in candidates.astype(int):
-        r2 = _linfit(s[start:stop], log_r[start:stop]).r2
-        unexplained.append(1.0 - r2 if math.isfinite(r2) else math.inf)
-    best = min(unexplained)
+    unexplained = _unexplained_from(s[:stop], np.log(r[:stop]), candidates.astype(int))
+    best = float(unexplained.min())
     if not math.isfinite(best):
         return 0
     tolerance = best * (1 + _R2_TIE) + _R2_ABS_TIE
-    first = next(i for i, u in enumerate(unexplained) if u <= tolerance)
-    return int(candidates[first])
+    return int(candidates[int(np.argmax(unexplained <= tolerance))])
+
+
+def _unexplained_from(
+    x: NDArray[np.float64], y: NDArray[np.float64], starts: NDArray[np.int_]
+) -> NDArray[np.float64]:
+    r"""``1 − R²`` of the least-squares line on ``(x[k:], y[k:])`` for every ``k`` in ``starts``.
+
+    All windows at once from suffix sums of the data centred on their overall means (so the
+    sums stay of the order of the windows' own spreads): with ``n``, ``Sx``, ``Sy``, ``Sxx``,
+    ``Syy``, ``Sxy`` the sums over a window, :math:`s_{xx} = S_{xx} − S_x^2/n` (likewise
+    :math:`s_{yy}`, :math:`s_{xy}`) and :math:`1 − R^2 = 1 − s_{xy}^2/(s_{xx} s_{yy})`. ``inf``
+    where ``R²`` is undefined (a constant ``x`` or ``y``).
+
+    >>> x = np.arange(6.0)
+    >>> _unexplained_from(x, 2 * x + 1, np.array([0, 3])).round(12).tolist()
+    [0.0, 0.0]
+    >>> bool(_unexplained_from(x, np.array([0.0, 1, 0, 1, 0, 1]), np.array([0]))[0] > 0.9)
+    True
+    """
+    xc, yc = x - x.mean(), y - y.mean()
+
+    def suffix(values: NDArray[np.float64]) -> NDArray[np.float64]:
+        return np.cumsum(values[::-1])[::-1][starts]
+
+    n = (x.size - starts).astype(float)
+    sx, sy = suffix(xc), suffix(yc)
+    sxx = suffix(xc * xc) - sx * sx / n
+    syy = suffix(yc * yc) - sy * sy / n
+    sxy = suffix(xc * yc) - sx * sy / n
+    defined = (sxx > 0) & (syy > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r2 = np.where(defined, sxy * sxy / (sxx * syy), np.nan)
+    return np.where(defined, 1.0 - r2, np.inf)
 
 
 def steps_to_epsilon(

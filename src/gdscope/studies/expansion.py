@@ -67,7 +67,7 @@ def validate_trials(
     """Validate every trial; return what ``validate`` returned, or raise naming each bad point."""
     fixed = getattr(validate, "__self__", None) or getattr(validate, "model", None)
     fixed = fixed if isinstance(fixed, type) and issubclass(fixed, BaseModel) else None
-    class_of = getattr(validate, "config_class", None)  # e.g. gdscope.trial.validate_trial
+    class_of = getattr(validate, "config_class", None)  # e.g. gdscope.trials.trial.validate_trial
     problems: dict[str, list[str]] = {}
     configs: list[Any] = []
     validated: list[dict[str, Any]] = []

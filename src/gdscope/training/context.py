@@ -2,7 +2,9 @@
 
 It caches what several probes need at the same checkpoint (the model output, the full-batch
 gradient, the NTK Gram and its spectrum), so ``{"ntk_spectrum": 10, "sandwich": 10}`` builds one
-Gram per checkpoint; ``memory`` carries state across the checkpoints of one run.
+Gram per checkpoint; ``memory`` carries state across the checkpoints of one run. ``optimizer``
+is the optimizer that trains the model, for probes that read its state (the preconditioner of an
+adaptive method); a loop that does not pass it leaves it ``None``.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ class ProbeContext:
         step: the checkpoint's step t.
         cache: work shared by the probes of this checkpoint.
         memory: state kept across the checkpoints of one run.
+        optimizer: the ``torch.optim.Optimizer`` that trains ``model`` (its state as of the
+            last update before this checkpoint), or ``None`` when the loop does not pass it.
 
     """
 
@@ -48,6 +52,7 @@ class ProbeContext:
     step: int
     cache: dict[str, Any] = field(default_factory=dict)
     memory: dict[str, Any] = field(default_factory=dict)
+    optimizer: torch.optim.Optimizer | None = None
 
     def _cached(self, key: str, compute: Callable[[], Any]) -> Any:
         if key not in self.cache:

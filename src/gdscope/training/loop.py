@@ -33,9 +33,27 @@ Status = Literal["completed", "diverged", "stopped"]
 DIVERGENCE_FACTOR = 1e6
 
 
-def divergence_limit(initial_loss: float) -> float:
-    """Return the loss above which a run counts as diverged: ``DIVERGENCE_FACTOR·|L₀|``."""
-    return DIVERGENCE_FACTOR * max(abs(initial_loss), 1e-30)
+def divergence_limit(initial: float, floor: float = 1e-30) -> float:
+    """Return the value above which a run has diverged: ``DIVERGENCE_FACTOR · max(|initial|, floor)``.
+
+    The one divergence rule of every trial kind (with :func:`diverged`): the watched quantity at
+    the start sets the scale, and ``floor`` is the scale below which a start counts as zero — the
+    loss of a network (``1e-30``, the default), the test objectives of seed 002 (``1``: their
+    values are of order one), the lasso objective (``1e-12``), a relative residual (its start is 1).
+
+    >>> divergence_limit(0.5), divergence_limit(0.0, floor=1.0)
+    (500000.0, 1000000.0)
+    """
+    return DIVERGENCE_FACTOR * max(abs(initial), floor)
+
+
+def diverged(value: float, limit: float) -> bool:
+    """Return whether ``value`` is non-finite or above ``limit`` (:func:`divergence_limit`).
+
+    >>> diverged(float("nan"), 1.0), diverged(2.0, 1.0), diverged(1.0, 1.0)
+    (True, True, False)
+    """
+    return not math.isfinite(value) or value > limit
 
 
 def record_divergence(
@@ -47,7 +65,7 @@ def record_divergence(
     checkpoints); ``metrics`` are the probes of the checkpoint. Returns whether the run diverged.
     """
     watch = [v for v in (watched, metrics.get("loss")) if v is not None]
-    bad = next((v for v in watch if not math.isfinite(v) or v > limit), None)
+    bad = next((v for v in watch if diverged(v, limit)), None)
     if bad is None:
         return False
     metrics.setdefault("loss", bad)
@@ -125,8 +143,16 @@ class Trace:
             values.append(float(value))
 
 
-def validate_schedule(probes: Mapping[str, int] | None) -> dict[str, int]:
+ProbeFn = Callable[[ProbeContext], dict[str, float]]
+"""A probe: ``fn(ctx) -> {metric: value}`` at one checkpoint."""
+
+
+def validate_schedule(
+    probes: Mapping[str, int] | None, extra: Mapping[str, ProbeFn] | None = None
+) -> dict[str, int]:
     """Return ``probes`` as a ``{probe name: every k steps}`` dict; ``None`` is ``{"loss": 1}``.
+
+    A name is one of ``PROBES`` or of ``extra`` (the probes of one run, :func:`train`).
 
     Raises:
         ValueError: a name not in ``PROBES`` (with the closest one), or a ``k`` that is not a
@@ -134,11 +160,12 @@ def validate_schedule(probes: Mapping[str, int] | None) -> dict[str, int]:
 
     """
     schedule = {"loss": 1} if probes is None else dict(probes)
+    known = [*PROBES, *(name for name in (extra or {}) if name not in PROBES)]
     for name, every in schedule.items():
-        if name not in PROBES:
+        if name not in known:
             raise ValueError(
-                f"probes: unknown probe {name!r}; accepted: {', '.join(PROBES)}"
-                f"{check.did_you_mean(name, PROBES)}"
+                f"probes: unknown probe {name!r}; accepted: {', '.join(known)}"
+                f"{check.did_you_mean(name, known)}"
             )
         if not isinstance(every, int) or isinstance(every, bool) or every < 1:
             raise ValueError(
@@ -157,11 +184,17 @@ def due_probes(schedule: Mapping[str, int], step: int, last: int | None = None) 
     return [name for name, every in schedule.items() if step % every == 0 or step == last]
 
 
-def measure(names: list[str], ctx: ProbeContext) -> dict[str, float]:
-    """Run the probes ``names`` (in order) at ``ctx``'s checkpoint; return their metrics."""
+def measure(
+    names: list[str], ctx: ProbeContext, extra: Mapping[str, ProbeFn] | None = None
+) -> dict[str, float]:
+    """Run the probes ``names`` (in order) at ``ctx``'s checkpoint; return their metrics.
+
+    A name in ``extra`` runs that function (it shadows a probe of ``PROBES`` of that name).
+    """
     metrics: dict[str, float] = {}
     for name in names:
-        metrics.update(PROBES[name](ctx))
+        probe = extra.get(name) if extra else None
+        metrics.update((probe or PROBES[name])(ctx))
     return metrics
 
 
@@ -183,6 +216,7 @@ def train(
     stop: Stop | None = None,
     eval_data: tuple[Tensor, Tensor] | None = None,
     seed: int = 0,
+    extra_probes: Mapping[str, ProbeFn] | None = None,
 ) -> Trace:
     """Train ``model`` with ``optimizer`` on ``data`` for up to ``steps`` updates; return a ``Trace``.
 
@@ -200,6 +234,9 @@ def train(
         stop: criteria that end the run early with status ``"stopped"``.
         eval_data: held-out ``(x, y)`` for the ``"test"`` probe.
         seed: seeds the mini-batch order (unused in full-batch mode).
+        extra_probes: probes of this run only, ``{name: fn(ctx) -> {metric: value}}``,
+            scheduled by name in ``probes``; a name here shadows a built-in or registered
+            probe for this run. ``PROBES`` is not touched (no global state; safe in threads).
 
     Returns:
         A ``Trace`` whose ``status`` is ``"completed"``, ``"stopped"`` or ``"diverged"``.
@@ -215,7 +252,7 @@ def train(
         raise ValueError(
             f"batch_size must be in [1, {n}] (the training set size), got {batch_size}"
         )
-    schedule = validate_schedule(probes)
+    schedule = validate_schedule(probes, extra_probes)
     stop = stop or Stop()
     full_batch = batch_size is None or batch_size == n
     checked = full_batch and stop != Stop()  # criteria checked on the full-batch loss each step
@@ -235,7 +272,17 @@ def train(
 
     for t in range(steps + 1):
         params = {name: p.detach() for name, p in trainable}  # params_of, without the walk
-        ctx = ProbeContext(model, params, init_params, loss_fn, data, eval_data, t, memory=memory)
+        ctx = ProbeContext(
+            model,
+            params,
+            init_params,
+            loss_fn,
+            data,
+            eval_data,
+            t,
+            memory=memory,
+            optimizer=optimizer,
+        )
         due = due_probes(schedule, t, last=steps)
         if full_batch:
             xb, yb = data
@@ -256,7 +303,7 @@ def train(
             if t < steps:
                 step_loss = closure()
                 watched = float(step_loss.detach())
-        metrics = measure(due, ctx)
+        metrics = measure(due, ctx, extra_probes)
         if limit is None:
             initial = metrics.get("loss", watched)
             if initial is None:
@@ -272,7 +319,7 @@ def train(
             checks = metrics
         reason = stop.met_by(checks)
         if reason is not None:
-            metrics.update(probes_not_due(schedule, due, ctx))
+            metrics.update(probes_not_due(schedule, due, ctx, extra_probes))
             if checked and "accuracy" not in checks:  # a stopped run records both
                 checks["accuracy"] = float(losses.accuracy(ctx.train_output(), yb))
             metrics.update(checks)
@@ -291,10 +338,13 @@ def train(
 
 
 def probes_not_due(
-    schedule: Mapping[str, int], due: list[str], ctx: ProbeContext
+    schedule: Mapping[str, int],
+    due: list[str],
+    ctx: ProbeContext,
+    extra: Mapping[str, ProbeFn] | None = None,
 ) -> dict[str, float]:
     """Measure the scheduled probes not already ``due`` at a checkpoint where the run stops."""
-    return measure([name for name in schedule if name not in due], ctx)
+    return measure([name for name in schedule if name not in due], ctx, extra)
 
 
 class _BatchOrder:

@@ -35,6 +35,11 @@ from gdscope.probes.kernel_regression import rms as gap_rms
 from gdscope.probes.ntk import kernel_drift, kernel_target_alignment
 from gdscope.probes.sparsity import zero_fraction
 from gdscope.training.context import ProbeContext
+from gdscope.training.curvature import (
+    DENSITY_FAMILY,
+    hessian_density_probe,
+    preconditioned_sharpness_probe,
+)
 from gdscope.training.du_gram import du_bound, h_infinity_gap
 from gdscope.training.grad_progress import grad_norm_drop
 from gdscope.training.output_hessian import output_hessian_norm_probe
@@ -277,6 +282,8 @@ _KERNEL_REGRESSION = ("min_norm_ratio", "kernel_min_norm", "kernel_rademacher")
 _KERNEL_REGRESSION += ("kernel_regression_train_gap", "kernel_regression_gap", "kernel_test_loss")
 _DISTANCE = ("dist_from_init", "rel_dist_from_init", "dist_from_init/", "rel_dist_from_init/")
 _ACTIVATIONS = ("activation_rms/", "activation_delta_rms/", "output_rms", "output_delta_rms")
+_PRECONDITIONED = ("preconditioned_sharpness", "adaptive_threshold")
+_PRECONDITIONED += ("preconditioned_sharpness_ratio",)
 
 PROBES: dict[str, ScheduledProbe] = {
     "loss": ScheduledProbe(_loss, ("loss",)),
@@ -294,6 +301,8 @@ PROBES: dict[str, ScheduledProbe] = {
     "pl_ratio": ScheduledProbe(_pl_ratio, ("pl_ratio",)),
     "sharpness": ScheduledProbe(_sharpness, ("sharpness",)),
     "ggn_sharpness": ScheduledProbe(_ggn_sharpness, ("ggn_sharpness",)),
+    "preconditioned_sharpness": ScheduledProbe(preconditioned_sharpness_probe, _PRECONDITIONED),
+    "hessian_density": ScheduledProbe(hessian_density_probe, (DENSITY_FAMILY,)),
     "hessian_trace": ScheduledProbe(_hessian_trace, ("hessian_trace", "hessian_trace_se")),
     "activation_flips": ScheduledProbe(_activation_flips, ("activation_flips",)),
     "linearization_gap": ScheduledProbe(

@@ -8,10 +8,11 @@ returns (a name ending in ``/`` stands for a family: ``"rms/"`` covers ``"rms/la
 ``fn(ctx)`` gets the :class:`~gdscope.training.ProbeContext` of the checkpoint (the model, its
 parameters and those at init, the loss, the data, the step; cached NTK and outputs) and returns
 ``{metric: value}``. Worker processes (the local pool's, each Ray task) install the probes
-registered in the parent, loading each function as :mod:`gdscope.registration` loads a registered
-model: by importing its module, else from its file. So ``fn`` must be defined at the top level of
-a module file (not a lambda, nor a function typed into a console: that one fails in a worker with
-a message saying so, when the probe runs).
+registered in the parent (a running pool's workers also those registered after it started),
+loading each function as :mod:`gdscope.registration` loads a registered model: by importing its
+module, else from its file. So ``fn`` must be defined at the top level of a module file (not a
+lambda, nor a function typed into a console: that one fails in a worker with a message saying
+so, when the probe runs).
 
 >>> import gdscope as gs
 >>> def weight_norm(ctx):
@@ -112,8 +113,15 @@ def portable_probes() -> dict[str, tuple[tuple[str, ...], Any]]:
     }
 
 
-def install_portable_probes(probes: Mapping[str, tuple[tuple[str, ...], Any]]) -> None:
-    """Register the :func:`portable_probes` of a parent process here (a worker)."""
+def install_portable_probes(
+    probes: Mapping[str, tuple[tuple[str, ...], Any]], *, only: bool = False
+) -> None:
+    """Register the :func:`portable_probes` of a parent process here (a worker).
+
+    ``only``: also unregister the probes ``probes`` lacks (the parent unregistered them).
+    """
+    for name in [name for name in _REGISTERED if only and name not in probes]:
+        unregister_probe(name)
     for name, (metrics, fn) in probes.items():
         function = fn.fn if isinstance(fn, Registered) else fn
         current = _REGISTERED.get(name)

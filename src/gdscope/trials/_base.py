@@ -12,9 +12,6 @@ from pydantic import BaseModel, ConfigDict, Field, PlainValidator
 from gdscope import _checks as check
 from gdscope.config import canonical_hash
 
-DIVERGENCE_FACTOR = 1e6
-"""A run diverges when its watched quantity is non-finite or exceeds this times its initial value."""
-
 PositiveFinite = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 NonNegativeFinite = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Momentum = Annotated[float, Field(ge=0, lt=1)]

@@ -48,9 +48,8 @@ from pydantic import Field, model_validator
 from gdscope import data as gsdata
 from gdscope import models, probes
 from gdscope.config.parts import Count, PositiveCount
-from gdscope.training import Trace
+from gdscope.training import Trace, diverged, divergence_limit
 from gdscope.trials._base import (
-    DIVERGENCE_FACTOR,
     AutoMomentum,
     AutoPositive,
     Dtype,
@@ -314,7 +313,7 @@ def run(config: KernelDynamicsConfig) -> Trace:
 
 def _ending(trace: Trace, t: int, relative: float, tol: float) -> bool:
     """Set ``trace``'s status if step ``t`` ends the run (divergence or tolerance reached)."""
-    if not math.isfinite(relative) or relative > DIVERGENCE_FACTOR:
+    if diverged(relative, divergence_limit(1.0)):  # the relative residual starts at 1
         trace.status, trace.steps = "diverged", t
         trace.reason = f"relative residual {relative:.3e} at step {t} (non-finite or > 1e6)"
         return True

@@ -31,9 +31,8 @@ from torch import Tensor
 from gdscope import data as gsdata
 from gdscope.config.parts import Count, PositiveCount
 from gdscope.optim import FISTA, make_optimizer
-from gdscope.training import Trace
+from gdscope.training import Trace, diverged, divergence_limit
 from gdscope.trials._base import (
-    DIVERGENCE_FACTOR,
     AutoPositive,
     Dtype,
     KindConfig,
@@ -151,8 +150,8 @@ def run(config: LassoConfig) -> Trace:
         iterate = _iterate(optimizer, w)
         objective = _objective(X, y, iterate, lam)
         l1_sum += float(iterate.abs().sum())
-        limit = DIVERGENCE_FACTOR * max(objective, 1e-12) if t == 0 else limit
-        ends = not math.isfinite(objective) or objective > limit
+        limit = divergence_limit(objective, floor=1e-12) if t == 0 else limit
+        ends = diverged(objective, limit)
         if t % config.record_every == 0 or t == config.steps or ends:
             trace.record(t, _metrics(iterate, objective, l1_sum / (t + 1), w_star))
         if ends:

@@ -69,8 +69,8 @@ def _image(m: ModelConfig, x: Tensor, out_dim: int) -> dict[str, Any]:
     return {
         "in_channels": x.shape[1],
         "image_size": x.shape[2],
-        "num_classes": out_dim,
-        "channels": m.width,
+        "out_dim": out_dim,
+        "width": m.width,
         "depth": m.depth,
         "activation": m.activation,
         "parameterization": m.parameterization,

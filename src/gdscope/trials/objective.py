@@ -38,9 +38,8 @@ from torch import Tensor
 from gdscope import losses
 from gdscope.config.parts import Count, PositiveCount
 from gdscope.optim import make_optimizer
-from gdscope.training import Trace
+from gdscope.training import Trace, diverged, divergence_limit
 from gdscope.trials._base import (
-    DIVERGENCE_FACTOR,
     Dtype,
     KindConfig,
     Momentum,
@@ -193,7 +192,8 @@ def run(config: ObjectiveConfig) -> Trace:
       (``|x|`` at 0), or a float ``x`` next to ``x*`` whose gradient rounds to 0, the step of
       GD or RMSProp (``η g/(√v + ε)``) is exactly 0 from then on: the run ends there for good.
 
-    Status ``"diverged"`` when ``f`` is non-finite or above ``DIVERGENCE_FACTOR × max(f(x_0), 1)``.
+    Status ``"diverged"`` when ``f`` is non-finite or above ``DIVERGENCE_FACTOR × max(f(x_0), 1)``
+    (:func:`~gdscope.training.divergence_limit` with floor 1).
     """
     start = time.perf_counter()
     dtype = torch_dtype(config.dtype)
@@ -212,14 +212,14 @@ def run(config: ObjectiveConfig) -> Trace:
         value = f(x)
         value.backward()
         loss = float(value.detach())
-        limit = DIVERGENCE_FACTOR * max(loss, 1.0) if t == 0 else limit
+        limit = divergence_limit(loss, floor=1.0) if t == 0 else limit
         trace.record(t, _metrics(config, x.detach(), loss, f_star))
         if t == tail_start:
             anchor = x.detach().clone()
         if t >= tail_start:
             dist.append(float((x.detach() - x_star).abs().max()))
             moved = moved or not torch.equal(x.detach(), anchor)
-        if not math.isfinite(loss) or loss > limit:
+        if diverged(loss, limit):
             trace.status, trace.steps = "diverged", t
             trace.reason = f"f = {loss:.3e} at step {t} (non-finite or > 1e6 × max(f(x0), 1))"
             break
