@@ -49,3 +49,15 @@ def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
         code = exit_.code if isinstance(exit_.code, int) else 1
     out = capsys.readouterr()
     return code, out.out, out.err
+
+
+def default_sigint() -> None:
+    """``preexec_fn`` of a child that a test interrupts with SIGINT (as Ctrl-C does).
+
+    A shell without job control starts its background commands with SIGINT ignored, and a
+    child inherits that, so Python would install no KeyboardInterrupt handler in it: restore
+    the default, whatever launched the test run.
+    """
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

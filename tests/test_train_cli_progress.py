@@ -18,6 +18,7 @@ import pytest
 from rich.console import Console
 
 import gdscope.cli.train as train_cli
+from _helpers import default_sigint
 from gdscope.config import TrialConfig
 from gdscope.trials.trial import build_trial
 
@@ -102,8 +103,9 @@ def _in_terminal(args: list[str], interrupt_when: str | None = None, limit_s: fl
     env = {**os.environ, "TERM": "xterm", "COLUMNS": "120"}
     env.pop("NO_COLOR", None)
     process = subprocess.Popen(
-        [GDSCOPE, *args], stdin=child, stdout=child, stderr=child, env=env, start_new_session=True
-    )
+        [GDSCOPE, *args], stdin=child, stdout=child, stderr=child, env=env, start_new_session=True,
+        preexec_fn=default_sigint,
+    )  # fmt: skip
     os.close(child)
     screen, sent, deadline = b"", False, time.monotonic() + limit_s
     try:
