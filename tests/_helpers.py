@@ -3,6 +3,10 @@ by how much) and the command line run in-process."""
 
 from __future__ import annotations
 
+import contextlib
+import signal
+from collections.abc import Iterator
+
 import torch
 
 
@@ -51,13 +55,19 @@ def run_cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
     return code, out.out, out.err
 
 
-def default_sigint() -> None:
-    """``preexec_fn`` of a child that a test interrupts with SIGINT (as Ctrl-C does).
+@contextlib.contextmanager
+def sigint_reaches_children() -> Iterator[None]:
+    """Start children inside this block with SIGINT at its default (for tests that send Ctrl-C).
 
-    A shell without job control starts its background commands with SIGINT ignored, and a
-    child inherits that, so Python would install no KeyboardInterrupt handler in it: restore
-    the default, whatever launched the test run.
+    A shell without job control starts its background commands with SIGINT ignored, and an
+    ignored signal stays ignored across ``exec``: Python would install no KeyboardInterrupt
+    handler in the child. A handled signal is reset to its default by ``exec``, so while the
+    children start, this process handles SIGINT (no ``preexec_fn``: no fork of a threaded process).
     """
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

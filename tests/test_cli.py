@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from _helpers import default_sigint, run_cli
+from _helpers import run_cli, sigint_reaches_children
 from _stores import study_file
 
 
@@ -326,7 +326,8 @@ def test_ctrl_c_says_how_many_trials_are_stored_and_that_the_command_resumes(tmp
     results = tmp_path / "r"
     args = [sys.executable, "-m", "gdscope", "run", str(study), "--results", str(results)]
     pipe = subprocess.PIPE
-    run = subprocess.Popen(args, stdout=pipe, stderr=pipe, text=True, preexec_fn=default_sigint)
+    with sigint_reaches_children():
+        run = subprocess.Popen(args, stdout=pipe, stderr=pipe, text=True)
     stored = 0
     deadline = time.monotonic() + 60
     while stored == 0 and time.monotonic() < deadline:

@@ -18,7 +18,7 @@ import pytest
 from rich.console import Console
 
 import gdscope.cli.train as train_cli
-from _helpers import default_sigint
+from _helpers import sigint_reaches_children
 from gdscope.config import TrialConfig
 from gdscope.trials.trial import build_trial
 
@@ -102,10 +102,10 @@ def _in_terminal(args: list[str], interrupt_when: str | None = None, limit_s: fl
     main, child = pty.openpty()
     env = {**os.environ, "TERM": "xterm", "COLUMNS": "120"}
     env.pop("NO_COLOR", None)
-    process = subprocess.Popen(
-        [GDSCOPE, *args], stdin=child, stdout=child, stderr=child, env=env, start_new_session=True,
-        preexec_fn=default_sigint,
-    )  # fmt: skip
+    with sigint_reaches_children():
+        process = subprocess.Popen(
+            [GDSCOPE, *args], stdin=child, stdout=child, stderr=child, env=env, start_new_session=True
+        )  # fmt: skip
     os.close(child)
     screen, sent, deadline = b"", False, time.monotonic() + limit_s
     try:
