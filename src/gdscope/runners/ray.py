@@ -43,10 +43,13 @@ from gdscope.runners._jobs import (
     Reporter,
     RunGroup,
     TrialError,
+    UserCode,
     device_of,
     init_worker,
+    install_user_code,
     partition_jobs,
     run_job,
+    user_code,
     uses_cuda,
 )
 
@@ -123,12 +126,12 @@ def run_trials(
         jobs = partition_jobs(len(trials), groups)
         _check_gpus(ray, [config for _, config in trials], address)
         task = ray.remote(num_cpus=1, max_retries=max_retries, retry_exceptions=False)(_ray_job)
-        user_code = ray.put(_user_code())
+        code = ray.put(user_code())  # put once; each task installs it
         pending = {}
         for job in jobs:
             configs = [trials[i][1] for i in job]
             gpus = 1 if uses_cuda(configs) else 0
-            ref = task.options(num_gpus=gpus).remote(run_one, run_group, configs, user_code)
+            ref = task.options(num_gpus=gpus).remote(run_one, run_group, configs, code)
             pending[ref] = job
         try:
             while pending:
@@ -211,30 +214,18 @@ def _ray_job(
     run_one: RunOne,
     run_group: RunGroup | None,
     configs: list[Any],
-    user_code: tuple[dict[str, Any], dict[str, Any]] | None = None,
+    code: UserCode | None = None,
 ) -> list[Any]:
     """Run one job in a Ray worker on one torch thread; raised errors come back as data.
 
-    ``user_code``: the driver's registered probes and models / data sets (:func:`_user_code`),
-    installed first.
+    ``code``: the driver's registered probes and models / data sets
+    (:func:`~gdscope.runners._jobs.user_code`), installed first as a pool worker installs them
+    (a reused worker skips a snapshot it already holds).
     """
     init_worker()
-    if user_code is not None:
-        from gdscope.registration import install_registrations
-        from gdscope.training.user_probes import install_portable_probes
-
-        probes, registered = user_code
-        install_portable_probes(probes)
-        install_registrations(registered)
+    if code is not None:
+        install_user_code(code)
     return run_job(run_one, run_group, configs)
-
-
-def _user_code() -> tuple[dict[str, Any], dict[str, Any]]:
-    """Return what the workers install: the registered probes and models / data sets."""
-    from gdscope.registration import registrations
-    from gdscope.training.user_probes import portable_probes
-
-    return portable_probes(), registrations()
 
 
 def _outcomes(ray: Any, ref: Any, size: int) -> list[Any]:
