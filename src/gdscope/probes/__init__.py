@@ -22,8 +22,95 @@
 * The probes ``gdscope.train`` schedules by name are in :mod:`gdscope.training` (``PROBES``).
 """
 
-# Exports load on first use (names and types: __init__.pyi), so that
-# reading a store or writing a report never imports torch.
-import lazy_loader as _lazy
+from gdscope.probes.coord_hooks import CoordCheck, CoordRow, coordinate_check
+from gdscope.probes.gauss_newton import GGNOperator, ggn_operator, ggn_sharpness
+from gdscope.probes.geometry import (
+    Sandwich,
+    activation_flips,
+    activation_pattern,
+    distance_from_init,
+    gradient_norm,
+    linearization_gap,
+    linearized_prediction,
+    loss_and_grad_norm,
+    per_neuron_displacement,
+    pl_ratio,
+    square_loss_sandwich,
+)
+from gdscope.probes.hessian import (
+    hessian_operator,
+    hessian_topk,
+    hessian_trace,
+    output_hessian_norm,
+    power_iteration,
+    sharpness,
+)
+from gdscope.probes.infinite_width import InfiniteWidthKernels, ntk_infinite
+from gdscope.probes.lanczos import EigResult, lanczos_topk
+from gdscope.probes.ntk import (
+    NTKSpectrum,
+    gram_eigs,
+    h_infinity,
+    kernel_drift,
+    kernel_target_alignment,
+    ntk_gram,
+    ntk_method,
+    ntk_spectrum,
+)
+from gdscope.probes.preconditioned import (
+    adaptive_stability_threshold,
+    preconditioned_sharpness,
+    preconditioner_diagonal,
+)
+from gdscope.probes.spectral_density import (
+    SpectralDensity,
+    hessian_spectral_density,
+    spectral_density,
+)
+from gdscope.probes.trace import hessian_trace_hutchpp, hutchpp
 
-__getattr__, __dir__, __all__ = _lazy.attach_stub(__name__, __file__)
+__all__ = [
+    "CoordCheck",
+    "CoordRow",
+    "EigResult",
+    "GGNOperator",
+    "InfiniteWidthKernels",
+    "NTKSpectrum",
+    "Sandwich",
+    "SpectralDensity",
+    "activation_flips",
+    "activation_pattern",
+    "adaptive_stability_threshold",
+    "coordinate_check",
+    "distance_from_init",
+    "ggn_operator",
+    "ggn_sharpness",
+    "gradient_norm",
+    "gram_eigs",
+    "h_infinity",
+    "hessian_operator",
+    "hessian_spectral_density",
+    "hessian_topk",
+    "hessian_trace",
+    "hessian_trace_hutchpp",
+    "hutchpp",
+    "kernel_drift",
+    "kernel_target_alignment",
+    "lanczos_topk",
+    "linearization_gap",
+    "linearized_prediction",
+    "loss_and_grad_norm",
+    "ntk_gram",
+    "ntk_infinite",
+    "ntk_method",
+    "ntk_spectrum",
+    "output_hessian_norm",
+    "per_neuron_displacement",
+    "pl_ratio",
+    "power_iteration",
+    "preconditioned_sharpness",
+    "preconditioner_diagonal",
+    "sharpness",
+    "spectral_density",
+    "square_loss_sandwich",
+]

@@ -149,8 +149,9 @@ class Store:
         transaction, unlinks every trial from ``name``/``scale``; so do trials not in ``hashes``
         (what the study expands to now: a user's factory code changed). The run then links the
         trials it expands to, so the membership never mixes two versions; the trials stay. A run
-        killed in between leaves some unlinked; its rerun links them. Returns the configs of the
-        trials unlinked for not being in ``hashes``.
+        killed in between leaves some unlinked; its rerun links them. Either change drops the
+        study's verdicts at ``scale`` (:func:`~gdscope.store.rows.unlink`). Returns the configs
+        of the trials unlinked for not being in ``hashes``.
         """
         now = _rows.now()
         text = _rows.dumps(spec)
@@ -159,9 +160,7 @@ class Store:
                 "SELECT spec_json FROM studies WHERE name = ? AND scale = ?", (name, scale)
             ).fetchone()
             if stored is not None and stored[0] != text:
-                conn.execute(
-                    "DELETE FROM study_trials WHERE study = ? AND scale = ?", (name, scale)
-                )
+                _rows.unlink(conn, name, scale)
             conn.execute(
                 "INSERT INTO studies VALUES (?, ?, ?, ?, ?) ON CONFLICT (name, scale) DO UPDATE "
                 "SET spec_json = excluded.spec_json, last_run = excluded.last_run",
@@ -176,10 +175,7 @@ class Store:
                 (name, scale),
             ).fetchall()
             stale = [(digest, config) for digest, config in linked if digest not in keep]
-            conn.executemany(
-                "DELETE FROM study_trials WHERE study = ? AND scale = ? AND hash = ?",
-                [(name, scale, digest) for digest, _ in stale],
-            )
+            _rows.unlink(conn, name, scale, [digest for digest, _ in stale])
         return [json.loads(config) for _, config in stale]
 
     def record_trial(

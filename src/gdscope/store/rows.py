@@ -2,14 +2,17 @@
 
 What :class:`gdscope.store.Store` writes and reads, as plain functions: the ``trials`` row and
 series rows of a trial result (a ``Trace`` or a failure), the ``verdicts`` row of a verdict, the
-``AND ...`` clauses selecting a study's trials, and the JSON encoding of configs, specs and
-provenance (NumPy values, tuples and pydantic models included). Nothing here opens a connection.
+``AND ...`` clauses selecting a study's trials, the statements that change a study's trials
+(:func:`unlink`), and the JSON encoding of configs, specs and
+provenance (NumPy values, tuples and pydantic models included). Nothing here opens a
+connection.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import sqlite3
 import traceback
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
@@ -23,6 +26,25 @@ from gdscope.studies.table import TrialRecord, flatten_config
 
 if TYPE_CHECKING:
     from gdscope.training import Trace
+
+
+def unlink(
+    conn: sqlite3.Connection, study: str, scale: str, hashes: Sequence[str] | None = None
+) -> None:
+    """Unlink ``hashes`` (default: every trial) from ``study``/``scale``; drop its verdicts there.
+
+    The trials stay. The verdicts go because they judged the old membership: until the study is
+    judged again, the report shows its claims as NOT JUDGED rather than a stale status.
+    """
+    if hashes is not None and not hashes:
+        return
+    where = "study = ? AND scale = ?"
+    if hashes is None:
+        conn.execute(f"DELETE FROM study_trials WHERE {where}", (study, scale))
+    else:
+        rows = [(study, scale, digest) for digest in hashes]
+        conn.executemany(f"DELETE FROM study_trials WHERE {where} AND hash = ?", rows)
+    conn.execute(f"DELETE FROM verdicts WHERE {where}", (study, scale))
 
 
 def membership(
