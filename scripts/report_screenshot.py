@@ -9,8 +9,11 @@ Opens the report in Debian's Chromium (``scripts/install_browser.sh``; the same 
 flags as the report test) at a ``width`` × ``height`` viewport, saves a full-page screenshot
 (``--full``) and one of the first screen (``--top``), and prints one JSON object: the page
 height in CSS px, the height of each table (the verdict table ``table.verdicts``, the summary
-``table.glance``), the number of screens the page takes, and the headings and text visible on
-the first screen. Reads the report only: nothing is written but the screenshots.
+``table.glance``), the number of screens the page takes, the headings and text visible on
+the first screen, and the study sections (``details.study``): how many start open, and the
+page's height with every section folded and with every one open (measured after the
+screenshots, which show the page as it loads). Reads the report only: nothing is written but
+the screenshots.
 """
 
 from __future__ import annotations
@@ -41,7 +44,13 @@ MEASURE = """() => {
     figures: document.querySelectorAll('figure svg').length,
     first_screen_headings: seen,
     first_screen_text: document.body.innerText.slice(0, 1500),
+    study_sections: document.querySelectorAll('details.study').length,
+    study_sections_open: document.querySelectorAll('details.study[open]').length,
   };
+}"""
+HEIGHT_WITH = """(open) => {
+  document.querySelectorAll('details.study').forEach((d) => { d.open = open; });
+  return document.documentElement.scrollHeight;
 }"""
 
 
@@ -61,6 +70,8 @@ def measure(report: Path, full: Path | None, top: Path | None, width: int, heigh
                 page.screenshot(path=str(top))
             if full is not None:
                 page.screenshot(path=str(full), full_page=True)
+            sizes["page_height_all_folded_px"] = page.evaluate(HEIGHT_WITH, False)
+            sizes["page_height_all_open_px"] = page.evaluate(HEIGHT_WITH, True)
         finally:
             browser.close()
     sizes["screens"] = round(sizes["page_height_px"] / height, 1)

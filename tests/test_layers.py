@@ -55,3 +55,22 @@ def test_no_module_of_gdscope_imports_itself_back():
     graph = grimp.build_graph("gdscope", include_external_packages=False)
     adjacency = {m: set(graph.find_modules_directly_imported_by(m)) for m in graph.modules}
     assert _cycles(adjacency) == []
+
+
+def test_every_package_init_only_documents_and_re_exports():
+    """One ``__init__`` convention: a docstring, imports, ``__all__`` (and the lazy stub's line)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "src" / "gdscope"
+    offenders = []
+    for init in sorted(root.rglob("__init__.py")):
+        body = ast.parse(init.read_text()).body
+        for node in body[1:] if body and isinstance(body[0], ast.Expr) else body:
+            allowed = (
+                isinstance(node, ast.Import | ast.ImportFrom | ast.Assign | ast.AnnAssign)
+                or (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant))
+            ) and not any(isinstance(n, ast.Lambda) for n in ast.walk(node))
+            if not allowed:
+                offenders.append(f"{init.relative_to(root)}:{node.lineno} {type(node).__name__}")
+    assert not offenders, offenders

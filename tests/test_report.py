@@ -105,13 +105,39 @@ def _record_hostile_study(results: Path) -> None:
     store.record_verdicts(XSS, "smoke", [fit, undecided])
 
 
+def _record_passing_study(results: Path) -> None:
+    """A study whose one paper claim passes: its section starts folded."""
+    store = Store(results)
+    claim = {"id": "small-loss", "kind": "within", "y": {"reduce": "final", "metric": "loss"}}
+    store.record_study(
+        "passing", "smoke", {"name": "passing", "claims": [{**claim, "band": [0, 1]}]}
+    )
+    for width in (4, 8):
+        store.record_trial(
+            "passing", "smoke", {"model": {"width": width}, "seed": 0}, f"p{width}", _Trace(width)
+        )
+    verdict = SimpleNamespace(
+        claim_id="small-loss",
+        status="PASS",
+        statistic=0.025,
+        ci=(NAN, NAN),
+        band=(0.0, 1.0),
+        n_points=2,
+        reason="final(loss) in [0, 1] in both trials",
+        reference=None,
+        evidence=[{"trial": f"width={w}", "y": 0.1 / w, "ok": True} for w in (4, 8)],
+    )
+    store.record_verdicts("passing", "smoke", [verdict])
+
+
 @pytest.fixture(scope="module")
 def results(tmp_path_factory) -> Path:
-    """Three real catalogue studies at smoke scale, and the hostile study, in one store."""
+    """Three real catalogue studies at smoke scale, the hostile and a passing study, one store."""
     directory = tmp_path_factory.mktemp("results")
     for name in REAL_STUDIES:
         api.run_study(name, scale="smoke", results=directory)
     _record_hostile_study(directory)
+    _record_passing_study(directory)
     return directory
 
 
@@ -251,6 +277,7 @@ def test_report_renders_in_headless_chromium(report, results):
             heading = page.get_by_role("heading", name=XSS)
             assert heading.is_visible() and XSS in heading.inner_text()
             assert page.locator("script").count() == 0
+            _a_link_opens_a_folded_section(page)
         finally:
             browser.close()
     assert problems == []
@@ -303,7 +330,7 @@ def test_groups_and_seeds_sort_by_value_not_text():
 
 
 def test_the_page_opens_with_each_paper_claim_at_a_glance_then_contents(page, results):
-    head = page[: page.index('<section class="study"')]
+    head = page[: page.index('<details class="study"')]
     assert head.index('id="summary"') < head.index('id="contents"') < head.index('id="verdicts"')
     glance = re.search(r'<section id="summary">.*?</section>', page, flags=re.S).group(0)
     table = re.search(r'<section id="verdicts">.*?</section>', page, flags=re.S).group(0)
@@ -315,6 +342,83 @@ def test_the_page_opens_with_each_paper_claim_at_a_glance_then_contents(page, re
         assert f"Seed paper {seed}" in glance
     assert "Studies without a seed paper" in glance  # the hostile study names none
     contents = re.search(r'<nav id="contents">.*?</nav>', page, flags=re.S).group(0)
-    studies = re.findall(r'<section class="study" id="(s\d+)"', page)
+    studies = re.findall(r'<details class="study" id="(s\d+)"', page)
     assert studies and all(f'href="#{s}"' in contents for s in studies)
     assert "<th>Reason</th>" in table and "<th>Reference</th>" not in table
+
+
+def _studies(page: str) -> list[str]:
+    """The page's study sections, each from its ``<details>`` tag to its end."""
+    parts = page.split('<details class="study"')[1:]
+    return ['<details class="study"' + p.split("\n</details>\n")[0] for p in parts]
+
+
+def _find(pattern: str, text: str) -> str:
+    """The first group of ``pattern``'s first match in ``text`` (which must match)."""
+    found = re.search(pattern, text, flags=re.S)
+    assert found is not None, pattern
+    return found.group(1)
+
+
+def test_each_study_is_a_details_section_open_when_a_paper_claim_fails_or_is_inconclusive(page):
+    studies = _studies(page)
+    contents = _find(r'<nav id="contents">(.*?)</nav>', page)
+    assert len(studies) == len(re.findall(r'<a href="#s\d+">', contents)) > 1
+    opened = 0
+    for section in studies:
+        tag = section[: section.index(">") + 1]
+        summary = _find(r"<summary>(.*?)</summary>", section)
+        assert re.search(r"<h2>.+ <span", summary)  # the name stays visible when folded
+        claims = [
+            (m.group(1), "instrument check" in m.group(0))
+            for m in re.finditer(r'<article class="claim claim-([A-Z-]+)".*?</h3>', section, re.S)
+        ]
+        paper = [status for status, check in claims if not check]
+        for status in set(paper):  # the summary counts the paper claims: "3 PASS · 1 FAIL"
+            assert f"{paper.count(status)} {status.replace('-', ' ')}</span>" in summary
+        flagged = any(s in ("FAIL", "INCONCLUSIVE") for s in paper) or ("FAIL", True) in claims
+        assert (" open>" in tag) == flagged, (tag, claims)
+        opened += flagged
+    assert 0 < opened < len(studies)  # the hostile study (INCONCLUSIVE) opens, a passing one not
+    assert f"{opened} of {len(studies)} open" in page
+
+
+def test_every_link_of_the_page_has_its_target(page):
+    ids = set(re.findall(r' id="([^"]+)"', page))
+    links = set(re.findall(r'<a href="#([^"]+)"', page))
+    assert links and links <= ids, links - ids
+    studies = re.findall(r'<a href="#(s\d+)"', page)
+    assert studies and all(f'<details class="study" id="{s}"' in page for s in studies)
+    for section in _studies(page):  # claims are inside their study's <details>
+        index = _find(r'<details class="study" id="(s\d+)"', section)
+        assert all(
+            c.startswith(index + "-c") for c in re.findall(r'<article [^>]*id="([^"]+)"', section)
+        )
+
+
+def test_one_study_alone_starts_open(tmp_path):
+    store = Store(tmp_path)
+    store.record_study("s", "smoke", {"name": "s", "claims": []})
+    store.record_trial("s", "smoke", {"seed": 0}, "h0", _Trace(4))
+    assert '<details class="study" id="s0" open>' in render_report(tmp_path)
+
+
+def _a_link_opens_a_folded_section(page) -> None:
+    """Follow a link of the summary table to a claim in a folded section: the section opens."""
+    target = page.evaluate(
+        """() => Array.from(document.querySelectorAll('#summary a[href^="#s"]'))
+             .map((a) => a.getAttribute('href').slice(1))
+             .find((id) => { const d = document.getElementById(id).closest('details.study');
+                             return id.includes('-c') && d && !d.open; })"""
+    )
+    assert target, "no claim of a folded section is linked from the summary"
+    claim = page.locator(f"[id='{target}']")
+    assert not claim.is_visible()
+    page.locator(f"#summary a[href='#{target}']").click()
+    claim.wait_for(state="visible", timeout=5000)
+    box = claim.bounding_box()
+    assert box is not None and 0 <= box["y"] < page.viewport_size["height"]
+    study = target.split("-")[0]
+    assert page.evaluate(f"document.getElementById('{study}').open")
+    page.locator(f"[id='{study}'] > summary").click()  # a click on its line folds it again
+    assert not page.evaluate(f"document.getElementById('{study}').open")

@@ -64,7 +64,9 @@ def test_the_figure_draws_the_smoothed_density_at_the_first_and_last_checkpoint(
     lines = fig.axes[0].get_lines()
     assert len(lines) == 4  # two trials × (step 0, step 50): the middle checkpoint is not drawn
     assert [ln.get_linestyle() for ln in lines] == ["--", "-", "--", "-"]
-    assert [ln.get_label() for ln in lines[:2]] == ["seed=0: step 0", "seed=0: step 50"]
+    assert str(lines[0].get_label()).startswith("_") and lines[1].get_label() == "seed=0"
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert sorted(legend) == ["dashed: step 0", "seed=0", "seed=1", "solid: step 50"]
     assert fig.axes[0].get_yscale() == "log"
     sigma = density.SIGMA_FRACTION * (5.0 - 0.0)  # the spread of every node drawn
     for line, lam in zip(lines[:2], (early, late), strict=True):
@@ -88,8 +90,12 @@ def test_a_study_without_the_probe_has_no_density_figure():
 
 
 def _section(page: str, name: str) -> str:
-    sections = re.findall(r'<section class="study".*?</section>', page, flags=re.S)
-    return next(s for s in sections if f">{name} <" in s)
+    sections = re.findall(
+        r'<details class="study".*?</details>\n(?=<details class="study"|<section)',
+        page,
+        flags=re.S,
+    )
+    return next(s for s in sections if f"<h2>{name} <" in s)
 
 
 def test_the_figure_appears_in_the_section_of_the_study_that_recorded_it(tmp_path):

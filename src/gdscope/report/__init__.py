@@ -2,8 +2,8 @@
 
 :func:`render_report` reads the SQLite store of a results directory (never trains, imports no
 torch) and returns the page: the verdict table (status, statistic, CI, band, reference,
-provenance), per study its training curves (and sharpness against 2/η, NTK λ_min against width
-where recorded), per claim the figure of its kind (a fit with its points, CI and band; values
+provenance), per study a foldable section (open when a paper claim is FAIL or INCONCLUSIVE) with
+its training curves (and sharpness against 2/η, NTK λ_min against width where recorded), per claim the figure of its kind (a fit with its points, CI and band; values
 against a band; curves against a threshold...), figures as inline SVG (searchable text), every
 stored string escaped, and the environment (versions, device, dates) at the end.
 :func:`write_report` writes it to a file; :func:`write_figures` writes every figure as SVG and
@@ -13,79 +13,6 @@ PDF files for a paper.
 >>> write_report("gdscope-results", "report.html")  # doctest: +SKIP
 """
 
-from __future__ import annotations
-
-import os
-from datetime import datetime
-from pathlib import Path
-from typing import Literal
+from gdscope.report.render import render_report, write_figures, write_report
 
 __all__ = ["render_report", "write_figures", "write_report"]
-
-
-def render_report(
-    results_dir: str | os.PathLike[str],
-    *,
-    now: datetime | None = None,
-    fmt: Literal["html", "markdown"] = "html",
-) -> str:
-    """Return the HTML report of the results store in ``results_dir`` (or its Markdown verdicts).
-
-    Args:
-        results_dir: a results directory written by ``gdscope run`` (holds ``gdscope.sqlite``).
-        now: the date printed as the report's writing date (default: now, UTC).
-        fmt: ``"html"`` (the page), or ``"markdown"``: the verdicts of every stored study and
-            scale with wall time, date, machine and findings (:mod:`gdscope.report.markdown`;
-            ``docs/verdicts.md`` is written this way).
-
-    Raises:
-        StoreError: there is no gdscope store in ``results_dir``, or it is of another version.
-
-    """
-    from gdscope.report.collect import collect
-    from gdscope.report.html import page
-    from gdscope.store import Store
-
-    store = Store(results_dir, read_only=True)
-    if fmt == "markdown":
-        from datetime import timezone
-
-        from gdscope.report.markdown import markdown_page
-
-        when = now or datetime.now(timezone.utc)
-        return markdown_page(collect(store), str(results_dir), when)
-    return page(collect(store), str(results_dir), now)
-
-
-def write_report(
-    results_dir: str | os.PathLike[str],
-    output: str | os.PathLike[str],
-    *,
-    now: datetime | None = None,
-    fmt: Literal["html", "markdown"] = "html",
-) -> Path:
-    """Write the report of ``results_dir`` to ``output`` (parents created); return its path.
-
-    ``fmt`` as in :func:`render_report`.
-
-    The file is written to a new temporary file beside ``output`` and renamed over it
-    (:func:`gdscope._output.replacing`), so a reader never sees half a report; ``output`` may
-    not be a results store or a folder (:class:`gdscope._output.OutputError`, a ``ValueError``).
-    """
-    from gdscope._output import check_target, replacing
-
-    target = check_target(output, "--output")  # before anything is read or drawn
-    text = render_report(results_dir, now=now, fmt=fmt)
-    with replacing(target, "--output") as file:
-        file.write(text)
-    return target
-
-
-def write_figures(results_dir: str | os.PathLike[str], out: str | os.PathLike[str]) -> list[Path]:
-    """Write every figure of ``results_dir``'s report as SVG and PDF files into ``out``.
-
-    See :mod:`gdscope.report.figure_files`. Returns the paths written, in page order.
-    """
-    from gdscope.report.figure_files import write_figures as write
-
-    return write(results_dir, out)

@@ -28,8 +28,8 @@ MAX_LINES = 24
 DECIMATE_BUCKETS = 300
 """Runs of consecutive points a drawn curve keeps (about one per horizontal pixel)."""
 
-LEGEND_LIMIT = 12
-"""Most labelled artists a legend lists; with more, a caption says what the colours mean."""
+LEGEND_LIMIT = MAX_LINES + 6
+"""Most entries a legend lists (one per group drawn, and the decorations); with more, none."""
 _FEW_TICKS = 3
 """A log axis with fewer labelled ticks gets ticks at 1, 2 and 5 of each decade, not only at 10ⁿ."""
 _LOG_LABELS = FuncFormatter(lambda value, _: f"{value:g}")
@@ -195,11 +195,65 @@ def steps_axis(ax: Axes) -> None:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
-def legend(ax: Axes, limit: int = LEGEND_LIMIT) -> None:
-    """Draw the legend when there are between 1 and ``limit`` labelled artists."""
-    handles, names = ax.get_legend_handles_labels()
-    if 0 < len(names) <= limit:
-        ax.legend(handles, names, loc="best", frameon=False)
+def legend(ax: Axes, limit: int = LEGEND_LIMIT, handles: Sequence[Any] = ()) -> bool:
+    """Draw the legend of ``ax`` below its axes, growing the figure; ``False`` if none was drawn.
+
+    The labelled artists of ``ax``, then the extra proxy ``handles`` (e.g. "dashed: first
+    checkpoint"), in as many columns as fit the figure's width: outside the axes, so it never
+    hides a curve. Nothing is drawn with no labelled artist or more than ``limit`` of them (the
+    caller's caption then says what the colours mean).
+    """
+    found, names = ax.get_legend_handles_labels()
+    found += list(handles)
+    names += [str(h.get_label()) for h in handles]
+    if not 0 < len(names) <= limit:
+        return False
+    fig = ax.get_figure()
+    assert isinstance(fig, Figure)
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    width = fig.get_figwidth() * fig.dpi - 8
+    columns = len(names)
+    while True:  # the most columns whose legend fits the figure's width
+        order = _row_major(len(names), columns)
+        drawn = fig.legend(
+            [found[i] for i in order],
+            [names[i] for i in order],
+            loc="upper center",
+            ncols=columns,
+            frameon=False,
+            borderaxespad=0,
+        )
+        box = drawn.get_window_extent(renderer)
+        if box.width <= width or columns == 1:
+            break
+        drawn.remove()
+        columns = max(1, min(columns - 1, int(columns * width / box.width)))
+    tall = box.height / fig.dpi  # inches; the x label keeps 0.4 in below the axes
+    _grow_below(fig, tall - 0.04)
+    drawn.set_bbox_to_anchor((0.5, (tall + 0.03) / fig.get_figheight()))
+    return True
+
+
+def _row_major(n: int, columns: int) -> list[int]:
+    """Order ``n`` entries so a legend of ``columns`` (filled column by column) reads by rows.
+
+    matplotlib fills a legend's columns top to bottom, the first ``n mod columns`` one entry
+    longer; listing them in this order puts entry ``k`` at row ``k // columns``.
+
+    >>> _row_major(5, 3)  # rows: 0 1 2 / 3 4
+    [0, 3, 1, 4, 2]
+    """
+    rows = -(-n // columns)
+    return [k for j in range(columns) for i in range(rows) if (k := i * columns + j) < n]
+
+
+def _grow_below(fig: Figure, inches: float) -> None:
+    """Add ``inches`` at the bottom of ``fig``, keeping its axes' size and place in inches."""
+    height = fig.get_figheight()
+    params = fig.subplotpars
+    bottom, top = params.bottom * height + inches, (1 - params.top) * height
+    fig.set_figheight(height + inches)
+    fig.subplots_adjust(bottom=bottom / (height + inches), top=1 - top / (height + inches))
 
 
 def hband(ax: Axes, band: Sequence[float] | None, label: str = "claimed band") -> bool:

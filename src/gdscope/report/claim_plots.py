@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+from matplotlib.lines import Line2D
 
 from gdscope.report import canvas, labels, series
 from gdscope.report.canvas import Drawn
@@ -67,6 +68,17 @@ def _per_trial(claim: ClaimView, key: str, xlabel: str) -> tuple[Any, Any] | Non
     return fig, ax
 
 
+def _ok_keys(claim: ClaimView, key: str, yes: str, no: str) -> list[Line2D]:
+    """Legend entries of the green and red dots of :func:`_per_trial` (those drawn)."""
+    return _dots({r[2] for r in _values(claim, key)}, yes, no)
+
+
+def _dots(flags: set[bool], yes: str, no: str) -> list[Line2D]:
+    """Legend entries for green (``True`` in ``flags``) and red (``False``) dots."""
+    found = [(OK, yes)] * (True in flags) + [(BAD, no)] * (False in flags)
+    return [Line2D([], [], color=c, marker="o", linestyle="", label=n) for c, n in found]
+
+
 def within(claim: ClaimView, study: StudyView) -> Drawn | None:
     """``within``: each trial's value against the band it must lie in."""
     ylabel = _y_label(claim.spec)
@@ -76,7 +88,7 @@ def within(claim: ClaimView, study: StudyView) -> Drawn | None:
     fig, ax = drawn
     band = (claim.verdict or {}).get("band") or claim.spec.get("band")
     canvas.vband(ax, band)
-    canvas.legend(ax)
+    canvas.legend(ax, handles=_ok_keys(claim, "y", "inside the band", "outside"))
     caption = (
         f"{ylabel} of each trial (green: inside, red: outside) against the shaded band "
         f"{labels.interval(band)}."
@@ -122,7 +134,8 @@ def agrees(claim: ClaimView, study: StudyView) -> Drawn | None:
         ax.set_yscale("log")
     ax.set_xlabel(labels.reducer(spec.get("y2")))
     ax.set_ylabel(labels.reducer(spec.get("y1")))
-    canvas.legend(ax)
+    flags = {r[2] for r in rows}
+    canvas.legend(ax, handles=_dots(flags, "within tolerance", "not within"))
     caption = (
         f"{labels.reducer(spec.get('y1'))} against {labels.reducer(spec.get('y2'))}, one dot per "
         "trial (green: within tolerance, red: not); the line is equality."
@@ -237,7 +250,7 @@ def bound(claim: ClaimView, study: StudyView) -> Drawn | None:
         for metric, style in ((lhs, "-"), (rhs, "--")):
             steps, values = canvas.decimate(*series.curve(record, metric))
             every += values[np.isfinite(values)].tolist()
-            name = f"{labels.metric_name(metric)}: {labels.trial(record, study.axes)}"
+            name = labels.shorten(labels.trial(record, study.axes), 60) if style == "-" else None
             ax.plot(
                 steps,
                 values,
@@ -246,12 +259,16 @@ def bound(claim: ClaimView, study: StudyView) -> Drawn | None:
                 linewidth=1.1,
                 marker="o",
                 markersize=2,
-                label=labels.shorten(name, 60),
+                label=name,
             )
     if canvas.wants_log(every, 2.0):
         ax.set_yscale("log")
     canvas.steps_axis(ax)
-    canvas.legend(ax, limit=10)
+    keys = [
+        Line2D([], [], color="#555", linestyle="-", label=f"solid: {labels.metric_name(lhs)}"),
+        Line2D([], [], color="#555", linestyle="--", label=f"dashed: {labels.metric_name(rhs)}"),
+    ]
+    canvas.legend(ax, handles=keys)
     spec = claim.spec
     caption = (
         f"{lhs} (solid) must stay ≤ {rhs}·(1 + {spec.get('slack', 0):g}) + {spec.get('atol', 0):g} "

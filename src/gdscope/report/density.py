@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
+from matplotlib.lines import Line2D
 
 from gdscope.report import canvas, labels
 from gdscope.report.canvas import Drawn
@@ -102,19 +103,20 @@ def density_curves(study: StudyView) -> Drawn | None:
     floor = FLOOR * max(float(d.max()) for drawn in curves for _, d in drawn)
     fig, ax = canvas.figure()
     for (record, _), drawn, colour in zip(shown, curves, canvas.colors(len(shown)), strict=True):
-        for index, (step, density) in enumerate(drawn):
+        for index, (_, density) in enumerate(drawn):
+            first = index == 0 and len(drawn) > 1
             ax.plot(
                 t,
                 np.where(density >= floor, density, np.nan),
-                "--" if index == 0 and len(drawn) > 1 else "-",
+                "--" if first else "-",
                 color=colour,
                 linewidth=1.1,
-                label=labels.shorten(f"{labels.trial(record, study.axes)}: step {step}", 60),
+                label=None if first else labels.shorten(labels.trial(record, study.axes), 60),
             )
     ax.set_yscale("log")
     ax.set_xlabel("Hessian eigenvalue")
     ax.set_ylabel("density (log scale)")
-    canvas.legend(ax)
+    canvas.legend(ax, handles=_checkpoint_keys([ends for _, ends in shown]))
     probes, m = shown[0][1][0][1][0].shape
     more = len(chosen) - len(shown)
     note = f" {len(shown)} of {len(chosen)} trials shown, evenly spaced." if more else ""
@@ -127,6 +129,20 @@ def density_curves(study: StudyView) -> Drawn | None:
         "the outlying top eigenvalues (the sharpness)." + note
     )
     return fig, "Hessian eigenvalue density (SLQ)", caption
+
+
+def _checkpoint_keys(ends: list[list[tuple[int, Quadrature]]]) -> list[Line2D]:
+    """Legend entries of the two line styles: the first checkpoint (dashed), the last (solid)."""
+    firsts = {e[0][0] for e in ends if len(e) > 1}
+    lasts = {e[-1][0] for e in ends if len(e) > 1}
+    if not firsts:
+        return []
+    first = f"step {firsts.pop()}" if len(firsts) == 1 else "first checkpoint"
+    last = f"step {lasts.pop()}" if len(lasts) == 1 else "last checkpoint"
+    return [
+        Line2D([], [], color="#555", linestyle="--", linewidth=1.1, label=f"dashed: {first}"),
+        Line2D([], [], color="#555", linestyle="-", linewidth=1.1, label=f"solid: {last}"),
+    ]
 
 
 def _ends(found: dict[int, Quadrature]) -> list[tuple[int, Quadrature]]:

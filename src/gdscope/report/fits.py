@@ -137,7 +137,7 @@ def fit(claim: ClaimView, study: StudyView) -> Drawn | None:
     _decorate_fit(ax, pts, log_x, log_y, claim.verdict or {}, what)
     ax.set_xlabel(labels.reducer(spec.get("x")))
     ax.set_ylabel(labels.reducer(spec.get("y")))
-    canvas.legend(ax, limit=14)
+    canvas.legend(ax)
     verdict = claim.verdict or {}
     caption = (
         f"{labels.reducer(spec.get('y'))} against {labels.reducer(spec.get('x'))}, one colour per "

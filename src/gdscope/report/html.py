@@ -5,6 +5,15 @@ config values, provenance) goes through :func:`esc` (``html.escape`` with quotes
 reaches the page, and the page's Content-Security-Policy allows no script at all, so a study
 named ``<script>alert(1)</script>`` is shown as text. Anchors are built from positions, never
 from names.
+
+Each study's section is a ``<details>`` element (no script): its summary line, always shown,
+gives the study's name, scale and verdict counts (``3 PASS · 1 FAIL``). A section starts open
+when a researcher has something to look at in it: a paper claim that is FAIL or INCONCLUSIVE,
+an instrument check that FAILs (an instrument is wrong), or when it is the page's only study;
+the others start folded, one line each. The study's anchor ``#s3`` is its ``<details>``
+element; a link to a claim inside a folded section (``#s3-c1``, from the tables at the top)
+opens it: browsers reveal the closed ``<details>`` ancestors of a fragment's target (the HTML
+standard's *ancestor details revealing algorithm*, in Chromium since 97).
 """
 
 from __future__ import annotations
@@ -55,6 +64,15 @@ figcaption{font-size:.82em;color:#444;margin-top:.35em}
 .finding{background:#fff8e1;border-left:3px solid #e0a800;padding:.3em .6em}
 pre{white-space:pre-wrap;overflow-wrap:anywhere;font-size:.8em;background:#f7f7f7;padding:.6em}
 details{margin:.4em 0}summary{cursor:pointer;color:#333}
+details.study{margin:0;border-bottom:1px solid #e3e3e3}
+details.study>summary{list-style:none;display:flex;flex-wrap:wrap;align-items:baseline;
+  gap:.2em .7em;padding:.4em 0;background:#fff}
+details.study>summary::-webkit-details-marker{display:none}
+details.study>summary::before{content:"▸";color:#777;width:.8em}
+details.study[open]>summary::before{content:"▾"}
+details.study[open]>summary{position:sticky;top:0;z-index:1;border-bottom:2px solid #ddd}
+details.study>summary h2{font-size:1.2em;margin:0;border:0;padding:0}
+details.study[open]{padding-bottom:1em}.claim,details.study{scroll-margin-top:3em}
 .env th{width:12em;position:static}
 .toc{columns:2;column-gap:2em;padding-left:1.2em}.toc-studies{font-size:.9em}
 table.glance td{padding:.15em .5em}td.reason-line{color:#444;max-width:40em}
@@ -83,6 +101,7 @@ def page(studies: Sequence[StudyView], source: str, now: datetime | None = None)
         summary.contents(studies, esc, any(c.role == "sanity" for c in claims)),
         _verdict_table(studies, "paper"),
         _verdict_table(studies, "sanity"),
+        _studies_intro(studies),
         *_study_sections(studies),
         _environment(studies, now),
     ]
@@ -98,8 +117,66 @@ def page(studies: Sequence[StudyView], source: str, now: datetime | None = None)
 
 
 def _study_sections(studies: Sequence[StudyView]) -> list[str]:
-    """Each study's section, drawn on every CPU core (the figures are most of a report's time)."""
-    return map_studies(_study, studies)
+    """Each study's foldable section; bodies drawn on every CPU core (the figures take longest)."""
+    bodies = map_studies(_study, studies)
+    return [
+        f'<details class="study" id="s{i}"{" open" if opens(study, len(studies)) else ""}>'
+        f"{_summary_line(study)}\n{body}\n</details>"
+        for i, (study, body) in enumerate(zip(studies, bodies, strict=True))
+    ]
+
+
+def opens(study: StudyView, studies: int) -> bool:
+    """Whether ``study``'s section starts open on a page of ``studies`` studies.
+
+    Open: a paper claim is FAIL or INCONCLUSIVE, an instrument check FAILs, or it is the only
+    study; folded otherwise (every claim passed or is reported, or there is no claim).
+    """
+    flagged = any(
+        c.status == "FAIL" or (c.status == "INCONCLUSIVE" and c.role != "sanity")
+        for c in study.claims
+    )
+    return flagged or studies == 1
+
+
+def _studies_intro(studies: Sequence[StudyView]) -> str:
+    """Return the heading above the study sections, saying how they fold."""
+    if not studies:
+        return ""
+    shown = sum(opens(s, len(studies)) for s in studies)
+    return (
+        '<h2 id="studies">Studies</h2><p class="muted small">One section per study; '
+        f"{shown} of {len(studies)} open: those with a paper claim that is FAIL or "
+        "INCONCLUSIVE, an instrument check that fails, or a page's only study. Click a study's line to open or "
+        "fold it; a link to a claim opens its section.</p>"
+    )
+
+
+def _summary_line(study: StudyView) -> str:
+    """Return a study's summary line: name, scale, claim counts, checks, failed trials."""
+    paper = [c for c in study.claims if c.role != "sanity"]
+    checks = [c for c in study.claims if c.role == "sanity"]
+    parts = [
+        f'<h2>{esc(study.name)} <span class="muted small">scale {esc(study.scale)}</span></h2>',
+        _pills(paper) if paper else '<span class="muted small">no paper claims</span>',
+    ]
+    if checks:
+        parts.append(
+            f'<span class="muted small">instrument checks: {esc(summary.counts(checks))}</span>'
+        )
+    if study.failed:
+        parts.append(f'<span class="small">{len(study.failed)} failed trial(s)</span>')
+    return "<summary>" + " ".join(parts) + "</summary>"
+
+
+def _pills(claims: Sequence[ClaimView]) -> str:
+    """``3 PASS · 1 FAIL`` as status pills."""
+    seen = Counter(c.status for c in claims)
+    return " · ".join(
+        f'<span class="status {esc(s.replace(" ", "-"))}">{seen[s]} {esc(s)}</span>'
+        for s in summary.STATUSES
+        if seen[s]
+    )
 
 
 def map_studies(work: Callable[[int, StudyView], T], studies: Sequence[StudyView]) -> list[T]:
@@ -166,12 +243,10 @@ def _figure(chart: Chart, prefix: str) -> str:
 
 
 def _study(index: int, study: StudyView) -> str:
+    """Return the body of a study's section: what ran, its figures, then each claim."""
     statuses = Counter(str(t.get("status")) for t in study.trials)
     ran = ", ".join(f"{n} {s}" for s, n in sorted(statuses.items())) or "none stored"
-    parts = [
-        f'<section class="study" id="s{index}"><h2>{esc(study.name)} '
-        f'<span class="muted small">scale {esc(study.scale)}</span></h2>',
-    ]
+    parts: list[str] = []
     if study.title:
         parts.append(f"<p><b>{esc(study.title)}</b></p>")
     meta = [f"trials: {esc(ran)}"]
@@ -190,7 +265,6 @@ def _study(index: int, study: StudyView) -> str:
     parts.append(_failed(study))
     parts.append(_figures(study_charts(study), f"s{index}"))
     parts += [_claim(index, j, claim, study) for j, claim in enumerate(study.claims)]
-    parts.append("</section>")
     return "\n".join(p for p in parts if p)
 
 

@@ -144,6 +144,36 @@ def trial(record: TrialRecord, axes: Sequence[str]) -> str:
     return ", ".join(parts) or f"trial {record.hash[:8]}"
 
 
+def short_keys(axes: Sequence[str]) -> dict[str, str]:
+    """Name each swept key by its last dotted part when that is unambiguous (``model.width`` → ``width``).
+
+    >>> short_keys(["model.width", "optimizer.lr", "data.n", "model.n"])
+    {'model.width': 'width', 'optimizer.lr': 'lr', 'data.n': 'data.n', 'model.n': 'model.n'}
+    """
+    last = [k.rsplit(".", 1)[-1] for k in axes]
+    return {k: s if last.count(s) == 1 else k for k, s in zip(axes, last, strict=True)}
+
+
+def config_value(item: Any) -> str:
+    """Write a config value for a legend: text as it is, numbers to 4 significant digits.
+
+    >>> config_value("gd"), config_value(0.1), config_value(64), config_value(1e-4)
+    ('gd', '0.1', '64', '0.0001')
+    """
+    return number(item) if finite(item) else str(item)
+
+
+def group(record: TrialRecord, axes: Sequence[str]) -> str:
+    """Name a trial's group (its swept values, seed apart) for a legend, e.g. ``width=32, lr=0.1``.
+
+    ``""`` when nothing is swept (all trials differ only in their seed).
+    """
+    short = short_keys(axes)
+    return ", ".join(
+        f"{short[k]}={config_value(record.config[k])}" for k in axes if k in record.config
+    )
+
+
 def natural(value: Any) -> tuple[Any, ...]:
     """Sort key: numbers by value before text, text by its numbers' values (``w=32`` < ``w=128``).
 

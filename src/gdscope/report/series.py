@@ -1,5 +1,8 @@
 """Figures drawn from the stored series of a study's trials (one line per trial, against step).
 
+The trials of one group (same swept values, other seeds: :mod:`~gdscope.report.groups`) share a
+colour and one legend entry, drawn below the axes (:func:`~gdscope.report.canvas.legend`).
+
 - :func:`training_curves`: the loss (or the objective) against step, log scale when positive;
 - :func:`sharpness_curves`: the top Hessian eigenvalue against step with the stability
   threshold 2/η of each learning rate η (Cohen et al., edge of stability), from the ``lr``
@@ -16,8 +19,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from matplotlib.lines import Line2D
 
-from gdscope.report import canvas, labels
+from gdscope.report import canvas, groups, labels
 from gdscope.report.canvas import Drawn
 from gdscope.report.collect import StudyView
 from gdscope.studies.table import TrialRecord
@@ -27,6 +31,8 @@ LOSSES = ("loss", "f_gap", "objective", "f", "residual")
 LAMBDA_MIN = ("ntk_lambda_min_over_n", "ntk_lambda_min")
 WIDTH = "model.width"
 LR = "optimizer.lr"
+EDGE = "#d62728"
+"""The colour of 2/η when it is not a group's own."""
 RECORDED_LR = "lr"
 """The learning rate a monitored run records at each step (``mon.step(t, lr=...)``)."""
 
@@ -54,30 +60,33 @@ def metric_curves(
     window: Sequence[float] | None = None,
     stability: bool = False,
 ) -> Drawn | None:
-    """``metric`` against step, one line per trial (thinned to ``MAX_LINES``).
+    """``metric`` against step, one line per trial (thinned to ``MAX_LINES``), coloured by group.
 
-    Decorations: ``band`` shaded horizontally, ``threshold`` as a dashed line, ``window`` shaded
-    vertically, and with ``stability`` the line 2/η of each trial's learning rate.
+    The trials of a group (:mod:`~gdscope.report.groups`: the same swept values, other seeds)
+    share a colour and one legend entry. Decorations: ``band`` shaded horizontally,
+    ``threshold`` as a dashed line, ``window`` shaded vertically, and with ``stability`` the
+    line 2/η of each trial's learning rate.
     """
-    chosen = sorted((r for r in records if curve(r, metric)[0].size), key=labels.record_order(axes))
+    chosen = [r for r in records if curve(r, metric)[0].size]
     if not chosen:
         return None
-    shown = canvas.thin(chosen)
+    shown = groups.thin(groups.of(chosen, axes), canvas.MAX_LINES)
+    drawn = [r for g in shown for r in g.records]
+    colours = canvas.colors(len(shown))
     fig, ax = canvas.figure()
-    every = np.concatenate([curve(r, metric)[1] for r in shown])
+    every = np.concatenate([curve(r, metric)[1] for r in drawn])
     log = canvas.wants_log(every, decades=2.0)
-    for record, color in zip(shown, canvas.colors(len(shown)), strict=True):
-        steps, values = canvas.decimate(*curve(record, metric))
-        if log:
-            values = np.where(values > 0, values, np.nan)
-        style = {"marker": "o", "markersize": 2.5} if steps.size < 40 else {}
-        ax.plot(
-            steps, values, color=color, linewidth=1.1, label=labels.trial(record, axes), **style
-        )
+    for group, colour in zip(shown, colours, strict=True):
+        for k, record in enumerate(group.records):
+            steps, values = canvas.decimate(*curve(record, metric))
+            if log:
+                values = np.where(values > 0, values, np.nan)
+            style = {"marker": "o", "markersize": 2.5} if steps.size < 40 else {}
+            name = group.label if k == 0 else None  # one legend entry per group
+            ax.plot(steps, values, color=colour, linewidth=1.1, label=name, **style)
     if log:
         ax.set_yscale("log")
-    if stability:
-        _stability_lines(ax, shown)
+    extra = _stability_lines(ax, shown, colours) if stability else []
     if threshold is not None and math.isfinite(threshold) and (not log or threshold > 0):
         ax.axhline(threshold, color="black", linestyle="--", linewidth=1, label="threshold")
     if window is not None and len(window) == 2:
@@ -86,40 +95,54 @@ def metric_curves(
     canvas.hband(ax, band)
     canvas.steps_axis(ax)
     ax.set_ylabel(labels.metric_name(metric))
-    canvas.legend(ax)
-    more = len(chosen) - len(shown)
-    note = f" ({len(shown)} of {len(chosen)} trials shown, evenly spaced)" if more else ""
-    scale = " Log scale." if log else ""
-    if len(shown) > canvas.LEGEND_LIMIT:  # too many for a legend: say what the colours mean
+    legend = canvas.legend(ax, handles=extra)
+    note = (
+        f" ({len(drawn)} of {len(chosen)} trials shown, evenly spaced)"
+        if len(drawn) < len(chosen)
+        else ""
+    )
+    if len(drawn) > len(shown):
+        note += " One colour per group; its seeds share the colour."
+    note += " Log scale." if log else ""
+    if not legend:  # too many entries for a legend: say what the colours mean
         order = ", ".join([*axes, "seed"])
-        scale += f" Colours run from dark to light in the order of {order}."
-    return fig, title, caption + note + scale
+        note += f" Colours run from dark to light in the order of {order}."
+    return fig, title, caption + note
 
 
-def _stability_lines(ax: Any, records: Sequence[TrialRecord]) -> None:
-    """Draw 2/η: from a trial's recorded ``lr`` series (a monitored run), else its config's lr."""
+def _stability_lines(ax: Any, shown: Sequence[groups.Group], colours: Sequence[Any]) -> list[Any]:
+    """Draw 2/η: from a trial's recorded ``lr`` series (a monitored run), else its config's lr.
+
+    When each η belongs to one group, its line takes the group's colour and the legend gets one
+    entry for all of them (returned, to pass to :func:`canvas.legend`); else the lines are red,
+    each named by its η.
+    """
+    records = [r for g in shown for r in g.records]
     recorded = [r for r in records if curve(r, RECORDED_LR)[0].size]
-    drawn: list[tuple[bytes, bytes]] = []
+    seen: list[tuple[bytes, bytes]] = []
     for record in recorded:
         steps, rates = curve(record, RECORDED_LR)
-        if (steps.tobytes(), rates.tobytes()) in drawn:  # attempts with the same schedule
+        if (steps.tobytes(), rates.tobytes()) in seen:  # attempts with the same schedule
             continue
-        label = "2/η of the recorded lr" if not drawn else None
-        drawn.append((steps.tobytes(), rates.tobytes()))
+        label = "2/η of the recorded lr" if not seen else None
+        seen.append((steps.tobytes(), rates.tobytes()))
         edge = np.where(rates > 0, 2 / np.where(rates > 0, rates, 1.0), np.nan)
         xs, ys = canvas.decimate(steps, edge)
-        ax.step(xs, ys, where="post", color="#d62728", linestyle=":", linewidth=1.4, label=label)
-    rates = sorted(
-        {
-            float(r.config[LR])
-            for r in records
-            if labels.finite(r.config.get(LR)) and not curve(r, RECORDED_LR)[0].size
-        }
-    )
-    for lr in rates:
-        if lr > 0:
-            label = f"2/η = {labels.number(2 / lr)} (η = {labels.number(lr)})"
-            ax.axhline(2 / lr, color="#d62728", linestyle=":", linewidth=1.4, label=label)
+        ax.step(xs, ys, where="post", color=EDGE, linestyle=":", linewidth=1.4, label=label)
+    owners: dict[float, set[int]] = {}
+    for index, group in enumerate(shown):
+        for r in group.records:
+            lr = r.config.get(LR)
+            if labels.finite(lr) and lr > 0 and not curve(r, RECORDED_LR)[0].size:
+                owners.setdefault(float(lr), set()).add(index)
+    own = len(owners) > 1 and all(len(o) == 1 for o in owners.values())
+    for lr, owner in sorted(owners.items()):
+        label = None if own else f"2/η = {labels.number(2 / lr)} (η = {labels.number(lr)})"
+        colour = colours[min(owner)] if own else EDGE
+        ax.axhline(2 / lr, color=colour, linestyle=":", linewidth=1.4, label=label)
+    if not own:
+        return []
+    return [Line2D([], [], color="#555", linestyle=":", label="2/η of each group's η")]
 
 
 def training_curves(study: StudyView) -> Drawn | None:

@@ -50,7 +50,7 @@ def contents(studies: Sequence[StudyView], esc: Escape, checks: bool) -> str:
     )
     return (
         '<nav id="contents"><h2>Contents</h2><ul class="toc">'
-        f'{links}<li>Studies<ul class="toc-studies">{items}</ul></li>'
+        f'{links}<li><a href="#studies">Studies</a><ul class="toc-studies">{items}</ul></li>'
         '<li><a href="#environment">Environment</a></li></ul></nav>'
     )
 
