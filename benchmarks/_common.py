@@ -45,6 +45,38 @@ def median_ms(
     return statistics.median(times), result
 
 
+def interleaved(
+    fns: dict[str, Callable[[], Any]], *, rounds: int = 5, warmup: int = 1
+) -> tuple[dict[str, list[float]], dict[str, Any]]:
+    """Time several methods on the same inputs in alternating rounds (A, B, C, A, B, C, ...).
+
+    Each method first runs ``warmup`` times (compilation, caches, allocator); then every round runs
+    each method once, so a change of machine load during the run falls on all of them alike.
+    Returns (milliseconds per method, one per round; the last result of each method).
+    """
+    results = {name: None for name in fns}
+    for name, fn in fns.items():
+        for _ in range(warmup):
+            results[name] = fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            results[name] = fn()
+            times[name].append((time.perf_counter() - start) * 1e3)
+    return times, results
+
+
+def summary(times: list[float]) -> dict[str, float]:
+    """Median, minimum and spread (``max/min``) of repeated timings, in ms."""
+    return {
+        "median_ms": round(statistics.median(times), 3),
+        "min_ms": round(min(times), 3),
+        "spread": round(max(times) / min(times), 3),
+        "repeats": len(times),
+    }
+
+
 def emit(record: dict[str, Any]) -> None:
     """Print one JSON line (with the date) and flush."""
     record = {"date": date.today().isoformat(), **record}

@@ -59,7 +59,7 @@ def run_w1(sizes, device: torch.device, repeats: int) -> None:
 def run_w1_case(n: int, m: int, k: int, device: torch.device, repeats: int) -> None:
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(n, 784, generator=gen).to(device)
-    model = gs.models.mlp(784, m, 4, out_dim=k, seed=0, device=device)
+    model = gs.models.mlp(784, m, depth=4, out_dim=k, seed=0, device=device)
     ours_ms, gram = median_ms(lambda: gs.probes.ntk_gram(model, x), device, repeats=repeats)
     record = {
         "workload": "W1 ntk_gram",
@@ -96,7 +96,7 @@ def run_w1_case(n: int, m: int, k: int, device: torch.device, repeats: int) -> N
 def run_w1b(n: int, device: torch.device, repeats: int) -> None:
     gen = torch.Generator().manual_seed(1)
     x = torch.randn(n, 784, generator=gen).to(device)
-    model = gs.models.mlp(784, 512, 4, seed=0, device=device)
+    model = gs.models.mlp(784, 512, depth=4, seed=0, device=device)
     gram = gs.probes.ntk_gram(model, x)
     ours_ms, spec = median_ms(
         lambda: gs.probes.ntk_spectrum(gram, k=1, method="lanczos"), device, repeats=repeats

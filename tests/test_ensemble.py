@@ -73,7 +73,8 @@ def test_mlp_param_groups_per_member_data_cross_entropy():
 
     def build():
         nets = [
-            gs.models.mlp(6, 32, 3, out_dim=3, parameterization="mup", seed=s) for s in range(3)
+            gs.models.mlp(6, 32, depth=3, out_dim=3, parameterization="mup", seed=s)
+            for s in range(3)
         ]
         opts = [gs.optim.make_optimizer("nesterov", n, 0.2 * (i + 1)) for i, n in enumerate(nets)]
         return nets, opts

@@ -33,18 +33,27 @@ BETA = get_parameterization("ntk").bias_scale
 # name -> (factory(parameterization, seed, dtype), input shape, output shape)
 MODELS = {
     "mlp": (
-        lambda p, seed, dtype: mlp(5, 8, 3, out_dim=2, parameterization=p, seed=seed, dtype=dtype),
+        lambda p, seed, dtype: mlp(
+            5, 8, depth=3, out_dim=2, parameterization=p, seed=seed, dtype=dtype
+        ),
         (4, 5),
         (4, 2),
     ),
     "mlp_depth1": (
-        lambda p, seed, dtype: mlp(5, 8, 1, parameterization=p, seed=seed, dtype=dtype),
+        lambda p, seed, dtype: mlp(5, 8, depth=1, parameterization=p, seed=seed, dtype=dtype),
         (4, 5),
         (4, 1),
     ),
     "mlp_residual_tanh": (
         lambda p, seed, dtype: mlp(
-            5, 8, 4, activation="tanh", residual=True, parameterization=p, seed=seed, dtype=dtype
+            5,
+            8,
+            depth=4,
+            activation="tanh",
+            residual=True,
+            parameterization=p,
+            seed=seed,
+            dtype=dtype,
         ),
         (4, 5),
         (4, 1),
@@ -145,7 +154,7 @@ def test_global_rng_is_untouched():
     torch.manual_seed(123)
     expected = torch.rand(3)
     torch.manual_seed(123)
-    mlp(4, 16, 3, parameterization="ntk")
+    mlp(4, 16, depth=3, parameterization="ntk")
     two_layer(4, 16)
     resnet(1, 4, 2, 2)
     assert torch.equal(torch.rand(3), expected)
@@ -213,13 +222,13 @@ def _lr_table(p: str, width: int) -> list[float]:
 @pytest.mark.parametrize("p", PARAMS)
 @pytest.mark.parametrize("width", [64, 256])
 def test_lr_multipliers_of_mlp(p, width):
-    got = lr_multipliers(mlp(7, width, 3, parameterization=p))
+    got = lr_multipliers(mlp(7, width, depth=3, parameterization=p))
     names = [f"layers.{i}.{k}" for i in range(3) for k in ("weight", "bias")]
     assert got == dict(zip(names, map(float, _lr_table(p, width)), strict=True))
 
 
 def test_lr_multipliers_without_bias_and_of_two_layer():
-    got = lr_multipliers(mlp(7, 128, 2, bias=False, parameterization="mup"))
+    got = lr_multipliers(mlp(7, 128, depth=2, bias=False, parameterization="mup"))
     assert got == {"layers.0.weight": 2.0, "layers.1.weight": 2.0}
     assert lr_multipliers(two_layer(3, 8)) == {"weight": 1.0}
     assert lr_multipliers(two_layer(3, 8, train_outer=True)) == {"weight": 1.0, "outer": 1.0}
@@ -227,14 +236,17 @@ def test_lr_multipliers_without_bias_and_of_two_layer():
 
 def test_mup_equals_standard_at_base_width():
     x = _sphere(6, 10, dtype=torch.float32)
-    sp, mu = mlp(10, 64, 3, parameterization="standard"), mlp(10, 64, 3, parameterization="mup")
+    sp, mu = (
+        mlp(10, 64, depth=3, parameterization="standard"),
+        mlp(10, 64, depth=3, parameterization="mup"),
+    )
     assert all(torch.equal(a, b) for a, b in zip(sp.parameters(), mu.parameters(), strict=True))
     assert torch.equal(sp(x), mu(x))
 
 
 @pytest.mark.parametrize("p", PARAMS)
 def test_stored_weights_have_the_declared_std(p):
-    model = mlp(32, 512, 3, parameterization=p, dtype=torch.float64)
+    model = mlp(32, 512, depth=3, parameterization=p, dtype=torch.float64)
     for layer in model.layers:
         w = layer.weight
         # the sample std of n i.i.d. normals has relative s.e. 1/sqrt(2n): allow 5 s.e.
@@ -289,7 +301,7 @@ def test_output_variance_at_init_matches_closed_form(p, width):
     x = _sphere(64, D)
     per_seed = torch.stack(
         [
-            mlp(D, width, 2, parameterization=p, seed=s, dtype=torch.float64)(x).pow(2).mean()
+            mlp(D, width, depth=2, parameterization=p, seed=s, dtype=torch.float64)(x).pow(2).mean()
             for s in range(SEEDS)
         ]
     )
@@ -304,7 +316,9 @@ def test_output_variance_of_deeper_net_is_width_independent(p):
     for width in (64, 256):
         per_seed = torch.stack(
             [
-                mlp(D, width, 3, parameterization=p, seed=s, dtype=torch.float64)(x).pow(2).mean()
+                mlp(D, width, depth=3, parameterization=p, seed=s, dtype=torch.float64)(x)
+                .pow(2)
+                .mean()
                 for s in range(SEEDS)
             ]
         )
@@ -318,7 +332,7 @@ def test_ntk_hidden_preactivation_variance_matches_closed_form():
     x = _sphere(8, D)
     est1, est2 = [], []
     for seed in range(16):
-        model = mlp(D, 1024, 3, parameterization="ntk", seed=seed, dtype=torch.float64)
+        model = mlp(D, 1024, depth=3, parameterization="ntk", seed=seed, dtype=torch.float64)
         h1 = model.layers[0](x)
         h2 = model.layers[1](torch.relu(h1))
         est1.append(h1.pow(2).mean())
@@ -367,7 +381,9 @@ def _hidden_states(model, x):
 @pytest.mark.parametrize("p", PARAMS)
 @pytest.mark.parametrize("depth", [2, 4])
 def test_identical_init_units_equal_and_stay_equal(p, depth):
-    model = mlp(5, 16, depth, parameterization=p, init="identical", seed=1, dtype=torch.float64)
+    model = mlp(
+        5, 16, depth=depth, parameterization=p, init="identical", seed=1, dtype=torch.float64
+    )
     *body, readout = model.layers
     for layer in body:
         assert torch.equal(layer.weight, layer.weight[:1].expand_as(layer.weight))
@@ -494,18 +510,18 @@ def test_scaled_layers_compute_their_definition():
 
 # ---------------------------------------------------------------- validation
 BAD = [
-    (lambda: mlp(4, 0, 2), "width", "0"),
-    (lambda: mlp(4, 8, 0), "depth", "0"),
-    (lambda: mlp(-3, 8, 2), "d_in", "-3"),
-    (lambda: mlp(4, 2.5, 2), "width", "2.5"),
-    (lambda: mlp(4, True, 2), "width", "True"),
-    (lambda: mlp(4, 8, 2, out_dim=0), "out_dim", "0"),
-    (lambda: mlp(4, 8, 2, activation="sigmoid"), "activation", "'sigmoid'"),
-    (lambda: mlp(4, 8, 2, parameterization="sp"), "parameterization", "'sp'"),
-    (lambda: mlp(4, 8, 2, init="zeros"), "init", "'zeros'"),
-    (lambda: mlp(4, 8, 2, init_scale=0.0), "init_scale", "0.0"),
-    (lambda: mlp(4, 8, 2, dtype=torch.int64), "dtype", "torch.int64"),
-    (lambda: mlp(4, 8, 2, seed=-1), "seed", "-1"),
+    (lambda: mlp(4, 0, depth=2), "width", "0"),
+    (lambda: mlp(4, 8, depth=0), "depth", "0"),
+    (lambda: mlp(-3, 8, depth=2), "d_in", "-3"),
+    (lambda: mlp(4, 2.5, depth=2), "width", "2.5"),
+    (lambda: mlp(4, True, depth=2), "width", "True"),
+    (lambda: mlp(4, 8, depth=2, out_dim=0), "out_dim", "0"),
+    (lambda: mlp(4, 8, depth=2, activation="sigmoid"), "activation", "'sigmoid'"),
+    (lambda: mlp(4, 8, depth=2, parameterization="sp"), "parameterization", "'sp'"),
+    (lambda: mlp(4, 8, depth=2, init="zeros"), "init", "'zeros'"),
+    (lambda: mlp(4, 8, depth=2, init_scale=0.0), "init_scale", "0.0"),
+    (lambda: mlp(4, 8, depth=2, dtype=torch.int64), "dtype", "torch.int64"),
+    (lambda: mlp(4, 8, depth=2, seed=-1), "seed", "-1"),
     (lambda: two_layer(4, 0), "width", "0"),
     (lambda: two_layer(4, 8, activation="elu"), "activation", "'elu'"),
     (lambda: cnn(3, 8, 0, 10), "width", "0"),
@@ -547,7 +563,7 @@ def _x(n=5, d=4):
 
 @pytest.mark.parametrize("scale", [1.0, 3.0, 40.0])
 def test_centred_lazy_output_is_zero_at_init_and_alpha_times_the_change_after(scale):
-    net = mlp(4, 16, 3, seed=0, dtype=torch.float64)
+    net = mlp(4, 16, depth=3, seed=0, dtype=torch.float64)
     before = net(_x()).detach()
     lazy = wrap_output(net, scale=scale, center=True)
     assert isinstance(lazy, LazyOutput) and lazy.net is net
@@ -566,7 +582,7 @@ def test_centred_lazy_output_is_zero_at_init_and_alpha_times_the_change_after(sc
 
 
 def test_uncentred_scale_and_output_activation_compose():
-    net = mlp(4, 16, 2, seed=1, dtype=torch.float64)
+    net = mlp(4, 16, depth=2, seed=1, dtype=torch.float64)
     assert wrap_output(net) is net  # nothing asked, nothing wrapped
     scaled = wrap_output(net, scale=2.5)
     assert isinstance(scaled, LazyOutput) and scaled.reference is None
@@ -595,5 +611,29 @@ def test_uncentred_scale_and_output_activation_compose():
 )
 def test_wrap_output_rejects_bad_options_naming_them(kwargs, argument, value):
     with pytest.raises(ValueError, match=re.escape(argument)) as info:
-        wrap_output(mlp(4, 8, 2), **kwargs)
+        wrap_output(mlp(4, 8, depth=2), **kwargs)
     assert f"got {value}" in str(info.value)
+
+
+def test_factories_take_sizes_then_keywords_named_alike():
+    import inspect
+
+    leading = {
+        mlp: ["d_in", "width"],
+        two_layer: ["d_in", "width"],
+        cnn: ["in_channels", "image_size", "width", "out_dim"],
+        resnet: ["in_channels", "image_size", "width", "out_dim"],
+    }
+    for factory, sizes in leading.items():
+        params = inspect.signature(factory).parameters.values()
+        positional = [p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD]
+        assert positional == sizes, factory.__name__
+    shared = {"width", "depth", "out_dim", "activation", "parameterization", "init_scale"}
+    shared |= {"base_width", "seed", "dtype", "device"}
+    for factory in (mlp, cnn, resnet):
+        assert shared <= set(inspect.signature(factory).parameters), factory.__name__
+    with pytest.raises(TypeError, match="positional"):
+        mlp(4, 8, 2)  # type: ignore[misc]  # depth is a keyword: mlp(4, 8, depth=2)
+    with pytest.raises(TypeError, match="positional"):
+        two_layer(4, 8, 0)  # type: ignore[misc]
+    assert len(mlp(4, 8).layers) == 3  # depth 3 by default, as model.depth of a trial

@@ -166,7 +166,7 @@ def test_a_stop_measures_every_probe_at_the_stopping_step():
 
 def test_stop_on_accuracy_goal():
     x, y = gs.data.separated(n=16, d=4, delta=0.5, seed=0, dtype=torch.float64)
-    net = gs.models.mlp(4, 256, 2, seed=0, dtype=torch.float64)
+    net = gs.models.mlp(4, 256, depth=2, seed=0, dtype=torch.float64)
     opt = torch.optim.SGD(net.parameters(), lr=0.1)
     trace = gs.train(net, opt, (x, y), steps=2000, stop=gs.Stop(accuracy_at_least=1.0))
     assert trace.status == "stopped", trace.reason
@@ -242,3 +242,86 @@ def test_every_model_kind_takes_init_scale_and_parameterization_from_its_config(
             assert_close(two, 2 * one, rtol=1e-6, what=kind)
     _, ntk = weights(parameterization="ntk")
     assert any(getattr(m, "multiplier", 1.0) != 1.0 for m in ntk.modules()), kind
+
+
+# ---------------------------------------------------------------------------------------------
+# the loop skeleton every kind of run shares (gdscope.training.skeleton)
+
+
+def _scripted(values, *, steps, every=1, stop=None, start=None, metrics=True):
+    """Drive a run whose watched value at checkpoint t is ``values[t]``; log the calls."""
+    calls: list[tuple[str, int]] = []
+
+    def measure(t):
+        calls.append(("measure", t))
+        recorded = {"v": values[t]} if metrics else {}
+        return gs.training.Reading((values[t],), recorded, start if t == 0 else None)
+
+    def rule(t, reading):
+        calls.append(("stop", t))
+        return stop(t, reading) if stop else None
+
+    watch = gs.training.Watch("v", "v", "1e6 v0")
+    trace = gs.training.drive(
+        steps, measure, lambda t: calls.append(("update", t)), watch=watch, every=every, stop=rule
+    )
+    return trace, calls
+
+
+def test_drive_records_every_kth_and_the_last_checkpoint_and_never_updates_past_it():
+    trace, calls = _scripted([1.0] * 8, steps=7, every=3)
+    assert (trace.status, trace.steps, trace.reason) == ("completed", 7, "ran 7 steps")
+    assert trace.records["v"][0] == [0, 3, 6, 7]
+    assert [c for c in calls if c[0] == "update"] == [("update", t) for t in range(7)]
+    assert calls[:4] == [("measure", 0), ("stop", 0), ("update", 0), ("measure", 1)]
+    assert trace.wall_time_s > 0
+
+
+def test_drive_divergence_comes_before_the_stop_rule_and_records_the_watched_value():
+    values = [2.0, 3.0, math.inf, 1.0]
+    trace, calls = _scripted(values, steps=3, every=5, stop=lambda t, r: "always", metrics=False)
+    assert (trace.status, trace.steps) == ("stopped", 0)  # the stop rule applies from t = 0
+    trace, calls = _scripted(values, steps=3, every=5, metrics=False)
+    assert (trace.status, trace.steps) == ("diverged", 2)
+    assert trace.reason == "v inf at step 2 (non-finite or > 1e6 v0)"
+    assert trace.records == {"v": ([2], [math.inf])}  # not due, but it ends the run
+    assert ("stop", 2) not in calls and ("update", 2) not in calls
+
+
+def test_drive_limit_is_set_by_the_start_at_the_first_checkpoint():
+    big = 1.5e6  # above 1e6 × |1.0|, not above 1e6 × |2.0|
+    assert _scripted([1.0, big], steps=1)[0].status == "diverged"
+    assert _scripted([1.0, big], steps=1, start=2.0)[0].status == "completed"
+    assert _scripted([0.0, 1e-23], steps=1)[0].status == "diverged"  # 1e6 × floor 1e-30
+
+
+def test_every_kind_ends_a_diverged_run_by_the_same_rule():
+    from gdscope import trials
+
+    x, y = gs.data.sphere(n=8, d=4, seed=0, dtype=torch.float64)
+    net = gs.models.two_layer(4, 64, seed=0, dtype=torch.float64)
+    kinds = {
+        "network": (gs.train(net, torch.optim.SGD(net.parameters(), lr=1e4), (x, y), 50), "loss"),
+        "objective": (
+            trials.run_objective(trials.ObjectiveConfig(lr=3.0, steps=100)),
+            "f",
+        ),
+        "lasso": (
+            trials.run_lasso(trials.LassoConfig(lr=100.0, steps=200, record_every=7)),
+            "objective",
+        ),
+        "kernel": (
+            trials.run_kernel_dynamics(
+                trials.KernelDynamicsConfig(lr=10.0, steps=200, record_every=7)
+            ),
+            "relative_residual",
+        ),
+    }
+    for kind, (trace, metric) in kinds.items():
+        steps, values = trace.series(metric)
+        assert trace.status == "diverged" and steps[-1] == trace.steps, kind
+        start = values[0] if kind != "kernel" else 1.0
+        floor = {"network": 1e-30, "objective": 1.0, "lasso": 1e-12, "kernel": 1.0}[kind]
+        bad = values[-1]
+        assert not math.isfinite(bad) or bad > 1e6 * max(abs(start), floor), kind
+        assert f"{bad:.3e} at step {trace.steps} (non-finite or > " in trace.reason, kind

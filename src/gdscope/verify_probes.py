@@ -77,14 +77,16 @@ def _cases(dtype: torch.dtype, seed: int) -> dict[str, Callable[[], tuple[nn.Mod
     cases: dict[str, Callable[[], tuple[nn.Module, Tensor]]] = {
         f"mlp[{p}]": (
             lambda p=p: (
-                models.mlp(5, 12, 3, out_dim=2, activation="tanh", parameterization=p, **common),
+                models.mlp(
+                    5, 12, depth=3, out_dim=2, activation="tanh", parameterization=p, **common
+                ),
                 vectors(5),
             )
         )
         for p in models.PARAMETERIZATIONS
     }
     cases["mlp[relu,residual]"] = lambda: (
-        models.mlp(5, 10, 4, residual=True, **common),
+        models.mlp(5, 10, depth=4, residual=True, **common),
         vectors(5),
     )
     cases["two_layer"] = lambda: (models.two_layer(5, 16, **common), vectors(5))

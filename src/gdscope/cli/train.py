@@ -272,8 +272,21 @@ def bench(
         list[str] | None,
         typer.Option(help="run only these scripts: ntk, hessian, ensemble (repeatable)"),
     ] = None,
+    peers: Annotated[
+        bool,
+        typer.Option(
+            help="time gdscope against the installed peer packages instead (neural-tangents, "
+            "curvlinops, PyHessian, hessian-eigenthings): one thread, interleaved rounds, CPU"
+        ),
+    ] = False,
 ) -> None:
-    """Time gdscope against the anchor methods; print one JSON line per measurement."""
+    """Time gdscope against the anchor methods; print one JSON line per measurement.
+
+    With ``--peers``, ``benchmarks/bench_peers.py`` times gdscope and each installed peer package
+    on the same inputs in alternating rounds, single-threaded, and prints median, minimum, spread,
+    the ratio to gdscope and the error against an independent reference.
+    """
+    import importlib.util
     import subprocess
 
     folder = Path(__file__).resolve().parents[3] / "benchmarks"
@@ -281,15 +294,44 @@ def bench(
     if not scripts:
         raise UserError(f"bench: no benchmark scripts in {folder}; run from a source checkout")
     names = {s.stem.removeprefix("bench_"): s for s in scripts}
+    peer_script = names.pop("peers", None)
     for name in only or []:
         if name not in names:
             raise UserError(f"--only: unknown benchmark {name!r}; accepted: {', '.join(names)}")
-    chosen = [names[n] for n in only] if only else list(names.values())
+    if peers:
+        if peer_script is None:
+            raise UserError(f"bench --peers: no bench_peers.py in {folder}")
+        if device not in (None, "cpu"):
+            raise UserError(f"bench --peers: the peers run on the CPU; got --device {device}")
+        missing = [
+            pip for module, pip in _PEERS.items() if importlib.util.find_spec(module) is None
+        ]
+        if missing:
+            raise UserError(
+                f"bench --peers: peer package(s) not installed: {', '.join(missing)} "
+                f"(pip install {' '.join(missing)})"
+            )
+    chosen = [names[n] for n in only] if only else ([] if peers else list(names.values()))
     args = [*(["--small"] if small else []), *(["--device", device] if device else [])]
-    for script in chosen:
-        result = subprocess.run([sys.executable, str(script), *args], cwd=folder, check=False)
+    runs = [(script, args) for script in chosen]
+    if peers and peer_script is not None:
+        runs.append((peer_script, ["--small"] if small else []))
+    for script, script_args in runs:
+        result = subprocess.run(
+            [sys.executable, str(script), *script_args], cwd=folder, check=False
+        )
         if result.returncode != 0:
             raise typer.Exit(result.returncode)
+
+
+_PEERS = {  # module -> pip name, the packages benchmarks/bench_peers.py times gdscope against
+    "jax": "jax",
+    "neural_tangents": "neural-tangents",
+    "curvlinops": "curvlinops-for-pytorch",
+    "pyhessian": "pyhessian",
+    "hessian_eigenthings": "hessian-eigenthings",
+    "scipy": "scipy",
+}
 
 
 def _validated(cls: Any, raw: dict[str, Any]) -> Any:

@@ -2,9 +2,12 @@
 
 Every member's ``Trace`` is the one :func:`gdscope.train` returns for that member alone: the same
 checkpoints ``t = 0, …, steps`` (θ_t measured before the t-th update), the same probes on the
-same schedule, the same divergence rule (loss non-finite or above ``DIVERGENCE_FACTOR`` × its
-initial value) and stop criteria, judged per member. A member that diverges or stops leaves the
-stack at that step (its series end where the loop's would) and the others go on unaffected.
+same schedule, and each member's checkpoints judged by its own
+:class:`~gdscope.training.skeleton.Run` (the divergence rule watching the loss, then the stop
+criteria, then the record), as the loop's are. A member that diverges or stops leaves the stack
+at that step (its series end where the loop's would) and the others go on unaffected. The
+stepping stays here, not in :func:`~gdscope.training.drive`: one batched update moves every
+member still in the stack, and the stack shrinks as members end.
 """
 
 from __future__ import annotations
@@ -25,15 +28,9 @@ from gdscope.ensemble._probes import BATCHED, BatchedProbes
 from gdscope.ensemble._stack import Ensemble, aligned_stack
 from gdscope.functional import clone_params, params_of
 from gdscope.training.context import ProbeContext
-from gdscope.training.loop import (
-    Stop,
-    Trace,
-    divergence_limit,
-    probes_not_due,
-    record_divergence,
-    validate_schedule,
-)
+from gdscope.training.loop import LOSS, Stop, Trace, probes_not_due, validate_schedule
 from gdscope.training.scheduled import PROBES
+from gdscope.training.skeleton import Reading, Run
 
 __all__ = ["train_ensemble"]
 
@@ -50,9 +47,8 @@ class _Member:
     data: Batch
     eval_data: Batch | None
     init: dict[str, Tensor]
-    trace: Trace
+    run: Run
     memory: dict[str, Any] = field(default_factory=dict)
-    limit: float | None = None
 
 
 def train_ensemble(
@@ -116,14 +112,10 @@ def train_ensemble(
     params = [ensemble.member_params(i) for i in range(len(models))]
     optimizer = StackedSGD.from_members(optimizers, params, ensemble.params)
     members = [
-        _Member(i, m, datas[i], evals[i], clone_params(params_of(m)), _fresh(steps))
+        _Member(i, m, datas[i], evals[i], clone_params(params_of(m)), Run(steps, LOSS))
         for i, m in enumerate(models)
     ]
     return _Loop(ensemble, optimizer, members, loss_fn, schedule, stop, steps).run()
-
-
-def _fresh(steps: int) -> Trace:
-    return Trace(status="completed", steps=steps, reason=f"ran {steps} steps")
 
 
 def _per_member(value: Any, count: int, what: str) -> list[Any]:
@@ -186,8 +178,8 @@ class _Loop:
             self.optimizer.step()
         share = (time.perf_counter() - start) / len(self.members)
         for member in self.members:
-            member.trace.wall_time_s = share
-        return [m.trace for m in self.members]
+            member.run.trace.wall_time_s = share
+        return [m.run.trace for m in self.members]
 
     def _step(self) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
         return self.ensemble.loss_and_grad(
@@ -263,27 +255,22 @@ class _Loop:
         metrics: dict[str, float],
         due: list[str],
     ) -> bool:
-        """Apply the checkpoint logic of ``gdscope.train`` to one member; True when it ends."""
-        trace = member.trace
-        if member.limit is None:
-            initial = metrics.get("loss", watched)
-            member.limit = divergence_limit(initial)
-        if record_divergence(trace, t, metrics, watched, member.limit):
-            return True
-        if self.stop != Stop():
+        """Judge one member's checkpoint as ``gdscope.train`` does; True when its run ends."""
+        start = metrics.get("loss", watched)
+        reading = Reading((watched, metrics.get("loss")), metrics, start)
+
+        def stop(t: int, reading: Reading) -> str | None:
+            if self.stop == Stop():
+                return None
             accuracy = float(losses.accuracy(ctx.train_output(), member.data[1]))
             checks: Mapping[str, float] = {"loss": watched, "accuracy": accuracy}
-        else:
-            checks = metrics
-        reason = self.stop.met_by(checks)
-        if reason is not None:
-            metrics.update(probes_not_due(self.schedule, due, ctx))
-            metrics.update(checks)
-            trace.record(t, metrics)
-            trace.status, trace.steps, trace.reason = "stopped", t, reason
-            return True
-        trace.record(t, metrics)
-        return t == self.steps
+            reason = self.stop.met_by(checks)
+            if reason is not None:
+                reading.metrics.update(probes_not_due(self.schedule, due, ctx))
+                reading.metrics.update(checks)
+            return reason
+
+        return member.run.checkpoint(t, reading, stop) or t == self.steps
 
 
 def _equal(a: Batch, b: Batch) -> bool:

@@ -68,7 +68,8 @@ class MLP(nn.Module):
 def mlp(
     d_in: int,
     width: int,
-    depth: int,
+    *,
+    depth: int = 3,
     out_dim: int = 1,
     activation: str = "relu",
     bias: bool = True,
@@ -86,11 +87,15 @@ def mlp(
 ) -> MLP:
     """Build a fully connected network ``d_in → width → … → width → out_dim``.
 
+    The sizes come first; every option is a keyword, named as in :func:`~gdscope.models.cnn`
+    and :func:`~gdscope.models.resnet` (``depth``, ``out_dim``, ``activation``, …).
+
     Args:
         d_in: input dimension.
         width: hidden width ``m``; ``r = width / base_width`` enters μP and mean-field.
         depth: number of weight layers (``1`` is the linear model ``d_in → out_dim``, whose
-            single layer takes the ``"output"`` rule with ``r = 1``: it has no hidden width).
+            single layer takes the ``"output"`` rule with ``r = 1``: it has no hidden width);
+            default 3, as ``model.depth`` of a trial.
         out_dim: output dimension.
         activation: one of ``relu``, ``tanh``, ``gelu``, ``softplus``, ``identity``.
         bias: whether layers have biases.

@@ -98,7 +98,7 @@ def wrap_output(
 
     Example:
         >>> from gdscope.models import mlp
-        >>> f = wrap_output(mlp(4, 16, 2, seed=0), scale=10.0, center=True)
+        >>> f = wrap_output(mlp(4, 16, depth=2, seed=0), scale=10.0, center=True)
         >>> float(f(torch.randn(3, 4)).detach().abs().max())
         0.0
 

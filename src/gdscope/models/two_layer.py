@@ -62,22 +62,25 @@ class TwoLayer(nn.Module):
 def two_layer(
     d_in: int,
     width: int,
-    seed: int = 0,
+    *,
     train_outer: bool = False,
     activation: str = "relu",
     init_scale: float = 1.0,
+    seed: int = 0,
     dtype: torch.dtype = torch.float32,
     device: torch.device | str = "cpu",
 ) -> TwoLayer:
     """Build the Du et al. (2019) two-layer network with ``width`` hidden units.
 
+    The sizes come first; every option is a keyword, named as in :func:`~gdscope.models.mlp`.
+
     Args:
         d_in: input dimension ``d``.
         width: number of hidden units ``m``.
-        seed: seed of the generator drawing ``W`` then ``a`` (the global RNG is not used).
         train_outer: make ``a`` a trainable parameter (default: a frozen buffer, as in the paper).
         activation: one of ``relu``, ``tanh``, ``gelu``, ``softplus``, ``identity``.
         init_scale: ``κ``, the std of the entries of ``w_r``.
+        seed: seed of the generator drawing ``W`` then ``a`` (the global RNG is not used).
         dtype: floating dtype.
         device: device.
 

@@ -19,26 +19,43 @@ and ``Δ`` by one batched backward per output; this presumes examples do not int
 A module called several times (shared weights) contributes its calls as extra positions.
 The identity covers a parameter only when its layer's own forward is the one reading it; any
 other read (a tied decoder ``F.linear(h, enc.weight.t())``) adds Jacobian terms that no layer's
-``H`` and ``Δ`` see, which :func:`uncovered_uses` finds in a traced forward.
+``H`` and ``Δ`` see, which :func:`~gdscope.probes._ntk_uses.uncovered_uses` finds in a traced forward.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.overrides import TorchFunctionMode
-from torch.utils._pytree import tree_leaves
 
-from gdscope.models.layers import ScaledConv2d, ScaledLinear
+from gdscope.models.layers import ScaledConv2d
 from gdscope.models.two_layer import TwoLayer
 
-LINEAR_TYPES = (ScaledLinear, nn.Linear)
-CONV_TYPES = (ScaledConv2d, nn.Conv2d)
-LAYER_FORWARDS = (nn.Linear.forward, ScaledLinear.forward, nn.Conv2d.forward, ScaledConv2d.forward)
+from ._ntk_uses import (
+    CONV_TYPES,
+    LAYER_FORWARDS,
+    LINEAR_TYPES,
+    UseTrace,
+    traced_forward,
+    uncovered_uses,
+    unsupported_modules,
+)
+
+__all__ = [
+    "CONV_TYPES",
+    "LAYER_FORWARDS",
+    "LINEAR_TYPES",
+    "LayerFeatures",
+    "UseTrace",
+    "conv_patches",
+    "layer_gram",
+    "module_features",
+    "traced_forward",
+    "uncovered_uses",
+    "unsupported_modules",
+]
 
 
 @dataclass(frozen=True)
@@ -58,111 +75,6 @@ class LayerFeatures:
     deltas: Tensor
     weight_scale: float | None
     bias_scale: float | None
-
-
-def unsupported_modules(model: nn.Module) -> list[str]:
-    """Return the names of modules holding trainable parameters that the structured path cannot handle."""
-    if isinstance(model, TwoLayer):
-        return []
-    bad, owners = [], {}
-    for name, module in model.named_modules():
-        if not any(p.requires_grad for p in module.parameters(recurse=False)):
-            continue
-        tied = [
-            owners[id(p)]
-            for p in module.parameters(recurse=False)
-            if p.requires_grad and owners.setdefault(id(p), name) != name
-        ]
-        if tied:  # one Gram per module would miss the cross terms between the uses
-            bad.append(f"{name or '<root>'} (shares a parameter with {tied[0] or '<root>'})")
-            continue
-        if type(module).forward not in LAYER_FORWARDS:
-            bad.append(f"{name or '<root>'} ({type(module).__name__}, own forward)")
-            continue
-        if isinstance(module, LINEAR_TYPES):
-            continue
-        if isinstance(module, ScaledConv2d):
-            continue
-        if isinstance(module, nn.Conv2d) and module.groups == 1 and module.padding_mode == "zeros":
-            continue
-        bad.append(f"{name or '<root>'} ({type(module).__name__})")
-    return bad
-
-
-class _UseTracer(TorchFunctionMode):
-    """Record every tensor-valued op reading a trainable parameter, and which module call ran it."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.owner = {
-            id(p): module
-            for module in model.modules()
-            for p in module.parameters(recurse=False)
-            if p.requires_grad
-        }
-        self.name = {id(p): name for name, p in model.named_parameters()}
-        self.module_name = {id(m): name or "<root>" for name, m in model.named_modules()}
-        self.stack: list[tuple[nn.Module, int]] = []
-        self.calls = 0
-        self.read: set[tuple[int, int]] = set()  # (module call, parameter) pairs seen
-        self.problems: list[str] = []
-
-    def enter(self, module: nn.Module, args: object) -> None:
-        self.calls += 1
-        self.stack.append((module, self.calls))
-
-    def leave(self, module: nn.Module, args: object, output: object) -> None:
-        self.stack.pop()
-
-    def __torch_function__(
-        self,
-        func: Callable[..., object],
-        types: object,
-        args: tuple[object, ...] = (),
-        kwargs: dict[str, object] | None = None,
-    ) -> object:
-        """Run ``func``; record it if it reads trainable parameters and yields a tensor."""
-        out = func(*args, **(kwargs or {}))
-        if any(isinstance(t, Tensor) for t in tree_leaves(out)):  # not .shape, .dim(), ...
-            leaves = tree_leaves((args, kwargs or {}))
-            read = {id(t) for t in leaves if isinstance(t, Tensor) and id(t) in self.owner}
-            for pid in sorted(read):
-                self._record(pid, getattr(func, "__name__", str(func)))
-        return out
-
-    def _record(self, pid: int, op: str) -> None:
-        module, call = self.stack[-1] if self.stack else (None, 0)
-        where = "outside any module" if module is None else f"in {self.module_name[id(module)]}"
-        if module is not self.owner[pid]:
-            self.problems.append(f"{self.name[pid]} read by {op} {where}, outside its own layer")
-        elif (call, pid) in self.read:
-            self.problems.append(f"{self.name[pid]} read twice in one call of its layer ({op})")
-        self.read.add((call, pid))
-
-
-def uncovered_uses(model: nn.Module, x: Tensor) -> list[str]:
-    r"""Return the reads of trainable parameters that the structured identity does not cover.
-
-    Runs ``model(x)`` (no grad) under a ``TorchFunctionMode`` that sees every op, with forward
-    hooks keeping the stack of running modules. A trainable parameter is covered when every
-    tensor-valued op reading it runs directly in a call of its own layer, once per call: then
-    ``∂f/∂θ`` is exactly the ``Δ Hᵀ`` (``Σ Δ``) of that layer's calls. A tied decoder
-    ``F.linear(h, enc.weight.t())``, a weight read by the parent, a bypassed layer ``forward``
-    or a hook reading the weight again is reported. The trace follows ``x``'s control flow.
-    """
-    if isinstance(model, TwoLayer):
-        return []
-    tracer = _UseTracer(model)
-    modules = list(model.modules())
-    handles = [m.register_forward_pre_hook(tracer.enter, prepend=True) for m in modules]
-    handles += [m.register_forward_hook(tracer.leave, always_call=True) for m in modules]
-    try:
-        with torch.no_grad(), tracer:
-            model(x)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return list(dict.fromkeys(tracer.problems))
 
 
 def _scales(module: nn.Module) -> tuple[float | None, float | None]:
@@ -234,6 +146,8 @@ def _backprop(out: Tensor, probes: list[Tensor]) -> list[Tensor]:
         per_output.append(
             [torch.zeros_like(p) if g is None else g for g, p in zip(grads, probes, strict=True)]
         )
+    if k == 1:  # a view, no copy
+        return [g.unsqueeze(1) for g in per_output[0]]
     return [torch.stack([g[i] for g in per_output], dim=1) for i in range(len(probes))]
 
 
@@ -273,13 +187,18 @@ def module_features(model: nn.Module, x: Tensor) -> tuple[Tensor, list[LayerFeat
         alpha, alpha_b = _scales(module)
         features.append(
             LayerFeatures(
-                torch.cat(inputs, dim=1) if alpha is not None else None,
-                torch.cat(deltas, dim=2),
+                _joined(inputs, dim=1) if alpha is not None else None,
+                _joined(deltas, dim=2),
                 alpha,
                 alpha_b,
             )
         )
     return out.detach(), features
+
+
+def _joined(parts: list[Tensor], dim: int) -> Tensor:
+    """Concatenate a module's calls along positions (no copy for a single call)."""
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=dim)
 
 
 def _two_layer_features(model: TwoLayer, x: Tensor) -> tuple[Tensor, list[LayerFeatures]]:
@@ -326,15 +245,15 @@ def layer_gram(
     n1, k, length, d_out = f1.deltas.shape
     n2 = f2.deltas.shape[0]
     kk = k if trace else k * k
+    weighted = not (f1.inputs is None or f2.inputs is None or f1.weight_scale is None)
+    if weighted and length == 1 and f2.deltas.shape[2] == 1:
+        return _linear_gram(f1, f2, trace)
     gram = _bias_gram(f1.deltas, f2.deltas, f1.bias_scale, trace)
-    if f1.inputs is None or f2.inputs is None or f1.weight_scale is None:
+    if not weighted:
         return gram
+    assert f1.inputs is not None and f1.weight_scale is not None
     d_in = f1.inputs.shape[-1]
     alpha2 = f1.weight_scale**2
-    if length == 1 and f2.deltas.shape[2] == 1:
-        h = f1.inputs[:, 0] @ f2.inputs[:, 0].T  # (n1, n2)
-        h = h if trace else h[:, None, :, None]
-        return gram + alpha2 * h * _delta_gram(f1.deltas[:, :, 0], f2.deltas[:, :, 0], trace)
     args = (n1, n2, length, d_in, d_out, kk)
     if route == "auto":
         cheaper = _gram_route_flops(*args) <= _jacobian_route_flops(*args)
@@ -342,6 +261,18 @@ def layer_gram(
     if route == "gram":
         return gram + alpha2 * _gram_route(f1, f2, trace, budget)
     return gram + alpha2 * _jacobian_route(f1, f2, trace, budget)
+
+
+def _linear_gram(f1: LayerFeatures, f2: LayerFeatures, trace: bool) -> Tensor:
+    """``L = 1``: ``(α² H_1 H_2ᵀ + α_b²) ⊙ (Δ_1 Δ_2ᵀ)``, one Gram of the signals for both terms."""
+    assert f1.inputs is not None and f2.inputs is not None and f1.weight_scale is not None
+    h = torch.mm(f1.inputs[:, 0], f2.inputs[:, 0].T)  # (n1, n2)
+    if f1.weight_scale != 1.0:
+        h.mul_(f1.weight_scale**2)
+    if f1.bias_scale is not None:
+        h.add_(f1.bias_scale**2)
+    h = h if trace else h[:, None, :, None]
+    return _delta_gram(f1.deltas[:, :, 0], f2.deltas[:, :, 0], trace).mul_(h)
 
 
 def _delta_gram(d1: Tensor, d2: Tensor, trace: bool) -> Tensor:

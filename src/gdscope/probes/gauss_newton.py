@@ -226,7 +226,7 @@ def ggn_sharpness(
     Example:
         >>> import gdscope as gs
         >>> x, y = gs.data.sphere(n=8, d=3, seed=0, dtype=torch.float64)
-        >>> net = gs.models.mlp(3, 6, 2, seed=0, dtype=torch.float64)
+        >>> net = gs.models.mlp(3, 6, depth=2, seed=0, dtype=torch.float64)
         >>> K = gs.probes.ntk_gram(net, x)
         >>> s = ggn_sharpness(net, gs.losses.mse, (x, y), tol=1e-12)
         >>> abs(s - float(torch.linalg.eigvalsh(K)[-1]) / 8) < 1e-9 * s

@@ -38,6 +38,7 @@ __all__ = [
 ]
 
 Batch = tuple[Tensor, Tensor]
+FLOAT32_BASIS_TOL = 1e-5  # sharpness of a float32 model at tol >= this: float32 Krylov basis
 
 
 def hessian_operator(
@@ -215,7 +216,9 @@ def sharpness(
     By Lanczos on cached-graph Hessian-vector products, stopped when ``‖H y − θ y‖ ≤ tol·θ``, so
     ``θ ≤ λ_max`` and ``(λ_max − θ)/θ ≤ tol`` (for the eigenvalue the Krylov space converged to).
     ``bound="gap"`` stops on the Kato–Temple estimate ``min(r, r²/gap) ≤ tol·θ`` instead (fewer
-    products; not a guarantee, see :mod:`gdscope.probes.lanczos`).
+    products; not a guarantee, see :mod:`gdscope.probes.lanczos`). A float32 model at
+    ``tol ≥ 1e-5`` keeps its Krylov basis in float32 (half the reorthogonalization traffic), with
+    the basis's rounding added to the bound; otherwise the basis is float64.
     Gradient descent with step ``η`` is stable on a quadratic iff ``λ_max < 2/η``; Cohen et al.
     (2021) find it rises to and then hovers at ``2/η``.
 
@@ -241,15 +244,27 @@ def sharpness(
     Example:
         >>> import gdscope as gs
         >>> x, y = gs.data.sphere(n=16, d=4, seed=0)
-        >>> s = sharpness(gs.models.mlp(4, 8, 2, seed=0), gs.losses.mse, (x, y))
+        >>> s = sharpness(gs.models.mlp(4, 8, depth=2, seed=0), gs.losses.mse, (x, y))
 
     """
     op = _operator(model, loss_fn, batch, chunk_size, False, what="sharpness", params=params)
     value, vector = top_eigenpair(
         op.matvec, op.dim, what="sharpness", tol=tol, bound=bound, v0=v0, generator=generator,
-        device=op.device,
+        device=op.device, basis_dtype=_basis_dtype(op, tol),
     )  # fmt: skip
     return (value, vector) if return_vector else value
+
+
+def _basis_dtype(op: HessianOperator, tol: float) -> torch.dtype:
+    """float32 Krylov basis for a float32 operator at ``tol ≥ 1e-5``, else float64.
+
+    A float32 product is exact only to about ``1e-7·‖H‖``; at a loose ``tol`` a basis in the same
+    dtype loses nothing the product has not lost already, and the stopping rule adds its rounding
+    term (:func:`~gdscope.probes.lanczos.lanczos_topk`), so the bound still holds.
+    """
+    return (
+        torch.float32 if op.dtype == torch.float32 and tol >= FLOAT32_BASIS_TOL else torch.float64
+    )
 
 
 def power_iteration(

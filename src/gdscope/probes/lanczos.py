@@ -1,10 +1,10 @@
 r"""Lanczos with full reorthogonalization for a few extreme eigenpairs of a symmetric operator.
 
 The operator is only seen through ``matvec`` (a Hessian-vector product, a Gram's ``K v``). The
-Krylov basis lives on the operator's device in float64; the tridiagonal ``T_m`` stays on the CPU,
-where ``scipy.linalg.eigh_tridiagonal`` computes only the wanted Ritz values, their neighbours and
-their eigenvectors (bisection and inverse iteration, ``O(m)`` per pair instead of ``O(m³)`` for a
-dense ``eigh``). Convergence is checked after every step while ``m < 64``, then every ``⌊m/32⌋``
+basis lives on its device in float64 (or ``basis_dtype``); ``T_m`` stays on the CPU, where
+``scipy.linalg.eigh_tridiagonal`` finds only the wanted Ritz values, their neighbours and their
+eigenvectors (bisection and inverse iteration, ``O(m)`` per pair, not ``O(m³)`` for ``eigh``).
+Convergence is checked after every step while ``m < 64``, then every ``⌊m/32⌋``
 steps (at most about 3% more products than checking every step), and always at a breakdown or at
 ``max_iter``; the pairs returned are those of the check that stopped the run, so they meet the
 stopping rule at the step returned.
@@ -90,14 +90,14 @@ class _Ritz:
     vectors: Tensor
     gaps: Tensor
 
-    def error_bounds(self, beta: float, bound: str) -> tuple[Tensor, Tensor]:
-        """Return the residuals ``|β s_m|`` and the error bounds the stopping rule compares."""
+    def error_bounds(self, beta: float, bound: str, rounding: float = 0.0) -> tuple[Tensor, Tensor]:
+        """Return the residuals ``|β s_m|`` and the bounds (plus ``rounding``) the rule compares."""
         residuals = (beta * self.vectors[-1]).abs()
         if bound == "residual":
-            return residuals, residuals
+            return residuals, residuals + rounding
         known = torch.isfinite(self.gaps) & (self.gaps > 0)  # no neighbour, or a tie: no estimate
         kato_temple = torch.where(known, residuals**2 / self.gaps, residuals)
-        return residuals, torch.minimum(residuals, kato_temple)
+        return residuals, torch.minimum(residuals, kato_temple) + rounding
 
 
 def lanczos_topk(
@@ -112,6 +112,7 @@ def lanczos_topk(
     v0: Tensor | None = None,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
+    basis_dtype: torch.dtype = torch.float64,
 ) -> EigResult:
     r"""Return ``k`` extreme eigenpairs of a symmetric operator by Lanczos.
 
@@ -147,12 +148,13 @@ def lanczos_topk(
         v0: start vector (e.g. the previous top eigenvector when tracking); random if None.
         generator: draws the random start and restart vectors (default: seeded with 0).
         device: where the basis lives; default that of ``v0``, else the CPU.
+        basis_dtype: of the basis and of ``matvec``'s argument; float32 halves the traffic of
+            reorthogonalization, and the stopping rule then adds the rounding ``√m·u·max(|α|, |β|)``
+            (``u`` the unit roundoff) to each bound, which still bounds the computed relation's error.
 
-    A single-vector Krylov method resolves eigenvalues only once its Ritz values separate: for
-    ``k > 1``, wanted eigenvalues closer together than about the residual tolerance may be merged
-    into one Ritz value (and the ``k``-th returned value be a farther one). With the residual
-    rule each returned ``θ`` is still within ``tol·|θ|`` of some eigenvalue; ask a smaller
-    ``tol`` to split a cluster.
+    For ``k > 1``, wanted eigenvalues closer than about the residual tolerance may merge into one
+    Ritz value (the ``k``-th returned is then a farther one); with the residual rule each ``θ`` is
+    still within ``tol·|θ|`` of some eigenvalue; a smaller ``tol`` splits a cluster.
 
     Returns:
         An :class:`EigResult`; ``converged`` is False if ``max_iter`` ran out first.
@@ -176,7 +178,8 @@ def lanczos_topk(
     max_iter = min(dim, max(300, 20 * k)) if max_iter is None else max(min(max_iter, dim), k)
     wanted = min(2 * k, dim) if which == "BE" else k
     start = _random(dim, generator, device) if v0 is None else v0.detach().to(device, torch.float64)
-    basis = _Basis(dim, device, capacity=min(max_iter, 64))
+    basis = _Basis(dim, device, capacity=min(max_iter, 64), dtype=basis_dtype)
+    unit = 0.0 if basis_dtype == torch.float64 else float(torch.finfo(basis_dtype).eps) / 2
     basis.append(start / torch.linalg.vector_norm(start))
     alphas: list[float] = []
     betas: list[float] = []  # betas[j] couples q_j and q_{j+1}
@@ -185,7 +188,7 @@ def lanczos_topk(
     next_check = 1
     while True:
         m = len(alphas) + 1
-        w = matvec(basis.last()).to(device, torch.float64).reshape(dim)
+        w = matvec(basis.last()).to(device, basis_dtype).reshape(dim)
         alphas.append(float(basis.last() @ w))
         scale = max(scale, abs(alphas[-1]), *(abs(b) for b in betas[-1:]))
         w = w - alphas[-1] * basis.last()  # three-term recurrence, then full reorthogonalization
@@ -197,14 +200,16 @@ def lanczos_topk(
         if broke or m >= max_iter or m >= next_check:
             next_check = m + max(1, m // _STRIDE)
             ritz = _ritz_pairs(alphas, betas, k, which)
-            residuals, errors = ritz.error_bounds(beta, bound)
+            rounding = unit * m**0.5 * scale  # of a basis coarser than float64
+            residuals, errors = ritz.error_bounds(beta, bound, rounding)
             converged = ritz.values.numel() == wanted and _met(errors, ritz.values, tol)
             if block > 0 and converged:
                 block_ritz = _ritz_pairs(alphas[block:], betas[block:], k, which)
-                converged = _met(block_ritz.error_bounds(beta, bound)[1], block_ritz.values, tol)
+                block_errors = block_ritz.error_bounds(beta, bound, rounding)[1]
+                converged = _met(block_errors, block_ritz.values, tol)
             restart = broke and _restarts(betas) < k and m < max_iter
             if (converged and not restart) or m >= max_iter:
-                vectors = basis.matrix() @ ritz.vectors.to(device)
+                vectors = (basis.matrix() @ ritz.vectors.to(device, basis_dtype)).double()
                 return EigResult(ritz.values, vectors, m, residuals, converged)
         if broke:  # invariant subspace: restart orthogonally, decoupled (β = 0)
             betas.append(0.0)
@@ -317,10 +322,10 @@ def _gaps(idx: np.ndarray, theta: np.ndarray, pick: np.ndarray, m: int) -> np.nd
 
 
 class _Basis:
-    """Growing float64 Krylov basis, one vector per row, with repeated classical Gram–Schmidt."""
+    """Growing Krylov basis (float64 unless asked), one vector per row, with repeated CGS."""
 
-    def __init__(self, dim: int, device: torch.device | str, capacity: int) -> None:
-        self._q = torch.empty(capacity, dim, dtype=torch.float64, device=device)  # (m, dim)
+    def __init__(self, dim: int, device: torch.device | str, capacity: int, dtype=torch.float64):
+        self._q = torch.empty(capacity, dim, dtype=dtype, device=device)  # (m, dim)
         self._m = 0
 
     def append(self, q: Tensor) -> None:
@@ -350,6 +355,7 @@ class _Basis:
         removes rounding-level components, so the second is rarely needed.
         """
         q = self._q[: self._m]  # (m, dim), rows contiguous
+        w = w.to(q.dtype)
         norm = torch.linalg.vector_norm(w)
         for _ in range(2):
             w = torch.addmv(w, q.T, q @ w, alpha=-1.0)
@@ -371,6 +377,7 @@ def top_eigenpair(
     v0: Tensor | None = None,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
+    basis_dtype: torch.dtype = torch.float64,
 ) -> tuple[float, Tensor]:
     """Return the largest eigenvalue and its vector (:func:`lanczos_topk` with ``k = 1``).
 
@@ -380,7 +387,7 @@ def top_eigenpair(
     """
     res = lanczos_topk(
         matvec, dim, tol=tol, bound=bound, max_iter=max_iter, v0=v0, generator=generator,
-        device=device,
+        device=device, basis_dtype=basis_dtype,
     )  # fmt: skip
     if not res.converged:
         warnings.warn(

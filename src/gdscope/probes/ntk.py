@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import Tensor, nn
 
+from gdscope.models.two_layer import TwoLayer
+
 from . import _ntk_jacobian as jac
 from . import _ntk_structured as st
 from ._checks import check_deterministic
@@ -30,6 +32,7 @@ from ._ntk_spectral import (
     kernel_target_alignment,
     spectrum_of,
 )
+from ._ntk_tiling import tiled
 
 __all__ = [
     "NTKSpectrum",
@@ -118,9 +121,10 @@ def ntk_gram(
     x1 = x1.detach().to(param.device, param.dtype)
     x2 = None if x2 is None else x2.detach().to(param.device, param.dtype)
     k = _check_inputs(model, x1, x2)
-    resolved = _resolve_method(model, method, x1[:1])
+    resolved, use_trace = _plan(model, method, x1[:1])
     acc = param.dtype if accumulate is None else accumulate
-    compute = _gram_fn(model, resolved, trace, memory_budget, acc, k)
+    per_example = _bytes_per_example(model, resolved, x1, k, use_trace)
+    compute = _gram_fn(model, resolved, trace, memory_budget, acc, k, per_example)
     if not (tf32 and param.device.type == "cuda"):
         return compute(x1, x2)
     with _allow_tf32():
@@ -168,7 +172,7 @@ def ntk_method(model: nn.Module, x: Tensor, method: str = "auto") -> str:
     """
     _check_method(method)
     param = _first_trainable(model)
-    return _resolve_method(model, method, x.detach()[:1].to(param.device, param.dtype))
+    return _plan(model, method, x.detach()[:1].to(param.device, param.dtype))[0]
 
 
 def ntk_spectrum(
@@ -214,9 +218,10 @@ def _check_method(method: str) -> None:
         raise ValueError(f"method must be one of {list(METHODS)}, got {method!r}")
 
 
-def _resolve_method(model: nn.Module, method: str, x: Tensor) -> str:
+def _plan(model: nn.Module, method: str, x: Tensor) -> tuple[str, st.UseTrace | None]:
+    """Resolve the method; for the structured path also return the traced forward on ``x``."""
     if method == "jacobian":
-        return method
+        return method, None
     unsupported = st.unsupported_modules(model)
     if method == "structured" and unsupported:
         raise ValueError(
@@ -225,14 +230,17 @@ def _resolve_method(model: nn.Module, method: str, x: Tensor) -> str:
             "Use method='jacobian' (or 'auto')."
         )
     if unsupported:
-        return "jacobian"
-    uncovered = st.uncovered_uses(model, x)
+        return "jacobian", None
+    if isinstance(model, TwoLayer):  # its own closed form: nothing to trace
+        return "structured", None
+    use_trace = st.traced_forward(model, x)
+    uncovered = use_trace.problems
     if method == "structured" and uncovered:
         raise ValueError(
             "method='structured' would be wrong: its per-layer identity misses these reads of "
             f"trainable parameters: {uncovered}. Use method='jacobian' (or 'auto')."
         )
-    return "jacobian" if uncovered else "structured"
+    return ("jacobian", None) if uncovered else ("structured", use_trace)
 
 
 def _first_trainable(model: nn.Module) -> Tensor:
@@ -265,9 +273,14 @@ def _features_fn(model: nn.Module, method: str) -> Callable[[Tensor], object]:
     return lambda x: jac.tile_jacobian(model, x)
 
 
-def _bytes_per_example(model: nn.Module, method: str, x: Tensor, k: int) -> int:
+def _bytes_per_example(
+    model: nn.Module, method: str, x: Tensor, k: int, use_trace: st.UseTrace | None
+) -> int:
+    """Bytes one example's features take, times 3 (the forward graph and gradients alive too)."""
     if method == "jacobian":
         return 3 * jac.jacobian_bytes_per_example(model, k)
+    if use_trace is not None:  # counted in the traced forward of the method's check
+        return 3 * x.element_size() * (use_trace.input_numel + k * use_trace.output_numel)
     features = st.module_features(model, x[:1])[1]
     held = sum(
         t.numel() * t.element_size()
@@ -279,76 +292,33 @@ def _bytes_per_example(model: nn.Module, method: str, x: Tensor, k: int) -> int:
 
 
 def _gram_fn(
-    model: nn.Module, method: str, trace: bool, budget: int, acc: torch.dtype, k: int
+    model: nn.Module,
+    method: str,
+    trace: bool,
+    budget: int,
+    acc: torch.dtype,
+    k: int,
+    per_example: int,
 ) -> Callable[[Tensor, Tensor | None], Tensor]:
     features = _features_fn(model, method)
 
     def pair(f1: object, f2: object) -> Tensor:
         if method == "jacobian":
             return jac.contract(f1, f2, trace, acc)  # type: ignore[arg-type]
-        blocks = [st.layer_gram(a, b, trace, budget) for a, b in zip(f1, f2, strict=True)]  # type: ignore[call-overload]
-        return torch.stack([b.to(acc) for b in blocks]).sum(0)
+        total: Tensor | None = None
+        for a, b in zip(f1, f2, strict=True):  # type: ignore[call-overload]
+            block = st.layer_gram(a, b, trace, budget)
+            total = block.to(acc) if total is None else total.add_(block)
+        assert total is not None
+        return total
 
     def compute(x1: Tensor, x2: Tensor | None) -> Tensor:
-        per_example = _bytes_per_example(model, method, x1, k)
         tile = max(1, budget // max(1, per_example))
         n_total = x1.shape[0] + (0 if x2 is None else x2.shape[0])
         cache = n_total * per_example <= budget
-        return _tiled(x1, x2, tile, features, pair, trace, k, acc, cache)
+        return tiled(x1, x2, tile, features, pair, trace, k, acc, cache)
 
     return compute
-
-
-def _tiles(n: int, tile: int) -> list[slice]:
-    return [slice(s, min(s + tile, n)) for s in range(0, n, tile)]
-
-
-def _tiled(
-    x1: Tensor,
-    x2: Tensor | None,
-    tile: int,
-    features: Callable[[Tensor], object],
-    pair: Callable[[object, object], Tensor],
-    trace: bool,
-    k: int,
-    acc: torch.dtype,
-    cache: bool,
-) -> Tensor:
-    """Assemble the Gram block by block; a symmetric Gram computes only blocks ``J ≥ I``."""
-    symmetric = x2 is None
-    xs2 = x1 if x2 is None else x2
-    n1, n2 = x1.shape[0], xs2.shape[0]
-    rows, cols = _tiles(n1, tile), _tiles(n2, tile)
-    store1: dict[int, object] = {}
-    store2: dict[int, object] = store1 if symmetric else {}
-
-    def get(store: dict[int, object], xs: Tensor, idx: int, part: slice) -> object:
-        if idx in store:
-            return store[idx]
-        value = features(xs[part])
-        if cache:
-            store[idx] = value
-        return value
-
-    shape = (n1, n2) if trace else (n1, k, n2, k)
-    gram = torch.zeros(shape, dtype=acc, device=x1.device)
-    for bi, r in enumerate(rows):
-        f1 = get(store1, x1, bi, r)
-        for bj, c in enumerate(cols):
-            if symmetric and bj < bi:
-                continue
-            f2 = f1 if symmetric and bi == bj else get(store2, xs2, bj, c)
-            block = pair(f1, f2)
-            if trace:
-                gram[r, c] = block
-            else:
-                gram[r, :, c] = block
-            if symmetric and bj > bi:
-                if trace:
-                    gram[c, r] = block.T
-                else:
-                    gram[c, :, r] = block.permute(2, 3, 0, 1)
-    return gram if trace else gram.reshape(n1 * k, n2 * k)
 
 
 @contextlib.contextmanager

@@ -1,5 +1,8 @@
-"""Training: the network loop and the probes it schedules by name.
+"""Training: the one loop skeleton, the network loop and the probes it schedules by name.
 
+* :func:`drive` (:mod:`~gdscope.training.skeleton`): the loop every kind of run shares, its
+  checkpoint schedule (the last step included), the one divergence rule and the stop rule; a
+  run measures a :class:`Reading` per checkpoint and the divergence rule watches a :class:`Watch`.
 * :func:`train` (:mod:`~gdscope.training.loop`): full- or mini-batch training of any module with
   any ``torch.optim`` optimizer, probes on a schedule, stop criteria, and the divergence rule
   (a status, not a crash); returns a :class:`Trace`.
@@ -28,16 +31,21 @@ from gdscope.training.loop import (
 )
 from gdscope.training.monitor import Monitor
 from gdscope.training.scheduled import PROBES
+from gdscope.training.skeleton import Reading, Run, Watch, drive
 
 __all__ = [
     "DIVERGENCE_FACTOR",
     "PROBES",
     "Monitor",
     "ProbeContext",
+    "Reading",
+    "Run",
     "Stop",
     "Trace",
+    "Watch",
     "diverged",
     "divergence_limit",
+    "drive",
     "due_probes",
     "measure",
     "probes_not_due",

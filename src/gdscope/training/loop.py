@@ -1,25 +1,19 @@
 """``train``: run a torch.optim optimizer on a model and record probes on a schedule.
 
-The loop measures the state θ_t *before* the t-th update, for t = 0, 1, …, steps, so a run of
-``steps`` updates yields ``steps + 1`` checkpoints. Full-batch training (``batch_size=None``) takes one
-gradient of the whole-data loss per step and the recorded ``loss`` at t is exactly the loss of that
-step; mini-batch training draws batches from a seeded permutation per epoch and evaluates scheduled
-probes on the full training set.
-
-A run ends with status ``"completed"`` (all steps done), ``"stopped"`` (a stop criterion was met) or
-``"diverged"`` (the loss became non-finite or exceeded ``DIVERGENCE_FACTOR`` times the initial loss);
-divergence is a result, not an exception.
+The loop is the one of :mod:`gdscope.training.skeleton` (checkpoints ``t = 0, …, steps``, each
+measuring θ_t *before* the t-th update; the divergence rule; the stop rule), watching the loss
+(:data:`LOSS`) and stopping on the :class:`Stop` criteria. Full-batch training
+(``batch_size=None``) takes one gradient of the whole-data loss per step and the recorded ``loss``
+at t is exactly the loss of that step; mini-batch training draws batches from a seeded permutation
+per epoch and evaluates scheduled probes on the full training set.
 """
 
 from __future__ import annotations
 
-import math
-import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Literal, cast
+from dataclasses import dataclass
+from typing import cast
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -28,32 +22,37 @@ from gdscope import losses
 from gdscope.functional import clone_params, params_of
 from gdscope.training.context import ProbeContext
 from gdscope.training.scheduled import PROBES
+from gdscope.training.skeleton import (
+    DIVERGENCE_FACTOR,
+    Reading,
+    Status,
+    Trace,
+    Watch,
+    diverged,
+    divergence_limit,
+    drive,
+    end_if_diverged,
+)
 
-Status = Literal["completed", "diverged", "stopped"]
-DIVERGENCE_FACTOR = 1e6
+__all__ = [
+    "DIVERGENCE_FACTOR",
+    "LOSS",
+    "ProbeFn",
+    "Status",
+    "Stop",
+    "Trace",
+    "diverged",
+    "divergence_limit",
+    "due_probes",
+    "measure",
+    "probes_not_due",
+    "record_divergence",
+    "train",
+    "validate_schedule",
+]
 
-
-def divergence_limit(initial: float, floor: float = 1e-30) -> float:
-    """Return the value above which a run has diverged: ``DIVERGENCE_FACTOR · max(|initial|, floor)``.
-
-    The one divergence rule of every trial kind (with :func:`diverged`): the watched quantity at
-    the start sets the scale, and ``floor`` is the scale below which a start counts as zero — the
-    loss of a network (``1e-30``, the default), the test objectives of seed 002 (``1``: their
-    values are of order one), the lasso objective (``1e-12``), a relative residual (its start is 1).
-
-    >>> divergence_limit(0.5), divergence_limit(0.0, floor=1.0)
-    (500000.0, 1000000.0)
-    """
-    return DIVERGENCE_FACTOR * max(abs(initial), floor)
-
-
-def diverged(value: float, limit: float) -> bool:
-    """Return whether ``value`` is non-finite or above ``limit`` (:func:`divergence_limit`).
-
-    >>> diverged(float("nan"), 1.0), diverged(2.0, 1.0), diverged(1.0, 1.0)
-    (True, True, False)
-    """
-    return not math.isfinite(value) or value > limit
+LOSS = Watch("loss", "loss", f"{DIVERGENCE_FACTOR:.0e}× initial")
+"""What the divergence rule watches in a network run: the loss, floor ``1e-30``."""
 
 
 def record_divergence(
@@ -62,17 +61,10 @@ def record_divergence(
     """Record step ``t`` as the end of a diverged run if its loss is non-finite or above ``limit``.
 
     ``watched`` is the loss the training step computed (``None`` on mini-batch steps between
-    checkpoints); ``metrics`` are the probes of the checkpoint. Returns whether the run diverged.
+    checkpoints); ``metrics`` are the probes of the checkpoint. Returns whether the run diverged
+    (:func:`~gdscope.training.skeleton.end_if_diverged`, watching :data:`LOSS`).
     """
-    watch = [v for v in (watched, metrics.get("loss")) if v is not None]
-    bad = next((v for v in watch if diverged(v, limit)), None)
-    if bad is None:
-        return False
-    metrics.setdefault("loss", bad)
-    trace.record(t, metrics)
-    trace.status, trace.steps = "diverged", t
-    trace.reason = f"loss {bad:.3e} at step {t} (non-finite or > {DIVERGENCE_FACTOR:.0e}× initial)"
-    return True
+    return end_if_diverged(trace, t, Reading((watched, metrics.get("loss")), metrics), LOSS, limit)
 
 
 @dataclass(frozen=True)
@@ -97,50 +89,6 @@ class Stop:
         if self.accuracy_at_least is not None and acc is not None and acc >= self.accuracy_at_least:
             return f"accuracy {acc:.4f} >= {self.accuracy_at_least:.4f}"
         return None
-
-
-@dataclass
-class Trace:
-    """What one training run measured: ``records[metric] = (steps, values)``, and how it ended."""
-
-    status: Status
-    steps: int
-    reason: str
-    records: dict[str, tuple[list[int], list[float]]] = field(default_factory=dict)
-    wall_time_s: float = field(default=0.0, compare=False)
-
-    @property
-    def metrics(self) -> list[str]:
-        """Names of the recorded metrics."""
-        return list(self.records)
-
-    def series(self, metric: str) -> tuple[np.ndarray, np.ndarray]:
-        """Return ``(steps, values)`` arrays of one metric."""
-        if metric not in self.records:
-            raise KeyError(
-                f"metric {metric!r} was not recorded; recorded: {', '.join(self.records)}"
-            )
-        steps, values = self.records[metric]
-        return np.asarray(steps, dtype=np.int64), np.asarray(values, dtype=np.float64)
-
-    def final(self, metric: str) -> float:
-        """Return the last recorded value of ``metric``."""
-        return float(self.series(metric)[1][-1])
-
-    def rows(self) -> list[tuple[int, str, float]]:
-        """Return the records in long form ``(step, metric, value)``, the store's layout."""
-        return [
-            (step, metric, value)
-            for metric, (steps, values) in self.records.items()
-            for step, value in zip(steps, values, strict=True)
-        ]
-
-    def record(self, step: int, metrics: Mapping[str, float]) -> None:
-        """Append ``metrics`` measured at ``step``."""
-        for name, value in metrics.items():
-            steps, values = self.records.setdefault(name, ([], []))
-            steps.append(step)
-            values.append(float(value))
 
 
 ProbeFn = Callable[[ProbeContext], dict[str, float]]
@@ -253,88 +201,114 @@ def train(
             f"batch_size must be in [1, {n}] (the training set size), got {batch_size}"
         )
     schedule = validate_schedule(probes, extra_probes)
-    stop = stop or Stop()
-    full_batch = batch_size is None or batch_size == n
-    checked = full_batch and stop != Stop()  # criteria checked on the full-batch loss each step
-    order = _BatchOrder(n, batch_size or n, seed, data[0].device)
-    init_params = clone_params(params_of(model))
-    trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
-    trace = Trace(status="completed", steps=steps, reason=f"ran {steps} steps")
-    limit: float | None = None
-    memory: dict[str, object] = {}
-    start = time.perf_counter()
+    run = _Network(model, optimizer, data, steps, loss_fn, schedule, extra_probes)
+    run.eval_data, run.stop = eval_data, stop or Stop()
+    run.batches(batch_size, seed)
+    return drive(steps, run.measure, run.update, watch=LOSS, stop=run.stop_reason)
 
-    def closure() -> Tensor:
-        optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(model(xb), yb)
-        loss.backward()
-        return loss
 
-    for t in range(steps + 1):
-        params = {name: p.detach() for name, p in trainable}  # params_of, without the walk
+class _Network:
+    """The checkpoints and updates of one :func:`train` run, for :func:`drive`."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        data: tuple[Tensor, Tensor],
+        steps: int,
+        loss_fn: Callable[[Tensor, Tensor], Tensor],
+        schedule: dict[str, int],
+        extra: Mapping[str, ProbeFn] | None,
+    ) -> None:
+        self.model, self.optimizer, self.data, self.steps = model, optimizer, data, steps
+        self.loss_fn, self.schedule, self.extra = loss_fn, schedule, extra
+        self.eval_data: tuple[Tensor, Tensor] | None = None  # held out, for the "test" probe
+        self.stop = Stop()
+        self.batches(None, 0)  # full batch unless train() says otherwise
+        self.init_params = clone_params(params_of(model))
+        self.trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+        self.memory: dict[str, object] = {}
+        self.batch = data
+        self.due: list[str] = []
+        self.watched: float | None = None
+
+    def batches(self, batch_size: int | None, seed: int) -> None:
+        """Train on mini-batches of ``batch_size`` in a ``seed``-ed order (``None``: full batch)."""
+        n = self.data[0].shape[0]
+        self.full_batch = batch_size is None or batch_size == n
+        self.order = _BatchOrder(n, batch_size or n, seed, self.data[0].device)
+
+    def measure(self, t: int) -> Reading:
+        """One forward-backward at θ_t (full batch: the step's own), then the probes due."""
+        params = {name: p.detach() for name, p in self.trainable}  # params_of, without the walk
         ctx = ProbeContext(
-            model,
+            self.model,
             params,
-            init_params,
-            loss_fn,
-            data,
-            eval_data,
+            self.init_params,
+            self.loss_fn,
+            self.data,
+            self.eval_data,
             t,
-            memory=memory,
-            optimizer=optimizer,
+            memory=self.memory,
+            optimizer=self.optimizer,
         )
-        due = due_probes(schedule, t, last=steps)
-        if full_batch:
-            xb, yb = data
+        self.ctx, self.due = ctx, due_probes(self.schedule, t, last=self.steps)
+        if self.full_batch:
+            self.batch = xb, yb = self.data
             with torch.enable_grad():
-                optimizer.zero_grad(set_to_none=True)
-                output = model(xb)
-                step_loss = loss_fn(output, yb)
+                self.optimizer.zero_grad(set_to_none=True)
+                output = self.model(xb)
+                step_loss = self.loss_fn(output, yb)
                 step_loss.backward()
             ctx.cache["train_output"] = output.detach()
             ctx.cache["train_grads"] = [
-                p.grad.detach() if p.grad is not None else torch.zeros_like(p) for _, p in trainable
+                p.grad.detach() if p.grad is not None else torch.zeros_like(p)
+                for _, p in self.trainable
             ]
-            watched = float(step_loss.detach())
-            ctx.cache["loss"] = watched
+            self.watched = float(step_loss.detach())
+            ctx.cache["loss"] = self.watched
         else:
-            xb, yb = order.next_batch(data)
-            watched = None
-            if t < steps:
-                step_loss = closure()
-                watched = float(step_loss.detach())
-        metrics = measure(due, ctx, extra_probes)
-        if limit is None:
-            initial = metrics.get("loss", watched)
-            if initial is None:
-                initial = ctx.loss()
-            limit = divergence_limit(initial)
-        if record_divergence(trace, t, metrics, watched, limit):
-            break
+            self.batch = self.order.next_batch(self.data)
+            self.watched = None
+            if t < self.steps:
+                self.watched = float(self.closure().detach())
+        metrics = measure(self.due, ctx, self.extra)
+        start = metrics.get("loss", self.watched) if t == 0 else None
+        if t == 0 and start is None:
+            start = ctx.loss()
+        return Reading((self.watched, metrics.get("loss")), metrics, start)
+
+    def stop_reason(self, t: int, reading: Reading) -> str | None:
+        """Apply the :class:`Stop` criteria; a stopped checkpoint records every scheduled probe."""
+        stop, ctx, labels = self.stop, self.ctx, self.batch[1]
+        checked = self.full_batch and stop != Stop()  # checked on the full-batch loss each step
         if checked:  # the accuracy only where a criterion reads it (it costs a pass)
-            checks: dict[str, float] = {"loss": cast(float, watched)}  # set: full batch
+            checks: dict[str, float] = {"loss": cast(float, self.watched)}  # set: full batch
             if stop.accuracy_at_least is not None:
-                checks["accuracy"] = float(losses.accuracy(ctx.train_output(), yb))
+                checks["accuracy"] = float(losses.accuracy(ctx.train_output(), labels))
         else:
-            checks = metrics
+            checks = reading.metrics
         reason = stop.met_by(checks)
         if reason is not None:
-            metrics.update(probes_not_due(schedule, due, ctx, extra_probes))
+            reading.metrics.update(probes_not_due(self.schedule, self.due, ctx, self.extra))
             if checked and "accuracy" not in checks:  # a stopped run records both
-                checks["accuracy"] = float(losses.accuracy(ctx.train_output(), yb))
-            metrics.update(checks)
-            trace.record(t, metrics)
-            trace.status, trace.steps, trace.reason = "stopped", t, reason
-            break
-        trace.record(t, metrics)
-        if t == steps:
-            break
-        if _needs_closure(optimizer):
-            optimizer.step(closure)  # type: ignore[arg-type]
+                checks["accuracy"] = float(losses.accuracy(ctx.train_output(), labels))
+            reading.metrics.update(checks)
+        return reason
+
+    def closure(self) -> Tensor:
+        """Return the loss of the current batch, with its gradient in ``.grad``."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.loss_fn(self.model(self.batch[0]), self.batch[1])
+        loss.backward()
+        return loss
+
+    def update(self, t: int) -> None:
+        """One optimizer step (with the closure where the optimizer needs one)."""
+        if _needs_closure(self.optimizer):
+            self.optimizer.step(self.closure)  # type: ignore[arg-type]
         else:
-            optimizer.step()
-    trace.wall_time_s = time.perf_counter() - start
-    return trace
+            self.optimizer.step()
 
 
 def probes_not_due(

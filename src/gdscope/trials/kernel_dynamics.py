@@ -48,7 +48,7 @@ from pydantic import Field, model_validator
 from gdscope import data as gsdata
 from gdscope import models, probes
 from gdscope.config.parts import Count, PositiveCount
-from gdscope.training import Trace, diverged, divergence_limit
+from gdscope.training import Reading, Trace, Watch, drive
 from gdscope.trials._base import (
     AutoMomentum,
     AutoPositive,
@@ -62,6 +62,7 @@ from gdscope.trials._base import (
 )
 
 __all__ = [
+    "WATCH",
     "KernelDataConfig",
     "KernelDynamicsConfig",
     "Tuning",
@@ -73,6 +74,8 @@ __all__ = [
 ]
 
 Method = Literal["gd", "nag", "heavy_ball"]
+WATCH = Watch("relative_residual", "relative residual", "1e6")
+"""The divergence rule watches ``‖r_t‖/‖r_0‖`` (its start is 1, so its limit is ``1e6``)."""
 
 
 class KernelDataConfig(KindConfig):
@@ -277,9 +280,10 @@ def run(config: KernelDynamicsConfig) -> Trace:
 
     Records every ``record_every`` steps and at the last step: ``residual`` (``‖r_t‖``) and
     ``relative_residual`` (``‖r_t‖/‖r_0‖``); at step 0 also ``kappa``, ``lambda_min``,
-    ``lambda_max``, ``eta``, ``beta`` and ``theory_rate``. Status ``"stopped"`` when the relative
-    residual falls below ``tol``, ``"diverged"`` when it is non-finite or above ``DIVERGENCE_FACTOR``,
-    else ``"completed"``.
+    ``lambda_max``, ``eta``, ``beta`` and ``theory_rate``. The loop is
+    :func:`gdscope.training.drive`: the divergence rule watches the relative residual
+    (:data:`WATCH`, whose start is 1) and the run stops (status ``"stopped"``) at the first step
+    ``t ≥ 1`` where it is below ``tol``.
     """
     start = time.perf_counter()
     x, y = _inputs(config)
@@ -292,33 +296,36 @@ def run(config: KernelDynamicsConfig) -> Trace:
     T, D = (v.astype(dtype) for v in _modal(config.method, tuning, lam))
     c0 = (V.T @ -y).astype(dtype)
     r0 = float(np.linalg.norm(c0))
-    trace = Trace(status="completed", steps=steps, reason=f"ran {steps} steps{cap_note}")
-    trace.record(0, {"residual": r0, "relative_residual": 1.0, "kappa": kappa})
-    trace.record(0, {"lambda_min": lam_min, "lambda_max": lam_max})
-    trace.record(0, {"eta": tuning.eta, "beta": tuning.beta})
-    trace.record(0, {"theory_rate": theory_rate(config.method, tuning, lam)})
+    first = {"residual": r0, "relative_residual": 1.0, "kappa": kappa}
+    first |= {"lambda_min": lam_min, "lambda_max": lam_max, "eta": tuning.eta, "beta": tuning.beta}
+    first["theory_rate"] = theory_rate(config.method, tuning, lam)
     modes = _iterate(c0, T, D)
-    for t in range(1, steps + 1):
-        c = next(modes)
+    state = [c0]  # c_t
+
+    def measure(t: int) -> Reading:
+        if t == 0:
+            return Reading((1.0,), first)
+        c = state[0]
         residual = float(np.sqrt(np.dot(c, c)))
         relative = residual / r0
-        end = _ending(trace, t, relative, config.tol)
-        if t % config.record_every == 0 or t == steps or end:
-            trace.record(t, {"residual": residual, "relative_residual": relative})
-        if end:
-            break
-    trace.wall_time_s = time.perf_counter() - start
-    return trace
+        return Reading((relative,), {"residual": residual, "relative_residual": relative})
 
+    def update(t: int) -> None:
+        state[0] = next(modes)
 
-def _ending(trace: Trace, t: int, relative: float, tol: float) -> bool:
-    """Set ``trace``'s status if step ``t`` ends the run (divergence or tolerance reached)."""
-    if diverged(relative, divergence_limit(1.0)):  # the relative residual starts at 1
-        trace.status, trace.steps = "diverged", t
-        trace.reason = f"relative residual {relative:.3e} at step {t} (non-finite or > 1e6)"
-        return True
-    if relative < tol:
-        trace.status, trace.steps = "stopped", t
-        trace.reason = f"relative residual {relative:.3e} < tol={tol:g} at step {t}"
-        return True
-    return False
+    def below_tol(t: int, reading: Reading) -> str | None:
+        relative = reading.metrics["relative_residual"]
+        if t == 0 or not relative < config.tol:  # ‖r_0‖/‖r_0‖ = 1 is never checked
+            return None
+        return f"relative residual {relative:.3e} < tol={config.tol:g} at step {t}"
+
+    return drive(
+        steps,
+        measure,
+        update,
+        watch=WATCH,
+        every=config.record_every,
+        stop=below_tol,
+        note=cap_note,
+        started=start,
+    )

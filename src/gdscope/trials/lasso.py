@@ -19,7 +19,6 @@ References:
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Any, Literal
 
@@ -31,7 +30,7 @@ from torch import Tensor
 from gdscope import data as gsdata
 from gdscope.config.parts import Count, PositiveCount
 from gdscope.optim import FISTA, make_optimizer
-from gdscope.training import Trace, diverged, divergence_limit
+from gdscope.training import Reading, Trace, Watch, drive
 from gdscope.trials._base import (
     AutoPositive,
     Dtype,
@@ -42,7 +41,10 @@ from gdscope.trials._base import (
     torch_dtype,
 )
 
-__all__ = ["LassoConfig", "LassoDataConfig", "exact_solution", "run"]
+__all__ = ["WATCH", "LassoConfig", "LassoDataConfig", "exact_solution", "run"]
+
+WATCH = Watch("objective", "objective", "1e6 × F(0)", floor=1e-12)
+"""The divergence rule watches the objective ``F``; floor ``1e-12``."""
 
 
 class LassoDataConfig(KindConfig):
@@ -131,8 +133,8 @@ def run(config: LassoConfig) -> Trace:
     ``exact_objective`` at the last step.
 
     ``l1_norm_avg`` is the mean of ``‖w_s‖₁`` over every step ``s ≤ t`` (not only recorded ones).
-    Status ``"diverged"`` when the objective is non-finite or above
-    ``DIVERGENCE_FACTOR × max(F(0), 1e-12)``.
+    The loop is :func:`gdscope.training.drive`; the divergence rule watches the objective with
+    floor ``1e-12`` (:data:`WATCH`).
     """
     start = time.perf_counter()
     X64, y64, lam = _problem(config)
@@ -144,28 +146,25 @@ def run(config: LassoConfig) -> Trace:
     lr = 1.0 / L if config.lr == "auto" else config.lr
     w = torch.zeros(X.shape[1], dtype=dtype, requires_grad=True)
     optimizer = _optimizer(config, w, lr, lam)
-    trace = Trace(status="completed", steps=config.steps, reason=f"ran {config.steps} steps")
-    l1_sum, limit = 0.0, math.inf
-    for t in range(config.steps + 1):
+    l1_sum = [0.0]  # Σ_{s ≤ t} ‖w_s‖₁
+
+    def measure(t: int) -> Reading:
         iterate = _iterate(optimizer, w)
         objective = _objective(X, y, iterate, lam)
-        l1_sum += float(iterate.abs().sum())
-        limit = divergence_limit(objective, floor=1e-12) if t == 0 else limit
-        ends = diverged(objective, limit)
-        if t % config.record_every == 0 or t == config.steps or ends:
-            trace.record(t, _metrics(iterate, objective, l1_sum / (t + 1), w_star))
-        if ends:
-            trace.status, trace.steps = "diverged", t
-            trace.reason = f"objective {objective:.3e} at step {t} (non-finite or > 1e6 × F(0))"
-            break
-        if t < config.steps:
-            with torch.no_grad():
-                w.grad = X.T @ (X @ w - y) / n
-            optimizer.step()
+        l1_sum[0] += float(iterate.abs().sum())
+        return Reading((objective,), _metrics(iterate, objective, l1_sum[0] / (t + 1), w_star))
+
+    def update(t: int) -> None:
+        with torch.no_grad():
+            w.grad = X.T @ (X @ w - y) / n
+        optimizer.step()
+
+    trace = drive(
+        config.steps, measure, update, watch=WATCH, every=config.record_every, started=start
+    )
     exact = {"exact_l1_norm": float(w_star.abs().sum())}
     exact["exact_objective"] = _objective(X64, y64, w_star, lam)
     trace.record(trace.steps, exact)
-    trace.wall_time_s = time.perf_counter() - start
     return trace
 
 

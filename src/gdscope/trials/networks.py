@@ -47,7 +47,7 @@ def _mlp(m: ModelConfig, x: Tensor, out_dim: int, common: dict[str, Any]) -> nn.
     return models.mlp(
         x.shape[1],
         m.width,
-        m.depth,
+        depth=m.depth,
         out_dim=out_dim,
         activation=m.activation,
         bias=m.bias,

@@ -38,7 +38,7 @@ from torch import Tensor
 from gdscope import losses
 from gdscope.config.parts import Count, PositiveCount
 from gdscope.optim import make_optimizer
-from gdscope.training import Trace, diverged, divergence_limit
+from gdscope.training import Reading, Trace, Watch, drive
 from gdscope.trials._base import (
     Dtype,
     KindConfig,
@@ -48,11 +48,13 @@ from gdscope.trials._base import (
     torch_dtype,
 )
 
-__all__ = ["FLOOR_FRACTION", "ObjectiveConfig", "floor", "run"]
+__all__ = ["FLOOR_FRACTION", "WATCH", "ObjectiveConfig", "floor", "run"]
 
 Function = Literal["abs", "abs_power", "pseudo_huber", "quadratic", "l1_scalar"]
 FLOOR_FRACTION = 0.2
 """``floor`` is the median of ``abs_x`` over this last fraction of the checkpoints."""
+WATCH = Watch("f", "f =", "1e6 × max(f(x0), 1)", floor=1.0)
+"""The divergence rule watches ``f``; floor 1, the test objectives being of order one."""
 
 
 class ObjectiveConfig(KindConfig):
@@ -192,8 +194,8 @@ def run(config: ObjectiveConfig) -> Trace:
       (``|x|`` at 0), or a float ``x`` next to ``x*`` whose gradient rounds to 0, the step of
       GD or RMSProp (``η g/(√v + ε)``) is exactly 0 from then on: the run ends there for good.
 
-    Status ``"diverged"`` when ``f`` is non-finite or above ``DIVERGENCE_FACTOR × max(f(x_0), 1)``
-    (:func:`~gdscope.training.divergence_limit` with floor 1).
+    The loop is :func:`gdscope.training.drive`; the divergence rule watches ``f`` with floor 1
+    (:data:`WATCH`).
     """
     start = time.perf_counter()
     dtype = torch_dtype(config.dtype)
@@ -201,30 +203,18 @@ def run(config: ObjectiveConfig) -> Trace:
     x.requires_grad_(True)
     f, f_star = _objective(config), _minimum(config)
     optimizer = _optimizer(config, x)
-    trace = Trace(status="completed", steps=config.steps, reason=f"ran {config.steps} steps")
-    limit = math.inf
-    x_star = _minimizer(config)
-    tail_start = config.steps + 1 - _tail_count(config.steps + 1)  # the steps floor() reads
-    dist: list[float] = []  # max_i |x_i − x*_i| over the tail
-    anchor, moved = x.detach().clone(), False
-    for t in range(config.steps + 1):
+    tail = _Tail(config.steps + 1 - _tail_count(config.steps + 1), _minimizer(config), x)
+
+    def measure(t: int) -> Reading:
         optimizer.zero_grad(set_to_none=True)
         value = f(x)
         value.backward()
         loss = float(value.detach())
-        limit = divergence_limit(loss, floor=1.0) if t == 0 else limit
-        trace.record(t, _metrics(config, x.detach(), loss, f_star))
-        if t == tail_start:
-            anchor = x.detach().clone()
-        if t >= tail_start:
-            dist.append(float((x.detach() - x_star).abs().max()))
-            moved = moved or not torch.equal(x.detach(), anchor)
-        if diverged(loss, limit):
-            trace.status, trace.steps = "diverged", t
-            trace.reason = f"f = {loss:.3e} at step {t} (non-finite or > 1e6 × max(f(x0), 1))"
-            break
-        if t < config.steps:
-            optimizer.step()
+        metrics = _metrics(config, x.detach(), loss, f_star)
+        tail.observe(t, x.detach())
+        return Reading((loss,), metrics)
+
+    trace = drive(config.steps, measure, lambda _: optimizer.step(), watch=WATCH, started=start)
     abs_x = trace.series("abs_x")[1]
     completed = trace.status == "completed"
     zero_grad = x.grad is not None and not bool(x.grad.any())
@@ -232,12 +222,28 @@ def run(config: ObjectiveConfig) -> Trace:
         trace.steps,
         {
             "floor": floor(abs_x),
-            "dist_floor": float(np.median(dist)) if completed else math.nan,
-            "absorbed": float(completed and not moved and zero_grad),
+            "dist_floor": float(np.median(tail.dist)) if completed else math.nan,
+            "absorbed": float(completed and not tail.moved and zero_grad),
         },
     )
-    trace.wall_time_s = time.perf_counter() - start
     return trace
+
+
+class _Tail:
+    """What :func:`run` tracks over the steps :func:`floor` reads (from ``start`` on)."""
+
+    def __init__(self, start: int, x_star: float, x: Tensor) -> None:
+        self.start, self.x_star = start, x_star
+        self.anchor, self.moved = x.detach().clone(), False
+        self.dist: list[float] = []  # max_i |x_i − x*_i| over the tail
+
+    def observe(self, t: int, x: Tensor) -> None:
+        """Note the iterate ``x`` of checkpoint ``t``."""
+        if t == self.start:
+            self.anchor = x.clone()
+        if t >= self.start:
+            self.dist.append(float((x - self.x_star).abs().max()))
+            self.moved = self.moved or not torch.equal(x, self.anchor)
 
 
 def _metrics(config: ObjectiveConfig, x: Tensor, loss: float, f_star: float) -> dict[str, float]:

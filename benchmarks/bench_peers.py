@@ -1,0 +1,209 @@
+"""gdscope against the installed peer packages, one process, one thread, interleaved rounds.
+
+Every method runs on identical weights and inputs, single-threaded (``torch.set_num_threads(1)``;
+XLA with ``--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1``, set before JAX is
+imported), once or more to warm up (JAX compilation, allocator), then in ``--rounds`` alternating
+rounds ``A, B, C, A, B, C, …`` so that a change in machine load hits every method alike. Each record
+gives the median, the minimum and the spread ``max/min`` of the rounds, the ratio to gdscope's
+median (``> 1``: the peer is slower), and the relative error against an independent reference.
+
+* W1 NTK Gram of an MLP 784→m→m→m→1, fp32, on n inputs: gdscope ``ntk_gram`` against
+  neural-tangents' ``empirical_ntk_fn`` with ``STRUCTURED_DERIVATIVES`` and
+  ``JACOBIAN_CONTRACTION`` (``jax.jit``, ``block_until_ready``) and PyTorch's ``vmap(jacrev)``.
+  Reference: neural-tangents' structured derivatives in float64. Error: largest entry difference
+  over the largest entry.
+* W2 sharpness of fc-tanh 3072→200→200→10 (PyTorch default init, ½-sum MSE, n random inputs) at
+  relative error ≤ 1e-3: gdscope Lanczos against hessian-eigenthings' Lanczos (20 steps),
+  curvlinops' ``HessianLinearOperator`` + scipy ``eigsh`` and PyHessian's power iteration; with
+  the count of Hessian-vector products and the time of one (see ``_peers_curvature.py``).
+* W2c Hessian trace from 30 products: gdscope Hutchinson and Hutch++ against PyHessian's
+  Hutchinson, with the error against the exact trace.
+
+Prints one JSON line per measurement. ``--tiny`` runs toy sizes (a smoke test).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import argparse
+import importlib.util
+import sys
+from typing import Any
+
+import numpy as np
+import torch
+
+PEERS = {
+    "jax": "jax",
+    "neural_tangents": "neural-tangents",
+    "curvlinops": "curvlinops-for-pytorch",
+    "pyhessian": "pyhessian",
+    "hessian_eigenthings": "hessian-eigenthings",
+    "scipy": "scipy",
+}
+NTK_SIZES = [(64, 256), (256, 512), (512, 512)]
+TINY_NTK_SIZES = [(8, 16)]
+D_IN = 784
+
+
+def missing_peers() -> list[str]:
+    """Return the pip names of the peer packages that cannot be imported here."""
+    return [pip for module, pip in PEERS.items() if importlib.util.find_spec(module) is None]
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--small", action="store_true", help="CPU sizes (the default here)")
+    parser.add_argument("--tiny", action="store_true", help="toy sizes, seconds (a smoke test)")
+    parser.add_argument("--device", default="cpu", help="only cpu: the peers run on the CPU")
+    parser.add_argument("--rounds", type=int, default=5, help="timed rounds per method (>= 1)")
+    parser.add_argument("--only", action="append", choices=["ntk", "sharpness", "trace"])
+    args = parser.parse_args(argv)
+    if args.device != "cpu":
+        parser.error("--device: the peers bench runs on the CPU only")
+    return args
+
+
+# --- W1: NTK Gram ---------------------------------------------------------------------------
+
+
+def jax_mlp(params: list[tuple[Any, Any, float, float]], x: Any) -> Any:
+    """The MLP ``h ← α h Wᵀ + α_b b`` with ReLU between layers, on JAX arrays.
+
+    ``Wᵀ`` is stored (``(d_in, d_out)``, as stax's ``Dense``) and unit multipliers are left out:
+    neural-tangents' structured rules then see a plain ``dot_general`` and ``add`` per layer (with
+    a ``transpose`` of the weight in the graph its cost was that of the Jacobian contraction).
+    """
+    import jax.numpy as jnp
+
+    h = x
+    for i, (w_t, b, alpha, alpha_b) in enumerate(params):
+        y = h @ w_t if alpha == 1.0 else alpha * (h @ w_t)
+        h = y + (b if alpha_b == 1.0 else alpha_b * b)
+        if i < len(params) - 1:
+            h = jnp.maximum(h, 0.0)
+    return h
+
+
+def jax_params(model: torch.nn.Module, dtype: Any) -> tuple[list[Any], list[tuple[float, float]]]:
+    """Copy the layers' transposed weights and biases (JAX arrays) and multipliers ``(α, α_b)``."""
+    import jax.numpy as jnp
+
+    arrays, scales = [], []
+    for layer in model.layers:  # pyright: ignore[reportGeneralTypeIssues]
+        w, b = layer.weight.detach().numpy().T, layer.bias.detach().numpy()
+        arrays.append((jnp.asarray(w, dtype=dtype), jnp.asarray(b, dtype=dtype)))
+        scales.append((float(layer.multiplier), float(layer.bias_multiplier)))
+    return arrays, scales
+
+
+def nt_kernel(scales: list[tuple[float, float]], implementation: int) -> Any:
+    """Return the jitted ``(x, params) ↦ K`` of neural-tangents' empirical NTK, ``(n, n)``."""
+    import jax
+    from _peers_compat import neural_tangents
+
+    nt = neural_tangents()
+
+    def apply_fn(params: Any, x: Any, **_kwargs: Any) -> Any:
+        return jax_mlp([(w, b, a, ab) for (w, b), (a, ab) in zip(params, scales, strict=True)], x)
+
+    fn = nt.empirical_ntk_fn(apply_fn, trace_axes=(), vmap_axes=0, implementation=implementation)
+    jitted = jax.jit(lambda x, params: fn(x, None, params))
+    return lambda x, params: jitted(x, params).block_until_ready()
+
+
+def rel_err(gram: Any, ref: np.ndarray) -> float:
+    """``max |G − R| / max |R|`` in float64, G reshaped to ``(n, n)``."""
+    g = np.asarray(gram, dtype=np.float64).reshape(ref.shape)
+    return float(np.abs(g - ref).max() / np.abs(ref).max())
+
+
+def run_ntk(sizes: list[tuple[int, int]], rounds: int) -> None:
+    kernels: dict[tuple[tuple[float, float], ...], tuple[Any, Any]] = {}
+    for n, m in sizes:
+        run_ntk_case(n, m, rounds, kernels)
+
+
+def run_ntk_case(n: int, m: int, rounds: int, kernels: dict[Any, tuple[Any, Any]]) -> None:
+    """Time the four NTK methods on one ``(n, m)``; jitted NT kernels are reused across sizes."""
+    import jax
+    import jax.numpy as jnp
+    from _common import emit, interleaved, summary
+    from bench_ntk import jacrev_contraction
+
+    import gdscope as gs
+
+    model = gs.models.mlp(D_IN, m, depth=4, out_dim=1, seed=0)
+    x = torch.randn(n, D_IN, generator=torch.Generator().manual_seed(0))
+    params32, scales = jax_params(model, jnp.float32)
+    params64, _ = jax_params(model, jnp.float64)
+    x32, x64 = jnp.asarray(x.numpy(), jnp.float32), jnp.asarray(x.numpy(), jnp.float64)
+    if tuple(scales) not in kernels:
+        kernels[tuple(scales)] = (nt_kernel(scales, 3), nt_kernel(scales, 1))
+    nt_sd, nt_jc = kernels[tuple(scales)]
+    reference = np.asarray(nt_sd(x64, params64), dtype=np.float64).reshape(n, n)
+    ours = "gdscope ntk_gram (structured)"
+    fns = {
+        ours: lambda: gs.probes.ntk_gram(model, x),
+        "neural-tangents STRUCTURED_DERIVATIVES (jit)": lambda: nt_sd(x32, params32),
+        "neural-tangents JACOBIAN_CONTRACTION (jit)": lambda: nt_jc(x32, params32),
+        "torch vmap(jacrev) contraction": lambda: jacrev_contraction(model, x),
+    }
+    times, results = interleaved(fns, rounds=rounds, warmup=1)
+    ours_ms = summary(times[ours])["median_ms"]
+    for name, ts in times.items():
+        stats = summary(ts)
+        emit(
+            {
+                "workload": "W1 ntk_gram",
+                "method": name,
+                "n": n,
+                "m": m,
+                "k": 1,
+                "device": "cpu (1 thread)",
+                **stats,
+                "ratio_to_gdscope": round(stats["median_ms"] / ours_ms, 3),
+                "rel_err": rel_err(results[name], reference),
+                "reference": "neural-tangents STRUCTURED_DERIVATIVES in float64",
+                "jax": jax.__version__,
+                "torch": torch.__version__,
+            }
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    missing = missing_peers()
+    if missing:
+        print(
+            f"bench --peers: peer package(s) not installed: {', '.join(missing)} "
+            f"(pip install {' '.join(missing)})",
+            file=sys.stderr,
+        )
+        return 2
+    args = parse(argv)
+    if args.rounds < 1:
+        print("bench --peers: --rounds must be >= 1", file=sys.stderr)
+        return 2
+    torch.set_num_threads(1)
+    import jax
+
+    jax.config.update("jax_enable_x64", True)  # float64 references; fp32 arrays stay fp32
+    import _peers_curvature as curv
+
+    only = set(args.only or ["ntk", "sharpness", "trace"])
+    if "ntk" in only:
+        run_ntk(TINY_NTK_SIZES if args.tiny else NTK_SIZES, args.rounds)
+    case = curv.TINY if args.tiny else curv.SMALL
+    if "sharpness" in only:
+        curv.run_sharpness(case, args.rounds)
+    if "trace" in only:
+        curv.run_trace(case, args.rounds)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,179 @@
+r"""Which models the structured NTK covers: supported layers, and a traced forward of the reads.
+
+The structured identity ``∂f/∂θ_ℓ = α Σ_p Δ_p H_pᵀ`` (:mod:`gdscope.probes._ntk_structured`;
+Novak, Sohl-Dickstein & Schoenholz 2022) holds for a parameter only when its own layer's stock
+``forward`` is the one op that reads it, once per call. :func:`unsupported_modules` checks the
+module types; :func:`traced_forward` runs the model once on one example under a
+``TorchFunctionMode`` that sees every op and reports any other read, and, in the same pass, counts
+the per-example size of the features the structured path will hold (layer inputs and outputs), so
+that :func:`gdscope.probes.ntk_gram` plans its tiles without a forward and backward of its own.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_leaves
+
+from gdscope.models.layers import ScaledConv2d, ScaledLinear
+from gdscope.models.two_layer import TwoLayer
+
+LINEAR_TYPES = (ScaledLinear, nn.Linear)
+CONV_TYPES = (ScaledConv2d, nn.Conv2d)
+LAYER_FORWARDS = (nn.Linear.forward, ScaledLinear.forward, nn.Conv2d.forward, ScaledConv2d.forward)
+_NESTED = (list, tuple, dict)
+
+
+def unsupported_modules(model: nn.Module) -> list[str]:
+    """Return the names of modules holding trainable parameters that the structured path cannot handle."""
+    if isinstance(model, TwoLayer):
+        return []
+    bad, owners = [], {}
+    for name, module in model.named_modules():
+        if not any(p.requires_grad for p in module.parameters(recurse=False)):
+            continue
+        tied = [
+            owners[id(p)]
+            for p in module.parameters(recurse=False)
+            if p.requires_grad and owners.setdefault(id(p), name) != name
+        ]
+        if tied:  # one Gram per module would miss the cross terms between the uses
+            bad.append(f"{name or '<root>'} (shares a parameter with {tied[0] or '<root>'})")
+            continue
+        if type(module).forward not in LAYER_FORWARDS:
+            bad.append(f"{name or '<root>'} ({type(module).__name__}, own forward)")
+            continue
+        if isinstance(module, LINEAR_TYPES):
+            continue
+        if isinstance(module, ScaledConv2d):
+            continue
+        if isinstance(module, nn.Conv2d) and module.groups == 1 and module.padding_mode == "zeros":
+            continue
+        bad.append(f"{name or '<root>'} ({type(module).__name__})")
+    return bad
+
+
+@dataclass(frozen=True)
+class UseTrace:
+    """What one traced forward found.
+
+    Attributes:
+        problems: reads of trainable parameters the structured identity does not cover.
+        input_numel: entries of the layer inputs (conv: patches) the structured path holds per
+            example, summed over the calls of layers with a trainable weight.
+        output_numel: entries of the outputs of layers with trainable parameters per example
+            (the signals ``Δ`` hold ``k`` times as many).
+
+    """
+
+    problems: list[str]
+    input_numel: int
+    output_numel: int
+
+
+class _UseTracer(TorchFunctionMode):
+    """Record every tensor-valued op reading a trainable parameter, and which module call ran it."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.owner = {
+            id(p): module
+            for module in model.modules()
+            for p in module.parameters(recurse=False)
+            if p.requires_grad
+        }
+        self.name = {id(p): name for name, p in model.named_parameters()}
+        self.module_name = {id(m): name or "<root>" for name, m in model.named_modules()}
+        self.stack: list[tuple[nn.Module, int]] = []
+        self.calls = 0
+        self.read: set[tuple[int, int]] = set()  # (module call, parameter) pairs seen
+        self.problems: list[str] = []
+        self.input_numel = 0
+        self.output_numel = 0
+
+    def enter(self, module: nn.Module, args: object) -> None:
+        self.calls += 1
+        self.stack.append((module, self.calls))
+
+    def leave(self, module: nn.Module, args: tuple[object, ...], output: object) -> None:
+        self.stack.pop()
+        trainable = [p for p in module.parameters(recurse=False) if p.requires_grad]
+        if not trainable or not isinstance(output, Tensor):
+            return
+        self.output_numel += output.numel()
+        weight = getattr(module, "weight", None)
+        if not (isinstance(weight, Tensor) and weight.requires_grad):
+            return
+        if isinstance(module, CONV_TYPES) and output.ndim >= 2:  # shapes only: no traced op
+            positions = math.prod(output.shape[2:])  # output positions of the one example
+            self.input_numel += positions * math.prod(weight.shape[1:])  # C_in·kh·kw each
+        elif args and isinstance(args[0], Tensor):
+            self.input_numel += args[0].numel()
+
+    def __torch_function__(
+        self,
+        func: Callable[..., object],
+        types: object,
+        args: tuple[object, ...] = (),
+        kwargs: dict[str, object] | None = None,
+    ) -> object:
+        """Run ``func``; record it if it reads trainable parameters and yields a tensor."""
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        if isinstance(out, Tensor) or any(isinstance(t, Tensor) for t in tree_leaves(out)):
+            flat = (*args, *kwargs.values())  # not .shape, .dim(), ...: those yield no tensor
+            if any(isinstance(a, _NESTED) for a in flat):
+                flat = tree_leaves((args, kwargs))
+            owner = self.owner
+            read = {id(t) for t in flat if isinstance(t, Tensor) and id(t) in owner}
+            for pid in sorted(read):
+                self._record(pid, getattr(func, "__name__", str(func)))
+        return out
+
+    def _record(self, pid: int, op: str) -> None:
+        module, call = self.stack[-1] if self.stack else (None, 0)
+        where = "outside any module" if module is None else f"in {self.module_name[id(module)]}"
+        if module is not self.owner[pid]:
+            self.problems.append(f"{self.name[pid]} read by {op} {where}, outside its own layer")
+        elif (call, pid) in self.read:
+            self.problems.append(f"{self.name[pid]} read twice in one call of its layer ({op})")
+        self.read.add((call, pid))
+
+
+def traced_forward(model: nn.Module, x: Tensor) -> UseTrace:
+    r"""Run ``model(x)`` once (no grad) and report its parameter reads and feature sizes.
+
+    Runs under a ``TorchFunctionMode`` that sees every op, with forward hooks keeping the stack of
+    running modules. A trainable parameter is covered when every tensor-valued op reading it runs
+    directly in a call of its own layer, once per call: then ``∂f/∂θ`` is exactly the ``Δ Hᵀ``
+    (``Σ Δ``) of that layer's calls. A tied decoder ``F.linear(h, enc.weight.t())``, a weight
+    read by the parent, a bypassed layer ``forward`` or a hook reading the weight again is
+    reported. The trace follows ``x``'s control flow; pass one example to size per example.
+    """
+    tracer = _UseTracer(model)
+    modules = list(model.modules())
+    handles = [m.register_forward_pre_hook(tracer.enter, prepend=True) for m in modules]
+    handles += [m.register_forward_hook(tracer.leave, always_call=True) for m in modules]
+    try:
+        with torch.no_grad(), tracer:
+            model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    problems = list(dict.fromkeys(tracer.problems))
+    return UseTrace(problems, tracer.input_numel, tracer.output_numel)
+
+
+def uncovered_uses(model: nn.Module, x: Tensor) -> list[str]:
+    r"""Return the reads of trainable parameters that the structured identity does not cover.
+
+    See :func:`traced_forward` (``TwoLayer``, whose NTK has its own closed form, has none).
+    """
+    if isinstance(model, TwoLayer):
+        return []
+    return traced_forward(model, x).problems

@@ -1,0 +1,95 @@
+"""The peers bench (``gdscope bench --peers``, benchmarks/bench_peers.py) at toy sizes.
+
+It must run end to end on the installed peers, time every method, and its references must be
+right: the exact Hessian trace by the layer identity equals a dense Hessian's trace, and every NTK
+method (including torch's ``vmap(jacrev)``, independent of neural-tangents) agrees with the
+float64 reference computed by neural-tangents' structured derivatives through the compatibility
+layer benchmarks/_peers_compat.py.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from _helpers import run_cli
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _curvature_module():
+    sys.path.insert(0, str(BENCH))
+    try:
+        import _peers_curvature  # pyright: ignore[reportMissingImports]
+    finally:
+        sys.path.remove(str(BENCH))
+    return _peers_curvature
+
+
+def test_exact_trace_reference_equals_the_dense_hessian_trace():
+    pytest.importorskip("scipy")
+    curv = _curvature_module()
+    case = curv.Case(d_in=5, hidden=4, out=3, n=7)
+    model = curv.fc_tanh(case, seed=3).double()
+    x, y = (t.double() for t in curv.data(case))
+    params = [p for p in model.parameters()]
+    flat = torch.cat([p.detach().reshape(-1) for p in params])
+    shapes = [p.shape for p in params]
+
+    def loss(theta: torch.Tensor) -> torch.Tensor:
+        chunks = torch.split(theta, [s.numel() for s in shapes])
+        names = [n for n, _ in model.named_parameters()]
+        named = {n: c.reshape(s) for n, c, s in zip(names, chunks, shapes, strict=True)}
+        out = torch.func.functional_call(model, named, (x,))
+        return 0.5 * (out - y).pow(2).sum() / x.shape[0]
+
+    dense = torch.autograd.functional.hessian(loss, flat)
+    assert isinstance(dense, torch.Tensor)
+    exact = curv.exact_trace(model, (x, y))
+    assert abs(exact - float(dense.trace())) < 1e-12 * abs(float(dense.trace()))
+
+
+def test_tiny_peers_bench_times_every_method_against_its_reference():
+    peers = ("jax", "neural_tangents", "curvlinops", "pyhessian", "hessian_eigenthings")
+    missing = [m for m in peers if importlib.util.find_spec(m) is None]  # NT imports only patched
+    if missing:
+        pytest.skip(f"peers not installed: {missing}")
+    out = subprocess.run(
+        [sys.executable, "bench_peers.py", "--tiny", "--rounds", "1"],
+        cwd=BENCH,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    records = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    by = {(r["workload"], r["method"]): r for r in records}
+    ntk = [r for r in records if r["workload"] == "W1 ntk_gram"]
+    assert {r["method"].split(" ")[0] for r in ntk} == {"gdscope", "neural-tangents", "torch"}
+    assert len(ntk) == 4 and all(r["rel_err"] < 1e-5 for r in ntk), ntk
+    sharp = [r for r in records if r["workload"] == "W2 sharpness"]
+    assert len(sharp) == 4 and all(r["hvps"] >= 1 and r["median_ms"] > 0 for r in sharp)
+    ours = by[("W2 sharpness", "gdscope sharpness (Lanczos, tol 1e-3)")]
+    assert ours["meets_tol"] and ours["time_over_hvps"] > 0
+    trace = [r for r in records if r["workload"] == "W2c Hessian trace"]
+    assert len(trace) == 4 and all(r["reference_kind"].startswith("exact") for r in trace)
+
+
+def test_bench_peers_without_a_peer_says_which_in_one_line(monkeypatch, capsys):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a, **k: None if name == "pyhessian" else real(name, *a, **k),
+    )
+    code, _, err = run_cli(monkeypatch, capsys, "bench", "--small", "--peers")
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "pyhessian" in lines[0] and "not installed" in lines[0], err
