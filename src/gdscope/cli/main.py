@@ -142,4 +142,3 @@ def _one_line_warnings(show: Any, category: type[Warning]) -> Any:
         stderr.print(f"warning: {text}", highlight=False, markup=False, soft_wrap=True)
 
     return show_one_line
-

@@ -303,9 +303,11 @@ def bench(
             raise UserError(f"bench --peers: no bench_peers.py in {folder}")
         if device not in (None, "cpu"):
             raise UserError(f"bench --peers: the peers run on the CPU; got --device {device}")
-        missing = [
-            pip for module, pip in _PEERS.items() if importlib.util.find_spec(module) is None
-        ]
+        spec = importlib.util.spec_from_file_location("gdscope_bench_peers", peer_script)
+        assert spec is not None and spec.loader is not None
+        script = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(script)  # its PEERS: the packages it times gdscope against
+        missing = script.missing_peers()
         if missing:
             raise UserError(
                 f"bench --peers: peer package(s) not installed: {', '.join(missing)} "
@@ -322,16 +324,6 @@ def bench(
         )
         if result.returncode != 0:
             raise typer.Exit(result.returncode)
-
-
-_PEERS = {  # module -> pip name, the packages benchmarks/bench_peers.py times gdscope against
-    "jax": "jax",
-    "neural_tangents": "neural-tangents",
-    "curvlinops": "curvlinops-for-pytorch",
-    "pyhessian": "pyhessian",
-    "hessian_eigenthings": "hessian-eigenthings",
-    "scipy": "scipy",
-}
 
 
 def _validated(cls: Any, raw: dict[str, Any]) -> Any:
