@@ -11,15 +11,37 @@ import torch
 
 
 def assert_close(
-    actual, expected, *, rtol: float = 1e-10, atol: float = 0.0, what: str = ""
+    actual,
+    expected,
+    *,
+    rtol: float = 1e-10,
+    atol: float = 0.0,
+    what: str = "",
 ) -> None:
-    """Assert ``|actual - expected| <= atol + rtol * |expected|`` elementwise, with a useful message."""
+    """Assert ``|actual - expected| <= atol + rtol * |expected|`` elementwise, with a useful message.
+
+    The one approximate comparison of the suite. ``actual`` and ``expected`` are Python numbers,
+    sequences of them, numpy arrays or tensors, compared in float64 with equal shapes (no
+    broadcasting). Equal entries pass (so ``inf == inf``); a NaN always fails. The tolerance rule
+    is that of ``allclose`` in numpy and torch; pytest's ``approx`` at its defaults reads
+    ``rtol=1e-6, atol=1e-12`` here.
+
+    >>> assert_close([1.0, 2.0], (1.0, 2.0 + 1e-12))
+    >>> assert_close([float("inf"), 0.0], [float("inf"), 1e-13], atol=1e-12)
+    >>> assert_close(1.0, 1.1, rtol=1e-3, what="x")
+    Traceback (most recent call last):
+    AssertionError: x: 1/1 entries differ (rtol=0.001, atol=0.0); first at [[]]; worst abs err 1.000e-01 (rel 9.091e-02) at flat index 0: 1.0 vs 1.1
+    """
     a, e = _as_float64(actual), _as_float64(expected)
     assert a.shape == e.shape, f"{what} shape {tuple(a.shape)} != expected {tuple(e.shape)}"
     err = (a - e).abs()
-    bad = err > atol + rtol * e.abs()
+    finite = a.isfinite() & e.isfinite()  # an infinite entry passes only if equal
+    ok = (finite & (err <= atol + rtol * e.abs())) | (a == e)  # a NaN is never <=: it fails
+    bad = ~ok
     if bad.any():
         idx = bad.nonzero()[:5].tolist()
+        # the worst entry is a failing one, a NaN counting as an infinite error
+        err = torch.where(bad, err.nan_to_num(nan=torch.inf, posinf=torch.inf), 0.0)
         worst = int(err.argmax())
         rel = (err / e.abs().clamp_min(1e-300)).flatten()[worst].item()
         raise AssertionError(
@@ -71,3 +93,28 @@ def sigint_reaches_children() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def load_benchmark_module(name: str):
+    """Import ``benchmarks/<name>.py`` by its path (no ``sys.path`` edit); cached in ``sys.modules``.
+
+    The benchmark scripts import their siblings by bare name (``from _common import ...``), so a
+    sibling is loaded the same way first when ``name`` needs it.
+    """
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    if name in sys.modules:
+        return sys.modules[name]
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None, path
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module

@@ -41,7 +41,7 @@ def inputs() -> torch.Tensor:
 
 def _gram(activation: str, width: int, seed: int) -> np.ndarray:
     net = mlp(
-        D_IN, width, DEPTH, activation=activation, parameterization="ntk", seed=seed,
+        D_IN, width, depth=DEPTH, activation=activation, parameterization="ntk", seed=seed,
         dtype=torch.float64,
     )  # fmt: skip
     return ntk_gram(net, inputs()).numpy()

@@ -1,24 +1,8 @@
 """Helpers of tests/test_peers.py: neural-tangents 0.6.5 on current JAX, and torch layers in stax.
 
 neural-tangents 0.6.5 (the last release, 2023-12) imports names that JAX has since moved or
-removed. :func:`neural_tangents` patches exactly those, and only where they are missing, before
-it imports the package:
-
-* ``jax.core.Jaxpr``, ``JaxprEqn``, ``Literal``, ``Primitive``, ``Var``: moved to
-  ``jax.extend.core``; set back on ``jax.core`` from there.
-* ``jax.util`` (``safe_map``, ``safe_zip``): the module is gone; a stand-in with the two
-  length-checked helpers NT imports.
-* ``jax.interpreters.ad.zeros_like_p``: the primitive is gone; NT's structured-derivatives rule
-  table keys a rule on it at import time. A fresh placeholder primitive takes its place; no
-  traced program contains it, so its rule never fires.
-* ``neural_tangents.experimental``: holds only NT's TensorFlow route (``empirical_ntk_fn_tf``),
-  which imports ``tensorflow`` and ``tf2jax``. scripts/bootstrap.sh installs neural-tangents
-  without those declared dependencies, so, when they are absent, an empty module stands in.
-
-Of NT's empirical NTK implementations, ``JACOBIAN_CONTRACTION`` (1) and ``NTK_VECTOR_PRODUCTS``
-(2) run on current JAX with these patches; ``STRUCTURED_DERIVATIVES`` (3), and so ``AUTO`` (0),
-which tries all three, call JAX internals whose signatures have changed
-(``jax.interpreters.ad.linearize``) and are not used.
+removed; :func:`neural_tangents` imports it through the patches of ``benchmarks/_peers_compat.py``
+(which also make its ``STRUCTURED_DERIVATIVES`` implementation run), in float64 on the CPU.
 
 The rest translates gdscope's and PyTorch's layers into stax layers with the same function:
 ``ScaledLinear`` ``y = α x Wᵀ + α_b b`` is NT's ``Dense(parameterization="ntk")``
@@ -28,86 +12,36 @@ parameters are copied (``W`` transposed). Everything runs in float64 (``jax_enab
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import math
 import sys
 import types
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from _helpers import load_benchmark_module
+
 Layer = tuple[Any, Callable[..., Any], Any]  # stax's (init_fn, apply_fn, kernel_fn)
 Stax = tuple[Layer, Any]  # a stax layer and its parameters
 
-_MOVED_TO_EXTEND_CORE = ("Jaxpr", "JaxprEqn", "Literal", "Primitive", "Var")
-
 
 def neural_tangents() -> types.ModuleType:
-    """Return the ``neural_tangents`` module, importing it on current JAX (see the module doc)."""
+    """Return the ``neural_tangents`` module on current JAX, in float64 on the CPU.
+
+    The patches it needs are those of ``benchmarks/_peers_compat.py`` (one copy for the tests
+    and the peers benchmark).
+    """
     if "neural_tangents" in sys.modules:
         return sys.modules["neural_tangents"]
     import jax
 
     jax.config.update("jax_platforms", "cpu")
     jax.config.update("jax_enable_x64", True)
-    _patch_jax_core(jax)
-    _patch_jax_util()
-    _patch_ad_zeros_like_p(jax)
-    _stub_tensorflow_route()
-    return importlib.import_module("neural_tangents")
-
-
-def _patch_jax_core(jax: Any) -> None:
-    import jax.core
-
-    missing = [name for name in _MOVED_TO_EXTEND_CORE if not hasattr(jax.core, name)]
-    if missing:
-        import jax.extend.core
-
-        for name in missing:
-            setattr(jax.core, name, getattr(jax.extend.core, name))
-
-
-def _patch_jax_util() -> None:
-    if importlib.util.find_spec("jax.util") is not None:
-        return
-
-    def safe_map(f: Callable[..., Any], *args: Sequence[Any]) -> list[Any]:
-        return [f(*xs) for xs in safe_zip(*args)]
-
-    def safe_zip(*args: Sequence[Any]) -> list[tuple[Any, ...]]:
-        return list(zip(*args, strict=True))
-
-    util = types.ModuleType("jax.util", "Stand-in for jax.util (removed from JAX): tests/_peers.py")
-    util.safe_map = safe_map  # type: ignore[attr-defined]
-    util.safe_zip = safe_zip  # type: ignore[attr-defined]
-    sys.modules["jax.util"] = util
-
-
-def _patch_ad_zeros_like_p(jax: Any) -> None:
-    import jax.interpreters.ad as ad
-
-    if not hasattr(ad, "zeros_like_p"):
-        import jax.extend.core
-
-        placeholder = jax.extend.core.Primitive("zeros_like_placeholder")
-        ad.zeros_like_p = placeholder  # pyright: ignore[reportAttributeAccessIssue]
-
-
-def _stub_tensorflow_route() -> None:
-    if all(importlib.util.find_spec(name) for name in ("tensorflow", "tf2jax")):
-        return
-    sys.modules["neural_tangents.experimental"] = types.ModuleType(
-        "neural_tangents.experimental", "NT's TensorFlow route, not installed: tests/_peers.py"
-    )
-
-
-# --- torch -> JAX -------------------------------------------------------------------------
+    return load_benchmark_module("_peers_compat").neural_tangents()
 
 
 def to_jax(t: Tensor) -> Any:

@@ -18,18 +18,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from _helpers import run_cli
+from _helpers import load_benchmark_module, run_cli
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 def _curvature_module():
-    sys.path.insert(0, str(BENCH))
-    try:
-        import _peers_curvature  # pyright: ignore[reportMissingImports]
-    finally:
-        sys.path.remove(str(BENCH))
-    return _peers_curvature
+    load_benchmark_module("_common")  # what _peers_curvature imports by bare name
+    return load_benchmark_module("_peers_curvature")
 
 
 def test_exact_trace_reference_equals_the_dense_hessian_trace():

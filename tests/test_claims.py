@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from pydantic import TypeAdapter
 
+from _helpers import assert_close
 from gdscope.studies import Reducer, TrialRecord, judge_study, load_study, reduce_record
 from gdscope.studies.claims import Claim
 
@@ -67,22 +68,30 @@ def test_reducers_by_hand():
     def red(**spec):
         return reduce_record(Reducer(**spec), rec)
 
-    assert red(reduce="final", metric="residual").value == pytest.approx(2.0 * 0.8**39)
+    assert_close(red(reduce="final", metric="residual").value, 2.0 * 0.8**39, rtol=1e-6, atol=1e-12)
     assert red(reduce="initial", metric="residual").value == 5.0
     assert red(reduce="max", metric="residual").value == 5.0
-    assert red(reduce="min", metric="residual").value == pytest.approx(2.0 * 0.8**39)
-    assert red(reduce="median_window", metric="residual", window=(3, 5)).value == pytest.approx(
-        2.0 * 0.8**4
+    assert_close(red(reduce="min", metric="residual").value, 2.0 * 0.8**39, rtol=1e-6, atol=1e-12)
+    assert_close(
+        red(reduce="median_window", metric="residual", window=(3, 5)).value,
+        2.0 * 0.8**4,
+        rtol=1e-6,
+        atol=1e-12,
     )
-    assert red(reduce="final_over_initial", metric="residual").value == pytest.approx(
-        2.0 * 0.8**39 / 5
+    assert_close(
+        red(reduce="final_over_initial", metric="residual").value,
+        2.0 * 0.8**39 / 5,
+        rtol=1e-6,
+        atol=1e-12,
     )
     assert red(reduce="steps_to_eps", metric="residual", eps=0.1).value == 14  # 2·0.8^14 = 0.088
     assert red(reduce="steps_to_eps", metric="residual", eps=0.02, relative=True).value == 14
-    assert red(reduce="rate", metric="residual").value == pytest.approx(0.8, rel=1e-9)
-    assert red(reduce="one_minus_rate", metric="residual").value == pytest.approx(0.2, rel=1e-8)
+    assert_close(red(reduce="rate", metric="residual").value, 0.8, rtol=1e-9, atol=1e-12)
+    assert_close(red(reduce="one_minus_rate", metric="residual").value, 0.2, rtol=1e-8, atol=1e-12)
     assert red(reduce="config", key="data.n").value == 16
-    assert red(reduce="expr", expr="40*sqrt(data.n) + residual").value == pytest.approx(165.0)
+    assert_close(
+        red(reduce="expr", expr="40*sqrt(data.n) + residual").value, 165.0, rtol=1e-6, atol=1e-12
+    )
 
 
 def test_reducer_nan_reasons():
@@ -120,10 +129,12 @@ def test_max_rise_by_hand(values, absolute, relative):
     rec = record({"seed": 0}, {"loss": (np.arange(len(values)) * 10, values)})
     red = reduce_record(Reducer(reduce="max_rise", metric="loss"), rec)
     rel = reduce_record(Reducer(reduce="max_rise", metric="loss", relative=True), rec)
-    assert red.value == pytest.approx(absolute) and not red.reason
+    assert_close(red.value, absolute, rtol=1e-6, atol=1e-12)
+    assert not red.reason
     pairs = itertools.pairwise(values)
     expected = max((b - a) / abs(a) for a, b in pairs if np.isfinite(a + b))
-    assert rel.value == pytest.approx(expected) == pytest.approx(relative, abs=0.05)
+    assert_close(rel.value, expected, rtol=1e-6, atol=1e-12)
+    assert_close(expected, relative, rtol=0, atol=0.05)
 
 
 def test_max_rise_nan_reasons_and_window():
@@ -178,7 +189,7 @@ def test_power_law_pass_fail_inconclusive():
     ok = judge({**POWER, "band": [-1.1, -0.9]}, records)
     assert ok.status == "PASS", ok.reason
     assert ok.ci is not None and ok.ci[0] <= ok.statistic <= ok.ci[1]
-    assert ok.statistic == pytest.approx(-1.0, abs=0.03)
+    assert_close(ok.statistic, -1.0, rtol=0, atol=0.03)
     assert ok.n_points == 18 and {"x", "y", "seed"} <= set(ok.evidence[0])
     wrong = judge({**POWER, "band": [0.9, 1.1]}, records)  # "laziness exponent +1"
     assert wrong.status == "FAIL" and "outside" in wrong.reason
@@ -267,7 +278,8 @@ def _bound_records(upper_scale: float, status: str = "completed") -> list[TrialR
 def test_bound():
     spec = {"kind": "bound", "lhs": "loss", "rhs": "upper"}
     ok = judge(spec, _bound_records(1.5))
-    assert ok.status == "PASS" and ok.statistic == pytest.approx(1 / 1.5)
+    assert ok.status == "PASS"
+    assert_close(ok.statistic, 1 / 1.5, rtol=1e-6, atol=1e-12)
     bad = judge(spec, _bound_records(0.95))
     assert bad.status == "FAIL" and "seed=0 at step 0" in bad.reason
     assert judge({**spec, "slack": 0.1}, _bound_records(0.95)).status == "PASS"
@@ -291,7 +303,8 @@ def test_monotone():
         "rho_min": 0.9,
     }
     up = judge(spec, recs(lambda w, s: math.log(w) + 0.01 * s))
-    assert up.status == "PASS" and up.statistic == pytest.approx(1.0)
+    assert up.status == "PASS"
+    assert_close(up.statistic, 1.0, rtol=1e-6, atol=1e-12)
     assert (
         judge({**spec, "direction": "decreasing"}, recs(lambda w, s: math.log(w))).status == "FAIL"
     )
@@ -353,7 +366,8 @@ def test_compare():
         "measure": measure,
     }
     ok = judge({**spec, "band": [0.25, math.inf]}, records)
-    assert ok.status == "PASS" and ok.statistic == pytest.approx(0.5, abs=0.05)
+    assert ok.status == "PASS"
+    assert_close(ok.statistic, 0.5, rtol=0, atol=0.05)
     assert judge({**spec, "band": [0, 0.15], "absolute": True}, records).status == "FAIL"
     straddle = judge({**spec, "band": [0.5, 1.0]}, records)
     assert straddle.status == "INCONCLUSIVE"
@@ -382,7 +396,7 @@ def test_compare_means_of_an_indicator_count_every_trial():
     median = judge({**spec, "measure": {"kind": "median", "y": y}}, records)
     assert median.status == "PASS" and median.statistic == 0.0
     mean = judge({**spec, "measure": {"kind": "mean", "y": y}}, records)
-    assert mean.statistic == pytest.approx(-0.2)
+    assert_close(mean.statistic, -0.2, rtol=1e-6, atol=1e-12)
     assert mean.status != "PASS" and "A=0.8, B=1" in mean.reason, mean.reason
 
 
@@ -520,9 +534,10 @@ def test_monotone_gap_against_a_baseline_pairs_by_x_and_seed():
     }
     gap = CLAIM.validate_python({"id": "g", **spec, "baseline": {"residual": False}})
     verdict = gap.judge(records, ["model.depth", "residual"])
-    assert verdict.status == "PASS" and verdict.statistic == pytest.approx(1.0), verdict.reason
+    assert verdict.status == "PASS", verdict.reason
+    assert_close(verdict.statistic, 1.0, rtol=1e-6, atol=1e-12, what=verdict.reason)
     seed0 = sorted(e["y"] for e in verdict.evidence if e["seed"] == 0)  # the gaps, as plotted
-    assert seed0 == pytest.approx([1 - 1 / d for d in [2, 4, 8, 16]])
+    assert_close(seed0, [1 - 1 / d for d in [2, 4, 8, 16]], rtol=1e-6, atol=1e-12)
     alone = CLAIM.validate_python({"id": "a", **spec, "where": {"residual": True}})
     assert alone.judge(records, ["model.depth"]).status != "PASS"  # flat alone
     shrinking = [  # plain catches up: the gap falls, so "grows" fails
@@ -558,7 +573,9 @@ def test_within_gap_against_a_baseline_pairs_by_the_rest_of_the_config():
     }
     lower = judge(spec, records)
     assert lower.status == "PASS" and lower.n_points == 9, lower.reason
-    assert lower.statistic == pytest.approx(-0.8)  # the gap closest to the band's edge: depth 8
+    assert_close(
+        lower.statistic, -0.8, rtol=1e-6, atol=1e-12
+    )  # the gap closest to the band's edge: depth 8
     assert "final(loss) − baseline {'residual': False} ∈ [-inf, 0]" in lower.reason
     one_depth_worse = [  # residual above plain at depth 32 only: pooled medians would hide it
         record(r.config, {"loss": ([0, 9], [1.0, 100.0])})

@@ -27,7 +27,7 @@ LR = 0.02
 def _problem(seed: int = 0):
     """A small tanh MLP (float64, 2 outputs, 59 parameters) and a regression batch."""
     g = torch.Generator().manual_seed(seed)
-    net = gs.models.mlp(4, 6, 3, out_dim=2, activation="tanh", seed=seed, dtype=F64)
+    net = gs.models.mlp(4, 6, depth=3, out_dim=2, activation="tanh", seed=seed, dtype=F64)
     x, y = torch.randn(10, 4, generator=g, dtype=F64), torch.randn(10, 2, generator=g, dtype=F64)
     return net, (x, y)
 

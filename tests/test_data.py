@@ -198,10 +198,13 @@ def test_separated_refuses_delta_it_cannot_guarantee():
 
 def test_min_opposite_distance_by_hand():
     x = torch.tensor([[0.0, 0.0], [3.0, 4.0], [0.0, 1.0], [10.0, 0.0]])
-    assert D.min_opposite_distance(x, torch.tensor([1.0, -1.0, 1.0, -1.0])) == pytest.approx(
-        np.hypot(3.0, 3.0)
+    assert_close(
+        D.min_opposite_distance(x, torch.tensor([1.0, -1.0, 1.0, -1.0])),
+        np.hypot(3.0, 3.0),
+        rtol=1e-6,
+        atol=1e-12,
     )
-    assert D.min_opposite_distance(x, torch.tensor([0, 1, 2, 0])) == pytest.approx(1.0)
+    assert_close(D.min_opposite_distance(x, torch.tensor([0, 1, 2, 0])), 1.0, rtol=1e-6, atol=1e-12)
     assert D.min_opposite_distance(x, torch.ones(4, 1)) == float("inf")
     with pytest.raises(ValueError, match="y must have shape"):
         D.min_opposite_distance(x, torch.ones(4, 2))
@@ -230,7 +233,7 @@ def test_lambda_max_is_the_critical_lasso_penalty():
 
     x, y = D.lasso_design(dtype=torch.float64)
     lam = D.lambda_max(x, y)
-    assert lam == pytest.approx((x.T @ y / x.shape[0]).abs().max().item(), rel=1e-14)
+    assert_close(lam, (x.T @ y / x.shape[0]).abs().max().item(), rtol=1e-14, atol=1e-12)
     X, t = x.numpy(), y.numpy().ravel()
     above = Lasso(alpha=lam * 1.0001, fit_intercept=False, tol=1e-10, max_iter=100_000).fit(X, t)
     below = Lasso(alpha=lam * 0.9, fit_intercept=False, tol=1e-10, max_iter=100_000).fit(X, t)

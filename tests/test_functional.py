@@ -5,20 +5,8 @@ import gdscope as gs
 from _helpers import assert_close
 from gdscope.functional import apply, flatten, hvp, loss_and_grad, params_of
 
-MODELS = {
-    "mlp_tanh": lambda: gs.models.mlp(3, 7, 3, activation="tanh", seed=1, dtype=torch.float64),
-    "mlp_ntk_2out": lambda: gs.models.mlp(
-        3,
-        5,
-        2,
-        out_dim=2,
-        parameterization="ntk",
-        activation="softplus",
-        seed=2,
-        dtype=torch.float64,
-    ),
-    "two_layer": lambda: gs.models.two_layer(3, 6, seed=3, dtype=torch.float64),
-}
+# a smooth net, a smooth two-output NTK-parameterized net, a ReLU net whose outer layer is frozen
+FUNCTIONAL_NETS = ["mlp_tanh", "mlp_softplus_2out", "two_layer"]
 
 
 def _dense_hessian(model, loss_fn, batch):
@@ -38,18 +26,15 @@ def _dense_hessian(model, loss_fn, batch):
     return torch.stack(rows)
 
 
-@pytest.mark.parametrize("name", list(MODELS))
-def test_apply_equals_module_call(name):
-    model = MODELS[name]()
-    x = torch.randn(4, 3, dtype=torch.float64)
+@pytest.mark.parametrize("net_case", FUNCTIONAL_NETS, indirect=True)
+def test_apply_equals_module_call(net_case):
+    model, x = net_case.net, net_case.batch[0]
     assert_close(apply(model, params_of(model), x), model(x), rtol=0)
 
 
-@pytest.mark.parametrize("name", list(MODELS))
-def test_loss_and_grad_equals_autograd(name):
-    model = MODELS[name]()
-    x, y = torch.randn(5, 3, dtype=torch.float64), None
-    y = torch.randn(5, model(x).shape[1], dtype=torch.float64)
+@pytest.mark.parametrize("net_case", FUNCTIONAL_NETS, indirect=True)
+def test_loss_and_grad_equals_autograd(net_case):
+    model, (x, y) = net_case.net, net_case.batch
     loss, grads = loss_and_grad(model, params_of(model), gs.losses.mse, (x, y))
     ref = gs.losses.mse(model(x), y)
     ref_grads = torch.autograd.grad(ref, [p for p in model.parameters() if p.requires_grad])
@@ -57,12 +42,9 @@ def test_loss_and_grad_equals_autograd(name):
     assert_close(flatten(grads), torch.cat([g.reshape(-1) for g in ref_grads]), rtol=1e-12)
 
 
-@pytest.mark.parametrize("name", list(MODELS))
-def test_hvp_equals_dense_hessian_product(name):
-    model = MODELS[name]()
-    gen = torch.Generator().manual_seed(7)
-    x = torch.randn(6, 3, generator=gen, dtype=torch.float64)
-    y = torch.randn(6, model(x).shape[1], generator=gen, dtype=torch.float64)
+@pytest.mark.parametrize("net_case", FUNCTIONAL_NETS, indirect=True)
+def test_hvp_equals_dense_hessian_product(net_case):
+    model, (x, y), gen = net_case.net, net_case.batch, net_case.gen
     params = params_of(model)
     v = {k: torch.randn(t.shape, generator=gen, dtype=torch.float64) for k, t in params.items()}
     H = _dense_hessian(model, gs.losses.mse, (x, y))

@@ -5,6 +5,7 @@ import torch
 
 import gdscope as gs
 from _helpers import assert_close
+from cases import NET_CASES, RELU_NETS
 from gdscope.functional import apply, clone_params, flatten, params_of
 from gdscope.probes._reference import dense_jacobian, dense_ntk
 from gdscope.probes.geometry import (
@@ -23,28 +24,7 @@ from gdscope.probes.geometry import (
 
 F64 = torch.float64
 
-MODELS = {  # name -> (factory, d_in, n)
-    "mlp_relu": (lambda: gs.models.mlp(3, 6, 3, seed=1, dtype=F64), 3, 5),
-    "mlp_relu_2out": (
-        lambda: gs.models.mlp(3, 8, 3, out_dim=2, parameterization="ntk", seed=2, dtype=F64),
-        3,
-        4,
-    ),
-    "mlp_residual": (lambda: gs.models.mlp(4, 5, 4, residual=True, seed=3, dtype=F64), 4, 6),
-    "mlp_tanh": (lambda: gs.models.mlp(3, 6, 3, activation="tanh", seed=4, dtype=F64), 3, 5),
-    "two_layer": (lambda: gs.models.two_layer(3, 8, seed=5, dtype=F64), 3, 5),
-}
-RELU_MODELS = ["mlp_relu", "mlp_relu_2out", "mlp_residual", "two_layer"]
-
-
-def _setup(name, seed=0):
-    factory, d_in, n = MODELS[name]
-    model = factory()
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, d_in, generator=gen, dtype=F64)
-    k = model(x).shape[1]
-    y = torch.randn(n, k, generator=gen, dtype=F64)
-    return model, x, y, gen
+GEOMETRY_NETS = [*RELU_NETS, "mlp_tanh"]
 
 
 def _perturbed(params, gen, scale):
@@ -56,9 +36,9 @@ def _perturbed(params, gen, scale):
 # --- gradient norm, PL ratio, sandwich -------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", list(MODELS))
-def test_gradient_norm_equals_dense_jacobian_formula(name):
-    model, x, y, _ = _setup(name, seed=11)
+@pytest.mark.parametrize("net_case", GEOMETRY_NETS, indirect=True)
+def test_gradient_norm_equals_dense_jacobian_formula(net_case):
+    model, (x, y) = net_case.net, net_case.batch
     r = (model(x) - y).reshape(-1).detach()
     expected = (dense_jacobian(model, x).T @ r / x.shape[0]).norm()
     params = params_of(model)
@@ -110,9 +90,9 @@ def test_sandwich_slack_and_bad_arguments():
         square_loss_sandwich(1.0, 1.0, 3, 0.0, 0.0)
 
 
-@pytest.mark.parametrize("name", list(MODELS))
-def test_sandwich_against_dense_ntk(name):
-    model, x, y, gen = _setup(name, seed=12)
+@pytest.mark.parametrize("net_case", GEOMETRY_NETS, indirect=True)
+def test_sandwich_against_dense_ntk(net_case):
+    model, (x, y), gen = net_case.net, net_case.batch, net_case.gen
     n = x.shape[0]
     u = model(x).detach()
     evals, evecs = torch.linalg.eigh(dense_ntk(model, x))
@@ -144,15 +124,15 @@ def test_distance_from_init_spectral_hand_case():
     out = distance_from_init(params, init, spectral=True)
     assert {k: out[k] for k in plain} == plain
     assert set(out) - set(plain) == {"spec_dist_from_init/w", "rel_spec_dist_from_init/w"}
-    assert out["spec_dist_from_init/w"] == pytest.approx(2.0, rel=1e-14)
-    assert out["rel_spec_dist_from_init/w"] == pytest.approx(2.0 / 3.0, rel=1e-14)
-    assert plain["dist_from_init"] == pytest.approx(2.0, rel=1e-14)
-    assert plain["rel_dist_from_init"] == pytest.approx(2.0 / math.sqrt(12.0), rel=1e-14)
+    assert_close(out["spec_dist_from_init/w"], 2.0, rtol=1e-14, atol=1e-12)
+    assert_close(out["rel_spec_dist_from_init/w"], 2.0 / 3.0, rtol=1e-14, atol=1e-12)
+    assert_close(plain["dist_from_init"], 2.0, rtol=1e-14, atol=1e-12)
+    assert_close(plain["rel_dist_from_init"], 2.0 / math.sqrt(12.0), rtol=1e-14, atol=1e-12)
 
 
-@pytest.mark.parametrize("name", ["mlp_relu", "two_layer"])
-def test_spectral_distance_against_singular_values(name):
-    model, _, _, gen = _setup(name, seed=13)
+@pytest.mark.parametrize("net_case", ["mlp_relu", "two_layer"], indirect=True)
+def test_spectral_distance_against_singular_values(net_case):
+    model, gen = net_case.net, net_case.gen
     init = clone_params(params_of(model))
     params = _perturbed(init, gen, 0.3)
     out = distance_from_init(params, init, spectral=True)
@@ -197,9 +177,9 @@ def _reference_pattern(model, x):
     return signs
 
 
-@pytest.mark.parametrize("name", RELU_MODELS)
-def test_activation_pattern_matches_hand_forward(name):
-    model, x, _, _ = _setup(name, seed=14)
+@pytest.mark.parametrize("net_case", RELU_NETS, indirect=True)
+def test_activation_pattern_matches_hand_forward(net_case):
+    model, x = net_case.net, net_case.batch[0]
     pattern = activation_pattern(model, x)
     expected = _reference_pattern(model, x)
     assert len(pattern) == len(expected)
@@ -208,9 +188,9 @@ def test_activation_pattern_matches_hand_forward(name):
         assert torch.equal(got, want)
 
 
-@pytest.mark.parametrize("name", RELU_MODELS)
-def test_activation_pattern_at_given_params(name):
-    model, x, _, gen = _setup(name, seed=15)
+@pytest.mark.parametrize("net_case", RELU_NETS, indirect=True)
+def test_activation_pattern_at_given_params(net_case):
+    model, x, gen = net_case.net, net_case.batch[0], net_case.gen
     moved = _perturbed(params_of(model), gen, 0.5)
     pattern = activation_pattern(model, x, params=moved)
     with torch.no_grad():
@@ -221,19 +201,22 @@ def test_activation_pattern_at_given_params(name):
 
 
 def test_activation_flips_hand_case():
-    model, x, _, _ = _setup("two_layer", seed=16)
+    case = NET_CASES["two_layer"](16)
+    model, x = case.net, case.batch[0]
     init_pattern = activation_pattern(model, x)
     assert activation_flips(model, x, init_pattern) == 0.0
     params = clone_params(params_of(model))
     params["weight"][2] = -params["weight"][2]  # unit 2 flips on every example
     params["weight"][5] = -params["weight"][5]
-    assert activation_flips(model, x, init_pattern, params=params) == 2 / model.width
+    width = params["weight"].shape[0]  # one row per hidden unit
+    assert activation_flips(model, x, init_pattern, params=params) == 2 / width
     with pytest.raises(ValueError, match="same inputs"):
         activation_flips(model, x[:3], init_pattern)
 
 
 def test_activation_pattern_needs_relu_modules():
-    model, x, _, _ = _setup("mlp_tanh")
+    case = NET_CASES["mlp_tanh"](0)
+    model, x = case.net, case.batch[0]
     with pytest.raises(ValueError, match="no ReLU-type module"):
         activation_pattern(model, x)
 
@@ -241,9 +224,9 @@ def test_activation_pattern_needs_relu_modules():
 # --- linearization ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", list(MODELS))
-def test_linearized_prediction_against_dense_jacobian(name):
-    model, x, _, gen = _setup(name, seed=17)
+@pytest.mark.parametrize("net_case", GEOMETRY_NETS, indirect=True)
+def test_linearized_prediction_against_dense_jacobian(net_case):
+    model, x, gen = net_case.net, net_case.batch[0], net_case.gen
     params0 = params_of(model)
     params_t = _perturbed(params0, gen, 0.2)
     u0 = model(x).detach()
@@ -256,23 +239,25 @@ def test_linearized_prediction_against_dense_jacobian(name):
 
 
 def test_linearization_gap_zero_for_linear_model_and_quadratic_for_smooth():
-    linear = gs.models.mlp(3, 4, 1, seed=0, dtype=F64)
+    linear = gs.models.mlp(3, 4, depth=1, seed=0, dtype=F64)
     gen = torch.Generator().manual_seed(18)
     x = torch.randn(5, 3, generator=gen, dtype=F64)
     p0 = params_of(linear)
     assert linearization_gap(linear, p0, _perturbed(p0, gen, 1.0), x) < 1e-14
-    model, x, _, gen = _setup("mlp_tanh", seed=19)
+    case = NET_CASES["mlp_tanh"](19)
+    model, x, gen = case.net, case.batch[0], case.gen
     p0 = params_of(model)
     direction = _perturbed({k: torch.zeros_like(v) for k, v in p0.items()}, gen, 1.0)
     gaps = [
         linearization_gap(model, p0, {k: p0[k] + h * direction[k] for k in p0}, x)
         for h in (1e-2, 5e-3)
     ]
-    assert gaps[0] / gaps[1] == pytest.approx(4.0, rel=0.05)
+    assert_close(gaps[0] / gaps[1], 4.0, rtol=0.05, atol=1e-12)
 
 
 def test_linearized_prediction_rejects_missing_keys():
-    model, x, _, _ = _setup("mlp_relu")
+    case = NET_CASES["mlp_relu"](0)
+    model, x = case.net, case.batch[0]
     p0 = params_of(model)
     with pytest.raises(ValueError, match="params_t lacks"):
         linearized_prediction(model, p0, {}, x)

@@ -9,7 +9,7 @@ from _helpers import assert_close
 
 def test_running_min_and_drop_follow_the_full_batch_gradient_norm():
     x, y = gs.data.sphere(n=12, d=4, seed=0, dtype=torch.float64)
-    net = gs.models.mlp(4, 16, 3, seed=1, dtype=torch.float64)
+    net = gs.models.mlp(4, 16, depth=3, seed=1, dtype=torch.float64)
     opt = torch.optim.SGD(net.parameters(), lr=0.3)
     probes = {"grad_norm": 1, "grad_norm_drop": 1}
     trace = gs.train(net, opt, (x, y), steps=20, probes=probes, batch_size=3, seed=0)

@@ -19,7 +19,7 @@ def _low_rank_dominated_case():
     """A tanh MLP near interpolation (targets = outputs + small noise) on 8 examples, one output:
     ``H ≈ JᵀJ/n``, of rank ≤ 8 among 79 parameters, plus a small residual term."""
     x, _ = gs.data.sphere(n=8, d=4, seed=0, dtype=F64)
-    net = gs.models.mlp(4, 6, 3, activation="tanh", seed=1, dtype=F64)
+    net = gs.models.mlp(4, 6, depth=3, activation="tanh", seed=1, dtype=F64)
     noise = torch.randn(8, 1, generator=torch.Generator().manual_seed(0), dtype=F64)
     with torch.no_grad():
         y = net(x) + 0.05 * noise
@@ -47,7 +47,7 @@ def test_hutchpp_beats_hutchinson_at_equal_matvec_budget():
 
 def test_hutchpp_is_exact_when_the_sketch_spans_the_hessian():
     """A linear model under mse has H = [X 1]ᵀ[X 1]/n of rank ≤ n = 3: a sketch of 4 catches it."""
-    net = gs.models.mlp(8, 1, 1, seed=0, dtype=F64)
+    net = gs.models.mlp(8, 1, depth=1, seed=0, dtype=F64)
     x = torch.randn(3, 8, generator=torch.Generator().manual_seed(0), dtype=F64)
     y = torch.randn(3, 1, generator=torch.Generator().manual_seed(1), dtype=F64)
     exact = torch.trace(ref.dense_hessian(net, gs.losses.mse, (x, y)))

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from _helpers import assert_close
 from gdscope.models import mlp
 from gdscope.probes.infinite_width import layer_constants, ntk_infinite
 from gdscope.probes.ntk import ntk_gram
@@ -105,9 +106,9 @@ def test_width_dependent_parameterizations_need_a_width_and_inputs_are_checked()
     with pytest.raises(ValueError, match="nodes must be in"):
         ntk_infinite(x, depth=2, activation="tanh", nodes=500)
     hidden = layer_constants(3, 6, activation="relu")[1]
-    assert np.allclose(hidden, (2.0, 2.0, 0.01, 0.01), rtol=1e-14, atol=0)  # v = w = 2
+    assert_close(hidden, (2.0, 2.0, 0.01, 0.01), rtol=1e-14)  # v = w = 2
     hidden = layer_constants(3, 6, activation="relu", wrt="unit")[1]
-    assert np.allclose(hidden, (2.0, 2.0, 0.01, 0.01), rtol=1e-14, atol=0)
+    assert_close(hidden, (2.0, 2.0, 0.01, 0.01), rtol=1e-14)
 
 
 @functools.cache
@@ -125,7 +126,7 @@ def _empirical(activation: str, depth: int) -> tuple[np.ndarray, ...]:
     try:
         for m in WIDTHS[depth]:
             nets = (
-                mlp(D_IN, m, depth, activation=activation, parameterization="ntk", seed=s,
+                mlp(D_IN, m, depth=depth, activation=activation, parameterization="ntk", seed=s,
                     dtype=torch.float64)
                 for s in range(SEEDS)
             )  # fmt: skip

@@ -407,7 +407,7 @@ def test_mlp_residual_changes_function_and_matches_hand_forward():
     plain, res = mlp(**kwargs), mlp(**kwargs, residual=True)
     assert all(torch.equal(a, b) for a, b in zip(plain.parameters(), res.parameters(), strict=True))
     x = torch.randn(6, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    assert not torch.allclose(plain(x), res(x))
+    assert ((plain(x) - res(x)).abs() > 1e-8 + 1e-5 * res(x).abs()).any()
     assert res.branch_scale == 1 / math.sqrt(2)  # 1/sqrt(number of residual blocks)
     L0, L1, L2, L3 = res.layers
     h = torch.relu(L0(x))
@@ -450,8 +450,8 @@ def test_flatten_readout_reads_every_position_with_fan_in_c_h_w(p):
     net = cnn(2, (5, 4), 3, 2, depth=1, parameterization=p, readout="flatten", dtype=torch.float64)
     spec = get_parameterization(p).layer("output", 3 * 5 * 4, 3 / 64, base_width=64)
     assert net.readout.weight.shape == (2, 3 * 5 * 4)
-    assert net.readout.multiplier == pytest.approx(spec.multiplier)
-    assert net.readout.spec.init_std == pytest.approx(spec.init_std)
+    assert_close(net.readout.multiplier, spec.multiplier, rtol=1e-6, atol=1e-12)
+    assert_close(net.readout.spec.init_std, spec.init_std, rtol=1e-6, atol=1e-12)
     conv = net.convs[0]
     h = torch.relu(conv.multiplier * F.conv2d(x, conv.weight, padding=1) + _bias(conv))
     expected = net.readout.multiplier * h.flatten(1) @ net.readout.weight.T + _bias(net.readout)

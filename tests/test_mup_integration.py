@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import math
 import sys
 
 import pytest
@@ -11,6 +10,7 @@ import torch
 from torch import nn
 
 import gdscope as gs
+from _helpers import assert_close
 from gdscope.probes.coord_hooks import coordinate_check
 
 mup = pytest.importorskip("mup")
@@ -110,7 +110,7 @@ def test_mup_updates_are_width_independent_and_sp_updates_grow():
     # the slope is the least-squares fit of gdscope.stats in log–log coordinates
     last = [r for r in sp.rows if r.step == 3 and r.module == "out"]
     fit = gs.stats.loglog_fit([r.width for r in last], [r.delta_rms for r in last])
-    assert math.isclose(fit.exponent, sp_slopes["out"], rel_tol=1e-9)
+    assert_close(fit.exponent, sp_slopes["out"], rtol=1e-9)
 
 
 def test_a_model_without_mureadout_is_refused_in_one_line():
@@ -167,7 +167,7 @@ def test_hook_route_agrees_with_hidden_activations_route_on_gdscopes_mlp():
         for ours, metric in ((row.rms, rms_name), (row.delta_rms, delta_name)):
             step_of, values = trace.series(metric)
             theirs = float(values[list(step_of).index(row.step)])
-            assert math.isclose(ours, theirs, rel_tol=1e-6, abs_tol=1e-9), (row, theirs)
+            assert_close(ours, theirs, rtol=1e-6, atol=1e-9, what=f"{row}")
     assert max(r.delta_rms for r in hooks.rows if r.step == steps) > 1e-3
 
 

@@ -120,7 +120,7 @@ CASES = {
 
 
 def _mlp_ntk(dtype):
-    return mlp(4, 12, 3, out_dim=2, parameterization="ntk", activation="tanh", dtype=dtype)
+    return mlp(4, 12, depth=3, out_dim=2, parameterization="ntk", activation="tanh", dtype=dtype)
 
 
 def test_lazy_output_keeps_the_structured_path_and_scales_the_gram_by_alpha_squared():
@@ -259,9 +259,9 @@ def _check_lanczos(gram):
     exact = torch.linalg.eigvalsh(gram)
     spec = ntk_spectrum(gram, k=2, method="lanczos")
     assert_close(spec.eigenvalues[[0, 1, -2, -1]], exact[[0, 1, -2, -1]], rtol=1e-6, what="eigs")
-    assert spec.lambda_min == pytest.approx(exact[0].item(), rel=1e-6)
-    assert spec.lambda_max == pytest.approx(exact[-1].item(), rel=1e-6)
-    assert spec.kappa == pytest.approx((exact[-1] / exact[0]).item(), rel=2e-6)
+    assert_close(spec.lambda_min, exact[0].item(), rtol=1e-6, atol=1e-12)
+    assert_close(spec.lambda_max, exact[-1].item(), rtol=1e-6, atol=1e-12)
+    assert_close(spec.kappa, (exact[-1] / exact[0]).item(), rtol=2e-6, atol=1e-12)
 
 
 def test_lanczos_extremes_match_eigvalsh():
@@ -321,7 +321,7 @@ def test_h_infinity_requires_unit_rows():
 def test_kernel_drift_by_hand():
     k0 = torch.tensor([[2.0, 1.0], [1.0, 2.0]])
     kt = torch.tensor([[2.0, 1.0], [1.0, 4.0]])
-    assert kernel_drift(kt, k0) == pytest.approx(2.0 / math.sqrt(10.0), rel=1e-15)
+    assert_close(kernel_drift(kt, k0), 2.0 / math.sqrt(10.0), rtol=1e-15, atol=1e-12)
     assert kernel_drift(k0, k0) == 0.0
     with pytest.raises(ValueError, match="same shape"):
         kernel_drift(k0, torch.eye(3))
@@ -331,12 +331,14 @@ def test_kernel_target_alignment_by_hand():
     k = torch.tensor([[2.0, 1.0], [1.0, 3.0]], dtype=torch.float64)
     y = torch.tensor([1.0, -1.0], dtype=torch.float64)
     # ⟨K, yyᵀ⟩ = 2 - 1 - 1 + 3 = 3; ‖K‖_F = √15; ‖y‖² = 2
-    assert kernel_target_alignment(k, y) == pytest.approx(3.0 / (math.sqrt(15.0) * 2.0), rel=1e-15)
-    assert kernel_target_alignment(torch.outer(y, y), y) == pytest.approx(1.0, rel=1e-15)
+    assert_close(
+        kernel_target_alignment(k, y), 3.0 / (math.sqrt(15.0) * 2.0), rtol=1e-15, atol=1e-12
+    )
+    assert_close(kernel_target_alignment(torch.outer(y, y), y), 1.0, rtol=1e-15, atol=1e-12)
     big_y = torch.tensor([[1.0, 0.0], [0.0, 2.0]], dtype=torch.float64)
     # YYᵀ = diag(1, 4): ⟨K, YYᵀ⟩ = 2 + 12 = 14; ‖YYᵀ‖_F = √17
     expected = 14.0 / (math.sqrt(15.0) * math.sqrt(17.0))
-    assert kernel_target_alignment(k, big_y) == pytest.approx(expected, rel=1e-15)
+    assert_close(kernel_target_alignment(k, big_y), expected, rtol=1e-15, atol=1e-12)
     with pytest.raises(ValueError, match="y must have shape"):
         kernel_target_alignment(k, torch.ones(3))
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 
+from _helpers import assert_close
 from _ntk_limits import D_IN, DEPTH, REV1, SLOPE_BAND, empirical_errors, inputs, slope
 from gdscope.config import TrialConfig
 from gdscope.config.parts import ModelConfig
@@ -31,19 +31,19 @@ def test_ntk_layers_put_the_gain_in_the_multiplier(role, activation):
     gain = math.sqrt(2.0) if activation == "relu" and role != "output" else 1.0
     spec = NTK.layer(role, 100, activation_gain=math.sqrt(2.0) if activation == "relu" else 1.0)
     assert spec.init_std == 1.0
-    assert spec.multiplier == pytest.approx(gain / 10, rel=1e-15)
+    assert_close(spec.multiplier, gain / 10, rtol=1e-15, atol=1e-12)
     assert (spec.bias_std, spec.bias_multiplier) == (1.0, NTK.bias_scale)
     scaled = NTK.layer(role, 100, activation_gain=1.0, init_scale=1.5)  # init_scale: the std
     assert (scaled.init_std, scaled.multiplier) == (1.5, 0.1)
 
 
 def test_ntk_relu_mlp_stores_unit_variance_weights():
-    model = mlp(D_IN, 1024, DEPTH, activation="relu", parameterization="ntk", seed=0)
+    model = mlp(D_IN, 1024, depth=DEPTH, activation="relu", parameterization="ntk", seed=0)
     hidden, readout = model.layers[1], model.layers[-1]
     assert isinstance(hidden, ScaledLinear) and isinstance(readout, ScaledLinear)
     assert abs(float(hidden.weight.detach().std()) - 1.0) < 0.01  # 2**20 draws: std error 7e-4
-    assert hidden.multiplier == pytest.approx(math.sqrt(2.0 / 1024), rel=1e-12)
-    assert readout.multiplier == pytest.approx(1 / math.sqrt(1024), rel=1e-12)
+    assert_close(hidden.multiplier, math.sqrt(2.0 / 1024), rtol=1e-12, atol=1e-12)
+    assert_close(readout.multiplier, 1 / math.sqrt(1024), rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("activation", ["relu", "tanh", "gelu"])
@@ -51,9 +51,9 @@ def test_ntk_relu_mlp_stores_unit_variance_weights():
 def test_ntk_kernel_of_the_stored_weights_is_the_unit_weight_kernel(activation, bias):
     stored = layer_constants(DEPTH, D_IN, activation=activation, bias=bias)
     unit = layer_constants(DEPTH, D_IN, activation=activation, bias=bias, wrt="unit")
-    assert np.allclose(stored, unit, rtol=1e-14, atol=0), (stored, unit)
+    assert_close(stored, unit, rtol=1e-14, what="stored constants")
     a2 = 2.0 if activation == "relu" else 1.0  # v = w = gain² on input and hidden layers
-    assert np.allclose([c.w for c in stored], [a2, a2, 1.0], rtol=1e-14, atol=0)
+    assert_close([c.w for c in stored], [a2, a2, 1.0], rtol=1e-14)
 
 
 @pytest.mark.parametrize("activation", ["relu", "tanh", "gelu"])
@@ -104,4 +104,4 @@ NTK_RELU_DEFAULT_HASH_REVISION_1 = (
 def test_revision_1_is_the_previous_stored_weight_kernel():
     # what gdscope computed before (tests/test_infinite_width.py, 2026-12-04): v = 2, w = 1
     hidden = layer_constants(DEPTH, D_IN, activation="relu", parameterization=REV1)[1]
-    assert np.allclose(hidden, (2.0, 1.0, 0.01, 0.01), rtol=1e-14, atol=0)
+    assert_close(hidden, (2.0, 1.0, 0.01, 0.01), rtol=1e-14)

@@ -112,13 +112,15 @@ class CalledTwice(nn.Module):
 
 
 ORDINARY = {
-    "mlp-standard-relu": (lambda: mlp(6, 16, 3, out_dim=2, dtype=torch.float64), (6,)),
+    "mlp-standard-relu": (lambda: mlp(6, 16, depth=3, out_dim=2, dtype=torch.float64), (6,)),
     "mlp-ntk-tanh-residual": (
-        lambda: mlp(6, 16, 4, activation="tanh", parameterization="ntk", residual=True).double(),
+        lambda: mlp(
+            6, 16, depth=4, activation="tanh", parameterization="ntk", residual=True
+        ).double(),
         (6,),
     ),
     "mlp-mup-gelu-nobias": (
-        lambda: mlp(6, 16, 3, activation="gelu", parameterization="mup", bias=False).double(),
+        lambda: mlp(6, 16, depth=3, activation="gelu", parameterization="mup", bias=False).double(),
         (6,),
     ),
     "sequential": (

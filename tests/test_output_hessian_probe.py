@@ -10,7 +10,7 @@ from gdscope.training.output_hessian import OUTPUT_HESSIAN_EXAMPLES
 
 def test_output_hessian_norm_probe_matches_dense_oracle():
     x, y = gs.data.sphere(n=7, d=3, seed=0, dtype=torch.float64)
-    net = gs.models.mlp(3, 8, 3, activation="tanh", seed=2, dtype=torch.float64)
+    net = gs.models.mlp(3, 8, depth=3, activation="tanh", seed=2, dtype=torch.float64)
     opt = torch.optim.SGD(net.parameters(), lr=0.1)
     trace = gs.train(net, opt, (x, y), steps=2, probes={"output_hessian_norm": 1})
     hessians = ref.dense_output_hessian(net, x[:OUTPUT_HESSIAN_EXAMPLES])

@@ -5,6 +5,7 @@ import torch
 
 import gdscope as gs
 from _helpers import assert_close
+from cases import tanh_mlp
 from gdscope.probes import _reference_extra as rx
 from gdscope.probes.preconditioned import (
     adaptive_stability_threshold,
@@ -22,17 +23,6 @@ OPTIMIZERS = {
 }
 
 
-def _case(kind, seed):
-    g = torch.Generator().manual_seed(seed)
-    if kind == "mlp-mse":
-        x = torch.randn(8, 4, generator=g, dtype=F64)
-        net = gs.models.mlp(4, 6, 3, out_dim=2, activation="tanh", seed=seed, dtype=F64)
-        return net, gs.losses.mse, (x, torch.randn(8, 2, generator=g, dtype=F64)), "layers.1"
-    x = torch.randn(5, 1, 4, 4, generator=g, dtype=F64)
-    net = gs.models.cnn(1, 4, 2, 3, depth=2, activation="tanh", seed=seed, dtype=F64)
-    return net, gs.losses.cross_entropy, (x, torch.randint(0, 3, (5,), generator=g)), "convs.1"
-
-
 def _trained(name, net, loss_fn, batch, steps=3):
     opt = OPTIMIZERS[name](net.parameters())
     for _ in range(steps):
@@ -42,21 +32,22 @@ def _trained(name, net, loss_fn, batch, steps=3):
     return opt
 
 
-@pytest.mark.parametrize("kind", ["mlp-mse", "cnn-ce"])
+@pytest.mark.parametrize("curvature_case", ["mlp-mse", "cnn-ce"], indirect=True)
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
-def test_preconditioned_sharpness_matches_the_dense_oracle(name, kind):
-    net, loss_fn, batch, prefix = _case(kind, seed=7)
+def test_preconditioned_sharpness_matches_the_dense_oracle(name, curvature_case):
+    net, loss_fn, batch = curvature_case.net, curvature_case.loss_fn, curvature_case.batch
     opt = _trained(name, net, loss_fn, batch)
-    for params in (None, prefix):
+    for params in (None, curvature_case.block):
         value = preconditioned_sharpness(net, loss_fn, batch, opt, tol=1e-11, params=params)
         expected = rx.dense_preconditioned_sharpness(net, loss_fn, batch, opt, params)
-        assert_close(value, expected, rtol=1e-8, what=f"{name} {kind} {params}")
+        assert_close(value, expected, rtol=1e-8, what=f"{name} {curvature_case.name} {params}")
 
 
 @pytest.mark.parametrize("name", ["adam", "adamw-amsgrad", "rmsprop-centered"])
 def test_the_preconditioner_is_the_denominator_of_torchs_own_step(name):
     """One more torch step moves θ by exactly −η·(m̂ or g)/P, with P as we read it after the step."""
-    net, loss_fn, batch, _ = _case("mlp-mse", seed=1)
+    case = tanh_mlp(seed=1)
+    net, loss_fn, batch = case.net, case.loss_fn, case.batch
     opt = _trained(name, net, loss_fn, batch, steps=4)
     before = torch.cat([p.detach().reshape(-1).clone() for p in net.parameters()])
     opt.zero_grad()
@@ -76,7 +67,8 @@ def test_the_preconditioner_is_the_denominator_of_torchs_own_step(name):
 
 
 def test_lr_scaled_measures_the_step_sizes_of_each_group():
-    net, loss_fn, batch, _ = _case("mlp-mse", seed=2)
+    case = tanh_mlp(seed=2)
+    net, loss_fn, batch = case.net, case.loss_fn, case.batch
     groups = [
         {"params": [p for n, p in net.named_parameters() if n.startswith("layers.0")], "lr": 0.1},
         {"params": [p for n, p in net.named_parameters() if not n.startswith("layers.0")]},
@@ -94,7 +86,7 @@ def test_lr_scaled_measures_the_step_sizes_of_each_group():
     expected = rx.dense_top_eigenvalue(scale[:, None] * hessian * scale[None, :])
     value = preconditioned_sharpness(net, loss_fn, batch, opt, tol=1e-11, lr_scaled=True)
     assert_close(value, expected, rtol=1e-8)
-    assert adaptive_stability_threshold(opt, lr_scaled=True) == pytest.approx(38.0, rel=1e-12)
+    assert_close(adaptive_stability_threshold(opt, lr_scaled=True), 38.0, rtol=1e-12, atol=1e-12)
     with pytest.raises(ValueError, match="lr_scaled=True"):
         adaptive_stability_threshold(opt)
 
@@ -102,17 +94,22 @@ def test_lr_scaled_measures_the_step_sizes_of_each_group():
 def test_thresholds_are_those_of_the_paper():
     params = [torch.nn.Parameter(torch.zeros(2))]
     adam = torch.optim.Adam(params, lr=0.1)  # β₁ = 0.9: 38/η (Cohen et al. 2022)
-    assert adaptive_stability_threshold(adam) == pytest.approx(380.0, rel=1e-12)
-    assert adaptive_stability_threshold(torch.optim.RMSprop(params, lr=0.1)) == pytest.approx(20.0)
+    assert_close(adaptive_stability_threshold(adam), 380.0, rtol=1e-12, atol=1e-12)
+    assert_close(
+        adaptive_stability_threshold(torch.optim.RMSprop(params, lr=0.1)),
+        20.0,
+        rtol=1e-6,
+        atol=1e-12,
+    )
     rms = torch.optim.RMSprop(params, lr=0.1, momentum=0.5)
-    assert adaptive_stability_threshold(rms) == pytest.approx(30.0)
+    assert_close(adaptive_stability_threshold(rms), 30.0, rtol=1e-6, atol=1e-12)
 
 
 @pytest.mark.parametrize("name", ["adam", "rmsprop-momentum"])
 def test_frozen_preconditioner_iteration_is_stable_exactly_below_the_threshold(name):
     """On the quadratic of a linear model, the frozen-P method converges at 0.95x the threshold
     and diverges at 1.05x: the threshold and λ_max(P⁻¹H) are the right pair."""
-    net = gs.models.mlp(5, 1, 1, out_dim=1, seed=0, dtype=F64)  # linear: H is constant
+    net = gs.models.mlp(5, 1, depth=1, out_dim=1, seed=0, dtype=F64)  # linear: H is constant
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(12, 5, generator=g, dtype=F64), torch.randn(12, 1, generator=g, dtype=F64)
     opt = _trained(name, net, gs.losses.mse, (x, y), steps=5)
@@ -132,7 +129,8 @@ def test_frozen_preconditioner_iteration_is_stable_exactly_below_the_threshold(n
 
 
 def test_unsupported_or_unstepped_optimizers_are_refused():
-    net, loss_fn, batch, _ = _case("mlp-mse", seed=0)
+    case = tanh_mlp(seed=0)
+    net, loss_fn, batch = case.net, case.loss_fn, case.batch
     with pytest.raises(ValueError, match="SGD"):
         preconditioned_sharpness(net, loss_fn, batch, torch.optim.SGD(net.parameters(), lr=0.1))
     fresh = torch.optim.Adam(net.parameters())

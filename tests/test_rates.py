@@ -3,6 +3,7 @@ import math
 import numpy as np
 import pytest
 
+from _helpers import assert_close
 from gdscope.stats.fits import loglog_fit, slope_fit
 from gdscope.stats.rates import fit_linear_rate, steps_to_epsilon
 from gdscope.stats.trends import exponent_over_seeds, slope_over_seeds, spearman
@@ -23,8 +24,8 @@ def test_exact_geometric_sequence_recovers_rate(rho, r0, steps):
     fit = fit_linear_rate(steps, r0 * rho ** steps.astype(float))
     assert fit.ok
     assert fit.start == 0
-    assert math.isclose(fit.rate, rho, rel_tol=1e-12)
-    assert math.isclose(math.exp(fit.intercept), r0, rel_tol=1e-9)
+    assert_close(fit.rate, rho, rtol=1e-12)
+    assert_close(math.exp(fit.intercept), r0, rtol=1e-9)
     assert fit.r2 > 1 - 1e-12
 
 
@@ -59,7 +60,7 @@ def test_transient_linear_floor_window(name, transient, rho):
     floor_at = int(np.argmax(residuals <= 1e-12 * residuals[0]))
     assert fit.stop == floor_at, name
     assert fit.ok, name
-    assert math.isclose(fit.rate, rho, rel_tol=1e-10), name
+    assert_close(fit.rate, rho, rtol=1e-10, what=name)
 
 
 def test_explicit_skip_and_floor():
@@ -67,7 +68,7 @@ def test_explicit_skip_and_floor():
     residuals = np.concatenate([np.ones(10), 0.9 ** np.arange(1, 41)])
     fit = fit_linear_rate(steps, residuals, skip=9, floor=0.9**30)
     assert (fit.start, fit.stop) == (9, 39)
-    assert math.isclose(fit.rate, 0.9, rel_tol=1e-12)
+    assert_close(fit.rate, 0.9, rtol=1e-12)
 
 
 def test_divergence_and_zero_cut_the_series():
@@ -78,7 +79,7 @@ def test_divergence_and_zero_cut_the_series():
     residuals[30], residuals[25] = 1.0, 0.0
     fit = fit_linear_rate(steps, residuals)
     assert fit.stop == 25
-    assert math.isclose(fit.rate, 0.8, rel_tol=1e-12)
+    assert_close(fit.rate, 0.8, rtol=1e-12)
 
 
 DEGENERATE = {
@@ -148,7 +149,7 @@ def test_steps_to_epsilon_is_linear_in_log_inverse_eps():
     assert None not in hits
     fit = slope_fit(np.log(1 / eps), np.array(hits, dtype=float))
     assert fit.r2 > 0.999
-    assert math.isclose(fit.slope, -1 / math.log(0.99), rel_tol=1e-2)
+    assert_close(fit.slope, -1 / math.log(0.99), rtol=1e-2)
 
 
 # --- power laws ------------------------------------------------------------------------------
@@ -160,17 +161,17 @@ POWER_LAWS = [(-0.5, 3.0), (1.0, 0.2), (0.0, 5.0), (-1.0, 1.0)]
 def test_loglog_fit_exact_power_law(exponent, prefactor):
     x = 2.0 ** np.arange(6, 13)
     fit = loglog_fit(x, prefactor * x**exponent)
-    assert math.isclose(fit.exponent, exponent, rel_tol=1e-12, abs_tol=1e-12)
-    assert math.isclose(fit.prefactor, prefactor, rel_tol=1e-10)
+    assert_close(fit.exponent, exponent, rtol=1e-12, atol=1e-12)
+    assert_close(fit.prefactor, prefactor, rtol=1e-10)
     assert fit.n_points == 7
-    assert math.isclose(fit.decades, 6 * math.log10(2))
+    assert_close(fit.decades, 6 * math.log10(2), rtol=1e-9)
     assert fit.meets()
 
 
 def test_loglog_fit_drops_invalid_pairs_and_reports_support():
     fit = loglog_fit([1, 2, 0, 4, 8, np.nan], [1, 0.5, 3, -1, 0.125, 1])
     assert fit.n_points == 3
-    assert math.isclose(fit.exponent, -1.0, rel_tol=1e-12)
+    assert_close(fit.exponent, -1.0, rtol=1e-12)
     assert not fit.meets()
     empty = loglog_fit([1.0], [1.0])
     assert math.isnan(empty.exponent)
@@ -243,7 +244,7 @@ MONOTONE = [  # (x, y, allowed, rho, inversions, ok_inc, ok_dec)
 def test_spearman_hand_cases(x, y, allowed, rho, inversions, inc, dec):
     fit = spearman(x, y, allowed_inversions=allowed)
     if rho is not None:
-        assert math.isclose(fit.rho, rho, rel_tol=1e-12)
+        assert_close(fit.rho, rho, rtol=1e-12)
     assert fit.inversions == inversions
     assert (fit.ok_increasing, fit.ok_decreasing) == (inc, dec)
     assert fit.n == len(x)
@@ -297,5 +298,5 @@ def test_every_window_start_at_once_equals_one_fit_per_window(seed):
     starts = np.arange(0, 200, 7)
     fast = _unexplained_from(steps, log_r, starts)
     slow = [1.0 - _linfit(steps[k:], log_r[k:]).r2 for k in starts]
-    np.testing.assert_allclose(fast, slow, rtol=1e-8, atol=1e-13)
+    assert_close(fast, slow, rtol=1e-8, atol=1e-13)
     assert _unexplained_from(steps, np.full(steps.size, 0.3), starts).tolist() == [np.inf] * 29

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from pydantic import TypeAdapter
 
+from _helpers import assert_close
 from gdscope import api
 from gdscope.studies import TrialRecord
 from gdscope.studies.claims import Claim
@@ -48,7 +49,7 @@ def test_a_threshold_expression_follows_each_trials_learning_rate():
     at_edge = [trial(0.5, 1.04 * 4), trial(0.25, 1.04 * 8, seed=1)]
     out = claim.judge(at_edge, ["optimizer.lr"])
     assert out.status == "PASS", out.reason
-    assert [e["threshold"] for e in out.evidence] == pytest.approx([3.8, 7.6])
+    assert_close([e["threshold"] for e in out.evidence], [3.8, 7.6], rtol=1e-6, atol=1e-12)
     assert f"sharpness ≥ {EDGE} = 3.8–7.6 per trial" in out.reason
     assert "first at step 500" in out.reason
 
@@ -58,7 +59,7 @@ def test_a_threshold_expression_follows_each_trials_learning_rate():
     assert out.status == "FAIL" and out.statistic == 0.5
     assert "optimizer.lr=0.25, seed=1 never reached ≥ 7.6 (closest 4.5)" in out.reason
     stalled_evidence = out.evidence[1]
-    assert stalled_evidence["threshold"] == pytest.approx(7.6)
+    assert_close(stalled_evidence["threshold"], 7.6, rtol=1e-6, atol=1e-12)
     assert stalled_evidence["reached_at"] is None and not stalled_evidence["ok"]
 
 

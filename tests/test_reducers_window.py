@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from pydantic import TypeAdapter
 
+from _helpers import assert_close
 from gdscope.studies import Reducer, TrialRecord, reduce_record
 from gdscope.studies._series import first_crossing, late_over_early
 from gdscope.studies.claims import Claim
@@ -50,15 +51,16 @@ def test_window_from_starts_at_the_first_crossing_of_a_config_threshold():
     red = Reducer(reduce="median_window", metric="sharpness", window_from=EDGE_95)
     for lr in (0.5, 0.25):  # 2/η = 4 and 8: the threshold follows each trial's η
         out = reduce_record(red, eos_record(lr))
-        assert out.value == pytest.approx(1.05 * 2 / lr) and not out.reason
+        assert_close(out.value, 1.05 * 2 / lr, rtol=1e-6, atol=1e-12)
+        assert not out.reason
     # the plain median over the whole run is dragged down by the sharpening phase
     whole = Reducer(reduce="median_window", metric="sharpness", window=(0, 1000))
     assert reduce_record(whole, eos_record()).value < 0.95 * 4
     # window and window_from intersect: [600, 1000] ∩ [0, 650] keeps steps 600 and 650
     both = Reducer(reduce="max", metric="sharpness", window=(0, 650), window_from=EDGE_95)
-    assert reduce_record(both, eos_record()).value == pytest.approx(1.05 * 4)
+    assert_close(reduce_record(both, eos_record()).value, 1.05 * 4, rtol=1e-6, atol=1e-12)
     first = Reducer(reduce="initial", metric="sharpness", window_from=EDGE_95)
-    assert reduce_record(first, eos_record()).value == pytest.approx(0.96 * 4)
+    assert_close(reduce_record(first, eos_record()).value, 0.96 * 4, rtol=1e-6, atol=1e-12)
 
 
 def test_window_until_ends_at_the_first_crossing_inclusive():
@@ -68,7 +70,8 @@ def test_window_until_ends_at_the_first_crossing_inclusive():
         window_until={"at_least": "0.9*2/optimizer.lr"},  # metric defaults to the reducer's
     )
     out = reduce_record(red, eos_record())
-    assert out.value == pytest.approx(0.92 * 4) and not out.reason  # S(550) / S(0)
+    assert_close(out.value, 0.92 * 4, rtol=1e-6, atol=1e-12)
+    assert not out.reason  # S(550) / S(0)
     assert "until sharpness ≥ 0.9*2/optimizer.lr" in red.label
 
 
@@ -78,7 +81,7 @@ def test_window_on_one_metric_from_the_crossing_of_another():
     keep = loss_steps >= 600
     tail = loss[keep]
     expected = np.max((tail[1:] - tail[:-1]) / np.abs(tail[:-1]))
-    assert reduce_record(red, eos_record()).value == pytest.approx(expected)
+    assert_close(reduce_record(red, eos_record()).value, expected, rtol=1e-6, atol=1e-12)
 
 
 def test_never_crossing_gives_nan_with_a_reason():
@@ -140,7 +143,7 @@ def test_late_over_early_by_hand():
     assert late_over_early(values, 0.25) == (3 / 8, "")
     # the final checkpoint over the first one says "rises" here; the medians say "falls"
     assert values[-1] / values[0] < 1 and values[-2] / values[1] > 1
-    assert late_over_early(values, 0.5)[0] == pytest.approx(4.5 / 5)
+    assert_close(late_over_early(values, 0.5)[0], 4.5 / 5, rtol=1e-6, atol=1e-12)
     assert late_over_early(np.array([1.0, np.nan, 2.0]), 0.25) == (2.0, "")
     value, why = late_over_early(np.array([1.0]), 0.25)
     assert math.isnan(value) and "two finite values" in why

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 import gdscope as gs
+from _helpers import assert_close
 from gdscope.functional import clone_params, params_of
 from gdscope.report import density, render_report
 from gdscope.report.collect import StudyView
@@ -76,7 +77,7 @@ def test_the_figure_draws_the_smoothed_density_at_the_first_and_last_checkpoint(
         )
         drawn_at = np.isfinite(shown)
         assert drawn_at.sum() > 100
-        np.testing.assert_allclose(shown[drawn_at], exact[drawn_at], rtol=1e-12)
+        assert_close(shown[drawn_at], exact[drawn_at], rtol=1e-12)
         assert float(exact[~drawn_at].max(initial=0)) < density.FLOOR * exact.max() * 2
     late_curve = np.asarray(lines[1].get_data()[1], dtype=np.float64)
     t = np.asarray(lines[1].get_data()[0], dtype=np.float64)
@@ -116,7 +117,7 @@ def test_the_figure_appears_in_the_section_of_the_study_that_recorded_it(tmp_pat
 def test_what_the_probe_records_is_what_the_figure_reads():
     assert density.FAMILY == DENSITY_FAMILY
     g = torch.Generator().manual_seed(0)
-    net = gs.models.mlp(3, 5, 2, seed=0, dtype=torch.float64)
+    net = gs.models.mlp(3, 5, depth=2, seed=0, dtype=torch.float64)
     x, y = torch.randn(8, 3, generator=g, dtype=torch.float64), torch.randn(8, 1, generator=g)
     ctx = ProbeContext(
         net, params_of(net), clone_params(params_of(net)), gs.losses.mse, (x, y.double()),

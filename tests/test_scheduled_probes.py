@@ -13,7 +13,7 @@ from gdscope.training.scheduled import scheduled_metrics
 
 def _run(probes, steps=6, lr=0.5, model=None):
     x, y = gs.data.sphere(n=10, d=4, seed=0, dtype=torch.float64)
-    net = model or gs.models.mlp(4, 12, 3, activation="tanh", seed=1, dtype=torch.float64)
+    net = model or gs.models.mlp(4, 12, depth=3, activation="tanh", seed=1, dtype=torch.float64)
     opt = torch.optim.SGD(net.parameters(), lr=lr)
     trace = gs.train(net, opt, (x, y), steps=steps, probes=probes)
     return trace, net, (x, y)
@@ -75,7 +75,7 @@ def test_hessian_trace_probe_is_near_the_dense_trace():
 
 
 def test_geometry_probes_start_at_zero_and_move():
-    relu = gs.models.mlp(4, 16, 2, seed=3, dtype=torch.float64)
+    relu = gs.models.mlp(4, 16, depth=2, seed=3, dtype=torch.float64)
     trace, _, _ = _run(
         {"activation_flips": 5, "linearization_gap": 5, "pl_ratio": 5, "neuron_displacement": 5},
         steps=10,
@@ -92,7 +92,7 @@ def test_geometry_probes_start_at_zero_and_move():
 def test_every_registered_probe_runs_in_train():
     x, y = gs.data.digits(n=40, classes=(0, 1, 2), seed=0, dtype=torch.float64)
     xt, yt = gs.data.digits(n=20, split="test", classes=(0, 1, 2), seed=0, dtype=torch.float64)
-    net = gs.models.mlp(64, 16, 2, out_dim=3, seed=0, dtype=torch.float64)
+    net = gs.models.mlp(64, 16, depth=2, out_dim=3, seed=0, dtype=torch.float64)
     opt = torch.optim.Adam(net.parameters(), lr=0.01)  # preconditioned_sharpness needs Adam's v̂
     probes = dict.fromkeys(gs.PROBES, 2)
     trace = gs.train(

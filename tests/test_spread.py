@@ -7,6 +7,7 @@ import math
 import numpy as np
 from pydantic import TypeAdapter
 
+from _helpers import assert_close
 from gdscope.studies.claims import CLAIM_KINDS, Claim
 from gdscope.studies.spread import seed_statistic
 from gdscope.studies.table import TrialRecord
@@ -47,9 +48,9 @@ def test_registered():
 
 def test_statistics_by_hand():
     v = np.array([1.0, 2.0, 3.0])
-    assert math.isclose(float(seed_statistic(v, "cv")), 0.5)
-    assert math.isclose(float(seed_statistic(v, "min_over_mean")), 0.5)
-    assert math.isclose(float(seed_statistic(v, "mean")), 2.0)
+    assert_close(float(seed_statistic(v, "cv")), 0.5, rtol=1e-9)
+    assert_close(float(seed_statistic(v, "min_over_mean")), 0.5, rtol=1e-9)
+    assert_close(float(seed_statistic(v, "mean")), 2.0, rtol=1e-9)
 
 
 def test_cv_falling_like_inverse_sqrt_width_passes():
@@ -60,7 +61,7 @@ def test_cv_falling_like_inverse_sqrt_width_passes():
         band=[-math.inf, -0.3],
     )
     assert v.status == "PASS", v.reason
-    assert math.isclose(v.statistic, -0.5, abs_tol=0.02)
+    assert_close(v.statistic, -0.5, rtol=1e-9, atol=0.02)
     assert v.ci is not None and v.ci[1] <= -0.3
     assert "R²" in v.reason
     assert [e["n_seeds"] for e in v.evidence] == [20] * len(WIDE)
@@ -93,7 +94,7 @@ def test_power_law_needs_a_decade():
 def test_min_over_mean_above_half_passes():
     v = judge(records(lambda w: 0.3), statistic="min_over_mean", trend="none", band=[0.5, math.inf])
     assert v.status == "PASS", v.reason
-    assert math.isclose(v.statistic, 0.7)
+    assert_close(v.statistic, 0.7, rtol=1e-9)
 
 
 def test_one_group_below_fails():

@@ -18,7 +18,7 @@ import pytest
 from rich.console import Console
 
 import gdscope.cli.train as train_cli
-from _helpers import sigint_reaches_children
+from _helpers import assert_close, sigint_reaches_children
 from gdscope.config import TrialConfig
 from gdscope.trials.trial import build_trial
 
@@ -83,7 +83,7 @@ def _watched(config: TrialConfig):
 def test_the_watched_loss_is_the_full_batch_steps_loss():
     """After step k the watch holds the loss of step k - 1, as the trace recorded it."""
     watched, recorded = _watched(_config(probes={"loss": 1, "sharpness": 5, "grad_norm": 1}))
-    assert watched == pytest.approx(recorded, rel=1e-12)
+    assert_close(watched, recorded, rtol=1e-12, atol=1e-12)
 
 
 def test_the_watched_loss_is_the_mini_batchs_not_a_probes():

@@ -15,6 +15,7 @@ import pytest
 import torch
 from pydantic import TypeAdapter
 
+from _helpers import assert_close
 from gdscope import api
 from gdscope.config import TrialConfig
 from gdscope.probes.hessian import sharpness
@@ -75,7 +76,7 @@ def test_lr_transfer_spans_five_octaves_on_root_two_grids():
             {c["optimizer"]["lr"] for c in configs if c["model"]["parameterization"] == param}
         )
         ratios = np.diff(np.log2(lrs))
-        assert np.allclose(ratios, 0.5, atol=1e-4), (param, lrs)
+        assert_close(ratios, np.full_like(ratios, 0.5), rtol=1e-5, atol=1e-4, what=f"{param} {lrs}")
     claims = {c.id: c for c in study.claims}
     assert claims["B5-mup"].band == (0.0, 1.0)
     assert claims["B5-sp"].band[0] >= 2.0 and claims["B5-sp"].band[1] == math.inf
