@@ -150,12 +150,19 @@ class Reading:
         metrics: what the checkpoint records (a stop rule may add to it).
         start: the watched quantity at ``t = 0``, when it is not the first watched value (read
             at the first checkpoint only).
+        deferred: metrics measured only if the checkpoint is recorded (a run that records every
+            k-th step need not compute them at the others); ``metrics`` win on a shared name.
 
     """
 
     watched: tuple[float | None, ...]
     metrics: dict[str, float] = field(default_factory=dict)
     start: float | None = None
+    deferred: Callable[[], Mapping[str, float]] | None = None
+
+    def recorded(self) -> Mapping[str, float]:
+        """Return what the checkpoint records: ``deferred()`` (measured now), then ``metrics``."""
+        return self.metrics if self.deferred is None else {**self.deferred(), **self.metrics}
 
 
 StopRule = Callable[[int, Reading], str | None]
@@ -179,7 +186,7 @@ def end_if_diverged(trace: Trace, t: int, reading: Reading, watch: Watch, limit:
 
 
 def _end(trace: Trace, t: int, reading: Reading, status: Status, reason: str) -> None:
-    trace.record(t, reading.metrics)
+    trace.record(t, reading.recorded())
     trace.status, trace.steps, trace.reason = status, t, reason
 
 
@@ -217,7 +224,7 @@ class Run:
             _end(self.trace, t, reading, "stopped", reason)
             return True
         if self.due(t):
-            self.trace.record(t, reading.metrics)
+            self.trace.record(t, reading.recorded())
         return False
 
 

@@ -152,7 +152,8 @@ def run(config: LassoConfig) -> Trace:
         iterate = _iterate(optimizer, w)
         objective = _objective(X, y, iterate, lam)
         l1_sum[0] += float(iterate.abs().sum())
-        return Reading((objective,), _metrics(iterate, objective, l1_sum[0] / (t + 1), w_star))
+        l1_avg = l1_sum[0] / (t + 1)
+        return Reading((objective,), deferred=lambda: _metrics(iterate, objective, l1_avg, w_star))
 
     def update(t: int) -> None:
         with torch.no_grad():
