@@ -325,3 +325,16 @@ def test_every_kind_ends_a_diverged_run_by_the_same_rule():
         bad = values[-1]
         assert not math.isfinite(bad) or bad > 1e6 * max(abs(start), floor), kind
         assert f"{bad:.3e} at step {trace.steps} (non-finite or > " in trace.reason, kind
+
+
+def test_deferred_metrics_are_measured_only_at_recorded_checkpoints():
+    from gdscope.training import Reading, Watch, drive
+
+    calls: list[int] = []
+
+    def measure(t):
+        return Reading((1.0,), deferred=lambda: calls.append(t) or {"t": float(t)})
+
+    trace = drive(7, measure, lambda t: None, watch=Watch("f", "f =", "1e6"), every=3)
+    assert calls == [0, 3, 6, 7]
+    assert trace.records["t"] == ([0, 3, 6, 7], [0.0, 3.0, 6.0, 7.0])
