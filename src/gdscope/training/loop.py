@@ -201,14 +201,17 @@ def train(
             f"batch_size must be in [1, {n}] (the training set size), got {batch_size}"
         )
     schedule = validate_schedule(probes, extra_probes)
-    run = _Network(model, optimizer, data, steps, loss_fn, schedule, extra_probes)
-    run.eval_data, run.stop = eval_data, stop or Stop()
-    run.batches(batch_size, seed)
+    run = _Network(model, optimizer, data, steps, loss_fn, schedule, extra_probes,
+                   batch_size=batch_size, seed=seed, stop=stop or Stop(), eval_data=eval_data)  # fmt: skip
     return drive(steps, run.measure, run.update, watch=LOSS, stop=run.stop_reason)
 
 
 class _Network:
-    """The checkpoints and updates of one :func:`train` run, for :func:`drive`."""
+    """The checkpoints and updates of one :func:`train` run, for :func:`drive`.
+
+    ``batch_size`` ``None`` (or ``n``) trains full-batch, else on mini-batches in a ``seed``-ed
+    order; ``stop`` ends the run early; ``eval_data`` is the held-out set of the ``"test"`` probe.
+    """
 
     def __init__(
         self,
@@ -219,24 +222,25 @@ class _Network:
         loss_fn: Callable[[Tensor, Tensor], Tensor],
         schedule: dict[str, int],
         extra: Mapping[str, ProbeFn] | None,
+        *,
+        batch_size: int | None,
+        seed: int,
+        stop: Stop,
+        eval_data: tuple[Tensor, Tensor] | None,
     ) -> None:
         self.model, self.optimizer, self.data, self.steps = model, optimizer, data, steps
         self.loss_fn, self.schedule, self.extra = loss_fn, schedule, extra
-        self.eval_data: tuple[Tensor, Tensor] | None = None  # held out, for the "test" probe
-        self.stop = Stop()
-        self.batches(None, 0)  # full batch unless train() says otherwise
+        self.stop, self.eval_data = stop, eval_data
+        n = data[0].shape[0]
+        self.full_batch = batch_size is None or batch_size == n
+        self.order = _BatchOrder(n, batch_size or n, seed, data[0].device)
+        self.checked = self.full_batch and stop != Stop()  # criteria read the step's full batch
         self.init_params = clone_params(params_of(model))
         self.trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
         self.memory: dict[str, object] = {}
         self.batch = data
         self.due: list[str] = []
         self.watched: float | None = None
-
-    def batches(self, batch_size: int | None, seed: int) -> None:
-        """Train on mini-batches of ``batch_size`` in a ``seed``-ed order (``None``: full batch)."""
-        n = self.data[0].shape[0]
-        self.full_batch = batch_size is None or batch_size == n
-        self.order = _BatchOrder(n, batch_size or n, seed, self.data[0].device)
 
     def measure(self, t: int) -> Reading:
         """One forward-backward at θ_t (full batch: the step's own), then the probes due."""
@@ -280,8 +284,7 @@ class _Network:
 
     def stop_reason(self, t: int, reading: Reading) -> str | None:
         """Apply the :class:`Stop` criteria; a stopped checkpoint records every scheduled probe."""
-        stop, ctx, labels = self.stop, self.ctx, self.batch[1]
-        checked = self.full_batch and stop != Stop()  # checked on the full-batch loss each step
+        stop, ctx, labels, checked = self.stop, self.ctx, self.batch[1], self.checked
         if checked:  # the accuracy only where a criterion reads it (it costs a pass)
             checks: dict[str, float] = {"loss": cast(float, self.watched)}  # set: full batch
             if stop.accuracy_at_least is not None:
