@@ -409,3 +409,11 @@ def test_tied_weights_hessian_and_gradient_count_every_use():
     assert_close(got, top, rtol=1e-9, atol=1e-12)
     norm = gs.probes.gradient_norm(model, params_of(model), gs.losses.mse, (x, y))
     assert_close(norm, float(g.detach().norm()), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(("name", "loss"), CASES[:4])
+def test_float32_sharpness_with_its_float32_basis_meets_tol_against_the_dense_hessian(name, loss):
+    model, loss_fn, batch = _problem(name, loss, torch.float32)
+    top = float(torch.linalg.eigvalsh(dense_hessian(model, loss_fn, batch).double())[-1])
+    for tol in (1e-3, 1e-5):  # both take the float32 basis (tol ≥ 1e-5)
+        assert_close(sharpness(model, loss_fn, batch, tol=tol), top, rtol=tol, what=f"{tol}")

@@ -112,3 +112,16 @@ def test_both_ends_of_a_small_matrix_return_every_eigenvalue_once():
 def test_rejects_an_unknown_bound():
     with pytest.raises(ValueError, match="bound must be one of residual, gap"):
         lanczos_topk(lambda v: v, 10, bound="kato")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("tol", [1e-3, 1e-5])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_float32_basis_meets_the_tolerance_against_eigvalsh(tol, seed):
+    """The float32 basis (with its rounding term in the bound) still returns λ_max to ``tol``."""
+    a = _matrix(ENDS, seed)
+    a32 = a.float()
+    res = lanczos_topk(lambda v: a32 @ v, a.shape[0], 1, tol=tol, basis_dtype=torch.float32)
+    assert res.converged and res.vectors.dtype == F64
+    assert_close(res.values, _expected(ENDS, "LA", 1), rtol=tol, what=f"float32 basis {tol}")
+    true = _true_residuals(a, res.values, res.vectors)  # in float64, of the returned pair
+    assert bool((true <= tol * res.values.abs() + 1e-5).all()), (true, res.residual_norms)
