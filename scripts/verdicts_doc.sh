@@ -8,8 +8,10 @@
 # cores the catalogue allows a paper-scale run here) bounds each paper-scale run: a run that
 # does not finish is stopped (its stored trials stay; its claims show NOT JUDGED) and listed in
 # RESULTS_DIR/paper-times.tsv with its limit. STUDY ... restricts the paper-scale runs (default:
-# every catalogue study). A rerun resumes: stored trials are not trained again. Last, each study
-# file's estimated_cost is rewritten from the store (scripts/estimated_costs.py).
+# every catalogue study). A rerun resumes: stored trials are not trained again. The page the store
+# gives replaces those studies' rows and sections of docs/verdicts.md; the rows of studies not rerun
+# keep their earlier measurement and date (scripts/verdicts_page.py). Last, each study file's
+# estimated_cost is rewritten from the store (scripts/estimated_costs.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 results="${1:-verdicts-results}"
@@ -32,5 +34,6 @@ for study in "${studies[@]}"; do
     printf '%s\t%s\t%s s\t%s\n' "$study" "$outcome" "$(( $(date +%s) - start ))" "$(date -u +%F)" \
         >> "$results/paper-times.tsv"
 done
-"$gdscope" report "$results" --markdown -o docs/verdicts.md
+"$gdscope" report "$results" --markdown -o "$results/verdicts.md"
+.venv/bin/python scripts/verdicts_page.py "$results/verdicts.md" --into docs/verdicts.md
 .venv/bin/python scripts/estimated_costs.py "$results"  # each study file's estimated_cost

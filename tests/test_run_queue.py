@@ -1,5 +1,6 @@
 """Several studies through one trial queue, runner objects, and the store comparison."""
 
+import json
 import sqlite3
 from contextlib import closing
 
@@ -66,6 +67,28 @@ def test_store_diff_names_every_difference_and_exits_1(tmp_path, capsys):
     assert main([str(tmp_path / "x"), str(tmp_path / "y")]) == 1
     assert main([str(tmp_path / "x"), str(tmp_path / "nowhere")]) == 2
     assert "no gdscope store" in capsys.readouterr().err
+
+
+def test_store_diff_takes_a_config_stored_in_full_as_the_same_and_a_changed_value_not(tmp_path):
+    a, _ = _studies(tmp_path)
+    for name in ("x", "y"):
+        api.run_study(a, results=tmp_path / name)
+    with closing(sqlite3.connect(tmp_path / "x" / "gdscope.sqlite")) as conn, conn:
+        (digest, text), *_ = conn.execute("SELECT hash, config_json FROM trials")
+        config = json.loads(text)
+        assert config["momentum"] == "auto"  # stored validated: defaults included
+        del config["momentum"]  # as a store written before kept the study file's keys
+        conn.execute(
+            "UPDATE trials SET config_json = ? WHERE hash = ?", (json.dumps(config), digest)
+        )
+    assert diff_stores(tmp_path / "x", tmp_path / "y") == []
+    with closing(sqlite3.connect(tmp_path / "x" / "gdscope.sqlite")) as conn, conn:
+        config["tol"] = 1e-3
+        conn.execute(
+            "UPDATE trials SET config_json = ? WHERE hash = ?", (json.dumps(config), digest)
+        )
+    (line,) = diff_stores(tmp_path / "x", tmp_path / "y")
+    assert line.startswith("trials {'hash'") and "config_json" in line
 
 
 def test_trial_queue_owner_links_and_completion():

@@ -17,11 +17,11 @@ import torch
 from pydantic import ValidationError
 
 import gdscope as gs
+from _claims import judge, record
 from _helpers import assert_close
 from gdscope.config import TrialConfig
 from gdscope.studies._fitting import names_a_value
 from gdscope.trials.trial import build_trial, stability_edge
-from test_claims import judge, record
 
 # ---------------------------------------------------------------------------------------------
 # residual MLP: a zero-mean branch keeps the stream (and the NTK) bounded in depth

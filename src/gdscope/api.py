@@ -36,7 +36,7 @@ from gdscope.store import Store, StoreError
 from gdscope.studies import Study, StudyError, Verdict, judge_study
 from gdscope.studies.spec import MAX_TRIALS, SCALES
 from gdscope.trials.trial import validate_trial
-from gdscope.trials.user_code import changed_factories, with_factories
+from gdscope.trials.user_code import changed_factories
 
 __all__ = [  # the planning half lives in gdscope.plan; re-exported as the one Python API
     "CATALOG",
@@ -237,8 +237,8 @@ def _scaled_trials(
 ) -> QueueEntry:
     """Load ``study``, expand it at ``scale`` and validate each trial once.
 
-    The runner gets the validated configs (nothing validates them again), the store and the
-    judge the configs as the study wrote them.
+    The runner gets the validated configs (nothing validates them again); the store and the
+    judge get their full JSON (:attr:`~gdscope.studies.expansion.Expansion.configs`).
     """
     if isinstance(study, Study):
         if overrides:
@@ -251,8 +251,9 @@ def _scaled_trials(
     except ValueError as error:
         raise StudyError(str(error)) from None
     check_study_code(study, expansion.validated)
-    configs = with_factories(expansion.configs, expansion.validated)
-    return QueueEntry(study, expansion.study, configs, expansion.validated, expansion.hashes)
+    return QueueEntry(
+        study, expansion.study, expansion.configs, expansion.validated, expansion.hashes
+    )
 
 
 def _judge(
@@ -260,9 +261,10 @@ def _judge(
 ) -> tuple[list[Verdict], int]:
     """Judge ``study`` on its stored trials, store the verdicts; return them and the missing count.
 
-    Each record carries this study's config of its hash (``configs[i]`` hashed to ``hashes[i]``),
-    not the stored one, which another study may have written first without a key this study's
-    claims read. Trials not in the store at all (of the distinct hashes; a failed trial is stored
+    Each record carries this study's validated config of its hash (``configs[i]`` hashed to
+    ``hashes[i]``), not the stored one: a store written before configs were stored validated
+    keeps the config of the study that stored the trial first, which may lack a default that
+    this study's claims read. Trials not in the store at all (of the distinct hashes; a failed trial is stored
     and judged as failed, as by the run that stored it) make every verdict INCONCLUSIVE
     (:func:`_partial`).
     """

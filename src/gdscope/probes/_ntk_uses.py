@@ -7,6 +7,8 @@ module types; :func:`traced_forward` runs the model once on one example under a
 ``TorchFunctionMode`` that sees every op and reports any other read, and, in the same pass, counts
 the per-example size of the features the structured path will hold (layer inputs and outputs), so
 that :func:`gdscope.probes.ntk_gram` plans its tiles without a forward and backward of its own.
+:func:`plain_stack` answers the same without running the model for the stacks whose code says it
+(a stock ``nn.Sequential`` or gdscope ``MLP`` of linear layers and activations, with no hooks).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -21,6 +24,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_leaves
 
 from gdscope.models.layers import ScaledConv2d, ScaledLinear
+from gdscope.models.mlp import MLP
 from gdscope.models.two_layer import TwoLayer
 
 LINEAR_TYPES = (ScaledLinear, nn.Linear)
@@ -68,12 +72,16 @@ class UseTrace:
             example, summed over the calls of layers with a trainable weight.
         output_numel: entries of the outputs of layers with trainable parameters per example
             (the signals ``Δ`` hold ``k`` times as many).
+        outputs: the model's outputs per example, where :func:`plain_stack` read it off the
+            readout (``None`` after a traced forward).
 
     """
 
     problems: list[str]
     input_numel: int
     output_numel: int
+    outputs: int | None = None
+    """Outputs per example, when known without a forward (:func:`plain_stack`)."""
 
 
 class _UseTracer(TorchFunctionMode):
@@ -177,3 +185,84 @@ def uncovered_uses(model: nn.Module, x: Tensor) -> list[str]:
     if isinstance(model, TwoLayer):
         return []
     return traced_forward(model, x).problems
+
+
+_ELEMENTWISE = (nn.ReLU, nn.Tanh, nn.GELU, nn.Softplus, nn.Sigmoid, nn.SiLU, nn.Identity)
+"""Parameter-free modules whose stock forward reads nothing but its input."""
+_GLOBAL_HOOKS = (
+    "_global_forward_hooks",
+    "_global_forward_pre_hooks",
+    "_global_backward_hooks",
+    "_global_backward_pre_hooks",
+)
+
+
+def plain_stack(model: nn.Module, x: Tensor) -> UseTrace | None:
+    r"""Return the :class:`UseTrace` of a plain stack without running it, or ``None``.
+
+    A plain stack is an ``nn.Sequential`` (nested ones too) of ``nn.Linear`` /
+    ``ScaledLinear`` layers and stock activations, or a gdscope ``MLP`` (whose ``forward``
+    calls each layer once, in order), every module of exactly its library type with its stock
+    ``forward``, each module instance once in the tree, no hook on any module and none
+    registered globally, on 2-D inputs whose width is the first layer's. Its code then says
+    what :func:`traced_forward` would find: every parameter read only by its own layer, once per
+    call (so no problem), ``Σ d_in`` layer-input and ``Σ d_out`` output entries per example,
+    and ``k`` = the last layer's ``d_out``. Anything else returns ``None``: trace it.
+
+    >>> plain_stack(nn.Sequential(nn.Linear(3, 5), nn.ReLU(), nn.Linear(5, 2)), torch.ones(4, 3))
+    UseTrace(problems=[], input_numel=8, output_numel=7, outputs=2)
+    >>> plain_stack(nn.Sequential(nn.Linear(3, 5)), torch.ones(4, 7)) is None  # wrong width
+    True
+
+    """
+    layers = _plain_layers(model)
+    if (
+        layers is None
+        or type(x) is not Tensor
+        or x.ndim != 2
+        or x.shape[1] != layers[0].in_features
+        or any(getattr(torch.nn.modules.module, name) for name in _GLOBAL_HOOKS)
+    ):
+        return None
+    inputs = sum(m.in_features for m in layers if m.weight.requires_grad)
+    outputs = sum(m.out_features for m in layers if any(p.requires_grad for p in m.parameters()))
+    return UseTrace([], inputs, outputs, outputs=layers[-1].out_features)
+
+
+def _plain_layers(model: nn.Module) -> list[nn.Linear | ScaledLinear] | None:
+    """Return the linear layers of a plain stack in the order its forward calls them, or None."""
+    everything = [m for _, m in model.named_modules(remove_duplicate=False)]
+    if len({id(m) for m in everything}) != len(everything) or not all(map(_stock, everything)):
+        return None
+    if type(model) is MLP:
+        if type(model.activation) not in _ELEMENTWISE or type(model.layers) is not nn.ModuleList:
+            return None
+        found = [m for m in model.layers if type(m) in LINEAR_TYPES]
+        plain = bool(found) and found == [*model.layers]
+        return cast(list[nn.Linear | ScaledLinear], found) if plain else None
+    if type(model) is not nn.Sequential:
+        return None
+    layers: list[nn.Linear | ScaledLinear] = []
+    for module in model.modules():
+        if isinstance(module, LINEAR_TYPES) and type(module) in LINEAR_TYPES:
+            layers.append(module)
+        elif type(module) is not nn.Sequential and type(module) not in _ELEMENTWISE:
+            return None
+    return layers or None
+
+
+def _stock(module: nn.Module) -> bool:
+    """Return whether ``module`` has no hook, no instance ``forward`` and plain parameters."""
+    return (
+        "forward" not in vars(module)
+        and not any(
+            getattr(module, name)
+            for name in (
+                "_forward_hooks",
+                "_forward_pre_hooks",
+                "_backward_hooks",
+                "_backward_pre_hooks",
+            )
+        )
+        and all(type(p) is nn.Parameter for p in module.parameters(recurse=False))
+    )

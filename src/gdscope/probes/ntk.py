@@ -77,8 +77,10 @@ def ntk_gram(
       ``K_ij = x_iᵀx_j · m⁻¹ Σ_r a_r² σ'(w_rᵀx_i) σ'(w_rᵀx_j)`` (+ the ``a`` term if trained).
       It requires that examples do not interact and that each trainable parameter is read
       only by its own layer's (unmodified) forward, once per call: ``"auto"`` checks the
-      latter in a traced forward on ``x1[:1]`` (see :func:`ntk_method`) and otherwise falls
-      back to the Jacobian route, so a tied decoder ``F.linear(h, enc.weight.t())`` is exact.
+      latter in a traced forward on ``x1[:1]`` (see :func:`ntk_method`; a plain stack of linear
+      layers and activations is known from its code, :func:`~gdscope.probes._ntk_uses.plain_stack`)
+      and otherwise falls back to the Jacobian route, so a tied decoder
+      ``F.linear(h, enc.weight.t())`` is exact.
     * ``"jacobian"`` (auto otherwise): per-example Jacobians by ``vmap(jacrev)``, contracted
       parameter by parameter.
 
@@ -120,8 +122,13 @@ def ntk_gram(
     param = _first_trainable(model)
     x1 = x1.detach().to(param.device, param.dtype)
     x2 = None if x2 is None else x2.detach().to(param.device, param.dtype)
-    k = _check_inputs(model, x1, x2)
-    resolved, use_trace = _plan(model, method, x1[:1])
+    _check_shapes(x1, x2)
+    plain = None if method == "jacobian" else st.plain_stack(model, x1)
+    if plain is not None and plain.outputs is not None:  # its code says what a trace would
+        k, resolved, use_trace = plain.outputs, "structured", plain
+    else:
+        k = _check_inputs(model, x1)
+        resolved, use_trace = _plan(model, method, x1[:1])
     acc = param.dtype if accumulate is None else accumulate
     per_example = _bytes_per_example(model, resolved, x1, k, use_trace)
     compute = _gram_fn(model, resolved, trace, memory_budget, acc, k, per_example)
@@ -172,7 +179,10 @@ def ntk_method(model: nn.Module, x: Tensor, method: str = "auto") -> str:
     """
     _check_method(method)
     param = _first_trainable(model)
-    return _plan(model, method, x.detach()[:1].to(param.device, param.dtype))[0]
+    x = x.detach()[:1].to(param.device, param.dtype)
+    if method != "jacobian" and st.plain_stack(model, x) is not None:
+        return "structured"
+    return _plan(model, method, x)[0]
 
 
 def ntk_spectrum(
@@ -250,8 +260,7 @@ def _first_trainable(model: nn.Module) -> Tensor:
     raise ValueError("the model has no trainable parameters, so its NTK is empty")
 
 
-def _check_inputs(model: nn.Module, x1: Tensor, x2: Tensor | None) -> int:
-    """Validate shapes by one forward on a single example; return the number of outputs ``k``."""
+def _check_shapes(x1: Tensor, x2: Tensor | None) -> None:
     if x1.ndim < 1 or x1.shape[0] == 0:
         raise ValueError(f"x1 must have shape (n, ...) with n >= 1, got {tuple(x1.shape)}")
     if x2 is not None and (x2.ndim < 1 or x2.shape[0] == 0 or x2.shape[1:] != x1.shape[1:]):
@@ -259,6 +268,10 @@ def _check_inputs(model: nn.Module, x1: Tensor, x2: Tensor | None) -> int:
             f"x2 must have shape (n2, {', '.join(map(str, x1.shape[1:]))}) like x1 "
             f"{tuple(x1.shape)}, got {tuple(x2.shape)}"
         )
+
+
+def _check_inputs(model: nn.Module, x1: Tensor) -> int:
+    """Validate ``x1`` by one forward on a single example; return the number of outputs ``k``."""
     try:
         with torch.no_grad():
             out = model(x1[:1])

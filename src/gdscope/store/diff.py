@@ -5,7 +5,10 @@ A refactor that changes structure but not results must leave a catalogue run's s
 
 * ``studies``: name, scale and stored spec;
 * ``trials``: hash, first study, scale, config, kind, seed, status, reason, error and step count
-  (not the wall time, provenance or finishing time, which differ between any two runs);
+  (not the wall time, provenance or finishing time, which differ between any two runs). Two
+  configs of one hash are the same when one holds every key of the other with the same value:
+  a store written before configs were stored validated kept only the keys the study file set,
+  and the hash is that of the validated config;
 * ``study_trials``: which trials each study links;
 * ``series``: every ``(trial, metric, step)`` value, bit for bit (``NaN`` equals ``NaN``);
 * ``verdicts``: every column but the judging time; the evidence is compared as JSON text.
@@ -25,6 +28,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sqlite3
 import struct
@@ -129,8 +133,24 @@ def _table_diff(
             yield f"{name}: only in the new store"
         else:
             for column, x, y in zip(values, a[key], b[key], strict=True):
-                if x != y:
+                if x != y and not (column == "config_json" and _same_config(x, y)):
                     yield f"{name}: {column} {_show(x)} → {_show(y)}"
+
+
+def _same_config(x: str, y: str) -> bool:
+    """Whether one config holds every key of the other with the same value (see the module)."""
+    a, b = _flat(json.loads(x)), _flat(json.loads(y))
+    small, large = (a, b) if len(a) <= len(b) else (b, a)
+    return all(k in large and large[k] == v for k, v in small.items())
+
+
+def _flat(config: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(config, dict) or not config:
+        return {prefix: config}
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        out.update(_flat(value, f"{prefix}{key}."))
+    return out
 
 
 def _show(value: Any) -> str:

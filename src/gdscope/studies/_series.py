@@ -14,6 +14,7 @@ import math
 
 import numpy as np
 
+from gdscope.stats.fits import slope_fit
 from gdscope.stats.rates import steps_to_epsilon
 
 
@@ -82,10 +83,7 @@ def steps_to_eps_r2(
     t = np.asarray(reached, dtype=np.float64)
     if np.ptp(t) == 0:
         return math.nan, f"every ε reached at the same step {int(t[0])}: R² undefined"
-    slope, intercept = np.polyfit(x, t, 1)
-    residual = t - (slope * x + intercept)
-    r2 = 1.0 - float(residual @ residual) / float(((t - t.mean()) ** 2).sum())
-    return r2, ""
+    return slope_fit(x, t).r2, ""
 
 
 def first_crossing(

@@ -28,14 +28,22 @@ class Expansion:
 
     Attributes:
         study: the study with the scale (and its overrides) applied.
-        configs: each trial's config as the study file writes it (what the store keeps).
-        validated: what the validator returned for each (what the runner runs).
+        validated: what the validator returned for each trial (what the runner runs).
 
     """
 
     study: Any  # the Study (typed loosely: spec imports this module, not the reverse)
-    configs: list[dict[str, Any]]
     validated: list[Any]
+
+    @property
+    def configs(self) -> list[dict[str, Any]]:
+        """Each validated config in full, as JSON (what the store keeps and the judge reads).
+
+        Every key the study file sets, with the same value, and every default it leaves out, so
+        that a trial two studies share is stored and judged with one config whichever stored it
+        first; a user's factory with its file and code digest.
+        """
+        return [config.model_dump(mode="json") for config in self.validated]
 
     @property
     def hashes(self) -> list[str]:

@@ -250,7 +250,7 @@ class Study(BaseModel):
         study = self.with_scale(scale)
         trials = study._trials(scale, max_trials)
         checked = validate_trials(study, scale, trials, validate_trial)
-        return Expansion(study, trials, checked)
+        return Expansion(study, checked)
 
     def _trials(self, scale: str, max_trials: int) -> list[dict[str, Any]]:
         """Every trial config of this (scaled) study: grid × zip × seeds, seeds innermost."""

@@ -2,9 +2,9 @@
 
 Before anything trains or is written, :func:`check_user_code` builds the model and data set of
 each distinct config that calls a user's factory (:mod:`gdscope.factories`), so that a factory
-that fails is refused at once. :func:`with_factories` is the form a trial's config is stored in
-(each factory with the file and code digest it ran), and :func:`changed_factories` says why a
-study's stored trials were replaced (their factory's file changed).
+that fails is refused at once; :func:`changed_factories` says why a study's stored trials were
+replaced (their factory's file changed). A trial's config is stored validated, each factory with
+the file and code digest it ran (:attr:`gdscope.studies.expansion.Expansion.configs`).
 """
 
 from __future__ import annotations
@@ -77,32 +77,11 @@ def _check_built_in_data(config: TrialConfig, seen: set[str]) -> None:
         raise ValueError(f"data ({config.data.name}): {error}") from None
 
 
-def with_factories(configs: list[dict[str, Any]], validated: list[Any]) -> list[dict[str, Any]]:
-    """Return ``configs`` with each user factory as validated: name, file and code digest.
-
-    What the store keeps of a trial: the study's config, where a factory also says which version
-    of the user's code it ran.
-    """
-    out = []
-    for config, checked in zip(configs, validated, strict=True):
-        if isinstance(checked, TrialConfig):
-            for part in (checked.model, checked.data):
-                factory = getattr(part, "factory", None)
-                if factory is not None:
-                    section = "model" if part is checked.model else "data"
-                    config = {
-                        **config,
-                        section: {**config[section], "factory": factory.model_dump()},
-                    }
-        out.append(config)
-    return out
-
-
 def changed_factories(stale: list[dict[str, Any]], configs: list[dict[str, Any]]) -> str:
     """Say why stored trials no longer belong to their study: which factory files changed.
 
     ``stale``: configs of trials the study linked before and does not expand to now;
-    ``configs``: what it expands to now (:func:`with_factories`).
+    ``configs``: what it expands to now (the validated configs, as stored).
     """
     if not stale:
         return ""
