@@ -36,7 +36,7 @@ class QueueEntry(NamedTuple):
     Attributes:
         study: the study (a name, or an object with a ``name``).
         scaled: the study at the run's scale (what its verdicts are judged from).
-        configs: each trial's config as the study wrote it (what the store keeps).
+        configs: each trial's validated config in full, as JSON (what the store keeps).
         validated: each trial's validated config (what the runner trains).
         hashes: each trial's content hash.
 
