@@ -9,6 +9,7 @@ on every model-and-loss pair of :data:`cases.CURVATURE_CASES`; both are built fr
 from __future__ import annotations
 
 import pytest
+import torch
 
 from cases import CURVATURE_CASES, NET_CASES, Case
 
@@ -29,3 +30,12 @@ def net_case(request: pytest.FixtureRequest, case_seed: int) -> Case:
 def curvature_case(request: pytest.FixtureRequest, case_seed: int) -> Case:
     """A tanh MLP or CNN with an mse or cross-entropy batch, one per ``CURVATURE_CASES`` entry."""
     return CURVATURE_CASES[request.param](case_seed)
+
+
+@pytest.fixture
+def one_thread():
+    """Run the test on one torch thread (small products: threads cost more than they give)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -20,12 +20,7 @@ from gdscope.integrations.mup import mup_model, mup_optimizer, set_mup_shapes  #
 D_IN, OUT = 16, 10
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small products: threads cost more than they give
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class Net(nn.Module):

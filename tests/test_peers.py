@@ -32,12 +32,7 @@ NTK_RTOL = 1e-10  # relative Frobenius error of a Gram
 FUNCTION_RTOL = 1e-12  # the stax network computes the torch one: max |Δf| / max |f|
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small products: threads cost more than they give
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # --- the empirical NTK against neural-tangents --------------------------------------------

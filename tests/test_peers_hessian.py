@@ -17,12 +17,7 @@ from gdscope.probes import hessian_operator, hessian_topk
 curvlinops = pytest.importorskip("curvlinops")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small products: threads cost more than they give
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # --- top-k Hessian eigenvalues against curvlinops + scipy eigsh ----------------------------

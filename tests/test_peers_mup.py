@@ -16,13 +16,7 @@ mup = pytest.importorskip("mup")
 mup_coord = pytest.importorskip("mup.coord_check")
 from gdscope.integrations.mup import mup_model, mup_optimizer  # noqa: E402
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small products: threads cost more than they give
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # --- μP coordinates against microsoft mup's get_coord_data --------------------------------
