@@ -163,3 +163,18 @@ def test_late_over_early_reducer_on_an_oscillating_falling_loss():
         Reducer(reduce="late_over_early", metric="loss", fraction=0.6)
     with pytest.raises(ValueError, match="remove fraction"):
         Reducer(reduce="final", metric="loss", fraction=0.25)
+
+
+def test_an_expression_reads_the_loss_series_where_the_config_names_the_loss_function():
+    from gdscope.studies._windows import evaluate
+
+    rec = record(0.5, {"loss": ([0, 1], [4.0, 1.0])})
+    rec = TrialRecord(rec.hash, {**rec.config, "loss": "mse", "data.n": 2}, rec.status, rec.series)
+    assert evaluate("sqrt(data.n * loss)", rec).value == math.sqrt(8.0)  # the first loss, 4
+    assert (
+        "is not a number"
+        in evaluate(
+            "dtype",
+            TrialRecord(rec.hash, {**rec.config, "dtype": "float64"}, rec.status, rec.series),
+        ).reason
+    )

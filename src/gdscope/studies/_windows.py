@@ -143,8 +143,13 @@ def evaluate(
 
 
 def lookup(name: str, record: TrialRecord) -> float:
-    """Return ``name`` of ``record``: a config number, else the first finite value of a metric."""
-    if name in record.config:
+    """Return ``name`` of ``record``: a config number, else the first finite value of a metric.
+
+    A config key that holds no number (``loss = "mse"``, the loss function) does not hide the
+    recorded metric of the same name (the ``loss`` series).
+    """
+    numeric = name in record.config and not config_value(record, name).reason
+    if numeric or (name in record.config and name not in record.series):
         found = config_value(record, name)
     elif name in record.series:
         values = np.asarray(record.series[name][1], dtype=np.float64)
