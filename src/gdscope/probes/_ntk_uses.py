@@ -81,7 +81,6 @@ class UseTrace:
     input_numel: int
     output_numel: int
     outputs: int | None = None
-    """Outputs per example, when known without a forward (:func:`plain_stack`)."""
 
 
 class _UseTracer(TorchFunctionMode):
@@ -237,18 +236,19 @@ def _plain_layers(model: nn.Module) -> list[nn.Linear | ScaledLinear] | None:
     if type(model) is MLP:
         if type(model.activation) not in _ELEMENTWISE or type(model.layers) is not nn.ModuleList:
             return None
-        found = [m for m in model.layers if type(m) in LINEAR_TYPES]
-        plain = bool(found) and found == [*model.layers]
-        return cast(list[nn.Linear | ScaledLinear], found) if plain else None
+        layers = list(model.layers)
+        if not layers or any(type(m) not in LINEAR_TYPES for m in layers):
+            return None
+        return cast(list[nn.Linear | ScaledLinear], layers)
     if type(model) is not nn.Sequential:
         return None
-    layers: list[nn.Linear | ScaledLinear] = []
+    found: list[nn.Linear | ScaledLinear] = []
     for module in model.modules():
         if isinstance(module, LINEAR_TYPES) and type(module) in LINEAR_TYPES:
-            layers.append(module)
+            found.append(module)
         elif type(module) is not nn.Sequential and type(module) not in _ELEMENTWISE:
             return None
-    return layers or None
+    return found or None
 
 
 def _stock(module: nn.Module) -> bool:

@@ -13,7 +13,7 @@ A refactor that changes structure but not results must leave a catalogue run's s
 * ``series``: every ``(trial, metric, step)`` value, bit for bit (``NaN`` equals ``NaN``);
 * ``verdicts``: every column but the judging time; the evidence is compared as JSON text.
 
-Only :mod:`sqlite3` is used (stores are opened read-only), so this runs without torch.
+Only :mod:`sqlite3` and numpy are used (stores are opened read-only), so this runs without torch.
 
 Example:
     >>> import tempfile
@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from gdscope.store.schema import DB_NAME
+from gdscope.studies.table import flatten_config
 
 __all__ = ["diff_stores", "main"]
 
@@ -139,18 +140,9 @@ def _table_diff(
 
 def _same_config(x: str, y: str) -> bool:
     """Whether one config holds every key of the other with the same value (see the module)."""
-    a, b = _flat(json.loads(x)), _flat(json.loads(y))
+    a, b = flatten_config(json.loads(x)), flatten_config(json.loads(y))
     small, large = (a, b) if len(a) <= len(b) else (b, a)
     return all(k in large and large[k] == v for k, v in small.items())
-
-
-def _flat(config: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(config, dict) or not config:
-        return {prefix: config}
-    out: dict[str, Any] = {}
-    for key, value in config.items():
-        out.update(_flat(value, f"{prefix}{key}."))
-    return out
 
 
 def _show(value: Any) -> str:

@@ -148,14 +148,12 @@ def lookup(name: str, record: TrialRecord) -> float:
     A config key that holds no number (``loss = "mse"``, the loss function) does not hide the
     recorded metric of the same name (the ``loss`` series).
     """
-    numeric = name in record.config and not config_value(record, name).reason
-    if numeric or (name in record.config and name not in record.series):
-        found = config_value(record, name)
-    elif name in record.series:
+    found = config_value(record, name) if name in record.config else None
+    if (found is None or found.reason) and name in record.series:
         values = np.asarray(record.series[name][1], dtype=np.float64)
         finite = values[np.isfinite(values)]
         found = Reduced(float(finite[0])) if finite.size else Reduced(math.nan, "no finite value")
-    else:
+    elif found is None:
         found = Reduced(math.nan, "neither a config key nor a recorded metric")
     if found.reason:
         raise _expressions.UnresolvedError(f"{name}: {found.reason}")
