@@ -16,6 +16,7 @@ from _helpers import assert_close
 from gdscope import api
 from gdscope.store import Store
 from gdscope.studies import TrialRecord, judge_study
+from gdscope.stats.rates import fit_linear_rate
 from gdscope.studies.reducers import Reducer, reduce_record
 
 
@@ -225,3 +226,43 @@ def test_r2_catapult_claims_fail_on_a_monotone_run_and_on_a_divergent_one():
     assert v["R2-linear-diverges"].status == "FAIL"  # η λ_max/n = 1.07: the linear model converges
     blown = record(base, {"loss": ([0, 1, 2], [0.5, 40.0, 1e7])}, status="diverged")
     assert verdicts("linearization", [blown])["R2-catapult-converges"].status == "INCONCLUSIVE"
+
+
+# ---------------------------------------------------------------------------------------------
+# the default floor of a rate fit follows the trial's precision
+
+
+def stalled_loss() -> tuple[np.ndarray, np.ndarray]:
+    """0.92ᵗ down to 1e-10 of the start, then a float32-like stall that creeps at 0.99 per step.
+
+    The shape measured on wide NTK MLPs trained in float32 (widths 512–4096, 1000 steps): the
+    weights' round-off swallows the steps once the loss is 1e-11–1e-10 of its start.
+    """
+    steps = np.arange(1000)
+    fast = 0.92**steps
+    stall_at = int(np.argmax(fast <= 1e-10))
+    loss = np.where(steps < stall_at, fast, fast[stall_at] * 0.99 ** (steps - stall_at))
+    return steps, 0.5 * loss
+
+
+@pytest.mark.parametrize("reduce", ["rate", "one_minus_rate"])
+def test_a_float32_trial_stops_its_rate_fit_above_the_stall(reduce):
+    series = {"loss": stalled_loss()}
+    reducer = Reducer(reduce=reduce, metric="loss")
+    want = 0.92 if reduce == "rate" else 0.08
+    in_float32 = reduce_record(reducer, record({"dtype": "float32"}, series))
+    assert_close(in_float32.value, want, rtol=1e-9)
+    for config in ({"dtype": "float64"}, {}):  # float64's floor (1e-12) lets the stall in
+        measured = reduce_record(reducer, record(config, series))
+        assert not abs(measured.value - want) < 1e-3 * want, config  # rejected (nan) or wrong
+    # a window read where the rate is fitted uses the same floor
+    window = Reducer(reduce="max", metric="step_of", rate_window="loss")
+    steps, _ = series["loss"]
+    marked = {**series, "step_of": (steps, steps.astype(float))}
+    last = reduce_record(window, record({"dtype": "float32"}, marked)).value
+    assert 0.5 * 0.92**last > 1e-9 * 0.5 >= 0.5 * 0.92 ** (last + 1)
+
+
+def test_relative_floor_is_checked():
+    with pytest.raises(ValueError, match="relative_floor"):
+        fit_linear_rate([0, 1, 2], [1.0, 0.5, 0.2], relative_floor=1.0)

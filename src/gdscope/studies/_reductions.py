@@ -2,7 +2,8 @@
 
 Each function reads the reducer's options (``eps``, ``skip``, ``fraction``…) and the series a
 reducer kept (its windows already applied); :data:`REDUCTIONS` maps a ``reduce`` name to its
-function. ``Reduced`` carries the value, or nan with the reason.
+function (:data:`RATE_FITS` the rate fits, which also take the relative floor of the trial's
+precision). ``Reduced`` carries the value, or nan with the reason.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import numpy as np
 
-from gdscope.stats.rates import fit_linear_rate, steps_to_epsilon
+from gdscope.stats.rates import DEFAULT_RELATIVE_FLOOR, fit_linear_rate, steps_to_epsilon
 from gdscope.studies import _paired_series, _series
 
 if TYPE_CHECKING:
@@ -114,8 +115,10 @@ def _steps_to_eps(r: ReducerFields, s: np.ndarray, v: np.ndarray) -> Reduced:
     return Reduced(float(step))
 
 
-def _rate(r: ReducerFields, s: np.ndarray, v: np.ndarray) -> Reduced:
-    fit = fit_linear_rate(s, v, skip=r.skip, floor=r.floor)
+def _rate(
+    r: ReducerFields, s: np.ndarray, v: np.ndarray, relative_floor: float = DEFAULT_RELATIVE_FLOOR
+) -> Reduced:
+    fit = fit_linear_rate(s, v, skip=r.skip, floor=r.floor, relative_floor=relative_floor)
     if not fit.ok:
         return Reduced(
             math.nan,
@@ -125,8 +128,10 @@ def _rate(r: ReducerFields, s: np.ndarray, v: np.ndarray) -> Reduced:
     return Reduced(fit.rate)
 
 
-def _one_minus_rate(r: ReducerFields, s: np.ndarray, v: np.ndarray) -> Reduced:
-    rate = _rate(r, s, v)
+def _one_minus_rate(
+    r: ReducerFields, s: np.ndarray, v: np.ndarray, relative_floor: float = DEFAULT_RELATIVE_FLOOR
+) -> Reduced:
+    rate = _rate(r, s, v, relative_floor)
     return rate if rate.reason else Reduced(1.0 - rate.value)
 
 
@@ -191,3 +196,8 @@ REDUCTIONS: dict[str, Callable[[ReducerFields, np.ndarray, np.ndarray], Reduced]
     "spearman": _spearman,
     "steps_to_eps_r2": _steps_to_eps_r2,
 }
+RATE_FITS: dict[str, Callable[[ReducerFields, np.ndarray, np.ndarray, float], Reduced]] = {
+    "rate": _rate,
+    "one_minus_rate": _one_minus_rate,
+}
+"""The reductions that fit a rate: they also take the default floor of the run's precision."""

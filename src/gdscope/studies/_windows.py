@@ -15,7 +15,7 @@ from collections.abc import Mapping
 import numpy as np
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from gdscope.stats.rates import fit_linear_rate
+from gdscope.stats.rates import fit_linear_rate, relative_floor
 from gdscope.studies import _expressions, _series
 from gdscope.studies._reductions import Reduced, checked
 from gdscope.studies.table import TrialRecord
@@ -85,7 +85,8 @@ def rate_fit_window(
 ) -> tuple[float, float, str]:
     """``(first step, last step, "")`` of the window the ``rate`` fit of ``metric`` uses.
 
-    The fit is the ``rate`` reducer's (``skip = "auto"``, default floor) on the checkpoints
+    The fit is the ``rate`` reducer's (``skip = "auto"``, the default floor of the trial's
+    precision) on the checkpoints
     ``low ≤ step ≤ high``; a rejected fit gives ``(nan, nan, reason)``.
     """
     if metric not in record.series:
@@ -96,7 +97,7 @@ def rate_fit_window(
     steps, values = steps[keep], values[keep]
     if steps.size == 0:
         return math.nan, math.nan, f"rate fit of {metric}: no checkpoints"
-    fit = fit_linear_rate(steps, values)
+    fit = fit_linear_rate(steps, values, relative_floor=precision_floor(record))
     if not fit.ok:
         return (
             math.nan,
@@ -105,6 +106,15 @@ def rate_fit_window(
             "(needs R² ≥ 0.95 and ≥ 5 points)",
         )
     return float(steps[fit.start]), float(steps[fit.stop - 1]), ""
+
+
+def precision_floor(record: TrialRecord) -> float:
+    """Return the default relative floor of a rate fit for the trial's ``dtype`` (else float64's).
+
+    Stores written before configs were kept validated may lack ``dtype``: they keep the float64
+    floor their verdicts were judged with.
+    """
+    return relative_floor(record.config.get("dtype"))
 
 
 def config_value(record: TrialRecord, key: str) -> Reduced:

@@ -84,12 +84,19 @@ from pydantic import (
 )
 
 from gdscope.studies import _expressions
-from gdscope.studies._reductions import REDUCTIONS, Reduced, versus_series, window_text
+from gdscope.studies._reductions import (
+    RATE_FITS,
+    REDUCTIONS,
+    Reduced,
+    versus_series,
+    window_text,
+)
 from gdscope.studies._windows import (
     Crossing,
     config_value,
     crossing_step,
     evaluate,
+    precision_floor,
     rate_fit_window,
 )
 from gdscope.studies.table import TrialRecord
@@ -162,7 +169,8 @@ class Reducer(BaseModel):
         versus: ``loglog_slope`` / ``spearman``: the recorded series on the x axis, read at the
             checkpoints ``metric`` shares with it (``spearman`` without it: the step).
         skip: transient to skip in a rate fit (``"auto"`` or a number of points).
-        floor: absolute numerical floor of a rate fit (default ``1e-12`` × first value).
+        floor: absolute numerical floor of a rate fit (default: the first value times
+            ``1e-12`` for a float64 trial, ``1e-9`` for a float32 one; ``RELATIVE_FLOORS``).
         then: series reducers: an expression applied to the reduction, ``value`` standing for it
             (e.g. ``"abs(value/0.05 - 1)"``); other names as in ``expr``.
 
@@ -300,6 +308,9 @@ def reduce_record(
         steps, values, why = versus_series(reducer, record, steps, values)
         if why:
             return Reduced(math.nan, why)
+    if reducer.reduce in RATE_FITS:
+        floor = precision_floor(record)
+        return _then(reducer, record, RATE_FITS[reducer.reduce](reducer, steps, values, floor))
     return _then(reducer, record, REDUCTIONS[reducer.reduce](reducer, steps, values))
 
 
