@@ -9,15 +9,11 @@ import json
 import math
 import random
 import re
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from _helpers import run_cli
-from gdscope.cli import main
 
 CATALOG = sorted((Path(__file__).parents[1] / "src/gdscope/studies/catalog").glob("*.toml"))
 SECONDS = 10.0
@@ -310,15 +306,3 @@ def _digest(folder: Path) -> dict[str, str]:
         for path in sorted(folder.iterdir())
         if path.is_file() and not path.name.endswith(("-wal", "-shm"))
     }
-
-
-def stored_results(tmp_path_factory) -> Path:
-    """A results directory with a smoke-scale study stored (and the imports warmed up)."""
-    folder = tmp_path_factory.mktemp("fuzz") / "stored"
-    argv = ["gdscope", "run", "nag-acceleration", "--scale", "smoke", "--results", str(folder)]
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(sys, "argv", [*argv, "--no-report"])
-        with pytest.raises(SystemExit) as exit_:
-            main()
-    assert exit_.value.code == 0 and (folder / "gdscope.sqlite").is_file()
-    return folder

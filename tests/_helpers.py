@@ -95,10 +95,11 @@ def sigint_reaches_children() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def load_benchmark_module(name: str):
-    """Import ``benchmarks/<name>.py`` by its path (no ``sys.path`` edit); cached in ``sys.modules``.
+def load_script(folder: str, name: str):
+    """Import ``<folder>/<name>.py`` of the repository by its path (no ``sys.path`` edit).
 
-    The benchmark scripts import their siblings by bare name (``from _common import ...``), so a
+    Cached in ``sys.modules`` under ``name`` (dataclasses look their module up there). The
+    benchmark scripts import their siblings by bare name (``from _common import ...``), so a
     sibling is loaded the same way first when ``name`` needs it.
     """
     import importlib.util
@@ -107,7 +108,7 @@ def load_benchmark_module(name: str):
 
     if name in sys.modules:
         return sys.modules[name]
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    path = Path(__file__).resolve().parents[1] / folder / f"{name}.py"
     spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None, path
     module = importlib.util.module_from_spec(spec)
@@ -118,3 +119,8 @@ def load_benchmark_module(name: str):
         del sys.modules[name]
         raise
     return module
+
+
+def load_benchmark_module(name: str):
+    """Import ``benchmarks/<name>.py`` (:func:`load_script`)."""
+    return load_script("benchmarks", name)

@@ -8,6 +8,9 @@ on every model-and-loss pair of :data:`cases.CURVATURE_CASES`; both are built fr
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -39,3 +42,18 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def smoke_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A results directory holding nag-acceleration at smoke scale; tests must leave it as is."""
+    from gdscope.cli import main
+
+    folder = tmp_path_factory.mktemp("smoke") / "stored"
+    argv = ["gdscope", "run", "nag-acceleration", "--scale", "smoke", "--results", str(folder)]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sys, "argv", [*argv, "--no-report"])
+        with pytest.raises(SystemExit) as exit_:
+            main()
+    assert exit_.value.code == 0 and (folder / "gdscope.sqlite").is_file()
+    return folder

@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
+from _helpers import load_script
 from gdscope.report.collect import StudyView
 
-_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "estimated_costs.py"
-_spec = importlib.util.spec_from_file_location("estimated_costs", _SCRIPT)
-assert _spec is not None and _spec.loader is not None
-costs = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(costs)
+costs = load_script("scripts", "estimated_costs")
 
 RUN = {"last_run": "2026-12-04T10:00:00+00:00"}
 MACHINE = {"cpu": "AMD EPYC", "hostname": "vm", "torch": "2.13.0+cpu"}

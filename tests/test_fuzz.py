@@ -15,7 +15,6 @@ from __future__ import annotations
 import random
 import re
 import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,7 +27,6 @@ from _fuzz import (
     _gdscope,
     _text,
     dumps,
-    stored_results,
 )
 
 if sys.version_info >= (3, 11):
@@ -85,15 +83,9 @@ def _study_params() -> list[Any]:
     return [pytest.param(*case, id=case[0]) for case in STUDIES]
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory) -> Path:
-    """A results directory with a smoke-scale study stored (and the imports warmed up)."""
-    return stored_results(tmp_path_factory)
-
-
 @pytest.mark.parametrize(("case", "name", "text"), _study_params())
 def test_a_mutated_study_is_a_valid_run_or_a_one_line_error(
-    case, name, text, store, tmp_path, monkeypatch, capsys
+    case, name, text, smoke_store, tmp_path, monkeypatch, capsys
 ):
     path = tmp_path / f"{name}.toml"
     path.write_text(text, encoding="utf-8")
@@ -106,13 +98,13 @@ def test_a_mutated_study_is_a_valid_run_or_a_one_line_error(
     if code == 0:
         return
     # refused by the dry run: refused by the run too, before it writes anything
-    target = fresh if int(case[:3]) % 2 else store
-    before = _digest(store)
+    target = fresh if int(case[:3]) % 2 else smoke_store
+    before = _digest(smoke_store)
     again = _gdscope(monkeypatch, capsys, "run", str(path), "--results", str(target))
     _assert_outcome(*again, f"{case} run")
     assert again[0] == 2, f"{case}: the dry run refused it, the run did not:\n{again[2]}"
     assert not fresh.exists(), case
-    assert _digest(store) == before, case
+    assert _digest(smoke_store) == before, case
 
 
 def test_the_study_cases_are_seeded_and_distinct():
@@ -133,7 +125,7 @@ VALID = [  # benign mutations of cheap studies, run for real at smoke scale
 @pytest.mark.parametrize(
     ("name", "mutate"), VALID, ids=[f"{i}-{v[0]}" for i, v in enumerate(VALID)]
 )
-def test_a_valid_mutated_study_runs(name, mutate, store, tmp_path, monkeypatch, capsys):
+def test_a_valid_mutated_study_runs(name, mutate, smoke_store, tmp_path, monkeypatch, capsys):
     assert name in CHEAP_SMOKE
     study = tomllib.loads((CATALOG[0].parent / f"{name}.toml").read_text(encoding="utf-8"))
     mutate(study)

@@ -9,14 +9,7 @@ from typing import Any
 
 import pytest
 
-from _fuzz import CATALOG, _assert_outcome, _digest, _gdscope, stored_results
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory) -> Path:
-    """A results directory with a smoke-scale study stored (and the imports warmed up)."""
-    return stored_results(tmp_path_factory)
-
+from _fuzz import CATALOG, _assert_outcome, _digest, _gdscope
 
 # ---------------------------------------------------------------------------------- bad flags
 # {STORE}: a results directory holding a store; {NEW}: a path that must stay absent; {FILE}: a
@@ -157,7 +150,7 @@ def _flag_ids() -> list[str]:
 
 
 @pytest.fixture
-def places(store, tmp_path) -> dict[str, Path]:
+def places(smoke_store, tmp_path) -> dict[str, Path]:
     file = tmp_path / "plain.txt"
     file.write_text("not a folder\n")
     junk = tmp_path / "junk"
@@ -165,7 +158,13 @@ def places(store, tmp_path) -> dict[str, Path]:
     (junk / "gdscope.sqlite").write_text("hi\n")
     study = tmp_path / "cheap.toml"
     study.write_text((CATALOG[0].parent / "nag-acceleration.toml").read_text(encoding="utf-8"))
-    return {"STORE": store, "NEW": tmp_path / "new", "FILE": file, "JUNK": junk, "STUDY": study}
+    return {
+        "STORE": smoke_store,
+        "NEW": tmp_path / "new",
+        "FILE": file,
+        "JUNK": junk,
+        "STUDY": study,
+    }
 
 
 @pytest.mark.parametrize("args", FLAG_CASES, ids=_flag_ids())

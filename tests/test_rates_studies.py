@@ -14,9 +14,9 @@ import pytest
 
 from _helpers import assert_close
 from gdscope import api
+from gdscope.stats.rates import fit_linear_rate
 from gdscope.store import Store
 from gdscope.studies import TrialRecord, judge_study
-from gdscope.stats.rates import fit_linear_rate
 from gdscope.studies.reducers import Reducer, reduce_record
 
 

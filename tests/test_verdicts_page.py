@@ -3,16 +3,11 @@ page; the rows of studies not rerun stay as measured, and studies gone from the 
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
-_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "verdicts_page.py"
-_spec = importlib.util.spec_from_file_location("verdicts_page", _SCRIPT)
-assert _spec is not None and _spec.loader is not None
-page = importlib.util.module_from_spec(_spec)
-sys.modules["verdicts_page"] = page  # dataclasses look their module up
-_spec.loader.exec_module(page)
+from _helpers import load_script
+
+page = load_script("scripts", "verdicts_page")
 
 HEAD = "| study | scale | paper claims | instrument checks | trials | wall time | date | machine |"
 
@@ -77,7 +72,9 @@ def test_a_page_merged_into_itself_is_unchanged_below_its_header() -> None:
 
 
 def test_the_committed_page_parses_into_one_row_and_one_section_per_study_and_scale() -> None:
-    committed = page.parse((_SCRIPT.parents[1] / "docs" / "verdicts.md").read_text("utf-8"))
+    committed = page.parse(
+        (Path(__file__).resolve().parents[1] / "docs" / "verdicts.md").read_text("utf-8")
+    )
     assert set(committed.rows) == set(committed.sections)
     assert {k[0] for k in committed.rows} == {p.stem for p in page.CATALOG.glob("*.toml")}
     assert all(committed.sections.values())
