@@ -29,13 +29,22 @@ _LINE = re.compile(r"^estimated_cost = \{.*\}$", re.MULTILINE)
 _ENTRY = re.compile(r'(\w+) = "((?:[^"\\]|\\.)*)"')
 
 
-def cost_text(view: StudyView, planned: int) -> str:
-    """Say what one study's scale cost when it ran into the store ``view`` was read from."""
+def cost_text(view: StudyView, planned: int, limit: str | None = None) -> str:
+    """Say what one study's scale cost when it ran into the store ``view`` was read from.
+
+    ``limit`` is how long a stopped run ran (``"600 s"``, from ``paper-times.tsv``): the only
+    measure of a run stopped before it stored a trial.
+    """
     failed = sum(t.get("status") == "failed" for t in view.trials)
     stored = len(view.trials) - failed
     spent = trial_time(view.trials)
     wall = elapsed(view).split(" (")[0]  # "17 s (stored DATE)": the date is said below
     when = str(view.runs.get("last_run") or "?")[:10]
+    if stored == 0 and failed == 0:
+        return (
+            f"more than {limit or 'its time limit'} on 2 CPU cores with --workers 2: stopped "
+            f"before any of its {planned} trials was stored (measured {when}); a rerun resumes"
+        )
     where = machine(view.trials).split(";")[0]
     measured = f"{spent:.0f} s of trial time; measured {when} on {where}"
     if stored < planned:
@@ -58,11 +67,22 @@ def rewritten(path: Path, views: dict[tuple[str, str], StudyView], results: Path
         view = views.get((path.stem, scale))
         if view is not None:
             planned = plan_study(path, scale=scale, results=results).trials
-            entries[scale] = cost_text(view, planned).replace('"', "'")
+            limit = stopped_after(results, path.stem) if scale == "paper" else None
+            entries[scale] = cost_text(view, planned, limit).replace('"', "'")
     if not entries:
         return text
     line = "estimated_cost = { " + ", ".join(f'{k} = "{v}"' for k, v in entries.items()) + " }"
     return _LINE.sub(lambda _: line, text, count=1) if found else text
+
+
+def stopped_after(results: Path, study: str) -> str | None:
+    """How long the study's latest paper-scale run ran if it was stopped (``paper-times.tsv``)."""
+    times = results / "paper-times.tsv"
+    if not times.is_file():
+        return None
+    rows = [line.split("\t") for line in times.read_text(encoding="utf-8").splitlines()]
+    latest = [row for row in rows if len(row) >= 3 and row[0] == study][-1:]
+    return latest[0][2] if latest and latest[0][1].startswith("stopped") else None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -36,6 +36,21 @@ def test_a_stopped_run_says_more_than_and_how_many_trials_it_stored() -> None:
     assert text.endswith("a rerun resumes")
 
 
+def test_a_run_stopped_before_it_stored_a_trial_says_how_long_it_ran(tmp_path) -> None:
+    view = StudyView("s", "paper", {}, [], trials=[], runs=RUN)
+    assert costs.cost_text(view, planned=70, limit="600 s") == (
+        "more than 600 s on 2 CPU cores with --workers 2: stopped before any of its 70 trials was "
+        "stored (measured 2026-12-04); a rerun resumes"
+    )
+    (tmp_path / "paper-times.tsv").write_text(
+        "s\tstopped or failed (exit 124)\t601 s\t2026-12-04\nt\tfinished\t30 s\t2026-12-04\n"
+        "t\tstopped or failed (exit 124)\t600 s\t2026-12-05\ns\tfinished\t40 s\t2026-12-05\n"
+    )
+    assert costs.stopped_after(tmp_path, "t") == "600 s"
+    assert costs.stopped_after(tmp_path, "s") is None  # its latest run finished
+    assert costs.stopped_after(tmp_path, "u") is None
+
+
 def test_a_run_whose_trials_failed_is_not_a_measurement() -> None:
     broken = {**_trial("00:30", 0.01), "status": "failed"}
     view = StudyView("s", "paper", {}, [], trials=[broken, _trial("00:40", 1.0)], runs=RUN)
