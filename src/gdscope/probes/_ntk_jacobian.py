@@ -24,11 +24,18 @@ def _single_example_fn(model: nn.Module) -> Callable[[Params, Tensor], Tensor]:
 
 
 def tile_jacobian(model: nn.Module, x: Tensor) -> list[Tensor]:
-    """Return per-parameter Jacobians ``(n, k, numel)`` of ``f`` at the examples ``x``."""
+    """Return per-parameter Jacobians ``(n, k, numel)`` of ``f`` at the examples ``x``.
+
+    One ``vmap`` over the tile; a module that ``vmap`` cannot batch (``nn.PReLU``'s batching
+    rule fails in torch 2.13) gets one ``jacrev`` per example instead: slower, the same numbers.
+    """
     params = params_of(model)
-    jac = torch.func.vmap(torch.func.jacrev(_single_example_fn(model)), in_dims=(None, 0))(
-        params, x
-    )
+    per_example = torch.func.jacrev(_single_example_fn(model))
+    try:
+        jac = torch.func.vmap(per_example, in_dims=(None, 0))(params, x)
+    except RuntimeError:
+        rows = [per_example(params, xi) for xi in x]  # raises again if the model itself fails
+        jac = {name: torch.stack([row[name] for row in rows]) for name in params}
     n = x.shape[0]
     return [jac[name].reshape(n, jac[name].shape[1], -1) for name in params]
 
