@@ -68,22 +68,30 @@ def hutchpp(
     sketch = probes // 3
     rest = probes - 2 * sketch
 
-    def apply_all(vectors: Tensor) -> Tensor:  # (dim, c) -> (dim, c)
-        return torch.stack([matvec(v).to(torch.float64) for v in vectors.T], dim=1)
+    def apply_rows(rows: Tensor) -> Tensor:  # (c, dim) -> (c, dim): A v for each row v
+        out = torch.empty_like(rows)
+        for i, v in enumerate(rows):
+            out[i] = matvec(v)
+        return out
 
-    sketched = apply_all(_rademacher(dim, sketch, generator, device))
-    q, _ = torch.linalg.qr(sketched)  # (dim, min(dim, sketch)), orthonormal columns
-    exact = float(torch.sum(q * apply_all(q)))
-    z = _rademacher(dim, rest, generator, device)
-    z = z - q @ (q.T @ z)  # (I − QQᵀ) z
-    return exact + float(torch.sum(z * apply_all(z))) / rest
+    sketched = apply_rows(_rademacher_rows(sketch, dim, generator, device))
+    q = torch.linalg.qr(sketched.T).Q.T  # (min(dim, s), dim), orthonormal rows
+    exact = float(q.reshape(-1) @ apply_rows(q).reshape(-1))  # Σ_i q_iᵀ A q_i
+    z = _rademacher_rows(rest, dim, generator, device)
+    z.addmm_(z @ q.T, q, alpha=-1)  # (I − QQᵀ) z, row by row, in place
+    return exact + float(z.reshape(-1) @ apply_rows(z).reshape(-1)) / rest
 
 
-def _rademacher(
-    dim: int, count: int, generator: torch.Generator, device: torch.device | str
+def _rademacher_rows(
+    count: int, dim: int, generator: torch.Generator, device: torch.device | str
 ) -> Tensor:
-    signs = torch.randint(0, 2, (dim, count), generator=generator, device=generator.device)
-    return (2 * signs - 1).to(device, torch.float64)
+    """``(count, dim)`` float64 ±1 entries, eight from each random byte the generator draws."""
+    size = count * dim
+    draws = torch.randint(0, 256, (-(-size // 8),), generator=generator, dtype=torch.uint8)
+    shifts = torch.arange(8, dtype=torch.uint8)
+    bits = draws.to(generator.device)[:, None].bitwise_right_shift(shifts).bitwise_and_(1)
+    signs = bits.reshape(-1)[:size].to(device, torch.float64).mul_(2).sub_(1)
+    return signs.reshape(count, dim)
 
 
 def hessian_trace_hutchpp(
