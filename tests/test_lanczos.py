@@ -125,3 +125,19 @@ def test_a_float32_basis_meets_the_tolerance_against_eigvalsh(tol, seed):
     assert_close(res.values, _expected(ENDS, "LA", 1), rtol=tol, what=f"float32 basis {tol}")
     true = _true_residuals(a, res.values, res.vectors)  # in float64, of the returned pair
     assert bool((true <= tol * res.values.abs() + 1e-5).all()), (true, res.residual_norms)
+
+
+def test_a_matvec_may_return_its_argument_or_keep_its_output():
+    """The step works in the basis's own vectors: a matvec returning its input (a row of the
+    basis) or always the same buffer cannot corrupt the basis."""
+    a = torch.diag(torch.linspace(1.0, 4.0, 12, dtype=torch.float64))
+    held = torch.empty(12, dtype=torch.float64)
+
+    def into_held(v: torch.Tensor) -> torch.Tensor:
+        return torch.mv(a, v, out=held)
+
+    res = lanczos_topk(into_held, 12, 1, which="BE", tol=1e-12)
+    assert_close(res.values, torch.tensor([1.0, 4.0], dtype=torch.float64), rtol=1e-10)
+    identity = lanczos_topk(lambda v: v, 12, 1, tol=1e-12)
+    assert_close(identity.values, torch.tensor([1.0], dtype=torch.float64), rtol=1e-12)
+    assert identity.converged

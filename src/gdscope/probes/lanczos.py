@@ -50,13 +50,14 @@ import scipy.linalg
 import torch
 from torch import Tensor
 
+from gdscope.probes._krylov import KrylovBasis, lanczos_step
+
 __all__ = ["Bound", "EigResult", "Which", "lanczos_topk", "top_eigenpair"]
 
 Which = Literal["LA", "LM", "SA", "BE"]
 Bound = Literal["residual", "gap"]
 _WHICH: tuple[str, ...] = ("LA", "LM", "SA", "BE")
 _BOUNDS: tuple[str, ...] = ("residual", "gap")
-_DGKS = 0.7071  # a second Gram–Schmidt pass when a pass keeps less than 1/√2 of the norm
 _STRIDE = 32  # check convergence every max(1, m // _STRIDE) steps
 _ABSTOL = 2 * float(np.finfo(np.float64).tiny)  # the tightest bisection tolerance of LAPACK stebz
 
@@ -178,7 +179,7 @@ def lanczos_topk(
     max_iter = min(dim, max(300, 20 * k)) if max_iter is None else max(min(max_iter, dim), k)
     wanted = min(2 * k, dim) if which == "BE" else k
     start = _random(dim, generator, device) if v0 is None else v0.detach().to(device, torch.float64)
-    basis = _Basis(dim, device, capacity=min(max_iter, 64), dtype=basis_dtype)
+    basis = KrylovBasis(dim, device, capacity=min(max_iter, 64), dtype=basis_dtype)
     unit = 0.0 if basis_dtype == torch.float64 else float(torch.finfo(basis_dtype).eps) / 2
     basis.append(start / torch.linalg.vector_norm(start))
     alphas: list[float] = []
@@ -186,15 +187,11 @@ def lanczos_topk(
     block = 0  # first index of the current Krylov block (moves on a restart)
     scale = 0.0
     next_check = 1
+    w = basis.work
     while True:
         m = len(alphas) + 1
-        w = matvec(basis.last()).to(device, basis_dtype).reshape(dim)
-        alphas.append(float(basis.last() @ w))
+        alphas.append(lanczos_step(matvec, basis, betas[-1] if betas else 0.0))
         scale = max(scale, abs(alphas[-1]), *(abs(b) for b in betas[-1:]))
-        w = w - alphas[-1] * basis.last()  # three-term recurrence, then full reorthogonalization
-        if betas and betas[-1] != 0.0:
-            w = w - betas[-1] * basis.previous()
-        w = basis.orthogonalize(w)
         beta = float(torch.linalg.vector_norm(w))
         broke = beta <= 1e-12 * max(scale, 1e-300)
         if broke or m >= max_iter or m >= next_check:
@@ -217,7 +214,7 @@ def lanczos_topk(
             basis.append(_fresh_direction(basis, generator, dim, device))
         else:
             betas.append(beta)
-            basis.append(w / beta)
+            basis.append_divided(w, beta)
 
 
 def _met(errors: Tensor, values: Tensor, tol: float) -> bool:
@@ -251,9 +248,9 @@ def _random(dim: int, generator: torch.Generator, device: torch.device | str) ->
 
 
 def _fresh_direction(
-    basis: _Basis, generator: torch.Generator, dim: int, device: torch.device | str
+    basis: KrylovBasis, generator: torch.Generator, dim: int, device: torch.device | str
 ) -> Tensor:
-    w = basis.orthogonalize(_random(dim, generator, device))
+    w = basis.orthogonalize(_random(dim, generator, device).to(basis.dtype))
     return w / torch.linalg.vector_norm(w)
 
 
@@ -319,51 +316,6 @@ def _gaps(idx: np.ndarray, theta: np.ndarray, pick: np.ndarray, m: int) -> np.nd
             if 0 <= q < idx.size and abs(int(idx[q]) - int(idx[p])) == 1:
                 gaps[out] = min(gaps[out], abs(theta[q] - theta[p]))
     return gaps
-
-
-class _Basis:
-    """Growing Krylov basis (float64 unless asked), one vector per row, with repeated CGS."""
-
-    def __init__(self, dim: int, device: torch.device | str, capacity: int, dtype=torch.float64):
-        self._q = torch.empty(capacity, dim, dtype=dtype, device=device)  # (m, dim)
-        self._m = 0
-
-    def append(self, q: Tensor) -> None:
-        if self._m == self._q.shape[0]:
-            grown = self._q.new_empty(2 * self._m, self._q.shape[1])
-            grown[: self._m] = self._q
-            self._q = grown
-        self._q[self._m] = q
-        self._m += 1
-
-    def last(self) -> Tensor:
-        return self._q[self._m - 1]
-
-    def matrix(self) -> Tensor:
-        """Return the basis as ``(dim, m)`` columns (a transposed view)."""
-        return self._q[: self._m].T
-
-    def previous(self) -> Tensor:
-        return self._q[self._m - 2]
-
-    def orthogonalize(self, w: Tensor) -> Tensor:
-        """Remove from ``w`` its components along the basis: once, and again if needed.
-
-        Classical Gram–Schmidt; a second pass runs when the first removed more than a ``1/√2``
-        share of the norm (Daniel, Gragg, Kaufman & Stewart 1976), and twice is enough
-        (Giraud, Langou & Rozložník 2005). After the three-term recurrence the first pass only
-        removes rounding-level components, so the second is rarely needed.
-        """
-        q = self._q[: self._m]  # (m, dim), rows contiguous
-        w = w.to(q.dtype)
-        norm = torch.linalg.vector_norm(w)
-        for _ in range(2):
-            w = torch.addmv(w, q.T, q @ w, alpha=-1.0)
-            new_norm = torch.linalg.vector_norm(w)
-            if new_norm > _DGKS * norm:
-                break
-            norm = new_norm
-        return w
 
 
 def top_eigenpair(

@@ -31,8 +31,8 @@ import torch
 from torch import Tensor, nn
 
 from gdscope.functional import LossFn
+from gdscope.probes._krylov import KrylovBasis, lanczos_step
 from gdscope.probes.hessian import Batch, hessian_operator
-from gdscope.probes.lanczos import _Basis
 
 __all__ = ["SpectralDensity", "hessian_spectral_density", "spectral_density"]
 
@@ -198,22 +198,18 @@ def _tridiagonal(
 
     Stops early at a breakdown (``β ≤ 1e-12`` times the largest entry so far).
     """
-    basis = _Basis(v.numel(), device, capacity=steps)
+    basis = KrylovBasis(v.numel(), device, capacity=steps)
     basis.append(v)
     alphas: list[float] = []
     betas: list[float] = []
     scale = 0.0
+    w = basis.work
     for _ in range(steps):
-        w = matvec(basis.last()).to(device, torch.float64).reshape(-1)
-        alphas.append(float(basis.last() @ w))
+        alphas.append(lanczos_step(matvec, basis, betas[-1] if betas else 0.0))
         scale = max(scale, abs(alphas[-1]), *(abs(b) for b in betas[-1:]))
-        w = w - alphas[-1] * basis.last()
-        if betas:
-            w = w - betas[-1] * basis.previous()
-        w = basis.orthogonalize(w)
         beta = float(torch.linalg.vector_norm(w))
         if len(alphas) == steps or beta <= 1e-12 * max(scale, 1e-300):
             break
         betas.append(beta)
-        basis.append(w / beta)
+        basis.append_divided(w, beta)
     return alphas, betas
