@@ -18,6 +18,7 @@ def _run_tiny(config: dict):
 
 def _configs() -> list[tuple[str, dict]]:
     base = {"model": {"width": 16, "depth": 2}, "data": {"n": 16, "d": 4}, "steps": 20}
+    base["probes"] = {"loss": 1, "ntk_spectrum": 10}  # the NTK Gram: torch and scipy BLAS
     configs = [{**base, "seed": seed} for seed in range(3)]
     configs.append({**base, "optimizer": {"lr": 4.0}, "dtype": "float64"})  # diverges
     return [(TrialConfig.model_validate(c).content_hash(), c) for c in configs]

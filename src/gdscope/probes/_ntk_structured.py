@@ -32,6 +32,7 @@ from torch import Tensor, nn
 
 from gdscope.models.layers import ScaledConv2d
 from gdscope.models.two_layer import TwoLayer
+from gdscope.probes._gram import mirror_upper, upper_gram
 
 from ._ntk_uses import (
     CONV_TYPES,
@@ -244,13 +245,29 @@ def layer_gram(
     ``(α² H_1 H_2ᵀ + α_b²) ⊙ (Δ_1 Δ_2ᵀ)``. ``route`` (``"auto"``, ``"gram"``, ``"jacobian"``)
     forces a route for ``L > 1`` (tests compare them).
     """
+    if f1 is f2:  # a diagonal block: symmetric, built from upper triangles and mirrored once
+        return _mirrored(_layer_gram(f1, f2, trace, budget, route, True), trace)
+    return _layer_gram(f1, f2, trace, budget, route, False)
+
+
+def _mirrored(block: Tensor, trace: bool) -> Tensor:
+    if trace:
+        return mirror_upper(block)
+    n, k = block.shape[:2]
+    return mirror_upper(block.reshape(n * k, n * k)).reshape(n, k, n, k)
+
+
+def _layer_gram(
+    f1: LayerFeatures, f2: LayerFeatures, trace: bool, budget: int, route: str, upper: bool
+) -> Tensor:
+    """:func:`layer_gram`; with ``upper`` (``f1 is f2``) only the upper triangle need be right."""
     n1, k, length, d_out = f1.deltas.shape
     n2 = f2.deltas.shape[0]
     kk = k if trace else k * k
     weighted = not (f1.inputs is None or f2.inputs is None or f1.weight_scale is None)
     if weighted and length == 1 and f2.deltas.shape[2] == 1:
-        return _linear_gram(f1, f2, trace)
-    gram = _bias_gram(f1.deltas, f2.deltas, f1.bias_scale, trace)
+        return _linear_gram(f1, f2, trace, upper)
+    gram = _bias_gram(f1.deltas, f2.deltas, f1.bias_scale, trace, upper)
     if not weighted:
         return gram
     assert f1.inputs is not None and f1.weight_scale is not None
@@ -265,32 +282,44 @@ def layer_gram(
     return gram + alpha2 * _jacobian_route(f1, f2, trace, budget)
 
 
-def _linear_gram(f1: LayerFeatures, f2: LayerFeatures, trace: bool) -> Tensor:
-    """``L = 1``: ``(α² H_1 H_2ᵀ + α_b²) ⊙ (Δ_1 Δ_2ᵀ)``, one Gram of the signals for both terms."""
+def _linear_gram(f1: LayerFeatures, f2: LayerFeatures, trace: bool, upper: bool) -> Tensor:
+    """``L = 1``: ``(α² H_1 H_2ᵀ + α_b²) ⊙ (Δ_1 Δ_2ᵀ)``, one Gram of the signals for both terms.
+
+    With ``upper`` both Grams are right on and above the diagonal, and so is their product.
+    """
     assert f1.inputs is not None and f2.inputs is not None and f1.weight_scale is not None
-    h = torch.mm(f1.inputs[:, 0], f2.inputs[:, 0].T)  # (n1, n2)
+    a, b = f1.inputs[:, 0], f2.inputs[:, 0]
+    h = upper_gram(a) if upper else torch.mm(a, b.T)  # (n1, n2)
     if f1.weight_scale != 1.0:
         h.mul_(f1.weight_scale**2)
     if f1.bias_scale is not None:
         h.add_(f1.bias_scale**2)
     h = h if trace else h[:, None, :, None]
-    return _delta_gram(f1.deltas[:, :, 0], f2.deltas[:, :, 0], trace).mul_(h)
+    return _delta_gram(f1.deltas[:, :, 0], f2.deltas[:, :, 0], trace, upper).mul_(h)
 
 
-def _delta_gram(d1: Tensor, d2: Tensor, trace: bool) -> Tensor:
-    """``(n1, k, d)``, ``(n2, k, d)`` -> ``Σ_a d1[:, a] d2[:, a]ᵀ`` (trace) or all ``(a, b)`` blocks."""
-    if trace:
-        return torch.bmm(d1.transpose(0, 1), d2.permute(1, 2, 0)).sum(0)
+def _delta_gram(d1: Tensor, d2: Tensor, trace: bool, upper: bool = False) -> Tensor:
+    """``(n1, k, d)``, ``(n2, k, d)`` -> ``Σ_a d1[:, a] d2[:, a]ᵀ`` (trace) or all ``(a, b)`` blocks.
+
+    With ``upper`` (``d1`` is ``d2``) the result is right on and above the diagonal of its
+    ``(n1·k, n2·k)`` flattening (``(n1, n2)`` for the trace).
+    """
     n1, k, d = d1.shape
+    if trace:
+        if upper and k == 1:
+            return upper_gram(d1[:, 0])
+        return torch.bmm(d1.transpose(0, 1), d2.permute(1, 2, 0)).sum(0)
+    if upper:
+        return upper_gram(d1.reshape(n1 * k, d)).reshape(n1, k, n1, k)
     return (d1.reshape(n1 * k, d) @ d2.reshape(-1, d).T).reshape(n1, k, d2.shape[0], k)
 
 
-def _bias_gram(d1: Tensor, d2: Tensor, scale: float | None, trace: bool) -> Tensor:
+def _bias_gram(d1: Tensor, d2: Tensor, scale: float | None, trace: bool, upper: bool) -> Tensor:
     n1, k, n2 = d1.shape[0], d1.shape[1], d2.shape[0]
     if scale is None:
         shape = (n1, n2) if trace else (n1, k, n2, k)
         return torch.zeros(shape, dtype=d1.dtype, device=d1.device)
-    return scale**2 * _delta_gram(d1.sum(2), d2.sum(2), trace)
+    return scale**2 * _delta_gram(d1.sum(2), d2.sum(2), trace, upper)
 
 
 def _row_chunks(rows: int, bytes_per_row: int, budget: int) -> list[slice]:

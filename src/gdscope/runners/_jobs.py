@@ -147,23 +147,28 @@ def one_torch_thread() -> Iterator[None]:
     """Run in-process trials on one torch thread, as the workers do, then restore the count.
 
     CPU kernels may sum in another order with another thread count, so this is what makes a
-    trial's stored bits independent of ``workers``.
+    trial's stored bits independent of ``workers``. scipy's BLAS (the NTK's symmetric Grams,
+    ``gdscope.probes._gram``) gets one thread too.
     """
     import torch
+    from threadpoolctl import threadpool_limits
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        yield
+        with threadpool_limits(1, user_api="blas"):
+            yield
     finally:
         torch.set_num_threads(threads)
 
 
 def init_worker() -> None:
-    """Limit each worker to one torch thread so that N workers use N cores."""
+    """Limit each worker to one torch thread (and one BLAS thread) so that N workers use N cores."""
     import torch
+    from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(1)
+    threadpool_limits(1, user_api="blas")
     with contextlib.suppress(RuntimeError):  # already fixed in this process
         torch.set_num_interop_threads(1)
 

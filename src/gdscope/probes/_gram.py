@@ -1,0 +1,52 @@
+r"""The Gram ``A Bᵀ`` of the NTK's per-layer factors, symmetric ones at half the cost on the CPU.
+
+A structured NTK (:mod:`gdscope.probes._ntk_structured`) sums per layer the Hadamard product of
+two Grams, of the layer's inputs and of its output signals. On the diagonal blocks of a Gram
+``K(x, x)`` both are ``A Aᵀ``: symmetric, so BLAS ``?syrk`` (Dongarra et al. 1990, "A set of
+level 3 BLAS") computes the upper triangle in half the flops of ``A Aᵀ`` by ``torch.mm``, which
+has no symmetric kernel. On the CPU, for float32 and float64 factors that need no gradient,
+:func:`upper_gram` takes scipy's ``syrk`` (everywhere else ``torch.mm``); a layer's Gram is built
+from such triangles and mirrored once (:func:`mirror_upper`). scipy's BLAS threads are limited
+where torch's are (``gdscope.runners``): the stored bits of a trial do not depend on ``workers``.
+
+>>> a = torch.randn(5, 3, dtype=torch.float64)
+>>> bool(torch.allclose(mirror_upper(upper_gram(a)), a @ a.T, rtol=1e-14, atol=1e-14))
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import cast
+
+import numpy as np
+import scipy.linalg
+import torch
+from torch import Tensor
+
+_SYRK: dict[torch.dtype, Callable[..., np.ndarray]] = {
+    dtype: cast("Callable[..., np.ndarray]", scipy.linalg.get_blas_funcs("syrk", dtype=np_dtype))
+    for dtype, np_dtype in ((torch.float32, np.float32), (torch.float64, np.float64))
+}
+
+
+def upper_gram(a: Tensor) -> Tensor:
+    """Return ``a aᵀ`` for an ``(n, d)`` factor, right on and above the diagonal only.
+
+    Below the diagonal it holds zeros (``syrk``, module docstring) or the mirrored values
+    (``torch.mm`` where ``syrk`` does not apply); :func:`mirror_upper` makes it whole.
+    """
+    syrk = _SYRK.get(a.dtype)
+    if syrk is None or a.device.type != "cpu" or a.requires_grad or 0 in a.shape:
+        return torch.mm(a, a.T)
+    lower = syrk(1.0, a.detach().contiguous().numpy().T, trans=1, lower=1)  # Fortran order
+    return torch.from_numpy(lower).T  # row-major, the upper triangle filled
+
+
+def mirror_upper(square: Tensor) -> Tensor:
+    """Return the symmetric matrix whose upper triangle (diagonal included) is ``square``'s.
+
+    >>> mirror_upper(torch.tensor([[1.0, 2.0], [0.0, 3.0]])).tolist()
+    [[1.0, 2.0], [2.0, 3.0]]
+    """
+    return square.triu().add_(square.triu(1).T)
