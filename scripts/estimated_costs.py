@@ -53,7 +53,7 @@ def cost_text(view: StudyView, planned: int, limit: str | None = None) -> str:
             f"more than {wall} on 2 CPU cores with --workers 2: stopped with {stored} of "
             f"{planned} trials stored{lost} ({measured}); a rerun resumes"
         )
-    if wall == "reused":
+    if wall == "reused" or "resumed" in elapsed(view):  # stored in more than one sitting
         return f"{planned} trials, ≈ {spent / 2:.0f} s on 2 CPU cores with --workers 2 ({measured})"
     return f"{planned} trials, {wall} on 2 CPU cores with --workers 2 ({measured})"
 

@@ -51,6 +51,14 @@ def test_a_run_stopped_before_it_stored_a_trial_says_how_long_it_ran(tmp_path) -
     assert costs.stopped_after(tmp_path, "u") is None
 
 
+def test_a_resumed_run_is_costed_by_its_trial_time_not_by_its_last_sitting() -> None:
+    earlier = {**_trial("00:00", 500.0), "finished_at": "2026-12-04T09:00:00+00:00"}
+    view = StudyView("s", "paper", {}, [], trials=[earlier, _trial("01:40", 100.0)], runs=RUN)
+    assert costs.cost_text(view, planned=2).startswith(
+        "2 trials, ≈ 300 s on 2 CPU cores with --workers 2 (600 s of trial time"
+    )
+
+
 def test_a_run_whose_trials_failed_is_not_a_measurement() -> None:
     broken = {**_trial("00:30", 0.01), "status": "failed"}
     view = StudyView("s", "paper", {}, [], trials=[broken, _trial("00:40", 1.0)], runs=RUN)

@@ -72,7 +72,11 @@ def trial_time(trials: Sequence[Mapping[str, Any]]) -> float:
 
 
 def elapsed(study: StudyView) -> str:
-    """Return the wall time of the study's latest run as text: ``"17 s"``, or ``"reused"``."""
+    """Return the wall time of the study's latest run as text: ``"17 s"``, or ``"reused"``.
+
+    A run that resumed a study (some of its trials were stored before) says so:
+    ``"60 s (resumed: 64 trials stored before)"``.
+    """
     run = _parse(study.runs.get("last_run"))
     spans = [
         (end, float(t.get("wall_time_s") or 0.0))
@@ -82,7 +86,9 @@ def elapsed(study: StudyView) -> str:
     ran = [(end, took) for end, took in spans if run is not None and end >= run]
     if run is not None and ran:
         first = max(run.timestamp(), min(end.timestamp() - took for end, took in ran))
-        return f"{max(end for end, _ in ran).timestamp() - first:.0f} s"
+        wall = f"{max(end for end, _ in ran).timestamp() - first:.0f} s"
+        earlier = len(spans) - len(ran)  # a resumed run: its span is not the study's cost
+        return f"{wall} (resumed: {earlier} trials stored before)" if earlier else wall
     if not spans:
         return "reused"
     # every trial was stored before the latest run (which only judged): the span of the run that
