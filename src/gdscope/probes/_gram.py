@@ -7,7 +7,9 @@ level 3 BLAS") computes the upper triangle in half the flops of ``A Aᵀ`` by ``
 has no symmetric kernel. On the CPU, for float32 and float64 factors that need no gradient,
 :func:`upper_gram` takes scipy's ``syrk`` (everywhere else ``torch.mm``); a layer's Gram is built
 from such triangles and mirrored once (:func:`mirror_upper`). scipy's BLAS threads are limited
-where torch's are (``gdscope.runners``): the stored bits of a trial do not depend on ``workers``.
+to torch's count while an NTK is computed (:func:`blas_threads_like_torch`): scipy's OpenBLAS would
+otherwise start a thread per core, which spin beside torch's (and the stored bits of a trial
+would depend on it).
 
 >>> a = torch.randn(5, 3, dtype=torch.float64)
 >>> bool(torch.allclose(mirror_upper(upper_gram(a)), a @ a.T, rtol=1e-14, atol=1e-14))
@@ -16,12 +18,15 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import functools
+from collections.abc import Callable, Iterator
 from typing import cast
 
 import numpy as np
 import scipy.linalg
 import torch
+from threadpoolctl import ThreadpoolController
 from torch import Tensor
 
 _SYRK: dict[torch.dtype, Callable[..., np.ndarray]] = {
@@ -50,3 +55,16 @@ def mirror_upper(square: Tensor) -> Tensor:
     [[1.0, 2.0], [2.0, 3.0]]
     """
     return square.triu().add_(square.triu(1).T)
+
+
+@contextlib.contextmanager
+def blas_threads_like_torch() -> Iterator[None]:
+    """Run the block with the BLAS libraries' threads set to torch's count (about 15 µs)."""
+    with _controller().limit(limits=torch.get_num_threads(), user_api="blas"):
+        yield
+
+
+@functools.cache
+def _controller() -> ThreadpoolController:
+    """Return the thread pools of this process's native libraries (found once, after scipy's)."""
+    return ThreadpoolController()
