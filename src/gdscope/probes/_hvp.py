@@ -86,10 +86,15 @@ class HessianOperator:
         return self._product(vs).to(v.dtype)
 
     def _product(self, vs: list[Tensor]) -> Tensor:
-        total = torch.zeros(self.dim, dtype=self.dtype, device=self.device)
+        total: Tensor | None = None
         for i, term in enumerate(self._terms):
             grads = self._graphs[i] if self._graphs is not None else self._gradient(term)
-            total += term.weight * self._backward(grads, vs, retain=self._graphs is not None)
+            product = self._backward(grads, vs, retain=self._graphs is not None)
+            if term.weight != 1.0:  # a fresh vector: scaled in place
+                product.mul_(term.weight)
+            total = product if total is None else total.add_(product)
+        if total is None:  # no terms: the Hessian of an empty sum
+            return torch.zeros(self.dim, dtype=self.dtype, device=self.device)
         return total
 
     def _gradient(self, term: Term) -> tuple[Tensor, ...]:
