@@ -47,13 +47,16 @@ def cost_text(view: StudyView, planned: int, limit: str | None = None) -> str:
         )
     where = machine(view.trials).split(";")[0]
     measured = f"{spent:.0f} s of trial time; measured {when} on {where}"
+    resumed = "resumed" in elapsed(view)  # stored in more than one sitting
+    if resumed:
+        wall = f"≈ {spent / 2:.0f} s (in more than one sitting)"
     if stored < planned:
         lost = f", {failed} failed" if failed else ""
         return (
             f"more than {wall} on 2 CPU cores with --workers 2: stopped with {stored} of "
             f"{planned} trials stored{lost} ({measured}); a rerun resumes"
         )
-    if wall == "reused" or "resumed" in elapsed(view):  # stored in more than one sitting
+    if wall == "reused" or resumed:
         return f"{planned} trials, ≈ {spent / 2:.0f} s on 2 CPU cores with --workers 2 ({measured})"
     return f"{planned} trials, {wall} on 2 CPU cores with --workers 2 ({measured})"
 

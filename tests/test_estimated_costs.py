@@ -57,6 +57,10 @@ def test_a_resumed_run_is_costed_by_its_trial_time_not_by_its_last_sitting() -> 
     assert costs.cost_text(view, planned=2).startswith(
         "2 trials, ≈ 300 s on 2 CPU cores with --workers 2 (600 s of trial time"
     )
+    assert costs.cost_text(view, planned=3).startswith(  # resumed and stopped again
+        "more than ≈ 300 s (in more than one sitting) on 2 CPU cores with --workers 2: stopped "
+        "with 2 of 3 trials stored (600 s of trial time"
+    )
 
 
 def test_a_run_whose_trials_failed_is_not_a_measurement() -> None:
