@@ -32,8 +32,8 @@ _ENTRY = re.compile(r'(\w+) = "((?:[^"\\]|\\.)*)"')
 def cost_text(view: StudyView, planned: int, limit: str | None = None) -> str:
     """Say what one study's scale cost when it ran into the store ``view`` was read from.
 
-    ``limit`` is how long a stopped run ran (``"600 s"``, from ``paper-times.tsv``): the only
-    measure of a run stopped before it stored a trial.
+    ``limit`` is how long a stopped run ran (``"600 s"``, from ``paper-times.tsv``): longer than
+    the span of the trials it stored, and the only measure of a run that stored none.
     """
     failed = sum(t.get("status") == "failed" for t in view.trials)
     stored = len(view.trials) - failed
@@ -52,8 +52,9 @@ def cost_text(view: StudyView, planned: int, limit: str | None = None) -> str:
         wall = f"≈ {spent / 2:.0f} s (in more than one sitting)"
     if stored < planned:
         lost = f", {failed} failed" if failed else ""
+        ran = limit if limit and not resumed else wall  # the limit it ran under, when known
         return (
-            f"more than {wall} on 2 CPU cores with --workers 2: stopped with {stored} of "
+            f"more than {ran} on 2 CPU cores with --workers 2: stopped with {stored} of "
             f"{planned} trials stored{lost} ({measured}); a rerun resumes"
         )
     if wall == "reused" or resumed:

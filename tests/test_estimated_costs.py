@@ -33,6 +33,8 @@ def test_a_stopped_run_says_more_than_and_how_many_trials_it_stored() -> None:
     view = StudyView("s", "paper", {}, [], trials=[_trial("10:00", 600.0)], runs=RUN)
     text = costs.cost_text(view, planned=40)
     assert text.startswith("more than 600 s on 2 CPU cores with --workers 2: stopped with 1 of 40")
+    ran_longer = costs.cost_text(view, planned=40, limit="601 s")  # the run outlived its trials
+    assert ran_longer.startswith("more than 601 s on 2 CPU cores")
     assert text.endswith("a rerun resumes")
 
 
