@@ -38,7 +38,8 @@ def cost_text(view: StudyView, planned: int, limit: str | None = None) -> str:
     failed = sum(t.get("status") == "failed" for t in view.trials)
     stored = len(view.trials) - failed
     spent = trial_time(view.trials)
-    wall = elapsed(view).split(" (")[0]  # "17 s (stored DATE)": the date is said below
+    span = elapsed(view)
+    wall = span.split(" (")[0]  # "17 s (stored DATE)": the date is said below
     when = str(view.runs.get("last_run") or "?")[:10]
     if stored == 0 and failed == 0:
         return (
@@ -47,7 +48,7 @@ def cost_text(view: StudyView, planned: int, limit: str | None = None) -> str:
         )
     where = machine(view.trials).split(";")[0]
     measured = f"{spent:.0f} s of trial time; measured {when} on {where}"
-    resumed = "resumed" in elapsed(view)  # stored in more than one sitting
+    resumed = "resumed" in span  # stored in more than one sitting
     if resumed:
         wall = f"≈ {spent / 2:.0f} s (in more than one sitting)"
     if stored < planned:

@@ -35,11 +35,9 @@ def relative_floor(dtype: object) -> float:
     >>> relative_floor("float32"), relative_floor(None)
     (1e-09, 1e-12)
     """
-    return (
-        RELATIVE_FLOORS.get(dtype, DEFAULT_RELATIVE_FLOOR)
-        if isinstance(dtype, str)
-        else (DEFAULT_RELATIVE_FLOOR)
-    )
+    if not isinstance(dtype, str):
+        return DEFAULT_RELATIVE_FLOOR
+    return RELATIVE_FLOORS.get(dtype, DEFAULT_RELATIVE_FLOOR)
 
 
 @dataclass(frozen=True)
@@ -131,7 +129,7 @@ def fit_linear_rate(
         raise ValueError(f"floor must be a finite number ≥ 0 or None, got {floor!r}")
     if not 0 <= relative_floor < 1:
         raise ValueError(f"relative_floor must be in [0, 1), got {relative_floor!r}")
-    stop = _usable_end(r, relative_floor * float(r[0]) if floor is None and r.size else floor)
+    stop = _usable_end(r, floor, relative_floor)
     if isinstance(skip, str):
         if skip != "auto":
             raise ValueError(f"skip must be 'auto' or an int ≥ 0, got {skip!r}")
@@ -164,11 +162,12 @@ def _min_points(min_points: int) -> int:
     return int(min_points)
 
 
-def _usable_end(r: NDArray[np.float64], floor: float | None) -> int:
+def _usable_end(r: NDArray[np.float64], floor: float | None, relative_floor: float) -> int:
     """Index one past the last residual before a non-finite, non-positive or floor value."""
-    if r.size == 0 or not (math.isfinite(r[0]) and r[0] > 0) or floor is None:
+    if r.size == 0 or not (math.isfinite(r[0]) and r[0] > 0):
         return 0
-    bad = ~np.isfinite(r) | (r <= 0) | (r <= floor)
+    limit = relative_floor * float(r[0]) if floor is None else floor
+    bad = ~np.isfinite(r) | (r <= 0) | (r <= limit)
     return int(np.argmax(bad)) if bad.any() else int(r.size)
 
 

@@ -2,8 +2,8 @@
 
 Each function reads the reducer's options (``eps``, ``skip``, ``fraction``…) and the series a
 reducer kept (its windows already applied); :data:`REDUCTIONS` maps a ``reduce`` name to its
-function (:data:`RATE_FITS` the rate fits, which also take the relative floor of the trial's
-precision). ``Reduced`` carries the value, or nan with the reason.
+function, and :data:`RATE_FITS` does for the rate fits, which also take the relative floor of
+the trial's precision. ``Reduced`` carries the value, or nan with the reason.
 """
 
 from __future__ import annotations
@@ -187,8 +187,6 @@ REDUCTIONS: dict[str, Callable[[ReducerFields, np.ndarray, np.ndarray], Reduced]
     "max": _extreme(np.max),
     "median_window": _median_window,
     "steps_to_eps": _steps_to_eps,
-    "rate": _rate,
-    "one_minus_rate": _one_minus_rate,
     "final_over_initial": _final_over_initial,
     "max_rise": _max_rise,
     "late_over_early": _late_over_early,
