@@ -59,6 +59,7 @@ def check_deterministic(
     fn: Callable[[Params], Tensor] | None = None,
     params: Mapping[str, Tensor] | None = None,
     per_example: bool = False,
+    value: Tensor | None = None,
 ) -> None:
     """Raise unless ``model`` (and ``fn``, a loss or an output of it) is deterministic in θ.
 
@@ -74,12 +75,39 @@ def check_deterministic(
         params: where to evaluate ``fn`` (required with ``fn``).
         per_example: the probe evaluates examples one at a time (the NTK's Jacobian rows), so
             batch statistics are refused even inside :func:`allow_batch_statistics`.
+        value: ``fn(params)`` already evaluated (a probe's graph build): ``fn`` then runs once
+            more, not twice.
 
     Raises:
         ValueError: naming the offending module or the two differing values, and the fix.
 
     """
-    noun = "model" if fn is None else "loss"
+    refuse_random_modules(
+        model, what=what, noun="model" if fn is None else "loss", per_example=per_example
+    )
+    if fn is None:
+        return
+    if params is None:
+        raise ValueError("check_deterministic: params are required when fn is given")
+    with torch.no_grad():
+        detached = {n: p.detach() for n, p in params.items()}
+        first = fn(detached) if value is None else value
+        second = fn(detached)
+    if not torch.allclose(first, second, rtol=1e-4, atol=0.0, equal_nan=True):
+        raise ValueError(
+            f"{what} needs a deterministic loss: two evaluations at the same parameters gave "
+            f"{first.item()!r} and {second.item()!r}; {_FIX}"
+        )
+
+
+def refuse_random_modules(
+    model: nn.Module, *, what: str, noun: str = "model", per_example: bool = False
+) -> None:
+    """Raise if a module of ``model`` draws random masks or normalizes with batch statistics.
+
+    The first half of :func:`check_deterministic`, for a probe that builds its graph (which
+    would already update batch norm's running statistics) before it evaluates ``fn`` again.
+    """
     for name, module in model.named_modules():
         reason = _random_module(module, per_example)
         if reason is not None:
@@ -87,18 +115,6 @@ def check_deterministic(
                 f"{what} needs a deterministic {noun}: module {name!r} ({type(module).__name__}) "
                 f"{reason}"
             )
-    if fn is None:
-        return
-    if params is None:
-        raise ValueError("check_deterministic: params are required when fn is given")
-    with torch.no_grad():
-        detached = {n: p.detach() for n, p in params.items()}
-        first, second = fn(detached), fn(detached)
-    if not torch.allclose(first, second, rtol=1e-4, atol=0.0, equal_nan=True):
-        raise ValueError(
-            f"{what} needs a deterministic loss: two evaluations at the same parameters gave "
-            f"{first.item()!r} and {second.item()!r}; {_FIX}"
-        )
 
 
 def _random_module(module: nn.Module, per_example: bool = False) -> str | None:

@@ -55,23 +55,34 @@ class HessianOperator:
         self.dtype: torch.dtype = first.dtype
         self.device: torch.device = first.device
         self._math_attention = False
+        self.first_value: Tensor | None = None  # the first term's value, when its graph is kept
         self._graphs = [self._gradient(term) for term in self._terms] if cache else None
 
-    def matvec(self, v: Tensor) -> Tensor:
+    def matvec(self, v: Tensor, out: Tensor | None = None) -> Tensor:
         """Return ``H v`` for a flat ``(dim,)`` vector, in the dtype of ``v`` on the operator's device.
 
-        ``v`` is cast to the parameters' dtype for the product; the result is cast back.
+        ``v`` is cast to the parameters' dtype for the product; the result is cast back. With
+        ``out`` (a ``(dim,)`` tensor of the operator's dtype and device, not ``v``) the product
+        is written there and ``out`` returned: no fresh vector per product (a Krylov loop).
 
         Raises:
-            ValueError: if ``v`` does not have ``dim`` entries.
+            ValueError: if ``v`` does not have ``dim`` entries, or ``out`` is not as above.
 
         """
         if v.numel() != self.dim:
             raise ValueError(f"v must have dim = {self.dim} entries, got shape {tuple(v.shape)}")
+        if out is not None and (
+            out.shape != (self.dim,) or out.dtype != self.dtype or out.device != self.device
+        ):
+            raise ValueError(
+                f"out must be a ({self.dim},) {self.dtype} tensor on {self.device}, got "
+                f"{tuple(out.shape)} {out.dtype} on {out.device}"
+            )
         parts = torch.split(v.detach().reshape(-1).to(self.device, self.dtype), self._sizes)
         vs = [p.reshape(s) for p, s in zip(parts, self._shapes, strict=True)]
         try:
-            return self._product(vs).to(v.dtype)
+            product = self._product(vs, out)
+            return product if out is not None else product.to(v.dtype)
         except RuntimeError as err:
             if self._math_attention or "scaled_dot_product" not in str(err):
                 raise
@@ -83,23 +94,38 @@ class HessianOperator:
         self._math_attention = True
         if self._graphs is not None:  # cached graphs hold the fused kernel: build them again
             self._graphs = [self._gradient(term) for term in self._terms]
-        return self._product(vs).to(v.dtype)
+        product = self._product(vs, out)
+        return product if out is not None else product.to(v.dtype)
 
-    def _product(self, vs: list[Tensor]) -> Tensor:
+    def _product(self, vs: list[Tensor], out: Tensor | None = None) -> Tensor:
         total: Tensor | None = None
         for i, term in enumerate(self._terms):
             grads = self._graphs[i] if self._graphs is not None else self._gradient(term)
-            product = self._backward(grads, vs, retain=self._graphs is not None)
-            if term.weight != 1.0:  # a fresh vector: scaled in place
+            product = self._backward(grads, vs, retain=self._graphs is not None, out=out)
+            if term.weight != 1.0:  # a fresh vector (or out, first term): scaled in place
                 product.mul_(term.weight)
             total = product if total is None else total.add_(product)
+            out = None  # later terms land in fresh vectors, added into the first
         if total is None:  # no terms: the Hessian of an empty sum
-            return torch.zeros(self.dim, dtype=self.dtype, device=self.device)
+            zeros = torch.zeros(self.dim, dtype=self.dtype, device=self.device)
+            return zeros if out is None else out.copy_(zeros)
         return total
+
+    def buffered_matvec(self) -> Callable[[Tensor], Tensor]:
+        """Return ``v ↦ H v`` writing every product into one buffer of the operator's dtype.
+
+        For a loop that reads each product before it asks for the next (Lanczos): no fresh
+        vector, and no page faults, per product. The returned tensor is overwritten by the
+        next call.
+        """
+        buffer = torch.empty(self.dim, dtype=self.dtype, device=self.device)
+        return lambda v: self.matvec(v, out=buffer)
 
     def _gradient(self, term: Term) -> tuple[Tensor, ...]:
         with self._attention():
             value = term.fn(self._leaves)
+            if self.first_value is None and term is self._terms[0]:
+                self.first_value = value.detach()
             return torch.autograd.grad(value, tuple(self._leaves.values()), create_graph=True)
 
     @contextlib.contextmanager
@@ -111,11 +137,13 @@ class HessianOperator:
         with sdpa_kernel(SDPBackend.MATH):
             yield
 
-    def _backward(self, grads: tuple[Tensor, ...], vs: list[Tensor], *, retain: bool) -> Tensor:
-        """Return ``∇(Σ_l ⟨g_l, v_l⟩)`` flattened; entries of ``g`` constant in θ contribute 0."""
+    def _backward(
+        self, grads: tuple[Tensor, ...], vs: list[Tensor], *, retain: bool, out: Tensor | None
+    ) -> Tensor:
+        """Return ``∇(Σ_l ⟨g_l, v_l⟩)`` flattened (into ``out`` if given); constant ``g`` give 0."""
         live = [i for i, g in enumerate(grads) if g.requires_grad]
         if not live:
-            return torch.zeros(self.dim, dtype=self.dtype, device=self.device)
+            return torch.zeros(self.dim, dtype=self.dtype, device=self.device, out=out)
         hv = torch.autograd.grad(
             [grads[i] for i in live],
             tuple(self._leaves.values()),
@@ -124,4 +152,5 @@ class HessianOperator:
             allow_unused=True,
             materialize_grads=True,
         )
-        return torch.cat([h.reshape(-1) for h in hv])
+        flat = [h.reshape(-1) for h in hv]
+        return torch.cat(flat) if out is None else torch.cat(flat, out=out)

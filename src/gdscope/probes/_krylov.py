@@ -1,30 +1,101 @@
 r"""The growing Krylov basis of a Lanczos run and one Lanczos step into it.
 
-The basis keeps one vector per row (float64 unless asked) and reorthogonalizes by classical
-Gram–Schmidt, repeated when a pass cancels ("twice is enough": Giraud, Langou & Rozložník 2005).
-A step ``w ← A q_m − α q_m − β q_{m−1}`` (Lanczos 1950; Golub & Van Loan, "Matrix Computations",
-§10.1) runs in the basis's own work vectors, so a run allocates nothing per step.
+The basis keeps one vector per row (float64 unless asked). A step ``w ← A q_m − α q_m − β q_{m−1}``
+(Lanczos 1950; Golub & Van Loan, "Matrix Computations", §10.1) runs in the basis's own work
+vector, so a run allocates nothing per step. Then ``w`` is orthogonalized against the basis,
+measured first: the coefficients ``h = Qᵀw`` are computed (one pass over the basis) and, in a
+basis coarser than float64 (the loose tolerances), when every ``|h_k|`` is below ``η·‖w‖`` with
+``η = √(u/m_max)`` (``u`` the unit roundoff), removing them is skipped; otherwise classical Gram–Schmidt removes them (a second pass), repeated when
+it cancels ("twice is enough": Giraud, Langou & Rozložník 2005). Every pair of basis vectors is
+so *measured* to be orthogonal to within the largest skipped ``|h_k|/‖w‖``, kept as
+:attr:`KrylovBasis.orthogonality`: semiorthogonality, under which the tridiagonal is the
+projection of ``A`` to working accuracy (Simon 1984, "The Lanczos algorithm with partial
+reorthogonalization", Math. Comp. 42), and which bounds how far a Ritz vector ``Q s`` is from
+unit length (Gershgorin on ``QᵀQ``: ``‖Q s‖² ≥ 1 − (m − 1)·orthogonality``). After the
+three-term recurrence the coefficients are at rounding level until a Ritz pair converges
+(Paige 1976), so most steps of a run to a loose tolerance skip the second pass.
+
+The basis's storage is kept for the next run on the same device and dtype when it is at most
+:data:`SPARE_BYTES` (a sharpness tracked along training otherwise pays the page faults of a
+fresh basis at every call); :func:`release_spare` frees it.
 :func:`~gdscope.probes.lanczos.lanczos_topk` and the spectral density's quadrature use both.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
+__all__ = ["SPARE_BYTES", "KrylovBasis", "lanczos_step", "release_spare"]
+
 _DGKS = 0.7071  # a second Gram–Schmidt pass when a pass keeps less than 1/√2 of the norm
+SPARE_BYTES = 256 * 2**20  # the largest basis storage kept for the next run
+_spare: dict[tuple[torch.device, torch.dtype], Tensor] = {}
+_spare_lock = threading.Lock()
+
+
+def release_spare() -> None:
+    """Free the basis storage kept for the next Lanczos run (see the module docstring)."""
+    with _spare_lock:
+        _spare.clear()
+
+
+def _take_spare(rows: int, dim: int, dtype: torch.dtype, device: torch.device) -> Tensor | None:
+    with _spare_lock:
+        spare = _spare.get((device, dtype))
+        if spare is None or spare.numel() < rows * dim:
+            return None
+        del _spare[(device, dtype)]
+    return spare.view(-1)[: rows * dim].view(rows, dim)
 
 
 class KrylovBasis:
-    """Growing Krylov basis (float64 unless asked), one vector per row, with repeated CGS."""
+    """Growing Krylov basis (float64 unless asked), one vector per row, measured orthogonal.
 
-    def __init__(self, dim: int, device: torch.device | str, capacity: int, dtype=torch.float64):
-        self._q = torch.empty(capacity, dim, dtype=dtype, device=device)  # (m, dim)
+    Args:
+        dim: length of the vectors.
+        device: where they live.
+        capacity: rows allocated at first (doubled when full).
+        dtype: of the basis.
+        max_steps: the most vectors the run may hold; sets the skip threshold ``√(u/max_steps)``.
+
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        device: torch.device | str,
+        capacity: int,
+        dtype: torch.dtype = torch.float64,
+        max_steps: int | None = None,
+    ):
+        device = torch.device(device)
+        spare = _take_spare(capacity, dim, dtype, device)
+        self._q: Tensor = (
+            spare if spare is not None else torch.empty(capacity, dim, dtype=dtype, device=device)
+        )  # (m, dim)
         self._m = 0
         self.work = torch.empty(dim, dtype=dtype, device=device)  # see lanczos_step
-        self.scratch = torch.empty(dim, dtype=dtype, device=device)
+        unit = float(torch.finfo(dtype).eps) / 2
+        # float64 bases (tight tolerances, restarts on low-rank operators) always remove h
+        self._skip = (
+            0.0 if dtype == torch.float64 else (unit / max(max_steps or capacity, 1)) ** 0.5
+        )
+        self.orthogonality = 0.0  # the largest skipped |q_kᵀ q_j| measured so far
+
+    def release(self) -> None:
+        """Keep this basis's storage for the next run (when small enough); then drop it."""
+        storage = self._q
+        if storage.numel() * storage.element_size() <= SPARE_BYTES:
+            with _spare_lock:
+                kept = _spare.get((storage.device, storage.dtype))
+                if kept is None or kept.numel() < storage.numel():
+                    _spare[(storage.device, storage.dtype)] = storage
+        self._q = storage[:0]
+        self._m = 0
 
     def append(self, q: Tensor) -> None:
         self.append_slot().copy_(q)
@@ -56,38 +127,44 @@ class KrylovBasis:
     def previous(self) -> Tensor:
         return self._q[self._m - 2]
 
-    def orthogonalize(self, w: Tensor) -> Tensor:
+    def orthogonalize(self, w: Tensor, *, skip: bool = True) -> float:
         """Remove from ``w`` (in the basis's dtype) its components along the basis, in place.
 
-        Classical Gram–Schmidt; a second pass runs when the first removed more than a ``1/√2``
-        share of the norm (Daniel, Gragg, Kaufman & Stewart 1976), and twice is enough
-        (Giraud, Langou & Rozložník 2005). After the three-term recurrence the first pass only
-        removes rounding-level components, so the second is rarely needed.
+        Measure ``h = Qᵀw`` first; with ``skip`` (a Lanczos step), components all below
+        ``√(u/m_max)·‖w‖`` are left and recorded in :attr:`orthogonality`. Otherwise classical
+        Gram–Schmidt; a second pass runs when the first removed more than a ``1/√2`` share of
+        the norm (Daniel, Gragg, Kaufman & Stewart 1976), and twice is enough (Giraud, Langou &
+        Rozložník 2005). Returns ``‖w‖`` afterwards.
         """
         q = self._q[: self._m]  # (m, dim), rows contiguous
-        norm = torch.linalg.vector_norm(w)
+        norm = float(torch.linalg.vector_norm(w))
         for _ in range(2):
-            w.addmv_(q.T, q @ w, alpha=-1.0)
-            new_norm = torch.linalg.vector_norm(w)
+            h = q @ w
+            largest = float(h.abs().max()) if h.numel() else 0.0
+            if skip and largest < self._skip * norm:
+                self.orthogonality = max(self.orthogonality, largest / max(norm, 1e-300))
+                return norm
+            w.addmv_(q.T, h, alpha=-1.0)
+            new_norm = float(torch.linalg.vector_norm(w))
             if new_norm > _DGKS * norm:
-                break
+                return new_norm
             norm = new_norm
-        return w
+        return norm
 
 
-def lanczos_step(matvec: Callable[[Tensor], Tensor], basis: KrylovBasis, beta: float) -> float:
-    """One Lanczos step into ``basis.work``; return ``α = q_mᵀ A q_m``.
+def lanczos_step(
+    matvec: Callable[[Tensor], Tensor], basis: KrylovBasis, beta: float
+) -> tuple[float, float]:
+    """One Lanczos step into ``basis.work``; return ``α = q_mᵀ A q_m`` and ``‖w‖`` after it.
 
     ``w ← A q_m − α q_m − β q_{m−1}`` (the three-term recurrence; ``β = 0`` at a start or
-    restart), then full reorthogonalization against the basis. In place, in the basis's two
-    work vectors: the same operations, rounded the same way, as ``w − α q`` with temporaries,
-    without allocating (fresh vectors of a million entries cost page faults).
+    restart), then orthogonalization against the basis (measured, see the module docstring).
+    In place in the basis's work vector: fresh vectors of a million entries cost page faults.
     """
-    w, scratch = basis.work, basis.scratch
-    w.copy_(matvec(basis.last()).reshape(w.shape[0]))
-    alpha = float(basis.last() @ w)
-    w.sub_(torch.mul(basis.last(), alpha, out=scratch))
+    w, q = basis.work, basis.last()
+    product = matvec(q).reshape(w.shape[0])
+    alpha = float(q @ product.to(w.dtype))
+    torch.sub(product, q, alpha=alpha, out=w)
     if beta != 0.0:
-        w.sub_(torch.mul(basis.previous(), beta, out=scratch))
-    basis.orthogonalize(w)
-    return alpha
+        w.sub_(basis.previous(), alpha=beta)
+    return alpha, basis.orthogonalize(w)

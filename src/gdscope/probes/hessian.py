@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from gdscope.functional import LossFn, apply, loss_at
-from gdscope.probes._checks import check_deterministic
+from gdscope.probes._checks import check_deterministic, refuse_random_modules
 from gdscope.probes._hvp import HessianOperator, Scalar, Term
 from gdscope.probes._subset import select_params
 from gdscope.probes.lanczos import Bound, EigResult, Which, lanczos_topk, top_eigenpair
@@ -104,8 +104,10 @@ def _operator(
         for i in range(0, n, size)
     ]
     selected = select_params(model, params)
-    check_deterministic(model, what=what, fn=terms[0].fn, params=selected)
-    return HessianOperator(selected, terms, cache=chunk_size is None or cache_chunks)
+    refuse_random_modules(model, what=what, noun="loss")  # before a graph build updates them
+    op = HessianOperator(selected, terms, cache=chunk_size is None or cache_chunks)
+    check_deterministic(model, what=what, fn=terms[0].fn, params=selected, value=op.first_value)
+    return op
 
 
 def _loss_term(model: nn.Module, loss_fn: LossFn, batch: Batch) -> Scalar:
@@ -249,8 +251,8 @@ def sharpness(
     """
     op = _operator(model, loss_fn, batch, chunk_size, False, what="sharpness", params=params)
     value, vector = top_eigenpair(
-        op.matvec, op.dim, what="sharpness", tol=tol, bound=bound, v0=v0, generator=generator,
-        device=op.device, basis_dtype=_basis_dtype(op, tol),
+        op.buffered_matvec(), op.dim, what="sharpness", tol=tol, bound=bound, v0=v0,
+        generator=generator, device=op.device, basis_dtype=_basis_dtype(op, tol),
     )  # fmt: skip
     return (value, vector) if return_vector else value
 

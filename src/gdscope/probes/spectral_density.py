@@ -204,12 +204,15 @@ def _tridiagonal(
     betas: list[float] = []
     scale = 0.0
     w = basis.work
-    for _ in range(steps):
-        alphas.append(lanczos_step(matvec, basis, betas[-1] if betas else 0.0))
-        scale = max(scale, abs(alphas[-1]), *(abs(b) for b in betas[-1:]))
-        beta = float(torch.linalg.vector_norm(w))
-        if len(alphas) == steps or beta <= 1e-12 * max(scale, 1e-300):
-            break
-        betas.append(beta)
-        basis.append_divided(w, beta)
+    try:
+        for _ in range(steps):
+            alpha, beta = lanczos_step(matvec, basis, betas[-1] if betas else 0.0)
+            alphas.append(alpha)
+            scale = max(scale, abs(alpha), *(abs(b) for b in betas[-1:]))
+            if len(alphas) == steps or beta <= 1e-12 * max(scale, 1e-300):
+                break
+            betas.append(beta)
+            basis.append_divided(w, beta)
+    finally:
+        basis.release()
     return alphas, betas
