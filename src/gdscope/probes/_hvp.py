@@ -107,8 +107,7 @@ class HessianOperator:
             total = product if total is None else total.add_(product)
             out = None  # later terms land in fresh vectors, added into the first
         if total is None:  # no terms: the Hessian of an empty sum
-            zeros = torch.zeros(self.dim, dtype=self.dtype, device=self.device)
-            return zeros if out is None else out.copy_(zeros)
+            return torch.zeros(self.dim, dtype=self.dtype, device=self.device, out=out)
         return total
 
     def buffered_matvec(self) -> Callable[[Tensor], Tensor]:

@@ -5,8 +5,8 @@ The basis keeps one vector per row (float64 unless asked). A step ``w ← A q_m 
 vector, so a run allocates nothing per step. Then ``w`` is orthogonalized against the basis,
 measured first: the coefficients ``h = Qᵀw`` are computed (one pass over the basis) and, in a
 basis coarser than float64 (the loose tolerances), when every ``|h_k|`` is below ``η·‖w‖`` with
-``η = √(u/m_max)`` (``u`` the unit roundoff), removing them is skipped; otherwise classical Gram–Schmidt removes them (a second pass), repeated when
-it cancels ("twice is enough": Giraud, Langou & Rozložník 2005). Every pair of basis vectors is
+``η = √(u/m_max)`` (``u`` the unit roundoff), removing them is skipped; otherwise classical
+Gram–Schmidt removes them (a second pass), repeated when it cancels ("twice is enough": Giraud, Langou & Rozložník 2005). Every pair of basis vectors is
 so *measured* to be orthogonal to within the largest skipped ``|h_k|/‖w‖``, kept as
 :attr:`KrylovBasis.orthogonality`: semiorthogonality, under which the tridiagonal is the
 projection of ``A`` to working accuracy (Simon 1984, "The Lanczos algorithm with partial
@@ -94,7 +94,7 @@ class KrylovBasis:
                 kept = _spare.get((storage.device, storage.dtype))
                 if kept is None or kept.numel() < storage.numel():
                     _spare[(storage.device, storage.dtype)] = storage
-        self._q = storage[:0]
+        self._q = storage.new_empty(0, storage.shape[1])  # no view keeps the storage alive
         self._m = 0
 
     def append(self, q: Tensor) -> None:

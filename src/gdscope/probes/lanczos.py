@@ -151,8 +151,11 @@ def lanczos_topk(
         generator: draws the random start and restart vectors (default: seeded with 0).
         device: where the basis lives; default that of ``v0``, else the CPU.
         basis_dtype: of the basis and of ``matvec``'s argument; float32 halves the traffic of
-            reorthogonalization, and the stopping rule then adds the rounding ``√m·u·max(|α|, |β|)``
-            (``u`` the unit roundoff) to each bound, which still bounds the computed relation's error.
+            reorthogonalization and skips removing components it measures below
+            ``√(u/max_iter)`` (see :mod:`gdscope.probes._krylov`; the rule then also divides
+            each residual by the shortest length a Ritz vector can have), and adds the rounding
+            ``√m·u·max(|α|, |β|)`` (``u`` the unit roundoff) to each bound, which still bounds
+            the computed relation's error.
 
     For ``k > 1``, wanted eigenvalues closer than about the residual tolerance may merge into one
     Ritz value (the ``k``-th returned is then a farther one); with the residual rule each ``θ`` is
