@@ -49,7 +49,7 @@ def test_the_basis_storage_is_kept_for_the_next_run_and_can_be_freed():
     basis = KrylovBasis(50, "cpu", capacity=10)
     assert basis.append_slot().data_ptr() == kept.data_ptr()  # the first row of the kept storage
     basis.release()
-    release_spare()
+    gs.probes.release_spare()
     assert not _krylov._spare
 
 

@@ -22,6 +22,7 @@
 * The probes ``gdscope.train`` schedules by name are in :mod:`gdscope.training` (``PROBES``).
 """
 
+from gdscope.probes._krylov import release_spare
 from gdscope.probes.coord_hooks import CoordCheck, CoordRow, coordinate_check
 from gdscope.probes.gauss_newton import GGNOperator, ggn_operator, ggn_sharpness
 from gdscope.probes.geometry import (
@@ -110,6 +111,7 @@ __all__ = [
     "power_iteration",
     "preconditioned_sharpness",
     "preconditioner_diagonal",
+    "release_spare",
     "sharpness",
     "spectral_density",
     "square_loss_sandwich",
