@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -47,34 +48,62 @@ def median_ms(
 
 def interleaved(
     fns: dict[str, Callable[[], Any]], *, rounds: int = 5, warmup: int = 1
-) -> tuple[dict[str, list[float]], dict[str, Any]]:
+) -> tuple[dict[str, list[float]], dict[str, Any], dict[str, list[float]]]:
     """Time several methods on the same inputs in alternating rounds (A, B, C, A, B, C, ...).
 
     Each method first runs ``warmup`` times (compilation, caches, allocator); then every round runs
     each method once, so a change of machine load during the run falls on all of them alike.
-    Returns (milliseconds per method, one per round; the last result of each method).
+    Returns (wall milliseconds per method, one per round; the last result of each method; the
+    process's CPU milliseconds in the same calls, which exceed the wall time when a method runs
+    on more than one core).
     """
     results = {name: None for name in fns}
     for name, fn in fns.items():
         for _ in range(warmup):
             results[name] = fn()
     times: dict[str, list[float]] = {name: [] for name in fns}
+    cpu: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(rounds):
         for name, fn in fns.items():
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             results[name] = fn()
+            cpu[name].append((time.process_time() - start_cpu) * 1e3)
             times[name].append((time.perf_counter() - start) * 1e3)
-    return times, results
+    return times, results, cpu
 
 
-def summary(times: list[float]) -> dict[str, float]:
-    """Median, minimum and spread (``max/min``) of repeated timings, in ms."""
-    return {
+def pin_to_one_core() -> int | None:
+    """Restrict this process to one CPU core; return it (``None`` where the OS has no affinity).
+
+    Call it before JAX is imported. XLA's CPU runtime in current JAX ignores
+    ``--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1`` and sizes its thread
+    pool by the cores the process may use: a jitted 256×784×512 matmul took 1.17 ms of wall time
+    and 2.02 ms of CPU time unpinned (2 cores), 1.94 ms and 1.94 ms pinned (jax 0.10.2,
+    2026-12-05), against torch's 2.02 ms on one thread. Pinning makes "one thread" true for
+    every method; the records' ``cores_used`` shows it.
+    """
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    core = min(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {core})
+    return core
+
+
+def summary(times: list[float], cpu: list[float] | None = None) -> dict[str, float]:
+    """Median, minimum and spread (``max/min``) of repeated timings, in ms.
+
+    With the CPU times of the same calls, ``cores_used`` is total CPU time over total wall time
+    (about 1 for a single-threaded method).
+    """
+    stats = {
         "median_ms": round(statistics.median(times), 3),
         "min_ms": round(min(times), 3),
         "spread": round(max(times) / min(times), 3),
         "repeats": len(times),
     }
+    if cpu is not None:
+        stats["cores_used"] = round(sum(cpu) / sum(times), 2)
+    return stats
 
 
 def emit(record: dict[str, Any]) -> None:

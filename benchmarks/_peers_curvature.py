@@ -230,7 +230,7 @@ def run_sharpness(case: Case, rounds: int) -> None:
             model, mse, batch
         ),
     }
-    times, values = interleaved(fns, rounds=rounds, warmup=1)
+    times, values, cpu = interleaved(fns, rounds=rounds, warmup=1)
     counter = [0]
     _curvlinops_top(model, batch, counter)
     products = {
@@ -241,7 +241,7 @@ def run_sharpness(case: Case, rounds: int) -> None:
             model, batch, "top"
         ),
     }
-    stats = {name: summary(ts) for name, ts in times.items()}
+    stats = {name: summary(ts, cpu[name]) for name, ts in times.items()}
     hvp_ms = stats["gdscope one HVP (cached graph)"]["median_ms"]
     build_ms = stats["gdscope hessian_operator build (gradient graph)"]["median_ms"]
     base = {"workload": "W2 sharpness", **vars(case), "device": "cpu (1 thread)"}
@@ -287,11 +287,11 @@ def run_trace(case: Case, rounds: int) -> None:
             ).estimate
         ),
     }
-    times, values = interleaved(fns, rounds=rounds, warmup=1)
+    times, values, cpu = interleaved(fns, rounds=rounds, warmup=1)
     base = {"workload": "W2c Hessian trace", **vars(case), "device": "cpu (1 thread)"}
     ours_ms = summary(times[ours])["median_ms"]
     for name, ts in times.items():
-        stats = summary(ts)
+        stats = summary(ts, cpu[name])
         value = float(values[name])
         emit(
             {

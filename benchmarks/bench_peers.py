@@ -1,10 +1,11 @@
 """gdscope against the installed peer packages, one process, one thread, interleaved rounds.
 
-Every method runs on identical weights and inputs, single-threaded (``torch.set_num_threads(1)``;
-XLA with ``--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1``, set before JAX is
-imported), once or more to warm up (JAX compilation, allocator), then in ``--rounds`` alternating
-rounds ``A, B, C, A, B, C, …`` so that a change in machine load hits every method alike. Each record
-gives the median, the minimum and the spread ``max/min`` of the rounds, the ratio to gdscope's
+Every method runs on identical weights and inputs, single-threaded: the process is pinned to one
+core before JAX is imported (current XLA ignores its thread flags and otherwise uses every core),
+and ``torch.set_num_threads(1)``; each record's ``cores_used`` (CPU time over wall time) shows
+it. Each method runs once or more to warm up (JAX compilation, allocator), then in ``--rounds``
+alternating rounds ``A, B, C, A, B, C, …`` so that a change in machine load hits every method
+alike. Each record gives the median, the minimum and the spread ``max/min`` of the rounds, the ratio to gdscope's
 median (``> 1``: the peer is slower), and the relative error against an independent reference.
 
 * W1 NTK Gram of an MLP 784→m→m→m→1, fp32, on n inputs: gdscope ``ntk_gram`` against
@@ -153,10 +154,10 @@ def run_ntk_case(n: int, m: int, rounds: int, kernels: dict[Any, tuple[Any, Any]
         "neural-tangents JACOBIAN_CONTRACTION (jit)": lambda: nt_jc(x32, params32),
         "torch vmap(jacrev) contraction": lambda: jacrev_contraction(model, x),
     }
-    times, results = interleaved(fns, rounds=rounds, warmup=1)
+    times, results, cpu = interleaved(fns, rounds=rounds, warmup=1)
     ours_ms = summary(times[ours])["median_ms"]
     for name, ts in times.items():
-        stats = summary(ts)
+        stats = summary(ts, cpu[name])
         emit(
             {
                 "workload": "W1 ntk_gram",
@@ -188,6 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.rounds < 1:
         print("bench --peers: --rounds must be >= 1", file=sys.stderr)
         return 2
+    from _common import pin_to_one_core
+
+    pin_to_one_core()  # before JAX starts its thread pool: XLA ignores its own thread flags
     torch.set_num_threads(1)
     import jax
 

@@ -76,6 +76,8 @@ def test_tiny_peers_bench_times_every_method_against_its_reference():
     assert ours["meets_tol"] and ours["time_over_hvps"] > 0
     trace = [r for r in records if r["workload"] == "W2c Hessian trace"]
     assert len(trace) == 4 and all(r["reference_kind"].startswith("exact") for r in trace)
+    # one core for every method (the process is pinned): CPU time never exceeds wall time
+    assert all(0 < r["cores_used"] <= 1.05 for r in records), [r["cores_used"] for r in records]
 
 
 def test_bench_peers_without_a_peer_says_which_in_one_line(monkeypatch, capsys):
