@@ -152,3 +152,28 @@ def test_a_global_hook_or_other_inputs_send_a_plain_stack_to_the_trace():
         ntk_gram(model, torch.randn(5, 3, dtype=torch.float64))
     assert ntk_method(model, x) == "structured"
     assert ntk_method(model, x, method="jacobian") == "jacobian"
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_plain_features_taken_at_the_outputs_equal_the_zero_leaf_ones(seed):
+    """``module_features(plain=True)`` takes ``Δ`` at each layer's output (no zero leaf): the
+    same bits as the zero-leaf route, and in-place activations keep the zero leaf (an in-place
+    ReLU overwrites the output that ``Δ`` would be taken at), so their Gram stays exact."""
+    for model in _plain_models(seed):
+        x = torch.randn(6, model_width(model), dtype=torch.float64)
+        out_direct, direct = st.module_features(model, x, plain=True)
+        out_leaf, leaf = st.module_features(model, x, plain=False)
+        assert torch.equal(out_direct, out_leaf)
+        for a, b in zip(direct, leaf, strict=True):
+            assert torch.equal(a.deltas, b.deltas)
+            assert (a.inputs is None and b.inputs is None) or torch.equal(a.inputs, b.inputs)
+    in_place = nn.Sequential(
+        nn.Linear(4, 6),
+        nn.ReLU(inplace=True),
+        nn.Linear(6, 5),
+        nn.SiLU(inplace=True),
+        nn.Linear(5, 2),
+    ).double()
+    x = torch.randn(7, 4, dtype=torch.float64)
+    assert st.plain_stack(in_place, x) is not None
+    assert_close(ntk_gram(in_place, x), per_example_ntk(in_place, x), rtol=1e-10, what="in place")

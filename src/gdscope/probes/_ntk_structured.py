@@ -52,6 +52,7 @@ __all__ = [
     "LayerFeatures",
     "UseTrace",
     "conv_patches",
+    "features_gram",
     "layer_gram",
     "module_features",
     "plain_stack",
@@ -154,17 +155,25 @@ def _backprop(out: Tensor, probes: list[Tensor]) -> list[Tensor]:
     return [torch.stack([g[i] for g in per_output], dim=1) for i in range(len(probes))]
 
 
-def module_features(model: nn.Module, x: Tensor) -> tuple[Tensor, list[LayerFeatures]]:
+def module_features(
+    model: nn.Module, x: Tensor, plain: bool = False
+) -> tuple[Tensor, list[LayerFeatures]]:
     """Run ``model`` on ``x`` with hooks; return the outputs and each layer's :class:`LayerFeatures`.
 
     Each hooked output ``y`` is replaced by ``y + z`` with a zero leaf ``z``, and ``Δ = ∂f/∂z``,
-    so later in-place operations on the output cannot corrupt ``Δ``.
+    so later in-place operations on the output cannot corrupt ``Δ``. With ``plain`` (the model
+    is a :func:`plain_stack`, whose code is known) and no module working in place, ``Δ = ∂f/∂y``
+    is taken at the outputs themselves: no zero leaves, no additions.
     """
     if isinstance(model, TwoLayer):
         return _two_layer_features(model, x)
     calls: dict[nn.Module, list[tuple[Tensor, Tensor]]] = {}
+    direct = plain and not any(getattr(m, "inplace", False) for m in model.modules())
 
-    def hook(module: nn.Module, args: tuple[Tensor, ...], output: Tensor) -> Tensor:
+    def hook(module: nn.Module, args: tuple[Tensor, ...], output: Tensor) -> Tensor | None:
+        if direct:
+            calls.setdefault(module, []).append((args[0].detach(), output))
+            return None
         probe = torch.zeros_like(output, requires_grad=True)
         calls.setdefault(module, []).append((args[0].detach(), probe))
         return output + probe
@@ -248,6 +257,27 @@ def layer_gram(
     if f1 is f2:  # a diagonal block: symmetric, built from upper triangles and mirrored once
         return _mirrored(_layer_gram(f1, f2, trace, budget, route, True), trace)
     return _layer_gram(f1, f2, trace, budget, route, False)
+
+
+def features_gram(
+    f1: list[LayerFeatures],
+    f2: list[LayerFeatures],
+    trace: bool,
+    budget: int,
+    acc: torch.dtype,
+) -> Tensor:
+    """Return ``Σ_ℓ`` :func:`layer_gram` over the layers, summed in ``acc``.
+
+    When ``f1 is f2`` (a diagonal tile of ``K(x, x)``) each layer contributes only its upper
+    triangle, and the sum is mirrored once at the end instead of once per layer.
+    """
+    upper = f1 is f2
+    total: Tensor | None = None
+    for a, b in zip(f1, f2, strict=True):
+        block = _layer_gram(a, b, trace, budget, "auto", upper)
+        total = block.to(acc) if total is None else total.add_(block)
+    assert total is not None
+    return _mirrored(total, trace) if upper else total
 
 
 def _mirrored(block: Tensor, trace: bool) -> Tensor:

@@ -132,7 +132,9 @@ def ntk_gram(
         resolved, use_trace = _plan(model, method, x1[:1])
     acc = param.dtype if accumulate is None else accumulate
     per_example = _bytes_per_example(model, resolved, x1, k, use_trace)
-    compute = _gram_fn(model, resolved, trace, memory_budget, acc, k, per_example)
+    compute = _gram_fn(
+        model, resolved, trace, memory_budget, acc, k, per_example, plain is not None
+    )
     if not (tf32 and param.device.type == "cuda"):
         return compute(x1, x2)
     with _allow_tf32():
@@ -281,9 +283,9 @@ def _check_inputs(model: nn.Module, x1: Tensor) -> int:
     return out.reshape(1, -1).shape[1]
 
 
-def _features_fn(model: nn.Module, method: str) -> Callable[[Tensor], object]:
+def _features_fn(model: nn.Module, method: str, plain: bool) -> Callable[[Tensor], object]:
     if method == "structured":
-        return lambda x: st.module_features(model, x)[1]
+        return lambda x: st.module_features(model, x, plain)[1]
     return lambda x: jac.tile_jacobian(model, x)
 
 
@@ -313,18 +315,14 @@ def _gram_fn(
     acc: torch.dtype,
     k: int,
     per_example: int,
+    plain: bool,
 ) -> Callable[[Tensor, Tensor | None], Tensor]:
-    features = _features_fn(model, method)
+    features = _features_fn(model, method, plain)
 
     def pair(f1: object, f2: object) -> Tensor:
         if method == "jacobian":
             return jac.contract(f1, f2, trace, acc)  # type: ignore[arg-type]
-        total: Tensor | None = None
-        for a, b in zip(f1, f2, strict=True):  # type: ignore[call-overload]
-            block = st.layer_gram(a, b, trace, budget)
-            total = block.to(acc) if total is None else total.add_(block)
-        assert total is not None
-        return total
+        return st.features_gram(f1, f2, trace, budget, acc)  # type: ignore[arg-type]
 
     def compute(x1: Tensor, x2: Tensor | None) -> Tensor:
         tile = max(1, budget // max(1, per_example))
