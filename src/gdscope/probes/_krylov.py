@@ -61,6 +61,8 @@ class KrylovBasis:
         capacity: rows allocated at first (doubled when full).
         dtype: of the basis.
         max_steps: the most vectors the run may hold; sets the skip threshold ``√(u/max_steps)``.
+        reorthogonalize: ``False`` leaves a Lanczos step's vector as the recurrence made it
+            (no pass over the basis; :attr:`orthogonality` is then not measured).
 
     """
 
@@ -71,8 +73,10 @@ class KrylovBasis:
         capacity: int,
         dtype: torch.dtype = torch.float64,
         max_steps: int | None = None,
+        reorthogonalize: bool = True,
     ):
         device = torch.device(device)
+        self.reorthogonalize = reorthogonalize
         spare = _take_spare(capacity, dim, dtype, device)
         self._q: Tensor = (
             spare if spare is not None else torch.empty(capacity, dim, dtype=dtype, device=device)
@@ -134,10 +138,13 @@ class KrylovBasis:
         ``√(u/m_max)·‖w‖`` are left and recorded in :attr:`orthogonality`. Otherwise classical
         Gram–Schmidt; a second pass runs when the first removed more than a ``1/√2`` share of
         the norm (Daniel, Gragg, Kaufman & Stewart 1976), and twice is enough (Giraud, Langou &
-        Rozložník 2005). Returns ``‖w‖`` afterwards.
+        Rozložník 2005). A basis made with ``reorthogonalize=False`` does none of this for a
+        Lanczos step (``skip``). Returns ``‖w‖`` afterwards.
         """
         q = self._q[: self._m]  # (m, dim), rows contiguous
         norm = float(torch.linalg.vector_norm(w))
+        if skip and not self.reorthogonalize:
+            return norm
         for _ in range(2):
             h = q @ w
             largest = float(h.abs().max()) if h.numel() else 0.0

@@ -250,9 +250,11 @@ def sharpness(
 
     """
     op = _operator(model, loss_fn, batch, chunk_size, False, what="sharpness", params=params)
+    basis_dtype = _basis_dtype(op, tol)
     value, vector = top_eigenpair(
         op.buffered_matvec(), op.dim, what="sharpness", tol=tol, bound=bound, v0=v0,
-        generator=generator, device=op.device, basis_dtype=_basis_dtype(op, tol),
+        generator=generator, device=op.device, basis_dtype=basis_dtype,
+        reorthogonalize=basis_dtype == torch.float64,
     )  # fmt: skip
     return (value, vector) if return_vector else value
 
@@ -262,7 +264,9 @@ def _basis_dtype(op: HessianOperator, tol: float) -> torch.dtype:
 
     A float32 product is exact only to about ``1e-7·‖H‖``; at a loose ``tol`` a basis in the same
     dtype loses nothing the product has not lost already, and the stopping rule adds its rounding
-    term (:func:`~gdscope.probes.lanczos.lanczos_topk`), so the bound still holds.
+    term (:func:`~gdscope.probes.lanczos.lanczos_topk`), so the bound still holds. The sharpness
+    runs a float32 basis without reorthogonalization (one value at one end: the rule is checked
+    with the Ritz vector's computed length, see ``reorthogonalize`` there).
     """
     return (
         torch.float32 if op.dtype == torch.float32 and tol >= FLOAT32_BASIS_TOL else torch.float64

@@ -91,14 +91,23 @@ class _Ritz:
     vectors: Tensor
     gaps: Tensor
 
-    def error_bounds(self, beta: float, bound: str, rounding: float = 0.0) -> tuple[Tensor, Tensor]:
-        """Return the residuals ``|β s_m|`` and the bounds (plus ``rounding``) the rule compares."""
+    def error_bounds(
+        self, beta: float, bound: str, rounding: float = 0.0, lengths: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Return the residuals ``|β s_m|`` and the bounds (plus ``rounding``) the rule compares.
+
+        With the computed ``lengths = ‖Q s‖`` of the Ritz vectors, both are those of the unit
+        vectors ``Q s/‖Q s‖``: divided by ``lengths``.
+        """
         residuals = (beta * self.vectors[-1]).abs()
+        slack = torch.full_like(residuals, rounding)
+        if lengths is not None:
+            residuals, slack = residuals / lengths, slack / lengths
         if bound == "residual":
-            return residuals, residuals + rounding
+            return residuals, residuals + slack
         known = torch.isfinite(self.gaps) & (self.gaps > 0)  # no neighbour, or a tie: no estimate
         kato_temple = torch.where(known, residuals**2 / self.gaps, residuals)
-        return residuals, torch.minimum(residuals, kato_temple) + rounding
+        return residuals, torch.minimum(residuals, kato_temple) + slack
 
 
 def lanczos_topk(
@@ -114,6 +123,7 @@ def lanczos_topk(
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
     basis_dtype: torch.dtype = torch.float64,
+    reorthogonalize: bool = True,
 ) -> EigResult:
     r"""Return ``k`` extreme eigenpairs of a symmetric operator by Lanczos.
 
@@ -156,6 +166,15 @@ def lanczos_topk(
             each residual by the shortest length a Ritz vector can have), and adds the rounding
             ``√m·u·max(|α|, |β|)`` (``u`` the unit roundoff) to each bound, which still bounds
             the computed relation's error.
+        reorthogonalize: measure and restore orthogonality at every step (above). ``False``
+            (only for ``k = 1`` at one end) runs the plain three-term recurrence, without the
+            pass over the basis per step: the computed relation ``A Q = Q T + β q eᵀ + F``
+            holds to rounding whatever the orthogonality (Paige 1976), so ``‖A y − θ y‖ ≤
+            |β s_m| + ‖F‖`` for ``y = Q s`` regardless; the rule is checked with the computed
+            length ``‖Q s‖`` of the candidate (one pass over the basis when it would stop), so
+            the bound still holds for the unit vector returned. Orthogonality is lost only
+            along Ritz vectors that have converged (Paige), which for ``k = 1`` makes copies
+            ("ghosts") of the top value at most: ``θ`` stays within the bound of an eigenvalue.
 
     For ``k > 1``, wanted eigenvalues closer than about the residual tolerance may merge into one
     Ritz value (the ``k``-th returned is then a farther one); with the residual rule each ``θ`` is
@@ -165,8 +184,9 @@ def lanczos_topk(
         An :class:`EigResult`; ``converged`` is False if ``max_iter`` ran out first.
 
     Raises:
-        ValueError: on ``k`` outside ``[1, dim]``, an unknown ``which`` or ``bound``, ``tol < 0``
-            or a ``v0`` of the wrong size or zero.
+        ValueError: on ``k`` outside ``[1, dim]``, an unknown ``which`` or ``bound``, ``tol < 0``,
+            a ``v0`` of the wrong size or zero, or ``reorthogonalize=False`` with ``k > 1`` or
+            ``which="BE"``.
 
     Example:
         >>> a = torch.diag(torch.arange(1.0, 101.0, dtype=torch.float64))
@@ -176,6 +196,11 @@ def lanczos_topk(
 
     """
     _check_args(dim, k, which, tol, bound, v0)
+    if not reorthogonalize and (k > 1 or which == "BE"):
+        raise ValueError(
+            f"reorthogonalize=False is only for one eigenvalue at one end (k=1, which != 'BE'), "
+            f"got k={k}, which={which!r}: without it a run finds copies of converged values"
+        )
     if device is None:
         device = v0.device if v0 is not None else torch.device("cpu")
     if generator is None:
@@ -184,7 +209,12 @@ def lanczos_topk(
     wanted = min(2 * k, dim) if which == "BE" else k
     start = _random(dim, generator, device) if v0 is None else v0.detach().to(device)
     basis = KrylovBasis(
-        dim, device, capacity=min(max_iter, 64), dtype=basis_dtype, max_steps=max_iter
+        dim,
+        device,
+        capacity=min(max_iter, 64),
+        dtype=basis_dtype,
+        max_steps=max_iter,
+        reorthogonalize=reorthogonalize,
     )
     try:
         return _run(matvec, basis, start, k, which, tol, bound, max_iter, generator, wanted)
@@ -226,7 +256,7 @@ def _run(
             next_check = m + max(1, m // _STRIDE)
             ritz = _ritz_pairs(alphas, betas, k, which)
             rounding = unit * m**0.5 * scale  # of a basis coarser than float64
-            stretch = _stretch(basis.orthogonality, m)
+            stretch = _stretch(basis.orthogonality, m) if basis.reorthogonalize else 1.0
             residuals, errors = ritz.error_bounds(beta * stretch, bound, rounding)
             converged = ritz.values.numel() == wanted and _met(errors, ritz.values, tol)
             if block > 0 and converged:
@@ -237,8 +267,13 @@ def _run(
             if (converged and not restart) or m >= max_iter:
                 vectors = (basis.matrix() @ ritz.vectors.to(device, basis_dtype)).double()
                 lengths = torch.linalg.vector_norm(vectors, dim=0)
-                residuals = residuals / stretch / lengths.cpu()  # of the unit vectors returned
-                return EigResult(ritz.values, vectors / lengths, m, residuals, converged)
+                if basis.reorthogonalize:
+                    residuals = residuals / stretch / lengths.cpu()  # of the unit vectors
+                else:  # the rule assumed unit length: check it with the computed one
+                    residuals, errors = ritz.error_bounds(beta, bound, rounding, lengths.cpu())
+                    converged = converged and _met(errors, ritz.values, tol)
+                if converged or m >= max_iter:
+                    return EigResult(ritz.values, vectors / lengths, m, residuals, converged)
         if broke:  # invariant subspace: restart orthogonally, decoupled (β = 0)
             betas.append(0.0)
             block = m
@@ -372,6 +407,7 @@ def top_eigenpair(
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
     basis_dtype: torch.dtype = torch.float64,
+    reorthogonalize: bool = True,
 ) -> tuple[float, Tensor]:
     """Return the largest eigenvalue and its vector (:func:`lanczos_topk` with ``k = 1``).
 
@@ -381,7 +417,7 @@ def top_eigenpair(
     """
     res = lanczos_topk(
         matvec, dim, tol=tol, bound=bound, max_iter=max_iter, v0=v0, generator=generator,
-        device=device, basis_dtype=basis_dtype,
+        device=device, basis_dtype=basis_dtype, reorthogonalize=reorthogonalize,
     )  # fmt: skip
     if not res.converged:
         warnings.warn(
