@@ -81,3 +81,18 @@ def test_every_product_of_the_budget_is_used_and_no_more():
         assert len(calls) == probes
     with pytest.raises(ValueError, match="probes must be an int >= 3"):
         hutchpp(lambda v: a @ v, 10, 2)
+
+
+def test_a_float32_net_draws_the_same_signs_as_its_float64_twin():
+    """Hutchinson and Hutch++ run in the parameters' dtype; the signs do not depend on it, so a
+    float32 net's estimates equal its float64 twin's up to float32 rounding (about 1e-5)."""
+    x, y = gs.data.sphere(n=24, d=6, seed=2)
+    net32 = gs.models.mlp(6, 12, depth=3, seed=2)
+    net64 = gs.models.mlp(6, 12, depth=3, seed=2, dtype=torch.float64)
+    batch64 = (x.double(), y.double())
+    for estimate in (
+        lambda net, b: hessian_trace(net, gs.losses.mse, b, samples=12)[0],
+        lambda net, b: gs.probes.hessian_trace_hutchpp(net, gs.losses.mse, b, probes=12),
+    ):
+        low, high = estimate(net32, (x, y)), estimate(net64, batch64)
+        assert abs(low - high) <= 1e-4 * abs(high), (low, high)
