@@ -217,11 +217,14 @@ def sharpness(
     r"""Return the sharpness ``λ_max(∇²L(θ))``, the largest algebraic Hessian eigenvalue.
 
     By Lanczos on cached-graph Hessian-vector products, stopped when ``‖H y − θ y‖ ≤ tol·θ``, so
-    ``θ ≤ λ_max`` and ``(λ_max − θ)/θ ≤ tol`` (for the eigenvalue the Krylov space converged to).
-    ``bound="gap"`` stops on the Kato–Temple estimate ``min(r, r²/gap) ≤ tol·θ`` instead (fewer
-    products; not a guarantee, see :mod:`gdscope.probes.lanczos`). A float32 model at
-    ``tol ≥ 1e-5`` keeps its Krylov basis in float32 (half the reorthogonalization traffic), with
-    the basis's rounding added to the bound; otherwise the basis is float64.
+    ``|λ − θ| ≤ tol·θ`` for the eigenvalue ``λ`` the Krylov space converged to (``λ_max`` but for
+    a start vector blind to it). ``bound="gap"`` stops on the Kato–Temple estimate
+    ``min(r, r²/gap) ≤ tol·θ`` instead (fewer products; not a guarantee, see
+    :mod:`gdscope.probes.lanczos`). A float32 model at ``tol ≥ 1e-5`` keeps its Krylov basis in
+    float32, without reorthogonalization until an extreme Ritz pair converges (the rule checked
+    with the Ritz vector's computed length; ``reorthogonalize`` in
+    :func:`~gdscope.probes.lanczos.lanczos_topk`), with the basis's rounding added to the bound;
+    otherwise the basis is float64 and reorthogonalized.
     Gradient descent with step ``η`` is stable on a quadratic iff ``λ_max < 2/η``; Cohen et al.
     (2021) find it rises to and then hovers at ``2/η``.
 

@@ -1,4 +1,4 @@
-r"""Lanczos with full reorthogonalization for a few extreme eigenpairs of a symmetric operator.
+r"""Lanczos for a few extreme eigenpairs of a symmetric operator.
 
 The operator is only seen through ``matvec`` (a Hessian-vector product, a Gram's ``K v``). The
 basis lives on its device in float64 (or ``basis_dtype``); ``T_m`` stays on the CPU, where
@@ -42,15 +42,14 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
-import numpy as np
-import scipy.linalg
 import torch
 from torch import Tensor
 
 from gdscope.probes._krylov import KrylovBasis, lanczos_step
+from gdscope.probes._ritz import ritz_pairs, tridiagonal_extremes
 
 __all__ = ["Bound", "EigResult", "Which", "lanczos_topk", "top_eigenpair"]
 
@@ -59,7 +58,6 @@ Bound = Literal["residual", "gap"]
 _WHICH: tuple[str, ...] = ("LA", "LM", "SA", "BE")
 _BOUNDS: tuple[str, ...] = ("residual", "gap")
 _STRIDE = 32  # check convergence every max(1, m // _STRIDE) steps
-_ABSTOL = 2 * float(np.finfo(np.float64).tiny)  # the tightest bisection tolerance of LAPACK stebz
 
 
 @dataclass(frozen=True)
@@ -71,7 +69,9 @@ class EigResult:
             ``"LM"`` by descending magnitude, ``"BE"`` ascending, ``2k`` of them).
         vectors: ``(dim, k)`` float64 unit Ritz vectors, on the operator's device.
         iterations: number of ``matvec`` calls.
-        residual_norms: ``(k,)`` float64 residuals ``‖A y − θ y‖ = |β s_last|``.
+        residual_norms: ``(k,)`` float64 bounds ``(|β s_last| + ρ)/‖Q s‖`` of the residuals
+            ``‖A y − θ y‖`` of the unit vectors returned (``ρ`` the rounding of a float32
+            basis, 0 for float64; the product's own rounding is not included).
         converged: whether every pair met the stopping rule of ``bound``.
 
     """
@@ -81,33 +81,6 @@ class EigResult:
     iterations: int
     residual_norms: Tensor
     converged: bool
-
-
-@dataclass(frozen=True)
-class _Ritz:
-    """Wanted Ritz pairs of a tridiagonal: values, eigenvectors ``(m, k)`` and gaps to neighbours."""
-
-    values: Tensor
-    vectors: Tensor
-    gaps: Tensor
-
-    def error_bounds(
-        self, beta: float, bound: str, rounding: float = 0.0, lengths: Tensor | None = None
-    ) -> tuple[Tensor, Tensor]:
-        """Return the residuals ``|β s_m|`` and the bounds (plus ``rounding``) the rule compares.
-
-        With the computed ``lengths = ‖Q s‖`` of the Ritz vectors, both are those of the unit
-        vectors ``Q s/‖Q s‖``: divided by ``lengths``.
-        """
-        residuals = (beta * self.vectors[-1]).abs()
-        slack = torch.full_like(residuals, rounding)
-        if lengths is not None:
-            residuals, slack = residuals / lengths, slack / lengths
-        if bound == "residual":
-            return residuals, residuals + slack
-        known = torch.isfinite(self.gaps) & (self.gaps > 0)  # no neighbour, or a tie: no estimate
-        kato_temple = torch.where(known, residuals**2 / self.gaps, residuals)
-        return residuals, torch.minimum(residuals, kato_temple) + slack
 
 
 def lanczos_topk(
@@ -172,9 +145,13 @@ def lanczos_topk(
             holds to rounding whatever the orthogonality (Paige 1976), so ``‖A y − θ y‖ ≤
             |β s_m| + ‖F‖`` for ``y = Q s`` regardless; the rule is checked with the computed
             length ``‖Q s‖`` of the candidate (one pass over the basis when it would stop), so
-            the bound still holds for the unit vector returned. Orthogonality is lost only
-            along Ritz vectors that have converged (Paige), which for ``k = 1`` makes copies
-            ("ghosts") of the top value at most: ``θ`` stays within the bound of an eigenvalue.
+            the bound still holds for the unit vector returned. Orthogonality is lost along
+            Ritz vectors that have converged (Paige), at either end, and copies ("ghosts") of
+            their values then slow the run; so once an extreme Ritz pair has converged to
+            ``|β s_m| ≤ √u·max(|α|, |β|)`` (or ``β`` is that small), the run hands over to a
+            reorthogonalized one started from its wanted Ritz vector (the products count
+            together). Without reorthogonalization ``θ`` need not be ``≤ λ_max``; it is within
+            the bound of an eigenvalue.
 
     For ``k > 1``, wanted eigenvalues closer than about the residual tolerance may merge into one
     Ritz value (the ``k``-th returned is then a farther one); with the residual rule each ``θ`` is
@@ -208,18 +185,24 @@ def lanczos_topk(
     max_iter = min(dim, max(300, 20 * k)) if max_iter is None else max(min(max_iter, dim), k)
     wanted = min(2 * k, dim) if which == "BE" else k
     start = _random(dim, generator, device) if v0 is None else v0.detach().to(device)
-    basis = KrylovBasis(
-        dim,
-        device,
-        capacity=min(max_iter, 64),
-        dtype=basis_dtype,
-        max_steps=max_iter,
-        reorthogonalize=reorthogonalize,
-    )
-    try:
-        return _run(matvec, basis, start, k, which, tol, bound, max_iter, generator, wanted)
-    finally:
-        basis.release()
+    used = 0  # products of a plain run that handed over to a reorthogonalized one
+    while True:
+        budget = max_iter - used
+        basis = KrylovBasis(
+            dim,
+            device,
+            capacity=min(budget, 64),
+            dtype=basis_dtype,
+            max_steps=budget,
+            reorthogonalize=reorthogonalize,
+        )
+        try:
+            run = _run(matvec, basis, start, k, which, tol, bound, budget, generator, wanted)
+        finally:
+            basis.release()
+        if isinstance(run, EigResult):
+            return replace(run, iterations=run.iterations + used)
+        start, used, reorthogonalize = run[0], used + run[1], True
 
 
 def _run(
@@ -233,8 +216,13 @@ def _run(
     max_iter: int,
     generator: torch.Generator,
     wanted: int,
-) -> EigResult:
-    """Run the Lanczos loop of :func:`lanczos_topk` in ``basis`` (released by the caller)."""
+) -> EigResult | tuple[Tensor, int]:
+    """Run the Lanczos loop of :func:`lanczos_topk` in ``basis`` (released by the caller).
+
+    A basis without reorthogonalization hands over, ``(start, products)``, once an extreme
+    Ritz pair has converged to the level where copies appear (:func:`_an_end_converged`): the
+    wanted Ritz vector so far, from which a reorthogonalized run goes on.
+    """
     dim, device, basis_dtype = start.numel(), start.device, basis.dtype
     unit = 0.0 if basis_dtype == torch.float64 else float(torch.finfo(basis_dtype).eps) / 2
     first = basis.append_slot()
@@ -254,26 +242,29 @@ def _run(
         broke = beta <= 1e-12 * max(scale, 1e-300)
         if broke or m >= max_iter or m >= next_check:
             next_check = m + max(1, m // _STRIDE)
-            ritz = _ritz_pairs(alphas, betas, k, which)
+            ritz = ritz_pairs(alphas, betas, k, which)
             rounding = unit * m**0.5 * scale  # of a basis coarser than float64
             stretch = _stretch(basis.orthogonality, m) if basis.reorthogonalize else 1.0
             residuals, errors = ritz.error_bounds(beta * stretch, bound, rounding)
             converged = ritz.values.numel() == wanted and _met(errors, ritz.values, tol)
             if block > 0 and converged:
-                block_ritz = _ritz_pairs(alphas[block:], betas[block:], k, which)
+                block_ritz = ritz_pairs(alphas[block:], betas[block:], k, which)
                 block_errors = block_ritz.error_bounds(beta * stretch, bound, rounding)[1]
                 converged = _met(block_errors, block_ritz.values, tol)
             restart = broke and _restarts(betas) < k and m < max_iter
             if (converged and not restart) or m >= max_iter:
                 vectors = (basis.matrix() @ ritz.vectors.to(device, basis_dtype)).double()
                 lengths = torch.linalg.vector_norm(vectors, dim=0)
-                if basis.reorthogonalize:
-                    residuals = residuals / stretch / lengths.cpu()  # of the unit vectors
-                else:  # the rule assumed unit length: check it with the computed one
-                    residuals, errors = ritz.error_bounds(beta, bound, rounding, lengths.cpu())
+                if not basis.reorthogonalize:  # the rule assumed unit length: check it
+                    errors = ritz.error_bounds(beta, bound, rounding, lengths.cpu())[1]
                     converged = converged and _met(errors, ritz.values, tol)
+                # of the unit vectors returned, with the rounding of a float32 basis
+                residuals = (residuals / stretch + rounding) / lengths.cpu()
                 if converged or m >= max_iter:
                     return EigResult(ritz.values, vectors / lengths, m, residuals, converged)
+        if not basis.reorthogonalize and _an_end_converged(alphas, betas, beta, basis, scale):
+            s = ritz_pairs(alphas, betas, k, which).vectors.to(device, basis_dtype)
+            return basis.matrix() @ s[:, 0], m  # before the basis grows copies of that pair
         if broke:  # invariant subspace: restart orthogonally, decoupled (β = 0)
             betas.append(0.0)
             block = m
@@ -281,6 +272,23 @@ def _run(
         else:
             betas.append(beta)
             basis.append_divided(w, beta)
+
+
+def _an_end_converged(
+    alphas: list[float], betas: list[float], beta: float, basis: KrylovBasis, scale: float
+) -> bool:
+    """Whether an extreme Ritz pair has converged to ``|β s_m| ≤ √u·‖T‖`` (``u`` the basis's).
+
+    In a basis that is not reorthogonalized, orthogonality is lost along the Ritz vectors that
+    have converged (Paige 1976; Parlett & Scott 1979, "The Lanczos algorithm with selective
+    orthogonalization"), and copies of their values appear; the extremes converge first, and a
+    tiny ``β`` (a near-breakdown) makes every residual small at once. Handing over to a
+    reorthogonalized run there keeps a far end that converges long before the wanted one (a
+    Hessian with a large negative outlier) from slowing the wanted end down.
+    """
+    _, last = tridiagonal_extremes(alphas, betas)
+    unit = float(torch.finfo(basis.dtype).eps) / 2
+    return bool((beta * last).abs().min() <= unit**0.5 * scale)
 
 
 def _stretch(orthogonality: float, m: int) -> float:
@@ -329,70 +337,6 @@ def _fresh_direction(
 ) -> Tensor:
     w = _random(dim, generator, device).to(basis.dtype)
     return w / basis.orthogonalize(w, skip=False)
-
-
-def _ritz_pairs(alphas: list[float], betas: list[float], k: int, which: str) -> _Ritz:
-    """Return the wanted Ritz pairs of ``T`` (diagonal ``alphas``, off-diagonal ``betas[:m-1]``).
-
-    Every wanted set is a prefix and/or a suffix of the ascending Ritz values (the ``k`` of
-    largest magnitude lie among the ``k`` smallest and the ``k`` largest), so only the ``k + 1``
-    values at the needed ends are computed: the ``k``-th neighbour gives the last gap.
-    """
-    m = len(alphas)
-    diagonal, off = np.asarray(alphas), np.asarray(betas[: m - 1])
-    span = min(k + 1, m)
-    low = which != "LA"
-    high = which != "SA"
-    if low and high and 2 * span >= m:
-        ranges = [(0, m - 1)]
-    else:
-        ranges = ([(0, span - 1)] if low else []) + ([(m - span, m - 1)] if high else [])
-    index, values, vectors = [], [], []
-    for lo, hi in ranges:
-        theta, s = _tridiagonal_eigh(diagonal, off, lo, hi)
-        index.append(np.arange(lo, hi + 1))
-        values.append(theta)
-        vectors.append(s)
-    idx, theta, s = np.concatenate(index), np.concatenate(values), np.concatenate(vectors, axis=1)
-    pick = _select(idx, theta, m, k, which)
-    return _Ritz(
-        torch.from_numpy(theta[pick].copy()),
-        torch.from_numpy(s[:, pick].copy()),
-        torch.from_numpy(_gaps(idx, theta, pick, m)),
-    )
-
-
-def _tridiagonal_eigh(
-    diagonal: np.ndarray, off: np.ndarray, lo: int, hi: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Eigenpairs ``lo..hi`` (ascending) of a symmetric tridiagonal, by bisection and inverse iteration."""
-    theta, s = scipy.linalg.eigh_tridiagonal(
-        diagonal, off, select="i", select_range=(lo, hi), tol=_ABSTOL
-    )
-    return theta, s
-
-
-def _select(idx: np.ndarray, theta: np.ndarray, m: int, k: int, which: str) -> np.ndarray:
-    """Return positions (in the computed ``idx``/``theta``) of the wanted values, in output order."""
-    k = min(k, m)
-    if which == "LA":
-        return np.flatnonzero(idx >= m - k)[::-1]
-    if which == "SA":
-        return np.flatnonzero(idx < k)
-    ends = np.flatnonzero((idx < k) | (idx >= m - k))  # ascending
-    if which == "BE":
-        return ends
-    return ends[np.argsort(-np.abs(theta[ends]), kind="stable")[:k]]
-
-
-def _gaps(idx: np.ndarray, theta: np.ndarray, pick: np.ndarray, m: int) -> np.ndarray:
-    """Distance from each picked Ritz value to its nearest other one (``inf`` if ``m = 1``)."""
-    gaps = np.full(pick.size, np.inf)
-    for out, p in enumerate(pick):
-        for q in (p - 1, p + 1):
-            if 0 <= q < idx.size and abs(int(idx[q]) - int(idx[p])) == 1:
-                gaps[out] = min(gaps[out], abs(theta[q] - theta[p]))
-    return gaps
 
 
 def top_eigenpair(
