@@ -89,6 +89,7 @@ class KrylovBasis:
             0.0 if dtype == torch.float64 else (unit / max(max_steps or capacity, 1)) ** 0.5
         )
         self.orthogonality = 0.0  # the largest skipped |q_kᵀ q_j| measured so far
+        self._removed: list[tuple[int, Tensor]] = []  # (step, h) taken out of Lanczos steps
 
     def release(self) -> None:
         """Keep this basis's storage for the next run (when small enough); then drop it."""
@@ -116,6 +117,24 @@ class KrylovBasis:
             self._q = grown
         self._m += 1
         return self._q[self._m - 1]
+
+    def removed_bound(self, s: Tensor, offset: int = 0) -> Tensor:
+        """Bound ``‖F_rem s‖`` per column of ``s``: what reorthogonalization took out of ``A Q``.
+
+        The step from ``q_j`` removed ``Q h_j`` from ``A q_j − α q_j − β q_{j−1}``, so the
+        relation ``A Q = Q T + β q eᵀ + F`` carries it in ``F``'s column ``j`` and
+        ``F_rem s = Q (H s)`` with ``H = [h_1, h_2, …]``: at most ``‖Q‖₂ ‖H s‖``, with
+        ``‖Q‖₂² ≤ 1 + (m − 1)·ω`` (Gershgorin on ``QᵀQ``). ``s`` is ``(m − offset, k)``: Ritz
+        vectors of the block of ``T`` from step ``offset`` on. Only a float32 basis records
+        ``h``: it lets components grow to ``√(u/m_max)·‖w‖`` before removing them, while a
+        float64 basis removes them every step, at the rounding level its rule leaves out.
+        """
+        hs = torch.zeros(self._m, s.shape[1], dtype=torch.float64)
+        for j, h in self._removed:
+            if j >= offset:
+                hs[: h.numel()] += h[:, None] * s[j - offset].double()
+        stretch = 1.0 + max(self._m - 1, 0) * self.orthogonality
+        return torch.linalg.vector_norm(hs, dim=0) * stretch**0.5
 
     @property
     def dtype(self) -> torch.dtype:
@@ -152,6 +171,8 @@ class KrylovBasis:
                 self.orthogonality = max(self.orthogonality, largest / max(norm, 1e-300))
                 return norm
             w.addmv_(q.T, h, alpha=-1.0)
+            if skip and self._skip > 0:  # a step that let h grow past rounding: removed_bound
+                self._removed.append((self._m - 1, h.double().cpu()))
             new_norm = float(torch.linalg.vector_norm(w))
             if new_norm > _DGKS * norm:
                 return new_norm

@@ -34,7 +34,11 @@ class Ritz:
     gaps: Tensor
 
     def error_bounds(
-        self, beta: float, bound: str, rounding: float = 0.0, lengths: Tensor | None = None
+        self,
+        beta: float,
+        bound: str,
+        rounding: float | Tensor = 0.0,
+        lengths: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Return the residuals ``|β s_m|`` and the bounds (plus ``rounding``) the rule compares.
 
@@ -42,7 +46,7 @@ class Ritz:
         vectors ``Q s/‖Q s‖``: divided by ``lengths``.
         """
         residuals = (beta * self.vectors[-1]).abs()
-        slack = torch.full_like(residuals, rounding)
+        slack = torch.zeros_like(residuals) + rounding
         if lengths is not None:
             residuals, slack = residuals / lengths, slack / lengths
         if bound == "residual":
