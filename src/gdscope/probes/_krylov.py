@@ -83,10 +83,12 @@ class KrylovBasis:
         )  # (m, dim)
         self._m = 0
         self.work = torch.empty(dim, dtype=dtype, device=device)  # see lanczos_step
-        unit = float(torch.finfo(dtype).eps) / 2
+        self.unit = float(torch.finfo(dtype).eps) / 2  # the basis's unit roundoff u
+        # a Lanczos step's β below this share of max |α|, |β| is the rounding of one step
+        self.breakdown = max(1e-12, 10 * self.unit)
         # float64 bases (tight tolerances, restarts on low-rank operators) always remove h
         self._skip = (
-            0.0 if dtype == torch.float64 else (unit / max(max_steps or capacity, 1)) ** 0.5
+            0.0 if dtype == torch.float64 else (self.unit / max(max_steps or capacity, 1)) ** 0.5
         )
         self.orthogonality = 0.0  # the largest skipped |q_kᵀ q_j| measured so far
         self._removed: list[tuple[int, Tensor]] = []  # (step, h) taken out of Lanczos steps
@@ -129,6 +131,8 @@ class KrylovBasis:
         ``h``: it lets components grow to ``√(u/m_max)·‖w‖`` before removing them, while a
         float64 basis removes them every step, at the rounding level its rule leaves out.
         """
+        if not self._removed:  # nothing removed (float64 or plain): zero for every column
+            return torch.zeros(s.shape[1], dtype=torch.float64)
         hs = torch.zeros(self._m, s.shape[1], dtype=torch.float64)
         for j, h in self._removed:
             if j >= offset:

@@ -20,7 +20,7 @@ import scipy.linalg
 import torch
 from torch import Tensor
 
-__all__ = ["Ritz", "ritz_pairs", "tridiagonal_extremes"]
+__all__ = ["Ritz", "extreme_last_entries", "ritz_pairs"]
 
 _ABSTOL = 2 * float(np.finfo(np.float64).tiny)  # the tightest bisection tolerance of LAPACK stebz
 
@@ -120,15 +120,13 @@ def _gaps(idx: np.ndarray, theta: np.ndarray, pick: np.ndarray, m: int) -> np.nd
     return gaps
 
 
-def tridiagonal_extremes(alphas: list[float], betas: list[float]) -> tuple[Tensor, Tensor]:
-    """Return the smallest and largest Ritz values of ``T`` and the last entries of their ``s``.
+def extreme_last_entries(alphas: list[float], betas: list[float]) -> Tensor:
+    """Return ``s_m`` of the smallest and of the largest Ritz pair of ``T``.
 
     ``|β_m s_m|`` of each is its residual: how far the Ritz pair has converged.
     """
     m = len(alphas)
     diagonal, off = np.asarray(alphas), np.asarray(betas[: m - 1])
-    low = _tridiagonal_eigh(diagonal, off, 0, 0)
-    high = _tridiagonal_eigh(diagonal, off, m - 1, m - 1)
-    values = np.array([low[0][0], high[0][0]])
-    last = np.array([low[1][-1, 0], high[1][-1, 0]])
-    return torch.from_numpy(values), torch.from_numpy(last)
+    low = _tridiagonal_eigh(diagonal, off, 0, 0)[1]
+    high = _tridiagonal_eigh(diagonal, off, m - 1, m - 1)[1]
+    return torch.tensor([low[-1, 0], high[-1, 0]], dtype=torch.float64)

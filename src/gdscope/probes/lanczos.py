@@ -49,7 +49,7 @@ import torch
 from torch import Tensor
 
 from gdscope.probes._krylov import KrylovBasis, lanczos_step
-from gdscope.probes._ritz import ritz_pairs, tridiagonal_extremes
+from gdscope.probes._ritz import extreme_last_entries, ritz_pairs
 
 __all__ = ["Bound", "EigResult", "Which", "lanczos_topk", "top_eigenpair"]
 
@@ -229,7 +229,7 @@ def _run(
     3e-5 where the reorthogonalized run reached 7e-6.)
     """
     dim, device, basis_dtype = start.numel(), start.device, basis.dtype
-    unit = 0.0 if basis_dtype == torch.float64 else float(torch.finfo(basis_dtype).eps) / 2
+    unit = 0.0 if basis_dtype == torch.float64 else basis.unit
     first = basis.append_slot()
     first.copy_(start.reshape(-1))
     first.div_(torch.linalg.vector_norm(first))
@@ -237,26 +237,24 @@ def _run(
     betas: list[float] = []  # betas[j] couples q_j and q_{j+1}
     block = 0  # first index of the current Krylov block (moves on a restart)
     next_check = 1
-    # β below this share of |α|, |β| is the rounding of one step: the space is invariant
-    breakdown = max(1e-12, 10 * float(torch.finfo(basis_dtype).eps) / 2)
     w = basis.work
     while True:
         m = len(alphas) + 1
         alpha, beta = lanczos_step(matvec, basis, betas[-1] if betas else 0.0)
         alphas.append(alpha)
         scale = max(scale, abs(alpha), *(abs(b) for b in betas[-1:]))
-        broke = beta <= breakdown * max(scale, 1e-300)
+        broke = beta <= basis.breakdown * max(scale, 1e-300)  # an invariant space
         if broke or m >= max_iter or m >= next_check:
             next_check = m + max(1, m // _STRIDE)
             ritz = ritz_pairs(alphas, betas, k, which)
-            rounding = unit * m**0.5 * scale  # of a basis coarser than float64
-            stretch = _stretch(basis.orthogonality, m) if basis.reorthogonalize else 1.0
-            rounding = rounding + basis.removed_bound(ritz.vectors)  # and what CGS took out
+            step_rounding = unit * m**0.5 * scale  # of a basis coarser than float64
+            stretch = _stretch(basis.orthogonality, m)  # 1 where nothing was measured
+            rounding = step_rounding + basis.removed_bound(ritz.vectors)  # and what CGS took out
             residuals, errors = ritz.error_bounds(beta * stretch, bound, rounding)
             converged = ritz.values.numel() == wanted and _met(errors, ritz.values, tol)
             if block > 0 and converged:
                 block_ritz = ritz_pairs(alphas[block:], betas[block:], k, which)
-                block_slack = unit * m**0.5 * scale + basis.removed_bound(block_ritz.vectors, block)
+                block_slack = step_rounding + basis.removed_bound(block_ritz.vectors, block)
                 block_errors = block_ritz.error_bounds(beta * stretch, bound, block_slack)[1]
                 converged = _met(block_errors, block_ritz.values, tol)
             restart = broke and _restarts(betas) < k and m < max_iter
@@ -293,9 +291,8 @@ def _an_end_converged(
     reorthogonalized run there keeps a far end that converges long before the wanted one (a
     Hessian with a large negative outlier) from slowing the wanted end down.
     """
-    _, last = tridiagonal_extremes(alphas, betas)
-    unit = float(torch.finfo(basis.dtype).eps) / 2
-    return bool((beta * last).abs().min() <= unit**0.5 * scale)
+    last = extreme_last_entries(alphas, betas)
+    return bool((beta * last).abs().min() <= basis.unit**0.5 * scale)
 
 
 def _stretch(orthogonality: float, m: int) -> float:

@@ -209,7 +209,7 @@ def _tridiagonal(
             alpha, beta = lanczos_step(matvec, basis, betas[-1] if betas else 0.0)
             alphas.append(alpha)
             scale = max(scale, abs(alpha), *(abs(b) for b in betas[-1:]))
-            if len(alphas) == steps or beta <= 1e-12 * max(scale, 1e-300):
+            if len(alphas) == steps or beta <= basis.breakdown * max(scale, 1e-300):
                 break
             betas.append(beta)
             basis.append_divided(w, beta)
