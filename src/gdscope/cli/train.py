@@ -283,8 +283,9 @@ def bench(
     """Time gdscope against the anchor methods; print one JSON line per measurement.
 
     With ``--peers``, ``benchmarks/bench_peers.py`` times gdscope and each installed peer package
-    on the same inputs in alternating rounds, single-threaded, and prints median, minimum, spread,
-    the ratio to gdscope and the error against an independent reference.
+    on the same inputs in alternating rounds, on one core (the process is pinned to it; each
+    record's ``cores_used`` shows it) with the caches swept before each call, and prints median,
+    minimum, spread, the ratio to gdscope and the error against an independent reference.
     """
     import importlib.util
     import subprocess
