@@ -28,7 +28,6 @@ from __future__ import annotations
 import os
 
 os.environ["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import argparse
 import importlib.util
@@ -46,26 +45,42 @@ PEERS = {
     "hessian_eigenthings": "hessian-eigenthings",
     "scipy": "scipy",
 }
+WORKLOAD_PEERS = {
+    "ntk": ("jax", "neural_tangents"),
+    "sharpness": ("curvlinops", "pyhessian", "hessian_eigenthings", "scipy"),
+    "trace": ("pyhessian",),
+}
 NTK_SIZES = [(64, 256), (256, 512), (512, 512)]
+GPU_NTK_SIZES = [(64, 1024), (1024, 1024), (4096, 1024), (1024, 4096), (4096, 4096)]
+JACOBIAN_BYTES = 8 * 2**30  # the Jacobian routes run only where n·P float32 entries fit this
 TINY_NTK_SIZES = [(8, 16)]
 D_IN = 784
 
 
-def missing_peers() -> list[str]:
-    """Return the pip names of the peer packages that cannot be imported here."""
-    return [pip for module, pip in PEERS.items() if importlib.util.find_spec(module) is None]
+def missing_peers(only: list[str] | None = None) -> list[str]:
+    """Return the pip names of the peer packages (of the workloads ``only``) not importable here."""
+    wanted = {m for w in only or WORKLOAD_PEERS for m in WORKLOAD_PEERS[w]}
+    return [
+        pip
+        for module, pip in PEERS.items()
+        if module in wanted and importlib.util.find_spec(module) is None
+    ]
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--small", action="store_true", help="CPU sizes (the default here)")
     parser.add_argument("--tiny", action="store_true", help="toy sizes, seconds (a smoke test)")
-    parser.add_argument("--device", default="cpu", help="only cpu: the peers run on the CPU")
+    parser.add_argument(
+        "--device", default="cpu", help="cpu, or cuda with --only ntk (JAX on the GPU)"
+    )
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds per method (>= 1)")
     parser.add_argument("--only", action="append", choices=["ntk", "sharpness", "trace"])
     args = parser.parse_args(argv)
-    if args.device != "cpu":
-        parser.error("--device: the peers bench runs on the CPU only")
+    if args.device not in ("cpu", "cuda"):
+        parser.error(f"--device: got {args.device!r}; use cpu or cuda")
+    if args.device == "cuda" and set(args.only or ()) != {"ntk"}:
+        parser.error("--device cuda: only the NTK peers run on the GPU; add --only ntk")
     return args
 
 
@@ -96,7 +111,7 @@ def jax_params(model: torch.nn.Module, dtype: Any) -> tuple[list[Any], list[tupl
 
     arrays, scales = [], []
     for layer in model.layers:  # pyright: ignore[reportGeneralTypeIssues]
-        w, b = layer.weight.detach().numpy().T, layer.bias.detach().numpy()
+        w, b = layer.weight.detach().cpu().numpy().T, layer.bias.detach().cpu().numpy()
         arrays.append((jnp.asarray(w, dtype=dtype), jnp.asarray(b, dtype=dtype)))
         scales.append((float(layer.multiplier), float(layer.bias_multiplier)))
     return arrays, scales
@@ -119,41 +134,61 @@ def nt_kernel(scales: list[tuple[float, float]], implementation: int) -> Any:
 
 def rel_err(gram: Any, ref: np.ndarray) -> float:
     """``max |G − R| / max |R|`` in float64, G reshaped to ``(n, n)``."""
+    if isinstance(gram, torch.Tensor):
+        gram = gram.detach().cpu().numpy()
     g = np.asarray(gram, dtype=np.float64).reshape(ref.shape)
     return float(np.abs(g - ref).max() / np.abs(ref).max())
 
 
-def run_ntk(sizes: list[tuple[int, int]], rounds: int) -> None:
+def run_ntk(sizes: list[tuple[int, int]], rounds: int, device: torch.device) -> None:
     kernels: dict[tuple[tuple[float, float], ...], tuple[Any, Any]] = {}
     for n, m in sizes:
-        run_ntk_case(n, m, rounds, kernels)
+        run_ntk_case(n, m, rounds, kernels, device)
 
 
-def run_ntk_case(n: int, m: int, rounds: int, kernels: dict[Any, tuple[Any, Any]]) -> None:
-    """Time the four NTK methods on one ``(n, m)``; jitted NT kernels are reused across sizes."""
+def run_ntk_case(
+    n: int, m: int, rounds: int, kernels: dict[Any, tuple[Any, Any]], device: torch.device
+) -> None:
+    """Time the NTK methods on one ``(n, m)``; jitted NT kernels are reused across sizes.
+
+    The Jacobian routes (NT's contraction, ``vmap(jacrev)``) run only where the ``n × P``
+    Jacobian fits :data:`JACOBIAN_BYTES`. On CUDA every gdscope call ends with a synchronize
+    (NT's with ``block_until_ready``), and JAX runs on the same GPU.
+    """
     import jax
     import jax.numpy as jnp
-    from _common import emit, interleaved, summary
+    from _common import device_name, emit, interleaved, summary, sync
     from bench_ntk import jacrev_contraction
 
     import gdscope as gs
 
-    model = gs.models.mlp(D_IN, m, depth=4, out_dim=1, seed=0)
+    model = gs.models.mlp(D_IN, m, depth=4, out_dim=1, seed=0, device=device)
     x = torch.randn(n, D_IN, generator=torch.Generator().manual_seed(0))
     params32, scales = jax_params(model, jnp.float32)
     params64, _ = jax_params(model, jnp.float64)
     x32, x64 = jnp.asarray(x.numpy(), jnp.float32), jnp.asarray(x.numpy(), jnp.float64)
+    x = x.to(device)
     if tuple(scales) not in kernels:
         kernels[tuple(scales)] = (nt_kernel(scales, 3), nt_kernel(scales, 1))
     nt_sd, nt_jc = kernels[tuple(scales)]
     reference = np.asarray(nt_sd(x64, params64), dtype=np.float64).reshape(n, n)
     ours = "gdscope ntk_gram (structured)"
+
+    def timed(fn: Any) -> Any:
+        def call() -> Any:
+            result = fn()
+            sync(device)
+            return result
+
+        return call
+
     fns = {
-        ours: lambda: gs.probes.ntk_gram(model, x),
+        ours: timed(lambda: gs.probes.ntk_gram(model, x)),
         "neural-tangents STRUCTURED_DERIVATIVES (jit)": lambda: nt_sd(x32, params32),
-        "neural-tangents JACOBIAN_CONTRACTION (jit)": lambda: nt_jc(x32, params32),
-        "torch vmap(jacrev) contraction": lambda: jacrev_contraction(model, x),
     }
+    if n * sum(p.numel() for p in model.parameters()) * 4 <= JACOBIAN_BYTES:
+        fns["neural-tangents JACOBIAN_CONTRACTION (jit)"] = lambda: nt_jc(x32, params32)
+        fns["torch vmap(jacrev) contraction"] = timed(lambda: jacrev_contraction(model, x))
     times, results, cpu = interleaved(fns, rounds=rounds, warmup=1)
     ours_ms = summary(times[ours])["median_ms"]
     for name, ts in times.items():
@@ -165,7 +200,7 @@ def run_ntk_case(n: int, m: int, rounds: int, kernels: dict[Any, tuple[Any, Any]
                 "n": n,
                 "m": m,
                 "k": 1,
-                "device": "cpu (1 thread)",
+                "device": "cpu (1 thread)" if device.type == "cpu" else device_name(device),
                 **stats,
                 "ratio_to_gdscope": round(stats["median_ms"] / ours_ms, 3),
                 "rel_err": rel_err(results[name], reference),
@@ -177,7 +212,8 @@ def run_ntk_case(n: int, m: int, rounds: int, kernels: dict[Any, tuple[Any, Any]
 
 
 def main(argv: list[str] | None = None) -> int:
-    missing = missing_peers()
+    args = parse(argv)
+    missing = missing_peers(args.only)
     if missing:
         print(
             f"bench --peers: peer package(s) not installed: {', '.join(missing)} "
@@ -185,14 +221,16 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    args = parse(argv)
     if args.rounds < 1:
         print("bench --peers: --rounds must be >= 1", file=sys.stderr)
         return 2
     from _common import pin_to_one_core
 
-    pin_to_one_core()  # before JAX starts its thread pool: XLA ignores its own thread flags
-    torch.set_num_threads(1)
+    device = torch.device(args.device)
+    os.environ.setdefault("JAX_PLATFORMS", args.device)
+    if device.type == "cpu":
+        pin_to_one_core()  # before JAX starts its thread pool: XLA ignores its own thread flags
+        torch.set_num_threads(1)
     import jax
 
     jax.config.update("jax_enable_x64", True)  # float64 references; fp32 arrays stay fp32
@@ -200,7 +238,8 @@ def main(argv: list[str] | None = None) -> int:
 
     only = set(args.only or ["ntk", "sharpness", "trace"])
     if "ntk" in only:
-        run_ntk(TINY_NTK_SIZES if args.tiny else NTK_SIZES, args.rounds)
+        sizes = GPU_NTK_SIZES if device.type == "cuda" else NTK_SIZES
+        run_ntk(TINY_NTK_SIZES if args.tiny else sizes, args.rounds, device)
     case = curv.TINY if args.tiny else curv.SMALL
     if "sharpness" in only:
         curv.run_sharpness(case, args.rounds)

@@ -91,3 +91,25 @@ def test_bench_peers_without_a_peer_says_which_in_one_line(monkeypatch, capsys):
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "pyhessian" in lines[0] and "not installed" in lines[0], err
+
+
+def test_peers_bench_asks_only_for_the_peers_of_the_workloads_it_runs(monkeypatch):
+    bench = load_benchmark_module("bench_peers")
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a, **k: None if name in ("pyhessian", "jax") else real(name, *a, **k),
+    )
+    assert bench.missing_peers(["ntk"]) == ["jax"]
+    assert bench.missing_peers(["trace"]) == ["pyhessian"]
+    assert bench.missing_peers() == ["jax", "pyhessian"]
+
+
+def test_peers_bench_runs_on_cuda_only_for_the_ntk(capsys):
+    bench = load_benchmark_module("bench_peers")
+    with pytest.raises(SystemExit) as stop:
+        bench.parse(["--device", "cuda", "--only", "sharpness"])
+    assert stop.value.code == 2
+    assert "--only ntk" in capsys.readouterr().err
+    assert bench.parse(["--device", "cuda", "--only", "ntk"]).device == "cuda"
