@@ -214,7 +214,7 @@ def plain_stack(model: nn.Module, x: Tensor) -> UseTrace | None:
     True
 
     """
-    layers = _plain_layers(model)
+    layers = plain_layers(model)
     if (
         layers is None
         or type(x) is not Tensor
@@ -228,10 +228,10 @@ def plain_stack(model: nn.Module, x: Tensor) -> UseTrace | None:
     return UseTrace([], inputs, outputs, outputs=layers[-1].out_features)
 
 
-def _plain_layers(model: nn.Module) -> list[nn.Linear | ScaledLinear] | None:
+def plain_layers(model: nn.Module) -> list[nn.Linear | ScaledLinear] | None:
     """Return the linear layers of a plain stack in the order its forward calls them, or None."""
     everything = [m for _, m in model.named_modules(remove_duplicate=False)]
-    if len({id(m) for m in everything}) != len(everything) or not all(map(_stock, everything)):
+    if len({id(m) for m in everything}) != len(everything) or not all(map(is_stock, everything)):
         return None
     if type(model) is MLP:
         if type(model.activation) not in _ELEMENTWISE or type(model.layers) is not nn.ModuleList:
@@ -251,7 +251,7 @@ def _plain_layers(model: nn.Module) -> list[nn.Linear | ScaledLinear] | None:
     return found or None
 
 
-def _stock(module: nn.Module) -> bool:
+def is_stock(module: nn.Module) -> bool:
     """Return whether ``module`` has no hook, no instance ``forward`` and plain parameters."""
     return (
         "forward" not in vars(module)

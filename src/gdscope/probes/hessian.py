@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from gdscope.functional import LossFn, apply, loss_at
 from gdscope.probes._checks import check_deterministic, refuse_random_modules
+from gdscope.probes._data_span import DataSpan, data_span
 from gdscope.probes._hvp import HessianOperator, Scalar, Term
 from gdscope.probes._rademacher import rademacher_rows
 from gdscope.probes._subset import select_params
@@ -89,13 +90,15 @@ def _operator(
     cache_chunks: bool,
     what: str,
     params: Iterable[str] | str | None = None,
+    span: DataSpan | None = None,
 ) -> HessianOperator:
     """Build the operator of :func:`hessian_operator`; ``what`` names the probe in errors.
 
     ``params`` selects a block (names or module prefixes, see
     :func:`~gdscope.probes._subset.select_params`); None keeps every trainable parameter.
+    With ``span`` the operator is the reduced Hessian ``∇²L̃`` of :mod:`gdscope.probes._data_span`.
     """
-    x, y = batch
+    x, y = batch if span is None else span.batch(batch)
     n = x.shape[0]
     if chunk_size is not None and not (isinstance(chunk_size, int) and chunk_size >= 1):
         raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
@@ -105,6 +108,7 @@ def _operator(
         for i in range(0, n, size)
     ]
     selected = select_params(model, params)
+    selected = selected if span is None else span.params(selected)
     refuse_random_modules(model, what=what, noun="loss")  # before a graph build updates them
     op = HessianOperator(selected, terms, cache=chunk_size is None or cache_chunks)
     check_deterministic(model, what=what, fn=terms[0].fn, params=selected, value=op.first_value)
@@ -221,10 +225,10 @@ def sharpness(
     a start vector blind to it). ``bound="gap"`` stops on the Kato–Temple estimate
     ``min(r, r²/gap) ≤ tol·θ`` instead (fewer products; not a guarantee, see
     :mod:`gdscope.probes.lanczos`). A float32 model at ``tol ≥ 1e-5`` keeps its Krylov basis in
-    float32, without reorthogonalization until an extreme Ritz pair converges (the rule checked
-    with the Ritz vector's computed length; ``reorthogonalize`` in
-    :func:`~gdscope.probes.lanczos.lanczos_topk`), with the basis's rounding added to the bound;
-    otherwise the basis is float64 and reorthogonalized.
+    float32, unreorthogonalized until an extreme Ritz pair converges (``reorthogonalize`` in
+    :func:`~gdscope.probes.lanczos.lanczos_topk`), its rounding added to the bound; otherwise
+    float64, reorthogonalized. On ``n < d/2`` examples, a plain stack's first layer is worked in
+    the inputs' row span (``d → n`` columns; exact, :mod:`gdscope.probes._data_span`).
     Gradient descent with step ``η`` is stable on a quadratic iff ``λ_max < 2/η``; Cohen et al.
     (2021) find it rises to and then hovers at ``2/η``.
 
@@ -253,13 +257,17 @@ def sharpness(
         >>> s = sharpness(gs.models.mlp(4, 8, depth=2, seed=0), gs.losses.mse, (x, y))
 
     """
-    op = _operator(model, loss_fn, batch, chunk_size, False, what="sharpness", params=params)
+    selected = select_params(model, params)
+    span = data_span(model, batch[0], selected, tol)
+    op = _operator(model, loss_fn, batch, chunk_size, False, "sharpness", params, span)
     basis_dtype = _basis_dtype(op, tol)
+    start = v0 if v0 is None or span is None else span.reduce(v0.reshape(-1), selected)
     value, vector = top_eigenpair(
-        op.buffered_matvec(), op.dim, what="sharpness", tol=tol, bound=bound, v0=v0,
+        op.buffered_matvec(), op.dim, what="sharpness", tol=tol, bound=bound, v0=start,
         generator=generator, device=op.device, basis_dtype=basis_dtype,
         reorthogonalize=basis_dtype == torch.float64,
     )  # fmt: skip
+    value, vector = (value, vector) if span is None else span.top_pair(value, vector, selected)
     return (value, vector) if return_vector else value
 
 
@@ -289,10 +297,9 @@ def power_iteration(
 ) -> tuple[float, int]:
     r"""Return ``(θ, iterations)`` from power iteration on the Hessian, as PyHessian does.
 
-    ``v ← H v / ‖H v‖`` with Rayleigh quotient ``θ = vᵀ H v``, stopped when
-    ``|θ − θ_prev| ≤ tol·|θ_prev|`` (Yao, Gholami, Keutzer & Mahoney 2020, "PyHessian"). It finds
-    the largest-MAGNITUDE eigenvalue, and its stopping rule bounds no error: on a spectrum with
-    ratio ``λ₂/λ₁ = ρ`` it converges like ``ρ^{2t}``. Kept for comparison with :func:`sharpness`.
+    ``v ← H v / ‖H v‖``, ``θ = vᵀ H v``, stopped when ``|θ − θ_prev| ≤ tol·|θ_prev|`` (Yao, Gholami,
+    Keutzer & Mahoney 2020, "PyHessian"). It finds the largest-MAGNITUDE eigenvalue, and its rule
+    bounds no error: with ``λ₂/λ₁ = ρ`` it converges like ``ρ^{2t}``. Kept for comparison.
     """
     op = _operator(model, loss_fn, batch, None, False, what="power_iteration")
     if generator is None:

@@ -1,0 +1,161 @@
+"""The sharpness on the first layer's data span (gdscope.probes._data_span) against dense Hessians.
+
+On ``n < d/2`` examples a plain stack's first-layer weight enters the loss only through the
+inputs' row span, so ``sharpness`` works on ``r = n`` input coordinates. The value and the
+eigenvector returned must be those of the full float64 Hessian; the path must be taken exactly
+where the identity holds and nowhere else.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import gdscope as gs
+from gdscope.probes import _data_span
+from gdscope.probes._data_span import data_span
+from gdscope.probes._reference import dense_hessian
+from gdscope.probes._subset import select_params
+
+
+def _flatten_tanh(seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Flatten(), nn.Linear(24, 7), nn.Tanh(), nn.Linear(7, 5), nn.Tanh(), nn.Linear(7 - 2, 3)
+    ).double()
+
+
+def _relu_stack(seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(24, 9), nn.ReLU(), nn.Linear(9, 3)).double()
+
+
+def _mup_mlp(seed: int) -> nn.Module:
+    return gs.models.mlp(24, 8, depth=3, out_dim=3, parameterization="mup", seed=seed).double()
+
+
+MODELS = {"flatten-tanh": _flatten_tanh, "relu": _relu_stack, "mlp-mup": _mup_mlp}
+
+
+def _batch(model_name: str, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    shape = (n, 2, 3, 4) if model_name == "flatten-tanh" else (n, 24)
+    return torch.randn(shape, generator=gen, dtype=torch.float64), torch.randn(
+        n, 3, generator=gen, dtype=torch.float64
+    )
+
+
+def _full_dim(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("seed", [0, 1])
+def test_sharpness_on_the_span_is_the_full_hessians_top_pair(name, seed):
+    model = MODELS[name](seed)
+    batch = _batch(name, 7, seed)
+    assert data_span(model, batch[0], select_params(model, None), tol=1e-10) is not None
+    dense = dense_hessian(model, gs.losses.mse, batch)
+    top = float(torch.linalg.eigvalsh(dense)[-1])
+    value, vector = gs.probes.sharpness(
+        model, gs.losses.mse, batch, tol=1e-10, return_vector=True
+    )
+    assert vector.shape == (_full_dim(model),)
+    assert abs(value - top) <= 1e-9 * top
+    assert abs(float(torch.linalg.vector_norm(vector)) - 1.0) <= 1e-12
+    residual = dense @ vector.cpu() - value * vector.cpu()
+    assert float(torch.linalg.vector_norm(residual)) <= 1e-8 * top
+
+
+def test_warm_start_from_the_full_vector_of_a_previous_call():
+    model = _flatten_tanh(3)
+    batch = _batch("flatten-tanh", 6, 3)
+    _, vector = gs.probes.sharpness(model, gs.losses.mse, batch, tol=1e-10, return_vector=True)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    top = float(torch.linalg.eigvalsh(dense_hessian(model, gs.losses.mse, batch))[-1])
+    value = gs.probes.sharpness(model, gs.losses.mse, batch, tol=1e-10, v0=vector)
+    assert abs(value - top) <= 1e-9 * top
+
+
+def test_a_concave_loss_has_sharpness_zero_on_the_null_space():
+    """``-MSE`` of one linear layer without bias: the reduced Hessian ``−x̃ᵀx̃/n ⊗ I`` is negative
+    definite, the full one has ``(d − n)·m`` zero eigenvalues: ``λ_max = 0``, on the null space."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(24, 3, bias=False)).double()
+    batch = _batch("flatten-tanh", 5, 0)
+
+    def concave(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return -gs.losses.mse(out, y)
+
+    dense = dense_hessian(model, concave, batch)
+    assert abs(float(torch.linalg.eigvalsh(dense)[-1])) <= 1e-12
+    value, vector = gs.probes.sharpness(model, concave, batch, return_vector=True)
+    assert value == 0.0
+    assert float(torch.linalg.vector_norm(dense @ vector)) <= 1e-12
+    assert abs(float(torch.linalg.vector_norm(vector)) - 1.0) <= 1e-12
+
+
+class _ReadsInputTwice(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.first = nn.Linear(24, 4)
+        self.out = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.tanh(self.first(x))) + x[:, :3]
+
+
+def _span_or_none(model, x, params=None, tol=1e-3):
+    return data_span(model, x, select_params(model, params), tol)
+
+
+def test_the_span_is_taken_only_where_the_identity_holds():
+    x = torch.randn(5, 24, dtype=torch.float64)
+    assert _span_or_none(_relu_stack(0), x) is not None
+    assert _span_or_none(_relu_stack(0), torch.randn(13, 24, dtype=torch.float64)) is None  # n > d/2
+    assert _span_or_none(_relu_stack(0), x, params="2") is None  # the first layer not selected
+    assert _span_or_none(_ReadsInputTwice().double(), x) is None  # not a plain stack
+    frozen = _relu_stack(0)
+    frozen[0].weight.requires_grad_(False)
+    assert _span_or_none(frozen, x) is None
+    later_flatten = nn.Sequential(nn.Flatten(2), nn.Flatten(), nn.Linear(24, 3)).double()
+    assert _span_or_none(later_flatten, x.reshape(5, 2, 12)) is None  # Flatten(2) not stock
+    hooked = _relu_stack(0)
+    hooked[0].register_forward_hook(lambda m, a, out: F.relu(out))
+    assert _span_or_none(hooked, x) is None
+    model32 = _relu_stack(0).float()
+    assert _span_or_none(model32, x.float(), tol=1e-3) is not None
+    assert _span_or_none(model32, x.float(), tol=1e-6) is None  # float32 Q too coarse for it
+
+
+def test_the_basis_is_reused_for_the_same_inputs_and_redone_when_they_change(monkeypatch):
+    model = _relu_stack(1)
+    x, y = _batch("relu", 6, 1)
+    calls = []
+    real_qr = torch.linalg.qr
+    monkeypatch.setattr(torch.linalg, "qr", lambda *a, **k: calls.append(1) or real_qr(*a, **k))
+    gs.probes.sharpness(model, gs.losses.mse, (x, y), tol=1e-10)
+    gs.probes.sharpness(model, gs.losses.mse, (x, y), tol=1e-10)
+    assert len(calls) == 1
+    x.mul_(2.0)  # in place: the old basis still spans, but the cache must not trust it
+    value = gs.probes.sharpness(model, gs.losses.mse, (x, y), tol=1e-10)
+    assert len(calls) == 2
+    top = float(torch.linalg.eigvalsh(dense_hessian(model, gs.losses.mse, (x, y)))[-1])
+    assert abs(value - top) <= 1e-9 * top
+    assert _data_span._LAST[0][0] is x  # noqa: SLF001
+
+
+def test_float32_sharpness_on_the_span_meets_tol_against_the_float64_hessian():
+    torch.manual_seed(4)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(48, 16), nn.Tanh(), nn.Linear(16, 3))
+    x = torch.randn(10, 3, 4, 4)
+    y = torch.randn(10, 3)
+    assert _span_or_none(model, x) is not None
+    top = float(torch.linalg.eigvalsh(dense_hessian(model, gs.losses.mse, (x, y)))[-1])
+    value, vector = gs.probes.sharpness(model, gs.losses.mse, (x, y), return_vector=True)
+    assert abs(value - top) <= 1e-3 * top
+    assert vector.dtype == torch.float64 and vector.shape == (_full_dim(model),)
