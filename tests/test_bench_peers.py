@@ -71,9 +71,11 @@ def test_tiny_peers_bench_times_every_method_against_its_reference():
     assert {r["method"].split(" ")[0] for r in ntk} == {"gdscope", "neural-tangents", "torch"}
     assert len(ntk) == 4 and all(r["rel_err"] < 1e-5 for r in ntk), ntk
     sharp = [r for r in records if r["workload"] == "W2 sharpness"]
-    assert len(sharp) == 4 and all(r["hvps"] >= 1 and r["median_ms"] > 0 for r in sharp)
+    assert len(sharp) == 5 and all(r["hvps"] >= 1 and r["median_ms"] > 0 for r in sharp)
     ours = by[("W2 sharpness", "gdscope sharpness (Lanczos, tol 1e-3)")]
     assert ours["meets_tol"] and ours["time_over_hvps"] > 0
+    fresh = by[("W2 sharpness", "gdscope sharpness, inputs new to it (data-span QR included)")]
+    assert fresh["meets_tol"] and fresh["value"] == ours["value"]
     trace = [r for r in records if r["workload"] == "W2c Hessian trace"]
     assert len(trace) == 4 and all(r["reference_kind"].startswith("exact") for r in trace)
     # one core for every method (the process is pinned): CPU time never exceeds wall time
@@ -113,3 +115,15 @@ def test_peers_bench_runs_on_cuda_only_for_the_ntk(capsys):
     assert stop.value.code == 2
     assert "--only ntk" in capsys.readouterr().err
     assert bench.parse(["--device", "cuda", "--only", "ntk"]).device == "cuda"
+
+
+def test_the_bench_times_the_product_sharpness_runs_on_the_data_span():
+    curv = _curvature_module()
+    wide = curv.Case(d_in=30, hidden=4, out=3, n=5)  # n < d/2: sharpness works on the span
+    model, batch = curv.fc_tanh(wide, seed=0), curv.data(wide)
+    product = curv._span_product(model, batch)
+    assert product is not None
+    reduced = 4 * 5 + 4 + 4 * 4 + 4 + 3 * 4 + 3  # the first layer's 30 columns become n = 5
+    assert product().shape == (reduced,)
+    narrow = curv.Case(d_in=8, hidden=4, out=3, n=5)
+    assert curv._span_product(curv.fc_tanh(narrow, seed=0), curv.data(narrow)) is None
