@@ -59,9 +59,7 @@ def test_sharpness_on_the_span_is_the_full_hessians_top_pair(name, seed):
     assert data_span(model, batch[0], select_params(model, None), tol=1e-10) is not None
     dense = dense_hessian(model, gs.losses.mse, batch)
     top = float(torch.linalg.eigvalsh(dense)[-1])
-    value, vector = gs.probes.sharpness(
-        model, gs.losses.mse, batch, tol=1e-10, return_vector=True
-    )
+    value, vector = gs.probes.sharpness(model, gs.losses.mse, batch, tol=1e-10, return_vector=True)
     assert vector.shape == (_full_dim(model),)
     assert abs(value - top) <= 1e-9 * top
     assert abs(float(torch.linalg.vector_norm(vector)) - 1.0) <= 1e-12
@@ -116,7 +114,9 @@ def _span_or_none(model, x, params=None, tol=1e-3):
 def test_the_span_is_taken_only_where_the_identity_holds():
     x = torch.randn(5, 24, dtype=torch.float64)
     assert _span_or_none(_relu_stack(0), x) is not None
-    assert _span_or_none(_relu_stack(0), torch.randn(13, 24, dtype=torch.float64)) is None  # n > d/2
+    assert (
+        _span_or_none(_relu_stack(0), torch.randn(13, 24, dtype=torch.float64)) is None
+    )  # n > d/2
     assert _span_or_none(_relu_stack(0), x, params="2") is None  # the first layer not selected
     assert _span_or_none(_ReadsInputTwice().double(), x) is None  # not a plain stack
     frozen = _relu_stack(0)
@@ -146,7 +146,7 @@ def test_the_basis_is_reused_for_the_same_inputs_and_redone_when_they_change(mon
     assert len(calls) == 2
     top = float(torch.linalg.eigvalsh(dense_hessian(model, gs.losses.mse, (x, y)))[-1])
     assert abs(value - top) <= 1e-9 * top
-    assert _data_span._LAST[0][0] is x  # noqa: SLF001
+    assert _data_span._LAST[0][0] is x
 
 
 def test_float32_sharpness_on_the_span_meets_tol_against_the_float64_hessian():
