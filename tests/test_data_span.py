@@ -16,7 +16,7 @@ from torch import nn
 import gdscope as gs
 from gdscope.probes import _data_span
 from gdscope.probes._data_span import data_span
-from gdscope.probes._reference import dense_hessian
+from gdscope.probes._reference import dense_hessian, dense_ntk
 from gdscope.probes._subset import select_params
 
 
@@ -146,7 +146,7 @@ def test_the_basis_is_reused_for_the_same_inputs_and_redone_when_they_change(mon
     assert len(calls) == 2
     top = float(torch.linalg.eigvalsh(dense_hessian(model, gs.losses.mse, (x, y)))[-1])
     assert abs(value - top) <= 1e-9 * top
-    assert _data_span._LAST[0][0] is x
+    assert torch.equal(_data_span._LAST[0][0], x)  # a copy of the inputs, not the tensor
 
 
 def test_float32_sharpness_on_the_span_meets_tol_against_the_float64_hessian():
@@ -159,3 +159,120 @@ def test_float32_sharpness_on_the_span_meets_tol_against_the_float64_hessian():
     value, vector = gs.probes.sharpness(model, gs.losses.mse, (x, y), return_vector=True)
     assert abs(value - top) <= 1e-3 * top
     assert vector.dtype == torch.float64 and vector.shape == (_full_dim(model),)
+
+
+def _dense_top(model, loss_fn, batch) -> float:
+    return float(torch.linalg.eigvalsh(dense_hessian(model, loss_fn, batch))[-1])
+
+
+def _xy(n: int, *shape: int) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(n)
+    x = torch.randn(n, *shape, generator=gen, dtype=torch.float64)
+    return x, torch.randn(n, 1, generator=gen, dtype=torch.float64)
+
+
+@pytest.mark.parametrize(
+    "before",
+    [
+        [nn.Tanh()],
+        [nn.ReLU()],
+        [nn.Flatten(), nn.Softplus()],
+        [nn.Sequential(nn.Sequential(nn.SiLU()))],
+    ],
+    ids=["tanh", "relu", "flatten-softplus", "nested-silu"],
+)
+def test_an_activation_before_the_first_layer_keeps_every_coordinate(before):
+    """``tanh(x)`` is not in the row span of ``x``: such a stack must not be reduced."""
+    torch.manual_seed(1)
+    model = nn.Sequential(*before, nn.Linear(12, 6), nn.Tanh(), nn.Linear(6, 1)).double()
+    batch = _xy(4, 12)
+    assert _span_or_none(model, batch[0], tol=1e-10) is None
+    value = gs.probes.sharpness(model, gs.losses.mse, batch, tol=1e-10)
+    top = _dense_top(model, gs.losses.mse, batch)
+    assert abs(value - top) <= 1e-9 * top
+
+
+def test_a_leading_identity_is_still_reduced():
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Identity(), nn.Linear(12, 6), nn.Tanh(), nn.Linear(6, 1)).double()
+    assert _span_or_none(model, _xy(4, 12)[0]) is not None
+
+
+def test_inputs_that_are_not_2d_need_a_leading_flatten():
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Linear(12, 6), nn.Tanh(), nn.Linear(6, 1)).double()
+    x, y = _xy(4, 1, 12)  # the model keeps the middle axis: outputs (4, 1, 1)
+
+    def loss(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return (out.reshape(target.shape) - target).square().mean()
+
+    assert _span_or_none(model, x) is None
+    mlp = gs.models.mlp(12, 6, depth=2, out_dim=1, seed=0).double()
+    assert _span_or_none(mlp, x) is None
+    value = gs.probes.sharpness(model, loss, (x, y), tol=1e-10)
+    top = _dense_top(model, loss, (x, y))
+    assert abs(value - top) <= 1e-9 * top
+
+
+def test_hooks_on_the_root_of_a_flatten_first_stack_are_seen():
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 6), nn.Tanh(), nn.Linear(6, 1)).double()
+    batch = _xy(4, 3, 4)
+    assert _span_or_none(model, batch[0]) is not None
+    model.register_forward_pre_hook(lambda module, args: (args[0] + 1.0,))
+    assert _span_or_none(model, batch[0]) is None
+    value = gs.probes.sharpness(model, gs.losses.mse, batch, tol=1e-10)
+    top = _dense_top(model, gs.losses.mse, batch)
+    assert abs(value - top) <= 1e-9 * top
+
+
+def test_a_first_weight_tied_to_a_later_layer_is_not_a_plain_stack():
+    """Tied weights add cross terms no layer sees alone: sharpness and NTK take the general path."""
+    torch.manual_seed(4)
+    first, later = nn.Linear(12, 12), nn.Linear(12, 12)
+    later.weight = first.weight
+    model = nn.Sequential(first, nn.Tanh(), later, nn.Tanh(), nn.Linear(12, 1)).double()
+    batch = _xy(4, 12)
+    assert _span_or_none(model, batch[0]) is None
+    value = gs.probes.sharpness(model, gs.losses.mse, batch, tol=1e-10)
+    top = _dense_top(model, gs.losses.mse, batch)
+    assert abs(value - top) <= 1e-9 * top
+    assert gs.probes.ntk_method(model, batch[0]) == "jacobian"
+    gram = gs.probes.ntk_gram(model, batch[0])
+    assert torch.allclose(gram, dense_ntk(model, batch[0]), rtol=0, atol=1e-12)
+
+
+def test_inputs_changed_behind_autograd_s_back_are_not_served_a_stale_basis():
+    model = _relu_stack(5)
+    x, y = _batch("relu", 6, 5)
+    gs.probes.sharpness(model, gs.losses.mse, (x, y), tol=1e-10)
+    x.data.mul_(2.0)  # no version bump
+    x.numpy()[:, :3] = 0.5  # nor here
+    value = gs.probes.sharpness(model, gs.losses.mse, (x, y), tol=1e-10)
+    top = _dense_top(model, gs.losses.mse, (x, y))
+    assert abs(value - top) <= 1e-9 * top
+    gs.probes.release_spare()
+    assert not _data_span._LAST
+
+
+def test_a_warm_start_in_the_null_space_starts_afresh():
+    """A dead input coordinate: ``Q``'s row is zero, so ``v0 = e_j`` reduces to nothing."""
+    torch.manual_seed(6)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(24, 3, bias=False)).double()
+    x, y = _batch("flatten-tanh", 5, 6)
+    x[:, -1] = 0.0
+    batch = (x, y)
+    v0 = torch.zeros(_full_dim(model), dtype=torch.float64)
+    v0[23] = 1.0
+    value = gs.probes.sharpness(model, gs.losses.mse, batch, tol=1e-10, v0=v0)
+    top = _dense_top(model, gs.losses.mse, batch)
+    assert abs(value - top) <= 1e-9 * top
+
+
+def test_a_warm_start_of_the_wrong_size_names_the_full_size():
+    model = _relu_stack(7)
+    batch = _batch("relu", 5, 7)
+    full = _full_dim(model)
+    for size in (full - 1, full + 1):
+        with pytest.raises(ValueError, match=f"v0 must have {full} entries"):
+            gs.probes.sharpness(model, gs.losses.mse, batch, v0=torch.ones(size))

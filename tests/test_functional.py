@@ -1,9 +1,11 @@
 import pytest
 import torch
+from torch import nn
 
 import gdscope as gs
 from _helpers import assert_close
 from gdscope.functional import apply, flatten, hvp, loss_and_grad, params_of
+from gdscope.probes._reference import dense_hessian
 
 # a smooth net, a smooth two-output NTK-parameterized net, a ReLU net whose outer layer is frozen
 FUNCTIONAL_NETS = ["mlp_tanh", "mlp_softplus_2out", "two_layer"]
@@ -59,3 +61,37 @@ def test_hvp_equals_dense_hessian_product(net_case):
 def test_params_of_skips_frozen_outer_layer():
     net = gs.models.two_layer(3, 6, seed=0)
     assert list(params_of(net)) == ["weight"]
+
+
+def test_a_layer_applied_twice_keeps_its_parameters_and_gets_the_values_passed():
+    """torch 2.13's ``functional_call(tie_weights=True)`` left such a layer holding the tensors
+    passed (plain tensors, no longer trainable); every later probe then saw a frozen layer."""
+    torch.manual_seed(0)
+    layer = nn.Linear(6, 6)
+    model = nn.Sequential(layer, nn.Tanh(), layer, nn.Tanh(), nn.Linear(6, 1)).double()
+    x = torch.randn(8, 6, dtype=torch.float64)
+    params = {n: torch.randn_like(p) for n, p in model.named_parameters()}
+    out = apply(model, params, x)
+    assert isinstance(layer.weight, nn.Parameter) and layer.weight.requires_grad
+    by_hand = torch.tanh(x @ params["0.weight"].T + params["0.bias"])
+    by_hand = torch.tanh(by_hand @ params["0.weight"].T + params["0.bias"])
+    by_hand = by_hand @ params["4.weight"].T + params["4.bias"]
+    assert torch.allclose(out, by_hand, rtol=0, atol=1e-12)
+    y = torch.randn(8, 1, dtype=torch.float64)
+    first = gs.probes.sharpness(model, gs.losses.mse, (x, y), tol=1e-10)
+    second = gs.probes.sharpness(model, gs.losses.mse, (x, y), tol=1e-10)
+    top = float(torch.linalg.eigvalsh(dense_hessian(model, gs.losses.mse, (x, y)))[-1])
+    assert abs(first - top) <= 1e-9 * top and first == second
+
+
+def test_a_weight_tied_across_modules_takes_the_value_passed_in_both():
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Linear(5, 5), nn.Tanh(), nn.Linear(5, 5)).double()
+    model[2].weight = model[0].weight
+    x = torch.randn(4, 5, dtype=torch.float64)
+    params = {n: torch.randn_like(p) for n, p in model.named_parameters()}
+    assert "2.weight" not in params
+    out = apply(model, params, x)
+    hidden = torch.tanh(x @ params["0.weight"].T + params["0.bias"])
+    assert torch.allclose(out, hidden @ params["0.weight"].T + params["2.bias"], rtol=0, atol=1e-12)
+    assert model[0].weight is model[2].weight and isinstance(model[0].weight, nn.Parameter)

@@ -43,9 +43,27 @@ def apply(model: nn.Module, params: Mapping[str, Tensor], x: Tensor) -> Tensor:
     """Evaluate ``model`` at ``params`` (trainable parameters replaced, the rest as in the module).
 
     A parameter shared by several modules (tied weights) appears once in ``named_parameters``;
-    ``tie_weights=True`` makes every use of it take the given value, as training does.
+    every module holding it gets the given value, as training does. A module registered under
+    several names (one layer applied twice) is set once: ``functional_call(tie_weights=True)``
+    sets it under each name and restores it from the value it had just set, leaving the module
+    holding the tensors passed (torch 2.13).
     """
-    return functional_call(model, dict(params), (x,), tie_weights=True, strict=False)
+    held = _every_holder(model, params)
+    return functional_call(model, held, (x,), tie_weights=False, strict=False)
+
+
+def _every_holder(model: nn.Module, params: Mapping[str, Tensor]) -> Params:
+    """Return ``params`` under one name per module holding each parameter (ties spelled out)."""
+    canonical = {id(p): name for name, p in model.named_parameters()}
+    held: Params = {}
+    seen: set[tuple[int, str]] = set()
+    for name, p in model.named_parameters(remove_duplicate=False):
+        owner, _, attribute = name.rpartition(".")
+        slot = (id(model.get_submodule(owner)), attribute)
+        if canonical[id(p)] in params and slot not in seen:
+            seen.add(slot)
+            held[name] = params[canonical[id(p)]]
+    return held
 
 
 def loss_at(

@@ -15,8 +15,8 @@ first layer ``r/d`` of its work (CIFAR-sized inputs, ``d = 3072``, on ``n = 500`
 third of the whole product for fc-tanh). The identity is that behind data-dependent
 reparameterizations of the first layer (e.g. the kernel regime's ``x xᵀ``; Jacot et al. 2018).
 
-``Q`` is kept for the last inputs seen (the same tensor, unmodified): a probe repeated along
-full-batch training pays the QR once.
+``Q`` is kept with a copy of the last inputs and reused for equal inputs: a probe repeated along
+full-batch training pays the QR once (``gdscope.probes.release_spare()`` frees it).
 """
 
 from __future__ import annotations
@@ -30,14 +30,14 @@ from torch import Tensor, nn
 from gdscope.functional import Params
 from gdscope.probes._ntk_uses import is_stock, plain_layers, plain_stack
 
-__all__ = ["DataSpan", "data_span"]
+__all__ = ["DataSpan", "data_span", "release"]
 
 MAX_SPAN_FRACTION = 0.5
 """Reduce only when ``n ≤`` this fraction of ``d`` (below it the QR pays for itself)."""
 FLOAT32_SPAN_TOL = 1e-5
 """A float32 ``Q`` is orthonormal to about ``1e-7``: reduce float32 models only at ``tol ≥`` this."""
 
-_LAST: list[tuple[Tensor, int, Tensor, Tensor]] = []  # (x, its version, Q, Rᵀ): one entry
+_LAST: list[tuple[Tensor, Tensor, Tensor]] = []  # (a copy of the flattened x, Q, Rᵀ): one entry
 
 
 @dataclass(frozen=True)
@@ -63,13 +63,24 @@ class DataSpan:
         """Return ``params`` with the first layer's weight ``W₁`` replaced by ``W₁ Q``."""
         return {n: (p.detach() @ self.basis if n == self.name else p) for n, p in params.items()}
 
-    def reduce(self, vector: Tensor, params: Params) -> Tensor:
-        """Map a flat vector over ``params`` to span coordinates (``W₁`` block ``V Q``).
+    def start(self, v0: Tensor, params: Params) -> Tensor | None:
+        """Map a start vector over ``params`` to span coordinates (``W₁`` block ``V Q``): ``J v0``.
 
-        In ``Q``'s dtype: it is a start vector, whose rounding changes nothing the rule checks.
+        In ``Q``'s dtype: a start vector's rounding changes nothing the stopping rule checks.
+        None (a random start) when nothing of ``v0`` is left (it lay in the null space).
+
+        Raises:
+            ValueError: if ``v0`` does not have one entry per parameter.
+
         """
         shapes = {n: p.shape for n, p in params.items()}
-        return self._map(vector.to(self.basis.dtype), shapes, lambda block: block @ self.basis)
+        dim = sum(shape.numel() for shape in shapes.values())
+        if v0.numel() != dim:
+            raise ValueError(f"v0 must have {dim} entries, got shape {tuple(v0.shape)}")
+        flat = v0.detach().reshape(-1).to(self.basis.device, self.basis.dtype)
+        reduced = self._map(flat, shapes, lambda block: block @ self.basis)
+        left = torch.linalg.vector_norm(reduced)
+        return reduced if left > 1e-6 * torch.linalg.vector_norm(flat) else None
 
     def expand(self, vector: Tensor, params: Params) -> Tensor:
         """Map a flat vector in span coordinates back (``W₁`` block ``Ṽ Qᵀ``): ``Jᵀ ṽ``.
@@ -135,17 +146,31 @@ def data_span(model: nn.Module, x: Tensor, selected: Params, tol: float) -> Data
     ('1.weight', (12, 5))
     """
     exact = x.dtype == torch.float64 or (x.dtype == torch.float32 and tol >= FLOAT32_SPAN_TOL)
-    if x.ndim < 2 or not exact or not selected:
-        return None
     body = _without_flatten(model)
-    flat = x.flatten(1)
-    if plain_stack(body, flat) is None:
+    flattened = body is not model  # else the model itself must take the inputs, 2-D
+    if not exact or not selected or x.ndim < 2 or (x.ndim != 2 and not flattened):
         return None
+    flat = x.flatten(1)
+    if not is_stock(model) or plain_stack(body, flat) is None:
+        return None  # (the root's hooks: ``body`` may be a new Sequential)
     first = plain_layers(body)[0]  # pyright: ignore[reportOptionalSubscript]: a plain stack
     name = next((n for n, p in selected.items() if p is first.weight), None)
     if name is None or flat.shape[0] > MAX_SPAN_FRACTION * flat.shape[1]:
         return None
-    return DataSpan(name, *_row_basis(x, flat))
+    if type(body) is nn.Sequential and _first_leaf(body) is not first:
+        return None  # an activation before the first layer: it does not read x linearly
+    return DataSpan(name, *_row_basis(flat))
+
+
+def release() -> None:
+    """Free the inputs' copy and QR kept for the next call."""
+    _LAST.clear()
+
+
+def _first_leaf(stack: nn.Module) -> nn.Module | None:
+    """Return the first module a (nested) ``nn.Sequential`` calls other than ``nn.Identity``."""
+    leaves = (m for m in stack.modules() if type(m) not in (nn.Sequential, nn.Identity))
+    return next(leaves, None)
 
 
 def _without_flatten(model: nn.Module) -> nn.Module:
@@ -163,13 +188,24 @@ def _stock_flatten(module: nn.Module) -> bool:
     )
 
 
-def _row_basis(x: Tensor, flat: Tensor) -> tuple[Tensor, Tensor]:
+def _row_basis(flat: Tensor) -> tuple[Tensor, Tensor]:
     """Return ``(Q, Rᵀ)`` of the thin QR ``flatᵀ = Q R`` (``flat Q = Rᵀ``).
 
-    Reused while ``x`` is the same tensor, unmodified (its version counter).
+    Reused while the inputs equal those of the last call (compared with a copy kept of them, an
+    ``n·d`` read against the QR's ``n²·d``: no alias, ``.data`` write or numpy view can make it
+    stale).
     """
-    if _LAST and _LAST[0][0] is x and _LAST[0][1] == x._version:
-        return _LAST[0][2], _LAST[0][3]
+    if _LAST and _equal(_LAST[0][0], flat):
+        return _LAST[0][1], _LAST[0][2]
     q, r = torch.linalg.qr(flat.detach().T, mode="reduced")
-    _LAST[:] = [(x, x._version, q, r.T)]
+    _LAST[:] = [(flat.detach().clone(), q, r.T)]
     return q, r.T
+
+
+def _equal(kept: Tensor, flat: Tensor) -> bool:
+    return (
+        kept.shape == flat.shape
+        and kept.dtype == flat.dtype
+        and kept.device == flat.device
+        and torch.equal(kept, flat)
+    )

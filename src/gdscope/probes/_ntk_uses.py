@@ -202,8 +202,8 @@ def plain_stack(model: nn.Module, x: Tensor) -> UseTrace | None:
     A plain stack is an ``nn.Sequential`` (nested ones too) of ``nn.Linear`` /
     ``ScaledLinear`` layers and stock activations, or a gdscope ``MLP`` (whose ``forward``
     calls each layer once, in order), every module of exactly its library type with its stock
-    ``forward``, each module instance once in the tree, no hook on any module and none
-    registered globally, on 2-D inputs whose width is the first layer's. Its code then says
+    ``forward``, each module instance and each parameter once in the tree (nothing tied), no
+    hook on any module and none registered globally, on 2-D inputs whose width is the first layer's. Its code then says
     what :func:`traced_forward` would find: every parameter read only by its own layer, once per
     call (so no problem), ``Σ d_in`` layer-input and ``Σ d_out`` output entries per example,
     and ``k`` = the last layer's ``d_out``. Anything else returns ``None``: trace it.
@@ -233,6 +233,9 @@ def plain_layers(model: nn.Module) -> list[nn.Linear | ScaledLinear] | None:
     everything = [m for _, m in model.named_modules(remove_duplicate=False)]
     if len({id(m) for m in everything}) != len(everything) or not all(map(is_stock, everything)):
         return None
+    every_use = [p for _, p in model.named_parameters(remove_duplicate=False)]
+    if len({id(p) for p in every_use}) != len(every_use):
+        return None  # a parameter shared by two modules (tied): its layers' terms cross
     if type(model) is MLP:
         if type(model.activation) not in _ELEMENTWISE or type(model.layers) is not nn.ModuleList:
             return None

@@ -261,7 +261,7 @@ def sharpness(
     span = data_span(model, batch[0], selected, tol)
     op = _operator(model, loss_fn, batch, chunk_size, False, "sharpness", params, span)
     basis_dtype = _basis_dtype(op, tol)
-    start = v0 if v0 is None or span is None else span.reduce(v0.reshape(-1), selected)
+    start = v0 if v0 is None or span is None else span.start(v0, selected)
     value, vector = top_eigenpair(
         op.buffered_matvec(), op.dim, what="sharpness", tol=tol, bound=bound, v0=start,
         generator=generator, device=op.device, basis_dtype=basis_dtype,
