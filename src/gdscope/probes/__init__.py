@@ -22,7 +22,7 @@
 * The probes ``gdscope.train`` schedules by name are in :mod:`gdscope.training` (``PROBES``).
 """
 
-from gdscope.probes import _data_span, _krylov
+from gdscope.probes._spare import release_spare
 from gdscope.probes.coord_hooks import CoordCheck, CoordRow, coordinate_check
 from gdscope.probes.gauss_newton import GGNOperator, ggn_operator, ggn_sharpness
 from gdscope.probes.geometry import (
@@ -69,17 +69,6 @@ from gdscope.probes.spectral_density import (
     spectral_density,
 )
 from gdscope.probes.trace import hessian_trace_hutchpp, hutchpp
-
-
-def release_spare() -> None:
-    """Free what the probes keep for their next call.
-
-    The Lanczos basis's storage (:mod:`gdscope.probes._krylov`) and the sharpness's copy of the
-    last inputs with their QR (:mod:`gdscope.probes._data_span`).
-    """
-    _krylov.release_spare()
-    _data_span.release()
-
 
 __all__ = [
     "CoordCheck",
