@@ -95,3 +95,18 @@ def test_a_weight_tied_across_modules_takes_the_value_passed_in_both():
     hidden = torch.tanh(x @ params["0.weight"].T + params["0.bias"])
     assert torch.allclose(out, hidden @ params["0.weight"].T + params["2.bias"], rtol=0, atol=1e-12)
     assert model[0].weight is model[2].weight and isinstance(model[0].weight, nn.Parameter)
+
+
+def test_apply_passes_buffers_and_alias_names_and_refuses_two_values_for_one_tie():
+    x = torch.randn(3, 4, dtype=torch.float64)
+    two = gs.models.two_layer(4, 7, seed=0, dtype=torch.float64)
+    zero_outer = {"weight": two.weight.detach(), "outer": torch.zeros(7, dtype=torch.float64)}
+    assert float(apply(two, zero_outer, x).abs().max()) == 0.0  # the buffer was replaced
+    tied = nn.Sequential(nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 4)).double()
+    tied[2].weight = tied[0].weight
+    zeros = torch.zeros(4, 4, dtype=torch.float64)
+    by_alias = apply(tied, {"2.weight": zeros}, x)  # the alias sets both uses
+    hidden = torch.tanh(x @ zeros.T + tied[0].bias)
+    assert torch.allclose(by_alias, hidden @ zeros.T + tied[2].bias, rtol=0, atol=1e-15)
+    with pytest.raises(ValueError, match=r"'2\.weight' names a parameter tied"):
+        apply(tied, {"0.weight": zeros, "2.weight": torch.ones(4, 4, dtype=torch.float64)}, x)

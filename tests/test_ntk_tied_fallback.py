@@ -4,6 +4,8 @@ on ordinary nets."""
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -143,3 +145,24 @@ def test_ordinary_nets_keep_the_structured_path(name):
     assert st.uncovered_uses(model, x[:1]) == []
     assert ntk_method(model, x) == "structured"
     assert _rel_err(ntk_gram(model, x), dense_ntk(model, x)) <= 1e-10
+
+
+def test_hook_based_weight_norm_is_not_taken_for_a_plain_linear_layer():
+    """``torch.nn.utils.weight_norm`` computes ``weight`` from ``weight_g, weight_v`` in a forward
+    pre-hook: the per-layer identity over ``weight`` would be the NTK of the wrong parameters."""
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch deprecates the hook-based form
+        normed = torch.nn.utils.weight_norm(nn.Linear(4, 4))
+    model = nn.Sequential(normed, nn.Tanh(), nn.Linear(4, 2)).double()
+    x = torch.randn(5, 4, dtype=torch.float64)
+    with torch.no_grad():
+        normed.weight_g.mul_(2.0)  # away from g = ‖v‖, where both NTKs agree by coincidence
+        model(x)
+    assert ntk_method(model, x) == "jacobian"
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "There is a performance drop", UserWarning)  # vmap
+        gram = ntk_gram(model, x)
+    with torch.no_grad():
+        model(x)  # a leaf weight again, for the reference's deepcopy
+    assert torch.allclose(gram, dense_ntk(model, x), rtol=0, atol=1e-12)

@@ -43,27 +43,45 @@ def apply(model: nn.Module, params: Mapping[str, Tensor], x: Tensor) -> Tensor:
     """Evaluate ``model`` at ``params`` (trainable parameters replaced, the rest as in the module).
 
     A parameter shared by several modules (tied weights) appears once in ``named_parameters``;
-    every module holding it gets the given value, as training does. A module registered under
-    several names (one layer applied twice) is set once: ``functional_call(tie_weights=True)``
-    sets it under each name and restores it from the value it had just set, leaving the module
-    holding the tensors passed (torch 2.13).
+    every module holding it gets the value given under any of its names, as training does
+    (two different values for one tied parameter are refused). A module registered under several
+    names (one layer applied twice) is set once: ``functional_call(tie_weights=True)`` sets it
+    under each name and restores it from the value it had just set, leaving the module holding
+    the tensors passed (torch 2.13). Other keys (buffers) go to ``functional_call`` as given.
+
+    Raises:
+        ValueError: if two names of one tied parameter are given different tensors.
+
     """
     held = _every_holder(model, params)
     return functional_call(model, held, (x,), tie_weights=False, strict=False)
 
 
 def _every_holder(model: nn.Module, params: Mapping[str, Tensor]) -> Params:
-    """Return ``params`` under one name per module holding each parameter (ties spelled out)."""
-    canonical = {id(p): name for name, p in model.named_parameters()}
-    held: Params = {}
-    seen: set[tuple[int, str]] = set()
-    for name, p in model.named_parameters(remove_duplicate=False):
-        owner, _, attribute = name.rpartition(".")
-        slot = (id(model.get_submodule(owner)), attribute)
-        if canonical[id(p)] in params and slot not in seen:
-            seen.add(slot)
-            held[name] = params[canonical[id(p)]]
-    return held
+    """Return ``params`` under one name per (module, attribute) holding each given parameter."""
+    slots: list[tuple[str, int]] = []  # (name, parameter id), one per distinct module attribute
+    ids: dict[str, int] = {}  # every name of every parameter
+    visited: set[int] = set()
+    for prefix, module in model.named_modules(remove_duplicate=False):
+        first_visit = id(module) not in visited
+        visited.add(id(module))
+        for attribute, p in module._parameters.items():
+            if p is not None:
+                name = f"{prefix}.{attribute}" if prefix else attribute
+                ids[name] = id(p)
+                if first_visit:
+                    slots.append((name, id(p)))
+    given: dict[int, Tensor] = {}
+    other: Params = {}
+    for key, value in params.items():
+        if key not in ids:
+            other[key] = value
+        elif given.setdefault(ids[key], value) is not value:
+            raise ValueError(
+                f"params: {key!r} names a parameter tied to another name given a different "
+                "tensor; give each tied parameter one value"
+            )
+    return {**{name: given[i] for name, i in slots if i in given}, **other}
 
 
 def loss_at(

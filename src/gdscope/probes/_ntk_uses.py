@@ -52,6 +52,10 @@ def unsupported_modules(model: nn.Module) -> list[str]:
         if type(module).forward not in LAYER_FORWARDS:
             bad.append(f"{name or '<root>'} ({type(module).__name__}, own forward)")
             continue
+        own = {n for n, p in module.named_parameters(recurse=False) if p.requires_grad}
+        if not is_stock(module) or not own <= {"weight", "bias"}:  # e.g. hook-based weight_norm
+            bad.append(f"{name or '<root>'} ({type(module).__name__} with hooks or other parameters)")
+            continue
         if isinstance(module, LINEAR_TYPES):
             continue
         if isinstance(module, ScaledConv2d):
