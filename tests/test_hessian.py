@@ -15,10 +15,10 @@ from gdscope.probes.hessian import (
     hessian_operator,
     hessian_topk,
     hessian_trace,
-    output_hessian_norm,
     power_iteration,
     sharpness,
 )
+from gdscope.probes.output_hessian import output_hessian_norm
 
 F64 = torch.float64
 

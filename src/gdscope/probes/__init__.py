@@ -6,7 +6,8 @@
 * Hessian density (:mod:`~gdscope.probes.spectral_density`): ``hessian_spectral_density``,
   ``spectral_density`` (stochastic Lanczos quadrature).
 * Hessian (:mod:`~gdscope.probes.hessian`): ``sharpness``, ``hessian_topk``, ``power_iteration``,
-  ``hessian_trace``, ``output_hessian_norm``, ``hessian_operator`` (``params=`` selects a block).
+  ``hessian_trace``, ``hessian_operator`` (``params=`` selects a block);
+  :mod:`~gdscope.probes.output_hessian`: ``output_hessian_norm``.
 * Gauss–Newton (:mod:`~gdscope.probes.gauss_newton`): ``ggn_sharpness``, ``ggn_operator``.
 * Adaptive methods (:mod:`~gdscope.probes.preconditioned`): ``preconditioned_sharpness``
   (``λ_max(P⁻¹H)`` of an Adam/RMSprop state), ``preconditioner_diagonal``,
@@ -42,7 +43,6 @@ from gdscope.probes.hessian import (
     hessian_operator,
     hessian_topk,
     hessian_trace,
-    output_hessian_norm,
     power_iteration,
     sharpness,
 )
@@ -58,6 +58,7 @@ from gdscope.probes.ntk import (
     ntk_method,
     ntk_spectrum,
 )
+from gdscope.probes.output_hessian import output_hessian_norm
 from gdscope.probes.preconditioned import (
     adaptive_stability_threshold,
     preconditioned_sharpness,

@@ -54,7 +54,9 @@ def unsupported_modules(model: nn.Module) -> list[str]:
             continue
         own = {n for n, p in module.named_parameters(recurse=False) if p.requires_grad}
         if not is_stock(module) or not own <= {"weight", "bias"}:  # e.g. hook-based weight_norm
-            bad.append(f"{name or '<root>'} ({type(module).__name__} with hooks or other parameters)")
+            bad.append(
+                f"{name or '<root>'} ({type(module).__name__} with hooks or other parameters)"
+            )
             continue
         if isinstance(module, LINEAR_TYPES):
             continue

@@ -21,11 +21,12 @@ from typing import Literal, overload
 import torch
 from torch import Tensor, nn
 
-from gdscope.functional import LossFn, apply, loss_at
+from gdscope.functional import LossFn, loss_at
 from gdscope.probes._checks import check_deterministic, refuse_random_modules
 from gdscope.probes._data_span import DataSpan, data_span
 from gdscope.probes._hvp import HessianOperator, Scalar, Term
 from gdscope.probes._rademacher import rademacher_rows
+from gdscope.probes._second_order import refuse_wrong_second_derivatives
 from gdscope.probes._subset import select_params
 from gdscope.probes.lanczos import Bound, EigResult, Which, lanczos_topk, top_eigenpair
 
@@ -34,7 +35,6 @@ __all__ = [
     "hessian_operator",
     "hessian_topk",
     "hessian_trace",
-    "output_hessian_norm",
     "power_iteration",
     "sharpness",
 ]
@@ -110,6 +110,7 @@ def _operator(
     selected = select_params(model, params)
     selected = selected if span is None else span.params(selected)
     refuse_random_modules(model, what=what, noun="loss")  # before a graph build updates them
+    refuse_wrong_second_derivatives(model, what=what)
     op = HessianOperator(selected, terms, cache=chunk_size is None or cache_chunks)
     check_deterministic(model, what=what, fn=terms[0].fn, params=selected, value=op.first_value)
     return op
@@ -347,48 +348,6 @@ def hessian_trace(
         draws.append(float(torch.dot(z, product(z))))
     values = torch.tensor(draws, dtype=torch.float64)
     return float(values.mean()), float(values.std() / math.sqrt(samples))
-
-
-def output_hessian_norm(
-    model: nn.Module,
-    x: Tensor,
-    *,
-    tol: float = 1e-3,
-    generator: torch.Generator | None = None,
-) -> float:
-    r"""Return ``max_i ‖∂²f(x_i)/∂θ²‖₂`` for a model with one scalar output per example.
-
-    Liu, Zhu & Belkin (2020, "On the linearity of large non-linear models") show this spectral norm
-    falls like ``width^{-1/2}`` for a linear readout, which is why wide nets are nearly linear in
-    their parameters. Each example's norm is its largest-magnitude eigenvalue, by Lanczos
-    (``which="LM"``) on cached-graph products, to relative tolerance ``tol``.
-
-    Raises:
-        ValueError: if the model does not give one output per example, or is random.
-
-    """
-    params = {name: p for name, p in model.named_parameters() if p.requires_grad}
-    with torch.no_grad():
-        out = apply(model, {n: p.detach() for n, p in params.items()}, x[:1])
-    if out.numel() != 1:
-        raise ValueError(
-            f"output_hessian_norm needs one scalar output per example, got output shape "
-            f"{tuple(out.shape)} for one example; select an output first"
-        )
-    terms = [Term(_output_term(model, x[i : i + 1]), 1.0) for i in range(x.shape[0])]
-    check_deterministic(model, what="output_hessian_norm", fn=terms[0].fn, params=params)
-    norms = []
-    for term in terms:
-        op = HessianOperator(params, [term], cache=True)
-        res = lanczos_topk(
-            op.matvec, op.dim, 1, which="LM", tol=tol, generator=generator, device=op.device
-        )
-        norms.append(abs(float(res.values[0])))
-    return max(norms)
-
-
-def _output_term(model: nn.Module, x: Tensor) -> Scalar:
-    return lambda p: apply(model, p, x).reshape(())
 
 
 def _start(op: HessianOperator, v0: Tensor | None, generator: torch.Generator) -> Tensor:

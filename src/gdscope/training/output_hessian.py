@@ -3,7 +3,7 @@ r"""Schedulable probe: the spectral norm of the output Hessian ``∂²f(x)/∂θ
 Liu, Zhu & Belkin (2020), "On the linearity of large non-linear models": with a linear output
 layer the spectral norm of the Hessian of the network output with respect to its parameters
 falls like ``width^{-1/2}`` (reference experiment R6). The probe evaluates
-:func:`gdscope.probes.hessian.output_hessian_norm` on the first ``OUTPUT_HESSIAN_EXAMPLES``
+:func:`gdscope.probes.output_hessian.output_hessian_norm` on the first ``OUTPUT_HESSIAN_EXAMPLES``
 training inputs (the data loaders draw points in random order, so these are a random subset).
 """
 
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from gdscope.probes.hessian import output_hessian_norm
+from gdscope.probes.output_hessian import output_hessian_norm
 
 if TYPE_CHECKING:
     from gdscope.training.context import ProbeContext
