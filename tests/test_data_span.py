@@ -17,6 +17,7 @@ import gdscope as gs
 from gdscope.probes import _data_span
 from gdscope.probes._data_span import data_span
 from gdscope.probes._reference import dense_hessian, dense_ntk
+from gdscope.probes._reference_extra import dense_ggn
 from gdscope.probes._subset import select_params
 
 
@@ -276,3 +277,23 @@ def test_a_warm_start_of_the_wrong_size_names_the_full_size():
     for size in (full - 1, full + 1):
         with pytest.raises(ValueError, match=f"v0 must have {full} entries"):
             gs.probes.sharpness(model, gs.losses.mse, batch, v0=torch.ones(size))
+
+
+@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("loss", ["mse", "cross_entropy"])
+def test_ggn_sharpness_on_the_span_is_the_full_gauss_newton_s(name, loss):
+    model = MODELS[name](2)
+    x, y = _batch(name, 7, 2)
+    if loss == "cross_entropy":
+        y = torch.arange(7) % 3
+    loss_fn = getattr(gs.losses, loss)
+    assert _span_or_none(model, x, tol=1e-10) is not None
+    dense = dense_ggn(model, loss_fn, (x, y))
+    top = float(torch.linalg.eigvalsh(dense)[-1])
+    value, vector = gs.probes.ggn_sharpness(model, loss_fn, (x, y), tol=1e-10, return_vector=True)
+    assert vector.shape == (_full_dim(model),)
+    assert abs(value - top) <= 1e-9 * top
+    residual = dense @ vector.cpu() - value * vector.cpu()
+    assert float(torch.linalg.vector_norm(residual)) <= 1e-8 * top
+    warm = gs.probes.ggn_sharpness(model, loss_fn, (x, y), tol=1e-10, v0=vector)
+    assert abs(warm - top) <= 1e-9 * top

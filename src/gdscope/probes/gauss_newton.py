@@ -32,6 +32,7 @@ from torch import Tensor, nn
 
 from gdscope.functional import LossFn, apply, loss_at
 from gdscope.probes._checks import check_deterministic
+from gdscope.probes._data_span import data_span
 from gdscope.probes._subset import select_params
 from gdscope.probes.lanczos import Bound, top_eigenpair
 
@@ -141,12 +142,14 @@ def ggn_operator(
             entry that names nothing.
 
     """
-    selected = select_params(model, params)
+    return _checked_operator(model, loss_fn, batch, select_params(model, params), "ggn_operator")
+
+
+def _checked_operator(
+    model: nn.Module, loss_fn: LossFn, batch: Batch, selected: Mapping[str, Tensor], what: str
+) -> GGNOperator:
     check_deterministic(
-        model,
-        what="ggn_operator",
-        fn=lambda p: loss_at(model, p, loss_fn, batch),
-        params=selected,
+        model, what=what, fn=lambda p: loss_at(model, p, loss_fn, batch), params=selected
     )
     return GGNOperator(model, loss_fn, batch, selected)
 
@@ -233,9 +236,18 @@ def ggn_sharpness(
         True
 
     """
-    op = ggn_operator(model, loss_fn, batch, params=params)
+    selected = select_params(model, params)
+    span = data_span(model, batch[0], selected, tol)  # G = Jᵀ G̃ J there too (first layer linear)
+    if span is None:
+        op, start = _checked_operator(model, loss_fn, batch, selected, "ggn_sharpness"), v0
+    else:
+        op = _checked_operator(
+            model, loss_fn, span.batch(batch), span.params(selected), "ggn_sharpness"
+        )
+        start = None if v0 is None else span.start(v0, selected)
     value, vector = top_eigenpair(
-        op.matvec, op.dim, what="ggn_sharpness", tol=tol, bound=bound, max_iter=max_iter, v0=v0,
-        generator=generator, device=op.device,
+        op.matvec, op.dim, what="ggn_sharpness", tol=tol, bound=bound, max_iter=max_iter,
+        v0=start, generator=generator, device=op.device,
     )  # fmt: skip
+    value, vector = (value, vector) if span is None else span.top_pair(value, vector, selected)
     return (value, vector) if return_vector else value
