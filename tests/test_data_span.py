@@ -297,3 +297,22 @@ def test_ggn_sharpness_on_the_span_is_the_full_gauss_newton_s(name, loss):
     assert float(torch.linalg.vector_norm(residual)) <= 1e-8 * top
     warm = gs.probes.ggn_sharpness(model, loss_fn, (x, y), tol=1e-10, v0=vector)
     assert abs(warm - top) <= 1e-9 * top
+
+
+def test_trace_estimators_on_the_span_estimate_the_full_trace():
+    """``tr ∇²L = tr ∇²L̃``: Hutch++ with a sketch as large as the reduced Hessian is exact, and
+    Hutchinson's estimate lies within four standard errors."""
+    torch.manual_seed(8)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(24, 3), nn.Tanh(), nn.Linear(3, 1)).double()
+    x, y = _xy(4, 2, 12)
+    dense = dense_hessian(model, gs.losses.mse, (x, y))
+    exact = float(dense.trace())
+    op = gs.probes.hessian.trace_operator(model, gs.losses.mse, (x, y), None, None, "test")
+    assert op.dim == 3 * 4 + 3 + 3 + 1 < _full_dim(model)  # W₁ has n = 4 columns, not 24
+    sketched = gs.probes.hessian_trace_hutchpp(model, gs.losses.mse, (x, y), probes=3 * op.dim)
+    assert abs(sketched - exact) <= 1e-10 * abs(exact)
+    estimate, error = gs.probes.hessian_trace(model, gs.losses.mse, (x, y), samples=400)
+    assert abs(estimate - exact) <= 4 * error
+    block = gs.probes.hessian_trace_hutchpp(model, gs.losses.mse, (x, y), probes=3 * 15, params="1")
+    first_layer = float(dense[:75, :75].trace())  # 1.weight (72) and 1.bias (3) come first
+    assert abs(block - first_layer) <= 1e-10 * abs(first_layer)

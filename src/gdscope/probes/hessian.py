@@ -37,6 +37,7 @@ __all__ = [
     "hessian_trace",
     "power_iteration",
     "sharpness",
+    "trace_operator",
 ]
 
 Batch = tuple[Tensor, Tensor]
@@ -330,7 +331,8 @@ def hessian_trace(
     ``tr H = E[zᵀ H z]`` for Rademacher ``z`` (entries ±1; Hutchinson 1989); the estimate is the
     mean over ``samples`` draws and the standard error their standard deviation over ``√samples``.
     Each ``zᵀ(H z)`` is taken in the parameters' dtype (for float32 a relative rounding of about
-    ``1e-5``, far below the estimator's own spread), and the mean in float64.
+    ``1e-5``, far below the estimator's own spread), and the mean in float64. On a data span
+    (:func:`trace_operator`) ``z`` has the reduced Hessian's size: the same trace.
 
     Raises:
         ValueError: if ``samples < 2``, or on a random loss.
@@ -338,7 +340,7 @@ def hessian_trace(
     """
     if not (isinstance(samples, int) and samples >= 2):
         raise ValueError(f"samples must be an int >= 2 (for a standard error), got {samples!r}")
-    op = _operator(model, loss_fn, batch, chunk_size, False, what="hessian_trace")
+    op = trace_operator(model, loss_fn, batch, chunk_size, None, "hessian_trace")
     if generator is None:
         generator = torch.Generator().manual_seed(0)
     product = op.buffered_matvec()
@@ -348,6 +350,23 @@ def hessian_trace(
         draws.append(float(torch.dot(z, product(z))))
     values = torch.tensor(draws, dtype=torch.float64)
     return float(values.mean()), float(values.std() / math.sqrt(samples))
+
+
+def trace_operator(
+    model: nn.Module,
+    loss_fn: LossFn,
+    batch: Batch,
+    chunk_size: int | None,
+    params: Iterable[str] | str | None,
+    what: str,
+) -> HessianOperator:
+    """Return the Hessian (block) operator for a trace, on the first layer's data span if any.
+
+    ``tr ∇²L = tr ∇²L̃`` exactly (the spectra differ by zeros, :mod:`gdscope.probes._data_span`);
+    a float32 span's rounding (``≈1e-7``) is far below any trace estimator's spread.
+    """
+    span = data_span(model, batch[0], select_params(model, params), FLOAT32_BASIS_TOL)
+    return _operator(model, loss_fn, batch, chunk_size, False, what, params, span)
 
 
 def _start(op: HessianOperator, v0: Tensor | None, generator: torch.Generator) -> Tensor:

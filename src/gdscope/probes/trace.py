@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from gdscope.functional import LossFn
 from gdscope.probes._rademacher import rademacher_rows
-from gdscope.probes.hessian import hessian_operator
+from gdscope.probes.hessian import trace_operator
 
 __all__ = ["hessian_trace_hutchpp", "hutchpp"]
 
@@ -119,7 +119,7 @@ def hessian_trace_hutchpp(
         ValueError: if ``probes < 3``, on a random loss, or a ``params`` entry naming nothing.
 
     """
-    op = hessian_operator(model, loss_fn, batch, chunk_size=chunk_size, params=params)
+    op = trace_operator(model, loss_fn, batch, chunk_size, params, "hessian_trace_hutchpp")
     return hutchpp(
         op.buffered_matvec(), op.dim, probes, generator=generator, device=op.device, dtype=op.dtype
     )
