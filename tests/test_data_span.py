@@ -316,3 +316,56 @@ def test_trace_estimators_on_the_span_estimate_the_full_trace():
     block = gs.probes.hessian_trace_hutchpp(model, gs.losses.mse, (x, y), probes=3 * 15, params="1")
     first_layer = float(dense[:75, :75].trace())  # 1.weight (72) and 1.bias (3) come first
     assert abs(block - first_layer) <= 1e-10 * abs(first_layer)
+
+
+def test_params_given_as_a_generator_are_read_once():
+    torch.manual_seed(9)
+    model = nn.Sequential(nn.Linear(20, 6), nn.Tanh(), nn.Linear(6, 3)).double()
+    gen = torch.Generator().manual_seed(9)
+    x = torch.randn(6, 20, generator=gen, dtype=torch.float64)
+    y = torch.randn(6, 3, generator=gen, dtype=torch.float64)
+    dense = dense_hessian(model, gs.losses.mse, (x, y))
+    later = float(dense[-21:, -21:].trace())  # 2.weight (18) and 2.bias (3) come last
+    sketched = gs.probes.hessian_trace_hutchpp(
+        model, gs.losses.mse, (x, y), probes=63, params=(p for p in ["2"])
+    )
+    assert abs(sketched - later) <= 1e-10 * abs(later)
+    first = float(torch.linalg.eigvalsh(dense[:126, :126])[-1])  # 0.weight and 0.bias
+    value = gs.probes.sharpness(model, gs.losses.mse, (x, y), tol=1e-10, params=(p for p in ["0"]))
+    assert abs(value - first) <= 1e-9 * first
+
+
+class _TwoInputs(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Linear(24, 3), nn.Linear(24, 3)
+
+    def forward(self, x: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        return torch.tanh(self.a(x[0])) + self.b(x[1])
+
+
+def test_inputs_that_are_not_a_tensor_are_not_a_span():
+    model = _TwoInputs().double()
+    gen = torch.Generator().manual_seed(10)
+    x = tuple(torch.randn(5, 24, generator=gen, dtype=torch.float64) for _ in range(2))
+    y = torch.randn(5, 3, generator=gen, dtype=torch.float64)
+    assert data_span(model, x, select_params(model, None), 1e-3) is None  # type: ignore[arg-type]
+    assert gs.probes.ggn_sharpness(model, gs.losses.mse, (x, y)) > 0
+
+
+def test_the_cache_is_read_once_per_call(monkeypatch):
+    """Another thread may replace the entry between the check and the read: both must be one."""
+    x = torch.randn(5, 24, dtype=torch.float64)
+    other = torch.randn(5, 24, dtype=torch.float64)
+    gs.probes.release_spare()
+    q, _ = _data_span._row_basis(x)
+    real_equal = _data_span._equal
+
+    def equal_then_replaced(kept, flat):
+        same = real_equal(kept, flat)
+        _data_span._LAST[:] = [(other.clone(), *torch.linalg.qr(other.T, mode="reduced"))]
+        return same
+
+    monkeypatch.setattr(_data_span, "_equal", equal_then_replaced)
+    again, _ = _data_span._row_basis(x)
+    assert torch.equal(again, q)

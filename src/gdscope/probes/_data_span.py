@@ -145,6 +145,8 @@ def data_span(model: nn.Module, x: Tensor, selected: Params, tol: float) -> Data
     >>> span.name, tuple(span.basis.shape)
     ('1.weight', (12, 5))
     """
+    if not isinstance(x, Tensor):  # inputs of another structure (a tuple): not a plain stack's
+        return None
     exact = x.dtype == torch.float64 or (x.dtype == torch.float32 and tol >= FLOAT32_SPAN_TOL)
     body = _without_flatten(model)
     flattened = body is not model  # else the model itself must take the inputs, 2-D
@@ -195,8 +197,9 @@ def _row_basis(flat: Tensor) -> tuple[Tensor, Tensor]:
     ``n·d`` read against the QR's ``n²·d``: no alias, ``.data`` write or numpy view can make it
     stale).
     """
-    if _LAST and _equal(_LAST[0][0], flat):
-        return _LAST[0][1], _LAST[0][2]
+    entry = next(iter(_LAST), None)  # read once: another thread may replace it meanwhile
+    if entry is not None and _equal(entry[0], flat):
+        return entry[1], entry[2]
     q, r = torch.linalg.qr(flat.detach().T, mode="reduced")
     _LAST[:] = [(flat.detach().clone(), q, r.T)]
     return q, r.T

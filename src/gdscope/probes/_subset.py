@@ -14,7 +14,7 @@ from torch import nn
 from gdscope._checks import did_you_mean
 from gdscope.functional import Params
 
-__all__ = ["select_params"]
+__all__ = ["names_once", "select_params"]
 
 
 def select_params(model: nn.Module, params: Iterable[str] | str | None) -> Params:
@@ -53,3 +53,8 @@ def select_params(model: nn.Module, params: Iterable[str] | str | None) -> Param
 
 def _under(name: str, entry: str) -> bool:
     return name == entry or name.startswith(entry.rstrip(".") + ".")
+
+
+def names_once(params: Iterable[str] | str | None) -> list[str] | str | None:
+    """Return ``params`` as a list (a string or None as it is), so that it can be read twice."""
+    return params if params is None or isinstance(params, str) else list(params)

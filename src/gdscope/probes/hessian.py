@@ -27,7 +27,7 @@ from gdscope.probes._data_span import DataSpan, data_span
 from gdscope.probes._hvp import HessianOperator, Scalar, Term
 from gdscope.probes._rademacher import rademacher_rows
 from gdscope.probes._second_order import refuse_wrong_second_derivatives
-from gdscope.probes._subset import select_params
+from gdscope.probes._subset import names_once, select_params
 from gdscope.probes.lanczos import Bound, EigResult, Which, lanczos_topk, top_eigenpair
 
 __all__ = [
@@ -259,6 +259,7 @@ def sharpness(
         >>> s = sharpness(gs.models.mlp(4, 8, depth=2, seed=0), gs.losses.mse, (x, y))
 
     """
+    params = names_once(params)  # read twice below
     selected = select_params(model, params)
     span = data_span(model, batch[0], selected, tol)
     op = _operator(model, loss_fn, batch, chunk_size, False, "sharpness", params, span)
@@ -365,6 +366,7 @@ def trace_operator(
     ``tr ∇²L = tr ∇²L̃`` exactly (the spectra differ by zeros, :mod:`gdscope.probes._data_span`);
     a float32 span's rounding (``≈1e-7``) is far below any trace estimator's spread.
     """
+    params = names_once(params)  # read twice below
     span = data_span(model, batch[0], select_params(model, params), FLOAT32_BASIS_TOL)
     return _operator(model, loss_fn, batch, chunk_size, False, what, params, span)
 

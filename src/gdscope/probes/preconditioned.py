@@ -36,7 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from gdscope.functional import LossFn
-from gdscope.probes._subset import select_params
+from gdscope.probes._subset import names_once, select_params
 from gdscope.probes.hessian import hessian_operator
 from gdscope.probes.lanczos import Bound, top_eigenpair
 
@@ -231,6 +231,7 @@ def preconditioned_sharpness(
         ValueError: see :func:`preconditioner_diagonal`; on a random loss.
 
     """
+    params = names_once(params)  # read twice below
     scale = preconditioner_diagonal(model, optimizer, params=params, lr_scaled=lr_scaled)
     scale = scale.to(torch.float64).rsqrt()
     op = hessian_operator(model, loss_fn, batch, params=params)
