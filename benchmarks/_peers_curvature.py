@@ -234,7 +234,7 @@ def _span_product(model: nn.Module, batch: tuple[Tensor, Tensor]) -> Any:
     span = _data_span.data_span(model, batch[0], selected, SHARPNESS_TOL)
     if span is None:
         return None
-    op = hessian._operator(model, gs.losses.mse, batch, None, False, "bench", None, span)
+    op = hessian._operator(model, gs.losses.mse, batch, None, False, "bench", selected, span)
     v = torch.randn(op.dim, generator=torch.Generator().manual_seed(1), dtype=op.dtype)
     product = op.buffered_matvec()
     return lambda: product(v)

@@ -209,10 +209,11 @@ def plain_stack(model: nn.Module, x: Tensor) -> UseTrace | None:
     ``ScaledLinear`` layers and stock activations, or a gdscope ``MLP`` (whose ``forward``
     calls each layer once, in order), every module of exactly its library type with its stock
     ``forward``, each module instance and each parameter once in the tree (nothing tied), no
-    hook on any module and none registered globally, on 2-D inputs whose width is the first layer's. Its code then says
-    what :func:`traced_forward` would find: every parameter read only by its own layer, once per
-    call (so no problem), ``Σ d_in`` layer-input and ``Σ d_out`` output entries per example,
-    and ``k`` = the last layer's ``d_out``. Anything else returns ``None``: trace it.
+    hook on any module and none registered globally, on 2-D inputs whose width is the first
+    layer's. Its code then says what :func:`traced_forward` would find: every parameter read
+    only by its own layer, once per call (so no problem), ``Σ d_in`` layer-input and ``Σ d_out``
+    output entries per example, and ``k`` = the last layer's ``d_out``. Anything else returns
+    ``None``: trace it.
 
     >>> plain_stack(nn.Sequential(nn.Linear(3, 5), nn.ReLU(), nn.Linear(5, 2)), torch.ones(4, 3))
     UseTrace(problems=[], input_numel=8, output_numel=7, outputs=2)

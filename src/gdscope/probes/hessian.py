@@ -21,13 +21,13 @@ from typing import Literal, overload
 import torch
 from torch import Tensor, nn
 
-from gdscope.functional import LossFn, loss_at
+from gdscope.functional import LossFn, Params, loss_at
 from gdscope.probes._checks import check_deterministic, refuse_random_modules
 from gdscope.probes._data_span import DataSpan, data_span
 from gdscope.probes._hvp import HessianOperator, Scalar, Term
 from gdscope.probes._rademacher import rademacher_rows
 from gdscope.probes._second_order import refuse_wrong_second_derivatives
-from gdscope.probes._subset import names_once, select_params
+from gdscope.probes._subset import select_params
 from gdscope.probes.lanczos import Bound, EigResult, Which, lanczos_topk, top_eigenpair
 
 __all__ = [
@@ -78,9 +78,8 @@ def hessian_operator(
             ``chunk_size``.
 
     """
-    return _operator(
-        model, loss_fn, batch, chunk_size, cache_chunks, what="hessian_operator", params=params
-    )
+    selected = select_params(model, params)
+    return _operator(model, loss_fn, batch, chunk_size, cache_chunks, "hessian_operator", selected)
 
 
 def _operator(
@@ -90,14 +89,13 @@ def _operator(
     chunk_size: int | None,
     cache_chunks: bool,
     what: str,
-    params: Iterable[str] | str | None = None,
+    selected: Params,
     span: DataSpan | None = None,
 ) -> HessianOperator:
     """Build the operator of :func:`hessian_operator`; ``what`` names the probe in errors.
 
-    ``params`` selects a block (names or module prefixes, see
-    :func:`~gdscope.probes._subset.select_params`); None keeps every trainable parameter.
-    With ``span`` the operator is the reduced Hessian ``∇²L̃`` of :mod:`gdscope.probes._data_span`.
+    ``selected`` are the coordinates (:func:`~gdscope.probes._subset.select_params`). With
+    ``span`` the operator is the reduced Hessian ``∇²L̃`` of :mod:`gdscope.probes._data_span`.
     """
     x, y = batch if span is None else span.batch(batch)
     n = x.shape[0]
@@ -108,7 +106,6 @@ def _operator(
         Term(_loss_term(model, loss_fn, (x[i : i + size], y[i : i + size])), min(size, n - i) / n)
         for i in range(0, n, size)
     ]
-    selected = select_params(model, params)
     selected = selected if span is None else span.params(selected)
     refuse_random_modules(model, what=what, noun="loss")  # before a graph build updates them
     refuse_wrong_second_derivatives(model, what=what)
@@ -160,7 +157,9 @@ def hessian_topk(
         An :class:`~gdscope.probes.lanczos.EigResult` (float64, vectors on the model's device).
 
     """
-    op = _operator(model, loss_fn, batch, chunk_size, False, what="hessian_topk")
+    op = _operator(
+        model, loss_fn, batch, chunk_size, False, "hessian_topk", select_params(model, None)
+    )
     return lanczos_topk(
         op.matvec,
         op.dim,
@@ -259,10 +258,9 @@ def sharpness(
         >>> s = sharpness(gs.models.mlp(4, 8, depth=2, seed=0), gs.losses.mse, (x, y))
 
     """
-    params = names_once(params)  # read twice below
     selected = select_params(model, params)
     span = data_span(model, batch[0], selected, tol)
-    op = _operator(model, loss_fn, batch, chunk_size, False, "sharpness", params, span)
+    op = _operator(model, loss_fn, batch, chunk_size, False, "sharpness", selected, span)
     basis_dtype = _basis_dtype(op, tol)
     start = v0 if v0 is None or span is None else span.start(v0, selected)
     value, vector = top_eigenpair(
@@ -304,7 +302,9 @@ def power_iteration(
     Keutzer & Mahoney 2020, "PyHessian"). It finds the largest-MAGNITUDE eigenvalue, and its rule
     bounds no error: with ``λ₂/λ₁ = ρ`` it converges like ``ρ^{2t}``. Kept for comparison.
     """
-    op = _operator(model, loss_fn, batch, None, False, what="power_iteration")
+    op = _operator(
+        model, loss_fn, batch, None, False, "power_iteration", select_params(model, None)
+    )
     if generator is None:
         generator = torch.Generator().manual_seed(0)
     v = _start(op, v0, generator)
@@ -366,9 +366,9 @@ def trace_operator(
     ``tr ∇²L = tr ∇²L̃`` exactly (the spectra differ by zeros, :mod:`gdscope.probes._data_span`);
     a float32 span's rounding (``≈1e-7``) is far below any trace estimator's spread.
     """
-    params = names_once(params)  # read twice below
-    span = data_span(model, batch[0], select_params(model, params), FLOAT32_BASIS_TOL)
-    return _operator(model, loss_fn, batch, chunk_size, False, what, params, span)
+    selected = select_params(model, params)
+    span = data_span(model, batch[0], selected, FLOAT32_BASIS_TOL)
+    return _operator(model, loss_fn, batch, chunk_size, False, what, selected, span)
 
 
 def _start(op: HessianOperator, v0: Tensor | None, generator: torch.Generator) -> Tensor:
