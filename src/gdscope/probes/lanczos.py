@@ -109,11 +109,11 @@ def lanczos_topk(
     ``bound="gap"``, ``min(r, r²/gap) ≤ tol·|θ|``; see the module docstring for what each
     guarantees). If the Krylov space becomes invariant (``β ≤ max(10⁻¹², 10u)·max(|α|, |β|)``,
     ``u`` the basis's unit roundoff: a float32 ``β`` at the rounding of one step is noise) it
-    restarts, up to ``k`` times, with a random vector orthogonal to the basis (the off-diagonal entry is then exactly
-    0), and stops only once the new block's own wanted Ritz pairs converged too. This finds a
-    top eigenvector a deficient ``v0`` could not see, and copies of a repeated eigenvalue when
-    the space becomes invariant before the stopping rule is met (a Krylov space holds one vector
-    per distinct eigenvalue). Either rule may stop first: with ``k > 1`` and a loose ``tol``, the
+    restarts, up to ``k`` times, with a random vector orthogonal to the basis (the off-diagonal
+    entry is then exactly 0), and stops only once the new block's own wanted Ritz pairs
+    converged too. This finds a top eigenvector a deficient ``v0`` could not see, and copies of
+    a repeated eigenvalue when the space becomes invariant before the stopping rule is met (a
+    Krylov space holds one vector per distinct eigenvalue). Either rule may stop first: with ``k > 1`` and a loose ``tol``, the
     second copy of an exactly repeated top eigenvalue is then missed and the ``k``-th value
     returned is the next distinct one (found at ``tol ≈ 1e-3`` on a ``diag(5, 5, 1, …)``; at
     ``tol ≤ 1e-12`` the breakdown comes first and both copies are found).
