@@ -54,6 +54,7 @@ __all__ = [
     "conv_patches",
     "features_gram",
     "layer_gram",
+    "layer_scales",
     "module_features",
     "plain_stack",
     "traced_forward",
@@ -81,7 +82,8 @@ class LayerFeatures:
     bias_scale: float | None
 
 
-def _scales(module: nn.Module) -> tuple[float | None, float | None]:
+def layer_scales(module: nn.Module) -> tuple[float | None, float | None]:
+    """Return a layer's ``(α, α_b)``, each ``None`` where its weight (bias) is frozen or absent."""
     weight, bias = module.weight, getattr(module, "bias", None)
     alpha = float(getattr(module, "multiplier", 1.0))
     alpha_b = float(getattr(module, "bias_multiplier", 1.0))
@@ -196,7 +198,7 @@ def module_features(
             n, k = g.shape[:2]
             deltas.append(_channels_last(g.flatten(0, 1), module).unflatten(0, (n, k)))
             inputs.append(_layer_inputs(module, h))
-        alpha, alpha_b = _scales(module)
+        alpha, alpha_b = layer_scales(module)
         features.append(
             LayerFeatures(
                 _joined(inputs, dim=1) if alpha is not None else None,

@@ -274,5 +274,5 @@ def is_stock(module: nn.Module) -> bool:
                 "_backward_pre_hooks",
             )
         )
-        and all(type(p) is nn.Parameter for p in module.parameters(recurse=False))
+        and all(type(p) is nn.Parameter for p in module._parameters.values() if p is not None)
     )

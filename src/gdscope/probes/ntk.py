@@ -25,6 +25,7 @@ from . import _ntk_jacobian as jac
 from . import _ntk_structured as st
 from ._checks import check_deterministic
 from ._gram import blas_threads_like_torch
+from ._ntk_plain import plain_features, plain_steps
 from ._ntk_spectral import (
     NTKSpectrum,
     gram_eigs,
@@ -284,6 +285,9 @@ def _check_inputs(model: nn.Module, x1: Tensor) -> int:
 
 
 def _features_fn(model: nn.Module, method: str, plain: bool) -> Callable[[Tensor], object]:
+    steps = plain_steps(model) if plain else None
+    if steps is not None:  # written out: no hooks, no graph (probes/_ntk_plain.py)
+        return lambda x: plain_features(steps, x)
     if method == "structured":
         return lambda x: st.module_features(model, x, plain)[1]
     return lambda x: jac.tile_jacobian(model, x)

@@ -1,0 +1,131 @@
+"""The written-out forward and backward of a plain stack (``probes/_ntk_plain.py``) yields the
+features autograd's hooks do, on every activation it knows, every placement of activations,
+frozen parts and multipliers, and ``ntk_gram`` takes it for plain stacks only."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from _helpers import assert_close
+from gdscope.models import mlp
+from gdscope.probes import _ntk_structured as st
+from gdscope.probes._ntk_plain import plain_features, plain_steps
+from gdscope.probes.ntk import ntk_gram
+from test_ntk_plain_stack import per_example_ntk
+
+ACTIVATIONS = [
+    nn.ReLU(),
+    nn.ReLU(inplace=True),
+    nn.Tanh(),
+    nn.Sigmoid(),
+    nn.GELU(),
+    nn.GELU(approximate="tanh"),
+    nn.Softplus(beta=2.0, threshold=1.0),
+    nn.SiLU(),
+    nn.SiLU(inplace=True),
+    nn.Identity(),
+]
+
+
+def _stack(act: nn.Module, k: int, gen: torch.Generator) -> nn.Sequential:
+    """Activations before the first layer, after the last, two in a row, nested: each in a
+    place where the model itself is differentiable (an in-place one only after a layer)."""
+    d, w1, w2 = (int(v) for v in torch.randint(2, 8, (3,), generator=gen))
+    fresh = lambda: copy.deepcopy(act)  # noqa: E731
+    return nn.Sequential(
+        nn.Tanh(),
+        nn.Linear(d, w1),
+        fresh(),
+        nn.Sequential(nn.Linear(w1, w2), fresh(), nn.Sigmoid()),
+        nn.Linear(w2, k),
+        fresh(),
+    ).double()
+
+
+def _assert_same_features(model: nn.Module, x: torch.Tensor) -> None:
+    steps = plain_steps(model)
+    assert steps is not None
+    ours = plain_features(steps, x)
+    theirs = st.module_features(model, x, plain=False)[1]
+    assert len(ours) == len(theirs)
+    for a, b in zip(ours, theirs, strict=True):
+        assert (a.weight_scale, a.bias_scale) == (b.weight_scale, b.bias_scale)
+        assert (a.inputs is None) == (b.inputs is None)
+        if a.inputs is not None:
+            assert_close(a.inputs, b.inputs, rtol=1e-13, what="inputs")
+        assert a.deltas.shape == b.deltas.shape
+        assert_close(a.deltas, b.deltas, rtol=1e-12, what="deltas")
+
+
+@pytest.mark.parametrize("act", ACTIVATIONS, ids=repr)
+@pytest.mark.parametrize("k", [1, 3])
+def test_written_out_features_equal_autograds_and_the_gram_is_exact(act, k):
+    gen = torch.Generator().manual_seed(k)
+    model = _stack(act, k, gen)
+    x = torch.randn(6, model[1].in_features, dtype=torch.float64, generator=gen)
+    before = x.clone()
+    _assert_same_features(model, x)
+    assert torch.equal(x, before)  # nothing in place on the caller's inputs
+    assert_close(ntk_gram(model, x), per_example_ntk(model, x), rtol=1e-10, what=repr(act))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_frozen_parts_missing_biases_and_multipliers(seed):
+    gen = torch.Generator().manual_seed(seed)
+    frozen_first = nn.Sequential(
+        nn.Linear(4, 6), nn.GELU(), nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 2)
+    )
+    frozen_first[0].requires_grad_(False)  # the pass stops at the second layer
+    weight_only = nn.Sequential(nn.Linear(4, 6, bias=False), nn.ReLU(), nn.Linear(6, 3))
+    weight_only[2].bias.requires_grad_(False)
+    bias_only = nn.Sequential(nn.Linear(4, 6), nn.SiLU(), nn.Linear(6, 1))
+    bias_only[0].weight.requires_grad_(False)
+    frozen_middle = nn.Sequential(
+        nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 6), nn.ReLU(), nn.Linear(6, 2)
+    )
+    frozen_middle[2].requires_grad_(False)
+    back_to_back = nn.Sequential(nn.Linear(4, 5), nn.Linear(5, 3), nn.Tanh(), nn.Linear(3, 2))
+    models = [
+        m.double() for m in (frozen_first, weight_only, bias_only, frozen_middle, back_to_back)
+    ]
+    models += [
+        mlp(4, 7, depth=4, out_dim=3, seed=seed, parameterization=p, dtype=torch.float64)
+        for p in ("ntk", "mup", "standard")
+    ]
+    for model in models:
+        x = torch.randn(5, 4, dtype=torch.float64, generator=gen)
+        _assert_same_features(model, x)
+        assert_close(ntk_gram(model, x), per_example_ntk(model, x), rtol=1e-10, what=str(model))
+        full = per_example_ntk(model, x)
+        k = full.shape[0] // 5
+        class_trace = full.reshape(5, k, 5, k).diagonal(dim1=1, dim2=3).sum(-1)
+        assert_close(ntk_gram(model, x, trace=True), class_trace, rtol=1e-10, what="trace")
+
+
+def test_ntk_gram_takes_the_written_out_pass_for_plain_stacks_only(monkeypatch):
+    calls = []
+    real = st.module_features
+    monkeypatch.setattr(st, "module_features", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    x = torch.randn(5, 4, dtype=torch.float64)
+    plain = mlp(4, 6, depth=3, out_dim=2, seed=0, dtype=torch.float64)
+    ntk_gram(plain, x)
+    assert calls == []
+    residual = mlp(4, 6, depth=4, out_dim=2, seed=0, residual=True, dtype=torch.float64)
+    assert plain_steps(residual) is None  # its skips are not written out: autograd's hooks
+    assert_close(ntk_gram(residual, x), per_example_ntk(residual, x), rtol=1e-10, what="residual")
+    assert calls
+
+
+def test_float32_features_match_autograds_to_rounding():
+    model = mlp(784, 256, depth=4, out_dim=1, seed=0)
+    x = torch.randn(64, 784, generator=torch.Generator().manual_seed(0))
+    steps = plain_steps(model)
+    assert steps is not None
+    ours = plain_features(steps, x)
+    theirs = st.module_features(model, x, plain=True)[1]
+    for a, b in zip(ours, theirs, strict=True):
+        assert_close(a.deltas, b.deltas, rtol=1e-6, what="float32 deltas")
