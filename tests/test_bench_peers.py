@@ -127,3 +127,47 @@ def test_the_bench_times_the_product_sharpness_runs_on_the_data_span():
     assert product().shape == (reduced,)
     narrow = curv.Case(d_in=8, hidden=4, out=3, n=5)
     assert curv._span_product(curv.fc_tanh(narrow, seed=0), curv.data(narrow)) is None
+
+
+def _ran(monkeypatch) -> list[list[str]]:
+    calls: list[list[str]] = []
+    monkeypatch.setattr(
+        subprocess,
+        "run",
+        lambda cmd, **kw: calls.append(cmd) or subprocess.CompletedProcess(cmd, 0),
+    )
+    return calls
+
+
+def test_bench_peers_passes_its_workloads_and_device_to_the_peers_script(monkeypatch, capsys):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(  # pyhessian is no NTK peer: --only ntk runs without it
+        importlib.util,
+        "find_spec",
+        lambda name, *a, **k: None if name == "pyhessian" else real(name, *a, **k),
+    )
+    if real("jax") is None or real("neural_tangents") is None:
+        pytest.skip("the NTK peers are not installed")
+    calls = _ran(monkeypatch)
+    code, _, err = run_cli(
+        monkeypatch, capsys, "bench", "--peers", "--only", "ntk", "--device", "cuda"
+    )
+    assert code == 0, err
+    assert len(calls) == 1 and Path(calls[0][1]).name == "bench_peers.py"
+    assert calls[0][2:] == ["--only", "ntk", "--device", "cuda"]  # and no anchor script ran
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--only", "hessian"], "unknown peer workload 'hessian'"),
+        (["--only", "sharpness", "--device", "cuda"], "add --only ntk"),
+        (["--device", "tpu"], "--device: got 'tpu'"),
+    ],
+)
+def test_bench_peers_refuses_in_one_line_and_runs_nothing(monkeypatch, capsys, args, message):
+    calls = _ran(monkeypatch)
+    code, _, err = run_cli(monkeypatch, capsys, "bench", "--peers", *args)
+    assert code == 2 and calls == []
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], err

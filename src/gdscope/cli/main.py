@@ -13,6 +13,7 @@ from typing import Any
 
 import typer
 
+from gdscope.cli import bench as cli_bench
 from gdscope.cli import diagnose as cli_diagnose
 from gdscope.cli import listing as cli_listing
 from gdscope.cli import studies as cli_studies
@@ -23,7 +24,7 @@ __all__ = ["main", "one_line"]
 
 app.command()(cli_train.train)
 app.command("verify-probes")(cli_train.verify_probes_command)
-app.command()(cli_train.bench)
+app.command()(cli_bench.bench)
 app.command()(cli_diagnose.diagnose)
 
 list_app = typer.Typer(help="List what gdscope knows.", no_args_is_help=True)

@@ -2,16 +2,13 @@
 
 ``gdscope train`` trains one network configured by its options and prints its probes (with a
 progress bar on a terminal: steps done of the total, the current loss, the final status),
-``gdscope verify-probes`` checks the fast probes against dense float64 oracles, and
-``gdscope bench`` runs the benchmark scripts of a source checkout.
+and ``gdscope verify-probes`` checks the fast probes against dense float64 oracles.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -261,70 +258,6 @@ def verify_probes_command(
     stdout.print(f"{len(checks) - len(failed)} passed, {len(failed)} failed")
     if failed:
         raise typer.Exit(1)
-
-
-def bench(
-    small: Annotated[bool, typer.Option(help="CPU sizes (a few minutes on 2 cores)")] = False,
-    device: Annotated[
-        str | None, typer.Option(help="cpu | cuda; default cuda when available")
-    ] = None,
-    only: Annotated[
-        list[str] | None,
-        typer.Option(help="run only these scripts: ntk, hessian, ensemble (repeatable)"),
-    ] = None,
-    peers: Annotated[
-        bool,
-        typer.Option(
-            help="time gdscope against the installed peer packages instead (neural-tangents, "
-            "curvlinops, PyHessian, hessian-eigenthings): one thread, interleaved rounds, CPU"
-        ),
-    ] = False,
-) -> None:
-    """Time gdscope against the anchor methods; print one JSON line per measurement.
-
-    With ``--peers``, ``benchmarks/bench_peers.py`` times gdscope and each installed peer package
-    on the same inputs in alternating rounds, on one core (the process is pinned to it; each
-    record's ``cores_used`` shows it) with the caches swept before each call, and prints median,
-    minimum, spread, the ratio to gdscope and the error against an independent reference.
-    """
-    import importlib.util
-    import subprocess
-
-    folder = Path(__file__).resolve().parents[3] / "benchmarks"
-    scripts = sorted(folder.glob("bench_*.py"))
-    if not scripts:
-        raise UserError(f"bench: no benchmark scripts in {folder}; run from a source checkout")
-    names = {s.stem.removeprefix("bench_"): s for s in scripts}
-    peer_script = names.pop("peers", None)
-    for name in only or []:
-        if name not in names:
-            raise UserError(f"--only: unknown benchmark {name!r}; accepted: {', '.join(names)}")
-    if peers:
-        if peer_script is None:
-            raise UserError(f"bench --peers: no bench_peers.py in {folder}")
-        if device not in (None, "cpu"):
-            raise UserError(f"bench --peers: the peers run on the CPU; got --device {device}")
-        spec = importlib.util.spec_from_file_location("gdscope_bench_peers", peer_script)
-        assert spec is not None and spec.loader is not None
-        script = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(script)  # its PEERS: the packages it times gdscope against
-        missing = script.missing_peers()
-        if missing:
-            raise UserError(
-                f"bench --peers: peer package(s) not installed: {', '.join(missing)} "
-                f"(pip install {' '.join(missing)})"
-            )
-    chosen = [names[n] for n in only] if only else ([] if peers else list(names.values()))
-    args = [*(["--small"] if small else []), *(["--device", device] if device else [])]
-    runs = [(script, args) for script in chosen]
-    if peers and peer_script is not None:
-        runs.append((peer_script, ["--small"] if small else []))
-    for script, script_args in runs:
-        result = subprocess.run(
-            [sys.executable, str(script), *script_args], cwd=folder, check=False
-        )
-        if result.returncode != 0:
-            raise typer.Exit(result.returncode)
 
 
 def _validated(cls: Any, raw: dict[str, Any]) -> Any:
