@@ -75,12 +75,19 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         "--device", default="cpu", help="cpu, or cuda with --only ntk (JAX on the GPU)"
     )
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds per method (>= 1)")
-    parser.add_argument("--only", action="append", choices=["ntk", "sharpness", "trace"])
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=["ntk", "sharpness", "trace"],
+        help="run only this workload (repeatable); default all three",
+    )
     args = parser.parse_args(argv)
     if args.device not in ("cpu", "cuda"):
         parser.error(f"--device: got {args.device!r}; use cpu or cuda")
     if args.device == "cuda" and set(args.only or ()) != {"ntk"}:
         parser.error("--device cuda: only the NTK peers run on the GPU; add --only ntk")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: CUDA is not available here; use cpu")
     return args
 
 

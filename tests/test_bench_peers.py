@@ -130,6 +130,7 @@ def test_the_bench_times_the_product_sharpness_runs_on_the_data_span():
 
 
 def _ran(monkeypatch) -> list[list[str]]:
+    """Record the scripts ``gdscope bench`` would run instead of running them."""
     calls: list[list[str]] = []
     monkeypatch.setattr(
         subprocess,
@@ -139,35 +140,78 @@ def _ran(monkeypatch) -> list[list[str]]:
     return calls
 
 
-def test_bench_peers_passes_its_workloads_and_device_to_the_peers_script(monkeypatch, capsys):
+def _pretend(monkeypatch, *, cuda: bool, missing: tuple[str, ...] = ()) -> None:
     real = importlib.util.find_spec
-    monkeypatch.setattr(  # pyhessian is no NTK peer: --only ntk runs without it
+    monkeypatch.setattr(
         importlib.util,
-        "find_spec",
-        lambda name, *a, **k: None if name == "pyhessian" else real(name, *a, **k),
+        "find_spec",  # every peer "installed" (but those in missing): nothing is imported
+        lambda name, *a, **k: None if name in missing else (real(name, *a, **k) or real("json")),
     )
-    if real("jax") is None or real("neural_tangents") is None:
-        pytest.skip("the NTK peers are not installed")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+
+
+def test_bench_peers_passes_its_workloads_and_device_to_the_peers_script(monkeypatch, capsys):
+    _pretend(monkeypatch, cuda=True, missing=("pyhessian",))  # no NTK peer: --only ntk runs
     calls = _ran(monkeypatch)
     code, _, err = run_cli(
-        monkeypatch, capsys, "bench", "--peers", "--only", "ntk", "--device", "cuda"
+        monkeypatch,
+        capsys,
+        "bench",
+        "--peers",
+        "--only",
+        "ntk",
+        "--only",
+        "ntk",
+        "--device",
+        "cuda",
     )
     assert code == 0, err
     assert len(calls) == 1 and Path(calls[0][1]).name == "bench_peers.py"
-    assert calls[0][2:] == ["--only", "ntk", "--device", "cuda"]  # and no anchor script ran
+    assert calls[0][2:] == ["--only", "ntk", "--device", "cuda"]  # once; no anchor script ran
+    calls.clear()
+    assert run_cli(monkeypatch, capsys, "bench", "--peers", "--small", "--only", "ntk")[0] == 0
+    assert calls[0][2:] == ["--small", "--only", "ntk"]
+
+
+def test_bench_runs_each_anchor_script_once_with_its_flags(monkeypatch, capsys):
+    _pretend(monkeypatch, cuda=False)
+    calls = _ran(monkeypatch)
+    code, _, err = run_cli(
+        monkeypatch, capsys, "bench", "--small", "--device", "cpu", "--only", "ntk", "--only", "ntk"
+    )
+    assert code == 0, err
+    assert [(Path(c[1]).name, c[2:]) for c in calls] == [
+        ("bench_ntk.py", ["--small", "--device", "cpu"])
+    ]
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--only", "hessian"], "unknown peer workload 'hessian'"),
-        (["--only", "sharpness", "--device", "cuda"], "add --only ntk"),
-        (["--device", "tpu"], "--device: got 'tpu'"),
+        (["--peers", "--only", "hessian"], "unknown peer workload 'hessian'"),
+        (["--peers", "--only", "sharpness", "--device", "cuda"], "use --only ntk"),
+        (["--peers", "--only", "ntk", "--only", "trace", "--device", "cuda"], "drop --only trace"),
+        (["--peers", "--only", "ntk", "--device", "cuda", "--small"], "drop it"),
+        (["--peers", "--device", "tpu"], "--device: got 'tpu'"),
+        (["--peers", "--only", "ntk"], "not installed: jax"),
+        (["--only", "sharpness"], "add --peers"),
+        (["--only", "ntk", "--device", "gpu"], "--device: got 'gpu'"),
+        (["--only", "ntk", "--device", ""], "--device: got ''"),
     ],
 )
-def test_bench_peers_refuses_in_one_line_and_runs_nothing(monkeypatch, capsys, args, message):
+def test_bench_refuses_in_one_line_and_runs_nothing(monkeypatch, capsys, args, message):
+    _pretend(monkeypatch, cuda=True, missing=("jax",))
     calls = _ran(monkeypatch)
-    code, _, err = run_cli(monkeypatch, capsys, "bench", "--peers", *args)
-    assert code == 2 and calls == []
+    code, out, err = run_cli(monkeypatch, capsys, "bench", *args)
+    assert code == 2 and calls == [] and out == ""
     lines = err.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], err
+
+
+@pytest.mark.parametrize("peers", [[], ["--peers", "--only", "ntk"]])
+def test_bench_on_cuda_without_cuda_is_refused_in_one_line(monkeypatch, capsys, peers):
+    _pretend(monkeypatch, cuda=False)
+    calls = _ran(monkeypatch)
+    code, _, err = run_cli(monkeypatch, capsys, "bench", *peers, "--device", "cuda")
+    assert code == 2 and calls == []
+    assert "CUDA is not available" in err and len(err.strip().splitlines()) == 1

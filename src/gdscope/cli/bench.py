@@ -12,13 +12,19 @@ from typing import Annotated
 
 import typer
 
-from gdscope.cli.app import UserError
+from gdscope.cli.app import UserError, check_device
+
+PEER_WORKLOADS = ("ntk", "sharpness", "trace")
+"""What ``--only`` names with ``--peers`` (``benchmarks/bench_peers.py``'s ``WORKLOAD_PEERS``)."""
 
 
 def bench(
-    small: Annotated[bool, typer.Option(help="CPU sizes (a few minutes on 2 cores)")] = False,
+    small: Annotated[
+        bool, typer.Option(help="CPU sizes, a few minutes on 2 cores (the peers: always)")
+    ] = False,
     device: Annotated[
-        str | None, typer.Option(help="cpu | cuda; default cuda when available")
+        str | None,
+        typer.Option(help="cpu | cuda | cuda:N; default cuda when available (the peers: cpu)"),
     ] = None,
     only: Annotated[
         list[str] | None,
@@ -29,7 +35,7 @@ def bench(
         typer.Option(
             help="time gdscope against the installed peer packages instead (neural-tangents, "
             "curvlinops, PyHessian, hessian-eigenthings): one thread, interleaved rounds; "
-            "--only then names its workloads (ntk, sharpness, trace), and --device cuda "
+            f"--only then names its workloads ({', '.join(PEER_WORKLOADS)}), and --device cuda "
             "runs the NTK peers on the GPU"
         ),
     ] = False,
@@ -49,20 +55,32 @@ def bench(
         raise UserError(f"bench: no benchmark scripts in {folder}; run from a source checkout")
     names = {s.stem.removeprefix("bench_"): s for s in scripts}
     peer_script = names.pop("peers", None)
+    chosen = list(dict.fromkeys(only or []))  # each once, in the order given
+    if device is not None:
+        _check_bench_device(device)
     if peers:
-        runs = [_peer_run(peer_script, folder, small, device, only or [])]
+        runs = [_peer_run(peer_script, folder, small, device, chosen)]
     else:
-        for name in only or []:
+        for name in chosen:
             if name not in names:
-                raise UserError(f"--only: unknown benchmark {name!r}; accepted: {', '.join(names)}")
+                hint = " (a peer workload: add --peers)" if name in PEER_WORKLOADS else ""
+                raise UserError(
+                    f"--only: unknown benchmark {name!r}{hint}; accepted: {', '.join(names)}"
+                )
         args = [*(["--small"] if small else []), *(["--device", device] if device else [])]
-        runs = [(names[n], args) for n in only] if only else [(s, args) for s in names.values()]
+        runs = [(names[n], args) for n in chosen or names]
     for script, script_args in runs:
         result = subprocess.run(
             [sys.executable, str(script), *script_args], cwd=folder, check=False
         )
         if result.returncode != 0:
             raise typer.Exit(result.returncode)
+
+
+def _check_bench_device(device: str) -> None:
+    if device.split(":")[0] not in ("cpu", "cuda"):
+        raise UserError(f"--device: got {device!r}; use cpu, cuda or cuda:N")
+    check_device(device)
 
 
 def _peer_run(
@@ -76,23 +94,25 @@ def _peer_run(
     spec = importlib.util.spec_from_file_location("gdscope_bench_peers", script_path)
     assert spec is not None and spec.loader is not None
     script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(
-        script
-    )  # its WORKLOAD_PEERS: the packages each workload is timed against
+    spec.loader.exec_module(script)  # its WORKLOAD_PEERS: each workload's peer packages
     workloads = list(script.WORKLOAD_PEERS)
     for name in only:
         if name not in workloads:
             raise UserError(
-                f"--only: unknown peer workload {name!r} with --peers; accepted: "
-                f"{', '.join(workloads)}"
+                f"--only: unknown peer workload {name!r}; accepted with --peers: "
+                f"{', '.join(workloads)} (drop --peers for the anchor scripts)"
             )
     if device not in (None, "cpu", "cuda"):
-        raise UserError(f"--device: got {device!r}; use cpu or cuda")
-    if device == "cuda" and set(only) != {"ntk"}:
+        raise UserError(f"--device: got {device!r} with --peers; use cpu or cuda")
+    if device == "cuda" and only != ["ntk"]:
+        others = [name for name in only if name != "ntk"]
+        drop = f"drop --only {' --only '.join(others)}" if others and "ntk" in only else ""
         raise UserError(
             "bench --peers --device cuda: only the NTK peers run on the GPU (JAX beside torch); "
-            "add --only ntk"
+            + (drop or "use --only ntk")
         )
+    if device == "cuda" and small:
+        raise UserError("--small: the CPU sizes; drop it with --peers --device cuda")
     missing = script.missing_peers(only or None)
     if missing:
         raise UserError(

@@ -13,8 +13,8 @@ from typing import Annotated
 
 import typer
 
-from gdscope.cli.app import UserError, stdout
-from gdscope.cli.train import _check_device, _key_values, _validated
+from gdscope.cli.app import UserError, check_device, stdout
+from gdscope.cli.train import _key_values, _validated
 
 
 def diagnose(
@@ -88,7 +88,7 @@ def diagnose(
         "device": device,
     }
     config = _validated(TrialConfig, raw)
-    _check_device(config.device)
+    check_device(config.device)
     diagnosis = run_diagnosis(
         config,
         ntk_examples=probe_size,

@@ -15,7 +15,7 @@ import typer
 from pydantic import ValidationError
 from rich.table import Table
 
-from gdscope.cli.app import UserError, fmt, stderr, stdout
+from gdscope.cli.app import UserError, check_device, fmt, stderr, stdout
 
 
 def _key_values(items: list[str], what: str) -> dict[str, Any]:
@@ -109,7 +109,7 @@ def train(
         "device": device,
     }
     config = _validated(TrialConfig, raw)
-    _check_device(config.device)
+    check_device(config.device)
     trace = _run_with_progress(build_trial(config), show=stdout.is_terminal and stderr.is_terminal)
     if as_json:
         stdout.print_json(
@@ -267,24 +267,6 @@ def _validated(cls: Any, raw: dict[str, Any]) -> Any:
         return cls.model_validate(raw)
     except ValidationError as err:
         raise UserError(format_errors(err, cls, raw).replace("\n", "; ")) from None
-
-
-def _check_device(device: str) -> None:
-    import torch
-
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise UserError(f"device: unknown device {device!r}; accepted: cpu, cuda, cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device: {device!r} requested but CUDA is not available here; use cpu")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise UserError(
-            f"device: {device!r} requested but torch sees {torch.cuda.device_count()} GPU(s); "
-            "use cuda:0 … or cpu"
-        )
-    if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise UserError(f"device: {device!r} requested but MPS is not available here; use cpu")
 
 
 def _trace_table(trace: Any, rows: int = 12, wide: int = 5) -> Table:
