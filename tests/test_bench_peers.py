@@ -108,12 +108,18 @@ def test_peers_bench_asks_only_for_the_peers_of_the_workloads_it_runs(monkeypatc
     assert bench.missing_peers() == ["jax", "pyhessian"]
 
 
-def test_peers_bench_runs_on_cuda_only_for_the_ntk(capsys):
+def test_peers_bench_runs_on_cuda_only_for_the_ntk(monkeypatch, capsys):
     bench = load_benchmark_module("bench_peers")
-    with pytest.raises(SystemExit) as stop:
-        bench.parse(["--device", "cuda", "--only", "sharpness"])
-    assert stop.value.code == 2
-    assert "--only ntk" in capsys.readouterr().err
+    for cuda, argv, message in [
+        (True, ["--device", "cuda", "--only", "sharpness"], "--only ntk"),
+        (False, ["--device", "cuda", "--only", "ntk"], "CUDA is not available"),
+    ]:
+        monkeypatch.setattr(torch.cuda, "is_available", lambda cuda=cuda: cuda)
+        with pytest.raises(SystemExit) as stop:
+            bench.parse(argv)
+        assert stop.value.code == 2
+        assert message in capsys.readouterr().err
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert bench.parse(["--device", "cuda", "--only", "ntk"]).device == "cuda"
 
 

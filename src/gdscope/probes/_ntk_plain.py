@@ -9,13 +9,15 @@ Williams 1986) gives them from ``Δ = I_k`` at the last layer's output, going ba
 .. math::  Δ ← Δ ⊙ σ'(u) \;\text{(activation)}, \qquad Δ ← α\, Δ\, W \;\text{(linear layer)}.
 
 Written out, the pass has none of what autograd puts around a module call (forward hooks, a
-graph, a zero probe per output) and stops at the first trainable layer, where autograd would
-go on to the gradient of that layer's input only to be told it is not needed. It yields the
-same :class:`~gdscope.probes._ntk_structured.LayerFeatures` as
+graph, a zero probe per output), keeps nothing before the first trainable layer and stops
+there, where autograd would go on to the gradient of that layer's input only to be told it is
+not needed. It yields the same :class:`~gdscope.probes._ntk_structured.LayerFeatures` as
 :func:`~gdscope.probes._ntk_structured.module_features`, in forward order, in less time
-(``ntk_gram`` of an MLP 784→256→256→256→1 on 64 inputs, one core, warm caches: 1.73 → 1.39 ms). ``σ'`` is written out for tanh (``1 − σ²``) and the sigmoid
-(``σ(1 − σ)``), ReLU's step is autograd's own kernel (``threshold_backward``: ``Δ`` where
-``σ(u) > 0``), and the other activations' ``σ'`` comes from autograd on the activation alone.
+(``ntk_gram`` of an MLP 784→256→256→256→1 on 64 inputs, one core, warm caches: 1.73 → 1.39
+ms). ``σ'`` is written out for tanh (``1 − σ²``) and the sigmoid (``σ(1 − σ)``), ReLU's step is
+autograd's own kernel (``threshold_backward``: ``Δ`` where ``σ(u) > 0``), and the other
+activations' ``σ'`` comes from autograd on the activation alone. Nothing runs in place: the
+caller's inputs stay as they were even below ``ReLU(inplace=True)``.
 
 >>> from torch import nn
 >>> net = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
@@ -24,6 +26,8 @@ same :class:`~gdscope.probes._ntk_structured.LayerFeatures` as
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -37,8 +41,19 @@ __all__ = ["plain_features", "plain_steps"]
 
 Linear = nn.Linear | ScaledLinear
 
-_BY_OUTPUT = {nn.ReLU: torch.relu, nn.Tanh: torch.tanh, nn.Sigmoid: torch.sigmoid}
-"""Activations whose derivative is written here as a function of their output."""
+
+def _relu_back(signal: Tensor, out: Tensor) -> Tensor:
+    """Autograd's own ReLU backward: ``Δ`` where ``σ(u) > 0``, else 0."""
+    return torch.ops.aten.threshold_backward(signal, out.unsqueeze(1), 0.0)
+
+
+_BY_OUTPUT: dict[type[nn.Module], tuple[Callable[[Tensor], Tensor], Callable[..., Tensor]]] = {
+    nn.ReLU: (torch.relu, _relu_back),
+    nn.Tanh: (torch.tanh, lambda signal, out: signal * (1 - out * out).unsqueeze(1)),
+    nn.Sigmoid: (torch.sigmoid, lambda signal, out: signal * (out * (1 - out)).unsqueeze(1)),
+}
+"""Activations written out here: ``σ`` (out of place, even for ``ReLU(inplace=True)``) and
+``(Δ, σ(u)) ↦ Δ ⊙ σ'(u)`` from the output."""
 
 
 def plain_steps(model: nn.Module) -> list[nn.Module] | None:
@@ -62,78 +77,76 @@ def plain_features(steps: list[nn.Module], x: Tensor) -> list[LayerFeatures]:
     ``steps`` is what :func:`plain_steps` returns. Within rounding, equal to
     :func:`~gdscope.probes._ntk_structured.module_features` (``tests/test_ntk_plain.py``).
     """
+    trainable = [i for i, step in enumerate(steps) if _trains(step)]
+    if not trainable:
+        return []
     with torch.no_grad():
-        saved, out = _forward(steps, x)
-        return _backward(steps, saved, out)
+        saved, out = _forward(steps, x, trainable[0])
+        return _backward(steps, saved, out, trainable)
 
 
-def _forward(steps: list[nn.Module], x: Tensor) -> tuple[list[Tensor | None], Tensor]:
-    """Run the stack; keep each linear layer's input and each activation's derivative source."""
-    saved: list[Tensor | None] = []
+def _forward(steps: list[nn.Module], x: Tensor, first: int) -> tuple[list[Tensor | None], Tensor]:
+    """Run the stack; from step ``first`` on keep each layer's input and what gives each ``σ'``.
+
+    Before it (frozen layers, activations) nothing is kept: the backward pass stops there.
+    """
+    saved: list[Tensor | None] = [None] * len(steps)
     h = x
-    for step in steps:
+    for i, step in enumerate(steps):
+        keep = i >= first
         if isinstance(step, LINEAR_TYPES):
-            saved.append(h)
+            saved[i] = h if keep else None
             h = _linear(step, h)
-        elif type(step) in _BY_OUTPUT:  # out of place even for ReLU(inplace=True): h may be x
-            h = _BY_OUTPUT[type(step)](h)
-            saved.append(h)
-        elif type(step) is nn.Identity:
-            saved.append(None)
-        else:
-            h, slope = _autograd_slope(step, h)
-            saved.append(slope)
+        elif type(step) in _BY_OUTPUT:
+            h = _BY_OUTPUT[type(step)][0](h)
+            saved[i] = h if keep else None
+        elif type(step) is not nn.Identity:
+            if keep:
+                h, saved[i] = _autograd_slope(step, h)
+            else:  # never in place: h may be the caller's x
+                h = step(h.clone() if getattr(step, "inplace", False) else h)
     return saved, h
 
 
 def _linear(layer: Linear, h: Tensor) -> Tensor:
     """``α h Wᵀ + α_b b`` as the layer computes it (one ``addmm`` with a bias)."""
-    weight, bias = layer.weight, layer.bias
-    alpha = float(getattr(layer, "multiplier", 1.0))
+    weight, bias = layer.weight.detach(), layer.bias
+    alpha, beta = _multipliers(layer)
     if bias is None:
         z = torch.mm(h, weight.T)
         return z if alpha == 1.0 else z.mul_(alpha)
-    beta = float(getattr(layer, "bias_multiplier", 1.0))
-    return torch.addmm(bias, h, weight.T, beta=beta, alpha=alpha)
+    return torch.addmm(bias.detach(), h, weight.T, beta=beta, alpha=alpha)
+
+
+def _multipliers(layer: Linear) -> tuple[float, float]:
+    if isinstance(layer, ScaledLinear):
+        return layer.multiplier, layer.bias_multiplier
+    return 1.0, 1.0
 
 
 def _autograd_slope(activation: nn.Module, u: Tensor) -> tuple[Tensor, Tensor]:
     """Return ``σ(u)`` and ``σ'(u)`` (elementwise, so the gradient of ``Σσ`` is ``σ'``)."""
     with torch.enable_grad():
-        leaf = u.detach().requires_grad_(True)
+        leaf = u.detach().clone().requires_grad_(True)  # a clone: u may be an inference tensor
         out = activation(leaf.clone() if getattr(activation, "inplace", False) else leaf)
         (slope,) = torch.autograd.grad(out, leaf, torch.ones_like(out))
     return out.detach(), slope
 
 
-def _through_activation(activation: nn.Module, kept: Tensor, signal: Tensor) -> Tensor:
-    """``Δ ⊙ σ'(u)`` from what :func:`_forward` kept (ReLU, tanh, sigmoid: the output)."""
-    if type(activation) is nn.ReLU:  # autograd's own ReLU backward: Δ where σ(u) > 0, else 0
-        return torch.ops.aten.threshold_backward(signal, kept.unsqueeze(1), 0.0)
-    if type(activation) is nn.Tanh:
-        slope = 1 - kept * kept
-    elif type(activation) is nn.Sigmoid:
-        slope = kept * (1 - kept)
-    else:
-        slope = kept  # σ'(u), from autograd
-    return signal * slope.unsqueeze(1)
-
-
 def _backward(
-    steps: list[nn.Module], saved: list[Tensor | None], out: Tensor
+    steps: list[nn.Module], saved: list[Tensor | None], out: Tensor, trainable: list[int]
 ) -> list[LayerFeatures]:
     n, k = out.shape
-    trainable = [i for i, step in enumerate(steps) if _trains(step)]
     features: list[LayerFeatures] = []
-    if not trainable:
-        return features
     signal = torch.eye(k, dtype=out.dtype, device=out.device).expand(n, k, k)  # (n, k, width)
     identity = True  # the signal is still I: through a linear layer it becomes αW's rows
     for i in range(len(steps) - 1, trainable[0] - 1, -1):
         step, kept = steps[i], saved[i]
         if not isinstance(step, LINEAR_TYPES):
             if kept is not None:  # None: nn.Identity
-                signal, identity = _through_activation(step, kept, signal), False
+                known = _BY_OUTPUT.get(type(step))
+                signal = known[1](signal, kept) if known else signal * kept.unsqueeze(1)
+                identity = False
             continue
         assert kept is not None
         if i in trainable:
@@ -146,15 +159,14 @@ def _backward(
 
 
 def _trains(step: nn.Module) -> bool:
-    if not isinstance(step, LINEAR_TYPES):
-        return False  # an activation: no parameters
-    return step.weight.requires_grad or (step.bias is not None and step.bias.requires_grad)
+    """Whether ``module_features`` would hook the step: a trainable parameter of its own."""
+    return any(p is not None and p.requires_grad for p in step._parameters.values())
 
 
 def _through_linear(layer: Linear, signal: Tensor, identity: bool) -> Tensor:
     """``α Δ W``: the signals at a linear layer's input from those at its output."""
-    weight = layer.weight
-    alpha = float(getattr(layer, "multiplier", 1.0))
+    weight = layer.weight.detach()  # an expanded view of the parameter would require grad
+    alpha = _multipliers(layer)[0]
     scaled = weight if alpha == 1.0 else alpha * weight
     n, k, _ = signal.shape
     if identity:  # Δ = I: the rows of αW

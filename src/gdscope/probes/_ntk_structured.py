@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gdscope.models.layers import ScaledConv2d
+from gdscope.models.layers import ScaledConv2d, ScaledLinear
 from gdscope.models.two_layer import TwoLayer
 from gdscope.probes._gram import mirror_upper, upper_gram
 
@@ -85,8 +85,9 @@ class LayerFeatures:
 def layer_scales(module: nn.Module) -> tuple[float | None, float | None]:
     """Return a layer's ``(α, α_b)``, each ``None`` where its weight (bias) is frozen or absent."""
     weight, bias = module.weight, getattr(module, "bias", None)
-    alpha = float(getattr(module, "multiplier", 1.0))
-    alpha_b = float(getattr(module, "bias_multiplier", 1.0))
+    scaled = isinstance(module, (ScaledLinear, ScaledConv2d))  # others: their own forward
+    alpha = float(module.multiplier) if scaled else 1.0
+    alpha_b = float(module.bias_multiplier) if scaled else 1.0
     return (
         alpha if weight.requires_grad else None,
         alpha_b if bias is not None and bias.requires_grad else None,

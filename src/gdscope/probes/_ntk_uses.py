@@ -247,7 +247,7 @@ def plain_layers(model: nn.Module) -> list[nn.Linear | ScaledLinear] | None:
         if type(model.activation) not in _ELEMENTWISE or type(model.layers) is not nn.ModuleList:
             return None
         layers = list(model.layers)
-        if not layers or any(type(m) not in LINEAR_TYPES for m in layers):
+        if not layers or any(type(m) not in LINEAR_TYPES or not _own_weights(m) for m in layers):
             return None
         return cast(list[nn.Linear | ScaledLinear], layers)
     if type(model) is not nn.Sequential:
@@ -255,10 +255,18 @@ def plain_layers(model: nn.Module) -> list[nn.Linear | ScaledLinear] | None:
     found: list[nn.Linear | ScaledLinear] = []
     for module in model.modules():
         if isinstance(module, LINEAR_TYPES) and type(module) in LINEAR_TYPES:
+            if not _own_weights(module):
+                return None
             found.append(module)
         elif type(module) is not nn.Sequential and type(module) not in _ELEMENTWISE:
             return None
     return found or None
+
+
+def _own_weights(layer: nn.Module) -> bool:
+    """Whether a layer's weight and bias are its parameters (not, say, a buffer named weight)."""
+    own = layer._parameters
+    return own.get("weight") is not None and "bias" in own
 
 
 def is_stock(module: nn.Module) -> bool:
