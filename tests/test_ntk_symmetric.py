@@ -9,7 +9,7 @@ import torch
 
 from _helpers import assert_close
 from gdscope.probes import _ntk_structured as st
-from gdscope.probes._gram import mirror_upper, upper_gram
+from gdscope.probes._gram import SYRK_MIN_ROWS, mirror_upper, upper_gram
 
 SEEDS = [0, 1, 2]
 
@@ -21,12 +21,19 @@ def _g(seed: int) -> torch.Generator:
 @pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize(("dtype", "rtol"), [(torch.float64, 1e-13), (torch.float32, 1e-5)])
 def test_the_mirrored_triangle_is_the_gram(seed, dtype, rtol):
-    n, d = 3 + 37 * seed, 5 + 200 * seed
+    n, d = 3 + 60 * seed, 5 + 200 * seed  # 3, 63 (torch.mm) and 123 (syrk) rows
     a = torch.randn(n, d, generator=_g(seed), dtype=dtype)
     got = mirror_upper(upper_gram(a))
     assert got.dtype == dtype and torch.equal(got, got.T)
     exact = a.double() @ a.double().T  # round-off scales with the largest entry (the diagonal)
     assert_close(got.double(), exact, rtol=rtol, atol=rtol * float(exact.abs().max()))
+
+
+def test_syrk_takes_the_factors_with_many_rows_and_leaves_the_lower_triangle():
+    tall = torch.randn(SYRK_MIN_ROWS, 3, generator=_g(5))
+    assert torch.equal(upper_gram(tall).tril(-1), torch.zeros(SYRK_MIN_ROWS, SYRK_MIN_ROWS))
+    short = tall[: SYRK_MIN_ROWS - 1]
+    assert torch.equal(upper_gram(short), short @ short.T)  # torch.mm: both triangles
 
 
 def test_upper_gram_falls_back_to_mm_where_syrk_does_not_apply():
@@ -55,10 +62,37 @@ def _copy(f: st.LayerFeatures) -> st.LayerFeatures:
 @pytest.mark.parametrize("length", [1, 4])  # a linear layer; a conv layer's positions
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("trace", [True, False])
-def test_a_diagonal_block_equals_the_general_block(seed, k, length, bias, trace):
-    f = _features(seed, 5 + seed, k, length, bias)
+@pytest.mark.parametrize("n", [5, SYRK_MIN_ROWS + 1])
+def test_a_diagonal_block_equals_the_general_block(seed, k, length, bias, trace, n):
+    f = _features(seed, n + seed, k, length, bias)
     symmetric = st.layer_gram(f, f, trace, 2**20)  # f is f: the syrk route
     general = st.layer_gram(f, _copy(f), trace, 2**20)  # two objects: torch.mm throughout
     assert_close(symmetric, general, rtol=1e-13, atol=1e-13)
     flat = symmetric if trace else symmetric.reshape(symmetric.shape[0] * k, -1)
     assert torch.equal(flat, flat.T)
+
+
+def test_scipys_blas_threads_are_limited_exactly_when_syrk_may_run(monkeypatch):
+    import contextlib
+
+    from gdscope.models import mlp
+    from gdscope.probes import ntk
+
+    entered = []
+
+    @contextlib.contextmanager
+    def recording():
+        entered.append(1)
+        yield
+
+    monkeypatch.setattr(ntk, "blas_threads_like_torch", recording)
+    net = mlp(d_in=3, width=8, depth=2, out_dim=2, seed=0, dtype=torch.float64)
+    for n, cross, expected in [
+        (SYRK_MIN_ROWS // 2, False, True),  # n·k rows of the signals' Gram reach it
+        (SYRK_MIN_ROWS // 2 - 1, False, False),
+        (SYRK_MIN_ROWS, True, False),  # a cross-Gram has no symmetric block
+    ]:
+        entered.clear()
+        x = torch.randn(n, 3, generator=_g(n), dtype=torch.float64)
+        ntk.ntk_gram(net, x, x.clone() if cross else None)
+        assert bool(entered) == expected, (n, cross)

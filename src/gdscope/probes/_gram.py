@@ -4,8 +4,9 @@ A structured NTK (:mod:`gdscope.probes._ntk_structured`) sums per layer the Hada
 two Grams, of the layer's inputs and of its output signals. On the diagonal blocks of a Gram
 ``K(x, x)`` both are ``A Aᵀ``: symmetric, so BLAS ``?syrk`` (Dongarra et al. 1990, "A set of
 level 3 BLAS") computes the upper triangle in half the flops of ``A Aᵀ`` by ``torch.mm``, which
-has no symmetric kernel. On the CPU, for float32 and float64 factors that need no gradient,
-:func:`upper_gram` takes scipy's ``syrk`` (everywhere else ``torch.mm``); a layer's Gram is built
+has no symmetric kernel. On the CPU, for float32 and float64 factors of at least
+:data:`SYRK_MIN_ROWS` rows that need no gradient, :func:`upper_gram` takes scipy's ``syrk``
+(everywhere else ``torch.mm``); a layer's Gram is built
 from such triangles and mirrored once (:func:`mirror_upper`). scipy's BLAS threads are limited
 to torch's count while an NTK is computed (:func:`blas_threads_like_torch`): scipy's OpenBLAS would
 otherwise start a thread per core, which spin beside torch's (and the stored bits of a trial
@@ -42,10 +43,20 @@ def upper_gram(a: Tensor) -> Tensor:
     (``torch.mm`` where ``syrk`` does not apply); :func:`mirror_upper` makes it whole.
     """
     syrk = _SYRK.get(a.dtype)
-    if syrk is None or a.device.type != "cpu" or a.requires_grad or 0 in a.shape:
+    if syrk is None or a.device.type != "cpu" or a.requires_grad or not uses_syrk(a.shape[0]):
         return torch.mm(a, a.T)
     lower = syrk(1.0, a.detach().contiguous().numpy().T, trans=1, lower=1)  # Fortran order
     return torch.from_numpy(lower).T  # row-major, the upper triangle filled
+
+
+SYRK_MIN_ROWS = 96
+"""Fewer rows take ``torch.mm``: as fast there (one core, 64 rows: 25 µs either way at 256
+columns, 2026-12-05), and no call into scipy's BLAS, whose code a first call reads from memory."""
+
+
+def uses_syrk(rows: int) -> bool:
+    """Whether :func:`upper_gram` hands a CPU factor of ``rows`` rows to ``syrk``."""
+    return rows >= SYRK_MIN_ROWS
 
 
 def mirror_upper(square: Tensor) -> Tensor:

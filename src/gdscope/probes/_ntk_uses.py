@@ -237,10 +237,9 @@ def plain_stack(model: nn.Module, x: Tensor) -> UseTrace | None:
 
 def plain_layers(model: nn.Module) -> list[nn.Linear | ScaledLinear] | None:
     """Return the linear layers of a plain stack in the order its forward calls them, or None."""
-    everything = [m for _, m in model.named_modules(remove_duplicate=False)]
+    everything, every_use = _tree(model)
     if len({id(m) for m in everything}) != len(everything) or not all(map(is_stock, everything)):
         return None
-    every_use = [p for _, p in model.named_parameters(remove_duplicate=False)]
     if len({id(p) for p in every_use}) != len(every_use):
         return None  # a parameter shared by two modules (tied): its layers' terms cross
     if type(model) is MLP:
@@ -253,7 +252,7 @@ def plain_layers(model: nn.Module) -> list[nn.Linear | ScaledLinear] | None:
     if type(model) is not nn.Sequential:
         return None
     found: list[nn.Linear | ScaledLinear] = []
-    for module in model.modules():
+    for module in everything:  # depth first, as nested Sequentials call them
         if isinstance(module, LINEAR_TYPES) and type(module) in LINEAR_TYPES:
             if not _own_weights(module):
                 return None
@@ -261,6 +260,23 @@ def plain_layers(model: nn.Module) -> list[nn.Linear | ScaledLinear] | None:
         elif type(module) is not nn.Sequential and type(module) not in _ELEMENTWISE:
             return None
     return found or None
+
+
+def _tree(model: nn.Module) -> tuple[list[nn.Module], list[Tensor]]:
+    """Every module (depth first, in ``modules()`` order) and parameter, each as often as it occurs.
+
+    One walk over the children and parameters torch holds, where ``named_modules`` and
+    ``named_parameters`` (``remove_duplicate=False``) walk twice and build every name.
+    """
+    modules: list[nn.Module] = []
+    params: list[Tensor] = []
+    stack = [model]
+    while stack:
+        module = stack.pop()
+        modules.append(module)
+        params += [p for p in module._parameters.values() if p is not None]
+        stack += [c for c in reversed(module._modules.values()) if c is not None]
+    return modules, params
 
 
 def _own_weights(layer: nn.Module) -> bool:

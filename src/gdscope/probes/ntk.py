@@ -24,7 +24,7 @@ from gdscope.models.two_layer import TwoLayer
 from . import _ntk_jacobian as jac
 from . import _ntk_structured as st
 from ._checks import check_deterministic
-from ._gram import blas_threads_like_torch
+from ._gram import blas_threads_like_torch, uses_syrk
 from ._ntk_plain import plain_features, plain_steps
 from ._ntk_spectral import (
     NTKSpectrum,
@@ -334,6 +334,8 @@ def _gram_fn(
         tile = max(1, budget // max(1, per_example))
         n_total = x1.shape[0] + (0 if x2 is None else x2.shape[0])
         cache = n_total * per_example <= budget
+        if x2 is not None or not uses_syrk(min(tile, x1.shape[0]) * k):
+            return tiled(x1, x2, tile, features, pair, trace, k, acc, cache)
         with blas_threads_like_torch():  # the symmetric Grams' syrk (probes/_gram.py)
             return tiled(x1, x2, tile, features, pair, trace, k, acc, cache)
 
