@@ -221,3 +221,21 @@ def test_bench_on_cuda_without_cuda_is_refused_in_one_line(monkeypatch, capsys, 
     code, _, err = run_cli(monkeypatch, capsys, "bench", *peers, "--device", "cuda")
     assert code == 2 and calls == []
     assert "CUDA is not available" in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_ntk_floor_script_times_three_methods_that_agree():
+    missing = [m for m in ("jax", "neural_tangents") if importlib.util.find_spec(m) is None]
+    if missing:
+        pytest.skip(f"peers not installed: {missing}")
+    out = subprocess.run(
+        [sys.executable, "ntk_floor.py", "--tiny", "--rounds", "2"],
+        cwd=BENCH,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    records = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    assert [r["method"].split(" ")[0] for r in records] == ["gdscope", "eager", "neural-tangents"]
+    assert all(r["rel_err_to_ntk_gram"] < 1e-5 and r["median_ms"] > 0 for r in records), records
