@@ -93,3 +93,57 @@ def test_bad_arguments_are_refused():
         spectral_density(lambda v: v, 4, vectors=torch.ones(2, 3))
     with pytest.raises(ValueError, match="nonzero"):
         spectral_density(lambda v: v, 4, vectors=torch.zeros(1, 4))
+
+
+@functools.cache
+def _span_problem():
+    """5 inputs in 16 dimensions: the first layer's data span applies (n ≤ d/2)."""
+    gen = torch.Generator().manual_seed(2)
+    net = mlp(d_in=16, width=6, depth=3, activation="tanh", seed=1, dtype=torch.float64)
+    x = torch.randn(5, 16, generator=gen, dtype=torch.float64)
+    y = torch.randn(5, 1, generator=gen, dtype=torch.float64)
+    hessian = dense_hessian(net, mse, (x, y))
+    return net, (x, y), hessian, torch.linalg.eigvalsh(hessian)
+
+
+def _moment_errors(slq, v: torch.Tensor, hessian: torch.Tensor, degrees: int) -> list[float]:
+    v = v / v.norm(dim=1, keepdim=True)
+    scale = torch.linalg.eigvalsh(hessian).abs().max().item()
+    power_v, errors = v.T.clone(), []
+    for k in range(degrees):
+        exact = (v * power_v.T).sum(1)  # vᵀ A^k v per probe
+        errors.append(((slq.weights * slq.nodes**k).sum(1) - exact).abs().max().item() / scale**k)
+        power_v = hessian @ power_v
+    return errors
+
+
+def test_on_a_data_span_each_probe_keeps_its_gauss_rule_plus_an_exact_node_at_zero():
+    net, batch, hessian, _ = _span_problem()
+    steps = 6
+    v = torch.randn(
+        4, hessian.shape[0], generator=torch.Generator().manual_seed(3), dtype=torch.float64
+    )
+    slq = hessian_spectral_density(net, mse, batch, steps=steps, vectors=v)
+    assert slq.nodes.shape == (4, steps + 1) and torch.equal(slq.nodes[:, -1], torch.zeros(4))
+    assert max(_moment_errors(slq, v, hessian, 2 * steps)) <= 1e-12
+    # the node 0 carries the probe's mass off the span: W₁'s block minus its part in span(xᵀ)
+    q, _ = torch.linalg.qr(batch[0].T)
+    block = (v / v.norm(dim=1, keepdim=True))[:, : 6 * 16].reshape(4, 6, 16)
+    off_span = (block - block @ q @ q.T).square().sum((1, 2))
+    assert_close(slq.weights[:, -1], off_span, rtol=1e-12, atol=1e-15)
+    assert_close(slq.weights.sum(1), torch.ones(4, dtype=torch.float64), rtol=1e-13)
+
+
+def test_on_a_data_span_enough_steps_make_every_probe_exact():
+    net, batch, hessian, lam = _span_problem()
+    reduced = hessian.shape[0] - 6 * (16 - 5)  # W₁ has 5 of its 16 columns left
+    v = torch.randn(
+        2, hessian.shape[0], generator=torch.Generator().manual_seed(4), dtype=torch.float64
+    )
+    slq = hessian_spectral_density(net, mse, batch, steps=10 * reduced, vectors=v)
+    assert slq.nodes.shape[1] == reduced + 1
+    assert max(_moment_errors(slq, v, hessian, 12)) <= 1e-10
+    default = hessian_spectral_density(net, mse, batch, steps=40, probes=64)
+    for k in (1, 2):
+        estimate, se = default.moment(k)
+        assert abs(estimate - (lam**k).mean().item()) <= 4 * se, (k, estimate, se)

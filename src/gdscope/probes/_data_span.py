@@ -73,14 +73,21 @@ class DataSpan:
             ValueError: if ``v0`` does not have one entry per parameter.
 
         """
-        shapes = {n: p.shape for n, p in params.items()}
-        dim = sum(shape.numel() for shape in shapes.values())
+        dim = sum(p.numel() for p in params.values())
         if v0.numel() != dim:
             raise ValueError(f"v0 must have {dim} entries, got shape {tuple(v0.shape)}")
-        flat = v0.detach().reshape(-1).to(self.basis.device, self.basis.dtype)
-        reduced = self._map(flat, shapes, lambda block: block @ self.basis)
+        reduced = self.reduce(v0, params)
         left = torch.linalg.vector_norm(reduced)
-        return reduced if left > 1e-6 * torch.linalg.vector_norm(flat) else None
+        return reduced if left > 1e-6 * torch.linalg.vector_norm(v0.detach()) else None
+
+    def reduce(self, vector: Tensor, params: Params) -> Tensor:
+        """Map a flat vector over ``params`` to span coordinates (``W₁`` block ``V Q``): ``J v``.
+
+        ``‖v‖² − ‖J v‖²`` is ``v``'s mass in the Hessian's null space (``J Jᵀ = I``).
+        """
+        shapes = {n: p.shape for n, p in params.items()}
+        flat = vector.detach().reshape(-1).to(self.basis.device, self.basis.dtype)
+        return self._map(flat, shapes, lambda block: block @ self.basis)
 
     def expand(self, vector: Tensor, params: Params) -> Tensor:
         """Map a flat vector in span coordinates back (``W₁`` block ``Ṽ Qᵀ``): ``Jᵀ ṽ``.

@@ -37,6 +37,7 @@ __all__ = [
     "hessian_trace",
     "power_iteration",
     "sharpness",
+    "span_operator",
     "trace_operator",
 ]
 
@@ -366,9 +367,22 @@ def trace_operator(
     ``tr ∇²L = tr ∇²L̃`` exactly (the spectra differ by zeros, :mod:`gdscope.probes._data_span`);
     a float32 span's rounding (``≈1e-7``) is far below any trace estimator's spread.
     """
+    return span_operator(model, loss_fn, batch, chunk_size, params, what)[0]
+
+
+def span_operator(
+    model: nn.Module,
+    loss_fn: LossFn,
+    batch: Batch,
+    chunk_size: int | None,
+    params: Iterable[str] | str | None,
+    what: str,
+) -> tuple[HessianOperator, DataSpan | None, Params]:
+    """Return the operator of :func:`trace_operator`, its data span (or None) and the selection."""
     selected = select_params(model, params)
     span = data_span(model, batch[0], selected, FLOAT32_BASIS_TOL)
-    return _operator(model, loss_fn, batch, chunk_size, False, what, selected, span)
+    op = _operator(model, loss_fn, batch, chunk_size, False, what, selected, span)
+    return op, span, selected
 
 
 def _start(op: HessianOperator, v0: Tensor | None, generator: torch.Generator) -> Tensor:

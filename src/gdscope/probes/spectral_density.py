@@ -17,6 +17,8 @@ Krishnan & Xiao 2019, "An investigation into neural net optimization via Hessian
 density", §2; PyHessian, Yao et al. 2020). The Lanczos steps use full reorthogonalization (the
 Krylov basis of :mod:`gdscope.probes.lanczos`), so no ghost Ritz values appear; a breakdown
 (invariant Krylov space) ends a probe early, with the quadrature then exact for every ``f``.
+A Hessian whose first layer sees few inputs is reduced to their span first, exactly
+(:func:`hessian_spectral_density`).
 """
 
 from __future__ import annotations
@@ -30,9 +32,11 @@ import scipy.linalg
 import torch
 from torch import Tensor, nn
 
-from gdscope.functional import LossFn
+from gdscope.functional import LossFn, Params
+from gdscope.probes._data_span import DataSpan
+from gdscope.probes._hvp import HessianOperator
 from gdscope.probes._krylov import KrylovBasis, lanczos_step
-from gdscope.probes.hessian import Batch, hessian_operator
+from gdscope.probes.hessian import Batch, span_operator
 
 __all__ = ["SpectralDensity", "hessian_spectral_density", "spectral_density"]
 
@@ -43,7 +47,8 @@ class SpectralDensity:
 
     Attributes:
         nodes: ``(n_v, m)`` float64 Ritz values ``θ_k`` per probe (padded with 0 where a probe
-            broke down early, with weight 0).
+            broke down early, with weight 0). On a data span (:func:`hessian_spectral_density`)
+            one more column: the node 0, with the probe's mass in the Hessian's null space.
         weights: ``(n_v, m)`` float64 ``τ_k ≥ 0``; each row sums to 1.
 
     """
@@ -115,18 +120,29 @@ def spectral_density(
         (50.5, 0.5)
 
     """
-    if not (isinstance(steps, int) and steps >= 1 and isinstance(probes, int) and probes >= 1):
-        raise ValueError(f"steps and probes must be positive ints, got {steps!r} and {probes!r}")
+    _check_counts(steps, probes)
     starts = _probe_vectors(dim, probes, vectors, generator, device)
     m = min(steps, dim)
     nodes = torch.zeros(len(starts), m, dtype=torch.float64)
     weights = torch.zeros_like(nodes)
     for i, v in enumerate(starts):
-        alphas, betas = _tridiagonal(matvec, v, m, device)
-        theta, s = scipy.linalg.eigh_tridiagonal(np.asarray(alphas), np.asarray(betas))
-        nodes[i, : len(theta)] = torch.from_numpy(theta)
-        weights[i, : len(theta)] = torch.from_numpy(s[0] ** 2)
+        theta, tau = _quadrature(matvec, v, m, device)
+        nodes[i, : len(theta)], weights[i, : len(theta)] = theta, tau
     return SpectralDensity(nodes, weights)
+
+
+def _check_counts(steps: object, probes: object) -> None:
+    if not (isinstance(steps, int) and steps >= 1 and isinstance(probes, int) and probes >= 1):
+        raise ValueError(f"steps and probes must be positive ints, got {steps!r} and {probes!r}")
+
+
+def _quadrature(
+    matvec: Callable[[Tensor], Tensor], v: Tensor, m: int, device: torch.device | str
+) -> tuple[Tensor, Tensor]:
+    """Return the Gauss nodes ``θ`` and weights ``τ`` of ``μ_v`` from ``m`` Lanczos steps."""
+    alphas, betas = _tridiagonal(matvec, v, m, device)
+    theta, s = scipy.linalg.eigh_tridiagonal(np.asarray(alphas), np.asarray(betas))
+    return torch.from_numpy(theta), torch.from_numpy(s[0] ** 2)
 
 
 def hessian_spectral_density(
@@ -144,6 +160,12 @@ def hessian_spectral_density(
 
     The Hessian is that of :func:`gdscope.probes.hessian.hessian_operator` (trainable parameters
     in ``named_parameters()`` order, the training loss's normalization), one product per step.
+    When the inputs span few directions (a plain stack whose first linear layer sees ``n ≤ d/2``
+    examples, :mod:`gdscope.probes._data_span`), the steps run on the reduced Hessian ``∇²L̃``,
+    exactly: the same probes and, per probe, its Gauss rule on the span plus the node 0 with its
+    mass off the span (``μ_v = ‖Jv‖² μ_{Jv/‖Jv‖}(∇²L̃) + (1 − ‖Jv‖²) δ_0``), so ``nodes`` has
+    ``m + 1`` columns, each product costs the first layer ``n/d`` of its work, and the null
+    space's mass is exact rather than estimated.
 
     Raises:
         ValueError: as :func:`spectral_density`, or on a random loss.
@@ -158,16 +180,43 @@ def hessian_spectral_density(
         (torch.Size([8, 16]), 1.0)
 
     """
-    op = hessian_operator(model, loss_fn, batch, chunk_size=chunk_size)
-    return spectral_density(
-        op.matvec,
-        op.dim,
-        steps=steps,
-        probes=probes,
-        vectors=vectors,
-        generator=generator,
-        device=op.device,
+    op, span, selected = span_operator(
+        model, loss_fn, batch, chunk_size, None, "hessian_spectral_density"
     )
+    if span is None:
+        return spectral_density(
+            op.matvec,
+            op.dim,
+            steps=steps,
+            probes=probes,
+            vectors=vectors,
+            generator=generator,
+            device=op.device,
+        )
+    _check_counts(steps, probes)
+    dim = sum(p.numel() for p in selected.values())
+    starts = _probe_vectors(dim, probes, vectors, generator, op.device)
+    return _on_span(op, span, selected, starts, min(steps, op.dim))
+
+
+def _on_span(
+    op: HessianOperator, span: DataSpan, selected: Params, starts: list[Tensor], m: int
+) -> SpectralDensity:
+    """Each probe's quadrature from the reduced Hessian, plus a node 0 for its null-space mass.
+
+    With ``∇²L = Jᵀ ∇²L̃ J`` (``J Jᵀ = I``) and ``v = Jᵀu + w`` (``u = J v``, ``J w = 0``),
+    ``vᵀ f(∇²L) v = uᵀ f(∇²L̃) u + f(0) ‖w‖²``: ``μ_v = ‖u‖² μ_{u/‖u‖}(∇²L̃) + ‖w‖² δ_0``.
+    """
+    nodes = torch.zeros(len(starts), m + 1, dtype=torch.float64)  # the last column: node 0
+    weights = torch.zeros_like(nodes)
+    for i, v in enumerate(starts):
+        u = span.reduce(v, selected).to(torch.float64)
+        kept = float(u.square().sum())  # ‖u‖² of a unit probe; ‖w‖² = 1 − ‖u‖²
+        if kept > 0:
+            theta, tau = _quadrature(op.matvec, u / math.sqrt(kept), m, op.device)
+            nodes[i, : len(theta)], weights[i, : len(theta)] = theta, kept * tau
+        weights[i, m] = max(0.0, 1.0 - kept)
+    return SpectralDensity(nodes, weights)
 
 
 def _probe_vectors(
