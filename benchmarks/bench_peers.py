@@ -19,6 +19,8 @@ median (``> 1``: the peer is slower), and the relative error against an independ
   the count of Hessian-vector products and the time of one (see ``_peers_curvature.py``).
 * W2c Hessian trace from 30 products: gdscope Hutchinson and Hutch++ against PyHessian's
   Hutchinson, with the error against the exact trace.
+* W2d Hessian spectral density, 30 Lanczos steps from one probe: gdscope's SLQ against
+  PyHessian's ``density`` (see ``_peers_density.py``).
 
 Prints one JSON line per measurement. ``--tiny`` runs toy sizes (a smoke test).
 """
@@ -49,6 +51,7 @@ WORKLOAD_PEERS = {
     "ntk": ("jax", "neural_tangents"),
     "sharpness": ("curvlinops", "pyhessian", "hessian_eigenthings", "scipy"),
     "trace": ("pyhessian",),
+    "density": ("pyhessian",),
 }
 NTK_SIZES = [(64, 256), (256, 512), (512, 512)]
 GPU_NTK_SIZES = [(64, 1024), (1024, 1024), (4096, 1024), (1024, 4096), (4096, 4096)]
@@ -78,8 +81,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--only",
         action="append",
-        choices=["ntk", "sharpness", "trace"],
-        help="run only this workload (repeatable); default all three",
+        choices=list(WORKLOAD_PEERS),
+        help="run only this workload (repeatable); default all",
     )
     args = parser.parse_args(argv)
     if args.device not in ("cpu", "cuda"):
@@ -243,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     jax.config.update("jax_enable_x64", True)  # float64 references; fp32 arrays stay fp32
     import _peers_curvature as curv
 
-    only = set(args.only or ["ntk", "sharpness", "trace"])
+    only = set(args.only or WORKLOAD_PEERS)
     if "ntk" in only:
         sizes = GPU_NTK_SIZES if device.type == "cuda" else NTK_SIZES
         run_ntk(TINY_NTK_SIZES if args.tiny else sizes, args.rounds, device)
@@ -252,6 +255,10 @@ def main(argv: list[str] | None = None) -> int:
         curv.run_sharpness(case, args.rounds)
     if "trace" in only:
         curv.run_trace(case, args.rounds)
+    if "density" in only:
+        import _peers_density
+
+        _peers_density.run_density(case, args.rounds)
     return 0
 
 

@@ -78,6 +78,10 @@ def test_tiny_peers_bench_times_every_method_against_its_reference():
     assert fresh["meets_tol"] and fresh["value"] == ours["value"]
     trace = [r for r in records if r["workload"] == "W2c Hessian trace"]
     assert len(trace) == 4 and all(r["reference_kind"].startswith("exact") for r in trace)
+    density = [r for r in records if r["workload"] == "W2d Hessian spectral density"]
+    assert {r["method"].split(" ")[0] for r in density} == {"gdscope", "PyHessian"}
+    for r in density:  # one probe: its first moment is an estimate, its top node converges
+        assert r["top_rel_err"] < 1e-3 and r["first_moment"] > 0, r
     # one core for every method (the process is pinned): CPU time never exceeds wall time
     assert all(0 < r["cores_used"] <= 1.05 for r in records), [r["cores_used"] for r in records]
 

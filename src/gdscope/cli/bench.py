@@ -14,7 +14,7 @@ import typer
 
 from gdscope.cli.app import UserError, check_device
 
-PEER_WORKLOADS = ("ntk", "sharpness", "trace")
+PEER_WORKLOADS = ("ntk", "sharpness", "trace", "density")
 """What ``--only`` names with ``--peers`` (``benchmarks/bench_peers.py``'s ``WORKLOAD_PEERS``)."""
 
 
