@@ -330,3 +330,28 @@ def test_float32_sharpness_with_its_float32_basis_meets_tol_against_the_dense_he
     top = float(torch.linalg.eigvalsh(dense_hessian(model, loss_fn, batch).double())[-1])
     for tol in (1e-3, 1e-5):  # both take the float32 basis (tol ≥ 1e-5)
         assert_close(sharpness(model, loss_fn, batch, tol=tol), top, rtol=tol, what=f"{tol}")
+
+
+class _WithUnused(nn.Module):
+    """A trainable parameter the loss never reads: its Hessian rows and columns are 0."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.Linear(5, 4), nn.Linear(4, 1)
+        self.unused = nn.Parameter(torch.ones(3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(torch.tanh(self.a(x)))
+
+
+def test_a_parameter_the_loss_never_reads_gets_zero_curvature_not_an_error():
+    torch.manual_seed(0)
+    model = _WithUnused().double()
+    batch = (torch.randn(7, 5, dtype=torch.float64), torch.randn(7, 1, dtype=torch.float64))
+    dense = dense_hessian(model, gs.losses.mse, batch)
+    assert torch.equal(dense[:3], torch.zeros(3, dense.shape[0]))  # its own parameters come first
+    top = torch.linalg.eigvalsh(dense)[-1].item()
+    assert_close(gs.probes.sharpness(model, gs.losses.mse, batch, tol=1e-10), top, rtol=1e-8)
+    v = torch.randn(dense.shape[0], dtype=torch.float64)
+    op = gs.probes.hessian_operator(model, gs.losses.mse, batch)
+    assert_close(op.matvec(v), dense @ v, rtol=1e-12, atol=1e-14)

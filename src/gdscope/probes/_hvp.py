@@ -125,7 +125,13 @@ class HessianOperator:
             value = term.fn(self._leaves)
             if self.first_value is None and term is self._terms[0]:
                 self.first_value = value.detach()
-            return torch.autograd.grad(value, tuple(self._leaves.values()), create_graph=True)
+            return torch.autograd.grad(  # a parameter the loss never reads: gradient 0
+                value,
+                tuple(self._leaves.values()),
+                create_graph=True,
+                allow_unused=True,
+                materialize_grads=True,
+            )
 
     @contextlib.contextmanager
     def _attention(self) -> Iterator[None]:
