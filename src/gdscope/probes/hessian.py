@@ -223,13 +223,16 @@ def sharpness(
     r"""Return the sharpness ``λ_max(∇²L(θ))``, the largest algebraic Hessian eigenvalue.
 
     By Lanczos on cached-graph Hessian-vector products, stopped when ``‖H y − θ y‖ ≤ tol·θ``, so
-    ``|λ − θ| ≤ tol·θ`` for the eigenvalue ``λ`` the Krylov space converged to (``λ_max`` but for
-    a start vector blind to it). ``bound="gap"`` stops on the Kato–Temple estimate
+    ``|λ − θ| ≤ tol·θ`` for the eigenvalue ``λ`` the Krylov space converged to: ``λ_max`` unless
+    the start is nearly orthogonal to its eigenvector (a random start: about 1 in 60 draws on a
+    small LayerNorm net at tol 1e-3; a warm start from the eigenvector of ``λ₂``), then ``λ₂``.
+    Tracking in training mixes a random direction into its warm start
+    (:func:`gdscope.training.scheduled.warm_start`). ``bound="gap"`` stops on the Kato–Temple estimate
     ``min(r, r²/gap) ≤ tol·θ`` instead (fewer products; not a guarantee, see
     :mod:`gdscope.probes.lanczos`). A float32 model at ``tol ≥ 1e-5`` keeps its Krylov basis in
     float32, unreorthogonalized until an extreme Ritz pair converges (``reorthogonalize`` in
     :func:`~gdscope.probes.lanczos.lanczos_topk`), its rounding added to the bound; otherwise
-    float64, reorthogonalized. On ``n < d/2`` examples, a plain stack's first layer is worked in
+    float64, reorthogonalized. On ``n ≤ d/2`` examples, a plain stack's first layer is worked in
     the inputs' row span (``d → n`` columns; exact, :mod:`gdscope.probes._data_span`).
     Gradient descent with step ``η`` is stable on a quadratic iff ``λ_max < 2/η``; Cohen et al.
     (2021) find it rises to and then hovers at ``2/η``.
