@@ -168,3 +168,14 @@ def test_relu_model_matches_arora_and_stax_not_jacot():
         assert abs(slope + 0.5) <= 0.12 and errors[-1] <= 0.08, (convention, errors, slope)
     wrong, wrong_slope = _errors_and_slope("relu", 2, gain=1.0)
     assert wrong_slope >= -0.15 and wrong[-1] >= 0.15, (wrong, wrong_slope)
+
+
+@pytest.mark.parametrize("scale", [1e80, 1e-80, 1e-150])
+def test_the_relu_kernels_scale_without_overflow_or_underflow(scale):
+    """Bias-free ReLU kernels are 2-homogeneous: ``K(c x) = c² K(x)`` at any representable ``c``
+    (``√(k11·k22)`` taken plainly overflows at 1e80 and underflows at 1e-150)."""
+    x = np.random.default_rng(0).normal(size=(6, 5))
+    plain = ntk_infinite(x, depth=3, bias=False)
+    scaled = ntk_infinite(scale * x, depth=3, bias=False)
+    for got, want in zip(scaled, plain, strict=True):
+        assert np.allclose(got / scale**2, want, rtol=1e-12, atol=0), (got / scale**2, want)

@@ -333,7 +333,10 @@ def _expectation(activation: str, method: str, nodes: int) -> Expectation:
 
 
 def _correlation(k11: Array, k12: Array, k22: Array) -> tuple[Array, Array]:
-    norm = np.sqrt(k11 * k22)
+    # √(k11·k22) after an exact power-of-two scaling: the product neither overflows (≈1e154)
+    # nor underflows, and on the diagonal (k11 = k22) the norm is k11 itself, so ρ = 1 exactly
+    scale = np.ldexp(1.0, np.frexp(np.maximum(k11, k22))[1])
+    norm = scale * np.sqrt((k11 / scale) * (k22 / scale))
     rho = np.clip(np.divide(k12, norm, out=np.zeros_like(norm), where=norm > 0), -1.0, 1.0)
     return norm, rho
 
