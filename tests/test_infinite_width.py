@@ -179,3 +179,13 @@ def test_the_relu_kernels_scale_without_overflow_or_underflow(scale):
     scaled = ntk_infinite(scale * x, depth=3, bias=False)
     for got, want in zip(scaled, plain, strict=True):
         assert np.allclose(got / scale**2, want, rtol=1e-12, atol=0), (got / scale**2, want)
+
+
+def test_an_unresolved_quadrature_warns_and_a_resolved_one_does_not():
+    """tanh at pre-activation variance ≈ 17: 96 Gauss–Hermite nodes are off by percents."""
+    x = np.random.default_rng(1).normal(size=(4, 6)) * 4.0  # ‖x‖²/d ≈ 16
+    with pytest.warns(RuntimeWarning, match="quadrature's expectations move by"):
+        ntk_infinite(x, depth=3, activation="tanh")
+    ntk_infinite(x, depth=3, activation="relu")  # closed form: never (warnings are errors here)
+    ntk_infinite(x / 4.0, depth=3, activation="tanh", method="polar")
+    ntk_infinite(x / 4.0, depth=3, activation="gelu")

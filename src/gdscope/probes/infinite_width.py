@@ -35,53 +35,38 @@ Expectations. ReLU and identity are closed form (the arc-cosine kernels of Cho &
 ``E[σ'(u)σ'(v)] = (π − θ)/(2π)``. Otherwise (``"auto"``) the tensor Gauss–Hermite rule
 (probabilists' nodes, ``scipy.special.roots_hermitenorm``) on ``u = \sqrt{k_{11}} z_1``,
 ``v = \sqrt{k_{22}}(ρ z_1 + \sqrt{1-ρ^2} z_2)``: spectral for smooth ``σ`` (tanh, GELU,
-softplus), but only algebraic at a kink (ReLU: errors about ``1e-3`` at 200 nodes). ``"polar"``
-writes ``(u, v) = r(\sqrt{k_{11}}\cos φ, \sqrt{k_{22}}\cos(φ − θ))`` with ``r²/2 ~ Exp(1)``
-(Gauss–Laguerre in ``r²/2`` on the integrand symmetrized over ``±r``) and ``φ`` uniform on
-``[0, π)`` (Gauss–Legendre on each arc between the kinks ``u = 0`` and ``v = 0``): exact in
-``r`` for ReLU, spectral in ``φ``, so it checks the closed form to rounding; it costs about six
-times the Gauss–Hermite rule.
+softplus; slower as the variance grows), only algebraic at a kink (ReLU: about ``2e-3`` at 192
+nodes). ``"polar"`` writes ``(u, v) = r(\sqrt{k_{11}}\cos φ, \sqrt{k_{22}}\cos(φ − θ))``
+with ``r²/2 ~ Exp(1)`` (Gauss–Laguerre in ``r²/2`` on the integrand symmetrized over ``±r``)
+and ``φ`` uniform on ``[0, π)`` (Gauss–Legendre on each arc between the kinks ``u = 0`` and
+``v = 0``): exact in ``r`` for ReLU, spectral in ``φ``, so it checks the closed form to
+rounding; it costs about six times the Gauss–Hermite rule. The expectations themselves are in
+:mod:`gdscope.probes._gaussian_expectations`.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
+import warnings
 from typing import NamedTuple
 
 import numpy as np
 import torch
-from scipy.special import expit, ndtr, roots_hermitenorm, roots_laguerre, roots_legendre
 
 from gdscope.models.activations import ACTIVATIONS, activation_gain
 from gdscope.models.parameterization import Parameterization, get_parameterization
 
+from ._gaussian_expectations import Expectation, compared_nodes, expectation, quadrature_error
+
 __all__ = ["InfiniteWidthKernels", "LayerConstants", "layer_constants", "ntk_infinite"]
 
 Array = np.ndarray
-Fn = Callable[[Array], Array]
-METHODS = ("auto", "closed", "polar", "hermite")
-CLOSED_FORM = ("relu", "identity")
 WRT = ("stored", "unit")
-MAX_NODES = 192  # scipy's Gauss–Laguerre weights overflow beyond about 200 nodes
-_CHUNK = 2**21  # quadrature values evaluated at once
+QUADRATURE_TOL = 1e-4
+"""Warn when a quadrature's expectations move by more than this with more nodes (relative).
 
-
-def _gelu(z: Array) -> Array:
-    return z * ndtr(z)
-
-
-def _gelu_prime(z: Array) -> Array:
-    return ndtr(z) + z * np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
-
-
-ACTIVATION_FNS: dict[str, tuple[Fn, Fn]] = {
-    "relu": (lambda z: np.maximum(z, 0.0), lambda z: (z > 0).astype(np.float64)),
-    "tanh": (np.tanh, lambda z: 1.0 - np.tanh(z) ** 2),
-    "gelu": (_gelu, _gelu_prime),
-    "softplus": (lambda z: np.logaddexp(0.0, z), expit),
-    "identity": (lambda z: z, np.ones_like),
-}
+Measured at variance 3.2 against adaptive ``scipy.integrate.quad``: Gauss–Hermite's
+``E[tanh'(u)²]`` is off by 9e-5 at 96 nodes, 1e-5 at 128, 2e-7 at 192; the polar rule by 4e-8 at
+96 (tanh's poles at ``±iπ/(2√k)`` slow the Hermite rule as the variance grows)."""
 
 
 class InfiniteWidthKernels(NamedTuple):
@@ -228,9 +213,11 @@ def ntk_infinite(
         method: ``"auto"`` (closed form for ReLU and identity, else ``"hermite"``),
             ``"closed"``, ``"polar"`` or ``"hermite"``.
         nodes: quadrature nodes per dimension (per arc for ``"polar"``'s angle), at most 192;
-            96 Gauss–Hermite nodes put tanh's kernels within about ``1e-8`` at pre-activation
-            variances near 1; the error grows with the variance (``1e-4`` in the NTK at 96
-            nodes, ``2e-9`` at 192, for variances up to 3.7), so raise ``nodes`` there.
+            96 Gauss–Hermite nodes put tanh's expectations within about ``1e-8`` at
+            pre-activation variances near 1; the error grows with the variance (at 3.2,
+            ``E[tanh'(u)²]``: ``9e-5`` at 96 nodes, ``2e-7`` at 192; the polar rule ``4e-8`` at
+            96), and a ``RuntimeWarning`` says when the largest variance met needs more
+            (:data:`QUADRATURE_TOL`).
 
     Returns:
         :class:`InfiniteWidthKernels` ``(nngp, ntk)``, each ``(n1, n2)``.
@@ -259,20 +246,37 @@ def ntk_infinite(
         width=width,
         base_width=base_width,
     )
-    expect = _expectation(activation, method, nodes)
+    expect = expectation(activation, method, nodes)
     first, d = consts[0], a.shape[1]
     dots = a @ b.T / d
     nngp, ntk = first.v * dots + first.beta, first.w * dots + first.c
     var1, var2 = (first.v * np.einsum("id,id->i", z, z) / d + first.beta for z in (a, b))
+    peak = 0.0  # the largest variance a quadrature met
     for layer in consts[1:]:
         if x2 is None:  # the Gram's own diagonal, so that ρ = 1 exactly there
             var1 = var2 = np.diag(nngp).copy()
+        peak = max(peak, float(var1.max()), float(var2.max()))
         e, e_dot = _pairwise(expect, var1, nngp, var2, symmetric=x2 is None)
         ntk = layer.w * e + layer.c + layer.v * e_dot * ntk
         nngp = layer.v * e + layer.beta
         if x2 is not None:
             var1, var2 = (layer.v * expect(k, k, k)[0] + layer.beta for k in (var1, var2))
+    _check_quadrature(activation, method, nodes, peak)
     return InfiniteWidthKernels(nngp, ntk)
+
+
+def _check_quadrature(activation: str, method: str, nodes: int, peak: float) -> None:
+    """Warn when the rule is unresolved at the largest pre-activation variance it met."""
+    error = quadrature_error(activation, method, nodes, peak) if peak > 0 else 0.0
+    if error > QUADRATURE_TOL:
+        warnings.warn(
+            f"ntk_infinite: the {activation} quadrature's expectations move by {error:.1e} "
+            f"(relative) from {nodes} to {compared_nodes(nodes)} nodes at pre-activation "
+            f"variance {peak:.3g}, so the kernels may be off by up to about that: raise nodes "
+            "(at most 192), use method='polar', or scale the inputs down",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
 def _pairwise(
@@ -305,94 +309,3 @@ def _as_array(x: Array | torch.Tensor) -> Array:
     if isinstance(x, torch.Tensor):
         x = x.detach().to("cpu", torch.float64).numpy()
     return np.asarray(x, dtype=np.float64)
-
-
-Expectation = Callable[[Array, Array, Array], tuple[Array, Array]]
-
-
-def _expectation(activation: str, method: str, nodes: int) -> Expectation:
-    """Return ``(k11, k12, k22) -> (E[σ(u)σ(v)], E[σ'(u)σ'(v)])``, broadcasting its arguments."""
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {list(METHODS)}, got {method!r}")
-    if method == "closed" and activation not in CLOSED_FORM:
-        raise ValueError(
-            f"method='closed' covers {list(CLOSED_FORM)}, not {activation!r}; use 'polar'"
-        )
-    if method in ("auto", "closed") and activation in CLOSED_FORM:
-        return _relu_closed if activation == "relu" else _identity_closed
-    if not 2 <= nodes <= MAX_NODES:
-        raise ValueError(f"nodes must be in [2, {MAX_NODES}], got {nodes!r}")
-    rule = _polar if method == "polar" else _hermite
-    fns = ACTIVATION_FNS[activation]
-
-    def expect(k11: Array, k12: Array, k22: Array) -> tuple[Array, Array]:
-        k11, k12, k22 = np.broadcast_arrays(k11, k12, k22)
-        return rule(fns[0], k11, k12, k22, nodes), rule(fns[1], k11, k12, k22, nodes)
-
-    return expect
-
-
-def _correlation(k11: Array, k12: Array, k22: Array) -> tuple[Array, Array]:
-    # √(k11·k22) after an exact power-of-two scaling: the product neither overflows (≈1e154)
-    # nor underflows, and on the diagonal (k11 = k22) the norm is k11 itself, so ρ = 1 exactly
-    scale = np.ldexp(1.0, np.frexp(np.maximum(k11, k22))[1])
-    norm = scale * np.sqrt((k11 / scale) * (k22 / scale))
-    rho = np.clip(np.divide(k12, norm, out=np.zeros_like(norm), where=norm > 0), -1.0, 1.0)
-    return norm, rho
-
-
-def _relu_closed(k11: Array, k12: Array, k22: Array) -> tuple[Array, Array]:
-    norm, rho = _correlation(k11, k12, k22)
-    theta = np.arccos(rho)
-    e = norm * (np.sin(theta) + (math.pi - theta) * rho) / (2 * math.pi)
-    return e, (math.pi - theta) / (2 * math.pi) + 0.0 * norm
-
-
-def _identity_closed(k11: Array, k12: Array, k22: Array) -> tuple[Array, Array]:
-    return k12 + 0.0 * (k11 + k22), np.ones(np.broadcast(k11, k12, k22).shape)
-
-
-def _chunked(rule: Callable[..., Array], values_per_pair: int, *arrays: Array) -> Array:
-    """Apply ``rule`` to flattened pairs in chunks of at most ``_CHUNK`` evaluations."""
-    flat = [x.ravel() for x in arrays]
-    step = max(1, _CHUNK // values_per_pair)
-    parts = [rule(*(x[s : s + step] for x in flat)) for s in range(0, flat[0].size, step)]
-    return np.concatenate(parts).reshape(arrays[0].shape)
-
-
-def _polar(fn: Fn, k11: Array, k12: Array, k22: Array, nodes: int) -> Array:
-    r"""``E[fn(u) fn(v)]`` by ``r²/2 ~ Exp(1)`` (Gauss–Laguerre) and ``φ`` (Gauss–Legendre per arc)."""
-    s, ws = roots_laguerre(nodes)
-    r = np.sqrt(2.0 * s)
-    t, wt = roots_legendre(nodes)
-
-    def rule(a11: Array, a12: Array, a22: Array) -> Array:
-        _, rho = _correlation(a11, a12, a22)
-        theta = np.arccos(rho)
-        kink_v = theta + math.pi / 2 - math.pi * (theta > math.pi / 2)  # where cos(φ − θ) = 0
-        quarter = np.full_like(theta, math.pi / 2)
-        ends = np.sort(np.stack([0 * theta, quarter, kink_v, 2 * quarter], -1), -1)  # (pairs, 4)
-        lo, half = ends[:, :-1, None], (ends[:, 1:, None] - ends[:, :-1, None]) / 2
-        phi = lo + half * (t + 1)  # (pairs, 3 arcs, nodes)
-        u = np.sqrt(a11)[:, None, None, None] * np.cos(phi)[..., None] * r
-        v = np.sqrt(a22)[:, None, None, None] * np.cos(phi - theta[:, None, None])[..., None] * r
-        h = fn(u) * fn(v) + fn(-u) * fn(-v)
-        return np.einsum("pank,pan,n,k->p", h, half, wt, ws) / (2 * math.pi)
-
-    return _chunked(rule, 3 * nodes * nodes, k11, k12, k22)
-
-
-def _hermite(fn: Fn, k11: Array, k12: Array, k22: Array, nodes: int) -> Array:
-    """``E[fn(u) fn(v)]`` by the tensor Gauss–Hermite rule (probabilists' weight ``e^{-z²/2}``)."""
-    z, w = roots_hermitenorm(nodes)
-    w = w / math.sqrt(2 * math.pi)
-
-    def rule(a11: Array, a12: Array, a22: Array) -> Array:
-        _, rho = _correlation(a11, a12, a22)
-        u = np.sqrt(a11)[:, None, None] * z[:, None]
-        v = np.sqrt(a22)[:, None, None] * (
-            rho[:, None, None] * z[:, None] + np.sqrt(1 - rho**2)[:, None, None] * z[None, :]
-        )
-        return np.einsum("pij,i,j->p", fn(u) * fn(v), w, w)
-
-    return _chunked(rule, nodes * nodes, k11, k12, k22)
