@@ -35,7 +35,9 @@ guarantee: an eigenvalue that the Krylov space has not yet resolved (an unconver
 closer than the nearest Ritz value) makes the estimate, and the stopping decision, wrong; in
 particular it may stop before a breakdown, so it can miss the second copy of a repeated
 eigenvalue. It needs fewer steps for the same ``tol`` (15–25% fewer on our Grams and Hessians),
-and the eigenvector's angle is only ``O(r/gap)``.
+and the eigenvector's angle is only ``O(r/gap)``. Its misses are not rare: on a small LayerNorm
+net's Hessian at ``tol = 1e-3``, 15 of 60 random starts ended further than ``tol`` from
+``λ_max`` (the worst 216× ``tol``, at ``λ₂``); an independent review, 2026-12-05.
 """
 
 from __future__ import annotations
