@@ -23,6 +23,20 @@ from _helpers import load_benchmark_module, run_cli
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
+def _records(script: str, *args: str) -> list[dict]:
+    """Run a benchmark script of benchmarks/ and return its JSON records."""
+    out = subprocess.run(
+        [sys.executable, script, *args],
+        cwd=BENCH,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    return [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+
+
 def _curvature_module():
     load_benchmark_module("_common")  # what _peers_curvature imports by bare name
     return load_benchmark_module("_peers_curvature")
@@ -56,16 +70,7 @@ def test_tiny_peers_bench_times_every_method_against_its_reference():
     missing = [m for m in peers if importlib.util.find_spec(m) is None]  # NT imports only patched
     if missing:
         pytest.skip(f"peers not installed: {missing}")
-    out = subprocess.run(
-        [sys.executable, "bench_peers.py", "--tiny", "--rounds", "1"],
-        cwd=BENCH,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    records = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    records = _records("bench_peers.py", "--tiny", "--rounds", "1")
     by = {(r["workload"], r["method"]): r for r in records}
     ntk = [r for r in records if r["workload"] == "W1 ntk_gram"]
     assert {r["method"].split(" ")[0] for r in ntk} == {"gdscope", "neural-tangents", "torch"}
@@ -231,15 +236,6 @@ def test_the_ntk_floor_script_times_three_methods_that_agree():
     missing = [m for m in ("jax", "neural_tangents") if importlib.util.find_spec(m) is None]
     if missing:
         pytest.skip(f"peers not installed: {missing}")
-    out = subprocess.run(
-        [sys.executable, "ntk_floor.py", "--tiny", "--rounds", "2"],
-        cwd=BENCH,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    records = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    records = _records("ntk_floor.py", "--tiny", "--rounds", "2")
     assert [r["method"].split(" ")[0] for r in records] == ["gdscope", "eager", "neural-tangents"]
     assert all(r["rel_err_to_ntk_gram"] < 1e-5 and r["median_ms"] > 0 for r in records), records

@@ -307,7 +307,7 @@ def test_trace_estimators_on_the_span_estimate_the_full_trace():
     x, y = _xy(4, 2, 12)
     dense = dense_hessian(model, gs.losses.mse, (x, y))
     exact = float(dense.trace())
-    op = gs.probes.hessian.trace_operator(model, gs.losses.mse, (x, y), None, None, "test")
+    op = gs.probes.hessian.span_operator(model, gs.losses.mse, (x, y), None, None, "test")[0]
     assert op.dim == 3 * 4 + 3 + 3 + 1 < _full_dim(model)  # W₁ has n = 4 columns, not 24
     sketched = gs.probes.hessian_trace_hutchpp(model, gs.losses.mse, (x, y), probes=3 * op.dim)
     assert abs(sketched - exact) <= 1e-10 * abs(exact)

@@ -38,7 +38,6 @@ __all__ = [
     "power_iteration",
     "sharpness",
     "span_operator",
-    "trace_operator",
 ]
 
 Batch = tuple[Tensor, Tensor]
@@ -337,7 +336,7 @@ def hessian_trace(
     mean over ``samples`` draws and the standard error their standard deviation over ``√samples``.
     Each ``zᵀ(H z)`` is taken in the parameters' dtype (for float32 a relative rounding of about
     ``1e-5``, far below the estimator's own spread), and the mean in float64. On a data span
-    (:func:`trace_operator`) ``z`` has the reduced Hessian's size: the same trace.
+    (:func:`span_operator`) ``z`` has the reduced Hessian's size: the same trace.
 
     Raises:
         ValueError: if ``samples < 2``, or on a random loss.
@@ -345,7 +344,7 @@ def hessian_trace(
     """
     if not (isinstance(samples, int) and samples >= 2):
         raise ValueError(f"samples must be an int >= 2 (for a standard error), got {samples!r}")
-    op = trace_operator(model, loss_fn, batch, chunk_size, None, "hessian_trace")
+    op = span_operator(model, loss_fn, batch, chunk_size, None, "hessian_trace")[0]
     if generator is None:
         generator = torch.Generator().manual_seed(0)
     product = op.buffered_matvec()
@@ -357,22 +356,6 @@ def hessian_trace(
     return float(values.mean()), float(values.std() / math.sqrt(samples))
 
 
-def trace_operator(
-    model: nn.Module,
-    loss_fn: LossFn,
-    batch: Batch,
-    chunk_size: int | None,
-    params: Iterable[str] | str | None,
-    what: str,
-) -> HessianOperator:
-    """Return the Hessian (block) operator for a trace, on the first layer's data span if any.
-
-    ``tr ∇²L = tr ∇²L̃`` exactly (the spectra differ by zeros, :mod:`gdscope.probes._data_span`);
-    a float32 span's rounding (``≈1e-7``) is far below any trace estimator's spread.
-    """
-    return span_operator(model, loss_fn, batch, chunk_size, params, what)[0]
-
-
 def span_operator(
     model: nn.Module,
     loss_fn: LossFn,
@@ -381,7 +364,13 @@ def span_operator(
     params: Iterable[str] | str | None,
     what: str,
 ) -> tuple[HessianOperator, DataSpan | None, Params]:
-    """Return the operator of :func:`trace_operator`, its data span (or None) and the selection."""
+    """Return ``(operator, span or None, selected parameters)``: the Hessian on the data span.
+
+    The operator is on the first layer's data span where one applies, for traces and spectral
+    densities: ``tr ∇²L = tr ∇²L̃`` exactly (the spectra differ by zeros,
+    :mod:`gdscope.probes._data_span`); a float32 span's rounding (``≈1e-7``) is far below any
+    trace estimator's spread.
+    """
     selected = select_params(model, params)
     span = data_span(model, batch[0], selected, FLOAT32_BASIS_TOL)
     op = _operator(model, loss_fn, batch, chunk_size, False, what, selected, span)

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from gdscope.functional import LossFn
 from gdscope.probes._rademacher import rademacher_rows
-from gdscope.probes.hessian import trace_operator
+from gdscope.probes.hessian import span_operator
 
 __all__ = ["hessian_trace_hutchpp", "hutchpp"]
 
@@ -119,7 +119,7 @@ def hessian_trace_hutchpp(
         ValueError: if ``probes < 3``, on a random loss, or a ``params`` entry naming nothing.
 
     """
-    op = trace_operator(model, loss_fn, batch, chunk_size, params, "hessian_trace_hutchpp")
+    op = span_operator(model, loss_fn, batch, chunk_size, params, "hessian_trace_hutchpp")[0]
     return hutchpp(
         op.buffered_matvec(), op.dim, probes, generator=generator, device=op.device, dtype=op.dtype
     )
