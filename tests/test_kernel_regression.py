@@ -13,6 +13,7 @@ from gdscope.functional import clone_params, params_of
 from gdscope.models import mlp
 from gdscope.probes._reference import dense_jacobian
 from gdscope.probes.coord_check import hidden_activations
+from gdscope.probes.kernel_regression import kernel_solution
 from gdscope.training import train
 from gdscope.training.context import ProbeContext
 from gdscope.training.scheduled import PROBES, activation_rms, kernel_regression
@@ -177,3 +178,21 @@ def test_singular_gram_gives_nan_not_an_error():
     net = mlp(2, 3, depth=2, parameterization="ntk", seed=0, dtype=torch.float64)
     out = kernel_regression(_ctx(net, clone_params(params_of(net)), (x, y), (x, y)))
     assert math.isnan(out["min_norm_ratio"]) and "kernel_regression_gap" not in out
+
+
+def test_a_repeated_input_with_its_target_keeps_the_interpolant_and_a_clash_has_none():
+    """K_0 of a set with one input twice is singular; with equal targets the system is
+    consistent and its least-norm solution predicts as the set without the copy does."""
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(6, 3, generator=gen, dtype=torch.float64)
+    y = torch.randn(6, 1, generator=gen, dtype=torch.float64)
+    x_test = torch.randn(4, 3, generator=gen, dtype=torch.float64)
+    net = mlp(3, 32, depth=2, parameterization="ntk", seed=0, dtype=torch.float64)
+    init = clone_params(params_of(net))
+    once = kernel_solution(net, init, x, y, x_test)
+    twice = kernel_solution(net, init, torch.cat([x, x[:1]]), torch.cat([y, y[:1]]), x_test)
+    assert once.test_prediction is not None and twice.test_prediction is not None
+    assert_close(twice.test_prediction, once.test_prediction, rtol=1e-7, atol=1e-10)
+    assert_close(twice.min_norm, once.min_norm, rtol=1e-7)
+    clash = kernel_solution(net, init, torch.cat([x, x[:1]]), torch.cat([y, y[:1] + 1]), x_test)
+    assert clash.test_prediction is None and math.isnan(clash.min_norm)

@@ -95,8 +95,10 @@ def kernel_solution(
         The :class:`KernelSolution`.
 
     Raises:
-        ValueError: if the targets do not match the outputs. A ``K_0`` that is not positive
-            definite (no interpolant) gives nan ``min_norm`` / ``rademacher`` and no prediction.
+        ValueError: if the targets do not match the outputs. A singular ``K_0`` takes the
+            least-norm solution when one interpolates (repeated inputs with equal targets);
+            otherwise (no interpolant) ``min_norm`` / ``rademacher`` are nan and there is no
+            prediction.
 
     """
     model0 = _model_at(model, init_params)
@@ -110,9 +112,12 @@ def kernel_solution(
     if r0.numel() != gram.shape[0]:
         raise ValueError(f"targets give {r0.numel()} entries but the Gram is {gram.shape[0]}²")
     chol, info = torch.linalg.cholesky_ex(gram)
-    if int(info) != 0:  # K_0 singular (e.g. n·k > number of parameters): no interpolant
-        return KernelSolution(test_prediction=None, min_norm=math.nan, rademacher=math.nan)
-    alpha = torch.cholesky_solve(r0[:, None], chol)[:, 0]
+    if int(info) == 0:
+        alpha = torch.cholesky_solve(r0[:, None], chol)[:, 0]
+    else:  # K_0 singular: the least-norm α, if K_0 α = r_0 at all (repeated inputs, same target)
+        alpha = _consistent_min_norm(gram, r0)
+        if alpha is None:  # e.g. n·k > number of parameters: no interpolant
+            return KernelSolution(test_prediction=None, min_norm=math.nan, rademacher=math.nan)
     energy = float(r0 @ alpha)
     prediction = None
     if x_test is not None and f0_test is not None:
@@ -124,6 +129,27 @@ def kernel_solution(
         min_norm=math.sqrt(max(energy, 0.0)),
         rademacher=math.sqrt(max(energy, 0.0) * float(torch.trace(gram))) / n,
     )
+
+
+CONSISTENT_TOL = 1e-8
+"""A singular ``K_0`` interpolates when ``‖K_0 α − r_0‖ ≤`` this ``· ‖r_0‖`` for the least-norm ``α``."""
+
+
+def _consistent_min_norm(gram: Tensor, r0: Tensor) -> Tensor | None:
+    """Return the least-norm ``α`` of ``K_0 α = r_0`` for a singular PSD ``K_0``, or None.
+
+    ``α = Σ_{λ_i > cut} u_i u_iᵀ r_0 / λ_i`` over the eigenpairs above ``cut = size·ε·λ_max``
+    (what rounding leaves of a zero eigenvalue); None unless it solves the system to
+    :data:`CONSISTENT_TOL`. Two equal inputs with equal targets give a singular but consistent
+    system, whose least-norm solution spreads the weight of the repeated point over its copies
+    (the same predictor as with one copy); different targets at equal inputs give None.
+    """
+    values, vectors = torch.linalg.eigh(gram)
+    cut = gram.shape[0] * torch.finfo(gram.dtype).eps * float(values.abs().max())
+    kept = values > cut
+    alpha = vectors[:, kept] @ ((vectors[:, kept].T @ r0) / values[kept])
+    residual = float(torch.linalg.vector_norm(gram @ alpha - r0))
+    return alpha if residual <= CONSISTENT_TOL * float(torch.linalg.vector_norm(r0)) else None
 
 
 def flat_targets(y: Tensor, output: Tensor) -> Tensor:
