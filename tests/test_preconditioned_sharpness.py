@@ -141,3 +141,13 @@ def test_unsupported_or_unstepped_optimizers_are_refused():
     with pytest.raises(ValueError, match=r"'layers\.1\.weight' is not updated"):
         preconditioned_sharpness(net, loss_fn, batch, partial)
     assert preconditioned_sharpness(net, loss_fn, batch, partial, params="layers.0") > 0
+
+
+def test_a_random_loss_is_refused_in_the_probes_own_name():
+    net = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Dropout(0.5), torch.nn.Linear(8, 1))
+    optimizer = torch.optim.Adam(net.parameters())
+    x, y = torch.randn(5, 3), torch.randn(5, 1)
+    net(x).pow(2).mean().backward()
+    optimizer.step()
+    with pytest.raises(ValueError, match=r"^preconditioned_sharpness needs a deterministic loss"):
+        gs.probes.preconditioned_sharpness(net, gs.losses.mse, (x, y), optimizer)

@@ -52,6 +52,7 @@ def hessian_operator(
     chunk_size: int | None = None,
     cache_chunks: bool = False,
     params: Iterable[str] | str | None = None,
+    what: str = "hessian_operator",
 ) -> HessianOperator:
     r"""Return the Hessian of ``loss_fn(f(θ, x), y)`` as a flat-vector operator.
 
@@ -69,6 +70,7 @@ def hessian_operator(
         chunk_size: examples per chunk, or None for the whole batch at once.
         cache_chunks: keep every chunk's gradient graph (only with ``chunk_size``).
         params: names or module prefixes (``"layers.0"``) of a diagonal block; None for all.
+        what: the instrument its errors name (a probe built on the operator passes its own).
 
     Returns:
         A :class:`HessianOperator` of size ``P`` on the model's device and dtype.
@@ -79,7 +81,7 @@ def hessian_operator(
 
     """
     selected = select_params(model, params)
-    return _operator(model, loss_fn, batch, chunk_size, cache_chunks, "hessian_operator", selected)
+    return _operator(model, loss_fn, batch, chunk_size, cache_chunks, what, selected)
 
 
 def _operator(

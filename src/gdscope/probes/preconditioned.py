@@ -234,7 +234,7 @@ def preconditioned_sharpness(
     params = names_once(params)  # read twice below
     scale = preconditioner_diagonal(model, optimizer, params=params, lr_scaled=lr_scaled)
     scale = scale.to(torch.float64).rsqrt()
-    op = hessian_operator(model, loss_fn, batch, params=params)
+    op = hessian_operator(model, loss_fn, batch, params=params, what="preconditioned_sharpness")
 
     def matvec(v: Tensor) -> Tensor:
         return scale * op.matvec(scale * v)
