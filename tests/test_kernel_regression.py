@@ -196,3 +196,15 @@ def test_a_repeated_input_with_its_target_keeps_the_interpolant_and_a_clash_has_
     assert_close(twice.min_norm, once.min_norm, rtol=1e-7)
     clash = kernel_solution(net, init, torch.cat([x, x[:1]]), torch.cat([y, y[:1] + 1]), x_test)
     assert clash.test_prediction is None and math.isnan(clash.min_norm)
+
+
+def test_near_repeated_inputs_warn_that_the_solve_is_ill_conditioned():
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(6, 3, generator=gen, dtype=torch.float64)
+    y = torch.randn(6, 1, generator=gen, dtype=torch.float64)
+    net = mlp(3, 32, depth=2, parameterization="ntk", seed=0, dtype=torch.float64)
+    init = clone_params(params_of(net))
+    kernel_solution(net, init, x, y)  # well conditioned: no warning (warnings are errors here)
+    near = torch.cat([x, x[:1] + 1e-7])
+    with pytest.warns(RuntimeWarning, match="K_0 is ill-conditioned"):
+        kernel_solution(net, init, near, torch.cat([y, y[:1]]))
