@@ -1,5 +1,6 @@
 """Tracked sharpness starts from the last eigenvector plus a random direction
-(``training/scheduled.py``, ``warm_start``): a start on the second eigenvector, which alone stops
+(``ProbeContext.warm_start``, for the sharpness, the Gauss–Newton and the preconditioned
+sharpness): a start on the second eigenvector, which alone stops
 Lanczos' residual rule at ``λ₂`` for good, still finds ``λ_max``."""
 
 from __future__ import annotations
@@ -47,10 +48,23 @@ def test_a_warm_start_on_the_second_eigenvector_still_finds_the_top_one():
 def test_warm_starts_are_reproducible_and_move_off_the_stored_vector():
     net, batch = _problem()
     stored = torch.randn(sum(p.numel() for p in net.parameters()), dtype=F64)
-    starts = [scheduled.warm_start(_ctx(net, batch, {"v": stored}), "v") for _ in range(2)]
+    starts = [_ctx(net, batch, {"v": stored}).warm_start("v") for _ in range(2)]
     assert starts[0] is not None and starts[1] is not None
     assert torch.equal(starts[0], starts[1])  # a fresh memory: the same seeded draw
     unit = stored / stored.norm()
     cos = float(torch.dot(starts[0], unit) / starts[0].norm())
     assert 0.5 < cos < 0.9  # half the start is the stored direction, half a random one
-    assert scheduled.warm_start(_ctx(net, batch, {}), "v") is None  # nothing stored: random
+    assert _ctx(net, batch, {}).warm_start("v") is None  # nothing stored: random
+
+
+def test_every_tracked_eigenvalue_starts_from_the_mixed_warm_start(monkeypatch):
+    keys: list[str] = []
+    real = ProbeContext.warm_start
+    monkeypatch.setattr(
+        ProbeContext, "warm_start", lambda self, key: keys.append(key) or real(self, key)
+    )
+    net, batch = _problem()
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+    probes = {"sharpness": 2, "ggn_sharpness": 2, "preconditioned_sharpness": 2}
+    gs.train(net, optimizer, batch, 4, probes=probes)
+    assert {"sharpness_vector", "ggn_vector", "preconditioned_vector"} <= set(keys)

@@ -228,8 +228,8 @@ def sharpness(
     the start is nearly orthogonal to its eigenvector (a random start: about 1 in 60 draws on a
     small LayerNorm net at tol 1e-3; a warm start from the eigenvector of ``λ₂``), then ``λ₂``.
     Tracking in training mixes a random direction into its warm start
-    (:func:`gdscope.training.scheduled.warm_start`). ``bound="gap"`` stops on the Kato–Temple estimate
-    ``min(r, r²/gap) ≤ tol·θ`` instead (fewer products; not a guarantee, see
+    (``gdscope.training.context.ProbeContext.warm_start``). ``bound="gap"`` stops on the
+    Kato–Temple estimate ``min(r, r²/gap) ≤ tol·θ`` instead (fewer products; not a guarantee, see
     :mod:`gdscope.probes.lanczos`). A float32 model at ``tol ≥ 1e-5`` keeps its Krylov basis in
     float32, unreorthogonalized until an extreme Ritz pair converges (``reorthogonalize`` in
     :func:`~gdscope.probes.lanczos.lanczos_topk`), its rounding added to the bound; otherwise

@@ -23,6 +23,9 @@ __all__ = ["LossFn", "ProbeContext"]
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
+WARM_START_MIX = 1.0
+"""Norm of the random direction added to a warm start's unit vector (``warm_start``)."""
+
 
 @dataclass
 class ProbeContext:
@@ -53,6 +56,24 @@ class ProbeContext:
     cache: dict[str, Any] = field(default_factory=dict)
     memory: dict[str, Any] = field(default_factory=dict)
     optimizer: torch.optim.Optimizer | None = None
+
+    def warm_start(self, key: str) -> Tensor | None:
+        """Return the top eigenvector stored in ``memory[key]`` plus a fresh random direction.
+
+        Lanczos' residual rule stops near *an* eigenvalue. Started from the last eigenvector
+        alone, a probe whose top eigenvector has turned (two eigenvalues crossed in training) can
+        stop at ``λ₂``, and started from that vector again, stay there. The added direction, of
+        equal norm, gives every start the share of the new top eigenvector a random start has
+        (about ``1/√(2P)``), while the previous vector still carries most of it when it moved
+        little. Draws come from a generator kept in ``memory`` (seeded 0): a trial stays
+        reproducible. ``None`` (a random start) before anything is stored.
+        """
+        last = self.memory.get(key)
+        if last is None:
+            return None
+        generator = self.memory.setdefault(f"{key}_generator", torch.Generator().manual_seed(0))
+        fresh = torch.randn(last.shape, generator=generator, dtype=last.dtype).to(last.device)
+        return last / torch.linalg.vector_norm(last) + WARM_START_MIX * fresh / fresh.norm()
 
     def _cached(self, key: str, compute: Callable[[], Any]) -> Any:
         if key not in self.cache:

@@ -84,7 +84,7 @@ def preconditioned_sharpness_probe(ctx: ProbeContext) -> dict[str, float]:
         return {}  # no update yet: no preconditioner
     value, vector = preconditioned_sharpness(
         ctx.model, ctx.loss_fn, ctx.data, optimizer, tol=PRECONDITIONED_TOL, lr_scaled=True,
-        v0=ctx.memory.get("preconditioned_vector"), return_vector=True,
+        v0=ctx.warm_start("preconditioned_vector"), return_vector=True,
     )  # fmt: skip
     ctx.memory["preconditioned_vector"] = vector
     edge = adaptive_stability_threshold(optimizer, lr_scaled=True)

@@ -138,40 +138,18 @@ def _pl_ratio(ctx: ProbeContext) -> dict[str, float]:
     return {"pl_ratio": geometry.pl_ratio(ctx.loss(), ctx.grad_norm_sq())}
 
 
-WARM_START_MIX = 1.0
-"""Norm of the random direction added to a warm start's unit vector (:func:`warm_start`)."""
-
-
-def warm_start(ctx: ProbeContext, key: str) -> Tensor | None:
-    """Return the last top eigenvector stored under ``key`` plus a fresh random direction.
-
-    Lanczos' residual rule stops near *an* eigenvalue. Started from the last eigenvector alone,
-    a probe whose top eigenvector has turned (two eigenvalues crossed in training) can stop at
-    ``λ₂``, and started from that vector again, stay there. The added direction, of equal norm,
-    gives every start the share of the new top eigenvector a random start has (about
-    ``1/√(2P)``), while the previous vector still carries most of it when it moved little.
-    Draws come from a generator kept in ``ctx.memory`` (seeded 0): a trial stays reproducible.
-    """
-    last = ctx.memory.get(key)
-    if last is None:
-        return None
-    generator = ctx.memory.setdefault(f"{key}_generator", torch.Generator().manual_seed(0))
-    fresh = torch.randn(last.shape, generator=generator, dtype=last.dtype).to(last.device)
-    return last / torch.linalg.vector_norm(last) + WARM_START_MIX * fresh / fresh.norm()
-
-
 def _sharpness(ctx: ProbeContext) -> dict[str, float]:
     value, vector = sharpness(
-        ctx.model, ctx.loss_fn, ctx.data, v0=warm_start(ctx, "sharpness_vector"), return_vector=True
+        ctx.model, ctx.loss_fn, ctx.data, v0=ctx.warm_start("sharpness_vector"), return_vector=True
     )
     ctx.memory["sharpness_vector"] = vector
     return {"sharpness": value}
 
 
 def _ggn_sharpness(ctx: ProbeContext) -> dict[str, float]:
-    """``λ_max`` of the Gauss–Newton matrix ``Jᵀ H_F J``, warm-started (:func:`warm_start`)."""
+    """``λ_max`` of the Gauss–Newton matrix ``Jᵀ H_F J``, warm-started (``ctx.warm_start``)."""
     value, vector = ggn_sharpness(
-        ctx.model, ctx.loss_fn, ctx.data, v0=warm_start(ctx, "ggn_vector"), return_vector=True
+        ctx.model, ctx.loss_fn, ctx.data, v0=ctx.warm_start("ggn_vector"), return_vector=True
     )
     ctx.memory["ggn_vector"] = vector
     return {"ggn_sharpness": value}
