@@ -158,19 +158,31 @@ def _pyhessian_hvp_counter() -> tuple[Any, list[int]]:
     return original, count
 
 
-def _pyhessian(model: nn.Module, batch: tuple[Tensor, Tensor], what: str) -> float:
+def pyhessian_run(model: nn.Module, batch: tuple[Tensor, Tensor], method: Any) -> Any:
+    """Return ``method(h)`` for PyHessian's ``hessian`` object ``h`` of the half-MSE on ``batch``.
+
+    Seeded (its random probes come from torch's global generator); the ``.grad`` its
+    ``loss.backward(create_graph=True)`` fills is cleared afterwards.
+    """
     import pyhessian
 
     torch.manual_seed(0)
     with warnings.catch_warnings():  # its loss.backward(create_graph=True)
         warnings.filterwarnings("ignore", "Using backward\\(\\) with create_graph=True")
         h = pyhessian.hessian(model, HalfMSE(), data=batch, cuda=False)
-    if what == "top":
-        value = float(h.eigenvalues(maxIter=100, tol=SHARPNESS_TOL, top_n=1)[0][0])
-    else:
-        value = float(np.mean(h.trace(maxIter=TRACE_PROBES, tol=0.0)))  # tol 0: all probes
-    model.zero_grad(set_to_none=True)  # its loss.backward(create_graph=True) filled .grad
+        value = method(h)
+    model.zero_grad(set_to_none=True)
     return value
+
+
+def _pyhessian(model: nn.Module, batch: tuple[Tensor, Tensor], what: str) -> float:
+    if what == "top":
+        top = pyhessian_run(
+            model, batch, lambda h: h.eigenvalues(maxIter=100, tol=SHARPNESS_TOL, top_n=1)
+        )
+        return float(top[0][0])
+    traces = pyhessian_run(model, batch, lambda h: h.trace(maxIter=TRACE_PROBES, tol=0.0))
+    return float(np.mean(traces))  # tol 0: all probes
 
 
 def _pyhessian_products(model: nn.Module, batch: tuple[Tensor, Tensor], what: str) -> int:

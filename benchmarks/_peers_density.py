@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import warnings
 from collections.abc import Iterator
 
 import torch
 from _common import emit, interleaved, summary
-from _peers_curvature import Case, HalfMSE, data, exact_trace, fc_tanh, reference_sharpness
+from _peers_curvature import Case, data, exact_trace, fc_tanh, pyhessian_run, reference_sharpness
 
 import gdscope as gs
 
@@ -52,18 +51,14 @@ def _pyhessian_density(
     model: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor]
 ) -> tuple[float, float]:
     """Return PyHessian's (largest node, first moment) from one probe."""
-    import pyhessian
 
-    torch.manual_seed(0)
-    with warnings.catch_warnings():  # its loss.backward(create_graph=True)
-        warnings.filterwarnings("ignore", "Using backward\\(\\) with create_graph=True")
-        h = pyhessian.hessian(model, HalfMSE(), data=batch, cuda=False)
+    def density(h: object) -> tuple[list[list[float]], list[list[float]]]:
         with _symmetric_eig():
-            nodes, weights = h.density(iter=DENSITY_STEPS, n_v=1)
-    model.zero_grad(set_to_none=True)  # its loss.backward(create_graph=True) filled .grad
-    top = max(nodes[0])
+            return h.density(iter=DENSITY_STEPS, n_v=1)  # type: ignore[attr-defined]
+
+    nodes, weights = pyhessian_run(model, batch, density)
     first = sum(float(t) * float(w) for t, w in zip(nodes[0], weights[0], strict=True))
-    return float(top), first
+    return float(max(nodes[0])), first
 
 
 def _gdscope_density(

@@ -239,3 +239,9 @@ def test_the_ntk_floor_script_times_three_methods_that_agree():
     records = _records("ntk_floor.py", "--tiny", "--rounds", "2")
     assert [r["method"].split(" ")[0] for r in records] == ["gdscope", "eager", "neural-tangents"]
     assert all(r["rel_err_to_ntk_gram"] < 1e-5 and r["median_ms"] > 0 for r in records), records
+
+
+def test_the_clis_peer_workloads_are_the_scripts():
+    from gdscope.cli.bench import PEER_WORKLOADS
+
+    assert PEER_WORKLOADS == tuple(load_benchmark_module("bench_peers").WORKLOAD_PEERS)

@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from gdscope.models.layers import ScaledLinear
 from gdscope.models.mlp import MLP
 
-from ._ntk_structured import LINEAR_TYPES, LayerFeatures, layer_scales
+from ._ntk_structured import LINEAR_TYPES, LayerFeatures, layer_multipliers, layer_scales
 
 __all__ = ["plain_features", "plain_steps"]
 
@@ -111,17 +111,11 @@ def _forward(steps: list[nn.Module], x: Tensor, first: int) -> tuple[list[Tensor
 def _linear(layer: Linear, h: Tensor) -> Tensor:
     """``α h Wᵀ + α_b b`` as the layer computes it (one ``addmm`` with a bias)."""
     weight, bias = layer.weight.detach(), layer.bias
-    alpha, beta = _multipliers(layer)
+    alpha, beta = layer_multipliers(layer)
     if bias is None:
         z = torch.mm(h, weight.T)
         return z if alpha == 1.0 else z.mul_(alpha)
     return torch.addmm(bias.detach(), h, weight.T, beta=beta, alpha=alpha)
-
-
-def _multipliers(layer: Linear) -> tuple[float, float]:
-    if isinstance(layer, ScaledLinear):
-        return layer.multiplier, layer.bias_multiplier
-    return 1.0, 1.0
 
 
 def _autograd_slope(activation: nn.Module, u: Tensor) -> tuple[Tensor, Tensor]:
@@ -166,7 +160,7 @@ def _trains(step: nn.Module) -> bool:
 def _through_linear(layer: Linear, signal: Tensor, identity: bool) -> Tensor:
     """``α Δ W``: the signals at a linear layer's input from those at its output."""
     weight = layer.weight.detach()  # an expanded view of the parameter would require grad
-    alpha = _multipliers(layer)[0]
+    alpha = layer_multipliers(layer)[0]
     scaled = weight if alpha == 1.0 else alpha * weight
     n, k, _ = signal.shape
     if identity:  # Δ = I: the rows of αW

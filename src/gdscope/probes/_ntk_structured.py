@@ -54,6 +54,7 @@ __all__ = [
     "conv_patches",
     "features_gram",
     "layer_gram",
+    "layer_multipliers",
     "layer_scales",
     "module_features",
     "plain_stack",
@@ -82,12 +83,17 @@ class LayerFeatures:
     bias_scale: float | None
 
 
+def layer_multipliers(module: nn.Module) -> tuple[float, float]:
+    """Return the ``(α, α_b)`` a layer's forward applies: gdscope's scaled layers' own, else 1."""
+    if isinstance(module, (ScaledLinear, ScaledConv2d)):  # other layers: their stock forward
+        return float(module.multiplier), float(module.bias_multiplier)
+    return 1.0, 1.0
+
+
 def layer_scales(module: nn.Module) -> tuple[float | None, float | None]:
     """Return a layer's ``(α, α_b)``, each ``None`` where its weight (bias) is frozen or absent."""
     weight, bias = module.weight, getattr(module, "bias", None)
-    scaled = isinstance(module, (ScaledLinear, ScaledConv2d))  # others: their own forward
-    alpha = float(module.multiplier) if scaled else 1.0
-    alpha_b = float(module.bias_multiplier) if scaled else 1.0
+    alpha, alpha_b = layer_multipliers(module)
     return (
         alpha if weight.requires_grad else None,
         alpha_b if bias is not None and bias.requires_grad else None,

@@ -334,9 +334,8 @@ def _gram_fn(
         tile = max(1, budget // max(1, per_example))
         n_total = x1.shape[0] + (0 if x2 is None else x2.shape[0])
         cache = n_total * per_example <= budget
-        if x2 is not None or not uses_syrk(min(tile, x1.shape[0]) * k):
-            return tiled(x1, x2, tile, features, pair, trace, k, acc, cache)
-        with blas_threads_like_torch():  # the symmetric Grams' syrk (probes/_gram.py)
+        syrk = x2 is None and uses_syrk(min(tile, x1.shape[0]) * k)  # probes/_gram.py
+        with blas_threads_like_torch() if syrk else contextlib.nullcontext():
             return tiled(x1, x2, tile, features, pair, trace, k, acc, cache)
 
     return compute
