@@ -244,4 +244,4 @@ def test_the_ntk_floor_script_times_three_methods_that_agree():
 def test_the_clis_peer_workloads_are_the_scripts():
     from gdscope.cli.bench import PEER_WORKLOADS
 
-    assert PEER_WORKLOADS == tuple(load_benchmark_module("bench_peers").WORKLOAD_PEERS)
+    assert tuple(load_benchmark_module("bench_peers").WORKLOAD_PEERS) == PEER_WORKLOADS
