@@ -13,7 +13,10 @@ from torch import nn
 from _helpers import assert_close
 from gdscope.models import mlp
 from gdscope.probes import _ntk_structured as st
-from gdscope.probes._ntk_plain import plain_features, plain_steps
+from gdscope.probes import ntk as ntk_module
+from gdscope.probes._gram import SYRK_MIN_ROWS
+from gdscope.probes._ntk_plain import plain_features, plain_gram
+from gdscope.probes._ntk_uses import plain_structure
 from gdscope.probes.ntk import ntk_gram
 from test_ntk_plain_stack import per_example_ntk
 
@@ -47,7 +50,7 @@ def _stack(act: nn.Module, k: int, gen: torch.Generator) -> nn.Sequential:
 
 
 def _assert_same_features(model: nn.Module, x: torch.Tensor) -> None:
-    steps = plain_steps(model)
+    steps = plain_structure(model).steps
     assert steps is not None
     ours = plain_features(steps, x)
     theirs = st.module_features(model, x, plain=False)[1]
@@ -116,7 +119,9 @@ def test_ntk_gram_takes_the_written_out_pass_for_plain_stacks_only(monkeypatch):
     ntk_gram(plain, x)
     assert calls == []
     residual = mlp(4, 6, depth=4, out_dim=2, seed=0, residual=True, dtype=torch.float64)
-    assert plain_steps(residual) is None  # its skips are not written out: autograd's hooks
+    assert (
+        plain_structure(residual).steps is None
+    )  # its skips are not written out: autograd's hooks
     assert_close(ntk_gram(residual, x), per_example_ntk(residual, x), rtol=1e-10, what="residual")
     assert calls
 
@@ -124,7 +129,7 @@ def test_ntk_gram_takes_the_written_out_pass_for_plain_stacks_only(monkeypatch):
 def test_float32_features_match_autograds_to_rounding():
     model = mlp(784, 256, depth=4, out_dim=1, seed=0)
     x = torch.randn(64, 784, generator=torch.Generator().manual_seed(0))
-    steps = plain_steps(model)
+    steps = plain_structure(model).steps
     assert steps is not None
     ours = plain_features(steps, x)
     theirs = st.module_features(model, x, plain=True)[1]
@@ -165,3 +170,38 @@ def test_only_gdscopes_scaled_layers_have_multipliers_and_only_parameters_train(
     buffered[0].bias.requires_grad_(False)
     assert st.plain_stack(buffered, x) is None  # traced instead
     assert_close(ntk_gram(buffered, x), per_example_ntk(buffered, x), rtol=1e-10, what="buffer")
+
+
+@pytest.mark.parametrize("act", ACTIVATIONS, ids=repr)
+@pytest.mark.parametrize("k", [1, 3])
+def test_the_one_pass_gram_equals_the_features_gram_traced_and_full(act, k):
+    """``plain_gram`` (the Gram summed as the signals go) against ``features_gram`` of the
+    written-out features, on stacks with an activation after the last layer (``Δ`` no longer
+    ``I`` there) and before the first."""
+    gen = torch.Generator().manual_seed(10 + k)
+    model = _stack(act, k, gen)
+    x = torch.randn(7, model[1].in_features, dtype=torch.float64, generator=gen)
+    steps = plain_structure(model).steps
+    assert steps is not None
+    features = plain_features(steps, x)
+    for trace in (False, True):
+        slow = st.features_gram(features, features, trace, 2**30, torch.float64)
+        slow = slow if trace else slow.reshape(7 * k, 7 * k)
+        fast = plain_gram(steps, x, trace, torch.float64)
+        assert_close(fast, slow, rtol=1e-12, what=f"trace={trace}")
+
+
+def test_ntk_gram_sums_in_one_pass_below_the_syrk_size_and_tile_by_tile_above(monkeypatch):
+    calls = []
+    monkeypatch.setattr(ntk_module, "plain_gram", lambda *a: calls.append(1) or plain_gram(*a))
+    model = mlp(5, 8, depth=3, out_dim=2, seed=0, dtype=torch.float64)
+    gen = torch.Generator().manual_seed(0)
+    for n, one_pass in ((SYRK_MIN_ROWS // 2 - 1, True), (SYRK_MIN_ROWS // 2, False)):
+        calls.clear()
+        x = torch.randn(n, 5, dtype=torch.float64, generator=gen)
+        assert_close(ntk_gram(model, x), per_example_ntk(model, x), rtol=1e-10, what=str(n))
+        assert bool(calls) is one_pass
+    calls.clear()
+    x = torch.randn(4, 5, dtype=torch.float64, generator=gen)
+    ntk_gram(model, x, x)  # a cross-Gram: tiles
+    assert calls == []

@@ -118,6 +118,19 @@ def _parametrized() -> nn.Module:
     return net
 
 
+def _mlp_inside_a_sequential() -> nn.Module:
+    """An MLP called by a Sequential: its layers are not the Sequential's steps."""
+    inner = mlp(6, 5, depth=3, out_dim=3, seed=0, dtype=torch.float64)
+    return nn.Sequential(nn.Linear(4, 6).double(), nn.Tanh(), inner, nn.Linear(3, 1).double())
+
+
+def _linear_with_a_child() -> nn.Module:
+    """A module under a layer is not called by the layer's stock forward, nor by the stack."""
+    net = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 1)).double()
+    net[0].add_module("extra", nn.Linear(6, 6).double())
+    return net
+
+
 @pytest.mark.parametrize(
     "make",
     [
@@ -127,8 +140,19 @@ def _parametrized() -> nn.Module:
         _parametrized,
         lambda: nn.Sequential(OwnForward(4, 6), nn.Tanh(), nn.Linear(6, 1)).double(),
         lambda: nn.Sequential(nn.Linear(4, 6), nn.Hardtanh(), nn.Linear(6, 1)).double(),
+        _mlp_inside_a_sequential,
+        _linear_with_a_child,
     ],
-    ids=["hook", "instance-forward", "shared-module", "parametrized", "subclass", "hardtanh"],
+    ids=[
+        "hook",
+        "instance-forward",
+        "shared-module",
+        "parametrized",
+        "subclass",
+        "hardtanh",
+        "nested-mlp",
+        "child-of-a-layer",
+    ],
 )
 def test_anything_else_is_traced_and_its_gram_stays_exact(make):
     model = make()

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from gdscope.functional import Params
-from gdscope.probes._ntk_uses import is_stock, plain_layers, plain_stack
+from gdscope.probes._ntk_uses import is_stock, plain_structure, plain_uses
 
 __all__ = ["DataSpan", "data_span", "release"]
 
@@ -160,9 +160,10 @@ def data_span(model: nn.Module, x: Tensor, selected: Params, tol: float) -> Data
     if not exact or not selected or x.ndim < 2 or (x.ndim != 2 and not flattened):
         return None
     flat = x.flatten(1)
-    if not is_stock(model) or plain_stack(body, flat) is None:
+    stack = plain_structure(body)
+    if not is_stock(model) or stack is None or plain_uses(stack, flat) is None:
         return None  # (the root's hooks: ``body`` may be a new Sequential)
-    first = plain_layers(body)[0]  # pyright: ignore[reportOptionalSubscript]: a plain stack
+    first = stack.layers[0]
     name = next((n for n, p in selected.items() if p is first.weight), None)
     if name is None or flat.shape[0] > MAX_SPAN_FRACTION * flat.shape[1]:
         return None

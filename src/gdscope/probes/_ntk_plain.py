@@ -14,14 +14,19 @@ there, where autograd would go on to the gradient of that layer's input only to 
 not needed. It yields the same :class:`~gdscope.probes._ntk_structured.LayerFeatures` as
 :func:`~gdscope.probes._ntk_structured.module_features`, in forward order, in less time
 (``ntk_gram`` of an MLP 784→256→256→256→1 on 64 inputs, one core, warm caches: 1.73 → 1.39
-ms). ``σ'`` is written out for tanh (``1 − σ²``) and the sigmoid (``σ(1 − σ)``), ReLU's step is
+ms). For a Gram of fewer than :data:`~gdscope.probes._gram.SYRK_MIN_ROWS` rows, where the
+call's own work counts, :func:`plain_gram` sums the Gram as the signals go, without the
+features in between (the same inputs, cold caches as ``benchmarks/`` time them: 1.97 → 1.88 ms;
+a toy stack: 0.77 → 0.64 ms). ``σ'`` is written out for tanh (``1 − σ²``) and the sigmoid (``σ(1 − σ)``), ReLU's step is
 autograd's own kernel (``threshold_backward``: ``Δ`` where ``σ(u) > 0``), and the other
 activations' ``σ'`` comes from autograd on the activation alone. Nothing runs in place: the
 caller's inputs stay as they were even below ``ReLU(inplace=True)``.
 
 >>> from torch import nn
+>>> from gdscope.probes._ntk_uses import plain_structure
 >>> net = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
->>> [tuple(f.deltas.shape) for f in plain_features(plain_steps(net), torch.randn(5, 3))]
+>>> steps = plain_structure(net).steps
+>>> [tuple(f.deltas.shape) for f in plain_features(steps, torch.randn(5, 3))]
 [(5, 2, 1, 4), (5, 2, 1, 2)]
 """
 
@@ -33,51 +38,36 @@ import torch
 from torch import Tensor, nn
 
 from gdscope.models.layers import ScaledLinear
-from gdscope.models.mlp import MLP
 
 from ._ntk_structured import LINEAR_TYPES, LayerFeatures, layer_multipliers, layer_scales
+from ._ntk_uses import trains
 
-__all__ = ["plain_features", "plain_steps"]
+__all__ = ["plain_features", "plain_gram"]
 
 Linear = nn.Linear | ScaledLinear
 
 
 def _relu_back(signal: Tensor, out: Tensor) -> Tensor:
     """Autograd's own ReLU backward: ``Δ`` where ``σ(u) > 0``, else 0."""
-    return torch.ops.aten.threshold_backward(signal, out.unsqueeze(1), 0.0)
+    return torch.ops.aten.threshold_backward(signal, out, 0.0)
 
 
 _BY_OUTPUT: dict[type[nn.Module], tuple[Callable[[Tensor], Tensor], Callable[..., Tensor]]] = {
     nn.ReLU: (torch.relu, _relu_back),
-    nn.Tanh: (torch.tanh, lambda signal, out: signal * (1 - out * out).unsqueeze(1)),
-    nn.Sigmoid: (torch.sigmoid, lambda signal, out: signal * (out * (1 - out)).unsqueeze(1)),
+    nn.Tanh: (torch.tanh, lambda signal, out: signal * (1 - out * out)),
+    nn.Sigmoid: (torch.sigmoid, lambda signal, out: signal * (out * (1 - out))),
 }
 """Activations written out here: ``σ`` (out of place, even for ``ReLU(inplace=True)``) and
-``(Δ, σ(u)) ↦ Δ ⊙ σ'(u)`` from the output."""
-
-
-def plain_steps(model: nn.Module) -> list[nn.Module] | None:
-    """Return a plain stack's linear layers and activations in the order it calls them.
-
-    ``model`` must be one (:func:`~gdscope.probes._ntk_uses.plain_stack` says so; this function
-    does not check it again). ``None`` for a residual :class:`~gdscope.models.mlp.MLP`, whose
-    skips this pass does not write out.
-    """
-    if type(model) is MLP:
-        if model.residual:
-            return None
-        *body, readout = model.layers
-        return [step for layer in body for step in (layer, model.activation)] + [readout]
-    return [m for m in model.modules() if type(m) is not nn.Sequential]
+``(Δ, σ(u)) ↦ Δ ⊙ σ'(u)`` from the output, shaped to broadcast against the signals."""
 
 
 def plain_features(steps: list[nn.Module], x: Tensor) -> list[LayerFeatures]:
     """Return the trainable layers' :class:`LayerFeatures` of the stack ``steps`` on ``(n, d)`` ``x``.
 
-    ``steps`` is what :func:`plain_steps` returns. Within rounding, equal to
+    ``steps`` is a stack's :attr:`~gdscope.probes._ntk_uses.PlainStack.steps`. Within rounding, equal to
     :func:`~gdscope.probes._ntk_structured.module_features` (``tests/test_ntk_plain.py``).
     """
-    trainable = [i for i, step in enumerate(steps) if _trains(step)]
+    trainable = [i for i, step in enumerate(steps) if trains(step)]
     if not trainable:
         return []
     with torch.no_grad():
@@ -138,9 +128,7 @@ def _backward(
         step, kept = steps[i], saved[i]
         if not isinstance(step, LINEAR_TYPES):
             if kept is not None:  # None: nn.Identity
-                known = _BY_OUTPUT.get(type(step))
-                signal = known[1](signal, kept) if known else signal * kept.unsqueeze(1)
-                identity = False
+                signal, identity = _through_activation(step, signal, kept.unsqueeze(1)), False
             continue
         assert kept is not None
         if i in trainable:
@@ -152,9 +140,10 @@ def _backward(
     return features[::-1]
 
 
-def _trains(step: nn.Module) -> bool:
-    """Whether ``module_features`` would hook the step: a trainable parameter of its own."""
-    return any(p is not None and p.requires_grad for p in step._parameters.values())
+def _through_activation(activation: nn.Module, signal: Tensor, kept: Tensor) -> Tensor:
+    """``Δ ⊙ σ'(u)`` from what :func:`_forward` kept (``σ(u)`` or ``σ'(u)``), which broadcasts."""
+    known = _BY_OUTPUT.get(type(activation))
+    return known[1](signal, kept) if known else signal * kept
 
 
 def _through_linear(layer: Linear, signal: Tensor, identity: bool) -> Tensor:
@@ -166,3 +155,92 @@ def _through_linear(layer: Linear, signal: Tensor, identity: bool) -> Tensor:
     if identity:  # Δ = I: the rows of αW
         return scaled.expand(n, k, weight.shape[1])
     return torch.mm(signal.reshape(n * k, -1), scaled).reshape(n, k, -1)
+
+
+def plain_gram(steps: list[nn.Module], x: Tensor, trace: bool, acc: torch.dtype) -> Tensor:
+    r"""Return ``K(x, x)`` of the stack ``steps`` in one pass, the Gram summed as the signals go.
+
+    The same sum as :func:`~gdscope.probes._ntk_structured.features_gram` of
+    :func:`plain_features` (``Σ_ℓ (α_ℓ² H_ℓ H_ℓᵀ + α_{b,ℓ}²) ⊙ (Δ_ℓ Δ_ℓᵀ)``, each product in the
+    model's dtype, the sum in ``acc``), without the features in between: the signals are kept
+    as an ``(n·k, width)`` matrix (rows ``(i, a)``), and at the last layer, where ``Δ = I``, their
+    Gram ``δ_{ab}`` is not formed. Returns ``(n·k, n·k)``, or ``(n, n)`` with ``trace``. Meant for
+    Grams small enough that the call's own work counts (``ntk_gram`` takes it below
+    :data:`~gdscope.probes._gram.SYRK_MIN_ROWS` rows; larger ones go tile by tile, with ``syrk``).
+
+    >>> from gdscope.probes._ntk_structured import features_gram
+    >>> from gdscope.probes._ntk_uses import plain_structure
+    >>> net = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2)).double()
+    >>> x, steps = torch.randn(5, 3, dtype=torch.float64), plain_structure(net).steps
+    >>> fs = plain_features(steps, x)
+    >>> slow = features_gram(fs, fs, False, 2**30, torch.float64).reshape(10, 10)
+    >>> bool(torch.allclose(plain_gram(steps, x, False, torch.float64), slow))
+    True
+    """
+    trainable = [i for i, step in enumerate(steps) if trains(step)]
+    n = x.shape[0]
+    with torch.no_grad():
+        saved, out = _forward(steps, x, trainable[0])
+        k = out.shape[1]
+        total = torch.zeros((n, n) if trace else (n * k, n * k), dtype=acc, device=x.device)
+        signal: Tensor | None = None  # (n·k, width); None while it is still the identity
+        for i in range(len(steps) - 1, trainable[0] - 1, -1):
+            step, kept = steps[i], saved[i]
+            if not isinstance(step, LINEAR_TYPES):
+                if kept is not None and signal is not None:
+                    signal = _through_activation(step, signal, _per_row(kept, k))
+                elif kept is not None:  # an activation after the last layer: Δ = diag σ'
+                    signal = _through_activation(step, _eye_rows(n, k, kept), _per_row(kept, k))
+                continue
+            assert kept is not None
+            if i in trainable:
+                total.add_(_layer_term(step, kept, signal, k, trace))
+            if i > trainable[0]:
+                signal = _signal_through(step, signal, n)
+    return total
+
+
+def _signal_through(layer: Linear, signal: Tensor | None, n: int) -> Tensor:
+    """``α Δ W`` on ``(n·k, width)`` signals; from ``Δ = I`` (``None``) the rows of ``αW``."""
+    weight, alpha = layer.weight.detach(), layer_multipliers(layer)[0]
+    scaled = weight if alpha == 1.0 else alpha * weight
+    if signal is not None:
+        return torch.mm(signal, scaled)
+    return scaled.expand(n, -1) if scaled.shape[0] == 1 else scaled.repeat(n, 1)
+
+
+def _per_row(kept: Tensor, k: int) -> Tensor:
+    """Repeat each example's ``(n, width)`` row for each of its ``k`` signal rows."""
+    return kept if k == 1 else kept.repeat_interleave(k, dim=0)
+
+
+def _eye_rows(n: int, k: int, like: Tensor) -> Tensor:
+    """Return the signals ``Δ = I_k`` of each example as ``(n·k, k)`` rows."""
+    return torch.eye(k, dtype=like.dtype, device=like.device).repeat(n, 1)
+
+
+def _layer_term(step: nn.Module, h: Tensor, signal: Tensor | None, k: int, trace: bool) -> Tensor:
+    """``(α² H Hᵀ + α_b²) ⊙ (Δ Δᵀ)`` of one layer, ``(n, n)`` traced or ``(n·k, n·k)``."""
+    alpha, alpha_b = layer_scales(step)
+    n = h.shape[0]
+    if alpha is None:  # a frozen weight, so a trainable bias (else the layer would not train)
+        assert alpha_b is not None
+        inputs = torch.full((n, n), alpha_b * alpha_b, dtype=h.dtype, device=h.device)
+    else:
+        inputs = torch.mm(h, h.T)
+        if alpha != 1.0:
+            inputs.mul_(alpha * alpha)
+        if alpha_b is not None:
+            inputs.add_(alpha_b * alpha_b)
+    if signal is None:  # Δ = I: Δ_(i,a) · Δ_(j,b) = δ_ab
+        if trace:
+            return inputs.mul_(k) if k != 1 else inputs
+        eye = torch.eye(k, dtype=h.dtype, device=h.device)
+        return (inputs[:, None, :, None] * eye[None, :, None, :]).reshape(n * k, n * k)
+    if k == 1:
+        return torch.mm(signal, signal.T).mul_(inputs)
+    if trace:
+        per_output = signal.reshape(n, k, -1).transpose(0, 1)  # (k, n, width)
+        return torch.bmm(per_output, per_output.transpose(1, 2)).sum(0).mul_(inputs)
+    products = torch.mm(signal, signal.T).reshape(n, k, n, k)
+    return products.mul_(inputs[:, None, :, None]).reshape(n * k, n * k)

@@ -92,12 +92,10 @@ def layer_multipliers(module: nn.Module) -> tuple[float, float]:
 
 def layer_scales(module: nn.Module) -> tuple[float | None, float | None]:
     """Return a layer's ``(α, α_b)``, each ``None`` where its weight (bias) is frozen or absent."""
-    weight, bias = module.weight, getattr(module, "bias", None)
     alpha, alpha_b = layer_multipliers(module)
-    return (
-        alpha if weight.requires_grad else None,
-        alpha_b if bias is not None and bias.requires_grad else None,
-    )
+    bias = getattr(module, "bias", None)
+    trains_bias = bias is not None and bias.requires_grad
+    return (alpha if module.weight.requires_grad else None, alpha_b if trains_bias else None)
 
 
 Pair = tuple[int, int]

@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -202,6 +201,21 @@ _GLOBAL_HOOKS = (
 )
 
 
+@dataclass(frozen=True)
+class PlainStack:
+    """What :func:`plain_structure` reads off a plain stack's code.
+
+    Attributes:
+        layers: its linear layers, in the order its forward calls them.
+        steps: the layers and activations in that order (``nn.Identity`` kept), or ``None`` for
+            a residual ``MLP``, whose skips are not a chain of steps.
+
+    """
+
+    layers: list[nn.Linear | ScaledLinear]
+    steps: list[nn.Module] | None
+
+
 def plain_stack(model: nn.Module, x: Tensor) -> UseTrace | None:
     r"""Return the :class:`UseTrace` of a plain stack without running it, or ``None``.
 
@@ -221,62 +235,80 @@ def plain_stack(model: nn.Module, x: Tensor) -> UseTrace | None:
     True
 
     """
-    layers = plain_layers(model)
+    return plain_uses(plain_structure(model), x)
+
+
+def plain_uses(stack: PlainStack | None, x: Tensor) -> UseTrace | None:
+    """:func:`plain_stack` of a stack :func:`plain_structure` has read (``None``: not plain)."""
     if (
-        layers is None
+        stack is None
         or type(x) is not Tensor
         or x.ndim != 2
-        or x.shape[1] != layers[0].in_features
+        or x.shape[1] != stack.layers[0].in_features
         or any(getattr(torch.nn.modules.module, name) for name in _GLOBAL_HOOKS)
     ):
         return None
+    layers = stack.layers
     inputs = sum(m.in_features for m in layers if m.weight.requires_grad)
-    outputs = sum(m.out_features for m in layers if any(p.requires_grad for p in m.parameters()))
+    outputs = sum(m.out_features for m in layers if trains(m))
     return UseTrace([], inputs, outputs, outputs=layers[-1].out_features)
 
 
-def plain_layers(model: nn.Module) -> list[nn.Linear | ScaledLinear] | None:
-    """Return the linear layers of a plain stack in the order its forward calls them, or None."""
-    everything, every_use = _tree(model)
-    if len({id(m) for m in everything}) != len(everything) or not all(map(is_stock, everything)):
-        return None
-    if len({id(p) for p in every_use}) != len(every_use):
-        return None  # a parameter shared by two modules (tied): its layers' terms cross
-    if type(model) is MLP:
-        if type(model.activation) not in _ELEMENTWISE or type(model.layers) is not nn.ModuleList:
-            return None
-        layers = list(model.layers)
-        if not layers or any(type(m) not in LINEAR_TYPES or not _own_weights(m) for m in layers):
-            return None
-        return cast(list[nn.Linear | ScaledLinear], layers)
-    if type(model) is not nn.Sequential:
-        return None
-    found: list[nn.Linear | ScaledLinear] = []
-    for module in everything:  # depth first, as nested Sequentials call them
-        if isinstance(module, LINEAR_TYPES) and type(module) in LINEAR_TYPES:
-            if not _own_weights(module):
-                return None
-            found.append(module)
-        elif type(module) is not nn.Sequential and type(module) not in _ELEMENTWISE:
-            return None
-    return found or None
+def plain_structure(model: nn.Module) -> PlainStack | None:
+    """Return a plain stack's :class:`PlainStack` (its code, :func:`plain_stack`), or ``None``.
 
-
-def _tree(model: nn.Module) -> tuple[list[nn.Module], list[Tensor]]:
-    """Every module (depth first, in ``modules()`` order) and parameter, each as often as it occurs.
-
-    One walk over the children and parameters torch holds, where ``named_modules`` and
-    ``named_parameters`` (``remove_duplicate=False``) walk twice and build every name.
+    One walk over the tree (depth first, as ``modules()`` and nested Sequentials call them),
+    every module and parameter counted as often as it occurs.
     """
-    modules: list[nn.Module] = []
-    params: list[Tensor] = []
+    containers = (MLP, nn.ModuleList) if type(model) is MLP else (nn.Sequential,)
+    seen: set[int] = set()
+    params: set[int] = set()
+    steps: list[nn.Module] = []
+    layers: list[nn.Linear | ScaledLinear] = []
     stack = [model]
     while stack:
         module = stack.pop()
-        modules.append(module)
-        params += [p for p in module._parameters.values() if p is not None]
-        stack += [c for c in reversed(module._modules.values()) if c is not None]
-    return modules, params
+        kind = type(module)
+        if id(module) in seen or not is_stock(module):
+            return None
+        seen.add(id(module))
+        for p in module._parameters.values():
+            if p is not None:
+                if id(p) in params:
+                    return None  # a parameter shared by two modules (tied): their terms cross
+                params.add(id(p))
+        if kind in containers:
+            stack += [c for c in reversed(module._modules.values()) if c is not None]
+            continue
+        if module._modules or (kind not in _ELEMENTWISE and kind not in LINEAR_TYPES):
+            return None
+        if kind in LINEAR_TYPES:
+            if not _own_weights(module):
+                return None
+            layers.append(module)  # pyright: ignore[reportArgumentType]: a linear layer
+        steps.append(module)
+    return _ordered(model, layers, steps)
+
+
+def _ordered(
+    model: nn.Module, layers: list[nn.Linear | ScaledLinear], steps: list[nn.Module]
+) -> PlainStack | None:
+    """Return the walk's layers and steps in call order (a Sequential's: the walk's; an MLP's: its own)."""
+    if type(model) is MLP:
+        if type(model.activation) not in _ELEMENTWISE or type(model.layers) is not nn.ModuleList:
+            return None
+        layers = list(model.layers)  # pyright: ignore[reportAssignmentType]
+        if not layers or any(type(m) not in LINEAR_TYPES for m in layers):
+            return None
+        if model.residual:
+            return PlainStack(layers, None)
+        *body, readout = layers
+        return PlainStack(
+            layers, [s for layer in body for s in (layer, model.activation)] + [readout]
+        )
+    if type(model) is not nn.Sequential or not layers:
+        return None
+    return PlainStack(layers, steps)
 
 
 def _own_weights(layer: nn.Module) -> bool:
@@ -285,18 +317,22 @@ def _own_weights(layer: nn.Module) -> bool:
     return own.get("weight") is not None and "bias" in own
 
 
+def trains(module: nn.Module) -> bool:
+    """Whether ``module`` holds a trainable parameter of its own (not its children's)."""
+    return any(p is not None and p.requires_grad for p in module._parameters.values())
+
+
 def is_stock(module: nn.Module) -> bool:
     """Return whether ``module`` has no hook, no instance ``forward`` and plain parameters."""
-    return (
-        "forward" not in vars(module)
-        and not any(
-            getattr(module, name)
-            for name in (
-                "_forward_hooks",
-                "_forward_pre_hooks",
-                "_backward_hooks",
-                "_backward_pre_hooks",
-            )
-        )
-        and all(type(p) is nn.Parameter for p in module._parameters.values() if p is not None)
-    )
+    if (
+        "forward" in module.__dict__
+        or module._forward_hooks
+        or module._forward_pre_hooks
+        or module._backward_hooks
+        or module._backward_pre_hooks
+    ):
+        return False
+    for p in module._parameters.values():
+        if p is not None and type(p) is not nn.Parameter:
+            return False
+    return True

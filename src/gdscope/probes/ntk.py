@@ -25,7 +25,7 @@ from . import _ntk_jacobian as jac
 from . import _ntk_structured as st
 from ._checks import check_deterministic
 from ._gram import blas_threads_like_torch, uses_syrk
-from ._ntk_plain import plain_features, plain_steps
+from ._ntk_plain import plain_features, plain_gram
 from ._ntk_spectral import (
     NTKSpectrum,
     gram_eigs,
@@ -35,6 +35,7 @@ from ._ntk_spectral import (
     spectrum_of,
 )
 from ._ntk_tiling import tiled
+from ._ntk_uses import plain_structure, plain_uses
 
 __all__ = [
     "NTKSpectrum",
@@ -122,12 +123,14 @@ def ntk_gram(
 
     """
     _check_method(method)
-    check_deterministic(model, what="NTK", per_example=True)
+    structure = None if method == "jacobian" else plain_structure(model)
+    if structure is None:  # a plain stack has no dropout nor batch norm
+        check_deterministic(model, what="NTK", per_example=True)
     param = _first_trainable(model)
     x1 = x1.detach().to(param.device, param.dtype)
     x2 = None if x2 is None else x2.detach().to(param.device, param.dtype)
     _check_shapes(x1, x2)
-    plain = None if method == "jacobian" else st.plain_stack(model, x1)
+    plain = plain_uses(structure, x1)
     if plain is not None and plain.outputs is not None:  # its code says what a trace would
         k, resolved, use_trace = plain.outputs, "structured", plain
     else:
@@ -135,8 +138,9 @@ def ntk_gram(
         resolved, use_trace = _plan(model, method, x1[:1])
     acc = param.dtype if accumulate is None else accumulate
     per_example = _bytes_per_example(model, resolved, x1, k, use_trace)
+    steps = None if plain is None or structure is None else structure.steps
     compute = _gram_fn(
-        model, resolved, trace, memory_budget, acc, k, per_example, plain is not None
+        model, resolved, trace, memory_budget, acc, k, per_example, plain is not None, steps
     )
     if not (tf32 and param.device.type == "cuda"):
         return compute(x1, x2)
@@ -286,8 +290,9 @@ def _check_inputs(model: nn.Module, x1: Tensor) -> int:
     return out.reshape(1, -1).shape[1]
 
 
-def _features_fn(model: nn.Module, method: str, plain: bool) -> Callable[[Tensor], object]:
-    steps = plain_steps(model) if plain else None
+def _features_fn(
+    model: nn.Module, method: str, plain: bool, steps: list[nn.Module] | None
+) -> Callable[[Tensor], object]:
     if steps is not None:  # written out: no hooks, no graph (probes/_ntk_plain.py)
         return lambda x: plain_features(steps, x)
     if method == "structured":
@@ -322,8 +327,9 @@ def _gram_fn(
     k: int,
     per_example: int,
     plain: bool,
+    steps: list[nn.Module] | None,
 ) -> Callable[[Tensor, Tensor | None], Tensor]:
-    features = _features_fn(model, method, plain)
+    features = _features_fn(model, method, plain, steps)
 
     def pair(f1: object, f2: object) -> Tensor:
         if method == "jacobian":
@@ -332,6 +338,8 @@ def _gram_fn(
 
     def compute(x1: Tensor, x2: Tensor | None) -> Tensor:
         tile = max(1, budget // max(1, per_example))
+        if steps is not None and x2 is None and x1.shape[0] <= tile and not uses_syrk(len(x1) * k):
+            return plain_gram(steps, x1, trace, acc)  # small: the call's own work counts
         n_total = x1.shape[0] + (0 if x2 is None else x2.shape[0])
         cache = n_total * per_example <= budget
         syrk = x2 is None and uses_syrk(min(tile, x1.shape[0]) * k)  # probes/_gram.py
