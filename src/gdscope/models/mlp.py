@@ -41,17 +41,26 @@ class MLP(nn.Module):
         activation: the activation module.
         residual: whether hidden layers are residual blocks.
         branch_scale: ``β`` of the residual blocks (``1.0`` when ``residual`` is false).
+        random_init: whether every weight and bias was drawn i.i.d. from its layer's ``spec``
+            (``init="random"``, ``readout_init="default"``), the distribution whose
+            infinite-width kernels :func:`gdscope.probes.mlp_kernels` computes.
 
     """
 
     def __init__(
-        self, layers: list[ScaledLinear], activation: nn.Module, residual: bool, branch_scale: float
+        self,
+        layers: list[ScaledLinear],
+        activation: nn.Module,
+        residual: bool,
+        branch_scale: float,
+        random_init: bool = True,
     ) -> None:
         super().__init__()
         self.layers = nn.ModuleList(layers)
         self.activation = activation
         self.residual = residual
         self.branch_scale = branch_scale
+        self.random_init = random_init
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map inputs ``(n, d_in)`` to outputs ``(n, out_dim)``."""
@@ -189,4 +198,7 @@ def mlp(
     if trained == "hidden":
         layers[0].requires_grad_(False)
         layers[-1].requires_grad_(False)
-    return MLP(layers, get_activation(activation), bool(residual), beta if residual else 1.0)
+    random_init = not identical and readout_init == "default"
+    return MLP(
+        layers, get_activation(activation), bool(residual), beta if residual else 1.0, random_init
+    )

@@ -2,7 +2,8 @@
 
 * NTK (:mod:`~gdscope.probes.ntk`): ``ntk_gram``, ``ntk_method``, ``ntk_spectrum``,
   ``kernel_drift``, ``kernel_target_alignment``, ``h_infinity``.
-* Infinite width (:mod:`~gdscope.probes.infinite_width`): ``ntk_infinite`` (NNGP and NTK of MLPs).
+* Infinite width (:mod:`~gdscope.probes.infinite_width`): ``ntk_infinite`` (NNGP and NTK of MLPs),
+  ``mlp_kernels`` (those of the distribution a given ``mlp`` was drawn from).
 * Hessian density (:mod:`~gdscope.probes.spectral_density`): ``hessian_spectral_density``,
   ``spectral_density`` (stochastic Lanczos quadrature).
 * Hessian (:mod:`~gdscope.probes.hessian`): ``sharpness``, ``hessian_topk``, ``power_iteration``,
@@ -46,7 +47,7 @@ from gdscope.probes.hessian import (
     power_iteration,
     sharpness,
 )
-from gdscope.probes.infinite_width import InfiniteWidthKernels, ntk_infinite
+from gdscope.probes.infinite_width import InfiniteWidthKernels, mlp_kernels, ntk_infinite
 from gdscope.probes.lanczos import EigResult, lanczos_topk
 from gdscope.probes.ntk import (
     NTKSpectrum,
@@ -102,6 +103,7 @@ __all__ = [
     "linearization_gap",
     "linearized_prediction",
     "loss_and_grad_norm",
+    "mlp_kernels",
     "ntk_gram",
     "ntk_infinite",
     "ntk_method",

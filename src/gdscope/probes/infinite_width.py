@@ -51,13 +51,21 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
+from torch import nn
 
-from gdscope.models.activations import ACTIVATIONS, activation_gain
+from gdscope.models.activations import ACTIVATIONS, activation_gain, get_activation
+from gdscope.models.mlp import MLP
 from gdscope.models.parameterization import Parameterization, get_parameterization
 
 from ._gaussian_expectations import Expectation, compared_nodes, expectation, quadrature_error
 
-__all__ = ["InfiniteWidthKernels", "LayerConstants", "layer_constants", "ntk_infinite"]
+__all__ = [
+    "InfiniteWidthKernels",
+    "LayerConstants",
+    "layer_constants",
+    "mlp_kernels",
+    "ntk_infinite",
+]
 
 Array = np.ndarray
 WRT = ("stored", "unit")
@@ -246,6 +254,80 @@ def ntk_infinite(
         width=width,
         base_width=base_width,
     )
+    return _recursion(a, b, x2 is None, consts, activation, method, nodes)
+
+
+def mlp_kernels(
+    model: nn.Module,
+    x1: Array | torch.Tensor,
+    x2: Array | torch.Tensor | None = None,
+    *,
+    method: str = "auto",
+    nodes: int = 96,
+) -> InfiniteWidthKernels:
+    r"""Return the infinite-width NNGP and NTK of the distribution ``model`` was drawn from.
+
+    ``model`` is a plain :func:`~gdscope.models.mlp` (not residual, ``random_init``): each
+    layer's constants come from its own ``spec`` (init std, multipliers) and its fan-in, as
+    the module docstring defines them for ``wrt="stored"``, what
+    :func:`~gdscope.probes.ntk.ntk_gram` measures on ``model``. A frozen weight (bias) adds no
+    ``w`` (``c``) term: with ``trained="hidden"`` the NTK is the hidden layers' alone. The
+    hidden widths enter only as fan-ins: the kernels are those of the widths going to infinity
+    with every layer's ``spec`` as drawn (under ``ntk`` width-free; under ``standard``, ``mup``
+    and ``meanfield``, as :func:`ntk_infinite` with ``width`` at the model's width).
+
+    Raises:
+        ValueError: for any other model, naming what is not covered.
+
+    Example:
+        >>> from gdscope.models import mlp
+        >>> net = mlp(3, 64, depth=3, parameterization="ntk", activation="tanh", seed=0)
+        >>> x = np.eye(3)
+        >>> same = ntk_infinite(x, depth=3, activation="tanh").ntk
+        >>> bool(np.allclose(mlp_kernels(net, x).ntk, same, rtol=1e-12))
+        True
+
+    """
+    activation = covered_activation(model)
+    if activation is None:
+        raise ValueError(
+            "mlp_kernels covers a plain gdscope mlp drawn at random (residual=False, "
+            "init='random', readout_init='default', an activation of "
+            f"{sorted(ACTIVATIONS)}); got {type(model).__name__}: ntk_gram measures the "
+            "empirical NTK of any model"
+        )
+    layers = list(model.layers)  # pyright: ignore[reportArgumentType]
+    consts = []
+    for layer in layers:
+        spec, n, bias = layer.spec, layer.in_features, layer.bias
+        w = spec.multiplier**2 * n if layer.weight.requires_grad else 0.0
+        c = spec.bias_multiplier**2 if bias is not None and bias.requires_grad else 0.0
+        beta = spec.bias_multiplier**2 * spec.bias_std**2 if bias is not None else 0.0
+        consts.append(LayerConstants(spec.multiplier**2 * spec.init_std**2 * n, w, beta, c))
+    a, b = _as_inputs(x1, x2)
+    if a.shape[1] != layers[0].in_features:
+        raise ValueError(f"x1 has {a.shape[1]} features, the model takes {layers[0].in_features}")
+    return _recursion(a, b, x2 is None, consts, activation, method, nodes)
+
+
+def covered_activation(model: nn.Module) -> str | None:
+    """Return the activation's name if :func:`mlp_kernels` covers ``model``, else ``None``."""
+    if not isinstance(model, MLP) or model.residual or not model.random_init:
+        return None
+    shown = repr(model.activation)
+    return next((name for name in ACTIVATIONS if repr(get_activation(name)) == shown), None)
+
+
+def _recursion(
+    a: Array,
+    b: Array,
+    symmetric: bool,
+    consts: list[LayerConstants],
+    activation: str,
+    method: str,
+    nodes: int,
+) -> InfiniteWidthKernels:
+    """Run the layer recursion of the module docstring on ``(n1, d)`` and ``(n2, d)`` inputs."""
     expect = expectation(activation, method, nodes)
     first, d = consts[0], a.shape[1]
     dots = a @ b.T / d
@@ -253,13 +335,13 @@ def ntk_infinite(
     var1, var2 = (first.v * np.einsum("id,id->i", z, z) / d + first.beta for z in (a, b))
     peak = 0.0  # the largest variance a quadrature met
     for layer in consts[1:]:
-        if x2 is None:  # the Gram's own diagonal, so that ρ = 1 exactly there
+        if symmetric:  # the Gram's own diagonal, so that ρ = 1 exactly there
             var1 = var2 = np.diag(nngp).copy()
         peak = max(peak, float(var1.max()), float(var2.max()))
-        e, e_dot = _pairwise(expect, var1, nngp, var2, symmetric=x2 is None)
+        e, e_dot = _pairwise(expect, var1, nngp, var2, symmetric=symmetric)
         ntk = layer.w * e + layer.c + layer.v * e_dot * ntk
         nngp = layer.v * e + layer.beta
-        if x2 is not None:
+        if not symmetric:
             var1, var2 = (layer.v * expect(k, k, k)[0] + layer.beta for k in (var1, var2))
     _check_quadrature(activation, method, nodes, peak)
     return InfiniteWidthKernels(nngp, ntk)
@@ -275,7 +357,7 @@ def _check_quadrature(activation: str, method: str, nodes: int, peak: float) -> 
             f"variance {peak:.3g}, so the kernels may be off by up to about that: raise nodes "
             "(at most 192), use method='polar', or scale the inputs down",
             RuntimeWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
 
 

@@ -22,6 +22,13 @@ The probe compares the network with both:
   ``‖J_0^\top K_0^{-1} r_0‖² = r_0^\top K_0^{-1} r_0`` (no Jacobian needed);
 * ``kernel_test_loss``: half mean squared error of ``f^{ker}`` on the held-out set (summed over
   outputs, as :func:`gdscope.losses.mse`);
+* ``kernel_infinite_gap``: RMS over the held-out inputs of ``f_t(x_*) − f^∞(x_*)``, the same
+  regression with the infinite-width NTK ``Θ`` in place of ``K_0`` (``f^∞(x_*) = f_0(x_*) +
+  Θ(x_*, X) Θ^{-1} r_0``, Lee et al. 2019, eq. (16) with the network's own ``f_0``), where
+  :func:`~gdscope.probes.infinite_width.mlp_kernels` covers the model (a plain random ``mlp``);
+* ``kernel_to_infinite_gap``: RMS of ``f^{ker}(x_*) − f^∞(x_*)``, how far ``K_0``'s regression is
+  from the infinite-width one (both start from ``f_0``, so this is the kernel's finite-width
+  fluctuation seen through the regression: ``O(width^{-1/2})``);
 * ``kernel_rademacher``: ``√(r_0^\top K_0^{-1} r_0 · tr K_0) / n``, the Rademacher-complexity
   bound of the kernel class of RKHS norm ``√(r_0^\top K_0^{-1} r_0)`` (Bartlett & Mendelson
   2002, Lemma 22; with ``H^∞`` and ``y`` in place of ``K_0`` and ``r_0`` this is the quantity of
@@ -48,6 +55,7 @@ from scipy.linalg import get_lapack_funcs
 from torch import Tensor, nn
 
 from gdscope.functional import Params
+from gdscope.probes.infinite_width import covered_activation, mlp_kernels
 from gdscope.probes.ntk import ntk_gram
 
 __all__ = ["KernelSolution", "flat_targets", "kernel_solution", "rms", "sphere_holdout"]
@@ -65,12 +73,17 @@ class KernelSolution:
         test_prediction: ``vec f^{ker}(X_*)`` (``n_* k``), or ``None`` without held-out inputs.
         min_norm: ``‖J_0^\top K_0^{-1} r_0‖``.
         rademacher: ``√(r_0^\top K_0^{-1} r_0 · tr K_0) / n``.
+        infinite_prediction: ``vec f^∞(X_*) = vec f_0(X_*) + (Θ(X_*, X) Θ(X, X)^{-1} ⊗ I_k)
+            r_0``, the same regression with the infinite-width NTK ``Θ`` of the distribution
+            the model was drawn from (:func:`~gdscope.probes.infinite_width.mlp_kernels`), or
+            ``None`` (no held-out inputs, or a model it does not cover).
 
     """
 
     test_prediction: Tensor | None
     min_norm: float
     rademacher: float
+    infinite_prediction: Tensor | None = None
 
 
 def _model_at(model: nn.Module, params: Params) -> nn.Module:
@@ -114,25 +127,51 @@ def kernel_solution(
     r0 = (y.reshape(x.shape[0], -1).double().cpu() - f0).reshape(-1)
     if r0.numel() != gram.shape[0]:
         raise ValueError(f"targets give {r0.numel()} entries but the Gram is {gram.shape[0]}²")
-    chol, info = torch.linalg.cholesky_ex(gram)
-    if int(info) == 0:
-        alpha = torch.cholesky_solve(r0[:, None], chol)[:, 0]
-        _warn_if_ill_conditioned(gram, chol)
-    else:  # K_0 singular: the least-norm α, if K_0 α = r_0 at all (repeated inputs, same target)
-        alpha = _consistent_min_norm(gram, r0)
-        if alpha is None:  # e.g. n·k > number of parameters: no interpolant
-            return KernelSolution(test_prediction=None, min_norm=math.nan, rademacher=math.nan)
+    alpha = _solve(gram, r0)
+    if alpha is None:  # e.g. n·k > number of parameters: no interpolant
+        return KernelSolution(test_prediction=None, min_norm=math.nan, rademacher=math.nan)
     energy = float(r0 @ alpha)
-    prediction = None
+    prediction = infinite = None
     if x_test is not None and f0_test is not None:
         cross = ntk_gram(model0, x_test, x).double().cpu()
-        prediction = f0_test.double().cpu().reshape(-1) + cross @ alpha
+        f0_flat = f0_test.double().cpu().reshape(-1)
+        prediction = f0_flat + cross @ alpha
+        infinite = _infinite_width_prediction(model0, x, x_test, f0_flat, r0)
     n = x.shape[0]
     return KernelSolution(
         test_prediction=prediction,
         min_norm=math.sqrt(max(energy, 0.0)),
         rademacher=math.sqrt(max(energy, 0.0) * float(torch.trace(gram))) / n,
+        infinite_prediction=infinite,
     )
+
+
+def _solve(gram: Tensor, r0: Tensor) -> Tensor | None:
+    """Return ``K⁻¹ r_0`` (Cholesky; warns when ill-conditioned).
+
+    For a singular ``K``: the least-norm solution when one interpolates, else ``None``.
+    """
+    chol, info = torch.linalg.cholesky_ex(gram)
+    if int(info) == 0:
+        _warn_if_ill_conditioned(gram, chol)
+        return torch.cholesky_solve(r0[:, None], chol)[:, 0]
+    return _consistent_min_norm(gram, r0)  # repeated inputs with equal targets interpolate
+
+
+def _infinite_width_prediction(
+    model0: nn.Module, x: Tensor, x_test: Tensor, f0_test: Tensor, r0: Tensor
+) -> Tensor | None:
+    """Return ``vec f_0(X_*) + (Θ(X_*, X) ⊗ I_k)(Θ(X, X) ⊗ I_k)^{-1} r_0``.
+
+    ``None`` when :func:`~gdscope.probes.infinite_width.mlp_kernels` does not cover the model.
+    """
+    if covered_activation(model0) is None:
+        return None
+    theta = torch.from_numpy(mlp_kernels(model0, x).ntk)
+    cross = torch.from_numpy(mlp_kernels(model0, x_test, x).ntk)
+    eye = torch.eye(r0.numel() // x.shape[0], dtype=torch.float64)
+    alpha = _solve(torch.kron(theta, eye), r0)
+    return None if alpha is None else f0_test + torch.kron(cross, eye) @ alpha
 
 
 ILL_CONDITIONED = 1e12

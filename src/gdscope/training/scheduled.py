@@ -241,6 +241,9 @@ def kernel_regression(ctx: ProbeContext) -> dict[str, float]:
         pred = sol.test_prediction
         k = pred.numel() // x_test.shape[0]
         out["kernel_regression_gap"] = gap_rms(net - pred)
+        if sol.infinite_prediction is not None:
+            out["kernel_infinite_gap"] = gap_rms(net - sol.infinite_prediction)
+            out["kernel_to_infinite_gap"] = gap_rms(pred - sol.infinite_prediction)
         if ctx.eval_data is not None:
             target = flat_targets(ctx.eval_data[1], pred.reshape(x_test.shape[0], -1))
             out["kernel_test_loss"] = (
@@ -280,6 +283,7 @@ class ScheduledProbe:
 _NTK = ("ntk_lambda_min", "ntk_lambda_max", "ntk_kappa", "ntk_lambda_min_over_n", "ntk_drift")
 _KERNEL_REGRESSION = ("min_norm_ratio", "kernel_min_norm", "kernel_rademacher")
 _KERNEL_REGRESSION += ("kernel_regression_train_gap", "kernel_regression_gap", "kernel_test_loss")
+_KERNEL_REGRESSION += ("kernel_infinite_gap", "kernel_to_infinite_gap")
 _DISTANCE = ("dist_from_init", "rel_dist_from_init", "dist_from_init/", "rel_dist_from_init/")
 _ACTIVATIONS = ("activation_rms/", "activation_delta_rms/", "output_rms", "output_delta_rms")
 _PRECONDITIONED = ("preconditioned_sharpness", "adaptive_threshold")
