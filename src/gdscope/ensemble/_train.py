@@ -27,6 +27,7 @@ from gdscope.ensemble._optim import StackedSGD
 from gdscope.ensemble._probes import BATCHED, BatchedProbes
 from gdscope.ensemble._stack import Ensemble, aligned_stack
 from gdscope.functional import clone_params, params_of
+from gdscope.probes.infinite_dynamics import plain_gd_lr
 from gdscope.training.context import ProbeContext
 from gdscope.training.loop import LOSS, Stop, Trace, probes_not_due, validate_schedule
 from gdscope.training.scheduled import PROBES
@@ -48,6 +49,7 @@ class _Member:
     eval_data: Batch | None
     init: dict[str, Tensor]
     run: Run
+    gd_step: float | None = None
     memory: dict[str, Any] = field(default_factory=dict)
 
 
@@ -112,8 +114,10 @@ def train_ensemble(
     params = [ensemble.member_params(i) for i in range(len(models))]
     optimizer = StackedSGD.from_members(optimizers, params, ensemble.params)
     members = [
-        _Member(i, m, datas[i], evals[i], clone_params(params_of(m)), Run(steps, LOSS))
-        for i, m in enumerate(models)
+        _Member(
+            i, m, datas[i], evals[i], clone_params(params_of(m)), Run(steps, LOSS), plain_gd_lr(o)
+        )
+        for i, (m, o) in enumerate(zip(models, optimizers, strict=True))
     ]
     return _Loop(ensemble, optimizer, members, loss_fn, schedule, stop, steps).run()
 
@@ -240,6 +244,7 @@ class _Loop:
             member.eval_data,
             t,
             memory=member.memory,
+            gd_step=member.gd_step,  # an ensemble trains full batch
         )
         if due or self.stop != Stop():
             ctx.cache["train_output"] = _as_allocated(out[slot])

@@ -3,7 +3,8 @@
 * NTK (:mod:`~gdscope.probes.ntk`): ``ntk_gram``, ``ntk_method``, ``ntk_spectrum``,
   ``kernel_drift``, ``kernel_target_alignment``, ``h_infinity``.
 * Infinite width (:mod:`~gdscope.probes.infinite_width`): ``ntk_infinite`` (NNGP and NTK of MLPs),
-  ``mlp_kernels`` (those of the distribution a given ``mlp`` was drawn from).
+  ``mlp_kernels`` (those of the distribution a given ``mlp`` was drawn from);
+  :mod:`~gdscope.probes.infinite_dynamics`: ``infinite_width_gd`` (that NTK's model trained by GD).
 * Hessian density (:mod:`~gdscope.probes.spectral_density`): ``hessian_spectral_density``,
   ``spectral_density`` (stochastic Lanczos quadrature).
 * Hessian (:mod:`~gdscope.probes.hessian`): ``sharpness``, ``hessian_topk``, ``power_iteration``,
@@ -47,6 +48,7 @@ from gdscope.probes.hessian import (
     power_iteration,
     sharpness,
 )
+from gdscope.probes.infinite_dynamics import infinite_width_gd
 from gdscope.probes.infinite_width import InfiniteWidthKernels, mlp_kernels, ntk_infinite
 from gdscope.probes.lanczos import EigResult, lanczos_topk
 from gdscope.probes.ntk import (
@@ -97,6 +99,7 @@ __all__ = [
     "hessian_trace",
     "hessian_trace_hutchpp",
     "hutchpp",
+    "infinite_width_gd",
     "kernel_drift",
     "kernel_target_alignment",
     "lanczos_topk",

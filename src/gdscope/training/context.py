@@ -43,6 +43,10 @@ class ProbeContext:
         memory: state kept across the checkpoints of one run.
         optimizer: the ``torch.optim.Optimizer`` that trains ``model`` (its state as of the
             last update before this checkpoint), or ``None`` when the loop does not pass it.
+        gd_step: ``η`` when every update is plain full-batch gradient descent with one step
+            for every parameter (``torch.optim.SGD`` without momentum or weight decay, the
+            gradient of the whole of ``data``: :func:`~gdscope.probes.infinite_dynamics.plain_gd_lr`),
+            else ``None`` (also when not known, as in a user's own loop).
 
     """
 
@@ -56,6 +60,7 @@ class ProbeContext:
     cache: dict[str, Any] = field(default_factory=dict)
     memory: dict[str, Any] = field(default_factory=dict)
     optimizer: torch.optim.Optimizer | None = None
+    gd_step: float | None = None
 
     def warm_start(self, key: str) -> Tensor | None:
         """Return the top eigenvector stored in ``memory[key]`` plus a fresh random direction.

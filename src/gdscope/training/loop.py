@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from gdscope import _checks as check
 from gdscope import losses
 from gdscope.functional import clone_params, params_of
+from gdscope.probes.infinite_dynamics import plain_gd_lr
 from gdscope.training.context import ProbeContext
 from gdscope.training.scheduled import PROBES
 from gdscope.training.skeleton import (
@@ -233,6 +234,7 @@ class _Network:
         self.stop, self.eval_data = stop, eval_data
         n = data[0].shape[0]
         self.full_batch = batch_size is None or batch_size == n
+        self.gd_step = plain_gd_lr(optimizer) if self.full_batch else None
         self.order = _BatchOrder(n, batch_size or n, seed, data[0].device)
         self.checked = self.full_batch and stop != Stop()  # criteria read the step's full batch
         self.init_params = clone_params(params_of(model))
@@ -255,6 +257,7 @@ class _Network:
             t,
             memory=self.memory,
             optimizer=self.optimizer,
+            gd_step=self.gd_step,
         )
         self.ctx, self.due = ctx, due_probes(self.schedule, t, last=self.steps)
         if self.full_batch:

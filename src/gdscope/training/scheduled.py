@@ -19,12 +19,15 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from gdscope import losses
+from gdscope.functional import apply
 from gdscope.probes import geometry
 from gdscope.probes.coord_check import hidden_activations
 from gdscope.probes.coord_check import rms as coordinate_rms
 from gdscope.probes.fitting import fit_indicators
 from gdscope.probes.gauss_newton import ggn_sharpness
 from gdscope.probes.hessian import hessian_trace, sharpness
+from gdscope.probes.infinite_dynamics import infinite_width_gd
+from gdscope.probes.infinite_width import covered_activation
 from gdscope.probes.kernel_regression import (
     KernelSolution,
     flat_targets,
@@ -183,7 +186,21 @@ def _linearization_gap(ctx: ProbeContext) -> dict[str, float]:
         out["test_linearization_gap"] = geometry.linearization_gap(
             ctx.model, ctx.init_params, ctx.params, ctx.eval_data[0]
         )
+    lr = ctx.gd_step
+    covered = covered_activation(ctx.model) is not None and ctx.loss_fn is losses.mse
+    if lr is not None and covered and ctx.data[1].is_floating_point():
+        x, y = ctx.data
+        if _INFINITE_F0_KEY not in ctx.memory:
+            with torch.no_grad():
+                ctx.memory[_INFINITE_F0_KEY] = apply(ctx.model, ctx.init_params, x)
+        f0 = ctx.memory[_INFINITE_F0_KEY]
+        reference = infinite_width_gd(ctx.model, x, y, f0, lr=lr, steps=ctx.step)
+        net = ctx.train_output().double().cpu().reshape(reference.shape)
+        out["linearization_infinite_gap"] = gap_rms(net - reference)
     return out
+
+
+_INFINITE_F0_KEY = "linearization_infinite_f0"
 
 
 _COORD_CHECK_KEY = "coord_check_init"
@@ -310,7 +327,8 @@ PROBES: dict[str, ScheduledProbe] = {
     "hessian_trace": ScheduledProbe(_hessian_trace, ("hessian_trace", "hessian_trace_se")),
     "activation_flips": ScheduledProbe(_activation_flips, ("activation_flips",)),
     "linearization_gap": ScheduledProbe(
-        _linearization_gap, ("linearization_gap", "test_linearization_gap")
+        _linearization_gap,
+        ("linearization_gap", "test_linearization_gap", "linearization_infinite_gap"),
     ),
     "kernel_regression": ScheduledProbe(kernel_regression, _KERNEL_REGRESSION),
     "activation_rms": ScheduledProbe(activation_rms, _ACTIVATIONS),

@@ -1,0 +1,95 @@
+"""``infinite_width_gd``: the infinite-width linear model trained by GD in closed form, its
+conditions (``plain_gd_lr``), and the ``linearization_infinite_gap`` metric (R2's reference)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from _helpers import assert_close
+from gdscope import losses
+from gdscope.models import mlp
+from gdscope.optim import make_optimizer
+from gdscope.probes import infinite_width_gd, ntk_infinite
+from gdscope.probes.infinite_dynamics import plain_gd_lr
+from gdscope.training import train
+
+
+def _data(n: int = 9, k: int = 2, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.nn.functional.normalize(torch.randn(n, 5, generator=gen, dtype=torch.float64), dim=1)
+    return x, torch.randn(n, k, generator=gen, dtype=torch.float64)
+
+
+def test_the_closed_form_is_the_linear_recursion_stepped_out():
+    """``r ← r − (η/n) Θ r``, ``t`` times, with Θ from ``ntk_infinite`` (independent of the model)."""
+    x, y = _data()
+    net = mlp(5, 16, depth=3, out_dim=2, parameterization="ntk", seed=0, dtype=torch.float64)
+    with torch.no_grad():
+        f0 = net(x)
+    theta = ntk_infinite(x, depth=3).ntk
+    residual = (f0 - y).numpy()
+    for t in range(1, 41):
+        residual = residual - 0.7 / x.shape[0] * theta @ residual
+        if t in (1, 7, 40):
+            got = infinite_width_gd(net, x, y, f0, lr=0.7, steps=t)
+            assert_close(got, y + torch.from_numpy(residual), rtol=1e-11, what=f"t={t}")
+
+
+def test_a_wide_network_trained_by_gd_approaches_it_at_rate_one_half():
+    x, y = _data(k=1, seed=1)
+    gaps = []
+    for width in (64, 2048):
+        per_seed = []
+        for seed in range(3):
+            net = mlp(5, width, depth=3, parameterization="ntk", seed=seed, dtype=torch.float64)
+            opt = make_optimizer("gd", net, lr=1.0)
+            trace = train(net, opt, (x, y), 30, probes={"linearization_gap": 30})
+            per_seed.append(trace.final("linearization_infinite_gap"))
+            with torch.no_grad():
+                f0 = mlp(5, width, depth=3, parameterization="ntk", seed=seed, dtype=torch.float64)(
+                    x
+                )
+                expected = (net(x) - infinite_width_gd(net, x, y, f0, lr=1.0, steps=30)).pow(2)
+            assert_close(per_seed[-1], float(expected.mean().sqrt()), rtol=1e-9)
+        gaps.append(float(np.mean(per_seed)))
+    slope = np.log(gaps[1] / gaps[0]) / np.log(32)
+    assert -0.8 < slope < -0.3, (gaps, slope)
+
+
+def test_plain_gd_only():
+    net = mlp(5, 8, depth=3, parameterization="ntk", seed=0)
+    assert plain_gd_lr(torch.optim.SGD(net.parameters(), lr=0.3)) == 0.3
+    assert plain_gd_lr(torch.optim.SGD(net.parameters(), lr=0.3, momentum=0.9)) is None
+    assert plain_gd_lr(torch.optim.SGD(net.parameters(), lr=0.3, weight_decay=1e-4)) is None
+    assert plain_gd_lr(torch.optim.Adam(net.parameters(), lr=0.3)) is None
+    assert plain_gd_lr(None) is None
+    mup = mlp(5, 128, depth=3, parameterization="mup", seed=0)
+    assert plain_gd_lr(make_optimizer("gd", mup, lr=0.3)) is None  # per-layer steps
+    scheduled = torch.optim.SGD(net.parameters(), lr=0.3)
+    scheduler = torch.optim.lr_scheduler.StepLR(scheduled, step_size=1, gamma=0.5)
+    scheduled.step()
+    scheduler.step()
+    assert plain_gd_lr(scheduled) is None
+
+
+@pytest.mark.parametrize("case", ["minibatch", "heavy_ball", "cross_entropy", "sequential"])
+def test_the_metric_is_absent_where_the_closed_form_does_not_hold(case):
+    x, y = _data(k=1)
+    net: torch.nn.Module = mlp(5, 16, depth=3, parameterization="ntk", seed=0, dtype=torch.float64)
+    kwargs = {}
+    if case == "sequential":
+        net = torch.nn.Sequential(torch.nn.Linear(5, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1))
+        net = net.double()
+    name = "heavy_ball" if case == "heavy_ball" else "gd"
+    opt = make_optimizer(name, net, lr=0.5)
+    if case == "minibatch":
+        kwargs["batch_size"] = 3
+    if case == "cross_entropy":
+        net = mlp(5, 16, depth=3, out_dim=2, parameterization="ntk", seed=0, dtype=torch.float64)
+        opt, y = make_optimizer("gd", net, lr=0.5), (y[:, 0] > 0).long()
+        kwargs["loss_fn"] = losses.cross_entropy
+    trace = train(net, opt, (x, y), 4, probes={"linearization_gap": 4}, **kwargs)
+    assert "linearization_gap" in trace.metrics
+    assert "linearization_infinite_gap" not in trace.metrics
