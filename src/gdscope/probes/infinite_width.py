@@ -32,22 +32,21 @@ or ``w_ℓ`` depends on the width: pass ``width`` for the Gaussian-limit kernel 
 
 Expectations. ReLU and identity are closed form (the arc-cosine kernels of Cho & Saul 2009, with
 ``ρ = cos θ``): ``E[σ(u)σ(v)] = \sqrt{k_{11}k_{22}}\,(\sin θ + (π − θ)\cos θ)/(2π)``,
-``E[σ'(u)σ'(v)] = (π − θ)/(2π)``. Otherwise (``"auto"``) the tensor Gauss–Hermite rule
-(probabilists' nodes, ``scipy.special.roots_hermitenorm``) on ``u = \sqrt{k_{11}} z_1``,
+``E[σ'(u)σ'(v)] = (π − θ)/(2π)``. Otherwise (``"auto"``, where it is resolved) the tensor
+Gauss–Hermite rule (probabilists' nodes, ``scipy.special.roots_hermitenorm``) on ``u = \sqrt{k_{11}} z_1``,
 ``v = \sqrt{k_{22}}(ρ z_1 + \sqrt{1-ρ^2} z_2)``: spectral for smooth ``σ`` (tanh, GELU,
 softplus; slower as the variance grows), only algebraic at a kink (ReLU: about ``2e-3`` at 192
 nodes). ``"polar"`` writes ``(u, v) = r(\sqrt{k_{11}}\cos φ, \sqrt{k_{22}}\cos(φ − θ))``
 with ``r²/2 ~ Exp(1)`` (Gauss–Laguerre in ``r²/2`` on the integrand symmetrized over ``±r``)
 and ``φ`` uniform on ``[0, π)`` (Gauss–Legendre on each arc between the kinks ``u = 0`` and
 ``v = 0``): exact in ``r`` for ReLU, spectral in ``φ``, so it checks the closed form to
-rounding; it costs about six times the Gauss–Hermite rule. The expectations themselves are in
-:mod:`gdscope.probes._gaussian_expectations`.
+rounding; it costs about six times the Gauss–Hermite rule, and ``"auto"`` takes it where
+Hermite is not resolved to :data:`QUADRATURE_TOL` at the largest variance met. The expectations
+themselves are in :mod:`gdscope.probes._gaussian_expectations`, the recursion in
+:mod:`gdscope.probes._kernel_recursion`.
 """
 
 from __future__ import annotations
-
-import warnings
-from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -57,9 +56,10 @@ from gdscope.models.activations import ACTIVATIONS, activation_gain, get_activat
 from gdscope.models.mlp import MLP
 from gdscope.models.parameterization import Parameterization, get_parameterization
 
-from ._gaussian_expectations import Expectation, compared_nodes, expectation, quadrature_error
+from ._kernel_recursion import QUADRATURE_TOL, InfiniteWidthKernels, LayerConstants, layer_kernels
 
 __all__ = [
+    "QUADRATURE_TOL",
     "InfiniteWidthKernels",
     "LayerConstants",
     "layer_constants",
@@ -69,34 +69,6 @@ __all__ = [
 
 Array = np.ndarray
 WRT = ("stored", "unit")
-QUADRATURE_TOL = 1e-4
-"""Warn when a quadrature's expectations move by more than this with more nodes (relative).
-
-Measured at variance 3.2 against adaptive ``scipy.integrate.quad``: Gauss–Hermite's
-``E[tanh'(u)²]`` is off by 9e-5 at 96 nodes, 1e-5 at 128, 2e-7 at 192; the polar rule by 4e-8 at
-96 (tanh's poles at ``±iπ/(2√k)`` slow the Hermite rule as the variance grows)."""
-
-
-class InfiniteWidthKernels(NamedTuple):
-    """The limiting kernels, float64 ``(n1, n2)`` arrays.
-
-    Attributes:
-        nngp: ``Σ_D(x1, x2)``, the covariance of the output at initialization.
-        ntk: ``Θ_D(x1, x2)``, the neural tangent kernel.
-
-    """
-
-    nngp: Array
-    ntk: Array
-
-
-class LayerConstants(NamedTuple):
-    """One layer's ``v`` (forward variance), ``w`` (weight-gradient scale), ``β`` and ``c``."""
-
-    v: float
-    w: float
-    beta: float
-    c: float
 
 
 def layer_constants(
@@ -218,14 +190,16 @@ def ntk_infinite(
         width: the width at which to evaluate width-dependent layer constants (needed for all
             but ``ntk``).
         base_width: μP's and mean-field's base width, as in ``mlp``.
-        method: ``"auto"`` (closed form for ReLU and identity, else ``"hermite"``),
-            ``"closed"``, ``"polar"`` or ``"hermite"``.
+        method: ``"auto"`` (closed form for ReLU and identity, else ``"hermite"``, recomputed
+            by ``"polar"``, about seven times the time, where Hermite's expectations are not
+            resolved to :data:`QUADRATURE_TOL` at the largest variance met), ``"closed"``,
+            ``"polar"`` or ``"hermite"``.
         nodes: quadrature nodes per dimension (per arc for ``"polar"``'s angle), at most 192;
             96 Gauss–Hermite nodes put tanh's expectations within about ``1e-8`` at
             pre-activation variances near 1; the error grows with the variance (at 3.2,
             ``E[tanh'(u)²]``: ``9e-5`` at 96 nodes, ``2e-7`` at 192; the polar rule ``4e-8`` at
-            96), and a ``RuntimeWarning`` says when the largest variance met needs more
-            (:data:`QUADRATURE_TOL`).
+            96), and a ``RuntimeWarning`` says when the rule used is not resolved at the
+            largest variance met (:data:`QUADRATURE_TOL`).
 
     Returns:
         :class:`InfiniteWidthKernels` ``(nngp, ntk)``, each ``(n1, n2)``.
@@ -254,7 +228,7 @@ def ntk_infinite(
         width=width,
         base_width=base_width,
     )
-    return _recursion(a, b, x2 is None, consts, activation, method, nodes)
+    return layer_kernels(a, b, x2 is None, consts, activation, method, nodes)
 
 
 def mlp_kernels(
@@ -307,7 +281,7 @@ def mlp_kernels(
     a, b = _as_inputs(x1, x2)
     if a.shape[1] != layers[0].in_features:
         raise ValueError(f"x1 has {a.shape[1]} features, the model takes {layers[0].in_features}")
-    return _recursion(a, b, x2 is None, consts, activation, method, nodes)
+    return layer_kernels(a, b, x2 is None, consts, activation, method, nodes)
 
 
 def covered_activation(model: nn.Module) -> str | None:
@@ -316,64 +290,6 @@ def covered_activation(model: nn.Module) -> str | None:
         return None
     shown = repr(model.activation)
     return next((name for name in ACTIVATIONS if repr(get_activation(name)) == shown), None)
-
-
-def _recursion(
-    a: Array,
-    b: Array,
-    symmetric: bool,
-    consts: list[LayerConstants],
-    activation: str,
-    method: str,
-    nodes: int,
-) -> InfiniteWidthKernels:
-    """Run the layer recursion of the module docstring on ``(n1, d)`` and ``(n2, d)`` inputs."""
-    expect = expectation(activation, method, nodes)
-    first, d = consts[0], a.shape[1]
-    dots = a @ b.T / d
-    nngp, ntk = first.v * dots + first.beta, first.w * dots + first.c
-    var1, var2 = (first.v * np.einsum("id,id->i", z, z) / d + first.beta for z in (a, b))
-    peak = 0.0  # the largest variance a quadrature met
-    for layer in consts[1:]:
-        if symmetric:  # the Gram's own diagonal, so that ρ = 1 exactly there
-            var1 = var2 = np.diag(nngp).copy()
-        peak = max(peak, float(var1.max()), float(var2.max()))
-        e, e_dot = _pairwise(expect, var1, nngp, var2, symmetric=symmetric)
-        ntk = layer.w * e + layer.c + layer.v * e_dot * ntk
-        nngp = layer.v * e + layer.beta
-        if not symmetric:
-            var1, var2 = (layer.v * expect(k, k, k)[0] + layer.beta for k in (var1, var2))
-    _check_quadrature(activation, method, nodes, peak)
-    return InfiniteWidthKernels(nngp, ntk)
-
-
-def _check_quadrature(activation: str, method: str, nodes: int, peak: float) -> None:
-    """Warn when the rule is unresolved at the largest pre-activation variance it met."""
-    error = quadrature_error(activation, method, nodes, peak) if peak > 0 else 0.0
-    if error > QUADRATURE_TOL:
-        warnings.warn(
-            f"ntk_infinite: the {activation} quadrature's expectations move by {error:.1e} "
-            f"(relative) from {nodes} to {compared_nodes(nodes)} nodes at pre-activation "
-            f"variance {peak:.3g}, so the kernels may be off by up to about that: raise nodes "
-            "(at most 192), use method='polar', or scale the inputs down",
-            RuntimeWarning,
-            stacklevel=4,
-        )
-
-
-def _pairwise(
-    expect: Expectation, k11: Array, k12: Array, k22: Array, *, symmetric: bool
-) -> tuple[Array, Array]:
-    """Both expectations for every pair ``(i, j)``; only ``i ≤ j`` when the kernel is symmetric."""
-    if not symmetric:
-        return expect(k11[:, None], k12, k22[None, :])
-    i, j = np.triu_indices(k11.size)
-    out = []
-    for upper in expect(k11[i], k12[i, j], k11[j]):
-        full = np.zeros_like(k12)
-        full[i, j] = full[j, i] = upper
-        out.append(full)
-    return out[0], out[1]
 
 
 def _as_inputs(x1: Array | torch.Tensor, x2: Array | torch.Tensor | None) -> tuple[Array, Array]:
