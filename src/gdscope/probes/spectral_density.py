@@ -122,12 +122,30 @@ def spectral_density(
     """
     _check_counts(steps, probes)
     starts = _probe_vectors(dim, probes, vectors, generator, device)
-    m = min(steps, dim)
-    nodes = torch.zeros(len(starts), m, dtype=torch.float64)
+    return _gauss_rules(matvec, starts, [1.0] * len(starts), min(steps, dim), device, None)
+
+
+def _gauss_rules(
+    matvec: Callable[[Tensor], Tensor],
+    starts: list[Tensor],
+    masses: list[float],
+    m: int,
+    device: torch.device | str,
+    null_masses: list[float] | None,
+) -> SpectralDensity:
+    """Each unit start's ``m``-step Gauss rule, its weights times the start's mass.
+
+    With ``null_masses`` a last column holds the node 0 with that mass (:func:`_on_span`).
+    """
+    columns = m if null_masses is None else m + 1
+    nodes = torch.zeros(len(starts), columns, dtype=torch.float64)
     weights = torch.zeros_like(nodes)
-    for i, v in enumerate(starts):
-        theta, tau = _quadrature(matvec, v, m, device)
-        nodes[i, : len(theta)], weights[i, : len(theta)] = theta, tau
+    for i, (v, mass) in enumerate(zip(starts, masses, strict=True)):
+        if mass > 0:
+            theta, tau = _quadrature(matvec, v, m, device)
+            nodes[i, : len(theta)], weights[i, : len(theta)] = theta, mass * tau
+        if null_masses is not None:
+            weights[i, m] = null_masses[i]
     return SpectralDensity(nodes, weights)
 
 
@@ -207,16 +225,11 @@ def _on_span(
     With ``∇²L = Jᵀ ∇²L̃ J`` (``J Jᵀ = I``) and ``v = Jᵀu + w`` (``u = J v``, ``J w = 0``),
     ``vᵀ f(∇²L) v = uᵀ f(∇²L̃) u + f(0) ‖w‖²``: ``μ_v = ‖u‖² μ_{u/‖u‖}(∇²L̃) + ‖w‖² δ_0``.
     """
-    nodes = torch.zeros(len(starts), m + 1, dtype=torch.float64)  # the last column: node 0
-    weights = torch.zeros_like(nodes)
-    for i, v in enumerate(starts):
-        u = span.reduce(v, selected).to(torch.float64)
-        kept = float(u.square().sum())  # ‖u‖² of a unit probe; ‖w‖² = 1 − ‖u‖²
-        if kept > 0:
-            theta, tau = _quadrature(op.matvec, u / math.sqrt(kept), m, op.device)
-            nodes[i, : len(theta)], weights[i, : len(theta)] = theta, kept * tau
-        weights[i, m] = max(0.0, 1.0 - kept)
-    return SpectralDensity(nodes, weights)
+    reduced = [span.reduce(v, selected).to(torch.float64) for v in starts]
+    kept = [float(u.square().sum()) for u in reduced]  # ‖u‖² of a unit probe; ‖w‖² = 1 − ‖u‖²
+    units = [u / math.sqrt(k) if k > 0 else u for u, k in zip(reduced, kept, strict=True)]
+    null = [max(0.0, 1.0 - k) for k in kept]
+    return _gauss_rules(op.matvec, units, kept, m, op.device, null)
 
 
 def _probe_vectors(
