@@ -205,3 +205,46 @@ def test_ntk_gram_sums_in_one_pass_below_the_syrk_size_and_tile_by_tile_above(mo
     x = torch.randn(4, 5, dtype=torch.float64, generator=gen)
     ntk_gram(model, x, x)  # a cross-Gram: tiles
     assert calls == []
+
+
+def test_every_path_returns_an_exactly_symmetric_gram():
+    """Full ``mm`` products need not round symmetrically; the one-pass sum mirrors its upper
+    triangle as the tiled path does."""
+    gen = torch.Generator().manual_seed(4)
+    model = nn.Sequential(nn.Linear(30, 200), nn.Tanh(), nn.Linear(200, 2)).double()
+    for n in (20, SYRK_MIN_ROWS):  # one pass; tiles
+        x = torch.randn(n, 30, dtype=torch.float64, generator=gen)
+        for trace in (False, True):
+            gram = ntk_gram(model, x, trace=trace)
+            assert torch.equal(gram, gram.T), (n, trace)
+
+
+def test_an_unread_trainable_parameter_on_a_frozen_layer_adds_nothing():
+    model = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 1)).double()
+    model[2].requires_grad_(False)
+    model[2].register_parameter("extra", nn.Parameter(torch.ones(3, dtype=torch.float64)))
+    x = torch.randn(3, 4, dtype=torch.float64)
+    assert_close(ntk_gram(model, x), ntk_gram(model, x, method="jacobian"), rtol=1e-12)
+    model[0].requires_grad_(False)  # only the unread parameter trains: K = 0
+    assert torch.equal(ntk_gram(model, x), torch.zeros(3, 3, dtype=torch.float64))
+
+
+def test_inside_inference_mode_activations_without_a_written_slope_still_work():
+    model = nn.Sequential(nn.Linear(5, 6), nn.GELU(), nn.Linear(6, 2), nn.Softplus()).double()
+    x = torch.randn(4, 5, dtype=torch.float64)
+    outside = ntk_gram(model, x)
+    with torch.inference_mode():
+        inside = ntk_gram(model, x)
+    assert torch.equal(inside, outside)
+
+
+def test_the_jacobian_route_leaves_the_callers_inputs_alone_below_an_in_place_first_module():
+    model = nn.Sequential(nn.SiLU(inplace=True), nn.Linear(5, 7), nn.ReLU(), nn.Linear(7, 2))
+    x = torch.randn(3, 5, dtype=torch.float64)
+    model = model.double()
+    before = x.clone()
+    jacobian = ntk_gram(model, x, method="jacobian")
+    assert torch.equal(x, before)
+    assert_close(jacobian, per_example_ntk(model, x.clone()), rtol=1e-10, what="jacobian")
+    assert_close(ntk_gram(model, x), jacobian, rtol=1e-10, what="auto")
+    assert torch.equal(x, before)

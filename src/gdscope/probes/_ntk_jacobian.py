@@ -18,7 +18,8 @@ from gdscope.functional import Params, apply, params_of
 
 def _single_example_fn(model: nn.Module) -> Callable[[Params, Tensor], Tensor]:
     def f(params: Params, x: Tensor) -> Tensor:
-        return apply(model, params, x.unsqueeze(0)).reshape(-1)  # (k,)
+        # a copy: under vmap an in-place first module (SiLU(inplace=True)) would write into x
+        return apply(model, params, x.unsqueeze(0).clone()).reshape(-1)  # (k,)
 
     return f
 

@@ -39,6 +39,7 @@ from torch import Tensor, nn
 
 from gdscope.models.layers import ScaledLinear
 
+from ._gram import mirror_upper
 from ._ntk_structured import LINEAR_TYPES, LayerFeatures, layer_multipliers, layer_scales
 from ._ntk_uses import trains
 
@@ -110,7 +111,7 @@ def _linear(layer: Linear, h: Tensor) -> Tensor:
 
 def _autograd_slope(activation: nn.Module, u: Tensor) -> tuple[Tensor, Tensor]:
     """Return ``σ(u)`` and ``σ'(u)`` (elementwise, so the gradient of ``Σσ`` is ``σ'``)."""
-    with torch.enable_grad():
+    with torch.inference_mode(False), torch.enable_grad():  # also inside a caller's inference mode
         leaf = u.detach().clone().requires_grad_(True)  # a clone: u may be an inference tensor
         out = activation(leaf.clone() if getattr(activation, "inplace", False) else leaf)
         (slope,) = torch.autograd.grad(out, leaf, torch.ones_like(out))
@@ -177,12 +178,14 @@ def plain_gram(steps: list[nn.Module], x: Tensor, trace: bool, acc: torch.dtype)
     >>> bool(torch.allclose(plain_gram(steps, x, False, torch.float64), slow))
     True
     """
-    trainable = [i for i, step in enumerate(steps) if trains(step)]
+    trainable = [i for i, step in enumerate(steps) if _trained_layer(step)]
     n = x.shape[0]
     with torch.no_grad():
-        saved, out = _forward(steps, x, trainable[0])
+        saved, out = _forward(steps, x, trainable[0] if trainable else len(steps))
         k = out.shape[1]
         total = torch.zeros((n, n) if trace else (n * k, n * k), dtype=acc, device=x.device)
+        if not trainable:  # trainable parameters the stack's forward never reads: K = 0
+            return total
         signal: Tensor | None = None  # (n·k, width); None while it is still the identity
         for i in range(len(steps) - 1, trainable[0] - 1, -1):
             step, kept = steps[i], saved[i]
@@ -197,7 +200,12 @@ def plain_gram(steps: list[nn.Module], x: Tensor, trace: bool, acc: torch.dtype)
                 total.add_(_layer_term(step, kept, signal, k, trace))
             if i > trainable[0]:
                 signal = _signal_through(step, signal, n)
-    return total
+    return mirror_upper(total)  # exactly symmetric: the products' rounding need not be
+
+
+def _trained_layer(step: nn.Module) -> bool:
+    """Whether ``step`` is a linear layer whose weight or bias trains (what its forward reads)."""
+    return isinstance(step, LINEAR_TYPES) and layer_scales(step) != (None, None)
 
 
 def _signal_through(layer: Linear, signal: Tensor | None, n: int) -> Tensor:

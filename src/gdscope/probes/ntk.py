@@ -135,7 +135,7 @@ def ntk_gram(
         k, resolved, use_trace = plain.outputs, "structured", plain
     else:
         k = _check_inputs(model, x1)
-        resolved, use_trace = _plan(model, method, x1[:1])
+        resolved, use_trace = _plan(model, method, x1[:1].clone())
     acc = param.dtype if accumulate is None else accumulate
     per_example = _bytes_per_example(model, resolved, x1, k, use_trace)
     steps = None if plain is None or structure is None else structure.steps
@@ -189,7 +189,7 @@ def ntk_method(model: nn.Module, x: Tensor, method: str = "auto") -> str:
     """
     _check_method(method)
     param = _first_trainable(model)
-    x = x.detach()[:1].to(param.device, param.dtype)
+    x = x.detach()[:1].to(param.device, param.dtype, copy=True)  # the caller's x stays as it is
     if method != "jacobian" and st.plain_stack(model, x) is not None:
         return "structured"
     return _plan(model, method, x)[0]
@@ -284,7 +284,7 @@ def _check_inputs(model: nn.Module, x1: Tensor) -> int:
     """Validate ``x1`` by one forward on a single example; return the number of outputs ``k``."""
     try:
         with torch.no_grad():
-            out = model(x1[:1])
+            out = model(x1[:1].clone())  # a copy: an in-place first module would edit x1
     except RuntimeError as err:
         raise ValueError(f"the model rejected inputs of shape {tuple(x1.shape)}: {err}") from err
     return out.reshape(1, -1).shape[1]
