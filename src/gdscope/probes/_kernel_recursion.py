@@ -65,29 +65,22 @@ def layer_kernels(
     nodes: int,
 ) -> InfiniteWidthKernels:
     """Run :func:`_recursion`; ``"auto"`` goes polar where Gauss–Hermite is unresolved."""
-    args = (a, b, symmetric, consts, activation)
-    kernels, peak = _recursion(*args, method, nodes)
+    kernels, peak = _recursion(a, b, symmetric, consts, expectation(activation, method, nodes))
     if method == "auto" and quadrature_error(activation, method, nodes, peak) > QUADRATURE_TOL:
         method = "polar"
-        kernels, peak = _recursion(*args, method, nodes)
+        polar = expectation(activation, method, nodes)
+        kernels, peak = _recursion(a, b, symmetric, consts, polar)
     _check_quadrature(activation, method, nodes, peak)
     return kernels
 
 
 def _recursion(
-    a: Array,
-    b: Array,
-    symmetric: bool,
-    consts: list[LayerConstants],
-    activation: str,
-    method: str,
-    nodes: int,
+    a: Array, b: Array, symmetric: bool, consts: list[LayerConstants], expect: Expectation
 ) -> tuple[InfiniteWidthKernels, float]:
-    """Run the layer recursion of the module docstring on ``(n1, d)`` and ``(n2, d)`` inputs.
+    """Run the layer recursion on ``(n1, d)`` and ``(n2, d)`` inputs with the rule ``expect``.
 
     Returns the kernels and the largest pre-activation variance a quadrature met.
     """
-    expect = expectation(activation, method, nodes)
     first, d = consts[0], a.shape[1]
     dots = a @ b.T / d
     nngp, ntk = first.v * dots + first.beta, first.w * dots + first.c
