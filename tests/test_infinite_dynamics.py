@@ -60,18 +60,38 @@ def test_a_wide_network_trained_by_gd_approaches_it_at_rate_one_half():
 
 def test_plain_gd_only():
     net = mlp(5, 8, depth=3, parameterization="ntk", seed=0)
-    assert plain_gd_lr(torch.optim.SGD(net.parameters(), lr=0.3)) == 0.3
-    assert plain_gd_lr(torch.optim.SGD(net.parameters(), lr=0.3, momentum=0.9)) is None
-    assert plain_gd_lr(torch.optim.SGD(net.parameters(), lr=0.3, weight_decay=1e-4)) is None
-    assert plain_gd_lr(torch.optim.Adam(net.parameters(), lr=0.3)) is None
-    assert plain_gd_lr(None) is None
+    sgd = lambda **kw: torch.optim.SGD(net.parameters(), **{"lr": 0.3, **kw})  # noqa: E731
+    assert plain_gd_lr(sgd(), net) == 0.3
+    assert plain_gd_lr(sgd(momentum=0.9), net) is None
+    assert plain_gd_lr(sgd(weight_decay=1e-4), net) is None
+    assert plain_gd_lr(sgd(maximize=True), net) is None
+    assert plain_gd_lr(torch.optim.Adam(net.parameters(), lr=0.3), net) is None
+    assert plain_gd_lr(None, net) is None
+    readout_only = torch.optim.SGD(net.layers[-1].parameters(), lr=0.3)
+    assert plain_gd_lr(readout_only, net) is None  # the other layers do not move: not Θ's GD
     mup = mlp(5, 128, depth=3, parameterization="mup", seed=0)
-    assert plain_gd_lr(make_optimizer("gd", mup, lr=0.3)) is None  # per-layer steps
-    scheduled = torch.optim.SGD(net.parameters(), lr=0.3)
+    assert plain_gd_lr(make_optimizer("gd", mup, lr=0.3), mup) is None  # per-layer steps
+    scheduled = sgd()
     scheduler = torch.optim.lr_scheduler.StepLR(scheduled, step_size=1, gamma=0.5)
     scheduled.step()
     scheduler.step()
-    assert plain_gd_lr(scheduled) is None
+    assert plain_gd_lr(scheduled, net) is None
+
+
+def test_a_step_changed_during_the_run_turns_the_metric_off():
+    x, y = _data(k=1)
+    net = mlp(5, 16, depth=3, parameterization="ntk", seed=0, dtype=torch.float64)
+    opt = make_optimizer("gd", net, lr=0.5)
+
+    def halve(ctx):
+        if ctx.step == 2:
+            opt.param_groups[0]["lr"] = 0.25
+        return {}
+
+    schedule = {"halve": 1, "linearization_gap": 1}
+    trace = train(net, opt, (x, y), 4, probes=schedule, extra_probes={"halve": halve})
+    steps, _ = trace.series("linearization_infinite_gap")
+    assert list(steps) == [0, 1, 2]  # recorded before the change only
 
 
 @pytest.mark.parametrize("case", ["minibatch", "heavy_ball", "cross_entropy", "sequential"])

@@ -98,6 +98,12 @@ def test_a_swapped_activation_is_not_taken_for_the_factorys():
     net.activation = nn.GELU(approximate="tanh")
     assert covered_activation(net) is None
     assert covered_activation(mlp(4, 8, depth=1, init="identical")) == "relu"  # a no-op there
+    in_place = mlp(4, 8, depth=3)
+    in_place.activation = nn.ReLU(inplace=True)
+    assert covered_activation(in_place) == "relu"
+    swapped = mlp(4, 8, depth=3)
+    swapped.layers[1] = nn.Linear(8, 8)
+    assert covered_activation(swapped) is None
 
 
 def _oracle(net: nn.Module, x: torch.Tensor, y: torch.Tensor, xt: torch.Tensor) -> torch.Tensor:

@@ -115,7 +115,13 @@ def train_ensemble(
     optimizer = StackedSGD.from_members(optimizers, params, ensemble.params)
     members = [
         _Member(
-            i, m, datas[i], evals[i], clone_params(params_of(m)), Run(steps, LOSS), plain_gd_lr(o)
+            i,
+            m,
+            datas[i],
+            evals[i],
+            clone_params(params_of(m)),
+            Run(steps, LOSS),
+            plain_gd_lr(o, m),
         )
         for i, (m, o) in enumerate(zip(models, optimizers, strict=True))
     ]

@@ -43,7 +43,8 @@ class MLP(nn.Module):
         branch_scale: ``β`` of the residual blocks (``1.0`` when ``residual`` is false).
         random_init: whether every weight and bias was drawn i.i.d. from its layer's ``spec``
             (``init="random"``, ``readout_init="default"``), the distribution whose
-            infinite-width kernels :func:`gdscope.probes.mlp_kernels` computes.
+            infinite-width kernels :func:`gdscope.probes.mlp_kernels` computes (as built:
+            weights rescaled or overwritten afterwards are not seen).
 
     """
 

@@ -12,10 +12,12 @@ residual ``r_t = f_t(X) − y`` of the linear model with kernel ``Θ ⊗ I_k`` e
            \qquad Θ = U Λ U^\top,
 
 each output column alike. Started from the network's own ``f_0``, this is the reference that
-``f_t(X)`` approaches as ``width^{-1/2}``: the finite-width kernel ``K_0`` differs from ``Θ``
-by ``O(width^{-1/2})`` and the network from its linearization likewise (Lee et al. 2019,
-Theorem 2.1). ``Θ`` is :func:`~gdscope.probes.infinite_width.mlp_kernels`' of the distribution
-the network was drawn from, so the network must be a plain random gdscope ``mlp``.
+``f_t(X)`` approaches as ``width^{-1/2}``: the network stays within ``O(width^{-1/2})`` of its
+linearization (Lee et al. 2019, Theorem 2.1), whose kernel ``K_0`` fluctuates about ``Θ`` by
+``O(width^{-1/2})`` (its entries are averages over the units of a layer). ``Θ`` is
+:func:`~gdscope.probes.infinite_width.mlp_kernels`' of the distribution the network was drawn
+from, so the network must be a plain random gdscope ``mlp``; the scale of ``Θ`` matters here
+(the step is ``ηΘ/n``), where kernel regression's ``Θ_* Θ^{-1}`` does not see it.
 
 >>> import torch
 >>> from gdscope.models import mlp
@@ -33,13 +35,11 @@ from torch import Tensor, nn
 
 from gdscope.probes.infinite_width import mlp_kernels
 
-__all__ = ["infinite_width_gd", "plain_gd_lr"]
+__all__ = ["InfiniteWidthGD", "infinite_width_gd", "plain_gd_lr"]
 
 
-def infinite_width_gd(
-    model: nn.Module, x: Tensor, y: Tensor, f0: Tensor, *, lr: float, steps: int
-) -> Tensor:
-    """Return ``f^∞_t(X)``, ``(n, k)`` float64: the infinite-width linear model after ``steps``.
+class InfiniteWidthGD:
+    """The infinite-width linear model trained by GD on ``(x, y)`` from ``f_0``; ``Θ`` decomposed once.
 
     Args:
         model: a plain random gdscope ``mlp`` (what :func:`~gdscope.probes.mlp_kernels`
@@ -47,30 +47,41 @@ def infinite_width_gd(
         x: the ``(n, d)`` training inputs.
         y: targets ``(n, k)`` (or ``(n,)``).
         f0: the network's outputs at initialization on ``x``, ``(n, k)``.
-        lr: the step ``η`` of full-batch GD on the half mean squared error.
-        steps: ``t ≥ 0``.
 
     Raises:
-        ValueError: for a model :func:`~gdscope.probes.mlp_kernels` does not cover, or a
-            negative ``steps``.
+        ValueError: for a model :func:`~gdscope.probes.mlp_kernels` does not cover.
 
     """
-    if steps < 0:
-        raise ValueError(f"steps must be >= 0, got {steps}")
-    theta = torch.from_numpy(mlp_kernels(model, x).ntk)
-    f0 = f0.detach().double().cpu().reshape(x.shape[0], -1)
-    y = y.detach().double().cpu().reshape(f0.shape)
-    values, vectors = torch.linalg.eigh(theta)
-    decay = (1.0 - lr * values / x.shape[0]) ** steps
-    return y + vectors @ (decay[:, None] * (vectors.T @ (f0 - y)))
+
+    def __init__(self, model: nn.Module, x: Tensor, y: Tensor, f0: Tensor) -> None:
+        self.n = x.shape[0]
+        self.f0 = f0.detach().double().cpu().reshape(self.n, -1)
+        self.y = y.detach().double().cpu().reshape(self.f0.shape)
+        theta = torch.from_numpy(mlp_kernels(model, x).ntk)
+        self.values, self.vectors = torch.linalg.eigh(theta)
+
+    def outputs(self, *, lr: float, steps: int) -> Tensor:
+        """Return ``f^∞_t(X)``, ``(n, k)`` float64, after ``steps ≥ 0`` steps of size ``lr``."""
+        if steps < 0:
+            raise ValueError(f"steps must be >= 0, got {steps}")
+        decay = (1.0 - lr * self.values / self.n) ** steps
+        return self.y + self.vectors @ (decay[:, None] * (self.vectors.T @ (self.f0 - self.y)))
 
 
-def plain_gd_lr(optimizer: torch.optim.Optimizer | None) -> float | None:
-    """Return ``η`` if ``optimizer`` is plain GD, one step for every parameter, else ``None``.
+def infinite_width_gd(
+    model: nn.Module, x: Tensor, y: Tensor, f0: Tensor, *, lr: float, steps: int
+) -> Tensor:
+    """Return ``f^∞_t(X)``, ``(n, k)`` float64: :class:`InfiniteWidthGD` after ``steps`` of ``lr``."""
+    return InfiniteWidthGD(model, x, y, f0).outputs(lr=lr, steps=steps)
 
-    Plain: ``torch.optim.SGD`` without momentum, weight decay or a schedule (no group's
-    ``initial_lr`` differs from its ``lr``), every group at the same ``lr`` (per-parameter
-    multipliers, as μP's, precondition GD: its kernel is then not ``Θ``).
+
+def plain_gd_lr(optimizer: torch.optim.Optimizer | None, model: nn.Module) -> float | None:
+    """Return ``η`` if ``optimizer`` is plain GD on every trainable parameter of ``model``.
+
+    Plain: ``torch.optim.SGD`` minimizing, without momentum, weight decay or a schedule (no
+    group's ``initial_lr`` differs from its ``lr``), every group at the same ``lr`` (per-parameter
+    multipliers, as μP's, precondition GD: its kernel is then not ``Θ``), its parameters exactly
+    the model's trainable ones. ``None`` otherwise.
     """
     if type(optimizer) is not torch.optim.SGD:
         return None
@@ -78,6 +89,11 @@ def plain_gd_lr(optimizer: torch.optim.Optimizer | None) -> float | None:
     lrs = {float(g["lr"]) for g in groups}
     if len(lrs) != 1 or any(g["momentum"] != 0 or g["weight_decay"] != 0 for g in groups):
         return None
+    if any(g.get("maximize", False) for g in groups):
+        return None
     if any(float(g.get("initial_lr", g["lr"])) != float(g["lr"]) for g in groups):
+        return None
+    stepped = {id(p) for g in groups for p in g["params"]}
+    if stepped != {id(p) for p in model.parameters() if p.requires_grad}:
         return None
     return lrs.pop()

@@ -53,6 +53,7 @@ import torch
 from torch import nn
 
 from gdscope.models.activations import ACTIVATIONS, activation_gain, get_activation
+from gdscope.models.layers import ScaledLinear
 from gdscope.models.mlp import MLP
 from gdscope.models.parameterization import Parameterization, get_parameterization
 
@@ -288,7 +289,9 @@ def covered_activation(model: nn.Module) -> str | None:
     """Return the activation's name if :func:`mlp_kernels` covers ``model``, else ``None``."""
     if not isinstance(model, MLP) or model.residual or not model.random_init:
         return None
-    shown = repr(model.activation)
+    if any(type(layer) is not ScaledLinear for layer in model.layers):
+        return None  # a layer swapped in: no spec to read
+    shown = repr(model.activation).replace("inplace=True", "")  # the same function
     return next((name for name in ACTIVATIONS if repr(get_activation(name)) == shown), None)
 
 

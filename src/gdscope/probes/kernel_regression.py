@@ -28,7 +28,9 @@ The probe compares the network with both:
   :func:`~gdscope.probes.infinite_width.mlp_kernels` covers the model (a plain random ``mlp``);
 * ``kernel_to_infinite_gap``: RMS of ``f^{ker}(x_*) − f^∞(x_*)``, how far ``K_0``'s regression is
   from the infinite-width one (both start from ``f_0``, so this is the kernel's finite-width
-  fluctuation seen through the regression: ``O(width^{-1/2})``);
+  fluctuation seen through the regression: ``O(width^{-1/2})``). Neither infinite-width gap
+  sees the scale of ``Θ`` (``Θ_* Θ^{-1}`` does not change with it), nor the optimizer: under
+  per-layer learning rates (μP) GD's limit is the regression with a preconditioned kernel;
 * ``kernel_rademacher``: ``√(r_0^\top K_0^{-1} r_0 · tr K_0) / n``, the Rademacher-complexity
   bound of the kernel class of RKHS norm ``√(r_0^\top K_0^{-1} r_0)`` (Bartlett & Mendelson
   2002, Lemma 22; with ``H^∞`` and ``y`` in place of ``K_0`` and ``r_0`` this is the quantity of

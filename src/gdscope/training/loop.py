@@ -234,7 +234,7 @@ class _Network:
         self.stop, self.eval_data = stop, eval_data
         n = data[0].shape[0]
         self.full_batch = batch_size is None or batch_size == n
-        self.gd_step = plain_gd_lr(optimizer) if self.full_batch else None
+        self.gd_step = plain_gd_lr(optimizer, model) if self.full_batch else None
         self.order = _BatchOrder(n, batch_size or n, seed, data[0].device)
         self.checked = self.full_batch and stop != Stop()  # criteria read the step's full batch
         self.init_params = clone_params(params_of(model))
@@ -243,6 +243,12 @@ class _Network:
         self.batch = data
         self.due: list[str] = []
         self.watched: float | None = None
+
+    def _gd_step(self) -> float | None:
+        """``η`` while the run is still plain full-batch GD at the step it started with."""
+        if self.gd_step is None or plain_gd_lr(self.optimizer, self.model) != self.gd_step:
+            return None
+        return self.gd_step
 
     def measure(self, t: int) -> Reading:
         """One forward-backward at θ_t (full batch: the step's own), then the probes due."""
@@ -257,7 +263,7 @@ class _Network:
             t,
             memory=self.memory,
             optimizer=self.optimizer,
-            gd_step=self.gd_step,
+            gd_step=self._gd_step(),
         )
         self.ctx, self.due = ctx, due_probes(self.schedule, t, last=self.steps)
         if self.full_batch:

@@ -26,7 +26,7 @@ from gdscope.probes.coord_check import rms as coordinate_rms
 from gdscope.probes.fitting import fit_indicators
 from gdscope.probes.gauss_newton import ggn_sharpness
 from gdscope.probes.hessian import hessian_trace, sharpness
-from gdscope.probes.infinite_dynamics import infinite_width_gd
+from gdscope.probes.infinite_dynamics import InfiniteWidthGD
 from gdscope.probes.infinite_width import covered_activation
 from gdscope.probes.kernel_regression import (
     KernelSolution,
@@ -190,17 +190,17 @@ def _linearization_gap(ctx: ProbeContext) -> dict[str, float]:
     covered = covered_activation(ctx.model) is not None and ctx.loss_fn is losses.mse
     if lr is not None and covered and ctx.data[1].is_floating_point():
         x, y = ctx.data
-        if _INFINITE_F0_KEY not in ctx.memory:
+        if _INFINITE_GD_KEY not in ctx.memory:  # Θ and its eigenvectors, once a run
             with torch.no_grad():
-                ctx.memory[_INFINITE_F0_KEY] = apply(ctx.model, ctx.init_params, x)
-        f0 = ctx.memory[_INFINITE_F0_KEY]
-        reference = infinite_width_gd(ctx.model, x, y, f0, lr=lr, steps=ctx.step)
+                f0 = apply(ctx.model, ctx.init_params, x)
+            ctx.memory[_INFINITE_GD_KEY] = InfiniteWidthGD(ctx.model, x, y, f0)
+        reference = ctx.memory[_INFINITE_GD_KEY].outputs(lr=lr, steps=ctx.step)
         net = ctx.train_output().double().cpu().reshape(reference.shape)
         out["linearization_infinite_gap"] = gap_rms(net - reference)
     return out
 
 
-_INFINITE_F0_KEY = "linearization_infinite_f0"
+_INFINITE_GD_KEY = "linearization_infinite_gd"
 
 
 _COORD_CHECK_KEY = "coord_check_init"
