@@ -1,6 +1,6 @@
 """Merge a freshly generated verdicts page into ``docs/verdicts.md``, study by study.
 
-    python scripts/verdicts_page.py NEW_PAGE [--into docs/verdicts.md]
+    python scripts/verdicts_page.py NEW_PAGE [--into docs/verdicts.md] [--only STUDY ...]
 
 A paper-scale run of the whole catalogue takes hours, so ``scripts/verdicts_doc.sh`` reruns
 only the studies it is given. Their ``(study, scale)`` rows and sections in ``NEW_PAGE`` (what
@@ -60,6 +60,15 @@ def parse(text: str) -> Page:
     return page
 
 
+def only(page: Page, studies: set[str]) -> Page:
+    """Return ``page`` cut to the rows and sections of ``studies`` (its header kept)."""
+    return Page(
+        page.header,
+        {k: v for k, v in page.rows.items() if k[0] in studies},
+        {k: v for k, v in page.sections.items() if k[0] in studies},
+    )
+
+
 def merge(new: Page, old: Page, studies: set[str]) -> str:
     """Return the page with ``new``'s keys, and ``old``'s others whose study is in ``studies``."""
     kept = {k for k in old.rows if k not in new.rows and k[0] in studies}
@@ -88,8 +97,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Merge a new verdicts page into the old one.")
     parser.add_argument("new", type=Path)
     parser.add_argument("--into", type=Path, default=CATALOG.parents[3] / "docs" / "verdicts.md")
+    parser.add_argument(
+        "--only",
+        action="append",
+        metavar="STUDY",
+        help="take only this study's rows from NEW_PAGE (repeatable; default: all of them), e.g. "
+        "when the rest of its quick run was timed on a busy machine",
+    )
     args = parser.parse_args(argv)
     new = parse(args.new.read_text(encoding="utf-8"))
+    if args.only:
+        new = only(new, set(args.only))
     old = parse(args.into.read_text(encoding="utf-8")) if args.into.exists() else Page([])
     studies = {path.stem for path in CATALOG.glob("*.toml")}
     args.into.write_text(merge(new, old, studies), encoding="utf-8")

@@ -78,3 +78,11 @@ def test_the_committed_page_parses_into_one_row_and_one_section_per_study_and_sc
     assert set(committed.rows) == set(committed.sections)
     assert {k[0] for k in committed.rows} == {p.stem for p in page.CATALOG.glob("*.toml")}
     assert all(committed.sections.values())
+
+
+def test_only_takes_the_named_studies_rows_and_keeps_the_others_measurement() -> None:
+    cut = page.only(page.parse(NEW), {"b"})
+    assert list(cut.rows) == [("b", "paper"), ("b", "quick")] and set(cut.sections) == set(cut.rows)
+    merged = page.parse(page.merge(cut, page.parse(OLD), studies={"a", "b"}))
+    assert "| a | quick | 1 PASS |" in merged.rows[("a", "quick")]  # a's new row not taken
+    assert "| b | paper | 1 PASS |" in merged.rows[("b", "paper")]
