@@ -76,7 +76,8 @@ def ntk_gram(
       ``K = Σ_ℓ α_ℓ² Σ_{pq} (H_i H_jᵀ)_{pq} (Δ_i Δ_jᵀ)_{pq} + α_{b,ℓ}² (ΣΔ_i)(ΣΔ_j)ᵀ``, with layer
       inputs ``H`` from forward hooks and ``Δ = ∂f/∂y_ℓ`` from one batched backward per output
       (a plain stack of linear layers and activations: both from a forward and backward pass
-      written out, :mod:`gdscope.probes._ntk_plain`); a
+      written out, :mod:`gdscope.probes._ntk_plain`, which sums a Gram of fewer than 96 rows
+      in that pass); a
       conv layer takes the cheaper of the Gram and per-example-gradient routes (flop counts in
       :func:`gdscope.probes._ntk_structured.layer_gram`). For ``TwoLayer`` this is
       ``K_ij = x_iᵀx_j · m⁻¹ Σ_r a_r² σ'(w_rᵀx_i) σ'(w_rᵀx_j)`` (+ the ``a`` term if trained).
