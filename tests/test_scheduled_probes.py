@@ -102,8 +102,14 @@ def test_every_registered_probe_runs_in_train():
     assert {"test_accuracy", "ntk_kappa", "sharpness", "activation_flips"} <= set(trace.metrics)
     declared = scheduled_metrics(gs.PROBES)
     assert [m for m in trace.metrics if not records(declared, m)] == []  # each metric declared
+    # plain full-batch GD on the square loss: the infinite-width linear model's reference too
+    targets = torch.nn.functional.one_hot(y, 3).double()
+    sgd = torch.optim.SGD(net.parameters(), lr=0.1)
+    gd = gs.train(net, sgd, (x, targets), 2, probes={"linearization_gap": 2})
+    assert "linearization_infinite_gap" not in trace.metrics  # Adam: not Θ's GD
+    recorded = set(trace.metrics) | set(gd.metrics)
     # and each declared name (each family) is recorded: a probe's declaration cannot go stale
-    assert [d for d in declared if not any(records([d], m) for m in trace.metrics)] == []
+    assert [d for d in declared if not any(records([d], m) for m in recorded)] == []
 
 
 @pytest.mark.parametrize("name", ["ntk_spectrum", "sharpness"])
