@@ -235,6 +235,7 @@ class _Network:
         n = data[0].shape[0]
         self.full_batch = batch_size is None or batch_size == n
         self.gd_step = plain_gd_lr(optimizer, model) if self.full_batch else None
+        self.gd_groups = len(optimizer.param_groups)
         self.order = _BatchOrder(n, batch_size or n, seed, data[0].device)
         self.checked = self.full_batch and stop != Stop()  # criteria read the step's full batch
         self.init_params = clone_params(params_of(model))
@@ -245,14 +246,20 @@ class _Network:
         self.watched: float | None = None
 
     def _gd_step(self) -> float | None:
-        """``η`` while the run is still plain full-batch GD at the step it started with."""
-        if self.gd_step is None or plain_gd_lr(self.optimizer, self.model) != self.gd_step:
+        """``η`` while the run is still plain full-batch GD at the step it started with.
+
+        The full check (:func:`plain_gd_lr`) ran at the start; each step checks only that no
+        group was added and no ``lr`` changed (about a microsecond).
+        """
+        groups = self.optimizer.param_groups
+        if self.gd_step is None or len(groups) != self.gd_groups:
             return None
-        return self.gd_step
+        return self.gd_step if all(g["lr"] == self.gd_step for g in groups) else None
 
     def measure(self, t: int) -> Reading:
         """One forward-backward at θ_t (full batch: the step's own), then the probes due."""
         params = {name: p.detach() for name, p in self.trainable}  # params_of, without the walk
+        due = due_probes(self.schedule, t, last=self.steps)
         ctx = ProbeContext(
             self.model,
             params,
@@ -263,9 +270,9 @@ class _Network:
             t,
             memory=self.memory,
             optimizer=self.optimizer,
-            gd_step=self._gd_step(),
+            gd_step=self._gd_step(),  # every step: a stop may run the probes not due here
         )
-        self.ctx, self.due = ctx, due_probes(self.schedule, t, last=self.steps)
+        self.ctx, self.due = ctx, due
         if self.full_batch:
             self.batch = xb, yb = self.data
             with torch.enable_grad():
