@@ -147,14 +147,18 @@ def _through_activation(activation: nn.Module, signal: Tensor, kept: Tensor) -> 
     return known[1](signal, kept) if known else signal * kept
 
 
+def _scaled_weight(layer: Linear) -> Tensor:
+    """``α W``, detached: an expanded view of the parameter would require grad."""
+    weight, alpha = layer.weight.detach(), layer_multipliers(layer)[0]
+    return weight if alpha == 1.0 else alpha * weight
+
+
 def _through_linear(layer: Linear, signal: Tensor, identity: bool) -> Tensor:
     """``α Δ W``: the signals at a linear layer's input from those at its output."""
-    weight = layer.weight.detach()  # an expanded view of the parameter would require grad
-    alpha = layer_multipliers(layer)[0]
-    scaled = weight if alpha == 1.0 else alpha * weight
+    scaled = _scaled_weight(layer)
     n, k, _ = signal.shape
     if identity:  # Δ = I: the rows of αW
-        return scaled.expand(n, k, weight.shape[1])
+        return scaled.expand(n, k, scaled.shape[1])
     return torch.mm(signal.reshape(n * k, -1), scaled).reshape(n, k, -1)
 
 
@@ -190,10 +194,9 @@ def plain_gram(steps: list[nn.Module], x: Tensor, trace: bool, acc: torch.dtype)
         for i in range(len(steps) - 1, trainable[0] - 1, -1):
             step, kept = steps[i], saved[i]
             if not isinstance(step, LINEAR_TYPES):
-                if kept is not None and signal is not None:
-                    signal = _through_activation(step, signal, _per_row(kept, k))
-                elif kept is not None:  # an activation after the last layer: Δ = diag σ'
-                    signal = _through_activation(step, _eye_rows(n, k, kept), _per_row(kept, k))
+                if kept is not None:  # after the last layer Δ = I becomes diag σ'
+                    rows = _eye_rows(n, k, kept) if signal is None else signal
+                    signal = _through_activation(step, rows, _per_row(kept, k))
                 continue
             assert kept is not None
             if i in trainable:
@@ -210,8 +213,7 @@ def _trained_layer(step: nn.Module) -> bool:
 
 def _signal_through(layer: Linear, signal: Tensor | None, n: int) -> Tensor:
     """``α Δ W`` on ``(n·k, width)`` signals; from ``Δ = I`` (``None``) the rows of ``αW``."""
-    weight, alpha = layer.weight.detach(), layer_multipliers(layer)[0]
-    scaled = weight if alpha == 1.0 else alpha * weight
+    scaled = _scaled_weight(layer)
     if signal is not None:
         return torch.mm(signal, scaled)
     return scaled.expand(n, -1) if scaled.shape[0] == 1 else scaled.repeat(n, 1)

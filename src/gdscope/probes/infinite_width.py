@@ -55,7 +55,7 @@ from torch import nn
 from gdscope.models.activations import ACTIVATIONS, activation_gain, get_activation
 from gdscope.models.layers import ScaledLinear
 from gdscope.models.mlp import MLP
-from gdscope.models.parameterization import Parameterization, get_parameterization
+from gdscope.models.parameterization import LayerSpec, Parameterization, get_parameterization
 
 from ._kernel_recursion import QUADRATURE_TOL, InfiniteWidthKernels, LayerConstants, layer_kernels
 
@@ -144,14 +144,24 @@ def _constants(
         s = param.layer(
             role, n, ratio, activation_gain=g, init_scale=init_scale, base_width=base_width
         )
-        v = s.multiplier**2 * s.init_std**2 * n
-        beta = s.bias_multiplier**2 * s.bias_std**2 if bias else 0.0
-        if wrt == "unit":
-            out.append(LayerConstants(v, v, beta, beta))
-        else:
-            c = s.bias_multiplier**2 if bias else 0.0
-            out.append(LayerConstants(v, s.multiplier**2 * n, beta, c))
+        stored = _spec_constants(s, n, bias=bias, trains_weight=True, trains_bias=bias)
+        unit = LayerConstants(stored.v, stored.v, stored.beta, stored.beta)
+        out.append(unit if wrt == "unit" else stored)
     return out
+
+
+def _spec_constants(
+    spec: LayerSpec, n: int, *, bias: bool, trains_weight: bool, trains_bias: bool
+) -> LayerConstants:
+    """One layer's ``wrt="stored"`` constants from its spec and fan-in ``n`` (module docstring).
+
+    A frozen weight (bias) adds no ``w`` (``c``) term.
+    """
+    v = spec.multiplier**2 * spec.init_std**2 * n
+    beta = spec.bias_multiplier**2 * spec.bias_std**2 if bias else 0.0
+    w = spec.multiplier**2 * n if trains_weight else 0.0
+    c = spec.bias_multiplier**2 if trains_bias else 0.0
+    return LayerConstants(v, w, beta, c)
 
 
 def ntk_infinite(
@@ -272,13 +282,16 @@ def mlp_kernels(
             "empirical NTK of any model"
         )
     layers = list(model.layers)  # pyright: ignore[reportArgumentType]
-    consts = []
-    for layer in layers:
-        spec, n, bias = layer.spec, layer.in_features, layer.bias
-        w = spec.multiplier**2 * n if layer.weight.requires_grad else 0.0
-        c = spec.bias_multiplier**2 if bias is not None and bias.requires_grad else 0.0
-        beta = spec.bias_multiplier**2 * spec.bias_std**2 if bias is not None else 0.0
-        consts.append(LayerConstants(spec.multiplier**2 * spec.init_std**2 * n, w, beta, c))
+    consts = [
+        _spec_constants(
+            layer.spec,
+            layer.in_features,
+            bias=layer.bias is not None,
+            trains_weight=layer.weight.requires_grad,
+            trains_bias=layer.bias is not None and layer.bias.requires_grad,
+        )
+        for layer in layers
+    ]
     a, b = _as_inputs(x1, x2)
     if a.shape[1] != layers[0].in_features:
         raise ValueError(f"x1 has {a.shape[1]} features, the model takes {layers[0].in_features}")

@@ -259,7 +259,6 @@ class _Network:
     def measure(self, t: int) -> Reading:
         """One forward-backward at θ_t (full batch: the step's own), then the probes due."""
         params = {name: p.detach() for name, p in self.trainable}  # params_of, without the walk
-        due = due_probes(self.schedule, t, last=self.steps)
         ctx = ProbeContext(
             self.model,
             params,
@@ -272,7 +271,7 @@ class _Network:
             optimizer=self.optimizer,
             gd_step=self._gd_step(),  # every step: a stop may run the probes not due here
         )
-        self.ctx, self.due = ctx, due
+        self.ctx, self.due = ctx, due_probes(self.schedule, t, last=self.steps)
         if self.full_batch:
             self.batch = xb, yb = self.data
             with torch.enable_grad():
