@@ -33,15 +33,14 @@ caller's inputs stay as they were even below ``ReLU(inplace=True)``.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 
 from gdscope.models.layers import ScaledLinear
 
-from ._gram import mirror_upper
 from ._ntk_structured import LINEAR_TYPES, LayerFeatures, layer_multipliers, layer_scales
-from ._ntk_uses import trains
 
 __all__ = ["plain_features", "plain_gram"]
 
@@ -62,47 +61,61 @@ _BY_OUTPUT: dict[type[nn.Module], tuple[Callable[[Tensor], Tensor], Callable[...
 ``(Δ, σ(u)) ↦ Δ ⊙ σ'(u)`` from the output, shaped to broadcast against the signals."""
 
 
+class _Kept(NamedTuple):
+    """What the forward pass keeps of one step for the backward pass."""
+
+    step: nn.Module
+    tensor: Tensor
+    """A linear layer's input ``H``; an activation's ``σ(u)`` (written out) or ``σ'(u)``."""
+    alpha: float | None
+    """A linear layer's weight multiplier ``α``; ``None`` for an activation."""
+
+
 def plain_features(steps: list[nn.Module], x: Tensor) -> list[LayerFeatures]:
     """Return the trainable layers' :class:`LayerFeatures` of the stack ``steps`` on ``(n, d)`` ``x``.
 
     ``steps`` is a stack's :attr:`~gdscope.probes._ntk_uses.PlainStack.steps`. Within rounding, equal to
     :func:`~gdscope.probes._ntk_structured.module_features` (``tests/test_ntk_plain.py``).
     """
-    trainable = [i for i, step in enumerate(steps) if trains(step)]
-    if not trainable:
-        return []
     with torch.no_grad():
-        saved, out = _forward(steps, x, trainable[0])
-        return _backward(steps, saved, out, trainable)
+        kept, out = _forward(steps, x)
+        return _backward(kept, out) if kept else []
 
 
-def _forward(steps: list[nn.Module], x: Tensor, first: int) -> tuple[list[Tensor | None], Tensor]:
-    """Run the stack; from step ``first`` on keep each layer's input and what gives each ``σ'``.
+def _forward(steps: list[nn.Module], x: Tensor) -> tuple[list[_Kept], Tensor]:
+    """Run the stack; from its first trained layer on keep what the backward pass needs.
 
-    Before it (frozen layers, activations) nothing is kept: the backward pass stops there.
+    Before that layer (frozen layers, activations) nothing is kept: the backward pass stops there.
     """
-    saved: list[Tensor | None] = [None] * len(steps)
+    kept: list[_Kept] = []
     h = x
-    for i, step in enumerate(steps):
-        keep = i >= first
+    for step in steps:
         if isinstance(step, LINEAR_TYPES):
-            saved[i] = h if keep else None
-            h = _linear(step, h)
+            alpha, alpha_b = layer_multipliers(step)
+            if kept or _trained_layer(step):
+                kept.append(_Kept(step, h, alpha))
+            h = _linear(step, h, alpha, alpha_b)
         elif type(step) in _BY_OUTPUT:
             h = _BY_OUTPUT[type(step)][0](h)
-            saved[i] = h if keep else None
+            if kept:
+                kept.append(_Kept(step, h, None))
         elif type(step) is not nn.Identity:
-            if keep:
-                h, saved[i] = _autograd_slope(step, h)
+            if kept:
+                h, slope = _autograd_slope(step, h)
+                kept.append(_Kept(step, slope, None))
             else:  # never in place: h may be the caller's x
                 h = step(h.clone() if getattr(step, "inplace", False) else h)
-    return saved, h
+    return kept, h
 
 
-def _linear(layer: Linear, h: Tensor) -> Tensor:
+def _trained_layer(step: nn.Module) -> bool:
+    """Whether ``step`` is a linear layer whose weight or bias trains (what its forward reads)."""
+    return isinstance(step, LINEAR_TYPES) and layer_scales(step) != (None, None)
+
+
+def _linear(layer: Linear, h: Tensor, alpha: float, beta: float) -> Tensor:
     """``α h Wᵀ + α_b b`` as the layer computes it (one ``addmm`` with a bias)."""
     weight, bias = layer.weight.detach(), layer.bias
-    alpha, beta = layer_multipliers(layer)
     if bias is None:
         z = torch.mm(h, weight.T)
         return z if alpha == 1.0 else z.mul_(alpha)
@@ -118,26 +131,24 @@ def _autograd_slope(activation: nn.Module, u: Tensor) -> tuple[Tensor, Tensor]:
     return out.detach(), slope
 
 
-def _backward(
-    steps: list[nn.Module], saved: list[Tensor | None], out: Tensor, trainable: list[int]
-) -> list[LayerFeatures]:
+def _backward(kept: list[_Kept], out: Tensor) -> list[LayerFeatures]:
     n, k = out.shape
     features: list[LayerFeatures] = []
     signal = torch.eye(k, dtype=out.dtype, device=out.device).expand(n, k, k)  # (n, k, width)
     identity = True  # the signal is still I: through a linear layer it becomes αW's rows
-    for i in range(len(steps) - 1, trainable[0] - 1, -1):
-        step, kept = steps[i], saved[i]
-        if not isinstance(step, LINEAR_TYPES):
-            if kept is not None:  # None: nn.Identity
-                signal, identity = _through_activation(step, signal, kept.unsqueeze(1)), False
+    for i in range(len(kept) - 1, -1, -1):
+        step, tensor, alpha = kept[i]
+        if alpha is None:
+            signal = _through_activation(step, signal, tensor.unsqueeze(1))
+            identity = False
             continue
-        assert kept is not None
-        if i in trainable:
-            alpha, alpha_b = layer_scales(step)
-            inputs = kept.unsqueeze(1) if alpha is not None else None
-            features.append(LayerFeatures(inputs, signal.unsqueeze(2), alpha, alpha_b))
-        if i > trainable[0]:
-            signal, identity = _through_linear(step, signal, identity), False
+        weight_scale, bias_scale = layer_scales(step)
+        if (weight_scale, bias_scale) != (None, None):
+            inputs = tensor.unsqueeze(1) if weight_scale is not None else None
+            features.append(LayerFeatures(inputs, signal.unsqueeze(2), weight_scale, bias_scale))
+        if i:  # the first trained layer: nothing below it needs a signal
+            scaled = _scaled_weight(step, alpha)  # pyright: ignore[reportArgumentType]: linear
+            signal, identity = _through_linear(scaled, signal, identity), False
     return features[::-1]
 
 
@@ -147,15 +158,14 @@ def _through_activation(activation: nn.Module, signal: Tensor, kept: Tensor) -> 
     return known[1](signal, kept) if known else signal * kept
 
 
-def _scaled_weight(layer: Linear) -> Tensor:
+def _scaled_weight(layer: Linear, alpha: float) -> Tensor:
     """``α W``, detached: an expanded view of the parameter would require grad."""
-    weight, alpha = layer.weight.detach(), layer_multipliers(layer)[0]
+    weight = layer.weight.detach()
     return weight if alpha == 1.0 else alpha * weight
 
 
-def _through_linear(layer: Linear, signal: Tensor, identity: bool) -> Tensor:
-    """``α Δ W``: the signals at a linear layer's input from those at its output."""
-    scaled = _scaled_weight(layer)
+def _through_linear(scaled: Tensor, signal: Tensor, identity: bool) -> Tensor:
+    """``α Δ W`` (``scaled`` = ``αW``): the signals at a linear layer's input from its output's."""
     n, k, _ = signal.shape
     if identity:  # Δ = I: the rows of αW
         return scaled.expand(n, k, scaled.shape[1])
@@ -182,38 +192,31 @@ def plain_gram(steps: list[nn.Module], x: Tensor, trace: bool, acc: torch.dtype)
     >>> bool(torch.allclose(plain_gram(steps, x, False, torch.float64), slow))
     True
     """
-    trainable = [i for i, step in enumerate(steps) if _trained_layer(step)]
     n = x.shape[0]
     with torch.no_grad():
-        saved, out = _forward(steps, x, trainable[0] if trainable else len(steps))
+        kept, out = _forward(steps, x)
         k = out.shape[1]
-        total = torch.zeros((n, n) if trace else (n * k, n * k), dtype=acc, device=x.device)
-        if not trainable:  # trainable parameters the stack's forward never reads: K = 0
-            return total
+        total: Tensor | None = None
         signal: Tensor | None = None  # (n·k, width); None while it is still the identity
-        for i in range(len(steps) - 1, trainable[0] - 1, -1):
-            step, kept = steps[i], saved[i]
-            if not isinstance(step, LINEAR_TYPES):
-                if kept is not None:  # after the last layer Δ = I becomes diag σ'
-                    rows = _eye_rows(n, k, kept) if signal is None else signal
-                    signal = _through_activation(step, rows, _per_row(kept, k))
+        for i in range(len(kept) - 1, -1, -1):
+            step, tensor, alpha = kept[i]
+            if alpha is None:  # after the last layer Δ = I becomes diag σ'
+                rows = _eye_rows(n, k, tensor) if signal is None else signal
+                signal = _through_activation(step, rows, _per_row(tensor, k))
                 continue
-            assert kept is not None
-            if i in trainable:
-                total.add_(_layer_term(step, kept, signal, k, trace))
-            if i > trainable[0]:
-                signal = _signal_through(step, signal, n)
-    return mirror_upper(total)  # exactly symmetric: the products' rounding need not be
+            term = _layer_term(step, tensor, signal, k, trace)
+            if term is not None:
+                total = term.to(acc) if total is None else total.add_(term)
+            if i:  # the first trained layer: nothing below it needs a signal
+                scaled = _scaled_weight(step, alpha)  # pyright: ignore[reportArgumentType]: linear
+                signal = _signal_through(scaled, signal, n)
+    if total is None:  # trainable parameters the stack's forward never reads: K = 0
+        return torch.zeros((n, n) if trace else (n * k, n * k), dtype=acc, device=x.device)
+    return torch.add(total, total.T).mul_(0.5)  # exactly symmetric, as rounded products need not be
 
 
-def _trained_layer(step: nn.Module) -> bool:
-    """Whether ``step`` is a linear layer whose weight or bias trains (what its forward reads)."""
-    return isinstance(step, LINEAR_TYPES) and layer_scales(step) != (None, None)
-
-
-def _signal_through(layer: Linear, signal: Tensor | None, n: int) -> Tensor:
-    """``α Δ W`` on ``(n·k, width)`` signals; from ``Δ = I`` (``None``) the rows of ``αW``."""
-    scaled = _scaled_weight(layer)
+def _signal_through(scaled: Tensor, signal: Tensor | None, n: int) -> Tensor:
+    """``α Δ W`` (``scaled`` = ``αW``) on ``(n·k, width)`` signals; from ``Δ = I``: ``αW``'s rows."""
     if signal is not None:
         return torch.mm(signal, scaled)
     return scaled.expand(n, -1) if scaled.shape[0] == 1 else scaled.repeat(n, 1)
@@ -229,12 +232,18 @@ def _eye_rows(n: int, k: int, like: Tensor) -> Tensor:
     return torch.eye(k, dtype=like.dtype, device=like.device).repeat(n, 1)
 
 
-def _layer_term(step: nn.Module, h: Tensor, signal: Tensor | None, k: int, trace: bool) -> Tensor:
-    """``(α² H Hᵀ + α_b²) ⊙ (Δ Δᵀ)`` of one layer, ``(n, n)`` traced or ``(n·k, n·k)``."""
+def _layer_term(
+    step: nn.Module, h: Tensor, signal: Tensor | None, k: int, trace: bool
+) -> Tensor | None:
+    """``(α² H Hᵀ + α_b²) ⊙ (Δ Δᵀ)`` of one layer, ``(n, n)`` traced or ``(n·k, n·k)``.
+
+    ``None`` for a frozen layer (weight and bias).
+    """
     alpha, alpha_b = layer_scales(step)
     n = h.shape[0]
-    if alpha is None:  # a frozen weight, so a trainable bias (else the layer would not train)
-        assert alpha_b is not None
+    if alpha is None:
+        if alpha_b is None:
+            return None
         inputs = torch.full((n, n), alpha_b * alpha_b, dtype=h.dtype, device=h.device)
     else:
         inputs = torch.mm(h, h.T)
@@ -243,8 +252,10 @@ def _layer_term(step: nn.Module, h: Tensor, signal: Tensor | None, k: int, trace
         if alpha_b is not None:
             inputs.add_(alpha_b * alpha_b)
     if signal is None:  # Δ = I: Δ_(i,a) · Δ_(j,b) = δ_ab
+        if k == 1:
+            return inputs
         if trace:
-            return inputs.mul_(k) if k != 1 else inputs
+            return inputs.mul_(k)
         eye = torch.eye(k, dtype=h.dtype, device=h.device)
         return (inputs[:, None, :, None] * eye[None, :, None, :]).reshape(n * k, n * k)
     if k == 1:

@@ -209,11 +209,14 @@ class PlainStack:
         layers: its linear layers, in the order its forward calls them.
         steps: the layers and activations in that order (``nn.Identity`` kept), or ``None`` for
             a residual ``MLP``, whose skips are not a chain of steps.
+        first_trainable: the first parameter that requires grad, in ``parameters()`` order
+            (``None``: none does).
 
     """
 
     layers: list[nn.Linear | ScaledLinear]
     steps: list[nn.Module] | None
+    first_trainable: nn.Parameter | None
 
 
 def plain_stack(model: nn.Module, x: Tensor) -> UseTrace | None:
@@ -263,20 +266,24 @@ def plain_structure(model: nn.Module) -> PlainStack | None:
     containers = (MLP, nn.ModuleList) if type(model) is MLP else (nn.Sequential,)
     seen: set[int] = set()
     params: set[int] = set()
+    first: nn.Parameter | None = None
     steps: list[nn.Module] = []
     layers: list[nn.Linear | ScaledLinear] = []
     stack = [model]
-    while stack:
+    while stack:  # depth first, each module's parameters in order: parameters()'s order
         module = stack.pop()
         kind = type(module)
-        if id(module) in seen or not is_stock(module):
+        if id(module) in seen or not hookless(module):
             return None
         seen.add(id(module))
         for p in module._parameters.values():
-            if p is not None:
-                if id(p) in params:
-                    return None  # a parameter shared by two modules (tied): their terms cross
-                params.add(id(p))
+            if p is None:
+                continue
+            if type(p) is not nn.Parameter or id(p) in params:
+                return None  # a tensor subclass, or shared by two modules (tied): terms cross
+            params.add(id(p))
+            if first is None and p.requires_grad:
+                first = p
         if kind in containers:
             stack += [c for c in reversed(module._modules.values()) if c is not None]
             continue
@@ -287,11 +294,14 @@ def plain_structure(model: nn.Module) -> PlainStack | None:
                 return None
             layers.append(module)  # pyright: ignore[reportArgumentType]: a linear layer
         steps.append(module)
-    return _ordered(model, layers, steps)
+    return _ordered(model, layers, steps, first)
 
 
 def _ordered(
-    model: nn.Module, layers: list[nn.Linear | ScaledLinear], steps: list[nn.Module]
+    model: nn.Module,
+    layers: list[nn.Linear | ScaledLinear],
+    steps: list[nn.Module],
+    first: nn.Parameter | None,
 ) -> PlainStack | None:
     """Return the walk's layers and steps in call order (a Sequential's: the walk's; an MLP's: its own)."""
     if type(model) is MLP:
@@ -301,14 +311,13 @@ def _ordered(
         if not layers or any(type(m) not in LINEAR_TYPES for m in layers):
             return None
         if model.residual:
-            return PlainStack(layers, None)
+            return PlainStack(layers, None, first)
         *body, readout = layers
-        return PlainStack(
-            layers, [s for layer in body for s in (layer, model.activation)] + [readout]
-        )
+        steps = [s for layer in body for s in (layer, model.activation)] + [readout]
+        return PlainStack(layers, steps, first)
     if type(model) is not nn.Sequential or not layers:
         return None
-    return PlainStack(layers, steps)
+    return PlainStack(layers, steps, first)
 
 
 def _own_weights(layer: nn.Module) -> bool:
@@ -324,15 +333,17 @@ def trains(module: nn.Module) -> bool:
 
 def is_stock(module: nn.Module) -> bool:
     """Return whether ``module`` has no hook, no instance ``forward`` and plain parameters."""
-    if (
+    return hookless(module) and all(
+        p is None or type(p) is nn.Parameter for p in module._parameters.values()
+    )
+
+
+def hookless(module: nn.Module) -> bool:
+    """Return whether ``module`` has no hook of its own and no instance ``forward``."""
+    return not (
         "forward" in module.__dict__
         or module._forward_hooks
         or module._forward_pre_hooks
         or module._backward_hooks
         or module._backward_pre_hooks
-    ):
-        return False
-    for p in module._parameters.values():
-        if p is not None and type(p) is not nn.Parameter:
-            return False
-    return True
+    )

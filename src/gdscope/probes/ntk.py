@@ -13,8 +13,7 @@ Both tile over examples within a memory budget and sum per-layer (per-parameter)
 from __future__ import annotations
 
 import contextlib
-import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -34,8 +33,9 @@ from ._ntk_spectral import (
     kernel_target_alignment,
     spectrum_of,
 )
+from ._ntk_tf32 import allow_tf32, check_tf32
 from ._ntk_tiling import tiled
-from ._ntk_uses import plain_structure, plain_uses
+from ._ntk_uses import PlainStack, plain_structure, plain_uses
 
 __all__ = [
     "NTKSpectrum",
@@ -49,7 +49,6 @@ __all__ = [
 ]
 
 METHODS = ("auto", "structured", "jacobian")
-TF32_TOLERANCE = 1e-3
 
 
 def ntk_gram(
@@ -127,9 +126,9 @@ def ntk_gram(
     structure = None if method == "jacobian" else plain_structure(model)
     if structure is None:  # a plain stack has no dropout nor batch norm
         check_deterministic(model, what="NTK", per_example=True)
-    param = _first_trainable(model)
-    x1 = x1.detach().to(param.device, param.dtype)
-    x2 = None if x2 is None else x2.detach().to(param.device, param.dtype)
+    param = _first_trainable(model, structure)
+    x1 = _like(x1, param)
+    x2 = None if x2 is None else _like(x2, param)
     _check_shapes(x1, x2)
     plain = plain_uses(structure, x1)
     if plain is not None and plain.outputs is not None:  # its code says what a trace would
@@ -140,14 +139,17 @@ def ntk_gram(
     acc = param.dtype if accumulate is None else accumulate
     per_example = _bytes_per_example(model, resolved, x1, k, use_trace)
     steps = None if plain is None or structure is None else structure.steps
+    tf32 = tf32 and param.device.type == "cuda"
+    if not tf32 and _one_pass(steps, x1, x2, k, _tile(memory_budget, per_example)):
+        return plain_gram(steps, x1, trace, acc)  # type: ignore[arg-type]: steps is set
     compute = _gram_fn(
         model, resolved, trace, memory_budget, acc, k, per_example, plain is not None, steps
     )
-    if not (tf32 and param.device.type == "cuda"):
+    if not tf32:
         return compute(x1, x2)
-    with _allow_tf32():
+    with allow_tf32():
         gram = compute(x1, x2)
-    _check_tf32(gram, compute, x1, x2, k, trace)
+    check_tf32(gram, compute, x1, x2, k, trace)
     return gram
 
 
@@ -189,7 +191,7 @@ def ntk_method(model: nn.Module, x: Tensor, method: str = "auto") -> str:
 
     """
     _check_method(method)
-    param = _first_trainable(model)
+    param = _first_trainable(model, None)
     x = x.detach()[:1].to(param.device, param.dtype, copy=True)  # the caller's x stays as it is
     if method != "jacobian" and st.plain_stack(model, x) is not None:
         return "structured"
@@ -264,11 +266,39 @@ def _plan(model: nn.Module, method: str, x: Tensor) -> tuple[str, st.UseTrace | 
     return ("jacobian", None) if uncovered else ("structured", use_trace)
 
 
-def _first_trainable(model: nn.Module) -> Tensor:
-    for p in model.parameters():
-        if p.requires_grad:
-            return p
-    raise ValueError("the model has no trainable parameters, so its NTK is empty")
+def _first_trainable(model: nn.Module, structure: PlainStack | None) -> Tensor:
+    """Return the first trainable parameter (the inputs take its device and dtype)."""
+    if structure is not None:  # the plain-stack walk has met it
+        param = structure.first_trainable
+    else:
+        param = next((p for p in model.parameters() if p.requires_grad), None)
+    if param is None:
+        raise ValueError("the model has no trainable parameters, so its NTK is empty")
+    return param
+
+
+def _like(x: Tensor, param: Tensor) -> Tensor:
+    """``x`` detached, on ``param``'s device in its dtype (``x`` itself when it already is)."""
+    if x.requires_grad or x.dtype != param.dtype or x.device != param.device:
+        return x.detach().to(param.device, param.dtype)
+    return x
+
+
+def _tile(budget: int, per_example: int) -> int:
+    """Examples whose features fit ``budget`` bytes (at least one)."""
+    return max(1, budget // max(1, per_example))
+
+
+def _one_pass(
+    steps: list[nn.Module] | None, x1: Tensor, x2: Tensor | None, k: int, tile: int
+) -> bool:
+    """Whether :func:`plain_gram` sums the Gram in one pass: a plain stack's small ``K(x1, x1)``.
+
+    ``tile`` examples' features fit the memory budget; ``syrk`` pays only from
+    :data:`~gdscope.probes._gram.SYRK_MIN_ROWS` rows on, below them the call's own work counts.
+    """
+    n = x1.shape[0]
+    return steps is not None and x2 is None and n <= tile and not uses_syrk(n * k)
 
 
 def _check_shapes(x1: Tensor, x2: Tensor | None) -> None:
@@ -338,9 +368,9 @@ def _gram_fn(
         return st.features_gram(f1, f2, trace, budget, acc)  # type: ignore[arg-type]
 
     def compute(x1: Tensor, x2: Tensor | None) -> Tensor:
-        tile = max(1, budget // max(1, per_example))
-        if steps is not None and x2 is None and x1.shape[0] <= tile and not uses_syrk(len(x1) * k):
-            return plain_gram(steps, x1, trace, acc)  # small: the call's own work counts
+        tile = _tile(budget, per_example)
+        if _one_pass(steps, x1, x2, k, tile):
+            return plain_gram(steps, x1, trace, acc)  # type: ignore[arg-type]: steps is set
         n_total = x1.shape[0] + (0 if x2 is None else x2.shape[0])
         cache = n_total * per_example <= budget
         syrk = x2 is None and uses_syrk(min(tile, x1.shape[0]) * k)  # probes/_gram.py
@@ -348,42 +378,3 @@ def _gram_fn(
             return tiled(x1, x2, tile, features, pair, trace, k, acc, cache)
 
     return compute
-
-
-@contextlib.contextmanager
-def _allow_tf32() -> Iterator[None]:
-    matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-    try:
-        yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
-
-
-def _check_tf32(
-    gram: Tensor,
-    compute: Callable[[Tensor, Tensor | None], Tensor],
-    x1: Tensor,
-    x2: Tensor | None,
-    k: int,
-    trace: bool,
-) -> None:
-    """Recompute a random sub-Gram without TF32 and warn if it differs by more than 1e-3."""
-    xs2 = x1 if x2 is None else x2
-    gen = torch.Generator().manual_seed(0)
-    i = torch.randperm(x1.shape[0], generator=gen)[:16].to(x1.device)
-    j = torch.randperm(xs2.shape[0], generator=gen)[:16].to(x1.device)
-    exact = compute(x1[i], xs2[j])
-    if trace:
-        fast = gram[i][:, j]
-    else:
-        blocks = gram.reshape(x1.shape[0], k, xs2.shape[0], k)
-        fast = blocks[i][:, :, j].reshape(exact.shape)
-    err = float((fast - exact).abs().max() / exact.abs().max().clamp_min(1e-300))
-    if err > TF32_TOLERANCE:
-        warnings.warn(
-            f"TF32 NTK differs from float32 by {err:.2e} (relative to the largest entry) on a "
-            f"random {len(i)}x{len(j)} sub-Gram, above {TF32_TOLERANCE:g}; use tf32=False",
-            RuntimeWarning,
-            stacklevel=3,
-        )
