@@ -178,6 +178,17 @@ def test_a_global_hook_or_other_inputs_send_a_plain_stack_to_the_trace():
     assert ntk_method(model, x, method="jacobian") == "jacobian"
 
 
+@pytest.mark.parametrize("middle", [[nn.ReLU()], []], ids=["relu", "none"])
+def test_layers_whose_widths_do_not_chain_are_the_models_error_not_a_gram(middle):
+    """The written-out pass skips the readout's forward; a readout wider than its input must
+    still be refused (else ``H Hᵀ`` of the wrong width would give a Gram)."""
+    model = nn.Sequential(nn.Linear(3, 5), *middle, nn.Linear(4, 1)).double()
+    x = torch.randn(2, 3, dtype=torch.float64)
+    assert st.plain_stack(model, x) is None
+    with pytest.raises(ValueError, match="rejected inputs"):
+        ntk_gram(model, x)
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_plain_features_taken_at_the_outputs_equal_the_zero_leaf_ones(seed):
     """``module_features(plain=True)`` takes ``Δ`` at each layer's output (no zero leaf): the

@@ -78,22 +78,26 @@ def plain_features(steps: list[nn.Module], x: Tensor) -> list[LayerFeatures]:
     :func:`~gdscope.probes._ntk_structured.module_features` (``tests/test_ntk_plain.py``).
     """
     with torch.no_grad():
-        kept, out = _forward(steps, x)
-        return _backward(kept, out) if kept else []
+        kept, k = _forward(steps, x)
+        return _backward(kept, x.shape[0], k) if kept else []
 
 
-def _forward(steps: list[nn.Module], x: Tensor) -> tuple[list[_Kept], Tensor]:
-    """Run the stack; from its first trained layer on keep what the backward pass needs.
+def _forward(steps: list[nn.Module], x: Tensor) -> tuple[list[_Kept], int]:
+    """Run the stack; keep what the backward pass needs; return it and the number of outputs.
 
-    Before that layer (frozen layers, activations) nothing is kept: the backward pass stops there.
+    Before the first trained layer (frozen layers, activations) nothing is kept: the backward
+    pass stops there. A last linear layer is not run: the Gram needs its input, not its values.
     """
     kept: list[_Kept] = []
     h = x
+    last = steps[-1]
     for step in steps:
         if isinstance(step, LINEAR_TYPES):
             alpha, alpha_b = layer_multipliers(step)
             if kept or _trained_layer(step):
                 kept.append(_Kept(step, h, alpha))
+            if step is last and h.shape[-1] == step.in_features:
+                return kept, step.out_features
             h = _linear(step, h, alpha, alpha_b)
         elif type(step) in _BY_OUTPUT:
             h = _BY_OUTPUT[type(step)][0](h)
@@ -105,7 +109,7 @@ def _forward(steps: list[nn.Module], x: Tensor) -> tuple[list[_Kept], Tensor]:
                 kept.append(_Kept(step, slope, None))
             else:  # never in place: h may be the caller's x
                 h = step(h.clone() if getattr(step, "inplace", False) else h)
-    return kept, h
+    return kept, h.shape[1]
 
 
 def _trained_layer(step: nn.Module) -> bool:
@@ -131,10 +135,10 @@ def _autograd_slope(activation: nn.Module, u: Tensor) -> tuple[Tensor, Tensor]:
     return out.detach(), slope
 
 
-def _backward(kept: list[_Kept], out: Tensor) -> list[LayerFeatures]:
-    n, k = out.shape
+def _backward(kept: list[_Kept], n: int, k: int) -> list[LayerFeatures]:
+    like = kept[-1].tensor
     features: list[LayerFeatures] = []
-    signal = torch.eye(k, dtype=out.dtype, device=out.device).expand(n, k, k)  # (n, k, width)
+    signal = torch.eye(k, dtype=like.dtype, device=like.device).expand(n, k, k)  # (n, k, width)
     identity = True  # the signal is still I: through a linear layer it becomes αW's rows
     for i in range(len(kept) - 1, -1, -1):
         step, tensor, alpha = kept[i]
@@ -194,8 +198,7 @@ def plain_gram(steps: list[nn.Module], x: Tensor, trace: bool, acc: torch.dtype)
     """
     n = x.shape[0]
     with torch.no_grad():
-        kept, out = _forward(steps, x)
-        k = out.shape[1]
+        kept, k = _forward(steps, x)
         total: Tensor | None = None
         signal: Tensor | None = None  # (n·k, width); None while it is still the identity
         for i in range(len(kept) - 1, -1, -1):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import pairwise
 
 import torch
 from torch import Tensor, nn
@@ -303,7 +304,10 @@ def _ordered(
     steps: list[nn.Module],
     first: nn.Parameter | None,
 ) -> PlainStack | None:
-    """Return the walk's layers and steps in call order (a Sequential's: the walk's; an MLP's: its own)."""
+    """Return the walk's layers and steps in call order (a Sequential's: the walk's; an MLP's: its own).
+
+    ``None`` where two layers in a row do not fit (the model's own forward is to say how).
+    """
     if type(model) is MLP:
         if type(model.activation) not in _ELEMENTWISE or type(model.layers) is not nn.ModuleList:
             return None
@@ -311,13 +315,17 @@ def _ordered(
         if not layers or any(type(m) not in LINEAR_TYPES for m in layers):
             return None
         if model.residual:
-            return PlainStack(layers, None, first)
+            return PlainStack(layers, None, first) if _chained(layers) else None
         *body, readout = layers
         steps = [s for layer in body for s in (layer, model.activation)] + [readout]
-        return PlainStack(layers, steps, first)
-    if type(model) is not nn.Sequential or not layers:
+    elif type(model) is not nn.Sequential or not layers:
         return None
-    return PlainStack(layers, steps, first)
+    return PlainStack(layers, steps, first) if _chained(layers) else None
+
+
+def _chained(layers: list[nn.Linear | ScaledLinear]) -> bool:
+    """Whether each layer's output width is the next one's input width."""
+    return all(a.out_features == b.in_features for a, b in pairwise(layers))
 
 
 def _own_weights(layer: nn.Module) -> bool:
