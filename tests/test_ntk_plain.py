@@ -208,15 +208,16 @@ def test_ntk_gram_sums_in_one_pass_below_the_syrk_size_and_tile_by_tile_above(mo
 
 
 def test_every_path_returns_an_exactly_symmetric_gram():
-    """Full ``mm`` products need not round symmetrically; the one-pass sum mirrors its upper
-    triangle as the tiled path does."""
+    """Full ``mm`` products need not round symmetrically; the one-pass sum and the Jacobian
+    route symmetrize, the tiled structured path mirrors upper triangles."""
     gen = torch.Generator().manual_seed(4)
     model = nn.Sequential(nn.Linear(30, 200), nn.Tanh(), nn.Linear(200, 2)).double()
     for n in (20, SYRK_MIN_ROWS):  # one pass; tiles
         x = torch.randn(n, 30, dtype=torch.float64, generator=gen)
         for trace in (False, True):
-            gram = ntk_gram(model, x, trace=trace)
-            assert torch.equal(gram, gram.T), (n, trace)
+            for method in ("auto", "jacobian"):
+                gram = ntk_gram(model, x, trace=trace, method=method)
+                assert torch.equal(gram, gram.T), (n, trace, method)
 
 
 def test_an_unread_trainable_parameter_on_a_frozen_layer_adds_nothing():
@@ -227,6 +228,81 @@ def test_an_unread_trainable_parameter_on_a_frozen_layer_adds_nothing():
     assert_close(ntk_gram(model, x), ntk_gram(model, x, method="jacobian"), rtol=1e-12)
     model[0].requires_grad_(False)  # only the unread parameter trains: K = 0
     assert torch.equal(ntk_gram(model, x), torch.zeros(3, 3, dtype=torch.float64))
+
+
+def _unread_only(where: str) -> nn.Module:
+    """A model whose one trainable parameter its forward never reads, held by ``where``."""
+    if where == "mlp":
+        model = mlp(3, 4, depth=3, out_dim=2, seed=0, dtype=torch.float64).requires_grad_(False)
+        owner = model
+    else:
+        model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2)).double()
+        model.requires_grad_(False)
+        owner = {"layer": model[2], "activation": model[1], "root": model}[where]
+    owner.register_parameter("extra", nn.Parameter(torch.ones(2, dtype=torch.float64)))
+    return model
+
+
+@pytest.mark.parametrize("where", ["layer", "activation", "root", "mlp"])
+def test_when_no_trainable_parameter_is_read_every_route_gives_zeros(where):
+    """One pass, tiles (``n·k ≥ 96``), a cross-Gram, a trace and ``method="structured"``: K = 0,
+    as the Jacobian route says (the tiled routes asserted on an empty feature list)."""
+    model = _unread_only(where)
+    gen = torch.Generator().manual_seed(0)
+    for n, cross, trace in (
+        (10, False, False),
+        (60, False, False),
+        (10, True, False),
+        (60, False, True),
+    ):
+        x = torch.randn(n, 3, dtype=torch.float64, generator=gen)
+        x2 = torch.randn(4, 3, dtype=torch.float64, generator=gen) if cross else None
+        for method in ("auto", "structured", "jacobian"):
+            gram = ntk_gram(model, x, x2, trace=trace, method=method)
+            rows = n * (1 if trace else 2)
+            cols = (4 if cross else n) * (1 if trace else 2)
+            assert gram.shape == (rows, cols), (n, cross, trace, method)
+            assert torch.equal(gram, torch.zeros_like(gram)), (n, cross, trace, method)
+
+
+def test_a_global_module_hook_sends_every_model_to_the_jacobian_route():
+    """A global forward hook runs inside each layer's call; the structured identity assumes the
+    stock forward alone (a doubling hook left it 0.75 off)."""
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 1)).double()
+    x = torch.randn(5, 3, dtype=torch.float64)
+    plain = ntk_gram(model, x)
+    handle = nn.modules.module.register_module_forward_hook(
+        lambda m, a, out: out * 2.0 if isinstance(m, nn.Linear) else None
+    )
+    try:
+        assert ntk_module.ntk_method(model, x) == "jacobian"
+        hooked = ntk_gram(model, x)
+        assert_close(hooked, per_example_ntk(model, x), rtol=1e-12, what="hooked")
+        assert not torch.allclose(hooked, plain)
+        with pytest.raises(ValueError, match="global module hooks"):
+            ntk_gram(model, x, method="structured")
+    finally:
+        handle.remove()
+
+
+def test_parameters_of_two_dtypes_are_the_models_error_on_every_route():
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 1).double())
+    model[0].requires_grad_(False)
+    x = torch.randn(5, 3, dtype=torch.float64)
+    assert plain_structure(model) is None
+    for method in ("auto", "jacobian"):
+        with pytest.raises(ValueError, match="rejected inputs"):
+            ntk_gram(model, x, method=method)
+
+
+def test_a_saturated_tanh_rounds_as_autograd_does():
+    """``σ'`` from the output by autograd's own kernel: ``1 − y·y`` written out rounds twice and
+    was 6.7e-10 off where ``1 − y ≈ 1e-8``."""
+    model = nn.Sequential(nn.Linear(2, 3), nn.Tanh(), nn.Linear(3, 1), nn.Tanh()).double()
+    with torch.no_grad():
+        model[2].bias.fill_(9.0)
+    x = torch.randn(6, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    assert_close(ntk_gram(model, x), ntk_gram(model, x, method="jacobian"), rtol=1e-14)
 
 
 def test_inside_inference_mode_activations_without_a_written_slope_still_work():

@@ -45,6 +45,15 @@ def test_upper_gram_falls_back_to_mm_where_syrk_does_not_apply():
     assert upper_gram(empty).shape == (0, 0)
 
 
+def test_a_factor_of_no_columns_gives_zeros_without_a_blas_complaint(capfd):
+    """BLAS rejects ``k = 0`` (it printed "DSYRK parameter number 7 had an illegal value")."""
+    for dtype in (torch.float32, torch.float64):
+        gram = upper_gram(torch.zeros(SYRK_MIN_ROWS, 0, dtype=dtype))
+        assert torch.equal(gram, torch.zeros(SYRK_MIN_ROWS, SYRK_MIN_ROWS, dtype=dtype))
+    printed = capfd.readouterr()
+    assert "illegal value" not in printed.out + printed.err
+
+
 def _features(seed: int, n: int, k: int, length: int, bias: bool) -> st.LayerFeatures:
     g = _g(seed)
     inputs = torch.randn(n, length, 6, generator=g, dtype=torch.float64)

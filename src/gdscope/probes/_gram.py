@@ -43,8 +43,9 @@ def upper_gram(a: Tensor) -> Tensor:
     (``torch.mm`` where ``syrk`` does not apply); :func:`mirror_upper` makes it whole.
     """
     syrk = _SYRK.get(a.dtype)
-    if syrk is None or a.device.type != "cpu" or a.requires_grad or not uses_syrk(a.shape[0]):
-        return torch.mm(a, a.T)
+    cpu = a.device.type == "cpu" and not a.requires_grad
+    if syrk is None or not cpu or not uses_syrk(a.shape[0]) or a.shape[1] == 0:
+        return torch.mm(a, a.T)  # (BLAS rejects a factor of no columns; mm gives zeros)
     lower = syrk(1.0, a.detach().contiguous().numpy().T, trans=1, lower=1)  # Fortran order
     return torch.from_numpy(lower).T  # row-major, the upper triangle filled
 

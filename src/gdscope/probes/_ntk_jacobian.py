@@ -51,7 +51,8 @@ def jacobian_bytes_per_example(model: nn.Module, k: int) -> int:
 def contract(j1: list[Tensor], j2: list[Tensor], trace: bool, accumulate: torch.dtype) -> Tensor:
     """Return ``Σ_p J_{1,p} J_{2,p}ᵀ`` as ``(n1, k, n2, k)`` (or ``(n1, n2)`` if ``trace``).
 
-    Each per-parameter product is taken in the Jacobians' dtype and summed in ``accumulate``.
+    Each per-parameter product is taken in the Jacobians' dtype and summed in ``accumulate``;
+    ``K(x, x)`` (``j1 is j2``) is returned as ``(K + Kᵀ)/2``.
     """
     n1, k = j1[0].shape[:2]
     n2 = j2[0].shape[0]
@@ -63,4 +64,7 @@ def contract(j1: list[Tensor], j2: list[Tensor], trace: bool, accumulate: torch.
         else:
             block = (a.reshape(n1 * k, -1) @ b.reshape(n2 * k, -1).T).reshape(shape)
         total += block.to(accumulate)
+    if j1 is j2:  # a diagonal block: exactly symmetric, as rounded products need not be
+        square = total.reshape(n1 * (1 if trace else k), -1)
+        return torch.add(square, square.T).mul_(0.5).reshape(shape)
     return total

@@ -20,9 +20,10 @@ call's own work counts, :func:`plain_gram` sums the Gram as the signals go, with
 features in between, each layer's multiplier read once, and symmetrizes it as ``(K + Kᵀ)/2``
 (the same inputs, cold caches as ``benchmarks/`` time them, old and new code in one process:
 1.81 → 1.66 ms, neural-tangents 1.53 ms; a toy 784→16→16→16→1 on 8 inputs: 0.61 → 0.48 ms).
-``σ'`` is written out for tanh (``1 − σ²``) and the sigmoid (``σ(1 − σ)``), ReLU's step is
-autograd's own kernel (``threshold_backward``: ``Δ`` where ``σ(u) > 0``), and the other
-activations' ``σ'`` comes from autograd on the activation alone. Nothing runs in place: the
+For ReLU, tanh and the sigmoid ``Δ ⊙ σ'`` comes from the output ``σ(u)`` by autograd's own
+kernels (``threshold_backward``: ``Δ`` where ``σ(u) > 0``; ``tanh_backward``: ``Δ(1 − σ²)``;
+``sigmoid_backward``: ``Δσ(1 − σ)``), so it rounds as autograd does; the other activations'
+``σ'`` comes from autograd on the activation alone. Nothing runs in place: the
 caller's inputs stay as they were even below ``ReLU(inplace=True)``.
 
 >>> from torch import nn
@@ -57,8 +58,8 @@ def _relu_back(signal: Tensor, out: Tensor) -> Tensor:
 
 _BY_OUTPUT: dict[type[nn.Module], tuple[Callable[[Tensor], Tensor], Callable[..., Tensor]]] = {
     nn.ReLU: (torch.relu, _relu_back),
-    nn.Tanh: (torch.tanh, lambda signal, out: signal * (1 - out * out)),
-    nn.Sigmoid: (torch.sigmoid, lambda signal, out: signal * (out * (1 - out))),
+    nn.Tanh: (torch.tanh, torch.ops.aten.tanh_backward),
+    nn.Sigmoid: (torch.sigmoid, torch.ops.aten.sigmoid_backward),
 }
 """Activations written out here: ``σ`` (out of place, even for ``ReLU(inplace=True)``) and
 ``(Δ, σ(u)) ↦ Δ ⊙ σ'(u)`` from the output, shaped to broadcast against the signals."""

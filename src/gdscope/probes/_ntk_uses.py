@@ -34,7 +34,13 @@ _NESTED = (list, tuple, dict)
 
 
 def unsupported_modules(model: nn.Module) -> list[str]:
-    """Return the names of modules holding trainable parameters that the structured path cannot handle."""
+    """Return the names of modules holding trainable parameters that the structured path cannot handle.
+
+    A global module hook (``register_module_forward_hook`` and kin) runs inside every layer's
+    call, where the structured identity assumes the stock forward alone: then every module.
+    """
+    if global_hooks():
+        return ["<every module> (global module hooks are registered)"]
     if isinstance(model, TwoLayer):
         return []
     bad, owners = [], {}
@@ -202,6 +208,11 @@ _GLOBAL_HOOKS = (
 )
 
 
+def global_hooks() -> bool:
+    """Whether any global module hook (forward, forward-pre, backward, backward-pre) is registered."""
+    return any(getattr(torch.nn.modules.module, name) for name in _GLOBAL_HOOKS)
+
+
 @dataclass(frozen=True)
 class PlainStack:
     """What :func:`plain_structure` reads off a plain stack's code.
@@ -227,7 +238,7 @@ def plain_stack(model: nn.Module, x: Tensor) -> UseTrace | None:
     ``ScaledLinear`` layers and stock activations, or a gdscope ``MLP`` (whose ``forward``
     calls each layer once, in order), every module of exactly its library type with its stock
     ``forward``, each module instance and each parameter once in the tree (nothing tied), no
-    hook on any module and none registered globally, on 2-D inputs whose width is the first
+    hook on any module and none registered globally, all parameters of one dtype, on 2-D inputs whose width is the first
     layer's. Its code then says what :func:`traced_forward` would find: every parameter read
     only by its own layer, once per call (so no problem), ``Σ d_in`` layer-input and ``Σ d_out``
     output entries per example, and ``k`` = the last layer's ``d_out``. Anything else returns
@@ -249,7 +260,7 @@ def plain_uses(stack: PlainStack | None, x: Tensor) -> UseTrace | None:
         or type(x) is not Tensor
         or x.ndim != 2
         or x.shape[1] != stack.layers[0].in_features
-        or any(getattr(torch.nn.modules.module, name) for name in _GLOBAL_HOOKS)
+        or global_hooks()
     ):
         return None
     layers = stack.layers
@@ -268,6 +279,7 @@ def plain_structure(model: nn.Module) -> PlainStack | None:
     seen: set[int] = set()
     params: set[int] = set()
     first: nn.Parameter | None = None
+    dtype: torch.dtype | None = None
     steps: list[nn.Module] = []
     layers: list[nn.Linear | ScaledLinear] = []
     stack = [model]
@@ -282,6 +294,10 @@ def plain_structure(model: nn.Module) -> PlainStack | None:
                 continue
             if type(p) is not nn.Parameter or id(p) in params:
                 return None  # a tensor subclass, or shared by two modules (tied): terms cross
+            if dtype is None:
+                dtype = p.dtype
+            elif p.dtype != dtype:
+                return None  # mixed dtypes: the model's own forward is to say what it does
             params.add(id(p))
             if first is None and p.requires_grad:
                 first = p

@@ -322,13 +322,20 @@ def _check_inputs(model: nn.Module, x1: Tensor) -> int:
 
 
 def _features_fn(
-    model: nn.Module, method: str, plain: bool, steps: list[nn.Module] | None
+    model: nn.Module, method: str, plain: bool, steps: list[nn.Module] | None, k: int
 ) -> Callable[[Tensor], object]:
     if steps is not None:  # written out: no hooks, no graph (probes/_ntk_plain.py)
-        return lambda x: plain_features(steps, x)
+        return lambda x: _or_nothing(plain_features(steps, x), x, k)
     if method == "structured":
-        return lambda x: st.module_features(model, x, plain)[1]
+        return lambda x: _or_nothing(st.module_features(model, x, plain)[1], x, k)
     return lambda x: jac.tile_jacobian(model, x)
+
+
+def _or_nothing(features: list[st.LayerFeatures], x: Tensor, k: int) -> list[st.LayerFeatures]:
+    """``features``, or, where the forward reads no trainable parameter, one adding nothing (K = 0)."""
+    if features:
+        return features
+    return [st.LayerFeatures(None, x.new_zeros(x.shape[0], k, 1, 1), None, None)]
 
 
 def _bytes_per_example(
@@ -360,7 +367,7 @@ def _gram_fn(
     plain: bool,
     steps: list[nn.Module] | None,
 ) -> Callable[[Tensor, Tensor | None], Tensor]:
-    features = _features_fn(model, method, plain, steps)
+    features = _features_fn(model, method, plain, steps, k)
 
     def pair(f1: object, f2: object) -> Tensor:
         if method == "jacobian":
