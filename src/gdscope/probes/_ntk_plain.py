@@ -42,13 +42,9 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from gdscope.models.layers import ScaledLinear
-
-from ._ntk_structured import LINEAR_TYPES, LayerFeatures, layer_multipliers, layer_scales
+from ._ntk_structured import LINEAR_TYPES, LayerFeatures, layer_multipliers, trained_scales
 
 __all__ = ["plain_features", "plain_gram"]
-
-Linear = nn.Linear | ScaledLinear
 
 
 def _relu_back(signal: Tensor, out: Tensor) -> Tensor:
@@ -71,8 +67,12 @@ class _Kept(NamedTuple):
     step: nn.Module
     tensor: Tensor
     """A linear layer's input ``H``; an activation's ``σ(u)`` (written out) or ``σ'(u)``."""
-    alpha: float | None
-    """A linear layer's weight multiplier ``α``; ``None`` for an activation."""
+    weight: Tensor | None
+    """A linear layer's weight ``W``, detached; ``None`` for an activation."""
+    alpha: float
+    """A linear layer's weight multiplier ``α``."""
+    scales: tuple[float | None, float | None]
+    """A linear layer's ``(α, α_b)`` where they train (:func:`trained_scales`)."""
 
 
 def plain_features(steps: list[nn.Module], x: Tensor) -> list[LayerFeatures]:
@@ -97,33 +97,32 @@ def _forward(steps: list[nn.Module], x: Tensor) -> tuple[list[_Kept], int]:
     last = steps[-1]
     for step in steps:
         if isinstance(step, LINEAR_TYPES):
+            own = step._parameters  # a plain stack's: weight and bias are these (no __getattr__)
+            weight, bias = own["weight"], own["bias"]
+            assert weight is not None
             alpha, alpha_b = layer_multipliers(step)
-            if kept or _trained_layer(step):
-                kept.append(_Kept(step, h, alpha))
+            scales = trained_scales(weight, bias, alpha, alpha_b)
+            if kept or scales != (None, None):
+                kept.append(_Kept(step, h, weight.detach(), alpha, scales))
             if step is last and h.shape[-1] == step.in_features:
                 return kept, step.out_features
-            h = _linear(step, h, alpha, alpha_b)
+            h = _linear(weight, bias, h, alpha, alpha_b)
         elif type(step) in _BY_OUTPUT:
             h = _BY_OUTPUT[type(step)][0](h)
             if kept:
-                kept.append(_Kept(step, h, None))
+                kept.append(_Kept(step, h, None, 1.0, (None, None)))
         elif type(step) is not nn.Identity:
             if kept:
                 h, slope = _autograd_slope(step, h)
-                kept.append(_Kept(step, slope, None))
+                kept.append(_Kept(step, slope, None, 1.0, (None, None)))
             else:  # never in place: h may be the caller's x
                 h = step(h.clone() if getattr(step, "inplace", False) else h)
     return kept, h.shape[1]
 
 
-def _trained_layer(step: nn.Module) -> bool:
-    """Whether ``step`` is a linear layer whose weight or bias trains (what its forward reads)."""
-    return isinstance(step, LINEAR_TYPES) and layer_scales(step) != (None, None)
-
-
-def _linear(layer: Linear, h: Tensor, alpha: float, beta: float) -> Tensor:
+def _linear(weight: Tensor, bias: Tensor | None, h: Tensor, alpha: float, beta: float) -> Tensor:
     """``α h Wᵀ + α_b b`` as the layer computes it (one ``addmm`` with a bias)."""
-    weight, bias = layer.weight.detach(), layer.bias
+    weight = weight.detach()
     if bias is None:
         z = torch.mm(h, weight.T)
         return z if alpha == 1.0 else z.mul_(alpha)
@@ -145,17 +144,16 @@ def _backward(kept: list[_Kept], n: int, k: int) -> list[LayerFeatures]:
     signal = torch.eye(k, dtype=like.dtype, device=like.device).expand(n, k, k)  # (n, k, width)
     identity = True  # the signal is still I: through a linear layer it becomes αW's rows
     for i in range(len(kept) - 1, -1, -1):
-        step, tensor, alpha = kept[i]
-        if alpha is None:
+        step, tensor, weight, alpha, (weight_scale, bias_scale) = kept[i]
+        if weight is None:
             signal = _through_activation(step, signal, tensor.unsqueeze(1))
             identity = False
             continue
-        weight_scale, bias_scale = layer_scales(step)
         if (weight_scale, bias_scale) != (None, None):
             inputs = tensor.unsqueeze(1) if weight_scale is not None else None
             features.append(LayerFeatures(inputs, signal.unsqueeze(2), weight_scale, bias_scale))
         if i:  # the first trained layer: nothing below it needs a signal
-            scaled = _scaled_weight(step, alpha)  # pyright: ignore[reportArgumentType]: linear
+            scaled = weight if alpha == 1.0 else alpha * weight
             signal, identity = _through_linear(scaled, signal, identity), False
     return features[::-1]
 
@@ -164,12 +162,6 @@ def _through_activation(activation: nn.Module, signal: Tensor, kept: Tensor) -> 
     """``Δ ⊙ σ'(u)`` from what :func:`_forward` kept (``σ(u)`` or ``σ'(u)``), which broadcasts."""
     known = _BY_OUTPUT.get(type(activation))
     return known[1](signal, kept) if known else signal * kept
-
-
-def _scaled_weight(layer: Linear, alpha: float) -> Tensor:
-    """``α W``, detached: an expanded view of the parameter would require grad."""
-    weight = layer.weight.detach()
-    return weight if alpha == 1.0 else alpha * weight
 
 
 def _through_linear(scaled: Tensor, signal: Tensor, identity: bool) -> Tensor:
@@ -206,16 +198,16 @@ def plain_gram(steps: list[nn.Module], x: Tensor, trace: bool, acc: torch.dtype)
         total: Tensor | None = None
         signal: Tensor | None = None  # (n·k, width); None while it is still the identity
         for i in range(len(kept) - 1, -1, -1):
-            step, tensor, alpha = kept[i]
-            if alpha is None:  # after the last layer Δ = I becomes diag σ'
+            step, tensor, weight, alpha, scales = kept[i]
+            if weight is None:  # after the last layer Δ = I becomes diag σ'
                 rows = _eye_rows(n, k, tensor) if signal is None else signal
                 signal = _through_activation(step, rows, _per_row(tensor, k))
                 continue
-            term = _layer_term(step, tensor, signal, k, trace)
+            term = _layer_term(scales, tensor, signal, k, trace)
             if term is not None:
                 total = term.to(acc) if total is None else total.add_(term)
             if i:  # the first trained layer: nothing below it needs a signal
-                scaled = _scaled_weight(step, alpha)  # pyright: ignore[reportArgumentType]: linear
+                scaled = weight if alpha == 1.0 else alpha * weight
                 signal = _signal_through(scaled, signal, n)
     if total is None:  # trainable parameters the stack's forward never reads: K = 0
         return torch.zeros((n, n) if trace else (n * k, n * k), dtype=acc, device=x.device)
@@ -240,13 +232,17 @@ def _eye_rows(n: int, k: int, like: Tensor) -> Tensor:
 
 
 def _layer_term(
-    step: nn.Module, h: Tensor, signal: Tensor | None, k: int, trace: bool
+    scales: tuple[float | None, float | None],
+    h: Tensor,
+    signal: Tensor | None,
+    k: int,
+    trace: bool,
 ) -> Tensor | None:
     """``(α² H Hᵀ + α_b²) ⊙ (Δ Δᵀ)`` of one layer, ``(n, n)`` traced or ``(n·k, n·k)``.
 
-    ``None`` for a frozen layer (weight and bias).
+    ``scales`` is the layer's ``(α, α_b)`` where trained; ``None`` for a frozen layer.
     """
-    alpha, alpha_b = layer_scales(step)
+    alpha, alpha_b = scales
     n = h.shape[0]
     if alpha is None:
         if alpha_b is None:

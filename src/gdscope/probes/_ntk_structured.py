@@ -93,9 +93,15 @@ def layer_multipliers(module: nn.Module) -> tuple[float, float]:
 def layer_scales(module: nn.Module) -> tuple[float | None, float | None]:
     """Return a layer's ``(α, α_b)``, each ``None`` where its weight (bias) is frozen or absent."""
     alpha, alpha_b = layer_multipliers(module)
-    bias = getattr(module, "bias", None)
+    return trained_scales(module.weight, getattr(module, "bias", None), alpha, alpha_b)  # pyright: ignore[reportArgumentType]
+
+
+def trained_scales(
+    weight: Tensor, bias: Tensor | None, alpha: float, alpha_b: float
+) -> tuple[float | None, float | None]:
+    """``(α, α_b)`` of a layer with this weight and bias, each ``None`` where frozen or absent."""
     trains_bias = bias is not None and bias.requires_grad
-    return (alpha if module.weight.requires_grad else None, alpha_b if trains_bias else None)
+    return (alpha if weight.requires_grad else None, alpha_b if trains_bias else None)
 
 
 Pair = tuple[int, int]

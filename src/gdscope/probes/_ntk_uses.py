@@ -200,17 +200,17 @@ def uncovered_uses(model: nn.Module, x: Tensor) -> list[str]:
 
 _ELEMENTWISE = (nn.ReLU, nn.Tanh, nn.GELU, nn.Softplus, nn.Sigmoid, nn.SiLU, nn.Identity)
 """Parameter-free modules whose stock forward reads nothing but its input."""
-_GLOBAL_HOOKS = (
-    "_global_forward_hooks",
-    "_global_forward_pre_hooks",
-    "_global_backward_hooks",
-    "_global_backward_pre_hooks",
-)
 
 
 def global_hooks() -> bool:
     """Whether any global module hook (forward, forward-pre, backward, backward-pre) is registered."""
-    return any(getattr(torch.nn.modules.module, name) for name in _GLOBAL_HOOKS)
+    hooks = torch.nn.modules.module
+    return bool(
+        hooks._global_forward_hooks
+        or hooks._global_forward_pre_hooks
+        or hooks._global_backward_hooks
+        or hooks._global_backward_pre_hooks
+    )
 
 
 @dataclass(frozen=True)
@@ -263,10 +263,15 @@ def plain_uses(stack: PlainStack | None, x: Tensor) -> UseTrace | None:
         or global_hooks()
     ):
         return None
-    layers = stack.layers
-    inputs = sum(m.in_features for m in layers if m.weight.requires_grad)
-    outputs = sum(m.out_features for m in layers if trains(m))
-    return UseTrace([], inputs, outputs, outputs=layers[-1].out_features)
+    inputs = outputs = 0
+    for layer in stack.layers:  # a plain stack's: weight and bias are its own (no __getattr__)
+        weight, bias = layer._parameters["weight"], layer._parameters["bias"]
+        if weight is not None and weight.requires_grad:
+            inputs += layer.in_features
+            outputs += layer.out_features
+        elif bias is not None and bias.requires_grad:
+            outputs += layer.out_features
+    return UseTrace([], inputs, outputs, outputs=stack.layers[-1].out_features)
 
 
 def plain_structure(model: nn.Module) -> PlainStack | None:
@@ -348,11 +353,6 @@ def _own_weights(layer: nn.Module) -> bool:
     """Whether a layer's weight and bias are its parameters (not, say, a buffer named weight)."""
     own = layer._parameters
     return own.get("weight") is not None and "bias" in own
-
-
-def trains(module: nn.Module) -> bool:
-    """Whether ``module`` holds a trainable parameter of its own (not its children's)."""
-    return any(p is not None and p.requires_grad for p in module._parameters.values())
 
 
 def is_stock(module: nn.Module) -> bool:
