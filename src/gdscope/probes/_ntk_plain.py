@@ -19,7 +19,8 @@ ms). For a Gram of fewer than :data:`~gdscope.probes._gram.SYRK_MIN_ROWS` rows, 
 call's own work counts, :func:`plain_gram` sums the Gram as the signals go, without the
 features in between, each layer's multiplier read once, and symmetrizes it as ``(K + Kᵀ)/2``
 (the same inputs, cold caches as ``benchmarks/`` time them, old and new code in one process:
-1.81 → 1.66 ms, neural-tangents 1.53 ms; a toy 784→16→16→16→1 on 8 inputs: 0.61 → 0.48 ms).
+``ntk_gram`` 1.84 → 1.65 ms, neural-tangents 1.51 ms; a toy 784→16→16→16→1 on 8 inputs:
+0.66 → 0.47 ms).
 For ReLU, tanh and the sigmoid ``Δ ⊙ σ'`` comes from the output ``σ(u)`` by autograd's own
 kernels (``threshold_backward``: ``Δ`` where ``σ(u) > 0``; ``tanh_backward``: ``Δ(1 − σ²)``;
 ``sigmoid_backward``: ``Δσ(1 − σ)``), so it rounds as autograd does; the other activations'
