@@ -9,10 +9,12 @@ frozen parameters are taken from the module as they are. This is ``torch.func.fu
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call
+from torch.utils._pytree import tree_map
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 Params = dict[str, Tensor]
@@ -54,7 +56,19 @@ def apply(model: nn.Module, params: Mapping[str, Tensor], x: Tensor) -> Tensor:
 
     """
     held = _every_holder(model, params)
-    return functional_call(model, held, (x,), tie_weights=False, strict=False)
+    return functional_call(model, held, (_savable(x),), tie_weights=False, strict=False)
+
+
+def _savable(t: Any) -> Any:
+    """``t`` (a tensor or a tree of them), each inference-mode tensor copied outside that mode.
+
+    A graph built outside inference mode cannot save a tensor made inside it.
+    """
+    if not isinstance(t, Tensor):
+        return tree_map(_savable, t) if isinstance(t, list | tuple | dict) else t
+    if t.is_inference() and not torch.is_inference_mode_enabled():
+        return t.clone()
+    return t
 
 
 def _every_holder(model: nn.Module, params: Mapping[str, Tensor]) -> Params:
@@ -89,7 +103,7 @@ def loss_at(
 ) -> Tensor:
     """Return the scalar ``loss_fn(f(params, x), y)`` for ``batch = (x, y)``."""
     x, y = batch
-    return loss_fn(apply(model, params, x), y)
+    return loss_fn(apply(model, params, x), _savable(y))
 
 
 def loss_and_grad(

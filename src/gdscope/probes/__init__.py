@@ -8,7 +8,8 @@
 * Hessian density (:mod:`~gdscope.probes.spectral_density`): ``hessian_spectral_density``,
   ``spectral_density`` (stochastic Lanczos quadrature).
 * Hessian (:mod:`~gdscope.probes.hessian`): ``sharpness``, ``hessian_topk``, ``power_iteration``,
-  ``hessian_trace``, ``hessian_operator`` (``params=`` selects a block);
+  ``hessian_trace``, ``hessian_operator`` (``params=`` selects a block); ``allow_batch_statistics``
+  (measure training-mode batch norm on one fixed batch);
   :mod:`~gdscope.probes.output_hessian`: ``output_hessian_norm``.
 * Gauss–Newton (:mod:`~gdscope.probes.gauss_newton`): ``ggn_sharpness``, ``ggn_operator``.
 * Adaptive methods (:mod:`~gdscope.probes.preconditioned`): ``preconditioned_sharpness``
@@ -25,6 +26,7 @@
 * The probes ``gdscope.train`` schedules by name are in :mod:`gdscope.training` (``PROBES``).
 """
 
+from gdscope.probes._checks import allow_batch_statistics
 from gdscope.probes._spare import release_spare
 from gdscope.probes.coord_hooks import CoordCheck, CoordRow, coordinate_check
 from gdscope.probes.gauss_newton import GGNOperator, ggn_operator, ggn_sharpness
@@ -86,6 +88,7 @@ __all__ = [
     "activation_flips",
     "activation_pattern",
     "adaptive_stability_threshold",
+    "allow_batch_statistics",
     "coordinate_check",
     "distance_from_init",
     "ggn_operator",

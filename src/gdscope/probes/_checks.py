@@ -52,6 +52,13 @@ def allow_batch_statistics(model: nn.Module) -> Iterator[nn.Module]:
 _FIX = "call model.eval() (or pass a model without dropout/batch norm in training mode)"
 
 
+def uses_batch_statistics(model: nn.Module) -> bool:
+    """Whether ``model`` normalizes with batch statistics here (opted in, batch norm training)."""
+    return _BATCH_STATISTICS.get() and any(
+        isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training for m in model.modules()
+    )
+
+
 def check_deterministic(
     model: nn.Module,
     *,

@@ -125,6 +125,8 @@ class HessianOperator:
             value = term.fn(self._leaves)
             if self.first_value is None and term is self._terms[0]:
                 self.first_value = value.detach()
+            if not value.requires_grad:  # the loss reads no trainable parameter: H = 0
+                return tuple(torch.zeros_like(t) for t in self._leaves.values())
             return torch.autograd.grad(  # a parameter the loss never reads: gradient 0
                 value,
                 tuple(self._leaves.values()),

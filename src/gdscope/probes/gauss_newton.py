@@ -29,10 +29,12 @@ from typing import Literal, overload
 
 import torch
 from torch import Tensor, nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from gdscope.functional import LossFn, apply, loss_at
 from gdscope.probes._checks import check_deterministic
 from gdscope.probes._data_span import data_span
+from gdscope.probes._differentiating import differentiating, differentiating_operator
 from gdscope.probes._subset import select_params
 from gdscope.probes.lanczos import Bound, top_eigenpair
 
@@ -60,16 +62,20 @@ class GGNOperator:
         self.dim: int = sum(self._sizes)
         self.dtype: torch.dtype = self._leaves[0].dtype
         self.device: torch.device = self._leaves[0].device
-        with torch.enable_grad():
+        with torch.enable_grad(), sdpa_kernel(SDPBackend.MATH):  # fused attention: no 2nd backward
             self._out = apply(model, dict(zip(params, self._leaves, strict=True)), x)
             self._dummy = torch.zeros_like(self._out, requires_grad=True)
-            self._jt_dummy = torch.autograd.grad(  # Jᵀu, linear in the dummy u
-                self._out,
-                self._leaves,
-                grad_outputs=self._dummy,
-                create_graph=True,
-                allow_unused=True,
-                materialize_grads=True,
+            self._jt_dummy = (
+                torch.autograd.grad(  # Jᵀu, linear in the dummy u
+                    self._out,
+                    self._leaves,
+                    grad_outputs=self._dummy,
+                    create_graph=True,
+                    allow_unused=True,
+                    materialize_grads=True,
+                )
+                if self._out.requires_grad
+                else tuple(torch.zeros_like(t) for t in self._leaves)  # reads no parameter: J = 0
             )
             self._out_leaf = self._out.detach().requires_grad_(True)
             (self._out_grad,) = torch.autograd.grad(
@@ -114,12 +120,15 @@ class GGNOperator:
 
     def jt(self, w: Tensor) -> Tensor:
         """Return ``Jᵀ w`` flattened, for ``w`` of the outputs' shape."""
+        if not self._out.requires_grad:  # the outputs read no trainable parameter: J = 0
+            return torch.zeros(self.dim, dtype=self.dtype, device=self.device)
         grads = torch.autograd.grad(
             self._out, self._leaves, w, retain_graph=True, allow_unused=True, materialize_grads=True
         )
         return torch.cat([g.reshape(-1) for g in grads])
 
 
+@differentiating_operator
 def ggn_operator(
     model: nn.Module, loss_fn: LossFn, batch: Batch, *, params: Iterable[str] | str | None = None
 ) -> GGNOperator:
@@ -186,6 +195,7 @@ def ggn_sharpness(
 ) -> tuple[float, Tensor]: ...
 
 
+@differentiating
 def ggn_sharpness(
     model: nn.Module,
     loss_fn: LossFn,

@@ -22,8 +22,9 @@ import torch
 from torch import Tensor, nn
 
 from gdscope.functional import LossFn, Params, loss_at
-from gdscope.probes._checks import check_deterministic, refuse_random_modules
+from gdscope.probes._checks import check_deterministic, refuse_random_modules, uses_batch_statistics
 from gdscope.probes._data_span import DataSpan, data_span
+from gdscope.probes._differentiating import differentiating, differentiating_operator
 from gdscope.probes._hvp import HessianOperator, Scalar, Term
 from gdscope.probes._rademacher import rademacher_rows
 from gdscope.probes._second_order import refuse_wrong_second_derivatives
@@ -44,6 +45,7 @@ Batch = tuple[Tensor, Tensor]
 FLOAT32_BASIS_TOL = 1e-5  # sharpness of a float32 model at tol >= this: float32 Krylov basis
 
 
+@differentiating_operator
 def hessian_operator(
     model: nn.Module,
     loss_fn: LossFn,
@@ -104,6 +106,11 @@ def _operator(
     if chunk_size is not None and not (isinstance(chunk_size, int) and chunk_size >= 1):
         raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
     size = n if chunk_size is None else chunk_size
+    if size < n and uses_batch_statistics(model):
+        raise ValueError(
+            f"{what}: chunk_size={chunk_size} would normalize each chunk with its own batch "
+            "statistics, not the batch's; use chunk_size=None inside allow_batch_statistics"
+        )
     terms = [
         Term(_loss_term(model, loss_fn, (x[i : i + size], y[i : i + size])), min(size, n - i) / n)
         for i in range(0, n, size)
@@ -120,6 +127,7 @@ def _loss_term(model: nn.Module, loss_fn: LossFn, batch: Batch) -> Scalar:
     return lambda p: loss_at(model, p, loss_fn, batch)
 
 
+@differentiating
 def hessian_topk(
     model: nn.Module,
     loss_fn: LossFn,
@@ -208,6 +216,7 @@ def sharpness(
 ) -> tuple[float, Tensor]: ...
 
 
+@differentiating
 def sharpness(
     model: nn.Module,
     loss_fn: LossFn,
@@ -291,6 +300,7 @@ def _basis_dtype(op: HessianOperator, tol: float) -> torch.dtype:
     )
 
 
+@differentiating
 def power_iteration(
     model: nn.Module,
     loss_fn: LossFn,
@@ -323,6 +333,7 @@ def power_iteration(
     return theta, iters
 
 
+@differentiating
 def hessian_trace(
     model: nn.Module,
     loss_fn: LossFn,
@@ -358,6 +369,7 @@ def hessian_trace(
     return float(values.mean()), float(values.std() / math.sqrt(samples))
 
 
+@differentiating_operator
 def span_operator(
     model: nn.Module,
     loss_fn: LossFn,

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from gdscope.functional import apply
 from gdscope.probes._checks import check_deterministic
+from gdscope.probes._differentiating import differentiating
 from gdscope.probes._hvp import HessianOperator, Scalar, Term
 from gdscope.probes._second_order import refuse_wrong_second_derivatives
 from gdscope.probes.lanczos import lanczos_topk
@@ -18,6 +19,7 @@ from gdscope.probes.lanczos import lanczos_topk
 __all__ = ["output_hessian_norm"]
 
 
+@differentiating
 def output_hessian_norm(
     model: nn.Module,
     x: Tensor,

@@ -36,6 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from gdscope.functional import LossFn
+from gdscope.probes._differentiating import differentiating
 from gdscope.probes._subset import names_once, select_params
 from gdscope.probes.hessian import hessian_operator
 from gdscope.probes.lanczos import Bound, top_eigenpair
@@ -183,6 +184,7 @@ def preconditioned_sharpness(
 ) -> tuple[float, Tensor]: ...
 
 
+@differentiating
 def preconditioned_sharpness(
     model: nn.Module,
     loss_fn: LossFn,

@@ -34,6 +34,7 @@ from torch import Tensor, nn
 
 from gdscope.functional import LossFn, Params
 from gdscope.probes._data_span import DataSpan
+from gdscope.probes._differentiating import differentiating
 from gdscope.probes._hvp import HessianOperator
 from gdscope.probes._krylov import KrylovBasis, lanczos_step
 from gdscope.probes.hessian import Batch, span_operator
@@ -163,6 +164,7 @@ def _quadrature(
     return torch.from_numpy(theta), torch.from_numpy(s[0] ** 2)
 
 
+@differentiating
 def hessian_spectral_density(
     model: nn.Module,
     loss_fn: LossFn,

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from gdscope.functional import LossFn
+from gdscope.probes._differentiating import differentiating
 from gdscope.probes._rademacher import rademacher_rows
 from gdscope.probes.hessian import span_operator
 
@@ -87,6 +88,7 @@ def hutchpp(
     return exact + float(z.reshape(-1) @ apply_rows(z).reshape(-1)) / rest
 
 
+@differentiating
 def hessian_trace_hutchpp(
     model: nn.Module,
     loss_fn: LossFn,
