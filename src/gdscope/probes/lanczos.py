@@ -115,10 +115,15 @@ def lanczos_topk(
     entry is then exactly 0), and stops only once the new block's own wanted Ritz pairs
     converged too. This finds a top eigenvector a deficient ``v0`` could not see, and copies of
     a repeated eigenvalue when the space becomes invariant before the stopping rule is met (a
-    Krylov space holds one vector per distinct eigenvalue). Either rule may stop first: with ``k > 1`` and a loose ``tol``, the
-    second copy of an exactly repeated top eigenvalue is then missed and the ``k``-th value
-    returned is the next distinct one (found at ``tol ≈ 1e-3`` on a ``diag(5, 5, 1, …)``; at
-    ``tol ≤ 1e-12`` the breakdown comes first and both copies are found).
+    Krylov space holds one vector per distinct eigenvalue). Either rule may stop first: with
+    ``k > 1`` the copies of an exactly repeated top eigenvalue may then be missed and the later
+    values returned are the next distinct ones; each value returned is still an eigenvalue to
+    ``tol``. On ``diag(5, 5, 1, …)`` this happens at ``tol ≈ 1e-3`` and the breakdown comes
+    first at ``tol ≤ 1e-12``; on the Hessian of a one-layer net with 4 outputs (``I₄ ⊗ A``,
+    the top eigenvalue 4 times) ``k = 3`` returned two copies and the next distinct value at
+    every ``tol`` down to 1e-13, the gap to it being large enough for the restarted block to
+    converge before it breaks down. Where multiplicities matter, compare with a dense solve or
+    ask for more values than the multiplicity.
 
     Args:
         matvec: ``v ↦ A v`` for a symmetric ``A``; called with ``(dim,)`` vectors of
