@@ -175,3 +175,35 @@ def test_batch_statistics_are_opted_into_publicly_and_refuse_chunks():
     with contextlib.suppress(ValueError):  # outside the block: refused again
         gs.probes.sharpness(model, gs.losses.mse, (x, y))
         pytest.fail("batch statistics accepted outside allow_batch_statistics")
+
+
+class _Scaled(nn.Module):
+    """A float64 net times a scalar parameter of its own dtype."""
+
+    def __init__(self, dtype: torch.dtype) -> None:
+        super().__init__()
+        torch.manual_seed(4)
+        self.net = nn.Sequential(nn.Linear(3, 5), nn.Tanh(), nn.Linear(5, 2)).double()
+        self.scale = nn.Parameter(torch.tensor(1.3, dtype=torch.float32).to(dtype))  # one value
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x) * self.scale
+
+
+def test_parameters_of_two_dtypes_multiply_in_the_wider_one():
+    """One float32 scalar in a float64 net rounded every product to float32 (1.6e-8 off the
+    dense sharpness at tol 1e-10); now each block is taken in its parameter's dtype, so the
+    float64 block's product (the scalar's direction left out) is the float64 model's."""
+    mixed, wide = _Scaled(torch.float32), _Scaled(F64)
+    batch = (torch.randn(7, 3, dtype=F64), torch.randn(7, 2, dtype=F64))
+    v = torch.randn(sum(p.numel() for p in wide.parameters()), dtype=F64)
+    v[0] = 0.0  # the scale: the root's own parameter comes first
+    for build in (gs.probes.hessian_operator, gs.probes.ggn_operator):
+        op, reference = build(mixed, gs.losses.mse, batch), build(wide, gs.losses.mse, batch)
+        assert op.dtype == F64
+        product, exact = op.matvec(v)[1:], reference.matvec(v)[1:]
+        assert float((product - exact).norm() / exact.norm()) < 1e-13, build.__name__
+    sharp = gs.probes.sharpness(mixed, gs.losses.mse, batch, tol=1e-10)
+    assert sharp == pytest.approx(
+        gs.probes.sharpness(wide, gs.losses.mse, batch, tol=1e-10), rel=1e-7
+    )

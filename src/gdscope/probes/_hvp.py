@@ -13,6 +13,7 @@ operator warns once and rebuilds its graphs with the math kernel
 from __future__ import annotations
 
 import contextlib
+import functools
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -51,8 +52,9 @@ class HessianOperator:
         self._shapes = [t.shape for t in self._leaves.values()]
         self._sizes = [t.numel() for t in self._leaves.values()]
         first = next(iter(self._leaves.values()))
+        self._dtypes = [t.dtype for t in self._leaves.values()]
         self.dim: int = sum(self._sizes)
-        self.dtype: torch.dtype = first.dtype
+        self.dtype: torch.dtype = functools.reduce(torch.promote_types, self._dtypes)
         self.device: torch.device = first.device
         self._math_attention = False
         self.first_value: Tensor | None = None  # the first term's value, when its graph is kept
@@ -79,7 +81,9 @@ class HessianOperator:
                 f"{tuple(out.shape)} {out.dtype} on {out.device}"
             )
         parts = torch.split(v.detach().reshape(-1).to(self.device, self.dtype), self._sizes)
-        vs = [p.reshape(s) for p, s in zip(parts, self._shapes, strict=True)]
+        vs = [  # each block in its parameter's dtype (mixed dtypes: the widest is the operator's)
+            p.reshape(s).to(d) for p, s, d in zip(parts, self._shapes, self._dtypes, strict=True)
+        ]
         try:
             product = self._product(vs, out)
             return product if out is not None else product.to(v.dtype)

@@ -24,6 +24,7 @@ about three backward passes and no forward pass.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from typing import Literal, overload
 
@@ -59,8 +60,9 @@ class GGNOperator:
         self._leaves = tuple(t.detach().requires_grad_(True) for t in params.values())
         self._shapes = [t.shape for t in self._leaves]
         self._sizes = [t.numel() for t in self._leaves]
+        self._dtypes = [t.dtype for t in self._leaves]
         self.dim: int = sum(self._sizes)
-        self.dtype: torch.dtype = self._leaves[0].dtype
+        self.dtype: torch.dtype = functools.reduce(torch.promote_types, self._dtypes)  # widest
         self.device: torch.device = self._leaves[0].device
         with torch.enable_grad(), sdpa_kernel(SDPBackend.MATH):  # fused attention: no 2nd backward
             self._out = apply(model, dict(zip(params, self._leaves, strict=True)), x)
@@ -92,7 +94,8 @@ class GGNOperator:
         if v.numel() != self.dim:
             raise ValueError(f"v must have dim = {self.dim} entries, got shape {tuple(v.shape)}")
         flat = v.detach().reshape(-1).to(self.device, self.dtype)
-        parts = [p.reshape(s) for p, s in zip(flat.split(self._sizes), self._shapes, strict=True)]
+        blocks = zip(flat.split(self._sizes), self._shapes, self._dtypes, strict=True)
+        parts = [p.reshape(s).to(d) for p, s, d in blocks]  # each in its parameter's dtype
         return self.jt(self.output_hessian(self.jvp(parts))).to(v.dtype)
 
     def jvp(self, parts: list[Tensor]) -> Tensor:
