@@ -37,12 +37,21 @@ def allow_batch_statistics(model: nn.Module) -> Iterator[nn.Module]:
     >>> s > 0, bool(net[1].running_mean.abs().sum() == 0)
     (True, True)
     """
-    saved = {name: buffer.clone() for name, buffer in model.named_buffers()}
     token = _BATCH_STATISTICS.set(True)
     try:
-        yield model
+        with buffers_restored(model):
+            yield model
     finally:
         _BATCH_STATISTICS.reset(token)
+
+
+@contextlib.contextmanager
+def buffers_restored(model: nn.Module) -> Iterator[None]:
+    """Run the block, then put every buffer of ``model`` back to its value before it."""
+    saved = {name: buffer.clone() for name, buffer in model.named_buffers()}
+    try:
+        yield
+    finally:
         with torch.no_grad():
             for name, buffer in model.named_buffers():
                 if name in saved:

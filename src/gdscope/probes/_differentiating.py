@@ -19,6 +19,7 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -26,6 +27,8 @@ from typing import Concatenate, ParamSpec, TypeVar
 
 import torch
 from torch import nn
+
+from gdscope.probes._checks import buffers_restored
 
 __all__ = ["differentiating", "differentiating_operator"]
 
@@ -58,15 +61,12 @@ def _wrap(probe: Probe[P, R], *, restore: bool) -> Probe[P, R]:
     @functools.wraps(probe)
     def run(model: nn.Module, /, *args: P.args, **kwargs: P.kwargs) -> R:
         outermost = not _RUNNING.get()
-        saved = [(b, b.clone()) for b in model.buffers()] if restore and outermost else []
+        kept = buffers_restored(model) if restore and outermost else contextlib.nullcontext()
         token = _RUNNING.set(True)
         try:
-            with torch.inference_mode(False), torch.enable_grad():
+            with kept, torch.inference_mode(False), torch.enable_grad():
                 return probe(model, *args, **kwargs)
         finally:
             _RUNNING.reset(token)
-            with torch.no_grad():
-                for buffer, value in saved:
-                    buffer.copy_(value)
 
     return run

@@ -69,6 +69,17 @@ def mirror_upper(square: Tensor) -> Tensor:
     return square.triu().add_(square.triu(1).T)
 
 
+def symmetrized(square: Tensor) -> Tensor:
+    """Return ``(S + Sᵀ)/2``: exactly symmetric, as ``fl(a + b) = fl(b + a)``.
+
+    For a whole Gram whose rounded products need not be symmetric (not only its upper triangle).
+
+    >>> symmetrized(torch.tensor([[1.0, 2.0], [4.0, 3.0]])).tolist()
+    [[1.0, 3.0], [3.0, 3.0]]
+    """
+    return torch.add(square, square.T).mul_(0.5)
+
+
 @contextlib.contextmanager
 def blas_threads_like_torch() -> Iterator[None]:
     """Run the block with the BLAS libraries' threads set to torch's count (about 15 µs)."""

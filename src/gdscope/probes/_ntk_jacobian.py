@@ -15,6 +15,8 @@ from torch import Tensor, nn
 
 from gdscope.functional import Params, apply, params_of
 
+from ._gram import symmetrized
+
 
 def _single_example_fn(model: nn.Module) -> Callable[[Params, Tensor], Tensor]:
     def f(params: Params, x: Tensor) -> Tensor:
@@ -66,5 +68,5 @@ def contract(j1: list[Tensor], j2: list[Tensor], trace: bool, accumulate: torch.
         total += block.to(accumulate)
     if j1 is j2:  # a diagonal block: exactly symmetric, as rounded products need not be
         square = total.reshape(n1 * (1 if trace else k), -1)
-        return torch.add(square, square.T).mul_(0.5).reshape(shape)
+        return symmetrized(square).reshape(shape)
     return total

@@ -43,6 +43,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
+from ._gram import symmetrized
 from ._ntk_structured import LINEAR_TYPES, LayerFeatures, layer_multipliers, trained_scales
 
 __all__ = ["plain_features", "plain_gram"]
@@ -99,12 +100,13 @@ def _forward(steps: list[nn.Module], x: Tensor) -> tuple[list[_Kept], int]:
     for step in steps:
         if isinstance(step, LINEAR_TYPES):
             own = step._parameters  # a plain stack's: weight and bias are these (no __getattr__)
-            weight, bias = own["weight"], own["bias"]
-            assert weight is not None
+            param, bias = own["weight"], own["bias"]
+            assert param is not None
             alpha, alpha_b = layer_multipliers(step)
-            scales = trained_scales(weight, bias, alpha, alpha_b)
+            scales = trained_scales(param, bias, alpha, alpha_b)
+            weight = param.detach()  # an expanded view of the parameter would require grad
             if kept or scales != (None, None):
-                kept.append(_Kept(step, h, weight.detach(), alpha, scales))
+                kept.append(_Kept(step, h, weight, alpha, scales))
             if step is last and h.shape[-1] == step.in_features:
                 return kept, step.out_features
             h = _linear(weight, bias, h, alpha, alpha_b)
@@ -122,8 +124,7 @@ def _forward(steps: list[nn.Module], x: Tensor) -> tuple[list[_Kept], int]:
 
 
 def _linear(weight: Tensor, bias: Tensor | None, h: Tensor, alpha: float, beta: float) -> Tensor:
-    """``α h Wᵀ + α_b b`` as the layer computes it (one ``addmm`` with a bias)."""
-    weight = weight.detach()
+    """``α h Wᵀ + α_b b`` as the layer computes it (one ``addmm`` with a bias); ``W`` detached."""
     if bias is None:
         z = torch.mm(h, weight.T)
         return z if alpha == 1.0 else z.mul_(alpha)
@@ -154,8 +155,7 @@ def _backward(kept: list[_Kept], n: int, k: int) -> list[LayerFeatures]:
             inputs = tensor.unsqueeze(1) if weight_scale is not None else None
             features.append(LayerFeatures(inputs, signal.unsqueeze(2), weight_scale, bias_scale))
         if i:  # the first trained layer: nothing below it needs a signal
-            scaled = weight if alpha == 1.0 else alpha * weight
-            signal, identity = _through_linear(scaled, signal, identity), False
+            signal, identity = _through_linear(_scaled(weight, alpha), signal, identity), False
     return features[::-1]
 
 
@@ -163,6 +163,11 @@ def _through_activation(activation: nn.Module, signal: Tensor, kept: Tensor) -> 
     """``Δ ⊙ σ'(u)`` from what :func:`_forward` kept (``σ(u)`` or ``σ'(u)``), which broadcasts."""
     known = _BY_OUTPUT.get(type(activation))
     return known[1](signal, kept) if known else signal * kept
+
+
+def _scaled(weight: Tensor, alpha: float) -> Tensor:
+    """``α W`` (``W`` itself when ``α = 1``)."""
+    return weight if alpha == 1.0 else alpha * weight
 
 
 def _through_linear(scaled: Tensor, signal: Tensor, identity: bool) -> Tensor:
@@ -208,11 +213,10 @@ def plain_gram(steps: list[nn.Module], x: Tensor, trace: bool, acc: torch.dtype)
             if term is not None:
                 total = term.to(acc) if total is None else total.add_(term)
             if i:  # the first trained layer: nothing below it needs a signal
-                scaled = weight if alpha == 1.0 else alpha * weight
-                signal = _signal_through(scaled, signal, n)
+                signal = _signal_through(_scaled(weight, alpha), signal, n)
     if total is None:  # trainable parameters the stack's forward never reads: K = 0
         return torch.zeros((n, n) if trace else (n * k, n * k), dtype=acc, device=x.device)
-    return torch.add(total, total.T).mul_(0.5)  # exactly symmetric, as rounded products need not be
+    return symmetrized(total)
 
 
 def _signal_through(scaled: Tensor, signal: Tensor | None, n: int) -> Tensor:
