@@ -11,6 +11,7 @@ from torch import nn
 from _helpers import assert_close
 from gdscope.models import cnn, mlp, resnet, two_layer, wrap_output
 from gdscope.probes import _ntk_structured as st
+from gdscope.probes import _ntk_uses as uses
 from gdscope.probes._reference import dense_ntk
 from gdscope.probes.ntk import (
     gram_eigs,
@@ -126,7 +127,7 @@ def _mlp_ntk(dtype):
 def test_lazy_output_keeps_the_structured_path_and_scales_the_gram_by_alpha_squared():
     net = _mlp_ntk(torch.float64)
     lazy = wrap_output(net, scale=3.0, center=True)
-    assert st.unsupported_modules(lazy) == []  # the frozen copy holds no trainable parameter
+    assert uses.unsupported_modules(lazy) == []  # the frozen copy holds no trainable parameter
     x = _inputs((4,), 6, 0, torch.float64)
     _close(ntk_gram(lazy, x), 9.0 * ntk_gram(net, x), torch.float64, "K_α = α² K")
 
@@ -155,7 +156,7 @@ def test_gram_matches_dense_oracle(name, trace, dtype):
         got = ntk_gram(model, x1, x_b, trace=trace)
         assert got.dtype == torch.float64
         _close(got, expected, dtype, f"{name} auto x2={x_b is not None}")
-    if not st.unsupported_modules(model) and dtype == torch.float64 and not trace:
+    if not uses.unsupported_modules(model) and dtype == torch.float64 and not trace:
         got = ntk_gram(model, x1, x2, trace=trace, method="jacobian")
         _close(got, dense_ntk(model, x1, x2, trace=trace), dtype, f"{name} jacobian")
 
@@ -386,7 +387,7 @@ def test_tied_weights_count_every_use(method):
     torch.manual_seed(0)
     model = TiedNet().double()
     x = torch.randn(5, 4, dtype=torch.float64)
-    assert st.unsupported_modules(model) == ["b (shares a parameter with a)"]
+    assert uses.unsupported_modules(model) == ["b (shares a parameter with a)"]
     jac = _module_jacobian(model, x)
     expected = jac @ jac.T  # rows ordered (example, output), as the full Gram
     assert_close(ntk_gram(model, x, method=method), expected, rtol=1e-12)

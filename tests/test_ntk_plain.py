@@ -13,6 +13,7 @@ from torch import nn
 from _helpers import assert_close
 from gdscope.models import mlp
 from gdscope.probes import _ntk_structured as st
+from gdscope.probes import _ntk_uses as uses
 from gdscope.probes import ntk as ntk_module
 from gdscope.probes._gram import SYRK_MIN_ROWS
 from gdscope.probes._ntk_plain import plain_features, plain_gram
@@ -168,7 +169,7 @@ def test_only_gdscopes_scaled_layers_have_multipliers_and_only_parameters_train(
     del buffered[0]._parameters["weight"]
     buffered[0].register_buffer("weight", weight)  # requires grad, but no parameter
     buffered[0].bias.requires_grad_(False)
-    assert st.plain_stack(buffered, x) is None  # traced instead
+    assert uses.plain_stack(buffered, x) is None  # traced instead
     assert_close(ntk_gram(buffered, x), per_example_ntk(buffered, x), rtol=1e-10, what="buffer")
 
 

@@ -13,6 +13,7 @@ from torch.nn.utils import parametrize
 from _helpers import assert_close
 from gdscope.models import mlp
 from gdscope.probes import _ntk_structured as st
+from gdscope.probes import _ntk_uses as uses
 from gdscope.probes.ntk import ntk_gram, ntk_method
 
 
@@ -45,9 +46,9 @@ def _plain_models(seed: int) -> list[nn.Module]:
 def test_a_plain_stack_is_what_its_traced_forward_finds_and_its_gram_is_exact(seed):
     for model in _plain_models(seed):
         x = torch.randn(5, model_width(model), dtype=torch.float64)
-        plain = st.plain_stack(model, x)
+        plain = uses.plain_stack(model, x)
         assert plain is not None, model
-        traced = st.traced_forward(model, x[:1])
+        traced = uses.traced_forward(model, x[:1])
         assert (plain.problems, plain.input_numel, plain.output_numel) == (
             traced.problems,
             traced.input_numel,
@@ -79,7 +80,7 @@ def per_example_ntk(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def model_width(model: nn.Module) -> int:
-    return next(m for m in model.modules() if isinstance(m, st.LINEAR_TYPES)).in_features
+    return next(m for m in model.modules() if isinstance(m, uses.LINEAR_TYPES)).in_features
 
 
 class OwnForward(nn.Linear):
@@ -157,19 +158,19 @@ def _linear_with_a_child() -> nn.Module:
 def test_anything_else_is_traced_and_its_gram_stays_exact(make):
     model = make()
     x = torch.randn(5, 4, dtype=torch.float64)
-    assert st.plain_stack(model, x) is None
+    assert uses.plain_stack(model, x) is None
     assert_close(ntk_gram(model, x), per_example_ntk(model, x), rtol=1e-10, what=make.__name__)
 
 
 def test_a_global_hook_or_other_inputs_send_a_plain_stack_to_the_trace():
     model = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 2)).double()
     x = torch.randn(5, 4, dtype=torch.float64)
-    assert st.plain_stack(model, x) is not None
-    assert st.plain_stack(model, x.unsqueeze(1)) is None  # 3-D inputs
-    assert st.plain_stack(model, torch.randn(5, 3, dtype=torch.float64)) is None  # wrong width
+    assert uses.plain_stack(model, x) is not None
+    assert uses.plain_stack(model, x.unsqueeze(1)) is None  # 3-D inputs
+    assert uses.plain_stack(model, torch.randn(5, 3, dtype=torch.float64)) is None  # wrong width
     handle = nn.modules.module.register_module_forward_hook(lambda m, i, o: None)
     try:
-        assert st.plain_stack(model, x) is None
+        assert uses.plain_stack(model, x) is None
     finally:
         handle.remove()
     with pytest.raises(ValueError, match="rejected inputs"):  # the trace's error, as before
@@ -184,7 +185,7 @@ def test_layers_whose_widths_do_not_chain_are_the_models_error_not_a_gram(middle
     still be refused (else ``H Hᵀ`` of the wrong width would give a Gram)."""
     model = nn.Sequential(nn.Linear(3, 5), *middle, nn.Linear(4, 1)).double()
     x = torch.randn(2, 3, dtype=torch.float64)
-    assert st.plain_stack(model, x) is None
+    assert uses.plain_stack(model, x) is None
     with pytest.raises(ValueError, match="rejected inputs"):
         ntk_gram(model, x)
 
@@ -210,5 +211,5 @@ def test_plain_features_taken_at_the_outputs_equal_the_zero_leaf_ones(seed):
         nn.Linear(5, 2),
     ).double()
     x = torch.randn(7, 4, dtype=torch.float64)
-    assert st.plain_stack(in_place, x) is not None
+    assert uses.plain_stack(in_place, x) is not None
     assert_close(ntk_gram(in_place, x), per_example_ntk(in_place, x), rtol=1e-10, what="in place")

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gdscope.models import cnn, mlp, resnet, two_layer
-from gdscope.probes import _ntk_structured as st
+from gdscope.probes import _ntk_uses as uses
 from gdscope.probes._reference import dense_ntk
 from gdscope.probes.ntk import ntk_gram, ntk_method
 
@@ -71,7 +71,7 @@ def test_tied_decoder_gram_is_exact_in_auto_mode(kwargs):
     torch.manual_seed(0)
     model = Tied().double()
     x1, x2 = _x(6, 8, 1), _x(3, 8, 2)
-    assert st.unsupported_modules(model) == []  # the module types alone look structured
+    assert uses.unsupported_modules(model) == []  # the module types alone look structured
     for x_b in (None, x2):
         for trace in (False, True):
             got = ntk_gram(model, x1, x_b, trace=trace, **kwargs)
@@ -85,8 +85,8 @@ def test_tied_decoder_is_routed_to_jacobian_and_structured_is_refused():
     x = _x(4, 8, 3)
     assert ntk_method(model, x) == "jacobian"
     assert ntk_method(model, x, "jacobian") == "jacobian"
-    uses = st.uncovered_uses(model, x[:1])
-    assert uses == ["enc.weight read by t in <root>, outside its own layer"]
+    found = uses.uncovered_uses(model, x[:1])
+    assert found == ["enc.weight read by t in <root>, outside its own layer"]
     with pytest.raises(ValueError, match=r"enc\.weight read by t"):
         ntk_gram(model, x, method="structured")
     with pytest.raises(ValueError, match="method must be one of"):
@@ -142,7 +142,7 @@ def test_ordinary_nets_keep_the_structured_path(name):
     factory, shape = ORDINARY[name]
     model = factory()
     x = torch.randn(4, *shape, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
-    assert st.uncovered_uses(model, x[:1]) == []
+    assert uses.uncovered_uses(model, x[:1]) == []
     assert ntk_method(model, x) == "structured"
     assert _rel_err(ntk_gram(model, x), dense_ntk(model, x)) <= 1e-10
 

@@ -44,7 +44,8 @@ import torch
 from torch import Tensor, nn
 
 from ._gram import symmetrized
-from ._ntk_structured import LINEAR_TYPES, LayerFeatures, layer_multipliers, trained_scales
+from ._ntk_structured import LayerFeatures, layer_multipliers, trained_scales
+from ._ntk_uses import LINEAR_TYPES
 
 __all__ = ["plain_features", "plain_gram"]
 

@@ -34,34 +34,7 @@ from gdscope.models.layers import ScaledConv2d, ScaledLinear
 from gdscope.models.two_layer import TwoLayer
 from gdscope.probes._gram import mirror_upper, upper_gram
 
-from ._ntk_uses import (
-    CONV_TYPES,
-    LAYER_FORWARDS,
-    LINEAR_TYPES,
-    UseTrace,
-    plain_stack,
-    traced_forward,
-    uncovered_uses,
-    unsupported_modules,
-)
-
-__all__ = [
-    "CONV_TYPES",
-    "LAYER_FORWARDS",
-    "LINEAR_TYPES",
-    "LayerFeatures",
-    "UseTrace",
-    "conv_patches",
-    "features_gram",
-    "layer_gram",
-    "layer_multipliers",
-    "layer_scales",
-    "module_features",
-    "plain_stack",
-    "traced_forward",
-    "uncovered_uses",
-    "unsupported_modules",
-]
+from ._ntk_uses import CONV_TYPES
 
 
 @dataclass(frozen=True)
@@ -175,8 +148,9 @@ def module_features(
 
     Each hooked output ``y`` is replaced by ``y + z`` with a zero leaf ``z``, and ``Δ = ∂f/∂z``,
     so later in-place operations on the output cannot corrupt ``Δ``. With ``plain`` (the model
-    is a :func:`plain_stack`, whose code is known) and no module working in place, ``Δ = ∂f/∂y``
-    is taken at the outputs themselves: no zero leaves, no additions.
+    is a :func:`~gdscope.probes._ntk_uses.plain_stack`, whose code is known) and no module
+    working in place, ``Δ = ∂f/∂y`` is taken at the outputs themselves: no zero leaves, no
+    additions.
     """
     if isinstance(model, TwoLayer):
         return _two_layer_features(model, x)

@@ -35,7 +35,15 @@ from ._ntk_spectral import (
 )
 from ._ntk_tf32 import allow_tf32, check_tf32
 from ._ntk_tiling import tiled
-from ._ntk_uses import PlainStack, plain_structure, plain_uses
+from ._ntk_uses import (
+    PlainStack,
+    UseTrace,
+    plain_stack,
+    plain_structure,
+    plain_uses,
+    traced_forward,
+    unsupported_modules,
+)
 
 __all__ = [
     "NTKSpectrum",
@@ -158,7 +166,7 @@ def ntk_method(model: nn.Module, x: Tensor, method: str = "auto") -> str:
 
     ``"structured"`` needs (i) every module holding trainable parameters to be a supported layer
     with its stock ``forward`` (see :func:`ntk_gram`), and (ii) in a forward on ``x[:1]`` traced
-    by :func:`gdscope.probes._ntk_structured.uncovered_uses`, every tensor op reading a trainable
+    by :func:`gdscope.probes._ntk_uses.uncovered_uses`, every tensor op reading a trainable
     parameter ``θ_ℓ`` to run in a call of its own layer ``ℓ``, once per call, so that
     ``∂f/∂θ_ℓ = α Σ_p Δ_p H_pᵀ`` holds with nothing left out. ``"auto"`` takes the structured
     path when both hold and ``"jacobian"`` otherwise.
@@ -193,7 +201,7 @@ def ntk_method(model: nn.Module, x: Tensor, method: str = "auto") -> str:
     _check_method(method)
     param = _first_trainable(model, None)
     x = x.detach()[:1].to(param.device, param.dtype, copy=True)  # the caller's x stays as it is
-    if method != "jacobian" and st.plain_stack(model, x) is not None:
+    if method != "jacobian" and plain_stack(model, x) is not None:
         return "structured"
     return _plan(model, method, x)[0]
 
@@ -241,11 +249,11 @@ def _check_method(method: str) -> None:
         raise ValueError(f"method must be one of {list(METHODS)}, got {method!r}")
 
 
-def _plan(model: nn.Module, method: str, x: Tensor) -> tuple[str, st.UseTrace | None]:
+def _plan(model: nn.Module, method: str, x: Tensor) -> tuple[str, UseTrace | None]:
     """Resolve the method; for the structured path also return the traced forward on ``x``."""
     if method == "jacobian":
         return method, None
-    unsupported = st.unsupported_modules(model)
+    unsupported = unsupported_modules(model)
     if method == "structured" and unsupported:
         raise ValueError(
             f"method='structured' supports only (Scaled)Linear/(Scaled)Conv2d layers and TwoLayer; "
@@ -256,7 +264,7 @@ def _plan(model: nn.Module, method: str, x: Tensor) -> tuple[str, st.UseTrace | 
         return "jacobian", None
     if isinstance(model, TwoLayer):  # its own closed form: nothing to trace
         return "structured", None
-    use_trace = st.traced_forward(model, x)
+    use_trace = traced_forward(model, x)
     uncovered = use_trace.problems
     if method == "structured" and uncovered:
         raise ValueError(
@@ -339,7 +347,7 @@ def _or_nothing(features: list[st.LayerFeatures], x: Tensor, k: int) -> list[st.
 
 
 def _bytes_per_example(
-    model: nn.Module, method: str, x: Tensor, k: int, use_trace: st.UseTrace | None
+    model: nn.Module, method: str, x: Tensor, k: int, use_trace: UseTrace | None
 ) -> int:
     """Bytes one example's features take, times 3 (the forward graph and gradients alive too)."""
     if method == "jacobian":
