@@ -251,6 +251,8 @@ def test_output_hessian_norm_needs_a_scalar_output():
     model, _, (x, _) = _problem("mlp_ntk_softplus_2out", "mse")
     with pytest.raises(ValueError, match="one scalar output"):
         output_hessian_norm(model, x)
+    with pytest.raises(ValueError, match="0 examples; pass at least one"):
+        output_hessian_norm(model, x[:0])
 
 
 # --- determinism guard ---------------------------------------------------------------------------

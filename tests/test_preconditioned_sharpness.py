@@ -45,7 +45,8 @@ def test_preconditioned_sharpness_matches_the_dense_oracle(name, curvature_case)
 
 @pytest.mark.parametrize("name", ["adam", "adamw-amsgrad", "rmsprop-centered"])
 def test_the_preconditioner_is_the_denominator_of_torchs_own_step(name):
-    """One more torch step moves θ by exactly −η·(m̂ or g)/P, with P as we read it after the step."""
+    """One more torch step moves θ by exactly −η·(m or g)/P, with P as we read it after the step
+    (Adam's P holds the first moment's bias correction 1 − β₁ᵗ, as Cohen et al. write it)."""
     case = tanh_mlp(seed=1)
     net, loss_fn, batch = case.net, case.loss_fn, case.batch
     opt = _trained(name, net, loss_fn, batch, steps=4)
@@ -56,9 +57,7 @@ def test_the_preconditioner_is_the_denominator_of_torchs_own_step(name):
     opt.step()
     after = torch.cat([p.detach().reshape(-1) for p in net.parameters()])
     if name.startswith("adam"):
-        beta1 = opt.param_groups[0]["betas"][0]
-        m = torch.cat([opt.state[p]["exp_avg"].reshape(-1) for p in net.parameters()])
-        direction = m / (1 - beta1**5)  # bias-corrected first moment after step 5
+        direction = torch.cat([opt.state[p]["exp_avg"].reshape(-1) for p in net.parameters()])
     else:
         direction = grad
     decay = 1 - 0.01 * opt.param_groups[0]["weight_decay"] if name.startswith("adamw") else 1.0
@@ -151,3 +150,43 @@ def test_a_random_loss_is_refused_in_the_probes_own_name():
     optimizer.step()
     with pytest.raises(ValueError, match=r"^preconditioned_sharpness needs a deterministic loss"):
         gs.probes.preconditioned_sharpness(net, gs.losses.mse, (x, y), optimizer)
+
+
+def test_maximizing_optimizers_and_unusable_states_are_refused_with_the_fix():
+    case = tanh_mlp(seed=0)
+    net, loss_fn, batch = case.net, case.loss_fn, case.batch
+    ascent = torch.optim.Adam(net.parameters(), lr=0.01, maximize=True)
+    loss_fn(net(batch[0]), batch[1]).backward()
+    ascent.step()
+    with pytest.raises(ValueError, match=r"maximize=True.*loss_fn = −loss"):
+        preconditioned_sharpness(net, loss_fn, batch, ascent)
+    with pytest.raises(ValueError, match=r"lr = 0\.0 .* lr > 0"):
+        adaptive_stability_threshold(torch.optim.Adam(net.parameters(), lr=0.0))
+
+
+def test_a_parameter_that_received_no_gradient_is_named_with_the_params_fix():
+    net = torch.nn.ModuleDict({"used": torch.nn.Linear(3, 1), "unused": torch.nn.Linear(3, 1)})
+    x, y = torch.randn(6, 3, dtype=F64), torch.randn(6, 1, dtype=F64)
+    net = net.double()
+    opt = torch.optim.Adam(net.parameters(), lr=0.01)
+    for _ in range(3):
+        opt.zero_grad()
+        gs.losses.mse(net["used"](x), y).backward()
+        opt.step()
+
+    class Used(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = net
+
+        def forward(self, inputs):
+            return self.net["used"](inputs)
+
+    model = Used()
+    with pytest.raises(ValueError, match=r"'net\.unused\.weight'.*no gradient.*params="):
+        preconditioned_sharpness(model, gs.losses.mse, (x, y), opt)
+    block = preconditioned_sharpness(
+        model, gs.losses.mse, (x, y), opt, params="net.used", tol=1e-12
+    )
+    expected = rx.dense_preconditioned_sharpness(model, gs.losses.mse, (x, y), opt, "net.used")
+    assert_close(block, expected, rtol=1e-8)

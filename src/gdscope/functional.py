@@ -101,21 +101,44 @@ def _every_holder(model: nn.Module, params: Mapping[str, Tensor]) -> Params:
 def loss_at(
     model: nn.Module, params: Mapping[str, Tensor], loss_fn: LossFn, batch: tuple[Tensor, Tensor]
 ) -> Tensor:
-    """Return the scalar ``loss_fn(f(params, x), y)`` for ``batch = (x, y)``."""
+    """Return the scalar ``loss_fn(f(params, x), y)`` for ``batch = (x, y)``.
+
+    Raises:
+        ValueError: if ``loss_fn`` returns more than one number (``reduction="none"``).
+
+    """
     x, y = batch
-    return loss_fn(apply(model, params, x), _savable(y))
+    return scalar_loss(loss_fn(apply(model, params, x), _savable(y)))
+
+
+def scalar_loss(loss: Tensor) -> Tensor:
+    """Return ``loss`` if it is one number, else raise a ``ValueError`` that says how to fix it."""
+    if loss.numel() != 1:
+        raise ValueError(
+            f"loss_fn returned a tensor of shape {tuple(loss.shape)}, not a scalar; reduce it "
+            "over the batch (reduction='mean')"
+        )
+    return loss
 
 
 def loss_and_grad(
     model: nn.Module, params: Mapping[str, Tensor], loss_fn: LossFn, batch: tuple[Tensor, Tensor]
 ) -> tuple[Tensor, Params]:
-    """Return ``(L(params), dL/dparams)`` by one reverse pass; gradients keyed like ``params``."""
+    """Return ``(L(params), dL/dparams)`` by one reverse pass; gradients keyed like ``params``.
 
-    def scalar_loss(p: Params) -> Tensor:
-        return loss_at(model, p, loss_fn, batch)
-
-    grads, loss = torch.func.grad_and_value(scalar_loss)(dict(params))
-    return loss, grads
+    Plain autograd on detached leaves (so a training-mode batch norm may update its running
+    statistics in place, which a ``torch.func`` transform refuses); a name the loss does not
+    read (or the second name of a tied parameter) gets a zero gradient.
+    """
+    with torch.inference_mode(False), torch.enable_grad():
+        leaves = {name: value.detach().requires_grad_() for name, value in params.items()}
+        loss = loss_at(model, leaves, loss_fn, batch)
+        grads = torch.autograd.grad(loss, list(leaves.values()), allow_unused=True)
+    zeros = torch.zeros_like
+    return loss.detach(), {
+        name: zeros(leaf) if g is None else g
+        for (name, leaf), g in zip(leaves.items(), grads, strict=True)
+    }
 
 
 def hvp(

@@ -81,8 +81,9 @@ def dense_preconditioner(
 ) -> Tensor:
     r"""Return the diagonal ``P`` of an Adam/AdamW/RMSprop state, flat over the block, float64.
 
-    As the torch docs write the update: Adam ``P = √(v/(1 − β₂ᵗ)) + ε`` (``v`` the running
-    maximum with ``amsgrad``), RMSprop ``P = √v + ε`` (``√(v − ḡ²) + ε`` when centered).
+    As the torch docs write the update ``−η P⁻¹ m``: Adam ``P = (1 − β₁ᵗ)(√(v/(1 − β₂ᵗ)) + ε)``
+    (``v`` the running maximum with ``amsgrad``), RMSprop ``P = √v + ε`` (``√(v − ḡ²) + ε``
+    when centered).
     """
     parts = []
     for p in select_params(model, params).values():
@@ -96,7 +97,8 @@ def dense_preconditioner(
             continue
         step = float(state["step"])
         v = state["max_exp_avg_sq" if group["amsgrad"] else "exp_avg_sq"].double()
-        parts.append((v / (1 - group["betas"][1] ** step)).sqrt() + group["eps"])
+        beta1, beta2 = group["betas"]
+        parts.append((1 - beta1**step) * ((v / (1 - beta2**step)).sqrt() + group["eps"]))
     return torch.cat([t.reshape(-1) for t in parts]).cpu()
 
 

@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from gdscope.functional import LossFn, apply, loss_at
+from gdscope.functional import LossFn, apply, loss_at, scalar_loss
 from gdscope.probes._checks import check_deterministic
 from gdscope.probes._data_span import data_span
 from gdscope.probes._differentiating import differentiating, differentiating_operator
@@ -81,7 +81,7 @@ class GGNOperator:
             )
             self._out_leaf = self._out.detach().requires_grad_(True)
             (self._out_grad,) = torch.autograd.grad(
-                loss_fn(self._out_leaf, y), self._out_leaf, create_graph=True
+                scalar_loss(loss_fn(self._out_leaf, y)), self._out_leaf, create_graph=True
             )
 
     def matvec(self, v: Tensor) -> Tensor:

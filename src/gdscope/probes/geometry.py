@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from gdscope.functional import LossFn, apply, flatten, loss_and_grad
+from gdscope.probes._checks import buffers_restored, refuse_random_modules, uses_batch_statistics
 
 RELU_TYPES: tuple[type[nn.Module], ...] = (nn.ReLU, nn.LeakyReLU, nn.PReLU, nn.RReLU)
 
@@ -23,16 +24,21 @@ RELU_TYPES: tuple[type[nn.Module], ...] = (nn.ReLU, nn.LeakyReLU, nn.PReLU, nn.R
 def gradient_norm(
     model: nn.Module, params: Mapping[str, Tensor], loss_fn: LossFn, batch: tuple[Tensor, Tensor]
 ) -> float:
-    """Return ``‖∇L(θ)‖₂`` over all trainable parameters, on the whole ``batch``."""
-    _, grads = loss_and_grad(model, params, loss_fn, batch)
-    return float(torch.linalg.vector_norm(flatten(grads)))
+    """Return ``‖∇L(θ)‖₂`` over all trainable parameters, on the whole ``batch``.
+
+    Like every probe, of a deterministic loss: dropout in training mode is refused, and batch
+    norm in training mode unless inside :func:`~gdscope.probes.allow_batch_statistics`.
+    """
+    return loss_and_grad_norm(model, params, loss_fn, batch)[1]
 
 
 def loss_and_grad_norm(
     model: nn.Module, params: Mapping[str, Tensor], loss_fn: LossFn, batch: tuple[Tensor, Tensor]
 ) -> tuple[float, float]:
     """Return ``(L(θ), ‖∇L(θ)‖₂)`` from one reverse pass (the inputs of :func:`pl_ratio`)."""
-    loss, grads = loss_and_grad(model, params, loss_fn, batch)
+    refuse_random_modules(model, what="gradient_norm", noun="loss")
+    with buffers_restored(model):
+        loss, grads = loss_and_grad(model, params, loss_fn, batch)
     return float(loss), float(torch.linalg.vector_norm(flatten(grads)))
 
 
@@ -57,12 +63,24 @@ def pl_ratio(loss: float, grad_norm_sq: float, loss_star: float = 0.0) -> float:
     Returns:
         The ratio as a float; nan when ``L ≤ L*`` or an input is not finite.
 
+    Raises:
+        ValueError: if ``grad_norm_sq`` is negative (pass the squared norm).
+
     """
     gap = float(loss) - float(loss_star)
-    g2 = float(grad_norm_sq)
+    g2 = _squared_norm(grad_norm_sq)
     if not (math.isfinite(gap) and math.isfinite(g2)) or gap <= 0:
         return math.nan
     return g2 / (2.0 * gap)
+
+
+def _squared_norm(grad_norm_sq: float) -> float:
+    g2 = float(grad_norm_sq)
+    if g2 < 0:
+        raise ValueError(
+            f"grad_norm_sq must be the squared gradient norm (≥ 0), got {grad_norm_sq!r}"
+        )
+    return g2
 
 
 @dataclass(frozen=True)
@@ -116,15 +134,21 @@ def square_loss_sandwich(
         A :class:`Sandwich`; check it with ``.holds(slack)``.
 
     Raises:
-        ValueError: if ``n < 1`` or ``lambda_max ≤ 0``.
+        ValueError: if ``n < 1``, ``lambda_max ≤ 0``, ``lambda_min > lambda_max`` or
+            ``grad_norm_sq < 0``.
 
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be the number of examples (an int ≥ 1), got {n!r}")
     if not float(lambda_max) > 0:
         raise ValueError(f"lambda_max must be > 0, got {lambda_max!r}")
-    scaled = n * float(grad_norm_sq) / 2.0
     lam_min = float(lambda_min)
+    if lam_min > float(lambda_max):
+        raise ValueError(
+            f"lambda_min = {lambda_min!r} exceeds lambda_max = {lambda_max!r}; pass the smallest "
+            "and the largest eigenvalue of K, in that order"
+        )
+    scaled = n * _squared_norm(grad_norm_sq) / 2.0
     upper = scaled / lam_min if lam_min > 0 else (math.nan if math.isnan(lam_min) else math.inf)
     return Sandwich(lower=scaled / float(lambda_max), upper=upper, loss=float(loss))
 
@@ -147,13 +171,18 @@ def distance_from_init(
     ‖W − W₀‖₂ (largest singular value) and ``"rel_spec_dist_from_init/<name>"`` =
     ‖W − W₀‖₂ / ‖W₀‖₂ (0 when W₀ = 0): the operator-norm movement that lazy-training and μP
     arguments bound (Yang & Hu 2021).
+
+    Raises:
+        KeyError: if a name of ``params`` is missing from ``init``.
+        ValueError: if a parameter's shape differs from its value in ``init``.
+
     """
     out: dict[str, float] = {}
     sq_diff = 0.0
     sq_init = 0.0
     for name, theta in params.items():
         diff = float(
-            torch.linalg.vector_norm((theta - init[name]).reshape(-1), dtype=torch.float64)
+            torch.linalg.vector_norm(_moved(params, init, name).reshape(-1), dtype=torch.float64)
         )
         base = float(torch.linalg.vector_norm(init[name].reshape(-1), dtype=torch.float64))
         out[f"dist_from_init/{name}"] = diff
@@ -165,6 +194,20 @@ def distance_from_init(
     out["dist_from_init"] = sq_diff**0.5
     out["rel_dist_from_init"] = (sq_diff / sq_init) ** 0.5 if sq_init > 0 else 0.0
     return out
+
+
+def _moved(params: Mapping[str, Tensor], init: Mapping[str, Tensor], name: str) -> Tensor:
+    """``θ − θ₀`` of parameter ``name``, checked: both present, same shape (no broadcasting)."""
+    for which, mapping in (("params", params), ("init", init)):
+        if name not in mapping:
+            raise KeyError(f"{name!r} is not in {which}; it has {sorted(mapping)}")
+    theta, theta0 = params[name], init[name]
+    if theta.shape != theta0.shape:
+        raise ValueError(
+            f"init[{name!r}] has shape {tuple(theta0.shape)}, params[{name!r}] "
+            f"{tuple(theta.shape)}; pass the same parameter at initialization"
+        )
+    return theta - theta0.to(theta.device)
 
 
 def _spectral_distance(name: str, theta: Tensor, theta0: Tensor) -> dict[str, float]:
@@ -189,12 +232,10 @@ def per_neuron_displacement(
 
     Raises:
         KeyError: if ``name`` is missing from ``params`` or ``init`` (the message lists the names).
+        ValueError: if the two shapes differ.
 
     """
-    for which, mapping in (("params", params), ("init", init)):
-        if name not in mapping:
-            raise KeyError(f"{name!r} is not in {which}; it has {sorted(mapping)}")
-    diff = (params[name] - init[name]).detach().double()
+    diff = _moved(params, init, name).detach().double()
     rows = diff.reshape(diff.shape[0], -1) if diff.ndim > 0 else diff.reshape(1, 1)
     return float(torch.linalg.vector_norm(rows, dim=1).max())
 
@@ -230,10 +271,11 @@ def activation_pattern(
     def record(_module: nn.Module, inputs: tuple[Tensor, ...]) -> None:
         pattern.append(inputs[0].detach() > 0)
 
+    refuse_random_modules(model, what="activation_pattern")
     relus = [m for m in model.modules() if isinstance(m, RELU_TYPES)]
     handles = [m.register_forward_pre_hook(record) for m in relus]
     try:
-        with torch.no_grad():
+        with torch.no_grad(), buffers_restored(model):
             if params is None:
                 model(x)
             else:
@@ -298,9 +340,12 @@ def linearized_prediction(
     depth evolve as linear models under gradient descent", eq. (5).
 
     Raises:
-        ValueError: if ``params_t`` lacks a parameter of ``params0``.
+        ValueError: if ``params_t`` lacks a parameter of ``params0``; on dropout in training
+            mode; on batch norm in training mode (its running-statistics update cannot run
+            under forward-mode differentiation: call ``model.eval()``).
 
     """
+    _check_linearizable(model)
     missing = sorted(set(params0) - set(params_t))
     if missing:
         raise ValueError(f"params_t lacks {missing}; it must have the keys of params0")
@@ -318,7 +363,17 @@ def linearization_gap(
     Lee et al. (2019) show this gap shrinks like ``width^{-1/2}`` under NTK parameterization
     (reference experiment R2).
     """
+    _check_linearizable(model)
     with torch.no_grad():
-        actual = apply(model, params_t, x)
+        actual = apply(model, params_t, x)  # no batch statistics (refused): no buffer moves
     diff = (actual - linearized_prediction(model, params0, params_t, x)).double()
     return float(diff.pow(2).mean().sqrt())
+
+
+def _check_linearizable(model: nn.Module) -> None:
+    refuse_random_modules(model, what="linearized_prediction")
+    if uses_batch_statistics(model):
+        raise ValueError(
+            "linearized_prediction differentiates in forward mode, which cannot run through "
+            "batch norm's running-statistics update in training mode; call model.eval()"
+        )

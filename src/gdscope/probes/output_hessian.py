@@ -35,10 +35,13 @@ def output_hessian_norm(
     (``which="LM"``) on cached-graph products, to relative tolerance ``tol``.
 
     Raises:
-        ValueError: if the model does not give one output per example, is random, or uses an
-            op whose second derivative torch gets wrong (:mod:`gdscope.probes._second_order`).
+        ValueError: if ``x`` is empty, the model does not give one output per example, is random,
+            or uses an op whose second derivative torch gets wrong
+            (:mod:`gdscope.probes._second_order`).
 
     """
+    if x.shape[0] == 0:
+        raise ValueError("output_hessian_norm got x with 0 examples; pass at least one")
     params = {name: p for name, p in model.named_parameters() if p.requires_grad}
     with torch.no_grad():
         out = apply(model, {n: p.detach() for n, p in params.items()}, x[:1])

@@ -10,15 +10,18 @@ methods at the edge of stability", arXiv:2207.14484, §2): it is stable iff
   ``< (2 + 2μ)/η``;
 * Adam / AdamW with ``β₁``: ``λ_max(P⁻¹H) < (2 + 2β₁)/((1 − β₁) η)``, i.e. ``38/η`` at
   ``β₁ = 0.9`` (the EMA ``m ← β₁m + (1 − β₁)g`` is heavy ball with step ``(1 − β₁)η`` and
-  momentum ``β₁``; the bias correction of ``m`` tends to 1).
+  momentum ``β₁``).
 
 Cohen et al. find the preconditioned sharpness rises to this threshold and equilibrates there
 in full-batch training, while the preconditioner keeps adapting.
 
-``P`` is exactly what torch applies (``torch.optim.Adam`` / ``RMSprop`` docs):
+``P`` is exactly what torch applies to ``m_t`` (``torch.optim.Adam`` / ``RMSprop`` docs):
 
-* Adam, AdamW: ``P = √(v_t/(1 − β₂ᵗ)) + ε``, ``v_t`` the ``exp_avg_sq`` state (its running
-  maximum ``max_exp_avg_sq`` with ``amsgrad``), ``t`` the parameter's ``step``;
+* Adam, AdamW: ``P = (1 − β₁ᵗ)(√(v_t/(1 − β₂ᵗ)) + ε)``, ``v_t`` the ``exp_avg_sq`` state (its
+  running maximum ``max_exp_avg_sq`` with ``amsgrad``), ``t`` the parameter's ``step``; the
+  first moment's bias correction ``m_t/(1 − β₁ᵗ)`` is folded into ``P``, as Cohen et al. write
+  it (§2), so that the update is ``−η P⁻¹ m_t`` (the factor is 0.1 at ``t = 1`` with
+  ``β₁ = 0.9``, within 1 % of 1 from ``t = 44``);
 * RMSprop: ``P = √v_t + ε`` with ``v_t`` the ``square_avg`` state (no bias correction), or
   ``√(v_t − ḡ_t²) + ε`` when ``centered``.
 
@@ -66,8 +69,8 @@ def preconditioner_diagonal(
         lr_scaled: divide each entry by its parameter group's learning rate.
 
     Raises:
-        ValueError: on another optimizer class, a parameter the optimizer does not update or
-            one without state yet (no step taken).
+        ValueError: on another optimizer class or ``maximize=True``, a parameter the optimizer
+            does not update or one without state (no step taken, or no gradient received).
 
     """
     _check_optimizer(optimizer)
@@ -83,8 +86,12 @@ def preconditioner_diagonal(
         state = optimizer.state.get(p, {})
         if not state:
             raise ValueError(
-                f"the optimizer has no state for parameter {name!r} yet: take at least one "
-                "optimizer step before measuring its preconditioner"
+                f"the optimizer has no state for parameter {name!r}: "
+                + (
+                    "it has received no gradient in the steps taken; pass params= without it"
+                    if optimizer.state
+                    else "take at least one optimizer step before measuring its preconditioner"
+                )
             )
         diagonal = _diagonal(optimizer, group, state).to(p.dtype)
         parts.append((diagonal / group["lr"] if lr_scaled else diagonal).reshape(-1))
@@ -95,6 +102,11 @@ def _check_optimizer(optimizer: torch.optim.Optimizer) -> None:
     if not isinstance(optimizer, torch.optim.Adam | torch.optim.AdamW | torch.optim.RMSprop):
         raise ValueError(
             f"the preconditioner is read from a {_SUPPORTED} state, got {type(optimizer).__name__}"
+        )
+    if any(group.get("maximize", False) for group in optimizer.param_groups):
+        raise ValueError(
+            "optimizer has maximize=True: it ascends the loss, whose stability is set by "
+            "λ_max(P⁻¹(−H)); pass loss_fn = −loss to an optimizer with maximize=False"
         )
 
 
@@ -111,8 +123,9 @@ def _diagonal(optimizer: torch.optim.Optimizer, group: dict[str, Any], state: di
             v = v - state["grad_avg"].detach() ** 2
         return v.sqrt() + eps
     v = state["max_exp_avg_sq" if group["amsgrad"] else "exp_avg_sq"].detach()
-    correction = 1.0 - float(group["betas"][1]) ** float(state["step"])
-    return (v / correction).sqrt() + eps
+    beta1, beta2 = (float(b) for b in group["betas"])
+    step = float(state["step"])
+    return (1.0 - beta1**step) * ((v / (1.0 - beta2**step)).sqrt() + eps)
 
 
 def adaptive_stability_threshold(
@@ -145,7 +158,12 @@ def adaptive_stability_threshold(
         )
     (beta,) = betas
     edge = (2 + 2 * beta) if rmsprop else (2 + 2 * beta) / (1 - beta)
-    return edge if lr_scaled else edge / lrs.pop()
+    if lr_scaled:
+        return edge
+    (lr,) = lrs
+    if not lr > 0:
+        raise ValueError(f"optimizer lr = {lr!r} has no stability threshold; pass an lr > 0")
+    return edge / lr
 
 
 @overload
