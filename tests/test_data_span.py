@@ -16,6 +16,7 @@ from torch import nn
 import gdscope as gs
 from gdscope.probes import _data_span
 from gdscope.probes._data_span import data_span
+from gdscope.probes._hessian_build import span_operator
 from gdscope.probes._reference import dense_hessian, dense_ntk
 from gdscope.probes._reference_extra import dense_ggn
 from gdscope.probes._subset import select_params
@@ -307,7 +308,7 @@ def test_trace_estimators_on_the_span_estimate_the_full_trace():
     x, y = _xy(4, 2, 12)
     dense = dense_hessian(model, gs.losses.mse, (x, y))
     exact = float(dense.trace())
-    op = gs.probes.hessian.span_operator(model, gs.losses.mse, (x, y), None, None, "test")[0]
+    op = span_operator(model, gs.losses.mse, (x, y), None, None, "test")[0]
     assert op.dim == 3 * 4 + 3 + 3 + 1 < _full_dim(model)  # W₁ has n = 4 columns, not 24
     sketched = gs.probes.hessian_trace_hutchpp(model, gs.losses.mse, (x, y), probes=3 * op.dim)
     assert abs(sketched - exact) <= 1e-10 * abs(exact)

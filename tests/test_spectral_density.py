@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -87,12 +88,24 @@ def test_rademacher_slq_density_matches_the_dense_spectrum():
 
 
 def test_bad_arguments_are_refused():
-    with pytest.raises(ValueError, match="positive ints"):
+    with pytest.raises(ValueError, match="steps must be a positive integer, got 0"):
         spectral_density(lambda v: v, 4, steps=0)
+    with pytest.raises(ValueError, match="steps must be a positive integer, got True"):
+        spectral_density(lambda v: v, 4, steps=True)
+    with pytest.raises(ValueError, match="dim must be a positive integer, got 0"):
+        spectral_density(lambda v: v, 0)
     with pytest.raises(ValueError, match=r"vectors must be \(n_v, 4\)"):
         spectral_density(lambda v: v, 4, vectors=torch.ones(2, 3))
     with pytest.raises(ValueError, match="nonzero"):
         spectral_density(lambda v: v, 4, vectors=torch.zeros(1, 4))
+    with pytest.raises(ValueError, match="nan or inf"):
+        spectral_density(lambda v: v, 4, vectors=torch.full((1, 4), math.nan))
+    slq = spectral_density(lambda v: 2 * v, 4, steps=np.int64(2), probes=np.int64(3))
+    assert slq.nodes.shape == (3, 2)
+    with pytest.raises(ValueError, match="sigma must be a finite number > 0, got 0"):
+        slq.density(torch.zeros(1), 0)
+    with pytest.raises(ValueError, match=r"sigma must be a finite number ≥ 0, got -0\.1"):
+        slq.cdf(torch.zeros(1), -0.1)
 
 
 @functools.cache

@@ -8,20 +8,20 @@ takes its eigenvalues with ``torch.linalg.eigvalsh``, so they are only for small
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import cast
 
 import torch
 from torch import Tensor, nn
 
 from gdscope.probes._reference import _flat_function, dense_jacobian, float64_copy
-from gdscope.probes._subset import select_params
+from gdscope.probes._subset import Selection, select_params
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 Batch = tuple[Tensor, Tensor]
 
 
-def block_index(model: nn.Module, params: Iterable[str] | str | None) -> Tensor:
+def block_index(model: nn.Module, params: Selection) -> Tensor:
     """Return the flat indices of the parameters ``params`` selects, among all trainable ones."""
     chosen = select_params(model, params)
     index, start = [], 0
@@ -40,7 +40,7 @@ def _batch64(batch: Batch) -> Batch:
 
 
 def dense_hessian_block(
-    model: nn.Module, loss_fn: LossFn, batch: Batch, params: Iterable[str] | str | None = None
+    model: nn.Module, loss_fn: LossFn, batch: Batch, params: Selection = None
 ) -> Tensor:
     """Return the diagonal block ``∂²L/∂θ_S²`` of the dense float64 Hessian.
 
@@ -68,16 +68,14 @@ def dense_loss_output_hessian(model: nn.Module, loss_fn: LossFn, batch: Batch) -
     return cast(Tensor, torch.autograd.functional.hessian(loss_of_flat, out.reshape(-1)))
 
 
-def dense_ggn(
-    model: nn.Module, loss_fn: LossFn, batch: Batch, params: Iterable[str] | str | None = None
-) -> Tensor:
+def dense_ggn(model: nn.Module, loss_fn: LossFn, batch: Batch, params: Selection = None) -> Tensor:
     """Return the Gauss–Newton block ``J_Sᵀ H_F J_S`` in float64 (``S`` all parameters if None)."""
     jacobian = dense_jacobian(model, batch[0])[:, block_index(model, params)]
     return jacobian.T @ dense_loss_output_hessian(model, loss_fn, batch) @ jacobian
 
 
 def dense_preconditioner(
-    model: nn.Module, optimizer: torch.optim.Optimizer, params: Iterable[str] | str | None = None
+    model: nn.Module, optimizer: torch.optim.Optimizer, params: Selection = None
 ) -> Tensor:
     r"""Return the diagonal ``P`` of an Adam/AdamW/RMSprop state, flat over the block, float64.
 
@@ -107,7 +105,7 @@ def dense_preconditioned_sharpness(
     loss_fn: LossFn,
     batch: Batch,
     optimizer: torch.optim.Optimizer,
-    params: Iterable[str] | str | None = None,
+    params: Selection = None,
 ) -> float:
     """Return ``λ_max(P⁻¹H)`` as the top eigenvalue of ``P^{-1/2} H P^{-1/2}``, densely."""
     scale = dense_preconditioner(model, optimizer, params).rsqrt()

@@ -9,21 +9,25 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from torch import nn
+from torch import Tensor, nn
 
 from gdscope._checks import did_you_mean
 from gdscope.functional import Params
 
-__all__ = ["names_once", "select_params"]
+__all__ = ["Selection", "names_once", "select_params"]
 
 
-def select_params(model: nn.Module, params: Iterable[str] | str | None) -> Params:
+Selection = Iterable[str | Tensor] | str | Tensor | None
+
+
+def select_params(model: nn.Module, params: Selection) -> Params:
     """Return ``{name: parameter}`` for the trainable parameters ``params`` names, in model order.
 
     Args:
         model: the network.
         params: parameter names or module prefixes (``"layers.0"`` selects every trainable
-            parameter under that module); a single string is one entry; None selects all.
+            parameter under that module), or the parameters themselves; a single string or
+            tensor is one entry; None selects all.
 
     Returns:
         The selected trainable parameters (not detached), in ``named_parameters()`` order.
@@ -36,12 +40,24 @@ def select_params(model: nn.Module, params: Iterable[str] | str | None) -> Param
     trainable: Params = {name: p for name, p in model.named_parameters() if p.requires_grad}
     if params is None:
         return trainable
-    entries = [params] if isinstance(params, str) else list(params)
+    entries = [params] if isinstance(params, str | Tensor) else list(params)
     if not entries:
         raise ValueError("params must name at least one parameter or module; got none")
     chosen: set[str] = set()
     for entry in entries:
-        hits = {name for name in trainable if _under(name, entry)}
+        if isinstance(entry, Tensor):
+            hits = {name for name, p in trainable.items() if p is entry}
+            if not hits:
+                raise ValueError(
+                    f"params: a tensor of shape {tuple(entry.shape)} is not a trainable "
+                    f"parameter of the model; pass one of {', '.join(trainable)}"
+                )
+        elif not isinstance(entry, str):
+            raise ValueError(
+                f"params entries must be names or the model's parameters, got {entry!r}"
+            )
+        else:
+            hits = {name for name in trainable if _under(name, entry)}
         if not hits:
             raise ValueError(
                 f"params: {entry!r} names no trainable parameter or module; trainable "
@@ -55,6 +71,6 @@ def _under(name: str, entry: str) -> bool:
     return name == entry or name.startswith(entry.rstrip(".") + ".")
 
 
-def names_once(params: Iterable[str] | str | None) -> list[str] | str | None:
-    """Return ``params`` as a list (a string or None as it is), so that it can be read twice."""
-    return params if params is None or isinstance(params, str) else list(params)
+def names_once(params: Selection) -> list[str | Tensor] | str | Tensor | None:
+    """Return ``params`` as a list (a string, tensor or None as it is), to be read twice."""
+    return params if params is None or isinstance(params, str | Tensor) else list(params)

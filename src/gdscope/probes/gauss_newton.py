@@ -25,7 +25,7 @@ about three backward passes and no forward pass.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Literal, overload
 
 import torch
@@ -36,7 +36,7 @@ from gdscope.functional import LossFn, apply, loss_at, scalar_loss
 from gdscope.probes._checks import check_deterministic
 from gdscope.probes._data_span import data_span
 from gdscope.probes._differentiating import differentiating, differentiating_operator
-from gdscope.probes._subset import select_params
+from gdscope.probes._subset import Selection, select_params
 from gdscope.probes.lanczos import Bound, top_eigenpair
 
 __all__ = ["GGNOperator", "ggn_operator", "ggn_sharpness"]
@@ -133,7 +133,7 @@ class GGNOperator:
 
 @differentiating_operator
 def ggn_operator(
-    model: nn.Module, loss_fn: LossFn, batch: Batch, *, params: Iterable[str] | str | None = None
+    model: nn.Module, loss_fn: LossFn, batch: Batch, *, params: Selection = None
 ) -> GGNOperator:
     r"""Return the generalized Gauss–Newton matrix ``G = Jᵀ H_F J`` as a flat-vector operator.
 
@@ -178,7 +178,7 @@ def ggn_sharpness(
     return_vector: Literal[False] = ...,
     max_iter: int | None = ...,
     generator: torch.Generator | None = ...,
-    params: Iterable[str] | str | None = ...,
+    params: Selection = ...,
 ) -> float: ...
 
 
@@ -194,7 +194,7 @@ def ggn_sharpness(
     return_vector: Literal[True],
     max_iter: int | None = ...,
     generator: torch.Generator | None = ...,
-    params: Iterable[str] | str | None = ...,
+    params: Selection = ...,
 ) -> tuple[float, Tensor]: ...
 
 
@@ -210,7 +210,7 @@ def ggn_sharpness(
     return_vector: bool = False,
     max_iter: int | None = None,
     generator: torch.Generator | None = None,
-    params: Iterable[str] | str | None = None,
+    params: Selection = None,
 ) -> float | tuple[float, Tensor]:
     r"""Return ``λ_max(G)``, the top eigenvalue of the generalized Gauss–Newton matrix.
 

@@ -15,20 +15,19 @@ about the cost of one gradient per product (Pearlmutter 1994).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from typing import Literal, overload
 
 import torch
 from torch import Tensor, nn
 
-from gdscope.functional import LossFn, Params, loss_at
-from gdscope.probes._checks import check_deterministic, refuse_random_modules, uses_batch_statistics
-from gdscope.probes._data_span import DataSpan, data_span
+from gdscope._checks import positive_int
+from gdscope.functional import LossFn
+from gdscope.probes._data_span import data_span
 from gdscope.probes._differentiating import differentiating, differentiating_operator
-from gdscope.probes._hvp import HessianOperator, Scalar, Term
+from gdscope.probes._hessian_build import FLOAT32_BASIS_TOL, Batch, build_operator, span_operator
+from gdscope.probes._hvp import HessianOperator
 from gdscope.probes._rademacher import rademacher_rows
-from gdscope.probes._second_order import refuse_wrong_second_derivatives
-from gdscope.probes._subset import select_params
+from gdscope.probes._subset import Selection, select_params
 from gdscope.probes.lanczos import Bound, EigResult, Which, lanczos_topk, top_eigenpair
 
 __all__ = [
@@ -38,11 +37,7 @@ __all__ = [
     "hessian_trace",
     "power_iteration",
     "sharpness",
-    "span_operator",
 ]
-
-Batch = tuple[Tensor, Tensor]
-FLOAT32_BASIS_TOL = 1e-5  # sharpness of a float32 model at tol >= this: float32 Krylov basis
 
 
 @differentiating_operator
@@ -53,7 +48,7 @@ def hessian_operator(
     *,
     chunk_size: int | None = None,
     cache_chunks: bool = False,
-    params: Iterable[str] | str | None = None,
+    params: Selection = None,
     what: str = "hessian_operator",
 ) -> HessianOperator:
     r"""Return the Hessian of ``loss_fn(f(θ, x), y)`` as a flat-vector operator.
@@ -83,48 +78,7 @@ def hessian_operator(
 
     """
     selected = select_params(model, params)
-    return _operator(model, loss_fn, batch, chunk_size, cache_chunks, what, selected)
-
-
-def _operator(
-    model: nn.Module,
-    loss_fn: LossFn,
-    batch: Batch,
-    chunk_size: int | None,
-    cache_chunks: bool,
-    what: str,
-    selected: Params,
-    span: DataSpan | None = None,
-) -> HessianOperator:
-    """Build the operator of :func:`hessian_operator`; ``what`` names the probe in errors.
-
-    ``selected`` are the coordinates (:func:`~gdscope.probes._subset.select_params`). With
-    ``span`` the operator is the reduced Hessian ``∇²L̃`` of :mod:`gdscope.probes._data_span`.
-    """
-    x, y = batch if span is None else span.batch(batch)
-    n = x.shape[0]
-    if chunk_size is not None and not (isinstance(chunk_size, int) and chunk_size >= 1):
-        raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
-    size = n if chunk_size is None else chunk_size
-    if size < n and uses_batch_statistics(model):
-        raise ValueError(
-            f"{what}: chunk_size={chunk_size} would normalize each chunk with its own batch "
-            "statistics, not the batch's; use chunk_size=None inside allow_batch_statistics"
-        )
-    terms = [
-        Term(_loss_term(model, loss_fn, (x[i : i + size], y[i : i + size])), min(size, n - i) / n)
-        for i in range(0, n, size)
-    ]
-    selected = selected if span is None else span.params(selected)
-    refuse_random_modules(model, what=what, noun="loss")  # before a graph build updates them
-    refuse_wrong_second_derivatives(model, what=what)
-    op = HessianOperator(selected, terms, cache=chunk_size is None or cache_chunks)
-    check_deterministic(model, what=what, fn=terms[0].fn, params=selected, value=op.first_value)
-    return op
-
-
-def _loss_term(model: nn.Module, loss_fn: LossFn, batch: Batch) -> Scalar:
-    return lambda p: loss_at(model, p, loss_fn, batch)
+    return build_operator(model, loss_fn, batch, chunk_size, cache_chunks, what, selected)
 
 
 @differentiating
@@ -167,7 +121,7 @@ def hessian_topk(
         An :class:`~gdscope.probes.lanczos.EigResult` (float64, vectors on the model's device).
 
     """
-    op = _operator(
+    op = build_operator(
         model, loss_fn, batch, chunk_size, False, "hessian_topk", select_params(model, None)
     )
     return lanczos_topk(
@@ -196,7 +150,7 @@ def sharpness(
     return_vector: Literal[False] = ...,
     chunk_size: int | None = ...,
     generator: torch.Generator | None = ...,
-    params: Iterable[str] | str | None = ...,
+    params: Selection = ...,
 ) -> float: ...
 
 
@@ -212,7 +166,7 @@ def sharpness(
     return_vector: Literal[True],
     chunk_size: int | None = ...,
     generator: torch.Generator | None = ...,
-    params: Iterable[str] | str | None = ...,
+    params: Selection = ...,
 ) -> tuple[float, Tensor]: ...
 
 
@@ -228,7 +182,7 @@ def sharpness(
     return_vector: bool = False,
     chunk_size: int | None = None,
     generator: torch.Generator | None = None,
-    params: Iterable[str] | str | None = None,
+    params: Selection = None,
 ) -> float | tuple[float, Tensor]:
     r"""Return the sharpness ``λ_max(∇²L(θ))``, the largest algebraic Hessian eigenvalue.
 
@@ -274,7 +228,7 @@ def sharpness(
     """
     selected = select_params(model, params)
     span = data_span(model, batch[0], selected, tol)
-    op = _operator(model, loss_fn, batch, chunk_size, False, "sharpness", selected, span)
+    op = build_operator(model, loss_fn, batch, chunk_size, False, "sharpness", selected, span)
     basis_dtype = _basis_dtype(op, tol)
     start = v0 if v0 is None or span is None else span.start(v0, selected)
     value, vector = top_eigenpair(
@@ -317,7 +271,7 @@ def power_iteration(
     Keutzer & Mahoney 2020, "PyHessian"). It finds the largest-MAGNITUDE eigenvalue, and its rule
     bounds no error: with ``λ₂/λ₁ = ρ`` it converges like ``ρ^{2t}``. Kept for comparison.
     """
-    op = _operator(
+    op = build_operator(
         model, loss_fn, batch, None, False, "power_iteration", select_params(model, None)
     )
     if generator is None:
@@ -342,6 +296,7 @@ def hessian_trace(
     samples: int = 100,
     generator: torch.Generator | None = None,
     chunk_size: int | None = None,
+    params: Selection = None,
 ) -> tuple[float, float]:
     r"""Return Hutchinson's estimate of ``tr ∇²L`` and its standard error.
 
@@ -349,15 +304,16 @@ def hessian_trace(
     mean over ``samples`` draws and the standard error their standard deviation over ``√samples``.
     Each ``zᵀ(H z)`` is taken in the parameters' dtype (for float32 a relative rounding of about
     ``1e-5``, far below the estimator's own spread), and the mean in float64. On a data span
-    (:func:`span_operator`) ``z`` has the reduced Hessian's size: the same trace.
+    (:func:`~gdscope.probes._hessian_build.span_operator`) ``z`` has the reduced Hessian's size:
+    the same trace. ``params`` selects a block (:func:`hessian_operator`): ``tr ∂²L/∂θ_S²``.
 
     Raises:
-        ValueError: if ``samples < 2``, or on a random loss.
+        ValueError: if ``samples < 2``, on a random loss, or a ``params`` entry naming nothing.
 
     """
-    if not (isinstance(samples, int) and samples >= 2):
+    if positive_int("samples", samples) < 2:
         raise ValueError(f"samples must be an int >= 2 (for a standard error), got {samples!r}")
-    op = span_operator(model, loss_fn, batch, chunk_size, None, "hessian_trace")[0]
+    op = span_operator(model, loss_fn, batch, chunk_size, params, "hessian_trace")[0]
     if generator is None:
         generator = torch.Generator().manual_seed(0)
     product = op.buffered_matvec()
@@ -367,28 +323,6 @@ def hessian_trace(
         draws.append(float(torch.dot(z, product(z))))
     values = torch.tensor(draws, dtype=torch.float64)
     return float(values.mean()), float(values.std() / math.sqrt(samples))
-
-
-@differentiating_operator
-def span_operator(
-    model: nn.Module,
-    loss_fn: LossFn,
-    batch: Batch,
-    chunk_size: int | None,
-    params: Iterable[str] | str | None,
-    what: str,
-) -> tuple[HessianOperator, DataSpan | None, Params]:
-    """Return ``(operator, span or None, selected parameters)``: the Hessian on the data span.
-
-    The operator is on the first layer's data span where one applies, for traces and spectral
-    densities: ``tr ∇²L = tr ∇²L̃`` exactly (the spectra differ by zeros,
-    :mod:`gdscope.probes._data_span`); a float32 span's rounding (``≈1e-7``) is far below any
-    trace estimator's spread.
-    """
-    selected = select_params(model, params)
-    span = data_span(model, batch[0], selected, FLOAT32_BASIS_TOL)
-    op = _operator(model, loss_fn, batch, chunk_size, False, what, selected, span)
-    return op, span, selected
 
 
 def _start(op: HessianOperator, v0: Tensor | None, generator: torch.Generator) -> Tensor:

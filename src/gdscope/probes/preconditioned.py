@@ -32,7 +32,6 @@ in full-batch training, while the preconditioner keeps adapting.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any, Literal, overload
 
 import torch
@@ -40,7 +39,7 @@ from torch import Tensor, nn
 
 from gdscope.functional import LossFn
 from gdscope.probes._differentiating import differentiating
-from gdscope.probes._subset import names_once, select_params
+from gdscope.probes._subset import Selection, names_once, select_params
 from gdscope.probes.hessian import hessian_operator
 from gdscope.probes.lanczos import Bound, top_eigenpair
 
@@ -54,7 +53,7 @@ def preconditioner_diagonal(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     *,
-    params: Iterable[str] | str | None = None,
+    params: Selection = None,
     lr_scaled: bool = False,
 ) -> Tensor:
     r"""Return the diagonal of ``P`` (or of ``P/η`` with ``lr_scaled``), flat over the parameters.
@@ -178,7 +177,7 @@ def preconditioned_sharpness(
     v0: Tensor | None = ...,
     max_iter: int | None = ...,
     generator: torch.Generator | None = ...,
-    params: Iterable[str] | str | None = ...,
+    params: Selection = ...,
     lr_scaled: bool = ...,
     return_vector: Literal[False] = ...,
 ) -> float: ...
@@ -196,7 +195,7 @@ def preconditioned_sharpness(
     v0: Tensor | None = ...,
     max_iter: int | None = ...,
     generator: torch.Generator | None = ...,
-    params: Iterable[str] | str | None = ...,
+    params: Selection = ...,
     lr_scaled: bool = ...,
     return_vector: Literal[True],
 ) -> tuple[float, Tensor]: ...
@@ -214,7 +213,7 @@ def preconditioned_sharpness(
     v0: Tensor | None = None,
     max_iter: int | None = None,
     generator: torch.Generator | None = None,
-    params: Iterable[str] | str | None = None,
+    params: Selection = None,
     lr_scaled: bool = False,
     return_vector: bool = False,
 ) -> float | tuple[float, Tensor]:

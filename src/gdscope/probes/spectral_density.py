@@ -32,12 +32,14 @@ import scipy.linalg
 import torch
 from torch import Tensor, nn
 
+from gdscope._checks import nonnegative_float, positive_float, positive_int
 from gdscope.functional import LossFn, Params
 from gdscope.probes._data_span import DataSpan
 from gdscope.probes._differentiating import differentiating
+from gdscope.probes._hessian_build import Batch, span_operator
 from gdscope.probes._hvp import HessianOperator
 from gdscope.probes._krylov import KrylovBasis, lanczos_step
-from gdscope.probes.hessian import Batch, span_operator
+from gdscope.probes._subset import Selection
 
 __all__ = ["SpectralDensity", "hessian_spectral_density", "spectral_density"]
 
@@ -59,12 +61,18 @@ class SpectralDensity:
 
     def density(self, t: Tensor, sigma: float) -> Tensor:
         """Return the Gaussian-smoothed density ``φ_σ(t)`` (integrates to 1) at the points ``t``."""
+        sigma = positive_float("sigma", sigma)
         z = (_points(t)[:, None, None] - self.nodes) / sigma
         g = torch.exp(-0.5 * z**2) / (sigma * math.sqrt(2 * math.pi))
         return (g * self.weights).sum(-1).mean(-1)
 
     def cdf(self, t: Tensor, sigma: float = 0.0) -> Tensor:
-        """Return ``∫_{-∞}^t φ_σ``: the fraction of eigenvalues ``≤ t`` (a step when ``sigma = 0``)."""
+        """Return ``∫_{-∞}^t φ_σ``: the fraction of eigenvalues ``≤ t`` (a step when ``sigma = 0``).
+
+        Numerically zero Ritz values are stored as exact zeros (:func:`spectral_density`'s
+        ``zero_tol``), so ``cdf(0)`` counts the null space and ``cdf(-tiny)`` leaves it out.
+        """
+        sigma = nonnegative_float("sigma", sigma)
         diff = _points(t)[:, None, None] - self.nodes
         if sigma > 0:
             below = 0.5 * torch.erfc(-diff / (sigma * math.sqrt(2)))
@@ -96,8 +104,15 @@ def spectral_density(
     vectors: Tensor | None = None,
     generator: torch.Generator | None = None,
     device: torch.device | str = "cpu",
+    zero_tol: float = 64 * torch.finfo(torch.float64).eps,
 ) -> SpectralDensity:
     """Return the SLQ quadrature of a symmetric operator's spectral density.
+
+    A Ritz value within ``zero_tol`` times the largest ``|θ|`` (over all probes) of 0 is set to
+    exactly 0: a zero eigenvalue comes out of ``m`` rounded products as ``±`` a few units of
+    roundoff times ``‖A‖``, and would otherwise fall on either side of ``t = 0`` in
+    :meth:`SpectralDensity.cdf` (the fraction of negative eigenvalues) at random. Pass the
+    relative accuracy of ``matvec`` (``64 ε`` of float32, ``7.6e-6``, for a float32 operator).
 
     Args:
         matvec: ``v ↦ A v`` on float64 ``(dim,)`` vectors on ``device``.
@@ -107,12 +122,14 @@ def spectral_density(
         vectors: ``(n_v, dim)`` probes to use instead (each normalized to unit length).
         generator: draws the probes (default: seeded with 0).
         device: where the Krylov basis lives.
+        zero_tol: relative size below which a Ritz value is an exact zero (0 keeps them all).
 
     Returns:
         A :class:`SpectralDensity`.
 
     Raises:
-        ValueError: on ``steps`` or ``probes`` below 1, or ``vectors`` of the wrong shape or zero.
+        ValueError: on ``dim``, ``steps`` or ``probes`` below 1, or ``vectors`` of the wrong
+            shape, zero or not finite.
 
     Example:
         >>> a = torch.diag(torch.arange(1.0, 101.0, dtype=torch.float64))
@@ -121,9 +138,12 @@ def spectral_density(
         (50.5, 0.5)
 
     """
-    _check_counts(steps, probes)
+    steps, probes = _check_counts(steps, probes)
+    dim = positive_int("dim", dim)
     starts = _probe_vectors(dim, probes, vectors, generator, device)
-    return _gauss_rules(matvec, starts, [1.0] * len(starts), min(steps, dim), device, None)
+    return _gauss_rules(
+        matvec, starts, [1.0] * len(starts), min(steps, dim), device, None, zero_tol
+    )
 
 
 def _gauss_rules(
@@ -133,10 +153,12 @@ def _gauss_rules(
     m: int,
     device: torch.device | str,
     null_masses: list[float] | None,
+    zero_tol: float,
 ) -> SpectralDensity:
     """Each unit start's ``m``-step Gauss rule, its weights times the start's mass.
 
     With ``null_masses`` a last column holds the node 0 with that mass (:func:`_on_span`).
+    Nodes within ``zero_tol · max |θ|`` of 0 are set to 0.
     """
     columns = m if null_masses is None else m + 1
     nodes = torch.zeros(len(starts), columns, dtype=torch.float64)
@@ -147,12 +169,12 @@ def _gauss_rules(
             nodes[i, : len(theta)], weights[i, : len(theta)] = theta, mass * tau
         if null_masses is not None:
             weights[i, m] = null_masses[i]
+    nodes[nodes.abs() <= zero_tol * float(nodes.abs().max())] = 0.0
     return SpectralDensity(nodes, weights)
 
 
-def _check_counts(steps: object, probes: object) -> None:
-    if not (isinstance(steps, int) and steps >= 1 and isinstance(probes, int) and probes >= 1):
-        raise ValueError(f"steps and probes must be positive ints, got {steps!r} and {probes!r}")
+def _check_counts(steps: object, probes: object) -> tuple[int, int]:
+    return positive_int("steps", steps), positive_int("probes", probes)
 
 
 def _quadrature(
@@ -175,6 +197,7 @@ def hessian_spectral_density(
     vectors: Tensor | None = None,
     generator: torch.Generator | None = None,
     chunk_size: int | None = None,
+    params: Selection = None,
 ) -> SpectralDensity:
     """Return the SLQ density of ``∇²_θ loss_fn(f(θ, x), y)`` (see :func:`spectral_density`).
 
@@ -185,7 +208,10 @@ def hessian_spectral_density(
     exactly: the same probes and, per probe, its Gauss rule on the span plus the node 0 with its
     mass off the span (``μ_v = ‖Jv‖² μ_{Jv/‖Jv‖}(∇²L̃) + (1 − ‖Jv‖²) δ_0``), so ``nodes`` has
     ``m + 1`` columns, each product costs the first layer ``n/d`` of its work, and the null
-    space's mass is exact rather than estimated.
+    space's mass is exact rather than estimated. ``params`` selects a block
+    (:func:`~gdscope.probes.hessian.hessian_operator`): the density of ``∂²L/∂θ_S²``. Ritz values
+    within ``64 ε`` (of the operator's dtype) of the largest are exact zeros
+    (:func:`spectral_density`'s ``zero_tol``).
 
     Raises:
         ValueError: as :func:`spectral_density`, or on a random loss.
@@ -201,8 +227,9 @@ def hessian_spectral_density(
 
     """
     op, span, selected = span_operator(
-        model, loss_fn, batch, chunk_size, None, "hessian_spectral_density"
+        model, loss_fn, batch, chunk_size, params, "hessian_spectral_density"
     )
+    zero_tol = 64 * torch.finfo(op.dtype).eps
     if span is None:
         return spectral_density(
             op.matvec,
@@ -212,15 +239,21 @@ def hessian_spectral_density(
             vectors=vectors,
             generator=generator,
             device=op.device,
+            zero_tol=zero_tol,
         )
-    _check_counts(steps, probes)
+    steps, probes = _check_counts(steps, probes)
     dim = sum(p.numel() for p in selected.values())
     starts = _probe_vectors(dim, probes, vectors, generator, op.device)
-    return _on_span(op, span, selected, starts, min(steps, op.dim))
+    return _on_span(op, span, selected, starts, min(steps, op.dim), zero_tol)
 
 
 def _on_span(
-    op: HessianOperator, span: DataSpan, selected: Params, starts: list[Tensor], m: int
+    op: HessianOperator,
+    span: DataSpan,
+    selected: Params,
+    starts: list[Tensor],
+    m: int,
+    zero_tol: float,
 ) -> SpectralDensity:
     """Each probe's quadrature from the reduced Hessian, plus a node 0 for its null-space mass.
 
@@ -231,7 +264,7 @@ def _on_span(
     kept = [float(u.square().sum()) for u in reduced]  # ‖u‖² of a unit probe; ‖w‖² = 1 − ‖u‖²
     units = [u / math.sqrt(k) if k > 0 else u for u, k in zip(reduced, kept, strict=True)]
     null = [max(0.0, 1.0 - k) for k in kept]
-    return _gauss_rules(op.matvec, units, kept, m, op.device, null)
+    return _gauss_rules(op.matvec, units, kept, m, op.device, null, zero_tol)
 
 
 def _probe_vectors(
@@ -249,6 +282,8 @@ def _probe_vectors(
         gen = torch.Generator().manual_seed(0) if generator is None else generator
         z = torch.randint(0, 2, (probes, dim), generator=gen, device=gen.device)
         v = (2 * z - 1).to(device, torch.float64)
+    if not bool(v.isfinite().all()):
+        raise ValueError("vectors hold nan or inf; pass finite probe vectors")
     norms = torch.linalg.vector_norm(v, dim=1, keepdim=True)
     if not bool((norms > 0).all()):
         raise ValueError("every probe vector must be nonzero")
@@ -260,7 +295,11 @@ def _tridiagonal(
 ) -> tuple[list[float], list[float]]:
     """Return ``T``'s diagonal and off-diagonal after up to ``steps`` Lanczos steps from unit ``v``.
 
-    Stops early at a breakdown (``β ≤ 1e-12`` times the largest entry so far).
+    Stops early at a breakdown: ``β`` at most ``32 u`` (``u`` the basis's unit roundoff) times
+    the largest ``|α|, |β|`` so far, i.e. ``β`` at the rounding of one product, where the Krylov
+    space is invariant to working accuracy. (The basis's own ``1e-12`` serves Lanczos
+    eigensolvers; here it would end a probe whose bulk lies ``10¹²`` below an outlier, although
+    the bulk is resolved to ``u‖A‖``.)
     """
     basis = KrylovBasis(v.numel(), device, capacity=steps)
     basis.append(v)
@@ -268,12 +307,13 @@ def _tridiagonal(
     betas: list[float] = []
     scale = 0.0
     w = basis.work
+    breakdown = 32 * basis.unit
     try:
         for _ in range(steps):
             alpha, beta = lanczos_step(matvec, basis, betas[-1] if betas else 0.0)
             alphas.append(alpha)
             scale = max(scale, abs(alpha), *(abs(b) for b in betas[-1:]))
-            if len(alphas) == steps or beta <= basis.breakdown * max(scale, 1e-300):
+            if len(alphas) == steps or beta <= breakdown * max(scale, 1e-300):
                 break
             betas.append(beta)
             basis.append_divided(w, beta)

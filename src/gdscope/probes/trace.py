@@ -18,15 +18,17 @@ rank at most ``nk``, are the case it is made for.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 
+from gdscope._checks import positive_int
 from gdscope.functional import LossFn
 from gdscope.probes._differentiating import differentiating
+from gdscope.probes._hessian_build import span_operator
 from gdscope.probes._rademacher import rademacher_rows
-from gdscope.probes.hessian import span_operator
+from gdscope.probes._subset import Selection
 
 __all__ = ["hessian_trace_hutchpp", "hutchpp"]
 
@@ -67,12 +69,13 @@ def hutchpp(
         111.0
 
     """
-    if not (isinstance(probes, int) and probes >= 3):
+    count = positive_int("probes", probes)
+    if count < 3:
         raise ValueError(f"probes must be an int >= 3 (a third of them sketch A), got {probes!r}")
     if generator is None:
         generator = torch.Generator().manual_seed(0)
-    sketch = probes // 3
-    rest = probes - 2 * sketch
+    sketch = count // 3
+    rest = count - 2 * sketch
 
     def apply_rows(rows: Tensor) -> Tensor:  # (c, dim) -> (c, dim): A v for each row v
         out = torch.empty_like(rows)
@@ -97,7 +100,7 @@ def hessian_trace_hutchpp(
     probes: int = 60,
     generator: torch.Generator | None = None,
     chunk_size: int | None = None,
-    params: Iterable[str] | str | None = None,
+    params: Selection = None,
 ) -> float:
     r"""Return the Hutch++ estimate of ``tr ∇²L`` from ``probes`` Hessian-vector products.
 

@@ -1,0 +1,117 @@
+r"""The Hessian operator of a loss as the probes build it: chunks, checks, data span.
+
+A chunked evaluation weights chunk ``c`` of ``n_c`` examples by ``n_c/n``, which reproduces the
+training loss exactly when it is a mean over examples (checked on two chunks' worth of examples);
+a random loss, an op whose second derivative torch gets wrong, and chunks under batch statistics
+are refused before any graph is built. :func:`span_operator` puts the operator on the first
+layer's data span where one applies (:mod:`gdscope.probes._data_span`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from gdscope.functional import LossFn, Params, loss_at
+from gdscope.probes._checks import check_deterministic, refuse_random_modules, uses_batch_statistics
+from gdscope.probes._data_span import DataSpan, data_span
+from gdscope.probes._differentiating import differentiating_operator
+from gdscope.probes._hvp import HessianOperator, Scalar, Term
+from gdscope.probes._second_order import refuse_wrong_second_derivatives
+from gdscope.probes._subset import Selection, select_params
+
+__all__ = ["FLOAT32_BASIS_TOL", "Batch", "build_operator", "span_operator"]
+
+Batch = tuple[Tensor, Tensor]
+FLOAT32_BASIS_TOL = 1e-5  # sharpness of a float32 model at tol >= this: float32 Krylov basis
+
+
+def build_operator(
+    model: nn.Module,
+    loss_fn: LossFn,
+    batch: Batch,
+    chunk_size: int | None,
+    cache_chunks: bool,
+    what: str,
+    selected: Params,
+    span: DataSpan | None = None,
+) -> HessianOperator:
+    """Build the operator of :func:`~gdscope.probes.hessian.hessian_operator`; ``what`` names the probe in errors.
+
+    ``selected`` are the coordinates (:func:`~gdscope.probes._subset.select_params`). With
+    ``span`` the operator is the reduced Hessian ``∇²L̃`` of :mod:`gdscope.probes._data_span`.
+    """
+    x, y = batch if span is None else span.batch(batch)
+    n = x.shape[0]
+    if chunk_size is not None and not (isinstance(chunk_size, int) and chunk_size >= 1):
+        raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
+    size = n if chunk_size is None else chunk_size
+    if size < n and uses_batch_statistics(model):
+        raise ValueError(
+            f"{what}: chunk_size={chunk_size} would normalize each chunk with its own batch "
+            "statistics, not the batch's; use chunk_size=None inside allow_batch_statistics"
+        )
+    terms = [
+        Term(_loss_term(model, loss_fn, (x[i : i + size], y[i : i + size])), min(size, n - i) / n)
+        for i in range(0, n, size)
+    ]
+    selected = selected if span is None else span.params(selected)
+    refuse_random_modules(model, what=what, noun="loss")  # before a graph build updates them
+    if size < n:
+        _check_mean_loss(model, loss_fn, (x, y), selected, min(n, 2 * size), what)
+    refuse_wrong_second_derivatives(model, what=what)
+    op = HessianOperator(selected, terms, cache=chunk_size is None or cache_chunks)
+    check_deterministic(model, what=what, fn=terms[0].fn, params=selected, value=op.first_value)
+    return op
+
+
+def _loss_term(model: nn.Module, loss_fn: LossFn, batch: Batch) -> Scalar:
+    return lambda p: loss_at(model, p, loss_fn, batch)
+
+
+def _check_mean_loss(
+    model: nn.Module, loss_fn: LossFn, batch: Batch, params: Params, k: int, what: str
+) -> None:
+    """Raise unless the loss of the first ``k`` examples is the size-weighted mean of its halves.
+
+    Chunks are weighted ``n_c/n``, which is right only for a mean over examples (a ``"sum"``
+    loss gives ``L = L₁ + L₂``, not ``(h L₁ + (k − h) L₂)/k``); three forwards of ``k`` examples.
+    """
+    x, y = batch
+    half = k // 2
+    with torch.no_grad():
+        detached = {name: p.detach() for name, p in params.items()}
+        whole, first, second = (
+            float(loss_at(model, detached, loss_fn, (x[a:b], y[a:b])))
+            for a, b in ((0, k), (0, half), (half, k))
+        )
+    mean = (half * first + (k - half) * second) / k
+    if not math.isclose(whole, mean, rel_tol=1e-4, abs_tol=1e-12 * max(abs(first), abs(second))):
+        raise ValueError(
+            f"{what}: chunk_size needs a loss that is a mean over examples (reduction='mean'); "
+            f"on {k} examples it gave {whole!r}, the size-weighted mean of its halves {mean!r}"
+        )
+
+
+@differentiating_operator
+def span_operator(
+    model: nn.Module,
+    loss_fn: LossFn,
+    batch: Batch,
+    chunk_size: int | None,
+    params: Selection,
+    what: str,
+) -> tuple[HessianOperator, DataSpan | None, Params]:
+    """Return ``(operator, span or None, selected parameters)``: the Hessian on the data span.
+
+    The operator is on the first layer's data span where one applies, for traces and spectral
+    densities: ``tr ∇²L = tr ∇²L̃`` exactly (the spectra differ by zeros,
+    :mod:`gdscope.probes._data_span`); a float32 span's rounding (``≈1e-7``) is far below any
+    trace estimator's spread.
+    """
+    selected = select_params(model, params)
+    span = data_span(model, batch[0], selected, FLOAT32_BASIS_TOL)
+    op = build_operator(model, loss_fn, batch, chunk_size, False, what, selected, span)
+    return op, span, selected
