@@ -104,3 +104,13 @@ def test_blocks_by_name_or_by_tensor_in_the_trace_and_the_density():
         gs.probes.hessian_trace(net, gs.losses.mse, batch, params=[torch.zeros(3)])
     with pytest.raises(ValueError, match="params entries must be names or the model's parameters"):
         gs.probes.hessian_trace(net, gs.losses.mse, batch, params=[2])
+
+
+def test_hessian_topk_of_a_block_is_the_dense_blocks_eigenvalues():
+    net, batch = _low_rank_problem()
+    block = dense_hessian_block(net, gs.losses.mse, batch, "0.weight")
+    expected = torch.linalg.eigvalsh(block)
+    both = gs.probes.hessian_topk(
+        net, gs.losses.mse, batch, 2, which="BE", tol=1e-10, params=net[0].weight
+    )
+    assert_close(both.values, torch.cat([expected[:2], expected[-2:]]), rtol=1e-8, atol=1e-12)

@@ -95,6 +95,7 @@ def hessian_topk(
     max_iter: int | None = None,
     generator: torch.Generator | None = None,
     chunk_size: int | None = None,
+    params: Selection = None,
 ) -> EigResult:
     r"""Return ``k`` extreme Hessian eigenpairs by Lanczos (see :func:`~gdscope.probes.lanczos.lanczos_topk`).
 
@@ -116,13 +117,14 @@ def hessian_topk(
         max_iter: most Hessian-vector products.
         generator: draws the random start (default seeded with 0).
         chunk_size: examples per chunk (see :func:`hessian_operator`).
+        params: names, module prefixes or parameters of a block: eigenpairs of ``∂²L/∂θ_S²``.
 
     Returns:
         An :class:`~gdscope.probes.lanczos.EigResult` (float64, vectors on the model's device).
 
     """
     op = build_operator(
-        model, loss_fn, batch, chunk_size, False, "hessian_topk", select_params(model, None)
+        model, loss_fn, batch, chunk_size, False, "hessian_topk", select_params(model, params)
     )
     return lanczos_topk(
         op.matvec,
