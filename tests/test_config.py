@@ -3,6 +3,7 @@ from pydantic import ValidationError
 
 import gdscope as gs
 from gdscope._validation import format_errors
+from gdscope.config.trial import canonical_hash
 
 
 def test_hash_is_stable_and_content_based():
@@ -111,6 +112,35 @@ def test_existing_configs_keep_their_hash(raw, expected):
     assert gs.TrialConfig.model_validate(raw).content_hash() == expected
 
 
+def test_revised_conventions_give_new_hashes_and_leave_the_others():
+    """Trials stored before Adam's P held 1 − β₁ᵗ, or before μP under Adam took TP-V's lr
+    multipliers, are not resumed; a trial neither revision touches hashes as before."""
+
+    def trial(parameterization, optimizer, probes):
+        raw = {
+            "model": {"kind": "mlp", "parameterization": parameterization},
+            "optimizer": {"name": optimizer, "lr": 0.01},
+            "probes": probes,
+        }
+        config = gs.TrialConfig.model_validate(raw)
+        return config, config._revisions()
+
+    assert trial("standard", "adam", {"loss": 1})[1] == {}
+    assert trial("mup", "gd", {"loss": 1})[1] == {}
+    assert trial("mup", "adam", {"loss": 1})[1] == {"mup_adaptive_lr": 2}
+    config, revisions = trial("standard", "adam", {"preconditioned_sharpness": 5})
+    assert revisions == {"preconditioned_sharpness_convention": 2}
+    plain = canonical_hash(
+        {
+            **config.model_dump(mode="json"),
+            "model": config.model.hash_payload(),
+            "data": config.data.hash_payload(),
+            "optimizer": config.optimizer.hash_payload(),
+        }
+    )
+    assert config.content_hash() != plain
+
+
 @pytest.mark.parametrize(
     ("field", "value"),
     [("readout", "flatten")],
@@ -159,3 +189,9 @@ def test_preconditioned_sharpness_needs_an_adaptive_optimizer():
         {"probes": {"preconditioned_sharpness": 5}, "optimizer": adam}
     )
     assert cfg.optimizer.name == "adam"
+
+
+def test_meanfield_under_an_adaptive_optimizer_is_refused_at_validation():
+    raw = {"model": {"kind": "mlp", "parameterization": "meanfield"}, "optimizer": {"name": "adam"}}
+    with pytest.raises(ValidationError, match=r"no learning-rate rule under model\.parameterization"):
+        gs.TrialConfig.model_validate(raw)

@@ -192,6 +192,17 @@ class TrialConfig(FrozenPart):
             )
         return self
 
+    @model_validator(mode="after")
+    def _lr_rule_exists(self) -> TrialConfig:
+        model, name = self.model, self.optimizer.name
+        if model.parameterization == "meanfield" and name in ADAPTIVE:
+            raise ValueError(
+                f"optimizer.name {name!r} has no learning-rate rule under model.parameterization "
+                "'meanfield' (its lr multipliers, × width, are for SGD-like optimizers); use "
+                "optimizer gd, sgd, heavy_ball or nesterov, or parameterization 'mup'"
+            )
+        return self
+
     def recorded_metrics(self) -> set[str]:
         """Every metric (or ``/`` family) a run of this config may record.
 
@@ -221,7 +232,24 @@ class TrialConfig(FrozenPart):
         data["model"] = self.model.hash_payload()
         data["data"] = self.data.hash_payload()
         data["optimizer"] = self.optimizer.hash_payload()
-        return canonical_hash(data)
+        return canonical_hash({**data, **self._revisions()})
+
+    def _revisions(self) -> dict[str, int]:
+        """Entries of conventions revised after trials were stored, so those are not resumed.
+
+        ``preconditioned_sharpness`` 2: Adam's ``P`` holds the first moment's bias correction
+        ``1 − β₁ᵗ`` (Cohen et al. 2022, §2). ``mup_adaptive_lr`` 2: a built-in μP network under
+        Adam/RMSprop takes Tensor Programs V's adaptive learning-rate multipliers (before: the
+        SGD ones). Every other trial hashes as before.
+        """
+        revisions = {}
+        if "preconditioned_sharpness" in self.probes:
+            revisions["preconditioned_sharpness_convention"] = 2
+        model = self.model
+        built_in = model.kind in ("mlp", "cnn", "resnet") and model.parameterization == "mup"
+        if built_in and self.optimizer.name in ADAPTIVE:
+            revisions["mup_adaptive_lr"] = 2
+        return revisions
 
 
 def canonical_hash(data: Any) -> str:

@@ -16,17 +16,31 @@ Every quantity is a monomial ``s · a^k · n^p · r^c`` whose exponents are stor
 (``√2`` for ReLU, ``1`` otherwise), which the input and hidden layers take, in ``σ_W`` or in
 ``α`` as the table says; the output layer never takes the activation gain.
 
-================  ==============  =================  ===================  ================
-parameterization  weight std σ_W  multiplier α       lr c_W (in/hid/out)  bias σ_b, α_b, c_b
-================  ==============  =================  ===================  ================
-standard          s a / √n        1                  1 / 1 / 1            0, 1, 1
-ntk               s               a / √n             1 / 1 / 1            1, β, 1
-mup               s a / √n (out:  1 (out: 1/r)       r / 1 / r            0, 1, r (out: 1)
+================  ==============  ===============  ===================  ==================
+parameterization  weight std σ_W  multiplier α     lr c_W (in/hid/out)  bias σ_b, α_b, c_b
+================  ==============  ===============  ===================  ==================
+standard          s a / √n        1                1 / 1 / 1            0, 1, 1
+ntk               s               a / √n           1 / 1 / 1            1, β, 1
+mup               s a / √n (out:  1 (out: 1/r)     r / 1 / r            0, 1, r (out: 1)
                   s √r / √n)
-meanfield         s a             1/√n (out: 1/n)    w / w / w            0, 1, w
-================  ==============  =================  ===================  ================
+meanfield         s a             1/√n (out: 1/n)  w / w / w            0, 1, w
+================  ==============  ===============  ===================  ==================
 
-(``a = 1`` on the output layer; ``w = r · base_width`` is the width.)
+(``a = 1`` on the output layer; ``w = r · base_width`` is the width.) The learning-rate
+multipliers in this table are those of SGD-like optimizers, whose update is linear in the
+gradient (GD, heavy ball, Nesterov, proximal GD, FISTA, subgradient). Adaptive optimizers
+divide the gradient entrywise by a running RMS (Adam, AdamW, RMSProp), so every entry of their
+update is ``Θ(η)`` whatever the gradient's scale, and take other multipliers
+(:attr:`LayerSpec.adaptive_lr_weight`, :attr:`LayerSpec.adaptive_lr_bias`;
+:func:`gdscope.optim.make_optimizer` picks the rule from the optimizer's name):
+
+================  ============================  ============
+parameterization  adaptive lr c_W (in/hid/out)  adaptive c_b
+================  ============================  ============
+standard, ntk     1 / 1 / 1                     1
+mup               1 / 1/r / 1                   1
+meanfield         none: refused                 none
+================  ============================  ============
 
 * **standard**: PyTorch/He-style fan-in initialization (He et al. 2015).
 * **ntk** — *the NTK convention of gdscope, stated here once*: Jacot, Gabriel & Hongler (2018),
@@ -48,13 +62,24 @@ meanfield         s a             1/√n (out: 1/n)    w / w / w            0, 1
   width as in the ``mup`` package (so μP equals SP at ``width == base_width``): readout
   multiplier ``1/r`` on a readout weight of std ``√r/√n`` (``mup.set_base_shapes`` rescales a
   ``MuReadout`` weight by ``√width_mult``), so the effective readout std is ``∝ 1/n`` as in
-  TP-IV Table 3 and the output at initialization falls like ``1/√r``; the learning rates of vector-like parameters (input weights, biases of
-  width-sized layers, output weights) are multiplied by ``r``.
+  TP-IV Table 3 and the output at initialization falls like ``1/√r``. Under SGD the learning
+  rates of vector-like parameters (input weights, biases of width-sized layers, output weights)
+  are multiplied by ``r`` (``mup.MuSGD``). Under Adam-like optimizers the rule is that of Yang
+  et al. (2022), "Tensor Programs V" (μTransfer), Table 3 with the readout multiplier of its
+  Table 8, as ``mup.MuAdam`` implements it: the update of an adaptive optimizer is ``Θ(η)``
+  per entry whatever the gradient's scale, so the matrix-like hidden weights (two width
+  dimensions) take ``c_W = 1/r`` — their update ``ΔW x`` sums ``n`` aligned terms — and every
+  other parameter ``c = 1`` (the readout's ``1/r`` forward multiplier already makes its
+  effective update ``Θ(1/n)`` per entry). Applying the SGD multipliers to Adam instead makes
+  the hidden features' and the readout's updates grow like ``r`` (review 16, c10).
 * **meanfield**: the convention gdscope uses is weights ``N(0, s²a²)``, forward multipliers
   ``1/√n`` for input/hidden layers and ``1/n`` for the output layer, so that a two-layer
   network is ``f(x) = (1/m) Σ_r a_r σ(w_rᵀx / √d)`` (Mei, Montanari & Nguyen 2018; Chizat &
   Bach 2018), and the learning rate of every parameter multiplied by ``width = r·base_width``
-  so that gradient flow runs on a width-independent time scale.
+  so that gradient flow runs on a width-independent time scale. This is a rule for SGD-like
+  optimizers only: an adaptive optimizer's step does not scale with the gradient, so those
+  multipliers would grow its step with the width, and gdscope defines no mean-field rule for
+  it — :func:`gdscope.optim.make_optimizer` refuses the combination (use ``mup``).
 
 Under these rules the output scale at initialization is width independent for ``standard``
 and ``ntk``, falls like ``1/√r`` for ``mup`` and like ``1/√width`` for ``meanfield``.
@@ -89,6 +114,10 @@ class RoleRule:
         multiplier_ratio_power: exponent of ``r`` in ``α``.
         lr_weight_ratio_power: exponent of ``r`` in the weight learning-rate multiplier.
         lr_bias_ratio_power: exponent of ``r`` in the bias learning-rate multiplier.
+        adaptive_lr_weight_ratio_power: exponent of ``r`` in the weight learning-rate
+            multiplier of adaptive optimizers (Adam, AdamW, RMSProp); ``None``: the
+            parameterization has no rule for them.
+        adaptive_lr_bias_ratio_power: the same for the bias.
         bias_std: ``σ_b``.
         bias_multiplier: ``α_b``; ``None`` means the parameterization's ``bias_scale``.
 
@@ -102,13 +131,20 @@ class RoleRule:
     multiplier_ratio_power: float = 0.0
     lr_weight_ratio_power: float = 0.0
     lr_bias_ratio_power: float = 0.0
+    adaptive_lr_weight_ratio_power: float | None = 0.0
+    adaptive_lr_bias_ratio_power: float | None = 0.0
     bias_std: float = 0.0
     bias_multiplier: float | None = 1.0
 
 
 @dataclass(frozen=True)
 class LayerSpec:
-    """Concrete numbers for one layer, as produced by :meth:`Parameterization.layer`."""
+    """Concrete numbers for one layer, as produced by :meth:`Parameterization.layer`.
+
+    ``lr_weight``, ``lr_bias`` are the learning-rate multipliers of SGD-like optimizers (the
+    layer's ``lr_multipliers``); ``adaptive_lr_weight``, ``adaptive_lr_bias`` those of adaptive
+    ones (Adam, AdamW, RMSProp), ``None`` where ``parameterization`` has no rule for them.
+    """
 
     init_std: float
     multiplier: float
@@ -116,6 +152,9 @@ class LayerSpec:
     lr_bias: float
     bias_std: float
     bias_multiplier: float
+    adaptive_lr_weight: float | None = 1.0
+    adaptive_lr_bias: float | None = 1.0
+    parameterization: str = ""
 
 
 @dataclass(frozen=True)
@@ -194,7 +233,15 @@ class Parameterization:
             lr_bias=lr_base * r**rule.lr_bias_ratio_power,
             bias_std=rule.bias_std,
             bias_multiplier=float(bias_mult),
+            adaptive_lr_weight=_power(r, rule.adaptive_lr_weight_ratio_power),
+            adaptive_lr_bias=_power(r, rule.adaptive_lr_bias_ratio_power),
+            parameterization=self.name,
         )
+
+
+def _power(r: float, exponent: float | None) -> float | None:
+    """``r**exponent``, or ``None`` (no rule) where ``exponent`` is ``None``."""
+    return None if exponent is None else r**exponent
 
 
 _HALF = -0.5
@@ -230,7 +277,12 @@ MUP = Parameterization(
         lr_weight_ratio_power=1.0,
         lr_bias_ratio_power=1.0,
     ),
-    hidden=RoleRule(std_fan_in_power=_HALF, activation_gain=True, lr_bias_ratio_power=1.0),
+    hidden=RoleRule(
+        std_fan_in_power=_HALF,
+        activation_gain=True,
+        lr_bias_ratio_power=1.0,
+        adaptive_lr_weight_ratio_power=-1.0,
+    ),
     output=RoleRule(
         std_fan_in_power=_HALF,
         activation_gain=False,
@@ -241,7 +293,12 @@ MUP = Parameterization(
 )
 
 _mf_rule = functools.partial(
-    RoleRule, std_fan_in_power=0.0, lr_weight_ratio_power=1.0, lr_bias_ratio_power=1.0
+    RoleRule,
+    std_fan_in_power=0.0,
+    lr_weight_ratio_power=1.0,
+    lr_bias_ratio_power=1.0,
+    adaptive_lr_weight_ratio_power=None,
+    adaptive_lr_bias_ratio_power=None,
 )
 MEANFIELD = Parameterization(
     name="meanfield",

@@ -4,7 +4,10 @@ Optimizers are torch.optim objects; gdscope only writes what torch lacks (:mod:`
 :mod:`.subgradient`). Given an ``nn.Module``, :func:`make_optimizer` turns the parameterization's
 per-parameter learning-rate multipliers (:func:`gdscope.models.lr_multipliers.lr_multipliers`) into
 param groups: one group per distinct multiplier ``c``, with ``lr = η·c`` and the key
-``"lr_multiplier": c``.
+``"lr_multiplier": c``. Every optimizer states its multiplier rule (:mod:`.groups`): ``"sgd"``
+for those linear in the gradient, ``"adaptive"`` for ``adam`` and ``rmsprop`` (μP: TP-V Table 3,
+as ``mup.MuAdam``, with ``weight_decay / c`` per group); a parameterization without a rule for
+the optimizer (``meanfield`` with ``adam``/``rmsprop``) is refused.
 
 In the update rules below ``g_t = ∇f(w_t) + μ w_t`` (``μ = weight_decay``, coupled L2 as in
 torch), ``η = lr`` of the param group and ``β = momentum``; operations on vectors are elementwise.
@@ -21,7 +24,7 @@ from torch import nn
 from torch.optim import Optimizer
 
 from gdscope import _checks as check
-from gdscope.models.lr_multipliers import lr_multipliers
+from gdscope.optim.groups import rule_groups
 from gdscope.optim.proximal import FISTA, ProximalGD
 from gdscope.optim.subgradient import Subgradient, check_schedule
 
@@ -218,6 +221,7 @@ def _subgradient(
 @dataclass(frozen=True)
 class _Entry:
     build: Callable[..., Optimizer]
+    lr_rule: str  # "sgd" (update linear in the gradient) | "adaptive" (entrywise normalized)
     extras: tuple[str, ...] = ()
     momentum: str = "none"  # "none" | "optional" (default 0) | "default" (default 0.9)
     l1: bool = False
@@ -225,15 +229,17 @@ class _Entry:
 
 
 _ENTRIES: dict[str, _Entry] = {
-    "gd": _Entry(_gd),
-    "sgd": _Entry(_gd),
-    "heavy_ball": _Entry(_heavy_ball, extras=("dampening",), momentum="default"),
-    "nesterov": _Entry(_nesterov, momentum="default"),
-    "rmsprop": _Entry(_rmsprop, extras=("alpha", "eps", "centered"), momentum="optional"),
-    "adam": _Entry(_adam, extras=("betas", "eps", "amsgrad")),
-    "prox_gd": _Entry(_prox_gd, l1=True),
-    "fista": _Entry(_fista, l1=True),
-    "subgradient": _Entry(_subgradient, extras=("f_star",), l1=True, schedules=True),
+    "gd": _Entry(_gd, "sgd"),
+    "sgd": _Entry(_gd, "sgd"),
+    "heavy_ball": _Entry(_heavy_ball, "sgd", extras=("dampening",), momentum="default"),
+    "nesterov": _Entry(_nesterov, "sgd", momentum="default"),
+    "rmsprop": _Entry(
+        _rmsprop, "adaptive", extras=("alpha", "eps", "centered"), momentum="optional"
+    ),
+    "adam": _Entry(_adam, "adaptive", extras=("betas", "eps", "amsgrad")),
+    "prox_gd": _Entry(_prox_gd, "sgd", l1=True),
+    "fista": _Entry(_fista, "sgd", l1=True),
+    "subgradient": _Entry(_subgradient, "sgd", extras=("f_star",), l1=True, schedules=True),
 }
 
 ALIASES: dict[str, str] = {"ista": "prox_gd"}
@@ -303,17 +309,20 @@ def _check_options(key: str, entry: _Entry, l1: float, schedule: str, kwargs: di
             )
 
 
-def param_groups(model: nn.Module, lr: float) -> list[dict[str, Any]]:
+def param_groups(
+    model: nn.Module, lr: float, *, optimizer: str = "gd", weight_decay: float | None = None
+) -> list[dict[str, Any]]:
     """Return one param group per distinct learning-rate multiplier ``c`` of ``model``.
 
-    Each group is ``{"params": [...], "lr": lr * c, "lr_multiplier": c}``, groups in order of first
-    appearance in ``model.named_parameters()``; frozen parameters are left out.
+    Each group is ``{"params": [...], "lr": lr * c, "lr_multiplier": c}`` with the multipliers of
+    ``optimizer``'s rule (:func:`gdscope.optim.groups.rule_groups`; adaptive optimizers add
+    ``"weight_decay": weight_decay / c`` when ``weight_decay`` is given), groups in order of
+    first appearance in ``model.named_parameters()``; frozen parameters are left out.
+    ``optimizer`` is a name of :data:`OPTIMIZERS`, or ``"adamw"`` for a ``torch.optim.AdamW``
+    the caller builds.
     """
-    named = dict(model.named_parameters())
-    grouped: dict[float, list[torch.Tensor]] = {}
-    for name, c in lr_multipliers(model).items():
-        grouped.setdefault(c, []).append(named[name])
-    return [{"params": ps, "lr": lr * c, "lr_multiplier": c} for c, ps in grouped.items()]
+    rule = "adaptive" if optimizer == "adamw" else _lookup(optimizer)[1].lr_rule
+    return rule_groups(model, lr, rule, optimizer=optimizer, weight_decay=weight_decay)
 
 
 def make_optimizer(
@@ -331,8 +340,9 @@ def make_optimizer(
 
     Args:
         name: one of :data:`OPTIMIZERS` (``"ista"`` is an alias of ``"prox_gd"``).
-        model_or_params: an ``nn.Module`` (its lr multipliers become param groups, see
-            :func:`param_groups`), or parameters / param-group dicts as torch.optim takes them.
+        model_or_params: an ``nn.Module`` (its lr multipliers under the optimizer's rule become
+            param groups, see :func:`param_groups`), or parameters / param-group dicts as
+            torch.optim takes them.
         lr: base step size ``η``, finite and ``> 0``.
         momentum: ``β ∈ [0, 1)`` for ``heavy_ball``/``nesterov`` (default 0.9) and ``rmsprop``
             (default 0); an error for the others.
@@ -348,7 +358,9 @@ def make_optimizer(
     Raises:
         ValueError: unknown name (with the closest match), ``lr`` not finite and positive,
             ``momentum`` outside ``[0, 1)`` or given where it does not apply, negative
-            ``weight_decay``/``l1``, an option the optimizer does not take.
+            ``weight_decay``/``l1``, an option the optimizer does not take, a model whose
+            parameterization has no learning-rate rule for the optimizer (``meanfield`` with
+            ``adam``/``rmsprop``).
 
     Example:
         >>> model = torch.nn.Linear(4, 1)
@@ -362,7 +374,7 @@ def make_optimizer(
     beta = _momentum(key, entry, momentum)
     _check_options(key, entry, l1, schedule, kwargs)
     if isinstance(model_or_params, nn.Module):
-        params: Any = param_groups(model_or_params, lr)
+        params: Any = param_groups(model_or_params, lr, optimizer=key, weight_decay=weight_decay)
     else:
         params = list(model_or_params)
     return entry.build(
