@@ -208,7 +208,11 @@ _KERNEL_KEY = "kernel_regression_init"
 
 
 def activation_rms(ctx: ProbeContext) -> dict[str, float]:
-    """Probe: per-layer RMS of the hidden activations and of their change since init."""
+    """Probe: per-layer RMS of the hidden representations and of their change since init.
+
+    ``h<l>`` is ``h_l`` of :func:`gdscope.probes.coord_check.hidden_activations`: the activation
+    output of a plain MLP; of a residual one, the stream ``h_1 = σ(L_1 x)``, then after each block.
+    """
     x = ctx.data[0]
     if _COORD_CHECK_KEY not in ctx.memory:
         ctx.memory[_COORD_CHECK_KEY] = hidden_activations(ctx.model, x, ctx.init_params)
