@@ -99,11 +99,11 @@ def test_width_dependent_parameterizations_need_a_width_and_inputs_are_checked()
         ntk_infinite(x, depth=2, activation="swish")
     with pytest.raises(ValueError, match="same d"):
         ntk_infinite(x, _x(2, 7)[:, :3], depth=2)
-    with pytest.raises(ValueError, match="positive ints"):
+    with pytest.raises(ValueError, match="depth must be an int >= 1"):
         ntk_infinite(x, depth=0)
     with pytest.raises(ValueError, match="wrt must be one of"):
         ntk_infinite(x, depth=2, wrt="normalized")
-    with pytest.raises(ValueError, match="nodes must be in"):
+    with pytest.raises(ValueError, match="nodes must be an int in"):
         ntk_infinite(x, depth=2, activation="tanh", nodes=500)
     hidden = layer_constants(3, 6, activation="relu")[1]
     assert_close(hidden, (2.0, 2.0, 0.01, 0.01), rtol=1e-14)  # v = w = 2
@@ -182,23 +182,25 @@ def test_the_relu_kernels_scale_without_overflow_or_underflow(scale):
 
 
 def test_an_unresolved_quadrature_warns_and_a_resolved_one_does_not():
-    """tanh at pre-activation variance ≈ 17: 96 Gauss–Hermite nodes are off by percents."""
+    """tanh at pre-activation variance ≈ 17: 96 Gauss–Hermite nodes are off by percents; auto
+    goes graded and does not warn."""
     x = np.random.default_rng(1).normal(size=(4, 6)) * 4.0  # ‖x‖²/d ≈ 16
-    with pytest.warns(RuntimeWarning, match="quadrature's expectations move by"):
-        ntk_infinite(x, depth=3, activation="tanh")
-    ntk_infinite(x, depth=3, activation="relu")  # closed form: never (warnings are errors here)
+    with pytest.warns(RuntimeWarning, match="hermite rule's kernels are off by"):
+        ntk_infinite(x, depth=3, activation="tanh", method="hermite")
+    ntk_infinite(x, depth=3, activation="tanh")  # graded: no warning (warnings are errors here)
+    ntk_infinite(x, depth=3, activation="relu")  # closed form: never
     ntk_infinite(x / 4.0, depth=3, activation="tanh", method="polar")
     ntk_infinite(x / 4.0, depth=3, activation="gelu")
 
 
-def test_auto_takes_the_polar_rule_where_hermite_is_unresolved():
-    """tanh at pre-activation variances up to 6.8: Hermite moves by 6e-3 at 96 nodes, polar 2e-5."""
+def test_auto_takes_the_graded_rule_where_hermite_is_unresolved():
+    """tanh at pre-activation variances up to 6.8: Hermite is off by 6e-3 at 96 nodes."""
     x = np.random.default_rng(2).normal(size=(5, 6))
     x *= np.sqrt(3.0 / (x**2).mean())
     auto = ntk_infinite(x, depth=3, activation="tanh")  # no warning (warnings are errors here)
-    polar = ntk_infinite(x, depth=3, activation="tanh", method="polar")
-    assert np.array_equal(auto.ntk, polar.ntk) and np.array_equal(auto.nngp, polar.nngp)
-    with pytest.warns(RuntimeWarning, match="quadrature's expectations move by"):
+    graded = ntk_infinite(x, depth=3, activation="tanh", method="graded")
+    assert np.array_equal(auto.ntk, graded.ntk) and np.array_equal(auto.nngp, graded.nngp)
+    with pytest.warns(RuntimeWarning, match="hermite rule's kernels are off by"):
         ntk_infinite(x, depth=3, activation="tanh", method="hermite")
     small = ntk_infinite(x / 3.0, depth=3, activation="tanh")  # resolved: Hermite is kept
     hermite = ntk_infinite(x / 3.0, depth=3, activation="tanh", method="hermite")

@@ -20,17 +20,29 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._gaussian_expectations import Expectation, compared_nodes, expectation, quadrature_error
+from ._gaussian_expectations import (
+    CLOSED_FORM,
+    Expectation,
+    checked_nodes,
+    expectation,
+    quadrature_error,
+    reference,
+)
 
 __all__ = ["QUADRATURE_TOL", "InfiniteWidthKernels", "LayerConstants", "layer_kernels"]
 
 Array = np.ndarray
 QUADRATURE_TOL = 1e-4
-"""Warn when a quadrature's expectations move by more than this with more nodes (relative).
+"""Warn when a quadrature's kernels are off by more than this (relative to the largest entry).
 
 Measured at variance 3.2 against adaptive ``scipy.integrate.quad``: Gauss–Hermite's
 ``E[tanh'(u)²]`` is off by 9e-5 at 96 nodes, 1e-5 at 128, 2e-7 at 192; the polar rule by 4e-8 at
-96 (tanh's poles at ``±iπ/(2√k)`` slow the Hermite rule as the variance grows)."""
+96 (tanh's poles at ``±iπ/(2√k)`` slow the Hermite rule as the variance grows); the graded rule
+by about 1e-9 at any variance."""
+_MARGIN = 1e-2
+"""``"auto"`` keeps Gauss–Hermite where its probed error is below ``_MARGIN · QUADRATURE_TOL``:
+the error compounds over the layers (about twice per layer for the NTK) and rises by ten for
+each factor 1.6 in the variance, so the margin costs little."""
 
 
 class InfiniteWidthKernels(NamedTuple):
@@ -64,14 +76,63 @@ def layer_kernels(
     method: str,
     nodes: int,
 ) -> InfiniteWidthKernels:
-    """Run :func:`_recursion`; ``"auto"`` goes polar where Gauss–Hermite is unresolved."""
+    """Run :func:`_recursion`; ``"auto"`` goes graded where Gauss–Hermite is unresolved.
+
+    Where :func:`quadrature_error` finds the rule used off by more than
+    ``_MARGIN · QUADRATURE_TOL`` at the largest variance met, the kernels are recomputed by
+    :func:`reference`'s rule and a ``RuntimeWarning`` gives their actual difference if it
+    exceeds :data:`QUADRATURE_TOL`.
+    """
+    nodes = checked_nodes(nodes)
     kernels, peak = _recursion(a, b, symmetric, consts, expectation(activation, method, nodes))
-    if method == "auto" and quadrature_error(activation, method, nodes, peak) > QUADRATURE_TOL:
-        method = "polar"
-        polar = expectation(activation, method, nodes)
-        kernels, peak = _recursion(a, b, symmetric, consts, polar)
-    _check_quadrature(activation, method, nodes, peak)
+    if peak == 0 or (method in ("auto", "closed") and activation in CLOSED_FORM):
+        return kernels
+    if method == "auto":
+        if quadrature_error(activation, method, nodes, peak) <= _MARGIN * QUADRATURE_TOL:
+            return kernels
+        method = "graded"
+        kernels, peak = _recursion(a, b, symmetric, consts, expectation(activation, method, nodes))
+    if quadrature_error(activation, method, nodes, peak) > _MARGIN * QUADRATURE_TOL:
+        name, rule = reference(activation)
+        exact, _ = _recursion(a, b, symmetric, consts, rule)
+        error = max(_relative(got, want) for got, want in zip(kernels, exact, strict=True))
+        if error > QUADRATURE_TOL:
+            warnings.warn(
+                f"ntk_infinite: the {method} rule's kernels are off by {error:.1e} (relative to "
+                f"the largest entry) from those of the {name} at pre-activation variances up "
+                f"to {peak:.3g}: use method='auto' or 'graded'",
+                RuntimeWarning,
+                stacklevel=4,
+            )
     return kernels
+
+
+def _relative(got: Array, want: Array) -> float:
+    return float(np.abs(got - want).max()) / max(float(np.abs(want).max()), 1e-300)
+
+
+def _first_layer(a: Array, b: Array) -> tuple[Array, Array, Array]:
+    r"""Return ``a bᵀ/d`` and the rows' ``‖a_i‖²/d``, ``‖b_j‖²/d``, exact for parallel rows.
+
+    The arc-cosine kernel ``(π − θ)/2π`` has an infinite slope in ``ρ`` at ``ρ = ±1``
+    (``θ ≈ \sqrt{2(1 − ρ)}``): a rounding of one ulp between BLAS's ``a bᵀ`` and the squared
+    norms turns an input paired with its own copy into ``θ ≈ 1.5e-8``, ``2e-9`` per layer. Where
+    ``|cos|`` is within the products' rounding bound (``d`` ulps) of 1, the product is taken
+    from the exact squared distance instead, ``a·b = (‖a‖² + ‖b‖² − ‖a − b‖²)/2`` (``+``
+    for ``cos ≈ −1``): for identical (or opposite) rows it equals the squared norm exactly, so
+    ``ρ = ±1`` exactly there and at every deeper layer (their kernel entries are then the same
+    operations on the same numbers), and near them it keeps ``1 − |ρ|`` to relative rounding.
+    """
+    d = a.shape[1]
+    qa, qb = np.einsum("id,id->i", a, a), np.einsum("id,id->i", b, b)
+    dots = a @ b.T
+    norm = np.sqrt(qa)[:, None] * np.sqrt(qb)[None, :]
+    i, j = np.nonzero(np.abs(dots) >= (1 - 4 * (d + 2) * np.finfo(float).eps) * norm)
+    sign = np.sign(dots[i, j])[:, None]
+    diff = a[i] - sign * b[j]
+    gap = np.einsum("pd,pd->p", diff, diff)
+    dots[i, j] = sign[:, 0] * ((qa[i] + qb[j]) - gap) / 2
+    return dots / d, qa / d, qb / d
 
 
 def _recursion(
@@ -81,10 +142,10 @@ def _recursion(
 
     Returns the kernels and the largest pre-activation variance a quadrature met.
     """
-    first, d = consts[0], a.shape[1]
-    dots = a @ b.T / d
+    first = consts[0]
+    dots, qa, qb = _first_layer(a, b)
     nngp, ntk = first.v * dots + first.beta, first.w * dots + first.c
-    var1, var2 = (first.v * np.einsum("id,id->i", z, z) / d + first.beta for z in (a, b))
+    var1, var2 = (first.v * q + first.beta for q in (qa, qb))
     peak = 0.0  # the largest variance a quadrature met
     for layer in consts[1:]:
         if symmetric:  # the Gram's own diagonal, so that ρ = 1 exactly there
@@ -96,20 +157,6 @@ def _recursion(
         if not symmetric:
             var1, var2 = (layer.v * expect(k, k, k)[0] + layer.beta for k in (var1, var2))
     return InfiniteWidthKernels(nngp, ntk), peak
-
-
-def _check_quadrature(activation: str, method: str, nodes: int, peak: float) -> None:
-    """Warn when the rule is unresolved at the largest pre-activation variance it met."""
-    error = quadrature_error(activation, method, nodes, peak) if peak > 0 else 0.0
-    if error > QUADRATURE_TOL:
-        warnings.warn(
-            f"ntk_infinite: the {activation} quadrature's expectations move by {error:.1e} "
-            f"(relative) from {nodes} to {compared_nodes(nodes)} nodes at pre-activation "
-            f"variance {peak:.3g}, so the kernels may be off by up to about that: raise nodes "
-            "(at most 192), use method='polar', or scale the inputs down",
-            RuntimeWarning,
-            stacklevel=4,
-        )
 
 
 def _pairwise(

@@ -30,6 +30,9 @@ True
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import torch
 from torch import Tensor, nn
 
@@ -49,21 +52,36 @@ class InfiniteWidthGD:
         f0: the network's outputs at initialization on ``x``, ``(n, k)``.
 
     Raises:
-        ValueError: for a model :func:`~gdscope.probes.mlp_kernels` does not cover.
+        ValueError: for a model :func:`~gdscope.probes.mlp_kernels` does not cover, or ``y``
+            and ``f0`` not ``(n, k)`` (``(n,)`` for one output) with ``x``'s ``n`` rows.
 
     """
 
     def __init__(self, model: nn.Module, x: Tensor, y: Tensor, f0: Tensor) -> None:
         self.n = x.shape[0]
+        if f0.ndim not in (1, 2) or f0.shape[0] != self.n:
+            raise ValueError(
+                f"f0 must be (n, k) or (n,) with n = {self.n} rows like x, got shape "
+                f"{tuple(f0.shape)}; pass the network's outputs on x at initialization"
+            )
         self.f0 = f0.detach().double().cpu().reshape(self.n, -1)
+        k = self.f0.shape[1]
+        allowed = [(self.n, k), (self.n,)] if k == 1 else [(self.n, k)]
+        if tuple(y.shape) not in allowed:
+            raise ValueError(
+                f"y must be ({self.n}, {k}) like f0 (or ({self.n},) for one output), got shape "
+                f"{tuple(y.shape)}; pass one target row per input (one-hot class labels)"
+            )
         self.y = y.detach().double().cpu().reshape(self.f0.shape)
         theta = torch.from_numpy(mlp_kernels(model, x).ntk)
         self.values, self.vectors = torch.linalg.eigh(theta)
 
     def outputs(self, *, lr: float, steps: int) -> Tensor:
         """Return ``f^∞_t(X)``, ``(n, k)`` float64, after ``steps ≥ 0`` steps of size ``lr``."""
-        if steps < 0:
-            raise ValueError(f"steps must be >= 0, got {steps}")
+        if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 0:
+            raise ValueError(f"steps must be an int >= 0, got {steps!r}; pass a number of GD steps")
+        if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not 0 <= lr < math.inf:
+            raise ValueError(f"lr must be a finite number >= 0, got {lr!r}; pass the GD step size")
         decay = (1.0 - lr * self.values / self.n) ** steps
         return self.y + self.vectors @ (decay[:, None] * (self.vectors.T @ (self.f0 - self.y)))
 
