@@ -240,13 +240,15 @@ def _sharpness_products(model: nn.Module, batch: tuple[Tensor, Tensor]) -> int:
 
 def _span_product(model: nn.Module, batch: tuple[Tensor, Tensor]) -> Any:
     """Return ``sharpness``'s product on the first layer's data span (None where it takes none)."""
-    from gdscope.probes import _data_span, hessian
+    from gdscope.probes import _data_span, _hessian_build
 
     selected: dict[str, Tensor] = {n: p for n, p in model.named_parameters() if p.requires_grad}
     span = _data_span.data_span(model, batch[0], selected, SHARPNESS_TOL)
     if span is None:
         return None
-    op = hessian._operator(model, gs.losses.mse, batch, None, False, "bench", selected, span)
+    op = _hessian_build.build_operator(
+        model, gs.losses.mse, batch, None, False, "bench", selected, span
+    )
     v = torch.randn(op.dim, generator=torch.Generator().manual_seed(1), dtype=op.dtype)
     product = op.buffered_matvec()
     return lambda: product(v)

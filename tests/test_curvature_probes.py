@@ -48,16 +48,19 @@ def _ctx(net, batch, optimizer, memory=None, step=3):
 
 
 def _explicit_p(net, optimizer, bias_correction: bool = True) -> torch.Tensor:
-    """``P = √v̂ + ε`` from the state: Adam's ``exp_avg_sq/(1 − β₂ᵗ)``, RMSprop's ``square_avg``."""
+    """``P`` from the state: Adam's ``(1 − β₁ᵗ)(√(exp_avg_sq/(1 − β₂ᵗ)) + ε)`` (the update is
+    ``−η P⁻¹ m``, Cohen et al. 2022 §2), RMSprop's ``√square_avg + ε``."""
     parts = []
     for p in net.parameters():
         state, group = optimizer.state[p], optimizer.param_groups[0]
         if isinstance(optimizer, torch.optim.RMSprop):
-            v = state["square_avg"]
-        else:
-            t = float(state["step"])
-            v = state["exp_avg_sq"] / ((1 - group["betas"][1] ** t) if bias_correction else 1.0)
-        parts.append((v.sqrt() + group["eps"]).reshape(-1))
+            parts.append((state["square_avg"].sqrt() + group["eps"]).reshape(-1))
+            continue
+        t = float(state["step"])
+        beta1, beta2 = group["betas"]
+        v = state["exp_avg_sq"] / ((1 - beta2**t) if bias_correction else 1.0)
+        first = (1 - beta1**t) if bias_correction else 1.0
+        parts.append((first * (v.sqrt() + group["eps"])).reshape(-1))
     return torch.cat(parts).to(F64)
 
 
@@ -85,7 +88,7 @@ def test_preconditioned_sharpness_probe_matches_the_dense_oracle(name):
     assert_close(out["adaptive_threshold"], threshold, rtol=1e-12, what=name)
     assert_close(out["preconditioned_sharpness_ratio"], expected / threshold, rtol=1e-8, what=name)
     assert set(out) == set(PROBES["preconditioned_sharpness"].metrics)
-    if name == "adam":  # the oracle can tell: without Adam's bias correction P is ≈ 1/√(1−β₂⁴)
+    if name == "adam":  # the oracle can tell: without Adam's bias corrections P is off
         wrong = _dense_top(net, batch, _explicit_p(net, optimizer, bias_correction=False))
         assert abs(wrong - expected) > 1e-3 * expected
 
