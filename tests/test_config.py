@@ -193,5 +193,7 @@ def test_preconditioned_sharpness_needs_an_adaptive_optimizer():
 
 def test_meanfield_under_an_adaptive_optimizer_is_refused_at_validation():
     raw = {"model": {"kind": "mlp", "parameterization": "meanfield"}, "optimizer": {"name": "adam"}}
-    with pytest.raises(ValidationError, match=r"no learning-rate rule under model\.parameterization"):
+    with pytest.raises(
+        ValidationError, match=r"no learning-rate rule under model\.parameterization"
+    ):
         gs.TrialConfig.model_validate(raw)
