@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 import gdscope as gs
+from _mup_twins import gdscope_mup_mlp, mup_data, mup_twin
 from gdscope.models.lr_multipliers import LR_RULES, lr_multipliers
 from gdscope.optim.groups import rule_groups
 from gdscope.optim.registry import OPTIMIZERS, make_optimizer, param_groups
@@ -23,54 +24,10 @@ mup = pytest.importorskip("mup")
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 F64 = torch.float64
-D_IN, OUT, BASE = 6, 3, 16
-
-
-def _gd_net(width: int, parameterization: str = "mup") -> nn.Module:
-    """A depth-3 gdscope MLP with random biases (μP draws them at 0), in float64."""
-    net = gs.models.mlp(
-        D_IN, width, depth=3, out_dim=OUT, parameterization=parameterization,
-        base_width=BASE, seed=width, dtype=F64,
-    )  # fmt: skip
-    with torch.no_grad():
-        g = torch.Generator().manual_seed(width + 1)
-        for layer in net.layers:
-            layer.bias.copy_(torch.randn(layer.bias.shape, generator=g, dtype=F64) * 0.5)
-    return net
-
-
-class _MuNet(nn.Module):
-    """The same network in microsoft mup: ``nn.Linear`` layers and a ``MuReadout``."""
-
-    def __init__(self, width: int) -> None:
-        super().__init__()
-        self.l0 = nn.Linear(D_IN, width, dtype=F64)
-        self.l1 = nn.Linear(width, width, dtype=F64)
-        self.l2 = mup.MuReadout(width, OUT, dtype=F64)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.l2(torch.relu(self.l1(torch.relu(self.l0(x)))))
-
-
-def _mu_twin(net: nn.Module, width: int) -> nn.Module:
-    """``_MuNet`` with mup's base shapes (base ``BASE``) and ``net``'s weights."""
-    with torch.random.fork_rng(devices=[]):
-        twin = _MuNet(width)
-        mup.set_base_shapes(twin, _MuNet(BASE), delta=_MuNet(2 * BASE))
-    with torch.no_grad():
-        for i, layer in enumerate(net.layers):
-            getattr(twin, f"l{i}").weight.copy_(layer.weight)
-            getattr(twin, f"l{i}").bias.copy_(layer.bias)
-    return twin
-
-
-def _data() -> tuple[Tensor, Tensor]:
-    g = torch.Generator().manual_seed(0)
-    return torch.randn(12, D_IN, generator=g, dtype=F64), torch.randint(0, OUT, (12,), generator=g)
 
 
 def _train(net: nn.Module, opt: torch.optim.Optimizer, steps: int = 3) -> list[Tensor]:
-    x, y = _data()
+    x, y = mup_data()
     for _ in range(steps):
         opt.zero_grad()
         nn.functional.cross_entropy(net(x), y).backward()
@@ -101,9 +58,9 @@ def _worst(a: list[Tensor], b: list[Tensor]) -> float:
 )
 def test_adaptive_update_equals_mups_on_the_same_weights(name, wd):
     width, lr = 64, 0.01  # r = 4
-    net = _gd_net(width)
-    twin = _mu_twin(net, width)
-    x, _ = _data()
+    net = gdscope_mup_mlp(width)
+    twin = mup_twin(width, net)
+    x, _ = mup_data()
     with torch.no_grad():
         same = _worst([net(x)], [twin(x)])
     assert same < 1e-14, same  # the same function before training
@@ -170,10 +127,10 @@ def test_every_registry_optimizer_has_a_rule():
 
 def _delta_rms(name: str, rule: str | None) -> dict[str, float]:
     """Slope in ``log width`` of the RMS change, over 3 Adam steps, of each layer's output."""
-    x, _ = _data()
+    x, _ = mup_data()
     widths, rows = [16, 64, 256, 1024], {"hidden": [], "readout": []}
     for width in widths:
-        net = _gd_net(width)
+        net = gdscope_mup_mlp(width)
         if rule is None:
             opt = make_optimizer(name, net, 0.01)
         else:
@@ -218,7 +175,7 @@ def test_meanfield_refuses_adaptive_optimizers(name):
 
 
 def test_sgd_groups_are_unchanged():
-    net = _gd_net(64)
+    net = gdscope_mup_mlp(64)
     groups = make_optimizer("sgd", net, 0.1, weight_decay=0.1).param_groups
     assert [(g["lr_multiplier"], g["weight_decay"]) for g in groups] == [(4.0, 0.1), (1.0, 0.1)]
     assert [len(g["params"]) for g in groups] == [4, 2]  # input w,b, hidden b, readout w | rest

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-import gdscope as gs
+from _mup_twins import gdscope_mup_mlp, mup_data, mup_twin
 from _peer_nets import F64
 from gdscope.probes.coord_hooks import coordinate_check
 
@@ -109,46 +109,6 @@ def test_coordinate_check_equals_mups_get_coord_data(optimizer, lr):
 
 # --- gdscope's own μP MLP under a named optimizer against mup's -----------------------------
 
-MLP_D, MLP_K, MLP_BASE = 6, 3, 16
-
-
-def _gdscope_mup_mlp(width: int) -> nn.Module:
-    net = gs.models.mlp(
-        MLP_D, width, depth=3, out_dim=MLP_K, parameterization="mup", base_width=MLP_BASE,
-        seed=width, dtype=F64,
-    )  # fmt: skip
-    with torch.no_grad():
-        for layer in net.layers:
-            layer.bias.normal_(0, 0.5, generator=torch.Generator().manual_seed(width + 1))
-    return net
-
-
-class _ReadoutNet(nn.Module):
-    def __init__(self, width: int) -> None:
-        super().__init__()
-        self.l0 = nn.Linear(MLP_D, width, dtype=F64)
-        self.l1 = nn.Linear(width, width, dtype=F64)
-        self.l2 = mup.MuReadout(width, MLP_K, dtype=F64)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.l2(torch.relu(self.l1(torch.relu(self.l0(x)))))
-
-
-def _same_weights_in_mup(width: int) -> nn.Module:
-    net = mup_model(_ReadoutNet, width=width, base_width=MLP_BASE)
-    with torch.no_grad():  # μP's forward multiplier of the readout sits in MuReadout
-        for i, layer in enumerate(_gdscope_mup_mlp(width).layers):
-            getattr(net, f"l{i}").weight.copy_(layer.weight)
-            getattr(net, f"l{i}").bias.copy_(layer.bias)
-    return net
-
-
-def _mlp_data() -> tuple[Tensor, Tensor]:
-    g = torch.Generator().manual_seed(0)
-    return torch.randn(12, MLP_D, generator=g, dtype=F64), torch.randint(
-        0, MLP_K, (12,), generator=g
-    )
-
 
 def _worst(ours, theirs: dict[tuple[int, int, str], float]) -> float:
     mine = {(r.width, r.step, r.module): r.rms for r in ours.rows}
@@ -162,12 +122,12 @@ LAYERS = ["layers.0", "layers.1", "layers.2"]
 @pytest.mark.parametrize("optimizer,lr", [("sgd", 0.3), ("adam", 0.01)])
 def test_gdscopes_mup_mlp_under_a_named_optimizer_equals_mups_get_coord_data(optimizer, lr):
     # a named optimizer applies gdscope's lr multipliers (those of MuSGD / MuAdam)
-    widths, steps, data = [16, 64], 3, _mlp_data()
+    widths, steps, data = [16, 64], 3, mup_data()
     ours = coordinate_check(
-        _gdscope_mup_mlp, widths, data, steps=steps, lr=lr, modules=LAYERS, optimizer=optimizer
+        gdscope_mup_mlp, widths, data, steps=steps, lr=lr, modules=LAYERS, optimizer=optimizer
     )
     frame = mup_coord.get_coord_data(
-        {w: functools.partial(_same_weights_in_mup, w) for w in widths}, [data],
+        {w: functools.partial(mup_twin, w) for w in widths}, [data],
         optimizer=optimizer, lr=lr, mup=True, nsteps=steps + 1, nseeds=1, cuda=False,
         show_progress=False, lossfn="xent", output_fdict={"l2": "l2"},
         filter_module_by_name=lambda name: name in ("l0", "l1", "l2"),
@@ -183,12 +143,12 @@ def test_gdscopes_mup_mlp_under_named_adamw_equals_mup_adamw():
     # "adamw" is torch's AdamW with its default weight decay 0.01 (get_coord_data's MuAdamW
     # drops it: mup.optim.process_param_groups defaults weight_decay to 0), so compare with
     # MuAdamW(weight_decay=0.01) through coordinate_check, equal to get_coord_data above
-    widths, steps, data, lr = [16, 64], 3, _mlp_data(), 0.01
+    widths, steps, data, lr = [16, 64], 3, mup_data(), 0.01
     kw: dict = {"steps": steps, "lr": lr}
-    ours = coordinate_check(_gdscope_mup_mlp, widths, data, modules=LAYERS, optimizer="adamw", **kw)
+    ours = coordinate_check(gdscope_mup_mlp, widths, data, modules=LAYERS, optimizer="adamw", **kw)
     mu_adamw = functools.partial(mup_optimizer, "adamw", weight_decay=0.01)
     ref = coordinate_check(
-        _same_weights_in_mup, widths, data, modules=["l0", "l1", "l2"], optimizer=mu_adamw, **kw
+        mup_twin, widths, data, modules=["l0", "l1", "l2"], optimizer=mu_adamw, **kw
     )
     theirs = {(r.width, r.step, f"layers.{r.module[1]}"): r.rms for r in ref.rows}
     worst = _worst(ours, theirs)
