@@ -128,6 +128,11 @@ def test_revised_conventions_give_new_hashes_and_leave_the_others():
     assert trial("standard", "adam", {"loss": 1})[1] == {}
     assert trial("mup", "gd", {"loss": 1})[1] == {}
     assert trial("mup", "adam", {"loss": 1})[1] == {"mup_adaptive_lr": 2}
+    decayed = gs.TrialConfig.model_validate(
+        {"model": {"kind": "mlp", "parameterization": "meanfield"},
+         "optimizer": {"name": "gd", "weight_decay": 0.1}}
+    )  # fmt: skip
+    assert decayed._revisions() == {"scaled_weight_decay": 2}
     config, revisions = trial("standard", "adam", {"preconditioned_sharpness": 5})
     assert revisions == {"preconditioned_sharpness_convention": 2}
     plain = canonical_hash(

@@ -174,11 +174,18 @@ def test_meanfield_refuses_adaptive_optimizers(name):
     make_optimizer("gd", net, 0.1)  # its SGD rule stands
 
 
-def test_sgd_groups_are_unchanged():
+@pytest.mark.parametrize("wd", [0.0, 0.1])
+def test_sgd_with_weight_decay_equals_musgd_on_the_same_weights(wd):
+    """The SGD rule's groups keep TP-IV's multipliers and take λ/c, as MuSGD does (each group's
+    decay per step ηλ is the base width's); keeping λ, the old groups, decays r times faster."""
     net = gdscope_mup_mlp(64)
-    groups = make_optimizer("sgd", net, 0.1, weight_decay=0.1).param_groups
-    assert [(g["lr_multiplier"], g["weight_decay"]) for g in groups] == [(4.0, 0.1), (1.0, 0.1)]
+    groups = make_optimizer("sgd", net, 0.1, weight_decay=wd).param_groups
+    assert [(g["lr_multiplier"], g["weight_decay"]) for g in groups] == [(4.0, wd / 4), (1.0, wd)]
     assert [len(g["params"]) for g in groups] == [4, 2]  # input w,b, hidden b, readout w | rest
+    twin = mup_twin(64, net)
+    ours = _train(net, make_optimizer("sgd", net, 0.1, weight_decay=wd))
+    theirs = _train(twin, mup.MuSGD(twin.parameters(), lr=0.1, weight_decay=wd))
+    assert _worst(ours, theirs) < 1e-12, _worst(ours, theirs)
 
 
 def test_modules_declare_an_adaptive_rule():

@@ -240,15 +240,20 @@ class TrialConfig(FrozenPart):
         ``preconditioned_sharpness`` 2: Adam's ``P`` holds the first moment's bias correction
         ``1 − β₁ᵗ`` (Cohen et al. 2022, §2). ``mup_adaptive_lr`` 2: a built-in μP network under
         Adam/RMSprop takes Tensor Programs V's adaptive learning-rate multipliers (before: the
-        SGD ones). Every other trial hashes as before.
+        SGD ones). ``scaled_weight_decay`` 2: a built-in μP or mean-field network's weight decay
+        is ``λ/c`` in a group of lr multiplier ``c`` (before: ``λ``). Every other trial hashes as
+        before.
         """
         revisions = {}
         if "preconditioned_sharpness" in self.probes:
             revisions["preconditioned_sharpness_convention"] = 2
-        model = self.model
-        built_in = model.kind in ("mlp", "cnn", "resnet") and model.parameterization == "mup"
-        if built_in and self.optimizer.name in ADAPTIVE:
+        model, optimizer = self.model, self.optimizer
+        built_in = model.kind in ("mlp", "cnn", "resnet")
+        if built_in and model.parameterization == "mup" and optimizer.name in ADAPTIVE:
             revisions["mup_adaptive_lr"] = 2
+        scaled = model.parameterization in ("mup", "meanfield")
+        if built_in and scaled and optimizer.weight_decay > 0:
+            revisions["scaled_weight_decay"] = 2
         return revisions
 
 

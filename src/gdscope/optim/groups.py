@@ -16,9 +16,10 @@ A parameterization asks for ``η_p = η · c_p`` (:mod:`gdscope.models.lr_multip
   the readout-multiplier form gdscope's ``mup`` takes), as ``mup.MuAdam`` implements them; with
   the SGD multipliers instead the readout's update grows like ``r``.
 
-Under the adaptive rule a group's weight decay is ``λ_p = λ / c_p``, so that the decay per step
-``η_p λ_p = η λ`` is the base width's, as ``mup.MuAdam``/``MuAdamW`` scale it. Groups of the
-SGD rule keep the optimizer's ``weight_decay`` (``mup.MuSGD`` would divide it by ``c_p`` too).
+Under either rule a group's weight decay is ``λ_p = λ / c_p``, so that the decay per step
+``η_p λ_p = η λ`` is the base width's, as ``mup.MuSGD``, ``MuAdam`` and ``MuAdamW`` scale it
+(for mean-field SGD, ``c = m``, it is the decay of the regularizer ``λ/2 · (1/m) Σ_i ‖θ_i‖²``
+averaged over the units, as the mean-field objective holds it).
 """
 
 from __future__ import annotations
@@ -44,9 +45,8 @@ def rule_groups(
     """Return one param group per distinct learning-rate multiplier ``c`` of ``model`` under ``rule``.
 
     Each group is ``{"params": [...], "lr": lr * c, "lr_multiplier": c}``, plus
-    ``"weight_decay": weight_decay / c`` under the ``"adaptive"`` rule when ``weight_decay`` is
-    given; groups in order of first appearance in ``model.named_parameters()``, frozen
-    parameters left out.
+    ``"weight_decay": weight_decay / c`` when ``weight_decay`` is given; groups in order of
+    first appearance in ``model.named_parameters()``, frozen parameters left out.
 
     Args:
         model: the model whose modules declare the multipliers.
@@ -78,7 +78,7 @@ def rule_groups(
     groups: list[dict[str, Any]] = []
     for c, params in grouped.items():
         group: dict[str, Any] = {"params": params, "lr": lr * c, "lr_multiplier": c}
-        if rule == "adaptive" and weight_decay is not None:
+        if weight_decay is not None:
             group["weight_decay"] = weight_decay / c if c > 0 else weight_decay
         groups.append(group)
     return groups

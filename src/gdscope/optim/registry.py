@@ -6,7 +6,7 @@ per-parameter learning-rate multipliers (:func:`gdscope.models.lr_multipliers.lr
 param groups: one group per distinct multiplier ``c``, with ``lr = η·c`` and the key
 ``"lr_multiplier": c``. Every optimizer states its multiplier rule (:mod:`.groups`): ``"sgd"``
 for those linear in the gradient, ``"adaptive"`` for ``adam`` and ``rmsprop`` (μP: TP-V Table 3,
-as ``mup.MuAdam``, with ``weight_decay / c`` per group); a parameterization without a rule for
+as ``mup.MuAdam``), with ``weight_decay / c`` per group under either rule; a parameterization without a rule for
 the optimizer (``meanfield`` with ``adam``/``rmsprop``) is refused.
 
 In the update rules below ``g_t = ∇f(w_t) + μ w_t`` (``μ = weight_decay``, coupled L2 as in
@@ -315,8 +315,8 @@ def param_groups(
     """Return one param group per distinct learning-rate multiplier ``c`` of ``model``.
 
     Each group is ``{"params": [...], "lr": lr * c, "lr_multiplier": c}`` with the multipliers of
-    ``optimizer``'s rule (:func:`gdscope.optim.groups.rule_groups`; adaptive optimizers add
-    ``"weight_decay": weight_decay / c`` when ``weight_decay`` is given), groups in order of
+    ``optimizer``'s rule (:func:`gdscope.optim.groups.rule_groups`; with ``weight_decay``
+    given, each group adds ``"weight_decay": weight_decay / c``), groups in order of
     first appearance in ``model.named_parameters()``; frozen parameters are left out.
     ``optimizer`` is a name of :data:`OPTIMIZERS`, or ``"adamw"`` for a ``torch.optim.AdamW``
     the caller builds.
