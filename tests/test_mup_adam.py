@@ -110,9 +110,8 @@ def test_adaptive_multipliers_are_mupadams_for_every_model(model, width):
     hidden = [c for n, c in ours.items() if c != 1.0]
     assert (hidden == []) == (width == 8)  # at r = 4 the hidden weights take 1/r = 0.25
     assert set(hidden) <= {0.25}
-    if model != "resnet":  # mup's SGD rule gives BatchNorm's width-sized parameters r too
-        sgd = lr_multipliers(net, "sgd")
-        assert sgd == pytest.approx(_mup_lrs(net, "sgd", width, base, delta), rel=1e-15)
+    sgd = lr_multipliers(net, "sgd")  # BatchNorm's width-sized parameters: r, as MuSGD
+    assert sgd == pytest.approx(_mup_lrs(net, "sgd", width, base, delta), rel=1e-15)
 
 
 def test_every_registry_optimizer_has_a_rule():

@@ -165,10 +165,19 @@ def resnet(
     if not math.isfinite(beta):
         raise ValueError(f"branch_scale must be a finite number, got {branch_scale!r}")
 
+    hidden = net.spec("hidden", net.width * net.kernel_size**2)
+
     def norm() -> nn.Module:
         if not batchnorm:
             return nn.Identity()
-        return nn.BatchNorm2d(net.width, dtype=net.dtype, device=device)
+        bn = nn.BatchNorm2d(net.width, dtype=net.dtype, device=device)
+        # width-sized (vector-like) like a hidden bias: its learning-rate multipliers (μP, SGD:
+        # r, as mup.MuSGD; adaptive: 1, as MuAdam)
+        setattr(bn, "lr_multipliers", {"weight": hidden.lr_bias, "bias": hidden.lr_bias})  # noqa: B010
+        if hidden.adaptive_lr_bias is not None:
+            c = hidden.adaptive_lr_bias
+            setattr(bn, "adaptive_lr_multipliers", {"weight": c, "bias": c})  # noqa: B010
+        return bn
 
     stem = net.conv(net.in_channels, "input")
     act = get_activation(activation)
