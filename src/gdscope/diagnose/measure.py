@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from gdscope import models
 from gdscope.config import TrialConfig
 from gdscope.config.trial import SHARPNESS_EDGE_OPTIMIZERS
+from gdscope.optim.registry import param_groups
 from gdscope.probes.hessian import sharpness
 from gdscope.probes.ntk import kernel_drift, ntk_gram
 from gdscope.stats import fit_linear_rate
@@ -141,7 +141,8 @@ def measure(
     ntk_x = x[order[:ntk_examples].to(x.device)]
     hessian = _rows((x, y), order[:hessian_examples])
     lr = float(config.optimizer.lr)
-    multipliers = tuple(sorted(set(models.lr_multipliers(model).values())))
+    groups = param_groups(model, 1.0, optimizer=config.optimizer.name)  # the optimizer's rule
+    multipliers = tuple(sorted({float(g["lr_multiplier"]) for g in groups}))
     momentum = _momentum(config)
     edge_note = _edge_note(config.optimizer.name, multipliers)
     s0 = float(sharpness(model, loss_fn, hessian, tol=1e-4))
