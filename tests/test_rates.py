@@ -300,3 +300,19 @@ def test_every_window_start_at_once_equals_one_fit_per_window(seed):
     slow = [1.0 - _linfit(steps[k:], log_r[k:]).r2 for k in starts]
     assert_close(fast, slow, rtol=1e-8, atol=1e-13)
     assert _unexplained_from(steps, np.full(steps.size, 0.3), starts).tolist() == [np.inf] * 29
+
+
+def test_numpy_scalars_are_numbers_and_bools_are_not():
+    """Sweeps hand numpy scalars over; they were refused as "not a number"."""
+    assert steps_to_epsilon([0, 1, 2], [1.0, 0.6, 0.4], np.float32(0.5)) == 2
+    assert spearman([1, 2, 3], [3, 1, 2], allowed_inversions=np.int64(1)).inversions == 1
+    x = [1.0, 10.0, 100.0]
+    fit = exponent_over_seeds(x, [[1.0, 0.1, 0.01]] * 2, n_boot=np.int64(10), ci=np.float32(0.9))
+    assert abs(fit.median + 1) < 1e-12
+    with pytest.raises(ValueError, match="n_boot must be a positive integer, got True"):
+        exponent_over_seeds(x, [[1.0, 0.1, 0.01]], n_boot=True)
+
+
+def test_a_ci_with_an_undefined_end_is_undefined_not_straddling():
+    for lo, hi in ((math.nan, 1.0), (0.0, math.nan), (math.nan, math.nan)):
+        assert band_status(lo, hi, (-1.0, 1.0)) == ("INCONCLUSIVE", "undefined vs")

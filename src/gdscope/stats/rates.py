@@ -14,6 +14,7 @@ from typing import Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from gdscope._checks import positive_float
 from gdscope.stats.fits import _exp, _linfit, _steps
 
 RATE_MIN_R2 = 0.95
@@ -239,8 +240,7 @@ def steps_to_epsilon(
 
     """
     s, v = _steps(steps, "values", values)
-    if not (isinstance(eps, int | float) and math.isfinite(eps) and eps > 0):
-        raise ValueError(f"eps must be a finite number > 0, got {eps!r}")
+    eps = positive_float("eps", eps)
     if v.size == 0:
         return None
     if relative and not math.isfinite(v[0]):

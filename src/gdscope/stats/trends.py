@@ -18,6 +18,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import stats
 
+from gdscope._checks import nonnegative_int, positive_int, real
 from gdscope.stats.fits import _pair, loglog_fit, slope_fit
 
 
@@ -115,10 +116,8 @@ def _over_seeds(
         xa = np.broadcast_to(xa, ya.shape)
     if xa.shape != ya.shape:
         raise ValueError(f"x must have shape ({ya.shape[1]},) or {ya.shape}, got {xa.shape}")
-    if not (isinstance(ci, float | int) and 0 < ci < 1):
-        raise ValueError(f"ci must be in (0, 1), got {ci!r}")
-    if isinstance(n_boot, bool) or not isinstance(n_boot, int) or n_boot < 1:
-        raise ValueError(f"n_boot must be an int ≥ 1, got {n_boot!r}")
+    ci = real("ci", ci, low=0.0, high=1.0, low_open=True, high_open=True)
+    n_boot = positive_int("n_boot", n_boot)
     per_seed = tuple(float(fit(xr, yr)) for xr, yr in zip(xa, ya, strict=True))
     vals = np.array([v for v in per_seed if math.isfinite(v)])
     if vals.size == 0:
@@ -154,10 +153,7 @@ def spearman(x: ArrayLike, y: ArrayLike, *, allowed_inversions: int = 0) -> Mono
 
     """
     xa, ya = _pair("x", x, "y", y)
-    if isinstance(allowed_inversions, bool) or not isinstance(allowed_inversions, int):
-        raise ValueError(f"allowed_inversions must be an int ≥ 0, got {allowed_inversions!r}")
-    if allowed_inversions < 0:
-        raise ValueError(f"allowed_inversions must be an int ≥ 0, got {allowed_inversions!r}")
+    allowed_inversions = nonnegative_int("allowed_inversions", allowed_inversions)
     keep = np.isfinite(xa) & np.isfinite(ya)
     xa, ya = xa[keep], ya[keep]
     drops = int(np.sum(np.diff(ya[np.lexsort((ya, xa))]) < 0))

@@ -138,7 +138,7 @@ def band_status(lo: float, hi: float, band: tuple[float, float]) -> tuple[Status
     if not a <= b:
         raise ValueError(f"band must be (low, high) with low ≤ high, got {band!r}")
     if math.isnan(lo) or math.isnan(hi):
-        return "INCONCLUSIVE", "undefined vs" if math.isnan(lo) else "straddles an edge of"
+        return "INCONCLUSIVE", "undefined vs"
     if lo > hi:
         raise ValueError(f"lo must be ≤ hi, got lo={lo!r}, hi={hi!r}")
     if a <= lo and hi <= b:
