@@ -2,7 +2,8 @@
 
 Each returns the value in canonical form or raises ``ValueError`` with one line naming the
 argument, what is accepted and the value seen (``"width must be a positive integer, got 0"``).
-Never ``assert`` on user input.
+Never ``assert`` on user input. torch is imported only by the checks that build torch objects,
+so that the numeric checks serve torch-free layers too (the report and the statistics).
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ import difflib
 import math
 import operator
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 
 def _as_int(value: Any) -> int | None:
@@ -48,6 +50,8 @@ def seed(value: Any) -> int:
 
 def generator(value: Any) -> torch.Generator:
     """Return a CPU ``torch.Generator`` seeded with ``value`` (a non-negative integer)."""
+    import torch
+
     return torch.Generator(device="cpu").manual_seed(seed(value))
 
 
@@ -109,6 +113,8 @@ def one_of(name: str, value: Any, accepted: Iterable[Any]) -> Any:
 
 def floating_dtype(dtype: Any) -> torch.dtype:
     """Return ``dtype`` if it is a floating-point ``torch.dtype``."""
+    import torch
+
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise ValueError(
             f"dtype must be a floating-point torch.dtype (e.g. torch.float64), got {dtype!r}"
@@ -118,6 +124,8 @@ def floating_dtype(dtype: Any) -> torch.dtype:
 
 def device(value: Any) -> torch.device:
     """Return ``torch.device(value)``, raising ``ValueError`` for an unparseable device."""
+    import torch
+
     try:
         return torch.device(value)
     except (RuntimeError, TypeError) as err:

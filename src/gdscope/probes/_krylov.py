@@ -29,7 +29,16 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-__all__ = ["SPARE_BYTES", "KrylovBasis", "lanczos_step", "release_spare"]
+__all__ = [
+    "SPARE_BYTES",
+    "KrylovBasis",
+    "fresh_direction",
+    "lanczos_step",
+    "length_stretch",
+    "random_direction",
+    "release_spare",
+    "unit_vector",
+]
 
 _DGKS = 0.7071  # a second Gram–Schmidt pass when a pass keeps less than 1/√2 of the norm
 SPARE_BYTES = 256 * 2**20  # the largest basis storage kept for the next run
@@ -200,3 +209,32 @@ def lanczos_step(
     if beta != 0.0:
         w.sub_(basis.previous(), alpha=beta)
     return alpha, basis.orthogonalize(w)
+
+
+def unit_vector(v: Tensor) -> Tensor:
+    """``v/‖v‖`` computed without overflow or underflow (scaled by its largest entry first)."""
+    v = v / v.abs().max()
+    return v / torch.linalg.vector_norm(v)
+
+
+def random_direction(dim: int, generator: torch.Generator, device: torch.device | str) -> Tensor:
+    """Draw a Gaussian direction in float32 (five times cheaper than float64)."""
+    draw = torch.randn(dim, generator=generator, dtype=torch.float32, device=generator.device)
+    return draw.to(device)
+
+
+def fresh_direction(
+    basis: KrylovBasis, generator: torch.Generator, dim: int, device: torch.device | str
+) -> Tensor:
+    w = random_direction(dim, generator, device).to(basis.dtype)
+    return w / basis.orthogonalize(w, skip=False)
+
+
+def length_stretch(orthogonality: float, m: int) -> float:
+    """``1/√(1 − (m − 1)·ω)``: how much a Ritz vector ``Q s`` may be shorter than unit (≥ 1).
+
+    The basis's pairs are measured orthogonal to within ``ω``, so ``QᵀQ``'s eigenvalues are at
+    least ``1 − (m − 1)·ω`` (Gershgorin); a residual ``|β s_m|`` of ``Q s`` is at most this much
+    larger for the unit vector ``Q s/‖Q s‖``.
+    """
+    return max(1.0 - (m - 1) * orthogonality, 1e-300) ** -0.5

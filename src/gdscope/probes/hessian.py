@@ -20,7 +20,7 @@ from typing import Literal, overload
 import torch
 from torch import Tensor, nn
 
-from gdscope._checks import positive_int
+from gdscope._checks import positive_int, real
 from gdscope.functional import LossFn
 from gdscope.probes._data_span import data_span
 from gdscope.probes._differentiating import differentiating, differentiating_operator
@@ -272,7 +272,14 @@ def power_iteration(
     ``v ← H v / ‖H v‖``, ``θ = vᵀ H v``, stopped when ``|θ − θ_prev| ≤ tol·|θ_prev|`` (Yao, Gholami,
     Keutzer & Mahoney 2020, "PyHessian"). It finds the largest-MAGNITUDE eigenvalue, and its rule
     bounds no error: with ``λ₂/λ₁ = ρ`` it converges like ``ρ^{2t}``. Kept for comparison.
+
+    Raises:
+        ValueError: on ``iters < 1``, a ``tol`` that is not a finite number > 0, or a ``v0``
+            that is zero or not finite.
+
     """
+    iters = positive_int("iters", iters)
+    tol = real("tol", tol, low=0.0, low_open=True)
     op = build_operator(
         model, loss_fn, batch, None, False, "power_iteration", select_params(model, None)
     )
@@ -332,5 +339,11 @@ def _start(op: HessianOperator, v0: Tensor | None, generator: torch.Generator) -
         v = torch.randn(op.dim, generator=generator, dtype=torch.float64, device=generator.device)
     else:
         v = v0.detach().reshape(-1).to(torch.float64)
+        if v.numel() != op.dim or not bool(v.isfinite().all()) or not bool(v.abs().max() > 0):
+            raise ValueError(
+                f"v0 must be a finite nonzero vector of {op.dim} entries, got shape "
+                f"{tuple(v0.shape)}; pass v0=None for a random start"
+            )
+        v = v / v.abs().max()
     v = v.to(op.device)
     return v / torch.linalg.vector_norm(v)

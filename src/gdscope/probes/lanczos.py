@@ -38,6 +38,11 @@ eigenvalue. It needs fewer steps for the same ``tol`` (15–25% fewer on our Gra
 and the eigenvector's angle is only ``O(r/gap)``. Its misses are not rare: on a small LayerNorm
 net's Hessian at ``tol = 1e-3``, 15 of 60 random starts ended further than ``tol`` from
 ``λ_max`` (the worst 216× ``tol``, at ``λ₂``); an independent review, 2026-12-05.
+
+``"LM"`` stops only once the extreme pairs at both ends meet the rule (the far end's Ritz value
+may still overtake). A tiny ``β`` is a breakdown (a restart) only below ``32u·max|α|`` or where
+``tol`` cannot need it; a dropped ``β`` is added to every bound. float64 adds no rounding term:
+a ``tol`` below about ``u·max|α|/|θ|`` is met on rounding.
 """
 
 from __future__ import annotations
@@ -50,7 +55,15 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from gdscope.probes._krylov import KrylovBasis, lanczos_step
+from gdscope import _checks as check
+from gdscope.probes._krylov import (
+    KrylovBasis,
+    fresh_direction,
+    lanczos_step,
+    length_stretch,
+    random_direction,
+    unit_vector,
+)
 from gdscope.probes._ritz import extreme_last_entries, ritz_pairs
 
 __all__ = ["Bound", "EigResult", "Which", "lanczos_topk", "top_eigenpair"]
@@ -169,9 +182,9 @@ def lanczos_topk(
         An :class:`EigResult`; ``converged`` is False if ``max_iter`` ran out first.
 
     Raises:
-        ValueError: on ``k`` outside ``[1, dim]``, an unknown ``which`` or ``bound``, ``tol < 0``,
-            a ``v0`` of the wrong size or zero, or ``reorthogonalize=False`` with ``k > 1`` or
-            ``which="BE"``.
+        ValueError: on ``k`` outside ``[1, dim]``, an unknown ``which`` or ``bound``, a ``tol``
+            that is not a finite number > 0, ``max_iter < 1``, a ``v0`` of the wrong size, zero
+            or not finite, or ``reorthogonalize=False`` with ``k > 1`` or ``which="BE"``.
 
     Example:
         >>> a = torch.diag(torch.arange(1.0, 101.0, dtype=torch.float64))
@@ -180,7 +193,7 @@ def lanczos_topk(
         [1.0, 100.0]
 
     """
-    _check_args(dim, k, which, tol, bound, v0)
+    k, tol, max_iter = _check_args(dim, k, which, tol, bound, v0, max_iter)
     if not reorthogonalize and (k > 1 or which == "BE"):
         raise ValueError(
             f"reorthogonalize=False is only for one eigenvalue at one end (k=1, which != 'BE'), "
@@ -192,7 +205,11 @@ def lanczos_topk(
         generator = torch.Generator().manual_seed(0)
     max_iter = min(dim, max(300, 20 * k)) if max_iter is None else max(min(max_iter, dim), k)
     wanted = min(2 * k, dim) if which == "BE" else k
-    start = _random(dim, generator, device) if v0 is None else v0.detach().to(device)
+    start = (
+        random_direction(dim, generator, device)
+        if v0 is None
+        else unit_vector(v0.detach().to(device))
+    )
     used, scale = 0, 0.0  # products and largest |α|, |β| of a plain run that handed over
     while True:
         budget = max_iter - used
@@ -242,6 +259,7 @@ def _run(
     first.div_(torch.linalg.vector_norm(first))
     alphas: list[float] = []
     betas: list[float] = []  # betas[j] couples q_j and q_{j+1}
+    dropped = 0.0  # the largest coupling β a breakdown set to 0: a perturbation of T of that norm
     block = 0  # first index of the current Krylov block (moves on a restart)
     next_check = 1
     w = basis.work
@@ -251,14 +269,23 @@ def _run(
         alphas.append(alpha)
         scale = max(scale, abs(alpha), *(abs(b) for b in betas[-1:]))
         broke = beta <= basis.breakdown * max(scale, 1e-300)  # an invariant space
+        if broke and beta > 32 * basis.unit * scale:  # not rounding: does the tolerance need it?
+            wanted_now = ritz_pairs(alphas, betas, k, which).values.abs().min()
+            broke = beta <= 0.1 * tol * float(wanted_now)
         if broke or m >= max_iter or m >= next_check:
             next_check = m + max(1, m // _STRIDE)
             ritz = ritz_pairs(alphas, betas, k, which)
             step_rounding = unit * m**0.5 * scale  # of a basis coarser than float64
-            stretch = _stretch(basis.orthogonality, m)  # 1 where nothing was measured
+            stretch = length_stretch(basis.orthogonality, m)  # 1 where nothing was measured
             rounding = step_rounding + basis.removed_bound(ritz.vectors)  # and what CGS took out
+            rounding += dropped
             residuals, errors = ritz.error_bounds(beta * stretch, bound, rounding)
             converged = ritz.values.numel() == wanted and _met(errors, ritz.values, tol)
+            if which == "LM" and converged:  # the far end, still moving out, may overtake
+                ends = ritz_pairs(alphas, betas, k, "BE")
+                end_slack = step_rounding + basis.removed_bound(ends.vectors) + dropped
+                end_errors = ends.error_bounds(beta * stretch, bound, end_slack)[1]
+                converged = bool((end_errors <= tol * ritz.values.abs().min()).all())
             if block > 0 and converged:
                 block_ritz = ritz_pairs(alphas[block:], betas[block:], k, which)
                 block_slack = step_rounding + basis.removed_bound(block_ritz.vectors, block)
@@ -278,9 +305,10 @@ def _run(
         if not basis.reorthogonalize and _an_end_converged(alphas, betas, beta, basis, scale):
             return m, scale  # before the basis grows copies of that pair
         if broke:  # invariant subspace: restart orthogonally, decoupled (β = 0)
+            dropped = max(dropped, beta)
             betas.append(0.0)
             block = m
-            basis.append(_fresh_direction(basis, generator, dim, device))
+            basis.append(fresh_direction(basis, generator, dim, device))
         else:
             betas.append(beta)
             basis.append_divided(w, beta)
@@ -302,16 +330,6 @@ def _an_end_converged(
     return bool((beta * last).abs().min() <= basis.unit**0.5 * scale)
 
 
-def _stretch(orthogonality: float, m: int) -> float:
-    """``1/√(1 − (m − 1)·ω)``: how much a Ritz vector ``Q s`` may be shorter than unit (≥ 1).
-
-    The basis's pairs are measured orthogonal to within ``ω``, so ``QᵀQ``'s eigenvalues are at
-    least ``1 − (m − 1)·ω`` (Gershgorin); a residual ``|β s_m|`` of ``Q s`` is at most this much
-    larger for the unit vector ``Q s/‖Q s‖``.
-    """
-    return max(1.0 - (m - 1) * orthogonality, 1e-300) ** -0.5
-
-
 def _met(errors: Tensor, values: Tensor, tol: float) -> bool:
     return bool((errors <= tol * values.abs()).all())
 
@@ -321,33 +339,28 @@ def _restarts(betas: list[float]) -> int:
     return sum(1 for b in betas if b == 0.0)
 
 
-def _check_args(dim: int, k: int, which: str, tol: float, bound: str, v0: Tensor | None) -> None:
+def _check_args(
+    dim: int, k: int, which: str, tol: float, bound: str, v0: Tensor | None, max_iter: int | None
+) -> tuple[int, float, int | None]:
+    """Return ``k``, ``tol`` and ``max_iter`` checked (numpy scalars accepted, bools refused)."""
     if which not in _WHICH:
         raise ValueError(f"which must be one of {', '.join(_WHICH)}, got {which!r}")
     if bound not in _BOUNDS:
         raise ValueError(f"bound must be one of {', '.join(_BOUNDS)}, got {bound!r}")
-    if not 1 <= k <= dim:
+    k = check.positive_int("k", k)
+    if k > dim:
         raise ValueError(f"k must be between 1 and dim = {dim}, got k={k!r}")
-    if not tol >= 0:
-        raise ValueError(f"tol must be >= 0, got tol={tol!r}")
+    tol = check.real("tol", tol, low=0.0, low_open=True)
+    max_iter = None if max_iter is None else check.positive_int("max_iter", max_iter)
     if v0 is not None:
         if v0.numel() != dim:
             raise ValueError(f"v0 must have {dim} entries, got shape {tuple(v0.shape)}")
-        if not bool(torch.linalg.vector_norm(v0.detach().to(torch.float64)) > 0):
+        start = v0.detach().to(torch.float64)
+        if not bool(start.isfinite().all()):
+            raise ValueError("v0 holds nan or inf; pass a finite start vector or v0=None")
+        if not bool(start.abs().max() > 0):
             raise ValueError("v0 must be a nonzero vector; pass v0=None for a random start")
-
-
-def _random(dim: int, generator: torch.Generator, device: torch.device | str) -> Tensor:
-    """Draw a Gaussian direction in float32 (five times cheaper than float64)."""
-    draw = torch.randn(dim, generator=generator, dtype=torch.float32, device=generator.device)
-    return draw.to(device)
-
-
-def _fresh_direction(
-    basis: KrylovBasis, generator: torch.Generator, dim: int, device: torch.device | str
-) -> Tensor:
-    w = _random(dim, generator, device).to(basis.dtype)
-    return w / basis.orthogonalize(w, skip=False)
+    return k, tol, max_iter
 
 
 def top_eigenpair(

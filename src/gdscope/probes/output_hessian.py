@@ -6,6 +6,8 @@ parameters around ``θ``, by Lanczos on cached-graph Hessian-vector products of 
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import Tensor, nn
 
@@ -60,6 +62,13 @@ def output_hessian_norm(
             op.matvec, op.dim, 1, which="LM", tol=tol, generator=generator, device=op.device
         )
         norms.append(abs(float(res.values[0])))
+        if not res.converged:
+            warnings.warn(
+                f"output_hessian_norm: Lanczos stopped after {res.iterations} products with "
+                f"residual {res.residual_norms[0].item():.3e} > tol·|θ| = {tol * norms[-1]:.3e}",
+                RuntimeWarning,
+                stacklevel=3,
+            )
     return max(norms)
 
 
