@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+import gdscope as gs
 from _helpers import assert_close
 from gdscope import losses
 from gdscope.functional import clone_params, params_of
@@ -208,3 +209,54 @@ def test_near_repeated_inputs_warn_that_the_solve_is_ill_conditioned():
     near = torch.cat([x, x[:1] + 1e-7])
     with pytest.warns(RuntimeWarning, match="K_0 is ill-conditioned"):
         kernel_solution(net, init, near, torch.cat([y, y[:1]]))
+
+
+def test_a_float32_model_is_solved_in_float64():
+    """A float32 net's Gram was built in float32: 1.4 % off at κ(K₀) = 4e7 and no interpolant
+    at 4e9; the float64 copy's solution is the reference."""
+    net = mlp(4, 64, depth=2, seed=0)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(8, 4, generator=g)
+    x = x / x.norm(dim=1, keepdim=True)
+    x[1] = (x[0] + 1e-4 * x[1]) / (x[0] + 1e-4 * x[1]).norm()  # a near-duplicate input
+    y = torch.randn(8, 1, generator=g)
+    params = {n: p.detach().clone() for n, p in net.named_parameters()}
+    ours = kernel_solution(net, params, x, y)
+    wide = net.double()
+    reference = kernel_solution(wide, {n: p.double() for n, p in params.items()}, x.double(), y)
+    assert math.isfinite(ours.min_norm)
+    assert abs(ours.min_norm - reference.min_norm) <= 1e-8 * reference.min_norm
+
+
+def test_targets_are_read_as_the_square_loss_reads_them():
+    net = mlp(4, 16, depth=2, seed=0, dtype=torch.float64)
+    x = torch.randn(6, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    params = {n: p.detach().clone() for n, p in net.named_parameters()}
+    labels = torch.tensor([0, 1, 1, 0, 2, 1])
+    as_values = kernel_solution(net, params, x, labels)  # one output: the labels' values
+    assert as_values.min_norm == kernel_solution(net, params, x, labels.double()).min_norm
+    wide = mlp(4, 16, depth=2, out_dim=3, seed=0, dtype=torch.float64)
+    wide_params = {n: p.detach().clone() for n, p in wide.named_parameters()}
+    one_hot = torch.nn.functional.one_hot(labels, 3).double()
+    assert (
+        kernel_solution(wide, wide_params, x, labels).min_norm
+        == kernel_solution(wide, wide_params, x, one_hot).min_norm
+    )
+    for bad in (torch.randn(3, 6), torch.randn(18), torch.randn(6, 2)):
+        with pytest.raises(ValueError, match=r"targets of shape .* do not match 3 outputs"):
+            kernel_solution(wide, wide_params, x, bad.double())
+    with pytest.raises(ValueError, match=r"class labels must lie in \[0, 3\)"):
+        kernel_solution(wide, wide_params, x, labels + 1)
+
+
+def test_the_residual_probe_reads_integer_targets_of_one_output_as_values():
+    """mse trains a one-output net on integer labels as values; the probe one-hot them (labels
+    {0, 1}: a crash, 'Class values must be smaller than num_classes')."""
+    net = mlp(4, 16, depth=2, seed=0, dtype=torch.float64)
+    x = torch.randn(6, 4, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    y = torch.tensor([0, 1, 1, 0, 1, 0])
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    trace = gs.train(net, opt, (x, y), steps=2, probes={"residual": 2})
+    with torch.no_grad():
+        expected = float(torch.linalg.vector_norm(net(x).reshape(-1) - y.double()))
+    assert_close(trace.series("residual")[1][-1], expected, rtol=1e-12)

@@ -60,7 +60,14 @@ from gdscope.functional import Params
 from gdscope.probes.infinite_width import covered_activation, mlp_kernels
 from gdscope.probes.ntk import ntk_gram
 
-__all__ = ["KernelSolution", "flat_targets", "kernel_solution", "rms", "sphere_holdout"]
+__all__ = [
+    "KernelSolution",
+    "flat_targets",
+    "kernel_solution",
+    "regression_targets",
+    "rms",
+    "sphere_holdout",
+]
 
 HOLDOUT = 64
 """Fresh unit-sphere inputs used as held-out points when the data has no test split."""
@@ -89,7 +96,8 @@ class KernelSolution:
 
 
 def _model_at(model: nn.Module, params: Params) -> nn.Module:
-    clone = copy.deepcopy(model)
+    """Return a float64 copy of ``model`` at ``params`` (the Gram's solve needs float64)."""
+    clone = copy.deepcopy(model).double()
     with torch.no_grad():
         for name, p in clone.named_parameters():
             if name in params:
@@ -106,7 +114,7 @@ def kernel_solution(
         model: the network (its current parameters are not used).
         init_params: ``θ_0`` by name (trainable parameters).
         x: training inputs ``(n, ...)``.
-        y: training targets, ``(n, k)`` or ``(n,)`` floats (one-hot them before for classes).
+        y: training targets as the square loss reads them (:func:`regression_targets`).
         x_test: held-out inputs, or ``None``.
 
     Returns:
@@ -120,15 +128,13 @@ def kernel_solution(
 
     """
     model0 = _model_at(model, init_params)
+    x = x.double()
+    x_test = None if x_test is None else x_test.double()
     with torch.no_grad():
-        f0 = model0(x).reshape(x.shape[0], -1).double().cpu()
+        f0 = model0(x).reshape(x.shape[0], -1).cpu()
         f0_test = None if x_test is None else model0(x_test).reshape(x_test.shape[0], -1)
-    gram = ntk_gram(model0, x).double().cpu()
-    if y.dtype == torch.long:  # class labels: one-hot targets, as the mse loss trains on
-        y = torch.nn.functional.one_hot(y, f0.shape[1])
-    r0 = (y.reshape(x.shape[0], -1).double().cpu() - f0).reshape(-1)
-    if r0.numel() != gram.shape[0]:
-        raise ValueError(f"targets give {r0.numel()} entries but the Gram is {gram.shape[0]}²")
+    r0 = (regression_targets(y, f0.shape[1]) - f0).reshape(-1)
+    gram = ntk_gram(model0, x).cpu()
     alpha = _solve(gram, r0)
     if alpha is None:  # e.g. n·k > number of parameters: no interpolant
         return KernelSolution(test_prediction=None, min_norm=math.nan, rademacher=math.nan)
@@ -222,10 +228,35 @@ def _consistent_min_norm(gram: Tensor, r0: Tensor) -> Tensor | None:
 
 
 def flat_targets(y: Tensor, output: Tensor) -> Tensor:
-    """``vec`` of the targets as float64 (class labels one-hot to the output's width)."""
-    if y.dtype == torch.long:
-        y = torch.nn.functional.one_hot(y, output.reshape(output.shape[0], -1).shape[1])
-    return y.reshape(-1).double().cpu()
+    """``vec`` of :func:`regression_targets` for an output of ``output``'s width."""
+    return regression_targets(y, output.reshape(output.shape[0], -1).shape[1]).reshape(-1)
+
+
+def regression_targets(y: Tensor, k: int) -> Tensor:
+    """Return the ``(n, k)`` float64 (CPU) targets the square loss fits to ``k`` outputs.
+
+    As :func:`gdscope.losses.mse` reads them: ``(n, k)``, or ``(n,)`` when ``k = 1`` (integer
+    values included: they are the values); for ``k > 1``, integer class labels ``(n,)`` are
+    one-hot encoded (as :func:`gdscope.trials.trial` does before training).
+
+    Raises:
+        ValueError: on any other shape, or a class label outside ``[0, k)``.
+
+    """
+    n = y.shape[0] if y.ndim else 0
+    if k > 1 and y.ndim == 1 and not (y.is_floating_point() or y.is_complex()):
+        if int(y.min()) < 0 or int(y.max()) >= k:
+            raise ValueError(
+                f"class labels must lie in [0, {k}) for {k} outputs, got labels from "
+                f"{int(y.min())} to {int(y.max())}"
+            )
+        return torch.nn.functional.one_hot(y, k).to(torch.float64).cpu()
+    if y.shape == (n, k) or (k == 1 and y.ndim == 1):
+        return y.reshape(n, k).to(torch.float64).cpu()
+    raise ValueError(
+        f"targets of shape {tuple(y.shape)} do not match {k} outputs; pass (n, {k})"
+        + (", or (n,)" if k == 1 else ", or class labels (n,)")
+    )
 
 
 def rms(a: Tensor) -> float:

@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from gdscope import losses
@@ -32,6 +31,7 @@ from gdscope.probes.kernel_regression import (
     KernelSolution,
     flat_targets,
     kernel_solution,
+    regression_targets,
     sphere_holdout,
 )
 from gdscope.probes.kernel_regression import rms as gap_rms
@@ -55,14 +55,13 @@ def _loss(ctx: ProbeContext) -> dict[str, float]:
 def _residual(ctx: ProbeContext) -> dict[str, float]:
     """``‖f(X) − Y‖`` on the training set (float64) and its ratio to the first checkpoint's.
 
-    Integer labels are one-hot encoded, as the mse loss reads them. The rate of ``residual`` is
-    that of ``‖u − y‖`` in the kernel-level studies (the loss falls at its square).
+    The targets as the mse loss reads them (:func:`~gdscope.probes.kernel_regression.
+    regression_targets`). The rate of ``residual`` is that of ``‖u − y‖`` in the kernel-level
+    studies (the loss falls at its square).
     """
     output = ctx.train_output()
-    target = ctx.data[1]
-    if target.dtype == torch.long:
-        target = F.one_hot(target, output.shape[-1])
-    diff = output.double() - target.reshape(output.shape).double()
+    flat = output.reshape(output.shape[0], -1)
+    diff = flat.double().cpu() - regression_targets(ctx.data[1], flat.shape[1])
     residual = float(torch.linalg.vector_norm(diff))
     initial = ctx.memory.setdefault("residual_init", residual)
     relative = residual / initial if initial > 0 else 0.0
@@ -107,18 +106,12 @@ def _test(ctx: ProbeContext) -> dict[str, float]:
     }
 
 
-def _targets_matrix(y: Tensor, k: int) -> Tensor:
-    if y.dtype == torch.long:
-        return F.one_hot(y, k).to(torch.float64)
-    return y.reshape(y.shape[0], -1).to(torch.float64)
-
-
 def _ntk_spectrum(ctx: ProbeContext) -> dict[str, float]:
     spec = ctx.spectrum()
     gram = ctx.gram()
     initial = ctx.memory.setdefault("ntk_gram_init", gram)
     n = ctx.data[0].shape[0]
-    targets = _targets_matrix(ctx.data[1], gram.shape[0] // n).reshape(-1, 1)
+    targets = regression_targets(ctx.data[1], gram.shape[0] // n).reshape(-1, 1)
     return {
         "ntk_lambda_min": spec.lambda_min,
         "ntk_lambda_max": spec.lambda_max,
