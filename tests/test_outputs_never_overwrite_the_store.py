@@ -101,3 +101,15 @@ def test_a_written_file_has_ordinary_permissions(tmp_path):
 def test_a_folder_is_not_a_file_target(tmp_path):
     with pytest.raises(OutputError, match="is a folder"), replacing(tmp_path, "--csv"):
         pass
+
+
+@pytest.mark.parametrize("command", [("export", "--csv"), ("report", "-o")])
+def test_a_copy_of_a_store_under_another_name_is_never_an_output(results, tmp_path, command):
+    backup = tmp_path / "backup.sqlite"
+    backup.write_bytes((results / "gdscope.sqlite").read_bytes())
+    before = hashlib.sha256(backup.read_bytes()).hexdigest()
+    done = _cli(command[0], str(results), command[1], str(backup))
+    assert done.returncode == 2, done.stderr
+    assert "is an SQLite database (a copy of a results store?)" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert hashlib.sha256(backup.read_bytes()).hexdigest() == before

@@ -5,8 +5,8 @@ in the target's folder and renames it over the target when the writing succeeded
 never sees half a file, a failed write leaves the old file as it was, and a symbolic link planted
 at the target (or at a predictable temporary name) is replaced, never followed. A target that
 is, or resolves to, a results store (``gdscope.sqlite`` and its ``-wal``, ``-shm`` and
-``-journal`` files) or a folder is refused with a one-line :class:`OutputError` before anything
-is opened.
+``-journal`` files), an SQLite database under any name (a store's backup copy), or a folder is
+refused with a one-line :class:`OutputError` before anything is opened.
 """
 
 from __future__ import annotations
@@ -39,6 +39,11 @@ def check_target(path: str | os.PathLike[str], option: str) -> Path:
     for candidate in (target, target.resolve()):
         if candidate.name in STORE_FILES:
             raise OutputError(f"{option}={path} is a gdscope results store; write to another file")
+    if _is_database(target):  # a store kept under another name: outputs are never databases
+        raise OutputError(
+            f"{option}={path} is an SQLite database (a copy of a results store?); write to "
+            "another file"
+        )
     if target.is_dir():
         raise OutputError(f"{option}={path} is a folder; give a file name")
     return target
@@ -72,6 +77,17 @@ def replacing(
     except BaseException:
         Path(partial).unlink(missing_ok=True)
         raise
+
+
+def _is_database(target: Path) -> bool:
+    """Whether ``target`` is a regular file (not a link, which is replaced) holding SQLite."""
+    if target.is_symlink() or not target.is_file():
+        return False
+    try:
+        with target.open("rb") as file:
+            return file.read(16) == b"SQLite format 3\x00"
+    except OSError:
+        return False
 
 
 def _umask() -> int:
