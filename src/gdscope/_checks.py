@@ -74,17 +74,18 @@ def real(
     )
     if not (math.isfinite(number) and inside):
         raise ValueError(
-            f"{name} must be a finite number {_interval(low, high, low_open, high_open)}, got {value!r}"
+            f"{name} must be a finite number{_interval(low, high, low_open, high_open)}, got {value!r}"
         )
     return number
 
 
 def _interval(low: float, high: float, low_open: bool, high_open: bool) -> str:
+    """`` > 0``, `` in [0, 1)``, ...: the stated interval with its leading space (or nothing)."""
     if math.isinf(high):
-        return f"{'>' if low_open else '≥'} {low:g}" if math.isfinite(low) else ""
+        return f" {'>' if low_open else '≥'} {low:g}" if math.isfinite(low) else ""
     if math.isinf(low):
-        return f"{'<' if high_open else '≤'} {high:g}"
-    return f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        return f" {'<' if high_open else '≤'} {high:g}"
+    return f" in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
 
 
 def _is_numpy_real(value: Any) -> bool:

@@ -89,8 +89,6 @@ def _nesterov(params: Any, lr: float, momentum: float, weight_decay: float, **_:
         Liu, Pan, Tao (2021), arXiv 2107.01832.
 
     """
-    if momentum <= 0:
-        raise ValueError(f"nesterov needs momentum in (0, 1), got momentum={momentum!r}")
     return torch.optim.SGD(
         params, lr=lr, momentum=momentum, nesterov=True, weight_decay=weight_decay
     )
@@ -262,17 +260,22 @@ def _lookup(name: str) -> tuple[str, _Entry]:
 def check_optimizer(
     name: str,
     *,
+    lr: float = 0.1,
     momentum: float | None = None,
+    weight_decay: float = 0.0,
     l1: float = 0.0,
     schedule: str = "constant",
     **kwargs: Any,
 ) -> None:
     """Raise the ``ValueError`` :func:`make_optimizer` would raise for these options, building nothing.
 
-    For validating a trial config before anything runs: momentum where the optimizer takes none,
-    an ``l1`` or a schedule it does not apply, an unknown extra option.
+    For validating a trial config before anything runs: momentum where the optimizer takes none
+    (or none where it needs some), an ``l1`` or a schedule it does not apply, an unknown extra
+    option or a bad value of one.
     """
     key, entry = _lookup(name)
+    check.positive_float("lr", lr)
+    check.nonnegative_float("weight_decay", weight_decay)
     _momentum(key, entry, momentum)
     _check_options(key, entry, check.nonnegative_float("l1", l1), schedule, kwargs)
 
@@ -284,7 +287,36 @@ def _momentum(key: str, entry: _Entry, momentum: float | None) -> float:
     if entry.momentum == "none" and momentum != 0.0:
         fix = "use betas=(β1, β2)" if key == "adam" else "use 'heavy_ball' or 'nesterov'"
         raise ValueError(f"optimizer {key!r} takes no momentum, got momentum={momentum!r}; {fix}")
+    if key == "nesterov" and momentum == 0.0:
+        raise ValueError("nesterov needs momentum in (0, 1), got momentum=0.0; or use 'gd'")
     return momentum
+
+
+def _flag(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
+def _betas(value: Any) -> tuple[float, float]:
+    if not (isinstance(value, tuple | list) and len(value) == 2):
+        raise ValueError(f"betas must be a pair (β1, β2) in [0, 1), got {value!r}")
+    return (
+        check.real("betas[0]", value[0], low=0.0, high=1.0, high_open=True),
+        check.real("betas[1]", value[1], low=0.0, high=1.0, high_open=True),
+    )
+
+
+_EXTRA_CHECKS: dict[str, Callable[[Any], Any]] = {
+    "dampening": lambda v: check.real("dampening", v, low=0.0, high=1.0),
+    "alpha": lambda v: check.real("alpha", v, low=0.0, high=1.0, high_open=True),
+    "eps": lambda v: check.real("eps", v, low=0.0),
+    "centered": lambda v: _flag("centered", v),
+    "amsgrad": lambda v: _flag("amsgrad", v),
+    "betas": _betas,
+    "f_star": lambda v: None if v is None else check.real("f_star", v),
+}
+"""Value checks of the extra options (torch's own give no fix, or none: ``centered='no'`` ran)."""
 
 
 def _check_options(key: str, entry: _Entry, l1: float, schedule: str, kwargs: dict) -> None:
@@ -299,7 +331,7 @@ def _check_options(key: str, entry: _Entry, l1: float, schedule: str, kwargs: di
             f"optimizer {key!r} has no step-size schedule, got schedule={schedule!r}; "
             "use 'subgradient' or a torch.optim.lr_scheduler"
         )
-    for extra in kwargs:
+    for extra, value in kwargs.items():
         if extra not in entry.extras:
             accepted = ", ".join(entry.extras) or "none"
             hint = check.did_you_mean(extra, entry.extras)
@@ -307,6 +339,7 @@ def _check_options(key: str, entry: _Entry, l1: float, schedule: str, kwargs: di
                 f"optimizer {key!r} got unknown option {extra!r}; accepted extra options: "
                 f"{accepted}{hint}"
             )
+        _EXTRA_CHECKS[extra](value)
 
 
 def param_groups(

@@ -79,8 +79,7 @@ class Subgradient(Optimizer):
         weight_decay: float = 0.0,
     ) -> None:
         check_schedule(schedule)
-        if f_star is not None and not math.isfinite(f_star):
-            raise ValueError(f"f_star must be finite, got f_star={f_star!r}")
+        f_star = None if f_star is None else check.real("f_star", f_star)
         defaults = {
             "lr": check.positive_float("lr", lr),
             "l1": check.nonnegative_float("l1", l1),
@@ -102,6 +101,8 @@ class Subgradient(Optimizer):
             for p in group["params"]:
                 if p.grad is None:
                     continue
+                if p.grad.is_sparse:
+                    raise ValueError("subgradient methods do not support sparse gradients")
                 g = p.grad.add(p, alpha=group["weight_decay"])
                 out.append((p, g.add(torch.sign(p), alpha=group["l1"]), group))
         return out
@@ -162,6 +163,24 @@ class Subgradient(Optimizer):
             p.sub_(g, alpha=self._step_size(group["lr"], objective, grad_sq))
         self.steps += 1
         return loss
+
+    def state_dict(self) -> dict[str, Any]:
+        """Torch's state dict plus the run's step count and best objective.
+
+        So that a run resumed from it continues the same ``"sqrt"`` schedule (``η/√(t + 1)``)
+        and keeps its best iterate (a fresh ``best_loss = inf`` let the next, worse objective
+        overwrite it).
+        """
+        out = super().state_dict()
+        out["subgradient"] = {"steps": self.steps, "best_loss": self.best_loss}
+        return out
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load :meth:`state_dict`'s output (a plain torch state dict restarts the counters)."""
+        own = state_dict.get("subgradient", {})
+        super().load_state_dict({k: v for k, v in state_dict.items() if k != "subgradient"})
+        self.steps = int(own.get("steps", 0))
+        self.best_loss = float(own.get("best_loss", math.inf))
 
     def best_params(self) -> list[Tensor]:
         """Return copies of the best iterate's parameters (current parameters if none recorded)."""
