@@ -147,6 +147,12 @@ def digits(
     images, labels = _raw()
     test = _stratified_test_mask(labels, test_fraction, seed)
     wanted = np.isin(labels, picked)
+    for name, rows in (("test", test & wanted), ("train", ~test & wanted)):
+        if split != "all" and not rows.any():
+            raise ValueError(
+                f"test_fraction = {test_fraction} leaves the {name} split empty (each class has "
+                "about 180 images); use a test_fraction between 0.003 and 0.997"
+            )
     fit_rows = wanted & (np.ones_like(test) if split == "all" else ~test)
     keep = wanted & {"train": ~test, "test": test, "all": np.ones_like(test)}[split]
     x = _normalize(images[keep], images[fit_rows], normalize)

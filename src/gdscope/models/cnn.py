@@ -69,10 +69,20 @@ class CNN(nn.Module):
             raise ValueError(
                 f"input must have shape (n, {self.in_channels}, H, W), got {tuple(x.shape)}"
             )
+        check_image_size(x, self.image_size, self.pooling)
         h = x
         for conv in self.convs:
             h = self.activation(conv(h))
         return self.readout(read_features(h, self.pooling))
+
+
+def check_image_size(x: torch.Tensor, size: tuple[int, int], pooling: str) -> None:
+    """Raise unless a ``"flatten"`` readout, whose fan-in is ``width·H·W``, gets ``size`` images."""
+    if pooling == "flatten" and tuple(x.shape[-2:]) != tuple(size):
+        raise ValueError(
+            f"the flatten readout was built for {size[0]}×{size[1]} images, got "
+            f"{x.shape[-2]}×{x.shape[-1]}; build the model with image_size=(H, W) of the data"
+        )
 
 
 def read_features(h: torch.Tensor, pooling: str) -> torch.Tensor:
@@ -261,6 +271,7 @@ def conv_layers(
     init_scale = check.positive_float("init_scale", init_scale)
     param = get_parameterization(parameterization)
     dtype = check.floating_dtype(dtype)
+    device = check.device(device)
     generator = check.generator(seed)
     return ConvLayers(
         in_channels,

@@ -163,11 +163,11 @@ def mlp(
         )
     param = get_parameterization(parameterization)
     dtype = check.floating_dtype(dtype)
+    device = check.device(device)
     generator = check.generator(seed)
     blocks = max(depth - 2, 1)
-    beta = 1.0 / math.sqrt(blocks) if branch_scale is None else float(branch_scale)
-    if residual and not math.isfinite(beta):
-        raise ValueError(f"branch_scale must be a finite number, got {branch_scale!r}")
+    given = branch_scale is not None and residual  # ignored without residual blocks
+    beta = check.real("branch_scale", branch_scale) if given else 1.0 / math.sqrt(blocks)
 
     ratio = width / base_width if depth > 1 else 1.0
     sizes = [d_in] + [width] * (depth - 1) + [out_dim]

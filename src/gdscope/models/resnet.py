@@ -28,7 +28,7 @@ from torch import nn
 from gdscope import _checks as check
 
 from .activations import get_activation
-from .cnn import READOUTS, conv_layers, read_features
+from .cnn import READOUTS, check_image_size, conv_layers, read_features
 from .layers import ScaledConv2d, ScaledLinear
 from .parameterization import Parameterization
 
@@ -87,6 +87,7 @@ class ResNet(nn.Module):
             raise ValueError(
                 f"input must have shape (n, {self.in_channels}, H, W), got {tuple(x.shape)}"
             )
+        check_image_size(x, self.image_size, self.pooling)
         h = self.stem(x)
         for block in self.blocks:
             h = block(h)
@@ -161,9 +162,7 @@ def resnet(
         device=device,
     )
     default_beta = 1.0 / math.sqrt(net.depth) if skip else 1.0
-    beta = default_beta if branch_scale is None else float(branch_scale)
-    if not math.isfinite(beta):
-        raise ValueError(f"branch_scale must be a finite number, got {branch_scale!r}")
+    beta = default_beta if branch_scale is None else check.real("branch_scale", branch_scale)
 
     hidden = net.spec("hidden", net.width * net.kernel_size**2)
 

@@ -101,6 +101,7 @@ def two_layer(
     check.one_of("activation", activation, ACTIVATIONS)
     init_scale = check.positive_float("init_scale", init_scale)
     dtype = check.floating_dtype(dtype)
+    device = check.device(device)
     generator = check.generator(seed)
     weight = torch.randn(width, d_in, generator=generator, dtype=torch.float64) * init_scale
     signs = torch.randint(0, 2, (width,), generator=generator, dtype=torch.int64)

@@ -68,7 +68,7 @@ def _image(m: ModelConfig, x: Tensor, out_dim: int) -> dict[str, Any]:
         )
     return {
         "in_channels": x.shape[1],
-        "image_size": x.shape[2],
+        "image_size": tuple(x.shape[2:]),  # (H, W): images need not be square
         "out_dim": out_dim,
         "width": m.width,
         "depth": m.depth,
