@@ -324,7 +324,11 @@ BAD_ARGUMENTS = [
     ("subgradient", {"lr": 0.1, "schedule": "cosine"}, r"'cosine'.*constant, sqrt, polyak"),
     ("gd", {"lr": 0.1, "schedule": "sqrt"}, r"schedule='sqrt'"),
     ("adam", {"lr": 0.1, "beta": (0.9, 0.99)}, r"'beta'.*did you mean 'betas'"),
-    ("subgradient", {"lr": 0.1, "f_star": float("nan")}, r"f_star must be a finite number, got nan"),
+    (
+        "subgradient",
+        {"lr": 0.1, "f_star": float("nan")},
+        r"f_star must be a finite number, got nan",
+    ),
 ]
 
 
