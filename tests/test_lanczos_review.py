@@ -87,3 +87,27 @@ def test_numpy_counts_and_extreme_start_vectors_are_accepted():
     for v0 in (1e-200 * torch.ones(50, dtype=F64), 1e200 * torch.ones(50, dtype=F64)):
         res = lanczos_topk(lambda v: a * v, 50, np.int64(1), tol=1e-10, v0=v0)
         assert res.converged and abs(res.values[0].item() - 50.0) < 1e-8
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"iters": 0}, "iters must be a positive integer, got 0"),
+        ({"tol": float("nan")}, "tol must be a finite number > 0, got nan"),
+        ({"v0": "zeros"}, "v0 must be a nonzero vector"),
+        ({"v0": "short"}, "v0 must have 11 entries"),
+    ],
+)
+def test_power_iteration_refuses_what_would_return_nan(kwargs, match):
+    """iters = 0 returned (nan, 0), a zero v0 (nan, 100), tol = nan ran every iteration."""
+    import gdscope as gs
+
+    net = torch.nn.Sequential(
+        torch.nn.Linear(3, 2), torch.nn.Tanh(), torch.nn.Linear(2, 1)
+    ).double()
+    x, y = torch.randn(5, 3, dtype=F64), torch.randn(5, 1, dtype=F64)
+    starts = {"zeros": torch.zeros(11, dtype=F64), "short": torch.ones(4, dtype=F64)}
+    if "v0" in kwargs:
+        kwargs = {"v0": starts[kwargs["v0"]]}
+    with pytest.raises(ValueError, match=match):
+        gs.probes.power_iteration(net, gs.losses.mse, (x, y), **kwargs)

@@ -32,6 +32,7 @@ from torch import Tensor
 __all__ = [
     "SPARE_BYTES",
     "KrylovBasis",
+    "check_start",
     "fresh_direction",
     "lanczos_step",
     "length_stretch",
@@ -209,6 +210,17 @@ def lanczos_step(
     if beta != 0.0:
         w.sub_(basis.previous(), alpha=beta)
     return alpha, basis.orthogonalize(w)
+
+
+def check_start(v0: Tensor, dim: int) -> None:
+    """Raise unless ``v0`` is a finite nonzero start vector of ``dim`` entries."""
+    if v0.numel() != dim:
+        raise ValueError(f"v0 must have {dim} entries, got shape {tuple(v0.shape)}")
+    start = v0.detach().to(torch.float64)
+    if not bool(start.isfinite().all()):
+        raise ValueError("v0 holds nan or inf; pass a finite start vector or v0=None")
+    if not bool(start.abs().max() > 0):
+        raise ValueError("v0 must be a nonzero vector; pass v0=None for a random start")
 
 
 def unit_vector(v: Tensor) -> Tensor:

@@ -26,6 +26,7 @@ from gdscope.probes._data_span import data_span
 from gdscope.probes._differentiating import differentiating, differentiating_operator
 from gdscope.probes._hessian_build import FLOAT32_BASIS_TOL, Batch, build_operator, span_operator
 from gdscope.probes._hvp import HessianOperator
+from gdscope.probes._krylov import check_start, unit_vector
 from gdscope.probes._rademacher import rademacher_rows
 from gdscope.probes._subset import Selection, select_params
 from gdscope.probes.lanczos import Bound, EigResult, Which, lanczos_topk, top_eigenpair
@@ -338,12 +339,6 @@ def _start(op: HessianOperator, v0: Tensor | None, generator: torch.Generator) -
     if v0 is None:
         v = torch.randn(op.dim, generator=generator, dtype=torch.float64, device=generator.device)
     else:
+        check_start(v0, op.dim)
         v = v0.detach().reshape(-1).to(torch.float64)
-        if v.numel() != op.dim or not bool(v.isfinite().all()) or not bool(v.abs().max() > 0):
-            raise ValueError(
-                f"v0 must be a finite nonzero vector of {op.dim} entries, got shape "
-                f"{tuple(v0.shape)}; pass v0=None for a random start"
-            )
-        v = v / v.abs().max()
-    v = v.to(op.device)
-    return v / torch.linalg.vector_norm(v)
+    return unit_vector(v.to(op.device))

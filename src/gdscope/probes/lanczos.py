@@ -58,6 +58,7 @@ from torch import Tensor
 from gdscope import _checks as check
 from gdscope.probes._krylov import (
     KrylovBasis,
+    check_start,
     fresh_direction,
     lanczos_step,
     length_stretch,
@@ -353,13 +354,7 @@ def _check_args(
     tol = check.real("tol", tol, low=0.0, low_open=True)
     max_iter = None if max_iter is None else check.positive_int("max_iter", max_iter)
     if v0 is not None:
-        if v0.numel() != dim:
-            raise ValueError(f"v0 must have {dim} entries, got shape {tuple(v0.shape)}")
-        start = v0.detach().to(torch.float64)
-        if not bool(start.isfinite().all()):
-            raise ValueError("v0 holds nan or inf; pass a finite start vector or v0=None")
-        if not bool(start.abs().max() > 0):
-            raise ValueError("v0 must be a nonzero vector; pass v0=None for a random start")
+        check_start(v0, dim)
     return k, tol, max_iter
 
 
