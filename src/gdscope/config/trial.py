@@ -24,6 +24,7 @@ from pydantic import (
 
 from gdscope import _checks as check
 from gdscope.config.parts import Count, DataConfig, FrozenPart, ModelConfig, PositiveCount
+from gdscope.models.parameterization import get_parameterization
 from gdscope.optim.registry import OPTIMIZERS, check_optimizer
 
 _DEVICE = re.compile(r"cpu|cuda(:\d+)?|mps")
@@ -194,12 +195,12 @@ class TrialConfig(FrozenPart):
 
     @model_validator(mode="after")
     def _lr_rule_exists(self) -> TrialConfig:
-        model, name = self.model, self.optimizer.name
-        if model.parameterization == "meanfield" and name in ADAPTIVE:
+        kind, name = self.model.parameterization, self.optimizer.name
+        if name in ADAPTIVE and not get_parameterization(kind).adaptive_rule:
             raise ValueError(
                 f"optimizer.name {name!r} has no learning-rate rule under model.parameterization "
-                "'meanfield' (its lr multipliers, × width, are for SGD-like optimizers); use "
-                "optimizer gd, sgd, heavy_ball or nesterov, or parameterization 'mup'"
+                f"{kind!r} (its lr multipliers are for SGD-like optimizers); use optimizer gd, "
+                "sgd, heavy_ball or nesterov, or parameterization 'mup'"
             )
         return self
 

@@ -182,6 +182,15 @@ class Parameterization:
     lr_base_width_power: float = 0.0
     revision: int = 1
 
+    @property
+    def adaptive_rule(self) -> bool:
+        """Whether every role has learning-rate multipliers for adaptive optimizers."""
+        return all(
+            rule.adaptive_lr_weight_ratio_power is not None
+            and rule.adaptive_lr_bias_ratio_power is not None
+            for rule in (self.input, self.hidden, self.output)
+        )
+
     def rule(self, role: str) -> RoleRule:
         """Return the rule for ``role`` (one of ``ROLES``)."""
         if role not in ROLES:
