@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import functools
 import math
-import operator
 from collections.abc import Callable
 
 import numpy as np
 from scipy.special import expit, ndtr, roots_hermitenorm, roots_laguerre, roots_legendre
+
+from gdscope import _checks as check
 
 __all__ = [
     "ACTIVATION_FNS",
@@ -101,10 +102,8 @@ def expectation(
 def checked_nodes(nodes: int) -> int:
     """Return ``nodes`` as an int in ``[2, MAX_NODES]``; a one-line ``ValueError`` otherwise."""
     try:
-        if isinstance(nodes, bool):
-            raise TypeError
-        n = operator.index(nodes)
-    except TypeError:
+        n = check.positive_int("nodes", nodes)
+    except ValueError:
         n = None
     if n is None or not 2 <= n <= MAX_NODES:
         raise ValueError(

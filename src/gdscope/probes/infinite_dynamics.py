@@ -20,6 +20,8 @@ from, so the network must be a plain random gdscope ``mlp``; the scale of ``Θ``
 (the step is ``ηΘ/n``), where kernel regression's ``Θ_* Θ^{-1}`` does not see it.
 
 >>> import torch
+
+from gdscope import _checks as check
 >>> from gdscope.models import mlp
 >>> net = mlp(3, 8, depth=2, parameterization="ntk", seed=0, dtype=torch.float64)
 >>> x, y = torch.eye(3, dtype=torch.float64), torch.zeros(3, 1, dtype=torch.float64)
@@ -36,6 +38,7 @@ import numbers
 import torch
 from torch import Tensor, nn
 
+from gdscope import _checks as check
 from gdscope.probes.infinite_width import mlp_kernels
 
 __all__ = ["InfiniteWidthGD", "infinite_width_gd", "plain_gd_lr"]
@@ -78,8 +81,12 @@ class InfiniteWidthGD:
 
     def outputs(self, *, lr: float, steps: int) -> Tensor:
         """Return ``f^∞_t(X)``, ``(n, k)`` float64, after ``steps ≥ 0`` steps of size ``lr``."""
-        if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 0:
-            raise ValueError(f"steps must be an int >= 0, got {steps!r}; pass a number of GD steps")
+        try:
+            steps = check.nonnegative_int("steps", steps)
+        except ValueError:
+            raise ValueError(
+                f"steps must be an int >= 0, got {steps!r}; pass a number of GD steps"
+            ) from None
         if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not 0 <= lr < math.inf:
             raise ValueError(f"lr must be a finite number >= 0, got {lr!r}; pass the GD step size")
         decay = (1.0 - lr * self.values / self.n) ** steps

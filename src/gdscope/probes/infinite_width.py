@@ -64,12 +64,12 @@ small is recomputed by the reference (the closed form for ReLU and identity), an
 from __future__ import annotations
 
 import math
-import operator
 
 import numpy as np
 import torch
 from torch import nn
 
+from gdscope import _checks as check
 from gdscope.models.activations import ACTIVATIONS, activation_gain, get_activation
 from gdscope.models.layers import ScaledLinear
 from gdscope.models.mlp import MLP
@@ -150,12 +150,9 @@ def layer_constants(
 def _positive_int(field: str, value: object, fix: str) -> int:
     """``value`` as an int ``>= 1`` (numpy integers too, not bools); a one-line ValueError else."""
     try:
-        number = None if isinstance(value, bool) else operator.index(value)  # pyright: ignore[reportArgumentType]
-    except TypeError:
-        number = None
-    if number is None or number < 1:
-        raise ValueError(f"{field} must be an int >= 1, got {value!r}; pass {fix}")
-    return number
+        return check.positive_int(field, value)
+    except ValueError:
+        raise ValueError(f"{field} must be an int >= 1, got {value!r}; pass {fix}") from None
 
 
 def _positive_float(field: str, value: object, fix: str) -> float:
