@@ -3,6 +3,7 @@ above the bulk, chunking a loss that is not a mean, and blocks given by name or 
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -81,6 +82,18 @@ def test_chunking_a_sum_loss_is_refused_and_a_mean_loss_is_not():
     exact = float(torch.linalg.eigvalsh(dense_hessian(net, gs.losses.mse, (x, y)))[-1])
     chunked = gs.probes.sharpness(_Wrapped(net), gs.losses.mse, (x, y), chunk_size=7, tol=1e-10)
     assert_close(chunked, exact, rtol=1e-8)
+
+
+def test_chunk_size_is_a_count():
+    """A numpy integer is a chunk size; True (an int to isinstance) and 0 are refused by name."""
+    net, (x, y) = _low_rank_problem()
+    x, y = x.repeat(5, 1), y.repeat(5, 1)
+    exact = float(torch.linalg.eigvalsh(dense_hessian(net, gs.losses.mse, (x, y)))[-1])
+    chunked = gs.probes.sharpness(net, gs.losses.mse, (x, y), chunk_size=np.int64(7), tol=1e-10)
+    assert_close(chunked, exact, rtol=1e-8)
+    for bad in (True, 0, 2.5):
+        with pytest.raises(ValueError, match=rf"^chunk_size must be a positive integer, got {bad}"):
+            gs.probes.sharpness(net, gs.losses.mse, (x, y), chunk_size=bad)
 
 
 def test_blocks_by_name_or_by_tensor_in_the_trace_and_the_density():

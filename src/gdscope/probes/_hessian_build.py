@@ -14,6 +14,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from gdscope._checks import positive_int
 from gdscope.functional import LossFn, Params, loss_at
 from gdscope.probes._checks import check_deterministic, refuse_random_modules, uses_batch_statistics
 from gdscope.probes._data_span import DataSpan, data_span
@@ -45,9 +46,7 @@ def build_operator(
     """
     x, y = batch if span is None else span.batch(batch)
     n = x.shape[0]
-    if chunk_size is not None and not (isinstance(chunk_size, int) and chunk_size >= 1):
-        raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
-    size = n if chunk_size is None else chunk_size
+    size = n if chunk_size is None else positive_int("chunk_size", chunk_size)
     if size < n and uses_batch_statistics(model):
         raise ValueError(
             f"{what}: chunk_size={chunk_size} would normalize each chunk with its own batch "
