@@ -13,7 +13,6 @@ operator warns once and rebuilds its graphs with the math kernel
 from __future__ import annotations
 
 import contextlib
-import functools
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from torch import Tensor
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from gdscope.functional import Params
+from gdscope.probes._flat import FlatLayout
 
 Scalar = Callable[[Params], Tensor]
 
@@ -49,13 +49,10 @@ class HessianOperator:
             raise ValueError("the model has no trainable parameters; nothing to differentiate")
         self._leaves = {n: t.detach().requires_grad_(True) for n, t in params.items()}
         self._terms = list(terms)
-        self._shapes = [t.shape for t in self._leaves.values()]
-        self._sizes = [t.numel() for t in self._leaves.values()]
-        first = next(iter(self._leaves.values()))
-        self._dtypes = [t.dtype for t in self._leaves.values()]
-        self.dim: int = sum(self._sizes)
-        self.dtype: torch.dtype = functools.reduce(torch.promote_types, self._dtypes)
-        self.device: torch.device = first.device
+        self._layout = FlatLayout(list(self._leaves.values()))
+        self.dim: int = self._layout.dim
+        self.dtype: torch.dtype = self._layout.dtype  # mixed dtypes: the widest
+        self.device: torch.device = self._layout.device
         self._math_attention = False
         self.first_value: Tensor | None = None  # the first term's value, when its graph is kept
         self._graphs = [self._gradient(term) for term in self._terms] if cache else None
@@ -71,8 +68,7 @@ class HessianOperator:
             ValueError: if ``v`` does not have ``dim`` entries, or ``out`` is not as above.
 
         """
-        if v.numel() != self.dim:
-            raise ValueError(f"v must have dim = {self.dim} entries, got shape {tuple(v.shape)}")
+        self._layout.check(v)
         if out is not None and (
             out.shape != (self.dim,) or out.dtype != self.dtype or out.device != self.device
         ):
@@ -80,10 +76,7 @@ class HessianOperator:
                 f"out must be a ({self.dim},) {self.dtype} tensor on {self.device}, got "
                 f"{tuple(out.shape)} {out.dtype} on {out.device}"
             )
-        parts = torch.split(v.detach().reshape(-1).to(self.device, self.dtype), self._sizes)
-        vs = [  # each block in its parameter's dtype (mixed dtypes: the widest is the operator's)
-            p.reshape(s).to(d) for p, s, d in zip(parts, self._shapes, self._dtypes, strict=True)
-        ]
+        vs = self._layout.blocks(v)  # each block in its parameter's dtype
         try:
             product = self._product(vs, out)
             return product if out is not None else product.to(v.dtype)

@@ -24,7 +24,6 @@ about three backward passes and no forward pass.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 from typing import Literal, overload
 
@@ -36,6 +35,7 @@ from gdscope.functional import LossFn, apply, loss_at, scalar_loss
 from gdscope.probes._checks import check_deterministic
 from gdscope.probes._data_span import data_span
 from gdscope.probes._differentiating import differentiating, differentiating_operator
+from gdscope.probes._flat import FlatLayout
 from gdscope.probes._subset import Selection, select_params
 from gdscope.probes.lanczos import Bound, top_eigenpair
 
@@ -58,12 +58,10 @@ class GGNOperator:
             raise ValueError("the model has no trainable parameters; nothing to differentiate")
         x, y = batch
         self._leaves = tuple(t.detach().requires_grad_(True) for t in params.values())
-        self._shapes = [t.shape for t in self._leaves]
-        self._sizes = [t.numel() for t in self._leaves]
-        self._dtypes = [t.dtype for t in self._leaves]
-        self.dim: int = sum(self._sizes)
-        self.dtype: torch.dtype = functools.reduce(torch.promote_types, self._dtypes)  # widest
-        self.device: torch.device = self._leaves[0].device
+        self._layout = FlatLayout(self._leaves)
+        self.dim: int = self._layout.dim
+        self.dtype: torch.dtype = self._layout.dtype  # mixed dtypes: the widest
+        self.device: torch.device = self._layout.device
         with torch.enable_grad(), sdpa_kernel(SDPBackend.MATH):  # fused attention: no 2nd backward
             self._out = apply(model, dict(zip(params, self._leaves, strict=True)), x)
             self._dummy = torch.zeros_like(self._out, requires_grad=True)
@@ -91,11 +89,8 @@ class GGNOperator:
             ValueError: if ``v`` does not have ``dim`` entries.
 
         """
-        if v.numel() != self.dim:
-            raise ValueError(f"v must have dim = {self.dim} entries, got shape {tuple(v.shape)}")
-        flat = v.detach().reshape(-1).to(self.device, self.dtype)
-        blocks = zip(flat.split(self._sizes), self._shapes, self._dtypes, strict=True)
-        parts = [p.reshape(s).to(d) for p, s, d in blocks]  # each in its parameter's dtype
+        self._layout.check(v)
+        parts = self._layout.blocks(v)  # each in its parameter's dtype
         return self.jt(self.output_hessian(self.jvp(parts))).to(v.dtype)
 
     def jvp(self, parts: list[Tensor]) -> Tensor:
