@@ -116,3 +116,71 @@ def test_bad_input_fails_before_fit(tmp_path):
     with pytest.raises(ValueError, match="probe_batch must be an \\(x, y\\) pair"):
         GdscopeMonitor(gs.losses.mse, {"x": torch.ones(2)}, results=tmp_path)
     assert not list(tmp_path.iterdir())
+
+
+def _trainer(callback, steps, **options):
+    return pl.Trainer(
+        max_steps=steps,
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[callback],
+        **{"enable_checkpointing": False, **options},
+    )
+
+
+@pytest.mark.parametrize("precision", ["64-true", "bf16-true"])
+def test_true_precision_probes_the_set_in_the_modules_dtype(precision):
+    callback = GdscopeMonitor(gs.losses.mse, _loader(), probes={"loss": 1}, results=None)
+    module = TinyModule()
+    _trainer(callback, 3, precision=precision).fit(module, _loader())
+    mon = callback.monitor
+    assert mon is not None and mon.status == "completed", mon and mon.trace.reason
+    assert mon.data[0].dtype == next(module.parameters()).dtype != torch.float32
+    assert mon.trace.series("loss")[0].tolist() == [0, 1, 2, 3]
+
+
+def test_the_training_loader_yields_the_same_batches_with_the_callback():
+    seen = {}
+
+    class Recording(TinyModule):
+        def training_step(self, batch, batch_idx):
+            seen.setdefault(self.tag, []).append(float(batch[0].sum()))
+            return super().training_step(batch, batch_idx)
+
+    for tag in ("alone", "monitored"):
+        module, loader = Recording(), _loader()
+        module.tag = tag
+        callback = GdscopeMonitor(gs.losses.mse, loader, probe_size=16, results=None)
+        _trainer(callback if tag == "monitored" else pl.Callback(), 10).fit(module, loader)
+    assert seen["alone"] == seen["monitored"]
+
+
+@pytest.mark.filterwarnings("ignore:The dirpath has changed:UserWarning")  # Lightning's
+def test_a_resumed_fit_warns_that_its_baselines_are_the_checkpoint(tmp_path):
+    probes = {"loss": 1, "dist_from_init": 2}
+    first = GdscopeMonitor(gs.losses.mse, _loader(), probes=probes, results=tmp_path, run="r")
+    trainer = _trainer(first, 8, enable_checkpointing=True, default_root_dir=tmp_path / "a")
+    trainer.fit(TinyModule(), _loader())
+    checkpoint = trainer.checkpoint_callback.best_model_path  # pyright: ignore[reportOptionalMemberAccess]
+    second = GdscopeMonitor(gs.losses.mse, _loader(), probes=probes, results=tmp_path, run="r")
+    with pytest.warns(UserWarning, match="training resumes at step 8"):  # one epoch: 8 batches
+        _trainer(second, 12, enable_checkpointing=True, default_root_dir=tmp_path / "b").fit(
+            TinyModule(), _loader(), ckpt_path=checkpoint
+        )
+    assert second.monitor is not None
+    assert second.monitor.trace.series("loss")[0].tolist() == [8, 9, 10, 11, 12]
+
+
+def test_the_preconditioned_sharpness_reads_the_first_optimizer():
+    class AdamModule(TinyModule):
+        def configure_optimizers(self):
+            return torch.optim.Adam(self.parameters(), lr=0.01)
+
+    probes = {"preconditioned_sharpness": 2}
+    callback = GdscopeMonitor(gs.losses.mse, _loader(), probes=probes, results=None)
+    _trainer(callback, 4).fit(AdamModule(), _loader())
+    assert callback.monitor is not None and callback.monitor.status == "completed"
+    steps, ratio = callback.monitor.trace.series("preconditioned_sharpness_ratio")
+    assert steps.tolist() == [2, 4] and all(r > 0 for r in ratio)

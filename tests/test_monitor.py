@@ -31,12 +31,14 @@ def _loader(seed=0):
     return DataLoader(TensorDataset(x, y), batch_size=16, shuffle=True)
 
 
-def _train(model, loader, steps, mon=None, fail_at=None):
-    """A plain loop: Adam, StepLR, gradient clipping; ``mon.step`` after each update."""
+def _train(model, loader, updates, mon=None, fail_at=None):
+    """A plain loop: Adam, StepLR, clipping; ``mon.step(0)``, then ``mon.step(t)`` after update t."""
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=10, gamma=0.5)
-    t, lrs = 0, {}
-    while t < steps:
+    t, lrs = 0, {0: sched.get_last_lr()[0]}
+    if mon is not None:
+        mon.step(0, lr=lrs[0])
+    while t < updates:
         for x, y in loader:
             if t == fail_at:
                 raise RuntimeError("boom")
@@ -45,11 +47,11 @@ def _train(model, loader, steps, mon=None, fail_at=None):
             nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             sched.step()
-            lrs[t] = sched.get_last_lr()[0]
+            t += 1
+            lrs[t] = sched.get_last_lr()[0]  # the lr of the next update
             if mon is not None:
                 mon.step(t, lr=lrs[t])
-            t += 1
-            if t == steps:
+            if t == updates:
                 break
     return lrs
 
@@ -73,7 +75,7 @@ def test_monitor_records_a_plain_loop_that_show_export_and_report_read(tmp_path)
     with gs.monitor(
         model, gs.losses.mse, loader, probes=PROBES, results=tmp_path, run="my-run", probe_size=48
     ) as mon:
-        lrs = _train(model, loader, 30, mon)
+        lrs = _train(model, loader, 29, mon)
     assert mon.status == "completed", mon.trace.reason
 
     store = Store(tmp_path, read_only=True)
@@ -92,7 +94,7 @@ def test_monitor_records_a_plain_loop_that_show_export_and_report_read(tmp_path)
     steps, lr = record.series["lr"]
     assert steps.tolist() == list(range(30))
     np.testing.assert_array_equal(lr, [lrs[t] for t in range(30)])
-    assert lr[0] == 1e-2 and lr[-1] == 1e-2 * 0.5**3  # StepLR halves every 10 steps
+    assert lr[0] == 1e-2 and lr[-1] == 1e-2 * 0.5**2  # StepLR halves every 10 steps
     assert record.series["loss"][0].tolist() == list(range(30))
     # every 10 steps, and every probe once more at the last step (as train does)
     assert record.series["sharpness"][0].tolist() == [0, 10, 20, 29]
@@ -138,7 +140,7 @@ def test_series_are_stored_while_the_run_goes_on(tmp_path):
     model, loader = _mlp(), _loader()
     x, y = next(iter(loader))
     with gs.monitor(model, gs.losses.mse, (x, y), results=tmp_path, flush_every_s=0) as mon:
-        _train(model, loader, 3, mon)
+        _train(model, loader, 2, mon)
         (trial,) = Store(tmp_path, read_only=True).trials()
         assert trial["status"] == "running"
         (record,) = Store(tmp_path, read_only=True).records()
@@ -198,7 +200,7 @@ def test_an_exception_keeps_the_series_so_far_and_the_status(tmp_path, error, st
             model, gs.losses.mse, loader, probes=PROBES, results=tmp_path, run="crash"
         ) as mon,
     ):
-        _train(model, loader, 30, mon)
+        _train(model, loader, 29, mon)
         raise error
     (trial,) = Store(tmp_path, read_only=True).trials()
     assert (trial["status"], trial["steps"]) == (status, 29)
@@ -218,9 +220,9 @@ def test_an_exception_in_the_users_step_mid_run(tmp_path):
     ):
         _train(model, loader, 30, mon, fail_at=7)
     (trial,) = Store(tmp_path, read_only=True).trials()
-    assert (trial["status"], trial["reason"]) == ("failed", "RuntimeError: boom after step 6")
+    assert (trial["status"], trial["reason"]) == ("failed", "RuntimeError: boom after step 7")
     (record,) = Store(tmp_path, read_only=True).records()
-    assert record.series["loss"][0].tolist() == list(range(7))
+    assert record.series["loss"][0].tolist() == list(range(8))
 
 
 def test_a_diverging_loss_is_a_status_not_a_crash(tmp_path):
@@ -228,7 +230,8 @@ def test_a_diverging_loss_is_a_status_not_a_crash(tmp_path):
     x, y = torch.randn(32, 4), torch.randn(32, 1)
     opt = torch.optim.SGD(model.parameters(), lr=50.0)
     with gs.monitor(model, gs.losses.mse, (x, y), probes=PROBES, results=tmp_path) as mon:
-        for t in range(40):  # the user's loop goes on; the probes stop
+        mon.step(0, lr=50.0)
+        for t in range(1, 41):  # the user's loop goes on; the probes stop
             opt.zero_grad()
             gs.losses.mse(model(x), y).backward()
             opt.step()
@@ -238,7 +241,7 @@ def test_a_diverging_loss_is_a_status_not_a_crash(tmp_path):
     assert trial["status"] == "diverged" and "at step" in trial["reason"]
     (record,) = Store(tmp_path, read_only=True).records()
     last = int(record.series["loss"][0][-1])
-    assert trial["steps"] == last < 39 and record.series["lr"][0].tolist() == list(range(40))
+    assert trial["steps"] == last < 40 and record.series["lr"][0].tolist() == list(range(41))
 
 
 def test_running_twice_records_a_second_attempt_and_keeps_the_first(tmp_path):

@@ -6,14 +6,21 @@ with a new ``trainer.global_step``, so gradient accumulation measures once per u
 ``mon.step(global_step, lr=...)`` with the learning rate of the first parameter group of the first
 optimizer; at the end it closes the run (``completed`` or ``diverged``), and on an exception it
 records it (``failed``, or ``interrupted`` for Ctrl-C). Only the process of global rank 0
-measures and writes. Needs the ``lightning`` extra (``pip install 'gdscope[lightning]'``):
-without it this module still imports and ``GdscopeMonitor(...)`` raises ``ImportError`` saying
-so; ``import gdscope`` never imports Lightning.
+measures and writes. The probe set gets the trainer's input conversion (``precision="64-true"``
+or ``"bf16-true"``: the module's dtype), and the first optimizer reaches the probes that read
+one (``preconditioned_sharpness``). Lightning's ``global_step`` counts optimizer steps: with
+two optimizers stepped per batch (manual optimization) the steps advance by two. A run resumed
+from a checkpoint starts its series at the checkpoint's step, and its baselines
+(``dist_from_init``, ``ntk_drift``, …) are that step's weights (it warns). Needs the
+``lightning`` extra (``pip install 'gdscope[lightning]'``): without it this module still
+imports and ``GdscopeMonitor(...)`` raises ``ImportError`` saying so; ``import gdscope`` never
+imports Lightning.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +28,8 @@ from torch import Tensor
 
 from gdscope.integrations import monitor
 from gdscope.training.loop import validate_schedule
-from gdscope.training.monitor import Monitor, check_probe_batch
+from gdscope.training.monitor import Monitor
+from gdscope.training.probe_set import check_probe_batch
 
 if TYPE_CHECKING:
     from lightning.pytorch import LightningModule, Trainer
@@ -88,7 +96,21 @@ class GdscopeMonitor(Callback):
         """Start the run and measure step 0 (rank 0 only)."""
         if trainer.global_rank != 0:
             return
-        self.monitor = monitor(pl_module, self.loss_fn, self.probe_batch, **self.options)
+        if trainer.global_step > 0:
+            warnings.warn(
+                f"GdscopeMonitor: training resumes at step {trainer.global_step}; this run's "
+                "series start there and its baselines (dist_from_init, ntk_drift, ...) are that "
+                "step's weights, not the first run's initialization",
+                stacklevel=2,
+            )
+        optimizer = trainer.optimizers[0] if trainer.optimizers else None
+        mon = monitor(
+            pl_module, self.loss_fn, self.probe_batch, optimizer=optimizer, **self.options
+        )
+        convert = trainer.precision_plugin.convert_input  # as the trainer converts its inputs
+        mon.data = _pair(convert(mon.data))
+        mon.eval_data = None if mon.eval_data is None else _pair(convert(mon.eval_data))
+        self.monitor = mon
         self.monitor.__enter__()
         self.monitor.step(trainer.global_step, lr=_lr(trainer))
 
@@ -119,6 +141,11 @@ class GdscopeMonitor(Callback):
         """Record the exception that ended training (``failed`` / ``interrupted``)."""
         if self.monitor is not None:
             self.monitor.close(exception)
+
+
+def _pair(batch: Any) -> tuple[Tensor, Tensor]:
+    x, y = batch
+    return x, y
 
 
 def _lr(trainer: Trainer) -> float | None:

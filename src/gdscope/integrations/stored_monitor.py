@@ -10,6 +10,7 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from gdscope.store.runs import RunWriter
@@ -29,16 +30,22 @@ def monitor(
     probe_size: int = 256,
     eval_batch: Any = None,
     flush_every_s: float = 5.0,
+    optimizer: torch.optim.Optimizer | None = None,
 ) -> Monitor:
     """Monitor a training loop of your own with gdscope's scheduled probes; record it in ``results``.
 
-    Use it as a context manager and call ``mon.step(t, lr=...)`` once per step (see
-    :mod:`gdscope.training.monitor` for what is measured when)::
+    Use it as a context manager and call ``mon.step(t, lr=...)`` with ``t`` the number of
+    updates made: step 0 before the first update, step ``t`` after the ``t``-th, as
+    ``gdscope.train`` counts (see :mod:`gdscope.training.monitor` for what is measured when)::
 
         with gs.monitor(model, loss_fn, (x, y), probes={"sharpness": 50}, run="my-run") as mon:
-            for t, (xb, yb) in enumerate(loader):
-                ...  # your own step: any optimizer, scheduler, AMP, clipping
-                mon.step(t, lr=scheduler.get_last_lr()[0])
+            mon.step(0, lr=scheduler.get_last_lr()[0])
+            for t, (xb, yb) in enumerate(loader, start=1):
+                ...  # your own update: any optimizer, scheduler, AMP, clipping
+                mon.step(t, lr=scheduler.get_last_lr()[0])  # the lr of the next update
+
+    The probes measure the model in ``eval()`` mode (dropout off, batch-norm running
+    statistics), on the fixed probe set.
 
     The run is stored as it goes (every ``flush_every_s`` seconds and at the end) in the store
     that ``gdscope run`` writes, as a monitored run (:mod:`gdscope.store.runs`): a trial of kind
@@ -60,13 +67,16 @@ def monitor(
         probe_size: examples drawn from a ``DataLoader`` probe set.
         eval_batch: held-out ``(x, y)`` or ``DataLoader`` for the ``"test"`` probe.
         flush_every_s: seconds between writes to the store.
+        optimizer: the optimizer your loop steps, for probes that read its state
+            (``preconditioned_sharpness``).
 
     Returns:
         The :class:`~gdscope.training.monitor.Monitor`; nothing is written before ``with``.
 
     Raises:
-        ValueError: an unknown probe, a bad schedule or a ``probe_batch`` of the wrong type
-            (one line naming the field, the value and the fix).
+        ValueError: an unknown probe, a bad schedule, a ``probe_batch`` of the wrong type, or
+            a probe that reads the optimizer without one (one line naming the field, the value
+            and the fix).
 
     Example:
         >>> import torch, gdscope as gs
@@ -74,13 +84,14 @@ def monitor(
         >>> x, y = torch.randn(8, 3), torch.randn(8, 1)
         >>> opt = torch.optim.SGD(net.parameters(), lr=0.1)
         >>> with gs.monitor(net, gs.losses.mse, (x, y), probes={"loss": 2}, results=None) as mon:
-        ...     for t in range(5):
+        ...     mon.step(0, lr=0.1)
+        ...     for t in range(1, 6):
         ...         opt.zero_grad()
         ...         gs.losses.mse(net(x), y).backward()
         ...         opt.step()
         ...         mon.step(t, lr=0.1)
         >>> mon.status, mon.trace.series("loss")[0].tolist()
-        ('completed', [0, 2, 4])
+        ('completed', [0, 2, 4, 5])
 
     """
     sink = RunWriter(results) if results is not None else None
@@ -94,4 +105,5 @@ def monitor(
         run=run,
         sink=sink,
         flush_every_s=flush_every_s,
+        optimizer=optimizer,
     )

@@ -108,6 +108,11 @@ def validate_schedule(
             positive integer; one line naming the field ``probes``, the value and the fix.
 
     """
+    if probes is not None and not isinstance(probes, Mapping):
+        raise ValueError(
+            f"probes must be a mapping {{probe name: every k steps}}, got "
+            f"{type(probes).__name__} {probes!r}; pass e.g. {{'loss': 1, 'sharpness': 10}}"
+        )
     schedule = {"loss": 1} if probes is None else dict(probes)
     known = [*PROBES, *(name for name in (extra or {}) if name not in PROBES)]
     for name, every in schedule.items():

@@ -1,24 +1,33 @@
 """``Monitor``: gdscope's scheduled probes inside a training loop the user writes.
 
 The user keeps the loop (any optimizer, scheduler, AMP, gradient clipping) and calls
-``mon.step(t, lr=...)`` once per step; ``gdscope.monitor`` builds the monitor and writes to the
-results store (:mod:`gdscope.integrations`)::
+``mon.step(t, lr=...)`` with ``t`` the number of updates made so far, as ``gdscope.train``
+counts its checkpoints: once before the first update (step 0, the initial weights) and once
+after each update; ``gdscope.monitor`` builds the monitor and writes to the results store
+(:mod:`gdscope.integrations`)::
 
     with gs.monitor(model, loss_fn, probe_batch, probes={"sharpness": 50}, run="my-run") as mon:
-        for t, (x, y) in enumerate(loader):
-            ...  # the user's own step
-            mon.step(t, lr=scheduler.get_last_lr()[0])
+        mon.step(0, lr=scheduler.get_last_lr()[0])
+        for t, (x, y) in enumerate(loader, start=1):
+            ...  # the user's own update (and scheduler step)
+            mon.step(t, lr=scheduler.get_last_lr()[0])  # the lr of the next update
 
 At ``mon.step(t)`` the probes due at ``t`` (every ``k``-th step, :func:`~gdscope.training.loop.
 due_probes`, as in ``gdscope.train``) measure the model *as it is then* on a fixed probe set,
 through the :class:`~gdscope.training.context.ProbeContext` and ``PROBES`` of ``train`` (so
-sharpness warm-starts from its last eigenvector, one NTK Gram serves every kernel probe). On a
-clean exit every scheduled probe not due at the last step is measured there, as ``train``
-measures all at its last checkpoint. ``lr`` and any other numbers passed are recorded as series.
+sharpness warm-starts from its last eigenvector, one NTK Gram serves every kernel probe). The
+baselines of the probes that compare with the start (``dist_from_init``, ``ntk_drift``,
+``relative_residual``, the linearization) are the weights at the first ``mon.step``; a first
+``mon.step(0)`` after the weights moved warns. When the set of trainable parameters changes
+(a layer unfrozen), the monitor warns and its warm starts and kernel baselines start again
+there. On a clean exit every scheduled probe not measured at the last step is measured there,
+as ``train`` measures all at its last checkpoint. ``lr`` and any other numbers passed are
+recorded as series.
 
 Measuring leaves the user's run as it was: the model is put in ``eval()`` mode (dropout off,
-batch-norm statistics read, not updated) and back; autocast is off and gradients on; the
-probes never touch ``.grad``; the global RNG streams are restored (``torch.random.fork_rng``).
+batch-norm statistics read, not updated) and back; autocast and inference mode are off and
+gradients on; the probes never touch ``.grad``; the global RNG streams are restored
+(``torch.random.fork_rng``).
 
 Divergence is the rule of ``train``: at a checkpoint whose probe-set loss is non-finite or above
 ``DIVERGENCE_FACTOR``·|L₀| (L₀ at the first checkpoint) the run is ``"diverged"``; the probes
@@ -32,6 +41,7 @@ from __future__ import annotations
 import contextlib
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from types import TracebackType
@@ -39,10 +49,9 @@ from typing import Any, Literal, Protocol
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader
 
 from gdscope import _checks as check
-from gdscope.functional import clone_params, params_of
+from gdscope.functional import params_of
 from gdscope.training.context import ProbeContext
 from gdscope.training.loop import (
     Trace,
@@ -52,9 +61,10 @@ from gdscope.training.loop import (
     record_divergence,
     validate_schedule,
 )
-from gdscope.training.scheduled import scheduled_metrics
+from gdscope.training.probe_set import probe_set
+from gdscope.training.scheduled import PROBES, scheduled_metrics
 
-__all__ = ["Monitor", "RunSink", "RunStatus", "check_probe_batch", "probe_set"]
+__all__ = ["Monitor", "RunSink", "RunStatus"]
 
 RunStatus = Literal["new", "running", "completed", "diverged", "failed", "interrupted"]
 
@@ -77,69 +87,6 @@ class RunSink(Protocol):
         ...
 
 
-def probe_set(
-    batch: Any, size: int, device: torch.device, field: str = "probe_batch"
-) -> tuple[tuple[Tensor, Tensor], str]:
-    """Return the fixed ``(x, y)`` set a monitor probes, on ``device``, and where it came from.
-
-    ``batch`` is an ``(x, y)`` pair of tensors (taken whole), or a ``DataLoader`` yielding
-    ``(x, y)`` batches: its first ``size`` examples, drawn once with the global RNG restored
-    afterwards (a shuffling loader then yields the same epochs as without the monitor).
-
-    Raises:
-        ValueError: anything else, batches that are no pairs, or an empty set (one line).
-
-    """
-    if isinstance(batch, DataLoader):
-        xs, ys, n = [], [], 0
-        with torch.random.fork_rng(devices=[]):
-            for drawn in batch:
-                x, y = _pair(drawn, f"{field} (a batch of the DataLoader)")
-                xs.append(x)
-                ys.append(y)
-                n += x.shape[0]
-                if n >= size:
-                    break
-        if n == 0:
-            raise ValueError(f"{field}: the DataLoader yielded no examples; give it data")
-        x, y = torch.cat(xs)[:size], torch.cat(ys)[:size]
-        source = "DataLoader"
-    else:
-        x, y = _pair(batch, field)
-        source = "tensors"
-    return (x.to(device), y.to(device)), source
-
-
-def check_probe_batch(batch: Any, field: str = "probe_batch") -> None:
-    """Check that ``batch`` is an ``(x, y)`` pair of tensors or a ``DataLoader`` (draws nothing).
-
-    Raises:
-        ValueError: anything else (one line naming ``field``, what was seen and the fix).
-
-    """
-    if not isinstance(batch, DataLoader):
-        _pair(batch, field)
-
-
-def _pair(batch: Any, field: str) -> tuple[Tensor, Tensor]:
-    ok = isinstance(batch, tuple | list) and len(batch) == 2
-    if not (ok and all(isinstance(t, Tensor) for t in batch)):
-        seen = f"{type(batch).__name__}" + (
-            f" of {len(batch)} items" if isinstance(batch, tuple | list) else ""
-        )
-        raise ValueError(
-            f"{field} must be an (x, y) pair of tensors or a torch.utils.data.DataLoader of "
-            f"(x, y) batches, got {seen}; pass (x, y) or the DataLoader"
-        )
-    x, y = batch
-    if x.ndim == 0 or y.ndim == 0 or x.shape[0] != y.shape[0] or x.shape[0] == 0:
-        raise ValueError(
-            f"{field}: x and y need the same positive number of examples (first dimension), "
-            f"got shapes {tuple(x.shape)} and {tuple(y.shape)}"
-        )
-    return x, y
-
-
 class Monitor:
     """Scheduled probes on a fixed probe set while the user's own loop trains ``model``.
 
@@ -154,10 +101,13 @@ class Monitor:
         run: the run's name (default: the model's class name).
         sink: where the run goes (:class:`RunSink`); ``None`` keeps it in :attr:`trace` only.
         flush_every_s: seconds between writes to ``sink`` (and at the end).
+        optimizer: the optimizer of the loop, for probes that read its state
+            (``preconditioned_sharpness``).
 
     Raises:
         ValueError: an unknown probe, a bad schedule, a ``probe_batch`` of the wrong type, a
-            model without parameters, a bad ``run`` name (one line, nothing written).
+            model without parameters, a bad ``run`` name, a probe that reads the optimizer
+            without one (one line, nothing written).
 
     """
 
@@ -173,8 +123,20 @@ class Monitor:
         run: str | None = None,
         sink: RunSink | None = None,
         flush_every_s: float = 5.0,
+        optimizer: torch.optim.Optimizer | None = None,
     ) -> None:
         self.schedule = validate_schedule(probes)
+        for name in self.schedule:
+            if optimizer is None and PROBES[name].needs_optimizer:
+                raise ValueError(
+                    f"probes: {name!r} reads the optimizer's state; pass optimizer= (the "
+                    "optimizer your loop steps)"
+                )
+        if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
+            raise ValueError(
+                f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
+            )
+        self.optimizer = optimizer
         trainable = [p for p in model.parameters() if p.requires_grad]
         if not trainable:
             raise ValueError("model has no trainable parameters; nothing for the probes to read")
@@ -208,7 +170,8 @@ class Monitor:
         self._flushed: dict[str, int] = {}
         self._limit: float | None = None
         self._memory: dict[str, object] = {}
-        self._init_params = clone_params(params_of(model))
+        self._init_params = _all_params(model)  # the baselines: retaken at the first step
+        self._trainable: tuple[str, ...] | None = None
         self._start = self._last_flush = 0.0
 
     # -- the run ---------------------------------------------------------------------------
@@ -240,7 +203,8 @@ class Monitor:
 
         Args:
             step: the step number (an integer larger than the last one given).
-            lr: the learning rate of this step, recorded as the series ``lr``.
+            lr: the learning rate of the next update (``scheduler.get_last_lr()`` after
+                the scheduler step), recorded as the series ``lr``.
             **values: other numbers to record as series (e.g. ``batch_loss=loss.item()``);
                 names may not be ``lr`` or a scheduled probe's metric.
 
@@ -268,12 +232,14 @@ class Monitor:
                     "rename it"
                 )
         given.update(values)
+        if self.last_step is None:
+            self._first_step(t)
         self.trace.record(t, {name: _number(name, v) for name, v in given.items()})
         self.last_step = t
         due = [] if self.diverged else due_probes(self.schedule, t)
+        self._last_due = due
         if due:
             self._checkpoint(t, due)
-            self._last_due = due
         if time.monotonic() - self._last_flush >= self.flush_every_s:
             self.flush()
 
@@ -301,28 +267,54 @@ class Monitor:
         self._last_flush = time.monotonic()
         if self.sink is None:
             return
-        rows = []
+        rows, written = [], {}
         for metric, (steps, values) in self.trace.records.items():
             done = self._flushed.get(metric, 0)
             rows += [(s, metric, v) for s, v in zip(steps[done:], values[done:], strict=True)]
-            self._flushed[metric] = len(steps)
+            written[metric] = len(steps)
         if rows:
             self.sink.append(rows)
+        self._flushed.update(written)  # only once written: a failed write is tried again
 
     # -- internals -------------------------------------------------------------------------
 
+    def _first_step(self, t: int) -> None:
+        """Take the baselines at the first step; warn when step 0 comes after the weights moved."""
+        now = _all_params(self.model)
+        moved = any(not torch.equal(now[k], v) for k, v in self._init_params.items() if k in now)
+        if t == 0 and moved:
+            warnings.warn(
+                "mon.step(0) after the weights moved: a step counts the updates made, so call "
+                "mon.step(0) before the first update and mon.step(t) after the t-th",
+                stacklevel=3,
+            )
+        self._init_params = now
+
     def _checkpoint(self, t: int, due: list[str]) -> None:
         """Measure ``due`` at ``t``; first the loss, which decides divergence."""
+        params = params_of(self.model)
+        if self._trainable is not None and tuple(params) != self._trainable:
+            warnings.warn(
+                f"the trainable parameters changed before step {t}; the monitor's warm starts "
+                "and kernel baselines start again here",
+                stacklevel=3,
+            )
+            self._memory.clear()
+        self._trainable = tuple(params)
+        for name in params.keys() - self._init_params.keys():  # a parameter added: starts here
+            self._init_params[name] = params[name].clone()
+        init = {name: self._init_params[name] for name in params}
         with self._measuring():
             ctx = ProbeContext(
                 self.model,
-                params_of(self.model),
-                self._init_params,
+                params,
+                init,
                 self.loss_fn,
                 self.data,
                 self.eval_data,
                 t,
                 memory=self._memory,
+                optimizer=self.optimizer,
             )
             loss = ctx.loss()
             if self._limit is None:
@@ -343,7 +335,12 @@ class Monitor:
                 if self.device.type in ("cpu", "cuda", "mps", "xpu")
                 else contextlib.nullcontext()
             )
-            with torch.random.fork_rng(devices=devices), torch.enable_grad(), autocast_off:
+            with (
+                torch.random.fork_rng(devices=devices),
+                torch.inference_mode(False),
+                torch.enable_grad(),
+                autocast_off,
+            ):
                 yield
         finally:
             for module, mode in modes:
@@ -365,13 +362,15 @@ class Monitor:
             self.trace.steps = self.last_step
         wall = time.monotonic() - self._start
         self.trace.wall_time_s = wall
-        self.flush()
-        if self.sink is not None:
-            steps = self.trace.steps if self.last_step is not None else None
-            self.sink.finish(self.status, reason, text, steps, wall)
+        try:
+            self.flush()
+        finally:  # the run's row is closed even where the last write failed
+            if self.sink is not None:
+                steps = self.trace.steps if self.last_step is not None else None
+                self.sink.finish(self.status, reason, text, steps, wall)
 
     def _summary(self) -> str:
-        if self.last_step is None:
+        if self.last_step is None or not self.trace.records:
             return "no step was recorded"
         first = min(steps[0] for steps, _ in self.trace.records.values())
         return f"monitored steps {first} to {self.last_step}"
@@ -394,3 +393,8 @@ def _number(name: str, value: Any) -> float:
 
 def _count(parameters: list[nn.Parameter]) -> int:
     return sum(p.numel() for p in parameters)
+
+
+def _all_params(model: nn.Module) -> dict[str, Tensor]:
+    """Return a copy of every parameter, frozen ones too (a layer unfrozen later has a start)."""
+    return {name: p.detach().clone() for name, p in model.named_parameters()}

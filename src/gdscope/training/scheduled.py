@@ -288,6 +288,8 @@ class ScheduledProbe:
 
     fn: Callable[[ProbeContext], dict[str, float]]
     metrics: tuple[str, ...]
+    needs_optimizer: bool = False
+    """Whether ``fn`` reads :attr:`ProbeContext.optimizer` (a monitor refuses it without one)."""
 
     def __call__(self, ctx: ProbeContext) -> dict[str, float]:
         """Measure this probe at ``ctx``'s checkpoint."""
@@ -319,7 +321,9 @@ PROBES: dict[str, ScheduledProbe] = {
     "pl_ratio": ScheduledProbe(_pl_ratio, ("pl_ratio",)),
     "sharpness": ScheduledProbe(_sharpness, ("sharpness",)),
     "ggn_sharpness": ScheduledProbe(_ggn_sharpness, ("ggn_sharpness",)),
-    "preconditioned_sharpness": ScheduledProbe(preconditioned_sharpness_probe, _PRECONDITIONED),
+    "preconditioned_sharpness": ScheduledProbe(
+        preconditioned_sharpness_probe, _PRECONDITIONED, needs_optimizer=True
+    ),
     "hessian_density": ScheduledProbe(hessian_density_probe, (DENSITY_FAMILY,)),
     "hessian_trace": ScheduledProbe(_hessian_trace, ("hessian_trace", "hessian_trace_se")),
     "activation_flips": ScheduledProbe(_activation_flips, ("activation_flips",)),
