@@ -9,9 +9,18 @@ and runs them once per member, on that member's slice, with the op and the argum
 one-model forward would use (64-byte-aligned, densely strided, as PyTorch allocates them).
 Autograd records the per-member calls, so the backward products are the loop's too.
 
-What stays batched is everything else (elementwise ops, activations, the loss' reductions and
-their backward); their batch-invariance is not assumed but checked against the one-model path
-on every member at the first step (:meth:`gdscope.ensemble.Ensemble.check_against_loop`).
+On the CPU the transcendental elementwise functions (``exp``, ``tanh``, ``sigmoid``, softplus,
+GELU, SiLU, ELU, ``erf``, …) run per member too (:data:`TRANSCENDENTAL`): PyTorch computes most
+elements of a tensor with a vectorized routine and its last few with the scalar one, which
+round some inputs differently, so which elements of a member take which routine depends on
+where the member sits in the stack (float64 softplus: 297 of 42,000 elements differ by one
+ulp, found only some steps in, enough to move a run near the edge of stability to another
+final loss).
+
+What stays batched is everything else (exactly rounded elementwise ops such as ``+``, ``*``,
+``/``, ``sqrt``, ReLU; the loss' reductions and their backward); their batch-invariance is not
+assumed but checked against the one-model path on every member at the first step
+(:meth:`gdscope.ensemble.Ensemble.check_against_loop`).
 """
 
 from __future__ import annotations
@@ -72,6 +81,50 @@ PRODUCTS: frozenset[Callable[..., Any]] = frozenset(
 """The ops run once per member: matrix products and convolutions (BLAS / oneDNN kernels), and
 the classification losses, whose batching rules reduce in another order than the fused kernel."""
 
+TRANSCENDENTAL: frozenset[Callable[..., Any]] = frozenset(
+    {
+        torch.exp,
+        torch.expm1,
+        torch.log,
+        torch.log1p,
+        torch.log2,
+        torch.log10,
+        torch.tanh,
+        torch.sigmoid,
+        torch.erf,
+        torch.erfc,
+        torch.sin,
+        torch.cos,
+        torch.pow,
+        torch.special.expit,
+        F.softplus,
+        F.gelu,
+        F.silu,
+        F.mish,
+        F.elu,
+        F.selu,
+        F.celu,
+        F.logsigmoid,
+        F.softmax,
+        F.log_softmax,
+        Tensor.exp,
+        Tensor.expm1,
+        Tensor.log,
+        Tensor.log1p,
+        Tensor.tanh,
+        Tensor.sigmoid,
+        Tensor.erf,
+        Tensor.sin,
+        Tensor.cos,
+        Tensor.pow,
+        Tensor.__pow__,
+        Tensor.softmax,
+        Tensor.log_softmax,
+    }
+)
+"""Elementwise functions run once per member on the CPU, where their vectorized and scalar
+routines round differently (see the module docstring); on other devices they stay batched."""
+
 
 def _dense(t: Tensor) -> bool:
     """Whether ``t`` covers its memory without gaps or overlaps (a permuted contiguous layout)."""
@@ -83,11 +136,14 @@ def _dense(t: Tensor) -> bool:
     return True
 
 
-def _as_allocated(t: Tensor) -> Tensor:
-    """Return ``t`` laid out as a freshly allocated tensor would be: aligned and dense."""
+def _as_allocated(t: Tensor, fresh: bool = False) -> Tensor:
+    """Return ``t`` laid out as a freshly allocated tensor would be: aligned and dense.
+
+    ``fresh``: a copy in any case (an in-place op, ``ELU(inplace=True)``, may then write it).
+    """
     if not _dense(t):
         return t.contiguous()
-    if t.device.type == "cpu" and t.data_ptr() % ALIGNMENT != 0:
+    if fresh or (t.device.type == "cpu" and t.data_ptr() % ALIGNMENT != 0):
         return t.clone()  # same strides, fresh (aligned) storage
     return t
 
@@ -98,7 +154,7 @@ class _PerMember(torch.autograd.Function):
     generate_vmap_rule = False
 
     @staticmethod
-    def forward(fn: Callable[..., Tensor], *tensors: Tensor | None) -> Tensor:  # type: ignore[override]
+    def forward(fn: Callable[..., Tensor], fresh: bool, *tensors: Tensor | None) -> Tensor:  # type: ignore[override]
         return fn(*tensors)
 
     @staticmethod
@@ -111,16 +167,20 @@ class _PerMember(torch.autograd.Function):
 
     @staticmethod
     def vmap(
-        info: Any, in_dims: tuple[int | None, ...], fn: Callable[..., Tensor], *tensors: Any
+        info: Any,
+        in_dims: tuple[int | None, ...],
+        fn: Callable[..., Tensor],
+        fresh: bool,
+        *tensors: Any,
     ) -> tuple[Tensor, int]:
         members = [
             None if dim is None else t.unbind(dim)
-            for t, dim in zip(tensors, in_dims[1:], strict=True)
+            for t, dim in zip(tensors, in_dims[2:], strict=True)
         ]
         outputs = []
         for i in range(info.batch_size):
             args = [
-                t if parts is None else _as_allocated(parts[i])
+                t if parts is None else _as_allocated(parts[i], fresh)
                 for t, parts in zip(tensors, members, strict=True)
             ]
             outputs.append(fn(*args))
@@ -136,11 +196,13 @@ class _PerMemberProducts(TorchFunctionMode):
         kwargs: dict[str, Any] | None = None,
     ) -> Any:
         kwargs = kwargs or {}
-        if func not in PRODUCTS:
+        product = func in PRODUCTS
+        if not product and func not in TRANSCENDENTAL:
             return func(*args, **kwargs)
         leaves, spec = tree_flatten((args, kwargs))
         where = [i for i, leaf in enumerate(leaves) if isinstance(leaf, Tensor)]
-        if not any(is_batchedtensor(leaves[i]) for i in where):
+        batched = [leaves[i] for i in where if is_batchedtensor(leaves[i])]
+        if not batched or not (product or any(t.device.type == "cpu" for t in batched)):
             return func(*args, **kwargs)
 
         def call(*tensors: Tensor) -> Tensor:
@@ -150,7 +212,7 @@ class _PerMemberProducts(TorchFunctionMode):
             call_args, call_kwargs = tree_unflatten(filled, spec)
             return func(*call_args, **call_kwargs)
 
-        return _PerMember.apply(call, *(leaves[i] for i in where))
+        return _PerMember.apply(call, not product, *(leaves[i] for i in where))
 
 
 @contextmanager

@@ -139,10 +139,13 @@ class StackedSGD(torch.optim.Optimizer):
                         f"member {i}: parameter {name!r} is not in its optimizer's param groups"
                     )
                 groups.append(group)
-            shared.update(
-                (g["dampening"], g["nesterov"], g["momentum"] != 0, g["weight_decay"] != 0)
-                for g in groups
-            )
+            shared.update((g["dampening"], g["nesterov"]) for g in groups)
+            flags = {(g["momentum"] != 0, g["weight_decay"] != 0) for g in groups}
+            if len(flags) != 1:  # StackedSGD decides these per stacked tensor
+                raise NotBatchableError(
+                    f"members differ in (momentum ≠ 0, weight_decay ≠ 0) for {name!r}: "
+                    f"{sorted(flags)}; these change which operations torch.optim.SGD runs"
+                )
 
             def column(key: str, groups: list[dict[str, Any]] = groups, p: Tensor = p) -> Tensor:
                 return torch.tensor([float(g[key]) for g in groups], dtype=p.dtype, device=p.device)
@@ -152,10 +155,10 @@ class StackedSGD(torch.optim.Optimizer):
             decays.append(column("weight_decay"))
         if len(shared) != 1:
             raise NotBatchableError(
-                "members differ in (dampening, nesterov, momentum ≠ 0, weight_decay ≠ 0): "
-                f"{sorted(shared)}; these change which operations torch.optim.SGD runs"
+                f"members differ in (dampening, nesterov): {sorted(shared)}; these change "
+                "which operations torch.optim.SGD runs"
             )
-        dampening, nesterov, _, _ = shared.pop()
+        dampening, nesterov = shared.pop()
         return cls(
             list(stacked.values()),
             lrs,

@@ -100,6 +100,8 @@ class Ensemble:
             raise ValueError("compile=True needs exact=False: compiled kernels are not the loop's")
         self.models = list(models)
         self.exact, self.compile = exact, compile
+        self.ungraded: set[str] = set()
+        """Parameters the loss does not read (no gradient alone: torch.optim skips them)."""
         self.compile_error: BaseException | None = None
         self.active = list(range(len(models)))
         named = [dict(m.named_parameters()) for m in models]
@@ -227,6 +229,7 @@ class Ensemble:
                 out_i = model(x)
                 loss_i = loss_fn(out_i, y)
                 grads_i = torch.autograd.grad(loss_i, trainable, allow_unused=True)
+            self.ungraded |= {n for n, g in zip(self.names, grads_i, strict=True) if g is None}
             pairs = [("loss", loss[slot], loss_i), ("output", out[slot], out_i)]
             pairs += [
                 (f"grad of {n}", grads[n][slot], torch.zeros_like(p) if g is None else g)

@@ -183,8 +183,8 @@ class _Loop:
                 grads = {n: g[index] for n, g in grads.items()}
                 self.batched_probes.reset()
                 self._stack_data()
-            for name, p in self.ensemble.params.items():
-                p.grad = grads[name]
+            for name, p in self.ensemble.params.items():  # no gradient: no weight decay either
+                p.grad = None if name in self.ensemble.ungraded else grads[name]
             self.optimizer.step()
         share = (time.perf_counter() - start) / len(self.members)
         for member in self.members:

@@ -19,6 +19,8 @@ from pydantic import BaseModel
 from gdscope.config import TrialConfig
 from gdscope.ensemble._train import train_ensemble
 from gdscope.training import Stop, Trace
+from gdscope.training.scheduled import PROBES
+from gdscope.training.user_probes import registered_probes
 from gdscope.trials.trial import Trial, build_trial, run_config, validate_trial
 
 __all__ = [
@@ -54,6 +56,14 @@ def _alone_refusal(config: Any) -> str | None:
             f"optimizer {config.optimizer.name!r} is not batched; batched: "
             f"{', '.join(sorted(BATCHED_OPTIMIZERS))}"
         )
+    registered = registered_probes()
+    for name in config.probes:
+        if name in registered or PROBES[name].needs_optimizer:
+            return (
+                f"probe {name!r} may read the optimizer or .grad, which a member of an "
+                "ensemble does not have (registered probes and those reading the optimizer "
+                "run in the loop)"
+            )
     return None
 
 

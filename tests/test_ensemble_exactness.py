@@ -1,0 +1,139 @@
+"""An ensemble equals its members trained alone, in the cases a review found it did not.
+
+Transcendental activations (softplus, GELU, SiLU, ELU in place) rounded some elements
+differently once stacked; weight decay moved a parameter the loss never reads; a registered
+probe saw no optimizer; per-group weight decay was refused.
+"""
+
+import pytest
+import torch
+from torch import nn
+
+import gdscope as gs
+import gdscope.ensemble._trials as ensemble_trials
+from gdscope.ensemble import batch_refusal, run_trial_group, train_ensemble
+from gdscope.training.user_probes import unregister_probe
+from gdscope.trials.trial import run_config
+
+
+def _ran_as_one(monkeypatch):
+    def refuse(config):
+        raise AssertionError(f"a member ran alone: {config}")
+
+    monkeypatch.setattr(ensemble_trials, "_run_alone", refuse)
+
+
+def test_a_softplus_ensemble_stays_bitwise_the_loop(monkeypatch):
+    """float64 softplus, width 10: member 0 first differed at step 7 (vectorized vs scalar tail)."""
+    _ran_as_one(monkeypatch)
+    base = {
+        "model": {"kind": "mlp", "width": 10, "depth": 2, "activation": "softplus"},
+        "data": {"name": "sphere", "n": 7, "d": 3},
+        "dtype": "float64",
+        "probes": {"loss": 1},
+        "steps": 40,
+    }
+    configs = [dict(base, seed=i, optimizer={"lr": lr}) for i, lr in enumerate((0.2, 0.5))]
+    for config, batched in zip(configs, run_trial_group(configs), strict=True):
+        assert batched.records["loss"] == run_config(config).records["loss"]
+
+
+def _net(seed, activation):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(4, 9), activation(), nn.Linear(9, 1)).double()
+
+
+@pytest.mark.parametrize(
+    "activation",
+    [nn.Softplus, nn.GELU, lambda: nn.ELU(inplace=True), lambda: nn.SiLU(inplace=True)],
+    ids=["softplus", "gelu", "elu-inplace", "silu-inplace"],
+)
+def test_transcendental_activations_run_per_member(activation):
+    x, y = gs.data.sphere(n=8, d=4, seed=0)
+    x, y = x.double(), y.double()
+
+    def runs(together):
+        nets = [_net(s, activation) for s in range(3)]
+        opts = [torch.optim.SGD(n.parameters(), lr=0.3) for n in nets]
+        if together:
+            return train_ensemble(nets, opts, (x, y), 30, probes={"loss": 1})
+        return [
+            gs.train(n, o, (x, y), 30, probes={"loss": 1}) for n, o in zip(nets, opts, strict=True)
+        ]
+
+    for alone, member in zip(runs(False), runs(True), strict=True):
+        assert member.records["loss"] == alone.records["loss"]
+
+
+class _WithUnused(nn.Module):
+    def __init__(self, seed):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.fc, self.out, self.unused = nn.Linear(4, 8), nn.Linear(8, 1), nn.Linear(8, 8)
+
+    def forward(self, x):
+        return self.out(torch.relu(self.fc(x)))
+
+
+def test_weight_decay_leaves_a_parameter_without_gradient_alone():
+    x, y = gs.data.sphere(n=8, d=4, seed=0)
+    probes = {"loss": 1, "dist_from_init": 5}
+
+    def runs(together):
+        nets = [_WithUnused(s) for s in range(2)]
+        opts = [torch.optim.SGD(n.parameters(), lr=0.1, weight_decay=0.01) for n in nets]
+        if together:
+            return train_ensemble(nets, opts, (x, y), 10, probes=probes)
+        return [gs.train(n, o, (x, y), 10, probes=probes) for n, o in zip(nets, opts, strict=True)]
+
+    for alone, member in zip(runs(False), runs(True), strict=True):
+        assert member.records["dist_from_init/unused.weight"][1][-1] == 0.0
+        assert member.records["dist_from_init"] == alone.records["dist_from_init"]
+
+
+def test_weight_decay_per_parameter_group_is_batched():
+    x, y = gs.data.sphere(n=8, d=4, seed=0)
+
+    def runs(together):
+        nets = [gs.models.mlp(4, 16, depth=2, seed=s) for s in range(2)]
+        opts = [
+            torch.optim.SGD(
+                [
+                    {"params": [p for n, p in m.named_parameters() if "weight" in n]},
+                    {
+                        "params": [p for n, p in m.named_parameters() if "bias" in n],
+                        "weight_decay": 0,
+                    },
+                ],
+                lr=0.1,
+                weight_decay=1e-3,
+            )
+            for m in nets
+        ]
+        if together:
+            return train_ensemble(nets, opts, (x, y), 5, probes={"loss": 1})
+        return [
+            gs.train(n, o, (x, y), 5, probes={"loss": 1}) for n, o in zip(nets, opts, strict=True)
+        ]
+
+    for alone, member in zip(runs(False), runs(True), strict=True):
+        assert member.records["loss"] == alone.records["loss"]
+
+
+def test_a_registered_probe_runs_its_trials_alone():
+    gs.register_probe("lr_seen", lambda ctx: {"lr_seen": 0.0}, metrics=["lr_seen"])
+    try:
+        configs = [
+            {
+                "model": {"kind": "mlp", "width": 8, "depth": 2},
+                "data": {"name": "sphere", "n": 8, "d": 4},
+                "optimizer": {"name": "heavy_ball", "lr": lr, "momentum": 0.9},
+                "steps": 2,
+                "probes": {"loss": 1, "lr_seen": 1},
+            }
+            for lr in (0.05, 0.1)
+        ]
+        reason = batch_refusal(configs)
+        assert reason is not None and "probe 'lr_seen' may read the optimizer" in reason
+    finally:
+        unregister_probe("lr_seen")
