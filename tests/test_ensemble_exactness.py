@@ -38,6 +38,24 @@ def test_a_softplus_ensemble_stays_bitwise_the_loop(monkeypatch):
         assert batched.records["loss"] == run_config(config).records["loss"]
 
 
+def _alone_and_together(make, optimizer, data, steps, probes):
+    """Each member trained alone by ``gs.train``, and all of them as one ensemble."""
+    runs = []
+    for together in (False, True):
+        nets = [make(seed) for seed in range(3)]
+        opts = [optimizer(net) for net in nets]
+        if together:
+            runs.append(train_ensemble(nets, opts, data, steps, probes=probes))
+        else:
+            runs.append(
+                [
+                    gs.train(n, o, data, steps, probes=probes)
+                    for n, o in zip(nets, opts, strict=True)
+                ]
+            )
+    return zip(*runs, strict=True)
+
+
 def _net(seed, activation):
     torch.manual_seed(seed)
     return nn.Sequential(nn.Linear(4, 9), activation(), nn.Linear(9, 1)).double()
@@ -52,16 +70,14 @@ def test_transcendental_activations_run_per_member(activation):
     x, y = gs.data.sphere(n=8, d=4, seed=0)
     x, y = x.double(), y.double()
 
-    def runs(together):
-        nets = [_net(s, activation) for s in range(3)]
-        opts = [torch.optim.SGD(n.parameters(), lr=0.3) for n in nets]
-        if together:
-            return train_ensemble(nets, opts, (x, y), 30, probes={"loss": 1})
-        return [
-            gs.train(n, o, (x, y), 30, probes={"loss": 1}) for n, o in zip(nets, opts, strict=True)
-        ]
-
-    for alone, member in zip(runs(False), runs(True), strict=True):
+    runs = _alone_and_together(
+        lambda seed: _net(seed, activation),
+        lambda net: torch.optim.SGD(net.parameters(), lr=0.3),
+        (x, y),
+        30,
+        {"loss": 1},
+    )
+    for alone, member in runs:
         assert member.records["loss"] == alone.records["loss"]
 
 
@@ -79,14 +95,11 @@ def test_weight_decay_leaves_a_parameter_without_gradient_alone():
     x, y = gs.data.sphere(n=8, d=4, seed=0)
     probes = {"loss": 1, "dist_from_init": 5}
 
-    def runs(together):
-        nets = [_WithUnused(s) for s in range(2)]
-        opts = [torch.optim.SGD(n.parameters(), lr=0.1, weight_decay=0.01) for n in nets]
-        if together:
-            return train_ensemble(nets, opts, (x, y), 10, probes=probes)
-        return [gs.train(n, o, (x, y), 10, probes=probes) for n, o in zip(nets, opts, strict=True)]
-
-    for alone, member in zip(runs(False), runs(True), strict=True):
+    runs = _alone_and_together(
+        _WithUnused, lambda net: torch.optim.SGD(net.parameters(), lr=0.1, weight_decay=0.01),
+        (x, y), 10, probes,
+    )  # fmt: skip
+    for alone, member in runs:
         assert member.records["dist_from_init/unused.weight"][1][-1] == 0.0
         assert member.records["dist_from_init"] == alone.records["dist_from_init"]
 
@@ -94,29 +107,16 @@ def test_weight_decay_leaves_a_parameter_without_gradient_alone():
 def test_weight_decay_per_parameter_group_is_batched():
     x, y = gs.data.sphere(n=8, d=4, seed=0)
 
-    def runs(together):
-        nets = [gs.models.mlp(4, 16, depth=2, seed=s) for s in range(2)]
-        opts = [
-            torch.optim.SGD(
-                [
-                    {"params": [p for n, p in m.named_parameters() if "weight" in n]},
-                    {
-                        "params": [p for n, p in m.named_parameters() if "bias" in n],
-                        "weight_decay": 0,
-                    },
-                ],
-                lr=0.1,
-                weight_decay=1e-3,
-            )
-            for m in nets
-        ]
-        if together:
-            return train_ensemble(nets, opts, (x, y), 5, probes={"loss": 1})
-        return [
-            gs.train(n, o, (x, y), 5, probes={"loss": 1}) for n, o in zip(nets, opts, strict=True)
-        ]
+    def grouped(net):
+        named = list(net.named_parameters())
+        weights = {"params": [p for n, p in named if "weight" in n]}
+        biases = {"params": [p for n, p in named if "bias" in n], "weight_decay": 0}
+        return torch.optim.SGD([weights, biases], lr=0.1, weight_decay=1e-3)
 
-    for alone, member in zip(runs(False), runs(True), strict=True):
+    runs = _alone_and_together(
+        lambda seed: gs.models.mlp(4, 16, depth=2, seed=seed), grouped, (x, y), 5, {"loss": 1}
+    )
+    for alone, member in runs:
         assert member.records["loss"] == alone.records["loss"]
 
 
