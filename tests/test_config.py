@@ -102,7 +102,8 @@ PINNED_HASHES = [
             "probes": {"loss": 10, "sharpness": 25},
             "seed": 0,
         },
-        "c3508daf2984ff4da4497219eeeaa8a727e0da439b73427b9b93aad0459aa31c",
+        # the scheduled sharpness' tolerance revision (sharpness_tol 2); before: c3508da…
+        "e8c9d4a983f6e8e6010c332939a5f847cd3d8b8ac09e985ee9830a2a38fe59da",
     ),
 ]
 
@@ -133,6 +134,11 @@ def test_revised_conventions_give_new_hashes_and_leave_the_others():
          "optimizer": {"name": "gd", "weight_decay": 0.1}}
     )  # fmt: skip
     assert decayed._revisions() == {"scaled_weight_decay": 2}
+    assert trial("standard", "gd", {"sharpness": 5, "hessian_trace": 5})[1] == {
+        "sharpness_tol": 2,
+        "hessian_trace_draws": 2,
+    }
+    assert trial("standard", "gd", {"du_bound": 1})[1] == {"du_setting": 2}
     config, revisions = trial("standard", "adam", {"preconditioned_sharpness": 5})
     assert revisions == {"preconditioned_sharpness_convention": 2}
     plain = canonical_hash(

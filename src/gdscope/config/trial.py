@@ -242,12 +242,23 @@ class TrialConfig(FrozenPart):
         ``1 − β₁ᵗ`` (Cohen et al. 2022, §2). ``mup_adaptive_lr`` 2: a built-in μP network under
         Adam/RMSprop takes Tensor Programs V's adaptive learning-rate multipliers (before: the
         SGD ones). ``scaled_weight_decay`` 2: a built-in μP or mean-field network's weight decay
-        is ``λ/c`` in a group of lr multiplier ``c`` (before: ``λ``). Every other trial hashes as
+        is ``λ/c`` in a group of lr multiplier ``c`` (before: ``λ``). ``sharpness_tol`` 2: the
+        scheduled ``sharpness``/``ggn_sharpness`` ask Lanczos for ``tol = 1e-6`` (at ``1e-3`` a
+        warm start could stop at ``λ₂`` at the edge of stability). ``hessian_trace_draws`` 2: the
+        same Hutchinson probes at every checkpoint (before: one stream over the checkpoints).
+        ``du_setting`` 2: ``du_bound`` and ``h_infinity_gap`` only on Du et al.'s network under
+        plain full-batch GD (before: any model and optimizer). Every other trial hashes as
         before.
         """
         revisions = {}
         if "preconditioned_sharpness" in self.probes:
             revisions["preconditioned_sharpness_convention"] = 2
+        if self.probes.keys() & {"sharpness", "ggn_sharpness"}:
+            revisions["sharpness_tol"] = 2
+        if "hessian_trace" in self.probes:
+            revisions["hessian_trace_draws"] = 2
+        if self.probes.keys() & {"du_bound", "h_infinity_gap"}:
+            revisions["du_setting"] = 2
         model, optimizer = self.model, self.optimizer
         built_in = model.kind in ("mlp", "cnn", "resnet")
         if built_in and model.parameterization == "mup" and optimizer.name in ADAPTIVE:

@@ -70,7 +70,10 @@ class ProbeContext:
         stop at ``λ₂``, and started from that vector again, stay there. The added direction, of
         equal norm, gives every start the share of the new top eigenvector a random start has
         (about ``1/√(2P)``), while the previous vector still carries most of it when it moved
-        little. Draws come from a generator kept in ``memory`` (seeded 0): a trial stays
+        little. That share shows only if the rule lets the Krylov space grow: at ``tol = 1e-3``
+        the ``λ₂`` pair still met the rule first at a few checkpoints of an edge-of-stability
+        run, so the scheduled sharpness probes ask for ``1e-6``
+        (:data:`gdscope.training.scheduled.SHARPNESS_TOL`). Draws come from a generator kept in ``memory`` (seeded 0): a trial stays
         reproducible. ``None`` (a random start) before anything is stored.
         """
         last = self.memory.get(key)

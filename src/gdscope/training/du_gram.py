@@ -16,7 +16,9 @@ import math
 from typing import TYPE_CHECKING
 
 import torch
+from torch import nn
 
+from gdscope.models.two_layer import TwoLayer
 from gdscope.probes.ntk import h_infinity
 
 if TYPE_CHECKING:
@@ -24,9 +26,20 @@ if TYPE_CHECKING:
 
 
 def _applies(ctx: ProbeContext) -> bool:
-    """Whether the inputs are ``(n, d)`` with unit-norm rows (where ``H∞`` is defined)."""
-    x = ctx.data[0]
-    if x.ndim != 2:
+    """Whether ``H∞`` is the limit of this model's Gram: Du et al.'s network on the unit sphere.
+
+    That is a :class:`~gdscope.models.two_layer.TwoLayer` with a ReLU, its outer weights
+    ``a_r = ±1`` frozen, on ``(n, d)`` inputs with unit-norm rows; any other model's Gram has
+    another limit (a trained outer layer, tanh, a deeper net: the gap stays at 0.4–1.5 as the
+    width grows).
+    """
+    model, x = ctx.model, ctx.data[0]
+    if type(model) is not TwoLayer or type(model.activation) is not nn.ReLU:
+        return False
+    outer = model.outer
+    if isinstance(outer, nn.Parameter) and outer.requires_grad:
+        return False
+    if not bool((outer.abs() == 1).all()) or x.ndim != 2:
         return False
     norms = torch.linalg.norm(x.detach().to(torch.float64), dim=1)
     return bool(((norms - 1).abs() <= 1e-5).all())
@@ -48,8 +61,9 @@ def h_infinity_gap(ctx: ProbeContext) -> dict[str, float]:
     (for ``two_layer`` with a frozen outer layer, exactly Du et al.'s ``H``). Du et al. (2019,
     Lemma 3.1) bound ``‖H(0) − H∞‖`` by ``O(n·√(log(n/δ)/m))``: expect ``m^{-1/2}``.
 
-    Both values are nan where the comparison does not apply (several outputs per example, or
-    inputs off the unit sphere), so the probe can be scheduled on any run.
+    Both values are nan where the comparison does not apply (another model than Du et al.'s
+    ReLU network with frozen ``±1`` outer weights, or inputs off the unit sphere), so the probe
+    can be scheduled on any run.
 
     """
     nan = {"h_infinity_gap": math.nan, "h_infinity_lambda_min": math.nan}
@@ -67,45 +81,26 @@ def h_infinity_gap(ctx: ProbeContext) -> dict[str, float]:
 
 
 def du_bound(ctx: ProbeContext) -> dict[str, float]:
-    r"""Return Du et al.'s bound ``L(0)·(1 − η̂λ₀/(2n))^t`` on the mse loss at step ``t``.
+    r"""Return Du et al.'s bound ``L(0)·(1 − ηλ₀/(2n))^t`` on the mse loss at step ``t``.
 
-    ``η̂`` is the step GD actually took, read off the first update:
-    ``η̂ = ⟨θ₀ − θ₁, ∇L(θ₀)⟩ / ‖∇L(θ₀)‖²`` — the ``lr`` of plain full-batch GD, the setting
-    the bound is stated for. The probe must therefore run at steps 0 and 1 (schedule it every
-    step); it also returns ``du_step = η̂`` and ``du_rate = 1 − η̂λ₀/(2n)``. All three are nan
-    where the bound does not apply (inputs off the unit sphere, several outputs, step 1 not
-    measured), so the probe can be scheduled on any run.
+    ``η`` is the step of plain full-batch GD (:attr:`ProbeContext.gd_step`), the setting the
+    bound is stated for; the probe must run at step 0 (``L(0)``). It also returns
+    ``du_step = η`` and ``du_rate = 1 − ηλ₀/(2n)``. All three are nan where the bound does not
+    apply (another model than Du et al.'s, inputs off the unit sphere, momentum, an adaptive
+    method, mini-batches, a schedule: no ``gd_step``; step 0 not measured), so the probe can
+    be scheduled on any run.
 
     """
     n = ctx.data[0].shape[0]
     nan = {"du_bound": math.nan, "du_step": math.nan, "du_rate": math.nan}
-    if not _applies(ctx) or ctx.train_output().numel() != n:
+    eta = ctx.gd_step
+    if eta is None or not _applies(ctx):
+        return nan
+    if ctx.step == 0:
+        ctx.memory["du_loss0"] = ctx.loss()
+    loss0 = ctx.memory.get("du_loss0")
+    if loss0 is None:
         return nan
     _, lam0 = _h_infinity(ctx)
-    if ctx.step == 0:
-        grads = {
-            name: g.detach().to(torch.float64).clone()
-            for (name, _), g in zip(ctx.params.items(), ctx.train_grads(), strict=True)
-        }
-        ctx.memory["du_bound"] = {"loss0": ctx.loss(), "grad0": grads, "step": math.nan}
-        return {**nan, "du_bound": ctx.loss()}
-    state = ctx.memory.get("du_bound")
-    if state is None:
-        return nan
-    if ctx.step == 1:
-        grad0 = state["grad0"]
-        moved = sum(
-            float(torch.sum((ctx.init_params[k].double() - ctx.params[k].double()) * grad0[k]))
-            for k in grad0
-        )
-        norm_sq = sum(float(torch.sum(g * g)) for g in grad0.values())
-        state["step"] = moved / norm_sq if norm_sq > 0 else math.nan
-    eta = state["step"]
-    if math.isnan(eta):
-        return nan
     rate = 1.0 - eta * lam0 / (2.0 * n)
-    return {
-        "du_bound": state["loss0"] * rate**ctx.step,
-        "du_step": eta,
-        "du_rate": rate,
-    }
+    return {"du_bound": loss0 * rate**ctx.step, "du_step": eta, "du_rate": rate}
