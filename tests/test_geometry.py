@@ -14,13 +14,12 @@ from gdscope.probes.geometry import (
     activation_pattern,
     distance_from_init,
     gradient_norm,
-    linearization_gap,
-    linearized_prediction,
     loss_and_grad_norm,
     per_neuron_displacement,
     pl_ratio,
     square_loss_sandwich,
 )
+from gdscope.probes.linearization import linearization_gap, linearized_prediction
 
 F64 = torch.float64
 

@@ -13,12 +13,12 @@ from gdscope.probes.geometry import (
     activation_pattern,
     distance_from_init,
     gradient_norm,
-    linearization_gap,
     loss_and_grad_norm,
     per_neuron_displacement,
     pl_ratio,
     square_loss_sandwich,
 )
+from gdscope.probes.linearization import linearization_gap
 
 F64 = torch.float64
 

@@ -24,8 +24,8 @@ from torch import Tensor, nn
 from gdscope import losses, models
 from gdscope.functional import clone_params, flatten, params_of
 from gdscope.probes import _reference as ref
-from gdscope.probes.geometry import linearized_prediction
 from gdscope.probes.hessian import hessian_operator, sharpness
+from gdscope.probes.linearization import linearized_prediction
 from gdscope.probes.ntk import ntk_gram, ntk_spectrum
 
 EXACT_TOL = {torch.float64: 1e-10, torch.float32: 1e-5}

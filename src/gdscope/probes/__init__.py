@@ -17,7 +17,8 @@
   ``adaptive_stability_threshold``.
 * Trace (:mod:`~gdscope.probes.trace`): ``hessian_trace_hutchpp``, ``hutchpp`` (Hutch++).
 * Geometry (:mod:`~gdscope.probes.geometry`): gradient norm, PL ratio, the square-loss sandwich,
-  distance from initialization, activation-pattern flips, linearization gap.
+  distance from initialization, activation-pattern flips; the linearization gap
+  (:mod:`~gdscope.probes.linearization`).
 * Coordinate check (:mod:`~gdscope.probes.coord_hooks`): ``coordinate_check`` of any model by
   forward hooks (RMS of module outputs and of their change against width; ``CoordCheck``).
 * Fits (:mod:`~gdscope.stats.fits`, :mod:`~gdscope.stats.rates`,
@@ -36,8 +37,6 @@ from gdscope.probes.geometry import (
     activation_pattern,
     distance_from_init,
     gradient_norm,
-    linearization_gap,
-    linearized_prediction,
     loss_and_grad_norm,
     per_neuron_displacement,
     pl_ratio,
@@ -53,6 +52,7 @@ from gdscope.probes.hessian import (
 from gdscope.probes.infinite_dynamics import infinite_width_gd
 from gdscope.probes.infinite_width import InfiniteWidthKernels, mlp_kernels, ntk_infinite
 from gdscope.probes.lanczos import EigResult, lanczos_topk
+from gdscope.probes.linearization import linearization_gap, linearized_prediction
 from gdscope.probes.ntk import (
     NTKSpectrum,
     gram_eigs,

@@ -134,9 +134,18 @@ def refuse_random_modules(
 
 
 def _random_module(module: nn.Module, per_example: bool = False) -> str | None:
-    """Say why ``module`` makes the output random or batch-dependent, or return None."""
+    """Say why ``module`` makes the output random or batch-dependent, or return None.
+
+    Also an embedding with ``max_norm``: its forward renormalizes rows of its weight in place,
+    so measuring would rewrite the model.
+    """
     if isinstance(module, nn.modules.dropout._DropoutNd) and module.training and module.p > 0:
         return f"is in training mode, which draws random masks; {_FIX}"
+    if isinstance(module, (nn.Embedding, nn.EmbeddingBag)) and module.max_norm is not None:
+        return (
+            f"renormalizes rows of its weight in place in every forward (max_norm="
+            f"{module.max_norm}), which measuring would do too; measure a copy with max_norm=None"
+        )
     if isinstance(module, nn.modules.batchnorm._BatchNorm):
         if _BATCH_STATISTICS.get() and module.training and per_example:
             return (

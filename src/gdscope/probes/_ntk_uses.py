@@ -124,6 +124,13 @@ class _UseTracer(TorchFunctionMode):
         trainable = [p for p in module.parameters(recurse=False) if p.requires_grad]
         if not trainable or not isinstance(output, Tensor):
             return
+        given = args[0] if args and isinstance(args[0], Tensor) else None
+        rows = {output.shape[0] if output.ndim else 0, 1 if given is None else given.shape[0]}
+        if rows != {1}:  # traced on one example: it is not along axis 0 here
+            self.problems.append(
+                f"{self.module_name[id(module)]} sees {sorted(rows)} rows on axis 0 for one "
+                "example (the examples are not along axis 0 of its input and output)"
+            )
         self.output_numel += output.numel()
         weight = getattr(module, "weight", None)
         if not (isinstance(weight, Tensor) and weight.requires_grad):
@@ -169,8 +176,10 @@ def traced_forward(model: nn.Module, x: Tensor) -> UseTrace:
 
     Runs under a ``TorchFunctionMode`` that sees every op, with forward hooks keeping the stack of
     running modules. A trainable parameter is covered when every tensor-valued op reading it runs
-    directly in a call of its own layer, once per call: then ``∂f/∂θ`` is exactly the ``Δ Hᵀ``
-    (``Σ Δ``) of that layer's calls. A tied decoder ``F.linear(h, enc.weight.t())``, a weight
+    directly in a call of its own layer, once per call, on an input and an output whose axis 0
+    holds the examples (one row here: a layer run on a sequence-first view or on examples folded
+    with their tokens is reported): then ``∂f/∂θ`` is exactly the ``Δ Hᵀ`` (``Σ Δ``) of that
+    layer's calls. A tied decoder ``F.linear(h, enc.weight.t())``, a weight
     read by the parent, a bypassed layer ``forward`` or a hook reading the weight again is
     reported. The trace follows ``x``'s control flow; pass one example to size per example.
     """

@@ -1,8 +1,8 @@
 r"""Geometry of the loss landscape along a run.
 
 Gradient norm, the Polyak–Łojasiewicz ratio, the square-loss risk sandwich of seed 000, distance
-from initialization (global, per layer, spectral, per neuron), ReLU activation-pattern flips and
-the gap to the linearized model. Probes take ``(model, params, batch)``-style inputs and return
+from initialization (global, per layer, spectral, per neuron), ReLU activation-pattern flips (the gap
+to the linearized model is :mod:`gdscope.probes.linearization`). Probes take ``(model, params, batch)``-style inputs and return
 numbers; they never log or save.
 """
 
@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from gdscope.functional import LossFn, apply, flatten, loss_and_grad
-from gdscope.probes._checks import buffers_restored, refuse_random_modules, uses_batch_statistics
+from gdscope.probes._checks import buffers_restored, refuse_random_modules
 
 RELU_TYPES: tuple[type[nn.Module], ...] = (nn.ReLU, nn.LeakyReLU, nn.PReLU, nn.RReLU)
 
@@ -324,56 +324,3 @@ def activation_flips(
         flipped += int((current != initial.to(current.device)).sum())
         total += current.numel()
     return flipped / total if total else 0.0
-
-
-# ---------------------------------------------------------------------------------------------
-# linearization
-
-
-def linearized_prediction(
-    model: nn.Module, params0: Mapping[str, Tensor], params_t: Mapping[str, Tensor], x: Tensor
-) -> Tensor:
-    r"""Return the first-order Taylor model :math:`f(x;θ_0) + J(x;θ_0)(θ_t - θ_0)`.
-
-    One forward-mode product (``torch.func.jvp``) with tangent ``θ_t − θ_0``; no Jacobian is
-    formed. This is the linearized network of Lee et al. (2019), "Wide neural networks of any
-    depth evolve as linear models under gradient descent", eq. (5).
-
-    Raises:
-        ValueError: if ``params_t`` lacks a parameter of ``params0``; on dropout in training
-            mode; on batch norm in training mode (its running-statistics update cannot run
-            under forward-mode differentiation: call ``model.eval()``).
-
-    """
-    _check_linearizable(model)
-    missing = sorted(set(params0) - set(params_t))
-    if missing:
-        raise ValueError(f"params_t lacks {missing}; it must have the keys of params0")
-    primal = {k: v.detach() for k, v in params0.items()}
-    tangent = {k: (params_t[k] - params0[k]).detach() for k in params0}
-    result = torch.func.jvp(lambda p: apply(model, p, x), (primal,), (tangent,))
-    return (result[0] + result[1]).detach()
-
-
-def linearization_gap(
-    model: nn.Module, params0: Mapping[str, Tensor], params_t: Mapping[str, Tensor], x: Tensor
-) -> float:
-    r"""Return :math:`\mathrm{RMS}\big(f(x;θ_t) - f^{\mathrm{lin}}(x)\big)` over all output entries.
-
-    Lee et al. (2019) show this gap shrinks like ``width^{-1/2}`` under NTK parameterization
-    (reference experiment R2).
-    """
-    _check_linearizable(model)
-    with torch.no_grad():
-        actual = apply(model, params_t, x)  # no batch statistics (refused): no buffer moves
-    diff = (actual - linearized_prediction(model, params0, params_t, x)).double()
-    return float(diff.pow(2).mean().sqrt())
-
-
-def _check_linearizable(model: nn.Module) -> None:
-    refuse_random_modules(model, what="linearized_prediction")
-    if uses_batch_statistics(model):
-        raise ValueError(
-            "linearized_prediction differentiates in forward mode, which cannot run through "
-            "batch norm's running-statistics update in training mode; call model.eval()"
-        )

@@ -22,9 +22,9 @@ from gdscope.models.two_layer import TwoLayer
 
 from . import _ntk_jacobian as jac
 from . import _ntk_structured as st
-from ._checks import check_deterministic
+from ._checks import buffers_restored, check_deterministic
 from ._gram import blas_threads_like_torch, uses_syrk
-from ._ntk_plain import plain_features, plain_gram
+from ._ntk_plain import plain_gram
 from ._ntk_spectral import (
     NTKSpectrum,
     gram_eigs,
@@ -34,7 +34,7 @@ from ._ntk_spectral import (
     spectrum_of,
 )
 from ._ntk_tf32 import allow_tf32, check_tf32
-from ._ntk_tiling import tiled
+from ._ntk_tiling import bytes_per_example, features_fn, tiled
 from ._ntk_uses import (
     PlainStack,
     UseTrace,
@@ -132,8 +132,25 @@ def ntk_gram(
     """
     _check_method(method)
     structure = None if method == "jacobian" else plain_structure(model)
-    if structure is None:  # a plain stack has no dropout nor batch norm
-        check_deterministic(model, what="NTK", per_example=True)
+    options = (trace, method, memory_budget, accumulate, tf32)
+    if structure is not None:  # no dropout, batch norm nor buffer: nothing to check or put back
+        return _gram(model, structure, x1, x2, *options)
+    check_deterministic(model, what="NTK", per_example=True)
+    with buffers_restored(model):  # a training-mode InstanceNorm or spectral_norm moves them
+        return _gram(model, structure, x1, x2, *options)
+
+
+def _gram(
+    model: nn.Module,
+    structure: PlainStack | None,
+    x1: Tensor,
+    x2: Tensor | None,
+    trace: bool,
+    method: str,
+    memory_budget: int,
+    accumulate: torch.dtype | None,
+    tf32: bool,
+) -> Tensor:
     param = _first_trainable(model, structure)
     x1 = _like(x1, param)
     x2 = None if x2 is None else _like(x2, param)
@@ -145,7 +162,7 @@ def ntk_gram(
         k = _check_inputs(model, x1)
         resolved, use_trace = _plan(model, method, x1[:1].clone())
     acc = param.dtype if accumulate is None else accumulate
-    per_example = _bytes_per_example(model, resolved, x1, k, use_trace)
+    per_example = bytes_per_example(model, resolved, x1, k, use_trace)
     steps = None if plain is None or structure is None else structure.steps
     tf32 = tf32 and param.device.type == "cuda"
     if not tf32 and _one_pass(steps, x1, x2, k, _tile(memory_budget, per_example)):
@@ -286,9 +303,10 @@ def _first_trainable(model: nn.Module, structure: PlainStack | None) -> Tensor:
 
 
 def _like(x: Tensor, param: Tensor) -> Tensor:
-    """``x`` detached, on ``param``'s device in its dtype (``x`` itself when it already is)."""
-    if x.requires_grad or x.dtype != param.dtype or x.device != param.device:
-        return x.detach().to(param.device, param.dtype)
+    """``x`` detached, on ``param``'s device, floats in its dtype (indices stay integers)."""
+    dtype = param.dtype if x.is_floating_point() else x.dtype
+    if x.requires_grad or x.dtype != dtype or x.device != param.device:
+        return x.detach().to(param.device, dtype)
     return x
 
 
@@ -329,41 +347,6 @@ def _check_inputs(model: nn.Module, x1: Tensor) -> int:
     return out.reshape(1, -1).shape[1]
 
 
-def _features_fn(
-    model: nn.Module, method: str, plain: bool, steps: list[nn.Module] | None, k: int
-) -> Callable[[Tensor], object]:
-    if steps is not None:  # written out: no hooks, no graph (probes/_ntk_plain.py)
-        return lambda x: _or_nothing(plain_features(steps, x), x, k)
-    if method == "structured":
-        return lambda x: _or_nothing(st.module_features(model, x, plain)[1], x, k)
-    return lambda x: jac.tile_jacobian(model, x)
-
-
-def _or_nothing(features: list[st.LayerFeatures], x: Tensor, k: int) -> list[st.LayerFeatures]:
-    """``features``, or, where the forward reads no trainable parameter, one adding nothing (K = 0)."""
-    if features:
-        return features
-    return [st.LayerFeatures(None, x.new_zeros(x.shape[0], k, 1, 1), None, None)]
-
-
-def _bytes_per_example(
-    model: nn.Module, method: str, x: Tensor, k: int, use_trace: UseTrace | None
-) -> int:
-    """Bytes one example's features take, times 3 (the forward graph and gradients alive too)."""
-    if method == "jacobian":
-        return 3 * jac.jacobian_bytes_per_example(model, k)
-    if use_trace is not None:  # counted in the traced forward of the method's check
-        return 3 * x.element_size() * (use_trace.input_numel + k * use_trace.output_numel)
-    features = st.module_features(model, x[:1])[1]
-    held = sum(
-        t.numel() * t.element_size()
-        for f in features
-        for t in (f.inputs, f.deltas)
-        if t is not None
-    )
-    return 3 * held  # features plus the forward graph and gradients alive while they are built
-
-
 def _gram_fn(
     model: nn.Module,
     method: str,
@@ -375,7 +358,7 @@ def _gram_fn(
     plain: bool,
     steps: list[nn.Module] | None,
 ) -> Callable[[Tensor, Tensor | None], Tensor]:
-    features = _features_fn(model, method, plain, steps, k)
+    features = features_fn(model, method, plain, steps, k)
 
     def pair(f1: object, f2: object) -> Tensor:
         if method == "jacobian":

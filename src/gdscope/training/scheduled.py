@@ -19,7 +19,7 @@ from torch import Tensor
 
 from gdscope import losses
 from gdscope.functional import apply
-from gdscope.probes import geometry
+from gdscope.probes import geometry, linearization
 from gdscope.probes.coord_check import hidden_activations
 from gdscope.probes.coord_check import rms as coordinate_rms
 from gdscope.probes.fitting import fit_indicators
@@ -185,12 +185,12 @@ def _activation_flips(ctx: ProbeContext) -> dict[str, float]:
 
 def _linearization_gap(ctx: ProbeContext) -> dict[str, float]:
     out = {
-        "linearization_gap": geometry.linearization_gap(
+        "linearization_gap": linearization.linearization_gap(
             ctx.model, ctx.init_params, ctx.params, ctx.data[0]
         )
     }
     if ctx.eval_data is not None:
-        out["test_linearization_gap"] = geometry.linearization_gap(
+        out["test_linearization_gap"] = linearization.linearization_gap(
             ctx.model, ctx.init_params, ctx.params, ctx.eval_data[0]
         )
     lr = ctx.gd_step
