@@ -40,6 +40,12 @@ def broken(width=4):
 
 def not_a_module():
     return 3
+
+
+def duplicated(n=12, d=8, seed=0):
+    x, y = gs.data.sphere(n=n, d=d, seed=seed, dtype=torch.float64)
+    x[1] = x[0]  # the Gram is exactly singular
+    return x, y
 """
 
 
@@ -143,6 +149,52 @@ def test_a_wide_ntk_mlp_is_lazy_and_a_narrow_mup_mlp_learns_features(project):
     assert "lr multipliers" in narrow.check("stability").threshold
 
 
+def test_a_diverged_or_short_run_says_nothing_about_its_regime(project):
+    """A run diverged at step 4 held 'edge of stability' (S₀ above S* at step 0) and 'lazy
+    weights' (movement 0, the step-0 value); 3 steps were 'lazy: kernel regime'."""
+    kw = {"dtype": "float64", "model_args": {"width": 64}}
+    short = gs.diagnose("dgnets:mlp", "dgnets:sphere", lr=0.1, steps=3, **kw)
+    lr = 10 * short.measurements.stability_edge
+    diverged = gs.diagnose("dgnets:mlp", "dgnets:sphere", lr=lr, steps=40, every=5, **kw)
+    assert diverged.measurements.status == "diverged" and diverged.regime == "diverged"
+    for key in ("edge_of_stability", "lazy_weights", "ntk_regime", "nag"):
+        assert diverged.check(key).status == "n/a", key
+    assert diverged.measurements.weight_movement != 0.0  # the final weights, not step 0's
+    assert short.regime == "unknown" and "too few" in short.regime_reason
+    for key in ("lazy_weights", "ntk_regime", "nag"):
+        assert short.check(key).status == "n/a", key
+
+
+def test_the_edge_is_not_reached_by_starting_above_it(project):
+    kw = {"data_args": {"scale": 0.1}, "dtype": "float64", "steps": 20, "every": 10}
+    first = gs.diagnose("dgnets:centered_two", "dgnets:sphere", lr=1.0, **kw)
+    above = gs.diagnose(
+        "dgnets:centered_two", "dgnets:sphere", lr=1.1 * first.measurements.stability_edge, **kw
+    )
+    check = above.check("edge_of_stability")
+    assert check.status == "n/a" and "already at init" in check.threshold
+
+
+def test_the_rate_check_needs_the_training_sets_lambda_min(project):
+    """λ_min of a probe subset bounds the training set's from above: the check failed a lazy run."""
+    kw = {"dtype": "float64", "steps": 30, "model_args": {"width": 512}}
+    subset = gs.diagnose("dgnets:mlp", "dgnets:sphere", lr=0.5, ntk_examples=8, **kw)
+    check = subset.check("ntk_rate")
+    assert check.status == "n/a" and "only bounds it from above" in check.threshold
+    whole = gs.diagnose("dgnets:mlp", "dgnets:sphere", lr=0.5, ntk_examples=16, **kw)
+    assert whole.check("ntk_rate").status != "n/a", whole.check("ntk_rate").threshold
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_a_singular_gram_has_lambda_min_zero_whatever_the_seed(project, seed):
+    """A duplicated input: λ_min came out ±1e-17, 'NTK regime holds' for half the seeds."""
+    d = gs.diagnose(
+        "dgnets:mlp", "dgnets:duplicated", lr=0.02, steps=20, seed=seed, dtype="float64"
+    )
+    assert d.measurements.ntk_lambda_min == 0.0
+    assert d.check("ntk_regime").status == "fails"
+
+
 def _cli(monkeypatch, *args: str) -> int:
     monkeypatch.setattr(sys, "argv", ["gdscope", "diagnose", *args])
     with pytest.raises(SystemExit) as exit_:
@@ -155,7 +207,7 @@ def test_cli_json_is_strict_html_is_one_page_and_results_are_stored(project, mon
 
     assert callable(gs.diagnose)
     page, results = project / "out" / "page.html", project / "results"
-    args = ["dgnets:mlp", "--data", "dgnets:sphere", "--lr", "0.5", "--steps", "8"]
+    args = ["dgnets:mlp", "--data", "dgnets:sphere", "--lr", "0.5", "--steps", "12"]
     args += ["--arg", "width=128", "--data-arg", "n=12", "--dtype", "float64", "--probe-size", "8"]
     args += ["--hessian-size", "6"]  # a subset: the run's sharpness probe reads those 6 examples
     code = _cli(monkeypatch, *args, "--json", "--html", str(page), "--results", str(results))
@@ -173,7 +225,7 @@ def test_cli_json_is_strict_html_is_one_page_and_results_are_stored(project, mon
     assert "diagnose_subset_sharpness" not in gs.PROBES  # registered for the run only
     assert doc["regime"] in ("lazy", "feature learning", "intermediate")
     assert {c["key"] for c in doc["checks"]} >= {"stability", "ntk_regime", "pl", "nag"}
-    assert len(doc["series"]["loss"]["steps"]) == 9
+    assert len(doc["series"]["loss"]["steps"]) == 13
     text = page.read_text()
     assert text.startswith("<!DOCTYPE html>") and "<svg" in text and "<script" not in text
     (run,) = Store(results).studies(monitored=True)

@@ -89,6 +89,10 @@ def _cases(dtype: torch.dtype, seed: int) -> dict[str, Callable[[], tuple[nn.Mod
         models.mlp(5, 10, depth=4, residual=True, **common),
         vectors(5),
     )
+    cases["mlp[data span]"] = lambda: (  # n ≤ d/2: the curvature probes reduce to x's row span
+        models.mlp(16, 8, depth=2, activation="tanh", **common),
+        vectors(16),
+    )
     cases["two_layer"] = lambda: (models.two_layer(5, 16, **common), vectors(5))
     cases["cnn"] = lambda: (models.cnn(2, 5, 3, 2, activation="tanh", **common), images())
     cases["resnet"] = lambda: (
@@ -127,6 +131,9 @@ def _checks_for(name: str, model: nn.Module, x: Tensor, seed: int) -> list[Check
     spec = ntk_spectrum(ntk_gram(model, x))
     out.append(
         Check(name, "ntk λ_max", abs(spec.lambda_max - float(eig[-1])) / float(eig[-1]), exact)
+    )
+    out.append(  # relative to λ_max: λ_min may be ~0
+        Check(name, "ntk λ_min", abs(spec.lambda_min - float(eig[0])) / float(eig[-1]), exact)
     )
 
     hessian = ref.dense_hessian(model, losses.mse, (x, y))

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
+from rich.markup import escape
 from rich.table import Table
 
 from gdscope.cli.app import UserError, check_device, fmt, stderr, stdout
@@ -252,7 +253,7 @@ def verify_probes_command(
     table = Table("case", "quantity", "rel. error", "tolerance", "", box=None, header_style="bold")
     for c in checks:
         mark = "[green]ok[/]" if c.ok else "[red]FAIL[/]"
-        table.add_row(c.case, c.quantity, f"{c.rel_err:.2e}", f"{c.tolerance:.0e}", mark)
+        table.add_row(escape(c.case), c.quantity, f"{c.rel_err:.2e}", f"{c.tolerance:.0e}", mark)
     stdout.print(table)
     failed = [c for c in checks if not c.ok]
     stdout.print(f"{len(checks) - len(failed)} passed, {len(failed)} failed")

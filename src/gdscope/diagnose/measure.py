@@ -51,6 +51,10 @@ DEFAULT_NTK_EXAMPLES = 64
 """Examples of the NTK probe set (the Gram is ``(p·k) × (p·k)`` for ``k`` outputs)."""
 DEFAULT_HESSIAN_EXAMPLES = 256
 """Examples of the Hessian probe set (sharpness at init and along the run)."""
+ZERO_EIGENVALUE = 10
+"""An NTK eigenvalue within ``10·(p·k)·ε·λ_max`` of zero is zero: below that, rounding decides
+its sign (a Gram made singular by a duplicated input gave ±1e-17 with the seed)."""
+
 EDGE_FRACTION = 0.95
 """The run reaches the edge of stability at the first checkpoint with ``S ≥ 0.95·S*``."""
 _SUBSET_SHARPNESS = "diagnose_subset_sharpness"
@@ -152,6 +156,9 @@ def measure(
     p = ntk_x.shape[0]
     eig = torch.linalg.eigvalsh(k0.double()) / p
     lam_min, lam_max = float(eig[0]), float(eig[-1])
+    if lam_min <= ZERO_EIGENVALUE * k0.shape[0] * torch.finfo(k0.dtype).eps * lam_max:
+        lam_min = 0.0  # singular within rounding: its sign would be the seed's
+    theta0 = [q.detach().clone() for q in model.parameters() if q.requires_grad]
     schedule = {"loss": 1, "sharpness": every, "pl_ratio": every, "dist_from_init": every}
     extra = _subset_sharpness(hessian) if hessian_examples < n else {}
     sharp_name = _SUBSET_SHARPNESS if extra else "sharpness"
@@ -168,14 +175,14 @@ def measure(
         seed=config.seed,
         extra_probes=extra,
     )
-    drift = math.nan
+    drift = moved_final = math.nan
     if all(bool(torch.isfinite(q).all()) for q in model.parameters()):
         drift = kernel_drift(ntk_gram(model, ntk_x), k0)
+        moved_final = _relative_move(model, theta0)
     steps_s, sharp = _series(trace.records, "sharpness")
     reached = [s for s, v in zip(steps_s, sharp, strict=True) if v >= EDGE_FRACTION * critical]
     loss_steps, loss_values = _series(trace.records, "loss")
     _, pl = _series(trace.records, "pl_ratio")
-    _, moved = _series(trace.records, "rel_dist_from_init")
     rate = _loss_rate(loss_steps, loss_values, config.dtype)
     trace.record(0, {"lr": lr})
     for step in steps_s[1:]:
@@ -204,7 +211,7 @@ def measure(
         ntk_lambda_max=lam_max,
         ntk_kappa=lam_max / lam_min if lam_min > 0 else math.inf,
         ntk_drift=drift,
-        weight_movement=moved[-1] if moved else math.nan,
+        weight_movement=moved_final,
         pl_ratio_init=pl[0] if pl else math.nan,
         pl_ratio_min=min(finite_pl, default=math.nan),
         loss_init=loss_values[0],
@@ -280,6 +287,16 @@ def _series(
 ) -> tuple[list[int], list[float]]:
     steps, values = records.get(metric, ([], []))
     return list(steps), [float(v) for v in values]
+
+
+def _relative_move(model: torch.nn.Module, theta0: list[torch.Tensor]) -> float:
+    """``‖θ_T − θ₀‖/‖θ₀‖`` over the trainable parameters after training."""
+    now = [q.detach() for q in model.parameters() if q.requires_grad]
+    moved = sum(
+        float((a.double() - b.double()).pow(2).sum()) for a, b in zip(now, theta0, strict=True)
+    )
+    base = sum(float(b.double().pow(2).sum()) for b in theta0)
+    return math.sqrt(moved / base) if base > 0 else math.nan
 
 
 def _loss_rate(steps: list[int], values: list[float], dtype: str) -> tuple[float, float, bool]:
