@@ -102,8 +102,8 @@ def run_w1b(n: int, device: torch.device, repeats: int) -> None:
         lambda: gs.probes.ntk_spectrum(gram, k=1, method="lanczos"), device, repeats=repeats
     )
     anchor_ms, eig = median_ms(lambda: torch.linalg.eigvalsh(gram), device, repeats=repeats)
-    err = max(
-        abs(spec.lambda_min - float(eig[0])) / float(eig[0]),
+    err = max(  # λ_min's error on λ_max's scale: a negative λ_min must not hide it
+        abs(spec.lambda_min - float(eig[0])) / float(eig[-1]),
         abs(spec.lambda_max - float(eig[-1])) / float(eig[-1]),
     )
     emit(
