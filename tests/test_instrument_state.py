@@ -128,3 +128,21 @@ def test_the_weight_norm_check_leaves_the_global_random_stream_alone():
     state = torch.random.get_rng_state()
     weight_norm_second_derivative_ok("cpu")
     assert torch.equal(torch.random.get_rng_state(), state)
+
+
+@pytest.mark.parametrize(
+    "measure",
+    [
+        lambda m, x, y: gs.probes.sharpness(m, gs.losses.mse, (x, y)),
+        lambda m, x, y: gs.probes.ggn_sharpness(m, gs.losses.mse, (x, y)),
+        lambda m, x, y: gs.probes.hessian_trace(m, gs.losses.mse, (x, y)),
+        lambda m, x, y: gs.probes.gradient_norm(m, params_of(m), gs.losses.mse, (x, y)),
+    ],
+    ids=["sharpness", "ggn_sharpness", "hessian_trace", "gradient_norm"],
+)
+def test_inputs_of_another_dtype_than_the_model_are_one_line(measure):
+    """A float64 model on float32 inputs raised torch's 'mat1 and mat2 must have the same dtype'."""
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 1)).to(F64)
+    x, y = torch.randn(4, 3), torch.randn(4, 1)
+    with pytest.raises(ValueError, match=r"^the inputs are torch.float32 but the model's param"):
+        measure(model, x, y)

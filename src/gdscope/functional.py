@@ -52,11 +52,22 @@ def apply(model: nn.Module, params: Mapping[str, Tensor], x: Tensor) -> Tensor:
     the tensors passed (torch 2.13). Other keys (buffers) go to ``functional_call`` as given.
 
     Raises:
-        ValueError: if two names of one tied parameter are given different tensors.
+        ValueError: if two names of one tied parameter are given different tensors; where the
+            model fails on floating inputs of another dtype than its parameters (one line).
 
     """
     held = _every_holder(model, params)
-    return functional_call(model, held, (_savable(x),), tie_weights=False, strict=False)
+    try:
+        return functional_call(model, held, (_savable(x),), tie_weights=False, strict=False)
+    except RuntimeError as err:
+        dtypes = {t.dtype for t in params.values() if t.is_floating_point()}
+        if isinstance(x, Tensor) and x.is_floating_point() and dtypes and x.dtype not in dtypes:
+            wanted = sorted(map(str, dtypes))[0]
+            raise ValueError(
+                f"the inputs are {x.dtype} but the model's parameters are {wanted}, and the "
+                f"model failed on them; pass x.to({wanted}) (and the targets)"
+            ) from err
+        raise
 
 
 def _savable(t: Any) -> Any:
