@@ -255,3 +255,14 @@ def test_a_bad_factory_is_one_line_exit_2_nothing_written(
     assert code == 2
     assert len(err.splitlines()) == 1 and err.startswith("error: ") and named in err, err
     assert not page.exists() and not results.exists()
+
+
+def test_results_naming_a_file_is_refused_before_training(project, monkeypatch, capsys):
+    """It was found only after the whole run (10.7 s of 3 000 steps)."""
+    store = project / "results.txt"
+    store.write_text("notes")
+    args = ["dgnets:mlp", "--data", "dgnets:sphere", "--lr", "0.1", "--steps", "100000"]
+    code = _cli(monkeypatch, *args, "--results", str(store))
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err == f"error: --results={store} is a file; give a results directory"
+    assert store.read_text() == "notes"

@@ -73,6 +73,8 @@ def diagnose(
         raise UserError(f"--every: expected a positive integer, got {every}")
     if html is not None:
         _output.check_target(html, "--html")
+    if results is not None and results.exists() and not results.is_dir():  # before training
+        raise UserError(f"--results={results} is a file; give a results directory")
     model_args, data_args = (
         _key_values(arg or [], "--arg"),
         _key_values(data_arg or [], "--data-arg"),
