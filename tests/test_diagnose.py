@@ -42,6 +42,19 @@ def not_a_module():
     return 3
 
 
+def tanh_net(width=512, d=5):
+    return torch.nn.Sequential(
+        torch.nn.Linear(d, width), torch.nn.Tanh(), torch.nn.Linear(width, 1)
+    )
+
+
+def four_twice(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(196, 5, generator=g)
+    x = x / x.norm(dim=1, keepdim=True)
+    return torch.cat([x, x[:4]]), torch.randn(200, 1, generator=g)
+
+
 def duplicated(n=12, d=8, seed=0):
     x, y = gs.data.sphere(n=n, d=d, seed=seed, dtype=torch.float64)
     x[1] = x[0]  # the Gram is exactly singular
@@ -185,12 +198,12 @@ def test_the_rate_check_needs_the_training_sets_lambda_min(project):
     assert whole.check("ntk_rate").status != "n/a", whole.check("ntk_rate").threshold
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
-def test_a_singular_gram_has_lambda_min_zero_whatever_the_seed(project, seed):
-    """A duplicated input: λ_min came out ±1e-17, 'NTK regime holds' for half the seeds."""
-    d = gs.diagnose(
-        "dgnets:mlp", "dgnets:duplicated", lr=0.02, steps=20, seed=seed, dtype="float64"
-    )
+def test_a_singular_gram_has_lambda_min_zero_whatever_the_seed(project, seed, dtype):
+    """A duplicated input: λ_min came out ±1e-17 (float32: ±1e-7), 'NTK regime holds' for half
+    the seeds; the spectrum comes from a float64 copy of the model."""
+    d = gs.diagnose("dgnets:mlp", "dgnets:duplicated", lr=0.02, steps=20, seed=seed, dtype=dtype)
     assert d.measurements.ntk_lambda_min == 0.0
     assert d.check("ntk_regime").status == "fails"
 
@@ -255,6 +268,18 @@ def test_a_bad_factory_is_one_line_exit_2_nothing_written(
     assert code == 2
     assert len(err.splitlines()) == 1 and err.startswith("error: ") and named in err, err
     assert not page.exists() and not results.exists()
+
+
+def test_a_float32_runs_lambda_min_does_not_take_the_sign_of_its_rounding(project):
+    """K₀ of a float32 model carries float32 rounding (1e-5 of λ_max): λ_min ≈ 2e-7 came out
+    +7e-8, +3e-8, +9e-8, −1.5e-7, −1e-7, −1.1e-7 for seeds 0–5. It comes from a float64 copy."""
+    values = []
+    for seed in range(6):
+        d = gs.diagnose("dgnets:tanh_net", "dgnets:four_twice", lr=0.1, steps=10, seed=seed)
+        values.append(d.measurements.ntk_lambda_min)
+        assert "the training set's λ_min may be smaller" in d.check("ntk_regime").threshold
+    assert min(values) >= 0  # 0 where the probe set holds a duplicated pair: singular
+    assert sum(v > 1e-7 for v in values) >= 4, values
 
 
 def test_results_naming_a_file_is_refused_before_training(project, monkeypatch, capsys):

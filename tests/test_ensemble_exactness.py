@@ -137,3 +137,44 @@ def test_a_registered_probe_runs_its_trials_alone():
         assert reason is not None and "probe 'lr_seen' may read the optimizer" in reason
     finally:
         unregister_probe("lr_seen")
+
+
+class _Gated(nn.Module):
+    """A GLU: ``sigmoid`` of a strided slice, whose one-model op runs on the view row by row."""
+
+    def __init__(self, seed):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.a, self.b = nn.Linear(6, 21), nn.Linear(10, 1)
+
+    def forward(self, x):
+        z = self.a(x)
+        return self.b(z[:, :10] * torch.sigmoid(z[:, 11:]))
+
+
+class _ReusedInPlace(nn.Module):
+    """``ELU(inplace=True)`` whose input is read again after it: it must hold the new values."""
+
+    def __init__(self, seed):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.a, self.act, self.b = nn.Linear(6, 8), nn.ELU(inplace=True), nn.Linear(8, 1)
+
+    def forward(self, x):
+        h = self.a(x)
+        return self.b(self.act(h) + h)
+
+
+@pytest.mark.parametrize("make", [_Gated, _ReusedInPlace], ids=["glu-slice", "elu-reused"])
+def test_strided_slices_and_reused_in_place_inputs_stay_the_loop(make):
+    """Both were refused by the step-0 check (5.6e-17 and 4.3e-2 off) after the first fix."""
+    x, y = torch.randn(37, 6, dtype=torch.float64), torch.randn(37, 1, dtype=torch.float64)
+    runs = _alone_and_together(
+        lambda seed: make(seed).double(),
+        lambda net: torch.optim.SGD(net.parameters(), lr=0.1),
+        (x, y),
+        20,
+        {"loss": 1},
+    )
+    for alone, member in runs:
+        assert member.records["loss"] == alone.records["loss"]

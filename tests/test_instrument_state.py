@@ -146,3 +146,27 @@ def test_inputs_of_another_dtype_than_the_model_are_one_line(measure):
     x, y = torch.randn(4, 3), torch.randn(4, 1)
     with pytest.raises(ValueError, match=r"^the inputs are torch.float32 but the model's param"):
         measure(model, x, y)
+
+
+def test_integer_features_are_cast_where_no_embedding_reads_them():
+    """Binary features (a long tensor) into Linear layers: cast as before, not kept as indices."""
+    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1)).to(F64)
+    x = torch.randint(0, 2, (6, 4), generator=torch.Generator().manual_seed(0))
+    for method in ("auto", "jacobian"):
+        assert_close(
+            gs.probes.ntk_gram(model, x, method=method), gs.probes.ntk_gram(model, x.to(F64))
+        )
+
+
+def test_a_missing_forward_mode_rule_is_not_taken_for_a_dtype_error():
+    """A float64 model that casts its float32 inputs itself, with attention in it."""
+
+    class Casting(_Attention):
+        def forward(self, x):
+            return super().forward(x.to(F64))
+
+    torch.manual_seed(0)
+    model = Casting().to(F64).eval()
+    p0 = {k: v.detach().clone() for k, v in params_of(model).items()}
+    gap = gs.probes.linearization_gap(model, p0, p0, torch.randn(3, 3, 4))
+    assert gap < 1e-15  # θ_t = θ₀: the linear model is the network, to rounding

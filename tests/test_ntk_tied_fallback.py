@@ -126,17 +126,39 @@ class FoldedTokens(nn.Module):
         return h.reshape(n, tokens).sum(1, keepdim=True)
 
 
-@pytest.mark.parametrize("factory", [SequenceFirst, FoldedTokens])
-@pytest.mark.parametrize("tokens", [3, 4])
+class ConstantQuery(nn.Module):
+    """A layer on a constant ``(1, d)`` query, broadcast onto the batch: it sees no example."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("query", torch.ones(1, 2))
+        self.inp, self.q, self.out = nn.Linear(2, 3), nn.Linear(2, 3), nn.Linear(3, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.tanh(self.inp(x.mean(1)) + self.q(self.query)))
+
+
+@pytest.mark.parametrize(
+    ("factory", "tokens"),
+    [
+        (SequenceFirst, 1),
+        (SequenceFirst, 3),
+        (SequenceFirst, 4),
+        (FoldedTokens, 3),
+        (FoldedTokens, 4),
+        (ConstantQuery, 3),
+    ],
+)
 def test_layers_that_see_the_examples_off_axis_0_take_the_jacobian(factory, tokens):
     """With n = T = 3 the structured Gram was 45 % off (K[0, 0] 15.46 for 11.38), silently;
-    with T ≠ n it raised torch's shape error."""
+    with T ≠ n it raised torch's shape error. Traced on one example, a sequence of length 1 and
+    a constant broadcast onto the batch looked like the batch (107 % off): two copies do not."""
     torch.manual_seed(0)
     model = factory().double()
     x = torch.randn(3, tokens, 2, dtype=torch.float64)
     assert ntk_method(model, x) == "jacobian"
     assert _rel_err(ntk_gram(model, x), dense_ntk(model, x)) <= 1e-10
-    with pytest.raises(ValueError, match="rows on axis 0 for one example"):
+    with pytest.raises(ValueError, match="rows on axis 0 for two examples"):
         ntk_gram(model, x, method="structured")
 
 

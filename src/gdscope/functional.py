@@ -59,6 +59,8 @@ def apply(model: nn.Module, params: Mapping[str, Tensor], x: Tensor) -> Tensor:
     held = _every_holder(model, params)
     try:
         return functional_call(model, held, (_savable(x),), tie_weights=False, strict=False)
+    except NotImplementedError:  # no forward-mode rule: the caller's fallback takes it
+        raise
     except RuntimeError as err:
         dtypes = {t.dtype for t in params.values() if t.is_floating_point()}
         if isinstance(x, Tensor) and x.is_floating_point() and dtypes and x.dtype not in dtypes:

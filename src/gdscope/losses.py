@@ -230,7 +230,7 @@ def hinge(output: Tensor, target: Tensor) -> Tensor:
 
 @torch.no_grad()
 def accuracy(output: Tensor, target: Tensor) -> Tensor:
-    """Fraction of examples classified correctly, as a 0-d float64 tensor.
+    """Fraction of examples classified correctly, as a 0-d float64 tensor (float32 on MPS).
 
     - long labels ``(n,)``: ``argmax_j f_j(x_i) == y_i``;
     - float targets with one output: ``sign(f(x_i)) == sign(y_i)`` ({0, 1} targets are first
@@ -258,7 +258,8 @@ def accuracy(output: Tensor, target: Tensor) -> Tensor:
     else:
         target = _matched_target(output, target)
         correct = output.argmax(dim=1) == target.argmax(dim=1)
-    return correct.to(torch.float64).mean()  # k/n exactly rounded
+    exact = torch.float32 if correct.device.type == "mps" else torch.float64  # MPS: no float64
+    return correct.to(exact).mean()  # k/n rounded once
 
 
 LOSSES: dict[str, Loss] = {

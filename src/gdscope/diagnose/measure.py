@@ -23,6 +23,7 @@ lies inside the Hessian set); with ``n`` at most the probe size they are the who
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field
 
@@ -154,9 +155,12 @@ def measure(
     critical = stability_edge(config.optimizer.name, 1.0, momentum) / lr
     k0 = ntk_gram(model, ntk_x)
     p = ntk_x.shape[0]
-    eig = torch.linalg.eigvalsh(k0.double()) / p
+    exact = k0  # the spectrum from a float64 copy: a float32 Gram's rounding is 1e-5 of λ_max
+    if next(model.parameters()).dtype != torch.float64:
+        exact = ntk_gram(copy.deepcopy(model).double(), ntk_x.double())
+    eig = torch.linalg.eigvalsh(exact.double()) / p
     lam_min, lam_max = float(eig[0]), float(eig[-1])
-    if lam_min <= ZERO_EIGENVALUE * k0.shape[0] * torch.finfo(k0.dtype).eps * lam_max:
+    if lam_min <= ZERO_EIGENVALUE * k0.shape[0] * torch.finfo(torch.float64).eps * lam_max:
         lam_min = 0.0  # singular within rounding: its sign would be the seed's
     theta0 = [q.detach().clone() for q in model.parameters() if q.requires_grad]
     schedule = {"loss": 1, "sharpness": every, "pl_ratio": every, "dist_from_init": every}

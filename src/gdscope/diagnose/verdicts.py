@@ -29,10 +29,9 @@ LAZY_DRIFT = 0.1
 LAZY_MOVEMENT = 0.1
 """Lazy weights: relative movement ``‖θ_T − θ₀‖/‖θ₀‖`` below this."""
 RATE_SLACK = 0.05
-
+"""A fitted rate ``ρ`` meets a predicted bound ``ρ̄`` when ``1 − ρ ≥ (1 − RATE_SLACK)(1 − ρ̄)``."""
 MIN_STEPS = 10
 """Fewer updates than this say nothing about a regime: every "stays near init" check would hold."""
-"""A fitted rate ``ρ`` meets a predicted bound ``ρ̄`` when ``1 − ρ ≥ (1 − RATE_SLACK)(1 − ρ̄)``."""
 Status = Literal["holds", "fails", "n/a"]
 
 
@@ -171,7 +170,7 @@ def _ntk_regime(m: Measurements) -> Check:
         f"drift ‖K_T − K₀‖_F/‖K₀‖_F = {_g(m.ntk_drift)}, λ_min(K₀/p) = {_g(m.ntk_lambda_min)} "
         f"(p = {m.ntk_examples})"
     )
-    threshold = f"drift < {LAZY_DRIFT} and λ_min > 0 (beyond rounding)"
+    threshold = f"drift < {LAZY_DRIFT} and λ_min > 0 (beyond rounding)" + _on_probe_set(m)
     why = _ran(m) or (f"needs loss mse, got {m.loss}" if m.loss != "mse" else "")
     if why:
         return Check("ntk_regime", claim, ref, "n/a", measured, why)
@@ -251,6 +250,7 @@ def _nag(m: Measurements, p: dict[str, float]) -> Check:
         f"speed-up √κ = {_g(p['nag_speedup'])}"
     )
     threshold = f"assumptions: loss mse, λ_min > 0 (κ finite), drift < {LAZY_DRIFT}"
+    threshold += _on_probe_set(m)
     why = _ran(m) or (f"needs loss mse, got {m.loss}" if m.loss != "mse" else "")
     if why:
         return Check("nag", claim, ref, "n/a", measured, why)
@@ -267,6 +267,16 @@ def _gd_only(m: Measurements) -> str:
     if m.status == "diverged":
         return "the run diverged"
     return ""
+
+
+def _on_probe_set(m: Measurements) -> str:
+    """Say that λ_min is the probe set's, where it is not the training set's."""
+    if m.ntk_examples >= m.n_train:
+        return ""
+    return (
+        f", on the NTK probe set of {m.ntk_examples} of {m.n_train} examples (the training "
+        "set's λ_min may be smaller)"
+    )
 
 
 def _ran(m: Measurements) -> str:

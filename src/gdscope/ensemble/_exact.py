@@ -25,6 +25,7 @@ assumed but checked against the one-model path on every member at the first step
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -84,12 +85,19 @@ the classification losses, whose batching rules reduce in another order than the
 TRANSCENDENTAL: frozenset[Callable[..., Any]] = frozenset(
     {
         torch.exp,
+        torch.exp2,
         torch.expm1,
         torch.log,
         torch.log1p,
         torch.log2,
         torch.log10,
         torch.tanh,
+        torch.sinh,
+        torch.cosh,
+        torch.atanh,
+        torch.atan2,
+        torch.logaddexp,
+        torch.float_power,
         torch.sigmoid,
         torch.erf,
         torch.erfc,
@@ -117,7 +125,16 @@ TRANSCENDENTAL: frozenset[Callable[..., Any]] = frozenset(
         Tensor.sin,
         Tensor.cos,
         Tensor.pow,
+        Tensor.pow_,
         Tensor.__pow__,
+        Tensor.__ipow__,
+        Tensor.exp2,
+        Tensor.sinh,
+        Tensor.cosh,
+        Tensor.atanh,
+        Tensor.atan2,
+        Tensor.logaddexp,
+        Tensor.float_power,
         Tensor.softmax,
         Tensor.log_softmax,
     }
@@ -139,11 +156,16 @@ def _dense(t: Tensor) -> bool:
 def _as_allocated(t: Tensor, fresh: bool = False) -> Tensor:
     """Return ``t`` laid out as a freshly allocated tensor would be: aligned and dense.
 
-    ``fresh``: a copy in any case (an in-place op, ``ELU(inplace=True)``, may then write it).
+    ``fresh`` (an elementwise function): a copy in any case, with ``t``'s own strides even where
+    they leave gaps (a slice ``z[:, 11:]``): the one-model op runs on that view row by row, and
+    which elements take the vectorized routine depends on it. An in-place op may write the copy.
     """
+    if fresh:
+        copy = torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device=t.device)
+        return copy.copy_(t)
     if not _dense(t):
         return t.contiguous()
-    if fresh or (t.device.type == "cpu" and t.data_ptr() % ALIGNMENT != 0):
+    if t.device.type == "cpu" and t.data_ptr() % ALIGNMENT != 0:
         return t.clone()  # same strides, fresh (aligned) storage
     return t
 
@@ -212,7 +234,24 @@ class _PerMemberProducts(TorchFunctionMode):
             call_args, call_kwargs = tree_unflatten(filled, spec)
             return func(*call_args, **call_kwargs)
 
-        return _PerMember.apply(call, not product, *(leaves[i] for i in where))
+        result = _PerMember.apply(call, not product, *(leaves[i] for i in where))
+        if product or not _in_place(func, args, kwargs):
+            return result
+        target = args[0]  # written in place alone: later reads of it see the new values
+        return target.copy_(result)
+
+
+def _in_place(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """Whether ``func`` writes its first argument (``Tensor.pow_``, ``F.elu(..., inplace=True)``)."""
+    if getattr(func, "__name__", "").endswith("_") and not func.__name__.endswith("__"):
+        return True
+    if func is Tensor.__ipow__:
+        return True
+    try:
+        bound = inspect.signature(func).bind(*args, **kwargs)
+    except (TypeError, ValueError):  # a builtin without a signature: no inplace argument
+        return False
+    return bool(bound.arguments.get("inplace", False))
 
 
 @contextmanager

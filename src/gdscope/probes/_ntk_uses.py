@@ -125,13 +125,13 @@ class _UseTracer(TorchFunctionMode):
         if not trainable or not isinstance(output, Tensor):
             return
         given = args[0] if args and isinstance(args[0], Tensor) else None
-        rows = {output.shape[0] if output.ndim else 0, 1 if given is None else given.shape[0]}
-        if rows != {1}:  # traced on one example: it is not along axis 0 here
+        rows = {output.shape[0] if output.ndim else 0, 2 if given is None else given.shape[0]}
+        if rows != {2}:  # traced on two copies of one example: they are not along axis 0 here
             self.problems.append(
-                f"{self.module_name[id(module)]} sees {sorted(rows)} rows on axis 0 for one "
-                "example (the examples are not along axis 0 of its input and output)"
+                f"{self.module_name[id(module)]} sees {sorted(rows)} rows on axis 0 for two "
+                "examples (the examples are not along axis 0 of its input and output)"
             )
-        self.output_numel += output.numel()
+        self.output_numel += output.numel() // 2
         weight = getattr(module, "weight", None)
         if not (isinstance(weight, Tensor) and weight.requires_grad):
             return
@@ -139,7 +139,7 @@ class _UseTracer(TorchFunctionMode):
             positions = math.prod(output.shape[2:])  # output positions of the one example
             self.input_numel += positions * math.prod(weight.shape[1:])  # C_in·kh·kw each
         elif args and isinstance(args[0], Tensor):
-            self.input_numel += args[0].numel()
+            self.input_numel += args[0].numel() // 2
 
     def __torch_function__(
         self,
@@ -172,16 +172,17 @@ class _UseTracer(TorchFunctionMode):
 
 
 def traced_forward(model: nn.Module, x: Tensor) -> UseTrace:
-    r"""Run ``model(x)`` once (no grad) and report its parameter reads and feature sizes.
+    r"""Run the model once (no grad) on two copies of ``x``'s first example; report its reads.
 
     Runs under a ``TorchFunctionMode`` that sees every op, with forward hooks keeping the stack of
     running modules. A trainable parameter is covered when every tensor-valued op reading it runs
     directly in a call of its own layer, once per call, on an input and an output whose axis 0
-    holds the examples (one row here: a layer run on a sequence-first view or on examples folded
-    with their tokens is reported): then ``∂f/∂θ`` is exactly the ``Δ Hᵀ`` (``Σ Δ``) of that
-    layer's calls. A tied decoder ``F.linear(h, enc.weight.t())``, a weight
-    read by the parent, a bypassed layer ``forward`` or a hook reading the weight again is
-    reported. The trace follows ``x``'s control flow; pass one example to size per example.
+    holds the examples (two rows here: a layer run on a sequence-first view, on examples folded
+    with their tokens, or on a constant broadcast onto the batch is reported; one example would
+    not tell a sequence of length 1 or a constant from the batch): then ``∂f/∂θ`` is exactly the
+    ``Δ Hᵀ`` (``Σ Δ``) of that layer's calls. A tied decoder ``F.linear(h, enc.weight.t())``, a
+    weight read by the parent, a bypassed layer ``forward`` or a hook reading the weight again is
+    reported. The trace follows that example's control flow; the sizes are per example.
     """
     tracer = _UseTracer(model)
     modules = list(model.modules())
@@ -189,7 +190,7 @@ def traced_forward(model: nn.Module, x: Tensor) -> UseTrace:
     handles += [m.register_forward_hook(tracer.leave, always_call=True) for m in modules]
     try:
         with torch.no_grad(), tracer:
-            model(x)
+            model(torch.cat([x[:1], x[:1]]))
     finally:
         for handle in handles:
             handle.remove()

@@ -152,8 +152,8 @@ def _gram(
     tf32: bool,
 ) -> Tensor:
     param = _first_trainable(model, structure)
-    x1 = _like(x1, param)
-    x2 = None if x2 is None else _like(x2, param)
+    x1 = _like(x1, param, model)
+    x2 = None if x2 is None else _like(x2, param, model)
     _check_shapes(x1, x2)
     plain = plain_uses(structure, x1)
     if plain is not None and plain.outputs is not None:  # its code says what a trace would
@@ -302,9 +302,12 @@ def _first_trainable(model: nn.Module, structure: PlainStack | None) -> Tensor:
     return param
 
 
-def _like(x: Tensor, param: Tensor) -> Tensor:
-    """``x`` detached, on ``param``'s device, floats in its dtype (indices stay integers)."""
-    dtype = param.dtype if x.is_floating_point() else x.dtype
+def _like(x: Tensor, param: Tensor, model: nn.Module) -> Tensor:
+    """``x`` detached, on ``param``'s device in its dtype; an embedding's indices stay integers."""
+    indices = not x.is_floating_point() and any(
+        isinstance(m, (nn.Embedding, nn.EmbeddingBag)) for m in model.modules()
+    )
+    dtype = x.dtype if indices else param.dtype
     if x.requires_grad or x.dtype != dtype or x.device != param.device:
         return x.detach().to(param.device, dtype)
     return x
