@@ -56,6 +56,13 @@ def _alone_and_together(make, optimizer, data, steps, probes):
     return zip(*runs, strict=True)
 
 
+def _assert_same_losses(make, lr, data, steps):
+    """Plain GD at ``lr``: every member's losses equal its run alone, bit for bit."""
+    optimizer = lambda net: torch.optim.SGD(net.parameters(), lr=lr)  # noqa: E731
+    for alone, member in _alone_and_together(make, optimizer, data, steps, {"loss": 1}):
+        assert member.records["loss"] == alone.records["loss"]
+
+
 def _net(seed, activation):
     torch.manual_seed(seed)
     return nn.Sequential(nn.Linear(4, 9), activation(), nn.Linear(9, 1)).double()
@@ -70,15 +77,7 @@ def test_transcendental_activations_run_per_member(activation):
     x, y = gs.data.sphere(n=8, d=4, seed=0)
     x, y = x.double(), y.double()
 
-    runs = _alone_and_together(
-        lambda seed: _net(seed, activation),
-        lambda net: torch.optim.SGD(net.parameters(), lr=0.3),
-        (x, y),
-        30,
-        {"loss": 1},
-    )
-    for alone, member in runs:
-        assert member.records["loss"] == alone.records["loss"]
+    _assert_same_losses(lambda seed: _net(seed, activation), 0.3, (x, y), 30)
 
 
 class _WithUnused(nn.Module):
@@ -169,12 +168,4 @@ class _ReusedInPlace(nn.Module):
 def test_strided_slices_and_reused_in_place_inputs_stay_the_loop(make):
     """Both were refused by the step-0 check (5.6e-17 and 4.3e-2 off) after the first fix."""
     x, y = torch.randn(37, 6, dtype=torch.float64), torch.randn(37, 1, dtype=torch.float64)
-    runs = _alone_and_together(
-        lambda seed: make(seed).double(),
-        lambda net: torch.optim.SGD(net.parameters(), lr=0.1),
-        (x, y),
-        20,
-        {"loss": 1},
-    )
-    for alone, member in runs:
-        assert member.records["loss"] == alone.records["loss"]
+    _assert_same_losses(lambda seed: make(seed).double(), 0.1, (x, y), 20)
