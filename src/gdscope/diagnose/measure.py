@@ -32,7 +32,9 @@ from torch import Tensor
 
 from gdscope.config import TrialConfig
 from gdscope.config.trial import SHARPNESS_EDGE_OPTIMIZERS
+from gdscope.functional import clone_params, params_of
 from gdscope.optim.registry import param_groups
+from gdscope.probes.geometry import distance_from_init
 from gdscope.probes.hessian import sharpness
 from gdscope.probes.ntk import kernel_drift, ntk_gram
 from gdscope.stats import fit_linear_rate
@@ -162,7 +164,7 @@ def measure(
     lam_min, lam_max = float(eig[0]), float(eig[-1])
     if lam_min <= ZERO_EIGENVALUE * k0.shape[0] * torch.finfo(torch.float64).eps * lam_max:
         lam_min = 0.0  # singular within rounding: its sign would be the seed's
-    theta0 = [q.detach().clone() for q in model.parameters() if q.requires_grad]
+    theta0 = clone_params(params_of(model))
     schedule = {"loss": 1, "sharpness": every, "pl_ratio": every, "dist_from_init": every}
     extra = _subset_sharpness(hessian) if hessian_examples < n else {}
     sharp_name = _SUBSET_SHARPNESS if extra else "sharpness"
@@ -182,7 +184,7 @@ def measure(
     drift = moved_final = math.nan
     if all(bool(torch.isfinite(q).all()) for q in model.parameters()):
         drift = kernel_drift(ntk_gram(model, ntk_x), k0)
-        moved_final = _relative_move(model, theta0)
+        moved_final = distance_from_init(params_of(model), theta0)["rel_dist_from_init"]
     steps_s, sharp = _series(trace.records, "sharpness")
     reached = [s for s, v in zip(steps_s, sharp, strict=True) if v >= EDGE_FRACTION * critical]
     loss_steps, loss_values = _series(trace.records, "loss")
@@ -291,16 +293,6 @@ def _series(
 ) -> tuple[list[int], list[float]]:
     steps, values = records.get(metric, ([], []))
     return list(steps), [float(v) for v in values]
-
-
-def _relative_move(model: torch.nn.Module, theta0: list[torch.Tensor]) -> float:
-    """``‖θ_T − θ₀‖/‖θ₀‖`` over the trainable parameters after training."""
-    now = [q.detach() for q in model.parameters() if q.requires_grad]
-    moved = sum(
-        float((a.double() - b.double()).pow(2).sum()) for a, b in zip(now, theta0, strict=True)
-    )
-    base = sum(float(b.double().pow(2).sum()) for b in theta0)
-    return math.sqrt(moved / base) if base > 0 else math.nan
 
 
 def _loss_rate(steps: list[int], values: list[float], dtype: str) -> tuple[float, float, bool]:

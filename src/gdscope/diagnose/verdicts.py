@@ -183,8 +183,9 @@ def _lazy_weights(m: Measurements) -> Check:
     ref = "Chizat, Oyallon & Bach 2019, NeurIPS; Lee et al. 2019"
     measured = f"‖θ_T − θ₀‖/‖θ₀‖ = {_g(m.weight_movement)}"
     threshold = f"< {LAZY_MOVEMENT}"
-    if _ran(m):
-        return Check("lazy_weights", claim, ref, "n/a", measured, _ran(m))
+    why = _ran(m)
+    if why:
+        return Check("lazy_weights", claim, ref, "n/a", measured, why)
     return Check(
         "lazy_weights", claim, ref, _holds(m.weight_movement < LAZY_MOVEMENT), measured, threshold
     )

@@ -80,13 +80,13 @@ def features_fn(
 ) -> Callable[[Tensor], object]:
     """Return the features of a tile of inputs: written out, hooked or the Jacobian."""
     if steps is not None:  # written out: no hooks, no graph (probes/_ntk_plain.py)
-        return lambda x: or_nothing(plain_features(steps, x), x, k)
+        return lambda x: _or_nothing(plain_features(steps, x), x, k)
     if method == "structured":
-        return lambda x: or_nothing(st.module_features(model, x, plain)[1], x, k)
+        return lambda x: _or_nothing(st.module_features(model, x, plain)[1], x, k)
     return lambda x: jac.tile_jacobian(model, x)
 
 
-def or_nothing(features: list[st.LayerFeatures], x: Tensor, k: int) -> list[st.LayerFeatures]:
+def _or_nothing(features: list[st.LayerFeatures], x: Tensor, k: int) -> list[st.LayerFeatures]:
     """``features``, or, where the forward reads no trainable parameter, one adding nothing (K = 0)."""
     if features:
         return features

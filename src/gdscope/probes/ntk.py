@@ -132,50 +132,36 @@ def ntk_gram(
     """
     _check_method(method)
     structure = None if method == "jacobian" else plain_structure(model)
-    options = (trace, method, memory_budget, accumulate, tf32)
-    if structure is not None:  # no dropout, batch norm nor buffer: nothing to check or put back
-        return _gram(model, structure, x1, x2, *options)
-    check_deterministic(model, what="NTK", per_example=True)
-    with buffers_restored(model):  # a training-mode InstanceNorm or spectral_norm moves them
-        return _gram(model, structure, x1, x2, *options)
-
-
-def _gram(
-    model: nn.Module,
-    structure: PlainStack | None,
-    x1: Tensor,
-    x2: Tensor | None,
-    trace: bool,
-    method: str,
-    memory_budget: int,
-    accumulate: torch.dtype | None,
-    tf32: bool,
-) -> Tensor:
-    param = _first_trainable(model, structure)
-    x1 = _like(x1, param, model)
-    x2 = None if x2 is None else _like(x2, param, model)
-    _check_shapes(x1, x2)
-    plain = plain_uses(structure, x1)
-    if plain is not None and plain.outputs is not None:  # its code says what a trace would
-        k, resolved, use_trace = plain.outputs, "structured", plain
-    else:
-        k = _check_inputs(model, x1)
-        resolved, use_trace = _plan(model, method, x1[:1].clone())
-    acc = param.dtype if accumulate is None else accumulate
-    per_example = bytes_per_example(model, resolved, x1, k, use_trace)
-    steps = None if plain is None or structure is None else structure.steps
-    tf32 = tf32 and param.device.type == "cuda"
-    if not tf32 and _one_pass(steps, x1, x2, k, _tile(memory_budget, per_example)):
-        return plain_gram(steps, x1, trace, acc)  # type: ignore[arg-type]: steps is set
-    compute = _gram_fn(
-        model, resolved, trace, memory_budget, acc, k, per_example, plain is not None, steps
-    )
-    if not tf32:
-        return compute(x1, x2)
-    with allow_tf32():
-        gram = compute(x1, x2)
-    check_tf32(gram, compute, x1, x2, k, trace)
-    return gram
+    if structure is None:
+        check_deterministic(model, what="NTK", per_example=True)
+    # A plain stack's written-out pass runs no module: nothing to put back. Any other forward
+    # may move buffers (a training-mode InstanceNorm or spectral_norm).
+    with contextlib.nullcontext() if structure is not None else buffers_restored(model):
+        param = _first_trainable(model, structure)
+        x1 = _like(x1, param, model)
+        x2 = None if x2 is None else _like(x2, param, model)
+        _check_shapes(x1, x2)
+        plain = plain_uses(structure, x1)
+        if plain is not None and plain.outputs is not None:  # its code says what a trace would
+            k, resolved, use_trace = plain.outputs, "structured", plain
+        else:
+            k = _check_inputs(model, x1)
+            resolved, use_trace = _plan(model, method, x1[:1].clone())
+        acc = param.dtype if accumulate is None else accumulate
+        per_example = bytes_per_example(model, resolved, x1, k, use_trace)
+        steps = None if plain is None or structure is None else structure.steps
+        tf32 = tf32 and param.device.type == "cuda"
+        if not tf32 and _one_pass(steps, x1, x2, k, _tile(memory_budget, per_example)):
+            return plain_gram(steps, x1, trace, acc)  # type: ignore[arg-type]: steps is set
+        compute = _gram_fn(
+            model, resolved, trace, memory_budget, acc, k, per_example, plain is not None, steps
+        )
+        if not tf32:
+            return compute(x1, x2)
+        with allow_tf32():
+            gram = compute(x1, x2)
+        check_tf32(gram, compute, x1, x2, k, trace)
+        return gram
 
 
 def ntk_method(model: nn.Module, x: Tensor, method: str = "auto") -> str:

@@ -51,7 +51,7 @@ import torch
 from torch import Tensor, nn
 
 from gdscope import _checks as check
-from gdscope.functional import params_of
+from gdscope.functional import clone_params, params_of
 from gdscope.training.context import ProbeContext
 from gdscope.training.loop import (
     Trace,
@@ -281,8 +281,8 @@ class Monitor:
     def _first_step(self, t: int) -> None:
         """Take the baselines at the first step; warn when step 0 comes after the weights moved."""
         now = _all_params(self.model)
-        moved = any(not torch.equal(now[k], v) for k, v in self._init_params.items() if k in now)
-        if t == 0 and moved:
+        before = self._init_params.items()
+        if t == 0 and any(not torch.equal(now[k], v) for k, v in before if k in now):
             warnings.warn(
                 "mon.step(0) after the weights moved: a step counts the updates made, so call "
                 "mon.step(0) before the first update and mon.step(t) after the t-th",
@@ -397,4 +397,4 @@ def _count(parameters: list[nn.Parameter]) -> int:
 
 def _all_params(model: nn.Module) -> dict[str, Tensor]:
     """Return a copy of every parameter, frozen ones too (a layer unfrozen later has a start)."""
-    return {name: p.detach().clone() for name, p in model.named_parameters()}
+    return clone_params(dict(model.named_parameters()))
