@@ -3,6 +3,7 @@
 import torch
 
 import gdscope as gs
+from gdscope.probes._reference import dense_hessian
 from gdscope.probes.hessian import sharpness
 
 
@@ -23,6 +24,8 @@ def test_the_scheduled_sharpness_is_the_top_eigenvalue_at_the_edge_of_stability(
     _, reference = trace.series("sharpness_cold")
     assert float(reference.max()) > 3.8  # the run reaches the edge, 2/η = 4
     assert float(abs(warm - reference).max() / reference.max()) < 1e-4
+    exact = float(torch.linalg.eigvalsh(dense_hessian(model, gs.losses.mse, (x, y)))[-1])
+    assert abs(float(warm[-1]) - exact) / exact < 1e-4  # the last checkpoint: the final weights
 
 
 def test_the_hessian_trace_at_a_step_does_not_depend_on_the_schedule():
