@@ -3,6 +3,7 @@
 import json
 import sys
 import textwrap
+import warnings
 
 import pytest
 import torch
@@ -203,7 +204,20 @@ def test_the_rate_check_needs_the_training_sets_lambda_min(project):
 def test_a_singular_gram_has_lambda_min_zero_whatever_the_seed(project, seed, dtype):
     """A duplicated input: λ_min came out ±1e-17 (float32: ±1e-7), 'NTK regime holds' for half
     the seeds; the spectrum comes from a float64 copy of the model."""
-    d = gs.diagnose("dgnets:mlp", "dgnets:duplicated", lr=0.02, steps=20, seed=seed, dtype=dtype)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        d = gs.diagnose(
+            "dgnets:mlp", "dgnets:duplicated", lr=0.02, steps=20, seed=seed, dtype=dtype
+        )
+    # the factory builds float64: a float32 run says it rounds them, a float64 run says nothing
+    assert [str(w.message) for w in caught] == (
+        [
+            "model.factory 'dgnets:mlp' returned float64 parameters, which the trial's dtype float32 "
+            "rounds; set dtype = 'float64' (--dtype float64) to keep them"
+        ]
+        if dtype == "float32"
+        else []
+    )
     assert d.measurements.ntk_lambda_min == 0.0
     assert d.check("ntk_regime").status == "fails"
 

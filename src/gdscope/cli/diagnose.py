@@ -39,7 +39,11 @@ def diagnose(
         int | None, typer.Option(help="mini-batch size; default full batch")
     ] = None,
     arg: Annotated[
-        list[str] | None, typer.Option(help="model factory argument KEY=VALUE (repeatable)")
+        list[str] | None,
+        typer.Option(
+            help="model argument KEY=VALUE (repeatable): a factory's keyword, or a built-in "
+            "kind's option (width=64, depth=2, activation=tanh, parameterization=ntk)"
+        ),
     ] = None,
     data_arg: Annotated[
         list[str] | None, typer.Option(help="data factory argument KEY=VALUE (repeatable)")
@@ -79,8 +83,12 @@ def diagnose(
         _key_values(arg or [], "--arg"),
         _key_values(data_arg or [], "--data-arg"),
     )
+    try:
+        parts = network_parts(model, data, model_args, data_args)
+    except ValueError as err:
+        raise UserError(str(err)) from None
     raw = {
-        **network_parts(model, data, model_args, data_args),
+        **parts,
         "optimizer": {"name": optimizer, "lr": lr, "momentum": momentum},
         "loss": loss,
         "steps": steps,

@@ -48,14 +48,14 @@ def main() -> None:
     Every error ends as one line on stderr: a user error (``error: ...``, exit 2; the lines of a
     study's several problems joined by :func:`one_line`) or a bad flag
     or command (click's usage error with the value given and where the help is, exit 2; no
-    arguments print the help, exit 2). A damaged store is one ``warning: ...`` line
-    (:class:`~gdscope.store.StoreDamaged`).
+    arguments print the help, exit 2). A warning is one ``warning: ...`` line (a
+    damaged store's :class:`~gdscope.store.StoreDamaged` once per message and command).
     """
     from gdscope.store import StoreDamaged, StoreError
 
     with warnings.catch_warnings():
         warnings.simplefilter("default", StoreDamaged)  # once per message and command
-        warnings.showwarning = _one_line_warnings(warnings.showwarning, StoreDamaged)
+        warnings.showwarning = _one_line_warnings(warnings.showwarning, UserWarning)
         try:
             code = app(standalone_mode=False)
         except typer.Abort:

@@ -34,6 +34,7 @@ from gdscope.config import TrialConfig
 from gdscope.config.trial import SHARPNESS_EDGE_OPTIMIZERS
 from gdscope.functional import clone_params, params_of
 from gdscope.optim.registry import param_groups
+from gdscope.probes import refuse_random_modules
 from gdscope.probes.geometry import distance_from_init
 from gdscope.probes.hessian import sharpness
 from gdscope.probes.ntk import kernel_drift, ntk_gram
@@ -114,6 +115,12 @@ class Measurements:
         return None if self.edge_note else self.lr > self.stability_edge
 
 
+_EVAL_FIX = (
+    "diagnose trains and measures the model in the mode its factory returns: return "
+    "model.eval() (no dropout, batch norm on its running statistics) or build it without them"
+)
+
+
 def measure(
     config: TrialConfig,
     *,
@@ -143,6 +150,7 @@ def measure(
     every = every or max(1, config.steps // 20)
     trial = build_trial(config)
     model, loss_fn, (x, y) = trial.model, trial.loss_fn, trial.data
+    refuse_random_modules(model, what="diagnose", noun="network", fix=_EVAL_FIX)
     n = x.shape[0]
     order = torch.randperm(n, generator=torch.Generator().manual_seed(config.seed))
     ntk_x = x[order[:ntk_examples].to(x.device)]

@@ -11,14 +11,14 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from gdscope.config import TrialConfig
+from gdscope.config import ModelConfig, TrialConfig
 from gdscope.diagnose.measure import (
     DEFAULT_HESSIAN_EXAMPLES,
     DEFAULT_NTK_EXAMPLES,
     measure,
 )
 from gdscope.diagnose.verdicts import Diagnosis, judge
-from gdscope.registration import MODEL_REGISTRY
+from gdscope.registration import MODEL_KINDS, MODEL_REGISTRY
 from gdscope.store.runs import RunWriter
 
 __all__ = [
@@ -40,17 +40,22 @@ def network_parts(
     A ``"module:function"`` is a factory (``kind``/``name`` ``"custom"``, with ``args``);
     any other string names a model kind or data set: one registered with
     ``gs.register_model`` / ``gs.register_dataset`` (e.g. by ``gdscope --import``), or a
-    built-in one. A registered model gets ``model_args`` as its ``args``; a named data set gets
-    ``n``, ``d`` and ``seed`` of ``data_args`` as ``data.n``, ``data.d``, ``data.seed`` and
+    built-in one. A registered model gets ``model_args`` as its ``args``, a built-in kind as its
+    options (``width``, ``depth``, ``activation``, ...: fields of ``model``); a named data set
+    gets ``n``, ``d`` and ``seed`` of ``data_args`` as ``data.n``, ``data.d``, ``data.seed`` and
     the rest as ``data.options``.
 
     >>> network_parts("mynets:make_net", "my_data", {"width": 8}, {"n": 32, "noise": 0.1})
     {'model': {'kind': 'custom', 'factory': 'mynets:make_net', 'args': {'width': 8}}, \
 'data': {'name': 'my_data', 'n': 32, 'options': {'noise': 0.1}}}
+    >>> network_parts("mlp", "digits", {"width": 64, "activation": "tanh"})["model"]
+    {'kind': 'mlp', 'width': 64, 'activation': 'tanh'}
     """
     model_args, data_args = dict(model_args or {}), dict(data_args or {})
     if ":" in model:
         model_part: dict[str, Any] = {"kind": "custom", "factory": model, "args": model_args}
+    elif model in MODEL_KINDS and model != "custom":
+        model_part = {"kind": model, **_built_in_options(model, model_args)}
     else:
         model_part = {"kind": model, **({"args": model_args} if model_args else {})}
     if ":" in data:
@@ -58,6 +63,18 @@ def network_parts(
     lifted = {key: data_args.pop(key) for key in ("n", "d", "seed") if key in data_args}
     data_part = {"name": data, **lifted, **({"options": data_args} if data_args else {})}
     return {"model": model_part, "data": data_part}
+
+
+def _built_in_options(kind: str, model_args: dict[str, Any]) -> dict[str, Any]:
+    """Return a built-in kind's options from ``--arg``; refuse a key naming no option."""
+    known = set(ModelConfig.model_fields) - {"kind", "factory", "args"}
+    for key in model_args:
+        if key not in known:
+            raise ValueError(
+                f"--arg {key}: not an option of the built-in model {kind!r}; use one of "
+                f"{', '.join(sorted(known))}"
+            )
+    return model_args
 
 
 def diagnosis_config(

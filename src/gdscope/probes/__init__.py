@@ -9,7 +9,8 @@
   ``spectral_density`` (stochastic Lanczos quadrature).
 * Hessian (:mod:`~gdscope.probes.hessian`): ``sharpness``, ``hessian_topk``, ``power_iteration``,
   ``hessian_trace``, ``hessian_operator`` (``params=`` selects a block); ``allow_batch_statistics``
-  (measure training-mode batch norm on one fixed batch);
+  (measure training-mode batch norm on one fixed batch), ``refuse_random_modules`` (the
+  check every probe runs: no dropout or batch statistics in training mode);
   :mod:`~gdscope.probes.output_hessian`: ``output_hessian_norm``.
 * Gauss–Newton (:mod:`~gdscope.probes.gauss_newton`): ``ggn_sharpness``, ``ggn_operator``.
 * Adaptive methods (:mod:`~gdscope.probes.preconditioned`): ``preconditioned_sharpness``
@@ -27,7 +28,7 @@
 * The probes ``gdscope.train`` schedules by name are in :mod:`gdscope.training` (``PROBES``).
 """
 
-from gdscope.probes._checks import allow_batch_statistics
+from gdscope.probes._checks import allow_batch_statistics, refuse_random_modules
 from gdscope.probes._spare import release_spare
 from gdscope.probes.coord_hooks import CoordCheck, CoordRow, coordinate_check
 from gdscope.probes.gauss_newton import GGNOperator, ggn_operator, ggn_sharpness
@@ -120,6 +121,7 @@ __all__ = [
     "power_iteration",
     "preconditioned_sharpness",
     "preconditioner_diagonal",
+    "refuse_random_modules",
     "release_spare",
     "sharpness",
     "spectral_density",

@@ -117,15 +117,30 @@ def check_deterministic(
 
 
 def refuse_random_modules(
-    model: nn.Module, *, what: str, noun: str = "model", per_example: bool = False
+    model: nn.Module,
+    *,
+    what: str,
+    noun: str = "model",
+    per_example: bool = False,
+    fix: str | None = None,
 ) -> None:
     """Raise if a module of ``model`` draws random masks or normalizes with batch statistics.
 
     The first half of :func:`check_deterministic`, for a probe that builds its graph (which
     would already update batch norm's running statistics) before it evaluates ``fn`` again.
+    ``fix`` replaces the advice for a module in training mode (default: call ``model.eval()``).
+
+    >>> net = nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.5))
+    >>> refuse_random_modules(net, what="my probe")
+    Traceback (most recent call last):
+    ...
+    ValueError: my probe needs a deterministic model: module '1' (Dropout) is in training mode, \
+which draws random masks; call model.eval() (or pass a model without dropout/batch norm in \
+training mode)
+    >>> refuse_random_modules(net.eval(), what="my probe")
     """
     for name, module in model.named_modules():
-        reason = _random_module(module, per_example)
+        reason = _random_module(module, per_example, fix)
         if reason is not None:
             raise ValueError(
                 f"{what} needs a deterministic {noun}: module {name!r} ({type(module).__name__}) "
@@ -133,14 +148,16 @@ def refuse_random_modules(
             )
 
 
-def _random_module(module: nn.Module, per_example: bool = False) -> str | None:
+def _random_module(
+    module: nn.Module, per_example: bool = False, fix: str | None = None
+) -> str | None:
     """Say why ``module`` makes the output random or batch-dependent, or return None.
 
     Also an embedding with ``max_norm``: its forward renormalizes rows of its weight in place,
     so measuring would rewrite the model.
     """
     if isinstance(module, nn.modules.dropout._DropoutNd) and module.training and module.p > 0:
-        return f"is in training mode, which draws random masks; {_FIX}"
+        return f"is in training mode, which draws random masks; {fix or _FIX}"
     if isinstance(module, (nn.Embedding, nn.EmbeddingBag)) and module.max_norm is not None:
         return (
             f"renormalizes rows of its weight in place in every forward (max_norm="
@@ -155,9 +172,9 @@ def _random_module(module: nn.Module, per_example: bool = False) -> str | None:
         if _BATCH_STATISTICS.get():
             return None  # opted in: the statistics of the fixed batch given
         if module.training:
-            return (
-                "is in training mode, which normalizes with batch statistics; "
-                f"{_FIX}, or measure on a fixed batch inside gdscope.probes."
+            return "is in training mode, which normalizes with batch statistics; " + (
+                fix
+                or f"{_FIX}, or measure on a fixed batch inside gdscope.probes."
                 "allow_batch_statistics(model)"
             )
         if module.running_mean is None or module.running_var is None:

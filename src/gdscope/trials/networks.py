@@ -12,6 +12,8 @@ labels, columns for float targets). ``mlp`` and ``two_layer`` read flattened inp
 from __future__ import annotations
 
 import inspect
+import itertools
+import warnings
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
@@ -120,8 +122,24 @@ def _user_model(
         raise ValueError(
             f"{label} returned a {type(net).__name__}, not a torch.nn.Module; return the network"
         )
-    net = net.to(dtype=common["dtype"], device=common["device"])
+    dtype = common["dtype"]
+    wider = sorted(
+        {
+            str(t.dtype).removeprefix("torch.")
+            for t in itertools.chain(net.parameters(), net.buffers())
+            if t.is_floating_point() and torch.finfo(t.dtype).bits > torch.finfo(dtype).bits
+        }
+    )
+    net = net.to(dtype=dtype, device=common["device"])
     _check_output(label, net, x, out_dim)
+    if wider:  # after the checks: a model refused for its output gets the error alone
+        warnings.warn(
+            f"{label} returned {' and '.join(wider)} parameters, which the trial's dtype "
+            f"{str(dtype).removeprefix('torch.')} rounds; set dtype = '{wider[-1]}' "
+            f"(--dtype {wider[-1]}) to keep them",
+            UserWarning,
+            stacklevel=2,
+        )
     return net
 
 
