@@ -25,6 +25,13 @@ in full-batch training, while the preconditioner keeps adapting.
 * RMSprop: ``P = √v_t + ε`` with ``v_t`` the ``square_avg`` state (no bias correction), or
   ``√(v_t − ḡ_t²) + ε`` when ``centered``.
 
+``P`` is the state the optimizer holds when the probe runs: after ``t`` updates, the
+preconditioner of the last update, which has not yet seen the gradient at the current weights. So
+do the authors' own measurements (init2winit's ``make_diag_preconditioner`` reads the stored
+``nu`` and ``count``); the next update's ``P`` also folds in ``g_t²``, which moves ``λ_max`` by a
+few per cent over the first tens of steps (bias corrections ``1 − β₂ᵗ``, ``1 − β₁ᵗ``) and by
+about ``(1 − β₂)/2`` of a relative change per step after.
+
 ``λ_max(P⁻¹H)`` is computed as the top eigenvalue of the symmetric ``P^{-1/2} H P^{-1/2}``
 (similar to ``P⁻¹H``) by Lanczos on Hessian-vector products. ``H`` is the Hessian of
 ``loss_fn`` alone: Adam's coupled ``weight_decay`` λ would add ``λI`` to it, which is not included.
