@@ -29,8 +29,9 @@ in full-batch training, while the preconditioner keeps adapting.
 preconditioner of the last update, which has not yet seen the gradient at the current weights. So
 do the authors' own measurements (init2winit's ``make_diag_preconditioner`` reads the stored
 ``nu`` and ``count``); the next update's ``P`` also folds in ``g_t²``, which moves ``λ_max`` by a
-few per cent over the first tens of steps (bias corrections ``1 − β₂ᵗ``, ``1 − β₁ᵗ``) and by
-about ``(1 − β₂)/2`` of a relative change per step after.
+few per cent over the first tens of steps (bias corrections ``1 − β₂ᵗ``, ``1 − β₁ᵗ``), and
+after them each entry of ``√v`` by about ``(1 − β₂)(g_t²/v_t − 1)/2`` relative (0.05 % at most
+per unit of ``g_t²/v_t`` with Adam's ``β₂ = 0.999``).
 
 ``λ_max(P⁻¹H)`` is computed as the top eigenvalue of the symmetric ``P^{-1/2} H P^{-1/2}``
 (similar to ``P⁻¹H``) by Lanczos on Hessian-vector products. ``H`` is the Hessian of
