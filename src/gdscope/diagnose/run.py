@@ -152,7 +152,7 @@ def diagnose(
         steps: optimizer updates of the run.
         momentum: β for heavy ball and Nesterov (default 0.9).
         batch_size: mini-batch size; default full batch.
-        model_args: keyword arguments of the model factory.
+        model_args: keyword arguments of the model factory, or a built-in kind's options.
         data_args: keyword arguments of the data factory.
         loss: ``auto`` (mse for float targets, cross-entropy for labels), ``mse``, ...
         seed: seeds the model, the data, the batch order and the probe sets.
