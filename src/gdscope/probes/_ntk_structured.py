@@ -34,7 +34,7 @@ from gdscope.models.layers import ScaledConv2d, ScaledLinear
 from gdscope.models.two_layer import TwoLayer
 from gdscope.probes._gram import mirror_upper, upper_gram
 
-from ._ntk_uses import CONV_TYPES
+from ._ntk_uses import CONV_TYPES, closed_form_two_layer
 
 
 @dataclass(frozen=True)
@@ -152,12 +152,16 @@ def module_features(
     working in place, ``Δ = ∂f/∂y`` is taken at the outputs themselves: no zero leaves, no
     additions.
     """
-    if isinstance(model, TwoLayer):
+    if closed_form_two_layer(model):
         return _two_layer_features(model, x)
     calls: dict[nn.Module, list[tuple[Tensor, Tensor]]] = {}
     direct = plain and not any(getattr(m, "inplace", False) for m in model.modules())
 
+    forward = [True]  # a checkpointed block runs its layers again in the backward pass
+
     def hook(module: nn.Module, args: tuple[Tensor, ...], output: Tensor) -> Tensor | None:
+        if not forward[0]:
+            return None
         if direct:
             calls.setdefault(module, []).append((args[0].detach(), output))
             return None
@@ -170,6 +174,7 @@ def module_features(
     try:
         with torch.enable_grad():
             out = model(x)
+            forward[0] = False
             probes = [p for m in calls for _, p in calls[m]]
             grads = iter(_backprop(out, probes))
     finally:

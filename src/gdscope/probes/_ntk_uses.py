@@ -3,7 +3,7 @@ r"""Which models the structured NTK covers: supported layers, and a traced forwa
 The structured identity ``∂f/∂θ_ℓ = α Σ_p Δ_p H_pᵀ`` (:mod:`gdscope.probes._ntk_structured`;
 Novak, Sohl-Dickstein & Schoenholz 2022) holds for a parameter only when its own layer's stock
 ``forward`` is the one op that reads it, once per call. :func:`unsupported_modules` checks the
-module types; :func:`traced_forward` runs the model once on one example under a
+module types; :func:`traced_forward` runs the model once on two copies of one example under a
 ``TorchFunctionMode`` that sees every op and reports any other read, and, in the same pass, counts
 the per-example size of the features the structured path will hold (layer inputs and outputs), so
 that :func:`gdscope.probes.ntk_gram` plans its tiles without a forward and backward of its own.
@@ -17,6 +17,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import pairwise
+from typing import TypeGuard
 
 import torch
 from torch import Tensor, nn
@@ -41,7 +42,7 @@ def unsupported_modules(model: nn.Module) -> list[str]:
     """
     if global_hooks():
         return ["<every module> (global module hooks are registered)"]
-    if isinstance(model, TwoLayer):
+    if closed_form_two_layer(model):
         return []
     bad, owners = [], {}
     for name, module in model.named_modules():
@@ -112,6 +113,7 @@ class _UseTracer(TorchFunctionMode):
         self.calls = 0
         self.read: set[tuple[int, int]] = set()  # (module call, parameter) pairs seen
         self.problems: list[str] = []
+        self.inputs: list[tuple[str, Tensor, int]] = []  # (layer, its input, the input's version)
         self.input_numel = 0
         self.output_numel = 0
 
@@ -125,7 +127,14 @@ class _UseTracer(TorchFunctionMode):
         if not trainable or not isinstance(output, Tensor):
             return
         given = args[0] if args and isinstance(args[0], Tensor) else None
-        rows = {output.shape[0] if output.ndim else 0, 2 if given is None else given.shape[0]}
+        if given is None:  # the structured path reads a layer's input as its first argument
+            self.problems.append(
+                f"{self.module_name[id(module)]} is called without its input as the first "
+                "positional argument (a keyword input)"
+            )
+            return
+        self.inputs.append((self.module_name[id(module)], given, given._version))
+        rows = {output.shape[0] if output.ndim else 0, given.shape[0]}
         if rows != {2}:  # traced on two copies of one example: they are not along axis 0 here
             self.problems.append(
                 f"{self.module_name[id(module)]} sees {sorted(rows)} rows on axis 0 for two "
@@ -194,6 +203,9 @@ def traced_forward(model: nn.Module, x: Tensor) -> UseTrace:
     finally:
         for handle in handles:
             handle.remove()
+    for name, given, version in tracer.inputs:  # the structured path keeps them by reference
+        if given._version != version:
+            tracer.problems.append(f"the input of {name} is written in place after {name} reads it")
     problems = list(dict.fromkeys(tracer.problems))
     return UseTrace(problems, tracer.input_numel, tracer.output_numel)
 
@@ -203,7 +215,7 @@ def uncovered_uses(model: nn.Module, x: Tensor) -> list[str]:
 
     See :func:`traced_forward` (``TwoLayer``, whose NTK has its own closed form, has none).
     """
-    if isinstance(model, TwoLayer):
+    if closed_form_two_layer(model):
         return []
     return traced_forward(model, x).problems
 
@@ -370,6 +382,11 @@ def is_stock(module: nn.Module) -> bool:
     return hookless(module) and all(
         p is None or type(p) is nn.Parameter for p in module._parameters.values()
     )
+
+
+def closed_form_two_layer(model: nn.Module) -> TypeGuard[TwoLayer]:
+    """Whether ``model`` is a stock :class:`TwoLayer` (NTK in closed form): no subclass or hook."""
+    return type(model) is TwoLayer and hookless(model) and not global_hooks()
 
 
 def hookless(module: nn.Module) -> bool:

@@ -18,8 +18,6 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from gdscope.models.two_layer import TwoLayer
-
 from . import _ntk_jacobian as jac
 from . import _ntk_structured as st
 from ._checks import buffers_restored, check_deterministic
@@ -38,6 +36,7 @@ from ._ntk_tiling import bytes_per_example, features_fn, tiled
 from ._ntk_uses import (
     PlainStack,
     UseTrace,
+    closed_form_two_layer,
     plain_stack,
     plain_structure,
     plain_uses,
@@ -265,7 +264,7 @@ def _plan(model: nn.Module, method: str, x: Tensor) -> tuple[str, UseTrace | Non
         )
     if unsupported:
         return "jacobian", None
-    if isinstance(model, TwoLayer):  # its own closed form: nothing to trace
+    if closed_form_two_layer(model):  # its own closed form: nothing to trace
         return "structured", None
     use_trace = traced_forward(model, x)
     uncovered = use_trace.problems

@@ -1,0 +1,115 @@
+"""Models on which ``ntk_gram``'s structured path was silently wrong or crashed (found by an
+adversarial review against per-example autograd): each is now exact or refused by name."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from gdscope.models import two_layer
+from gdscope.probes._reference import dense_ntk
+from gdscope.probes.ntk import ntk_gram, ntk_method
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm())
+
+
+def _two_layer() -> nn.Module:
+    return two_layer(d_in=4, width=16, seed=0, train_outer=True, dtype=torch.float64)
+
+
+class Shifted(type(_two_layer())):
+    """Du et al.'s net with a term of its own: the closed form does not know it."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x) + 0.1 * (x @ self.weight.T).sum(-1, keepdim=True)
+
+
+@pytest.mark.parametrize("change", ["output hook", "input pre-hook", "subclass"])
+def test_two_layer_with_a_hook_or_its_own_forward_leaves_the_closed_form(change):
+    """Any TwoLayer took its closed form: 0.89, 0.75, 0.11 off with these changes."""
+    net = _two_layer()
+    x = torch.randn(5, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert ntk_method(net, x) == "structured"
+    assert _rel(ntk_gram(net, x), dense_ntk(net, x)) < 1e-12
+    if change == "output hook":
+        net.register_forward_hook(lambda mod, inp, out: 3.0 * out)
+    elif change == "input pre-hook":
+        net.register_forward_pre_hook(lambda mod, inp: (2.0 * inp[0],))
+    else:
+        net.__class__ = Shifted
+    assert ntk_method(net, x) == "jacobian"
+    assert _rel(ntk_gram(net, x), dense_ntk(net, x)) < 1e-12
+    with pytest.raises(ValueError, match="method='structured' supports only"):
+        ntk_gram(net, x, method="structured")
+
+
+class InputScaledInPlace(nn.Module):
+    """Scales its input in place after the first layer has read it (the structured path kept a
+    reference to that input and read the doubled one: 0.99 off)."""
+
+    def __init__(self, inplace: bool = True) -> None:
+        super().__init__()
+        self.l1, self.l2, self.inplace = nn.Linear(8, 8), nn.Linear(8, 2), inplace
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.l1(x)
+        x = x.mul_(2) if self.inplace else 2 * x
+        return self.l2(torch.tanh(y)) + x[:, :2]
+
+
+def test_a_layer_input_written_in_place_afterwards_is_not_structured():
+    torch.manual_seed(1)
+    net = InputScaledInPlace().double()
+    x = torch.randn(4, 8, dtype=torch.float64)
+    assert ntk_method(net, x) == "jacobian"
+    with pytest.raises(ValueError, match="the input of l1 is written in place after l1 reads it"):
+        ntk_gram(net, x.clone(), method="structured")
+    twin = InputScaledInPlace(inplace=False).double()
+    twin.load_state_dict(net.state_dict())
+    assert ntk_method(twin, x) == "structured"
+    assert _rel(ntk_gram(twin, x), dense_ntk(twin, x)) < 1e-12
+
+
+class KeywordCall(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.l1, self.l2 = nn.Linear(8, 8), nn.Linear(8, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.l2(input=torch.tanh(self.l1(input=x)))
+
+
+def test_a_layer_called_with_a_keyword_input_is_not_structured():
+    """The structured hooks read ``args[0]``: an IndexError."""
+    torch.manual_seed(2)
+    net = KeywordCall().double()
+    x = torch.randn(4, 8, dtype=torch.float64)
+    assert ntk_method(net, x) == "jacobian"
+    assert _rel(ntk_gram(net, x), dense_ntk(net, x)) < 1e-12
+    with pytest.raises(ValueError, match="l1 is called without its input as the first positional"):
+        ntk_gram(net, x, method="structured")
+
+
+class Checkpointed(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.l1, self.l3 = nn.Linear(8, 8), nn.Linear(8, 2)
+        self.block = nn.Sequential(nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 8))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = checkpoint(self.block, torch.tanh(self.l1(x)), use_reentrant=False)
+        return self.l3(torch.tanh(h))
+
+
+def test_activation_checkpointing_is_structured_and_exact():
+    """The block's layers ran again in the backward pass and the hooks recorded them twice
+    ("Sizes of tensors must match")."""
+    torch.manual_seed(3)
+    net = Checkpointed().double()
+    x = torch.randn(5, 8, dtype=torch.float64)
+    assert ntk_method(net, x) == "structured"
+    assert _rel(ntk_gram(net, x), dense_ntk(net, x)) < 1e-12
