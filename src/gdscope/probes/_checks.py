@@ -12,12 +12,16 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor, nn
+from torch.utils._pytree import tree_map
 
 from gdscope.functional import Params
 
+X = TypeVar("X")
+Y = TypeVar("Y")
 _BATCH_STATISTICS: ContextVar[bool] = ContextVar("gdscope_batch_statistics", default=False)
 
 
@@ -114,6 +118,53 @@ def check_deterministic(
             f"{what} needs a deterministic loss: two evaluations at the same parameters gave "
             f"{first.item()!r} and {second.item()!r}; {_FIX}"
         )
+
+
+def refuse_kept_parameters(
+    model: nn.Module, fn: Callable[[Params], Tensor], params: Mapping[str, Tensor], what: str
+) -> None:
+    """Raise if ``fn`` at copies of ``params`` still reads the model's own tensor of one of them.
+
+    The probes differentiate at copies of the parameters put into the modules
+    (:func:`gdscope.functional.apply`): a tensor computed from a parameter once and kept (a
+    view ``self.w_t = self.lin.weight.t()`` made at construction), or a parameter read inside
+    ``loss_fn``, is not the copy, so every derivative through it would be silently missing.
+    ``fn`` (the loss or output of a few examples) is evaluated once with a graph, which is
+    searched for the parameters' own leaves.
+    """
+    own = {id(p): name for name, p in model.named_parameters() if name in params}
+    leaves = {name: t.detach().requires_grad_(True) for name, t in params.items()}
+    with torch.enable_grad():
+        value = fn(leaves)
+    seen: set[object] = set()
+    stack = [value.grad_fn] if isinstance(value, Tensor) else []
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        name = own.get(id(getattr(node, "variable", None)))
+        if name is not None:
+            raise ValueError(
+                f"{what}: parameter {name!r} is read other than through the modules' parameters "
+                "(a tensor computed from it once and kept, e.g. self.w_t = self.lin.weight.t() in "
+                "__init__, or the parameter read inside loss_fn), which the probes cannot "
+                "differentiate; compute such a tensor inside forward, and leave a penalty out "
+                "of loss_fn (λ/2·‖θ‖² on every parameter adds λ to each Hessian eigenvalue)"
+            )
+        stack.extend(next_node for next_node, _ in node.next_functions)
+
+
+def few_examples(batch: tuple[X, Y], k: int = 2) -> tuple[X, Y]:
+    """Return the first ``k`` examples of ``(x, y)`` (tensors or tuples of them), inputs copied."""
+    x, y = batch
+    return tree_map(lambda t: _first(t, k, copy=True), x), tree_map(lambda t: _first(t, k), y)
+
+
+def _first(t: object, k: int, copy: bool = False) -> Any:
+    if not isinstance(t, Tensor):
+        return t
+    return t[:k].clone() if copy else t[:k]
 
 
 def refuse_random_modules(

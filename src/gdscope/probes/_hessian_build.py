@@ -16,7 +16,13 @@ from torch import Tensor, nn
 
 from gdscope._checks import positive_int
 from gdscope.functional import LossFn, Params, loss_at
-from gdscope.probes._checks import check_deterministic, refuse_random_modules, uses_batch_statistics
+from gdscope.probes._checks import (
+    check_deterministic,
+    few_examples,
+    refuse_kept_parameters,
+    refuse_random_modules,
+    uses_batch_statistics,
+)
 from gdscope.probes._data_span import DataSpan, data_span
 from gdscope.probes._differentiating import differentiating_operator
 from gdscope.probes._hvp import HessianOperator, Scalar, Term
@@ -63,6 +69,8 @@ def build_operator(
     refuse_wrong_second_derivatives(model, what=what)
     op = HessianOperator(selected, terms, cache=chunk_size is None or cache_chunks)
     check_deterministic(model, what=what, fn=terms[0].fn, params=selected, value=op.first_value)
+    few = few_examples((x, y))
+    refuse_kept_parameters(model, lambda p: loss_at(model, p, loss_fn, few), selected, what)
     return op
 
 

@@ -15,8 +15,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from gdscope.functional import LossFn, apply, flatten, loss_and_grad
-from gdscope.probes._checks import buffers_restored, refuse_random_modules
+from gdscope.functional import LossFn, apply, flatten, loss_and_grad, loss_at
+from gdscope.probes._checks import (
+    buffers_restored,
+    few_examples,
+    refuse_kept_parameters,
+    refuse_random_modules,
+)
 
 RELU_TYPES: tuple[type[nn.Module], ...] = (nn.ReLU, nn.LeakyReLU, nn.PReLU, nn.RReLU)
 
@@ -37,8 +42,12 @@ def loss_and_grad_norm(
 ) -> tuple[float, float]:
     """Return ``(L(θ), ‖∇L(θ)‖₂)`` from one reverse pass (the inputs of :func:`pl_ratio`)."""
     refuse_random_modules(model, what="gradient_norm", noun="loss")
+    few = few_examples(batch)
     with buffers_restored(model):
         loss, grads = loss_and_grad(model, params, loss_fn, batch)
+        refuse_kept_parameters(
+            model, lambda p: loss_at(model, p, loss_fn, few), params, "gradient_norm"
+        )
     return float(loss), float(torch.linalg.vector_norm(flatten(grads)))
 
 

@@ -18,9 +18,11 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from gdscope.functional import apply
+
 from . import _ntk_jacobian as jac
 from . import _ntk_structured as st
-from ._checks import buffers_restored, check_deterministic
+from ._checks import buffers_restored, check_deterministic, refuse_kept_parameters
 from ._gram import blas_threads_like_torch, uses_syrk
 from ._ntk_plain import plain_gram
 from ._ntk_spectral import (
@@ -145,6 +147,8 @@ def ntk_gram(
             k, resolved, use_trace = plain.outputs, "structured", plain
         else:
             k = _check_inputs(model, x1)
+            if structure is None:  # a plain stack's code reads nothing kept
+                _refuse_kept(model, x1[:2].clone())
             resolved, use_trace = _plan(model, method, x1[:1].clone())
         acc = param.dtype if accumulate is None else accumulate
         per_example = bytes_per_example(model, resolved, x1, k, use_trace)
@@ -274,6 +278,12 @@ def _plan(model: nn.Module, method: str, x: Tensor) -> tuple[str, UseTrace | Non
             f"trainable parameters: {uncovered}. Use method='jacobian' (or 'auto')."
         )
     return ("jacobian", None) if uncovered else ("structured", use_trace)
+
+
+def _refuse_kept(model: nn.Module, few: Tensor) -> None:
+    """Refuse a parameter read through a tensor kept from it (no route would see that read)."""
+    trainable = {name: p for name, p in model.named_parameters() if p.requires_grad}
+    refuse_kept_parameters(model, lambda p: apply(model, p, few), trainable, "NTK")
 
 
 def _first_trainable(model: nn.Module, structure: PlainStack | None) -> Tensor:
