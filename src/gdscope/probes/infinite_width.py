@@ -32,7 +32,9 @@ or ``w_ℓ`` depends on the width: pass ``width`` for the Gaussian-limit kernel 
 
 Expectations. ReLU and identity are closed form (the arc-cosine kernels of Cho & Saul 2009, with
 ``ρ = cos θ``): ``E[σ(u)σ(v)] = \sqrt{k_{11}k_{22}}\,(\sin θ + (π − θ)\cos θ)/(2π)``,
-``E[σ'(u)σ'(v)] = (π − θ)/(2π)``. Otherwise (``"auto"``, where it is resolved) the tensor
+``E[σ'(u)σ'(v)] = (π − θ)/(2π)``; so is GELU (Tsuchida et al. 2021, the form of
+neural-tangents' ``stax.Gelu``: :func:`~gdscope.probes._gaussian_expectations._gelu_closed`).
+Otherwise (``"auto"``, where it is resolved) the tensor
 Gauss–Hermite rule (probabilists' nodes, ``scipy.special.roots_hermitenorm``) on ``u = \sqrt{k_{11}} z_1``,
 ``v = \sqrt{k_{22}}(ρ z_1 + \sqrt{1-ρ^2} z_2)``: spectral for smooth ``σ`` (tanh, GELU,
 softplus) while the nodes resolve ``σ``'s scale 1 in ``u``, i.e. ``1/\sqrt{k}`` in ``z``, so
@@ -54,7 +56,7 @@ stops resolving smooth activations as the variance grows. ``"auto"`` takes Gauss
 its error, measured against the graded rule with 16 nodes per panel at the largest variance met
 (:func:`~gdscope.probes._gaussian_expectations.quadrature_error`), is below
 ``QUADRATURE_TOL/100``, and the graded rule otherwise. An explicit rule whose error is not that
-small is recomputed by the reference (the closed form for ReLU and identity), and a
+small is recomputed by the reference (the closed form for ReLU, identity and GELU), and a
 ``RuntimeWarning`` gives the kernels' actual difference where it exceeds
 :data:`QUADRATURE_TOL`. The expectations themselves are in
 :mod:`gdscope.probes._gaussian_expectations`, the recursion in
@@ -245,7 +247,7 @@ def ntk_infinite(
         width: the width at which to evaluate width-dependent layer constants (needed for all
             but ``ntk``).
         base_width: μP's and mean-field's base width, as in ``mlp``.
-        method: ``"auto"`` (closed form for ReLU and identity, else ``"hermite"`` where it is
+        method: ``"auto"`` (closed form for ReLU, identity and GELU, else ``"hermite"`` where it is
             resolved to ``QUADRATURE_TOL/100`` at the largest variance met, else
             ``"graded"``), ``"closed"``, ``"graded"``, ``"polar"`` or ``"hermite"``.
         nodes: quadrature nodes per dimension of ``"hermite"`` (per arc for ``"polar"``'s
