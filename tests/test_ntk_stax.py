@@ -113,7 +113,9 @@ def test_closed_form_kernels_equal_stax_at_every_input_scale_and_depth(activatio
     for scale in (0.5, 2.0, 3.0, 10.0):
         for depth in (2, 4):
             theirs = _stax_kernels(_stax_kernel_fn(depth, activation, True), scale * x1, scale * x2)
-            ours = gs.probes.ntk_infinite(scale * x1, scale * x2, depth=depth, activation=activation)
+            ours = gs.probes.ntk_infinite(
+                scale * x1, scale * x2, depth=depth, activation=activation
+            )
             for name, a, b in zip(("nngp", "ntk"), ours, theirs, strict=True):
                 err = float(np.abs(a - b).max() / np.abs(b).max())
                 assert err < 1e-12, (scale, depth, name, err)

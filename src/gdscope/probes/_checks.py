@@ -167,6 +167,31 @@ def _first(t: object, k: int, copy: bool = False) -> Any:
     return t[:k].clone() if copy else t[:k]
 
 
+def refuse_coupled_examples(model: nn.Module, few: Tensor, what: str) -> None:
+    """Refuse a model whose output for one example depends on the others in its batch.
+
+    The NTK is per example, ``K(x, x') = ∂f(x)/∂θ · ∂f(x')/∂θ``: a forward that mixes the
+    examples (a mean or a cumulative sum over axis 0) has no such kernel, and each of its routes
+    would give a different wrong one. Two examples are run together and one at a time.
+    """
+    if few.shape[0] < 2:
+        return
+    with torch.no_grad():
+        together = model(few.clone())
+        alone = torch.cat([model(few[i : i + 1].clone()) for i in range(2)])
+    if not isinstance(together, Tensor) or together.shape != alone.shape:
+        return  # the model's own output checks (_check_inputs) speak for these
+    tol = 1e-4 if together.dtype in (torch.float16, torch.bfloat16, torch.float32) else 1e-10
+    gap = float((together - alone).abs().max())
+    if gap > tol * max(float(alone.abs().max()), 1e-30):
+        raise ValueError(
+            f"{what}: the model's output for an example depends on the other examples in its batch "
+            f"(two examples run together and one at a time differ by {gap:.3g}), e.g. a mean or "
+            "cumulative sum over axis 0; the NTK is a per-example kernel, so measure a model "
+            "whose examples do not interact"
+        )
+
+
 def refuse_random_modules(
     model: nn.Module,
     *,

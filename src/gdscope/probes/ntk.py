@@ -22,7 +22,12 @@ from gdscope.functional import apply
 
 from . import _ntk_jacobian as jac
 from . import _ntk_structured as st
-from ._checks import buffers_restored, check_deterministic, refuse_kept_parameters
+from ._checks import (
+    buffers_restored,
+    check_deterministic,
+    refuse_coupled_examples,
+    refuse_kept_parameters,
+)
 from ._gram import blas_threads_like_torch, uses_syrk
 from ._ntk_plain import plain_gram
 from ._ntk_spectral import (
@@ -147,8 +152,10 @@ def ntk_gram(
             k, resolved, use_trace = plain.outputs, "structured", plain
         else:
             k = _check_inputs(model, x1)
-            if structure is None:  # a plain stack's code reads nothing kept
-                _refuse_kept(model, x1[:2].clone())
+            if structure is None:  # a plain stack's code reads nothing kept, couples nothing
+                few = x1[:2] if x1.shape[0] > 1 or x2 is None else torch.cat([x1[:1], x2[:1]])
+                _refuse_kept(model, few.clone())
+                refuse_coupled_examples(model, few, "NTK")
             resolved, use_trace = _plan(model, method, x1[:1].clone())
         acc = param.dtype if accumulate is None else accumulate
         per_example = bytes_per_example(model, resolved, x1, k, use_trace)
