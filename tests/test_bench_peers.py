@@ -186,6 +186,10 @@ def test_bench_peers_passes_its_workloads_and_device_to_the_peers_script(monkeyp
     calls.clear()
     assert run_cli(monkeypatch, capsys, "bench", "--peers", "--small", "--only", "ntk")[0] == 0
     assert calls[0][2:] == ["--small", "--only", "ntk"]
+    calls.clear()  # --rounds was refused as no such option, though the script has it
+    args = ["bench", "--peers", "--small", "--only", "ntk", "--rounds", "3"]
+    assert run_cli(monkeypatch, capsys, *args)[0] == 0
+    assert calls[0][2:] == ["--small", "--only", "ntk", "--rounds", "3"]
 
 
 def test_bench_runs_each_anchor_script_once_with_its_flags(monkeypatch, capsys):
@@ -212,6 +216,8 @@ def test_bench_runs_each_anchor_script_once_with_its_flags(monkeypatch, capsys):
         (["--only", "sharpness"], "add --peers"),
         (["--only", "ntk", "--device", "gpu"], "--device: got 'gpu'"),
         (["--only", "ntk", "--device", ""], "--device: got ''"),
+        (["--only", "ntk", "--rounds", "3"], "--rounds: got 3; it sets the rounds of --peers"),
+        (["--peers", "--only", "ntk", "--rounds", "0"], "--rounds: got 0; a positive count"),
     ],
 )
 def test_bench_refuses_in_one_line_and_runs_nothing(monkeypatch, capsys, args, message):

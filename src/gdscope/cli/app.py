@@ -89,13 +89,15 @@ def check_device(device: str) -> None:
     try:
         dev = torch.device(device)
     except RuntimeError:
-        raise UserError(f"device: unknown device {device!r}; accepted: cpu, cuda, cuda:N") from None
+        raise UserError(
+            f"--device: unknown device {device!r}; accepted: cpu, cuda, cuda:N"
+        ) from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device: {device!r} requested but CUDA is not available here; use cpu")
+        raise UserError(f"--device: {device!r} requested but CUDA is not available here; use cpu")
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
         raise UserError(
-            f"device: {device!r} requested but torch sees {torch.cuda.device_count()} GPU(s); "
+            f"--device: {device!r} requested but torch sees {torch.cuda.device_count()} GPU(s); "
             "use cuda:0 … or cpu"
         )
     if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise UserError(f"device: {device!r} requested but MPS is not available here; use cpu")
+        raise UserError(f"--device: {device!r} requested but MPS is not available here; use cpu")

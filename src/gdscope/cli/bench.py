@@ -39,6 +39,9 @@ def bench(
             "runs the NTK peers on the GPU"
         ),
     ] = False,
+    rounds: Annotated[
+        int | None, typer.Option(help="with --peers: timed rounds per method (default 5)")
+    ] = None,
 ) -> None:
     """Time gdscope against the anchor methods; print one JSON line per measurement.
 
@@ -58,8 +61,12 @@ def bench(
     chosen = list(dict.fromkeys(only or []))  # each once, in the order given
     if device is not None:
         _check_bench_device(device)
+    if rounds is not None and (not peers or rounds < 1):
+        fix = "a positive count" if peers else "it sets the rounds of --peers; add --peers"
+        raise UserError(f"--rounds: got {rounds}; {fix}")
     if peers:
-        runs = [_peer_run(peer_script, folder, small, device, chosen)]
+        script, args = _peer_run(peer_script, folder, small, device, chosen)
+        runs = [(script, args + (["--rounds", str(rounds)] if rounds else []))]
     else:
         for name in chosen:
             if name not in names:

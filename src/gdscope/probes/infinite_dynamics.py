@@ -20,8 +20,6 @@ from, so the network must be a plain random gdscope ``mlp``; the scale of ``Θ``
 (the step is ``ηΘ/n``), where kernel regression's ``Θ_* Θ^{-1}`` does not see it.
 
 >>> import torch
-
-from gdscope import _checks as check
 >>> from gdscope.models import mlp
 >>> net = mlp(3, 8, depth=2, parameterization="ntk", seed=0, dtype=torch.float64)
 >>> x, y = torch.eye(3, dtype=torch.float64), torch.zeros(3, 1, dtype=torch.float64)
