@@ -165,3 +165,22 @@ def test_piped_output_has_no_progress_and_json_stays_json():
     assert json.loads(out.stdout)["steps"] == 25
     assert "steps" not in out.stderr and "━" not in out.stderr, out.stderr
     assert "━" not in out.stdout
+
+
+def test_the_table_shows_the_hessian_density_as_its_top_node_and_negative_mass(
+    monkeypatch, capsys
+):
+    """``--probe hessian_density=5`` printed no column (its records are a family of nodes and
+    weights); the top node is the sharpness, the mass below zero a fraction."""
+    from _helpers import run_cli
+
+    args = ["train", "--data", "sphere", "--n", "32", "--d", "4", "--lr", "0.02", "--steps", "10"]
+    args += ["--probe", "hessian_density=5", "--probe", "sharpness=5", "--dtype", "float64"]
+    code, out, err = run_cli(monkeypatch, capsys, *args)
+    assert code == 0, err
+    header, *rows = [line.split() for line in out.splitlines()[:4]]
+    assert header[:3] == ["step", "loss", "sharpness"] and "top" in header and "mass" in header
+    for row in rows:
+        _, _, sharpness, top, negative = row
+        assert abs(float(top) - float(sharpness)) <= 1e-3 * float(sharpness), row
+        assert 0.0 <= float(negative) < 1.0

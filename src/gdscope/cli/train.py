@@ -8,6 +8,7 @@ and ``gdscope verify-probes`` checks the fast probes against dense float64 oracl
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -17,6 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from gdscope.cli.app import UserError, check_device, fmt, stderr, stdout
+from gdscope.training.curvature import DENSITY_FAMILY
 
 
 def _key_values(items: list[str], what: str) -> dict[str, Any]:
@@ -270,19 +272,41 @@ def _validated(cls: Any, raw: dict[str, Any]) -> Any:
         raise UserError(format_errors(err, cls, raw).replace("\n", "; ")) from None
 
 
+def _density_summary(records: dict[str, Any]) -> dict[str, dict[int, float]]:
+    """Return ``hessian_density`` as two columns: its top node (≈ λ_max), its mass below 0.
+
+    The mass below zero is the weights of the negative nodes, averaged over the probe vectors.
+    """
+    nodes = {m: r for m, r in records.items() if m.startswith(DENSITY_FAMILY + "node_")}
+    if not nodes:
+        return {}
+    top: dict[int, float] = {}
+    negative: dict[int, float] = {}
+    probes = {m.split("_")[-2] for m in nodes}
+    for name, (steps, values) in nodes.items():
+        weights = dict(zip(*records[name.replace("/node_", "/weight_")], strict=True))
+        for step, value in zip(steps, values, strict=True):
+            top[step] = max(top.get(step, -math.inf), value)
+            below = weights[step] / len(probes) if value < 0 else 0.0
+            negative[step] = negative.get(step, 0.0) + below
+    return {"density top node": top, "density mass < 0": negative}
+
+
 def _trace_table(trace: Any, rows: int = 12, wide: int = 5) -> Table:
     """Tabulate the global metrics at up to ``rows`` checkpoints of the sparsest schedule.
 
     With more than ``wide`` metrics the table is transposed (one row per metric) so that it fits.
     """
     metrics = [m for m in trace.metrics if "/" not in m]
-    recorded = [trace.records[m][0] for m in metrics]
+    lookup = {m: dict(zip(*trace.records[m], strict=True)) for m in metrics}
+    lookup.update(_density_summary(trace.records))
+    metrics = list(lookup)
+    recorded = [list(lookup[m]) for m in metrics]
     sparsest = min(recorded, key=len) if recorded else []
     steps = sorted(set(sparsest) if len(sparsest) > 1 else {s for r in recorded for s in r})
     limit = rows if len(metrics) <= wide else 5
     if len(steps) > limit:
         steps = sorted({steps[round(i * (len(steps) - 1) / (limit - 1))] for i in range(limit)})
-    lookup = {m: dict(zip(*trace.records[m], strict=True)) for m in metrics}
     if len(metrics) <= wide:
         table = Table("step", *metrics, box=None, header_style="bold")
         for step in steps:
