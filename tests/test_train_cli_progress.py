@@ -167,9 +167,7 @@ def test_piped_output_has_no_progress_and_json_stays_json():
     assert "━" not in out.stdout
 
 
-def test_the_table_shows_the_hessian_density_as_its_top_node_and_negative_mass(
-    monkeypatch, capsys
-):
+def test_the_table_shows_the_hessian_density_as_its_top_node_and_negative_mass(monkeypatch, capsys):
     """``--probe hessian_density=5`` printed no column (its records are a family of nodes and
     weights); the top node is the sharpness, the mass below zero a fraction."""
     from _helpers import run_cli
