@@ -87,7 +87,7 @@ def test_verify_probes_passes_and_prints_every_check():
     out = _gdscope("verify-probes", "--dtype", "float32", "--seed", "1")
     assert out.returncode == 0, out.stdout + out.stderr
     assert "0 failed" in out.stdout
-    for quantity in ("ntk_gram", "hvp", "sharpness", "linearized f"):
+    for quantity in ("ntk_gram", "hvp", "sharpness", "ggn λ_max", "preconditioned λ_max"):
         assert quantity in out.stdout
 
 

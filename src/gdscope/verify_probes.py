@@ -4,7 +4,11 @@ For each case (a freshly drawn network and data) it compares
 
 * ``ntk_gram`` (structured or generic path) with ``_reference.dense_ntk``,
 * the Hessian-vector product with ``_reference.dense_hessian`` times a random vector,
-* ``sharpness`` (Lanczos) with the top eigenvalue of the dense Hessian,
+* ``sharpness`` (Lanczos) with the top eigenvalue of the dense Hessian, and on the block of the
+  first parameter (``params=``) with the top eigenvalue of that block,
+* ``ggn_sharpness`` with the top eigenvalue of the dense Gauss–Newton matrix ``Jᵀ H_F J``,
+* ``preconditioned_sharpness`` after one Adam step with the top eigenvalue of the dense
+  ``P^{-1/2} H P^{-1/2}`` (``P`` read from the optimizer's state as torch applies it),
 * ``ntk_spectrum`` with ``eigvalsh`` of the dense NTK,
 * ``linearized_prediction`` with ``f₀ + J₀ Δθ`` from the dense Jacobian,
 
@@ -15,7 +19,7 @@ Lanczos eigenvalues (both dtypes; fp32 products bound it at about 1e-6 of ‖H�
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 import torch
@@ -24,9 +28,12 @@ from torch import Tensor, nn
 from gdscope import losses, models
 from gdscope.functional import clone_params, flatten, params_of
 from gdscope.probes import _reference as ref
+from gdscope.probes import _reference_extra as extra
+from gdscope.probes.gauss_newton import ggn_sharpness
 from gdscope.probes.hessian import hessian_operator, sharpness
 from gdscope.probes.linearization import linearized_prediction
 from gdscope.probes.ntk import ntk_gram, ntk_spectrum
+from gdscope.probes.preconditioned import preconditioned_sharpness
 
 EXACT_TOL = {torch.float64: 1e-10, torch.float32: 1e-5}
 LANCZOS_TOL = 1e-6
@@ -144,12 +151,13 @@ def _checks_for(name: str, model: nn.Module, x: Tensor, seed: int) -> list[Check
     top = float(torch.linalg.eigvalsh(hessian)[-1])
     value = sharpness(model, losses.mse, (x, y), tol=1e-8)
     out.append(Check(name, "sharpness", abs(value - top) / abs(top), LANCZOS_TOL))
+    jac = ref.dense_jacobian(model, x)
+    out.extend(_curvature_checks(name, model, (x, y), hessian, jac))
 
     init = clone_params(params_of(model))
     moved = {
         k: t + 0.01 * torch.randn(t.shape, generator=gen, dtype=t.dtype) for k, t in init.items()
     }
-    jac = ref.dense_jacobian(model, x)
     expected = (
         ref.float64_copy(model)(x.double()).reshape(-1)
         + jac @ (flatten(moved) - flatten(init)).double()
@@ -159,10 +167,55 @@ def _checks_for(name: str, model: nn.Module, x: Tensor, seed: int) -> list[Check
     return out
 
 
-def verify_probes(dtype: torch.dtype = torch.float64, seed: int = 0) -> list[Check]:
-    """Run every check on freshly drawn nets; return the list of ``Check`` results."""
+def _curvature_checks(
+    name: str, model: nn.Module, batch: tuple[Tensor, Tensor], hessian: Tensor, jac: Tensor
+) -> list[Check]:
+    """Compare the block, Gauss–Newton and preconditioned top eigenvalues with dense ones.
+
+    ``hessian`` and ``jac`` are the dense float64 Hessian and Jacobian at the model's weights;
+    Adam's state comes from one step at learning rate 0 (the weights stay where they are).
+    """
+    first = next(n for n, p in model.named_parameters() if p.requires_grad)
+    block = extra.block_index(model, [first])
+    ggn = jac.T @ extra.dense_loss_output_hessian(model, losses.mse, batch) @ jac
+    adam = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=0.0)
+    losses.mse(model(batch[0]), batch[1]).backward()
+    adam.step()
+    model.zero_grad(set_to_none=True)
+    scale = extra.dense_preconditioner(model, adam).rsqrt()
+    pairs = {
+        "sharpness, one block": (
+            sharpness(model, losses.mse, batch, tol=1e-8, params=[first]),
+            hessian[block][:, block],
+        ),
+        "ggn λ_max": (ggn_sharpness(model, losses.mse, batch, tol=1e-8), ggn),
+        "preconditioned λ_max": (
+            preconditioned_sharpness(model, losses.mse, batch, adam, tol=1e-8),
+            scale[:, None] * hessian * scale[None, :],
+        ),
+    }
+    checks = []
+    for quantity, (got, matrix) in pairs.items():
+        want = extra.dense_top_eigenvalue(matrix)
+        checks.append(Check(name, quantity, abs(got - want) / abs(want), LANCZOS_TOL))
+    return checks
+
+
+def verify_probes(
+    dtype: torch.dtype = torch.float64, seed: int = 0, cases: Collection[str] | None = None
+) -> list[Check]:
+    """Run every check on freshly drawn nets; return the list of ``Check`` results.
+
+    ``cases`` names the nets to check (e.g. ``["cnn", "mlp[ntk]"]``); None for all of them.
+    """
+    built = _cases(dtype, seed)
+    unknown = sorted(set(cases or ()) - set(built))
+    if unknown:
+        raise ValueError(f"cases: unknown {unknown}; accepted: {sorted(built)}")
     results: list[Check] = []
-    for name, build in _cases(dtype, seed).items():
+    for name, build in built.items():
+        if cases is not None and name not in cases:
+            continue
         model, x = build()
         model.eval()
         results.extend(_checks_for(name, model, x, seed))
