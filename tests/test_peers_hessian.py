@@ -128,3 +128,22 @@ def test_hessian_of_a_trained_layernorm_net_equals_finite_differences():
     torch.nn.utils.vector_to_parameters(theta, params)
     err = float((ours - richardson).norm() / richardson.norm())
     assert err < 5e-9, err
+
+
+@pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
+def test_ggn_sharpness_equals_curvlinops_ggn_eigsh(loss):
+    """The Gauss–Newton top eigenvalue had no peer test (only gdscope's own dense oracle)."""
+    from scipy.sparse.linalg import eigsh
+
+    model, batch, gs_loss, torch_loss, factor = _hessian_case(loss)
+    op = curvlinops.GGNLinearOperator(
+        model, torch_loss, list(model.parameters()), [batch], progressbar=False
+    ).to_scipy()
+    v0 = np.random.default_rng(1).standard_normal(op.shape[0])
+    tol = 1e-13
+    top = eigsh(op, k=1, which="LA", tol=tol, v0=v0, return_eigenvectors=False)  # pyright: ignore[reportArgumentType]
+    theirs = factor * float(top[0])
+    ours = gs.probes.ggn_sharpness(model, gs_loss, batch, tol=1e-11)
+    assert abs(ours - theirs) <= HESSIAN_RTOL * theirs, (ours, theirs)
+    hessian_top = gs.probes.sharpness(model, gs_loss, batch, tol=1e-11)
+    assert abs(hessian_top - ours) > 1e2 * HESSIAN_RTOL * theirs  # not the Hessian's by accident
