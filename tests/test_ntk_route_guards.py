@@ -201,3 +201,18 @@ def test_examples_that_interact_in_the_batch_are_refused(how, method):
         ntk_gram(net, x, method=method)
     with pytest.raises(ValueError, match="depends on the other examples in its batch"):
         ntk_gram(net, x[:1], x[1:], method=method)  # the pair from x1 and x2
+
+
+def test_the_kept_parameter_check_takes_the_whole_batch_where_two_examples_do_not_fit():
+    """A target of shape (1, n) (a loss reading it as a row) failed on its first two rows."""
+    import gdscope as gs
+
+    torch.manual_seed(7)
+    net = nn.Sequential(nn.Linear(5, 5), nn.Tanh(), nn.Linear(5, 1)).double()
+    x, y = torch.randn(6, 5, dtype=torch.float64), torch.randn(1, 6, dtype=torch.float64)
+
+    def row_loss(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return ((out.T - target) ** 2).mean()
+
+    dense = torch.linalg.eigvalsh(dense_hessian(net, row_loss, (x, y)))[-1]
+    assert abs(gs.probes.sharpness(net, row_loss, (x, y), tol=1e-10) - dense) < 1e-9

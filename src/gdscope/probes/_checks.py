@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -20,8 +20,7 @@ from torch.utils._pytree import tree_map
 
 from gdscope.functional import Params
 
-X = TypeVar("X")
-Y = TypeVar("Y")
+B = TypeVar("B")
 _BATCH_STATISTICS: ContextVar[bool] = ContextVar("gdscope_batch_statistics", default=False)
 
 
@@ -121,7 +120,11 @@ def check_deterministic(
 
 
 def refuse_kept_parameters(
-    model: nn.Module, fn: Callable[[Params], Tensor], params: Mapping[str, Tensor], what: str
+    model: nn.Module,
+    fn: Callable[[Params, B], Tensor],
+    params: Mapping[str, Tensor],
+    what: str,
+    batch: B,
 ) -> None:
     """Raise if ``fn`` at copies of ``params`` still reads the model's own tensor of one of them.
 
@@ -129,13 +132,17 @@ def refuse_kept_parameters(
     (:func:`gdscope.functional.apply`): a tensor computed from a parameter once and kept (a
     view ``self.w_t = self.lin.weight.t()`` made at construction), or a parameter read inside
     ``loss_fn``, is not the copy, so every derivative through it would be silently missing.
-    ``fn`` (the loss or output of a few examples) is evaluated once with a graph, which is
-    searched for the parameters' own leaves.
+    ``fn(params, batch)`` (a loss or an output) is evaluated once with a graph on the first two
+    examples of ``batch`` (on all of it where those fail, e.g. a target that is not per
+    example), and the graph is searched for the parameters' own leaves.
     """
     own = {id(p): name for name, p in model.named_parameters() if name in params}
     leaves = {name: t.detach().requires_grad_(True) for name, t in params.items()}
     with torch.enable_grad():
-        value = fn(leaves)
+        try:
+            value = fn(leaves, few_examples(batch))
+        except (RuntimeError, ValueError, IndexError):
+            value = fn(leaves, batch)
     seen: set[object] = set()
     stack = [value.grad_fn] if isinstance(value, Tensor) else []
     while stack:
@@ -155,16 +162,9 @@ def refuse_kept_parameters(
         stack.extend(next_node for next_node, _ in node.next_functions)
 
 
-def few_examples(batch: tuple[X, Y], k: int = 2) -> tuple[X, Y]:
-    """Return the first ``k`` examples of ``(x, y)`` (tensors or tuples of them), inputs copied."""
-    x, y = batch
-    return tree_map(lambda t: _first(t, k, copy=True), x), tree_map(lambda t: _first(t, k), y)
-
-
-def _first(t: object, k: int, copy: bool = False) -> Any:
-    if not isinstance(t, Tensor):
-        return t
-    return t[:k].clone() if copy else t[:k]
+def few_examples(batch: B, k: int = 2) -> B:
+    """Return copies of the first ``k`` rows of every tensor in ``batch`` (a scalar as it is)."""
+    return tree_map(lambda t: t[:k].clone() if isinstance(t, Tensor) and t.ndim else t, batch)
 
 
 def refuse_coupled_examples(model: nn.Module, few: Tensor, what: str) -> None:

@@ -18,7 +18,6 @@ from gdscope._checks import positive_int
 from gdscope.functional import LossFn, Params, loss_at
 from gdscope.probes._checks import (
     check_deterministic,
-    few_examples,
     refuse_kept_parameters,
     refuse_random_modules,
     uses_batch_statistics,
@@ -69,8 +68,8 @@ def build_operator(
     refuse_wrong_second_derivatives(model, what=what)
     op = HessianOperator(selected, terms, cache=chunk_size is None or cache_chunks)
     check_deterministic(model, what=what, fn=terms[0].fn, params=selected, value=op.first_value)
-    few = few_examples((x, y))
-    refuse_kept_parameters(model, lambda p: loss_at(model, p, loss_fn, few), selected, what)
+    loss = lambda p, b: loss_at(model, p, loss_fn, b)  # noqa: E731
+    refuse_kept_parameters(model, loss, selected, what, (x, y))
     return op
 
 

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from gdscope.functional import LossFn, apply, loss_at, scalar_loss
-from gdscope.probes._checks import check_deterministic, few_examples, refuse_kept_parameters
+from gdscope.probes._checks import check_deterministic, refuse_kept_parameters
 from gdscope.probes._data_span import data_span
 from gdscope.probes._differentiating import differentiating, differentiating_operator
 from gdscope.probes._flat import FlatLayout
@@ -158,8 +158,8 @@ def _checked_operator(
     check_deterministic(
         model, what=what, fn=lambda p: loss_at(model, p, loss_fn, batch), params=selected
     )
-    few = few_examples(batch)
-    refuse_kept_parameters(model, lambda p: loss_at(model, p, loss_fn, few), selected, what)
+    loss = lambda p, b: loss_at(model, p, loss_fn, b)  # noqa: E731
+    refuse_kept_parameters(model, loss, selected, what, batch)
     return GGNOperator(model, loss_fn, batch, selected)
 
 

@@ -18,7 +18,6 @@ from torch import Tensor, nn
 from gdscope.functional import LossFn, apply, flatten, loss_and_grad, loss_at
 from gdscope.probes._checks import (
     buffers_restored,
-    few_examples,
     refuse_kept_parameters,
     refuse_random_modules,
 )
@@ -42,12 +41,10 @@ def loss_and_grad_norm(
 ) -> tuple[float, float]:
     """Return ``(L(θ), ‖∇L(θ)‖₂)`` from one reverse pass (the inputs of :func:`pl_ratio`)."""
     refuse_random_modules(model, what="gradient_norm", noun="loss")
-    few = few_examples(batch)
     with buffers_restored(model):
         loss, grads = loss_and_grad(model, params, loss_fn, batch)
-        refuse_kept_parameters(
-            model, lambda p: loss_at(model, p, loss_fn, few), params, "gradient_norm"
-        )
+        at = lambda p, b: loss_at(model, p, loss_fn, b)  # noqa: E731
+        refuse_kept_parameters(model, at, params, "gradient_norm", batch)
     return float(loss), float(torch.linalg.vector_norm(flatten(grads)))
 
 

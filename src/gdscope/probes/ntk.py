@@ -290,7 +290,7 @@ def _plan(model: nn.Module, method: str, x: Tensor) -> tuple[str, UseTrace | Non
 def _refuse_kept(model: nn.Module, few: Tensor) -> None:
     """Refuse a parameter read through a tensor kept from it (no route would see that read)."""
     trainable = {name: p for name, p in model.named_parameters() if p.requires_grad}
-    refuse_kept_parameters(model, lambda p: apply(model, p, few), trainable, "NTK")
+    refuse_kept_parameters(model, lambda p, x: apply(model, p, x), trainable, "NTK", few)
 
 
 def _first_trainable(model: nn.Module, structure: PlainStack | None) -> Tensor:
