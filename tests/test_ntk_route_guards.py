@@ -216,3 +216,55 @@ def test_the_kept_parameter_check_takes_the_whole_batch_where_two_examples_do_no
 
     dense = torch.linalg.eigvalsh(dense_hessian(net, row_loss, (x, y)))[-1]
     assert abs(gs.probes.sharpness(net, row_loss, (x, y), tol=1e-10) - dense) < 1e-9
+
+
+class Squeezed(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.l1, self.l2 = nn.Linear(4, 6), nn.Linear(6, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.l2(torch.tanh(self.l1(x))).squeeze()
+
+
+def test_the_coupling_check_passes_squeezed_outputs_and_deep_chaotic_nets():
+    """A squeezed output of one example is 0-d (torch.cat raised); a deep tanh net in the
+    chaotic phase amplifies rounding between batch sizes of one and two (2.6e-11 in float64,
+    refused at a tolerance of 1e-10)."""
+    torch.manual_seed(8)
+    net = Squeezed().double()
+    x = torch.randn(5, 4, dtype=torch.float64)
+    assert _rel(ntk_gram(net, x), dense_ntk(net, x)) < 1e-12
+    torch.manual_seed(0)
+    deep = DeepChaotic(depth=60).double()
+    x = torch.randn(5, 6, dtype=torch.float64)
+    assert _rel(ntk_gram(deep, x), dense_ntk(deep, x)) < 1e-10
+
+
+class DeepChaotic(nn.Module):
+    """A deep tanh stack with weights ×4 (σ_w ≈ 2.3): rounding grows along the depth."""
+
+    def __init__(self, depth: int) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList([nn.Linear(6, 64)] + [nn.Linear(64, 64) for _ in range(depth)])
+        self.out = nn.Linear(64, 1)
+        with torch.no_grad():
+            for layer in self.layers[1:]:
+                layer.weight.mul_(4.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            x = torch.tanh(layer(x))
+        return self.out(x)
+
+
+def test_a_kept_view_is_refused_inside_inference_mode_too():
+    """The check built no graph in inference mode: gradient_norm gave a wrong number there."""
+    import gdscope as gs
+
+    torch.manual_seed(9)
+    net = KeptView().double()
+    net.dec_w = net.enc.weight.t()
+    x, y = torch.randn(4, 8, dtype=torch.float64), torch.randn(4, 8, dtype=torch.float64)
+    with torch.inference_mode(), pytest.raises(ValueError, match="is read other than through"):
+        gs.probes.gradient_norm(net, dict(net.named_parameters()), gs.losses.mse, (x, y))

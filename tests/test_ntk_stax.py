@@ -4,9 +4,9 @@ The ``ntk`` convention (stated in gdscope.models.parameterization) is stax's
 ``Dense(W_std=a, b_std=β, parameterization="ntk")`` layer by layer, with ``a = √2`` for ReLU on
 the input and hidden layers, ``a = 1`` on the readout and ``β = 0.1``. Under it
 
-* :func:`gdscope.probes.ntk_infinite` equals stax's ``kernel_fn`` to 1e-10 (ReLU and identity in
-  closed form on both sides, GELU closed form in stax against gdscope's Gauss–Hermite rule, tanh
-  two 192-node quadratures);
+* :func:`gdscope.probes.ntk_infinite` equals stax's ``kernel_fn`` to 1e-10 (ReLU, identity and
+  GELU in closed form on both sides, at every input scale to 1e-12; tanh two 192-node
+  quadratures);
 * the finite-width empirical NTK of gdscope's ``ntk`` MLP converges to stax's kernel like
   ``width^(-1/2)`` (for ReLU, before the convention's revision 2, the error stayed at 0.29–0.33).
 

@@ -21,8 +21,8 @@ def diagnose(
     model: Annotated[
         str,
         typer.Argument(
-            help="model factory 'module:function' (an nn.Module), or a registered model kind "
-            "(gdscope --import MODULE)"
+            help="model factory 'module:function' (an nn.Module), a built-in kind (mlp, "
+            "two_layer, cnn, resnet; options by --arg) or a registered one (gdscope --import MODULE)"
         ),
     ],
     data: Annotated[

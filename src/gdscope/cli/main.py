@@ -55,7 +55,7 @@ def main() -> None:
 
     with warnings.catch_warnings():
         warnings.simplefilter("default", StoreDamaged)  # once per message and command
-        warnings.showwarning = _one_line_warnings(warnings.showwarning, UserWarning)
+        warnings.showwarning = _one_line_warnings(warnings.showwarning, Warning)
         try:
             code = app(standalone_mode=False)
         except typer.Abort:
