@@ -18,7 +18,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from gdscope.cli.app import UserError, check_device, fmt, stderr, stdout
-from gdscope.training.curvature import DENSITY_FAMILY
 
 
 def _key_values(items: list[str], what: str) -> dict[str, Any]:
@@ -277,6 +276,8 @@ def _density_summary(records: dict[str, Any]) -> dict[str, dict[int, float]]:
 
     The mass below zero is the weights of the negative nodes, averaged over the probe vectors.
     """
+    from gdscope.training.curvature import DENSITY_FAMILY  # torch: not for `gdscope list`
+
     nodes = {m: r for m, r in records.items() if m.startswith(DENSITY_FAMILY + "node_")}
     if not nodes:
         return {}
