@@ -7,8 +7,8 @@ For each case (a freshly drawn network and data) it compares
 * ``sharpness`` (Lanczos) with the top eigenvalue of the dense Hessian, and on the block of the
   first parameter (``params=``) with the top eigenvalue of that block,
 * ``ggn_sharpness`` with the top eigenvalue of the dense Gauss–Newton matrix ``Jᵀ H_F J``,
-* ``preconditioned_sharpness`` after one Adam step with the top eigenvalue of the dense
-  ``P^{-1/2} H P^{-1/2}`` (``P`` read from the optimizer's state as torch applies it),
+* ``preconditioned_sharpness`` with the top eigenvalue of the dense ``P^{-1/2} H P^{-1/2}``
+  (``P`` read from the state of an Adam step taken at learning rate 0, as torch applies it),
 * ``ntk_spectrum`` with ``eigvalsh`` of the dense NTK,
 * ``linearized_prediction`` with ``f₀ + J₀ Δθ`` from the dense Jacobian,
 

@@ -12,13 +12,13 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor, nn
 from torch.utils._pytree import tree_map
 
-from gdscope.functional import Params
+from gdscope.functional import LossFn, Params, apply, loss_at
 
 B = TypeVar("B")
 _BATCH_STATISTICS: ContextVar[bool] = ContextVar("gdscope_batch_statistics", default=False)
@@ -121,21 +121,25 @@ def check_deterministic(
 
 def refuse_kept_parameters(
     model: nn.Module,
-    fn: Callable[[Params, B], Tensor],
     params: Mapping[str, Tensor],
+    batch: object,
     what: str,
-    batch: B,
+    loss_fn: LossFn | None = None,
 ) -> None:
-    """Raise if ``fn`` at copies of ``params`` still reads the model's own tensor of one of them.
+    """Raise if the model's loss (or output) at copies of ``params`` still reads one of them.
 
     The probes differentiate at copies of the parameters put into the modules
     (:func:`gdscope.functional.apply`): a tensor computed from a parameter once and kept (a
     view ``self.w_t = self.lin.weight.t()`` made at construction), or a parameter read inside
     ``loss_fn``, is not the copy, so every derivative through it would be silently missing.
-    ``fn(params, batch)`` (a loss or an output) is evaluated once with a graph on the first two
-    examples of ``batch`` (on all of it where those fail, e.g. a target that is not per
-    example), and the graph is searched for the parameters' own leaves.
+    ``loss_fn(f(x), y)`` on ``batch = (x, y)`` (``f(batch)`` without ``loss_fn``) is evaluated
+    once with a graph on the first two examples (on all of them where those fail, e.g. a target
+    that is not per example), and the graph is searched for the parameters' own leaves.
     """
+
+    def fn(p: Params, b: Any) -> Tensor:
+        return apply(model, p, b) if loss_fn is None else loss_at(model, p, loss_fn, b)
+
     own = {id(p): name for name, p in model.named_parameters() if name in params}
     leaves = {name: t.detach().requires_grad_(True) for name, t in params.items()}
     with torch.inference_mode(False), torch.enable_grad():

@@ -68,8 +68,7 @@ def build_operator(
     refuse_wrong_second_derivatives(model, what=what)
     op = HessianOperator(selected, terms, cache=chunk_size is None or cache_chunks)
     check_deterministic(model, what=what, fn=terms[0].fn, params=selected, value=op.first_value)
-    loss = lambda p, b: loss_at(model, p, loss_fn, b)  # noqa: E731
-    refuse_kept_parameters(model, loss, selected, what, (x, y))
+    refuse_kept_parameters(model, selected, (x, y), what, loss_fn)
     return op
 
 

@@ -158,8 +158,7 @@ def _checked_operator(
     check_deterministic(
         model, what=what, fn=lambda p: loss_at(model, p, loss_fn, batch), params=selected
     )
-    loss = lambda p, b: loss_at(model, p, loss_fn, b)  # noqa: E731
-    refuse_kept_parameters(model, loss, selected, what, batch)
+    refuse_kept_parameters(model, selected, batch, what, loss_fn)
     return GGNOperator(model, loss_fn, batch, selected)
 
 

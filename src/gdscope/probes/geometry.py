@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from gdscope.functional import LossFn, apply, flatten, loss_and_grad, loss_at
+from gdscope.functional import LossFn, apply, flatten, loss_and_grad
 from gdscope.probes._checks import (
     buffers_restored,
     refuse_kept_parameters,
@@ -43,8 +43,7 @@ def loss_and_grad_norm(
     refuse_random_modules(model, what="gradient_norm", noun="loss")
     with buffers_restored(model):
         loss, grads = loss_and_grad(model, params, loss_fn, batch)
-        at = lambda p, b: loss_at(model, p, loss_fn, b)  # noqa: E731
-        refuse_kept_parameters(model, at, params, "gradient_norm", batch)
+        refuse_kept_parameters(model, params, batch, "gradient_norm", loss_fn)
     return float(loss), float(torch.linalg.vector_norm(flatten(grads)))
 
 

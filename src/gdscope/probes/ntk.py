@@ -18,8 +18,6 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from gdscope.functional import apply
-
 from . import _ntk_jacobian as jac
 from . import _ntk_structured as st
 from ._checks import (
@@ -154,7 +152,8 @@ def ntk_gram(
             k = _check_inputs(model, x1)
             if structure is None:  # a plain stack's code reads nothing kept, couples nothing
                 few = x1[:2] if x1.shape[0] > 1 or x2 is None else torch.cat([x1[:1], x2[:1]])
-                _refuse_kept(model, few.clone())
+                trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+                refuse_kept_parameters(model, trainable, few, "NTK")  # no route sees such reads
                 refuse_coupled_examples(model, few, "NTK")
             resolved, use_trace = _plan(model, method, x1[:1].clone())
         acc = param.dtype if accumulate is None else accumulate
@@ -285,12 +284,6 @@ def _plan(model: nn.Module, method: str, x: Tensor) -> tuple[str, UseTrace | Non
             f"trainable parameters: {uncovered}. Use method='jacobian' (or 'auto')."
         )
     return ("jacobian", None) if uncovered else ("structured", use_trace)
-
-
-def _refuse_kept(model: nn.Module, few: Tensor) -> None:
-    """Refuse a parameter read through a tensor kept from it (no route would see that read)."""
-    trainable = {name: p for name, p in model.named_parameters() if p.requires_grad}
-    refuse_kept_parameters(model, lambda p, x: apply(model, p, x), trainable, "NTK", few)
 
 
 def _first_trainable(model: nn.Module, structure: PlainStack | None) -> Tensor:
