@@ -1,5 +1,6 @@
 """Edges of the spectral density and trace probes: numerically zero eigenvalues, an outlier far
-above the bulk, chunking a loss that is not a mean, and blocks given by name or by tensor."""
+above the bulk, chunking a loss that is not a mean, blocks given by name or by tensor, and a
+batch-level (0-d) target."""
 
 from __future__ import annotations
 
@@ -127,3 +128,24 @@ def test_hessian_topk_of_a_block_is_the_dense_blocks_eigenvalues():
         net, gs.losses.mse, batch, 2, which="BE", tol=1e-10, params=net[0].weight
     )
     assert_close(both.values, torch.cat([expected[:2], expected[-2:]]), rtol=1e-8, atol=1e-12)
+
+
+def test_a_batch_level_target_is_one_term_and_chunking_it_is_refused():
+    """A 0-d target (the loss of the batch's mean output, say) has nothing to split by example."""
+    net, (x, _) = _low_rank_problem()
+    target = torch.tensor(0.25, dtype=F64)
+
+    def batch_level(out, t):
+        return (out.mean() - t) ** 2 + (out**2).mean()
+
+    hessian = dense_hessian(net, batch_level, (x, target))
+    exact = torch.linalg.eigvalsh(hessian)
+    assert_close(
+        gs.probes.sharpness(net, batch_level, (x, target), tol=1e-10), exact[-1], rtol=1e-8
+    )
+    mean, se = gs.probes.hessian_trace(net, batch_level, (x, target), samples=100)
+    assert abs(mean - float(hessian.trace())) < 5 * se + 1e-12
+    with pytest.raises(
+        ValueError, match=r"^sharpness: chunk_size=2 splits the targets by example, but"
+    ):
+        gs.probes.sharpness(net, batch_level, (x, target), chunk_size=2)

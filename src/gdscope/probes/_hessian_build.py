@@ -57,10 +57,20 @@ def build_operator(
             f"{what}: chunk_size={chunk_size} would normalize each chunk with its own batch "
             "statistics, not the batch's; use chunk_size=None inside allow_batch_statistics"
         )
-    terms = [
-        Term(_loss_term(model, loss_fn, (x[i : i + size], y[i : i + size])), min(size, n - i) / n)
-        for i in range(0, n, size)
-    ]
+    if size >= n:  # one term: the batch as given (a 0-d or batch-level target included)
+        terms = [Term(_loss_term(model, loss_fn, (x, y)), 1.0)]
+    elif y.dim() == 0 or y.shape[0] != n:
+        raise ValueError(
+            f"{what}: chunk_size={chunk_size} splits the targets by example, but they have shape "
+            f"{tuple(y.shape)} for {n} inputs; give one target per example or chunk_size=None"
+        )
+    else:
+        terms = [
+            Term(
+                _loss_term(model, loss_fn, (x[i : i + size], y[i : i + size])), min(size, n - i) / n
+            )
+            for i in range(0, n, size)
+        ]
     selected = selected if span is None else span.params(selected)
     refuse_random_modules(model, what=what, noun="loss")  # before a graph build updates them
     if size < n:
