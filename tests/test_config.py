@@ -1,9 +1,11 @@
 import pytest
+import torch
 from pydantic import ValidationError
 
 import gdscope as gs
 from gdscope._validation import format_errors
 from gdscope.config.trial import canonical_hash
+from gdscope.trials.networks import build_network, load_data
 
 
 def test_hash_is_stable_and_content_based():
@@ -170,6 +172,10 @@ def test_late_added_model_fields_enter_the_hash_only_when_set(field, value):
     [
         ({"kind": "mlp", "readout": "flatten"}, ["model", "readout", "'flatten'", "'cnn'"]),
         ({"kind": "cnn", "readout": "sum"}, ["model.readout", "'pool'", "'flatten'"]),
+        ({"kind": "two_layer", "depth": 5}, ["model.depth = 5", "'two_layer'", "remove"]),
+        ({"kind": "cnn", "bias": False}, ["model.bias = False", "'mlp'", "got kind 'cnn'"]),
+        ({"kind": "mlp", "train_outer": True}, ["model.train_outer", "'two_layer'", "'mlp'"]),
+        ({"kind": "cnn", "residual": True}, ["model.residual", "'mlp' or 'resnet'", "'cnn'"]),
     ],
 )
 def test_model_option_errors_name_field_value_and_fix(model, fragments):
@@ -208,3 +214,19 @@ def test_meanfield_under_an_adaptive_optimizer_is_refused_at_validation():
         ValidationError, match=r"no learning-rate rule under model\.parameterization"
     ):
         gs.TrialConfig.model_validate(raw)
+
+
+def test_two_layer_reads_its_activation_under_a_new_hash():
+    """A ``two_layer`` off ReLU was built with ReLU before; its trials hash anew, so a store
+    written then does not resume from them, and a ReLU one hashes as before."""
+    base = {"data": {"name": "sphere", "n": 8, "d": 3}, "steps": 1}
+    relu, tanh = (
+        gs.TrialConfig.model_validate({**base, "model": {"kind": "two_layer", "activation": a}})
+        for a in ("relu", "tanh")
+    )
+    assert "two_layer_activation" not in relu.model.hash_payload()
+    assert tanh.model.hash_payload()["two_layer_activation"] == 2
+    cpu = torch.device("cpu")
+    (x, _), _ = load_data(tanh, torch.float32, cpu)
+    net = build_network(tanh, x, 1, torch.float32, cpu)
+    assert isinstance(net, gs.models.TwoLayer) and isinstance(net.activation, torch.nn.Tanh)

@@ -114,6 +114,16 @@ _BUILT_IN_ONLY = (
 )
 """Model options of the built-in kinds; a ``custom`` model takes its own through ``model.args``."""
 
+_IMAGE_OPTIONS = ("width", "depth", "activation", "parameterization", "init_scale", "readout")
+_READ_BY_KIND: dict[str, tuple[str, ...]] = {
+    "mlp": tuple(o for o in _BUILT_IN_ONLY if o not in ("train_outer", "readout")),
+    "two_layer": ("width", "activation", "init_scale", "train_outer"),
+    "cnn": _IMAGE_OPTIONS,
+    "resnet": (*_IMAGE_OPTIONS, "residual"),
+}
+"""The options each built-in kind's builder reads (``gdscope.trials.networks``); the others
+must stay at their defaults, so that a value set for nothing is refused rather than ignored."""
+
 
 class ModelConfig(FrozenPart):
     """Which network to build; input and output sizes are taken from the data."""
@@ -135,20 +145,16 @@ class ModelConfig(FrozenPart):
     readout: Literal["pool", "flatten"] = "pool"
     """``cnn`` / ``resnet`` only: ``"pool"`` reads the global average of the last feature map,
     ``"flatten"`` has a readout weight at every position (Allen-Zhu, Li & Song 2019)."""
-
     output_activation: Literal["identity", "tanh", "softplus", "gelu", "relu"] = "identity"
     """``φ`` of a nonlinear output layer ``φ(f(x))`` (Liu, Zhu & Belkin 2020); ``identity``: none."""
     output_scale: float = Field(default=1.0, gt=0)
     """``α`` of the lazy-training scaling ``f_α = α(f − f₀)`` (Chizat, Oyallon & Bach 2019)."""
     center_output: bool = False
     """Subtract a frozen copy ``f₀`` of the network at init (output 0 at init); see ``output_scale``."""
-
     readout_init: Literal["default", "zero"] = "default"
     """``mlp`` only: ``"zero"`` starts the readout at 0 (microsoft/mup's advice for μP)."""
     trained: Literal["all", "hidden"] = "all"
-    """``mlp`` only: ``"hidden"`` trains only the hidden layers, input and readout fixed at their
-    random init (Allen-Zhu, Li & Song 2019)."""
-
+    """``mlp`` only: ``"hidden"`` trains hidden layers; input, readout fixed (Allen-Zhu et al. 2019)."""
     factory: FactoryRef | None = None
     """``kind = "custom"`` only: ``"module:function"`` returning an ``nn.Module``
     (:mod:`gdscope.factories`); called with ``args`` after ``torch.manual_seed(seed)``."""
@@ -177,8 +183,11 @@ class ModelConfig(FrozenPart):
         A built-in network that a parameterization's convention revision changed adds the
         revision (:func:`gdscope.models.parameterization.hash_revision`: ``ntk`` with ReLU),
         so that trials stored under the old convention are not resumed; others hash as before.
+        So does a ``two_layer`` off ReLU: its builder ignored ``activation`` before revision 2.
         """
         payload = with_code(super().hash_payload(), MODEL_REGISTRY.get(self.kind))
+        if self.kind == "two_layer" and self.activation != "relu":  # was built with ReLU
+            payload = {**payload, "two_layer_activation": 2}
         if self.kind in ("mlp", "cnn", "resnet"):
             layered = self.kind != "mlp" or self.depth > 1  # an mlp of depth 1 is its readout
             gain = activation_gain(self.activation) if layered else 1.0
@@ -204,25 +213,26 @@ class ModelConfig(FrozenPart):
                 "set model.kind = 'custom' or remove them"
             )
         self._fits_in_memory()
-        for name in ("readout_init", "trained"):
-            value = getattr(self, name)
-            if value != type(self).model_fields[name].default and self.kind != "mlp":
-                raise ValueError(
-                    f"model.{name} = {value!r} applies to kind 'mlp', got kind {self.kind!r}; "
-                    f"remove model.{name}"
-                )
+        self._reads_every_option()
         if self.trained == "hidden" and self.depth < 3:
             raise ValueError(
                 f"model.trained = 'hidden' needs depth ≥ 3 (a hidden layer to train), got depth "
                 f"{self.depth}; raise model.depth"
             )
-        if self.readout != "pool" and self.kind not in ("cnn", "resnet"):
-            raise ValueError(
-                f"model.readout = {self.readout!r} applies to kind 'cnn' or 'resnet', got kind "
-                f"{self.kind!r}; remove model.readout (the readout of an {self.kind} is linear "
-                "in its last hidden layer already)"
-            )
         return self
+
+    def _reads_every_option(self) -> None:
+        """Refuse an option off its default that this built-in kind's builder does not read."""
+        reads = _READ_BY_KIND[self.kind]
+        for name in _BUILT_IN_ONLY:
+            value = getattr(self, name)
+            if name not in reads and value != type(self).model_fields[name].default:
+                users = [kind for kind, options in _READ_BY_KIND.items() if name in options]
+                raise ValueError(
+                    f"model.{name} = {value!r} applies to kind {' or '.join(map(repr, users))}, "
+                    f"got kind {self.kind!r} (which reads {', '.join(reads)}); remove "
+                    f"model.{name}"
+                )
 
     def _fits_in_memory(self) -> None:
         """Refuse a network whose hidden weights alone, at 4 bytes each, exceed this machine's RAM.

@@ -41,7 +41,12 @@ def _two_layer(m: ModelConfig, x: Tensor, out_dim: int, common: dict[str, Any]) 
             "use kind 'mlp' or scalar targets"
         )
     return models.two_layer(
-        x.shape[1], m.width, train_outer=m.train_outer, init_scale=m.init_scale, **common
+        x.shape[1],
+        m.width,
+        train_outer=m.train_outer,
+        activation=m.activation,
+        init_scale=m.init_scale,
+        **common,
     )
 
 
