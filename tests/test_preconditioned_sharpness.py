@@ -20,6 +20,8 @@ OPTIMIZERS = {
     "adamw-amsgrad": lambda p: torch.optim.AdamW(p, lr=0.01, betas=(0.8, 0.95), amsgrad=True),
     "rmsprop-centered": lambda p: torch.optim.RMSprop(p, lr=0.01, centered=True, eps=1e-4),
     "rmsprop-momentum": lambda p: torch.optim.RMSprop(p, lr=0.01, momentum=0.5),
+    "adam-coupled-decay": lambda p: torch.optim.Adam(p, lr=0.01, weight_decay=0.5),
+    "rmsprop-decay": lambda p: torch.optim.RMSprop(p, lr=0.01, weight_decay=0.3),
 }
 
 
@@ -104,10 +106,11 @@ def test_thresholds_are_those_of_the_paper():
     assert_close(adaptive_stability_threshold(rms), 30.0, rtol=1e-6, atol=1e-12)
 
 
-@pytest.mark.parametrize("name", ["adam", "rmsprop-momentum"])
+@pytest.mark.parametrize("name", ["adam", "rmsprop-momentum", "adam-coupled-decay"])
 def test_frozen_preconditioner_iteration_is_stable_exactly_below_the_threshold(name):
     """On the quadratic of a linear model, the frozen-P method converges at 0.95x the threshold
-    and diverges at 1.05x: the threshold and λ_max(P⁻¹H) are the right pair."""
+    and diverges at 1.05x: the threshold and λ_max(P⁻¹H) are the right pair. With a coupled
+    weight decay λ the method descends L + λ‖θ‖²/2, whose Hessian is H + λI."""
     net = gs.models.mlp(5, 1, depth=1, out_dim=1, seed=0, dtype=F64)  # linear: H is constant
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(12, 5, generator=g, dtype=F64), torch.randn(12, 1, generator=g, dtype=F64)
@@ -115,9 +118,11 @@ def test_frozen_preconditioner_iteration_is_stable_exactly_below_the_threshold(n
     sharp = preconditioned_sharpness(net, gs.losses.mse, (x, y), opt, tol=1e-12)
     edge = adaptive_stability_threshold(opt) * 0.01  # the threshold times η: lr-free
     p_inv = 1 / preconditioner_diagonal(net, opt)
-    hessian = rx.dense_hessian_block(net, gs.losses.mse, (x, y))
-    beta = opt.param_groups[0]["betas"][0] if name == "adam" else 0.5
-    damp = (1 - beta) if name == "adam" else 1.0  # EMA momentum vs heavy ball
+    decay = opt.param_groups[0]["weight_decay"]
+    hessian = rx.dense_hessian_block(net, gs.losses.mse, (x, y)) + decay * torch.eye(6, dtype=F64)
+    adam = name.startswith("adam")
+    beta = opt.param_groups[0]["betas"][0] if adam else 0.5
+    damp = (1 - beta) if adam else 1.0  # EMA momentum vs heavy ball
     for factor, stable in ((0.95, True), (1.05, False)):
         eta = factor * edge / sharp
         e, m = torch.ones(6, dtype=F64), torch.zeros(6, dtype=F64)
@@ -190,3 +195,18 @@ def test_a_parameter_that_received_no_gradient_is_named_with_the_params_fix():
     )
     expected = rx.dense_preconditioned_sharpness(model, gs.losses.mse, (x, y), opt, "net.used")
     assert_close(block, expected, rtol=1e-8)
+
+
+def test_subclasses_of_the_supported_optimizers_are_refused():
+    """A subclass may change the update (and so ``P``): refused, the fix named."""
+
+    class Mine(torch.optim.Adam):
+        pass
+
+    case = tanh_mlp(seed=0)
+    net, loss_fn, batch = case.net, case.loss_fn, case.batch
+    opt = Mine(net.parameters(), lr=0.01)
+    loss_fn(net(batch[0]), batch[1]).backward()
+    opt.step()
+    with pytest.raises(ValueError, match=r"got Mine \(a subclass, .*pass the torch class itself"):
+        preconditioned_sharpness(net, loss_fn, batch, opt)

@@ -107,9 +107,18 @@ def dense_preconditioned_sharpness(
     optimizer: torch.optim.Optimizer,
     params: Selection = None,
 ) -> float:
-    """Return ``λ_max(P⁻¹H)`` as the top eigenvalue of ``P^{-1/2} H P^{-1/2}``, densely."""
+    """Return ``λ_max(P⁻¹(H + Λ))`` as the top eigenvalue of ``P^{-1/2} (H + Λ) P^{-1/2}``, densely.
+
+    ``Λ`` holds each group's coupled weight decay (Adam without decoupled decay, RMSprop).
+    """
     scale = dense_preconditioner(model, optimizer, params).rsqrt()
     hessian = dense_hessian_block(model, loss_fn, batch, params)
+    decays = []
+    for p in select_params(model, params).values():
+        group = next(g for g in optimizer.param_groups if any(q is p for q in g["params"]))
+        coupled = not group.get("decoupled_weight_decay", False)
+        decays += [float(group["weight_decay"]) if coupled else 0.0] * p.numel()
+    hessian = hessian + torch.diag(torch.tensor(decays, dtype=hessian.dtype))
     return float(torch.linalg.eigvalsh(scale[:, None] * hessian * scale[None, :])[-1])
 
 
