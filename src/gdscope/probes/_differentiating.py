@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Concatenate, ParamSpec, TypeVar
@@ -28,6 +29,7 @@ from typing import Concatenate, ParamSpec, TypeVar
 import torch
 from torch import nn
 
+from gdscope.probes._arguments import check_generator, check_loss_and_batch
 from gdscope.probes._checks import buffers_restored
 
 __all__ = ["differentiating", "differentiating_operator"]
@@ -58,8 +60,15 @@ def differentiating_operator(probe: Probe[P, R]) -> Probe[P, R]:
 
 
 def _wrap(probe: Probe[P, R], *, restore: bool) -> Probe[P, R]:
+    names = list(inspect.signature(probe).parameters)[1:]  # after the model
+    takes_loss = names[:2] == ["loss_fn", "batch"]
+
     @functools.wraps(probe)
     def run(model: nn.Module, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        if takes_loss:
+            given = dict(zip(names, args, strict=False)) | kwargs
+            check_loss_and_batch(given.get("loss_fn"), given.get("batch"), probe.__name__)
+        check_generator(kwargs.get("generator"), probe.__name__)
         outermost = not _RUNNING.get()
         kept = buffers_restored(model) if restore and outermost else contextlib.nullcontext()
         token = _RUNNING.set(True)

@@ -1,0 +1,81 @@
+"""The arguments of a probe, checked before any work: a batch ``(x, y)``, a loss of two, a generator.
+
+Every curvature probe reads ``x, y = batch`` and calls ``loss_fn(model(x), y)``. Given anything
+else (a bare tensor, a dict, a loss of one argument) Python's own error is about unpacking or
+arity, deep inside the probe; this names the argument, what it got and the fix, in one line.
+
+>>> import torch
+>>> check_loss_and_batch(lambda out, y: (out - y).pow(2).mean(), torch.zeros(4, 3), "sharpness")
+Traceback (most recent call last):
+...
+ValueError: sharpness: batch must be a pair (x, y) of the model's inputs and the targets, got a \
+tensor of shape (4, 3); pass batch=(x, y)
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+
+import torch
+from torch import Tensor
+
+__all__ = ["check_generator", "check_loss_and_batch"]
+
+
+def check_loss_and_batch(loss_fn: object, batch: object, what: str) -> None:
+    """Raise a one-line ``ValueError`` unless ``batch`` is ``(x, y)`` and ``loss_fn(out, y)`` binds.
+
+    ``x`` is what the model takes (a tensor, or a tuple of them for a model of several inputs);
+    ``y`` what the loss takes. A loss whose signature Python cannot read is taken as it is.
+    """
+    if not (isinstance(batch, tuple | list) and len(batch) == 2):
+        raise ValueError(
+            f"{what}: batch must be a pair (x, y) of the model's inputs and the targets, got "
+            f"{_described(batch)}; pass batch=(x, y)"
+        )
+    if not callable(loss_fn):
+        raise ValueError(
+            f"{what}: loss_fn must be a function loss_fn(output, target), got "
+            f"{type(loss_fn).__name__}; pass e.g. gdscope.losses.mse"
+        )
+    try:
+        signature = inspect.signature(loss_fn)
+    except (TypeError, ValueError):
+        return
+    try:
+        signature.bind(batch[0], batch[1])  # pyright: ignore[reportIndexIssue]
+    except TypeError:
+        name = getattr(loss_fn, "__name__", type(loss_fn).__name__)
+        raise ValueError(
+            f"{what}: loss_fn is called as loss_fn(output, target), but {name}{signature} "
+            f"cannot take two arguments; wrap it, e.g. lambda output, target: ..."
+        ) from None
+
+
+def _described(batch: object) -> str:
+    if isinstance(batch, Tensor):
+        return f"a tensor of shape {tuple(batch.shape)}"
+    if isinstance(batch, Mapping):
+        return f"a {type(batch).__name__} with keys {list(batch)[:4]}"
+    if isinstance(batch, tuple | list):
+        return f"a {type(batch).__name__} of {len(batch)} items"
+    return f"a {type(batch).__name__}"
+
+
+def check_generator(generator: object, what: str) -> None:
+    """Raise a one-line ``ValueError`` unless ``generator`` is a ``torch.Generator`` or ``None``.
+
+    >>> check_generator(0, "hessian_trace")
+    Traceback (most recent call last):
+    ...
+    ValueError: hessian_trace: generator must be a torch.Generator or None, got int 0; pass \
+generator=torch.Generator().manual_seed(0)
+    """
+    if generator is None or isinstance(generator, torch.Generator):
+        return
+    seed = generator if isinstance(generator, int) and not isinstance(generator, bool) else 0
+    raise ValueError(
+        f"{what}: generator must be a torch.Generator or None, got {type(generator).__name__} "
+        f"{generator!r}; pass generator=torch.Generator().manual_seed({seed})"
+    )

@@ -1,0 +1,63 @@
+"""A curvature probe given a batch that is not (x, y), a loss of one argument or an integer
+generator says so in one line, naming the argument, what it got and the fix."""
+
+import pytest
+import torch
+
+import gdscope as gs
+
+PROBES = {
+    "sharpness": lambda net, loss, batch, **kw: gs.probes.sharpness(net, loss, batch, **kw),
+    "hessian_trace": lambda net, loss, batch, **kw: gs.probes.hessian_trace(net, loss, batch, **kw),
+    "hessian_spectral_density": lambda net, loss, batch, **kw: gs.probes.hessian_spectral_density(
+        net, loss, batch, steps=4, **kw
+    ),
+    "ggn_sharpness": lambda net, loss, batch, **kw: gs.probes.ggn_sharpness(net, loss, batch, **kw),
+}
+
+
+def _problem():
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1))
+    gen = torch.Generator().manual_seed(0)
+    return net, torch.randn(6, 3, generator=gen), torch.randn(6, 1, generator=gen)
+
+
+@pytest.mark.parametrize("name", list(PROBES))
+def test_a_batch_that_is_not_a_pair_is_named(name):
+    net, x, y = _problem()
+    for batch, got in (
+        (x, r"a tensor of shape \(6, 3\)"),
+        ({"x": x, "y": y}, r"a dict with keys \['x', 'y'\]"),
+        ((x, y, y), "a tuple of 3 items"),
+    ):
+        with pytest.raises(ValueError, match=rf"^{name}: batch must be a pair \(x, y\).*got {got}"):
+            PROBES[name](net, gs.losses.mse, batch)
+
+
+@pytest.mark.parametrize("name", list(PROBES))
+def test_a_loss_that_cannot_take_output_and_target_is_named(name):
+    net, x, y = _problem()
+    with pytest.raises(
+        ValueError, match=rf"^{name}: loss_fn is called as loss_fn\(output, target\)"
+    ):
+        PROBES[name](net, lambda out: out.pow(2).mean(), (x, y))
+    with pytest.raises(ValueError, match=rf"^{name}: loss_fn must be a function.*got str"):
+        PROBES[name](net, "mse", (x, y))
+
+
+def test_torch_losses_and_lists_are_taken():
+    net, x, y = _problem()
+    by_module = gs.probes.sharpness(net, torch.nn.MSELoss(), [x, y], tol=1e-8)
+    by_function = gs.probes.sharpness(net, torch.nn.functional.mse_loss, (x, y), tol=1e-8)
+    assert by_module == pytest.approx(by_function, rel=1e-6)
+
+
+@pytest.mark.parametrize("name", ["sharpness", "hessian_trace", "hessian_spectral_density"])
+def test_an_integer_generator_is_refused_with_the_fix(name):
+    net, x, y = _problem()
+    with pytest.raises(
+        ValueError,
+        match=rf"^{name}: generator must be a torch.Generator or None, "
+        r"got int 3; pass generator=torch.Generator\(\).manual_seed\(3\)",
+    ):
+        PROBES[name](net, gs.losses.mse, (x, y), generator=3)
