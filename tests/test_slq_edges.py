@@ -149,3 +149,18 @@ def test_a_batch_level_target_is_one_term_and_chunking_it_is_refused():
         ValueError, match=r"^sharpness: chunk_size=2 splits the targets by example, but"
     ):
         gs.probes.sharpness(net, batch_level, (x, target), chunk_size=2)
+
+
+def test_probes_and_vectors_of_different_counts_are_refused():
+    values = torch.linspace(-1, 1, 12, dtype=F64)
+    vectors = torch.randn(3, 12, generator=torch.Generator().manual_seed(0), dtype=F64)
+    assert spectral_density(lambda v: values * v, 12, steps=4, vectors=vectors).nodes.shape[0] == 3
+    assert spectral_density(lambda v: values * v, 12, steps=4).nodes.shape[0] == 8
+    with pytest.raises(ValueError, match=r"^probes=8 but vectors holds 3 probe vectors"):
+        spectral_density(lambda v: values * v, 12, steps=4, probes=8, vectors=vectors)
+    net, batch = _low_rank_problem()
+    dim = sum(p.numel() for p in net.parameters())
+    with pytest.raises(ValueError, match=r"^probes=2 but vectors holds 3"):
+        hessian_spectral_density(
+            net, gs.losses.mse, batch, steps=4, probes=2, vectors=torch.ones(3, dim, dtype=F64)
+        )

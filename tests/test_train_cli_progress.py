@@ -182,3 +182,18 @@ def test_the_table_shows_the_hessian_density_as_its_top_node_and_negative_mass(m
         _, _, sharpness, top, negative = row
         assert abs(float(top) - float(sharpness)) <= 1e-3 * float(sharpness), row
         assert 0.0 <= float(negative) < 1.0
+
+
+def test_the_density_top_node_leaves_out_the_padding_of_an_early_stop():
+    """A probe whose Lanczos run stopped early is padded with node 0 at weight 0: on a
+    negative-definite Hessian the top node is the largest Ritz value, not that 0."""
+    family = "hessian_density/"
+    records = {
+        f"{family}node_0_0": ([0, 5], [-3.0, -2.5]),
+        f"{family}node_0_1": ([0, 5], [-1.0, 0.0]),
+        f"{family}weight_0_0": ([0, 5], [0.4, 1.0]),
+        f"{family}weight_0_1": ([0, 5], [0.6, 0.0]),
+    }
+    summary = train_cli._density_summary(records)
+    assert summary["density top node"] == {0: -1.0, 5: -2.5}
+    assert summary["density mass < 0"] == {0: 1.0, 5: 1.0}

@@ -275,6 +275,7 @@ def _density_summary(records: dict[str, Any]) -> dict[str, dict[int, float]]:
     """Return ``hessian_density`` as two columns: its top node (≈ λ_max), its mass below 0.
 
     The mass below zero is the weights of the negative nodes, averaged over the probe vectors.
+    Nodes of weight 0 pad a probe whose Lanczos run stopped early: they are not Ritz values.
     """
     from gdscope.training.curvature import DENSITY_FAMILY  # torch: not for `gdscope list`
 
@@ -287,7 +288,8 @@ def _density_summary(records: dict[str, Any]) -> dict[str, dict[int, float]]:
     for name, (steps, values) in nodes.items():
         weights = dict(zip(*records[name.replace("/node_", "/weight_")], strict=True))
         for step, value in zip(steps, values, strict=True):
-            top[step] = max(top.get(step, -math.inf), value)
+            if weights[step] > 0:
+                top[step] = max(top.get(step, -math.inf), value)
             below = weights[step] / len(probes) if value < 0 else 0.0
             negative[step] = negative.get(step, 0.0) + below
     return {"density top node": top, "density mass < 0": negative}

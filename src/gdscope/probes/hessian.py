@@ -317,6 +317,19 @@ def hessian_trace(
     (:func:`~gdscope.probes._hessian_build.span_operator`) ``z`` has the reduced Hessian's size:
     the same trace. ``params`` selects a block (:func:`hessian_operator`): ``tr ∂²L/∂θ_S²``.
 
+    Args:
+        model: the network (see :func:`hessian_operator`).
+        loss_fn: the training loss.
+        batch: ``(x, y)``.
+        samples: Rademacher draws, one Hessian-vector product each (PyHessian's ``maxIter``).
+        generator: draws the vectors. The default is seeded with 0, so repeated calls on the
+            same inputs give the same estimate; pass a generator (and keep it) for fresh draws.
+        chunk_size: examples per chunk (see :func:`hessian_operator`).
+        params: names or module prefixes of a block: the trace of ``∂²L/∂θ_S²``.
+
+    Returns:
+        ``(estimate, standard error)``.
+
     Raises:
         ValueError: if ``samples < 2``, on a random loss, or a ``params`` entry naming nothing.
 

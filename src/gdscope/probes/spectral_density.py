@@ -43,6 +43,10 @@ from gdscope.probes._subset import Selection
 
 __all__ = ["SpectralDensity", "hessian_spectral_density", "spectral_density"]
 
+DEFAULT_PROBES = 8
+"""Rademacher probe vectors when neither ``probes`` nor ``vectors`` is given (PyHessian's ``n_v``
+is 1; eight give the moments a standard error)."""
+
 
 @dataclass(frozen=True)
 class SpectralDensity:
@@ -80,6 +84,20 @@ class SpectralDensity:
             below = (diff >= 0).to(torch.float64)
         return (below * self.weights).sum(-1).mean(-1)
 
+    def extremes(self) -> tuple[float, float]:
+        """Return the smallest and largest Ritz values (``≈ λ_min``, ``λ_max``), padding left out.
+
+        The padded nodes (0, at weight 0) are not Ritz values: on a negative-definite Hessian
+        ``nodes.max()`` would read 0.
+
+        >>> values = -torch.tensor([3.0, 2, 2, 1, 1], dtype=torch.float64)
+        >>> slq = spectral_density(lambda v: values * v, 5, steps=5)
+        >>> [round(e, 9) for e in slq.extremes()], float(slq.nodes.max())
+        ([-3.0, -1.0], 0.0)
+        """
+        ritz = self.nodes[self.weights > 0]
+        return float(ritz.min()), float(ritz.max())
+
     def moment(self, power: int) -> tuple[float, float]:
         """Return the estimate of ``tr(A^power)/P`` and its standard error over the probes.
 
@@ -100,7 +118,7 @@ def spectral_density(
     dim: int,
     *,
     steps: int = 64,
-    probes: int = 8,
+    probes: int | None = None,
     vectors: Tensor | None = None,
     generator: torch.Generator | None = None,
     device: torch.device | str = "cpu",
@@ -118,7 +136,8 @@ def spectral_density(
         matvec: ``v ↦ A v`` on float64 ``(dim,)`` vectors on ``device``.
         dim: size ``P`` of ``A``.
         steps: Lanczos steps ``m`` per probe (at most ``dim``).
-        probes: number ``n_v`` of Rademacher probes ``z/√P``.
+        probes: number ``n_v`` of Rademacher probes ``z/√P`` (default 8; with ``vectors``, their
+            number, and any other is refused).
         vectors: ``(n_v, dim)`` probes to use instead (each normalized to unit length).
         generator: draws the probes (default: seeded with 0).
         device: where the Krylov basis lives.
@@ -138,7 +157,7 @@ def spectral_density(
         (50.5, 0.5)
 
     """
-    steps, probes = _check_counts(steps, probes)
+    steps, probes = _check_counts(steps, probes, vectors)
     dim = positive_int("dim", dim)
     starts = _probe_vectors(dim, probes, vectors, generator, device)
     return _gauss_rules(
@@ -173,8 +192,16 @@ def _gauss_rules(
     return SpectralDensity(nodes, weights)
 
 
-def _check_counts(steps: object, probes: object) -> tuple[int, int]:
-    return positive_int("steps", steps), positive_int("probes", probes)
+def _check_counts(steps: object, probes: object, vectors: Tensor | None) -> tuple[int, int]:
+    given = None if vectors is None or vectors.ndim != 2 else vectors.shape[0]
+    if probes is None:
+        probes = DEFAULT_PROBES if given is None else given
+    probes = positive_int("probes", probes)
+    if given is not None and probes != given:
+        raise ValueError(
+            f"probes={probes} but vectors holds {given} probe vectors; pass one or the other"
+        )
+    return positive_int("steps", steps), probes
 
 
 def _quadrature(
@@ -193,7 +220,7 @@ def hessian_spectral_density(
     batch: Batch,
     *,
     steps: int = 64,
-    probes: int = 8,
+    probes: int | None = None,
     vectors: Tensor | None = None,
     generator: torch.Generator | None = None,
     chunk_size: int | None = None,
@@ -241,7 +268,7 @@ def hessian_spectral_density(
             device=op.device,
             zero_tol=zero_tol,
         )
-    steps, probes = _check_counts(steps, probes)
+    steps, probes = _check_counts(steps, probes, vectors)
     dim = sum(p.numel() for p in selected.values())
     starts = _probe_vectors(dim, probes, vectors, generator, op.device)
     return _on_span(op, span, selected, starts, min(steps, op.dim), zero_tol)
