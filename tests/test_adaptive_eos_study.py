@@ -2,7 +2,8 @@
 
 Synthetic trials stand in for training (as in test_eos_studies): the ratio
 ``r = λ_max(P⁻¹H)/(38/η)`` starts at ``start``, rises from ``rise_at`` to ``plateau`` and then
-oscillates ±8% around it; the loss falls, with a relative trend ``edge_loss_trend`` at the edge.
+oscillates ±8% around it; the loss falls, with a relative trend ``edge_loss_trend`` at the edge;
+the raw sharpness grows by the factor ``sharpness_growth`` from the edge to the last step.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ def trial(
     rise_at: int = 60,
     plateau: float = 0.97,
     edge_loss_trend: float = -0.4,
+    sharpness_growth: float = 5.0,
     steps: int = 300,
 ) -> TrialRecord:
     s = np.arange(10, steps + 1, 10)  # the probe records nothing at step 0
@@ -34,13 +36,15 @@ def trial(
     ls = np.arange(0, steps + 1, 10)
     edge = rise_at + 40
     loss = 0.28 * (1 + edge_loss_trend * np.clip((ls - edge) / (steps - edge), 0, 1))
+    sharpness = 2.0 * sharpness_growth ** np.clip((s - edge) / (steps - edge), 0, 1)
     return TrialRecord(
-        hash=f"{seed}{start}{rise_at}{plateau}{edge_loss_trend}",
+        hash=f"{seed}{start}{rise_at}{plateau}{edge_loss_trend}{sharpness_growth}",
         config={"optimizer.lr": 0.01, "seed": seed},
         status="completed",
         series={
             "preconditioned_sharpness_ratio": (s.astype(np.int64), ratio),
             "loss": (ls.astype(np.int64), loss),
+            "sharpness": (s.astype(np.int64), sharpness),
         },
     )
 
@@ -55,7 +59,8 @@ def test_the_adaptive_edge_passes_on_each_seeds_own_plateau():
         k: v.reason for k, v in out.items()
     }
     assert set(out) == {
-        "AEOS-starts-below", "AEOS-reaches-edge", "AEOS-plateau", "AEOS-loss-falls"
+        "AEOS-starts-below", "AEOS-reaches-edge", "AEOS-plateau", "AEOS-loss-falls",
+        "AEOS-sharpness-rises",
     }  # fmt: skip
 
 
@@ -66,6 +71,8 @@ def test_the_adaptive_edge_claims_can_fail():
     assert verdicts([trial(0, plateau=1.3)])["AEOS-plateau"].status == "FAIL"
     assert verdicts([trial(0, start=0.8)])["AEOS-starts-below"].status == "FAIL"
     assert verdicts([trial(0, edge_loss_trend=0.3)])["AEOS-loss-falls"].status == "FAIL"
+    # GD at its edge: the raw sharpness hovers instead of rising
+    assert verdicts([trial(0, sharpness_growth=1.1)])["AEOS-sharpness-rises"].status == "FAIL"
 
 
 @pytest.mark.parametrize("scale", ["smoke", "quick", "paper"])
