@@ -230,3 +230,22 @@ def test_two_layer_reads_its_activation_under_a_new_hash():
     (x, _), _ = load_data(tanh, torch.float32, cpu)
     net = build_network(tanh, x, 1, torch.float32, cpu)
     assert isinstance(net, gs.models.TwoLayer) and isinstance(net.activation, torch.nn.Tanh)
+
+
+def test_list_models_shows_each_kind_the_options_its_builder_reads(monkeypatch, capsys):
+    from _helpers import run_cli
+
+    code, out, err = run_cli(monkeypatch, capsys, "list", "models")
+    assert code == 0, err
+    rows = {}
+    for line in out.splitlines():  # a kind's row, then its wrapped continuation lines
+        words = line.replace(",", " ").split()
+        if words and words[0] in ("mlp", "two_layer", "cnn", "resnet", "custom"):
+            kind, words = words[0], words[1:]
+        elif not words or not rows:
+            continue
+        rows.setdefault(kind, set()).update(words)
+    assert "depth" not in rows["two_layer"] and "bias" not in rows["two_layer"]
+    assert {"width", "activation", "init_scale", "train_outer"} <= rows["two_layer"]
+    assert "bias" not in rows["cnn"] and "residual" not in rows["cnn"] and "readout" in rows["cnn"]
+    assert "residual" in rows["resnet"] and "readout" not in rows["mlp"]

@@ -210,3 +210,20 @@ def test_subclasses_of_the_supported_optimizers_are_refused():
     opt.step()
     with pytest.raises(ValueError, match=r"got Mine \(a subclass, .*pass the torch class itself"):
         preconditioned_sharpness(net, loss_fn, batch, opt)
+
+
+def test_adamw_decay_is_decoupled_even_without_the_group_key():
+    """Before torch 2.7 AdamW's groups had no ``decoupled_weight_decay``: its decay is still not
+    added to ``H`` (on dead units, where P ≈ ε, it would read λ/ε)."""
+    case = tanh_mlp(seed=3)
+    net, loss_fn, batch = case.net, case.loss_fn, case.batch
+    opt = torch.optim.AdamW(net.parameters(), lr=0.01, weight_decay=0.1)
+    for _ in range(3):
+        opt.zero_grad()
+        loss_fn(net(batch[0]), batch[1]).backward()
+        opt.step()
+    value = preconditioned_sharpness(net, loss_fn, batch, opt, tol=1e-10)
+    for group in opt.param_groups:
+        group.pop("decoupled_weight_decay", None)
+    assert preconditioned_sharpness(net, loss_fn, batch, opt, tol=1e-10) == value
+    assert_close(value, rx.dense_preconditioned_sharpness(net, loss_fn, batch, opt), rtol=1e-8)

@@ -61,3 +61,30 @@ def test_an_integer_generator_is_refused_with_the_fix(name):
         r"got int 3; pass generator=torch.Generator\(\).manual_seed\(3\)",
     ):
         PROBES[name](net, gs.losses.mse, (x, y), generator=3)
+
+
+def test_a_decorator_that_fills_in_an_argument_is_taken():
+    """``inspect.signature`` follows ``__wrapped__``; the loss as called is the wrapper."""
+    import functools
+
+    def weighted(out, target, weight):
+        return weight * gs.losses.mse(out, target)
+
+    @functools.wraps(weighted)
+    def loss(out, target):
+        return weighted(out, target, 2.0)
+
+    net, x, y = _problem()
+    doubled = gs.probes.sharpness(net, loss, (x, y), tol=1e-8)
+    assert doubled == pytest.approx(2 * gs.probes.sharpness(net, gs.losses.mse, (x, y), tol=1e-8))
+
+
+def test_chunks_split_targets_that_are_not_tensors():
+    net, x, y = _problem()
+    rows = [float(v) for v in y[:, 0]]
+
+    def listed(out, target):
+        return gs.losses.mse(out, torch.tensor(target, dtype=out.dtype).reshape(-1, 1))
+
+    chunked = gs.probes.sharpness(net, listed, (x, rows), chunk_size=4, tol=1e-8)
+    assert chunked == pytest.approx(gs.probes.sharpness(net, gs.losses.mse, (x, y), tol=1e-8))

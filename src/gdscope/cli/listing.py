@@ -90,20 +90,20 @@ def list_probes() -> None:
 
 def list_models() -> None:
     """List the model kinds (``model.kind``): built-in, ``custom`` and registered, with their options."""
-    from gdscope.config import ModelConfig
-    from gdscope.registration import MODEL_KINDS, MODEL_REGISTRY, model_kinds
+    from gdscope.config.parts import OPTIONS_BY_KIND
+    from gdscope.registration import MODEL_REGISTRY, model_kinds
 
     table = _table("model.kind", "options (model.*)")
-    every = [name for name in ModelConfig.model_fields if name not in ("kind", "factory", "args")]
     wrapper = "output_activation, output_scale, center_output"
     for kind in model_kinds():
         entry = MODEL_REGISTRY.get(kind)
         if kind == "custom":
             options = f"factory, args, {wrapper}"
-        elif kind in MODEL_KINDS or entry is None:
-            options = ", ".join(every)
-        else:
-            options = f"args (keyword arguments of {entry.ref}, registered), {wrapper}"
+        elif kind in OPTIONS_BY_KIND:  # what its builder reads; others are refused
+            options = f"{', '.join(OPTIONS_BY_KIND[kind])}, {wrapper}"
+        else:  # registered (model_kinds() lists nothing else)
+            ref = kind if entry is None else entry.ref
+            options = f"args (keyword arguments of {ref}, registered), {wrapper}"
         table.add_row(kind, escape(options))
     stdout.print(table)
 

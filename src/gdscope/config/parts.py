@@ -115,7 +115,7 @@ _BUILT_IN_ONLY = (
 """Model options of the built-in kinds; a ``custom`` model takes its own through ``model.args``."""
 
 _IMAGE_OPTIONS = ("width", "depth", "activation", "parameterization", "init_scale", "readout")
-_READ_BY_KIND: dict[str, tuple[str, ...]] = {
+OPTIONS_BY_KIND: dict[str, tuple[str, ...]] = {
     "mlp": tuple(o for o in _BUILT_IN_ONLY if o not in ("train_outer", "readout")),
     "two_layer": ("width", "activation", "init_scale", "train_outer"),
     "cnn": _IMAGE_OPTIONS,
@@ -223,11 +223,11 @@ class ModelConfig(FrozenPart):
 
     def _reads_every_option(self) -> None:
         """Refuse an option off its default that this built-in kind's builder does not read."""
-        reads = _READ_BY_KIND[self.kind]
+        reads = OPTIONS_BY_KIND[self.kind]
         for name in _BUILT_IN_ONLY:
             value = getattr(self, name)
             if name not in reads and value != type(self).model_fields[name].default:
-                users = [kind for kind, options in _READ_BY_KIND.items() if name in options]
+                users = [kind for kind, options in OPTIONS_BY_KIND.items() if name in options]
                 raise ValueError(
                     f"model.{name} = {value!r} applies to kind {' or '.join(map(repr, users))}, "
                     f"got kind {self.kind!r} (which reads {', '.join(reads)}); remove "

@@ -11,7 +11,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from gdscope.config import ModelConfig, TrialConfig
+from gdscope.config import TrialConfig
+from gdscope.config.parts import OPTIONS_BY_KIND
 from gdscope.diagnose.measure import (
     DEFAULT_HESSIAN_EXAMPLES,
     DEFAULT_NTK_EXAMPLES,
@@ -66,8 +67,8 @@ def network_parts(
 
 
 def _built_in_options(kind: str, model_args: dict[str, Any]) -> dict[str, Any]:
-    """Return a built-in kind's options from ``--arg``; refuse a key naming no option."""
-    known = set(ModelConfig.model_fields) - {"kind", "factory", "args"}
+    """Return a built-in kind's options from ``--arg``; refuse a key naming none of its options."""
+    known = {*OPTIONS_BY_KIND[kind], "output_activation", "output_scale", "center_output"}
     for key in model_args:
         if key not in known:
             raise ValueError(

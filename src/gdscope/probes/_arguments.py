@@ -26,8 +26,8 @@ __all__ = ["check_generator", "check_loss_and_batch"]
 def check_loss_and_batch(loss_fn: object, batch: object, what: str) -> None:
     """Raise a one-line ``ValueError`` unless ``batch`` is ``(x, y)`` and ``loss_fn(out, y)`` binds.
 
-    ``x`` is what the model takes (a tensor, or a tuple of them for a model of several inputs);
-    ``y`` what the loss takes. A loss whose signature Python cannot read is taken as it is.
+    ``x`` and ``y`` are not looked into (what the model and the loss take). A loss whose
+    signature Python cannot read is taken as it is.
     """
     if not (isinstance(batch, tuple | list) and len(batch) == 2):
         raise ValueError(
@@ -39,8 +39,8 @@ def check_loss_and_batch(loss_fn: object, batch: object, what: str) -> None:
             f"{what}: loss_fn must be a function loss_fn(output, target), got "
             f"{type(loss_fn).__name__}; pass e.g. gdscope.losses.mse"
         )
-    try:
-        signature = inspect.signature(loss_fn)
+    try:  # the callable's own signature: a decorator may fill in what the wrapped one takes
+        signature = inspect.signature(loss_fn, follow_wrapped=False)
     except (TypeError, ValueError):
         return
     try:

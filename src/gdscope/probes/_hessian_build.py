@@ -59,7 +59,7 @@ def build_operator(
         )
     if size >= n:  # one term: the batch as given (a 0-d or batch-level target included)
         terms = [Term(_loss_term(model, loss_fn, (x, y)), 1.0)]
-    elif y.dim() == 0 or y.shape[0] != n:
+    elif isinstance(y, Tensor) and (y.dim() == 0 or y.shape[0] != n):
         raise ValueError(
             f"{what}: chunk_size={chunk_size} splits the targets by example, but they have shape "
             f"{tuple(y.shape)} for {n} inputs; give one target per example or chunk_size=None"

@@ -127,7 +127,7 @@ def coupled_decay(
     _check_optimizer(optimizer)
     groups = _groups_by_param(optimizer)
     selected = select_params(model, params).values()
-    decays = [_coupled(groups[id(p)]) if id(p) in groups else 0.0 for p in selected]
+    decays = [_coupled(optimizer, groups[id(p)]) if id(p) in groups else 0.0 for p in selected]
     if not any(decays):
         return None
     return torch.cat(
@@ -138,8 +138,11 @@ def coupled_decay(
     )
 
 
-def _coupled(group: dict[str, Any]) -> float:
-    return 0.0 if group.get("decoupled_weight_decay", False) else float(group["weight_decay"])
+def _coupled(optimizer: torch.optim.Optimizer, group: dict[str, Any]) -> float:
+    """Return a group's coupled decay; AdamW's is decoupled (no key in its groups before torch 2.7)."""
+    if isinstance(optimizer, torch.optim.AdamW) or group.get("decoupled_weight_decay", False):
+        return 0.0
+    return float(group["weight_decay"])
 
 
 def _check_optimizer(optimizer: torch.optim.Optimizer) -> None:
