@@ -94,6 +94,24 @@ def test_a_step_changed_during_the_run_turns_the_metric_off():
     assert list(steps) == [0, 1, 2]  # recorded before the change only
 
 
+def test_a_step_put_back_after_a_change_keeps_the_metric_off():
+    """0.5 → 3.0 → 0.5: the reference would assume every step at 0.5 (0.389 for 0.022 at width
+    4096); steps taken at another rate are not undone by putting the rate back."""
+    x, y = _data(k=1)
+    net = mlp(5, 16, depth=3, parameterization="ntk", seed=0, dtype=torch.float64)
+    opt = make_optimizer("gd", net, lr=0.5)
+
+    def cycle(ctx):
+        if ctx.step in (2, 4):
+            opt.param_groups[0]["lr"] = 3.0 if ctx.step == 2 else 0.5
+        return {}
+
+    schedule = {"cycle": 1, "linearization_gap": 1}
+    trace = train(net, opt, (x, y), 7, probes=schedule, extra_probes={"cycle": cycle})
+    steps, _ = trace.series("linearization_infinite_gap")
+    assert list(steps) == [0, 1, 2]
+
+
 @pytest.mark.parametrize("case", ["minibatch", "heavy_ball", "cross_entropy", "sequential"])
 def test_the_metric_is_absent_where_the_closed_form_does_not_hold(case):
     x, y = _data(k=1)

@@ -254,12 +254,15 @@ class _Network:
         """``η`` while the run is still plain full-batch GD at the step it started with.
 
         The full check (:func:`plain_gd_lr`) ran at the start; each step checks only that no
-        group was added and no ``lr`` changed (about a microsecond).
+        group was added and no ``lr`` changed (about a microsecond). Once one has, it stays
+        ``None``: a rate put back later does not undo the steps taken at another.
         """
         groups = self.optimizer.param_groups
-        if self.gd_step is None or len(groups) != self.gd_groups:
-            return None
-        return self.gd_step if all(g["lr"] == self.gd_step for g in groups) else None
+        if self.gd_step is not None and (
+            len(groups) != self.gd_groups or any(g["lr"] != self.gd_step for g in groups)
+        ):
+            self.gd_step = None
+        return self.gd_step
 
     def measure(self, t: int) -> Reading:
         """One forward-backward at θ_t (full batch: the step's own), then the probes due."""
