@@ -156,3 +156,18 @@ def test_the_finite_width_regression_approaches_the_infinite_one_and_others_get_
         stack, params_of(stack), clone_params(params_of(stack)), losses.mse, (x, y), None, 0
     )
     assert "kernel_infinite_gap" not in kernel_regression(ctx)
+
+
+def test_the_relu_diagonal_is_the_exact_recursion():
+    """At ρ = 1 the arc-cosine kernel's diagonal is ``E[relu(u)²] = K/2`` and ``E[relu'(u)²] = 1/2``
+    exactly; neural-tangents' stax rounds there (2e-8 off on this net, its off-diagonals equal
+    gdscope's to 9e-16), gdscope's must not."""
+    d = 5
+    x = torch.randn(8, d, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    x = torch.nn.functional.normalize(x, dim=1) * math.sqrt(d)  # ‖x‖²/d = 1
+    net = mlp(d, 64, depth=3, parameterization="ntk", seed=1, dtype=torch.float64)
+    b2 = (net.layers[0].spec.bias_multiplier * net.layers[0].spec.bias_std) ** 2
+    k1 = 2.0 + b2  # W_std² = 2 (ReLU's gain) in the hidden layers, 1 at the readout
+    k2 = k1 + b2
+    theta = k2 / 2 + b2 + (k2 + k1) / 2  # readout: K/2 + b², plus Θ₂·1·½ with Θ₂ = K₂ + Θ₁
+    assert np.allclose(np.diag(mlp_kernels(net, x).ntk), theta, rtol=1e-14, atol=0)
