@@ -65,11 +65,12 @@ def _wrap(probe: Probe[P, R], *, restore: bool) -> Probe[P, R]:
 
     @functools.wraps(probe)
     def run(model: nn.Module, /, *args: P.args, **kwargs: P.kwargs) -> R:
-        if takes_loss:
-            given = dict(zip(names, args, strict=False)) | kwargs
-            check_loss_and_batch(given.get("loss_fn"), given.get("batch"), probe.__name__)
-        check_generator(kwargs.get("generator"), probe.__name__)
         outermost = not _RUNNING.get()
+        if outermost:  # a probe inside another gets the arguments that one checked
+            if takes_loss:
+                given = dict(zip(names, args, strict=False)) | kwargs
+                check_loss_and_batch(given.get("loss_fn"), given.get("batch"), probe.__name__)
+            check_generator(kwargs.get("generator"), probe.__name__)
         kept = buffers_restored(model) if restore and outermost else contextlib.nullcontext()
         token = _RUNNING.set(True)
         try:

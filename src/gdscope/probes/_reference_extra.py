@@ -113,10 +113,10 @@ def dense_preconditioned_sharpness(
     """
     scale = dense_preconditioner(model, optimizer, params).rsqrt()
     hessian = dense_hessian_block(model, loss_fn, batch, params)
+    adamw = type(optimizer).__name__ == "AdamW"  # decoupled; no key before torch 2.7
     decays = []
     for p in select_params(model, params).values():
         group = next(g for g in optimizer.param_groups if any(q is p for q in g["params"]))
-        adamw = type(optimizer).__name__ == "AdamW"  # decoupled; no key before torch 2.7
         coupled = not (adamw or group.get("decoupled_weight_decay", False))
         decays += [float(group["weight_decay"]) if coupled else 0.0] * p.numel()
     hessian = hessian + torch.diag(torch.tensor(decays, dtype=hessian.dtype))
