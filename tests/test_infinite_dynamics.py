@@ -12,7 +12,7 @@ from gdscope import losses
 from gdscope.models import mlp
 from gdscope.optim import make_optimizer
 from gdscope.probes import infinite_width_gd, ntk_infinite
-from gdscope.probes.infinite_dynamics import plain_gd_lr
+from gdscope.probes.infinite_dynamics import InfiniteWidthGD, plain_gd_lr
 from gdscope.training import train
 
 
@@ -39,14 +39,17 @@ def test_the_closed_form_is_the_linear_recursion_stepped_out():
 
 def test_a_wide_network_trained_by_gd_approaches_it_at_rate_one_half():
     x, y = _data(k=1, seed=1)
-    gaps = []
+    held_out = _data(n=6, k=1, seed=4)
+    gaps, test_gaps = [], []
     for width in (64, 2048):
-        per_seed = []
+        per_seed, per_seed_test = [], []
         for seed in range(3):
             net = mlp(5, width, depth=3, parameterization="ntk", seed=seed, dtype=torch.float64)
             opt = make_optimizer("gd", net, lr=1.0)
-            trace = train(net, opt, (x, y), 30, probes={"linearization_gap": 30})
+            probes = {"linearization_gap": 30}
+            trace = train(net, opt, (x, y), 30, probes=probes, eval_data=held_out)
             per_seed.append(trace.final("linearization_infinite_gap"))
+            per_seed_test.append(trace.final("test_linearization_infinite_gap"))
             with torch.no_grad():
                 f0 = mlp(5, width, depth=3, parameterization="ntk", seed=seed, dtype=torch.float64)(
                     x
@@ -54,8 +57,10 @@ def test_a_wide_network_trained_by_gd_approaches_it_at_rate_one_half():
                 expected = (net(x) - infinite_width_gd(net, x, y, f0, lr=1.0, steps=30)).pow(2)
             assert_close(per_seed[-1], float(expected.mean().sqrt()), rtol=1e-9)
         gaps.append(float(np.mean(per_seed)))
-    slope = np.log(gaps[1] / gaps[0]) / np.log(32)
-    assert -0.8 < slope < -0.3, (gaps, slope)
+        test_gaps.append(float(np.mean(per_seed_test)))
+    for name, pair in (("train", gaps), ("held out", test_gaps)):
+        slope = np.log(pair[1] / pair[0]) / np.log(32)
+        assert -0.8 < slope < -0.3, (name, pair, slope)
 
 
 def test_plain_gd_only():
@@ -131,3 +136,70 @@ def test_the_metric_is_absent_where_the_closed_form_does_not_hold(case):
     trace = train(net, opt, (x, y), 4, probes={"linearization_gap": 4}, **kwargs)
     assert "linearization_gap" in trace.metrics
     assert "linearization_infinite_gap" not in trace.metrics
+
+
+def test_predictions_off_the_training_set_are_the_linear_recursion_stepped_out():
+    """``f_* ← f_* − (η/n) Θ(x_*, X) r``, ``r ← r − (η/n) Θ r``, with one ``ntk_infinite`` of the
+    training and test inputs together (independent of the model); a duplicated training input
+    makes ``Θ`` singular, whose flat direction the closed form must step as ``ηt/n``."""
+    x, y = _data(n=9, k=2)
+    x[8], y[8] = x[3], -y[3]  # a duplicate with another target: Θ has an exact 0 eigenvalue
+    x_test = _data(n=5, k=2, seed=7)[0]
+    net = mlp(5, 16, depth=3, out_dim=2, parameterization="ntk", seed=0, dtype=torch.float64)
+    with torch.no_grad():
+        f0, f0_test = net(x), net(x_test)
+    theta = ntk_infinite(torch.cat([x, x_test]), depth=3).ntk
+    train_block, cross = theta[:9, :9], theta[9:, :9]
+    reference = InfiniteWidthGD(net, x, y, f0)
+    lr, residual, outputs = 0.7, (f0 - y).numpy(), f0_test.numpy()
+    for t in range(1, 41):
+        outputs = outputs - lr / 9 * cross @ residual
+        residual = residual - lr / 9 * train_block @ residual
+        if t in (1, 7, 40):
+            got = reference.predict(x_test, f0_test, lr=lr, steps=t)
+            assert_close(got, torch.from_numpy(outputs), rtol=1e-10, what=f"t={t}")
+    assert_close(reference.predict(x_test, f0_test, lr=lr, steps=0), f0_test, rtol=0)
+    on_train = reference.predict(x, f0, lr=lr, steps=13)
+    assert_close(on_train, reference.outputs(lr=lr, steps=13), rtol=1e-10, what="x_* = X")
+
+
+def test_predictions_converge_to_kernel_regression_from_f0():
+    x, y = _data(n=7, k=1, seed=2)
+    x_test = _data(n=4, k=1, seed=3)[0]
+    net = mlp(5, 16, depth=2, parameterization="ntk", seed=1, dtype=torch.float64)
+    with torch.no_grad():
+        f0, f0_test = net(x), net(x_test)
+    kernels = ntk_infinite(torch.cat([x, x_test]), depth=2).ntk
+    train_block, cross = kernels[:7, :7], kernels[7:, :7]
+    regression = f0_test.numpy() + cross @ np.linalg.solve(train_block, (y - f0).numpy())
+    got = InfiniteWidthGD(net, x, y, f0).predict(x_test, f0_test[:, 0], lr=1.0, steps=100_000)
+    assert_close(got, torch.from_numpy(regression), rtol=1e-9)
+
+
+def test_predict_refuses_outputs_that_do_not_match_the_inputs():
+    x, y = _data(k=2)
+    net = mlp(5, 16, depth=3, out_dim=2, parameterization="ntk", seed=0, dtype=torch.float64)
+    reference = InfiniteWidthGD(net, x, y, net(x).detach())
+    with pytest.raises(ValueError, match=r"^f0_test must be \(4, 2\)"):
+        reference.predict(x[:4], torch.zeros(4), lr=0.1, steps=1)
+    with pytest.raises(ValueError, match=r"^steps must be an int >= 0"):
+        reference.predict(x[:4], torch.zeros(4, 2), lr=0.1, steps=-1)
+
+
+def test_the_held_out_metric_is_the_network_against_predict():
+    x, y = _data(k=1, seed=1)
+    x_test, y_test = _data(n=6, k=1, seed=4)
+    net = mlp(5, 64, depth=3, parameterization="ntk", seed=0, dtype=torch.float64)
+    with torch.no_grad():
+        f0, f0_test = net(x), net(x_test)
+    opt = make_optimizer("gd", net, lr=1.0)
+    trace = train(
+        net, opt, (x, y), 20, probes={"linearization_gap": 10}, eval_data=(x_test, y_test)
+    )
+    steps, values = trace.series("test_linearization_infinite_gap")
+    assert list(steps) == [0, 10, 20]
+    expected = net(x_test).detach() - InfiniteWidthGD(net, x, y, f0).predict(
+        x_test, f0_test, lr=1.0, steps=20
+    )
+    assert_close(values[-1], float(expected.pow(2).mean().sqrt()), rtol=1e-9)
+    assert values[0] == 0.0

@@ -105,7 +105,8 @@ def test_every_registered_probe_runs_in_train():
     # plain full-batch GD on the square loss: the infinite-width linear model's reference too
     targets = torch.nn.functional.one_hot(y, 3).double()
     sgd = torch.optim.SGD(net.parameters(), lr=0.1)
-    gd = gs.train(net, sgd, (x, targets), 2, probes={"linearization_gap": 2})
+    held_out = (xt, torch.nn.functional.one_hot(yt, 3).double())
+    gd = gs.train(net, sgd, (x, targets), 2, probes={"linearization_gap": 2}, eval_data=held_out)
     assert "linearization_infinite_gap" not in trace.metrics  # Adam: not Θ's GD
     recorded = set(trace.metrics) | set(gd.metrics)
     # and each declared name (each family) is recorded: a probe's declaration cannot go stale

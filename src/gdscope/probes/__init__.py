@@ -4,7 +4,8 @@
   ``kernel_drift``, ``kernel_target_alignment``, ``h_infinity``.
 * Infinite width (:mod:`~gdscope.probes.infinite_width`): ``ntk_infinite`` (NNGP and NTK of MLPs),
   ``mlp_kernels`` (those of the distribution a given ``mlp`` was drawn from);
-  :mod:`~gdscope.probes.infinite_dynamics`: ``infinite_width_gd`` (that NTK's model trained by GD).
+  :mod:`~gdscope.probes.infinite_dynamics`: ``infinite_width_gd`` and ``InfiniteWidthGD`` (that
+  NTK's model trained by GD, on the training inputs and off them).
 * Hessian density (:mod:`~gdscope.probes.spectral_density`): ``hessian_spectral_density``,
   ``spectral_density`` (stochastic Lanczos quadrature).
 * Hessian (:mod:`~gdscope.probes.hessian`): ``sharpness``, ``hessian_topk``, ``power_iteration``,
@@ -50,7 +51,7 @@ from gdscope.probes.hessian import (
     power_iteration,
     sharpness,
 )
-from gdscope.probes.infinite_dynamics import infinite_width_gd
+from gdscope.probes.infinite_dynamics import InfiniteWidthGD, infinite_width_gd
 from gdscope.probes.infinite_width import InfiniteWidthKernels, mlp_kernels, ntk_infinite
 from gdscope.probes.lanczos import EigResult, lanczos_topk
 from gdscope.probes.linearization import linearization_gap, linearized_prediction
@@ -82,6 +83,7 @@ __all__ = [
     "CoordRow",
     "EigResult",
     "GGNOperator",
+    "InfiniteWidthGD",
     "InfiniteWidthKernels",
     "NTKSpectrum",
     "Sandwich",

@@ -78,21 +78,82 @@ class InfiniteWidthGD:
                 f"{tuple(y.shape)}; pass one target row per input (one-hot class labels)"
             )
         self.y = y.detach().double().cpu().reshape(self.f0.shape)
+        self._model, self._x = model, x.detach()
         theta = torch.from_numpy(mlp_kernels(model, x).ntk)
         self.values, self.vectors = torch.linalg.eigh(theta)
 
     def outputs(self, *, lr: float, steps: int) -> Tensor:
         """Return ``f^∞_t(X)``, ``(n, k)`` float64, after ``steps ≥ 0`` steps of size ``lr``."""
-        try:
-            steps = check.nonnegative_int("steps", steps)
-        except ValueError:
-            raise ValueError(
-                f"steps must be an int >= 0, got {steps!r}; pass a number of GD steps"
-            ) from None
-        if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not 0 <= lr < math.inf:
-            raise ValueError(f"lr must be a finite number >= 0, got {lr!r}; pass the GD step size")
+        lr, steps = _step_arguments(lr, steps)
         decay = (1.0 - lr * self.values / self.n) ** steps
         return self.y + self.vectors @ (decay[:, None] * (self.vectors.T @ (self.f0 - self.y)))
+
+    def predict(self, x_test: Tensor, f0_test: Tensor, *, lr: float, steps: int) -> Tensor:
+        r"""Return ``f^∞_t(x_*)``, ``(m, k)`` float64, on inputs ``x_test`` after ``steps`` of ``lr``.
+
+        Each step moves the outputs off the training set by ``−(η/n) Θ(x_*, X) r_j``, so
+
+        .. math::  f^∞_t(x_*) = f_0(x_*) − Θ(x_*, X)\, U\, \mathrm{diag}(g_i)\, U^\top r_0,
+                   \qquad g_i = \frac{η}{n} \sum_{j<t} (1 − \tfrac{η}{n} λ_i)^j
+                   = \frac{1 − (1 − ηλ_i/n)^t}{λ_i},
+
+        (Lee et al. 2019, eq. (9)–(11) in discrete time), ``g_i = ηt/n`` where ``λ_i = 0``: a
+        flat direction of ``Θ`` never moves. As ``t → ∞`` with ``η < 2n/λ_max`` it is kernel
+        regression from ``f_0``, ``f_0(x_*) + Θ(x_*, X) Θ^{-1}(y − f_0(X))``; at ``x_* = X``
+        it is :meth:`outputs`.
+
+        Args:
+            x_test: ``(m, d)`` inputs.
+            f0_test: the network's outputs on ``x_test`` at initialization, ``(m, k)`` (or
+                ``(m,)`` for one output).
+            lr: the GD step size ``η ≥ 0``.
+            steps: the number of steps ``t ≥ 0``.
+
+        Raises:
+            ValueError: for ``f0_test`` not ``(m, k)``, or ``x_test`` not the model's inputs.
+
+        """
+        lr, steps = _step_arguments(lr, steps)
+        m, k = x_test.shape[0], self.f0.shape[1]
+        if tuple(f0_test.shape) not in ([(m, k), (m,)] if k == 1 else [(m, k)]):
+            raise ValueError(
+                f"f0_test must be ({m}, {k}) like x_test's rows and f0's outputs, got shape "
+                f"{tuple(f0_test.shape)}; pass the network's outputs on x_test at initialization"
+            )
+        cross = torch.from_numpy(mlp_kernels(self._model, x_test, self._x).ntk)  # Θ(x_*, X)
+        gains = _summed_steps(lr * self.values / self.n, steps) * (lr / self.n)
+        moved = self.vectors @ (gains[:, None] * (self.vectors.T @ (self.f0 - self.y)))
+        return f0_test.detach().double().cpu().reshape(m, k) - cross @ moved
+
+
+def _step_arguments(lr: float, steps: int) -> tuple[float, int]:
+    """Check ``lr`` (finite, ``≥ 0``) and ``steps`` (an int ``≥ 0``), in one line each."""
+    try:
+        steps = check.nonnegative_int("steps", steps)
+    except ValueError:
+        raise ValueError(
+            f"steps must be an int >= 0, got {steps!r}; pass a number of GD steps"
+        ) from None
+    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not 0 <= lr < math.inf:
+        raise ValueError(f"lr must be a finite number >= 0, got {lr!r}; pass the GD step size")
+    return float(lr), steps
+
+
+def _summed_steps(a: Tensor, steps: int) -> Tensor:
+    r"""``Σ_{j<t} (1 − a)^j`` elementwise: ``(1 − (1 − a)^t)/a``, and ``t`` at ``a = 0``.
+
+    Near ``a = 0`` (a flat direction, or ``Θ``'s rounding about 0) as ``−expm1(t·log1p(−a))/a``,
+    which keeps its digits where ``1 − (1 − a)^t`` would cancel.
+
+    >>> _summed_steps(torch.tensor([0.0, 1e-20, 0.5, 1.0, 3.0], dtype=torch.float64), 3).tolist()
+    [3.0, 3.0, 1.75, 1.0, 3.0]
+    """
+    out = torch.full_like(a, float(steps))
+    near = (a.abs() < 0.5) & (a != 0)
+    out[near] = -torch.expm1(steps * torch.log1p(-a[near])) / a[near]
+    far = a.abs() >= 0.5
+    out[far] = (1.0 - (1.0 - a[far]) ** steps) / a[far]
+    return out
 
 
 def infinite_width_gd(

@@ -213,13 +213,26 @@ def _linearization_gap(ctx: ProbeContext) -> dict[str, float]:
             with torch.no_grad():
                 f0 = apply(ctx.model, ctx.init_params, x)
             ctx.memory[_INFINITE_GD_KEY] = InfiniteWidthGD(ctx.model, x, y, f0)
-        reference = ctx.memory[_INFINITE_GD_KEY].outputs(lr=lr, steps=ctx.step)
+        infinite = ctx.memory[_INFINITE_GD_KEY]
+        reference = infinite.outputs(lr=lr, steps=ctx.step)
         net = ctx.train_output().double().cpu().reshape(reference.shape)
         out["linearization_infinite_gap"] = gap_rms(net - reference)
+        if ctx.eval_data is not None:
+            x_test = ctx.eval_data[0]
+            with torch.no_grad():
+                if _INFINITE_TEST_KEY not in ctx.memory:
+                    ctx.memory[_INFINITE_TEST_KEY] = apply(ctx.model, ctx.init_params, x_test)
+                net_test = ctx.model(x_test).double().cpu()
+            f0_test = ctx.memory[_INFINITE_TEST_KEY]
+            reference = infinite.predict(x_test, f0_test, lr=lr, steps=ctx.step)
+            out["test_linearization_infinite_gap"] = gap_rms(
+                net_test.reshape(reference.shape) - reference
+            )
     return out
 
 
 _INFINITE_GD_KEY = "linearization_infinite_gd"
+_INFINITE_TEST_KEY = "linearization_infinite_f0_test"
 
 
 _COORD_CHECK_KEY = "coord_check_init"
@@ -356,7 +369,12 @@ PROBES: dict[str, ScheduledProbe] = {
     "activation_flips": ScheduledProbe(_activation_flips, ("activation_flips",)),
     "linearization_gap": ScheduledProbe(
         _linearization_gap,
-        ("linearization_gap", "test_linearization_gap", "linearization_infinite_gap"),
+        (
+            "linearization_gap",
+            "test_linearization_gap",
+            "linearization_infinite_gap",
+            "test_linearization_infinite_gap",
+        ),
     ),
     "kernel_regression": ScheduledProbe(kernel_regression, _KERNEL_REGRESSION),
     "activation_rms": ScheduledProbe(activation_rms, _ACTIVATIONS),
