@@ -85,6 +85,34 @@ def test_chunking_a_sum_loss_is_refused_and_a_mean_loss_is_not():
     assert_close(chunked, exact, rtol=1e-8)
 
 
+@pytest.mark.parametrize(
+    "loss",
+    [
+        lambda out, y: torch.nn.functional.cross_entropy(out, y, weight=_CLASS_WEIGHTS),
+        lambda out, y: torch.nn.functional.cross_entropy(out, y, ignore_index=2),
+    ],
+    ids=["class_weights", "ignore_index"],
+)
+def test_chunking_a_weighted_mean_is_refused_even_with_sorted_classes(loss):
+    """Class-sorted labels put only class 0 in the first two chunks, where a weighted mean is the
+    plain mean: a check there passed, and sharpness came out 26 % low (review)."""
+    gen = torch.Generator().manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Linear(4, 6), torch.nn.Tanh(), torch.nn.Linear(6, 3)
+    ).double()
+    x = torch.randn(18, 4, generator=gen, dtype=F64)
+    y = torch.arange(3).repeat_interleave(6)  # 0 × 6, 1 × 6, 2 × 6: chunks of 3 are pure
+    with pytest.raises(
+        ValueError, match=r"^sharpness: chunk_size needs a loss that is a mean .* on examples \d+\.\.\d+ "
+    ):
+        gs.probes.sharpness(net, loss, (x, y), chunk_size=3)
+    exact = float(torch.linalg.eigvalsh(dense_hessian(net, loss, (x, y)))[-1])
+    assert_close(gs.probes.sharpness(net, loss, (x, y), tol=1e-10), exact, rtol=1e-8)
+
+
+_CLASS_WEIGHTS = torch.tensor([1.0, 5.0, 0.2], dtype=F64)
+
+
 def test_chunk_size_is_a_count():
     """A numpy integer is a chunk size; True (an int to isinstance) and 0 are refused by name."""
     net, (x, y) = _low_rank_problem()

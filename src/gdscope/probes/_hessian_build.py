@@ -1,9 +1,9 @@
 r"""The Hessian operator of a loss as the probes build it: chunks, checks, data span.
 
 A chunked evaluation weights chunk ``c`` of ``n_c`` examples by ``n_c/n``, which reproduces the
-training loss exactly when it is a mean over examples (checked on two chunks' worth of examples);
-a random loss, an op whose second derivative torch gets wrong, and chunks under batch statistics
-are refused before any graph is built. :func:`span_operator` puts the operator on the first
+training loss exactly when it is a mean over examples with equal weights (checked on every two
+consecutive chunks); a random loss, an op whose second derivative torch gets wrong, and chunks
+under batch statistics are refused before any graph is built. :func:`span_operator` puts the operator on the first
 layer's data span where one applies (:mod:`gdscope.probes._data_span`).
 """
 
@@ -74,7 +74,7 @@ def build_operator(
     selected = selected if span is None else span.params(selected)
     refuse_random_modules(model, what=what, noun="loss")  # before a graph build updates them
     if size < n:
-        _check_mean_loss(model, loss_fn, (x, y), selected, min(n, 2 * size), what)
+        _check_mean_loss(model, loss_fn, (x, y), selected, size, what)
     refuse_wrong_second_derivatives(model, what=what)
     op = HessianOperator(selected, terms, cache=chunk_size is None or cache_chunks)
     check_deterministic(model, what=what, fn=terms[0].fn, params=selected, value=op.first_value)
@@ -87,27 +87,40 @@ def _loss_term(model: nn.Module, loss_fn: LossFn, batch: Batch) -> Scalar:
 
 
 def _check_mean_loss(
-    model: nn.Module, loss_fn: LossFn, batch: Batch, params: Params, k: int, what: str
+    model: nn.Module, loss_fn: LossFn, batch: Batch, params: Params, size: int, what: str
 ) -> None:
-    """Raise unless the loss of the first ``k`` examples is the size-weighted mean of its halves.
+    """Raise unless the loss of every two consecutive chunks is the size-weighted mean of theirs.
 
-    Chunks are weighted ``n_c/n``, which is right only for a mean over examples (a ``"sum"``
-    loss gives ``L = L₁ + L₂``, not ``(h L₁ + (k − h) L₂)/k``); three forwards of ``k`` examples.
+    Chunks are weighted ``n_c/n``, which is right only for a mean over examples with equal
+    weights: a ``"sum"`` loss gives ``L = L₁ + L₂``, and a weighted mean (class weights,
+    ``ignore_index``, a mask) ``(W₁L₁ + W₂L₂)/(W₁ + W₂)`` with ``W_c`` the chunk's total weight.
+    Equality on each consecutive pair forces equal mean weights in all chunks (where the pair's
+    losses differ), which makes the ``n_c/n`` weighting exact for the whole batch; a check on the
+    first chunks alone passes class-sorted data. Forwards without a graph of at most
+    ``2·size`` examples, three passes over the batch in all.
     """
     x, y = batch
-    half = k // 2
+    n = x.shape[0]
     with torch.no_grad():
         detached = {name: p.detach() for name, p in params.items()}
-        whole, first, second = (
-            float(loss_at(model, detached, loss_fn, (x[a:b], y[a:b])))
-            for a, b in ((0, k), (0, half), (half, k))
-        )
-    mean = (half * first + (k - half) * second) / k
-    if not math.isclose(whole, mean, rel_tol=1e-4, abs_tol=1e-12 * max(abs(first), abs(second))):
-        raise ValueError(
-            f"{what}: chunk_size needs a loss that is a mean over examples (reduction='mean'); "
-            f"on {k} examples it gave {whole!r}, the size-weighted mean of its halves {mean!r}"
-        )
+
+        def loss(a: int, b: int) -> float:
+            return float(loss_at(model, detached, loss_fn, (x[a:b], y[a:b])))
+
+        chunks = [(a, min(a + size, n)) for a in range(0, n, size)]
+        values = [loss(a, b) for a, b in chunks]
+        for i in range(1, len(chunks)):
+            (a, m), b, first, second = chunks[i - 1], chunks[i][1], values[i - 1], values[i]
+            whole = loss(a, b)
+            mean = ((m - a) * first + (b - m) * second) / (b - a)
+            scale = max(abs(first), abs(second))
+            if not math.isclose(whole, mean, rel_tol=1e-4, abs_tol=1e-12 * scale):
+                raise ValueError(
+                    f"{what}: chunk_size needs a loss that is a mean over examples with equal "
+                    "weights (reduction='mean', no class weights, ignore_index or mask); on "
+                    f"examples {a}..{b - 1} it gave {whole!r}, the size-weighted mean of its two "
+                    f"chunks {mean!r}; use chunk_size=None"
+                )
 
 
 @differentiating_operator

@@ -12,7 +12,12 @@ import torch
 from torch import Tensor, nn
 
 from gdscope.functional import apply
-from gdscope.probes._checks import check_deterministic
+from gdscope.probes._checks import (
+    check_deterministic,
+    refuse_coupled_examples,
+    refuse_kept_parameters,
+    refuse_random_modules,
+)
 from gdscope.probes._differentiating import differentiating
 from gdscope.probes._hvp import HessianOperator, Scalar, Term
 from gdscope.probes._second_order import refuse_wrong_second_derivatives
@@ -38,13 +43,18 @@ def output_hessian_norm(
 
     Raises:
         ValueError: if ``x`` is empty, the model does not give one output per example, is random,
-            or uses an op whose second derivative torch gets wrong
+            normalizes with batch statistics (each example is differentiated alone, so even
+            inside :func:`~gdscope.probes.allow_batch_statistics`), mixes the examples of a
+            batch, reads a parameter other than through its modules (a tensor kept from
+            ``__init__``), or uses an op whose second derivative torch gets wrong
             (:mod:`gdscope.probes._second_order`).
 
     """
     if x.shape[0] == 0:
         raise ValueError("output_hessian_norm got x with 0 examples; pass at least one")
     params = {name: p for name, p in model.named_parameters() if p.requires_grad}
+    # examples are differentiated one at a time: batch statistics would be a batch of one's
+    refuse_random_modules(model, what="output_hessian_norm", per_example=True)
     with torch.no_grad():
         out = apply(model, {n: p.detach() for n, p in params.items()}, x[:1])
     if out.numel() != 1:
@@ -52,8 +62,12 @@ def output_hessian_norm(
             f"output_hessian_norm needs one scalar output per example, got output shape "
             f"{tuple(out.shape)} for one example; select an output first"
         )
+    refuse_coupled_examples(model, x[:2], "output_hessian_norm")
+    refuse_kept_parameters(model, params, x, "output_hessian_norm")
     terms = [Term(_output_term(model, x[i : i + 1]), 1.0) for i in range(x.shape[0])]
-    check_deterministic(model, what="output_hessian_norm", fn=terms[0].fn, params=params)
+    check_deterministic(
+        model, what="output_hessian_norm", fn=terms[0].fn, params=params, per_example=True
+    )
     refuse_wrong_second_derivatives(model, what="output_hessian_norm")
     norms = []
     for term in terms:
