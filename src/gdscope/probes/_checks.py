@@ -250,10 +250,12 @@ def _random_module(
             f"{module.max_norm}), which measuring would do too; measure a copy with max_norm=None"
         )
     if isinstance(module, nn.modules.batchnorm._BatchNorm):
-        if _BATCH_STATISTICS.get() and module.training and per_example:
+        running = module.running_mean is not None and module.running_var is not None
+        if per_example and (module.training or not running):  # opted in or not
             return (
                 "normalizes with batch statistics, which couple the examples; this probe "
-                "differentiates one example at a time: call model.eval()"
+                "differentiates one example at a time: "
+                + ("call model.eval()" if running else "construct it with track_running_stats=True")
             )
         if _BATCH_STATISTICS.get():
             return None  # opted in: the statistics of the fixed batch given

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from gdscope import _checks as check
 from gdscope.functional import Params
 from gdscope.probes._ntk_uses import is_stock, plain_structure, plain_uses
 
@@ -152,6 +153,7 @@ def data_span(model: nn.Module, x: Tensor, selected: Params, tol: float) -> Data
     >>> span.name, tuple(span.basis.shape)
     ('1.weight', (12, 5))
     """
+    tol = check.real("tol", tol, low=0.0, low_open=True)  # before a comparison with it
     if not isinstance(x, Tensor):  # inputs of another structure (a tuple): not a plain stack's
         return None
     exact = x.dtype == torch.float64 or (x.dtype == torch.float32 and tol >= FLOAT32_SPAN_TOL)

@@ -10,9 +10,11 @@ layer's data span where one applies (:mod:`gdscope.probes._data_span`).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence, Sized
 
 import torch
 from torch import Tensor, nn
+from torch.utils._pytree import tree_leaves, tree_map
 
 from gdscope._checks import positive_int
 from gdscope.functional import LossFn, Params, loss_at
@@ -49,6 +51,8 @@ def build_operator(
     ``selected`` are the coordinates (:func:`~gdscope.probes._subset.select_params`). With
     ``span`` the operator is the reduced Hessian ``∇²L̃`` of :mod:`gdscope.probes._data_span`.
     """
+    if not selected:
+        raise ValueError(f"{what}: the model has no trainable parameters; nothing to differentiate")
     x, y = batch if span is None else span.batch(batch)
     n = x.shape[0]
     size = n if chunk_size is None else positive_int("chunk_size", chunk_size)
@@ -59,22 +63,23 @@ def build_operator(
         )
     if size >= n:  # one term: the batch as given (a 0-d or batch-level target included)
         terms = [Term(_loss_term(model, loss_fn, (x, y)), 1.0)]
-    elif isinstance(y, Tensor) and (y.dim() == 0 or y.shape[0] != n):
+    elif (rows := _target_rows(y, n)) is None:
         raise ValueError(
-            f"{what}: chunk_size={chunk_size} splits the targets by example, but they have shape "
-            f"{tuple(y.shape)} for {n} inputs; give one target per example or chunk_size=None"
+            f"{what}: chunk_size={chunk_size} splits the targets by example, but they "
+            f"{_described(y, n)} for {n} inputs; give one target per example or chunk_size=None"
         )
     else:
         terms = [
             Term(
-                _loss_term(model, loss_fn, (x[i : i + size], y[i : i + size])), min(size, n - i) / n
+                _loss_term(model, loss_fn, (x[i : i + size], rows(i, i + size))),
+                min(size, n - i) / n,
             )
             for i in range(0, n, size)
         ]
     selected = selected if span is None else span.params(selected)
     refuse_random_modules(model, what=what, noun="loss")  # before a graph build updates them
     if size < n:
-        _check_mean_loss(model, loss_fn, (x, y), selected, size, what)
+        _check_mean_loss(model, loss_fn, x, rows, selected, size, what)
     refuse_wrong_second_derivatives(model, what=what)
     op = HessianOperator(selected, terms, cache=chunk_size is None or cache_chunks)
     check_deterministic(model, what=what, fn=terms[0].fn, params=selected, value=op.first_value)
@@ -82,12 +87,42 @@ def build_operator(
     return op
 
 
+def _target_rows(targets: Tensor, n: int) -> Callable[[int, int], Tensor] | None:
+    """Return ``(a, b) ↦`` the targets of examples ``a:b``, or None where they are not per example.
+
+    A tensor, or a tuple, list or dict of tensors (heads) each with ``n`` rows: every tensor's
+    rows; a sequence of ``n`` entries without tensors (a list of labels): the sequence sliced;
+    anything else without tensors (``None``): the same for every chunk.
+    """
+    tensors = [leaf for leaf in tree_leaves(targets) if isinstance(leaf, Tensor)]
+    if tensors and all(t.dim() and t.shape[0] == n for t in tensors):
+        return lambda a, b: tree_map(lambda t: t[a:b] if isinstance(t, Tensor) else t, targets)
+    if isinstance(targets, Sequence) and not isinstance(targets, str):
+        return (lambda a, b: targets[a:b]) if len(targets) == n and not tensors else None
+    return None if tensors else lambda a, b: targets  # None (a loss without targets): as given
+
+
+def _described(targets: object, n: int) -> str:
+    """Say what keeps ``targets`` from being split by example: a tensor's shape, or their type."""
+    for leaf in tree_leaves(targets):
+        if isinstance(leaf, Tensor) and (leaf.dim() == 0 or leaf.shape[0] != n):
+            return f"have shape {tuple(leaf.shape)}"
+    entries = f" of {len(targets)} entries" if isinstance(targets, Sized) else ""
+    return f"are a {type(targets).__name__}{entries}"
+
+
 def _loss_term(model: nn.Module, loss_fn: LossFn, batch: Batch) -> Scalar:
     return lambda p: loss_at(model, p, loss_fn, batch)
 
 
 def _check_mean_loss(
-    model: nn.Module, loss_fn: LossFn, batch: Batch, params: Params, size: int, what: str
+    model: nn.Module,
+    loss_fn: LossFn,
+    x: Tensor,
+    rows: Callable[[int, int], Tensor],
+    params: Params,
+    size: int,
+    what: str,
 ) -> None:
     """Raise unless the loss of every two consecutive chunks is the size-weighted mean of theirs.
 
@@ -99,13 +134,12 @@ def _check_mean_loss(
     first chunks alone passes class-sorted data. Forwards without a graph of at most
     ``2·size`` examples, three passes over the batch in all.
     """
-    x, y = batch
     n = x.shape[0]
     with torch.no_grad():
         detached = {name: p.detach() for name, p in params.items()}
 
         def loss(a: int, b: int) -> float:
-            return float(loss_at(model, detached, loss_fn, (x[a:b], y[a:b])))
+            return float(loss_at(model, detached, loss_fn, (x[a:b], rows(a, b))))
 
         chunks = [(a, min(a + size, n)) for a in range(0, n, size)]
         values = [loss(a, b) for a, b in chunks]

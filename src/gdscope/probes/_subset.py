@@ -44,6 +44,8 @@ def select_params(model: nn.Module, params: Selection) -> Params:
     if not entries:
         raise ValueError("params must name at least one parameter or module; got none")
     chosen: set[str] = set()
+    every = list(model.named_parameters(remove_duplicate=False))
+    first_name = {id(p): name for name, p in trainable.items()}
     for entry in entries:
         if isinstance(entry, Tensor):
             hits = {name for name, p in trainable.items() if p is entry}
@@ -56,12 +58,18 @@ def select_params(model: nn.Module, params: Selection) -> Params:
             raise ValueError(
                 f"params entries must be names or the model's parameters, got {entry!r}"
             )
-        else:
-            hits = {name for name in trainable if _under(name, entry)}
+        else:  # a parameter shared with a module elsewhere is listed once, under its first name
+            hits = {first_name[id(p)] for n, p in every if id(p) in first_name and _under(n, entry)}
         if not hits:
+            frozen = isinstance(entry, str) and any(_under(name, entry) for name, _ in every)
             raise ValueError(
-                f"params: {entry!r} names no trainable parameter or module; trainable "
-                f"parameters: {', '.join(trainable)}{did_you_mean(entry, trainable)}"
+                f"params: {entry!r} names no trainable parameter or module"
+                + (" (requires_grad=False)" if frozen else "")
+                + (
+                    f"; trainable parameters: {', '.join(trainable)}{did_you_mean(entry, trainable)}"
+                    if trainable
+                    else "; the model has no trainable parameters"
+                )
             )
         chosen |= hits
     return {name: p for name, p in trainable.items() if name in chosen}

@@ -52,10 +52,17 @@ class GGNOperator:
     """
 
     def __init__(
-        self, model: nn.Module, loss_fn: LossFn, batch: Batch, params: Mapping[str, Tensor]
+        self,
+        model: nn.Module,
+        loss_fn: LossFn,
+        batch: Batch,
+        params: Mapping[str, Tensor],
+        what: str = "the Gauss–Newton matrix",
     ) -> None:
         if not params:
-            raise ValueError("the model has no trainable parameters; nothing to differentiate")
+            raise ValueError(
+                f"{what}: the model has no trainable parameters; nothing to differentiate"
+            )
         x, y = batch
         self._leaves = tuple(t.detach().requires_grad_(True) for t in params.values())
         self._layout = FlatLayout(self._leaves)
@@ -64,6 +71,12 @@ class GGNOperator:
         self.device: torch.device = self._layout.device
         with torch.enable_grad(), sdpa_kernel(SDPBackend.MATH):  # fused attention: no 2nd backward
             self._out = apply(model, dict(zip(params, self._leaves, strict=True)), x)
+            if not isinstance(self._out, Tensor):
+                raise ValueError(
+                    f"{what} needs a model whose output is one tensor (the F of the Gauss–Newton "
+                    f"Jᵀ H_F J), got a {type(self._out).__name__}; return one tensor from "
+                    "forward (torch.cat the heads) and let loss_fn split it"
+                )
             self._dummy = torch.zeros_like(self._out, requires_grad=True)
             self._jt_dummy = (
                 torch.autograd.grad(  # Jᵀu, linear in the dummy u
@@ -159,7 +172,7 @@ def _checked_operator(
         model, what=what, fn=lambda p: loss_at(model, p, loss_fn, batch), params=selected
     )
     refuse_kept_parameters(model, selected, batch, what, loss_fn)
-    return GGNOperator(model, loss_fn, batch, selected)
+    return GGNOperator(model, loss_fn, batch, selected, what)
 
 
 @overload

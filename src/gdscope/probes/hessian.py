@@ -291,7 +291,10 @@ def power_iteration(
     for step in range(1, iters + 1):
         hv = op.matvec(v)
         previous, theta = theta, float(v @ hv)
-        v = hv / torch.linalg.vector_norm(hv)
+        norm = torch.linalg.vector_norm(hv)
+        if norm == 0:  # v is in the null space: H v = 0 v exactly
+            return theta, step
+        v = hv / norm
         if abs(theta - previous) <= tol * abs(previous):
             return theta, step
     return theta, iters
