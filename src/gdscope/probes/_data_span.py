@@ -29,7 +29,8 @@ from torch import Tensor, nn
 
 from gdscope import _checks as check
 from gdscope.functional import Params
-from gdscope.probes._ntk_uses import is_stock, plain_structure, plain_uses
+from gdscope.probes._ntk_uses import plain_structure, plain_uses
+from gdscope.probes._stock import is_stock
 
 __all__ = ["DataSpan", "data_span", "release"]
 

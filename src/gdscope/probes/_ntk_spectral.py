@@ -67,7 +67,10 @@ def gram_eigs(gram: Tensor, k: int, which: str = "both") -> Tensor:
     absolute error of about ``ε‖K‖`` (``ε ≈ 2·10⁻¹⁶``), so a PSD Gram's ``λ_min`` has relative
     error ``10⁻⁸`` only while ``κ ≲ 10⁸``. Cost: one ``n × n`` matrix-vector product and
     ``O(n m)`` reorthogonalization per iteration, ``m`` iterations (a few hundred for condition
-    numbers of ``10³``), instead of ``O(n³)`` for ``eigvalsh``.
+    numbers of ``10³``), instead of ``O(n³)`` for ``eigvalsh``. For ``k > 1`` it is ``eigvalsh``'s:
+    a Krylov space from one start holds one direction of each eigenspace, so a repeated
+    eigenvalue (the ``(XXᵀ + 1) ⊗ I_k`` of a ``k``-output net) shows once, and the next ones
+    take its other places.
 
     Args:
         gram: ``(n, n)`` symmetric matrix.
@@ -87,6 +90,13 @@ def gram_eigs(gram: Tensor, k: int, which: str = "both") -> Tensor:
     k = positive_int("k", k)
     n = gram.shape[0]
     matrix = gram.detach().to(torch.float64)
+    if min(k, n) > 1:  # a Krylov space holds one vector per eigenspace: blind to multiplicity
+        values = torch.linalg.eigvalsh(matrix).cpu()
+        if which == "smallest":
+            return values[:k]
+        if which == "largest":
+            return values[-k:]
+        return values if n < 2 * k else torch.cat([values[:k], values[-k:]])
     res = lanczos_topk(
         lambda v: matrix @ v,
         n,

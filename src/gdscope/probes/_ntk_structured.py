@@ -34,7 +34,8 @@ from gdscope.models.layers import ScaledConv2d, ScaledLinear
 from gdscope.models.two_layer import TwoLayer
 from gdscope.probes._gram import mirror_upper, upper_gram
 
-from ._ntk_uses import CONV_TYPES, closed_form_two_layer
+from ._ntk_uses import CONV_TYPES
+from ._stock import closed_form_two_layer
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,8 @@ def layer_multipliers(module: nn.Module) -> tuple[float, float]:
 def layer_scales(module: nn.Module) -> tuple[float | None, float | None]:
     """Return a layer's ``(α, α_b)``, each ``None`` where its weight (bias) is frozen or absent."""
     alpha, alpha_b = layer_multipliers(module)
-    return trained_scales(module.weight, getattr(module, "bias", None), alpha, alpha_b)  # pyright: ignore[reportArgumentType]
+    bias = module._parameters.get("bias")  # a buffer named bias is held fixed, trained or not
+    return trained_scales(module.weight, bias, alpha, alpha_b)  # pyright: ignore[reportArgumentType]
 
 
 def trained_scales(
@@ -152,6 +154,8 @@ def module_features(
     working in place, ``Δ = ∂f/∂y`` is taken at the outputs themselves: no zero leaves, no
     additions.
     """
+    with torch.inference_mode(False):  # a copy: a module working in place on its input (the
+        x = x.clone()  # first, say) would write the caller's; and a normal tensor in inference mode
     if closed_form_two_layer(model):
         return _two_layer_features(model, x)
     calls: dict[nn.Module, list[tuple[Tensor, Tensor]]] = {}
@@ -172,7 +176,7 @@ def module_features(
     hooked = [m for m in model.modules() if any(p.requires_grad for p in m.parameters(False))]
     handles = [m.register_forward_hook(hook) for m in hooked]
     try:
-        with torch.enable_grad():
+        with torch.inference_mode(False), torch.enable_grad():  # also in a caller's inference mode
             out = model(x)
             forward[0] = False
             probes = [p for m in calls for _, p in calls[m]]
@@ -207,7 +211,7 @@ def _joined(parts: list[Tensor], dim: int) -> Tensor:
 
 def _two_layer_features(model: TwoLayer, x: Tensor) -> tuple[Tensor, list[LayerFeatures]]:
     """Du et al.'s net as two virtual layers: ``W`` (input ``x``, ``Δ = m^{-1/2} a ⊙ σ'(Wx)``) and ``a``."""
-    with torch.enable_grad():
+    with torch.inference_mode(False), torch.enable_grad():
         pre = F.linear(x, model.weight.detach()).requires_grad_(True)  # (n, m)
         hidden = model.activation(pre)
         out = model.multiplier * (hidden @ model.outer.detach()).unsqueeze(-1)

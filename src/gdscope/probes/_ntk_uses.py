@@ -17,7 +17,6 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import pairwise
-from typing import TypeGuard
 
 import torch
 from torch import Tensor, nn
@@ -26,11 +25,11 @@ from torch.utils._pytree import tree_leaves
 
 from gdscope.models.layers import ScaledConv2d, ScaledLinear
 from gdscope.models.mlp import MLP
-from gdscope.models.two_layer import TwoLayer
+
+from ._stock import closed_form_two_layer, global_hooks, hookless, is_stock, stock_layer
 
 LINEAR_TYPES = (ScaledLinear, nn.Linear)
 CONV_TYPES = (ScaledConv2d, nn.Conv2d)
-LAYER_FORWARDS = (nn.Linear.forward, ScaledLinear.forward, nn.Conv2d.forward, ScaledConv2d.forward)
 _NESTED = (list, tuple, dict)
 
 
@@ -56,8 +55,8 @@ def unsupported_modules(model: nn.Module) -> list[str]:
         if tied:  # one Gram per module would miss the cross terms between the uses
             bad.append(f"{name or '<root>'} (shares a parameter with {tied[0] or '<root>'})")
             continue
-        if type(module).forward not in LAYER_FORWARDS:
-            bad.append(f"{name or '<root>'} ({type(module).__name__}, own forward)")
+        if not stock_layer(module):  # a forward, _conv_forward or _add_bias of its own
+            bad.append(f"{name or '<root>'} ({type(module).__name__}, own code)")
             continue
         own = {n for n, p in module.named_parameters(recurse=False) if p.requires_grad}
         if not is_stock(module) or not own <= {"weight", "bias"}:  # e.g. hook-based weight_norm
@@ -139,6 +138,11 @@ class _UseTracer(TorchFunctionMode):
             self.problems.append(
                 f"{self.module_name[id(module)]} sees {sorted(rows)} rows on axis 0 for two "
                 "examples (the examples are not along axis 0 of its input and output)"
+            )
+        elif not (_copies(given) and _copies(output)):  # a sequence-first view of two tokens
+            self.problems.append(
+                f"{self.module_name[id(module)]} sees two rows on axis 0 that differ for two "
+                "copies of one example (the examples are not along axis 0 of its input and output)"
             )
         self.output_numel += output.numel() // 2
         weight = getattr(module, "weight", None)
@@ -222,17 +226,6 @@ def uncovered_uses(model: nn.Module, x: Tensor) -> list[str]:
 
 _ELEMENTWISE = (nn.ReLU, nn.Tanh, nn.GELU, nn.Softplus, nn.Sigmoid, nn.SiLU, nn.Identity)
 """Parameter-free modules whose stock forward reads nothing but its input."""
-
-
-def global_hooks() -> bool:
-    """Whether any global module hook (forward, forward-pre, backward, backward-pre) is registered."""
-    hooks = torch.nn.modules.module
-    return bool(
-        hooks._global_forward_hooks
-        or hooks._global_forward_pre_hooks
-        or hooks._global_backward_hooks
-        or hooks._global_backward_pre_hooks
-    )
 
 
 @dataclass(frozen=True)
@@ -377,24 +370,15 @@ def _own_weights(layer: nn.Module) -> bool:
     return own.get("weight") is not None and "bias" in own
 
 
-def is_stock(module: nn.Module) -> bool:
-    """Return whether ``module`` has no hook, no instance ``forward`` and plain parameters."""
-    return hookless(module) and all(
-        p is None or type(p) is nn.Parameter for p in module._parameters.values()
-    )
+def _copies(t: Tensor) -> bool:
+    """Whether the two rows of ``t`` along axis 0 are equal, as two copies of one example's are.
 
-
-def closed_form_two_layer(model: nn.Module) -> TypeGuard[TwoLayer]:
-    """Whether ``model`` is a stock :class:`TwoLayer` (NTK in closed form): no subclass or hook."""
-    return type(model) is TwoLayer and hookless(model) and not global_hooks()
-
-
-def hookless(module: nn.Module) -> bool:
-    """Return whether ``module`` has no hook of its own and no instance ``forward``."""
-    return not (
-        "forward" in module.__dict__
-        or module._forward_hooks
-        or module._forward_pre_hooks
-        or module._backward_hooks
-        or module._backward_pre_hooks
-    )
+    Two rows of another axis (a sequence-first view of two tokens) have the same count but
+    differ; the tolerance leaves room for a kernel that rounds the two rows differently.
+    """
+    if t.ndim == 0 or t.shape[0] != 2:
+        return False
+    if not t.is_floating_point():
+        return torch.equal(t[0], t[1])
+    scale = float(t.detach().abs().max()) if t.numel() else 0.0
+    return torch.allclose(t[0], t[1], rtol=1e-4, atol=1e-6 * scale, equal_nan=True)

@@ -41,13 +41,13 @@ from ._ntk_tiling import bytes_per_example, features_fn, tiled
 from ._ntk_uses import (
     PlainStack,
     UseTrace,
-    closed_form_two_layer,
     plain_stack,
     plain_structure,
     plain_uses,
     traced_forward,
     unsupported_modules,
 )
+from ._stock import closed_form_two_layer
 
 __all__ = [
     "NTKSpectrum",
@@ -212,7 +212,7 @@ def ntk_method(model: nn.Module, x: Tensor, method: str = "auto") -> str:
     """
     _check_method(method)
     param = _first_trainable(model, None)
-    x = x.detach()[:1].to(param.device, param.dtype, copy=True)  # the caller's x stays as it is
+    x = _like(x[:1], param, model).clone()  # the caller's x stays as it is; indices stay integers
     if method != "jacobian" and plain_stack(model, x) is not None:
         return "structured"
     return _plan(model, method, x)[0]
