@@ -127,3 +127,48 @@ def test_selecting_frozen_parameters_says_so():
     for probe in (gs.probes.sharpness, gs.probes.ggn_sharpness):
         with pytest.raises(ValueError, match=r"^\w+: the model has no trainable parameters"):
             probe(frozen, gs.losses.mse, batch)
+
+
+class _NaNNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(3, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lin(x) * float("nan")
+
+
+def test_an_empty_batch_is_refused_not_measured_as_zero():
+    """``sharpness`` of 0 examples returned 0.0: in a tracking loop, a silent zero."""
+    net, x, y = nn.Linear(3, 1), torch.randn(4, 3), torch.randn(4, 1)
+    for probe in (gs.probes.sharpness, gs.probes.ggn_sharpness, gs.probes.hessian_trace_hutchpp):
+        with pytest.raises(ValueError, match=r"^\w+: batch's x has no examples \(shape \(0, 3\)\)"):
+            probe(net, gs.losses.mse, (x[:0], y[:0]))
+
+
+def test_a_model_that_is_nan_at_its_parameters_is_refused_in_one_line():
+    """scipy's ``array must not contain infs or NaNs`` and torch's ``linalg.eigh`` failure said
+    nothing about the model."""
+    torch.manual_seed(0)
+    batch = (torch.randn(5, 3), torch.randn(5, 1))
+    for probe in (gs.probes.sharpness, gs.probes.ggn_sharpness, gs.probes.hessian_spectral_density):
+        with pytest.raises(ValueError, match=r"^\w+: the loss is nan at these parameters"):
+            probe(_NaNNet(), gs.losses.mse, batch)
+    with pytest.raises(ValueError, match=r"^output_hessian_norm: the output is nan"):
+        gs.probes.output_hessian_norm(_NaNNet(), batch[0])
+    gram = gs.probes.ntk_gram(_NaNNet(), batch[0])
+    with pytest.raises(ValueError, match=r"^K has non-finite entries"):
+        gs.probes.ntk_spectrum(gram)
+
+
+@pytest.mark.parametrize("probe", ["sharpness", "ggn_sharpness", "ntk_spectrum", "hessian_density"])
+def test_a_run_that_turns_non_finite_in_one_step_is_diverged_not_crashed(probe):
+    """At lr 1e30 the loss is nan after one step; the curvature probes scheduled at that
+    checkpoint raised scipy's and torch's errors out of ``train``."""
+    x, y = gs.data.sphere(n=16, d=4, seed=0)
+    net = gs.models.mlp(4, 16, depth=3, seed=0)
+    opt = torch.optim.SGD(net.parameters(), lr=1e30)
+    trace = gs.train(net, opt, (x, y), 10, probes={"loss": 1, probe: 1})
+    assert trace.status == "diverged"
+    steps, _ = trace.series("loss")
+    assert list(steps) == [0, 1]

@@ -26,13 +26,21 @@ __all__ = ["check_generator", "check_loss_and_batch"]
 def check_loss_and_batch(loss_fn: object, batch: object, what: str) -> None:
     """Raise a one-line ``ValueError`` unless ``batch`` is ``(x, y)`` and ``loss_fn(out, y)`` binds.
 
-    ``x`` and ``y`` are not looked into (what the model and the loss take). A loss whose
+    A tensor ``x`` must hold at least one example (an empty batch's loss has no curvature to
+    measure: the probes returned 0); ``x`` and ``y`` are not otherwise looked into (what the
+    model and the loss take). A loss whose
     signature Python cannot read is taken as it is.
     """
     if not (isinstance(batch, tuple | list) and len(batch) == 2):
         raise ValueError(
             f"{what}: batch must be a pair (x, y) of the model's inputs and the targets, got "
             f"{_described(batch)}; pass batch=(x, y)"
+        )
+    x = batch[0]  # pyright: ignore[reportIndexIssue]
+    if isinstance(x, Tensor) and (x.ndim == 0 or x.shape[0] == 0):
+        raise ValueError(
+            f"{what}: batch's x has no examples (shape {tuple(x.shape)}); pass at least one "
+            "example, rows along axis 0"
         )
     if not callable(loss_fn):
         raise ValueError(

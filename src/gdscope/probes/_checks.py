@@ -111,6 +111,12 @@ def check_deterministic(
     with torch.no_grad():
         detached = {n: p.detach() for n, p in params.items()}
         first = fn(detached) if value is None else value
+        if not bool(torch.isfinite(first).all()):
+            raise ValueError(
+                f"{what}: the {'output' if per_example else 'loss'} is {first.item()!r} at "
+                "these parameters, which has no curvature to measure; check the model, the data "
+                "and the loss (a run that diverged ends before its probes)"
+            )
         second = fn(detached)
     if not torch.allclose(first, second, rtol=1e-4, atol=0.0, equal_nan=True):
         raise ValueError(

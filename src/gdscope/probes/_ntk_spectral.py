@@ -49,9 +49,15 @@ class NTKSpectrum:
 
 
 def _check_square(gram: Tensor, name: str = "K") -> None:
+    """Raise unless ``gram`` is a non-empty square matrix of finite entries."""
     if gram.ndim != 2 or gram.shape[0] != gram.shape[1] or gram.shape[0] == 0:
         raise ValueError(
             f"{name} must be a non-empty square (n, n) matrix, got {tuple(gram.shape)}"
+        )
+    if not bool(torch.isfinite(gram).all()):
+        raise ValueError(
+            f"{name} has non-finite entries (the model's outputs or gradients are not finite at "
+            "these parameters); check the model and the data"
         )
 
 

@@ -10,6 +10,7 @@ per epoch and evaluates scheduled probes on the full training set.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import cast
@@ -299,7 +300,10 @@ class _Network:
             self.watched = None
             if t < self.steps:
                 self.watched = float(self.closure().detach())
-        metrics = measure(self.due, ctx, self.extra)
+        if self.watched is not None and not math.isfinite(self.watched):
+            metrics = {"loss": self.watched}  # the run ends here, diverged: nothing to measure
+        else:
+            metrics = measure(self.due, ctx, self.extra)
         start = metrics.get("loss", self.watched) if t == 0 else None
         if t == 0 and start is None:
             start = ctx.loss()
