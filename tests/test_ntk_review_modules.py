@@ -165,3 +165,36 @@ def test_repeated_eigenvalues_are_counted_as_often_as_they_occur():
     both = ntk_spectrum(gram, k=4, method="lanczos").eigenvalues
     assert_close(both, torch.cat([exact[:4], exact[-4:]]), rtol=1e-12)
     assert_close(gram_eigs(gram, 1), exact[[0, -1]], rtol=1e-8)
+
+
+@pytest.fixture
+def _precision_restored():
+    matmul, conv = torch.backends.cuda.matmul, torch.backends.cudnn.conv
+    saved = matmul.fp32_precision, conv.fp32_precision
+    yield
+    matmul.fp32_precision, conv.fp32_precision = saved
+
+
+def test_tf32_flags_are_read_and_set_through_the_api_the_caller_used(_precision_restored):
+    """Once ``fp32_precision`` is set, reading the legacy ``allow_tf32`` raises in torch 2.13:
+    the coupled-examples check and ``allow_tf32()`` read it."""
+    from gdscope.probes._ntk_tf32 import allow_tf32, check_tf32, tf32_matmuls
+
+    torch.backends.cuda.matmul.fp32_precision = "tf32"
+    assert tf32_matmuls()
+    torch.backends.cuda.matmul.fp32_precision = "ieee"
+    assert not tf32_matmuls()
+    with allow_tf32():
+        assert tf32_matmuls()
+    assert not tf32_matmuls()
+    torch.backends.cuda.matmul.fp32_precision = "tf32"  # TF32 on globally: the check's
+    seen = []  # reference must still be full float32
+
+    def compute(a, b):
+        seen.append(tf32_matmuls())
+        return a @ (a if b is None else b).T
+
+    x = torch.randn(4, 3)
+    check_tf32(x @ x.T, compute, x, None, 1, True)
+    assert seen == [False]
+    assert tf32_matmuls()

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from torch.utils._pytree import tree_map
 
 from gdscope.functional import LossFn, Params, apply, loss_at
+from gdscope.probes._ntk_tf32 import tf32_matmuls
 
 B = TypeVar("B")
 _BATCH_STATISTICS: ContextVar[bool] = ContextVar("gdscope_batch_statistics", default=False)
@@ -196,7 +197,7 @@ def refuse_coupled_examples(model: nn.Module, few: Tensor, what: str) -> None:
         return
     # √ε of the dtype: rounding that differs between a batch of one and of two (a deep chaotic
     # net amplifies it to 3e-11 in float64, 7e-5 in float32) stays below; TF32 products, 1e-3
-    tf32 = together.is_cuda and torch.backends.cuda.matmul.allow_tf32
+    tf32 = together.is_cuda and tf32_matmuls()
     tol = 1e-2 if tf32 else torch.finfo(together.dtype).eps ** 0.5
     gap = float((together - alone).abs().max())
     if gap > tol * max(float(alone.abs().max()), 1e-30):

@@ -15,21 +15,55 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import Tensor
 
-__all__ = ["TF32_TOLERANCE", "allow_tf32", "check_tf32"]
+__all__ = ["TF32_TOLERANCE", "allow_tf32", "check_tf32", "tf32_matmuls", "tf32_set"]
 
 TF32_TOLERANCE = 1e-3
 """Largest error of a TF32 Gram relative to its largest entry that passes without a warning."""
 
 
+def _flags() -> list[tuple[object, str, object, object]]:
+    """``(holder, attribute, TF32 value, full-float32 value)`` of matmul's and convolution's flag.
+
+    torch ≥ 2.9's ``fp32_precision`` where it exists: once a caller has set it, reading or
+    writing the legacy ``allow_tf32`` raises (the two APIs may not be mixed).
+    """
+    matmul, conv = torch.backends.cuda.matmul, getattr(torch.backends.cudnn, "conv", None)
+    if hasattr(matmul, "fp32_precision") and hasattr(conv, "fp32_precision"):
+        return [
+            (matmul, "fp32_precision", "tf32", "ieee"),
+            (conv, "fp32_precision", "tf32", "ieee"),
+        ]
+    return [(matmul, "allow_tf32", True, False), (torch.backends.cudnn, "allow_tf32", True, False)]
+
+
 @contextlib.contextmanager
-def allow_tf32() -> Iterator[None]:
-    """Allow TF32 matmuls and convolutions on CUDA inside the block; restore the flags after."""
-    matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+def tf32_set(on: bool) -> Iterator[None]:
+    """Allow (``on``) or forbid TF32 matmuls and convolutions on CUDA in the block; restore after."""
+    flags = _flags()
+    saved = [getattr(holder, name) for holder, name, _, _ in flags]
+    for holder, name, tf32, full in flags:
+        setattr(holder, name, tf32 if on else full)
     try:
         yield
     finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
+        for (holder, name, _, _), value in zip(flags, saved, strict=True):
+            setattr(holder, name, value)
+
+
+def allow_tf32() -> contextlib.AbstractContextManager[None]:
+    """Allow TF32 matmuls and convolutions on CUDA inside the block; restore the flags after."""
+    return tf32_set(True)
+
+
+def tf32_matmuls() -> bool:
+    """Whether CUDA float32 matmuls may run in TF32 now (either API, as the caller set it)."""
+    matmul = torch.backends.cuda.matmul
+    precision = getattr(matmul, "fp32_precision", None)
+    if precision is None:
+        return bool(matmul.allow_tf32)
+    if precision == "none":  # inherits the global setting
+        return getattr(torch.backends, "fp32_precision", "ieee") == "tf32"
+    return precision == "tf32"
 
 
 def check_tf32(
@@ -40,12 +74,17 @@ def check_tf32(
     k: int,
     trace: bool,
 ) -> None:
-    """Recompute a random sub-Gram without TF32 and warn if it differs by more than 1e-3."""
+    """Recompute a random sub-Gram without TF32 and warn if it differs by more than 1e-3.
+
+    The recomputation forbids TF32 itself: with the caller's flags it would be TF32 again
+    wherever they allow it globally.
+    """
     xs2 = x1 if x2 is None else x2
     gen = torch.Generator().manual_seed(0)
     i = torch.randperm(x1.shape[0], generator=gen)[:16].to(x1.device)
     j = torch.randperm(xs2.shape[0], generator=gen)[:16].to(x1.device)
-    exact = compute(x1[i], xs2[j])
+    with tf32_set(False):
+        exact = compute(x1[i], xs2[j])
     if trace:
         fast = gram[i][:, j]
     else:
