@@ -198,3 +198,12 @@ def test_tf32_flags_are_read_and_set_through_the_api_the_caller_used(_precision_
     check_tf32(x @ x.T, compute, x, None, 1, True)
     assert seen == [False]
     assert tf32_matmuls()
+
+
+def test_a_backward_hook_is_refused_in_one_line():
+    """``torch.func`` cannot run one: its RuntimeError about ``setup_context`` named nothing."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 1)).double()
+    net[2].register_full_backward_pre_hook(lambda module, grad: None)
+    with pytest.raises(ValueError, match=r"^ntk_gram: module '2' has a backward hook"):
+        ntk_gram(net, torch.randn(5, 3, dtype=F64))

@@ -37,10 +37,25 @@ def tile_jacobian(model: nn.Module, x: Tensor) -> list[Tensor]:
     try:
         jac = torch.func.vmap(per_example, in_dims=(None, 0))(params, x)
     except RuntimeError:
+        _refuse_backward_hooks(model)
         rows = [per_example(params, xi) for xi in x]  # raises again if the model itself fails
         jac = {name: torch.stack([row[name] for row in rows]) for name in params}
     n = x.shape[0]
     return [jac[name].reshape(n, jac[name].shape[1], -1) for name in params]
+
+
+def _refuse_backward_hooks(model: nn.Module) -> None:
+    """Raise where a backward hook stops ``torch.func`` (which cannot run one) in one line."""
+    hooks = torch.nn.modules.module
+    named = [(name or "<root>", m) for name, m in model.named_modules()]
+    hooked = [name for name, m in named if m._backward_hooks or m._backward_pre_hooks]
+    if hooked or hooks._global_backward_hooks or hooks._global_backward_pre_hooks:
+        where = f"module {hooked[0]!r} has a" if hooked else "a global module"
+        raise ValueError(
+            f"ntk_gram: {where} backward hook, which torch.func's per-example Jacobians cannot "
+            "run (and which may rewrite the gradients the NTK is made of); remove it for the "
+            "measurement (handle.remove())"
+        )
 
 
 def jacobian_bytes_per_example(model: nn.Module, k: int) -> int:
