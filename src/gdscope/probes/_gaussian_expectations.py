@@ -77,7 +77,12 @@ def expectation(
     """Return ``(k11, k12, k22) -> (E[σ(u)σ(v)], E[σ'(u)σ'(v)])``, broadcasting its arguments.
 
     ``nodes`` per dimension for ``"hermite"`` and ``"polar"``, ``panel_nodes`` per panel for
-    ``"graded"``.
+    ``"graded"``. Both expectations are symmetric under ``u ↔ v``, i.e. under swapping ``k11``
+    and ``k22``, but a rule's rounding is not (the Hermite rule: ``2.4e-10`` apart for tanh at
+    ``(1.3, 0.4, 0.7)``), so the rules run on ``(min(k11, k22), k12, max(k11, k22))``:
+    ``E(a, c, b)`` and ``E(b, c, a)`` are then the same operations on the same numbers, and an
+    input given twice gives bitwise-equal rows of the kernels (an exactly singular Gram, whose
+    regression takes the least-norm route). The closed forms are symmetric as written.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {list(METHODS)}, got {method!r}")
@@ -94,6 +99,7 @@ def expectation(
 
     def expect(k11: Array, k12: Array, k22: Array) -> tuple[Array, Array]:
         k11, k12, k22 = np.broadcast_arrays(k11, k12, k22)
+        k11, k22 = np.minimum(k11, k22), np.maximum(k11, k22)  # canonical: see the docstring
         return rule(fns[0], k11, k12, k22, nodes), rule(fns[1], k11, k12, k22, nodes)
 
     return expect
@@ -113,10 +119,20 @@ def checked_nodes(nodes: int) -> int:
 
 
 def _correlation(k11: Array, k12: Array, k22: Array) -> tuple[Array, Array]:
-    # √(k11·k22) after an exact power-of-two scaling: the product neither overflows (≈1e154)
-    # nor underflows, and on the diagonal (k11 = k22) the norm is k11 itself, so ρ = 1 exactly
-    scale = np.ldexp(1.0, np.frexp(np.maximum(k11, k22))[1])
-    norm = scale * np.sqrt((k11 / scale) * (k22 / scale))
+    r"""Return ``√(k11·k22)`` and ``ρ = k12/√(k11·k22)`` (clipped to ``[−1, 1]``; 0 where the norm is).
+
+    Each variance is split exactly as ``k = m·4^e`` with ``m ∈ [½, 2)`` (an even power of two),
+    so ``√(k11·k22) = √(m_1 m_2)·2^{e_1+e_2}``: the product ``m_1 m_2 ∈ [¼, 4)`` neither
+    overflows nor underflows whatever the two scales (one common scale lost ``k22`` below
+    ``1e-308·k11``: inputs whose norms differ by ``1e154``), the power of two is exact, and on
+    the diagonal (``k11 = k22``) the norm is ``k11`` itself (``√(m²) = m`` in binary floating
+    point), so ``ρ = 1`` exactly there.
+    """
+    f1, e1 = np.frexp(k11)
+    f2, e2 = np.frexp(k22)
+    odd1, odd2 = e1 & 1, e2 & 1  # 2^e1 = 2^odd1 · 4^((e1 − odd1)/2)
+    root = np.sqrt(np.ldexp(f1, odd1) * np.ldexp(f2, odd2))
+    norm = np.ldexp(root, (e1 - odd1 + e2 - odd2) // 2)
     rho = np.clip(np.divide(k12, norm, out=np.zeros_like(norm), where=norm > 0), -1.0, 1.0)
     return norm, rho
 

@@ -37,6 +37,7 @@ from __future__ import annotations
 import math
 import numbers
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -44,6 +45,8 @@ from gdscope import _checks as check
 from gdscope.probes.infinite_width import mlp_kernels
 
 __all__ = ["InfiniteWidthGD", "infinite_width_gd", "plain_gd_lr"]
+
+Inputs = Tensor | np.ndarray
 
 
 class InfiniteWidthGD:
@@ -56,20 +59,29 @@ class InfiniteWidthGD:
         y: targets ``(n, k)`` (or ``(n,)``).
         f0: the network's outputs at initialization on ``x``, ``(n, k)``.
 
+    ``x``, ``y`` and ``f0`` are tensors or NumPy arrays of real numbers (read in float64), as
+    :func:`~gdscope.probes.mlp_kernels`, which this wraps, reads its inputs.
+
     Raises:
-        ValueError: for a model :func:`~gdscope.probes.mlp_kernels` does not cover, or ``y``
-            and ``f0`` not ``(n, k)`` (``(n,)`` for one output) with ``x``'s ``n`` rows.
+        ValueError: for a model :func:`~gdscope.probes.mlp_kernels` does not cover; ``x``
+            not ``(n, d)``; ``y`` and ``f0`` not ``(n, k)`` (``(n,)`` for one output) with
+            ``x``'s ``n`` rows, or not finite (a nan target would make every output nan).
 
     """
 
-    def __init__(self, model: nn.Module, x: Tensor, y: Tensor, f0: Tensor) -> None:
+    def __init__(self, model: nn.Module, x: Inputs, y: Inputs, f0: Inputs) -> None:
+        x, y, f0 = _as_tensor("x", x), _as_tensor("y", y), _as_tensor("f0", f0)
+        if x.ndim != 2:
+            raise ValueError(
+                f"x must be (n, d) inputs, got shape {tuple(x.shape)}; pass one row per input"
+            )
         self.n = x.shape[0]
         if f0.ndim not in (1, 2) or f0.shape[0] != self.n:
             raise ValueError(
                 f"f0 must be (n, k) or (n,) with n = {self.n} rows like x, got shape "
                 f"{tuple(f0.shape)}; pass the network's outputs on x at initialization"
             )
-        self.f0 = f0.detach().double().cpu().reshape(self.n, -1)
+        self.f0 = _finite("f0", f0).reshape(self.n, -1)
         k = self.f0.shape[1]
         allowed = [(self.n, k), (self.n,)] if k == 1 else [(self.n, k)]
         if tuple(y.shape) not in allowed:
@@ -77,8 +89,8 @@ class InfiniteWidthGD:
                 f"y must be ({self.n}, {k}) like f0 (or ({self.n},) for one output), got shape "
                 f"{tuple(y.shape)}; pass one target row per input (one-hot class labels)"
             )
-        self.y = y.detach().double().cpu().reshape(self.f0.shape)
-        self._model, self._x = model, x.detach()
+        self.y = _finite("y", y).reshape(self.f0.shape)
+        self._model, self._x = model, x
         theta = torch.from_numpy(mlp_kernels(model, x).ntk)
         self.values, self.vectors = torch.linalg.eigh(theta)
 
@@ -88,7 +100,7 @@ class InfiniteWidthGD:
         decay = (1.0 - lr * self.values / self.n) ** steps
         return self.y + self.vectors @ (decay[:, None] * (self.vectors.T @ (self.f0 - self.y)))
 
-    def predict(self, x_test: Tensor, f0_test: Tensor, *, lr: float, steps: int) -> Tensor:
+    def predict(self, x_test: Inputs, f0_test: Inputs, *, lr: float, steps: int) -> Tensor:
         r"""Return ``f^∞_t(x_*)``, ``(m, k)`` float64, on inputs ``x_test`` after ``steps`` of ``lr``.
 
         Each step moves the outputs off the training set by ``−(η/n) Θ(x_*, X) r_j``, so
@@ -110,11 +122,13 @@ class InfiniteWidthGD:
             steps: the number of steps ``t ≥ 0``.
 
         Raises:
-            ValueError: for ``f0_test`` not ``(m, k)``, or ``x_test`` not the model's inputs.
+            ValueError: for ``f0_test`` not ``(m, k)`` or not finite, or ``x_test`` not the
+                model's inputs (tensors or NumPy arrays, as in the constructor).
 
         """
         lr, steps = _step_arguments(lr, steps)
-        m, k = x_test.shape[0], self.f0.shape[1]
+        x_test, f0_test = _as_tensor("x_test", x_test), _as_tensor("f0_test", f0_test)
+        m, k = (x_test.shape[0] if x_test.ndim else 0), self.f0.shape[1]
         if tuple(f0_test.shape) not in ([(m, k), (m,)] if k == 1 else [(m, k)]):
             raise ValueError(
                 f"f0_test must be ({m}, {k}) like x_test's rows and f0's outputs, got shape "
@@ -123,7 +137,36 @@ class InfiniteWidthGD:
         cross = torch.from_numpy(mlp_kernels(self._model, x_test, self._x).ntk)  # Θ(x_*, X)
         gains = _summed_steps(lr * self.values / self.n, steps) * (lr / self.n)
         moved = self.vectors @ (gains[:, None] * (self.vectors.T @ (self.f0 - self.y)))
-        return f0_test.detach().double().cpu().reshape(m, k) - cross @ moved
+        return _finite("f0_test", f0_test).reshape(m, k) - cross @ moved
+
+
+def _as_tensor(name: str, value: object) -> Tensor:
+    """``value``, a tensor or NumPy array of real numbers, as a float64 CPU tensor; one line else."""
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind not in "biuf":
+            raise ValueError(
+                f"{name} must hold real numbers, got dtype {value.dtype}; pass a float array"
+            )
+        value = torch.from_numpy(value.astype(np.float64))
+    if not isinstance(value, Tensor):
+        raise ValueError(
+            f"{name} must be a torch.Tensor or a NumPy array, got {type(value).__name__}; "
+            f"pass torch.as_tensor({name})"
+        )
+    if value.is_complex():
+        raise ValueError(f"{name} must be real, got dtype {value.dtype}; pass {name}.real")
+    return value.detach().to("cpu", torch.float64)
+
+
+def _finite(name: str, value: Tensor) -> Tensor:
+    """``value`` if every entry is finite; a one-line ``ValueError`` naming one that is not."""
+    bad = value[~torch.isfinite(value)]
+    if bad.numel():
+        raise ValueError(
+            f"{name} must be finite, got an entry {float(bad[0])!r}; drop or impute the "
+            "non-finite values"
+        )
+    return value
 
 
 def _step_arguments(lr: float, steps: int) -> tuple[float, int]:
@@ -157,7 +200,7 @@ def _summed_steps(a: Tensor, steps: int) -> Tensor:
 
 
 def infinite_width_gd(
-    model: nn.Module, x: Tensor, y: Tensor, f0: Tensor, *, lr: float, steps: int
+    model: nn.Module, x: Inputs, y: Inputs, f0: Inputs, *, lr: float, steps: int
 ) -> Tensor:
     """Return ``f^∞_t(X)``, ``(n, k)`` float64: :class:`InfiniteWidthGD` after ``steps`` of ``lr``."""
     return InfiniteWidthGD(model, x, y, f0).outputs(lr=lr, steps=steps)

@@ -154,16 +154,29 @@ def kernel_solution(
     )
 
 
-def _solve(gram: Tensor, r0: Tensor) -> Tensor | None:
-    """Return ``K⁻¹ r_0`` (Cholesky; warns when ill-conditioned).
+def _solve(gram: Tensor, r0: Tensor, kernel: str = "K_0", stacklevel: int = 3) -> Tensor | None:
+    """Return ``K⁻¹ r_0`` (Cholesky; warns when ill-conditioned, naming the ``kernel``).
 
-    For a singular ``K``: the least-norm solution when one interpolates, else ``None``.
+    For a singular ``K``: the least-norm solution when one interpolates, else ``None``. Singular
+    includes numerically so: an input given twice makes two rows of ``K`` equal, and Cholesky
+    may still succeed on the rounding of the pivot that should be 0 (``Θ ⊗ I`` of a repeated
+    input: ``κ₁ ≈ 6e16``). Its solve is then backward stable (a small residual) but puts that
+    rounding, divided by the pivot, along the null direction: the residual cannot tell, the
+    condition can. Below ``rcond = size·ε`` (LAPACK's estimate of ``1/κ₁``; over 200 such
+    Grams it was at most ``2.8ε``) the smallest eigenvalue is at the level of rounding, where
+    :func:`_consistent_min_norm` counts it as zero, and its least-norm solution is taken if it
+    interpolates. If it does not, that eigenvalue carries the data (inputs ``1e-7`` apart:
+    ``rcond ≈ 3.7ε``, a residual of ``1e-7``), and the Cholesky solve is kept, with the warning
+    that it keeps about no digits.
     """
     chol, info = torch.linalg.cholesky_ex(gram)
-    if int(info) == 0:
-        _warn_if_ill_conditioned(gram, chol)
-        return torch.cholesky_solve(r0[:, None], chol)[:, 0]
-    return _consistent_min_norm(gram, r0)  # repeated inputs with equal targets interpolate
+    rcond = _rcond(gram, chol) if int(info) == 0 else 0.0
+    if not rcond >= gram.shape[0] * torch.finfo(torch.float64).eps:
+        alpha = _consistent_min_norm(gram, r0)  # repeated inputs with equal targets interpolate
+        if alpha is not None or int(info) != 0:
+            return alpha
+    _warn_if_ill_conditioned(rcond, kernel, stacklevel)
+    return torch.cholesky_solve(r0[:, None], chol)[:, 0]
 
 
 def _infinite_width_prediction(
@@ -178,31 +191,36 @@ def _infinite_width_prediction(
     theta = torch.from_numpy(mlp_kernels(model0, x).ntk)
     cross = torch.from_numpy(mlp_kernels(model0, x_test, x).ntk)
     eye = torch.eye(r0.numel() // x.shape[0], dtype=torch.float64)
-    alpha = _solve(torch.kron(theta, eye), r0)
+    alpha = _solve(torch.kron(theta, eye), r0, "the infinite-width NTK Θ", stacklevel=4)
     return None if alpha is None else f0_test + torch.kron(cross, eye) @ alpha
 
 
 ILL_CONDITIONED = 1e12
-"""Warn above this condition number of ``K_0`` (float64 keeps about ``16 − log₁₀ κ`` digits)."""
+"""Warn above this condition number of ``K_0`` or ``Θ`` (float64 keeps about ``16 − log₁₀ κ`` digits)."""
 
 
-def _warn_if_ill_conditioned(gram: Tensor, chol: Tensor) -> None:
-    """Warn when LAPACK's estimate of ``κ₁(K_0)`` (``dpocon`` on the Cholesky factor) is large.
-
-    Near-repeated inputs make ``K_0`` nearly singular: Cholesky still succeeds, but the solve,
-    and with it the kernel prediction, keeps only about ``16 − log₁₀ κ`` digits (inputs 1e-6
-    apart: κ ≈ 3.5e13, predictions off by 4.5e-4).
-    """
+def _rcond(gram: Tensor, chol: Tensor) -> float:
+    """LAPACK's estimate of ``1/κ₁(K)`` (``dpocon`` on the Cholesky factor)."""
     norm = float(gram.abs().sum(0).max())
     (pocon,) = get_lapack_funcs(("pocon",), dtype=np.float64)
     rcond, _ = pocon(np.asfortranarray(chol.numpy()), norm, uplo="L")
+    return float(rcond)
+
+
+def _warn_if_ill_conditioned(rcond: float, kernel: str, stacklevel: int) -> None:
+    """Warn when ``κ₁ = 1/rcond`` of the Gram ``kernel`` (``K_0`` or ``Θ``) is large.
+
+    Near-repeated inputs make the Gram nearly singular: Cholesky still succeeds, but the solve,
+    and with it the kernel prediction, keeps only about ``16 − log₁₀ κ`` digits (inputs 1e-6
+    apart: κ ≈ 3.5e13, predictions off by 4.5e-4).
+    """
     if 0 < rcond < 1 / ILL_CONDITIONED:
         warnings.warn(
-            f"kernel regression: K_0 is ill-conditioned (κ₁ ≈ {1 / rcond:.1e}): its solve keeps "
-            f"about {max(0.0, 16 - math.log10(1 / rcond)):.0f} digits; near-repeated inputs "
-            "usually cause it",
+            f"kernel regression: {kernel} is ill-conditioned (κ₁ ≈ {1 / rcond:.1e}): its solve "
+            f"keeps about {max(0.0, 16 - math.log10(1 / rcond)):.0f} digits; near-repeated "
+            "inputs usually cause it",
             RuntimeWarning,
-            stacklevel=3,
+            stacklevel=stacklevel,
         )
 
 

@@ -35,12 +35,15 @@ def linearized_prediction(
     r"""Return the first-order Taylor model :math:`f(x;θ_0) + J(x;θ_0)(θ_t - θ_0)`.
 
     Raises:
-        ValueError: if ``params_t`` lacks a parameter of ``params0``; on dropout in training
-            mode; on batch norm in training mode (its running-statistics update cannot run
-            under forward-mode differentiation: call ``model.eval()``).
+        ValueError: if ``params_t`` lacks a parameter of ``params0``; if either names a tensor
+            the model does not have, or gives one a shape other than the model's (see
+            :func:`_check_names`); on dropout in training mode; on batch norm in training mode
+            (its running-statistics update cannot run under forward-mode differentiation: call
+            ``model.eval()``).
 
     """
     _check_linearizable(model)
+    _check_names(model, params0, params_t)
     missing = sorted(set(params0) - set(params_t))
     if missing:
         raise ValueError(f"params_t lacks {missing}; it must have the keys of params0")
@@ -62,8 +65,13 @@ def linearization_gap(
 
     Lee et al. (2019) show this gap shrinks like ``width^{-1/2}`` under NTK parameterization
     (reference experiment R2).
+
+    Raises:
+        ValueError: as :func:`linearized_prediction`.
+
     """
     _check_linearizable(model)
+    _check_names(model, params0, params_t)
     with torch.no_grad(), buffers_restored(model):
         actual = apply(model, params_t, x)
     diff = (actual - linearized_prediction(model, params0, params_t, x)).double()
@@ -98,3 +106,31 @@ def _check_linearizable(model: nn.Module) -> None:
             "linearized_prediction differentiates in forward mode, which cannot run through "
             "batch norm's running-statistics update in training mode; call model.eval()"
         )
+
+
+def _check_names(model: nn.Module, *given_dicts: Mapping[str, Tensor]) -> None:
+    """Refuse a key the model has no parameter or buffer of, or a tensor of another shape.
+
+    ``functional_call(strict=False)`` would set a stray attribute for an unknown name and
+    evaluate the model at its own parameter instead: a misspelled or another model's dict gave
+    a gap of 0.0 for 0.0814, with no error (a wrong shape: a raw ``RuntimeError`` in a layer).
+    """
+    shapes = {
+        name: tuple(t.shape)
+        for named in (model.named_parameters, model.named_buffers)
+        for name, t in named(remove_duplicate=False)
+    }
+    for label, given in zip(("params0", "params_t"), given_dicts, strict=True):
+        for key, value in given.items():
+            if key not in shapes:
+                names = list(shapes)
+                shown = ", ".join(map(repr, names[:8])) + (", ..." if len(names) > 8 else "")
+                raise ValueError(
+                    f"{label} has {key!r}, which is not a parameter or buffer of the model (it "
+                    f"has {shown}); key the dict by model.named_parameters() names"
+                )
+            if tuple(value.shape) != shapes[key]:
+                raise ValueError(
+                    f"{label}[{key!r}] has shape {tuple(value.shape)} but the model's {key} "
+                    f"has shape {shapes[key]}; pass a tensor of that shape"
+                )

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from gdscope import losses
 from gdscope.models.two_layer import TwoLayer
 from gdscope.probes.ntk import h_infinity
 
@@ -86,15 +87,16 @@ def du_bound(ctx: ProbeContext) -> dict[str, float]:
     ``η`` is the step of plain full-batch GD (:attr:`ProbeContext.gd_step`), the setting the
     bound is stated for; the probe must run at step 0 (``L(0)``). It also returns
     ``du_step = η`` and ``du_rate = 1 − ηλ₀/(2n)``. All three are nan where the bound does not
-    apply (another model than Du et al.'s, inputs off the unit sphere, momentum, an adaptive
-    method, mini-batches, a schedule: no ``gd_step``; step 0 not measured), so the probe can
-    be scheduled on any run.
+    apply (another loss than :func:`gdscope.losses.mse`, whose GD the rate is derived for;
+    another model than Du et al.'s, inputs off the unit sphere, momentum, an adaptive method,
+    mini-batches, a schedule: no ``gd_step``; step 0 not measured), so the probe can be
+    scheduled on any run.
 
     """
     n = ctx.data[0].shape[0]
     nan = {"du_bound": math.nan, "du_step": math.nan, "du_rate": math.nan}
     eta = ctx.gd_step
-    if eta is None or not _applies(ctx):
+    if eta is None or ctx.loss_fn is not losses.mse or not _applies(ctx):
         return nan
     if ctx.step == 0:
         ctx.memory["du_loss0"] = ctx.loss()
