@@ -341,7 +341,10 @@ def mlp_kernels(
     ]
     a, b = _as_inputs(x1, x2)
     if a.shape[1] != layers[0].in_features:
-        raise ValueError(f"x1 has {a.shape[1]} features, the model takes {layers[0].in_features}")
+        raise ValueError(
+            f"x1 has {a.shape[1]} features, the model takes {layers[0].in_features}; pass "
+            "inputs of the model's width, one row each"
+        )
     return layer_kernels(a, b, x2 is None, consts, activation, method, nodes)
 
 
