@@ -169,9 +169,6 @@ def test_infinite_width_gd_reads_numpy_and_refuses_non_finite_targets():
 
 
 def test_inputs_of_another_width_are_refused_with_the_fix():
-    from gdscope.models import mlp
-    from gdscope.probes import mlp_kernels
-
     net = mlp(3, 8, depth=2, parameterization="ntk", seed=0)
     with pytest.raises(ValueError, match=r"^x1 has 5 features, the model takes 3; pass inputs"):
         mlp_kernels(net, torch.zeros(4, 5))
