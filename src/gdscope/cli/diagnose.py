@@ -3,7 +3,10 @@
 A thin layer over :func:`gdscope.diagnose.diagnose`: the options become a network trial of kind
 ``custom`` (checked, and its model and data built, before anything is written), the summary and
 the theory checks are printed as tables, ``--json`` prints strict JSON instead, ``--html`` writes
-one self-contained page and ``--results`` stores the run's series as a monitored run.
+one self-contained page and ``--results`` stores the run's series as a monitored run. Both output
+paths, ``--run`` and ``--lr`` are checked before anything trains. Ctrl-C prints one line saying
+where the run stopped and, with ``--results``, stores what was measured as an ``interrupted`` run
+(exit 130).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from gdscope.cli.app import UserError, check_device, stdout
+from gdscope.cli.app import UserError, check_device, stderr, stdout
 from gdscope.cli.train import _key_values, _validated
 
 
@@ -60,25 +63,32 @@ def diagnose(
     results: Annotated[
         Path | None, typer.Option(help="store the run's series in this results directory")
     ] = None,
-    run: Annotated[str | None, typer.Option(help="the stored run's name")] = None,
+    run: Annotated[
+        str | None,
+        typer.Option(help="the stored run's name (with --results; default diagnose-<function>)"),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the diagnosis as JSON")] = False,
     html: Annotated[Path | None, typer.Option(help="write the diagnosis as an HTML page")] = None,
 ) -> None:
     """Measure a network at init and along a short run: its regime and what theory predicts."""
-    from gdscope import _output
     from gdscope.config import TrialConfig
     from gdscope.diagnose import diagnose as run_diagnosis
-    from gdscope.diagnose import network_parts, render
+    from gdscope.diagnose import inputs, network_parts, render
 
     for name, size in (("--probe-size", probe_size), ("--hessian-size", hessian_size)):
         if size < 1:
             raise UserError(f"{name}: expected a positive integer, got {size}")
     if every is not None and every < 1:
         raise UserError(f"--every: expected a positive integer, got {every}")
-    if html is not None:
-        _output.check_target(html, "--html")
-    if results is not None and results.exists() and not results.is_dir():  # before training
-        raise UserError(f"--results={results} is a file; give a results directory")
+    try:  # every output is checked before anything trains
+        inputs.check_lr(lr, "--lr")
+        inputs.check_run(run, results, ("--run", "--results"))
+        if html is not None:
+            inputs.check_html(html, "--html")
+        if results is not None:
+            inputs.check_results(results, "--results")
+    except ValueError as err:
+        raise UserError(str(err)) from None
     model_args, data_args = (
         _key_values(arg or [], "--arg"),
         _key_values(data_arg or [], "--data-arg"),
@@ -99,14 +109,18 @@ def diagnose(
     }
     config = _validated(TrialConfig, raw)
     check_device(config.device)
-    diagnosis = run_diagnosis(
-        config,
-        ntk_examples=probe_size,
-        hessian_examples=hessian_size,
-        every=every,
-        results=results,
-        run=run,
-    )
+    try:
+        diagnosis = run_diagnosis(
+            config,
+            ntk_examples=probe_size,
+            hessian_examples=hessian_size,
+            every=every,
+            results=results,
+            run=run,
+        )
+    except KeyboardInterrupt as stop:
+        _say_interrupted(stop, results)
+        raise typer.Exit(130) from None
     if html is not None:
         render.write_html(diagnosis, html)
     if as_json:
@@ -116,3 +130,21 @@ def diagnose(
     stdout.print(render.checks_table(diagnosis))
     if html is not None:
         stdout.print(f"wrote {html}")
+
+
+def _say_interrupted(stop: KeyboardInterrupt, results: Path | None) -> None:
+    """Say in one line where Ctrl-C stopped the diagnosis and what, if anything, is stored."""
+    from gdscope.diagnose.partial import Interrupted
+
+    again = "run the command again to diagnose from the start"
+    if not isinstance(stop, Interrupted):  # before the trial was built, or after it was measured
+        text = f"interrupted outside the run (building the model and data, or storing); {again}"
+    elif stop.stored is not None:
+        text = (
+            f"interrupted {stop.partial.summary()}; stored as run {stop.stored!r} (status "
+            f"interrupted) in {results}: gdscope show {results} lists it; {again}"
+        )
+    else:
+        hint = " (--results DIR keeps an interrupted run's series)" if results is None else ""
+        text = f"interrupted {stop.partial.summary()}; nothing is stored{hint}; {again}"
+    stderr.print(text, highlight=False, markup=False, soft_wrap=True)

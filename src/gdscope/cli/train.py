@@ -21,11 +21,18 @@ from gdscope.cli.app import UserError, check_device, fmt, stderr, stdout
 
 
 def _key_values(items: list[str], what: str) -> dict[str, Any]:
+    """Parse repeated ``KEY=VALUE`` options (JSON values, else strings); a key given twice is refused."""
     out: dict[str, Any] = {}
+    given: dict[str, str] = {}
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise UserError(f"{what}: expected KEY=VALUE, got {item!r}")
+        if key in given:
+            raise UserError(
+                f"{what}: {key!r} is given twice ({given[key]!r}, then {item!r}); give it once"
+            )
+        given[key] = item
         try:
             out[key] = json.loads(raw)
         except json.JSONDecodeError:

@@ -32,6 +32,8 @@ from torch import Tensor
 
 from gdscope.config import TrialConfig
 from gdscope.config.trial import SHARPNESS_EDGE_OPTIMIZERS
+from gdscope.diagnose.inputs import build_checked, refuse_untrained, trainable_count
+from gdscope.diagnose.partial import RunLog
 from gdscope.functional import clone_params, params_of
 from gdscope.optim.registry import param_groups
 from gdscope.probes import refuse_random_modules
@@ -41,7 +43,7 @@ from gdscope.probes.ntk import kernel_drift, ntk_gram
 from gdscope.stats import fit_linear_rate
 from gdscope.training import PROBES, ProbeContext, Stop, train
 from gdscope.training.loop import ProbeFn
-from gdscope.trials.trial import build_trial, stability_edge
+from gdscope.trials.trial import Trial, stability_edge
 
 __all__ = [
     "DEFAULT_HESSIAN_EXAMPLES",
@@ -139,29 +141,66 @@ def measure(
 
     Raises:
         ValueError: the trial cannot be built (a user factory that fails, in one line naming
-            it), a learning rate that is not a number, or a bad probe size.
+            it), a network with no trainable parameter its output depends on, a learning rate
+            that is not a number, or a bad probe size.
+        Interrupted: a ``KeyboardInterrupt`` once the trial is built, with what was measured.
 
     """
-    if not isinstance(config.optimizer.lr, float | int):
-        raise ValueError(f"optimizer.lr: diagnose needs a number, got {config.optimizer.lr!r}")
+    if isinstance(config.optimizer.lr, bool) or not isinstance(config.optimizer.lr, float | int):
+        raise ValueError(
+            f"optimizer.lr: diagnose needs the learning rate as a number, got "
+            f"{config.optimizer.lr!r} (the tunings 'auto_kernel' and 'auto_sharpness' are for "
+            "studies); give it, e.g. 0.1"
+        )
     for name, size in (("ntk_examples", ntk_examples), ("hessian_examples", hessian_examples)):
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ValueError(f"{name} must be a positive integer, got {size!r}")
     every = every or max(1, config.steps // 20)
-    trial = build_trial(config)
+    trial = build_checked(config)
     model, loss_fn, (x, y) = trial.model, trial.loss_fn, trial.data
     refuse_random_modules(model, what="diagnose", noun="network", fix=_EVAL_FIX)
     n = x.shape[0]
     order = torch.randperm(n, generator=torch.Generator().manual_seed(config.seed))
     ntk_x = x[order[:ntk_examples].to(x.device)]
     hessian = _rows((x, y), order[:hessian_examples])
+    refuse_untrained(model, loss_fn, hessian, config)
+    lr = float(config.optimizer.lr)
+    schedule = {"loss": 1, "sharpness": every, "pl_ratio": every, "dist_from_init": every}
+    log = RunLog()
+    try:
+        return _measure(config, trial, ntk_x, hessian, schedule, log)
+    except KeyboardInterrupt:
+        raise log.interrupted(
+            config,
+            parameters=trainable_count(model),
+            n_train=n,
+            ntk_examples=ntk_x.shape[0],
+            hessian_examples=hessian[0].shape[0],
+            loss=_loss_name(config, y),
+            schedule=schedule,
+            lr=lr,
+        ) from None
+
+
+def _measure(
+    config: TrialConfig,
+    trial: Trial,
+    ntk_x: Tensor,
+    hessian: tuple[Tensor, Tensor],
+    schedule: dict[str, int],
+    log: RunLog,
+) -> Measurements:
+    """Measure at init, train (the probes logged in ``log`` as they come), measure at the end."""
+    model, loss_fn, (x, y) = trial.model, trial.loss_fn, trial.data
+    n = x.shape[0]
     lr = float(config.optimizer.lr)
     groups = param_groups(model, 1.0, optimizer=config.optimizer.name)  # the optimizer's rule
     multipliers = tuple(sorted({float(g["lr_multiplier"]) for g in groups}))
     momentum = _momentum(config)
-    edge_note = _edge_note(config.optimizer.name, multipliers)
     s0 = float(sharpness(model, loss_fn, hessian, tol=1e-4))
-    edge = stability_edge(config.optimizer.name, s0, momentum)
+    log.record(0, {"init_sharpness": s0})
+    edge_note = _edge_note(config.optimizer.name, multipliers, s0)
+    edge = stability_edge(config.optimizer.name, s0, momentum) if s0 > 0 else math.inf
     critical = stability_edge(config.optimizer.name, 1.0, momentum) / lr
     k0 = ntk_gram(model, ntk_x)
     p = ntk_x.shape[0]
@@ -172,11 +211,12 @@ def measure(
     lam_min, lam_max = float(eig[0]), float(eig[-1])
     if lam_min <= ZERO_EIGENVALUE * k0.shape[0] * torch.finfo(torch.float64).eps * lam_max:
         lam_min = 0.0  # singular within rounding: its sign would be the seed's
+    log.record(0, {"ntk_lambda_min": lam_min, "ntk_lambda_max": lam_max})
     theta0 = clone_params(params_of(model))
-    schedule = {"loss": 1, "sharpness": every, "pl_ratio": every, "dist_from_init": every}
-    extra = _subset_sharpness(hessian) if hessian_examples < n else {}
+    extra = _subset_sharpness(hessian) if hessian[0].shape[0] < n else {}
     sharp_name = _SUBSET_SHARPNESS if extra else "sharpness"
     run_schedule = {sharp_name if k == "sharpness" else k: v for k, v in schedule.items()}
+    log.phase = "training"
     trace = train(
         model,
         trial.optimizer,
@@ -187,8 +227,9 @@ def measure(
         batch_size=config.batch_size,
         stop=Stop(config.stop.loss_below, config.stop.accuracy_at_least),
         seed=config.seed,
-        extra_probes=extra,
+        extra_probes=log.wrap(run_schedule, extra),
     )
+    log.phase = "end"
     drift = moved_final = math.nan
     if all(bool(torch.isfinite(q).all()) for q in model.parameters()):
         drift = kernel_drift(ntk_gram(model, ntk_x), k0)
@@ -206,7 +247,7 @@ def measure(
     finite_pl = [v for v in pl if math.isfinite(v)]
     return Measurements(
         config=config,
-        parameters=sum(q.numel() for q in model.parameters() if q.requires_grad),
+        parameters=trainable_count(model),
         n_train=n,
         outputs=k0.shape[0] // p,
         ntk_examples=p,
@@ -256,7 +297,7 @@ def _momentum(config: TrialConfig) -> float | None:
     return float(beta) if isinstance(beta, float | int) else None
 
 
-def _edge_note(optimizer: str, multipliers: tuple[float, ...]) -> str:
+def _edge_note(optimizer: str, multipliers: tuple[float, ...], s0: float) -> str:
     if optimizer not in SHARPNESS_EDGE_OPTIMIZERS:
         return (
             f"optimizer {optimizer!r} rescales each coordinate, so no edge set by the sharpness "
@@ -266,6 +307,11 @@ def _edge_note(optimizer: str, multipliers: tuple[float, ...]) -> str:
         return (
             f"the parameterization sets lr multipliers {list(multipliers)}: the edge is set by "
             "the preconditioned Hessian, not by S₀"
+        )
+    if not s0 > 0:
+        return (
+            f"S₀ = {s0:.4g}: the loss has no positive curvature at init, so no step size is "
+            "unstable on its local quadratic"
         )
     return ""
 

@@ -18,7 +18,7 @@ from rich.table import Table
 
 from gdscope import _output
 from gdscope.diagnose.measure import EDGE_FRACTION
-from gdscope.diagnose.verdicts import Diagnosis
+from gdscope.diagnose.verdicts import Diagnosis, format_rate
 from gdscope.report import canvas
 
 __all__ = ["STATUS_STYLE", "checks_table", "summary_table", "to_json", "write_html"]
@@ -60,13 +60,13 @@ def summary_rows(diagnosis: Diagnosis) -> list[tuple[str, str]]:
             "NTK λ_min, λ_max, κ (of K₀/p)",
             f"{_g(m.ntk_lambda_min)}, {_g(m.ntk_lambda_max)}, {_g(m.ntk_kappa)}",
         ),
-        ("predicted GD loss rate ρ_GD²", _g(p["gd_loss_rate"])),
-        ("predicted NAG rate 1 − 1/√κ (tuned)", _g(p["nag_tuned_residual_rate"])),
+        ("predicted GD loss rate ρ_GD²", format_rate(p["gd_loss_rate"])),
+        ("predicted NAG rate 1 − 1/√κ (tuned)", format_rate(p["nag_tuned_residual_rate"])),
         ("NTK drift ‖K_T − K₀‖_F/‖K₀‖_F", _g(m.ntk_drift)),
         ("weight movement ‖θ_T − θ₀‖/‖θ₀‖", _g(m.weight_movement)),
         ("PL ratio at init, min", f"{_g(m.pl_ratio_init)}, {_g(m.pl_ratio_min)}"),
         ("loss at init → end", f"{_g(m.loss_init)} → {_g(m.loss_final)}"),
-        ("fitted loss rate ρ (R²)", f"{_g(m.loss_rate)} ({_g(m.loss_rate_r2)})"),
+        ("fitted loss rate ρ (R²)", f"{format_rate(m.loss_rate)} ({format_rate(m.loss_rate_r2)})"),
         ("status", f"{m.status} after {m.steps} steps ({m.wall_time_s:.1f} s)"),
         ("regime", f"{diagnosis.regime}: {diagnosis.regime_reason}"),
     ]

@@ -2,7 +2,8 @@
 
 :func:`diagnose` (``gs.diagnose``) is the whole diagnosis; :func:`diagnosis_config` the network
 trial it trains, from :func:`network_parts` (the model and data of a factory or a registered
-name); :func:`store` writes a diagnosis's series to a results store as a monitored run.
+name); :func:`store` writes a diagnosis's series to a results store as a monitored run, and
+:func:`store_interrupted` those of a diagnosis cut short by Ctrl-C (status ``interrupted``).
 """
 
 from __future__ import annotations
@@ -11,13 +12,19 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from pydantic import ValidationError
+
+from gdscope._validation import format_errors
 from gdscope.config import TrialConfig
 from gdscope.config.parts import OPTIONS_BY_KIND
+from gdscope.diagnose.inputs import check_lr, check_results, check_run
 from gdscope.diagnose.measure import (
     DEFAULT_HESSIAN_EXAMPLES,
     DEFAULT_NTK_EXAMPLES,
+    Measurements,
     measure,
 )
+from gdscope.diagnose.partial import Interrupted, Partial
 from gdscope.diagnose.verdicts import Diagnosis, judge
 from gdscope.registration import MODEL_KINDS, MODEL_REGISTRY
 from gdscope.store.runs import RunWriter
@@ -27,6 +34,7 @@ __all__ = [
     "diagnosis_config",
     "network_parts",
     "store",
+    "store_interrupted",
 ]
 
 
@@ -97,23 +105,27 @@ def diagnosis_config(
     """Return the validated network trial that :func:`diagnose` runs (parts: :func:`network_parts`).
 
     Raises:
-        pydantic.ValidationError: a field is wrong (the error names its path).
-        ValueError: a factory that cannot be located.
+        ValueError: a field is wrong, in one line naming its path (the problems of several
+            joined by "; ", as ``gdscope diagnose`` prints them), e.g. a factory that cannot be
+            located or a learning rate that is not a number greater than 0.
 
     """
-    return TrialConfig.model_validate(
-        {
-            **network_parts(model, data, model_args, data_args),
-            "optimizer": {"name": optimizer, "lr": lr, "momentum": momentum},
-            "loss": loss,
-            "steps": steps,
-            "batch_size": batch_size,
-            "probes": {"loss": 1},
-            "seed": seed,
-            "dtype": dtype,
-            "device": device,
-        }
-    )
+    check_lr(lr)
+    raw = {
+        **network_parts(model, data, model_args, data_args),
+        "optimizer": {"name": optimizer, "lr": lr, "momentum": momentum},
+        "loss": loss,
+        "steps": steps,
+        "batch_size": batch_size,
+        "probes": {"loss": 1},
+        "seed": seed,
+        "dtype": dtype,
+        "device": device,
+    }
+    try:
+        return TrialConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ValueError(format_errors(err, TrialConfig, raw).replace("\n", "; ")) from None
 
 
 def diagnose(
@@ -170,9 +182,17 @@ def diagnose(
 
     Raises:
         ValueError: a factory that does not import, raises or returns the wrong type, data
-            that does not fit the model, a bad option (one line; nothing is written).
+            that does not fit the model, a network with nothing to train, a bad option, a
+            ``results`` directory the run could not be stored in, or ``run`` without
+            ``results`` (one line; nothing is written).
+        Interrupted: Ctrl-C (a ``KeyboardInterrupt``) once the trial is built; with
+            ``results``, the series measured so far are stored first as a run of status
+            ``interrupted`` (its name in ``.stored``).
 
     """
+    check_run(run, results)
+    if results is not None:
+        check_results(results)
     if isinstance(model, TrialConfig):
         config = model
     else:
@@ -193,9 +213,14 @@ def diagnose(
             dtype=dtype,
             device=device,
         )
-    measured = measure(
-        config, ntk_examples=ntk_examples, hessian_examples=hessian_examples, every=every
-    )
+    try:
+        measured = measure(
+            config, ntk_examples=ntk_examples, hessian_examples=hessian_examples, every=every
+        )
+    except Interrupted as stop:
+        if results is not None:
+            stop.stored = store_interrupted(stop.partial, results, run)
+        raise
     diagnosis = judge(measured)
     if results is not None:
         store(diagnosis, results, run)
@@ -210,6 +235,29 @@ def store(diagnosis: Diagnosis, results: str | os.PathLike[str], run: str | None
     ``"trial"`` and the regime under ``"diagnosis"``; a second run under one name is a new attempt.
     """
     m = diagnosis.measurements
+    regime = {"regime": diagnosis.regime, "reason": diagnosis.regime_reason}
+    _, key = _write(m, results, run, (m.status, m.reason, m.steps), regime)
+    return key
+
+
+def store_interrupted(
+    partial: Partial, results: str | os.PathLike[str], run: str | None = None
+) -> str:
+    """Store an interrupted diagnosis's series as a run of status ``interrupted``; return its name."""
+    reason = f"interrupted (Ctrl-C) {partial.summary()}"
+    regime = {"regime": "unknown", "reason": reason}
+    name, _ = _write(partial, results, run, ("interrupted", reason, partial.steps), regime)
+    return name
+
+
+def _write(
+    m: Measurements | Partial,
+    results: str | os.PathLike[str],
+    run: str | None,
+    ending: tuple[str, str, int],
+    regime: dict[str, str],
+) -> tuple[str, str]:
+    """Write ``m``'s series as one attempt of a monitored run; return its name and hash."""
     ref = _model_ref(m.config)
     name = run or f"diagnose-{ref.split(':')[-1]}"
     config = {
@@ -225,7 +273,7 @@ def store(diagnosis: Diagnosis, results: str | os.PathLike[str], run: str | None
             "hessian_examples": m.hessian_examples,
         },
         "trial": m.config.model_dump(mode="json"),
-        "diagnosis": {"regime": diagnosis.regime, "reason": diagnosis.regime_reason},
+        "diagnosis": regime,
     }
     writer = RunWriter(results)
     key, _ = writer.begin(config)
@@ -235,8 +283,9 @@ def store(diagnosis: Diagnosis, results: str | os.PathLike[str], run: str | None
         for step, value in zip(steps, values, strict=True)
     ]
     writer.append(rows)
-    writer.finish(m.status, m.reason, None, m.steps, m.wall_time_s)
-    return key
+    status, reason, steps = ending
+    writer.finish(status, reason, None, steps, m.wall_time_s)
+    return name, key
 
 
 def _model_ref(config: TrialConfig) -> str:

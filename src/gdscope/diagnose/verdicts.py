@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from gdscope.diagnose.measure import EDGE_FRACTION, Measurements
 
-__all__ = ["LAZY_DRIFT", "LAZY_MOVEMENT", "Check", "Diagnosis", "judge"]
+__all__ = ["LAZY_DRIFT", "LAZY_MOVEMENT", "Check", "Diagnosis", "format_rate", "judge"]
 
 LAZY_DRIFT = 0.1
 """The kernel regime: relative NTK drift ``‖K_T − K₀‖_F/‖K₀‖_F`` below this."""
@@ -195,8 +195,9 @@ def _ntk_rate(m: Measurements, p: dict[str, float]) -> Check:
     claim = "in the kernel regime the loss falls at least as fast as ρ_GD² per step"
     ref = "Du et al. 2019, ICLR (rate set by λ_min); Jacot et al. 2018"
     measured = (
-        f"fitted ρ = {_g(m.loss_rate)} (R² = {_g(m.loss_rate_r2)}), predicted ρ_GD² = "
-        f"max(|1 − ηλ_min|, |1 − ηλ_max|)² = {_g(p['gd_loss_rate'])}"
+        f"fitted ρ = {format_rate(m.loss_rate)} (R² = {format_rate(m.loss_rate_r2)}), "
+        "predicted ρ_GD² = "
+        f"max(|1 − ηλ_min|, |1 − ηλ_max|)² = {format_rate(p['gd_loss_rate'])}"
     )
     threshold = (
         f"1 − ρ ≥ {1 - RATE_SLACK}·(1 − ρ_GD²); λ from the NTK probe set of {m.ntk_examples}"
@@ -205,7 +206,8 @@ def _ntk_rate(m: Measurements, p: dict[str, float]) -> Check:
     if not why and m.ntk_examples < m.n_train:
         why = (
             f"λ_min of the {m.n_train} training examples is not measured: the NTK probe set's "
-            f"({m.ntk_examples}) only bounds it from above (interlacing); pass ntk_examples ≥ n"
+            f"({m.ntk_examples}) only bounds it from above (interlacing); measure the NTK on all "
+            f"of them: --probe-size {m.n_train} (ntk_examples={m.n_train} from Python)"
         )
     if not why and not m.loss_rate_ok:
         why = f"the loss is not linear on a log scale (R² = {_g(m.loss_rate_r2)} < 0.95)"
@@ -223,8 +225,8 @@ def _pl(m: Measurements, p: dict[str, float]) -> Check:
     ref = "Liu, Zhu & Belkin 2022, ACHA; Polyak 1963"
     measured = (
         f"μ = min PL ratio = {_g(m.pl_ratio_min)} (at init {_g(m.pl_ratio_init)}), "
-        f"η·max S = {_g(m.lr * m.sharpness_max)}, fitted ρ = {_g(m.loss_rate)}, "
-        f"1 − ημ = {_g(p['pl_loss_rate'])}"
+        f"η·max S = {_g(m.lr * m.sharpness_max)}, fitted ρ = {format_rate(m.loss_rate)}, "
+        f"1 − ημ = {format_rate(p['pl_loss_rate'])}"
     )
     threshold = f"μ > 0, η·max S ≤ 1 and 1 − ρ ≥ {1 - RATE_SLACK}·ημ"
     why = _gd_only(m)
@@ -247,7 +249,8 @@ def _nag(m: Measurements, p: dict[str, float]) -> Check:
     measured = (
         f"κ = {_g(m.ntk_kappa)} (NTK probe set of {m.ntk_examples}), drift = "
         f"{_g(m.ntk_drift)}: NAG 1 − 1/√κ = "
-        f"{_g(p['nag_tuned_residual_rate'])}, GD 1 − 1/κ = {_g(p['gd_tuned_residual_rate'])}, "
+        f"{format_rate(p['nag_tuned_residual_rate'])}, GD 1 − 1/κ = "
+        f"{format_rate(p['gd_tuned_residual_rate'])}, "
         f"speed-up √κ = {_g(p['nag_speedup'])}"
     )
     threshold = f"assumptions: loss mse, λ_min > 0 (κ finite), drift < {LAZY_DRIFT}"
@@ -319,6 +322,26 @@ def _holds(ok: bool) -> Status:
 
 def _g(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4g}"
+
+
+def format_rate(value: float | None) -> str:
+    """Format a per-step rate (or an R²): 4 significant digits, and 3 of its distance from 1 near 1.
+
+    A contraction rate close to 1 is told apart by ``1 − ρ``: 4 significant digits printed
+    0.99997 and 0.999998 both as ``1``.
+
+    >>> format_rate(0.99997), format_rate(0.9999976), format_rate(1.00002), format_rate(0.5)
+    ('0.99997', '0.9999976', '1.00002', '0.5')
+    >>> format_rate(1.0), format_rate(float("nan")), format_rate(None)
+    ('1', 'n/a', 'n/a')
+    """
+    if value is None or math.isnan(value):
+        return "n/a"
+    gap = abs(1.0 - value)
+    if not (0.0 < gap < 0.01):
+        return f"{value:.4g}"
+    decimals = min(17, math.ceil(-math.log10(gap)) + 2)
+    return f"{value:.{decimals}f}".rstrip("0")
 
 
 def _json_ready(value: Any) -> Any:
