@@ -265,3 +265,20 @@ def test_a_results_directory_holding_no_store_is_checked_without_writing(project
 
     assert check_results(results, "--results") == results
     assert os.listdir(results) == []
+
+
+def test_train_and_run_trial_refuse_a_network_with_no_trainable_parameters(project):
+    """``gdscope train`` and studies said torch's 'optimizer got an empty parameter list'."""
+    config = gs.TrialConfig.model_validate(
+        {
+            "model": {"kind": "custom", "factory": "rvnets:frozen"},
+            "data": {"name": "custom", "factory": "rvnets:data"},
+            "steps": 2,
+        }
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"^model\.factory 'rvnets:frozen': the network has no trainable parameters .*"
+        r"; return a model with trainable parameters$",
+    ):
+        gs.run_trial(config)

@@ -128,7 +128,7 @@ def test_ctrl_c_while_building_the_model_says_so(project, monkeypatch, capsys):
         raise KeyboardInterrupt
 
     module = importlib.import_module("gdscope.diagnose.measure")
-    monkeypatch.setattr(module, "build_checked", interrupted)
+    monkeypatch.setattr(module, "build_trial", interrupted)
     code, _, err = run_cli(monkeypatch, capsys, "diagnose", *ARGS)
     assert code == 130
     assert err.strip() == (

@@ -3,7 +3,8 @@
 The output paths (:func:`check_results`, :func:`check_html`: a folder on the way that is a
 file, a folder where no file can be created, a results store that does not open), the stored
 run's name (:func:`check_run`), the learning rate (:func:`check_lr`), and a network with
-nothing to train (:func:`build_checked`, :func:`refuse_untrained`). The path checks create
+nothing to train (:func:`refuse_untrained`; one with no trainable parameter at all is
+:func:`~gdscope.trials.trial.build_trial`'s to refuse). The path checks create
 nothing: the folder's writability is tried with a temporary file, removed at once.
 """
 
@@ -21,10 +22,9 @@ from torch import Tensor
 from gdscope import _output
 from gdscope.config import TrialConfig
 from gdscope.store import Store
-from gdscope.trials.trial import Trial, build_trial
+from gdscope.trials.trial import model_label
 
 __all__ = [
-    "build_checked",
     "check_html",
     "check_lr",
     "check_results",
@@ -128,26 +128,6 @@ def _check_folder(folder: Path, path: str | os.PathLike[str], option: str) -> No
     os.unlink(trial)
 
 
-def _model_label(config: TrialConfig) -> str:
-    """``model.factory 'module:function'`` or ``model.kind 'name'``: the field naming the model."""
-    factory = config.model.factory
-    return f"model.factory {factory.ref!r}" if factory else f"model.kind {config.model.kind!r}"
-
-
-def build_checked(config: TrialConfig) -> Trial:
-    """:func:`build_trial`, refusing a model with no trainable parameters in one line."""
-    try:
-        return build_trial(config)
-    except ValueError as err:
-        if "empty parameter list" not in str(err):  # torch.optim's words
-            raise
-    raise ValueError(
-        f"{_model_label(config)}: the network has no trainable parameters (none with "
-        "requires_grad=True), so diagnose has nothing to train or measure; return a model "
-        "with trainable parameters"
-    )
-
-
 def refuse_untrained(
     model: torch.nn.Module,
     loss_fn: Callable[[Tensor, Tensor], Tensor],
@@ -172,7 +152,7 @@ def refuse_untrained(
                 buffer.copy_(saved)
     if not used:
         raise ValueError(
-            f"{_model_label(config)}: the network's output does not depend on its trainable "
+            f"{model_label(config)}: the network's output does not depend on its trainable "
             "parameters (its forward uses none of them, or detaches them), so there is no "
             "curvature or kernel to measure; return a model whose output is computed from "
             "its parameters"

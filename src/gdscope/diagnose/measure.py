@@ -32,7 +32,7 @@ from torch import Tensor
 
 from gdscope.config import TrialConfig
 from gdscope.config.trial import SHARPNESS_EDGE_OPTIMIZERS
-from gdscope.diagnose.inputs import build_checked, refuse_untrained, trainable_count
+from gdscope.diagnose.inputs import refuse_untrained, trainable_count
 from gdscope.diagnose.partial import RunLog
 from gdscope.functional import clone_params, params_of
 from gdscope.optim.registry import param_groups
@@ -43,7 +43,7 @@ from gdscope.probes.ntk import kernel_drift, ntk_gram
 from gdscope.stats import fit_linear_rate
 from gdscope.training import PROBES, ProbeContext, Stop, train
 from gdscope.training.loop import ProbeFn
-from gdscope.trials.trial import Trial, stability_edge
+from gdscope.trials.trial import Trial, build_trial, stability_edge
 
 __all__ = [
     "DEFAULT_HESSIAN_EXAMPLES",
@@ -156,7 +156,7 @@ def measure(
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ValueError(f"{name} must be a positive integer, got {size!r}")
     every = every or max(1, config.steps // 20)
-    trial = build_checked(config)
+    trial = build_trial(config)
     model, loss_fn, (x, y) = trial.model, trial.loss_fn, trial.data
     refuse_random_modules(model, what="diagnose", noun="network", fix=_EVAL_FIX)
     n = x.shape[0]

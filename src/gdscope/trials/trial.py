@@ -75,6 +75,12 @@ def build_trial(config: TrialConfig) -> Trial:
         if eval_set is not None:
             eval_set = (eval_set[0], F.one_hot(eval_set[1], out_dim).to(dtype))
     model = build_network(config, x, out_dim, dtype, device)
+    if not any(p.requires_grad for p in model.parameters()):  # torch.optim: "empty parameter list"
+        raise ValueError(
+            f"{model_label(config)}: the network has no trainable parameters (none with "
+            "requires_grad=True), so there is nothing to train or measure; return a model with "
+            "trainable parameters"
+        )
     opt_cfg = config.optimizer
     tuning = {}
     if "auto_kernel" in (opt_cfg.lr, opt_cfg.momentum):
@@ -101,6 +107,12 @@ def build_trial(config: TrialConfig) -> Trial:
         schedule=opt_cfg.schedule,
     )
     return Trial(config, model, optimizer, train_set, eval_set, losses.get_loss(loss_name), tuning)
+
+
+def model_label(config: TrialConfig) -> str:
+    """``model.factory 'module:function'`` or ``model.kind 'name'``: the field naming the model."""
+    factory = config.model.factory
+    return f"model.factory {factory.ref!r}" if factory else f"model.kind {config.model.kind!r}"
 
 
 def kernel_tuning(model: nn.Module, x: Tensor, optimizer: str, loss: str) -> dict[str, float]:
