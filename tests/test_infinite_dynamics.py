@@ -203,3 +203,25 @@ def test_the_held_out_metric_is_the_network_against_predict():
     )
     assert_close(values[-1], float(expected.pow(2).mean().sqrt()), rtol=1e-9)
     assert values[0] == 0.0
+
+
+def test_predict_computes_the_cross_kernel_once_for_the_same_inputs(monkeypatch):
+    """The scheduled probe asks at every checkpoint; Θ(x_*, X) by quadrature took 50 s a call."""
+    import gdscope.probes.infinite_dynamics as dynamics
+
+    x, y = _data(k=1)
+    x_test = _data(n=4, k=1, seed=5)[0]
+    net = mlp(5, 16, depth=3, parameterization="ntk", seed=0, dtype=torch.float64)
+    with torch.no_grad():
+        f0, f0_test = net(x), net(x_test)
+    reference = InfiniteWidthGD(net, x, y, f0)
+    calls = []
+    kernels = dynamics.mlp_kernels
+    monkeypatch.setattr(
+        dynamics, "mlp_kernels", lambda *a, **k: calls.append(1) or kernels(*a, **k)
+    )
+    first = reference.predict(x_test, f0_test, lr=0.5, steps=3)
+    again = reference.predict(x_test.clone(), f0_test, lr=0.5, steps=9)
+    assert len(calls) == 1 and not torch.equal(first, again)
+    reference.predict(x_test + 1.0, f0_test, lr=0.5, steps=3)
+    assert len(calls) == 2

@@ -5,6 +5,8 @@ sequence-first view of two tokens, an in-place first module, inference mode, int
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from torch import nn
@@ -207,3 +209,39 @@ def test_a_backward_hook_is_refused_in_one_line():
     net[2].register_full_backward_pre_hook(lambda module, grad: None)
     with pytest.raises(ValueError, match=r"^ntk_gram: module '2' has a backward hook"):
         ntk_gram(net, torch.randn(5, 3, dtype=F64))
+
+
+def test_a_sequence_first_view_is_caught_when_the_traced_examples_tokens_are_equal():
+    """Example 0's two tokens equal (padding): the two traced rows agree, and only three copies
+    tell the token axis from the batch (structured, 2.67 off)."""
+    torch.manual_seed(0)
+    net, x = _SequenceFirst().double(), torch.randn(4, 2, 4, dtype=F64)
+    x[0, 1] = x[0, 0]
+    assert ntk_method(net, x) == "jacobian"
+    assert_close(ntk_gram(net, x), dense_ntk(net, x), rtol=1e-10)
+
+
+def test_a_no_op_legacy_backward_hook_still_gets_the_per_example_fallback():
+    """A model vmap cannot batch (it branches on its data) with a no-op backward hook: the
+    per-example fallback worked before the hook refusal and must still."""
+
+    class Branching(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b = nn.Linear(3, 4), nn.Linear(4, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = torch.tanh(self.a(x))
+            return self.b(
+                2 * h if bool(h.abs().sum() >= 0) else h
+            )  # always true; vmap cannot branch
+
+    torch.manual_seed(0)
+    net = Branching().double()
+    x = torch.randn(5, 3, dtype=F64)
+    expected = dense_ntk(net, x)
+    net.b.register_backward_hook(lambda module, grad_in, grad_out: None)
+    with warnings.catch_warnings():  # torch deprecates non-full hooks on multi-node forwards
+        warnings.simplefilter("ignore", FutureWarning)
+        got = ntk_gram(net, x, method="jacobian")
+    assert_close(got, expected, rtol=1e-10)

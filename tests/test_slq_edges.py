@@ -103,7 +103,8 @@ def test_chunking_a_weighted_mean_is_refused_even_with_sorted_classes(loss):
     x = torch.randn(18, 4, generator=gen, dtype=F64)
     y = torch.arange(3).repeat_interleave(6)  # 0 × 6, 1 × 6, 2 × 6: chunks of 3 are pure
     with pytest.raises(
-        ValueError, match=r"^sharpness: chunk_size needs a loss that is a mean .* on examples \d+\.\.\d+ "
+        ValueError,
+        match=r"^sharpness: chunk_size needs a loss that is a mean .* on examples \d+\.\.\d+ ",
     ):
         gs.probes.sharpness(net, loss, (x, y), chunk_size=3)
     exact = float(torch.linalg.eigvalsh(dense_hessian(net, loss, (x, y)))[-1])

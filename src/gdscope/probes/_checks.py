@@ -262,7 +262,11 @@ def _random_module(
             return (
                 "normalizes with batch statistics, which couple the examples; this probe "
                 "differentiates one example at a time: "
-                + ("call model.eval()" if running else "construct it with track_running_stats=True")
+                + (
+                    "call model.eval()"
+                    if running
+                    else "construct it with track_running_stats=True and call model.eval()"
+                )
             )
         if _BATCH_STATISTICS.get():
             return None  # opted in: the statistics of the fixed batch given

@@ -10,14 +10,16 @@ layer's data span where one applies (:mod:`gdscope.probes._data_span`).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence, Sized
+from collections.abc import Callable, Sized
+from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.utils._pytree import tree_leaves, tree_map
+from torch.utils._pytree import tree_flatten, tree_leaves, tree_unflatten
 
 from gdscope._checks import positive_int
-from gdscope.functional import LossFn, Params, loss_at
+from gdscope.functional import LossFn, Params, apply, loss_at, scalar_loss
 from gdscope.probes._checks import (
     check_deterministic,
     refuse_kept_parameters,
@@ -87,19 +89,30 @@ def build_operator(
     return op
 
 
-def _target_rows(targets: Tensor, n: int) -> Callable[[int, int], Tensor] | None:
+def _target_rows(targets: Any, n: int) -> Callable[[int, int], Any] | None:
     """Return ``(a, b) ↦`` the targets of examples ``a:b``, or None where they are not per example.
 
-    A tensor, or a tuple, list or dict of tensors (heads) each with ``n`` rows: every tensor's
-    rows; a sequence of ``n`` entries without tensors (a list of labels): the sequence sliced;
-    anything else without tensors (``None``): the same for every chunk.
+    A tensor or array with ``n`` rows: its rows. A tuple or dict whose every entry splits so
+    (heads, a tensor and a list of labels): each entry's. A list, or a tuple of ``n`` entries
+    that do not (labels, per-example tensors): the sequence sliced. ``None``: as given.
     """
-    tensors = [leaf for leaf in tree_leaves(targets) if isinstance(leaf, Tensor)]
-    if tensors and all(t.dim() and t.shape[0] == n for t in tensors):
-        return lambda a, b: tree_map(lambda t: t[a:b] if isinstance(t, Tensor) else t, targets)
-    if isinstance(targets, Sequence) and not isinstance(targets, str):
-        return (lambda a, b: targets[a:b]) if len(targets) == n and not tensors else None
-    return None if tensors else lambda a, b: targets  # None (a loss without targets): as given
+    if targets is None:
+        return lambda a, b: None
+    if isinstance(targets, Tensor | np.ndarray):
+        rows = targets.ndim > 0 and targets.shape[0] == n
+        return (lambda a, b: targets[a:b]) if rows else None
+    if isinstance(targets, dict):
+        parts = {key: _target_rows(value, n) for key, value in targets.items()}
+        if any(part is None for part in parts.values()):
+            return None
+        return lambda a, b: {key: part(a, b) for key, part in parts.items()}  # pyright: ignore[reportOptionalCall]
+    if isinstance(targets, tuple | list):
+        parts = [_target_rows(value, n) for value in targets]
+        heads = type(targets) is tuple and targets and all(part is not None for part in parts)
+        if heads:
+            return lambda a, b: tuple(part(a, b) for part in parts)  # pyright: ignore[reportOptionalCall]
+        return (lambda a, b: targets[a:b]) if len(targets) == n else None
+    return None
 
 
 def _described(targets: object, n: int) -> str:
@@ -119,7 +132,7 @@ def _check_mean_loss(
     model: nn.Module,
     loss_fn: LossFn,
     x: Tensor,
-    rows: Callable[[int, int], Tensor],
+    rows: Callable[[int, int], Any],
     params: Params,
     size: int,
     what: str,
@@ -131,21 +144,27 @@ def _check_mean_loss(
     ``ignore_index``, a mask) ``(W₁L₁ + W₂L₂)/(W₁ + W₂)`` with ``W_c`` the chunk's total weight.
     Equality on each consecutive pair forces equal mean weights in all chunks (where the pair's
     losses differ), which makes the ``n_c/n`` weighting exact for the whole batch; a check on the
-    first chunks alone passes class-sorted data. Forwards without a graph of at most
-    ``2·size`` examples, three passes over the batch in all.
+    first chunks alone passes class-sorted data. The pair's loss is taken on the two chunks'
+    outputs joined, not on a forward of its own: a forward of another batch size rounds
+    differently (float32, a loss near its minimum: 1.5e-4 apart), which is no weighting; and in
+    float64 where the loss takes it (a float32 mean of terms that cancel rounds far above its
+    value). One pass over the batch without a graph.
     """
     n = x.shape[0]
     with torch.no_grad():
         detached = {name: p.detach() for name, p in params.items()}
-
-        def loss(a: int, b: int) -> float:
-            return float(loss_at(model, detached, loss_fn, (x[a:b], rows(a, b))))
-
         chunks = [(a, min(a + size, n)) for a in range(0, n, size)]
-        values = [loss(a, b) for a, b in chunks]
+        outputs = [apply(model, detached, x[a:b]) for a, b in chunks]
+        wide = _widened(loss_fn, outputs[0], rows(*chunks[0]))
+
+        def loss(out: Any, a: int, b: int) -> float:
+            y = rows(a, b)
+            return float(scalar_loss(loss_fn(*((_wide(out), _wide(y)) if wide else (out, y)))))
+
+        values = [loss(out, a, b) for out, (a, b) in zip(outputs, chunks, strict=True)]
         for i in range(1, len(chunks)):
             (a, m), b, first, second = chunks[i - 1], chunks[i][1], values[i - 1], values[i]
-            whole = loss(a, b)
+            whole = loss(_joined(outputs[i - 1], outputs[i]), a, b)
             mean = ((m - a) * first + (b - m) * second) / (b - a)
             scale = max(abs(first), abs(second))
             if not math.isclose(whole, mean, rel_tol=1e-4, abs_tol=1e-12 * scale):
@@ -155,6 +174,29 @@ def _check_mean_loss(
                     f"examples {a}..{b - 1} it gave {whole!r}, the size-weighted mean of its two "
                     f"chunks {mean!r}; use chunk_size=None"
                 )
+
+
+def _wide(tree: Any) -> Any:
+    """Every floating tensor of ``tree`` in float64."""
+    leaves, spec = tree_flatten(tree)
+    wide = [t.double() if isinstance(t, Tensor) and t.is_floating_point() else t for t in leaves]
+    return tree_unflatten(wide, spec)
+
+
+def _widened(loss_fn: LossFn, out: Any, y: Any) -> bool:
+    """Whether ``loss_fn`` takes float64 outputs and targets (not one with float32 weights)."""
+    try:
+        loss_fn(_wide(out), _wide(y))
+    except (RuntimeError, TypeError, ValueError):
+        return False
+    return True
+
+
+def _joined(first: Any, second: Any) -> Any:
+    """Return the outputs of two chunks as those of one: every tensor's rows, one after the other."""
+    leaves, spec = tree_flatten(first)
+    others, _ = tree_flatten(second)
+    return tree_unflatten([torch.cat([p, q]) for p, q in zip(leaves, others, strict=True)], spec)
 
 
 @differentiating_operator

@@ -37,8 +37,11 @@ def tile_jacobian(model: nn.Module, x: Tensor) -> list[Tensor]:
     try:
         jac = torch.func.vmap(per_example, in_dims=(None, 0))(params, x)
     except RuntimeError:
-        _refuse_backward_hooks(model)
-        rows = [per_example(params, xi) for xi in x]  # raises again if the model itself fails
+        try:
+            rows = [per_example(params, xi) for xi in x]  # raises again if the model itself fails
+        except RuntimeError:
+            _refuse_backward_hooks(model)  # the likely cause, named in one line
+            raise
         jac = {name: torch.stack([row[name] for row in rows]) for name in params}
     n = x.shape[0]
     return [jac[name].reshape(n, jac[name].shape[1], -1) for name in params]

@@ -1,6 +1,7 @@
 r"""Spectra of kernel Grams and the kernel statistics of NTK theory.
 
-* :func:`gram_eigs`: extreme eigenvalues by Lanczos (:func:`~gdscope.probes.lanczos.lanczos_topk`).
+* :func:`gram_eigs`: extreme eigenvalues by Lanczos (:func:`~gdscope.probes.lanczos.lanczos_topk`),
+  by ``eigvalsh`` for more than one at an end (multiplicities).
 * :func:`kernel_drift`: ``‖K_t − K_0‖_F / ‖K_0‖_F``, how far the NTK moved from its value at
   initialization (small for wide nets: Jacot et al. 2018; Lee et al. 2019).
 * :func:`kernel_target_alignment`: ``⟨K, YYᵀ⟩_F / (‖K‖_F ‖YYᵀ‖_F)`` (Cristianini, Shawe-Taylor,

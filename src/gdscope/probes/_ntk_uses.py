@@ -26,6 +26,7 @@ from torch.utils._pytree import tree_leaves
 from gdscope.models.layers import ScaledConv2d, ScaledLinear
 from gdscope.models.mlp import MLP
 
+from ._ntk_axis import copies_of_one, off_axis_0
 from ._stock import closed_form_two_layer, global_hooks, hookless, is_stock, stock_layer
 
 LINEAR_TYPES = (ScaledLinear, nn.Linear)
@@ -139,7 +140,9 @@ class _UseTracer(TorchFunctionMode):
                 f"{self.module_name[id(module)]} sees {sorted(rows)} rows on axis 0 for two "
                 "examples (the examples are not along axis 0 of its input and output)"
             )
-        elif not (_copies(given) and _copies(output)):  # a sequence-first view of two tokens
+        elif not (
+            copies_of_one(given) and copies_of_one(output)
+        ):  # a sequence-first view of two tokens
             self.problems.append(
                 f"{self.module_name[id(module)]} sees two rows on axis 0 that differ for two "
                 "copies of one example (the examples are not along axis 0 of its input and output)"
@@ -210,6 +213,7 @@ def traced_forward(model: nn.Module, x: Tensor) -> UseTrace:
     for name, given, version in tracer.inputs:  # the structured path keeps them by reference
         if given._version != version:
             tracer.problems.append(f"the input of {name} is written in place after {name} reads it")
+    tracer.problems += off_axis_0(model, x, tracer.module_name)
     problems = list(dict.fromkeys(tracer.problems))
     return UseTrace(problems, tracer.input_numel, tracer.output_numel)
 
@@ -368,17 +372,3 @@ def _own_weights(layer: nn.Module) -> bool:
     """Whether a layer's weight and bias are its parameters (not, say, a buffer named weight)."""
     own = layer._parameters
     return own.get("weight") is not None and "bias" in own
-
-
-def _copies(t: Tensor) -> bool:
-    """Whether the two rows of ``t`` along axis 0 are equal, as two copies of one example's are.
-
-    Two rows of another axis (a sequence-first view of two tokens) have the same count but
-    differ; the tolerance leaves room for a kernel that rounds the two rows differently.
-    """
-    if t.ndim == 0 or t.shape[0] != 2:
-        return False
-    if not t.is_floating_point():
-        return torch.equal(t[0], t[1])
-    scale = float(t.detach().abs().max()) if t.numel() else 0.0
-    return torch.allclose(t[0], t[1], rtol=1e-4, atol=1e-6 * scale, equal_nan=True)

@@ -91,6 +91,7 @@ class InfiniteWidthGD:
             )
         self.y = _finite("y", y).reshape(self.f0.shape)
         self._model, self._x = model, x
+        self._kept_cross: tuple[Tensor, Tensor] | None = None  # (x_*, Θ(x_*, X)) of predict
         theta = torch.from_numpy(mlp_kernels(model, x).ntk)
         self.values, self.vectors = torch.linalg.eigh(theta)
 
@@ -134,10 +135,18 @@ class InfiniteWidthGD:
                 f"f0_test must be ({m}, {k}) like x_test's rows and f0's outputs, got shape "
                 f"{tuple(f0_test.shape)}; pass the network's outputs on x_test at initialization"
             )
-        cross = torch.from_numpy(mlp_kernels(self._model, x_test, self._x).ntk)  # Θ(x_*, X)
+        cross = self._cross(x_test)
         gains = _summed_steps(lr * self.values / self.n, steps) * (lr / self.n)
         moved = self.vectors @ (gains[:, None] * (self.vectors.T @ (self.f0 - self.y)))
         return _finite("f0_test", f0_test).reshape(m, k) - cross @ moved
+
+    def _cross(self, x_test: Tensor) -> Tensor:
+        """``Θ(x_*, X)``, kept for the last ``x_test``: a schedule asks at every checkpoint."""
+        kept = self._kept_cross
+        if kept is None or kept[0].shape != x_test.shape or not torch.equal(kept[0], x_test):
+            kept = (x_test.clone(), torch.from_numpy(mlp_kernels(self._model, x_test, self._x).ntk))
+            self._kept_cross = kept
+        return kept[1]
 
 
 def _as_tensor(name: str, value: object) -> Tensor:
