@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import textwrap
 from collections.abc import Iterator
+from pathlib import Path
 
 import torch
 
@@ -124,3 +126,27 @@ def load_script(folder: str, name: str):
 def load_benchmark_module(name: str):
     """Import ``benchmarks/<name>.py`` (:func:`load_script`)."""
     return load_script("benchmarks", name)
+
+
+TINY_FACTORIES = """
+import torch
+from torch import nn
+
+
+def net(width=8, d=4):
+    return nn.Sequential(nn.Linear(d, width), nn.Tanh(), nn.Linear(width, 1))
+
+
+def data(n=12, d=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, d, generator=g), torch.randn(n, 1, generator=g)
+"""
+"""A user's module with a model factory ``net`` and a data factory ``data``, both tiny."""
+
+
+def user_module(folder: Path, monkeypatch, name: str, source: str = TINY_FACTORIES) -> Path:
+    """Write the user's module ``name.py`` into ``folder``, the current directory, importable."""
+    (folder / f"{name}.py").write_text(textwrap.dedent(source))
+    monkeypatch.chdir(folder)
+    monkeypatch.syspath_prepend(str(folder))
+    return folder

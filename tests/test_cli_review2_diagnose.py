@@ -4,14 +4,12 @@ messages naming options the command does not have, and options silently ignored.
 
 import importlib
 import os
-import textwrap
 from pathlib import Path
 
 import pytest
-import torch
 
 import gdscope as gs
-from _helpers import run_cli
+from _helpers import run_cli, user_module
 
 NETS = """
 import torch
@@ -73,15 +71,9 @@ SMALL = ["--probe-size", "4", "--hessian-size", "4"]
 
 
 @pytest.fixture
-def project(tmp_path, monkeypatch):
+def project(tmp_path, monkeypatch, one_thread):
     """``rvnets.py`` in the current directory (and on the import path); one torch thread."""
-    (tmp_path / "rvnets.py").write_text(textwrap.dedent(NETS))
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield tmp_path
-    torch.set_num_threads(threads)
+    return user_module(tmp_path, monkeypatch, "rvnets", NETS)
 
 
 @pytest.fixture

@@ -7,42 +7,21 @@ in the main thread), at a known checkpoint, so the test is exact and fast.
 
 import importlib
 import re
-import textwrap
 
 import pytest
-import torch
 
 import gdscope as gs
-from _helpers import run_cli
+from _helpers import run_cli, user_module
 from gdscope.store import Store
 from gdscope.training import PROBES
 
-NETS = """
-import torch
-from torch import nn
-
-
-def net(width=8, d=4):
-    return nn.Sequential(nn.Linear(d, width), nn.Tanh(), nn.Linear(width, 1))
-
-
-def data(n=12, d=4, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(n, d, generator=g), torch.randn(n, 1, generator=g)
-"""
 ARGS = ["irnets:net", "--data", "irnets:data", "--lr", "0.1", "--steps", "1000", "--every", "5"]
 ARGS += ["--probe-size", "4", "--hessian-size", "4"]
 
 
 @pytest.fixture
-def project(tmp_path, monkeypatch):
-    (tmp_path / "irnets.py").write_text(textwrap.dedent(NETS))
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield tmp_path
-    torch.set_num_threads(threads)
+def project(tmp_path, monkeypatch, one_thread):
+    return user_module(tmp_path, monkeypatch, "irnets")
 
 
 @pytest.fixture

@@ -7,38 +7,22 @@ only the Python API has (the option is ``--probe-size``).
 """
 
 import dataclasses
-import textwrap
 
 import pytest
 import torch
 
 import gdscope as gs
+from _helpers import user_module
 from gdscope.diagnose import render
 from gdscope.diagnose.verdicts import judge
-
-NETS = """
-import torch
-from torch import nn
-
-
-def net(width=8, d=4):
-    return nn.Sequential(nn.Linear(d, width), nn.Tanh(), nn.Linear(width, 1))
-
-
-def data(n=12, d=4, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(n, d, generator=g), torch.randn(n, 1, generator=g)
-"""
 
 
 @pytest.fixture(scope="module")
 def measured(tmp_path_factory):
     """The measurements of one tiny diagnosed run (12 steps), to vary field by field."""
     folder = tmp_path_factory.mktemp("rates")
-    (folder / "ratenets.py").write_text(textwrap.dedent(NETS))
     with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(folder)
-        patch.syspath_prepend(str(folder))
+        user_module(folder, patch, "ratenets")
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:

@@ -3,13 +3,12 @@ with dropout or batch norm, and a float64 factory run in float32."""
 
 import json
 import sys
-import textwrap
 import warnings
 
 import pytest
-import torch
 
 import gdscope as gs
+from _helpers import user_module
 from gdscope.cli import main
 
 NETS = """
@@ -38,15 +37,9 @@ def float64_net():
 
 
 @pytest.fixture
-def project(tmp_path, monkeypatch):
+def project(tmp_path, monkeypatch, one_thread):
     """A folder holding the user's module ``optnets.py``, as the current directory; one thread."""
-    (tmp_path / "optnets.py").write_text(textwrap.dedent(NETS))
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield tmp_path
-    torch.set_num_threads(threads)
+    return user_module(tmp_path, monkeypatch, "optnets", NETS)
 
 
 def _cli(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
