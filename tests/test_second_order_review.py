@@ -215,3 +215,25 @@ def test_a_float32_mean_loss_near_its_minimum_is_not_taken_for_a_weighted_one():
             y = net(x) + 1e-4 * torch.randn(64, 1, generator=gen)  # loss ≈ 1e-8
         gs.probes.sharpness(net, gs.losses.mse, (x, y), chunk_size=1)
         gs.probes.sharpness(net, lambda out, t: (out - t).mean(), (x, y + 1.0), chunk_size=4)
+
+
+class _Centred(nn.Module):
+    """Subtracts the batch mean of its outputs: each example's output depends on the others."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.net(x)
+        return out - out.mean(0)
+
+
+def test_chunks_of_a_model_whose_examples_interact_are_refused():
+    """Chunked, it is another function of each chunk than of the batch: the check on the joined
+    outputs of the chunks alone let it through."""
+    torch.manual_seed(0)
+    x, y = torch.randn(12, 3), torch.randn(12, 1)
+    with pytest.raises(ValueError, match=r"^sharpness: chunk_size would change the function"):
+        gs.probes.sharpness(_Centred(), gs.losses.mse, (x, y), chunk_size=4)
+    gs.probes.sharpness(_Centred(), gs.losses.mse, (x, y))  # whole: one function, measured

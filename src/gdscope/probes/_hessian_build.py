@@ -148,7 +148,8 @@ def _check_mean_loss(
     outputs joined, not on a forward of its own: a forward of another batch size rounds
     differently (float32, a loss near its minimum: 1.5e-4 apart), which is no weighting; and in
     float64 where the loss takes it (a float32 mean of terms that cancel rounds far above its
-    value). One pass over the batch without a graph.
+    value). A model whose examples interact is refused (:func:`_refuse_coupled_chunks`). One
+    pass over the batch without a graph, and one of the first two chunks.
     """
     n = x.shape[0]
     with torch.no_grad():
@@ -162,6 +163,8 @@ def _check_mean_loss(
             return float(scalar_loss(loss_fn(*((_wide(out), _wide(y)) if wide else (out, y)))))
 
         values = [loss(out, a, b) for out, (a, b) in zip(outputs, chunks, strict=True)]
+        if len(chunks) > 1:
+            _refuse_coupled_chunks(model, detached, x[: chunks[1][1]], outputs[:2], what)
         for i in range(1, len(chunks)):
             (a, m), b, first, second = chunks[i - 1], chunks[i][1], values[i - 1], values[i]
             whole = loss(_joined(outputs[i - 1], outputs[i]), a, b)
@@ -174,6 +177,31 @@ def _check_mean_loss(
                     f"examples {a}..{b - 1} it gave {whole!r}, the size-weighted mean of its two "
                     f"chunks {mean!r}; use chunk_size=None"
                 )
+
+
+def _refuse_coupled_chunks(
+    model: nn.Module, params: Params, x: Tensor, outputs: list[Any], what: str
+) -> None:
+    """Raise if the first two chunks run together give other outputs than run apart.
+
+    Such a model (a mean over the batch inside ``forward``) is another function of each chunk
+    than of the batch, so no weighting of the chunks gives the batch's Hessian. ``√ε`` of the
+    dtype leaves room for a batch size's own rounding.
+    """
+    together, _ = tree_flatten(apply(model, params, x))
+    apart, _ = tree_flatten(_joined(*outputs))
+    for t, u in zip(together, apart, strict=True):
+        if not (isinstance(t, Tensor) and t.is_floating_point()) or t.shape != u.shape:
+            continue
+        tol = torch.finfo(t.dtype).eps ** 0.5 * max(float(u.abs().max()), 1e-30)
+        gap = float((t - u).abs().max())
+        if gap > tol:
+            raise ValueError(
+                f"{what}: chunk_size would change the function: the model's outputs for the "
+                f"first two chunks run together and apart differ by {gap:.3g} (an example's "
+                "output depends on the others in its batch, e.g. a mean over axis 0); use "
+                "chunk_size=None"
+            )
 
 
 def _wide(tree: Any) -> Any:
