@@ -72,8 +72,8 @@ def diagnose(
 ) -> None:
     """Measure a network at init and along a short run: its regime and what theory predicts."""
     from gdscope.config import TrialConfig
-    from gdscope.diagnose import diagnose as run_diagnosis
     from gdscope.diagnose import inputs, network_parts, render
+    from gdscope.diagnose.run import diagnose_checked
 
     for name, size in (("--probe-size", probe_size), ("--hessian-size", hessian_size)):
         if size < 1:
@@ -110,7 +110,7 @@ def diagnose(
     config = _validated(TrialConfig, raw)
     check_device(config.device)
     try:
-        diagnosis = run_diagnosis(
+        diagnosis = diagnose_checked(
             config,
             ntk_examples=probe_size,
             hessian_examples=hessian_size,

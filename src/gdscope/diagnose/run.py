@@ -213,6 +213,30 @@ def diagnose(
             dtype=dtype,
             device=device,
         )
+    return diagnose_checked(
+        config,
+        ntk_examples=ntk_examples,
+        hessian_examples=hessian_examples,
+        every=every,
+        results=results,
+        run=run,
+    )
+
+
+def diagnose_checked(
+    config: TrialConfig,
+    *,
+    ntk_examples: int = DEFAULT_NTK_EXAMPLES,
+    hessian_examples: int = DEFAULT_HESSIAN_EXAMPLES,
+    every: int | None = None,
+    results: str | os.PathLike[str] | None = None,
+    run: str | None = None,
+) -> Diagnosis:
+    """Measure, judge and (with ``results``) store ``config``'s run, its options checked.
+
+    :func:`diagnose` after its checks; the command checks the same options under its own names
+    (``--results``) and calls this, so the store is not opened and tried twice.
+    """
     try:
         measured = measure(
             config, ntk_examples=ntk_examples, hessian_examples=hessian_examples, every=every
