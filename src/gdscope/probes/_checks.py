@@ -178,12 +178,15 @@ def few_examples(batch: B, k: int = 2) -> B:
     return tree_map(lambda t: t[:k].clone() if isinstance(t, Tensor) and t.ndim else t, batch)
 
 
-def refuse_coupled_examples(model: nn.Module, few: Tensor, what: str) -> None:
+def refuse_coupled_examples(
+    model: nn.Module, few: Tensor, what: str, kind: str = "the NTK is a per-example kernel"
+) -> None:
     """Refuse a model whose output for one example depends on the others in its batch.
 
     The NTK is per example, ``K(x, x') = ∂f(x)/∂θ · ∂f(x')/∂θ``: a forward that mixes the
     examples (a mean or a cumulative sum over axis 0) has no such kernel, and each of its routes
-    would give a different wrong one. Two examples are run together and one at a time.
+    would give a different wrong one; so is each output's Hessian (``kind`` says which). Two
+    examples are run together and one at a time (:func:`coupling_gap`).
     """
     if few.shape[0] < 2:
         return
@@ -195,18 +198,28 @@ def refuse_coupled_examples(model: nn.Module, few: Tensor, what: str) -> None:
     alone = torch.cat(parts)
     if not isinstance(together, Tensor) or together.shape != alone.shape:
         return
-    # √ε of the dtype: rounding that differs between a batch of one and of two (a deep chaotic
-    # net amplifies it to 3e-11 in float64, 7e-5 in float32) stays below; TF32 products, 1e-3
-    tf32 = together.is_cuda and tf32_matmuls()
-    tol = 1e-2 if tf32 else torch.finfo(together.dtype).eps ** 0.5
-    gap = float((together - alone).abs().max())
-    if gap > tol * max(float(alone.abs().max()), 1e-30):
+    tf32 = together.is_cuda and tf32_matmuls()  # TF32 products round to about 1e-3
+    gap = coupling_gap(together, alone, 1e-2 if tf32 else None)
+    if gap is not None:
         raise ValueError(
             f"{what}: the model's output for an example depends on the other examples in its batch "
             f"(two examples run together and one at a time differ by {gap:.3g}), e.g. a mean or "
-            "cumulative sum over axis 0; the NTK is a per-example kernel, so measure a model "
-            "whose examples do not interact"
+            f"cumulative sum over axis 0; {kind}, so measure a model whose examples do not "
+            "interact"
         )
+
+
+def coupling_gap(together: Tensor, apart: Tensor, tol: float | None = None) -> float | None:
+    """Return ``max |together − apart|`` where it is beyond rounding, else None.
+
+    ``together``: outputs of examples run in one batch; ``apart``: the same examples run in
+    smaller batches. ``tol`` (default √ε of the dtype) relative to the largest output: rounding
+    that differs between batch sizes (a deep chaotic net amplifies it to 3e-11 in float64, 7e-5
+    in float32) stays below.
+    """
+    relative = torch.finfo(together.dtype).eps ** 0.5 if tol is None else tol
+    gap = float((together - apart).abs().max())
+    return gap if gap > relative * max(float(apart.abs().max()), 1e-30) else None
 
 
 def refuse_random_modules(

@@ -22,6 +22,7 @@ from gdscope._checks import positive_int
 from gdscope.functional import LossFn, Params, apply, loss_at, scalar_loss
 from gdscope.probes._checks import (
     check_deterministic,
+    coupling_gap,
     refuse_kept_parameters,
     refuse_random_modules,
     uses_batch_statistics,
@@ -185,17 +186,16 @@ def _refuse_coupled_chunks(
     """Raise if the first two chunks run together give other outputs than run apart.
 
     Such a model (a mean over the batch inside ``forward``) is another function of each chunk
-    than of the batch, so no weighting of the chunks gives the batch's Hessian. ``√ε`` of the
-    dtype leaves room for a batch size's own rounding.
+    than of the batch, so no weighting of the chunks gives the batch's Hessian. Beyond rounding:
+    :func:`~gdscope.probes._checks.coupling_gap`.
     """
     together, _ = tree_flatten(apply(model, params, x))
     apart, _ = tree_flatten(_joined(*outputs))
     for t, u in zip(together, apart, strict=True):
         if not (isinstance(t, Tensor) and t.is_floating_point()) or t.shape != u.shape:
             continue
-        tol = torch.finfo(t.dtype).eps ** 0.5 * max(float(u.abs().max()), 1e-30)
-        gap = float((t - u).abs().max())
-        if gap > tol:
+        gap = coupling_gap(t, u)
+        if gap is not None:
             raise ValueError(
                 f"{what}: chunk_size would change the function: the model's outputs for the "
                 f"first two chunks run together and apart differ by {gap:.3g} (an example's "

@@ -62,7 +62,9 @@ def output_hessian_norm(
             f"output_hessian_norm needs one scalar output per example, got output shape "
             f"{tuple(out.shape)} for one example; select an output first"
         )
-    refuse_coupled_examples(model, x[:2], "output_hessian_norm")
+    refuse_coupled_examples(
+        model, x[:2], "output_hessian_norm", "each output's Hessian is that of one example"
+    )
     refuse_kept_parameters(model, params, x, "output_hessian_norm")
     terms = [Term(_output_term(model, x[i : i + 1]), 1.0) for i in range(x.shape[0])]
     check_deterministic(
