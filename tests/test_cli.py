@@ -313,7 +313,10 @@ def test_a_verdict_on_one_seed_carries_a_warning(tmp_path):
     assert out.returncode == 0 and "PASS" in out.stdout and "one seed" not in out.stdout
 
 
-def test_ctrl_c_says_how_many_trials_are_stored_and_that_the_command_resumes(tmp_path):
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_ctrl_c_says_how_many_trials_are_stored_and_that_the_command_resumes(tmp_path, workers):
+    """Ctrl-C in a terminal reaches the whole process group: the workers too, with ``--workers 2``."""
+    import os
     import signal
     import sqlite3
     import time
@@ -325,9 +328,10 @@ def test_ctrl_c_says_how_many_trials_are_stored_and_that_the_command_resumes(tmp
     )
     results = tmp_path / "r"
     args = [sys.executable, "-m", "gdscope", "run", str(study), "--results", str(results)]
+    args += ["--workers", workers]
     pipe = subprocess.PIPE
     with sigint_reaches_children():
-        run = subprocess.Popen(args, stdout=pipe, stderr=pipe, text=True)
+        run = subprocess.Popen(args, stdout=pipe, stderr=pipe, text=True, start_new_session=True)
     stored = 0
     deadline = time.monotonic() + 60
     while stored == 0 and time.monotonic() < deadline:
@@ -338,7 +342,7 @@ def test_ctrl_c_says_how_many_trials_are_stored_and_that_the_command_resumes(tmp
                 contextlib.suppress(sqlite3.OperationalError),  # tables not made yet
             ):
                 stored = conn.execute("SELECT count(*) FROM trials").fetchone()[0]
-    run.send_signal(signal.SIGINT)
+    os.killpg(run.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the command and its workers
     _, err = run.communicate(timeout=60)
     assert run.returncode == 130, err
     with closing(sqlite3.connect(results / "gdscope.sqlite")) as conn:
