@@ -201,8 +201,14 @@ def test_hessian_trace_hutchpp_probe_is_unbiased_and_repeats_its_draws():
     net, batch = _problem(seed=5)
     exact = float(torch.trace(dense_hessian(net, gs.losses.mse, batch)))
     ctx = _ctx(net, batch, None)
-    first = PROBES["hessian_trace_hutchpp"](ctx)["hessian_trace_hutchpp"]
-    assert PROBES["hessian_trace_hutchpp"](ctx)["hessian_trace_hutchpp"] == first
+    first = PROBES["hessian_trace_hutchpp"](ctx)
+    assert PROBES["hessian_trace_hutchpp"](ctx) == first
+    estimate, se = gs.probes.hessian_trace_hutchpp(
+        net, gs.losses.mse, batch, probes=30, generator=torch.Generator().manual_seed(0),
+        return_error=True,
+    )  # fmt: skip
+    assert first == {"hessian_trace_hutchpp": estimate, "hessian_trace_hutchpp_se": se}
+    assert se > 0
     draws = torch.tensor([
         gs.probes.hessian_trace_hutchpp(
             net, gs.losses.mse, batch, probes=30, generator=torch.Generator().manual_seed(s)

@@ -24,23 +24,27 @@ STOCK_LAYERS = (nn.Linear, ScaledLinear, nn.Conv2d, ScaledConv2d)
 
 _INERT = frozenset(
     {
-        "__init__",
         "__module__",
         "__qualname__",
         "__doc__",
         "__annotations__",
-        "__firstlineno__",
-        "__static_attributes__",
         "__dict__",
         "__weakref__",
-        "__orig_bases__",
+        "__orig_bases__",  # a generic class (typing.Generic, or PEP 695 below)
         "__parameters__",
+        "__type_params__",  # 3.12: a PEP 695 generic class, ``class L[T](nn.Linear)``
+        "__firstlineno__",  # 3.13: every class statement (the line it starts on)
+        "__static_attributes__",  # 3.13: every class statement (the ``self.X`` it assigns)
+        "__annotate_func__",  # 3.14: a class with annotations (PEP 649/749, gh-132261)
+        "__annotations_cache__",  # 3.14: those annotations evaluated, once they are read
+        "__init__",
         "reset_parameters",
         "extra_repr",
     }
 )
-"""Class attributes a subclass may define without changing what a call computes: construction
-(the weights it draws are read as they are), and the printed form."""
+"""Class attributes a subclass may define without changing what a call computes: those Python
+puts in a class dict itself (each comment says from which version, and in which classes),
+construction (the weights it draws are read as they are), and the printed form."""
 
 
 def stock_layer(module: nn.Module) -> bool:

@@ -24,7 +24,12 @@ from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from gdscope.functional import apply
-from gdscope.probes._checks import buffers_restored, refuse_random_modules, uses_batch_statistics
+from gdscope.probes._checks import (
+    buffers_restored,
+    refuse_random_modules,
+    refuse_wrong_width,
+    uses_batch_statistics,
+)
 
 __all__ = ["linearization_gap", "linearized_prediction"]
 
@@ -35,27 +40,16 @@ def linearized_prediction(
     r"""Return the first-order Taylor model :math:`f(x;θ_0) + J(x;θ_0)(θ_t - θ_0)`.
 
     Raises:
-        ValueError: if ``params_t`` lacks a parameter of ``params0``; if either names a tensor
-            the model does not have, or gives one a shape other than the model's (see
-            :func:`_check_names`); on dropout in training mode; on batch norm in training mode
-            (its running-statistics update cannot run under forward-mode differentiation: call
-            ``model.eval()``).
+        ValueError: if ``params0`` and ``params_t`` do not name the same tensors; if either
+            names a tensor the model does not have, or gives one a shape other than the model's
+            (see :func:`_check_names`); if ``x``'s examples are not as wide as the model's first
+            layer (:func:`~gdscope.probes._checks.refuse_wrong_width`); on dropout in training
+            mode; on batch norm in training mode (its running-statistics update cannot run under
+            forward-mode differentiation: call ``model.eval()``).
 
     """
-    _check_linearizable(model)
-    _check_names(model, params0, params_t)
-    missing = sorted(set(params0) - set(params_t))
-    if missing:
-        raise ValueError(f"params_t lacks {missing}; it must have the keys of params0")
-    primal = {k: v.detach() for k, v in params0.items()}
-    tangent = {k: (params_t[k] - params0[k]).detach() for k in params0}
-    with buffers_restored(model):
-        try:
-            result = torch.func.jvp(lambda p: apply(model, p, x), (primal,), (tangent,))
-            value, product = result[0], result[1]
-        except NotImplementedError:  # an op without a forward-mode rule
-            value, product = _transpose_jvp(model, primal, tangent, x)
-    return (value + product).detach()
+    _check_arguments(model, params0, params_t, x, "linearized_prediction")
+    return _prediction(model, params0, params_t, x)
 
 
 def linearization_gap(
@@ -70,12 +64,26 @@ def linearization_gap(
         ValueError: as :func:`linearized_prediction`.
 
     """
-    _check_linearizable(model)
-    _check_names(model, params0, params_t)
+    _check_arguments(model, params0, params_t, x, "linearization_gap")
     with torch.no_grad(), buffers_restored(model):
         actual = apply(model, params_t, x)
-    diff = (actual - linearized_prediction(model, params0, params_t, x)).double()
+    diff = (actual - _prediction(model, params0, params_t, x)).double()
     return float(diff.pow(2).mean().sqrt())
+
+
+def _prediction(
+    model: nn.Module, params0: Mapping[str, Tensor], params_t: Mapping[str, Tensor], x: Tensor
+) -> Tensor:
+    """:func:`linearized_prediction` on arguments already checked."""
+    primal = {k: v.detach() for k, v in params0.items()}
+    tangent = {k: (params_t[k] - params0[k]).detach() for k in params0}
+    with buffers_restored(model):
+        try:
+            result = torch.func.jvp(lambda p: apply(model, p, x), (primal,), (tangent,))
+            value, product = result[0], result[1]
+        except NotImplementedError:  # an op without a forward-mode rule
+            value, product = _transpose_jvp(model, primal, tangent, x)
+    return (value + product).detach()
 
 
 def _transpose_jvp(
@@ -97,6 +105,28 @@ def _transpose_jvp(
         vs = list(tangent.values())
         (product,) = torch.autograd.grad([pulled[i] for i in live], probe, [vs[i] for i in live])
     return out.detach(), product.detach()
+
+
+def _check_arguments(
+    model: nn.Module,
+    params0: Mapping[str, Tensor],
+    params_t: Mapping[str, Tensor],
+    x: Tensor,
+    what: str,
+) -> None:
+    _check_linearizable(model)
+    _check_names(model, params0, params_t)
+    missing = sorted(set(params0) - set(params_t))
+    if missing:
+        raise ValueError(f"params_t lacks {missing}; it must have the keys of params0")
+    extra = sorted(set(params_t) - set(params0))
+    if extra:  # f(x; θ_t) would read them, the linearization at θ₀ the model's own values
+        raise ValueError(
+            f"params_t has {extra}, which params0 lacks; the network at θ_t is compared with "
+            "its linearization at θ₀, so both must name the same tensors: give params0 their "
+            "values at θ₀ or drop them from params_t"
+        )
+    refuse_wrong_width(model, x, what)
 
 
 def _check_linearizable(model: nn.Module) -> None:

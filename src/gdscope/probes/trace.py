@@ -14,11 +14,24 @@ with ``g = m − 2s`` further Rademacher ``z_j``. It is unbiased, and its error 
 ``‖A − A_s‖_F`` (``A_s`` the best rank-``s`` approximation) instead of ``‖A‖_F``: ``O(1/ε)``
 products suffice for PSD ``A``. Hessians of small-output networks, whose Gauss–Newton part has
 rank at most ``nk``, are the case it is made for.
+
+Its standard error. Given ``Q`` the first term is exact and the second is the mean of ``g``
+independent samples ``r_j = z_jᵀ(I − QQᵀ)A(I − QQᵀ)z_j``, so the standard error given ``Q`` is
+their sample standard deviation over ``√g``:
+
+.. math::  \widehat{\mathrm{se}} = \sqrt{\frac{1}{g(g-1)} \sum_{j=1}^{g} (r_j - \bar r)^2}.
+
+With ``P = I − QQᵀ`` (``P² = P``), ``tr(QᵀAQ) + tr(PAP) = tr(QQᵀA) + tr(PA) = tr A`` for every
+``Q``: the estimate's mean given ``Q`` does not depend on ``Q``, so its variance is the mean over
+``Q`` of its variance given ``Q``, and ``se²`` estimates it without bias (the sketch's randomness
+adds nothing to it).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from typing import Literal, overload
 
 import torch
 from torch import Tensor, nn
@@ -35,6 +48,32 @@ __all__ = ["hessian_trace_hutchpp", "hutchpp"]
 Batch = tuple[Tensor, Tensor]
 
 
+@overload
+def hutchpp(
+    matvec: Callable[[Tensor], Tensor],
+    dim: int,
+    probes: int,
+    *,
+    generator: torch.Generator | None = ...,
+    device: torch.device | str = ...,
+    dtype: torch.dtype = ...,
+    return_error: Literal[False] = ...,
+) -> float: ...
+
+
+@overload
+def hutchpp(
+    matvec: Callable[[Tensor], Tensor],
+    dim: int,
+    probes: int,
+    *,
+    generator: torch.Generator | None = ...,
+    device: torch.device | str = ...,
+    dtype: torch.dtype = ...,
+    return_error: Literal[True],
+) -> tuple[float, float]: ...
+
+
 def hutchpp(
     matvec: Callable[[Tensor], Tensor],
     dim: int,
@@ -43,35 +82,52 @@ def hutchpp(
     generator: torch.Generator | None = None,
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float64,
-) -> float:
+    return_error: bool = False,
+) -> float | tuple[float, float]:
     r"""Return the Hutch++ estimate of ``tr A`` from exactly ``probes`` products ``A v``.
 
     ``s = ⌊probes/3⌋`` products sketch ``Q = orth(A S)`` (at most ``dim`` columns), ``s`` give
-    ``tr(QᵀAQ)``, and the remaining ``probes − 2s`` estimate the deflated rest by Hutchinson
-    (see the module docstring).
+    ``tr(QᵀAQ)``, and the remaining ``g = probes − 2s`` estimate the deflated rest by Hutchinson
+    (see the module docstring). Each deflated ``z_jᵀ(A z_j)`` is taken in ``dtype``, their mean
+    and standard deviation in float64.
 
     Args:
         matvec: ``v ↦ A v`` for a symmetric ``A``, on ``(dim,)`` vectors of ``dtype`` on
             ``device``.
         dim: size of ``A``.
-        probes: the total number of products, at least 3.
+        probes: the total number of products, at least 3 (at least 4 with ``return_error``:
+            ``g ≥ 2`` samples for a standard deviation).
         generator: draws the Rademacher vectors (default seeded with 0), on the CPU.
         device: where the vectors live.
         dtype: of the vectors, the sketch's QR and the dot products (float32 adds a relative
             rounding of about ``1e-5``, far below the estimator's own spread).
+        return_error: also return the standard error: the ``g`` deflated samples' standard
+            deviation over ``√g`` (module docstring), as
+            :func:`~gdscope.probes.hessian.hessian_trace` does for its own samples.
+
+    Returns:
+        The estimate; ``(estimate, standard error)`` with ``return_error=True``.
 
     Raises:
-        ValueError: if ``probes < 3``.
+        ValueError: if ``probes < 3``, or ``probes < 4`` with ``return_error``.
 
     Example:
         >>> a = torch.diag(torch.tensor([100.0, 10.0, 1.0, 0.0, 0.0], dtype=torch.float64))
         >>> round(hutchpp(lambda v: a @ v, 5, 9), 9)  # the sketch spans the 3 nonzero directions
         111.0
+        >>> estimate, error = hutchpp(lambda v: a @ v, 5, 9, return_error=True)
+        >>> round(estimate, 9), round(error, 9)  # nothing left to the Hutchinson part: exact
+        (111.0, 0.0)
 
     """
     count = positive_int("probes", probes)
     if count < 3:
         raise ValueError(f"probes must be an int >= 3 (a third of them sketch A), got {probes!r}")
+    if return_error and count < 4:
+        raise ValueError(
+            f"probes must be an int >= 4 for a standard error (it leaves 2 deflated samples), "
+            f"got {probes!r}"
+        )
     if generator is None:
         generator = torch.Generator().manual_seed(0)
     sketch = count // 3
@@ -88,7 +144,39 @@ def hutchpp(
     exact = float(q.reshape(-1) @ apply_rows(q).reshape(-1))  # Σ_i q_iᵀ A q_i
     z = rademacher_rows(rest, dim, generator, device, dtype)
     z.addmm_(z @ q.T, q, alpha=-1)  # (I − QQᵀ) z, row by row, in place
-    return exact + float(z.reshape(-1) @ apply_rows(z).reshape(-1)) / rest
+    samples = (z * apply_rows(z)).sum(dim=1).to(torch.float64)  # r_j = z_jᵀ A z_j, deflated z_j
+    estimate = exact + float(samples.mean())
+    if not return_error:
+        return estimate
+    return estimate, float(samples.std() / math.sqrt(rest))
+
+
+@overload
+def hessian_trace_hutchpp(
+    model: nn.Module,
+    loss_fn: LossFn,
+    batch: Batch,
+    *,
+    probes: int = ...,
+    generator: torch.Generator | None = ...,
+    chunk_size: int | None = ...,
+    params: Selection = ...,
+    return_error: Literal[False] = ...,
+) -> float: ...
+
+
+@overload
+def hessian_trace_hutchpp(
+    model: nn.Module,
+    loss_fn: LossFn,
+    batch: Batch,
+    *,
+    probes: int = ...,
+    generator: torch.Generator | None = ...,
+    chunk_size: int | None = ...,
+    params: Selection = ...,
+    return_error: Literal[True],
+) -> tuple[float, float]: ...
 
 
 @differentiating
@@ -101,7 +189,8 @@ def hessian_trace_hutchpp(
     generator: torch.Generator | None = None,
     chunk_size: int | None = None,
     params: Selection = None,
-) -> float:
+    return_error: bool = False,
+) -> float | tuple[float, float]:
     r"""Return the Hutch++ estimate of ``tr ∇²L`` from ``probes`` Hessian-vector products.
 
     See :func:`hutchpp` (Meyer, Musco, Musco & Woodruff 2021). At an equal number of products
@@ -109,27 +198,38 @@ def hessian_trace_hutchpp(
     when a few eigenvalues dominate ``‖H‖_F`` (variance 0.24 against 3.98 at 12 products on a
     low-rank-dominated Hessian), and higher on a flat spectrum, where the sketch captures little
     and only a third of the products estimate the rest: up to 3× Hutchinson's variance (measured
-    1.7–2.6× at 60–12 products on a 244-parameter cross-entropy net). It returns no standard
-    error; where the spectrum is unknown, Hutchinson's estimate and its standard error are the
-    safer default.
+    1.7–2.6× at 60–12 products on a 244-parameter cross-entropy net). With ``return_error`` it
+    also returns its standard error, from the ``g = probes − 2⌊probes/3⌋`` deflated samples (see
+    :mod:`gdscope.probes.trace`): where the spectrum is unknown, compare it with Hutchinson's.
 
     Args:
         model: the network (see :func:`~gdscope.probes.hessian.hessian_operator`).
         loss_fn: the training loss.
         batch: ``(x, y)``.
-        probes: the total number of Hessian-vector products, at least 3.
+        probes: the total number of Hessian-vector products, at least 3 (at least 4 with
+            ``return_error``).
         generator: draws the Rademacher vectors (default seeded with 0).
         chunk_size: examples per chunk (see :func:`~gdscope.probes.hessian.hessian_operator`).
         params: names or module prefixes of a block: the trace of ``∂²L/∂θ_S²``.
+        return_error: also return the standard error, as
+            :func:`~gdscope.probes.hessian.hessian_trace` does.
 
     Returns:
-        The estimate of ``tr H`` as a float.
+        The estimate of ``tr H`` as a float; ``(estimate, standard error)`` with
+        ``return_error=True``.
 
     Raises:
-        ValueError: if ``probes < 3``, on a random loss, or a ``params`` entry naming nothing.
+        ValueError: if ``probes < 3`` (``< 4`` with ``return_error``), on a random loss, or a
+            ``params`` entry naming nothing.
 
     """
     op = span_operator(model, loss_fn, batch, chunk_size, params, "hessian_trace_hutchpp")[0]
     return hutchpp(
-        op.buffered_matvec(), op.dim, probes, generator=generator, device=op.device, dtype=op.dtype
+        op.buffered_matvec(),
+        op.dim,
+        probes,
+        generator=generator,
+        device=op.device,
+        dtype=op.dtype,
+        return_error=return_error,
     )

@@ -175,14 +175,16 @@ def _hessian_trace(ctx: ProbeContext) -> dict[str, float]:
 
 
 def _hessian_trace_hutchpp(ctx: ProbeContext) -> dict[str, float]:
-    """Return the Hutch++ trace estimate from the same 30 products (seed 0) at every checkpoint.
+    """Return Hutch++'s trace estimate and standard error, same 30 products (seed 0) each time.
 
     Lower error than ``hessian_trace`` where a few eigenvalues dominate, higher on a flat
     spectrum (:func:`~gdscope.probes.trace.hessian_trace_hutchpp`).
     """
     generator = torch.Generator().manual_seed(0)
-    value = hessian_trace_hutchpp(ctx.model, ctx.loss_fn, ctx.data, probes=30, generator=generator)
-    return {"hessian_trace_hutchpp": value}
+    estimate, std_error = hessian_trace_hutchpp(
+        ctx.model, ctx.loss_fn, ctx.data, probes=30, generator=generator, return_error=True
+    )
+    return {"hessian_trace_hutchpp": estimate, "hessian_trace_hutchpp_se": std_error}
 
 
 def _activation_flips(ctx: ProbeContext) -> dict[str, float]:
@@ -365,7 +367,9 @@ PROBES: dict[str, ScheduledProbe] = {
     ),
     "hessian_density": ScheduledProbe(hessian_density_probe, (DENSITY_FAMILY,)),
     "hessian_trace": ScheduledProbe(_hessian_trace, ("hessian_trace", "hessian_trace_se")),
-    "hessian_trace_hutchpp": ScheduledProbe(_hessian_trace_hutchpp, ("hessian_trace_hutchpp",)),
+    "hessian_trace_hutchpp": ScheduledProbe(
+        _hessian_trace_hutchpp, ("hessian_trace_hutchpp", "hessian_trace_hutchpp_se")
+    ),
     "activation_flips": ScheduledProbe(_activation_flips, ("activation_flips",)),
     "linearization_gap": ScheduledProbe(
         _linearization_gap,

@@ -1,0 +1,125 @@
+"""``linearization_gap`` and ``linearized_prediction`` refuse, in one line, arguments they would
+have measured wrong or failed on deep inside: keys of ``params_t`` that ``params0`` lacks, and an
+``x`` whose examples are not as wide as the model's first layer."""
+
+import re
+
+import pytest
+import torch
+from torch import nn
+
+import gdscope as gs
+from gdscope.probes.linearization import linearization_gap, linearized_prediction
+
+F64 = torch.float64
+PROBES = (linearization_gap, linearized_prediction)
+
+
+def _moved(net, scale=0.3):
+    gen = torch.Generator().manual_seed(0)
+    p0 = {k: v.detach().clone() for k, v in net.named_parameters()}
+    pt = {k: v + scale * torch.randn(v.shape, generator=gen, dtype=F64) for k, v in p0.items()}
+    return p0, pt
+
+
+def _normed():
+    """A net with buffers: an eval-mode batch norm between two linear layers."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 8), nn.BatchNorm1d(8), nn.Tanh(), nn.Linear(8, 1)).double()
+    return net.eval()
+
+
+@pytest.mark.parametrize("extra", ["parameter", "buffer"])
+def test_keys_of_params_t_that_params0_lacks_are_refused(extra):
+    """f(x; θ_t) read them while the linearization at θ₀ read the model's own values: the gap
+    measured the difference between the two as well, with no error."""
+    net = _normed()
+    p0, pt = _moved(net)
+    x = torch.randn(6, 3, generator=torch.Generator().manual_seed(1), dtype=F64)
+    if extra == "parameter":
+        key = "3.bias"
+        del p0[key]
+    else:
+        key = "1.running_mean"
+        pt[key] = torch.full((8,), 0.5, dtype=F64)
+    for probe in PROBES:
+        with pytest.raises(ValueError, match=rf"^params_t has \['{key}'\], which params0 lacks"):
+            probe(net, p0, pt, x)
+    with pytest.raises(ValueError) as err:
+        linearization_gap(net, p0, pt, x)
+    assert "\n" not in str(err.value) and "same tensors" in str(err.value)
+    assert linearization_gap(net, p0, {k: pt[k] for k in p0}, x) > 0.0  # the same keys: passes
+
+
+def _mlp():
+    return gs.models.mlp(3, 16, depth=3, parameterization="ntk", seed=0, dtype=F64)
+
+
+def _two_layer():
+    return gs.models.two_layer(3, 16, seed=0, dtype=F64)  # F.linear on its own weight
+
+
+class _RightFactor(nn.Module):
+    """``x @ W`` with ``W`` of shape ``(in, out)``: a matmul, no linear layer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(3, 2, generator=torch.Generator().manual_seed(0)))
+
+    def forward(self, x):
+        return torch.tanh(x @ self.w)
+
+
+@pytest.mark.parametrize(
+    ("make", "weight"),
+    [
+        (_mlp, r"'layers\.0\.weight' has shape \(16, 3\)"),
+        (_two_layer, r"'weight' has shape \(16, 3\)"),
+        (lambda: _RightFactor().double(), r"'w' has shape \(3, 2\)"),
+    ],
+    ids=["mlp", "two_layer", "matmul"],
+)
+def test_inputs_of_another_width_are_refused_naming_both_shapes(make, weight):
+    """Was torch's ``mat1 and mat2 shapes cannot be multiplied`` from inside the forward."""
+    net = make()
+    p0, pt = _moved(net)
+    x = torch.randn(8, 2, generator=torch.Generator().manual_seed(1), dtype=F64)
+    for probe in PROBES:
+        with pytest.raises(ValueError) as err:
+            probe(net, p0, pt, x)
+        message = str(err.value)
+        assert message.startswith(
+            f"{probe.__name__}: x has shape (8, 2), but the model's first layer reads 3 features"
+        ), message
+        assert message.endswith("pass x of shape (8, 3)") and "\n" not in message, message
+        assert re.search(weight, message), message
+    right = torch.randn(8, 3, generator=torch.Generator().manual_seed(1), dtype=F64)
+    assert linearization_gap(net, p0, pt, right) > 0.0
+
+
+def test_inputs_reshaped_before_the_first_layer_are_refused_by_the_width_it_gets():
+    """A flatten in front: the layer gets 27·27 = 729 features of the 784 it reads."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(784, 4), nn.Tanh(), nn.Linear(4, 1)).double()
+    p0, pt = _moved(net)
+    with pytest.raises(
+        ValueError,
+        match=r"^linearization_gap: x of shape \(5, 27, 27\) reaches the model's first layer as "
+        r"729 features per row, but it reads 784 \(its '1\.weight' has shape \(4, 784\)\)",
+    ):
+        linearization_gap(net, p0, pt, torch.randn(5, 27, 27, dtype=F64))
+    assert linearization_gap(net, p0, pt, torch.randn(5, 28, 28, dtype=F64)) > 0.0
+
+
+def test_the_width_check_leaves_the_buffers_as_they_were():
+    """It runs the model up to its first layer: a training-mode norm in front would move its
+    running statistics; they are put back."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.InstanceNorm1d(3, track_running_stats=True), nn.Flatten())
+    net.append(nn.Linear(12, 1)).double().train()
+    before = {n: b.clone() for n, b in net.named_buffers()}
+    p0, pt = _moved(net)
+    with pytest.raises(ValueError, match="reaches the model's first layer as 15 features"):
+        linearization_gap(net, p0, pt, torch.randn(4, 3, 5, dtype=F64))
+    for name, buffer in net.named_buffers():
+        assert torch.equal(buffer, before[name]), name
