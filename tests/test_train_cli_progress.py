@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+import gdscope.cli.trace_table as trace_table
 import gdscope.cli.train as train_cli
 from _helpers import assert_close, sigint_reaches_children
 from gdscope.config import TrialConfig
@@ -194,6 +195,6 @@ def test_the_density_top_node_leaves_out_the_padding_of_an_early_stop():
         f"{family}weight_0_0": ([0, 5], [0.4, 1.0]),
         f"{family}weight_0_1": ([0, 5], [0.6, 0.0]),
     }
-    summary = train_cli._density_summary(records)
+    summary = trace_table._density_summary(records)
     assert summary["density top node"] == {0: -1.0, 5: -2.5}
     assert summary["density mass < 0"] == {0: 1.0, 5: 1.0}

@@ -8,7 +8,6 @@ and ``gdscope verify-probes`` checks the fast probes against dense float64 oracl
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -18,6 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from gdscope.cli.app import UserError, check_device, fmt, stderr, stdout
+from gdscope.cli.trace_table import trace_table, unmeasured_line
 
 
 def _key_values(items: list[str], what: str) -> dict[str, Any]:
@@ -133,7 +133,10 @@ def train(
             )
         )
         return
-    stdout.print(_trace_table(trace))
+    stdout.print(trace_table(trace))
+    unmeasured = unmeasured_line(trace, config.probes)
+    if unmeasured:
+        stdout.print(unmeasured, highlight=False, markup=False, soft_wrap=True)
     colour = {"completed": "green", "stopped": "cyan", "diverged": "red"}[trace.status]
     stdout.print(
         f"status: [{colour}]{trace.status}[/] after {trace.steps} steps ({trace.reason}); "
@@ -276,56 +279,3 @@ def _validated(cls: Any, raw: dict[str, Any]) -> Any:
         return cls.model_validate(raw)
     except ValidationError as err:
         raise UserError(format_errors(err, cls, raw).replace("\n", "; ")) from None
-
-
-def _density_summary(records: dict[str, Any]) -> dict[str, dict[int, float]]:
-    """Return ``hessian_density`` as two columns: its top node (≈ λ_max), its mass below 0.
-
-    The mass below zero is the weights of the negative nodes, averaged over the probe vectors.
-    Nodes of weight 0 pad a probe whose Lanczos run stopped early: they are not Ritz values.
-    """
-    from gdscope.training.curvature import DENSITY_FAMILY  # torch: not for `gdscope list`
-
-    nodes = {m: r for m, r in records.items() if m.startswith(DENSITY_FAMILY + "node_")}
-    if not nodes:
-        return {}
-    top: dict[int, float] = {}
-    negative: dict[int, float] = {}
-    probes = {m.split("_")[-2] for m in nodes}
-    for name, (steps, values) in nodes.items():
-        weights = dict(zip(*records[name.replace("/node_", "/weight_")], strict=True))
-        for step, value in zip(steps, values, strict=True):
-            if weights[step] > 0:
-                top[step] = max(top.get(step, -math.inf), value)
-            below = weights[step] / len(probes) if value < 0 else 0.0
-            negative[step] = negative.get(step, 0.0) + below
-    return {"density top node": top, "density mass < 0": negative}
-
-
-def _trace_table(trace: Any, rows: int = 12, wide: int = 5) -> Table:
-    """Tabulate the global metrics at up to ``rows`` checkpoints of the sparsest schedule.
-
-    With more than ``wide`` metrics the table is transposed (one row per metric) so that it fits.
-    """
-    metrics = [m for m in trace.metrics if "/" not in m]
-    lookup = {m: dict(zip(*trace.records[m], strict=True)) for m in metrics}
-    lookup.update(_density_summary(trace.records))
-    metrics = list(lookup)
-    recorded = [list(lookup[m]) for m in metrics]
-    sparsest = min(recorded, key=len) if recorded else []
-    steps = sorted(set(sparsest) if len(sparsest) > 1 else {s for r in recorded for s in r})
-    limit = rows if len(metrics) <= wide else 5
-    if len(steps) > limit:
-        steps = sorted({steps[round(i * (len(steps) - 1) / (limit - 1))] for i in range(limit)})
-    if len(metrics) <= wide:
-        table = Table("step", *metrics, box=None, header_style="bold")
-        for step in steps:
-            table.add_row(str(step), *(fmt(lookup[m].get(step)) for m in metrics))
-        return table
-    table = Table(box=None, header_style="bold")
-    table.add_column("metric \\ step", no_wrap=True)
-    for step in steps:
-        table.add_column(str(step), no_wrap=True)
-    for m in metrics:
-        table.add_row(m, *(fmt(lookup[m].get(step)) for step in steps))
-    return table

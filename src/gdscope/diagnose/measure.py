@@ -71,7 +71,8 @@ class Measurements:
     """What ``gdscope diagnose`` measured; every number is a plain float (nan: not measured).
 
     Kernel quantities are of ``K/p`` on the NTK probe set of ``p`` examples; ``critical_sharpness``
-    is the sharpness ``S*`` at which the learning rate is the stability edge (``2/η`` for GD).
+    is the sharpness ``S*`` at which the learning rate is the stability edge (``2/η`` for GD;
+    nan where the sharpness sets no edge: an adaptive optimizer, or lr multipliers).
     """
 
     config: TrialConfig
@@ -199,9 +200,12 @@ def _measure(
     momentum = _momentum(config)
     s0 = float(sharpness(model, loss_fn, hessian, tol=1e-4))
     log.record(0, {"init_sharpness": s0})
-    edge_note = _edge_note(config.optimizer.name, multipliers, s0)
+    preconditioned = _preconditioner_note(config.optimizer.name, multipliers)
+    edge_note = preconditioned or _curvature_note(s0)
     edge = stability_edge(config.optimizer.name, s0, momentum) if s0 > 0 else math.inf
-    critical = stability_edge(config.optimizer.name, 1.0, momentum) / lr
+    critical = (
+        math.nan if preconditioned else stability_edge(config.optimizer.name, 1.0, momentum) / lr
+    )
     k0 = ntk_gram(model, ntk_x)
     p = ntk_x.shape[0]
     exact = k0  # the spectrum from a float64 copy: a float32 Gram's rounding is 1e-5 of λ_max
@@ -261,7 +265,7 @@ def _measure(
         critical_sharpness=critical,
         edge_note=edge_note,
         edge_step=reached[0] if reached else None,
-        sharpness_max=max(sharp, default=math.nan),
+        sharpness_max=largest_measured(sharp),
         ntk_lambda_min=lam_min,
         ntk_lambda_max=lam_max,
         ntk_kappa=lam_max / lam_min if lam_min > 0 else math.inf,
@@ -297,7 +301,8 @@ def _momentum(config: TrialConfig) -> float | None:
     return float(beta) if isinstance(beta, float | int) else None
 
 
-def _edge_note(optimizer: str, multipliers: tuple[float, ...], s0: float) -> str:
+def _preconditioner_note(optimizer: str, multipliers: tuple[float, ...]) -> str:
+    """Why no edge set by the sharpness applies to the step (empty when one does)."""
     if optimizer not in SHARPNESS_EDGE_OPTIMIZERS:
         return (
             f"optimizer {optimizer!r} rescales each coordinate, so no edge set by the sharpness "
@@ -308,6 +313,11 @@ def _edge_note(optimizer: str, multipliers: tuple[float, ...], s0: float) -> str
             f"the parameterization sets lr multipliers {list(multipliers)}: the edge is set by "
             "the preconditioned Hessian, not by S₀"
         )
+    return ""
+
+
+def _curvature_note(s0: float) -> str:
+    """Why no step is unstable at init on the local quadratic of sharpness ``s0`` (empty: one is)."""
     if not s0 > 0:
         return (
             f"S₀ = {s0:.4g}: the loss has no positive curvature at init, so no step size is "
@@ -340,6 +350,15 @@ def _subset_sharpness(batch: tuple[Tensor, Tensor]) -> dict[str, ProbeFn]:
         return PROBES["sharpness"](sub)
 
     return {_SUBSET_SHARPNESS: on_subset}
+
+
+def largest_measured(values: list[float]) -> float:
+    """Return the largest value that is not nan (nan if none): ``max`` alone keeps a leading nan.
+
+    >>> largest_measured([math.nan, 2.0, 5.0]), largest_measured([2.0, math.nan])
+    (5.0, 2.0)
+    """
+    return max((v for v in values if not math.isnan(v)), default=math.nan)
 
 
 def _series(

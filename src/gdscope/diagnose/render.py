@@ -42,7 +42,6 @@ def summary_rows(diagnosis: Diagnosis) -> list[tuple[str, str]]:
     edge = (
         "n/a" if m.edge_note else f"{_g(m.stability_edge)} (η/edge = {_g(m.lr / m.stability_edge)})"
     )
-    reached = "not reached" if m.edge_step is None else f"step {m.edge_step}"
     return [
         ("model", f"{factory} ({m.parameters:,} parameters)"),
         ("data", f"{data}: {m.n_train} examples, {m.outputs} output(s), loss {m.loss}"),
@@ -54,7 +53,7 @@ def summary_rows(diagnosis: Diagnosis) -> list[tuple[str, str]]:
         ("sharpness S₀", _g(m.sharpness_init)),
         ("largest stable η", edge),
         ("above the edge", {None: "n/a", True: "yes", False: "no"}[m.above_edge]),
-        (f"S ≥ {EDGE_FRACTION}·S* (S* = {_g(m.critical_sharpness)})", reached),
+        _edge_of_stability_row(diagnosis),
         ("max sharpness along the run", _g(m.sharpness_max)),
         (
             "NTK λ_min, λ_max, κ (of K₀/p)",
@@ -70,6 +69,25 @@ def summary_rows(diagnosis: Diagnosis) -> list[tuple[str, str]]:
         ("status", f"{m.status} after {m.steps} steps ({m.wall_time_s:.1f} s)"),
         ("regime", f"{diagnosis.regime}: {diagnosis.regime_reason}"),
     ]
+
+
+def _edge_of_stability_row(diagnosis: Diagnosis) -> tuple[str, str]:
+    """Return the summary's edge-of-stability row, worded as its check decides it.
+
+    ``reached at step t`` where the check holds, ``not reached`` where it fails, and ``n/a``
+    with the check's reason otherwise (S₀ already at the edge, an adaptive optimizer, a short or
+    diverged run); ``S*`` is shown where the optimizer has one.
+    """
+    m = diagnosis.measurements
+    check = diagnosis.check("edge_of_stability")
+    s_star = f"S* = {_g(m.critical_sharpness)}" if math.isfinite(m.critical_sharpness) else ""
+    if check.status == "holds":
+        value = f"reached at step {m.edge_step} ({s_star})"
+    elif check.status == "fails":
+        value = f"not reached ({s_star})"
+    else:
+        value = f"n/a ({s_star}): {check.threshold}" if s_star else f"n/a: {check.threshold}"
+    return f"edge of stability (S ≥ {EDGE_FRACTION}·S*)", value
 
 
 def summary_table(diagnosis: Diagnosis) -> Table:

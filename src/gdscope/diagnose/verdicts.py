@@ -148,10 +148,9 @@ def _edge_of_stability(m: Measurements) -> Check:
     claim = "the run reaches the edge of stability, where GD's sharpness rises to S* and hovers"
     ref = "Cohen et al. 2021, ICLR (S* = 2/η for GD)"
     where = "never" if m.edge_step is None else f"at step {m.edge_step}"
-    measured = (
-        f"S* = {_g(m.critical_sharpness)}, S₀ = {_g(m.sharpness_init)}, max S = "
-        f"{_g(m.sharpness_max)} over {m.steps} steps; S ≥ {EDGE_FRACTION}·S* {where}"
-    )
+    measured = f"S₀ = {_g(m.sharpness_init)}, max S = {_g(m.sharpness_max)} over {m.steps} steps"
+    if math.isfinite(m.critical_sharpness):  # nan: the optimizer has no S*
+        measured = f"S* = {_g(m.critical_sharpness)}, {measured}; S ≥ {EDGE_FRACTION}·S* {where}"
     threshold = f"reached: S ≥ {EDGE_FRACTION}·S* within the run, from S₀ below it"
     why = m.edge_note or _ran(m)
     if not why and m.sharpness_init >= EDGE_FRACTION * m.critical_sharpness:
