@@ -15,7 +15,13 @@ A registered name is used like a built-in one: ``model.kind = "my_net"`` or ``da
   ``device`` that it takes, and ``data.options`` (checked against its signature); one that
   takes ``split`` is called with ``"train"`` and ``"test"`` (a held-out set). It returns
   ``(x, y)`` or ``{"train": (x, y), "test": (x, y)}``, tensors or arrays, as a custom data
-  factory does.
+  factory does. Its own defaults of ``n`` and ``d`` stand where the config leaves them unset
+  (and are recorded there); gdscope's ``n = 64``, ``d = 16`` fill only a parameter without a
+  default; ``data.n`` / ``data.d`` set for a loader that does not take it is refused
+  (:class:`gdscope.config.parts.DataConfig`).
+
+The stored config of such a trial marks ``null`` what the function never reads: the built-in
+kinds' options of a model, the sizes a loader does not take.
 
 Each registration records the function's ``"module:qualname"`` and the SHA-256 of the file it is
 defined in (of its source text where it has no file), which enter the content hash of every trial

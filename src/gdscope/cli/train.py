@@ -56,8 +56,14 @@ def train(
     init_scale: Annotated[float, typer.Option(help="multiplies the init std")] = 1.0,
     init: Annotated[str, typer.Option(help="random | identical")] = "random",
     data: Annotated[str, typer.Option(help="dataset name (see gdscope.data.DATASETS)")] = "sphere",
-    n: Annotated[int, typer.Option(help="number of training examples")] = 64,
-    d: Annotated[int, typer.Option(help="input dimension (synthetic data)")] = 16,
+    n: Annotated[
+        int | None,
+        typer.Option(help="number of training examples [default: 64, or the data set's own]"),
+    ] = None,
+    d: Annotated[
+        int | None,
+        typer.Option(help="input dimension (synthetic data) [default: 16, or the data set's own]"),
+    ] = None,
     data_option: Annotated[
         list[str] | None, typer.Option(help="extra dataset argument KEY=VALUE (repeatable)")
     ] = None,
@@ -101,10 +107,9 @@ def train(
             "init_scale": init_scale,
             "init": init,
         },
-        "data": {
+        "data": {  # --n/--d left out unless given: a registered loader keeps its own defaults
             "name": data,
-            "n": n,
-            "d": d,
+            **{key: value for key, value in (("n", n), ("d", d)) if value is not None},
             "options": _key_values(data_option or [], "--data-option"),
         },
         "optimizer": {"name": optimizer, "lr": lr, "momentum": momentum, "l1": l1},

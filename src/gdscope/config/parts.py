@@ -1,101 +1,40 @@
-"""The parts of a trial config: the model and the data set (and the frozen base of every part)."""
+"""The parts of a trial config: the model, and the data set (:mod:`gdscope.config.data_part`).
+
+Their frozen base is :class:`gdscope.config.base.FrozenPart`. A custom or registered model reads
+none of the built-in kinds' options: its stored config marks them ``null``
+(:meth:`ModelConfig.unread_fields`), its hash reads them at their defaults, as before.
+"""
 
 from __future__ import annotations
 
 import functools
-import inspect
 import math
 import os
-import typing
+from collections.abc import Mapping
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    JsonValue,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import BeforeValidator, Field, JsonValue, field_validator, model_validator
 
 from gdscope import _checks as check
-from gdscope.data.registry import DATASETS
+from gdscope.config.base import Count, FrozenPart, PositiveCount, _whole
+from gdscope.config.data_part import DataConfig
 from gdscope.factories import FactoryRef
 from gdscope.models.activations import activation_gain
 from gdscope.models.parameterization import hash_revision
-from gdscope.registration import (
-    DATASET_REGISTRY,
-    MODEL_KINDS,
-    MODEL_REGISTRY,
-    model_kinds,
-    with_code,
-)
+from gdscope.registration import MODEL_KINDS, MODEL_REGISTRY, model_kinds, with_code
 
-Scalar = int | float | str | bool
+__all__ = [
+    "MAX_DEPTH",
+    "OPTIONS_BY_KIND",
+    "Count",
+    "DataConfig",
+    "FrozenPart",
+    "ModelConfig",
+    "PositiveCount",
+]
 
-
-def _whole(value: Any) -> Any:
-    """Refuse a bool or a float where a count is wanted (``steps = 1e18``, ``steps = true``)."""
-    if isinstance(value, bool | float):
-        raise ValueError(
-            f"must be a whole number written without a decimal point, exponent or true/false, "
-            f"got {value!r}"
-        )
-    return value
-
-
-PositiveCount = Annotated[int, BeforeValidator(_whole), Field(gt=0)]
-"""An integer ≥ 1 (a bool or a float is refused, not converted)."""
-Count = Annotated[int, BeforeValidator(_whole), Field(ge=0)]
-"""An integer ≥ 0 (a bool or a float is refused, not converted)."""
 MAX_DEPTH = 1024
 """The deepest network a config accepts (deeper: refused at load, not after minutes of building)."""
-_DATA_RESERVED = {"dtype", "device", "seed", "split"}
-"""Loader parameters the trial sets itself, never through ``data.options``."""
-
-
-def _admits(annotation: Any, kind: type) -> bool:
-    """Whether a field's type admits ``kind``: ``kind`` or ``Any`` anywhere in it."""
-    if annotation is kind or annotation is Any:
-        return True
-    return any(_admits(arg, kind) for arg in typing.get_args(annotation))
-
-
-class FrozenPart(BaseModel):
-    """A frozen part of a trial config (unknown keys refused) with its content-hash payload."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    HASH_OMITTED_AT_DEFAULT: ClassVar[tuple[str, ...]] = ()
-    """Fields added after catalogue results were stored: left out of ``TrialConfig.content_hash``
-    while they hold their default, so the hashes of existing configs do not change."""
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _no_bool_for_a_number(cls, value: Any, info: ValidationInfo) -> Any:
-        """Refuse ``true``/``false`` for a real number (``optimizer.l1 = true`` was read as 1.0)."""
-        kind = cls.model_fields[info.field_name].annotation if info.field_name else None
-        if isinstance(value, bool) and _admits(kind, float) and not _admits(kind, bool):
-            raise ValueError(f"must be a number or a name, not true/false (got {value!r})")
-        return value
-
-    def hash_payload(self) -> dict[str, Any]:
-        """Return the JSON dict hashed for this part: defaults of late-added fields left out.
-
-        A user's factory enters by its name and code digest, not its file's path.
-        """
-        data = self.model_dump(mode="json")
-        for name in self.HASH_OMITTED_AT_DEFAULT:
-            if getattr(self, name) == type(self).model_fields[name].get_default(
-                call_default_factory=True
-            ):
-                del data[name]
-        factory = getattr(self, "factory", None)
-        if isinstance(factory, FactoryRef):
-            data["factory"] = factory.hash_payload()
-        return data
 
 
 _BUILT_IN_ONLY = (
@@ -176,6 +115,18 @@ class ModelConfig(FrozenPart):
     @classmethod
     def _known_kind(cls, kind: str) -> str:
         return check.known("model kind", kind, model_kinds())
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unread_marks_dropped(cls, raw: Any) -> Any:
+        """Read a stored config back: a ``null`` built-in option of a user's model is its default."""
+        if isinstance(raw, Mapping) and _users_kind(raw.get("kind", "mlp")):
+            return {k: v for k, v in raw.items() if not (v is None and k in _BUILT_IN_ONLY)}
+        return raw
+
+    def unread_fields(self) -> tuple[str, ...]:
+        """Return the built-in kinds' options for a custom or registered model (at defaults)."""
+        return _BUILT_IN_ONLY if _users_kind(self.kind) else ()
 
     def hash_payload(self) -> dict[str, Any]:
         """Return the part's payload; a registered kind adds its function's code digest.
@@ -282,6 +233,11 @@ class ModelConfig(FrozenPart):
         return self
 
 
+def _users_kind(kind: object) -> bool:
+    """Whether ``model.kind`` names a user's function: ``"custom"`` or a registered kind."""
+    return kind == "custom" or kind not in MODEL_KINDS
+
+
 @functools.cache
 def _physical_memory() -> int | None:
     """Return the physical memory in bytes, or ``None`` where the OS does not say."""
@@ -289,112 +245,3 @@ def _physical_memory() -> int | None:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (AttributeError, ValueError, OSError):
         return None
-
-
-class DataConfig(FrozenPart):
-    """Which data set; ``n`` and ``d`` go to loaders that take them, ``options`` to the rest.
-
-    ``name = "custom"``: the user's ``factory`` called with ``args``, returning ``(x, y)`` or
-    ``{"train": (x, y), "test": (x, y)}`` (tensors or arrays); it gets ``seed`` when it takes one.
-    """
-
-    name: str = "sphere"
-    n: PositiveCount | None = 64
-    d: PositiveCount | None = 16
-    seed: Count | None = None
-    options: dict[str, Scalar] = Field(default_factory=dict)
-    factory: FactoryRef | None = None
-    """``name = "custom"`` only: ``"module:function"`` (:mod:`gdscope.factories`)."""
-    args: dict[str, JsonValue] = Field(default_factory=dict)
-    """Keyword arguments of ``factory`` (sweep one as ``"data.args.n"``)."""
-
-    HASH_OMITTED_AT_DEFAULT: ClassVar[tuple[str, ...]] = ("factory", "args")
-
-    def hash_payload(self) -> dict[str, Any]:
-        """Return the part's payload; a registered data set adds its loader's code digest."""
-        return with_code(super().hash_payload(), DATASET_REGISTRY.get(self.name))
-
-    @field_validator("name")
-    @classmethod
-    def _known_dataset(cls, name: str) -> str:
-        return name if name == "custom" else _check_name(name, DATASETS, "dataset")
-
-    @model_validator(mode="after")
-    def _factory_fits_name(self) -> DataConfig:
-        if self.name != "custom":
-            if self.factory is not None or self.args:
-                raise ValueError(
-                    f"data.factory and data.args apply to data.name = 'custom', got "
-                    f"{self.name!r}; set data.name = 'custom' or remove them"
-                )
-            return self._loader_gets_what_it_needs()
-        if self.factory is None:
-            raise ValueError(
-                "data.name = 'custom' needs data.factory = 'module:function' (a function "
-                "returning (x, y), e.g. 'mydata:make_data' in mydata.py beside the study)"
-            )
-        for name in ("n", "d", "options"):
-            if name in self.model_fields_set:
-                raise ValueError(
-                    f"data.{name} applies to the built-in data sets, not 'custom'; pass it to "
-                    f"your factory as data.args.{name}"
-                )
-        return self
-
-    @field_validator("options")
-    @classmethod
-    def _options_fit_the_loader(cls, options: dict[str, Any], info: ValidationInfo) -> dict:
-        name = info.data.get("name")  # validated before options (field order)
-        if not isinstance(name, str) or name not in DATASETS:
-            return options  # "custom" (refused with options below) or unknown (refused above)
-        taken = set(_loader_parameters(name)) - _DATA_RESERVED
-        for key in options:
-            if key not in taken:
-                accepted = ", ".join(sorted(taken - {"n", "d"})) or "none"
-                raise ValueError(
-                    f"dataset {name!r} takes no option {key!r}"
-                    f"{check.did_you_mean(key, sorted(taken))} (accepted: {accepted})"
-                )
-        return options
-
-    def _loader_gets_what_it_needs(self) -> DataConfig:
-        """Refuse a non-finite option and a loader parameter without default left unset."""
-        for key, value in self.options.items():
-            if isinstance(value, float) and not math.isfinite(value):
-                raise ValueError(f"data.options.{key} = {value}: give a finite number")
-        given = {**self.options, "n": self.n, "d": self.d}
-        missing = [
-            p.name
-            for p in _loader_signature(DATASETS[self.name])
-            if p.default is inspect.Parameter.empty
-            and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-            and p.name not in _DATA_RESERVED
-            and given.get(p.name) is None
-        ]
-        if missing:
-            where = ", ".join(
-                f"data.{m}" if m in ("n", "d") else f"data.options.{m}" for m in missing
-            )
-            raise ValueError(f"dataset {self.name!r} needs {where}; set it in the config")
-        return self
-
-    def loader_parameters(self) -> list[str]:
-        """Return the keyword parameters of this data set's loader (``gdscope.data.DATASETS``).
-
-        None for ``"custom"``: its factory takes ``args``.
-        """
-        return [] if self.name == "custom" else _loader_parameters(self.name)
-
-
-def _loader_parameters(name: str) -> list[str]:
-    return [p.name for p in _loader_signature(DATASETS[name])]
-
-
-@functools.cache
-def _loader_signature(loader: Any) -> tuple[inspect.Parameter, ...]:
-    """Return the parameters of a loader (read once per loader, which a name may change)."""
-    return tuple(inspect.signature(loader).parameters.values())
-
-
-def _check_name(name: str, accepted: Any, what: str) -> str:
-    return check.known(what, name, accepted)

@@ -53,7 +53,9 @@ def register_dataset(name: str, loader: Callable[..., Any], *, replace: bool = F
 
     ``loader`` is called like a built-in loader: with those of ``n``, ``d`` (``data.n``,
     ``data.d``), ``seed``, ``dtype``, ``device`` it takes, and ``data.options``; one taking
-    ``split`` is called with ``"train"`` and ``"test"``. It returns ``(x, y)`` or ``{"train":
+    ``split`` is called with ``"train"`` and ``"test"``. Its own defaults of ``n`` and ``d``
+    stand where the config leaves them unset (gdscope's 64 and 16 fill only a parameter without
+    a default). It returns ``(x, y)`` or ``{"train":
     (x, y), "test": (x, y)}`` (tensors or arrays). Its code's digest enters each trial's hash;
     worker processes load it as :mod:`gdscope.registration` says. Registering the same function
     (or the same code) again is a no-op.
@@ -80,6 +82,8 @@ def register_dataset(name: str, loader: Callable[..., Any], *, replace: bool = F
         >>> config = gs.TrialConfig.model_validate({"data": {"name": "noisy_line", "n": 8}})
         >>> config.data.loader_parameters()
         ['n', 'seed']
+        >>> config.model_dump()["data"]["d"] is None  # stored as null: noisy_line takes no d
+        True
         >>> unregister_dataset("noisy_line")
 
     """

@@ -260,7 +260,12 @@ def _custom_data(
 def _registered_data(
     cfg: DataConfig, seed: int, dtype: torch.dtype, device: torch.device
 ) -> tuple[Pair, Pair | None]:
-    """Call the loader registered as ``data.name`` as a built-in one; its result as a factory's."""
+    """Call the loader registered as ``data.name`` as a built-in one; its result as a factory's.
+
+    It gets ``data.n`` / ``data.d`` when it takes them and they are not ``None``: the config
+    holds the loader's own defaults where the study left them unset (``DataConfig``), and
+    ``None`` for a default that is not a count, so that the loader applies it.
+    """
     entry = _registration(DATASET_REGISTRY.get(cfg.name), cfg.name, "data set")
     taken = inspect.signature(entry.fn).parameters
     given = {"n": cfg.n, "d": cfg.d, "seed": seed, "dtype": dtype, "device": device}
