@@ -140,7 +140,9 @@ def test_revised_conventions_give_new_hashes_and_leave_the_others():
         "sharpness_tol": 2,
         "hessian_trace_draws": 2,
     }
-    assert trial("standard", "gd", {"du_bound": 1})[1] == {"du_setting": 2}
+    assert trial("standard", "gd", {"du_bound": 1})[1] == {"du_setting": 2, "du_bound_loss": 2}
+    mse = gs.TrialConfig.model_validate({"loss": "mse", "probes": {"du_bound": 1}})
+    assert mse._revisions() == {"du_setting": 2}  # the catalogue's du_bound trials: as before
     config, revisions = trial("standard", "adam", {"preconditioned_sharpness": 5})
     assert revisions == {"preconditioned_sharpness_convention": 2}
     plain = canonical_hash(

@@ -247,7 +247,9 @@ class TrialConfig(FrozenPart):
         warm start could stop at ``λ₂`` at the edge of stability). ``hessian_trace_draws`` 2: the
         same Hutchinson probes at every checkpoint (before: one stream over the checkpoints).
         ``du_setting`` 2: ``du_bound`` and ``h_infinity_gap`` only on Du et al.'s network under
-        plain full-batch GD (before: any model and optimizer). Every other trial hashes as
+        plain full-batch GD (before: any model and optimizer). ``du_bound_loss`` 2: ``du_bound``
+        is nan under a loss other than mse, whose GD its rate is derived for (before: a "bound"
+        under any loss; ``"auto"`` may resolve to mse, and reruns). Every other trial hashes as
         before.
         """
         revisions = {}
@@ -259,6 +261,8 @@ class TrialConfig(FrozenPart):
             revisions["hessian_trace_draws"] = 2
         if self.probes.keys() & {"du_bound", "h_infinity_gap"}:
             revisions["du_setting"] = 2
+        if "du_bound" in self.probes and self.loss != "mse":
+            revisions["du_bound_loss"] = 2
         model, optimizer = self.model, self.optimizer
         built_in = model.kind in ("mlp", "cnn", "resnet")
         if built_in and model.parameterization == "mup" and optimizer.name in ADAPTIVE:
