@@ -197,4 +197,4 @@ def test_the_density_top_node_leaves_out_the_padding_of_an_early_stop():
     }
     summary = trace_table._density_summary(records)
     assert summary["density top node"] == {0: -1.0, 5: -2.5}
-    assert summary["density mass < 0"] == {0: 1.0, 5: 1.0}
+    assert summary["density mass < -0.03 max|node|"] == {0: 1.0, 5: 1.0}

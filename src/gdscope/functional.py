@@ -58,7 +58,7 @@ def apply(model: nn.Module, params: Mapping[str, Tensor], x: Tensor) -> Tensor:
     """
     held = _every_holder(model, params)
     try:
-        return functional_call(model, held, (_savable(x),), tie_weights=False, strict=False)
+        return functional_call(model, held, (savable(x),), tie_weights=False, strict=False)
     except NotImplementedError:  # no forward-mode rule: the caller's fallback takes it
         raise
     except RuntimeError as err:
@@ -72,13 +72,15 @@ def apply(model: nn.Module, params: Mapping[str, Tensor], x: Tensor) -> Tensor:
         raise
 
 
-def _savable(t: Any) -> Any:
-    """``t`` (a tensor or a tree of them), each inference-mode tensor copied outside that mode.
+def savable(t: Any) -> Any:
+    """Return ``t`` (a tensor or a tree of them), each inference-mode tensor copied out of it.
 
-    A graph built outside inference mode cannot save a tensor made inside it.
+    A graph built outside inference mode cannot save a tensor made inside it: every function
+    that hands a caller's inputs or targets to a graph (:func:`apply`, :func:`loss_at`, the
+    Gauss–Newton operator's loss on its outputs) passes them through here.
     """
     if not isinstance(t, Tensor):
-        return tree_map(_savable, t) if isinstance(t, list | tuple | dict) else t
+        return tree_map(savable, t) if isinstance(t, list | tuple | dict) else t
     if t.is_inference() and not torch.is_inference_mode_enabled():
         return t.clone()
     return t
@@ -121,7 +123,7 @@ def loss_at(
 
     """
     x, y = batch
-    return scalar_loss(loss_fn(apply(model, params, x), _savable(y)))
+    return scalar_loss(loss_fn(apply(model, params, x), savable(y)))
 
 
 def scalar_loss(loss: Tensor) -> Tensor:

@@ -21,6 +21,8 @@ __all__ = ["NOT_MEASURED", "trace_table", "unmeasured_line"]
 
 NOT_MEASURED = "–"
 """A checkpoint at which a metric was not measured."""
+NEGATIVE_COLUMN = "density mass < -{:g} max|node|"
+"""The column of ``hessian_density``'s weight below ``−τ·max|θ|`` (:func:`_density_summary`)."""
 
 
 def trace_table(trace: Any, rows: int = 12, wide: int = 5) -> Table:
@@ -93,24 +95,39 @@ def _global_metrics(trace: Any) -> dict[str, dict[int, float]]:
 
 
 def _density_summary(records: dict[str, Any]) -> dict[str, dict[int, float]]:
-    """Return ``hessian_density`` as two columns: its top node (≈ λ_max), its mass below 0.
+    """Return ``hessian_density`` as two columns: its top node (≈ λ_max), its negative mass.
 
-    The mass below zero is the weights of the negative nodes, averaged over the probe vectors.
-    Nodes of weight 0 pad a probe whose Lanczos run stopped early: they are not Ritz values.
+    At each checkpoint the recorded nodes and weights are read back as a
+    :class:`~gdscope.probes.spectral_density.SpectralDensity`: the top node is its largest Ritz
+    value (padding nodes, weight 0 where a probe's Lanczos run stopped early, left out), the
+    negative mass its :meth:`~gdscope.probes.spectral_density.SpectralDensity.negative_mass`,
+    the weight of the nodes below ``−τ·max|θ|`` (``τ`` = ``NEGATIVE_TAU``, 0.03). The weight
+    of all negative nodes is not shown: with a large null space it swings between about 0 and
+    1 as the node carrying the null space lands on either side of 0 (see
+    :mod:`gdscope.probes.spectral_density`, "Near 0").
     """
-    from gdscope.training.curvature import DENSITY_FAMILY  # torch: not for `gdscope list`
+    import torch  # torch: not for `gdscope list`
 
-    nodes = {m: r for m, r in records.items() if m.startswith(DENSITY_FAMILY + "node_")}
-    if not nodes:
-        return {}
+    from gdscope.probes.spectral_density import NEGATIVE_TAU, SpectralDensity
+    from gdscope.training.curvature import DENSITY_FAMILY
+
+    cells: dict[int, dict[tuple[int, int], tuple[float, float]]] = {}
+    for name, (steps, values) in records.items():
+        if name.startswith(DENSITY_FAMILY + "node_"):
+            probe, k = (int(part) for part in name.split("_")[-2:])
+            weights = dict(zip(*records[name.replace("/node_", "/weight_")], strict=True))
+            for step, value in zip(steps, values, strict=True):
+                cells.setdefault(step, {})[probe, k] = (value, weights[step])
     top: dict[int, float] = {}
     negative: dict[int, float] = {}
-    probes = {m.split("_")[-2] for m in nodes}
-    for name, (steps, values) in nodes.items():
-        weights = dict(zip(*records[name.replace("/node_", "/weight_")], strict=True))
-        for step, value in zip(steps, values, strict=True):
-            if weights[step] > 0:
-                top[step] = max(top.get(step, -math.inf), value)
-            below = weights[step] / len(probes) if value < 0 else 0.0
-            negative[step] = negative.get(step, 0.0) + below
-    return {"density top node": top, "density mass < 0": negative}
+    for step, cell in cells.items():
+        shape = (max(p for p, _ in cell) + 1, max(k for _, k in cell) + 1)
+        nodes = torch.zeros(shape, dtype=torch.float64)
+        weights = torch.zeros_like(nodes)
+        for (probe, k), (node, weight) in cell.items():
+            nodes[probe, k], weights[probe, k] = node, weight
+        slq = SpectralDensity(nodes, weights)
+        top[step], negative[step] = slq.extremes()[1], slq.negative_mass()
+    if not cells:
+        return {}
+    return {"density top node": top, NEGATIVE_COLUMN.format(NEGATIVE_TAU): negative}

@@ -2,11 +2,12 @@
 
 A Hessian, Gauss–Newton or preconditioned-sharpness probe builds gradient graphs, so it turns
 autograd on for its own work even inside a caller's ``torch.no_grad()`` or
-``torch.inference_mode()`` (inputs made in inference mode are copied where a graph would save
-them: :func:`gdscope.functional.apply`). A forward pass in training mode may update a module's
-buffers (``InstanceNorm(track_running_stats=True)``'s running statistics, ``spectral_norm``'s
-power-iteration vectors) without changing the function measured; the probe puts every buffer
-back as it found it (a probe that returns an operator leaves them as its graph saved them).
+``torch.inference_mode()`` (inputs and targets made in inference mode are copied where a graph
+would save them: :func:`gdscope.functional.savable`). A forward pass in training mode may update
+a module's buffers (``InstanceNorm(track_running_stats=True)``'s running statistics,
+``spectral_norm``'s power-iteration vectors) without changing the function measured; the probe
+puts every buffer back as it found it (a probe that returns an operator leaves them as its
+graph saved them).
 
 >>> import torch, gdscope as gs
 >>> net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1))

@@ -52,6 +52,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from gdscope.functional import savable
 from gdscope.optim.registry import OPTIMIZERS, make_optimizer, param_groups
 from gdscope.probes.coord_check import rms
 
@@ -345,7 +346,7 @@ def _train_recording(
     names: Sequence[str] | None,
 ) -> list[Stats]:
     """Return, per step ``0 … steps``, ``{recorded name: (rms, delta_rms)}``."""
-    x, y = data
+    x, y = savable(data)  # inputs or targets made in inference mode: copies a graph can save
     model.train()
     optimizer = make_opt(model, lr)
     chosen = _chosen_modules(model, names)

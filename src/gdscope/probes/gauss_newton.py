@@ -31,7 +31,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from gdscope.functional import LossFn, apply, loss_at, scalar_loss
+from gdscope.functional import LossFn, apply, loss_at, savable, scalar_loss
 from gdscope.probes._checks import check_deterministic, refuse_kept_parameters
 from gdscope.probes._data_span import data_span
 from gdscope.probes._differentiating import differentiating, differentiating_operator
@@ -91,9 +91,8 @@ class GGNOperator:
                 else tuple(torch.zeros_like(t) for t in self._leaves)  # reads no parameter: J = 0
             )
             self._out_leaf = self._out.detach().requires_grad_(True)
-            (self._out_grad,) = torch.autograd.grad(
-                scalar_loss(loss_fn(self._out_leaf, y)), self._out_leaf, create_graph=True
-            )
+            loss = scalar_loss(loss_fn(self._out_leaf, savable(y)))  # as loss_at: y may be saved
+            (self._out_grad,) = torch.autograd.grad(loss, self._out_leaf, create_graph=True)
 
     def matvec(self, v: Tensor) -> Tensor:
         """Return ``G v`` for a flat ``(dim,)`` vector, in the dtype of ``v``.
@@ -236,7 +235,12 @@ def ggn_sharpness(
         batch: ``(x, y)``.
         tol: relative residual tolerance.
         bound: stopping rule, ``"residual"`` (rigorous) or ``"gap"`` (an estimate).
-        v0: warm start, e.g. the vector returned at the previous probe.
+        v0: warm start, e.g. the vector returned at the previous probe. A start almost equal
+            to ``λ₂``'s eigenvector can stop at ``λ₂``: the residual rule is met at any
+            eigenvalue, and Lanczos cannot see a direction the start lacks (to rounding; from
+            ``u₂ + 1e-8·z`` a small tanh net's GGN gave ``λ₂`` = 0.534 for ``λ₁`` = 0.865). The
+            scheduled probe adds a random direction of equal norm to its warm start for that
+            reason (``gdscope.training.context.ProbeContext.warm_start``).
         return_vector: also return the unit top eigenvector (float64, on the model's device).
         max_iter: most products (default that of :func:`~gdscope.probes.lanczos.lanczos_topk`).
         generator: draws the random start when ``v0`` is None (default seeded with 0).

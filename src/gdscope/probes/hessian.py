@@ -114,7 +114,8 @@ def hessian_topk(
         which: ``"LA"`` largest algebraic, ``"LM"`` largest magnitude, ``"SA"`` smallest,
             ``"BE"`` both ends (``k`` smallest and ``k`` largest, ascending).
         bound: stopping rule, ``"residual"`` (rigorous) or ``"gap"`` (an estimate).
-        v0: start vector (e.g. the previous eigenvector, to warm-start along training).
+        v0: start vector (e.g. the previous eigenvector, to warm-start along training); one
+            almost inside other eigenvectors' span can stop at theirs (see :func:`sharpness`).
         max_iter: most Hessian-vector products.
         generator: draws the random start (default seeded with 0).
         chunk_size: examples per chunk (see :func:`hessian_operator`).
@@ -210,7 +211,11 @@ def sharpness(
         batch: ``(x, y)``.
         tol: relative tolerance.
         bound: stopping rule, ``"residual"`` (rigorous) or ``"gap"`` (an estimate).
-        v0: warm start, e.g. the vector returned at the previous probe.
+        v0: warm start, e.g. the vector returned at the previous probe. A start almost equal
+            to ``λ₂``'s eigenvector can stop at ``λ₂``: the residual rule is met at any
+            eigenvalue, and Lanczos cannot see a direction the start lacks (to rounding). The
+            scheduled probe adds a random direction of equal norm to its warm start for that
+            reason (``gdscope.training.context.ProbeContext.warm_start``).
         return_vector: also return the unit top eigenvector (float64, on the model's device).
         chunk_size: examples per chunk (see :func:`hessian_operator`).
         generator: draws the random start when ``v0`` is None (default seeded with 0).
@@ -267,6 +272,7 @@ def power_iteration(
     tol: float = 1e-3,
     v0: Tensor | None = None,
     generator: torch.Generator | None = None,
+    params: Selection = None,
 ) -> tuple[float, int]:
     r"""Return ``(θ, iterations)`` from power iteration on the Hessian, as PyHessian does.
 
@@ -274,15 +280,30 @@ def power_iteration(
     Keutzer & Mahoney 2020, "PyHessian"). It finds the largest-MAGNITUDE eigenvalue, and its rule
     bounds no error: with ``λ₂/λ₁ = ρ`` it converges like ``ρ^{2t}``. Kept for comparison.
 
+    Args:
+        model: the network (see :func:`hessian_operator`).
+        loss_fn: the training loss.
+        batch: ``(x, y)``.
+        iters: most Hessian-vector products.
+        tol: relative change of ``θ`` that stops it.
+        v0: start vector. A start almost equal to ``λ₂``'s eigenvector can stop at ``λ₂``: the
+            component along ``λ₁``'s grows only by ``|λ₁/λ₂|`` per step, and ``θ`` barely moves
+            meanwhile, which meets the rule. The scheduled sharpness probes add a random
+            direction of equal norm to their warm starts for that reason
+            (``gdscope.training.context.ProbeContext.warm_start``).
+        generator: draws the random start when ``v0`` is None (default seeded with 0).
+        params: names, module prefixes, parameters or modules of a block (see
+            :func:`hessian_operator`): power iteration on ``∂²L/∂θ_S²``; None for all.
+
     Raises:
-        ValueError: on ``iters < 1``, a ``tol`` that is not a finite number > 0, or a ``v0``
-            that is zero or not finite.
+        ValueError: on ``iters < 1``, a ``tol`` that is not a finite number > 0, a ``v0``
+            that is zero or not finite, or a ``params`` entry naming nothing.
 
     """
     iters = positive_int("iters", iters)
     tol = real("tol", tol, low=0.0, low_open=True)
     op = build_operator(
-        model, loss_fn, batch, None, False, "power_iteration", select_params(model, None)
+        model, loss_fn, batch, None, False, "power_iteration", select_params(model, params)
     )
     if generator is None:
         generator = torch.Generator().manual_seed(0)
