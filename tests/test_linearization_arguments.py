@@ -123,3 +123,24 @@ def test_the_width_check_leaves_the_buffers_as_they_were():
         linearization_gap(net, p0, pt, torch.randn(4, 3, 5, dtype=F64))
     for name, buffer in net.named_buffers():
         assert torch.equal(buffer, before[name]), name
+
+
+def test_a_working_call_runs_the_model_no_more_often():
+    """The width check runs only after a failure: before, a third forward on two rows fired the
+    user's hooks and counters and drew from the global generator (the next rand 0.744 for 0.177)."""
+
+    class Counting(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layer, self.calls = nn.Linear(3, 1), 0
+
+        def forward(self, x):
+            self.calls += 1
+            return self.layer(x)
+
+    torch.manual_seed(0)
+    model, x = Counting(), torch.randn(5, 3)
+    p0 = {k: v.detach().clone() for k, v in model.named_parameters()}
+    pt = {k: v + 0.01 for k, v in p0.items()}
+    linearization_gap(model, p0, pt, x)
+    assert model.calls == 2  # f(x; θ_t), and the jvp at θ₀: no third forward for the check

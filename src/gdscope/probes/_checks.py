@@ -211,6 +211,24 @@ def refuse_coupled_examples(
         )
 
 
+@contextlib.contextmanager
+def wrong_width_explained(model: nn.Module, x: object, what: str) -> Iterator[None]:
+    """Run the block; where it raises a ``RuntimeError``, refuse a too-narrow or too-wide ``x``.
+
+    The check (:func:`refuse_wrong_width`) runs only after the block failed, so a call that
+    works runs the model no more often than before (no extra forward to fire hooks or draw
+    random numbers); any other failure is raised as it was.
+    """
+    try:
+        yield
+    except RuntimeError:
+        try:
+            refuse_wrong_width(model, x, what)
+        except ValueError as wrong:
+            raise wrong from None
+        raise
+
+
 def refuse_wrong_width(model: nn.Module, x: object, what: str) -> None:
     """Refuse, in one line, an ``x`` whose examples are not as wide as the model's first layer.
 

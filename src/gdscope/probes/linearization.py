@@ -27,8 +27,8 @@ from gdscope.functional import apply
 from gdscope.probes._checks import (
     buffers_restored,
     refuse_random_modules,
-    refuse_wrong_width,
     uses_batch_statistics,
+    wrong_width_explained,
 )
 
 __all__ = ["linearization_gap", "linearized_prediction"]
@@ -43,13 +43,15 @@ def linearized_prediction(
         ValueError: if ``params0`` and ``params_t`` do not name the same tensors; if either
             names a tensor the model does not have, or gives one a shape other than the model's
             (see :func:`_check_names`); if ``x``'s examples are not as wide as the model's first
-            layer (:func:`~gdscope.probes._checks.refuse_wrong_width`); on dropout in training
+            layer (:func:`~gdscope.probes._checks.wrong_width_explained`: checked only once the
+            computation failed); on dropout in training
             mode; on batch norm in training mode (its running-statistics update cannot run under
             forward-mode differentiation: call ``model.eval()``).
 
     """
-    _check_arguments(model, params0, params_t, x, "linearized_prediction")
-    return _prediction(model, params0, params_t, x)
+    _check_arguments(model, params0, params_t)
+    with wrong_width_explained(model, x, "linearized_prediction"):
+        return _prediction(model, params0, params_t, x)
 
 
 def linearization_gap(
@@ -64,10 +66,11 @@ def linearization_gap(
         ValueError: as :func:`linearized_prediction`.
 
     """
-    _check_arguments(model, params0, params_t, x, "linearization_gap")
-    with torch.no_grad(), buffers_restored(model):
-        actual = apply(model, params_t, x)
-    diff = (actual - _prediction(model, params0, params_t, x)).double()
+    _check_arguments(model, params0, params_t)
+    with wrong_width_explained(model, x, "linearization_gap"):
+        with torch.no_grad(), buffers_restored(model):
+            actual = apply(model, params_t, x)
+        diff = (actual - _prediction(model, params0, params_t, x)).double()
     return float(diff.pow(2).mean().sqrt())
 
 
@@ -108,11 +111,7 @@ def _transpose_jvp(
 
 
 def _check_arguments(
-    model: nn.Module,
-    params0: Mapping[str, Tensor],
-    params_t: Mapping[str, Tensor],
-    x: Tensor,
-    what: str,
+    model: nn.Module, params0: Mapping[str, Tensor], params_t: Mapping[str, Tensor]
 ) -> None:
     _check_linearizable(model)
     _check_names(model, params0, params_t)
@@ -126,7 +125,6 @@ def _check_arguments(
             "its linearization at θ₀, so both must name the same tensors: give params0 their "
             "values at θ₀ or drop them from params_t"
         )
-    refuse_wrong_width(model, x, what)
 
 
 def _check_linearizable(model: nn.Module) -> None:
