@@ -4,7 +4,9 @@ A part's stored form (``model_dump``) marks with ``null`` the fields its network
 does not read (:meth:`FrozenPart.unread_fields`: gdscope's defaults such as ``model.width`` of a
 user's factory), so that an export or a report never shows a value that was not used. The
 content hash reads every field as it is (:meth:`FrozenPart.hash_payload`), so that the mark
-changed no stored hash; each part drops the marks when a stored config is read back.
+changed no stored hash; each part drops the marks when a stored config is read back. Which fields
+are unread, and how a config stored before the marks reads in this form, is
+:mod:`gdscope._stored_form` (no torch: the store and the report use it).
 """
 
 from __future__ import annotations

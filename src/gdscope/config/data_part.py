@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 from pydantic import Field, JsonValue, ValidationInfo, field_validator, model_validator
 
 from gdscope import _checks as check
+from gdscope._stored_form import SIZES, unread_data_fields
 from gdscope.config.base import Count, FrozenPart, PositiveCount, Scalar
 from gdscope.data.registry import BUILT_IN_DATASETS, DATASETS
 from gdscope.factories import FactoryRef
@@ -79,7 +80,7 @@ class DataConfig(FrozenPart):
         if _registered(name):
             for p in _loader_signature(DATASETS[name]):
                 keyword = p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-                if keyword and p.name in _SIZES and p.name not in raw and p.default is not p.empty:
+                if keyword and p.name in SIZES and p.name not in raw and p.default is not p.empty:
                     raw[p.name] = p.default if _is_count(p.default) else None
         return raw
 
@@ -165,22 +166,18 @@ class DataConfig(FrozenPart):
         return [] if self.name == "custom" else _loader_parameters(self.name)
 
 
-_SIZES = ("n", "d")
-
-
 def _registered(name: object) -> bool:
     """Whether ``data.name`` names a loader registered with ``gs.register_dataset``."""
     return isinstance(name, str) and name not in BUILT_IN_DATASETS and name in DATASETS
 
 
 def _unread(name: object) -> tuple[str, ...]:
-    """Fields that never reach data set ``name``: none for a built-in one (see ``unread_fields``)."""
-    if name == "custom":
-        return (*_SIZES, "options")
-    if not _registered(name):
-        return ()
-    taken = _loader_parameters(str(name))
-    return tuple(size for size in _SIZES if size not in taken)
+    """Fields that never reach data set ``name``: none for a built-in one (see ``unread_fields``).
+
+    :func:`gdscope._stored_form.unread_data_fields`, which also reads stored configs of either
+    format (:func:`gdscope._stored_form.stored_form`).
+    """
+    return unread_data_fields(name)
 
 
 def _is_count(value: object) -> bool:

@@ -2,7 +2,8 @@
 
 Their frozen base is :class:`gdscope.config.base.FrozenPart`. A custom or registered model reads
 none of the built-in kinds' options: its stored config marks them ``null``
-(:meth:`ModelConfig.unread_fields`), its hash reads them at their defaults, as before.
+(:meth:`ModelConfig.unread_fields`, :mod:`gdscope._stored_form`), its hash reads them at their
+defaults, as before.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import BeforeValidator, Field, JsonValue, field_validator, model_validator
 
 from gdscope import _checks as check
+from gdscope._stored_form import BUILT_IN_ONLY, unread_model_fields
 from gdscope.config.base import Count, FrozenPart, PositiveCount, _whole
 from gdscope.config.data_part import DataConfig
 from gdscope.factories import FactoryRef
@@ -37,25 +39,9 @@ MAX_DEPTH = 1024
 """The deepest network a config accepts (deeper: refused at load, not after minutes of building)."""
 
 
-_BUILT_IN_ONLY = (
-    "width",
-    "depth",
-    "activation",
-    "parameterization",
-    "bias",
-    "residual",
-    "init_scale",
-    "init",
-    "train_outer",
-    "readout",
-    "readout_init",
-    "trained",
-)
-"""Model options of the built-in kinds; a ``custom`` model takes its own through ``model.args``."""
-
 _IMAGE_OPTIONS = ("width", "depth", "activation", "parameterization", "init_scale", "readout")
 OPTIONS_BY_KIND: dict[str, tuple[str, ...]] = {
-    "mlp": tuple(o for o in _BUILT_IN_ONLY if o not in ("train_outer", "readout")),
+    "mlp": tuple(o for o in BUILT_IN_ONLY if o not in ("train_outer", "readout")),
     "two_layer": ("width", "activation", "init_scale", "train_outer"),
     "cnn": _IMAGE_OPTIONS,
     "resnet": (*_IMAGE_OPTIONS, "residual"),
@@ -120,13 +106,14 @@ class ModelConfig(FrozenPart):
     @classmethod
     def _unread_marks_dropped(cls, raw: Any) -> Any:
         """Read a stored config back: a ``null`` built-in option of a user's model is its default."""
-        if isinstance(raw, Mapping) and _users_kind(raw.get("kind", "mlp")):
-            return {k: v for k, v in raw.items() if not (v is None and k in _BUILT_IN_ONLY)}
+        if isinstance(raw, Mapping):
+            unread = unread_model_fields(raw.get("kind", "mlp"))
+            return {k: v for k, v in raw.items() if not (v is None and k in unread)}
         return raw
 
     def unread_fields(self) -> tuple[str, ...]:
         """Return the built-in kinds' options for a custom or registered model (at defaults)."""
-        return _BUILT_IN_ONLY if _users_kind(self.kind) else ()
+        return unread_model_fields(self.kind)
 
     def hash_payload(self) -> dict[str, Any]:
         """Return the part's payload; a registered kind adds its function's code digest.
@@ -175,7 +162,7 @@ class ModelConfig(FrozenPart):
     def _reads_every_option(self) -> None:
         """Refuse an option off its default that this built-in kind's builder does not read."""
         reads = OPTIONS_BY_KIND[self.kind]
-        for name in _BUILT_IN_ONLY:
+        for name in BUILT_IN_ONLY:
             value = getattr(self, name)
             if name not in reads and value != type(self).model_fields[name].default:
                 users = [kind for kind, options in OPTIONS_BY_KIND.items() if name in options]
@@ -209,7 +196,7 @@ class ModelConfig(FrozenPart):
                 "model.kind = 'custom' needs model.factory = 'module:function' (a function "
                 "returning a torch.nn.Module, e.g. 'mynets:make_net' in mynets.py beside the study)"
             )
-        for name in _BUILT_IN_ONLY:
+        for name in BUILT_IN_ONLY:
             if name in self.model_fields_set:
                 raise ValueError(
                     f"model.{name} applies to the built-in kinds, not 'custom'; pass it to your "
@@ -224,18 +211,13 @@ class ModelConfig(FrozenPart):
                 f"model.factory applies to kind 'custom'; kind {self.kind!r} is registered "
                 "(gs.register_model) and builds with its own function: remove model.factory"
             )
-        for name in _BUILT_IN_ONLY:
+        for name in BUILT_IN_ONLY:
             if getattr(self, name) != type(self).model_fields[name].get_default():
                 raise ValueError(
                     f"model.{name} applies to the built-in kinds, not the registered kind "
                     f"{self.kind!r}; pass it to its function as model.args.{name}"
                 )
         return self
-
-
-def _users_kind(kind: object) -> bool:
-    """Whether ``model.kind`` names a user's function: ``"custom"`` or a registered kind."""
-    return kind == "custom" or kind not in MODEL_KINDS
 
 
 @functools.cache

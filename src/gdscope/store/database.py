@@ -151,7 +151,7 @@ class Store:
         trials it expands to, so the membership never mixes two versions; the trials stay. A run
         killed in between leaves some unlinked; its rerun links them. Either change drops the
         study's verdicts at ``scale`` (:func:`~gdscope.store.rows.unlink`). Returns the configs
-        of the trials unlinked for not being in ``hashes``.
+        of the trials unlinked for not being in ``hashes`` (as ``rows.read_config`` reads them).
         """
         now = _rows.now()
         text = _rows.dumps(spec)
@@ -176,7 +176,7 @@ class Store:
             ).fetchall()
             stale = [(digest, config) for digest, config in linked if digest not in keep]
             _rows.unlink(conn, name, scale, [digest for digest, _ in stale])
-        return [json.loads(config) for _, config in stale]
+        return [_rows.read_config(config) for _, config in stale]
 
     def record_trial(
         self,
@@ -326,14 +326,14 @@ class Store:
         return _rows.trial_records(trials, rows, own)
 
     def trials(self, study: str | None = None, scale: str | None = None) -> list[dict[str, Any]]:
-        """Return trial rows as dicts (``config`` and ``provenance`` parsed from JSON), sorted by hash."""
+        """Return trial rows as dicts (``config`` as ``rows.read_config`` reads it), by hash."""
         where, args = _rows.membership(study, scale)
         with self._connect() as conn:
             conn.row_factory = sqlite3.Row
             rows = conn.execute(f"SELECT * FROM trials t WHERE 1 {where} ORDER BY hash", args)
             out = [dict(row) for row in rows]
         for row in out:
-            row["config"] = json.loads(row.pop("config_json"))
+            row["config"] = _rows.read_config(row.pop("config_json"))
             row["provenance"] = json.loads(row.pop("provenance_json"))
         return out
 

@@ -8,12 +8,15 @@ A refactor that changes structure but not results must leave a catalogue run's s
   (not the wall time, provenance or finishing time, which differ between any two runs). Two
   configs of one hash are the same when one holds every key of the other with the same value:
   a store written before configs were stored validated kept only the keys the study file set,
-  and the hash is that of the validated config;
+  and the hash is that of the validated config; each is read in the current stored form
+  (:func:`gdscope._stored_form.stored_form`: a field the user's code never read is ``null``,
+  whether the store was written before those fields were marked or after);
 * ``study_trials``: which trials each study links;
 * ``series``: every ``(trial, metric, step)`` value, bit for bit (``NaN`` equals ``NaN``);
 * ``verdicts``: every column but the judging time; the evidence is compared as JSON text.
 
-Only :mod:`sqlite3` and numpy are used (stores are opened read-only), so this runs without torch.
+Only :mod:`sqlite3`, numpy and gdscope's torch-free modules are used (stores are opened
+read-only), so this runs without torch.
 
 Example:
     >>> import tempfile
@@ -38,6 +41,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+from gdscope._stored_form import stored_form
 from gdscope.store.schema import DB_NAME
 from gdscope.studies.table import flatten_config
 
@@ -140,7 +144,7 @@ def _table_diff(
 
 def _same_config(x: str, y: str) -> bool:
     """Whether one config holds every key of the other with the same value (see the module)."""
-    a, b = flatten_config(json.loads(x)), flatten_config(json.loads(y))
+    a, b = (flatten_config(stored_form(json.loads(text))) for text in (x, y))
     small, large = (a, b) if len(a) <= len(b) else (b, a)
     return all(k in large and large[k] == v for k, v in small.items())
 

@@ -9,8 +9,9 @@ config columns and pivots on ``metric`` in pandas, R or a spreadsheet.
 
 ``write_csv`` needs only the standard library (a stored NaN or ±inf is written as ``nan`` /
 ``inf``; list- or dict-valued config entries as JSON); ``to_pandas`` and ``write_parquet`` need the
-``export`` extra (pandas, pyarrow). A trial linked to two studies appears once per study.
-Nothing here imports torch.
+``export`` extra (pandas, pyarrow). A trial linked to two studies appears once per study. A config
+is read in the current stored form (:func:`gdscope.store.rows.read_config`: a field the user's code
+never read is empty, whichever gdscope stored it). Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import IO, Any, Protocol
 
 from gdscope._output import check_target, replacing
 from gdscope.store.connection import open_connection
+from gdscope.store.rows import read_config
 from gdscope.studies.table import flatten_config
 
 
@@ -84,7 +86,7 @@ def long_form(
     except BaseException:
         conn.close()
         raise
-    configs = {hash: flatten_config(json.loads(config)) for _, _, hash, _, config in members}
+    configs = {hash: flatten_config(read_config(config)) for _, _, hash, _, config in members}
     keys = sorted({key for config in configs.values() for key in config})
     columns = [*LEAD_COLUMNS, *keys, *SERIES_COLUMNS]
 

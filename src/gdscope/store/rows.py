@@ -4,7 +4,8 @@ What :class:`gdscope.store.Store` writes and reads, as plain functions: the ``tr
 series rows of a trial result (a ``Trace`` or a failure), the ``verdicts`` row of a verdict, the
 ``AND ...`` clauses selecting a study's trials, the statements that change a study's trials
 (:func:`unlink`), and the JSON encoding of configs, specs and
-provenance (NumPy values, tuples and pydantic models included). Nothing here opens a
+provenance (NumPy values, tuples and pydantic models included). A stored config is read in the
+current stored form (:func:`read_config`), whichever gdscope wrote it. Nothing here opens a
 connection.
 """
 
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from gdscope._stored_form import stored_form
 from gdscope.store.provenance import provenance
 from gdscope.studies.table import TrialRecord, flatten_config
 
@@ -45,6 +47,17 @@ def unlink(
         rows = [(study, scale, digest) for digest in hashes]
         conn.executemany(f"DELETE FROM study_trials WHERE {where} AND hash = ?", rows)
     conn.execute(f"DELETE FROM verdicts WHERE {where}", (study, scale))
+
+
+def read_config(text: str) -> dict[str, Any]:
+    """Parse a stored config (``config_json``) in the current stored form.
+
+    A store written before unread fields were marked ``null`` holds their values (``model.width
+    = 256`` of a custom model) under the same hash: read as ``null``, as a trial stored now says
+    (:func:`gdscope._stored_form.stored_form`), so that a report or an export never mixes the two
+    formats. The stored text is left as it is.
+    """
+    return stored_form(json.loads(text))
 
 
 def membership(
@@ -151,7 +164,8 @@ def trial_records(
 
     ``trials``: ``(hash, config_json, status, reason, error)``; ``rows``: ``(hash, metric, step,
     value)`` sorted by hash, metric and step; ``own``: ``{hash: config JSON}`` read instead of
-    the stored config. Each series is ``(int64 steps, float64 values)``, NULL read back as NaN.
+    the stored config (either read by :func:`read_config`). Each series is ``(int64 steps,
+    float64 values)``, NULL read back as NaN.
     """
     series: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
     for (digest, metric), group in groupby(rows, key=lambda r: (r[0], r[1])):
@@ -162,7 +176,7 @@ def trial_records(
     return [
         TrialRecord(
             hash=digest,
-            config=flatten_config(json.loads(own.get(digest) or config)),
+            config=flatten_config(read_config(own.get(digest) or config)),
             status=status,
             series=series.get(digest, {}),
             reason=reason or error or "",

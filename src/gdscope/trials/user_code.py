@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from gdscope._stored_form import stored_form
 from gdscope.config import TrialConfig, canonical_hash
 from gdscope.data.registry import BUILT_IN_DATASETS
 from gdscope.registration import MODEL_KINDS
@@ -103,13 +104,18 @@ def _factory_digests(config: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def _factory_key(config: Mapping[str, Any]) -> str:
-    """Hash the config with the factories' digests left out: equal for two versions of one code."""
+    """Hash the config with the factories' digests left out: equal for two versions of one code.
+
+    Read in the current stored form (:func:`~gdscope._stored_form.stored_form`): a trial stored
+    before unread fields were marked ``null`` (``model.width = 256`` of a custom model) keys as
+    the same config expanded now.
+    """
     stripped = {
         key: (
             {**value, "factory": {"ref": value["factory"].get("ref")}}
             if isinstance(value, Mapping) and isinstance(value.get("factory"), Mapping)
             else value
         )
-        for key, value in config.items()
+        for key, value in stored_form(config).items()
     }
     return canonical_hash(stripped)
