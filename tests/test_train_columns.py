@@ -5,6 +5,7 @@ outside Du et al.'s setting), and one probe with no step-0 value (``precondition
 no preconditioner before the first update) dropped the step-0 column of every metric.
 """
 
+import json
 import math
 
 from _helpers import run_cli
@@ -80,3 +81,33 @@ def test_nothing_is_said_when_every_metric_was_measured():
     trace = _trace({"loss": ([0, 5], [1.0, 0.5]), "ntk_kappa": ([0, 5], [math.inf, math.inf])})
     assert unmeasured_line(trace, ["loss", "ntk_spectrum"]) == ""
     assert [c.header for c in trace_table(trace).columns] == ["step", "loss", "ntk_kappa"]
+
+
+def test_probes_defined_for_mse_apply_under_gdscope_train(monkeypatch, capsys):
+    """The command counts steps through a wrapper of the loss; du_bound and the infinite-width
+    reference asked ``loss_fn is mse`` and so were nan under ``gdscope train`` in Du et al.'s own
+    setting (the wrapper now carries ``__wrapped__``: :func:`gdscope.losses.is_mse`)."""
+    args = ["train", "--model", "two_layer", "--width", "64", "--loss", "mse", "--steps", "10"]
+    code, out, err = run_cli(monkeypatch, capsys, *args, "--probe", "du_bound=5")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].split() == ["step", "loss", "du_bound", "du_step", "du_rate"], lines[0]
+    assert not any(line.startswith(UNMEASURED) for line in lines), lines
+    mlp = ["--model", "mlp", "--width", "16", "--loss", "mse", "--probe", "linearization_gap=5"]
+    code, out, err = run_cli(monkeypatch, capsys, "train", *mlp, "--steps", "5", "--json")
+    assert code == 0, err
+    assert "linearization_infinite_gap" in json.loads(out)["records"]
+
+
+def test_json_output_is_strict_json(monkeypatch, capsys):
+    """A probe's nan is null in ``--json`` (bare NaN is not JSON: jq and strict parsers refuse it)."""
+    code, out, err = run_cli(
+        monkeypatch, capsys, "train", *TINY, "--steps", "5", "--probe", "du_bound=5", "--json"
+    )
+    assert code == 0, err
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"not strict JSON: {constant}")
+
+    records = json.loads(out, parse_constant=refuse)["records"]
+    assert records["du_bound"][1] == [None, None]

@@ -12,6 +12,7 @@ parameter tensor returning a scalar, differentiable by autograd (with the subgra
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 
 import torch
@@ -28,6 +29,7 @@ __all__ = [
     "cross_entropy",
     "get_loss",
     "hinge",
+    "is_mse",
     "l1_scalar",
     "lasso_objective",
     "lasso_smooth",
@@ -131,6 +133,21 @@ def mse(output: Tensor, target: Tensor) -> Tensor:
     output = _as_2d(output)
     target = _matched_target(output, target)
     return 0.5 * (output - target).pow(2).sum() / output.shape[0]
+
+
+def is_mse(loss_fn: Callable[..., Tensor]) -> bool:
+    """Whether ``loss_fn`` is :func:`mse`, seen through wrappers that set ``__wrapped__``.
+
+    The probes defined for the mse loss only (Du et al.'s bound, the infinite-width GD
+    reference) ask this rather than ``loss_fn is mse``: a wrapper made with
+    :func:`functools.wraps` (``gdscope train``'s step counter) computes the same loss.
+
+    >>> import functools
+    >>> counted = functools.wraps(mse)(lambda out, y: mse(out, y))
+    >>> is_mse(counted), is_mse(mae)
+    (True, False)
+    """
+    return inspect.unwrap(loss_fn) is mse
 
 
 def mae(output: Tensor, target: Tensor) -> Tensor:

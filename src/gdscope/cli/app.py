@@ -6,6 +6,9 @@ output and standard error, :class:`UserError` and the number format of every tab
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import typer
 from rich.console import Console
 
@@ -75,6 +78,21 @@ def _root(
 
 class UserError(Exception):
     """An error in what the user asked for: reported as one line, exit code 2."""
+
+
+def finite_or_none(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by ``None`` (strict JSON has no NaN).
+
+    >>> finite_or_none({"a": [1.0, float("nan")], "b": float("inf")})
+    {'a': [1.0, None], 'b': None}
+    """
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_or_none(v) for v in value]
+    return value
 
 
 def fmt(value: float | None) -> str:

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from gdscope.cli.app import UserError, stderr, stdout
+from gdscope.cli.app import UserError, finite_or_none, stderr, stdout
 from gdscope.cli.printing import print_plans, print_verdicts
 
 
@@ -255,7 +254,7 @@ def show(
     counts = store.trial_counts()
     if as_json:
         trials = [{"study": s, "scale": c, "counts": per} for (s, c), per in counts.items()]
-        text = json.dumps({"trials": trials, "verdicts": _finite(verdicts)}, indent=1)
+        text = json.dumps({"trials": trials, "verdicts": finite_or_none(verdicts)}, indent=1)
         sys.stdout.write(text + "\n")
         return
     for (study, scale), per in counts.items():
@@ -266,17 +265,6 @@ def show(
         for row in verdicts
     ]
     print_verdicts(rows)
-
-
-def _finite(value: Any) -> Any:
-    """``value`` with every non-finite float replaced by ``None`` (strict JSON has no NaN)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
 
 
 def verify(

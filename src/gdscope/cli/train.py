@@ -7,6 +7,7 @@ and ``gdscope verify-probes`` checks the fast probes against dense float64 oracl
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from typing import Annotated, Any
@@ -16,7 +17,7 @@ from pydantic import ValidationError
 from rich.markup import escape
 from rich.table import Table
 
-from gdscope.cli.app import UserError, check_device, fmt, stderr, stdout
+from gdscope.cli.app import UserError, check_device, finite_or_none, fmt, stderr, stdout
 from gdscope.cli.trace_table import trace_table, unmeasured_line
 
 
@@ -128,13 +129,16 @@ def train(
     if as_json:
         stdout.print_json(
             json.dumps(
-                {
-                    "config": config.model_dump(mode="json"),
-                    "status": trace.status,
-                    "steps": trace.steps,
-                    "reason": trace.reason,
-                    "records": trace.records,
-                }
+                finite_or_none(
+                    {
+                        "config": config.model_dump(mode="json"),
+                        "status": trace.status,
+                        "steps": trace.steps,
+                        "reason": trace.reason,
+                        "records": trace.records,
+                    }
+                ),
+                allow_nan=False,  # strict JSON: a nan or inf record is null
             )
         )
         return
@@ -183,7 +187,13 @@ class StepWatch:
         self._on_step = on_step
         optimizer.register_step_post_hook(self._stepped)
 
-    def loss_fn(self, output: Any, target: Any) -> Any:
+        def counted(output: Any, target: Any) -> Any:
+            return self._counted(output, target)
+
+        # the trial's loss as it was (``__wrapped__``): losses.is_mse still knows mse through it
+        self.loss_fn: Callable[[Any, Any], Any] = functools.update_wrapper(counted, loss_fn)
+
+    def _counted(self, output: Any, target: Any) -> Any:
         """Compute the trial's loss; keep the first one with autograd after a step."""
         value = self._inner(output, target)
         if self._armed and getattr(value, "requires_grad", False):

@@ -96,7 +96,7 @@ def du_bound(ctx: ProbeContext) -> dict[str, float]:
     n = ctx.data[0].shape[0]
     nan = {"du_bound": math.nan, "du_step": math.nan, "du_rate": math.nan}
     eta = ctx.gd_step
-    if eta is None or ctx.loss_fn is not losses.mse or not _applies(ctx):
+    if eta is None or not losses.is_mse(ctx.loss_fn) or not _applies(ctx):
         return nan
     if ctx.step == 0:
         ctx.memory["du_loss0"] = ctx.loss()

@@ -208,7 +208,7 @@ def _linearization_gap(ctx: ProbeContext) -> dict[str, float]:
             ctx.model, ctx.init_params, ctx.params, ctx.eval_data[0]
         )
     lr = ctx.gd_step
-    covered = covered_activation(ctx.model) is not None and ctx.loss_fn is losses.mse
+    covered = covered_activation(ctx.model) is not None and losses.is_mse(ctx.loss_fn)
     if lr is not None and covered and ctx.data[1].is_floating_point():
         x, y = ctx.data
         if _INFINITE_GD_KEY not in ctx.memory:  # Θ and its eigenvectors, once a run
