@@ -221,3 +221,18 @@ def test_a_loader_not_registered_here_keeps_its_stored_sizes(user):
     assert stored_form(old)["data"] == {"name": "needs_n", "n": 9, "d": None}
     registration.DATASET_REGISTRY.unregister("needs_n")
     assert stored_form(old) == {**old, "model": {"kind": "fmt_net", "width": None}}
+
+
+def test_a_size_the_writing_loader_read_stays_when_another_is_registered_under_its_name(user):
+    """Review: a loader registered again (``replace=True``) without ``d`` nulled the ``d = 3``
+    and ``d = 5`` its predecessor read; a size off gdscope's default was read, and stays."""
+    assert DataConfig().n == 64 and DataConfig().d == 16  # _stored_form.SIZE_DEFAULTS
+    rows = [
+        TrialConfig.model_validate({"data": {"name": "sized", "d": d}, "model": {"width": 8}})
+        for d in (3, 5)
+    ]
+    stored = [json.loads(json.dumps(row.model_dump(mode="json"))) for row in rows]
+    gs.register_dataset("sized", user.needs_n, replace=True)  # takes n, not d
+    assert [stored_form(config)["data"]["d"] for config in stored] == [3, 5]
+    old_default = {"data": {"name": "sized", "n": 40, "d": 16}}  # as a store before the marks
+    assert stored_form(old_default)["data"]["d"] is None

@@ -55,6 +55,9 @@ BUILT_IN_ONLY = (
 
 SIZES = ("n", "d")
 """The data sizes gdscope passes to a loader that takes them."""
+SIZE_DEFAULTS = {"n": 64, "d": 16}
+"""gdscope's defaults of those sizes (``DataConfig``'s): what a store written before the marks
+holds for a size its loader did not take."""
 
 
 def users_model(kind: object) -> bool:
@@ -114,7 +117,12 @@ def stored_form(config: Mapping[str, Any]) -> dict[str, Any]:
     for part, (key, default, unread_fields) in _PARTS.items():
         fields = out.get(part)
         if isinstance(fields, Mapping):
-            unread = fields.keys() & set(unread_fields(fields.get(key, default)))
+            name = fields.get(key, default)
+            unread = fields.keys() & set(unread_fields(name))
+            if part == "data" and name != "custom":  # a registered loader, as registered here:
+                # a size off gdscope's default was read by the loader that wrote the row (one
+                # registered since under the same name may not take it); keep it
+                unread = {f for f in unread if fields[f] in (None, SIZE_DEFAULTS[f])}
             if unread:
                 out[part] = {**fields, **dict.fromkeys(unread)}
     return out
