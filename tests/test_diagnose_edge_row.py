@@ -115,6 +115,9 @@ def test_adam_has_no_critical_sharpness_and_the_row_says_why_not(tmp_path_factor
     assert _edge_row(diagnosis) == f"n/a: {m.edge_note}"
     assert "optimizer 'adam' rescales each coordinate" in m.edge_note
     assert diagnosis.to_dict()["measurements"]["critical_sharpness"] is None
+    # nor a largest stable η set by S₀ (the JSON said 0.52 where the summary says n/a)
+    assert diagnosis.to_dict()["measurements"]["stability_edge"] is None
+    assert "edge =" not in diagnosis.check("stability").measured
 
 
 def test_heavy_ball_keeps_its_critical_sharpness(tmp_path_factory):

@@ -203,6 +203,8 @@ def _measure(
     preconditioned = _preconditioner_note(config.optimizer.name, multipliers)
     edge_note = preconditioned or _curvature_note(s0)
     edge = stability_edge(config.optimizer.name, s0, momentum) if s0 > 0 else math.inf
+    if preconditioned:  # no largest stable η set by S₀: none (null in the JSON), as S*
+        edge = math.nan
     critical = (
         math.nan if preconditioned else stability_edge(config.optimizer.name, 1.0, momentum) / lr
     )
