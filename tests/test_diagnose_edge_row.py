@@ -125,3 +125,14 @@ def test_heavy_ball_keeps_its_critical_sharpness(tmp_path_factory):
     m = diagnosis.measurements
     assert m.critical_sharpness == pytest.approx((2 + 2 * 0.5) / 0.1, rel=1e-12)
     assert f"(S* = {m.critical_sharpness:.4g})" in _edge_row(diagnosis)
+
+
+def test_heavy_ball_without_momentum_records_the_default_beta_it_used(tmp_path_factory):
+    """Review: S* = 76 at η = 0.05 implied β = 0.9, but the run line showed no β and the JSON
+    had momentum null, so S* could not be read back from what was recorded."""
+    diagnosis = _diagnose(tmp_path_factory, lr=0.05, optimizer="heavy_ball")
+    m = diagnosis.measurements
+    assert m.momentum == 0.9
+    assert m.critical_sharpness == pytest.approx((2 + 2 * 0.9) / 0.05, rel=1e-12)
+    assert diagnosis.to_dict()["measurements"]["momentum"] == 0.9
+    assert "β = 0.9" in dict(render.summary_rows(diagnosis))["run"]

@@ -35,7 +35,7 @@ from gdscope.config.trial import SHARPNESS_EDGE_OPTIMIZERS
 from gdscope.diagnose.inputs import refuse_untrained, trainable_count
 from gdscope.diagnose.partial import RunLog
 from gdscope.functional import clone_params, params_of
-from gdscope.optim.registry import param_groups
+from gdscope.optim.registry import DEFAULT_MOMENTUM, param_groups
 from gdscope.probes import refuse_random_modules
 from gdscope.probes.geometry import distance_from_init
 from gdscope.probes.hessian import sharpness
@@ -296,10 +296,15 @@ def _rows(data: tuple[Tensor, Tensor], index: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def _momentum(config: TrialConfig) -> float | None:
-    """β of heavy ball and Nesterov (``None``: their default 0.9); ``None`` for the others."""
+    """Return β of heavy ball and Nesterov as the run uses it (unset: their default, 0.9).
+
+    ``None`` for the other optimizers. Recorded and printed, so that S* can be read back.
+    """
     if config.optimizer.name not in ("heavy_ball", "nesterov"):
         return None
     beta = config.optimizer.momentum
+    if beta is None:
+        return DEFAULT_MOMENTUM
     return float(beta) if isinstance(beta, float | int) else None
 
 
