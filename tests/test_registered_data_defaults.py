@@ -161,3 +161,18 @@ def test_gdscope_train_leaves_a_registered_loader_its_own_sizes(user, monkeypatc
 
     assert (data_of()["n"], data_of()["d"]) == (40, 3)
     assert (data_of("--n", "7")["n"], data_of("--n", "7")["d"]) == (7, 3)
+
+
+def test_gdscope_train_passes_arg_to_a_registered_models_function(user, monkeypatch, capsys):
+    """``--width`` is refused for a registered kind ("pass it … as model.args.width"), and the
+    command had no way to set ``model.args``: ``--arg KEY=VALUE`` does."""
+    import json
+
+    from _helpers import run_cli
+
+    args = ["train", "--model", "user_net", "--data", "sized", "--steps", "1", "--json"]
+    code, out, err = run_cli(monkeypatch, capsys, *args, "--arg", "width=4")
+    assert code == 0, err
+    assert json.loads(out)["config"]["model"]["args"] == {"width": 4}
+    code, _, err = run_cli(monkeypatch, capsys, *args, "--width", "4")
+    assert code == 2 and "model.args.width" in err

@@ -56,6 +56,13 @@ def train(
     ] = None,
     init_scale: Annotated[float, typer.Option(help="multiplies the init std")] = 1.0,
     init: Annotated[str, typer.Option(help="random | identical")] = "random",
+    arg: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--arg",
+            help="KEY=VALUE for a registered model's function (model.args; repeatable)",
+        ),
+    ] = None,
     data: Annotated[str, typer.Option(help="dataset name (see gdscope.data.DATASETS)")] = "sphere",
     n: Annotated[
         int | None,
@@ -107,6 +114,7 @@ def train(
             "residual": residual,
             "init_scale": init_scale,
             "init": init,
+            **({"args": _key_values(arg, "--arg")} if arg else {}),
         },
         "data": {  # --n/--d left out unless given: a registered loader keeps its own defaults
             "name": data,
