@@ -97,6 +97,21 @@ def sigint_reaches_children() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
+@contextlib.contextmanager
+def registries_restored() -> Iterator[None]:
+    """Give back every registry (models, data sets, probes) as it was before the block."""
+    from gdscope import registration
+
+    registries = list(registration._REGISTRIES.values())
+    saved = [dict(registry._entries) for registry in registries]
+    try:
+        yield
+    finally:
+        for registry, entries in zip(registries, saved, strict=True):
+            registry._entries.clear()
+            registry._entries.update(entries)
+
+
 def load_script(folder: str, name: str):
     """Import ``<folder>/<name>.py`` of the repository by its path (no ``sys.path`` edit).
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import gdscope as gs
-from gdscope import registration
+from _helpers import registries_restored
 from gdscope.diagnose.measure import _SUBSET_SHARPNESS
 from gdscope.store import Store
 from gdscope.training import PROBES
@@ -40,14 +40,11 @@ def project(tmp_path, monkeypatch):
     (tmp_path / "dgusers.py").write_text(NETS)
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
-    saved = {r.what: dict(r._entries) for r in registration._REGISTRIES.values()}
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield tmp_path
+    with registries_restored():
+        yield tmp_path
     torch.set_num_threads(threads)
-    for registry in registration._REGISTRIES.values():
-        registry._entries.clear()
-        registry._entries.update(saved[registry.what])
     sys.modules.pop("dgusers", None)
 
 

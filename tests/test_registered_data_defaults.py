@@ -14,8 +14,7 @@ import torch
 from pydantic import ValidationError
 
 import gdscope as gs
-from _helpers import user_module
-from gdscope import registration
+from _helpers import registries_restored, user_module
 from gdscope._validation import format_errors
 from gdscope.config import TrialConfig
 from gdscope.ensemble import group_trials
@@ -63,20 +62,14 @@ PINNED = [
 @pytest.fixture
 def user(tmp_path, monkeypatch):
     """The module ``defaults_user`` beside the current directory, its functions registered."""
-    saved = {
-        r.what: dict(r._entries)
-        for r in (registration.MODEL_REGISTRY, registration.DATASET_REGISTRY)
-    }
     user_module(tmp_path, monkeypatch, "defaults_user", SOURCE)
     module = importlib.import_module("defaults_user")
-    gs.register_model("user_net", module.net)
-    for loader in (module.sized, module.needs_n, module.all_rows):
-        gs.register_dataset(loader.__name__, loader)
-    yield module
+    with registries_restored():
+        gs.register_model("user_net", module.net)
+        for loader in (module.sized, module.needs_n, module.all_rows):
+            gs.register_dataset(loader.__name__, loader)
+        yield module
     sys.modules.pop("defaults_user", None)
-    for registry in (registration.MODEL_REGISTRY, registration.DATASET_REGISTRY):
-        registry._entries.clear()
-        registry._entries.update(saved[registry.what])
 
 
 def _trial(raw, **extra):

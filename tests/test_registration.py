@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import gdscope as gs
+from _helpers import registries_restored
 from _stores import assert_same_results
 from gdscope import registration
 from gdscope.cli import main
@@ -56,15 +57,9 @@ def split_data(n, seed=0, split="train", noise=0.5):
 
 @pytest.fixture(autouse=True)
 def clean_registries():
-    """Each test starts and ends with no registered models or data sets."""
-    saved = {
-        r.what: dict(r._entries)
-        for r in (registration.MODEL_REGISTRY, registration.DATASET_REGISTRY)
-    }
-    yield
-    for registry in (registration.MODEL_REGISTRY, registration.DATASET_REGISTRY):
-        registry._entries.clear()
-        registry._entries.update(saved[registry.what])
+    """Each test ends with the registries as they were before it."""
+    with registries_restored():
+        yield
 
 
 def _load(path, name):

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 import gdscope as gs
-from _helpers import user_module
+from _helpers import registries_restored, user_module
 from gdscope import registration
 from gdscope._stored_form import stored_form
 from gdscope.config import DataConfig, ModelConfig, TrialConfig
@@ -76,18 +76,14 @@ def _study(seeds: str) -> str:
 @pytest.fixture
 def user(tmp_path, monkeypatch):
     """``fmtnets.py`` in the current directory; its model and loaders registered by name."""
-    registries = (registration.MODEL_REGISTRY, registration.DATASET_REGISTRY)
-    saved = {registry.what: dict(registry._entries) for registry in registries}
     user_module(tmp_path, monkeypatch, "fmtnets", NETS)
     module = importlib.import_module("fmtnets")
-    gs.register_model("fmt_net", module.make_net)
-    for loader in (module.sized, module.needs_n, module.no_sizes):
-        gs.register_dataset(loader.__name__, loader)
-    yield module
+    with registries_restored():
+        gs.register_model("fmt_net", module.make_net)
+        for loader in (module.sized, module.needs_n, module.no_sizes):
+            gs.register_dataset(loader.__name__, loader)
+        yield module
     sys.modules.pop("fmtnets", None)
-    for registry in registries:
-        registry._entries.clear()
-        registry._entries.update(saved[registry.what])
 
 
 def _old_format(monkeypatch):
