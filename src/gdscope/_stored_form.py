@@ -31,6 +31,8 @@ from gdscope.registration import DATASET_REGISTRY, MODEL_KINDS
 
 __all__ = [
     "BUILT_IN_ONLY",
+    "SIZE_DEFAULTS",
+    "loader_signature",
     "stored_form",
     "unread_data_fields",
     "unread_model_fields",
@@ -81,12 +83,13 @@ def unread_data_fields(name: object) -> tuple[str, ...]:
     entry = DATASET_REGISTRY.get(name) if isinstance(name, str) else None
     if entry is None:
         return ()
-    taken = {p.name for p in _signature(entry.fn)}
+    taken = {p.name for p in loader_signature(entry.fn)}
     return tuple(size for size in SIZES if size not in taken)
 
 
 @functools.cache
-def _signature(loader: Callable[..., Any]) -> tuple[inspect.Parameter, ...]:
+def loader_signature(loader: Callable[..., Any]) -> tuple[inspect.Parameter, ...]:
+    """Return the parameters of a loader (read once per loader, which a name may change)."""
     return tuple(inspect.signature(loader).parameters.values())
 
 

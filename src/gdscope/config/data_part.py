@@ -9,7 +9,6 @@ registered loader does not take; :meth:`gdscope.config.base.FrozenPart.unread_fi
 
 from __future__ import annotations
 
-import functools
 import inspect
 import math
 from collections.abc import Mapping
@@ -18,7 +17,7 @@ from typing import Any, ClassVar
 from pydantic import Field, JsonValue, ValidationInfo, field_validator, model_validator
 
 from gdscope import _checks as check
-from gdscope._stored_form import SIZES, unread_data_fields
+from gdscope._stored_form import SIZE_DEFAULTS, SIZES, loader_signature, unread_data_fields
 from gdscope.config.base import Count, FrozenPart, PositiveCount, Scalar
 from gdscope.data.registry import BUILT_IN_DATASETS, DATASETS
 from gdscope.factories import FactoryRef
@@ -38,9 +37,9 @@ class DataConfig(FrozenPart):
     """
 
     name: str = "sphere"
-    n: PositiveCount | None = 64
+    n: PositiveCount | None = SIZE_DEFAULTS["n"]
     """Training examples; ``None``: not passed (the loader's own default)."""
-    d: PositiveCount | None = 16
+    d: PositiveCount | None = SIZE_DEFAULTS["d"]
     """Input dimension; ``None``: not passed (the loader's own default)."""
     seed: Count | None = None
     options: dict[str, Scalar] = Field(default_factory=dict)
@@ -75,10 +74,10 @@ class DataConfig(FrozenPart):
         if not isinstance(raw, Mapping):
             return raw
         name = raw.get("name", "sphere")
-        unread = _unread(name)
+        unread = unread_data_fields(name)
         raw = {k: v for k, v in raw.items() if not (v is None and k in unread)}
         if _registered(name):
-            for p in _loader_signature(DATASETS[name]):
+            for p in loader_signature(DATASETS[name]):
                 keyword = p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
                 if keyword and p.name in SIZES and p.name not in raw and p.default is not p.empty:
                     raw[p.name] = p.default if _is_count(p.default) else None
@@ -86,7 +85,7 @@ class DataConfig(FrozenPart):
 
     def unread_fields(self) -> tuple[str, ...]:
         """``n``, ``d``, ``options`` for a factory; a registered loader: the sizes it lacks."""
-        return _unread(self.name)
+        return unread_data_fields(self.name)
 
     @model_validator(mode="after")
     def _factory_fits_name(self) -> DataConfig:
@@ -145,7 +144,7 @@ class DataConfig(FrozenPart):
         given = {**self.options, "n": self.n, "d": self.d}
         missing = [
             p.name
-            for p in _loader_signature(DATASETS[self.name])
+            for p in loader_signature(DATASETS[self.name])
             if p.default is inspect.Parameter.empty
             and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
             and p.name not in _DATA_RESERVED
@@ -171,27 +170,12 @@ def _registered(name: object) -> bool:
     return isinstance(name, str) and name not in BUILT_IN_DATASETS and name in DATASETS
 
 
-def _unread(name: object) -> tuple[str, ...]:
-    """Fields that never reach data set ``name``: none for a built-in one (see ``unread_fields``).
-
-    :func:`gdscope._stored_form.unread_data_fields`, which also reads stored configs of either
-    format (:func:`gdscope._stored_form.stored_form`).
-    """
-    return unread_data_fields(name)
-
-
 def _is_count(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 def _loader_parameters(name: str) -> list[str]:
-    return [p.name for p in _loader_signature(DATASETS[name])]
-
-
-@functools.cache
-def _loader_signature(loader: Any) -> tuple[inspect.Parameter, ...]:
-    """Return the parameters of a loader (read once per loader, which a name may change)."""
-    return tuple(inspect.signature(loader).parameters.values())
+    return [p.name for p in loader_signature(DATASETS[name])]
 
 
 def _check_name(name: str, accepted: Any, what: str) -> str:

@@ -202,12 +202,11 @@ def _measure(
     log.record(0, {"init_sharpness": s0})
     preconditioned = _preconditioner_note(config.optimizer.name, multipliers)
     edge_note = preconditioned or _curvature_note(s0)
-    edge = stability_edge(config.optimizer.name, s0, momentum) if s0 > 0 else math.inf
-    if preconditioned:  # no largest stable η set by S₀: none (null in the JSON), as S*
-        edge = math.nan
-    critical = (
-        math.nan if preconditioned else stability_edge(config.optimizer.name, 1.0, momentum) / lr
-    )
+    if preconditioned:  # no edge set by the sharpness: none (null in the JSON), nor S*
+        edge = critical = math.nan
+    else:
+        edge = stability_edge(config.optimizer.name, s0, momentum) if s0 > 0 else math.inf
+        critical = stability_edge(config.optimizer.name, 1.0, momentum) / lr
     k0 = ntk_gram(model, ntk_x)
     p = ntk_x.shape[0]
     exact = k0  # the spectrum from a float64 copy: a float32 Gram's rounding is 1e-5 of λ_max

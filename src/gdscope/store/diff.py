@@ -31,7 +31,6 @@ Example:
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sqlite3
 import struct
@@ -41,7 +40,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-from gdscope._stored_form import stored_form
+from gdscope.store.rows import read_config
 from gdscope.store.schema import DB_NAME
 from gdscope.studies.table import flatten_config
 
@@ -144,7 +143,7 @@ def _table_diff(
 
 def _same_config(x: str, y: str) -> bool:
     """Whether one config holds every key of the other with the same value (see the module)."""
-    a, b = (flatten_config(stored_form(json.loads(text))) for text in (x, y))
+    a, b = (flatten_config(read_config(text)) for text in (x, y))
     small, large = (a, b) if len(a) <= len(b) else (b, a)
     return all(k in large and large[k] == v for k, v in small.items())
 
