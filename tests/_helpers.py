@@ -9,6 +9,7 @@ import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 import torch
 
 
@@ -165,3 +166,17 @@ def user_module(folder: Path, monkeypatch, name: str, source: str = TINY_FACTORI
     monkeypatch.chdir(folder)
     monkeypatch.syspath_prepend(str(folder))
     return folder
+
+
+def diagnose_tiny(tmp_path_factory, name: str, **options):
+    """``gs.diagnose`` of :data:`TINY_FACTORIES` (as module ``name``): 12 steps, float64, one
+    torch thread (tiny products: threads cost more than they give), unless ``options`` say."""
+    import gdscope as gs
+    from gdscope.runners._jobs import one_torch_thread
+
+    folder = tmp_path_factory.mktemp(name)
+    with pytest.MonkeyPatch.context() as patch, one_torch_thread():
+        user_module(folder, patch, name)
+        return gs.diagnose(
+            f"{name}:net", f"{name}:data", **{"steps": 12, "dtype": "float64", **options}
+        )

@@ -9,10 +9,8 @@ only the Python API has (the option is ``--probe-size``).
 import dataclasses
 
 import pytest
-import torch
 
-import gdscope as gs
-from _helpers import user_module
+from _helpers import diagnose_tiny
 from gdscope.diagnose import render
 from gdscope.diagnose.verdicts import judge
 
@@ -20,18 +18,7 @@ from gdscope.diagnose.verdicts import judge
 @pytest.fixture(scope="module")
 def measured(tmp_path_factory):
     """The measurements of one tiny diagnosed run (12 steps), to vary field by field."""
-    folder = tmp_path_factory.mktemp("rates")
-    with pytest.MonkeyPatch.context() as patch:
-        user_module(folder, patch, "ratenets")
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            diagnosis = gs.diagnose(
-                "ratenets:net", "ratenets:data", lr=0.1, steps=12, dtype="float64"
-            )
-        finally:
-            torch.set_num_threads(threads)
-    return diagnosis.measurements
+    return diagnose_tiny(tmp_path_factory, "ratenets", lr=0.1).measurements
 
 
 def _lazy(m, **changes):

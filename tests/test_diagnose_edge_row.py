@@ -9,26 +9,14 @@ import dataclasses
 import math
 
 import pytest
-import torch
 
-import gdscope as gs
-from _helpers import user_module
+from _helpers import diagnose_tiny
 from gdscope.diagnose import render
 from gdscope.diagnose.verdicts import judge
 
 
 def _diagnose(tmp_path_factory, **options):
-    folder = tmp_path_factory.mktemp("edge_row")
-    with pytest.MonkeyPatch.context() as patch:
-        user_module(folder, patch, "edgenets")
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            return gs.diagnose(
-                "edgenets:net", "edgenets:data", steps=12, dtype="float64", **options
-            )
-        finally:
-            torch.set_num_threads(threads)
+    return diagnose_tiny(tmp_path_factory, "edgenets", **options)
 
 
 @pytest.fixture(scope="module")
