@@ -8,12 +8,13 @@ from contextlib import closing
 import pytest
 import torch
 
-from _stores import kernel_study
+from _stores import kernel_study, study_file
 from gdscope import api
 from gdscope.cli import main
 from gdscope.runners.base import ensemble_jobs
 from gdscope.store import Store
 from gdscope.studies import StudyError
+from gdscope.trials.trial import validate_stored_trial
 
 STUDY = kernel_study("tiny-rate", band="BAND")  # the band filled in by each test
 
@@ -253,6 +254,22 @@ def test_verify_of_an_interrupted_run_is_inconclusive_and_says_why(tmp_path):
     assert (resumed.ran, resumed.missing) == (4, 0)
     assert [v.status for v in resumed.verdicts] == ["PASS"]
     assert [v.status for r in api.verify(results) for v in r.verdicts] == ["PASS"]
+
+
+def test_verify_reads_a_study_stored_with_a_size_its_data_set_ignores(tmp_path, monkeypatch):
+    """``data.d`` of chebyshev (1-D inputs) is refused now; a store written when it was accepted
+    (the edge-of-stability studies set 4) verifies with its trials' stored hashes."""
+    base = '"data.name" = "chebyshev"\n"data.n" = 8\n"data.d" = 4\n"model.width" = 8\nsteps = 2'
+    path = _write(tmp_path, study_file("old-eos", base))
+    with pytest.raises(StudyError, match=r"data\.d = 4: data set 'chebyshev' takes no 'd'"):
+        api.run_study(path, results=tmp_path / "new")
+    assert not (tmp_path / "new").exists()
+    with monkeypatch.context() as patch:  # the gdscope that wrote the store accepted it
+        patch.setattr(api, "validate_trial", validate_stored_trial)
+        first = api.run_study(path, results=tmp_path / "res")
+    [again] = api.verify(tmp_path / "res")
+    assert (first.ran, again.trials, again.missing) == (1, 1, 0)
+    assert [v.status for v in again.verdicts] == [v.status for v in first.verdicts] == ["PASS"]
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without GPU")

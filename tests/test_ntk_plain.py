@@ -189,7 +189,8 @@ def test_the_one_pass_gram_equals_the_features_gram_traced_and_full(act, k):
         slow = st.features_gram(features, features, trace, 2**30, torch.float64)
         slow = slow if trace else slow.reshape(7 * k, 7 * k)
         fast = plain_gram(steps, x, trace, torch.float64)
-        assert_close(fast, slow, rtol=1e-12, what=f"trace={trace}")
+        scale = float(slow.abs().max())  # an entry near 0 is a difference of O(scale) terms
+        assert_close(fast, slow, rtol=1e-12, atol=1e-14 * scale, what=f"trace={trace}")
 
 
 def test_ntk_gram_sums_in_one_pass_below_the_syrk_size_and_tile_by_tile_above(monkeypatch):

@@ -186,6 +186,8 @@ CONFIGS = [
     {"model": {"kind": "fmt_net"}, "data": {"name": "needs_n", "n": 9}},
     {"model": {"kind": "fmt_net"}, "data": {"name": "no_sizes"}},
     {"data": {"name": "teacher_student", "n": 32, "d": 8, "options": {"teacher_width": 4}}},
+    {"data": {"name": "digits", "n": 32}},
+    {"data": {"name": "chebyshev", "n": 20, "options": {"k": 3}}},
 ]
 
 

@@ -6,7 +6,8 @@ data set does not read (:meth:`gdscope.config.base.FrozenPart.unread_fields`, wh
 
 * a ``custom`` or registered ``model.kind``: the built-in kinds' options (:data:`BUILT_IN_ONLY`);
 * ``data.name = "custom"`` (a factory): ``n``, ``d`` and ``options``;
-* a data set registered by name (``gs.register_dataset``): the sizes its loader does not take.
+* a data set registered by name (``gs.register_dataset``) or a built-in one: the sizes its
+  loader does not take (``data.d`` of ``digits``, whose inputs are 64 pixels).
 
 The content hash reads every field as it is, so a store written before the marks (gdscope before
 this format) holds the old values (``model.width = 256`` of a custom model) under the same hashes
@@ -31,6 +32,7 @@ from gdscope.registration import DATASET_REGISTRY, MODEL_KINDS
 
 __all__ = [
     "BUILT_IN_ONLY",
+    "BUILT_IN_SIZES",
     "SIZE_DEFAULTS",
     "loader_signature",
     "stored_form",
@@ -60,6 +62,21 @@ SIZES = ("n", "d")
 SIZE_DEFAULTS = {"n": 64, "d": 16}
 """gdscope's defaults of those sizes (``DataConfig``'s): what a store written before the marks
 holds for a size its loader did not take."""
+BUILT_IN_SIZES = {
+    "chebyshev": ("n",),
+    "cifar10": ("n",),
+    "digits": ("n",),
+    "gaussian_mixture": SIZES,
+    "lasso": SIZES,
+    "mnist1d": ("n",),
+    "mnist_idx": ("n",),
+    "separated": SIZES,
+    "sphere": SIZES,
+    "sphere_images": ("n",),
+    "teacher_student": SIZES,
+}
+"""The sizes each built-in loader takes (``gdscope.data.BUILT_IN_DATASETS``; a test holds them
+equal), written here so that reading a stored config needs no torch."""
 
 
 def users_model(kind: object) -> bool:
@@ -75,15 +92,21 @@ def unread_model_fields(kind: object) -> tuple[str, ...]:
 def unread_data_fields(name: object) -> tuple[str, ...]:
     """Fields of ``data`` that never reach data set ``name``.
 
-    ``n``, ``d``, ``options`` for ``"custom"``; the sizes a loader registered by name in this
-    process does not take; none for a built-in data set (or a name not registered here).
+    ``n``, ``d``, ``options`` for ``"custom"``; the sizes a built-in loader or one registered by
+    name in this process does not take; none for a name not registered here.
+
+    >>> unread_data_fields("digits"), unread_data_fields("sphere"), unread_data_fields("custom")
+    (('d',), (), ('n', 'd', 'options'))
     """
     if name == "custom":
         return (*SIZES, "options")
     entry = DATASET_REGISTRY.get(name) if isinstance(name, str) else None
-    if entry is None:
+    if entry is not None:
+        taken = {p.name for p in loader_signature(entry.fn)}
+    elif isinstance(name, str) and name in BUILT_IN_SIZES:
+        taken = set(BUILT_IN_SIZES[name])
+    else:
         return ()
-    taken = {p.name for p in loader_signature(entry.fn)}
     return tuple(size for size in SIZES if size not in taken)
 
 
@@ -122,9 +145,10 @@ def stored_form(config: Mapping[str, Any]) -> dict[str, Any]:
         if isinstance(fields, Mapping):
             name = fields.get(key, default)
             unread = fields.keys() & set(unread_fields(name))
-            if part == "data" and name != "custom":  # a registered loader, as registered here:
-                # a size off gdscope's default was read by the loader that wrote the row (one
-                # registered since under the same name may not take it); keep it
+            if part == "data" and name != "custom" and name not in BUILT_IN_SIZES:
+                # a registered loader, as registered here: a size off gdscope's default was read
+                # by the loader that wrote the row (one registered since under the same name may
+                # not take it); keep it
                 unread = {f for f in unread if fields[f] in (None, SIZE_DEFAULTS[f])}
             if unread:
                 out[part] = {**fields, **dict.fromkeys(unread)}

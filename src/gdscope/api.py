@@ -35,7 +35,7 @@ from gdscope.runners.queue import QueueEntry, TrialQueue
 from gdscope.store import Store, StoreError
 from gdscope.studies import Study, StudyError, Verdict, judge_study
 from gdscope.studies.spec import MAX_TRIALS, SCALES
-from gdscope.trials.trial import validate_trial
+from gdscope.trials.trial import validate_stored_trial, validate_trial
 from gdscope.trials.user_code import changed_factories
 
 __all__ = [  # the planning half lives in gdscope.plan; re-exported as the one Python API
@@ -339,7 +339,7 @@ def verify(results: str | Path) -> list[StudyResult]:
         for row in store.studies():
             start = time.perf_counter()
             study = Study.model_validate(row["spec"])
-            expansion = study.validated(row["scale"], validate_trial)
+            expansion = study.validated(row["scale"], validate_stored_trial)
             hashes = expansion.hashes
             verdicts, missing = _judge(
                 store, expansion.study, row["scale"], expansion.configs, hashes

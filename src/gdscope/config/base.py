@@ -32,6 +32,10 @@ Scalar = int | float | str | bool
 
 EVERY_FIELD = "every_field"
 """Serialization context key: dump every field as it is, unread ones included (the hash's view)."""
+STORED = "stored"
+"""Validation context key: the config was read back from a store (``gdscope verify``), where an
+earlier gdscope wrote it; a refusal added since (a size its data set ignores, ``data.d = 4`` of
+``chebyshev``) does not apply, so that it validates with its stored hash."""
 
 
 def _whole(value: Any) -> Any:

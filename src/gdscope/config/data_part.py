@@ -1,9 +1,10 @@
 """The data-set part of a trial config: ``DataConfig`` (re-exported by :mod:`gdscope.config.parts`).
 
 A built-in data set gets ``data.n`` and ``data.d`` when its loader takes them, gdscope's defaults
-(64, 16) where they are unset. A loader registered by name (``gs.register_dataset``) keeps its
-own defaults of ``n`` and ``d`` where the config leaves them unset, and the stored config marks
-``null`` what never reaches a data set (``n``, ``d``, ``options`` of a factory; the sizes a
+(64, 16) where they are unset; a size it does not take (``data.d`` of ``digits``) set to another
+value is refused. A loader registered by name (``gs.register_dataset``) keeps its own defaults of
+``n`` and ``d`` where the config leaves them unset, and the stored config marks ``null`` what
+never reaches a data set (``n``, ``d``, ``options`` of a factory; the sizes a built-in or
 registered loader does not take; :meth:`gdscope.config.base.FrozenPart.unread_fields`).
 """
 
@@ -18,7 +19,7 @@ from pydantic import Field, JsonValue, ValidationInfo, field_validator, model_va
 
 from gdscope import _checks as check
 from gdscope._stored_form import SIZE_DEFAULTS, SIZES, loader_signature, unread_data_fields
-from gdscope.config.base import Count, FrozenPart, PositiveCount, Scalar
+from gdscope.config.base import STORED, Count, FrozenPart, PositiveCount, Scalar
 from gdscope.data.registry import BUILT_IN_DATASETS, DATASETS
 from gdscope.factories import FactoryRef
 from gdscope.registration import DATASET_REGISTRY, with_code
@@ -33,7 +34,8 @@ class DataConfig(FrozenPart):
     ``name = "custom"``: the user's ``factory`` called with ``args``, returning ``(x, y)`` or
     ``{"train": (x, y), "test": (x, y)}`` (tensors or arrays); it gets ``seed`` when it takes one.
     A loader registered by name keeps its own defaults of ``n`` and ``d`` where they are unset
-    (:meth:`_sizes_the_loader_takes`); ``n`` or ``d`` set for one that does not take it is refused.
+    (:meth:`_sizes_the_loader_takes`); ``n`` or ``d`` set for a loader, built-in or registered,
+    that does not take it is refused.
     """
 
     name: str = "sphere"
@@ -84,18 +86,19 @@ class DataConfig(FrozenPart):
         return raw
 
     def unread_fields(self) -> tuple[str, ...]:
-        """``n``, ``d``, ``options`` for a factory; a registered loader: the sizes it lacks."""
+        """``n``, ``d``, ``options`` for a factory; a built-in or registered loader: the sizes it lacks."""
         return unread_data_fields(self.name)
 
     @model_validator(mode="after")
-    def _factory_fits_name(self) -> DataConfig:
+    def _factory_fits_name(self, info: ValidationInfo) -> DataConfig:
         if self.name != "custom":
             if self.factory is not None or self.args:
                 raise ValueError(
                     f"data.factory and data.args apply to data.name = 'custom', got "
                     f"{self.name!r}; set data.name = 'custom' or remove them"
                 )
-            return self._loader_gets_what_it_needs()
+            stored = isinstance(info.context, dict) and bool(info.context.get(STORED))
+            return self._loader_gets_what_it_needs(refuse_ignored=not stored)
         if self.factory is None:
             raise ValueError(
                 "data.name = 'custom' needs data.factory = 'module:function' (a function "
@@ -125,21 +128,23 @@ class DataConfig(FrozenPart):
                 )
         return options
 
-    def _loader_gets_what_it_needs(self) -> DataConfig:
+    def _loader_gets_what_it_needs(self, *, refuse_ignored: bool) -> DataConfig:
         """Refuse a bad option, an unset loader parameter without default, an ignored size.
 
         A non-finite option; a parameter of the loader without a default that the config leaves
-        unset; ``n`` or ``d`` set for a registered loader that does not take it.
+        unset; ``n`` or ``d`` set for a loader that does not take it (``data.d`` of ``digits``),
+        unless ``refuse_ignored`` is false (a stored config, :data:`~gdscope.config.base.STORED`).
         """
         for key, value in self.options.items():
             if isinstance(value, float) and not math.isfinite(value):
                 raise ValueError(f"data.options.{key} = {value}: give a finite number")
-        for key in self.unread_fields():
+        for key in self.unread_fields() if refuse_ignored else ():
             value = getattr(self, key)
             if value != type(self).model_fields[key].default:
+                fix = "" if self.name in BUILT_IN_DATASETS else f" (or give the loader a {key!r})"
                 raise ValueError(
                     f"data.{key} = {value!r}: data set {self.name!r} takes no {key!r}, so it would "
-                    f"be ignored; remove data.{key} (or give the loader a parameter {key!r})"
+                    f"be ignored; remove data.{key}{fix}"
                 )
         given = {**self.options, "n": self.n, "d": self.d}
         missing = [

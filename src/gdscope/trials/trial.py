@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from gdscope import _checks as check
 from gdscope import losses, models
 from gdscope.config import TrialConfig
+from gdscope.config.base import STORED
 from gdscope.optim import make_optimizer
 from gdscope.probes.hessian import sharpness
 from gdscope.probes.ntk import ntk_gram
@@ -271,6 +272,8 @@ class _TrialValidator:
 
     ``kind`` defaults to ``"network"``; ``validate_trial.config_class(raw)`` names the pydantic
     class it uses, so that an unknown key's message can list the accepted ones.
+    ``validate_stored_trial`` validates a config read back from a store (``stored = True``:
+    the :data:`~gdscope.config.base.STORED` context, so that it keeps its stored hash).
 
     Raises:
         pydantic.ValidationError: a field is wrong (the error names its path).
@@ -278,8 +281,11 @@ class _TrialValidator:
 
     """
 
+    def __init__(self, *, stored: bool = False) -> None:
+        self.context = {STORED: True} if stored else None
+
     def __call__(self, raw: Mapping[str, Any]) -> Any:
-        return self.config_class(raw).model_validate(dict(raw))
+        return self.config_class(raw).model_validate(dict(raw), context=self.context)
 
     def config_class(self, raw: Mapping[str, Any]) -> type[BaseModel]:
         """Return the config class of ``raw``'s trial kind."""
@@ -288,6 +294,7 @@ class _TrialValidator:
 
 
 validate_trial = _TrialValidator()
+validate_stored_trial = _TrialValidator(stored=True)
 
 
 def run_config(raw: Mapping[str, Any] | BaseModel) -> Trace:
