@@ -117,7 +117,11 @@ BAD_ARGS = [
     (D.digits, {"split": "val"}, "split must be one of"),
     (D.digits, {"classes": (3, 10)}, "classes must be"),
     (D.digits, {"test_fraction": 1.0}, "test_fraction must be"),
-    (D.digits, {"n": 5000}, "n must be at most"),
+    (
+        D.digits,
+        {"n": 5000},
+        "n = 5000 is more than the 1438 rows available in digits split 'train'; use n ≤ 1438",
+    ),
     (D.digits, {"normalize": "l2"}, "normalize must be one of"),
     (D.mnist1d, {"split": "all"}, "split must be one of"),
 ]

@@ -370,3 +370,19 @@ def test_the_cache_is_read_once_per_call(monkeypatch):
     monkeypatch.setattr(_data_span, "_equal", equal_then_replaced)
     again, _ = _data_span._row_basis(x)
     assert torch.equal(again, q)
+
+
+@pytest.mark.parametrize(
+    ("model_dtype", "x_dtype"), [(torch.float32, torch.float64), (torch.float64, torch.float32)]
+)
+@pytest.mark.parametrize("probe", ["sharpness", "ggn_sharpness"])
+def test_inputs_of_another_dtype_get_the_models_refusal_not_the_spans_crash(
+    probe, model_dtype, x_dtype
+):
+    """Review: the span was taken from ``x``'s dtype alone, and its product with a weight of the
+    other dtype raised torch's "expected m1 and m2 to have the same dtype" (at tol = 1e-3)."""
+    model = nn.Sequential(nn.Linear(12, 5), nn.Tanh(), nn.Linear(5, 2)).to(model_dtype)
+    x, y = torch.randn(4, 12, dtype=x_dtype), torch.randn(4, 2, dtype=x_dtype)
+    fix = rf"pass x\.to\({model_dtype}\)"
+    with pytest.raises(ValueError, match=fix):
+        getattr(gs.probes, probe)(model, gs.losses.mse, (x, y), tol=1e-3)

@@ -268,3 +268,22 @@ def test_a_kept_view_is_refused_inside_inference_mode_too():
     x, y = torch.randn(4, 8, dtype=torch.float64), torch.randn(4, 8, dtype=torch.float64)
     with torch.inference_mode(), pytest.raises(ValueError, match="is read other than through"):
         gs.probes.gradient_norm(net, dict(net.named_parameters()), gs.losses.mse, (x, y))
+
+
+@pytest.mark.parametrize("method", ["auto", "jacobian"])
+def test_a_nan_output_is_refused_even_where_the_derivatives_are_finite(method):
+    """Review: a frozen ``nan`` readout weight behind a dead ReLU unit gives ``nan`` outputs and
+    finite derivatives (ReLU's backward masks the unit), and the Gram came out finite."""
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Linear(4, 5), nn.ReLU(), nn.Linear(5, 2))
+    with torch.no_grad():
+        model[0].bias[0] = -100.0  # unit 0 is dead on every input
+        model[2].weight[0, 0] = float("nan")
+    model[2].weight.requires_grad_(False)
+    x = torch.randn(6, 4)
+    assert model(x)[:, 0].isnan().all()
+    with pytest.raises(ValueError, match="output on the first input is not finite"):
+        ntk_gram(model, x, method=method)
+    with torch.no_grad():
+        model[2].weight[0, 0] = 0.5  # finite again: the plain stack's route, as before
+    assert ntk_method(model, x) == "structured" and ntk_gram(model, x).isfinite().all()

@@ -180,7 +180,11 @@ def test_a_study_on_a_users_convnet_and_attention_model_runs_and_reruns_after_an
     ("net", "data", "fragments"),
     [
         ("nomodule:make", "mydata:make_images", ["no module 'nomodule'"]),
-        ("mynets:make_missing", "mydata:make_images", ["has no function 'make_missing'"]),
+        (
+            "mynets:make_missing",
+            "mydata:make_images",
+            ["has no function 'make_missing'; its functions: "],
+        ),
         ("mynets:make_broken", "mydata:make_images", ["raised RuntimeError: no such net"]),
         ("mynets:make_number", "mydata:make_images", ["returned a int, not a torch.nn.Module"]),
         ("mynets:make_conv", "mydata:make_text", ["returned a str; return (x, y)"]),

@@ -27,6 +27,7 @@ path (an installed package).
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import importlib.util
 import inspect
@@ -138,9 +139,17 @@ def load_factory(factory: FactoryRef) -> Callable[..., Any]:
     module = load_module_file(path, module_name, factory.sha256, factory.ref)
     found = getattr(module, function, None)
     if not callable(found):
+        own = sorted(
+            name
+            for name, value in vars(module).items()
+            if inspect.isfunction(value) and value.__module__ == module.__name__
+        )
+        close = difflib.get_close_matches(function, own, n=1)
+        listed = f"; its functions: {', '.join(own)}" if own else "; it defines no function"
         raise ValueError(
             f"factory {factory.ref!r}: {path} has no function {function!r}"
             + (f" ({type(found).__name__})" if found is not None else "")
+            + (f"; did you mean {close[0]!r}?" if close else listed)
         )
     return found
 

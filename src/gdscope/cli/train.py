@@ -79,7 +79,9 @@ def train(
     lr: Annotated[float, typer.Option(help="learning rate")] = 0.1,
     momentum: Annotated[float | None, typer.Option(help="momentum β")] = None,
     l1: Annotated[float, typer.Option(help="L1 strength (prox_gd, fista, subgradient)")] = 0.0,
-    loss: Annotated[str, typer.Option(help="auto | mse | cross_entropy | hinge")] = "auto",
+    loss: Annotated[
+        str, typer.Option(help="auto | mse | cross_entropy | hinge | mae | pseudo_huber")
+    ] = "auto",
     steps: Annotated[int, typer.Option(help="optimizer updates")] = 100,
     batch_size: Annotated[
         int | None, typer.Option(help="mini-batch size; default full batch")
@@ -88,10 +90,15 @@ def train(
         list[str] | None, typer.Option(help="NAME=EVERY, e.g. grad_norm=10 (repeatable)")
     ] = None,
     stop_loss: Annotated[float | None, typer.Option(help="stop when loss ≤ this")] = None,
-    stop_accuracy: Annotated[float | None, typer.Option(help="stop when accuracy ≥ this")] = None,
+    stop_accuracy: Annotated[
+        float | None,
+        typer.Option(
+            help="stop when accuracy ≥ this (probed every step unless --probe accuracy=N)"
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="seeds model, data and batch order")] = 0,
     dtype: Annotated[str, typer.Option(help="float32 | float64")] = "float32",
-    device: Annotated[str, typer.Option(help="cpu | cuda | cuda:N")] = "cpu",
+    device: Annotated[str, typer.Option(help="cpu | cuda | cuda:N | mps")] = "cpu",
     as_json: Annotated[bool, typer.Option("--json", help="print the trace as JSON")] = False,
 ) -> None:
     """Train one configured network and print its probes and final status.
@@ -104,6 +111,8 @@ def train(
     from gdscope.trials.trial import build_trial
 
     probes = {"loss": 1, **_key_values(probe or [], "--probe")}
+    if stop_accuracy is not None:  # the column shows what the rule reads; mini-batches need it
+        probes.setdefault("accuracy", 1)
     raw = {
         "model": {
             "kind": model,

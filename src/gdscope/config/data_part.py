@@ -159,7 +159,13 @@ class DataConfig(FrozenPart):
             where = ", ".join(
                 f"data.{m}" if m in ("n", "d") else f"data.options.{m}" for m in missing
             )
-            raise ValueError(f"dataset {self.name!r} needs {where}; set it in the config")
+            flags = " ".join(
+                f"--{m} N" if m in ("n", "d") else f"--data-option {m}=VALUE" for m in missing
+            )
+            raise ValueError(
+                f"dataset {self.name!r} needs {where}; set it in the study or config "
+                f"(gdscope train: {flags})"
+            )
         return self
 
     def loader_parameters(self) -> list[str]:

@@ -184,6 +184,26 @@ class TrialConfig(FrozenPart):
         return self
 
     @model_validator(mode="after")
+    def _stop_reads_a_measured_metric(self) -> TrialConfig:
+        """Refuse a stop rule that mini-batch training would never check.
+
+        With mini-batches a :class:`StopConfig` criterion is checked where its metric is
+        measured (``gdscope.training.Stop``): without the ``loss`` or ``accuracy`` probe it never
+        fires, and the run would end at ``steps`` as if no rule had been given.
+        """
+        mini_batch = self.batch_size is not None and self.batch_size != self.data.n
+        rules = (("loss", self.stop.loss_below), ("accuracy", self.stop.accuracy_at_least))
+        for metric, value in rules if mini_batch else ():
+            if value is not None and metric not in self.probes:
+                rule = "loss_below" if metric == "loss" else "accuracy_at_least"
+                raise ValueError(
+                    f"stop.{rule} = {value} is checked where {metric} is measured, and with "
+                    f"batch_size = {self.batch_size} nothing measures it; add probes.{metric} "
+                    f"(--probe {metric}=1 checks it every step)"
+                )
+        return self
+
+    @model_validator(mode="after")
     def _preconditioner_exists(self) -> TrialConfig:
         if "preconditioned_sharpness" in self.probes and self.optimizer.name not in ADAPTIVE:
             raise ValueError(

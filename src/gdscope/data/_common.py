@@ -42,5 +42,7 @@ def subsample(count: int, n: int | None, seed: int, what: str) -> np.ndarray:
         return np.arange(count)
     n = check.positive_int("n", n)
     if n > count:
-        raise ValueError(f"n must be at most {count} (the rows available in {what}), got {n}")
+        raise ValueError(
+            f"n = {n} is more than the {count} rows available in {what}; use n ≤ {count}"
+        )
     return rng(seed, stream=99).permutation(count)[:n]

@@ -167,6 +167,8 @@ def data_span(model: nn.Module, x: Tensor, selected: Params, tol: float) -> Data
     if not is_stock(model) or stack is None or plain_uses(stack, flat) is None:
         return None  # (the root's hooks: ``body`` may be a new Sequential)
     first = stack.layers[0]
+    if first.weight.dtype != x.dtype:
+        return None  # the model's own pass refuses such inputs, saying how to fix them
     name = next((n for n, p in selected.items() if p is first.weight), None)
     if name is None or flat.shape[0] > MAX_SPAN_FRACTION * flat.shape[1]:
         return None

@@ -325,6 +325,8 @@ def plain_structure(model: nn.Module) -> PlainStack | None:
             params.add(id(p))
             if first is None and p.requires_grad:
                 first = p
+            elif not p.requires_grad and not bool(p.isfinite().all()):
+                return None  # its written-out pass would mask it: the forward is to show it
         if kind in containers:
             stack += [c for c in reversed(module._modules.values()) if c is not None]
             continue

@@ -337,12 +337,21 @@ def _check_shapes(x1: Tensor, x2: Tensor | None) -> None:
 
 
 def _check_inputs(model: nn.Module, x1: Tensor) -> int:
-    """Validate ``x1`` by one forward on a single example; return the number of outputs ``k``."""
+    """Validate ``x1`` by one forward on a single example; return the number of outputs ``k``.
+
+    A non-finite output is refused: backward passes mask some (a frozen ``nan`` weight behind
+    a dead ReLU unit gives finite derivatives of a ``nan`` output), so the Gram would not show it.
+    """
     try:
         with torch.no_grad():
             out = model(x1[:1].clone())  # a copy: an in-place first module would edit x1
     except RuntimeError as err:
         raise ValueError(f"the model rejected inputs of shape {tuple(x1.shape)}: {err}") from err
+    if not bool(out.isfinite().all()):
+        raise ValueError(
+            "NTK: the model's output on the first input is not finite (a diverged model, or a "
+            "non-finite frozen weight): its tangent kernel is undefined; check the weights"
+        )
     return out.reshape(1, -1).shape[1]
 
 

@@ -205,7 +205,13 @@ def build_network(
 def load_data(
     config: TrialConfig, dtype: torch.dtype, device: torch.device
 ) -> tuple[Pair, Pair | None]:
-    """Return the training set and the held-out set (``None`` if the data set has none)."""
+    """Return the training set and the held-out set (``None`` if the data set has none).
+
+    Raises:
+        ValueError: a loader refused its arguments (``data (digits): n = 5000 is more than …``),
+            or ``probes.test`` asks for the held-out set of a data set without one.
+
+    """
     cfg = config.data
     seed = config.seed if cfg.seed is None else cfg.seed
     if cfg.name == "custom":
@@ -213,7 +219,17 @@ def load_data(
     elif cfg.name not in BUILT_IN_DATASETS:
         train_set, eval_set = _registered_data(cfg, seed, dtype, device)
     else:
-        train_set, eval_set = _built_in_data(cfg, seed, dtype, device)
+        try:
+            train_set, eval_set = _built_in_data(cfg, seed, dtype, device)
+        except ValueError as error:
+            raise ValueError(f"data ({cfg.name}): {error}") from None
+    if eval_set is None and "test" in config.probes:
+        source = f"factory {cfg.factory.ref!r}" if cfg.factory else f"data set {cfg.name!r}"
+        raise ValueError(
+            f"probes.test needs a held-out set, and {source} has none: use a data set with a "
+            "test split (digits, mnist1d, cifar10, a loader that takes split, a factory that "
+            "returns {'train': (x, y), 'test': (x, y)}) or remove probes.test (--probe test)"
+        )
     if config.model.kind in FLAT_INPUTS:
         train_set = (train_set[0].flatten(1), train_set[1])
         if eval_set is not None:

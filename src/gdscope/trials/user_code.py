@@ -50,7 +50,13 @@ def check_user_code(configs: Iterable[Any]) -> int:
             _check_built_in_data(config, seen)
             continue
         key = canonical_hash(
-            [config.model.hash_payload(), config.data.hash_payload(), config.dtype, config.device]
+            [
+                config.model.hash_payload(),
+                config.data.hash_payload(),
+                config.dtype,
+                config.device,
+                "test" in config.probes,  # needs a held-out set (load_data)
+            ]
         )
         if key in seen:
             continue
@@ -68,14 +74,12 @@ def _check_built_in_data(config: TrialConfig, seen: set[str]) -> None:
     before the run, not in every trial.
     """
     payload = {k: v for k, v in config.data.hash_payload().items() if k != "seed"}
-    key = canonical_hash([payload, config.dtype, config.device])
+    key = canonical_hash([payload, config.dtype, config.device, "test" in config.probes])
     if key in seen:
         return
     seen.add(key)
-    try:  # on the CPU: a size does not depend on the device (checked apart, by the runner)
-        load_data(config, getattr(torch, config.dtype), torch.device("cpu"))
-    except ValueError as error:
-        raise ValueError(f"data ({config.data.name}): {error}") from None
+    # on the CPU: a size does not depend on the device (checked apart, by the runner)
+    load_data(config, getattr(torch, config.dtype), torch.device("cpu"))
 
 
 def changed_factories(stale: list[dict[str, Any]], configs: list[dict[str, Any]]) -> str:
