@@ -144,3 +144,41 @@ def test_a_working_call_runs_the_model_no_more_often():
     pt = {k: v + 0.01 for k, v in p0.items()}
     linearization_gap(model, p0, pt, x)
     assert model.calls == 2  # f(x; θ_t), and the jvp at θ₀: no third forward for the check
+
+
+class _KeptView(nn.Module):
+    """Reads ``lin.weight`` through a view made in ``__init__``: a copy of the parameters (θ₀,
+    θ_t) never reaches it, so ``f(x; θ)`` would be the module's own weight's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin, self.out = nn.Linear(6, 5), nn.Linear(5, 1)
+        self.w_t = self.lin.weight.t()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.relu(x @ self.w_t + self.lin.bias))
+
+
+@pytest.mark.parametrize("probe", ["linearization_gap", "linearized_prediction"])
+def test_a_parameter_read_through_a_kept_tensor_is_refused(probe):
+    """Review: the gap came out 0.2267 against 0.5908 on the same weights written out."""
+    torch.manual_seed(0)
+    model, x = _KeptView(), torch.randn(20, 6)
+    theta0 = {k: t.detach().clone() for k, t in model.named_parameters()}
+    theta_t = {k: t + 0.5 for k, t in theta0.items()}
+    with pytest.raises(ValueError, match=rf"^{probe}: parameter 'lin\.weight' is read other"):
+        getattr(gs.probes, probe)(model, theta0, theta_t, x)
+
+
+def test_an_activation_pattern_at_given_parameters_refuses_a_kept_tensor():
+    """Review: the flips against init read 0.104 against 0.308 on the same weights written out;
+    the module's own pattern (no ``params``) reads the weight as the forward does, and stays."""
+    torch.manual_seed(0)
+    model = _KeptView()
+    model.relu = nn.ReLU()
+    model.forward = lambda x: model.out(model.relu(x @ model.w_t + model.lin.bias))  # type: ignore[method-assign]
+    x = torch.randn(20, 6)
+    theta0 = {k: t.detach().clone() for k, t in model.named_parameters()}
+    with pytest.raises(ValueError, match=r"^activation_pattern: parameter 'lin\.weight' is read"):
+        gs.probes.activation_pattern(model, x, params=theta0)
+    assert len(gs.probes.activation_pattern(model, x)) == 1

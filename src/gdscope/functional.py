@@ -8,8 +8,10 @@ frozen parameters are taken from the module as they are. This is ``torch.func.fu
 
 from __future__ import annotations
 
+import contextlib
+import functools
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -18,6 +20,44 @@ from torch.utils._pytree import tree_map
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 Params = dict[str, Tensor]
+P = ParamSpec("P")
+R = TypeVar("R")
+
+AUTOCAST_DEVICES = tuple(
+    d for d in ("cpu", "cuda", "mps", "xpu") if torch.amp.is_autocast_available(d)
+)
+"""The device types whose autocast a caller may have turned on."""
+
+
+def autocast_off() -> contextlib.AbstractContextManager[Any]:
+    """Turn off every autocast region the caller opened, for the ``with`` block.
+
+    Under ``torch.autocast("cpu", dtype=torch.bfloat16)`` a matmul runs in bfloat16: a probe
+    run there would measure a rounded model (sharpness 8e-4 off) without saying so. A probe
+    measures the model in its own dtype; the caller's autocast resumes after the block.
+    """
+    stack = contextlib.ExitStack()
+    for device in AUTOCAST_DEVICES:
+        if torch.is_autocast_enabled(device):
+            stack.enter_context(torch.autocast(device, enabled=False))
+    return stack
+
+
+def without_autocast(fn: Callable[P, R]) -> Callable[P, R]:
+    """Run ``fn`` under :func:`autocast_off` (a probe that runs the model).
+
+    >>> net = torch.nn.Linear(4, 1)
+    >>> with torch.autocast("cpu", dtype=torch.bfloat16):
+    ...     without_autocast(net)(torch.randn(2, 4)).dtype
+    torch.float32
+    """
+
+    @functools.wraps(fn)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        with autocast_off():
+            return fn(*args, **kwargs)
+
+    return run
 
 
 def params_of(model: nn.Module, *, detach: bool = True) -> Params:

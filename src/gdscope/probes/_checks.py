@@ -149,13 +149,20 @@ def refuse_kept_parameters(
     def fn(p: Params, b: Any) -> Tensor:
         return apply(model, p, b) if loss_fn is None else loss_at(model, p, loss_fn, b)
 
-    own = {id(p): name for name, p in model.named_parameters() if name in params}
     leaves = {name: t.detach().requires_grad_(True) for name, t in params.items()}
     with torch.inference_mode(False), torch.enable_grad():
         try:
             value = fn(leaves, few_examples(batch))
         except Exception:  # a loss that needs the whole batch: give it all
             value = fn(leaves, batch)
+    refuse_kept_reads(model, params, value, what)
+
+
+def refuse_kept_reads(
+    model: nn.Module, params: Mapping[str, Tensor], value: Any, what: str
+) -> None:
+    """Raise if ``value``, computed at copies of ``params``, has a module's own one in its graph."""
+    own = {id(p): name for name, p in model.named_parameters() if name in params}
     seen: set[object] = set()
     stack = [value.grad_fn] if isinstance(value, Tensor) else []
     while stack:

@@ -2,7 +2,8 @@
 
 A Hessian, Gauss–Newton or preconditioned-sharpness probe builds gradient graphs, so it turns
 autograd on for its own work even inside a caller's ``torch.no_grad()`` or
-``torch.inference_mode()`` (inputs and targets made in inference mode are copied where a graph
+``torch.inference_mode()``, and a caller's ``torch.autocast`` off (it measures the model in its
+own dtype, :func:`gdscope.functional.autocast_off`) (inputs and targets made in inference mode are copied where a graph
 would save them: :func:`gdscope.functional.savable`). A forward pass in training mode may update
 a module's buffers (``InstanceNorm(track_running_stats=True)``'s running statistics,
 ``spectral_norm``'s power-iteration vectors) without changing the function measured; the probe
@@ -30,6 +31,7 @@ from typing import Concatenate, ParamSpec, TypeVar
 import torch
 from torch import nn
 
+from gdscope.functional import autocast_off
 from gdscope.probes._arguments import check_generator, check_loss_and_batch
 from gdscope.probes._checks import buffers_restored
 
@@ -75,7 +77,7 @@ def _wrap(probe: Probe[P, R], *, restore: bool) -> Probe[P, R]:
         kept = buffers_restored(model) if restore and outermost else contextlib.nullcontext()
         token = _RUNNING.set(True)
         try:
-            with kept, torch.inference_mode(False), torch.enable_grad():
+            with kept, torch.inference_mode(False), torch.enable_grad(), autocast_off():
                 return probe(model, *args, **kwargs)
         finally:
             _RUNNING.reset(token)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from gdscope.functional import LossFn, apply, flatten, loss_and_grad
+from gdscope.functional import LossFn, apply, flatten, loss_and_grad, without_autocast
 from gdscope.probes._checks import (
     buffers_restored,
     refuse_kept_parameters,
@@ -25,6 +25,7 @@ from gdscope.probes._checks import (
 RELU_TYPES: tuple[type[nn.Module], ...] = (nn.ReLU, nn.LeakyReLU, nn.PReLU, nn.RReLU)
 
 
+@without_autocast
 def gradient_norm(
     model: nn.Module, params: Mapping[str, Tensor], loss_fn: LossFn, batch: tuple[Tensor, Tensor]
 ) -> float:
@@ -36,6 +37,7 @@ def gradient_norm(
     return loss_and_grad_norm(model, params, loss_fn, batch)[1]
 
 
+@without_autocast
 def loss_and_grad_norm(
     model: nn.Module, params: Mapping[str, Tensor], loss_fn: LossFn, batch: tuple[Tensor, Tensor]
 ) -> tuple[float, float]:
@@ -249,6 +251,7 @@ def per_neuron_displacement(
 # activation patterns
 
 
+@without_autocast
 def activation_pattern(
     model: nn.Module, x: Tensor, *, params: Mapping[str, Tensor] | None = None
 ) -> list[Tensor]:
@@ -277,6 +280,9 @@ def activation_pattern(
         pattern.append(inputs[0].detach() > 0)
 
     refuse_random_modules(model, what="activation_pattern")
+    if params is not None:  # a tensor kept from a parameter would not be evaluated at params
+        with buffers_restored(model):
+            refuse_kept_parameters(model, params, x, "activation_pattern")
     relus = [m for m in model.modules() if isinstance(m, RELU_TYPES)]
     handles = [m.register_forward_pre_hook(record) for m in relus]
     try:
@@ -297,6 +303,7 @@ def activation_pattern(
     return pattern
 
 
+@without_autocast
 def activation_flips(
     model: nn.Module,
     x: Tensor,

@@ -42,6 +42,7 @@ import torch
 from torch import Tensor, nn
 
 from gdscope import _checks as check
+from gdscope.functional import without_autocast
 from gdscope.probes.infinite_width import mlp_kernels
 
 __all__ = ["InfiniteWidthGD", "infinite_width_gd", "plain_gd_lr"]
@@ -208,6 +209,7 @@ def _summed_steps(a: Tensor, steps: int) -> Tensor:
     return out
 
 
+@without_autocast
 def infinite_width_gd(
     model: nn.Module, x: Inputs, y: Inputs, f0: Inputs, *, lr: float, steps: int
 ) -> Tensor:

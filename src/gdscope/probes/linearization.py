@@ -23,9 +23,11 @@ import torch
 from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from gdscope.functional import apply
+from gdscope.functional import apply, without_autocast
 from gdscope.probes._checks import (
     buffers_restored,
+    refuse_kept_parameters,
+    refuse_kept_reads,
     refuse_random_modules,
     uses_batch_statistics,
     wrong_width_explained,
@@ -34,6 +36,7 @@ from gdscope.probes._checks import (
 __all__ = ["linearization_gap", "linearized_prediction"]
 
 
+@without_autocast
 def linearized_prediction(
     model: nn.Module, params0: Mapping[str, Tensor], params_t: Mapping[str, Tensor], x: Tensor
 ) -> Tensor:
@@ -46,14 +49,20 @@ def linearized_prediction(
             layer (:func:`~gdscope.probes._checks.wrong_width_explained`: checked only once the
             computation failed); on dropout in training
             mode; on batch norm in training mode (its running-statistics update cannot run under
-            forward-mode differentiation: call ``model.eval()``).
+            forward-mode differentiation: call ``model.eval()``); on a model that reads a
+            parameter through a tensor kept from it (``self.w_t = self.lin.weight.t()``), which
+            the copies at ``θ₀`` and ``θ_t`` would not reach
+            (:func:`~gdscope.probes._checks.refuse_kept_parameters`).
 
     """
     _check_arguments(model, params0, params_t)
     with wrong_width_explained(model, x, "linearized_prediction"):
+        with buffers_restored(model):  # one more forward, on two examples: the jvp hides reads
+            refuse_kept_parameters(model, params0, x, "linearized_prediction")
         return _prediction(model, params0, params_t, x)
 
 
+@without_autocast
 def linearization_gap(
     model: nn.Module, params0: Mapping[str, Tensor], params_t: Mapping[str, Tensor], x: Tensor
 ) -> float:
@@ -68,9 +77,11 @@ def linearization_gap(
     """
     _check_arguments(model, params0, params_t)
     with wrong_width_explained(model, x, "linearization_gap"):
-        with torch.no_grad(), buffers_restored(model):
-            actual = apply(model, params_t, x)
-        diff = (actual - _prediction(model, params0, params_t, x)).double()
+        leaves = {k: v.detach().requires_grad_(True) for k, v in params_t.items()}
+        with torch.enable_grad(), buffers_restored(model):  # a graph, searched for kept reads
+            actual = apply(model, leaves, x)
+        refuse_kept_reads(model, params_t, actual, "linearization_gap")
+        diff = (actual.detach() - _prediction(model, params0, params_t, x)).double()
     return float(diff.pow(2).mean().sqrt())
 
 

@@ -18,6 +18,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from gdscope.functional import without_autocast
+
 from . import _ntk_jacobian as jac
 from . import _ntk_structured as st
 from ._checks import (
@@ -63,6 +65,7 @@ __all__ = [
 METHODS = ("auto", "structured", "jacobian")
 
 
+@without_autocast
 def ntk_gram(
     model: nn.Module,
     x1: Tensor,
@@ -173,6 +176,7 @@ def ntk_gram(
         return gram
 
 
+@without_autocast
 def ntk_method(model: nn.Module, x: Tensor, method: str = "auto") -> str:
     r"""Return the path :func:`ntk_gram` takes for ``model`` on inputs like ``x``.
 

@@ -38,7 +38,6 @@ series so far, and propagates.
 
 from __future__ import annotations
 
-import contextlib
 import time
 import traceback
 import warnings
@@ -51,7 +50,7 @@ import torch
 from torch import Tensor, nn
 
 from gdscope import _checks as check
-from gdscope.functional import clone_params, params_of
+from gdscope.functional import autocast_off, clone_params, params_of
 from gdscope.training.context import ProbeContext
 from gdscope.training.loop import (
     Trace,
@@ -330,16 +329,11 @@ class Monitor:
         self.model.eval()
         devices = [self.device] if self.device.type == "cuda" else []
         try:
-            autocast_off = (
-                torch.autocast(self.device.type, enabled=False)
-                if self.device.type in ("cpu", "cuda", "mps", "xpu")
-                else contextlib.nullcontext()
-            )
             with (
                 torch.random.fork_rng(devices=devices),
                 torch.inference_mode(False),
                 torch.enable_grad(),
-                autocast_off,
+                autocast_off(),
             ):
                 yield
         finally:
