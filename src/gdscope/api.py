@@ -31,6 +31,7 @@ from gdscope.plan import (
     resolve_study,
 )
 from gdscope.runners import Runner, make_runner
+from gdscope.runners._jobs import refuse_while_importing_main
 from gdscope.runners.queue import QueueEntry, TrialQueue
 from gdscope.store import Store, StoreError
 from gdscope.studies import Study, StudyError, Verdict, judge_study
@@ -120,8 +121,14 @@ def run_study(
     Raises:
         StudyError: the study, an override or a trial config is invalid (nothing is written).
         StoreBusy: another process is writing to ``results``.
+        AddressError: ``runner="ray"`` and the cluster at ``address`` cannot be reached
+            (nothing is written; :class:`gdscope.runners.ray.AddressError`, a ``ValueError``).
+        WorkerStartError: called at the top level of a script that each worker process imports
+            (put the call under ``if __name__ == "__main__":``), seen in a worker or as a worker
+            of the pool that died before it was ready; the trials stored so far are kept.
 
     """
+    refuse_while_importing_main("run_study")
     [result] = run_studies(
         [study],
         scale=scale,
@@ -162,17 +169,21 @@ def run_studies(
     ``"stopped"``, ``"diverged"`` or ``"failed"``), and ``on_study(result)`` as each study is
     judged.
 
+    The runner connects (``runner.connect()``: a Ray cluster is joined) after the trials are
+    validated and before the store is created, so an unreachable cluster writes nothing either.
+
     Returns:
         One ``StudyResult`` per study, in the order given. ``wall_time_s`` is the time from the
         start of the run to the study's verdicts.
 
     """
+    refuse_while_importing_main("run_studies")
     check.one_of("scale", scale, SCALES)
     built = isinstance(runner, str)
     runner = make_runner(runner, workers=workers, address=address, batch=batch) if built else runner
     start = time.perf_counter()
     queue = TrialQueue([_scaled_trials(s, scale, overrides, runner, max_trials) for s in studies])
-    store = results if isinstance(results, Store) else Store(results)
+    store = _connect_then_open(runner, results, close=built)
     out: dict[int, StudyResult] = {}
     errors: dict[int, list[str]] = {}
     reruns: dict[int, str] = {}
@@ -211,7 +222,7 @@ def run_studies(
         for index in queue.stored(digest, failed=isinstance(outcome, BaseException)):
             finish(index)
 
-    with store.writer(), runner if built else contextlib.nullcontext():
+    with runner if built else contextlib.nullcontext(), store.writer():
         for index, entry in enumerate(queue.studies):
             spec = entry.study.model_dump(mode="json", exclude_defaults=True)
             stale = store.record_study(entry.study.name, scale, spec, entry.hashes)
@@ -226,6 +237,21 @@ def run_studies(
             if index not in out:
                 finish(index)
     return [out[index] for index in range(len(queue.studies))]
+
+
+def _connect_then_open(runner: Runner, results: str | Path | Store, *, close: bool) -> Store:
+    """Connect ``runner`` (e.g. join its Ray cluster), then open (create) the store ``results``.
+
+    A runner that cannot connect raises before anything is written; one built by the caller
+    (``close``) is closed again if the store cannot be opened.
+    """
+    runner.connect()
+    try:
+        return results if isinstance(results, Store) else Store(results)
+    except BaseException:
+        if close:
+            runner.close()
+        raise
 
 
 def _scaled_trials(
@@ -317,6 +343,7 @@ def report(
         StoreError: ``results`` holds no gdscope store.
 
     """
+    refuse_while_importing_main("report")
     from gdscope.report import write_figures, write_report
 
     default = "verdicts.md" if markdown else "report.html"
@@ -333,6 +360,7 @@ def verify(results: str | Path) -> list[StudyResult]:
     A study whose run was interrupted (some of its trials not stored) gets INCONCLUSIVE verdicts
     that say how many trials are stored; its ``StudyResult.missing`` counts the others.
     """
+    refuse_while_importing_main("verify")
     store = _writable_or_read_only(results)
     out = []
     with store.writer() if not store.read_only else contextlib.nullcontext(store):

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import multiprocessing
 import pickle
+import signal
+import sys
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -20,6 +23,7 @@ if TYPE_CHECKING:
     from gdscope.training import Trace
 
 __all__ = [
+    "MAIN_GUARD",
     "Config",
     "OnResult",
     "Reporter",
@@ -27,12 +31,17 @@ __all__ = [
     "RunOne",
     "TrialError",
     "UserCode",
+    "WorkerStartError",
     "device_of",
+    "exit_cause",
     "init_worker",
     "install_user_code",
+    "main_script",
     "one_torch_thread",
     "partition_jobs",
+    "refuse_while_importing_main",
     "run_job",
+    "start_failed",
     "user_code",
     "uses_cuda",
 ]
@@ -66,6 +75,78 @@ class TrialError(Exception):
         captured = cls(type(error).__name__, str(error), text)
         captured.__cause__ = error
         return captured
+
+
+MAIN_GUARD = 'put the call under `if __name__ == "__main__":`'
+"""The fix for a script whose top-level gdscope call runs again in every worker process."""
+
+
+class WorkerStartError(RuntimeError):
+    """Worker processes cannot start, typically a script that runs gdscope without a main guard.
+
+    A spawned worker imports the parent's main script before anything else; a top-level
+    ``run_study(..., workers=2)`` there runs again in every worker. Raised in such a worker by
+    :func:`refuse_while_importing_main`, and in the parent when a pool's worker died before it
+    was ready to run a trial (:func:`gdscope.runners.local.run_trials`: the pool is broken, no
+    trial is reported as failed for it).
+    """
+
+
+def main_script() -> str:
+    """Return the file of the main script being run (or imported by a worker), else a phrase."""
+    for name in ("__mp_main__", "__main__"):  # a worker's import of the script, then this one
+        path = getattr(sys.modules.get(name), "__file__", None)
+        if path:
+            return str(path)
+    return "the main script"
+
+
+def refuse_while_importing_main(what: str) -> None:
+    """Raise :class:`WorkerStartError` if this process is a worker importing its parent's script.
+
+    A process started with the ``spawn`` (or ``forkserver``) start method imports the parent's
+    main script again, as ``__mp_main__``, before it runs anything; a script that calls
+    ``what`` at its top level, outside ``if __name__ == "__main__":``, would call it again in
+    every worker (a second run on the same store, more worker processes), and the worker dies.
+
+    How it is told: ``multiprocessing.current_process()._inheriting``, multiprocessing's own flag,
+    is true exactly while a spawned process bootstraps (``multiprocessing.spawn._main`` sets it
+    around importing the main script and unpickling the process object, and clears it before
+    the process runs its target); multiprocessing reads it to refuse starting a process then
+    (``spawn._check_not_importing_main``). The alternative, ``parent_process() is not None``
+    with a main module named ``__mp_main__``, stays true in a worker after it started, so it
+    would also refuse a legitimate call from the target of a user's own spawned process.
+    """
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        script = main_script()
+        raise WorkerStartError(
+            f"{what}() was called while a worker process imports the main script {script} "
+            f"(each spawned worker imports it before it starts); {MAIN_GUARD} in {script}"
+        )
+
+
+def start_failed(pid: int, exitcode: int | None) -> WorkerStartError:
+    """Return the error of a pool whose worker ``pid`` died before it was ready: cause and fix."""
+    return WorkerStartError(
+        f"worker process {pid} died while starting ({exit_cause(exitcode)}), before it ran any "
+        f"trial, so the process pool cannot run trials; if {main_script()} calls gdscope at its "
+        f"top level, {MAIN_GUARD} (each worker imports the script; the worker's error is above). "
+        "No trial was counted as failed: a rerun skips the trials already stored"
+    )
+
+
+def exit_cause(exitcode: int | None) -> str:
+    """Say how a worker process ended, from its exit code (``None``: unknown)."""
+    if exitcode is None:
+        return "cause unknown"
+    if exitcode >= 0:
+        return f"exit code {exitcode}"
+    try:
+        name = signal.Signals(-exitcode).name
+    except ValueError:
+        name = "?"
+    hint = ", e.g. by the out-of-memory killer" if -exitcode == signal.SIGKILL else ""
+    return f"killed by signal {-exitcode} ({name}){hint}"
 
 
 class Reporter:

@@ -77,6 +77,14 @@ class Runner(abc.ABC):
     def check_devices(self, configs: Sequence[Config]) -> None:  # noqa: B027 - optional hook
         """Raise ``ValueError`` if these trials cannot run here (default: anything can)."""
 
+    def connect(self) -> None:  # noqa: B027 - optional hook
+        """Reach where the trials run, before anything is written (default: nothing to reach).
+
+        Raises:
+            ValueError: it cannot be reached (e.g. :class:`gdscope.runners.ray.AddressError`).
+
+        """
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release what the runner holds (worker processes); it may be used again after."""
 
@@ -158,8 +166,10 @@ class RayRunner(Runner):
     """Run each trial as a Ray task (retried if its worker dies); see :mod:`gdscope.runners.ray`.
 
     ``address=None`` starts a private local Ray instance for each ``map``; ``"auto"`` or
-    ``"ray://HOST:10001"`` joins a cluster. ``workers`` only sets how many parts an ensemble is
-    split into (one task each). The cluster's GPUs, not this machine's, decide CUDA trials.
+    ``"ray://HOST:10001"`` joins a cluster: at :meth:`connect` (``run_study`` calls it before
+    writing anything; an unreachable cluster is an ``AddressError``) until :meth:`close`, else
+    for each ``map``. ``workers`` only sets how many parts an ensemble is split into (one task
+    each). The cluster's GPUs, not this machine's, decide CUDA trials.
     """
 
     def __init__(
@@ -168,6 +178,27 @@ class RayRunner(Runner):
         self.address = address
         self.workers = check.positive_int("workers", workers)
         self.batch = batch
+        self._joined = False
+
+    def connect(self) -> None:
+        """Check that Ray is installed and join the cluster at ``address`` (kept until ``close``).
+
+        Raises:
+            ImportError: Ray is not installed.
+            AddressError: the cluster cannot be reached (a one-line error with the fix).
+
+        """
+        from gdscope.runners.ray import join
+
+        self._joined = join(self.address) or self._joined
+
+    def close(self) -> None:
+        """Leave the cluster joined by :meth:`connect` (the next ``map`` joins it again)."""
+        if self._joined:
+            from gdscope.runners.ray import leave
+
+            leave()
+            self._joined = False
 
     def _run(
         self,

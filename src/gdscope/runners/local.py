@@ -23,7 +23,10 @@ it starts, and a dead worker is told from the ones stopped here by its exit stat
 split into one-trial jobs, a single trial counts a death. A trial whose worker died while
 running it more than ``max_retries`` times is reported once, as a ``TrialError`` of type
 ``WorkerDied``. Trials are deterministic, so a retried trial gives the result it would have
-given the first time.
+given the first time. A worker that dies before it is ready (its initializer reports when it is)
+is no trial's fault but a broken pool — typically a script calling gdscope at its top level, run
+again by every worker that imports it: the run stops with a :class:`WorkerStartError` and no
+trial is reported for it (those reported before are kept).
 """
 
 from __future__ import annotations
@@ -49,15 +52,19 @@ from gdscope.runners._jobs import (
     RunOne,
     TrialError,
     UserCode,
+    WorkerStartError,
+    exit_cause,
     init_worker,
     install_user_code,
     one_torch_thread,
     partition_jobs,
+    refuse_while_importing_main,
     run_job,
+    start_failed,
     user_code,
 )
 
-__all__ = ["TrialError", "WorkerPool", "run_trials"]
+__all__ = ["TrialError", "WorkerPool", "WorkerStartError", "run_trials"]
 
 
 def run_trials(
@@ -98,9 +105,13 @@ def run_trials(
         ValueError: ``workers`` is not a positive integer, ``max_retries`` is negative, or
             ``groups`` is not a partition.
         TypeError: ``workers > 1`` and ``run_one`` cannot be pickled.
+        WorkerStartError: a worker died before it was ready to run a trial (e.g. a script that
+            calls this at its top level, which each worker imports), or this process is such a
+            worker (:func:`~gdscope.runners._jobs.refuse_while_importing_main`).
         KeyboardInterrupt: interrupted; trials not yet started are cancelled, workers stopped.
 
     """
+    refuse_while_importing_main("run_trials")
     workers = check.positive_int("workers", workers)
     max_retries = check.nonnegative_int("max_retries", max_retries)
     jobs = partition_jobs(len(trials), groups)
@@ -139,7 +150,8 @@ def _run_in_pool(
     jobs (which member killed it is unknown, and a smaller job may fit in memory), a single trial
     counts a death. The others are resubmitted as they are. Every round in which the pool broke
     blames at least one job, so the loop ends: if no job can be tied to a dead worker, every lost
-    job that had started is blamed (or every lost job, when none had started).
+    job that had started is blamed (or every lost job, when none had started). A worker that died
+    before it was ready breaks the pool instead: :class:`WorkerStartError`, nothing blamed.
     """
     deaths = [0] * len(trials)
     causes: dict[int, int | None] = {}  # trial index -> exit code of its last dead worker
@@ -173,8 +185,11 @@ def _run_in_pool(
             report(job, outcomes)
         if not lost:
             return
+        dead = pool.dead_workers()  # and stop the broken executor (reading the last reports)
         started.update(pool.started())
-        dead = pool.dead_workers()  # and stop the broken executor
+        unready = pool.never_ready(dead)
+        if unready:  # not a trial's fault: no worker can start, a retry would die the same way
+            raise start_failed(*next(iter(unready.items())))
         charged = {t for t, _ in lost if started.get(t) in dead}
         if not charged:  # no lost job ran in a dead worker: the started ones, else all
             charged = {t for t, _ in lost if t in started} or {t for t, _ in lost}
@@ -197,19 +212,8 @@ def _run_in_pool(
 
 def _worker_died(times: int, exitcode: int | None) -> TrialError:
     """Return the outcome of a trial whose worker died ``times`` times while running it."""
-    if exitcode is None:
-        cause = "cause unknown"
-    elif exitcode < 0:
-        try:
-            name = signal.Signals(-exitcode).name
-        except ValueError:
-            name = "?"
-        hint = ", e.g. by the out-of-memory killer" if -exitcode == signal.SIGKILL else ""
-        cause = f"killed by signal {-exitcode} ({name}){hint}"
-    else:
-        cause = f"exit code {exitcode}"
     message = (
-        f"worker process died ({cause}) while running this trial, "
+        f"worker process died ({exit_cause(exitcode)}) while running this trial, "
         f"{times} time{'s' if times != 1 else ''}; not retried again"
     )
     return TrialError("WorkerDied", message, f"WorkerDied: {message}\n")
@@ -229,12 +233,21 @@ class WorkerPool:
         self.workers = check.positive_int("workers", workers)
         self._executor: ProcessPoolExecutor | None = None
         self._started: SimpleQueue[tuple[int, int]] | None = None
+        self._jobs: dict[int, int] = {}  # token -> pid, read from the queue, not yet returned
+        self._ready: set[int] = set()  # pids of the executor's workers that are ready
 
     def executor(self) -> ProcessPoolExecutor:
-        """Return the running executor, starting (or replacing a broken) one as needed."""
+        """Return the running executor, starting (or replacing a broken) one as needed.
+
+        Raises:
+            WorkerStartError: this process is a worker importing its parent's main script.
+
+        """
         if self._executor is not None and getattr(self._executor, "_broken", False):
             self.abort()
         if self._executor is None:
+            refuse_while_importing_main("WorkerPool.executor")
+            self._jobs, self._ready = {}, set()
             context = multiprocessing.get_context("spawn")
             self._started = context.SimpleQueue()  # one per executor: a killed writer may
             self._executor = ProcessPoolExecutor(  # leave its lock held
@@ -247,11 +260,26 @@ class WorkerPool:
 
     def started(self) -> dict[int, int]:
         """Return ``{token: pid}`` of the jobs workers started since the last call."""
-        started: dict[int, int] = {}
+        self._drain()
+        started, self._jobs = self._jobs, {}
+        return started
+
+    def never_ready(self, dead: dict[int, int | None]) -> dict[int, int | None]:
+        """Return those of the ``dead`` workers (:meth:`dead_workers`) that were never ready.
+
+        A worker is ready once its initializer ran (after the spawned process imported the
+        parent's main script and gdscope, and installed the registered code).
+        """
+        return {pid: code for pid, code in dead.items() if pid not in self._ready}
+
+    def _drain(self) -> None:
+        """Read the workers' reports: a job's start, or (token ``_READY``) a worker ready."""
         while self._started is not None and not self._started.empty():
             token, pid = self._started.get()
-            started[token] = pid
-        return started
+            if token == _READY:
+                self._ready.add(pid)
+            else:
+                self._jobs[token] = pid
 
     def dead_workers(self) -> dict[int, int | None]:
         """Stop a broken executor; return ``{pid: exit code}`` of the workers that died by themselves.
@@ -263,6 +291,7 @@ class WorkerPool:
         if executor is None or not getattr(executor, "_broken", False):
             return {}
         processes = dict(getattr(executor, "_processes", None) or {})
+        self._drain()  # the reports of workers now dead are kept for never_ready and started
         self.abort()  # joins the executor's manager thread, then the workers
         return {
             pid: process.exitcode
@@ -309,6 +338,7 @@ def _abort(executor: ProcessPoolExecutor) -> None:
 
 
 _TOKENS = itertools.count()  # names each submitted job, for the worker to report it started
+_READY = -1  # the token with which a worker reports that it is ready (initialized)
 _started_queue: SimpleQueue[tuple[int, int]] | None = None  # in a pool worker: where to report
 
 
@@ -323,6 +353,7 @@ def _init_pool_worker(started: SimpleQueue[tuple[int, int]], code: UserCode) -> 
     _started_queue = started
     init_worker()
     install_user_code(code)
+    started.put((_READY, os.getpid()))  # a worker dead before this broke the pool (no trial did)
 
 
 def _pool_job(

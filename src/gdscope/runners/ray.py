@@ -27,12 +27,19 @@ sets registered in this process (``gs.register_probe`` / ``register_model`` /
 travels in the trial config as its file path and digest, loaded by path in the worker — so a
 module beside the study file need not be importable there (on a cluster the path must exist
 on every node, e.g. a shared file system).
+
+A cluster that cannot be reached is an :class:`AddressError` (a ``ValueError``, one line with the
+fix) as soon as Ray says so; an address where nothing listens is refused at once (a TCP
+connection is tried first), where Ray itself would retry for minutes. :func:`join` connects
+before a run writes anything (``RayRunner.connect``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -48,6 +55,7 @@ from gdscope.runners._jobs import (
     init_worker,
     install_user_code,
     partition_jobs,
+    refuse_while_importing_main,
     run_job,
     user_code,
     uses_cuda,
@@ -56,11 +64,58 @@ from gdscope.runners._jobs import (
 if TYPE_CHECKING:
     from gdscope.training import Trace
 
-__all__ = ["run_trials"]
+__all__ = ["AddressError", "join", "leave", "run_trials"]
 
 Config = Mapping[str, Any]
 RunOne = Callable[[Any], "Trace"]
 OnResult = Callable[[str, Any, "Trace | BaseException"], None]
+CONNECT_TIMEOUT_S = 5.0
+"""How long the TCP check of a cluster address waits for an answer."""
+
+
+class AddressError(ValueError):
+    """The Ray cluster at ``address`` cannot be reached; ``reason`` says what Ray (or TCP) said.
+
+    ``str(error)`` names the Python argument (``address='auto': ...``);
+    ``error.message(cli=True)`` the command line's ``--address``.
+    """
+
+    def __init__(self, address: str, reason: str) -> None:
+        self.address, self.reason = address, reason
+        super().__init__(self.message())
+
+    def message(self, *, cli: bool = False) -> str:
+        """Return the one-line error, naming ``--address`` (``cli``) or ``address=``."""
+        given = f"--address={self.address}" if cli else f"address={self.address!r}"
+        local = "leave out --address" if cli else "pass address=None"
+        return (
+            f"{given}: cannot connect to a Ray cluster ({self.reason}); start one with "
+            f"`ray start --head` (then use auto, or ray://HEAD:10001 from another machine), "
+            f"or {local} to run on a local Ray instance"
+        )
+
+
+def join(address: str | None) -> bool:
+    """Check that Ray is installed; join the cluster at ``address`` unless Ray is running here.
+
+    ``None`` (or ``"local"``: a local instance, started by :func:`run_trials`) joins nothing.
+    Returns whether this call connected (then :func:`leave` disconnects).
+
+    Raises:
+        ImportError: Ray is not installed.
+        AddressError: the cluster cannot be reached.
+
+    """
+    ray = _import_ray()
+    if address in (None, "local") or ray.is_initialized():
+        return False
+    _init(ray, address)
+    return True
+
+
+def leave() -> None:
+    """Disconnect from the cluster joined by :func:`join`."""
+    _import_ray().shutdown()
 
 
 def run_trials(
@@ -98,11 +153,13 @@ def run_trials(
 
     Raises:
         ImportError: Ray is not installed (``pip install 'gdscope[ray]'``).
+        AddressError: the cluster at ``address`` cannot be reached.
         ValueError: ``max_retries`` is negative, or ``groups`` is not a partition.
         StudyError: a trial asks for a CUDA device and the Ray cluster has no GPU.
         KeyboardInterrupt: interrupted; the remaining tasks are cancelled.
 
     """
+    refuse_while_importing_main("run_trials")
     if not isinstance(max_retries, int) or isinstance(max_retries, bool) or max_retries < 0:
         raise ValueError(f"max_retries must be a non-negative integer, got {max_retries!r}")
     ray = _import_ray()
@@ -112,14 +169,7 @@ def run_trials(
     started_here = not ray.is_initialized()
     reaper, context = None, None
     if started_here:
-        context = ray.init(
-            address=address,
-            num_cpus=num_cpus,
-            runtime_env=dict(runtime_env) if runtime_env is not None else None,
-            include_dashboard=False,
-            log_to_driver=False,
-            configure_logging=False,
-        )
+        context = _init(ray, address, num_cpus, runtime_env)
     try:
         if context is not None and address is None:
             reaper = _start_reaper(context)
@@ -151,6 +201,64 @@ def run_trials(
         finally:
             if reaper is not None:
                 _stop_reaper(reaper)
+
+
+def _init(
+    ray: Any,
+    address: str | None,
+    num_cpus: int | None = None,
+    runtime_env: Mapping[str, Any] | None = None,
+) -> Any:
+    """``ray.init`` quietly; a cluster it cannot reach is an :class:`AddressError`."""
+    cluster = address not in (None, "local")
+    if cluster:
+        _check_listening(ray, str(address))
+    try:
+        return ray.init(
+            address=address,
+            num_cpus=num_cpus,
+            runtime_env=dict(runtime_env) if runtime_env is not None else None,
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+        )
+    except Exception as error:
+        if not cluster:
+            raise
+        raise AddressError(str(address), _first_line(error)) from None
+
+
+def _check_listening(ray: Any, address: str) -> None:
+    """Refuse at once a cluster address where nothing listens (Ray would retry for minutes).
+
+    ``"auto"`` and ``HOST:PORT`` are resolved as ``ray.init`` resolves them (``"auto"``: the
+    cluster this machine runs, else an error); ``ray://HOST:PORT`` is Ray Client's server. An
+    address this cannot parse is left to ``ray.init``.
+    """
+    target = address.removeprefix("ray://")
+    if target == address:
+        try:
+            services = importlib.import_module("ray._private.services")
+            target = services.canonicalize_bootstrap_address(address) or ""
+        except ConnectionError as error:  # "auto" with no cluster running here
+            raise AddressError(address, _first_line(error)) from None
+        except Exception:  # another Ray: ray.init says what is wrong
+            return
+    host, colon, port = target.rpartition(":")
+    if not colon or not port.isdigit():
+        return
+    host = host.strip("[]")  # an IPv6 address
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as error:
+        said = error.strerror or str(error) or type(error).__name__
+        raise AddressError(address, f"nothing answers at {host}:{port}: {said}") from None
+
+
+def _first_line(error: BaseException) -> str:
+    """Return the first line of ``error``'s message (Ray's run over several), else its type."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
 
 
 def _start_reaper(context: Any) -> subprocess.Popen[bytes] | None:
