@@ -10,11 +10,19 @@ trials the scale plans, how many are stored, the wall time of the study's latest
 in the store keeps its text. A paper-scale run stopped at its time limit says so: more than
 the time it ran, with how many trials it stored. ``--check`` writes nothing and exits 1 if a
 file would change.
+
+The texts say what a study costs run alone, but the store of a catalogue run holds studies
+that shared one pool of workers: a study's span there is shorter than its trials could take
+alone (they ran beside other studies' trials, on more workers than two) or far longer (they
+waited for other studies'). A wall time that two workers alone could not give, under half the
+trial time or more than the trial time and :data:`OVERHEAD_S`, is replaced by half the trial
+time, said to be estimated from it (:func:`alone`).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import sys
 from pathlib import Path
@@ -27,6 +35,31 @@ from gdscope.store import Store
 CATALOG = Path(__file__).resolve().parents[1] / "src" / "gdscope" / "studies" / "catalog"
 _LINE = re.compile(r"^estimated_cost = \{.*\}$", re.MULTILINE)
 _ENTRY = re.compile(r'(\w+) = "((?:[^"\\]|\\.)*)"')
+OVERHEAD_S = 10.0
+"""Seconds a study run alone may take beyond its summed trial time (starting the workers)."""
+ESTIMATED = "(estimated from the trial time)"
+
+
+def alone(wall_s: float, trial_s: float, rounding: float = 0.0) -> bool:
+    """Whether a wall time fits a study run alone on 2 workers with ``trial_s`` of trial time.
+
+    Two workers take at least half the summed trial time and at most about all of it (one of
+    them idle) and :data:`OVERHEAD_S`; ``rounding`` is the error of numbers read from rounded
+    text.
+
+    >>> alone(17, 9), alone(41, 258), alone(81, 1), alone(1, 2, rounding=0.5)
+    (True, False, False, True)
+    """
+    return trial_s / 2 - rounding <= wall_s <= trial_s + OVERHEAD_S + rounding
+
+
+def estimated(trial_s: float) -> str:
+    """Return the wall time estimated from ``trial_s`` of trial time: half of it, said so.
+
+    >>> estimated(258), estimated(1)
+    ('≈ 129 s (estimated from the trial time)', '≈ 1 s (estimated from the trial time)')
+    """
+    return f"≈ {max(trial_s / 2, 1):.0f} s {ESTIMATED}"
 
 
 def cost_text(view: StudyView, planned: int, limit: str | None = None) -> str:
@@ -54,13 +87,25 @@ def cost_text(view: StudyView, planned: int, limit: str | None = None) -> str:
     if stored < planned:
         lost = f", {failed} failed" if failed else ""
         ran = limit if limit and not resumed else wall  # the limit it ran under, when known
+        if not resumed and _seconds(ran) < spent / 2 - 0.5:  # a lower bound: too short only
+            ran = estimated(spent)
         return (
             f"more than {ran} on 2 CPU cores with --workers 2: stopped with {stored} of "
             f"{planned} trials stored{lost} ({measured}); a rerun resumes"
         )
     if wall == "reused" or resumed:
         return f"{planned} trials, ≈ {spent / 2:.0f} s on 2 CPU cores with --workers 2 ({measured})"
+    if not alone(_seconds(wall), spent, rounding=0.5):  # its span in a shared pool
+        wall = estimated(spent)
     return f"{planned} trials, {wall} on 2 CPU cores with --workers 2 ({measured})"
+
+
+def _seconds(text: str) -> float:
+    """``"17 s"`` → 17.0; nan for what is no number of seconds (``"reused"``)."""
+    try:
+        return float(text.removesuffix(" s"))
+    except ValueError:
+        return math.nan
 
 
 def rewritten(path: Path, views: dict[tuple[str, str], StudyView], results: Path) -> str:

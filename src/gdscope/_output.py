@@ -6,12 +6,14 @@ never sees half a file, a failed write leaves the old file as it was, and a symb
 at the target (or at a predictable temporary name) is replaced, never followed. A target that
 is, or resolves to, a results store (``gdscope.sqlite`` and its ``-wal``, ``-shm`` and
 ``-journal`` files), an SQLite database under any name (a store's backup copy), or a folder is
-refused with a one-line :class:`OutputError` before anything is opened.
+refused with a one-line :class:`OutputError` before anything is opened. Standard output closed
+early by its reader (``| head``) ends a command quietly (:func:`stdout_closed`).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -94,3 +96,24 @@ def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+PIPE_CLOSED = 141
+"""Exit status of a command whose reader closed standard output early (``… | head``).
+
+128 + SIGPIPE, what a shell reports for a program the closed pipe's signal ended."""
+
+
+def stdout_closed() -> int:
+    """Point standard output at the null device after its reader closed it; return 141.
+
+    Python's recipe for a ``BrokenPipeError`` (the ``signal`` module's note on SIGPIPE): what
+    is left to write, and the flush at exit, go nowhere instead of raising again, so the
+    command ends quietly, with :data:`PIPE_CLOSED` (every command that writes to stdout does).
+    """
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no file descriptor (captured): nothing is flushed to it
+        pass
+    return PIPE_CLOSED

@@ -31,7 +31,9 @@ class StudyPlan:
         scale: the scale.
         trials: trial configs at this scale (sweep points × seeds).
         stored: of those, how many the results store already holds finished (a run skips them).
-        axes: every swept dotted key with its values at this scale, ``seed`` last.
+        axes: every swept dotted key with its values at this scale, ``seed`` last (the keys of
+            a ``sweep_zip`` group vary together: :attr:`groups` says which).
+        overrides: the ``--set`` overrides applied to the study as shipped (``()``: none).
 
     """
 
@@ -40,11 +42,24 @@ class StudyPlan:
     trials: int
     stored: int
     axes: dict[str, list[Any]]
+    overrides: tuple[str, ...] = ()
 
     @property
     def to_run(self) -> int:
         """Trials a run would train."""
         return self.trials - self.stored
+
+    @property
+    def groups(self) -> list[dict[str, list[Any]]]:
+        """The sweep's factors: each grid axis alone, each ``sweep_zip`` group together, seed last.
+
+        A group's keys vary together (their values paired position by position), so the trials
+        are the product of the groups' lengths (a group's length is that of each of its lists).
+        """
+        zipped = [list(group) for group in self.study.sweep_zip if group]
+        together = {key for keys in zipped for key in keys}
+        grid = [[key] for key in self.axes if key not in together and key != "seed"]
+        return [{key: self.axes[key] for key in keys} for keys in [*grid, *zipped, ["seed"]]]
 
 
 def catalog() -> dict[str, Path]:
@@ -56,6 +71,11 @@ def resolve_study(name_or_path: str | Path) -> Path:
     """Return the TOML path of a catalogue name or an existing file (did-you-mean otherwise)."""
     path = Path(name_or_path)
     if path.suffix == ".toml" or path.exists():
+        if path.is_dir():
+            raise StudyError(
+                f"study file {str(path)!r} is a folder; give a .toml file or a catalogue name "
+                "(gdscope list claims names each study)"
+            )
         if not path.is_file():
             raise StudyError(f"study file {str(path)!r} does not exist")
         return path
@@ -108,6 +128,7 @@ def plan_study(
         len(hashes),
         sum(digest in done for digest in hashes),
         {**{key: list(values) for key, values in axes.items()}, "seed": list(scaled.seeds)},
+        tuple(overrides),
     )
 
 

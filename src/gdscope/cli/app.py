@@ -1,16 +1,22 @@
 """The ``gdscope`` Typer app and what its command modules share.
 
 The app itself (its commands are registered by :mod:`gdscope.cli`), the consoles for standard
-output and standard error, :class:`UserError` and the number format of every table.
+output and standard error, :class:`UserError` and the number format of every table. A reader
+that closes standard output early (``gdscope export DIR --csv - | head``) ends any command
+quietly, with exit status 141.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import sys
+from collections.abc import Iterator
 from typing import Any
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
 HELP = """Measure what deep-learning optimization theory predicts, and judge it.
 
@@ -21,18 +27,60 @@ command (`gdscope --import mynets run study.toml`), or once in the environment
 current directory, or a path to a .py file; worker processes get the registrations too.
 """
 
+
+class _Commands(TyperGroup):
+    """The app's commands: a reader that closes standard output early ends a command quietly.
+
+    ``gdscope export DIR --csv - | head``: the first write after ``head`` exits raises
+    ``BrokenPipeError`` (or rich's console calls :meth:`_Console.on_broken_pipe`); every
+    command ends then with no traceback and no message, exit status 141
+    (:func:`gdscope._output.stdout_closed`), not 1 ("a trial failed").
+    """
+
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        with _closed_pipe():  # what the eager options print: --version
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx: Any) -> Any:
+        with _closed_pipe():
+            try:
+                return super().invoke(ctx)
+            finally:
+                sys.stdout.flush()  # what is still buffered fails here, not at exit
+
+
+@contextlib.contextmanager
+def _closed_pipe() -> Iterator[None]:
+    """Turn a ``BrokenPipeError`` into a quiet exit (:func:`gdscope._output.stdout_closed`)."""
+    try:
+        yield
+    except BrokenPipeError:
+        from gdscope._output import stdout_closed
+
+        raise typer.Exit(stdout_closed()) from None
+
+
+class _Console(Console):
+    """A rich console whose closed pipe is a ``BrokenPipeError`` (rich exits with 1 itself)."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError("standard output closed by its reader")
+
+
 app = typer.Typer(
     name="gdscope",
+    cls=_Commands,
     help=HELP,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
     rich_markup_mode="markdown",  # docstring paragraphs reflow to the terminal's width
 )
-stdout = Console()
+stdout = _Console()
 if not stdout.is_terminal:  # piped or captured: no terminal width to respect, keep tables whole
     stdout.width = 160
-stderr = Console(stderr=True)
+stderr = _Console(stderr=True)
 STATUS_STYLE = {"PASS": "green", "FAIL": "red", "INCONCLUSIVE": "yellow", "REPORTED": "cyan"}
 """The rich style of each verdict status in the command line's tables."""
 

@@ -65,7 +65,7 @@ def diagnose(
     ] = None,
     run: Annotated[
         str | None,
-        typer.Option(help="the stored run's name (with --results; default diagnose-<function>)"),
+        typer.Option(help="the stored run's name (with --results; default `diagnose-<function>`)"),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the diagnosis as JSON")] = False,
     html: Annotated[Path | None, typer.Option(help="write the diagnosis as an HTML page")] = None,

@@ -49,7 +49,9 @@ def main() -> None:
     study's several problems joined by :func:`one_line`) or a bad flag
     or command (click's usage error with the value given and where the help is, exit 2; no
     arguments print the help, exit 2). A warning is one ``warning: ...`` line (a
-    damaged store's :class:`~gdscope.store.StoreDamaged` once per message and command).
+    damaged store's :class:`~gdscope.store.StoreDamaged` once per message and command). A
+    reader that closes standard output early (``| head``) ends a command with no message,
+    exit 141 (the app's command group handles it, :mod:`gdscope.cli.app`).
     """
     from gdscope.store import StoreDamaged, StoreError
 

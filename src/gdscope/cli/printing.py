@@ -25,8 +25,7 @@ def print_plans(plans: list[Any]) -> None:
     table.add_column("sweep", overflow="fold")
     table.add_column("claims", overflow="fold")
     for plan in plans:
-        sweep = " × ".join(f"{key}={_values(values)}" for key, values in plan.axes.items())
-        sweep = escape(sweep)  # values such as ["gd", "nag"] are not rich markup
+        sweep = escape(_sweep(plan.groups))  # values such as ["gd", "nag"] are not rich markup
         table.add_row(
             plan.study.name,
             plan.scale,
@@ -39,8 +38,11 @@ def print_plans(plans: list[Any]) -> None:
     stdout.print(table)
     for plan in plans:
         cost = plan.study.estimated_cost.get(plan.scale, "not stated")
+        what = "estimated cost"
+        if plan.overrides:  # measured on the study as shipped: it does not follow --set
+            what += " of the study as shipped, not as --set changes it"
         stdout.print(
-            f"  {plan.study.name} ({plan.scale}) estimated cost: {cost}",
+            f"  {plan.study.name} ({plan.scale}) {what}: {cost}",
             highlight=False,
             markup=False,
             soft_wrap=True,
@@ -53,9 +55,34 @@ def print_plans(plans: list[Any]) -> None:
     )
 
 
+def _sweep(groups: list[dict[str, list[Any]]]) -> str:
+    """Return the sweep's factors joined by ``×``: ``key=[…]``, or ``(k1, k2)=[(…), …]`` zipped.
+
+    >>> _sweep([{"a": [1, 2]}, {"b": [3, 4], "c": [5, 6]}, {"seed": [0]}])
+    'a=[1, 2] × (b, c)=[(3, 5), (4, 6)] × seed=[0]'
+    """
+    parts = []
+    for group in groups:
+        if len(group) == 1:
+            ((key, values),) = group.items()
+            parts.append(f"{key}={_values(values)}")
+        else:
+            pairs = [
+                f"({', '.join(str(v) for v in point)})"
+                for point in zip(*group.values(), strict=True)
+            ]
+            parts.append(f"({', '.join(group)})={_values(pairs)}")
+    return " × ".join(parts)
+
+
 def _values(values: list[Any]) -> str:
+    """Return up to 6 values as a list, saying how many there are when some are left out.
+
+    >>> _values([1, 2, 3]), _values(list(range(8)))
+    ('[1, 2, 3]', '[0, 1, 2, 3, 4, 5, … 8 in all]')
+    """
     shown = ", ".join(str(v) for v in values[:6])
-    return f"[{shown}{', …' if len(values) > 6 else ''}]"
+    return f"[{shown}{f', … {len(values)} in all' if len(values) > 6 else ''}]"
 
 
 def _interval(lo: float | None, hi: float | None) -> str:
@@ -69,6 +96,8 @@ def print_verdicts(rows: list[tuple[Any, Any]]) -> None:
 
     Each part is a compact table, one line per verdict with its reason (and the study file's
     finding, if any), and its own totals: sanity checks never count among the paper claims.
+    A study with ``seeds`` (at the verdict's scale) gets the one-seed warning where it applies
+    (:func:`gdscope.report.labels.one_seed_warning`); one without says nothing of its seeds.
     """
     paper = [(s, v) for s, v in rows if getattr(v, "role", "paper") != "sanity"]
     sanity = [(s, v) for s, v in rows if getattr(v, "role", "paper") == "sanity"]
@@ -80,6 +109,8 @@ def print_verdicts(rows: list[tuple[Any, Any]]) -> None:
 
 
 def _print_verdict_part(rows: list[tuple[Any, Any]], what: str) -> None:
+    from gdscope.report.labels import one_seed_warning  # the words of every verdict display
+
     table = Table(box=None, header_style="bold")
     for column in ("study", "claim", "status"):
         table.add_column(column, no_wrap=True)
@@ -101,15 +132,9 @@ def _print_verdict_part(rows: list[tuple[Any, Any]], what: str) -> None:
     stdout.print(table)
     for study, v in rows:
         stdout.print(f"  {v.claim_id}: {v.reason}", highlight=False, markup=False, soft_wrap=True)
-        seeds = getattr(study, "seeds", None)
-        if seeds is not None and len(seeds) == 1 and v.status in ("PASS", "FAIL"):
-            stdout.print(
-                f"    warning: this {v.status} rests on one seed (seeds = {list(seeds)}); "
-                "run more seeds to see whether it repeats",
-                highlight=False,
-                markup=False,
-                soft_wrap=True,
-            )
+        warning = one_seed_warning(v.status, getattr(study, "seeds", None))
+        if warning:
+            stdout.print(f"    warning: {warning}", highlight=False, markup=False, soft_wrap=True)
         finding = getattr(v, "finding", None)
         if finding:
             stdout.print(

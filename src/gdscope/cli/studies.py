@@ -235,14 +235,16 @@ def show(
     """
     from types import SimpleNamespace
 
+    from gdscope.report.collect import scaled_seeds
     from gdscope.store import Store
 
     store = _user_errors(lambda: Store(results, read_only=True))
     _say_if_damaged(store)
+    specs = {(study["name"], study["scale"]): study.get("spec") or {} for study in store.studies()}
     claims = {
-        (study["name"], study["scale"], str(claim.get("id"))): claim
-        for study in store.studies()
-        for claim in (study.get("spec") or {}).get("claims") or []
+        (name, scale, str(claim.get("id"))): claim
+        for (name, scale), spec in specs.items()
+        for claim in spec.get("claims") or []
         if isinstance(claim, dict)
     }
     verdicts = []
@@ -261,10 +263,16 @@ def show(
         counted = ", ".join(f"{n} {status}" for status, n in per.items())
         stdout.print(f"{study} ({scale}): {counted}", highlight=False, markup=False)
     rows = [
-        (SimpleNamespace(name=f"{row['study']} ({row['scale']})"), SimpleNamespace(**row))
+        (
+            SimpleNamespace(
+                name=f"{row['study']} ({row['scale']})",
+                seeds=scaled_seeds(specs.get((row["study"], row["scale"]), {}), row["scale"]),
+            ),
+            SimpleNamespace(**row),
+        )
         for row in verdicts
     ]
-    print_verdicts(rows)
+    print_verdicts(rows)  # with the one-seed warning of run and verify
 
 
 def verify(
@@ -349,10 +357,15 @@ def _study_or_error(api: Any, name: str, overrides: list[str], scale: str) -> An
 
 
 def _user_errors(fn: Any) -> Any:
+    """Call ``fn``; a study, store, Ray address or worker start error is a one-line UserError."""
+    from gdscope.runners._jobs import WorkerStartError
+    from gdscope.runners.ray import AddressError
     from gdscope.store import StoreError
     from gdscope.studies import StudyError
 
     try:
         return fn()
-    except (StudyError, StoreError) as err:
+    except AddressError as err:  # names --address, not the Python argument
+        raise UserError(err.message(cli=True)) from None
+    except (StudyError, StoreError, WorkerStartError) as err:
         raise UserError(str(err)) from None

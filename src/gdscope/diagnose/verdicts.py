@@ -21,8 +21,10 @@ from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 from gdscope.diagnose.measure import EDGE_FRACTION, Measurements
+from gdscope.report.labels import format_against
+from gdscope.stats.rates import RATE_MIN_R2
 
-__all__ = ["LAZY_DRIFT", "LAZY_MOVEMENT", "Check", "Diagnosis", "format_rate", "judge"]
+__all__ = ["LAZY_DRIFT", "LAZY_MOVEMENT", "Check", "Diagnosis", "fit_r2", "format_rate", "judge"]
 
 LAZY_DRIFT = 0.1
 """The kernel regime: relative NTK drift ``‖K_T − K₀‖_F/‖K₀‖_F`` below this."""
@@ -114,7 +116,7 @@ def predictions(m: Measurements) -> dict[str, float]:
 
 
 def _regime(m: Measurements) -> tuple[str, str]:
-    numbers = f"NTK drift {_g(m.ntk_drift)}, weight movement {_g(m.weight_movement)}"
+    numbers = f"NTK drift {_drift(m)}, weight movement {_movement(m)}"
     if m.status == "diverged":
         return "diverged", f"the run diverged ({m.reason})"
     if m.steps < MIN_STEPS:
@@ -136,7 +138,7 @@ def _stability(m: Measurements) -> Check:
     ref = "Cohen et al. 2021 (edge of stability); Polyak 1964 for momentum"
     measured = f"η = {_g(m.lr)}, S₀ = {_g(m.sharpness_init)} ({m.hessian_examples} examples)"
     if not math.isnan(m.stability_edge):  # nan: the optimizer has no such edge
-        measured += f", edge = {_g(m.stability_edge)}, η/edge = {_g(m.lr / m.stability_edge)}"
+        measured += f", edge = {_g(m.stability_edge)}, η/edge = {_over_edge(m)}"
     threshold = f"η < {_edge_formula(m)}"
     if m.edge_note:
         return Check("stability", claim, ref, "n/a", measured, m.edge_note)
@@ -165,7 +167,7 @@ def _ntk_regime(m: Measurements) -> Check:
     claim = "NTK regime: the kernel stays at K₀ with λ_min > 0, so GD converges linearly"
     ref = "Jacot, Gabriel & Hongler 2018; Du et al. 2019, ICLR"
     measured = (
-        f"drift ‖K_T − K₀‖_F/‖K₀‖_F = {_g(m.ntk_drift)}, λ_min(K₀/p) = {_g(m.ntk_lambda_min)} "
+        f"drift ‖K_T − K₀‖_F/‖K₀‖_F = {_drift(m)}, λ_min(K₀/p) = {_g(m.ntk_lambda_min)} "
         f"(p = {m.ntk_examples})"
     )
     threshold = f"drift < {LAZY_DRIFT} and λ_min > 0 (beyond rounding)" + _on_probe_set(m)
@@ -179,7 +181,7 @@ def _ntk_regime(m: Measurements) -> Check:
 def _lazy_weights(m: Measurements) -> Check:
     claim = "lazy training: the weights barely move from their init"
     ref = "Chizat, Oyallon & Bach 2019, NeurIPS; Lee et al. 2019"
-    measured = f"‖θ_T − θ₀‖/‖θ₀‖ = {_g(m.weight_movement)}"
+    measured = f"‖θ_T − θ₀‖/‖θ₀‖ = {_movement(m)}"
     threshold = f"< {LAZY_MOVEMENT}"
     why = _ran(m)
     if why:
@@ -193,7 +195,7 @@ def _ntk_rate(m: Measurements, p: dict[str, float]) -> Check:
     claim = "in the kernel regime the loss falls at least as fast as ρ_GD² per step"
     ref = "Du et al. 2019, ICLR (rate set by λ_min); Jacot et al. 2018"
     measured = (
-        f"fitted ρ = {format_rate(m.loss_rate)} (R² = {format_rate(m.loss_rate_r2)}), "
+        f"fitted ρ = {format_rate(m.loss_rate)} (R² = {fit_r2(m)}), "
         "predicted ρ_GD² = "
         f"max(|1 − ηλ_min|, |1 − ηλ_max|)² = {format_rate(p['gd_loss_rate'])}"
     )
@@ -208,7 +210,8 @@ def _ntk_rate(m: Measurements, p: dict[str, float]) -> Check:
             f"of them: --probe-size {m.n_train} (ntk_examples={m.n_train} from Python)"
         )
     if not why and not m.loss_rate_ok:
-        why = f"the loss is not linear on a log scale (R² = {_g(m.loss_rate_r2)} < 0.95)"
+        bent = m.loss_rate_r2 < RATE_MIN_R2
+        why = f"the loss is {'not linear on a log scale' if bent else 'not fitted'} (R² = {fit_r2(m)})"
     if not why and not p["gd_residual_rate"] < 1:
         why = "ρ_GD ≥ 1: η·λ_max ≥ 2, GD on the kernel is not contracting"
     if why:
@@ -223,7 +226,7 @@ def _pl(m: Measurements, p: dict[str, float]) -> Check:
     ref = "Liu, Zhu & Belkin 2022, ACHA; Polyak 1963"
     measured = (
         f"μ = min PL ratio = {_g(m.pl_ratio_min)} (at init {_g(m.pl_ratio_init)}), "
-        f"η·max S = {_g(m.lr * m.sharpness_max)}, fitted ρ = {format_rate(m.loss_rate)}, "
+        f"η·max S = {_eta_s(m)}, fitted ρ = {format_rate(m.loss_rate)}, "
         f"1 − ημ = {format_rate(p['pl_loss_rate'])}"
     )
     threshold = f"μ > 0, η·max S ≤ 1 and 1 − ρ ≥ {1 - RATE_SLACK}·ημ"
@@ -231,7 +234,7 @@ def _pl(m: Measurements, p: dict[str, float]) -> Check:
     if not why and not m.pl_ratio_min > 0:
         why = "μ = 0 on the path: no PL constant was measured"
     if not why and m.lr * m.sharpness_max > 1:
-        why = f"η·max S = {_g(m.lr * m.sharpness_max)} > 1: the bound assumes η ≤ 1/S"
+        why = f"η·max S = {_eta_s(m)} > 1: the bound assumes η ≤ 1/S"
     if not why and not math.isfinite(m.loss_rate):
         why = "no rate could be fitted to the loss"
     if why:
@@ -246,7 +249,7 @@ def _nag(m: Measurements, p: dict[str, float]) -> Check:
     ref = "Liu & Pan 2021 (arXiv 2107.01832); Nesterov 1983"
     measured = (
         f"κ = {_g(m.ntk_kappa)} (NTK probe set of {m.ntk_examples}), drift = "
-        f"{_g(m.ntk_drift)}: NAG 1 − 1/√κ = "
+        f"{_drift(m)}: NAG 1 − 1/√κ = "
         f"{format_rate(p['nag_tuned_residual_rate'])}, GD 1 − 1/κ = "
         f"{format_rate(p['gd_tuned_residual_rate'])}, "
         f"speed-up √κ = {_g(p['nag_speedup'])}"
@@ -296,7 +299,7 @@ def _kernel_assumption(m: Measurements) -> str:
     if not m.ntk_lambda_min > 0:
         return f"needs λ_min > 0, got {_g(m.ntk_lambda_min)}"
     if not m.ntk_drift < LAZY_DRIFT:
-        return f"needs the kernel regime (drift < {LAZY_DRIFT}), got drift {_g(m.ntk_drift)}"
+        return f"needs the kernel regime (drift < {LAZY_DRIFT}), got drift {_drift(m)}"
     return ""
 
 
@@ -320,6 +323,37 @@ def _holds(ok: bool) -> Status:
 
 def _g(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4g}"
+
+
+def fit_r2(m: Measurements) -> str:
+    """Return the R² of the loss-rate fit as text, saying so where the fit is rejected.
+
+    Printed against the threshold :data:`~gdscope.stats.rates.RATE_MIN_R2` (never rounded onto
+    it): ``0.9812``, or ``0.94997 < 0.95: fit rejected``.
+    """
+    r2 = m.loss_rate_r2
+    shown = format_against(r2, RATE_MIN_R2, format_rate)
+    if m.loss_rate_ok or math.isnan(r2):
+        return shown
+    if r2 < RATE_MIN_R2:
+        return f"{shown} < {RATE_MIN_R2}: fit rejected"
+    return f"{shown}, too few points: fit rejected"
+
+
+def _drift(m: Measurements) -> str:
+    return format_against(m.ntk_drift, LAZY_DRIFT, _g)
+
+
+def _movement(m: Measurements) -> str:
+    return format_against(m.weight_movement, LAZY_MOVEMENT, _g)
+
+
+def _eta_s(m: Measurements) -> str:
+    return format_against(m.lr * m.sharpness_max, 1.0, _g)
+
+
+def _over_edge(m: Measurements) -> str:
+    return format_against(m.lr / m.stability_edge, 1.0, _g)
 
 
 def format_rate(value: float | None) -> str:

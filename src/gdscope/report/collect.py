@@ -15,6 +15,7 @@ from typing import Any
 
 from gdscope.report import labels
 from gdscope.store import Store
+from gdscope.studies import Study, StudyError
 from gdscope.studies.table import TrialRecord
 
 
@@ -92,6 +93,11 @@ class StudyView:
         return str(self.spec.get("description") or "")
 
     @property
+    def seeds(self) -> list[int] | None:
+        """The seeds of the study at this scale (:func:`scaled_seeds`)."""
+        return scaled_seeds(self.spec, self.scale)
+
+    @property
     def axes(self) -> list[str]:
         """Config keys that vary between the study's trials (seed aside)."""
         return labels.varying_keys(self.records)
@@ -100,6 +106,19 @@ class StudyView:
     def failed(self) -> list[dict[str, Any]]:
         """Trial rows with status ``failed``."""
         return [t for t in self.trials if t.get("status") == "failed"]
+
+
+def scaled_seeds(spec: Mapping[str, Any], scale: str) -> list[int] | None:
+    """Return the seeds a stored study spec runs with at ``scale`` (scale and ``--set`` applied).
+
+    ``None`` where the spec is missing or no longer valid (verdicts stored without it).
+    """
+    if not spec:
+        return None
+    try:
+        return list(Study.model_validate(spec).with_scale(scale).seeds)
+    except (ValueError, StudyError):
+        return None
 
 
 def collect(store: Store) -> list[StudyView]:

@@ -62,6 +62,7 @@ figcaption{font-size:.82em;color:#444;margin-top:.35em}
 .claim-INCONCLUSIVE{border-color:#f0a500}.claim-REPORTED{border-color:#4a90c2}
 .reason{white-space:pre-wrap;overflow-wrap:anywhere}
 .finding{background:#fff8e1;border-left:3px solid #e0a800;padding:.3em .6em}
+.seed-warning{color:#7a5200}
 pre{white-space:pre-wrap;overflow-wrap:anywhere;font-size:.8em;background:#f7f7f7;padding:.6em}
 details{margin:.4em 0}summary{cursor:pointer;color:#333}
 details.study{margin:0;border-bottom:1px solid #e3e3e3}
@@ -300,6 +301,8 @@ def _claim(i: int, j: int, claim: ClaimView, study: StudyView) -> str:
     parts.append(f'<p class="muted small">{esc(numbers)}</p>')
     reason = verdict.get("reason") or "No stored verdict: this claim has not been judged."
     parts.append(f'<p class="reason">{esc(reason)}</p>')
+    if warning := summary.seed_warning(claim, study, esc, before=""):
+        parts.append(f'<p class="small">{warning}</p>')
     if claim.finding:
         parts.append(f'<p class="finding"><b>Finding.</b> {esc(claim.finding)}</p>')
     parts.append("</div>")  # the text beside its figures on a wide page

@@ -198,3 +198,50 @@ def record_order(axes: Sequence[str]) -> Callable[[TrialRecord], tuple[Any, ...]
 def shorten(text: str, limit: int = 48) -> str:
     """Cut ``text`` to ``limit`` characters with an ellipsis."""
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def one_seed_warning(status: str, seeds: Sequence[Any] | None) -> str:
+    """Return the warning a PASS or FAIL gets when it rests on one seed; ``""`` otherwise.
+
+    What every place that shows a verdict says (``gdscope run``, ``verify``, ``show``, the
+    report): one seed cannot tell a repeatable result from a lucky draw.
+
+    >>> one_seed_warning("PASS", [3])
+    'this PASS rests on one seed (seeds = [3]); run more seeds to see whether it repeats'
+    >>> one_seed_warning("PASS", [0, 1]), one_seed_warning("INCONCLUSIVE", [0])
+    ('', '')
+    """
+    if seeds is None or len(seeds) != 1 or status not in ("PASS", "FAIL"):
+        return ""
+    return (
+        f"this {status} rests on one seed (seeds = {list(seeds)}); "
+        "run more seeds to see whether it repeats"
+    )
+
+
+def format_against(
+    value: float | None, threshold: float, fmt: Callable[[Any], str] = number
+) -> str:
+    """Format ``value`` as ``fmt`` does, with more digits where it would misread against ``threshold``.
+
+    A number printed beside the threshold it is compared with must land on the same side:
+    R² = 0.94997 to 4 significant digits is ``0.95``, which reads as meeting ``R² ≥ 0.95``.
+    Significant digits are added until the printed number is on the value's side of
+    ``threshold`` (and equal to it only where the value is).
+
+    >>> format_against(0.94997, 0.95), format_against(0.9500004, 0.95), format_against(0.5, 0.95)
+    ('0.94997', '0.9500004', '0.5')
+    >>> format_against(0.099996, 0.1), format_against(0.95, 0.95), format_against(None, 1.0)
+    ('0.099996', '0.95', '–')
+    """
+    first = fmt(value)
+    if value is None or not math.isfinite(value) or value == threshold:
+        return first
+    for text in [first, *(f"{value:.{digits}g}" for digits in range(5, 18))]:
+        try:
+            shown = float(text)
+        except ValueError:
+            continue
+        if shown != threshold and (shown < threshold) == (value < threshold):
+            return text
+    return repr(value)

@@ -40,7 +40,7 @@ def markdown_page(studies: Sequence[StudyView], source: str, generated: datetime
     lines += [_summary_row(study) for study in studies]
     for study in studies:
         lines += ["", f"## {_text(study.name)} ({_text(study.scale)})", ""]
-        lines += [_claim_line(claim) for claim in study.claims]
+        lines += [_claim_line(claim, study.seeds) for claim in study.claims]
     return "\n".join(lines) + "\n"
 
 
@@ -116,7 +116,7 @@ def machine(trials: Sequence[Mapping[str, Any]]) -> str:
     return "; ".join(seen) or "–"
 
 
-def _claim_line(claim: ClaimView) -> str:
+def _claim_line(claim: ClaimView, seeds: Sequence[int] | None = None) -> str:
     verdict = claim.verdict or {}
     role = " (instrument check)" if claim.role == "sanity" else ""
     head = (
@@ -124,6 +124,8 @@ def _claim_line(claim: ClaimView) -> str:
         f"{labels.number(verdict.get('statistic'))}, CI {labels.interval(verdict.get('ci'))}, "
         f"band {labels.interval(verdict.get('band'))}. {_text(verdict.get('reason') or '')}"
     )
+    if warning := labels.one_seed_warning(claim.status, seeds):
+        head += f"\n  *Warning:* {_text(warning)}"
     if claim.finding:
         head += f"\n  *Finding:* {_text(claim.finding)}"
     return head

@@ -5,7 +5,8 @@ without one come last) each paper claim with its verdict, study and scale, and o
 study file's finding if it has one, else the verdict's reason, linked to the claim's section
 and figures. Instrument checks (``role = "sanity"``) are counted apart. The verdict tables
 have one row per claim (statistic, band, n and the reason in one line); a study's reference
-and provenance are given once, in its own section.
+and provenance are given once, in its own section. A PASS or FAIL that rests on one seed says
+so wherever it is shown.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def at_a_glance(studies: Sequence[StudyView], esc: Escape, status: Callable[[str
             f"{esc(claim.claim_id)}</a></td>"
             f'<td class="small"><a href="#s{i}">{esc(study.name)}</a> '
             f'<span class="muted">{esc(study.scale)}</span></td>'
-            f'<td class="small">{_line(claim, esc)}</td></tr>'
+            f'<td class="small">{_line(claim, esc)}{seed_warning(claim, study, esc)}</td></tr>'
             for i, j, claim, study in rows
         )
         sections.append(
@@ -115,9 +116,21 @@ def verdict_rows(
                 f'<td class="num">{esc(statistic)}</td>'
                 f'<td class="num">{esc(labels.interval(v.get("band")))}</td>'
                 f'<td class="num">{esc(labels.number(v.get("n_points")))}</td>'
-                f'<td class="small reason-line">{_line(claim, esc, finding=False)}</td></tr>'
+                f'<td class="small reason-line">{_line(claim, esc, finding=False)}'
+                f"{seed_warning(claim, study, esc)}</td></tr>"
             )
     return rows
+
+
+def seed_warning(claim: ClaimView, study: StudyView, esc: Escape, before: str = "<br>") -> str:
+    """Return the one-seed warning of ``claim`` as marked HTML after ``before``, ``""`` if none.
+
+    (:func:`~gdscope.report.labels.one_seed_warning`, what ``gdscope run`` prints.)
+    """
+    text = labels.one_seed_warning(claim.status, study.seeds)
+    if not text:
+        return ""
+    return f'{before}<span class="seed-warning"><b>Warning:</b> {esc(text)}</span>'
 
 
 def _line(claim: ClaimView, esc: Escape, *, finding: bool = True) -> str:

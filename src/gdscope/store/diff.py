@@ -40,6 +40,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+from gdscope._output import stdout_closed
 from gdscope.store.rows import read_config
 from gdscope.store.schema import DB_NAME
 from gdscope.studies.table import flatten_config
@@ -154,7 +155,10 @@ def _show(value: Any) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m gdscope.store.diff OLD NEW``: print the differences; exit 1 if any, else 0."""
+    """``python -m gdscope.store.diff OLD NEW``: print the differences; exit 1 if any, else 0.
+
+    A reader that closes the output early (``| head``) ends it quietly with 141.
+    """
     parser = argparse.ArgumentParser(prog="python -m gdscope.store.diff", description=__doc__)
     parser.add_argument("old", help="results directory of the reference store")
     parser.add_argument("new", help="results directory of the store to compare")
@@ -165,8 +169,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, sqlite3.DatabaseError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    for line in lines:
-        print(line)
+    try:
+        for line in lines:
+            print(line)
+        sys.stdout.flush()  # what is still buffered fails here, not at exit
+    except BrokenPipeError:  # the reader stopped early (| head): end quietly
+        return stdout_closed()
     print("identical" if not lines else f"{len(lines)} difference lines", file=sys.stderr)
     return 1 if lines else 0
 
