@@ -392,3 +392,18 @@ def test_tied_weights_count_every_use(method):
     expected = jac @ jac.T  # rows ordered (example, output), as the full Gram
     assert_close(ntk_gram(model, x, method=method), expected, rtol=1e-12)
     assert_close(dense_ntk(model, x), expected, rtol=1e-12)
+
+
+def test_alignment_takes_the_targets_of_the_full_gram_of_k_outputs():
+    """Review: ``kernel_target_alignment(ntk_gram(net, x), y)`` with ``y`` of shape ``(n, k)``
+    asked for ``(n·k,)`` or ``(n·k, k)``; the targets are aligned as ``y.reshape(-1)``, the
+    order of the Gram's rows ``i·k + a``."""
+    net = mlp(d_in=3, width=16, depth=2, out_dim=3, seed=0, dtype=torch.float64)
+    x = torch.randn(5, 3, dtype=torch.float64)
+    y = torch.randn(5, 3, dtype=torch.float64)
+    gram = ntk_gram(net, x)
+    flat = y.reshape(-1)
+    expected = float(flat @ gram @ flat) / float(gram.norm() * flat.norm() ** 2)
+    assert abs(kernel_target_alignment(gram, y) - expected) < 1e-12
+    with pytest.raises(ValueError, match=r"n·k = 15 for the full Gram of k outputs; got \(4, 3\)"):
+        kernel_target_alignment(gram, y[:4])

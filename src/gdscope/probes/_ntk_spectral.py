@@ -158,11 +158,18 @@ def kernel_target_alignment(gram: Tensor, y: Tensor) -> float:
 
     For a target vector ``y`` this is ``yᵀKy / (‖K‖_F ‖y‖²)``; for ``Y`` of shape ``(n, k)`` it
     uses ``YYᵀ`` (``⟨K, YYᵀ⟩ = tr(YᵀKY)`` and ``‖YYᵀ‖_F = ‖YᵀY‖_F``). It lies in ``[-1, 1]`` and
-    is ``1`` iff ``K ∝ YYᵀ`` (Cristianini et al. 2001).
+    is ``1`` iff ``K ∝ YYᵀ`` (Cristianini et al. 2001). The full Gram of ``k`` outputs
+    (:func:`~gdscope.probes.ntk.ntk_gram`'s default, ``(n·k, n·k)``, entry ``[(i·k + a),
+    (j·k + b)]``) is aligned with the targets as one vector of ``n·k`` entries, ``y[i, a]`` at
+    ``i·k + a``: ``y.reshape(-1)``.
+
+    >>> K = torch.eye(4)
+    >>> kernel_target_alignment(K, torch.ones(2, 2)) == kernel_target_alignment(K, torch.ones(4))
+    True
 
     Args:
-        gram: ``(n, n)`` Gram (e.g. the class-trace NTK).
-        y: ``(n,)`` or ``(n, k)`` targets.
+        gram: ``(n, n)`` Gram (e.g. the class-trace NTK), or the ``(n·k, n·k)`` full Gram.
+        y: ``(n,)`` or ``(n, k)`` targets (for the full Gram: ``(n, k)`` or ``(n·k,)``).
 
     Raises:
         ValueError: on mismatched shapes or a zero ``K`` or ``y``.
@@ -170,8 +177,13 @@ def kernel_target_alignment(gram: Tensor, y: Tensor) -> float:
     """
     _check_square(gram)
     n = gram.shape[0]
+    if y.ndim == 2 and y.numel() == n and y.shape[0] != n:  # (n, k) targets of the full Gram
+        y = y.reshape(-1)
     if y.ndim not in (1, 2) or y.shape[0] != n:
-        raise ValueError(f"y must have shape ({n},) or ({n}, k) to match K, got {tuple(y.shape)}")
+        raise ValueError(
+            f"y must have shape ({n},) or ({n}, k) to match a Gram of {n} rows, or (n, k) with "
+            f"n·k = {n} for the full Gram of k outputs; got {tuple(y.shape)}"
+        )
     k64 = gram.detach().to(torch.float64)
     y64 = y.detach().to(device=k64.device, dtype=torch.float64).reshape(n, -1)
     denominator = float(torch.linalg.norm(k64)) * float(torch.linalg.norm(y64.T @ y64))

@@ -35,6 +35,7 @@ from gdscope.training.skeleton import (
     drive,
     end_if_diverged,
 )
+from gdscope.training.train_arguments import check_train_arguments
 
 __all__ = [
     "DIVERGENCE_FACTOR",
@@ -197,9 +198,13 @@ def train(
         A ``Trace`` whose ``status`` is ``"completed"``, ``"stopped"`` or ``"diverged"``.
 
     Raises:
-        ValueError: bad ``steps``, ``batch_size`` or probe schedule (nothing is run).
+        ValueError: bad ``steps``, ``batch_size`` or probe schedule, an optimizer over other
+            tensors than the model's parameters, ``data`` of another dtype than the model
+            (:func:`~gdscope.training.train_arguments.check_train_arguments`; nothing is run).
+        TypeError: ``data`` or ``eval_data`` not an ``(x, y)`` pair of tensors.
 
     """
+    check_train_arguments(model, optimizer, data, eval_data)
     if not isinstance(steps, int) or steps < 0:
         raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
     n = data[0].shape[0]
