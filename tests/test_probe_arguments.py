@@ -88,3 +88,47 @@ def test_chunks_split_targets_that_are_not_tensors():
 
     chunked = gs.probes.sharpness(net, listed, (x, rows), chunk_size=4, tol=1e-8)
     assert chunked == pytest.approx(gs.probes.sharpness(net, gs.losses.mse, (x, y), tol=1e-8))
+
+
+def _made_in_inference_mode() -> torch.nn.Module:
+    with torch.inference_mode():
+        return torch.nn.Sequential(torch.nn.Linear(6, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1))
+
+
+@pytest.mark.parametrize(
+    ("probe", "call"),
+    [
+        ("sharpness", lambda m, x, y: gs.probes.sharpness(m, gs.losses.mse, (x, y))),
+        ("hessian_trace", lambda m, x, y: gs.probes.hessian_trace(m, gs.losses.mse, (x, y))),
+        ("ntk_gram", lambda m, x, y: gs.probes.ntk_gram(m, x)),
+        (
+            "gradient_norm",
+            lambda m, x, y: gs.probes.gradient_norm(
+                m, dict(m.named_parameters()), gs.losses.mse, (x, y)
+            ),
+        ),
+    ],
+)
+def test_a_model_made_in_inference_mode_is_named_with_the_fix(probe, call):
+    """Review: torch's "Setting requires_grad=True on inference tensor outside InferenceMode"."""
+    x, y = torch.randn(8, 6), torch.randn(8, 1)
+    with pytest.raises(ValueError, match=rf"^{probe}: parameter '0\.weight' was made inside"):
+        call(_made_in_inference_mode(), x, y)
+
+
+def test_gradient_norms_arguments_in_the_curvature_probes_order_are_named():
+    """``gradient_norm(model, params, loss_fn, batch)``; given the curvature probes' order it
+    raised AttributeError: 'MSELoss' object has no attribute 'items'."""
+    model, x, y = torch.nn.Linear(3, 1), torch.randn(4, 3), torch.randn(4, 1)
+    params = dict(model.named_parameters())
+    with pytest.raises(TypeError, match=r"params must map parameter names to tensors .* MSELoss"):
+        gs.probes.gradient_norm(model, torch.nn.MSELoss(), params, (x, y))  # type: ignore[arg-type]
+
+
+def test_integer_inputs_to_a_float_model_get_the_dtype_fix():
+    model = torch.nn.Sequential(torch.nn.Linear(6, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1))
+    x, y = torch.ones(4, 6, dtype=torch.long), torch.ones(4, 1)
+    with pytest.raises(
+        ValueError, match=r"inputs are torch\.int64 .* pass x\.to\(torch\.float32\)"
+    ):
+        gs.probes.sharpness(model, gs.losses.mse, (x, y))

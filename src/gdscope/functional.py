@@ -103,7 +103,8 @@ def apply(model: nn.Module, params: Mapping[str, Tensor], x: Tensor) -> Tensor:
         raise
     except RuntimeError as err:
         dtypes = {t.dtype for t in params.values() if t.is_floating_point()}
-        if isinstance(x, Tensor) and x.is_floating_point() and dtypes and x.dtype not in dtypes:
+        numbers = isinstance(x, Tensor) and (x.is_floating_point() or "dtype" in str(err))
+        if numbers and dtypes and x.dtype not in dtypes:  # pyright: ignore[reportAttributeAccessIssue]
             wanted = sorted(map(str, dtypes))[0]
             raise ValueError(
                 f"the inputs are {x.dtype} but the model's parameters are {wanted}, and the "

@@ -18,9 +18,40 @@ import inspect
 from collections.abc import Mapping
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-__all__ = ["check_generator", "check_loss_and_batch"]
+__all__ = ["check_generator", "check_loss_and_batch", "check_params", "refuse_inference_model"]
+
+
+def refuse_inference_model(model: nn.Module, what: str) -> None:
+    """Raise if a parameter of ``model`` was made inside ``torch.inference_mode()``.
+
+    Such an inference tensor can never enter a graph: torch's own error ("Setting
+    requires_grad=True on inference tensor outside InferenceMode") names neither the model nor
+    the fix.
+    """
+    for name, p in model.named_parameters():
+        if p.is_inference():
+            raise ValueError(
+                f"{what}: parameter {name!r} was made inside torch.inference_mode(), which no "
+                "derivative can reach; build the model outside it (torch.no_grad() is enough "
+                "for a model that is only evaluated), or load its weights into a new one"
+            )
+
+
+def check_params(params: object, what: str) -> None:
+    """Raise a one-line ``TypeError`` unless ``params`` maps names to tensors.
+
+    >>> check_params(torch.nn.MSELoss(), "gradient_norm")
+    Traceback (most recent call last):
+    ...
+    TypeError: gradient_norm(model, params, loss_fn, batch): params must map parameter names to tensors (dict(model.named_parameters())), got MSELoss
+    """
+    if not (isinstance(params, Mapping) and all(isinstance(t, Tensor) for t in params.values())):
+        raise TypeError(
+            f"{what}(model, params, loss_fn, batch): params must map parameter names to tensors "
+            f"(dict(model.named_parameters())), got {type(params).__name__}"
+        )
 
 
 def check_loss_and_batch(loss_fn: object, batch: object, what: str) -> None:

@@ -32,7 +32,11 @@ import torch
 from torch import nn
 
 from gdscope.functional import autocast_off
-from gdscope.probes._arguments import check_generator, check_loss_and_batch
+from gdscope.probes._arguments import (
+    check_generator,
+    check_loss_and_batch,
+    refuse_inference_model,
+)
 from gdscope.probes._checks import buffers_restored
 
 __all__ = ["differentiating", "differentiating_operator"]
@@ -74,6 +78,7 @@ def _wrap(probe: Probe[P, R], *, restore: bool) -> Probe[P, R]:
                 given = dict(zip(names, args, strict=False)) | kwargs
                 check_loss_and_batch(given.get("loss_fn"), given.get("batch"), probe.__name__)
             check_generator(kwargs.get("generator"), probe.__name__)
+            refuse_inference_model(model, probe.__name__)
         kept = buffers_restored(model) if restore and outermost else contextlib.nullcontext()
         token = _RUNNING.set(True)
         try:

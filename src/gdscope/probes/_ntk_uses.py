@@ -327,6 +327,8 @@ def plain_structure(model: nn.Module) -> PlainStack | None:
                 first = p
             elif not p.requires_grad and not bool(p.isfinite().all()):
                 return None  # its written-out pass would mask it: the forward is to show it
+            if p.is_inference():
+                return None  # no graph reaches it: refused by the forward's check
         if kind in containers:
             stack += [c for c in reversed(module._modules.values()) if c is not None]
             continue

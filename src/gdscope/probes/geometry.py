@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from gdscope.functional import LossFn, apply, flatten, loss_and_grad, without_autocast
+from gdscope.probes._arguments import check_params, refuse_inference_model
 from gdscope.probes._checks import (
     buffers_restored,
     refuse_kept_parameters,
@@ -42,6 +43,8 @@ def loss_and_grad_norm(
     model: nn.Module, params: Mapping[str, Tensor], loss_fn: LossFn, batch: tuple[Tensor, Tensor]
 ) -> tuple[float, float]:
     """Return ``(L(θ), ‖∇L(θ)‖₂)`` from one reverse pass (the inputs of :func:`pl_ratio`)."""
+    check_params(params, "gradient_norm")
+    refuse_inference_model(model, "gradient_norm")
     refuse_random_modules(model, what="gradient_norm", noun="loss")
     with buffers_restored(model):
         loss, grads = loss_and_grad(model, params, loss_fn, batch)

@@ -22,6 +22,7 @@ from gdscope.functional import without_autocast
 
 from . import _ntk_jacobian as jac
 from . import _ntk_structured as st
+from ._arguments import refuse_inference_model
 from ._checks import (
     buffers_restored,
     check_deterministic,
@@ -346,6 +347,7 @@ def _check_inputs(model: nn.Module, x1: Tensor) -> int:
     A non-finite output is refused: backward passes mask some (a frozen ``nan`` weight behind
     a dead ReLU unit gives finite derivatives of a ``nan`` output), so the Gram would not show it.
     """
+    refuse_inference_model(model, "ntk_gram")
     try:
         with torch.no_grad():
             out = model(x1[:1].clone())  # a copy: an in-place first module would edit x1
