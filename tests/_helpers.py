@@ -180,3 +180,27 @@ def diagnose_tiny(tmp_path_factory, name: str, **options):
         return gs.diagnose(
             f"{name}:net", f"{name}:data", **{"steps": 12, "dtype": "float64", **options}
         )
+
+
+def lazy_gd_run(measurements, **changes):
+    """Diagnose ``measurements`` as those of a lazy full-batch GD run of 200 steps (the kernel
+    rate checks apply), with ``changes`` to its fields."""
+    import dataclasses
+
+    base = {
+        "ntk_drift": 0.01,
+        "weight_movement": 0.01,
+        "ntk_lambda_min": 3e-4,
+        "ntk_lambda_max": 0.5,
+        "ntk_kappa": 0.5 / 3e-4,
+        "ntk_examples": measurements.n_train,
+        "loss_rate": 0.99997,
+        "loss_rate_r2": 0.99,
+        "loss_rate_ok": True,
+        "pl_ratio_min": 1e-4,
+        "pl_ratio_init": 2e-4,
+        "sharpness_max": 1.0,
+        "status": "completed",
+        "steps": 200,
+    }
+    return dataclasses.replace(measurements, **{**base, **changes})

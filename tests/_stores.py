@@ -63,6 +63,17 @@ def study_file(
     )
 
 
+KERNEL_BASE = """
+kind = "kernel_dynamics"
+gram = "h_infinity"
+method = "gd"
+steps_per_kappa = 40
+tol = 1e-10
+"data.d" = 4
+"""
+"""The ``[base]`` of a tiny kernel-level GD rate trial (milliseconds), as study-file text."""
+
+
 def kernel_study(
     name: str, ns: str = "[4, 8, 16, 32]", seeds: str = "[0, 1, 2]", band: str = "-1.1, -0.9"
 ) -> str:
@@ -80,14 +91,7 @@ reference = "test"
 provenance = "designed"
 seeds = {seeds}
 
-[base]
-kind = "kernel_dynamics"
-gram = "h_infinity"
-method = "gd"
-steps_per_kappa = 40
-tol = 1e-10
-"data.d" = 4
-
+[base]{KERNEL_BASE}
 [sweep]
 "data.n" = {ns}
 

@@ -7,11 +7,9 @@ with the digits that tell it from the threshold. ``--help`` showed ``--run`` as
 "default diagnose-)": the markdown help took ``<function>`` for an HTML tag.
 """
 
-import dataclasses
-
 import pytest
 
-from _helpers import diagnose_tiny, run_cli
+from _helpers import diagnose_tiny, lazy_gd_run, run_cli
 from gdscope.diagnose import render
 from gdscope.diagnose.verdicts import judge
 from gdscope.report.labels import format_against
@@ -23,22 +21,8 @@ def measured(tmp_path_factory):
     return diagnose_tiny(tmp_path_factory, "review22nets", lr=0.1).measurements
 
 
-def _kernel_run(m, **changes):
-    """``m`` as a lazy full-batch GD run of 200 steps, whose loss-rate check applies."""
-    base = {
-        "ntk_drift": 0.01,
-        "weight_movement": 0.01,
-        "ntk_lambda_min": 3e-4,
-        "ntk_lambda_max": 0.5,
-        "ntk_kappa": 0.5 / 3e-4,
-        "ntk_examples": m.n_train,
-        "loss_rate": 0.8734,
-        "loss_rate_r2": 0.94997,
-        "loss_rate_ok": False,
-        "status": "completed",
-        "steps": 200,
-    }
-    return dataclasses.replace(m, **{**base, **changes})
+REJECTED = {"loss_rate": 0.8734, "loss_rate_r2": 0.94997, "loss_rate_ok": False}
+"""The review's fit: rejected for R² just below 0.95."""
 
 
 @pytest.mark.parametrize(
@@ -60,7 +44,7 @@ def test_a_number_is_never_rounded_onto_or_over_its_threshold(value, threshold, 
 
 
 def test_a_rejected_fit_shows_its_r2_below_the_threshold(measured):
-    diagnosis = judge(_kernel_run(measured))
+    diagnosis = judge(lazy_gd_run(measured, **REJECTED))
     row = dict(render.summary_rows(diagnosis))["fitted loss rate ρ (R²)"]
     assert row == "0.8734 (R² 0.94997 < 0.95: fit rejected)"
     check = diagnosis.check("ntk_rate")
@@ -73,13 +57,15 @@ def test_a_rejected_fit_shows_its_r2_below_the_threshold(measured):
 
 
 def test_an_accepted_fit_reads_as_before(measured):
-    diagnosis = judge(_kernel_run(measured, loss_rate_r2=0.9812, loss_rate_ok=True))
+    diagnosis = judge(
+        lazy_gd_run(measured, **{**REJECTED, "loss_rate_r2": 0.9812, "loss_rate_ok": True})
+    )
     assert dict(render.summary_rows(diagnosis))["fitted loss rate ρ (R²)"] == "0.8734 (0.9812)"
     assert "(R² = 0.9812)" in diagnosis.check("ntk_rate").measured
 
 
 def test_a_drift_just_below_its_threshold_is_not_printed_as_the_threshold(measured):
-    diagnosis = judge(_kernel_run(measured, ntk_drift=0.0999996))
+    diagnosis = judge(lazy_gd_run(measured, **REJECTED, ntk_drift=0.0999996))
     assert diagnosis.regime == "lazy"
     assert "NTK drift 0.0999996," in diagnosis.regime_reason
     assert dict(render.summary_rows(diagnosis))["NTK drift ‖K_T − K₀‖_F/‖K₀‖_F"] == "0.0999996"

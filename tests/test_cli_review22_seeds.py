@@ -9,22 +9,14 @@ scale (a scale may run more seeds than the base).
 import pytest
 
 from _helpers import run_cli
-from _stores import study_file
+from _stores import KERNEL_BASE, study_file
 from gdscope import api
 from gdscope.report import render_report
 from gdscope.report.collect import scaled_seeds
 from gdscope.report.labels import one_seed_warning
 
 WARNING = "this PASS rests on one seed (seeds = [0]); run more seeds to see whether it repeats"
-BASE = """
-kind = "kernel_dynamics"
-gram = "h_infinity"
-method = "gd"
-steps_per_kappa = 40
-tol = 1e-10
-"data.d" = 4
-"data.n" = 8
-"""
+BASE = KERNEL_BASE + '"data.n" = 8\n'
 CLAIM = 'y = { reduce = "final", metric = "residual" }'
 
 

@@ -6,11 +6,9 @@ other. The Du-rate check told a command-line user to "pass ntk_examples ≥ n", 
 only the Python API has (the option is ``--probe-size``).
 """
 
-import dataclasses
-
 import pytest
 
-from _helpers import diagnose_tiny
+from _helpers import diagnose_tiny, lazy_gd_run
 from gdscope.diagnose import render
 from gdscope.diagnose.verdicts import judge
 
@@ -21,29 +19,9 @@ def measured(tmp_path_factory):
     return diagnose_tiny(tmp_path_factory, "ratenets", lr=0.1).measurements
 
 
-def _lazy(m, **changes):
-    """``m`` as a lazy full-batch GD run whose kernel rate check applies."""
-    base = {
-        "ntk_drift": 0.01,
-        "weight_movement": 0.01,
-        "ntk_lambda_min": 3e-4,
-        "ntk_lambda_max": 0.5,
-        "ntk_kappa": 0.5 / 3e-4,
-        "loss_rate": 0.99997,
-        "loss_rate_r2": 0.99,
-        "loss_rate_ok": True,
-        "pl_ratio_min": 1e-4,
-        "pl_ratio_init": 2e-4,
-        "sharpness_max": 1.0,
-        "status": "completed",
-        "steps": 200,
-    }
-    return dataclasses.replace(m, **{**base, **changes})
-
-
 def test_rates_near_1_print_the_digits_that_tell_them_apart(measured):
     # η λ_min = 0.1 · 3e-4 = 3e-5: ρ_GD = 1 − 3e-5, ρ_GD² = 0.99994...; fitted 0.99997
-    m = _lazy(measured, ntk_examples=measured.n_train)
+    m = lazy_gd_run(measured, ntk_examples=measured.n_train)
     diagnosis = judge(m)
     rows = dict(render.summary_rows(diagnosis))
     assert rows["fitted loss rate ρ (R²)"] == "0.99997 (0.99)"
@@ -61,20 +39,20 @@ def test_rates_near_1_print_the_digits_that_tell_them_apart(measured):
 
 
 def test_an_r2_near_1_is_told_apart_from_1(measured):
-    m = _lazy(measured, ntk_examples=measured.n_train, loss_rate_r2=0.99998)
+    m = lazy_gd_run(measured, ntk_examples=measured.n_train, loss_rate_r2=0.99998)
     diagnosis = judge(m)
     assert dict(render.summary_rows(diagnosis))["fitted loss rate ρ (R²)"] == "0.99997 (0.99998)"
     assert "(R² = 0.99998)" in diagnosis.check("ntk_rate").measured
 
 
 def test_rates_away_from_1_keep_four_digits(measured):
-    m = _lazy(measured, ntk_examples=measured.n_train, loss_rate=0.5)
+    m = lazy_gd_run(measured, ntk_examples=measured.n_train, loss_rate=0.5)
     rows = dict(render.summary_rows(judge(m)))
     assert rows["fitted loss rate ρ (R²)"] == "0.5 (0.99)"
 
 
 def test_the_du_rate_reason_names_the_commands_option(measured):
-    m = _lazy(measured, ntk_examples=4, n_train=12)
+    m = lazy_gd_run(measured, ntk_examples=4, n_train=12)
     check = judge(m).check("ntk_rate")
     assert check.status == "n/a"
     assert "--probe-size 12" in check.threshold, check.threshold
