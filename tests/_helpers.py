@@ -204,3 +204,22 @@ def lazy_gd_run(measurements, **changes):
         "steps": 200,
     }
     return dataclasses.replace(measurements, **{**base, **changes})
+
+
+def monitor_tiny(results, run: str, steps: int = 3) -> None:
+    """Monitor ``steps`` SGD steps of a tiny linear regression into ``results`` as run ``run``."""
+    import torch
+
+    import gdscope as gs
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1)
+    x, y = torch.randn(8, 3), torch.randn(8, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with gs.monitor(model, gs.losses.mse, (x, y), results=results, run=run) as mon:
+        mon.step(0, lr=0.1)
+        for t in range(1, steps + 1):
+            opt.zero_grad()
+            gs.losses.mse(model(x), y).backward()
+            opt.step()
+            mon.step(t, lr=0.1)

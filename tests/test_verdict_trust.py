@@ -346,7 +346,7 @@ def test_the_markdown_wall_time_is_the_span_of_the_trials_this_run_stored():
     assert elapsed(view) == "17 s"
     before = {"finished_at": "2026-12-04T09:30:00+00:00", "wall_time_s": 1.0}  # an earlier run
     resumed = StudyView("s", "quick", {}, [], trials=[*trials[:2], before], runs=runs)
-    assert elapsed(resumed) == "17 s (resumed: 1 trials stored before)"
+    assert elapsed(resumed) == "17 s (resumed: 1 trial stored before)"
     early = StudyView("s", "quick", {}, [], trials=[trial("00:05", 30.0)], runs=runs)
     assert elapsed(early) == "5 s"  # never before the run started
     # a later run only judged: the span of the sitting that stored the trials, with its date

@@ -182,7 +182,9 @@ def report(
     output: Annotated[
         str | None,
         typer.Option(
-            "-o", "--output", help="output file (default: DIR/report.html, or DIR/verdicts.md)"
+            "-o",
+            "--output",
+            help="output file, or - for stdout (default: DIR/report.html, or DIR/verdicts.md)",
         ),
     ] = None,
     markdown: Annotated[
@@ -201,9 +203,24 @@ def report(
         ),
     ] = None,
 ) -> None:
-    """Write the results as one self-contained HTML page: verdicts, figures, environment."""
+    """Write the results as one self-contained HTML page: verdicts, figures, environment.
+
+    With ``-o -`` the page (or the Markdown) goes to standard output, as ``export --csv -``.
+    """
     from gdscope import _output, api
 
+    if output == "-":  # the document alone on stdout; what else was written on stderr
+        from gdscope.report import render_report, write_figures
+
+        if figures is not None:
+            _folder_or_error(figures, "--figures")
+        fmt = "markdown" if markdown else "html"
+        text = _user_errors(lambda: render_report(results, fmt=fmt))
+        if figures is not None:
+            _user_errors(lambda: write_figures(results, figures))
+            stderr.print(f"figures: {figures} (SVG and PDF)", highlight=False, markup=False)
+        sys.stdout.write(text)
+        return
     # every target is checked before the first file is written
     default = "verdicts.md" if markdown else "report.html"
     target = output if output is not None else str(Path(results) / default)

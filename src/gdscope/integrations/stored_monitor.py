@@ -51,7 +51,8 @@ def monitor(
     that ``gdscope run`` writes, as a monitored run (:mod:`gdscope.store.runs`): a trial of kind
     ``"monitor"`` whose config names the run, its attempt, the model class, the parameter count
     and the probe schedule; ``gdscope show``, ``export`` and ``report`` show it (the report
-    draws sharpness against 2/η of the recorded ``lr``), ``verify`` leaves it alone. Nothing
+    draws sharpness against 2/η of the recorded ``lr``, an adaptive optimizer's preconditioned
+    sharpness against its own threshold), ``verify`` leaves it alone. Nothing
     stored is touched: running again under the same ``run`` name records a new attempt.
 
     Args:

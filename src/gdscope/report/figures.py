@@ -1,8 +1,9 @@
 """Which figures the report draws: per study, and per claim from its kind and evidence.
 
 Per study: the training curves (loss against step, log scale), and where recorded the sharpness
-against 2/η, the NTK's smallest eigenvalue against width and the Hessian's eigenvalue density at
-the first and last checkpoint (:mod:`~gdscope.report.density`). Per claim, the figure of its kind
+against 2/η (an adaptive optimizer's preconditioned sharpness against its own threshold), the
+NTK's smallest eigenvalue against width and the Hessian's eigenvalue density at the first and
+last checkpoint (:mod:`~gdscope.report.density`). Per claim, the figure of its kind
 (see :mod:`~gdscope.report.fits` and :mod:`~gdscope.report.claim_plots`): a fit with its points,
 CI and band for ``power_law``/``slope`` (rate against κ when that is what is fitted), values
 against the band for ``within`` (plus the curve itself with the band when the claim reads a
@@ -35,13 +36,14 @@ BY_KIND: dict[str, Builder] = {
 
 
 def study_charts(study: StudyView, files: bool = False) -> list[Chart]:
-    """Draw the study's own figures: training curves, sharpness vs 2/η, NTK λ_min vs width, density.
+    """Draw the study's own figures: training curves, sharpness (vs 2/η), NTK λ_min, density.
 
     ``files``: also render each as SVG and PDF documents (``Chart.files``).
     """
     builders = (
         series.training_curves,
         series.sharpness_curves,
+        series.preconditioned_curves,
         series.ntk_vs_width,
         density.density_curves,
     )

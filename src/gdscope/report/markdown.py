@@ -24,6 +24,7 @@ from typing import Any
 
 from gdscope.report import labels, summary
 from gdscope.report.collect import ClaimView, StudyView
+from gdscope.store.schema import MONITOR_SCALE
 
 
 def markdown_page(studies: Sequence[StudyView], source: str, generated: datetime) -> str:
@@ -75,7 +76,9 @@ def elapsed(study: StudyView) -> str:
     """Return the wall time of the study's latest run as text: ``"17 s"``, or ``"reused"``.
 
     A run that resumed a study (some of its trials were stored before) says so:
-    ``"60 s (resumed: 64 trials stored before)"``.
+    ``"60 s (resumed: 64 trials stored before)"``. A monitored run (scale ``"monitor"``) is no
+    study and resumes nothing: each of its attempts is a trial, and the time is its latest
+    attempt's, ``"60 s (latest attempt; 1 earlier attempt)"``.
     """
     run = _parse(study.runs.get("last_run"))
     spans = [
@@ -88,7 +91,11 @@ def elapsed(study: StudyView) -> str:
         first = max(run.timestamp(), min(end.timestamp() - took for end, took in ran))
         wall = f"{max(end for end, _ in ran).timestamp() - first:.0f} s"
         earlier = len(spans) - len(ran)  # a resumed run: its span is not the study's cost
-        return f"{wall} (resumed: {earlier} trials stored before)" if earlier else wall
+        if not earlier:
+            return wall
+        if study.scale == MONITOR_SCALE:  # attempts of a monitored run, not a resumed study
+            return f"{wall} (latest attempt; {_count(earlier, 'earlier attempt')})"
+        return f"{wall} (resumed: {_count(earlier, 'trial')} stored before)"
     if not spans:
         return "reused"
     # every trial was stored before the latest run (which only judged): the span of the run that
@@ -98,6 +105,11 @@ def elapsed(study: StudyView) -> str:
     if span <= sum(took for _, took in spans) + 60:
         return f"{span:.0f} s (stored {min(end for end, _ in spans).date().isoformat()})"
     return "reused"
+
+
+def _count(n: int, noun: str) -> str:
+    """``"1 trial"``, ``"2 trials"``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _date(study: StudyView) -> str:

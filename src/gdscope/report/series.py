@@ -7,6 +7,11 @@ colour and one legend entry, drawn below the axes (:func:`~gdscope.report.canvas
 - :func:`sharpness_curves`: the top Hessian eigenvalue against step with the stability
   threshold 2/η of each learning rate η (Cohen et al., edge of stability), from the ``lr``
   series a monitored run records (a step line when the schedule changes η) or the config's;
+  2/η is gradient descent's edge, so no line is drawn for a trial of an adaptive optimizer
+  (:func:`is_adaptive`: Adam, AdamW, RMSprop), and the caption says so;
+- :func:`preconditioned_curves`: an adaptive optimizer's preconditioned sharpness
+  ``λ_max(P⁻¹H)`` against the threshold its probe records (``(2 + 2β₁)/((1 − β₁)η)`` for Adam,
+  ``(2 + 2μ)/η`` for RMSprop: Cohen et al. 2022, :mod:`gdscope.probes.preconditioned`);
 - :func:`ntk_vs_width`: the NTK's smallest eigenvalue at initialization against width, per seed,
   with the median over seeds;
 - :func:`metric_curves`: any metric against step, with a claim's band, threshold or window.
@@ -24,6 +29,7 @@ from matplotlib.lines import Line2D
 from gdscope.report import canvas, groups, labels
 from gdscope.report.canvas import Drawn
 from gdscope.report.collect import StudyView
+from gdscope.store.schema import MONITOR_KIND
 from gdscope.studies.table import TrialRecord
 
 LOSSES = ("loss", "f_gap", "objective", "f", "residual")
@@ -35,6 +41,15 @@ EDGE = "#d62728"
 """The colour of 2/η when it is not a group's own."""
 RECORDED_LR = "lr"
 """The learning rate a monitored run records at each step (``mon.step(t, lr=...)``)."""
+ADAPTIVE_OPTIMIZERS = ("adam", "adamw", "rmsprop")
+"""Optimizer names (``optimizer.name``) whose edge is not 2/η (``gdscope.config.trial.ADAPTIVE``
+and AdamW, spelled out here: the report imports no torch)."""
+PRECONDITIONED = "preconditioned_sharpness"
+"""The probe, and its metric ``λ_max(P⁻¹H)``, of an adaptive optimizer."""
+ADAPTIVE_THRESHOLD = "adaptive_threshold"
+"""The threshold of ``λ_max(P⁻¹H)`` the probe records with it (one learning rate)."""
+PRECONDITIONED_RATIO = "preconditioned_sharpness_ratio"
+"""``λ_max(P⁻¹H)`` over its threshold, recorded by the probe whatever the learning rates."""
 
 
 def curve(record: TrialRecord, metric: str) -> tuple[np.ndarray, np.ndarray]:
@@ -59,13 +74,15 @@ def metric_curves(
     threshold: float | None = None,
     window: Sequence[float] | None = None,
     stability: bool = False,
+    edge: str | None = None,
 ) -> Drawn | None:
     """``metric`` against step, one line per trial (thinned to ``MAX_LINES``), coloured by group.
 
     The trials of a group (:mod:`~gdscope.report.groups`: the same swept values, other seeds)
     share a colour and one legend entry. Decorations: ``band`` shaded horizontally,
-    ``threshold`` as a dashed line, ``window`` shaded vertically, and with ``stability`` the
-    line 2/η of each trial's learning rate.
+    ``threshold`` as a dashed line, ``window`` shaded vertically, with ``stability`` the
+    line 2/η of each trial's learning rate (none for an adaptive optimizer's trial), and with
+    ``edge`` the threshold series of that name each trial recorded (a step line).
     """
     chosen = [r for r in records if curve(r, metric)[0].size]
     if not chosen:
@@ -87,6 +104,8 @@ def metric_curves(
     if log:
         ax.set_yscale("log")
     extra = _stability_lines(ax, shown, colours) if stability else []
+    if edge is not None:
+        _recorded_edges(ax, drawn, edge, _EDGE_LABELS.get(edge, edge))
     if threshold is not None and math.isfinite(threshold) and (not log or threshold > 0):
         ax.axhline(threshold, color="black", linestyle="--", linewidth=1, label="threshold")
     if window is not None and len(window) == 2:
@@ -117,23 +136,15 @@ def _stability_lines(ax: Any, shown: Sequence[groups.Group], colours: Sequence[A
     entry for all of them (returned, to pass to :func:`canvas.legend`); else the lines are red,
     each named by its η.
     """
-    records = [r for g in shown for r in g.records]
-    recorded = [r for r in records if curve(r, RECORDED_LR)[0].size]
-    seen: list[tuple[bytes, bytes]] = []
-    for record in recorded:
-        steps, rates = curve(record, RECORDED_LR)
-        if (steps.tobytes(), rates.tobytes()) in seen:  # attempts with the same schedule
-            continue
-        label = "2/η of the recorded lr" if not seen else None
-        seen.append((steps.tobytes(), rates.tobytes()))
-        edge = np.where(rates > 0, 2 / np.where(rates > 0, rates, 1.0), np.nan)
-        xs, ys = canvas.decimate(steps, edge)
-        ax.step(xs, ys, where="post", color=EDGE, linestyle=":", linewidth=1.4, label=label)
+    records = [r for g in shown for r in g.records if not is_adaptive(r)]
+    _recorded_edges(ax, records, RECORDED_LR, "2/η of the recorded lr", _two_over)
     owners: dict[float, set[int]] = {}
     for index, group in enumerate(shown):
         for r in group.records:
             lr = r.config.get(LR)
-            if labels.finite(lr) and lr > 0 and not curve(r, RECORDED_LR)[0].size:
+            if is_adaptive(r) or curve(r, RECORDED_LR)[0].size:
+                continue
+            if labels.finite(lr) and lr > 0:
                 owners.setdefault(float(lr), set()).add(index)
     own = len(owners) > 1 and all(len(o) == 1 for o in owners.values())
     for lr, owner in sorted(owners.items()):
@@ -143,6 +154,50 @@ def _stability_lines(ax: Any, shown: Sequence[groups.Group], colours: Sequence[A
     if not own:
         return []
     return [Line2D([], [], color="#555", linestyle=":", label="2/η of each group's η")]
+
+
+def _two_over(rates: np.ndarray) -> np.ndarray:
+    """2/η of each recorded rate (NaN where η ≤ 0)."""
+    return np.where(rates > 0, 2 / np.where(rates > 0, rates, 1.0), np.nan)
+
+
+_EDGE_LABELS = {ADAPTIVE_THRESHOLD: "adaptive threshold (recorded)"}
+
+
+def _recorded_edges(
+    ax: Any,
+    records: Sequence[TrialRecord],
+    metric: str,
+    label: str,
+    transform: Any = None,
+) -> None:
+    """Draw each trial's recorded ``metric`` (through ``transform``) as a red dotted step line.
+
+    Trials that recorded the same series (attempts of one schedule) share one line; the first
+    line carries ``label``.
+    """
+    seen: set[tuple[bytes, bytes]] = set()
+    for record in records:
+        steps, values = curve(record, metric)
+        if not steps.size or (steps.tobytes(), values.tobytes()) in seen:
+            continue
+        name = label if not seen else None
+        seen.add((steps.tobytes(), values.tobytes()))
+        xs, ys = canvas.decimate(steps, transform(values) if transform else values)
+        ax.step(xs, ys, where="post", color=EDGE, linestyle=":", linewidth=1.4, label=name)
+
+
+def is_adaptive(record: TrialRecord) -> bool:
+    """Whether ``record``'s optimizer is adaptive (Adam, AdamW, RMSprop): its edge is not 2/η.
+
+    Known from a study trial's ``optimizer.name``; a monitored run stores no optimizer, but the
+    probe ``preconditioned_sharpness`` (scheduled, or its metrics recorded) runs only on one.
+    """
+    name = record.config.get("optimizer.name")
+    if isinstance(name, str) and name.lower() in ADAPTIVE_OPTIMIZERS:
+        return True
+    probed = (PRECONDITIONED, PRECONDITIONED_RATIO, ADAPTIVE_THRESHOLD)
+    return f"probes.{PRECONDITIONED}" in record.config or any(m in record.series for m in probed)
 
 
 def training_curves(study: StudyView) -> Drawn | None:
@@ -161,21 +216,98 @@ def training_curves(study: StudyView) -> Drawn | None:
 
 
 def sharpness_curves(study: StudyView) -> Drawn | None:
-    """Sharpness (top Hessian eigenvalue) against step with 2/η: the edge of stability."""
-    if not has_curve(study.records, "sharpness"):
+    """Sharpness (top Hessian eigenvalue) against step with 2/η: the edge of stability.
+
+    2/η is gradient descent's edge: no line for a trial of an adaptive optimizer
+    (:func:`is_adaptive`), whose edge is on the preconditioned sharpness
+    (:func:`preconditioned_curves`); the caption says so, and that a monitored run of which the
+    optimizer is not known gets the line as GD's edge, not as an adaptive optimizer's.
+    """
+    records = [r for r in study.records if curve(r, "sharpness")[0].size]
+    if not has_curve(records, "sharpness"):
         return None
+    adaptive = [r for r in records if is_adaptive(r)]
+    where = (
+        "the preconditioned sharpness λ_max(P⁻¹H) (next figure)"
+        if has_curve(adaptive, PRECONDITIONED) or has_curve(adaptive, PRECONDITIONED_RATIO)
+        else f"the preconditioned sharpness λ_max(P⁻¹H) (probe {PRECONDITIONED})"
+    )
+    if len(adaptive) == len(records):
+        return metric_curves(
+            records,
+            study.axes,
+            "sharpness",
+            title="Sharpness (adaptive optimizer: no 2/η)",
+            caption=(
+                "Top Hessian eigenvalue of the training loss against step for each trial. 2/η, "
+                "the edge of stability of gradient descent, is not drawn: it is not the "
+                "threshold of an adaptive optimizer (Adam, RMSprop), whose edge is on "
+                f"{where}."
+            ),
+        )
+    caption = (
+        "Top Hessian eigenvalue of the training loss against step for each trial; the dotted "
+        "line is 2/η, where GD on a quadratic with that curvature turns unstable (for a "
+        "monitored run, 2/η of the lr it recorded at each step)."
+    )
+    if adaptive:
+        caption += (
+            f" No 2/η line for the {len(adaptive)} of {len(records)} trials with an adaptive "
+            f"optimizer (Adam, RMSprop): it is not their threshold, which is on {where}."
+        )
+    if any(r.config.get("kind") == MONITOR_KIND and not is_adaptive(r) for r in records):
+        caption += (
+            " A monitored run does not store its optimizer: 2/η is the edge of gradient "
+            "descent and does not apply to an adaptive optimizer (Adam, RMSprop), whose edge "
+            f"is on the preconditioned sharpness (schedule the probe {PRECONDITIONED})."
+        )
     return metric_curves(
-        study.records,
+        records,
         study.axes,
         "sharpness",
         title="Sharpness against 2/η",
-        caption=(
-            "Top Hessian eigenvalue of the training loss against step for each trial; the dotted "
-            "line is 2/η, where GD on a quadratic with that curvature turns unstable (for a "
-            "monitored run, 2/η of the lr it recorded at each step)."
-        ),
+        caption=caption,
         stability=True,
     )
+
+
+def preconditioned_curves(study: StudyView) -> Drawn | None:
+    """Draw an adaptive optimizer's preconditioned sharpness against the threshold it recorded.
+
+    ``λ_max(P⁻¹H)`` with each trial's recorded ``adaptive_threshold`` (Cohen et al. 2022:
+    ``(2 + 2β₁)/((1 − β₁)η)`` for Adam/AdamW, ``(2 + 2μ)/η`` for RMSprop); where only the ratio
+    to the threshold was recorded (groups of different learning rates), the ratio against 1.
+    """
+    thresholds = (
+        "(2 + 2β₁)/((1 − β₁)η) for Adam/AdamW (38/η at β₁ = 0.9), (2 + 2μ)/η for RMSprop with "
+        "momentum μ, where the update with P frozen turns unstable (Cohen et al. 2022, adaptive "
+        "edge of stability); 2/η, gradient descent's edge, is not this one."
+    )
+    if has_curve(study.records, PRECONDITIONED):
+        return metric_curves(
+            study.records,
+            study.axes,
+            PRECONDITIONED,
+            title="Preconditioned sharpness against the adaptive threshold",
+            caption=(
+                "λ_max(P⁻¹H) (P the optimizer's diagonal preconditioner) against step for each "
+                f"trial; the dotted line is the threshold each trial recorded: {thresholds}"
+            ),
+            edge=ADAPTIVE_THRESHOLD,
+        )
+    if has_curve(study.records, PRECONDITIONED_RATIO):
+        return metric_curves(
+            study.records,
+            study.axes,
+            PRECONDITIONED_RATIO,
+            title="Preconditioned sharpness over the adaptive threshold",
+            caption=(
+                "λ_max(P⁻¹H) (P the optimizer's diagonal preconditioner) over its threshold "
+                f"against step for each trial; the dashed line 1 is the threshold: {thresholds}"
+            ),
+            threshold=1.0,
+        )
+    return None
 
 
 def ntk_vs_width(study: StudyView) -> Drawn | None:
