@@ -156,9 +156,10 @@ def test_a_model_that_is_nan_at_its_parameters_is_refused_in_one_line():
             probe(_NaNNet(), gs.losses.mse, batch)
     with pytest.raises(ValueError, match=r"^output_hessian_norm: the output is nan"):
         gs.probes.output_hessian_norm(_NaNNet(), batch[0])
-    gram = gs.probes.ntk_gram(_NaNNet(), batch[0])
+    with pytest.raises(ValueError, match=r"^NTK: the model's output on the first input is not"):
+        gs.probes.ntk_gram(_NaNNet(), batch[0])
     with pytest.raises(ValueError, match=r"^K has non-finite entries"):
-        gs.probes.ntk_spectrum(gram)
+        gs.probes.ntk_spectrum(torch.full((3, 3), float("nan")))
 
 
 @pytest.mark.parametrize("probe", ["sharpness", "ggn_sharpness", "ntk_spectrum", "hessian_density"])
