@@ -13,6 +13,7 @@ early by its reader (``| head``) ends a command quietly (:func:`stdout_closed`).
 from __future__ import annotations
 
 import os
+import select
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -117,3 +118,18 @@ def stdout_closed() -> int:
     except (OSError, ValueError):  # no file descriptor (captured): nothing is flushed to it
         pass
     return PIPE_CLOSED
+
+
+def stdout_broken() -> bool:
+    """Whether standard output is a pipe whose reader has gone (``poll`` reports an error on it).
+
+    A ``BrokenPipeError`` is standard output's only then: one from another pipe (a socket a
+    user's code reads) is an error to report, not a reader that stopped early.
+    """
+    try:
+        fd = sys.stdout.fileno()
+    except (OSError, ValueError, AttributeError):  # replaced or captured: it cannot be broken
+        return False
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return any(events & select.POLLERR for _, events in poller.poll(0))

@@ -183,7 +183,7 @@ def run_studies(
     runner = make_runner(runner, workers=workers, address=address, batch=batch) if built else runner
     start = time.perf_counter()
     queue = TrialQueue([_scaled_trials(s, scale, overrides, runner, max_trials) for s in studies])
-    store = _connect_then_open(runner, results, close=built)
+    store, joined = _connect_then_open(runner, results, close=built)
     out: dict[int, StudyResult] = {}
     errors: dict[int, list[str]] = {}
     reruns: dict[int, str] = {}
@@ -222,7 +222,9 @@ def run_studies(
         for index in queue.stored(digest, failed=isinstance(outcome, BaseException)):
             finish(index)
 
-    with runner if built else contextlib.nullcontext(), store.writer():
+    # a runner built here is closed after the run; one of the caller's leaves what this joined
+    leaving = runner if built or joined else contextlib.nullcontext()
+    with leaving, store.writer():
         for index, entry in enumerate(queue.studies):
             spec = entry.study.model_dump(mode="json", exclude_defaults=True)
             stale = store.record_study(entry.study.name, scale, spec, entry.hashes)
@@ -239,17 +241,20 @@ def run_studies(
     return [out[index] for index in range(len(queue.studies))]
 
 
-def _connect_then_open(runner: Runner, results: str | Path | Store, *, close: bool) -> Store:
+def _connect_then_open(
+    runner: Runner, results: str | Path | Store, *, close: bool
+) -> tuple[Store, bool]:
     """Connect ``runner`` (e.g. join its Ray cluster), then open (create) the store ``results``.
 
-    A runner that cannot connect raises before anything is written; one built by the caller
-    (``close``) is closed again if the store cannot be opened.
+    A runner that cannot connect raises before anything is written; one built here (``close``)
+    or connected by this call is closed again if the store cannot be opened. Returns the store
+    and whether this call connected the runner.
     """
-    runner.connect()
+    joined = runner.connect()
     try:
-        return results if isinstance(results, Store) else Store(results)
+        return (results if isinstance(results, Store) else Store(results)), joined
     except BaseException:
-        if close:
+        if close or joined:
             runner.close()
         raise
 

@@ -51,12 +51,17 @@ class _Commands(TyperGroup):
 
 @contextlib.contextmanager
 def _closed_pipe() -> Iterator[None]:
-    """Turn a ``BrokenPipeError`` into a quiet exit (:func:`gdscope._output.stdout_closed`)."""
+    """Turn standard output's ``BrokenPipeError`` into a quiet exit (:func:`gdscope._output.stdout_closed`).
+
+    Another pipe's (a user's model reading from a server that went away) is the error it is.
+    """
     try:
         yield
     except BrokenPipeError:
-        from gdscope._output import stdout_closed
+        from gdscope._output import stdout_broken, stdout_closed
 
+        if not stdout_broken():
+            raise
         raise typer.Exit(stdout_closed()) from None
 
 

@@ -23,9 +23,11 @@ from pydantic import (
 )
 
 from gdscope import _checks as check
+from gdscope.config.base import STORED
 from gdscope.config.parts import Count, DataConfig, FrozenPart, ModelConfig, PositiveCount
 from gdscope.models.parameterization import get_parameterization
 from gdscope.optim.registry import OPTIMIZERS, check_optimizer
+from gdscope.training.train_arguments import unmeasured_stop
 
 _DEVICE = re.compile(r"cpu|cuda(:\d+)?|mps")
 
@@ -184,23 +186,22 @@ class TrialConfig(FrozenPart):
         return self
 
     @model_validator(mode="after")
-    def _stop_reads_a_measured_metric(self) -> TrialConfig:
-        """Refuse a stop rule that mini-batch training would never check.
+    def _stop_reads_a_measured_metric(self, info: ValidationInfo) -> TrialConfig:
+        """Refuse a stop rule that mini-batch training would never check (not in a stored config).
 
         With mini-batches a :class:`StopConfig` criterion is checked where its metric is
         measured (``gdscope.training.Stop``): without the ``loss`` or ``accuracy`` probe it never
-        fires, and the run would end at ``steps`` as if no rule had been given.
+        fires, and the run would end at ``steps`` as if no rule had been given
+        (:func:`~gdscope.training.train_arguments.unmeasured_stop`; ``n`` known only where the
+        loader takes it).
         """
-        mini_batch = self.batch_size is not None and self.batch_size != self.data.n
-        rules = (("loss", self.stop.loss_below), ("accuracy", self.stop.accuracy_at_least))
-        for metric, value in rules if mini_batch else ():
-            if value is not None and metric not in self.probes:
-                rule = "loss_below" if metric == "loss" else "accuracy_at_least"
-                raise ValueError(
-                    f"stop.{rule} = {value} is checked where {metric} is measured, and with "
-                    f"batch_size = {self.batch_size} nothing measures it; add probes.{metric} "
-                    f"(--probe {metric}=1 checks it every step)"
-                )
+        if isinstance(info.context, dict) and info.context.get(STORED):
+            return self  # written by a gdscope that ran it so: it keeps its hash and verifies
+        n = self.data.n if "n" in self.data.loader_parameters() else None
+        rules = {"loss": self.stop.loss_below, "accuracy": self.stop.accuracy_at_least}
+        why = unmeasured_stop(rules, self.probes, self.batch_size, n)
+        if why:
+            raise ValueError(why)
         return self
 
     @model_validator(mode="after")

@@ -149,7 +149,7 @@ def refuse_kept_parameters(
     def fn(p: Params, b: Any) -> Tensor:
         return apply(model, p, b) if loss_fn is None else loss_at(model, p, loss_fn, b)
 
-    leaves = {name: t.detach().requires_grad_(True) for name, t in params.items()}
+    leaves = {name: t.detach().clone().requires_grad_(True) for name, t in params.items()}
     with torch.inference_mode(False), torch.enable_grad():
         try:
             value = fn(leaves, few_examples(batch))

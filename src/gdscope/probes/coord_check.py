@@ -25,11 +25,12 @@ import math
 import torch
 from torch import Tensor, nn
 
-from gdscope.functional import Params, apply
+from gdscope.functional import Params, apply, without_autocast
 
 __all__ = ["hidden_activations", "rms"]
 
 
+@without_autocast
 def hidden_activations(
     model: nn.Module, x: Tensor, params: Params | None = None
 ) -> tuple[list[Tensor], Tensor]:

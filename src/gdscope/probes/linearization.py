@@ -77,7 +77,7 @@ def linearization_gap(
     """
     _check_arguments(model, params0, params_t)
     with wrong_width_explained(model, x, "linearization_gap"):
-        leaves = {k: v.detach().requires_grad_(True) for k, v in params_t.items()}
+        leaves = {k: v.detach().clone().requires_grad_(True) for k, v in params_t.items()}
         with torch.enable_grad(), buffers_restored(model):  # a graph, searched for kept reads
             actual = apply(model, leaves, x)
         refuse_kept_reads(model, params_t, actual, "linearization_gap")

@@ -77,13 +77,16 @@ class Runner(abc.ABC):
     def check_devices(self, configs: Sequence[Config]) -> None:  # noqa: B027 - optional hook
         """Raise ``ValueError`` if these trials cannot run here (default: anything can)."""
 
-    def connect(self) -> None:  # noqa: B027 - optional hook
+    def connect(self) -> bool:
         """Reach where the trials run, before anything is written (default: nothing to reach).
+
+        Returns whether this call connected (then :meth:`close` disconnects).
 
         Raises:
             ValueError: it cannot be reached (e.g. :class:`gdscope.runners.ray.AddressError`).
 
         """
+        return False
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release what the runner holds (worker processes); it may be used again after."""
@@ -180,8 +183,10 @@ class RayRunner(Runner):
         self.batch = batch
         self._joined = False
 
-    def connect(self) -> None:
+    def connect(self) -> bool:
         """Check that Ray is installed and join the cluster at ``address`` (kept until ``close``).
+
+        Returns whether this call joined it.
 
         Raises:
             ImportError: Ray is not installed.
@@ -190,7 +195,9 @@ class RayRunner(Runner):
         """
         from gdscope.runners.ray import join
 
-        self._joined = join(self.address) or self._joined
+        joined = join(self.address)
+        self._joined = joined or self._joined
+        return joined
 
     def close(self) -> None:
         """Leave the cluster joined by :meth:`connect` (the next ``map`` joins it again)."""

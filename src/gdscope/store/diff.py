@@ -40,7 +40,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-from gdscope._output import stdout_closed
+from gdscope._output import stdout_broken, stdout_closed
 from gdscope.store.rows import read_config
 from gdscope.store.schema import DB_NAME
 from gdscope.studies.table import flatten_config
@@ -174,6 +174,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(line)
         sys.stdout.flush()  # what is still buffered fails here, not at exit
     except BrokenPipeError:  # the reader stopped early (| head): end quietly
+        if not stdout_broken():
+            raise
         return stdout_closed()
     print("identical" if not lines else f"{len(lines)} difference lines", file=sys.stderr)
     return 1 if lines else 0

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from gdscope import _checks as check
 from gdscope import losses
-from gdscope.functional import clone_params, params_of
+from gdscope.functional import autocast_off, clone_params, params_of
 from gdscope.probes.infinite_dynamics import plain_gd_lr
 from gdscope.training.context import ProbeContext
 from gdscope.training.scheduled import PROBES
@@ -35,7 +35,11 @@ from gdscope.training.skeleton import (
     drive,
     end_if_diverged,
 )
-from gdscope.training.train_arguments import check_train_arguments
+from gdscope.training.train_arguments import (
+    check_train_arguments,
+    explain_dtype,
+    unmeasured_stop,
+)
 
 __all__ = [
     "DIVERGENCE_FACTOR",
@@ -199,8 +203,9 @@ def train(
 
     Raises:
         ValueError: bad ``steps``, ``batch_size`` or probe schedule, an optimizer over other
-            tensors than the model's parameters, ``data`` of another dtype than the model
-            (:func:`~gdscope.training.train_arguments.check_train_arguments`; nothing is run).
+            tensors than the model's parameters, a mini-batch stop rule nothing measures
+            (:mod:`~gdscope.training.train_arguments`; nothing is run); ``data`` of another
+            dtype than the model, once the model failed on it.
         TypeError: ``data`` or ``eval_data`` not an ``(x, y)`` pair of tensors.
 
     """
@@ -213,9 +218,17 @@ def train(
             f"batch_size must be in [1, {n}] (the training set size), got {batch_size}"
         )
     schedule = validate_schedule(probes, extra_probes)
+    rules = {"loss": stop.loss_below, "accuracy": stop.accuracy_at_least} if stop else {}
+    why = unmeasured_stop(rules, schedule, batch_size, n)
+    if why:
+        raise ValueError(why)
     run = _Network(model, optimizer, data, steps, loss_fn, schedule, extra_probes,
                    batch_size=batch_size, seed=seed, stop=stop or Stop(), eval_data=eval_data)  # fmt: skip
-    return drive(steps, run.measure, run.update, watch=LOSS, stop=run.stop_reason)
+    try:
+        return drive(steps, run.measure, run.update, watch=LOSS, stop=run.stop_reason)
+    except RuntimeError as error:
+        explain_dtype(model, data, error)
+        raise
 
 
 class _Network:
@@ -308,7 +321,8 @@ class _Network:
         if self.watched is not None and not math.isfinite(self.watched):
             metrics = {"loss": self.watched}  # the run ends here, diverged: nothing to measure
         else:
-            metrics = measure(self.due, ctx, self.extra)
+            with autocast_off():  # the probes measure the model in its dtype (the step may not)
+                metrics = measure(self.due, ctx, self.extra)
         start = metrics.get("loss", self.watched) if t == 0 else None
         if t == 0 and start is None:
             start = ctx.loss()

@@ -1,9 +1,10 @@
 """What :func:`gdscope.training.train` refuses before it runs: arguments it would misuse silently.
 
 An optimizer built over another model's parameters trains nothing (the run "completes" with the
-model as it was); ``data`` that is not an ``(x, y)`` pair, or of another dtype than the model,
-fails deep inside the first step with torch's words. Each is one line here, naming the argument
-and the fix.
+model as it was); a mini-batch stop rule whose metric nothing measures never fires; ``data``
+that is not an ``(x, y)`` pair fails deep inside the first step with torch's words, and so do
+inputs of another dtype than the model (explained once the model failed on them). Each is one
+line here, naming the argument and the fix.
 
 >>> import torch
 >>> net = torch.nn.Linear(3, 1)
@@ -20,15 +21,40 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-__all__ = ["check_train_arguments"]
+__all__ = ["check_train_arguments", "explain_dtype", "unmeasured_stop"]
+
+
+def unmeasured_stop(
+    rules: dict[str, float | None], probes: Any, batch_size: int | None, n: int | None
+) -> str | None:
+    """Say why a stop rule would never fire, or ``None``: mini-batches and no probe of its metric.
+
+    With mini-batches (``batch_size`` below a known ``n``) a criterion is checked where its metric
+    is measured (:class:`~gdscope.training.loop.Stop`); ``rules`` maps ``"loss"`` and
+    ``"accuracy"`` to their thresholds (``None``: no rule).
+
+    >>> unmeasured_stop({"loss": 0.1, "accuracy": None}, {"grad_norm": 1}, 8, 64)
+    'stop.loss_below = 0.1 is checked where loss is measured, and with batch_size = 8 nothing \
+measures it; add probes.loss (--probe loss=1 checks it every step)'
+    """
+    if batch_size is None or n is None or batch_size == n:
+        return None  # full batch: every step's loss (and accuracy, when asked) is checked
+    for metric, value in rules.items():
+        if value is not None and metric not in probes:
+            rule = "loss_below" if metric == "loss" else "accuracy_at_least"
+            return (
+                f"stop.{rule} = {value} is checked where {metric} is measured, and with "
+                f"batch_size = {batch_size} nothing measures it; add probes.{metric} "
+                f"(--probe {metric}=1 checks it every step)"
+            )
+    return None
 
 
 def check_train_arguments(model: nn.Module, optimizer: Any, data: Any, eval_data: Any) -> None:
     """Raise ``ValueError``/``TypeError`` on an optimizer or a data set ``train`` would misuse.
 
     ``data`` and ``eval_data`` (when given) must be ``(x, y)`` pairs of tensors with as many
-    targets as inputs, and a floating ``x`` the dtype of the model's parameters; every tensor
-    ``optimizer`` updates must be a parameter of ``model``.
+    targets as inputs; every tensor ``optimizer`` updates must be a parameter of ``model``.
     """
     if not isinstance(optimizer, torch.optim.Optimizer):
         raise TypeError(
@@ -42,7 +68,6 @@ def check_train_arguments(model: nn.Module, optimizer: Any, data: Any, eval_data
             f"optimizer updates {foreign} tensors that are not the model's parameters (of "
             f"{len(updated)}); build it from model.parameters()"
         )
-    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
     for name, pair in (("data", data), ("eval_data", eval_data)):
         if pair is None and name == "eval_data":
             continue
@@ -56,11 +81,20 @@ def check_train_arguments(model: nn.Module, optimizer: Any, data: Any, eval_data
                 f"{name}: x has {x.shape[0] if x.ndim else 0} examples and y "
                 f"{y.shape[0] if y.ndim else 0}; give one target row per input"
             )
-        if x.is_floating_point() and dtype is not None and x.dtype != dtype:
-            raise ValueError(
-                f"{name}: x is {x.dtype} but the model's parameters are {dtype}; pass "
-                f"x.to({dtype}) (and a floating y), or convert the model"
-            )
+
+
+def explain_dtype(model: nn.Module, data: Any, error: RuntimeError) -> None:
+    """Raise a one-line ``ValueError`` if ``error`` came from inputs of another dtype than the model.
+
+    Said only after the model failed (a model that casts its inputs itself trains as it is).
+    """
+    x = data[0]
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+    if dtype is not None and x.dtype != dtype and "dtype" in str(error):
+        raise ValueError(
+            f"data: x is {x.dtype} but the model's parameters are {dtype}, and the model failed "
+            f"on it; pass x.to({dtype}) (and a floating y), or convert the model"
+        ) from error
 
 
 def _kind(value: Any) -> str:
