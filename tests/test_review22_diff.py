@@ -155,7 +155,7 @@ def test_a_broken_pipe_that_is_not_standard_outputs_is_an_error(tmp_path):
         "    def forward(self, x):\n"
         "        self.calls += 1\n"
         "        if self.calls > 3:  # the checks' forwards pass, then training's fail\n"
-        "            raise BrokenPipeError('remote feature server went away')\n"
+        "            raise BrokenPipeError(32, 'remote feature server went away')\n"
         "        return self.lin(x)\n\n\n"
         "def make():\n    return Net()\n"
     )
@@ -174,5 +174,62 @@ def test_a_broken_pipe_that_is_not_standard_outputs_is_an_error(tmp_path):
             timeout=120,
             env={**os.environ, "PYTHONPATH": str(tmp_path)},
         )
-    assert done.returncode == 2, done.stderr
-    assert "error: remote feature server went away" in done.stderr
+    assert done.returncode == 2, done.stderr  # with its errno click exited 1, silently
+    assert "error: remote feature server went away (not standard output's)" in done.stderr
+
+
+def test_standard_output_is_broken_where_its_reader_hung_up(monkeypatch):
+    """A socket (and a BSD pipe) whose reader has gone reports POLLHUP, not POLLERR."""
+    from gdscope._output import stdout_broken
+
+    mine, theirs = socket.socketpair()
+    with mine:
+        monkeypatch.setattr(sys, "stdout", mine.makefile("w"))
+        assert not stdout_broken()
+        theirs.close()
+        assert stdout_broken()
+
+
+def test_a_models_own_error_with_whole_number_inputs_is_not_called_a_dtype_mismatch():
+    """Token ids are int64 by nature: an embedding model's own dtype error came out as "pass
+    x.to(torch.float32)"."""
+
+    class Buggy(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = nn.Embedding(10, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            out = self.embed(x).sum(1)
+            return out.gather(1, torch.zeros_like(out))  # a float index: the model's own bug
+
+    model = Buggy()
+    x, y = torch.randint(0, 10, (8, 3)), torch.randn(8, 1)
+    with pytest.raises(RuntimeError, match="gather"):
+        gs.train(model, torch.optim.SGD(model.parameters(), lr=0.1), (x, y), 2)
+
+
+def test_a_stop_rule_read_from_a_probe_of_another_name_is_not_refused():
+    """``unmeasured_stop`` looked at probe names, ``Stop`` reads metrics: a run's own probe
+    ``train_acc`` recording ``accuracy`` was refused."""
+    torch.manual_seed(0)
+    x = torch.randn(64, 4)
+    y = (x[:, 0] > 0).long()
+    model = nn.Linear(4, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+
+    def train_acc(ctx):
+        return {"accuracy": float(gs.losses.accuracy(ctx.train_output(), ctx.data[1]))}
+
+    trace = gs.train(
+        model,
+        opt,
+        (x, y),
+        200,
+        loss_fn=gs.losses.cross_entropy,
+        batch_size=16,
+        stop=gs.training.Stop(accuracy_at_least=0.9),
+        extra_probes={"train_acc": train_acc},
+        probes={"train_acc": 1},
+    )
+    assert trace.status == "stopped"

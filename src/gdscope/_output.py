@@ -130,6 +130,9 @@ def stdout_broken() -> bool:
         fd = sys.stdout.fileno()
     except (OSError, ValueError, AttributeError):  # replaced or captured: it cannot be broken
         return False
+    if not hasattr(select, "poll"):  # Windows: no way to ask; take it for standard output's
+        return True
     poller = select.poll()
     poller.register(fd, select.POLLOUT)
-    return any(events & select.POLLERR for _, events in poller.poll(0))
+    gone = select.POLLERR | select.POLLHUP  # a pipe's (Linux), a socket's and a BSD pipe's
+    return any(events & gone for _, events in poller.poll(0))

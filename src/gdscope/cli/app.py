@@ -57,11 +57,11 @@ def _closed_pipe() -> Iterator[None]:
     """
     try:
         yield
-    except BrokenPipeError:
+    except BrokenPipeError as err:
         from gdscope._output import stdout_broken, stdout_closed
 
-        if not stdout_broken():
-            raise
+        if not stdout_broken():  # without its errno: click would exit 1 silently on EPIPE
+            raise OSError(f"{err.strerror or err} (not standard output's)") from err
         raise typer.Exit(stdout_closed()) from None
 
 

@@ -27,6 +27,7 @@ from gdscope.config.base import STORED
 from gdscope.config.parts import Count, DataConfig, FrozenPart, ModelConfig, PositiveCount
 from gdscope.models.parameterization import get_parameterization
 from gdscope.optim.registry import OPTIMIZERS, check_optimizer
+from gdscope.training.scheduled import scheduled_metrics
 from gdscope.training.train_arguments import unmeasured_stop
 
 _DEVICE = re.compile(r"cpu|cuda(:\d+)?|mps")
@@ -199,7 +200,7 @@ class TrialConfig(FrozenPart):
             return self  # written by a gdscope that ran it so: it keeps its hash and verifies
         n = self.data.n if "n" in self.data.loader_parameters() else None
         rules = {"loss": self.stop.loss_below, "accuracy": self.stop.accuracy_at_least}
-        why = unmeasured_stop(rules, self.probes, self.batch_size, n)
+        why = unmeasured_stop(rules, scheduled_metrics(self.probes), self.batch_size, n)
         if why:
             raise ValueError(why)
         return self

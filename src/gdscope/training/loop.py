@@ -23,7 +23,7 @@ from gdscope import losses
 from gdscope.functional import autocast_off, clone_params, params_of
 from gdscope.probes.infinite_dynamics import plain_gd_lr
 from gdscope.training.context import ProbeContext
-from gdscope.training.scheduled import PROBES
+from gdscope.training.scheduled import PROBES, scheduled_metrics
 from gdscope.training.skeleton import (
     DIVERGENCE_FACTOR,
     Reading,
@@ -219,9 +219,10 @@ def train(
         )
     schedule = validate_schedule(probes, extra_probes)
     rules = {"loss": stop.loss_below, "accuracy": stop.accuracy_at_least} if stop else {}
-    why = unmeasured_stop(rules, schedule, batch_size, n)
-    if why:
-        raise ValueError(why)
+    if not set(schedule) & set(extra_probes or {}):  # this run's own probes may record them
+        why = unmeasured_stop(rules, scheduled_metrics(schedule), batch_size, n)
+        if why:
+            raise ValueError(why)
     run = _Network(model, optimizer, data, steps, loss_fn, schedule, extra_probes,
                    batch_size=batch_size, seed=seed, stop=stop or Stop(), eval_data=eval_data)  # fmt: skip
     try:

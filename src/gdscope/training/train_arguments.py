@@ -25,22 +25,23 @@ __all__ = ["check_train_arguments", "explain_dtype", "unmeasured_stop"]
 
 
 def unmeasured_stop(
-    rules: dict[str, float | None], probes: Any, batch_size: int | None, n: int | None
+    rules: dict[str, float | None], measured: Any, batch_size: int | None, n: int | None
 ) -> str | None:
-    """Say why a stop rule would never fire, or ``None``: mini-batches and no probe of its metric.
+    """Say why a stop rule would never fire, or ``None``: mini-batches and nothing records its metric.
 
     With mini-batches (``batch_size`` below a known ``n``) a criterion is checked where its metric
     is measured (:class:`~gdscope.training.loop.Stop`); ``rules`` maps ``"loss"`` and
-    ``"accuracy"`` to their thresholds (``None``: no rule).
+    ``"accuracy"`` to their thresholds (``None``: no rule), ``measured`` holds the metrics the
+    scheduled probes record (:func:`~gdscope.training.scheduled.scheduled_metrics`).
 
-    >>> unmeasured_stop({"loss": 0.1, "accuracy": None}, {"grad_norm": 1}, 8, 64)
+    >>> unmeasured_stop({"loss": 0.1, "accuracy": None}, {"grad_norm"}, 8, 64)
     'stop.loss_below = 0.1 is checked where loss is measured, and with batch_size = 8 nothing \
 measures it; add probes.loss (--probe loss=1 checks it every step)'
     """
     if batch_size is None or n is None or batch_size == n:
         return None  # full batch: every step's loss (and accuracy, when asked) is checked
     for metric, value in rules.items():
-        if value is not None and metric not in probes:
+        if value is not None and metric not in measured:
             rule = "loss_below" if metric == "loss" else "accuracy_at_least"
             return (
                 f"stop.{rule} = {value} is checked where {metric} is measured, and with "
@@ -90,7 +91,8 @@ def explain_dtype(model: nn.Module, data: Any, error: RuntimeError) -> None:
     """
     x = data[0]
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
-    if dtype is not None and x.dtype != dtype and "dtype" in str(error):
+    floating = x.is_floating_point()  # whole numbers are token ids an embedding takes
+    if floating and dtype is not None and x.dtype != dtype and "dtype" in str(error):
         raise ValueError(
             f"data: x is {x.dtype} but the model's parameters are {dtype}, and the model failed "
             f"on it; pass x.to({dtype}) (and a floating y), or convert the model"
