@@ -20,7 +20,13 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
-__all__ = ["check_generator", "check_loss_and_batch", "check_params", "refuse_inference_model"]
+__all__ = [
+    "check_generator",
+    "check_loss_and_batch",
+    "check_params",
+    "described",
+    "refuse_inference_model",
+]
 
 
 def refuse_inference_model(model: nn.Module, what: str) -> None:
@@ -65,7 +71,7 @@ def check_loss_and_batch(loss_fn: object, batch: object, what: str) -> None:
     if not (isinstance(batch, tuple | list) and len(batch) == 2):
         raise ValueError(
             f"{what}: batch must be a pair (x, y) of the model's inputs and the targets, got "
-            f"{_described(batch)}; pass batch=(x, y)"
+            f"{described(batch)}; pass batch=(x, y)"
         )
     x = batch[0]  # pyright: ignore[reportIndexIssue]
     if isinstance(x, Tensor) and (x.ndim == 0 or x.shape[0] == 0):
@@ -92,7 +98,8 @@ def check_loss_and_batch(loss_fn: object, batch: object, what: str) -> None:
         ) from None
 
 
-def _described(batch: object) -> str:
+def described(batch: object) -> str:
+    """Say what a value given for a pair ``(x, y)`` is: a tensor's shape, a dict's keys, a length."""
     if isinstance(batch, Tensor):
         return f"a tensor of shape {tuple(batch.shape)}"
     if isinstance(batch, Mapping):

@@ -21,6 +21,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from gdscope.probes._arguments import described
+
 __all__ = ["check_train_arguments", "explain_dtype", "unmeasured_stop"]
 
 
@@ -75,7 +77,7 @@ def check_train_arguments(model: nn.Module, optimizer: Any, data: Any, eval_data
         if not (isinstance(pair, tuple | list) and len(pair) == 2) or not all(
             isinstance(t, Tensor) for t in pair
         ):
-            raise TypeError(f"{name} must be a pair (x, y) of tensors, got {_kind(pair)}")
+            raise TypeError(f"{name} must be a pair (x, y) of tensors, got {described(pair)}")
         x, y = pair
         if x.shape[:1] != y.shape[:1]:
             raise ValueError(
@@ -97,11 +99,3 @@ def explain_dtype(model: nn.Module, data: Any, error: RuntimeError) -> None:
             f"data: x is {x.dtype} but the model's parameters are {dtype}, and the model failed "
             f"on it; pass x.to({dtype}) (and a floating y), or convert the model"
         ) from error
-
-
-def _kind(value: Any) -> str:
-    if isinstance(value, Tensor):
-        return f"one tensor of shape {tuple(value.shape)}"
-    if isinstance(value, tuple | list):
-        return f"a {type(value).__name__} of {len(value)}"
-    return type(value).__name__
