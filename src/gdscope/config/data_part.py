@@ -168,6 +168,14 @@ class DataConfig(FrozenPart):
             )
         return self
 
+    def known_n(self) -> int | None:
+        """Return the training-set size the config knows: ``data.n`` where the loader takes it.
+
+        ``None`` for a factory or a loader without ``n`` (their size shows only once loaded), and
+        where ``data.n`` is ``None`` (the loader's own default).
+        """
+        return self.n if "n" in self.loader_parameters() else None
+
     def loader_parameters(self) -> list[str]:
         """Return the keyword parameters of this data set's loader (``gdscope.data.DATASETS``).
 

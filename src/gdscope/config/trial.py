@@ -157,7 +157,7 @@ class TrialConfig(FrozenPart):
     @classmethod
     def _batch_fits_the_data(cls, batch_size: int | None, info: ValidationInfo) -> int | None:
         data = info.data.get("data")  # validated before batch_size (field order)
-        n = data.n if isinstance(data, DataConfig) and "n" in data.loader_parameters() else None
+        n = data.known_n() if isinstance(data, DataConfig) else None
         if batch_size is not None and n is not None and batch_size > n:
             raise ValueError(
                 f"larger than data.n={n}, the training set; use at most {n}, or leave "
@@ -198,9 +198,8 @@ class TrialConfig(FrozenPart):
         """
         if isinstance(info.context, dict) and info.context.get(STORED):
             return self  # written by a gdscope that ran it so: it keeps its hash and verifies
-        n = self.data.n if "n" in self.data.loader_parameters() else None
-        rules = {"loss": self.stop.loss_below, "accuracy": self.stop.accuracy_at_least}
-        why = unmeasured_stop(rules, scheduled_metrics(self.probes), self.batch_size, n)
+        n = self.data.known_n()
+        why = unmeasured_stop(self.stop, scheduled_metrics(self.probes), self.batch_size, n)
         if why:
             raise ValueError(why)
         return self

@@ -218,9 +218,8 @@ def train(
             f"batch_size must be in [1, {n}] (the training set size), got {batch_size}"
         )
     schedule = validate_schedule(probes, extra_probes)
-    rules = {"loss": stop.loss_below, "accuracy": stop.accuracy_at_least} if stop else {}
     if not set(schedule) & set(extra_probes or {}):  # this run's own probes may record them
-        why = unmeasured_stop(rules, scheduled_metrics(schedule), batch_size, n)
+        why = unmeasured_stop(stop, scheduled_metrics(schedule), batch_size, n)
         if why:
             raise ValueError(why)
     run = _Network(model, optimizer, data, steps, loss_fn, schedule, extra_probes,

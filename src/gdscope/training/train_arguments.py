@@ -26,25 +26,28 @@ from gdscope.probes._arguments import described
 __all__ = ["check_train_arguments", "explain_dtype", "unmeasured_stop"]
 
 
-def unmeasured_stop(
-    rules: dict[str, float | None], measured: Any, batch_size: int | None, n: int | None
-) -> str | None:
+_STOP_RULES = (("loss", "loss_below"), ("accuracy", "accuracy_at_least"))
+"""Each stop criterion's metric and its field (of ``Stop`` and of ``config.StopConfig``)."""
+
+
+def unmeasured_stop(stop: Any, measured: Any, batch_size: int | None, n: int | None) -> str | None:
     """Say why a stop rule would never fire, or ``None``: mini-batches and nothing records its metric.
 
-    With mini-batches (``batch_size`` below a known ``n``) a criterion is checked where its metric
-    is measured (:class:`~gdscope.training.loop.Stop`); ``rules`` maps ``"loss"`` and
-    ``"accuracy"`` to their thresholds (``None``: no rule), ``measured`` holds the metrics the
-    scheduled probes record (:func:`~gdscope.training.scheduled.scheduled_metrics`).
+    With mini-batches (``batch_size`` below a known ``n``) a criterion of ``stop`` (a
+    :class:`~gdscope.training.loop.Stop` or a config's ``StopConfig``; ``None``: none) is checked
+    where its metric is measured; ``measured`` holds the metrics the scheduled probes record
+    (:func:`~gdscope.training.scheduled.scheduled_metrics`).
 
-    >>> unmeasured_stop({"loss": 0.1, "accuracy": None}, {"grad_norm"}, 8, 64)
+    >>> from gdscope.training.loop import Stop
+    >>> unmeasured_stop(Stop(loss_below=0.1), {"grad_norm"}, 8, 64)
     'stop.loss_below = 0.1 is checked where loss is measured, and with batch_size = 8 nothing \
 measures it; add probes.loss (--probe loss=1 checks it every step)'
     """
-    if batch_size is None or n is None or batch_size == n:
+    if stop is None or batch_size is None or n is None or batch_size == n:
         return None  # full batch: every step's loss (and accuracy, when asked) is checked
-    for metric, value in rules.items():
+    for metric, rule in _STOP_RULES:
+        value = getattr(stop, rule)
         if value is not None and metric not in measured:
-            rule = "loss_below" if metric == "loss" else "accuracy_at_least"
             return (
                 f"stop.{rule} = {value} is checked where {metric} is measured, and with "
                 f"batch_size = {batch_size} nothing measures it; add probes.{metric} "
