@@ -56,8 +56,21 @@ def _closed_reader(*args: str) -> subprocess.CompletedProcess[str]:
         ["show", "STORE", "--json"],
         ["list", "probes"],
         ["--version"],
+        ["--help"],
+        ["run", "--help"],
+        ["list"],
     ],
-    ids=["export-csv", "export-verdicts", "show", "show-json", "list", "version"],
+    ids=[
+        "export-csv",
+        "export-verdicts",
+        "show",
+        "show-json",
+        "list",
+        "version",
+        "help",
+        "command-help",
+        "group-without-command",
+    ],
 )
 def test_a_command_ends_quietly_when_its_reader_is_gone(stores, args):
     out = _closed_reader("-m", "gdscope", *(stores[0] if a == "STORE" else a for a in args))

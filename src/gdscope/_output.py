@@ -120,6 +120,29 @@ def stdout_closed() -> int:
     return PIPE_CLOSED
 
 
+def stdout_target() -> tuple[int, int] | None:
+    """Return the ``(device, inode)`` standard output points at; ``None`` without a descriptor."""
+    try:
+        status = os.fstat(sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # replaced or captured
+        return None
+    return status.st_dev, status.st_ino
+
+
+def stdout_silenced_since(before: tuple[int, int] | None) -> bool:
+    """Whether standard output was pointed at the null device since it pointed at ``before``.
+
+    What rich's console does when its reader has gone (``Console.on_broken_pipe``: the null
+    device put in its place, then ``SystemExit(1)``), as for the help ``gdscope --help | head``
+    prints through typer's own console.
+    """
+    now = stdout_target()
+    if now is None or now == before:
+        return False
+    null = os.stat(os.devnull)
+    return now == (null.st_dev, null.st_ino)
+
+
 def stdout_broken() -> bool:
     """Whether standard output is a pipe whose reader has gone (``poll`` reports an error on it).
 

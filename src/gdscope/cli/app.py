@@ -54,15 +54,29 @@ def _closed_pipe() -> Iterator[None]:
     """Turn standard output's ``BrokenPipeError`` into a quiet exit (:func:`gdscope._output.stdout_closed`).
 
     Another pipe's (a user's model reading from a server that went away) is the error it is.
+    The help (``gdscope --help | head``) is printed by typer's own rich console, which ends a
+    closed pipe itself with the null device in its place and ``SystemExit(1)``: that exit is 141
+    too.
     """
+    from gdscope._output import (
+        PIPE_CLOSED,
+        stdout_broken,
+        stdout_closed,
+        stdout_silenced_since,
+        stdout_target,
+    )
+
+    before = stdout_target()
     try:
         yield
     except BrokenPipeError as err:
-        from gdscope._output import stdout_broken, stdout_closed
-
         if not stdout_broken():  # without its errno: click would exit 1 silently on EPIPE
             raise OSError(f"{err.strerror or err} (not standard output's)") from err
         raise typer.Exit(stdout_closed()) from None
+    except SystemExit as err:
+        if err.code == 1 and stdout_silenced_since(before):
+            raise typer.Exit(PIPE_CLOSED) from None
+        raise
 
 
 class _Console(Console):
