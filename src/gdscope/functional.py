@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ParamSpec, TypeVar
 
 import torch
@@ -93,7 +93,8 @@ def apply(model: nn.Module, params: Mapping[str, Tensor], x: Tensor) -> Tensor:
 
     Raises:
         ValueError: if two names of one tied parameter are given different tensors; where the
-            model fails on floating inputs of another dtype than its parameters (one line).
+            model fails on floating inputs of another dtype than its parameters (one line,
+            :func:`unmatched_dtype`).
 
     """
     held = _every_holder(model, params)
@@ -102,15 +103,32 @@ def apply(model: nn.Module, params: Mapping[str, Tensor], x: Tensor) -> Tensor:
     except NotImplementedError:  # no forward-mode rule: the caller's fallback takes it
         raise
     except RuntimeError as err:
-        dtypes = {t.dtype for t in params.values() if t.is_floating_point()}
-        numbers = isinstance(x, Tensor) and (x.is_floating_point() or "dtype" in str(err))
-        if numbers and dtypes and x.dtype not in dtypes:  # pyright: ignore[reportAttributeAccessIssue]
-            wanted = sorted(map(str, dtypes))[0]
+        wanted = unmatched_dtype(x, params.values())
+        if wanted is not None:
             raise ValueError(
                 f"the inputs are {x.dtype} but the model's parameters are {wanted}, and the "
                 f"model failed on them; pass x.to({wanted}) (and the targets)"
             ) from err
         raise
+
+
+def unmatched_dtype(x: Any, params: Iterable[Tensor]) -> torch.dtype | None:
+    """Return the parameters' dtype where floating inputs ``x`` have none of theirs, else ``None``.
+
+    Asked once a model failed on ``x`` (a model that casts its inputs itself runs as it is), by
+    every caller that explains the failure (:func:`apply`, ``gs.train``): whatever words torch
+    used (``mat1 and mat2 must have the same dtype``; a convolution's ``Input type (double) and
+    bias type (float)``). Whole numbers are token ids or features a probe casts, never this.
+
+    >>> unmatched_dtype(torch.zeros(2, dtype=torch.float64), [torch.zeros(1)])
+    torch.float32
+    >>> unmatched_dtype(torch.zeros(2, dtype=torch.long), [torch.zeros(1)]) is None
+    True
+    """
+    if not isinstance(x, Tensor) or not x.is_floating_point():
+        return None
+    dtypes = {t.dtype for t in params if t.is_floating_point()}
+    return None if not dtypes or x.dtype in dtypes else min(dtypes, key=str)
 
 
 def savable(t: Any) -> Any:

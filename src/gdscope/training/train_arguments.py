@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from gdscope.functional import unmatched_dtype
 from gdscope.probes._arguments import described
 
 __all__ = ["check_train_arguments", "explain_dtype", "unmeasured_stop"]
@@ -92,13 +93,11 @@ def check_train_arguments(model: nn.Module, optimizer: Any, data: Any, eval_data
 def explain_dtype(model: nn.Module, data: Any, error: RuntimeError) -> None:
     """Raise a one-line ``ValueError`` if ``error`` came from inputs of another dtype than the model.
 
-    Said only after the model failed (a model that casts its inputs itself trains as it is).
+    Said only after the model failed, by the rule of :func:`gdscope.functional.unmatched_dtype`.
     """
-    x = data[0]
-    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
-    floating = x.is_floating_point()  # whole numbers are token ids an embedding takes
-    if floating and dtype is not None and x.dtype != dtype and "dtype" in str(error):
+    dtype = unmatched_dtype(data[0], model.parameters())
+    if dtype is not None:
         raise ValueError(
-            f"data: x is {x.dtype} but the model's parameters are {dtype}, and the model failed "
-            f"on it; pass x.to({dtype}) (and a floating y), or convert the model"
+            f"data: x is {data[0].dtype} but the model's parameters are {dtype}, and the model "
+            f"failed on it; pass x.to({dtype}) (and a floating y), or convert the model"
         ) from error

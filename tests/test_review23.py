@@ -1,0 +1,56 @@
+"""Session 23's fixes, each test failing on the code before it.
+
+One rule says when a model's failure was its inputs' dtype (``functional.unmatched_dtype``):
+``gs.train`` asked for the word "dtype" in torch's message (a convolution says "Input type
+(double) and bias type (float)": left as torch's words), and the probes' ``apply`` also took
+whole-number inputs (an embedding model's own error came out as "pass x.to(torch.float32)").
+"""
+
+import pytest
+import torch
+from torch import nn
+
+import gdscope as gs
+from gdscope.functional import params_of
+
+F64 = torch.float64
+
+
+def _conv() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv1d(1, 2, 3), nn.Flatten(), nn.Linear(12, 1))
+
+
+def test_a_convolution_on_inputs_of_another_dtype_is_one_line_in_train():
+    model = _conv()
+    x, y = torch.randn(8, 1, 8, dtype=F64), torch.randn(8, 1, dtype=F64)
+    with pytest.raises(
+        ValueError, match=r"^data: x is torch.float64 but .* pass x.to\(torch.float32\)"
+    ):
+        gs.train(model, torch.optim.SGD(model.parameters(), lr=0.1), (x, y), 2)
+
+
+def test_a_convolution_on_inputs_of_another_dtype_is_one_line_in_a_probe():
+    model = _conv()
+    x, y = torch.randn(8, 1, 8, dtype=F64), torch.randn(8, 1, dtype=F64)
+    with pytest.raises(ValueError, match=r"^the inputs are torch.float64 but the model's param"):
+        gs.probes.gradient_norm(model, params_of(model), gs.losses.mse, (x, y))
+
+
+class _Buggy(nn.Module):
+    """An embedding model with its own dtype bug (a float index)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(10, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.embed(x).sum(1)
+        return out.gather(1, torch.zeros_like(out))
+
+
+def test_a_models_own_dtype_error_on_token_ids_is_its_own_in_a_probe():
+    model = _Buggy()
+    x, y = torch.randint(0, 10, (8, 3)), torch.randn(8, 1)
+    with pytest.raises(RuntimeError, match="gather"):
+        gs.probes.gradient_norm(model, params_of(model), gs.losses.mse, (x, y))
