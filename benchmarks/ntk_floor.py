@@ -7,6 +7,9 @@ masks, and per layer ``(H Hᵀ + 1) ⊙ (Δ Δᵀ)`` summed in float64 (the stru
 the instrument around it. It runs interleaved with ``gdscope.probes.ntk_gram`` and
 neural-tangents' structured derivatives (jitted), one core, caches swept before each call, as
 ``bench_peers.py`` times them. Prints one JSON line per method. ``--tiny``: toy sizes.
+``--compiled``: also the floor compiled by ``torch.compile`` (inductor's C++ for the CPU; its
+compile time, about 15 s, is left out as neural-tangents' ``jit`` is), to see whether compiled
+PyTorch reaches below the eager floor at this size.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help="toy sizes (a smoke test)")
     parser.add_argument("--rounds", type=int, default=21, help="timed rounds per method")
+    parser.add_argument("--compiled", action="store_true", help="also torch.compile's floor")
     args = parser.parse_args(argv)
     pin_to_one_core()
     torch.set_num_threads(1)
@@ -72,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
         "eager floor (bare torch calls)": lambda: floor(model, x),
         "neural-tangents STRUCTURED_DERIVATIVES (jit)": lambda: nt_structured(x32, params),
     }
+    if args.compiled:
+        compiled = torch.compile(floor, dynamic=False)
+        fns["torch.compile floor (inductor)"] = lambda: compiled(model, x)
     times, results, cpu = interleaved(fns, rounds=args.rounds, warmup=1)
     reference = np.asarray(results["gdscope ntk_gram"], dtype=np.float64)
     for name, ts in times.items():
