@@ -54,3 +54,48 @@ def test_a_models_own_dtype_error_on_token_ids_is_its_own_in_a_probe():
     x, y = torch.randint(0, 10, (8, 3)), torch.randn(8, 1)
     with pytest.raises(RuntimeError, match="gather"):
         gs.probes.gradient_norm(model, params_of(model), gs.losses.mse, (x, y))
+
+
+# The scheduled square-loss sandwich beside another loss recorded bounds of nothing: with
+# torch's MSELoss (no ½, a mean over outputs too) it excluded the loss it was recorded beside,
+# with cross-entropy it bounded nothing. Refused before anything runs, as a config and in code.
+
+
+def _small() -> tuple[nn.Module, tuple[torch.Tensor, torch.Tensor]]:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1)), (
+        torch.randn(8, 4),
+        torch.randn(8, 1),
+    )
+
+
+@pytest.mark.parametrize("loss_fn", [nn.MSELoss(), gs.losses.cross_entropy, gs.losses.mae])
+def test_the_sandwich_beside_another_loss_is_refused_before_training(loss_fn):
+    model, data = _small()
+    before = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(ValueError, match=r"^probes: 'sandwich' holds for the square loss"):
+        gs.train(model, torch.optim.SGD(model.parameters(), lr=0.1), data, 2, loss_fn=loss_fn,
+                 probes={"loss": 1, "sandwich": 1})  # fmt: skip
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    with pytest.raises(ValueError, match=r"^probes: 'sandwich' holds for the square loss"):
+        gs.monitor(model, loss_fn, data, probes={"sandwich": 1})
+
+
+def test_the_sandwich_with_the_square_loss_still_bounds_it():
+    model, data = _small()
+    trace = gs.train(model, torch.optim.SGD(model.parameters(), lr=0.1), data, 3,
+                     probes={"loss": 1, "sandwich": 1})  # fmt: skip
+    series = [trace.series(m)[1] for m in ("sandwich_lower", "loss", "sandwich_upper")]
+    assert len(series[0]) == 4
+    for lower, loss, upper in zip(*series, strict=True):
+        assert lower <= loss * (1 + 1e-9) and loss <= upper * (1 + 1e-9)
+
+
+def test_a_config_with_the_sandwich_and_another_loss_is_refused_unless_stored():
+    from gdscope.config.base import STORED
+
+    bad = {"loss": "cross_entropy", "probes": {"loss": 1, "sandwich": 1}}
+    with pytest.raises(ValueError, match=r"probes.sandwich holds for the square loss only"):
+        gs.TrialConfig.model_validate(bad)
+    stored = gs.TrialConfig.model_validate(bad, context={STORED: True})
+    assert "sandwich" in stored.probes

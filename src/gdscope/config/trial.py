@@ -205,6 +205,21 @@ class TrialConfig(FrozenPart):
         return self
 
     @model_validator(mode="after")
+    def _square_loss_probes(self, info: ValidationInfo) -> TrialConfig:
+        """Refuse a probe of the square loss alone (``sandwich``) beside another ``loss``."""
+        from gdscope.training import PROBES
+
+        if (isinstance(info.context, dict) and info.context.get(STORED)) or self.loss == "mse":
+            return self  # stored: recorded so by a gdscope that allowed it; it keeps its hash
+        for name in self.probes:
+            if PROBES[name].square_loss_only:
+                raise ValueError(
+                    f"probes.{name} holds for the square loss only (loss = 'mse'), got loss "
+                    f"{self.loss!r}; use loss 'mse', or drop the probe"
+                )
+        return self
+
+    @model_validator(mode="after")
     def _preconditioner_exists(self) -> TrialConfig:
         if "preconditioned_sharpness" in self.probes and self.optimizer.name not in ADAPTIVE:
             raise ValueError(

@@ -106,7 +106,7 @@ def train_ensemble(
     """
     if not isinstance(steps, int) or steps < 0:
         raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
-    schedule = validate_schedule(probes)
+    schedule = validate_schedule(probes, loss_fn=loss_fn)
     stop = stop or Stop()
     datas = _per_member(data, len(models), "data")
     evals = _per_member(eval_data, len(models), "eval_data")

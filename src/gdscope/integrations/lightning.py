@@ -80,7 +80,7 @@ class GdscopeMonitor(Callback):
         eval_batch: Any = None,
     ) -> None:
         super().__init__()
-        validate_schedule(probes)
+        validate_schedule(probes, loss_fn=loss_fn)
         check_probe_batch(probe_batch)  # a DataLoader is drawn when training starts
         self.options: dict[str, Any] = {
             "probes": probes,

@@ -103,15 +103,18 @@ ProbeFn = Callable[[ProbeContext], dict[str, float]]
 
 
 def validate_schedule(
-    probes: Mapping[str, int] | None, extra: Mapping[str, ProbeFn] | None = None
+    probes: Mapping[str, int] | None,
+    extra: Mapping[str, ProbeFn] | None = None,
+    loss_fn: Callable[..., Tensor] | None = None,
 ) -> dict[str, int]:
     """Return ``probes`` as a ``{probe name: every k steps}`` dict; ``None`` is ``{"loss": 1}``.
 
     A name is one of ``PROBES`` or of ``extra`` (the probes of one run, :func:`train`).
 
     Raises:
-        ValueError: a name not in ``PROBES`` (with the closest one), or a ``k`` that is not a
-            positive integer; one line naming the field ``probes``, the value and the fix.
+        ValueError: a name not in ``PROBES`` (with the closest one), a ``k`` that is not a
+            positive integer, or a probe of the square loss alone (``sandwich``) beside
+            another ``loss_fn``; one line naming the field ``probes``, the value and the fix.
 
     """
     if probes is not None and not isinstance(probes, Mapping):
@@ -131,6 +134,14 @@ def validate_schedule(
             raise ValueError(
                 f"probes: probe {name!r} schedule must be a positive integer (measure every "
                 f"k steps), got {every!r}"
+            )
+        square_only = name in PROBES and PROBES[name].square_loss_only
+        if square_only and loss_fn is not None and not losses.is_mse(loss_fn):
+            raise ValueError(
+                f"probes: {name!r} holds for the square loss gs.losses.mse (½·mean over "
+                "examples of the squared error summed over outputs) only, and the loss is "
+                f"{getattr(loss_fn, '__name__', type(loss_fn).__name__)}; train with "
+                "gs.losses.mse, or drop the probe"
             )
     return schedule
 
@@ -217,7 +228,7 @@ def train(
         raise ValueError(
             f"batch_size must be in [1, {n}] (the training set size), got {batch_size}"
         )
-    schedule = validate_schedule(probes, extra_probes)
+    schedule = validate_schedule(probes, extra_probes, loss_fn)
     if not set(schedule) & set(extra_probes or {}):  # this run's own probes may record them
         why = unmeasured_stop(stop, scheduled_metrics(schedule), batch_size, n)
         if why:

@@ -124,7 +124,7 @@ class Monitor:
         flush_every_s: float = 5.0,
         optimizer: torch.optim.Optimizer | None = None,
     ) -> None:
-        self.schedule = validate_schedule(probes)
+        self.schedule = validate_schedule(probes, loss_fn=loss_fn)
         for name in self.schedule:
             if optimizer is None and PROBES[name].needs_optimizer:
                 raise ValueError(

@@ -294,16 +294,13 @@ def kernel_regression(ctx: ProbeContext) -> dict[str, float]:
         with torch.no_grad():
             net = ctx.model(x_test).reshape(-1).double().cpu()
         pred = sol.test_prediction
-        k = pred.numel() // x_test.shape[0]
         out["kernel_regression_gap"] = gap_rms(net - pred)
         if sol.infinite_prediction is not None:
             out["kernel_infinite_gap"] = gap_rms(net - sol.infinite_prediction)
             out["kernel_to_infinite_gap"] = gap_rms(pred - sol.infinite_prediction)
         if ctx.eval_data is not None:
             target = flat_targets(ctx.eval_data[1], pred.reshape(x_test.shape[0], -1))
-            out["kernel_test_loss"] = (
-                0.5 * float(torch.sum((pred - target) ** 2)) / (pred.numel() // k)
-            )
+            out["kernel_test_loss"] = 0.5 * float(torch.sum((pred - target) ** 2)) / x_test.shape[0]
     return out
 
 
@@ -331,6 +328,8 @@ class ScheduledProbe:
     metrics: tuple[str, ...]
     needs_optimizer: bool = False
     """Whether ``fn`` reads :attr:`ProbeContext.optimizer` (a monitor refuses it without one)."""
+    square_loss_only: bool = False
+    """Whether it holds for :func:`gdscope.losses.mse` alone (a run with another is refused)."""
 
     def __call__(self, ctx: ProbeContext) -> dict[str, float]:
         """Measure this probe at ``ctx``'s checkpoint."""
@@ -345,6 +344,7 @@ _DISTANCE = ("dist_from_init", "rel_dist_from_init", "dist_from_init/", "rel_dis
 _ACTIVATIONS = ("activation_rms/", "activation_delta_rms/", "output_rms", "output_delta_rms")
 _PRECONDITIONED = ("preconditioned_sharpness", "adaptive_threshold")
 _PRECONDITIONED += ("preconditioned_sharpness_ratio",)
+_SANDWICH = ("sandwich_lower", "sandwich_upper")
 
 PROBES: dict[str, ScheduledProbe] = {
     "loss": ScheduledProbe(_loss, ("loss",)),
@@ -358,7 +358,7 @@ PROBES: dict[str, ScheduledProbe] = {
     "neuron_displacement": ScheduledProbe(_neuron_displacement, ("max_neuron_displacement/",)),
     "test": ScheduledProbe(_test, ("test_loss", "test_accuracy")),
     "ntk_spectrum": ScheduledProbe(_ntk_spectrum, (*_NTK, "ntk_alignment")),
-    "sandwich": ScheduledProbe(_sandwich, ("sandwich_lower", "sandwich_upper")),
+    "sandwich": ScheduledProbe(_sandwich, _SANDWICH, square_loss_only=True),
     "pl_ratio": ScheduledProbe(_pl_ratio, ("pl_ratio",)),
     "sharpness": ScheduledProbe(_sharpness, ("sharpness",)),
     "ggn_sharpness": ScheduledProbe(_ggn_sharpness, ("ggn_sharpness",)),
