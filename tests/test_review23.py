@@ -99,3 +99,30 @@ def test_a_config_with_the_sandwich_and_another_loss_is_refused_unless_stored():
         gs.TrialConfig.model_validate(bad)
     stored = gs.TrialConfig.model_validate(bad, context={STORED: True})
     assert "sandwich" in stored.probes
+
+
+def test_a_verdict_part_with_no_claims_prints_none_not_an_empty_table(capsys):
+    """A run of a study with sanity claims only printed an empty "study claim status" header
+    and "paper claims: 0 PASS, 0 FAIL, …"."""
+    from types import SimpleNamespace
+
+    from gdscope.cli import printing
+
+    verdict = SimpleNamespace(status="PASS", role="sanity", claim_id="S1", statistic=1.0,
+                              ci=None, band=(0.0, 2.0), n_points=3, reason="ok", finding=None)  # fmt: skip
+    printing.print_verdicts([(SimpleNamespace(name="s", seeds=[0, 1]), verdict)])
+    out = capsys.readouterr().out
+    assert "paper claims: none" in out and "0 PASS" not in out.split("instrument checks")[0]
+    assert out.count("study") == 1  # the instrument checks' table header only
+    assert "instrument checks: 1 PASS" in out
+
+
+def test_gdscope_train_shows_evenly_spaced_checkpoints_when_transposed():
+    """7 checkpoints every 50 steps, more than 5 metrics: the columns were 0, 100, 150, 200, 300."""
+    from gdscope.cli.trace_table import trace_table
+    from gdscope.training import Trace
+
+    steps = list(range(0, 301, 50))
+    records = {f"m{i}": (steps, [float(i)] * len(steps)) for i in range(6)}
+    table = trace_table(Trace(status="completed", steps=300, reason="ran", records=records))
+    assert [c.header for c in table.columns][1:] == ["0", "100", "200", "300"]

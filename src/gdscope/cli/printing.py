@@ -111,6 +111,9 @@ def print_verdicts(rows: list[tuple[Any, Any]]) -> None:
 def _print_verdict_part(rows: list[tuple[Any, Any]], what: str) -> None:
     from gdscope.report.labels import one_seed_warning  # the words of every verdict display
 
+    if not rows:  # no header over nothing, no totals of zeros
+        stdout.print(f"{what}: none")
+        return
     table = Table(box=None, header_style="bold")
     for column in ("study", "claim", "status"):
         table.add_column(column, no_wrap=True)

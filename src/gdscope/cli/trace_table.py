@@ -38,7 +38,7 @@ def trace_table(trace: Any, rows: int = 12, wide: int = 5) -> Table:
     steps = sorted({*sparsest, min(every_step)} if len(sparsest) > 1 else every_step)
     limit = rows if len(metrics) <= wide else 5
     if len(steps) > limit:
-        steps = sorted({steps[round(i * (len(steps) - 1) / (limit - 1))] for i in range(limit)})
+        steps = _evenly(steps, limit)
     if len(metrics) <= wide:
         table = Table("step", *metrics, box=None, header_style="bold")
         for step in steps:
@@ -51,6 +51,26 @@ def trace_table(trace: Any, rows: int = 12, wide: int = 5) -> Table:
     for m in metrics:
         table.add_row(m, *(_cell(lookup[m], step) for step in steps))
     return table
+
+
+def _evenly(steps: list[int], limit: int) -> list[int]:
+    """Return at most ``limit`` of ``steps``: every ``s``-th from the first, and the last.
+
+    ``s`` is the smallest stride that fits (7 checkpoints every 50 steps into 5 columns: 0, 100,
+    200, 300, not 0, 100, 150, 200, 300).
+
+    >>> _evenly([0, 50, 100, 150, 200, 250, 300], 5)
+    [0, 100, 200, 300]
+    >>> _evenly(list(range(10)), 4)
+    [0, 3, 6, 9]
+    >>> _evenly(list(range(11)), 4)
+    [0, 4, 8, 10]
+    """
+    stride = -(-(len(steps) - 1) // (limit - 1))
+    chosen = steps[::stride]
+    if chosen[-1] != steps[-1]:
+        chosen = [*chosen[: limit - 1], steps[-1]]
+    return chosen
 
 
 def unmeasured_line(trace: Any, probes: Iterable[str]) -> str:
