@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from numbers import Real
 
 import torch
 import torch.nn.functional as F
@@ -336,10 +337,20 @@ def pseudo_huber(x: Tensor, delta: float = 1.0) -> Tensor:
     Convex, smooth and ``δ``-Lipschitz. With ``δ = 1`` and ``η > 2``, GD ends on the 2-cycle
     ``|x| = √(η²/4 − 1)`` (where ``√(1+x²) = η/2``).
 
+    This is a test objective of a parameter tensor; the training loss ``(output, target)`` of
+    ``loss = "pseudo_huber"`` is :func:`pseudo_huber_loss`.
+
     Raises:
-        ValueError: if ``delta <= 0``.
+        ValueError: if ``delta`` is not a number (e.g. a target tensor: the call of a training
+            loss), or ``delta <= 0``.
 
     """
+    if isinstance(delta, bool) or not isinstance(delta, Real):
+        raise ValueError(
+            f"pseudo_huber's delta must be a number, got a {type(delta).__name__}; this is the "
+            "test objective pseudo_huber(x, delta): as a training loss use "
+            "gs.losses.pseudo_huber_loss"
+        )
     if not delta > 0:
         raise ValueError(f"pseudo_huber needs delta > 0, got delta={delta!r}")
     return (delta**2 * (torch.sqrt(1 + (x / delta) ** 2) - 1)).sum()

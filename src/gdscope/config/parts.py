@@ -100,7 +100,16 @@ class ModelConfig(FrozenPart):
     @field_validator("kind")
     @classmethod
     def _known_kind(cls, kind: str) -> str:
-        return check.known("model kind", kind, model_kinds())
+        """Refuse an unknown kind, saying how a network of the user's own is registered."""
+        kinds = model_kinds()
+        if kind not in kinds:
+            raise ValueError(
+                f"unknown model kind {kind!r}; accepted: {', '.join(kinds)}; a network of "
+                f"your own needs gs.register_model({kind!r}, fn) in a module imported first "
+                "(on the command line: gdscope --import MODULE, or GDSCOPE_IMPORT=MODULE)"
+                f"{check.did_you_mean(kind, kinds)}"
+            )
+        return kind
 
     @model_validator(mode="before")
     @classmethod

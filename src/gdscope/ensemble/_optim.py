@@ -11,6 +11,10 @@ one-model parameter (PyTorch's single-tensor SGD, ``sgd.py``), with its own ``η
     w &\leftarrow w - \eta_i\, d, \qquad
     d = g + \beta_i b \text{ (Nesterov)},\; b \text{ (heavy ball)},\; g \text{ (GD)}.
 
+torch adds ``μw`` only when ``μ ≠ 0`` and keeps the buffer ``b`` only when ``β ≠ 0`` (GD:
+``d = g``), and one stacked update runs one set of operations for every member: the values are
+per member, but whether ``β`` is 0, whether ``μ`` is 0, ``τ`` and Nesterov are shared.
+
 PyTorch computes each ``y + a·x`` as ``y.add(x, alpha=a)`` with a Python float ``a``, which the
 CPU and CUDA kernels evaluate as one fused multiply-add ``fma(x, a, y)``. With ``a`` a tensor of
 one value per member, ``torch.addcmul(y, x, a)`` is that same fused operation;
@@ -71,8 +75,10 @@ class StackedSGD(torch.optim.Optimizer):
     """SGD / heavy ball / Nesterov over stacked tensors ``(M, ...)`` with per-member step sizes.
 
     One param group per stacked tensor: ``lr``, ``momentum`` and ``weight_decay`` are tensors of
-    shape ``(M,)``; ``dampening`` and ``nesterov`` are shared. Build it from the members' own
-    ``torch.optim.SGD`` objects with :meth:`from_members`. ``p.grad`` holds the stacked gradients.
+    shape ``(M,)`` (momentum all zero or all non-zero, likewise weight decay, for torch's
+    operations to be the members'); ``dampening`` and ``nesterov`` are shared. Build it from the
+    members' own ``torch.optim.SGD`` objects with :meth:`from_members`. ``p.grad`` holds the
+    stacked gradients.
 
     Example:
         >>> w = torch.zeros(2, 3)
@@ -144,7 +150,10 @@ class StackedSGD(torch.optim.Optimizer):
             if len(flags) != 1:  # StackedSGD decides these per stacked tensor
                 raise NotBatchableError(
                     f"members differ in (momentum ≠ 0, weight_decay ≠ 0) for {name!r}: "
-                    f"{sorted(flags)}; these change which operations torch.optim.SGD runs"
+                    f"{sorted(flags)}; momentum must be 0 for every member or for none, "
+                    "likewise weight_decay, because torch.optim.SGD runs the momentum buffer "
+                    "(the decay term) only where it is non-zero and one stacked update runs one "
+                    "set of operations: train the two groups as separate ensembles"
                 )
 
             def column(key: str, groups: list[dict[str, Any]] = groups, p: Tensor = p) -> Tensor:
@@ -155,8 +164,9 @@ class StackedSGD(torch.optim.Optimizer):
             decays.append(column("weight_decay"))
         if len(shared) != 1:
             raise NotBatchableError(
-                f"members differ in (dampening, nesterov): {sorted(shared)}; these change "
-                "which operations torch.optim.SGD runs"
+                f"members differ in (dampening, nesterov): {sorted(shared)}; every member needs "
+                "the same dampening and nesterov, because they change which operations "
+                "torch.optim.SGD runs: train the groups as separate ensembles"
             )
         dampening, nesterov = shared.pop()
         return cls(

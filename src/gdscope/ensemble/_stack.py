@@ -239,9 +239,15 @@ class Ensemble:
                 want = want.detach()
                 if not _same(got, want, exact=self.exact):
                     gap = float((got - want).abs().max()) if got.shape == want.shape else math.inf
+                    fix = (
+                        "pass exact=False (agreement with the loop to rounding, not bitwise) or "
+                        "run the loop (gdscope.train per member)"
+                        if self.exact
+                        else "run the loop (gdscope.train per member)"
+                    )
                     raise NotBatchableError(
                         f"member {i}: the batched {what} differs from the one-model computation "
-                        f"(max abs diff {gap:.3e}); run the loop"
+                        f"(max abs diff {gap:.3e}); {fix}"
                     )
 
 

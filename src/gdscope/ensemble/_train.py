@@ -69,7 +69,10 @@ def train_ensemble(
     """Train structurally identical ``models`` together, full batch; return one ``Trace`` each.
 
     The update of member ``i`` is its own ``torch.optim.SGD`` (GD, heavy ball, Nesterov) with
-    its own step size and momentum, applied to the stacked tensors by :class:`StackedSGD`.
+    its own step size, momentum and weight decay, applied to the stacked tensors by
+    :class:`StackedSGD`. One stacked update runs one set of torch's operations, so the members
+    share which of momentum and weight decay are 0 (GD and heavy ball are two ensembles),
+    dampening and Nesterov.
 
     Args:
         models: the members (see :class:`Ensemble` for what "identical" means).

@@ -109,9 +109,15 @@ def _steps_to_eps(r: ReducerFields, s: np.ndarray, v: np.ndarray) -> Reduced:
     except ValueError as err:
         return Reduced(math.nan, f"{r.label}: {err}")
     if step is None:
-        kind = "× initial" if r.relative else ""
-        best = float(np.nanmin(v)) if np.isfinite(v).any() else math.nan
-        return Reduced(math.nan, f"{r.metric} never reached {r.eps:g}{kind} (best {best:.3g})")
+        finite = v[np.isfinite(v)]
+        best = float(finite.min()) if finite.size else math.nan
+        if not r.relative:
+            return Reduced(math.nan, f"{r.metric} never reached {r.eps:g} (best {best:.3g})")
+        ratio = best / float(v[0]) if v.size and v[0] != 0 else math.nan  # in eps's units
+        return Reduced(
+            math.nan,
+            f"{r.metric} never reached {r.eps:g}× initial (best {ratio:.3g}× initial = {best:.3g})",
+        )
     return Reduced(float(step))
 
 

@@ -61,8 +61,11 @@ def preconditioned_sharpness_probe(ctx: ProbeContext) -> dict[str, float]:
     """Probe: ``λ_max(P⁻¹H)``, its threshold and their ratio (see the module docstring).
 
     Nothing is recorded at a checkpoint before the optimizer's first update (``P`` is read from
-    its state, which the first update creates). ``H`` is the Hessian of the training loss on the
-    full training set; Adam's coupled weight decay is not part of it.
+    its state, which the first update creates). ``H`` is the Hessian of the objective the
+    optimizer descends: the training loss on the full training set, plus ``λI`` on each group
+    with a coupled ``weight_decay`` λ (Adam without decoupled decay, RMSprop: their gradient is
+    ``g + λθ``), so the value is ``λ_max(P⁻¹(H + λI))``. AdamW's decoupled decay is outside the
+    preconditioned step and not in ``H`` (:mod:`gdscope.probes.preconditioned`).
 
     Raises:
         ValueError: the loop passed no optimizer, or one that is not Adam, AdamW or RMSprop.
