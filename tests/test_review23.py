@@ -12,6 +12,7 @@ from torch import nn
 
 import gdscope as gs
 from gdscope.functional import params_of
+from gdscope.plan import load
 
 F64 = torch.float64
 
@@ -126,3 +127,20 @@ def test_gdscope_train_shows_evenly_spaced_checkpoints_when_transposed():
     records = {f"m{i}": (steps, [float(i)] * len(steps)) for i in range(6)}
     table = trace_table(Trace(status="completed", steps=300, reason="ran", records=records))
     assert [c.header for c in table.columns][1:] == ["0", "100", "200", "300"]
+
+
+def test_a_set_of_a_swept_base_key_is_refused():
+    """``--set base.model.width=8`` on a study sweeping ``model.width`` was accepted and ignored."""
+    from gdscope.studies.errors import StudyError
+
+    with pytest.raises(StudyError, match=r"^--set base.model.width=8: the study sweeps model"):
+        load("lazy-training", ["base.model.width=8"])
+    assert load("lazy-training", ["base.steps=7"]).base["steps"] == 7  # unswept: as before
+
+
+def test_an_invalid_study_from_a_set_says_the_set_made_it():
+    """``--set seeds=[0,-1]`` was reported against the shipped catalogue file alone."""
+    from gdscope.studies.errors import StudyError
+
+    with pytest.raises(StudyError, match=r"lazy-training.toml with --set seeds=\[0,-1\]: invalid"):
+        load("lazy-training", ["seeds=[0,-1]"])

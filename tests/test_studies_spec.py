@@ -109,12 +109,13 @@ def test_unknown_scale_lists_scales():
 def test_set_overrides_list_nested_and_win_over_scale():
     study = load_study(
         EXAMPLE,
-        overrides=["sweep.model.width=[256, 1024]", "base.steps=100", "base.optimizer.name=nag"],
+        overrides=["sweep.model.width=[256, 1024]", "base.steps=100", "base.optimizer.lr=0.1"],
     )
     trials = study.expand("quick")
     assert sorted({t["model"]["width"] for t in trials}) == [256, 1024]
     assert {t["steps"] for t in trials} == {100}  # --set beats scales.quick
-    assert study.base["optimizer"] == {"lr": 0.05, "name": "nag"}
+    assert study.base["optimizer"] == {"lr": 0.1}  # a swept key (optimizer.name) is refused
+    assert {t["optimizer"]["lr"] for t in trials} == {0.1}
     zipped = load_study(EXAMPLE, overrides=["sweep.batch_size=[2, 2]"])
     assert zipped.sweep_zip[0]["batch_size"] == [2, 2]
     claim = load_study(EXAMPLE, overrides=["claims.B3-weights.band=[-1, 0]"]).claims[0]

@@ -95,6 +95,32 @@ def assign(data: dict[str, Any], key: str, value: Any, fields: Sequence[str]) ->
         raise StudyError(f"--set {key}: {top!r} takes a whole value, e.g. {top}=...")
 
 
+def refuse_swept_base(data: Mapping[str, Any], text: str) -> None:
+    """Raise if the override ``text`` sets a ``base`` key the study sweeps: it would change nothing.
+
+    Every trial takes a swept key's value from the sweep (``sweep`` or ``sweep_zip``), so
+    ``--set base.model.width=8`` on a study sweeping ``model.width`` was accepted and ignored.
+
+    >>> refuse_swept_base({"sweep": {"model.width": [16, 32]}}, "base.model.width=8")
+    Traceback (most recent call last):
+    ...
+    gdscope.studies.errors.StudyError: --set base.model.width=8: the study sweeps model.width, \
+so every trial takes it from the sweep and base.model.width changes nothing; set the sweep: \
+--set sweep.model.width=[...]
+    """
+    key = parse_override(text)[0]
+    if not key.startswith("base."):
+        return
+    path = key[len("base.") :]
+    swept = {*(data.get("sweep") or {})}
+    swept.update(k for group in data.get("sweep_zip") or [] for k in group)
+    if path in swept:
+        raise StudyError(
+            f"--set {text}: the study sweeps {path}, so every trial takes it from the sweep and "
+            f"base.{path} changes nothing; set the sweep: --set sweep.{path}=[...]"
+        )
+
+
 def _assign_claim(data: dict[str, Any], rest: str, value: Any) -> None:
     claim_id, _, path = rest.partition(".")
     claims = data.get("claims") or []
