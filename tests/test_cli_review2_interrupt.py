@@ -5,6 +5,7 @@ The interrupt is raised in-process by a probe of the run (as SIGINT raises Keybo
 in the main thread), at a known checkpoint, so the test is exact and fast.
 """
 
+import dataclasses
 import importlib
 import re
 
@@ -32,9 +33,9 @@ def ctrl_c_at_step_10(monkeypatch):
     def probe(ctx):
         if ctx.step == 10:
             raise KeyboardInterrupt
-        return real(ctx)
+        return real.fn(ctx)
 
-    monkeypatch.setitem(PROBES, "pl_ratio", probe)
+    monkeypatch.setitem(PROBES, "pl_ratio", dataclasses.replace(real, fn=probe))
 
 
 def test_ctrl_c_says_where_it_stopped_and_stores_the_run_as_interrupted(
