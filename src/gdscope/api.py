@@ -7,13 +7,14 @@ stored records and stores the verdicts. ``verify`` re-judges from the store alon
 
 Both judge a study on every trial it expands to, wherever stored (another study may have run some),
 each with this study's own config; if some are not stored (an interrupted run), every verdict is
-INCONCLUSIVE and says so.
+INCONCLUSIVE and says so. Where a user's factory file changed or is gone since the run, ``verify``
+judges the trials the store links to the study instead, as they were stored.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -33,8 +34,8 @@ from gdscope.plan import (
 from gdscope.runners import Runner, make_runner
 from gdscope.runners._jobs import refuse_while_importing_main
 from gdscope.runners.queue import QueueEntry, TrialQueue
-from gdscope.store import Store, StoreError
-from gdscope.studies import Study, StudyError, Verdict, judge_study
+from gdscope.store import Store, StoreError, judging
+from gdscope.studies import Study, StudyError, Verdict
 from gdscope.studies.spec import MAX_TRIALS, SCALES
 from gdscope.trials.trial import validate_stored_trial, validate_trial
 from gdscope.trials.user_code import changed_factories
@@ -297,17 +298,11 @@ def _judge(
     keeps the config of the study that stored the trial first, which may lack a default that
     this study's claims read. Trials not in the store at all (of the distinct hashes; a failed trial is stored
     and judged as failed, as by the run that stored it) make every verdict INCONCLUSIVE
-    (:func:`_partial`).
+    (:func:`~gdscope.store.judging.partial`).
     """
     own = dict(zip(hashes, configs, strict=True))
     records = store.records(hashes=hashes, configs=own)
-    verdicts = judge_study(study, records)
-    missing = len(own) - len(records)
-    if missing:
-        verdicts = [_partial(verdict, len(records), len(own)) for verdict in verdicts]
-    if not store.read_only:
-        store.record_verdicts(study.name, scale, verdicts)
-    return verdicts, missing
+    return judging.judge(store, study, scale, records, len(own)), len(own) - len(records)
 
 
 def _writable_or_read_only(results: str | Path) -> Store:
@@ -320,15 +315,6 @@ def _writable_or_read_only(results: str | Path) -> Store:
         if "readonly" not in str(err):
             raise
         return Store(results, read_only=True)
-
-
-def _partial(verdict: Verdict, stored: int, trials: int) -> Verdict:
-    """Return ``verdict`` as INCONCLUSIVE, its reason saying that only ``stored`` of ``trials`` are."""
-    reason = (
-        f"only {stored} of {trials} trials are stored (run the study again to finish it); "
-        f"{verdict.reason}"
-    )
-    return dataclasses.replace(verdict, status="INCONCLUSIVE", reason=reason)
 
 
 def report(
@@ -363,7 +349,9 @@ def verify(results: str | Path) -> list[StudyResult]:
     """Re-judge every study stored in ``results`` from the stored trials alone (no training).
 
     A study whose run was interrupted (some of its trials not stored) gets INCONCLUSIVE verdicts
-    that say how many trials are stored; its ``StudyResult.missing`` counts the others.
+    that say how many trials are stored; its ``StudyResult.missing`` counts the others. A study
+    on a user's factory file that changed or is gone since its run is judged on the trials the
+    store links to it, with their stored configs (:func:`_rejudge`); the file is not read.
     """
     refuse_while_importing_main("verify")
     store = _writable_or_read_only(results)
@@ -372,13 +360,35 @@ def verify(results: str | Path) -> list[StudyResult]:
         for row in store.studies():
             start = time.perf_counter()
             study = Study.model_validate(row["spec"])
-            expansion = study.validated(row["scale"], validate_stored_trial)
-            hashes = expansion.hashes
-            verdicts, missing = _judge(
-                store, expansion.study, row["scale"], expansion.configs, hashes
-            )
+            trials, verdicts, missing = _rejudge(store, study, row["scale"])
             elapsed = time.perf_counter() - start
-            out.append(
-                StudyResult(study, row["scale"], verdicts, len(hashes), 0, 0, elapsed, missing)
-            )
+            out.append(StudyResult(study, row["scale"], verdicts, trials, 0, 0, elapsed, missing))
     return out
+
+
+def _rejudge(store: Store, study: Study, scale: str) -> tuple[int, list[Verdict], int]:
+    """Judge the stored ``study`` at ``scale``; return its trial count, verdicts, missing count.
+
+    As a run judges it (:func:`_judge`), on the trials its stored spec expands to, unless that
+    expansion cannot be made (a user's factory file is gone) or finds fewer stored trials than
+    the store links to the study (the file changed since the run, so its trials hash anew).
+    Then the linked trials are judged with their stored configs, and the spec's trial count
+    (which needs no file) gives the missing ones: no verdict is judged on fewer trials than
+    the run stored because a file changed.
+    """
+    linked = judging.linked(store, study.name, scale)
+    try:
+        expansion = study.validated(scale, validate_stored_trial)
+    except StudyError:  # e.g. a user's factory file cannot be read
+        expansion = None
+    if expansion is not None:
+        hashes = expansion.hashes
+        if linked <= set(hashes) or judging.stored_count(store, hashes) >= len(linked):
+            verdicts, missing = _judge(store, expansion.study, scale, expansion.configs, hashes)
+            return len(hashes), verdicts, missing
+        count = len(set(hashes))
+    else:
+        count = len(study.expand(scale, max_trials=sys.maxsize))
+    records = store.records(study.name, scale)
+    verdicts = judging.judge(store, study.with_scale(scale), scale, records, count)
+    return count, verdicts, max(count - len(records), 0)

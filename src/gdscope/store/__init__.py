@@ -5,6 +5,7 @@
   (:mod:`~gdscope.store.lock`); values to and from rows in :mod:`~gdscope.store.rows`, with the
   machine's :func:`~gdscope.store.provenance.provenance`.
 * :mod:`~gdscope.store.export`: the long-form table (CSV, pandas, Parquet).
+* :mod:`~gdscope.store.judging`: a study's claims judged on its stored (or linked) trials.
 * :mod:`~gdscope.store.runs`: monitored runs of a user's own training loop (``gdscope.monitor``),
   written while they run, kept apart from the studies.
 * :mod:`~gdscope.store.damage`: finished trials that lost their series (reported with
