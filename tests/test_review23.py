@@ -144,3 +144,21 @@ def test_an_invalid_study_from_a_set_says_the_set_made_it():
 
     with pytest.raises(StudyError, match=r"lazy-training.toml with --set seeds=\[0,-1\]: invalid"):
         load("lazy-training", ["seeds=[0,-1]"])
+
+
+def test_a_study_file_named_as_a_catalogue_study_is_refused(tmp_path):
+    """A user's copy of a catalogue study, run into a store, replaced the catalogue study's
+    verdicts there (``show``, the report and ``list claims`` then showed the copy's)."""
+    from importlib.resources import files
+
+    from gdscope.studies.errors import StudyError
+
+    text = (files("gdscope.studies") / "catalog" / "lazy-training.toml").read_text()
+    copy = tmp_path / "mine.toml"
+    copy.write_text(text, encoding="utf-8")
+    with pytest.raises(StudyError, match=r"is named 'lazy-training', as a catalogue study"):
+        load(copy)
+    copy.write_text(text.replace('name = "lazy-training"', 'name = "my-lazy"', 1))
+    assert load(copy).name == "my-lazy"
+    own = load(str(files("gdscope.studies") / "catalog" / "lazy-training.toml"))  # its own file
+    assert own.name == "lazy-training"

@@ -86,12 +86,24 @@ def resolve_study(name_or_path: str | Path) -> Path:
 def load(name_or_path: str | Path, overrides: Sequence[str] = ()) -> Study:
     """Load and validate a study; its trials are validated when it expands at a scale.
 
+    A study file other than the catalogue's own may not take a catalogue study's name: the store
+    keys a study by name, so its verdicts would stand for the catalogue's.
+
     (:func:`run_study` and :func:`plan_study` expand the scale they run, before writing anything.)
     """
+    path = resolve_study(name_or_path)
     try:
-        return load_study(resolve_study(name_or_path), overrides=list(overrides))
+        study = load_study(path, overrides=list(overrides))
     except ValueError as err:
         raise StudyError(str(err)) from None
+    shipped = catalog().get(study.name)
+    if shipped is not None and path.resolve() != shipped.resolve():
+        raise StudyError(
+            f"study file {str(path)!r} is named {study.name!r}, as a catalogue study: in a "
+            "results store its verdicts would replace the catalogue's; give it a name of its "
+            f'own (name = "my-{study.name}")'
+        )
+    return study
 
 
 def plan_study(
