@@ -162,3 +162,22 @@ def test_a_study_file_named_as_a_catalogue_study_is_refused(tmp_path):
     assert load(copy).name == "my-lazy"
     own = load(str(files("gdscope.studies") / "catalog" / "lazy-training.toml"))  # its own file
     assert own.name == "lazy-training"
+
+
+def test_a_study_run_with_set_says_so_wherever_its_verdicts_are_shown(tmp_path, capsys):
+    """A ``--set`` run's verdicts stood in ``show``, the report and the Markdown page as the
+    study's, with nothing saying the study had been changed."""
+    from gdscope import api
+    from gdscope.cli.printing import print_verdicts
+
+    result = api.run_study("nag-acceleration", scale="smoke", results=tmp_path,
+                           overrides=["seeds=[1]"])  # fmt: skip
+    note = "run with --set seeds=[1]"
+    print_verdicts([(result.study, v) for v in result.verdicts])
+    assert f"nag-acceleration: {note}" in capsys.readouterr().out
+    assert note in api.report(tmp_path).read_text(encoding="utf-8")
+    assert f"(smoke; {note})" in api.report(tmp_path, markdown=True).read_text(encoding="utf-8")
+    plain = api.run_study("nag-acceleration", scale="smoke", results=tmp_path / "plain")
+    print_verdicts([(plain.study, v) for v in plain.verdicts])
+    assert "--set" not in capsys.readouterr().out
+    assert "--set" not in api.report(tmp_path / "plain").read_text(encoding="utf-8")

@@ -109,7 +109,7 @@ def print_verdicts(rows: list[tuple[Any, Any]]) -> None:
 
 
 def _print_verdict_part(rows: list[tuple[Any, Any]], what: str) -> None:
-    from gdscope.report.labels import one_seed_warning  # the words of every verdict display
+    from gdscope.report.labels import one_seed_warning, set_note  # every verdict display's words
 
     if not rows:  # no header over nothing, no totals of zeros
         stdout.print(f"{what}: none")
@@ -133,6 +133,10 @@ def _print_verdict_part(rows: list[tuple[Any, Any]], what: str) -> None:
             str(v.n_points),
         )
     stdout.print(table)
+    notes = {study.name: set_note(getattr(study, "overrides", ())) for study, _ in rows}
+    for name, note in notes.items():
+        if note:
+            stdout.print(f"  {name}: {note}", highlight=False, markup=False, soft_wrap=True)
     for study, v in rows:
         stdout.print(f"  {v.claim_id}: {v.reason}", highlight=False, markup=False, soft_wrap=True)
         warning = one_seed_warning(v.status, getattr(study, "seeds", None))

@@ -93,6 +93,11 @@ class StudyView:
         return str(self.spec.get("description") or "")
 
     @property
+    def overrides(self) -> tuple[str, ...]:
+        """The ``--set`` overrides the study ran with (none: as written)."""
+        return tuple(str(o) for o in self.spec.get("overrides") or ())
+
+    @property
     def seeds(self) -> list[int] | None:
         """The seeds of the study at this scale (:func:`scaled_seeds`)."""
         return scaled_seeds(self.spec, self.scale)

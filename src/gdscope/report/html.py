@@ -158,7 +158,8 @@ def _summary_line(study: StudyView) -> str:
     paper = [c for c in study.claims if c.role != "sanity"]
     checks = [c for c in study.claims if c.role == "sanity"]
     parts = [
-        f'<h2>{esc(study.name)} <span class="muted small">scale {esc(study.scale)}</span></h2>',
+        f'<h2>{esc(study.name)} <span class="muted small">scale {esc(study.scale)}'
+        f"{esc(' · ' + labels.set_note(study.overrides)) if study.overrides else ''}</span></h2>",
         _pills(paper) if paper else '<span class="muted small">no paper claims</span>',
     ]
     if checks:

@@ -200,6 +200,20 @@ def shorten(text: str, limit: int = 48) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def set_note(overrides: Sequence[str] | None) -> str:
+    """Say which ``--set`` overrides a stored study ran with; ``""`` for the study as written.
+
+    What every place that names a stored study's verdicts adds (``gdscope show``, ``run``,
+    ``verify``, the report): the verdicts are those of the study changed so, not as shipped.
+
+    >>> set_note(["seeds=[0, 1]", "sweep.model.width=[16, 32]"])
+    'run with --set seeds=[0, 1] --set sweep.model.width=[16, 32]'
+    >>> set_note(())
+    ''
+    """
+    return "run with " + " ".join(f"--set {o}" for o in overrides) if overrides else ""
+
+
 def one_seed_warning(status: str, seeds: Sequence[Any] | None) -> str:
     """Return the warning a PASS or FAIL gets when it rests on one seed; ``""`` otherwise.
 

@@ -40,7 +40,8 @@ def markdown_page(studies: Sequence[StudyView], source: str, generated: datetime
     ]
     lines += [_summary_row(study) for study in studies]
     for study in studies:
-        lines += ["", f"## {_text(study.name)} ({_text(study.scale)})", ""]
+        scale = "; ".join(filter(None, (study.scale, labels.set_note(study.overrides))))
+        lines += ["", f"## {_text(study.name)} ({_text(scale)})", ""]
         lines += [_claim_line(claim, study.seeds) for claim in study.claims]
     return "\n".join(lines) + "\n"
 
