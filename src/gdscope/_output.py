@@ -5,8 +5,10 @@ in the target's folder and renames it over the target when the writing succeeded
 never sees half a file, a failed write leaves the old file as it was, and a symbolic link planted
 at the target (or at a predictable temporary name) is replaced, never followed. A target that
 is, or resolves to, a results store (``gdscope.sqlite`` and its ``-wal``, ``-shm`` and
-``-journal`` files), an SQLite database under any name (a store's backup copy), or a folder is
-refused with a one-line :class:`OutputError` before anything is opened. Standard output closed
+``-journal`` files) or its folder's write lock (``.lock``: a new file there would let a second
+run lock it while the first holds the old one), an SQLite database under any name (a store's
+backup copy), a folder, an empty name or a path below a file is refused with a one-line
+:class:`OutputError` before anything is opened. Standard output closed
 early by its reader (``| head``) ends a command quietly (:func:`stdout_closed`).
 """
 
@@ -24,6 +26,8 @@ from typing import IO, Any
 STORE_FILE = "gdscope.sqlite"
 STORE_FILES = frozenset(STORE_FILE + suffix for suffix in ("", "-wal", "-shm", "-journal"))
 """The results store's file and SQLite's companions: never an output."""
+LOCK_FILE = ".lock"
+"""A results directory's write lock (:mod:`gdscope.store.lock`): never an output, never replaced."""
 
 
 class OutputError(ValueError):
@@ -38,10 +42,12 @@ def check_target(path: str | os.PathLike[str], option: str) -> Path:
     ...
     gdscope._output.OutputError: --output=results/gdscope.sqlite is a gdscope results store; write to another file
     """
+    if not str(path).strip():
+        raise OutputError(f"{option}={str(path)!r} is empty; give a file name")
     target = Path(path)
-    for candidate in (target, target.resolve()):
-        if candidate.name in STORE_FILES:
-            raise OutputError(f"{option}={path} is a gdscope results store; write to another file")
+    what = reserved(target)
+    if what:
+        raise OutputError(f"{option}={path} is {what}; write to another file")
     if _is_database(target):  # a store kept under another name: outputs are never databases
         raise OutputError(
             f"{option}={path} is an SQLite database (a copy of a results store?); write to "
@@ -49,7 +55,31 @@ def check_target(path: str | os.PathLike[str], option: str) -> Path:
         )
     if target.is_dir():
         raise OutputError(f"{option}={path} is a folder; give a file name")
+    try:
+        above = next((p for p in target.parents if p.exists() or p.is_symlink()), None)
+    except OSError:  # a folder on the way that cannot be searched: writing there says why
+        above = None
+    if above is not None and not above.is_dir():
+        what = "a file" if above.exists() else "a broken link"
+        raise OutputError(
+            f"{option}={path}: {above} is {what}, not a folder; give a path in a folder"
+        )
     return target
+
+
+def reserved(path: str | os.PathLike[str]) -> str:
+    """Say what of a results directory ``path`` is, or resolves to (its store, its lock); else ``""``.
+
+    >>> reserved("results/.lock"), reserved("results/gdscope.sqlite-wal"), reserved("a.csv")
+    ("a results directory's lock file", 'a gdscope results store', '')
+    """
+    target = Path(path)
+    for candidate in (target, target.resolve()):
+        if candidate.name in STORE_FILES:
+            return "a gdscope results store"
+        if candidate.name == LOCK_FILE:
+            return "a results directory's lock file"
+    return ""
 
 
 @contextmanager

@@ -17,7 +17,7 @@ from typing import Annotated
 import typer
 
 from gdscope.cli.app import UserError, check_device, stderr, stdout
-from gdscope.cli.train import _key_values, _validated
+from gdscope.cli.train import LOSSES, _key_values, _validated
 
 
 def diagnose(
@@ -51,7 +51,7 @@ def diagnose(
     data_arg: Annotated[
         list[str] | None, typer.Option(help="data factory argument KEY=VALUE (repeatable)")
     ] = None,
-    loss: Annotated[str, typer.Option(help="auto | mse | cross_entropy | hinge")] = "auto",
+    loss: Annotated[str, typer.Option(help=" | ".join(LOSSES))] = "auto",
     probe_size: Annotated[int, typer.Option(help="examples of the NTK probe set")] = 64,
     hessian_size: Annotated[int, typer.Option(help="examples of the Hessian probe set")] = 256,
     every: Annotated[
@@ -73,6 +73,7 @@ def diagnose(
     """Measure a network at init and along a short run: its regime and what theory predicts."""
     from gdscope.config import TrialConfig
     from gdscope.diagnose import inputs, network_parts, render
+    from gdscope.diagnose.inputs import TargetsError
     from gdscope.diagnose.run import diagnose_checked
 
     for name, size in (("--probe-size", probe_size), ("--hessian-size", hessian_size)):
@@ -118,6 +119,8 @@ def diagnose(
             results=results,
             run=run,
         )
+    except TargetsError as err:  # names --loss, not the Python argument
+        raise UserError(err.message("--loss")) from None
     except KeyboardInterrupt as stop:
         _say_interrupted(stop, results)
         raise typer.Exit(130) from None

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
+from gdscope._output import check_target, reserved
 from gdscope.cli.app import UserError, finite_or_none, stderr, stdout
 from gdscope.cli.printing import print_plans, print_verdicts
 
@@ -82,8 +83,9 @@ def run(
     for name in names:
         if not name.strip():
             raise UserError(f"study: empty name {name!r}; give a catalogue name or a .toml file")
-    if max_trials < 1:
-        raise UserError(f"--max-trials: expected a positive integer, got {max_trials}")
+    for flag, count in (("--max-trials", max_trials), ("--workers", workers)):
+        if count < 1:
+            raise UserError(f"{flag}: expected a positive integer, got {count}")
     _folder_or_error(results, "--results")  # the dry run too: it must refuse what a run refuses
     engine = _user_errors(
         lambda: make_runner(runner, workers=workers, address=address, batch=batch)
@@ -207,7 +209,7 @@ def report(
 
     With ``-o -`` the page (or the Markdown) goes to standard output, as ``export --csv -``.
     """
-    from gdscope import _output, api
+    from gdscope import api
 
     if output == "-":  # the document alone on stdout; what else was written on stderr
         from gdscope.report import render_report, write_figures
@@ -224,8 +226,7 @@ def report(
     # every target is checked before the first file is written
     default = "verdicts.md" if markdown else "report.html"
     target = output if output is not None else str(Path(results) / default)
-    _output.check_target(target, "--output")
-    _folder_or_error(str(Path(target).parent), "--output", file=target)
+    check_target(target, "--output")  # and a folder on its way that is a file
     if figures is not None:
         _folder_or_error(figures, "--figures")
     written = _user_errors(lambda: api.report(results, output, markdown=markdown, figures=figures))
@@ -327,33 +328,43 @@ def export(
         raise UserError(
             "export: nothing to write; give --csv FILE|-, --parquet FILE and/or --verdicts FILE|-"
         )
+    if csv == verdicts == "-":
+        raise UserError(
+            "export: --csv - and --verdicts - would write two CSV tables into one standard "
+            "output; send only one of them to stdout (-) and the other to a file"
+        )
+    outputs = (("--parquet", parquet), ("--csv", csv), ("--verdicts", verdicts))
+    streams = {option for option, path in outputs if path == "-" and option != "--parquet"}
+    for option, path in outputs:
+        if path is not None and option not in streams:
+            check_target(path, option)  # every path before the first file is written
     store = _user_errors(lambda: Store(results, read_only=True))
     exporting.long_form(store, study)  # unknown study: error before anything is written
-    if parquet is not None:
-        rows = exporting.write_parquet(store, parquet, study)
-        stderr.print(f"{rows} rows -> {parquet}", highlight=False)
-    if csv == "-":
-        exporting.write_csv(store, sys.stdout, study)
-    elif csv is not None:
-        rows = exporting.write_csv(store, csv, study)
-        stderr.print(f"{rows} rows -> {csv}", highlight=False)
-    if verdicts == "-":
-        exporting.write_verdicts(store, sys.stdout)
-    elif verdicts is not None:
-        rows = exporting.write_verdicts(store, verdicts)
-        stderr.print(f"{rows} verdicts -> {verdicts}", highlight=False)
+    writers = {
+        "--parquet": lambda out: (exporting.write_parquet(store, out, study), "rows"),
+        "--csv": lambda out: (exporting.write_csv(store, out, study), "rows"),
+        "--verdicts": lambda out: (exporting.write_verdicts(store, out), "verdicts"),
+    }
+    for option, path in outputs:
+        if option in streams:
+            writers[option](sys.stdout)
+        elif path is not None:
+            rows, what = writers[option](path)
+            stderr.print(f"{rows} {what} -> {path}", highlight=False)
 
 
-def _folder_or_error(folder: str, option: str, file: str | None = None) -> None:
-    """Refuse a folder to write (or the folder of ``file``) that is a file or lies below one."""
-    path, given = Path(folder), file if file is not None else folder
+def _folder_or_error(folder: str, option: str) -> None:
+    """Refuse a folder to write that is a file, lies below one or is a store's file or lock."""
+    path = Path(folder)
     if not str(folder).strip():
         return  # the store names this one
+    what = reserved(folder)  # a folder there would break the store
+    if what:
+        raise UserError(f"{option}={folder} is {what}; give another folder")
     above = next((p for p in (path, *path.parents) if p.exists()), None)
     if above is not None and not above.is_dir():
-        where = "is a file" if above == Path(given) else f"lies below the file {above}"
-        fix = "write into a folder" if file is not None else "give a folder, new or existing"
-        raise UserError(f"{option}={given} {where}; {fix}")
+        where = "is a file" if above == path else f"lies below the file {above}"
+        raise UserError(f"{option}={folder} {where}; give a folder, new or existing")
 
 
 def _say_if_damaged(store: Any) -> None:

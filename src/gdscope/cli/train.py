@@ -20,6 +20,10 @@ from rich.table import Table
 from gdscope.cli.app import UserError, check_device, finite_or_none, fmt, stderr, stdout
 from gdscope.cli.trace_table import trace_table, unmeasured_line
 
+LOSSES = ("auto", "mse", "cross_entropy", "hinge", "mae", "pseudo_huber")
+"""The values of ``TrialConfig.loss``, which checks ``--loss``, for the help (a test keeps them
+equal: importing the config here would import torch for every command, ``--help`` included)."""
+
 
 def _key_values(items: list[str], what: str) -> dict[str, Any]:
     """Parse repeated ``KEY=VALUE`` options (JSON values, else strings); a key given twice is refused."""
@@ -79,9 +83,7 @@ def train(
     lr: Annotated[float, typer.Option(help="learning rate")] = 0.1,
     momentum: Annotated[float | None, typer.Option(help="momentum β")] = None,
     l1: Annotated[float, typer.Option(help="L1 strength (prox_gd, fista, subgradient)")] = 0.0,
-    loss: Annotated[
-        str, typer.Option(help="auto | mse | cross_entropy | hinge | mae | pseudo_huber")
-    ] = "auto",
+    loss: Annotated[str, typer.Option(help=" | ".join(LOSSES))] = "auto",
     steps: Annotated[int, typer.Option(help="optimizer updates")] = 100,
     batch_size: Annotated[
         int | None, typer.Option(help="mini-batch size; default full batch")
@@ -310,4 +312,5 @@ def _validated(cls: Any, raw: dict[str, Any]) -> Any:
     try:
         return cls.model_validate(raw)
     except ValidationError as err:
-        raise UserError(format_errors(err, cls, raw).replace("\n", "; ")) from None
+        lines = format_errors(err, cls, raw).splitlines()  # a whole-config check names its fields
+        raise UserError("; ".join(line.removeprefix("<root>: ") for line in lines)) from None

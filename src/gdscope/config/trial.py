@@ -14,6 +14,7 @@ import math
 import re
 from typing import Any, ClassVar, Literal
 
+import numpy as np
 from pydantic import (
     Field,
     NonNegativeFloat,
@@ -237,6 +238,30 @@ class TrialConfig(FrozenPart):
                 f"optimizer.name {name!r} has no learning-rate rule under model.parameterization "
                 f"{kind!r} (its lr multipliers are for SGD-like optimizers); use optimizer gd, "
                 "sgd, heavy_ball or nesterov, or parameterization 'mup'"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _optimizer_fits_the_dtype(self, info: ValidationInfo) -> TrialConfig:
+        """Refuse a step size (or decay, L1 strength) that the trial's ``dtype`` cannot hold.
+
+        The optimizers multiply ``lr``, ``weight_decay`` and ``l1`` into the parameters as
+        numbers of their dtype: one past its largest finite value (float32: 3.403e+38) stopped
+        the first step with an overflow error. Not in a stored config (it keeps its hash).
+        """
+        if isinstance(info.context, dict) and info.context.get(STORED):
+            return self
+        largest = float(np.finfo(self.dtype).max)
+        for name in ("lr", "weight_decay", "l1"):
+            value = getattr(self.optimizer, name)
+            if isinstance(value, str) or abs(value) <= largest:
+                continue
+            if not math.isfinite(value):
+                raise ValueError(f"optimizer.{name} must be a finite number, got {value}")
+            raise ValueError(
+                f"optimizer.{name} = {value:g} is larger than {self.dtype} can hold (its largest "
+                f"finite value is {largest:.4g}); use dtype 'float64' (--dtype float64) or a "
+                f"smaller {name}"
             )
         return self
 

@@ -2,8 +2,8 @@
 
 The output paths (:func:`check_results`, :func:`check_html`: a folder on the way that is a
 file, a folder where no file can be created, a results store that does not open), the stored
-run's name (:func:`check_run`), the learning rate (:func:`check_lr`), and a network with
-nothing to train (:func:`refuse_untrained`; one with no trainable parameter at all is
+run's name (:func:`check_run`), the learning rate (:func:`check_lr`), real-valued targets
+under a classification loss (:func:`check_targets`), and a network with nothing to train (:func:`refuse_untrained`; one with no trainable parameter at all is
 :func:`~gdscope.trials.trial.build_trial`'s to refuse). The path checks create
 nothing: the folder's writability is tried with a temporary file, removed at once.
 """
@@ -25,10 +25,12 @@ from gdscope.store import Store
 from gdscope.trials.trial import model_label
 
 __all__ = [
+    "TargetsError",
     "check_html",
     "check_lr",
     "check_results",
     "check_run",
+    "check_targets",
     "refuse_untrained",
     "trainable_count",
 ]
@@ -126,6 +128,46 @@ def _check_folder(folder: Path, path: str | os.PathLike[str], option: str) -> No
         ) from None
     os.close(handle)
     os.unlink(trial)
+
+
+CLASSIFICATION_LOSSES = ("cross_entropy", "hinge")
+"""Losses of class labels (integers) or binary float targets (±1 or {0, 1}), nothing else."""
+
+
+class TargetsError(ValueError):
+    """Targets the chosen loss cannot take; :meth:`message` names the option that chose it."""
+
+    def __init__(self, loss: str, shown: str) -> None:
+        self.loss, self.shown = loss, shown
+        super().__init__(self.message("loss"))
+
+    def message(self, option: str) -> str:
+        """Return the error in one line, naming the loss as ``option`` (``--loss`` on the CLI)."""
+        return (
+            f"{_give(option, self.loss)}: {self.loss} takes class labels (integers) or binary "
+            f"targets (±1 or {{0, 1}}), but the data's targets are real-valued ({self.shown}); "
+            f"for real-valued targets use {_give(option, 'mse')} (or mae, pseudo_huber)"
+        )
+
+
+def check_targets(loss: str, y: Tensor) -> None:
+    """Refuse real-valued targets under a classification loss, before anything trains.
+
+    >>> check_targets("hinge", torch.tensor([0.5, -1.0]))
+    Traceback (most recent call last):
+    ...
+    gdscope.diagnose.inputs.TargetsError: loss=hinge: hinge takes class labels (integers) or \
+binary targets (±1 or {0, 1}), but the data's targets are real-valued (2 distinct values, e.g. \
+-1, 0.5); for real-valued targets use loss=mse (or mae, pseudo_huber)
+    """
+    if loss not in CLASSIFICATION_LOSSES or not y.is_floating_point():
+        return
+    values = torch.unique(y.detach())
+    for binary in ((-1.0, 1.0), (0.0, 1.0)):
+        if bool(torch.isin(values, values.new_tensor(binary)).all()):
+            return
+    examples = ", ".join(f"{v:.5g}" for v in values[:3].tolist())
+    raise TargetsError(loss, f"{values.numel()} distinct values, e.g. {examples}")
 
 
 def refuse_untrained(

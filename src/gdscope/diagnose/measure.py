@@ -32,7 +32,7 @@ from torch import Tensor
 
 from gdscope.config import TrialConfig
 from gdscope.config.trial import SHARPNESS_EDGE_OPTIMIZERS
-from gdscope.diagnose.inputs import refuse_untrained, trainable_count
+from gdscope.diagnose.inputs import check_targets, refuse_untrained, trainable_count
 from gdscope.diagnose.partial import RunLog
 from gdscope.functional import clone_params, params_of
 from gdscope.optim.registry import DEFAULT_MOMENTUM, param_groups
@@ -160,6 +160,7 @@ def measure(
     trial = build_trial(config)
     model, loss_fn, (x, y) = trial.model, trial.loss_fn, trial.data
     refuse_random_modules(model, what="diagnose", noun="network", fix=_EVAL_FIX)
+    check_targets(config.loss, y)
     n = x.shape[0]
     order = torch.randperm(n, generator=torch.Generator().manual_seed(config.seed))
     ntk_x = x[order[:ntk_examples].to(x.device)]

@@ -210,8 +210,7 @@ def _ntk_rate(m: Measurements, p: dict[str, float]) -> Check:
             f"of them: --probe-size {m.n_train} (ntk_examples={m.n_train} from Python)"
         )
     if not why and not m.loss_rate_ok:
-        bent = m.loss_rate_r2 < RATE_MIN_R2
-        why = f"the loss is {'not linear on a log scale' if bent else 'not fitted'} (R² = {fit_r2(m)})"
+        why = _rejected_fit(m)
     if not why and not p["gd_residual_rate"] < 1:
         why = "ρ_GD ≥ 1: η·λ_max ≥ 2, GD on the kernel is not contracting"
     if why:
@@ -237,6 +236,8 @@ def _pl(m: Measurements, p: dict[str, float]) -> Check:
         why = f"η·max S = {_eta_s(m)} > 1: the bound assumes η ≤ 1/S"
     if not why and not math.isfinite(m.loss_rate):
         why = "no rate could be fitted to the loss"
+    if not why and not m.loss_rate_ok:  # a rejected ρ supports no verdict
+        why = f"{_rejected_fit(m)}: the rate cannot be judged from this run"
     if why:
         return Check("pl", claim, ref, "n/a", measured, why)
     return Check(
@@ -301,6 +302,12 @@ def _kernel_assumption(m: Measurements) -> str:
     if not m.ntk_drift < LAZY_DRIFT:
         return f"needs the kernel regime (drift < {LAZY_DRIFT}), got drift {_drift(m)}"
     return ""
+
+
+def _rejected_fit(m: Measurements) -> str:
+    """Why the fitted loss rate ρ is rejected (a loss not linear on a log scale, or unfitted)."""
+    bent = m.loss_rate_r2 < RATE_MIN_R2
+    return f"the loss is {'not linear on a log scale' if bent else 'not fitted'} (R² = {fit_r2(m)})"
 
 
 def _meets(rate: float, bound: float) -> bool:

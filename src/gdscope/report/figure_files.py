@@ -13,7 +13,7 @@ import os
 import re
 from pathlib import Path
 
-from gdscope._output import OutputError, replacing
+from gdscope._output import OutputError, replacing, reserved
 from gdscope.report.canvas import Chart
 from gdscope.report.collect import StudyView
 from gdscope.report.figures import claim_charts, study_charts
@@ -48,7 +48,7 @@ def write_figures(results_dir: str | os.PathLike[str], out: str | os.PathLike[st
 
     Raises:
         StoreError: there is no gdscope store in ``results_dir``.
-        OutputError: ``out`` is a file.
+        OutputError: ``out`` is a file, or a results store's file or lock.
 
     """
     from gdscope.report.collect import collect
@@ -56,6 +56,8 @@ def write_figures(results_dir: str | os.PathLike[str], out: str | os.PathLike[st
     from gdscope.store import Store
 
     folder = Path(out)
+    if reserved(folder):  # a folder at a store's file or lock would break the store
+        raise OutputError(f"--figures={out} is {reserved(folder)}; give another folder")
     if folder.exists() and not folder.is_dir():
         raise OutputError(f"--figures={out} is a file; give a folder")
     studies = collect(Store(results_dir, read_only=True))

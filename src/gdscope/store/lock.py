@@ -10,12 +10,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from gdscope._output import LOCK_FILE
+
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows: no advisory lock
     fcntl = None
 
-LOCK_NAME = ".lock"
+LOCK_NAME = LOCK_FILE
+"""The lock file's name; outputs are refused there (:func:`gdscope._output.check_target`)."""
 
 
 class StoreError(RuntimeError):
