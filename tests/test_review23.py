@@ -181,3 +181,20 @@ def test_a_study_run_with_set_says_so_wherever_its_verdicts_are_shown(tmp_path, 
     print_verdicts([(plain.study, v) for v in plain.verdicts])
     assert "--set" not in capsys.readouterr().out
     assert "--set" not in api.report(tmp_path / "plain").read_text(encoding="utf-8")
+
+
+def test_show_says_which_study_ran_with_set(tmp_path):
+    """``gdscope show`` presented a ``--set`` run's verdicts as the study's."""
+    import json
+    import subprocess
+    import sys
+
+    from gdscope import api
+
+    api.run_study("nag-acceleration", scale="smoke", results=tmp_path, overrides=["seeds=[1]"])
+    show = [sys.executable, "-m", "gdscope", "show", str(tmp_path)]
+    out = subprocess.run(show, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "nag-acceleration (smoke): run with --set seeds=[1]" in out.stdout
+    data = json.loads(subprocess.run([*show, "--json"], capture_output=True, text=True).stdout)
+    assert {tuple(v["overrides"]) for v in data["verdicts"]} == {("seeds=[1]",)}

@@ -249,7 +249,7 @@ def show(
 
     A study's trials are those linked to it (a trial shared by two studies counts for both).
     With ``--json``, each verdict carries its claim's ``role`` and ``finding`` from the study
-    file, and NaN statistics are ``null``.
+    file and the study's ``--set`` ``overrides``, and NaN statistics are ``null``.
     """
     from types import SimpleNamespace
 
@@ -268,9 +268,9 @@ def show(
     verdicts = []
     for row in store.verdicts():
         claim = claims.get((row["study"], row["scale"], row["claim_id"]), {})
-        verdicts.append(
-            {**row, "role": claim.get("role", "paper"), "finding": claim.get("finding")}
-        )
+        overrides = list(specs.get((row["study"], row["scale"]), {}).get("overrides") or [])
+        role, finding = claim.get("role", "paper"), claim.get("finding")
+        verdicts.append({**row, "role": role, "finding": finding, "overrides": overrides})
     counts = store.trial_counts()
     if as_json:
         trials = [{"study": s, "scale": c, "counts": per} for (s, c), per in counts.items()]
@@ -285,6 +285,7 @@ def show(
             SimpleNamespace(
                 name=f"{row['study']} ({row['scale']})",
                 seeds=scaled_seeds(specs.get((row["study"], row["scale"]), {}), row["scale"]),
+                overrides=row["overrides"],
             ),
             SimpleNamespace(**row),
         )
