@@ -198,3 +198,22 @@ def test_show_says_which_study_ran_with_set(tmp_path):
     assert "nag-acceleration (smoke): run with --set seeds=[1]" in out.stdout
     data = json.loads(subprocess.run([*show, "--json"], capture_output=True, text=True).stdout)
     assert {tuple(v["overrides"]) for v in data["verdicts"]} == {("seeds=[1]",)}
+
+
+def test_a_study_given_twice_is_refused_before_anything_is_written(tmp_path):
+    """``gdscope run S S`` ran and counted it twice ("2 studies, 30 trials"); one store keeps
+    one study per name, so the second judged and replaced the first."""
+    import subprocess
+    import sys
+
+    from gdscope import api
+    from gdscope.studies.errors import StudyError
+
+    with pytest.raises(StudyError, match=r"^study 'nag-acceleration' is given twice"):
+        api.run_studies(["nag-acceleration", "nag-acceleration"], scale="smoke", results=tmp_path)
+    for dry in ([], ["--dry-run"]):
+        args = ["run", "nag-acceleration", "nag-acceleration", "--results", str(tmp_path), *dry]
+        out = subprocess.run([sys.executable, "-m", "gdscope", *args], capture_output=True,
+                             text=True, timeout=120)  # fmt: skip
+        assert out.returncode == 2 and "given twice" in out.stderr, out.stderr
+    assert not any(tmp_path.iterdir())

@@ -28,6 +28,7 @@ from gdscope.plan import (
     catalog,
     check_study_code,
     load,
+    once,
     plan_study,
     resolve_study,
 )
@@ -46,6 +47,7 @@ __all__ = [  # the planning half lives in gdscope.plan; re-exported as the one P
     "StudyResult",
     "catalog",
     "load",
+    "once",
     "plan_study",
     "report",
     "resolve_study",
@@ -184,6 +186,7 @@ def run_studies(
     runner = make_runner(runner, workers=workers, address=address, batch=batch) if built else runner
     start = time.perf_counter()
     queue = TrialQueue([_scaled_trials(s, scale, overrides, runner, max_trials) for s in studies])
+    once([entry.scaled for entry in queue.studies])  # one stored study per name
     store, joined = _connect_then_open(runner, results, close=built)
     out: dict[int, StudyResult] = {}
     errors: dict[int, list[str]] = {}

@@ -106,6 +106,15 @@ def load(name_or_path: str | Path, overrides: Sequence[str] = ()) -> Study:
     return study
 
 
+def once(studies: Sequence[Study]) -> list[Study]:
+    """Return ``studies``; raise if two have one name (a store keeps one study per name)."""
+    names = [study.name for study in studies]
+    twice = next((name for name in names if names.count(name) > 1), None)
+    if twice is not None:
+        raise StudyError(f"study {twice!r} is given twice; give each study once")
+    return list(studies)
+
+
 def plan_study(
     name_or_path: str | Path,
     *,

@@ -90,7 +90,7 @@ def run(
     engine = _user_errors(
         lambda: make_runner(runner, workers=workers, address=address, batch=batch)
     )
-    loaded = [_study_or_error(api, name, set_ or [], scale) for name in names]
+    loaded = _studies_or_error(api, names, set_ or [], scale)
     if dry_run:
         plans = [
             _user_errors(
@@ -378,11 +378,11 @@ def _say_if_damaged(store: Any) -> None:
         stderr.print(f"warning: {text}", highlight=False, markup=False, soft_wrap=True)
 
 
-def _study_or_error(api: Any, name: str, overrides: list[str], scale: str) -> Any:
-    """Load the study ``name`` and check it at ``scale`` (a one-line user error if invalid)."""
-    study = _user_errors(lambda: api.load(name, overrides))
-    _user_errors(lambda: study.with_scale(scale))
-    return study
+def _studies_or_error(api: Any, names: list[str], overrides: list[str], scale: str) -> Any:
+    """Load the studies ``names``, each checked at ``scale``, none twice (one-line user errors)."""
+    studies = [_user_errors(lambda n=n: api.load(n, overrides)) for n in names]
+    _user_errors(lambda: [study.with_scale(scale) for study in api.once(studies)])
+    return studies
 
 
 def _user_errors(fn: Any) -> Any:
