@@ -109,8 +109,8 @@ def _forward(steps: list[nn.Module], x: Tensor, by_column: bool = False) -> tupl
             weight = param.detach()  # an expanded view of the parameter would require grad
             if kept or scales != (None, None):
                 kept.append(_Kept(step, h, weight, alpha, scales))
-            if step is last and h.shape[-1] == step.in_features:
-                return kept, step.out_features
+            if step is last and h.shape[-1] == weight.shape[1]:  # sizes: the weight's, as torch
+                return kept, weight.shape[0]
             h = _linear(weight, bias, h, alpha, alpha_b, by_column)
         elif type(step) in _BY_OUTPUT:
             h = _BY_OUTPUT[type(step)][0](h)

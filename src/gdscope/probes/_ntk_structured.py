@@ -83,11 +83,13 @@ Pair = tuple[int, int]
 
 
 def _conv_geometry(module: nn.Module) -> tuple[Pair, Pair, Pair, str | Pair]:
-    """Return ``(kernel, stride, dilation, padding)`` of a conv layer."""
+    """Return ``(kernel, stride, dilation, padding)`` of a conv layer (the kernel: its weight's)."""
+    weight = module.weight  # a parameter, or a buffer held fixed
+    assert isinstance(weight, Tensor)
+    kh, kw = (int(side) for side in weight.shape[-2:])  # as F.conv2d reads it, not kernel_size
     if isinstance(module, ScaledConv2d):
-        return (module.kernel_size, module.kernel_size), (1, 1), (1, 1), "same"
+        return (kh, kw), (1, 1), (1, 1), "same"
     assert isinstance(module, nn.Conv2d)
-    kh, kw = module.kernel_size
     padding = module.padding
     pad: str | Pair = padding if isinstance(padding, str) else (int(padding[0]), int(padding[1]))
     return (

@@ -27,6 +27,7 @@ from gdscope.models.layers import ScaledConv2d, ScaledLinear
 from gdscope.models.mlp import MLP
 
 from ._ntk_axis import copies_of_one, off_axis_0
+from ._ntk_shapes import linear_sizes_agree, sizes_agree
 from ._stock import closed_form_two_layer, global_hooks, hookless, is_stock, stock_layer
 
 LINEAR_TYPES = (ScaledLinear, nn.Linear)
@@ -64,6 +65,9 @@ def unsupported_modules(model: nn.Module) -> list[str]:
             bad.append(
                 f"{name or '<root>'} ({type(module).__name__} with hooks or other parameters)"
             )
+            continue
+        if not sizes_agree(module):  # a weight put in whose shape its attributes do not say
+            bad.append(f"{name or '<root>'} ({type(module).__name__}, stale size attributes)")
             continue
         if isinstance(module, LINEAR_TYPES):
             continue
@@ -257,11 +261,12 @@ def plain_stack(model: nn.Module, x: Tensor) -> UseTrace | None:
     ``ScaledLinear`` layers and stock activations, or a gdscope ``MLP`` (whose ``forward``
     calls each layer once, in order), every module of exactly its library type with its stock
     ``forward``, each module instance and each parameter once in the tree (nothing tied), no
-    hook on any module and none registered globally, all parameters of one dtype, on 2-D inputs whose width is the first
-    layer's. Its code then says what :func:`traced_forward` would find: every parameter read
-    only by its own layer, once per call (so no problem), ``Σ d_in`` layer-input and ``Σ d_out``
-    output entries per example, and ``k`` = the last layer's ``d_out``. Anything else returns
-    ``None``: trace it.
+    hook on any module and none registered globally, all parameters of one dtype, each layer's
+    weight and bias of the shapes its ``in_features`` / ``out_features`` say, on 2-D inputs whose
+    width is the first layer's. Its code then says what :func:`traced_forward` would find: every
+    parameter read only by its own layer, once per call (so no problem), ``Σ d_in`` layer-input
+    and ``Σ d_out`` output entries per example, and ``k`` = the last layer's ``d_out``. Anything
+    else returns ``None``: trace it.
 
     >>> plain_stack(nn.Sequential(nn.Linear(3, 5), nn.ReLU(), nn.Linear(5, 2)), torch.ones(4, 3))
     UseTrace(problems=[], input_numel=8, output_numel=7, outputs=2)
@@ -373,6 +378,11 @@ def _chained(layers: list[nn.Linear | ScaledLinear]) -> bool:
 
 
 def _own_weights(layer: nn.Module) -> bool:
-    """Whether a layer's weight and bias are its parameters (not, say, a buffer named weight)."""
+    """Whether a layer's weight and bias are its parameters (not a buffer), shaped as it says.
+
+    A weight put into a layer without its size attributes (:func:`sizes_agree`) is not plain.
+    """
     own = layer._parameters
-    return own.get("weight") is not None and "bias" in own
+    if own.get("weight") is None or "bias" not in own:
+        return False
+    return linear_sizes_agree(layer)  # pyright: ignore[reportArgumentType]: a linear layer
