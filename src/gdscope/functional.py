@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any, ParamSpec, TypeVar
 
 import torch
@@ -196,18 +196,28 @@ def scalar_loss(loss: Tensor) -> Tensor:
 
 
 def loss_and_grad(
-    model: nn.Module, params: Mapping[str, Tensor], loss_fn: LossFn, batch: tuple[Tensor, Tensor]
+    model: nn.Module,
+    params: Mapping[str, Tensor],
+    loss_fn: LossFn,
+    batch: tuple[Tensor, Tensor],
+    wrt: Collection[str] | None = None,
 ) -> tuple[Tensor, Params]:
     """Return ``(L(params), dL/dparams)`` by one reverse pass; gradients keyed like ``params``.
 
     Plain autograd on detached leaves (so a training-mode batch norm may update its running
     statistics in place, which a ``torch.func`` transform refuses); a name the loss does not
-    read (or the second name of a tied parameter) gets a zero gradient.
+    read (or the second name of a tied parameter) gets a zero gradient. ``wrt``: differentiate
+    only the names of ``params`` in it (the others are evaluated as given, and have no entry).
     """
     with torch.inference_mode(False), torch.enable_grad():
-        leaves = {name: value.detach().requires_grad_() for name, value in params.items()}
-        loss = loss_at(model, leaves, loss_fn, batch)
-        grads = torch.autograd.grad(loss, list(leaves.values()), allow_unused=True)
+        values = {name: savable(value).detach() for name, value in params.items()}
+        leaves = {n: v.requires_grad_() for n, v in values.items() if wrt is None or n in wrt}
+        loss = loss_at(model, values, loss_fn, batch)
+        grads = (
+            torch.autograd.grad(loss, list(leaves.values()), allow_unused=True)
+            if loss.requires_grad
+            else (None,) * len(leaves)  # the loss reads none of them
+        )
     zeros = torch.zeros_like
     return loss.detach(), {
         name: zeros(leaf) if g is None else g

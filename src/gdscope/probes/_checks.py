@@ -16,8 +16,6 @@ from typing import Any, TypeVar
 
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
-from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_map
 
 from gdscope.functional import LossFn, Params, apply, loss_at
@@ -149,8 +147,9 @@ def refuse_kept_parameters(
     def fn(p: Params, b: Any) -> Tensor:
         return apply(model, p, b) if loss_fn is None else loss_at(model, p, loss_fn, b)
 
-    leaves = {name: t.detach().clone().requires_grad_(True) for name, t in params.items()}
+    # the copies too outside a caller's inference mode: an inference tensor cannot be saved
     with torch.inference_mode(False), torch.enable_grad():
+        leaves = {name: t.detach().clone().requires_grad_(True) for name, t in params.items()}
         try:
             value = fn(leaves, few_examples(batch))
         except Exception:  # a loss that needs the whole batch: give it all
@@ -195,11 +194,13 @@ def refuse_coupled_examples(
     The NTK is per example, ``K(x, x') = ∂f(x)/∂θ · ∂f(x')/∂θ``: a forward that mixes the
     examples (a mean or a cumulative sum over axis 0) has no such kernel, and each of its routes
     would give a different wrong one; so is each output's Hessian (``kind`` says which). Two
-    examples are run together and one at a time (:func:`coupling_gap`).
+    examples are run together and one at a time (:func:`coupling_gap`). Where those forwards
+    changed a buffer (``spectral_norm``'s power iteration in training mode), that is the cause.
     """
     if few.shape[0] < 2:
         return
     with torch.no_grad():
+        before = {name: b.clone() for name, b in model.named_buffers()}
         together = model(few.clone())
         parts = [model(few[i : i + 1].clone()) for i in range(2)]
     if not all(isinstance(t, Tensor) and t.ndim and t.is_floating_point() for t in parts):
@@ -209,107 +210,22 @@ def refuse_coupled_examples(
         return
     tf32 = together.is_cuda and tf32_matmuls()  # TF32 products round to about 1e-3
     gap = coupling_gap(together, alone, 1e-2 if tf32 else None)
-    if gap is not None:
-        raise ValueError(
-            f"{what}: the model's output for an example depends on the other examples in its batch "
-            f"(two examples run together and one at a time differ by {gap:.3g}), e.g. a mean or "
-            f"cumulative sum over axis 0; {kind}, so measure a model whose examples do not "
-            "interact"
-        )
-
-
-@contextlib.contextmanager
-def wrong_width_explained(model: nn.Module, x: object, what: str) -> Iterator[None]:
-    """Run the block; where it raises a ``RuntimeError``, refuse a too-narrow or too-wide ``x``.
-
-    The check (:func:`refuse_wrong_width`) runs only after the block failed, so a call that
-    works runs the model no more often than before (no extra forward to fire hooks or draw
-    random numbers); any other failure is raised as it was.
-    """
-    try:
-        yield
-    except RuntimeError:
-        try:
-            refuse_wrong_width(model, x, what)
-        except ValueError as wrong:
-            raise wrong from None
-        raise
-
-
-def refuse_wrong_width(model: nn.Module, x: object, what: str) -> None:
-    """Refuse, in one line, an ``x`` whose examples are not as wide as the model's first layer.
-
-    Otherwise torch's own error (``mat1 and mat2 shapes cannot be multiplied``) comes from deep
-    inside the probe. The model runs on the first two rows of ``x`` (buffers put back) until its
-    first product with one of its own tensors (``F.linear``, ``@``/``matmul``/``mm``: a linear
-    layer, :class:`~gdscope.models.layers.ScaledLinear`, a :class:`~gdscope.models.TwoLayer`'s
-    ``F.linear(x, W)``), whose weight says the width it reads. A model that fails
-    before any such product (a convolution of other channels), or has none, is left to the
-    probe's own run.
-
-    >>> refuse_wrong_width(nn.Sequential(nn.Linear(2, 3), nn.Tanh()), torch.zeros(4, 3), "probe")
-    Traceback (most recent call last):
-    ...
-    ValueError: probe: x has shape (4, 3), but the model's first layer reads 2 features (its \
-'0.weight' has shape (3, 2)); pass x of shape (4, 2)
-    """
-    if not isinstance(x, Tensor) or x.ndim == 0:
+    if gap is None:
         return
-    few = x[:2].clone() if x.ndim > 1 else x.clone()
-    first = _FirstProduct(model)
-    # _FirstProductError, or a failure before any product: the probe's own run speaks
-    with contextlib.suppress(Exception), torch.no_grad(), buffers_restored(model), first:
-        model(few)
-    if first.seen is None or first.seen[-1] == first.width:
-        return
-    given, width = tuple(x.shape), first.width
-    where = f"its {first.name!r} has shape {first.shape}"
-    if first.seen == tuple(few.shape):
+    moved = [n for n, b in model.named_buffers() if n in before and not before[n].equal(b)]
+    if moved:
         raise ValueError(
-            f"{what}: x has shape {given}, but the model's first layer reads {width} features "
-            f"({where}); pass x of shape {(*given[:-1], width)}"
+            f"{what}: two examples run together and one at a time differ by {gap:.3g} because "
+            f"each forward changed the model's buffers ({', '.join(map(repr, moved[:4]))}): a "
+            "forward in training mode updates buffers (e.g. spectral_norm's power iteration); "
+            "call model.eval()"
         )
     raise ValueError(
-        f"{what}: x of shape {given} reaches the model's first layer as {first.seen[-1]} "
-        f"features per row, but it reads {width} ({where}); pass x of the shape the model was "
-        "built for"
+        f"{what}: the model's output for an example depends on the other examples in its batch "
+        f"(two examples run together and one at a time differ by {gap:.3g}), e.g. a mean or "
+        f"cumulative sum over axis 0; {kind}, so measure a model whose examples do not interact "
+        "(or, where a forward changes the model's state, call model.eval())"
     )
-
-
-class _FirstProductError(Exception):
-    """Raised to end the forward of :func:`refuse_wrong_width` at the model's first product."""
-
-
-class _FirstProduct(TorchFunctionMode):
-    """Record the first ``F.linear(input, W)`` or ``input @ W`` with ``W`` a tensor of the model.
-
-    ``seen``: the input's shape; ``width``: the features ``W`` reads (``F.linear``'s weight is
-    ``(out, in)``, a matmul's right factor ``(in, out)`` or ``(in,)``).
-    """
-
-    _LINEAR = (F.linear,)
-    _PRODUCTS = (F.linear, torch.matmul, Tensor.matmul, torch.mm, Tensor.mm)
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.names = {
-            id(t): name
-            for named in (model.named_parameters, model.named_buffers)
-            for name, t in named(remove_duplicate=False)
-        }
-        self.seen: tuple[int, ...] | None = None
-        self.name, self.shape, self.width = "", (), 0
-
-    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-        if func in self._PRODUCTS and len(args) >= 2 and isinstance(args[0], Tensor):
-            given, weight = args[0], args[1]
-            if id(weight) in self.names and given.ndim and weight.ndim:
-                self.seen, self.shape = tuple(given.shape), tuple(weight.shape)
-                self.name = self.names[id(weight)]
-                linear = func in self._LINEAR or weight.ndim == 1
-                self.width = weight.shape[-1] if linear else weight.shape[-2]
-                raise _FirstProductError
-        return func(*args, **(kwargs or {}))
 
 
 def coupling_gap(together: Tensor, apart: Tensor, tol: float | None = None) -> float | None:

@@ -32,8 +32,17 @@ def gradient_norm(
 ) -> float:
     """Return ``‖∇L(θ)‖₂`` over all trainable parameters, on the whole ``batch``.
 
+    The loss is evaluated at every entry of ``params`` (the model's own tensors elsewhere); the
+    norm is over the entries whose parameter in the model, by name, has ``requires_grad``
+    (a frozen layer in ``dict(model.named_parameters())`` is held fixed, not counted), as the
+    ``grad_norm`` that ``gdscope.train`` records. The values may be detached copies.
+
     Like every probe, of a deterministic loss: dropout in training mode is refused, and batch
     norm in training mode unless inside :func:`~gdscope.probes.allow_batch_statistics`.
+
+    Raises:
+        ValueError: if no entry of ``params`` names a trainable parameter of ``model``.
+
     """
     return loss_and_grad_norm(model, params, loss_fn, batch)[1]
 
@@ -42,14 +51,38 @@ def gradient_norm(
 def loss_and_grad_norm(
     model: nn.Module, params: Mapping[str, Tensor], loss_fn: LossFn, batch: tuple[Tensor, Tensor]
 ) -> tuple[float, float]:
-    """Return ``(L(θ), ‖∇L(θ)‖₂)`` from one reverse pass (the inputs of :func:`pl_ratio`)."""
+    """Return ``(L(θ), ‖∇L(θ)‖₂)`` from one reverse pass (the inputs of :func:`pl_ratio`).
+
+    The norm is over the trainable entries of ``params``, as in :func:`gradient_norm`.
+    """
     check_params(params, "gradient_norm")
     refuse_inference_model(model, "gradient_norm")
     refuse_random_modules(model, what="gradient_norm", noun="loss")
+    trainable = _trainable_names(model, params)
     with buffers_restored(model):
-        loss, grads = loss_and_grad(model, params, loss_fn, batch)
+        loss, grads = loss_and_grad(model, params, loss_fn, batch, wrt=trainable)
         refuse_kept_parameters(model, params, batch, "gradient_norm", loss_fn)
     return float(loss), float(torch.linalg.vector_norm(flatten(grads)))
+
+
+def _trainable_names(model: nn.Module, params: Mapping[str, Tensor]) -> set[str]:
+    """Return the names of ``params`` whose parameter in ``model`` (any of its names) is trainable.
+
+    Raises:
+        ValueError: in one line, if there is none (the model's trainable names listed).
+
+    """
+    every = dict(model.named_parameters(remove_duplicate=False))
+    names = {name for name in params if name in every and every[name].requires_grad}
+    if not names:
+        trainable = [name for name, p in model.named_parameters() if p.requires_grad]
+        shown = ", ".join(map(repr, trainable[:8])) + (", ..." if len(trainable) > 8 else "")
+        raise ValueError(
+            "gradient_norm: params names no trainable parameter of the model (requires_grad), "
+            "so there is no gradient to measure; "
+            + (f"key it by the model's names: {shown}" if trainable else "unfreeze one")
+        )
+    return names
 
 
 # ---------------------------------------------------------------------------------------------

@@ -23,15 +23,15 @@ import torch
 from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from gdscope.functional import apply, without_autocast
+from gdscope.functional import apply, savable, without_autocast
 from gdscope.probes._checks import (
     buffers_restored,
     refuse_kept_parameters,
     refuse_kept_reads,
     refuse_random_modules,
     uses_batch_statistics,
-    wrong_width_explained,
 )
+from gdscope.probes._width import wrong_width_explained
 
 __all__ = ["linearization_gap", "linearized_prediction"]
 
@@ -46,7 +46,7 @@ def linearized_prediction(
         ValueError: if ``params0`` and ``params_t`` do not name the same tensors; if either
             names a tensor the model does not have, or gives one a shape other than the model's
             (see :func:`_check_names`); if ``x``'s examples are not as wide as the model's first
-            layer (:func:`~gdscope.probes._checks.wrong_width_explained`: checked only once the
+            layer (:func:`~gdscope.probes._width.wrong_width_explained`: checked only once the
             computation failed); on dropout in training
             mode; on batch norm in training mode (its running-statistics update cannot run under
             forward-mode differentiation: call ``model.eval()``); on a model that reads a
@@ -77,8 +77,9 @@ def linearization_gap(
     """
     _check_arguments(model, params0, params_t)
     with wrong_width_explained(model, x, "linearization_gap"):
-        leaves = {k: v.detach().clone().requires_grad_(True) for k, v in params_t.items()}
-        with torch.enable_grad(), buffers_restored(model):  # a graph, searched for kept reads
+        # a graph, searched for kept reads (also in a caller's inference mode, which records none)
+        with torch.inference_mode(False), torch.enable_grad(), buffers_restored(model):
+            leaves = {k: v.detach().clone().requires_grad_(True) for k, v in params_t.items()}
             actual = apply(model, leaves, x)
         refuse_kept_reads(model, params_t, actual, "linearization_gap")
         diff = (actual.detach() - _prediction(model, params0, params_t, x)).double()
@@ -104,8 +105,10 @@ def _transpose_jvp(
     model: nn.Module, primal: dict[str, Tensor], tangent: dict[str, Tensor], x: Tensor
 ) -> tuple[Tensor, Tensor]:
     """``(f(θ₀), J v)`` by two reverse passes: ``Jᵀu`` is linear in ``u``, so ``∂(vᵀJᵀu)/∂u = J v``."""
-    with torch.enable_grad(), sdpa_kernel(SDPBackend.MATH):  # the fused kernel: no 2nd backward
-        leaves = {k: v.requires_grad_(True) for k, v in primal.items()}
+    # the graph also in a caller's inference mode (which records none: J v would be 0); the math
+    # attention kernel, as the fused one has no second backward
+    with torch.inference_mode(False), torch.enable_grad(), sdpa_kernel(SDPBackend.MATH):
+        leaves = {k: savable(v).detach().requires_grad_(True) for k, v in primal.items()}
         out = apply(model, leaves, x)
         if not out.requires_grad:  # reads no parameter: J = 0
             return out.detach(), torch.zeros_like(out)

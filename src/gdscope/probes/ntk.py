@@ -87,7 +87,8 @@ def ntk_gram(
     Methods:
     * ``"structured"`` (auto when every module holding trainable parameters is a
       :class:`~gdscope.models.layers.ScaledLinear`, ``ScaledConv2d``, ``nn.Linear`` or ``nn.Conv2d``
-      (``groups=1``, zero padding), or the model is a :class:`~gdscope.models.two_layer.TwoLayer`):
+      (``groups=1``, zero padding), each with the weight and bias shapes its size attributes say
+      (a weight put in without them is not covered), or the model is a ``TwoLayer``):
       ``K = Σ_ℓ α_ℓ² Σ_{pq} (H_i H_jᵀ)_{pq} (Δ_i Δ_jᵀ)_{pq} + α_{b,ℓ}² (ΣΔ_i)(ΣΔ_j)ᵀ``, with layer
       inputs ``H`` from forward hooks and ``Δ = ∂f/∂y_ℓ`` from one batched backward per output
       (a plain stack of linear layers and activations: both from a forward and backward pass
@@ -282,7 +283,8 @@ def _plan(model: nn.Module, method: str, x: Tensor) -> tuple[str, UseTrace | Non
         return "jacobian", None
     if closed_form_two_layer(model):  # its own closed form: nothing to trace
         return "structured", None
-    use_trace = traced_forward(model, x)
+    with torch.inference_mode(False):  # also in a caller's: the trace reads version counters,
+        use_trace = traced_forward(model, x.clone())  # which no inference tensor keeps
     uncovered = use_trace.problems
     if method == "structured" and uncovered:
         raise ValueError(
