@@ -129,12 +129,23 @@ def test_gdscope_train_shows_evenly_spaced_checkpoints_when_transposed():
     assert [c.header for c in table.columns][1:] == ["0", "100", "200", "300"]
 
 
-def test_a_set_of_a_swept_base_key_is_refused():
-    """``--set base.model.width=8`` on a study sweeping ``model.width`` was accepted and ignored."""
+def test_a_set_of_a_swept_base_key_is_refused_at_the_runs_scale():
+    """``--set base.model.width=8`` on a study sweeping ``model.width`` was accepted and ignored;
+    checked at the scale that runs (an axis only the paper scale sweeps is the base's at quick),
+    and inside a swept table (risk-sandwich zips ``probes``)."""
+    from gdscope import api
     from gdscope.studies.errors import StudyError
 
+    def plan(name, override, scale="quick"):
+        return api.plan_study(name, scale=scale, overrides=[override], results="/nonexistent")
+
     with pytest.raises(StudyError, match=r"^--set base.model.width=8: the study sweeps model"):
-        load("lazy-training", ["base.model.width=8"])
+        plan("lazy-training", "base.model.width=8")
+    with pytest.raises(StudyError, match=r"sweeps probes at this scale"):
+        plan("risk-sandwich", "base.probes.grad_norm=5")
+    with pytest.raises(StudyError, match=r"sweeps optimizer.lr"):
+        plan("adaptive-edge-of-stability", "base.optimizer.lr=7", "paper")
+    assert plan("adaptive-edge-of-stability", "base.optimizer.lr=7").trials  # quick: unswept
     assert load("lazy-training", ["base.steps=7"]).base["steps"] == 7  # unswept: as before
 
 
@@ -217,3 +228,98 @@ def test_a_study_given_twice_is_refused_before_anything_is_written(tmp_path):
                              text=True, timeout=120)  # fmt: skip
         assert out.returncode == 2 and "given twice" in out.stderr, out.stderr
     assert not any(tmp_path.iterdir())
+
+
+# The review of this session's own diff (each failing on the first version of these fixes)
+
+
+def test_the_sandwich_is_accepted_with_the_auto_loss():
+    """``loss = "auto"`` (the default: mse on real-valued targets) was refused with the sandwich."""
+    config = gs.TrialConfig.model_validate({"probes": {"loss": 1, "sandwich": 1}})
+    assert config.loss == "auto" and "sandwich" in config.probes
+
+
+def test_a_runs_own_probe_named_sandwich_shadows_the_built_in_one():
+    _, data = _small()
+    labels = torch.tensor([0, 1] * 4)
+    net = nn.Sequential(nn.Linear(4, 2))
+
+    def mine(ctx):
+        return {"my_bound": 1.0}
+
+    trace = gs.train(net, torch.optim.SGD(net.parameters(), lr=0.1), (data[0], labels), 2,
+                     loss_fn=gs.losses.cross_entropy, probes={"sandwich": 1},
+                     extra_probes={"sandwich": mine})  # fmt: skip
+    assert trace.final("my_bound") == 1.0
+
+
+def test_a_models_own_error_is_not_called_a_dtype_mismatch():
+    """Float64 data into a model that casts them itself, failing for its own reason (out of
+    memory), was explained as "pass x.to(torch.float32)" by gs.train."""
+
+    class Casting(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = nn.Linear(3, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    model = Casting()
+    x, y = torch.randn(4, 3, dtype=F64), torch.randn(4, 1, dtype=F64)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        gs.train(model, torch.optim.SGD(model.parameters(), lr=0.1), (x, y), 2)
+
+
+def test_gradient_norm_of_a_model_frozen_for_functional_use_counts_every_entry():
+    model, (x, y) = _small()
+    params = {name: p.detach().clone() for name, p in model.named_parameters()}
+    model.requires_grad_(False)
+    leaves = {name: p.clone().requires_grad_() for name, p in params.items()}
+    loss = gs.losses.mse(torch.func.functional_call(model, leaves, (x,)), y)
+    expected = torch.linalg.vector_norm(torch.cat([g.reshape(-1) for g in
+                                                   torch.autograd.grad(loss, list(leaves.values()))]))  # fmt: skip
+    value = gs.probes.gradient_norm(model, params, gs.losses.mse, (x, y))
+    assert value == pytest.approx(float(expected), rel=1e-6)
+
+
+def test_pseudo_huber_takes_a_0d_tensor_delta():
+    x = torch.tensor([1.0, -2.0])
+    assert float(gs.losses.pseudo_huber(x, torch.tensor(1.5))) == pytest.approx(
+        float(gs.losses.pseudo_huber(x, 1.5))
+    )
+
+
+def test_a_copy_named_as_a_catalogue_study_is_refused_as_a_study_object_too(tmp_path):
+    from importlib.resources import files
+
+    from gdscope import api
+    from gdscope.studies import load_study
+    from gdscope.studies.errors import StudyError
+
+    copy = tmp_path / "copy.toml"
+    copy.write_text((files("gdscope.studies") / "catalog" / "nag-acceleration.toml").read_text())
+    with pytest.raises(StudyError, match="as a catalogue study"):
+        api.run_study(load_study(copy), scale="smoke", results=tmp_path / "r")
+    assert not (tmp_path / "r").exists()
+
+
+def test_verify_without_a_factory_file_keeps_judging_on_the_spec(tmp_path, monkeypatch):
+    """Trials that hash anew for another reason than a user's file (a new convention revision,
+    meant to stop their reuse) are not judged from the stale stored trials."""
+    from gdscope import api
+    from gdscope.config.trial import TrialConfig
+
+    study = tmp_path / "s.toml"
+    study.write_text(
+        'name = "rehash-demo"\nseeds = [0]\n[base]\nsteps = 3\nloss = "mse"\n'
+        '"model.width" = 8\n"data.n" = 8\n"optimizer.name" = "gd"\n"optimizer.lr" = 0.1\n'
+        '[[claims]]\nid = "c"\nkind = "within"\ny = { reduce = "final", metric = "loss" }\n'
+        "band = [0, 100]\n"
+    )
+    assert api.run_study(str(study), results=tmp_path / "res").verdicts[0].status == "PASS"
+    old = TrialConfig._revisions
+    monkeypatch.setattr(TrialConfig, "_revisions", lambda self: {**old(self), "simulated": 2})
+    (result,) = api.verify(tmp_path / "res")
+    assert (result.trials, result.missing) == (1, 1)
+    assert result.verdicts[0].status == "INCONCLUSIVE"

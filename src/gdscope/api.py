@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from gdscope import _checks as check
+from gdscope.config.trial import canonical_hash
 from gdscope.plan import (
     CATALOG,
     StudyPlan,
@@ -30,6 +31,7 @@ from gdscope.plan import (
     load,
     once,
     plan_study,
+    refuse_swept_base,
     resolve_study,
 )
 from gdscope.runners import Runner, make_runner
@@ -281,6 +283,7 @@ def _scaled_trials(
     else:
         study = load(study, overrides)
     expansion = study.validated(scale, validate_trial, max_trials)
+    refuse_swept_base(study.overrides, expansion.study.sweep, expansion.study.sweep_zip)
     try:
         runner.check_devices(expansion.validated)
     except ValueError as error:
@@ -296,12 +299,10 @@ def _judge(
 ) -> tuple[list[Verdict], int]:
     """Judge ``study`` on its stored trials, store the verdicts; return them and the missing count.
 
-    Each record carries this study's validated config of its hash (``configs[i]`` hashed to
-    ``hashes[i]``), not the stored one: a store written before configs were stored validated
-    keeps the config of the study that stored the trial first, which may lack a default that
-    this study's claims read. Trials not in the store at all (of the distinct hashes; a failed trial is stored
-    and judged as failed, as by the run that stored it) make every verdict INCONCLUSIVE
-    (:func:`~gdscope.store.judging.partial`).
+    Each record carries this study's validated config of its hash, not the stored one (a store
+    written before configs were stored validated keeps the first study's, which may lack a
+    default this study's claims read). Trials not stored (of the distinct hashes; a failed one
+    is stored) make every verdict INCONCLUSIVE (:func:`~gdscope.store.judging.partial`).
     """
     own = dict(zip(hashes, configs, strict=True))
     records = store.records(hashes=hashes, configs=own)
@@ -372,26 +373,28 @@ def verify(results: str | Path) -> list[StudyResult]:
 def _rejudge(store: Store, study: Study, scale: str) -> tuple[int, list[Verdict], int]:
     """Judge the stored ``study`` at ``scale``; return its trial count, verdicts, missing count.
 
-    As a run judges it (:func:`_judge`), on the trials its stored spec expands to, unless that
-    expansion cannot be made (a user's factory file is gone) or finds fewer stored trials than
-    the store links to the study (the file changed since the run, so its trials hash anew).
-    Then the linked trials are judged with their stored configs, and the spec's trial count
-    (which needs no file) gives the missing ones: no verdict is judged on fewer trials than
-    the run stored because a file changed.
+    As a run judges it (:func:`_judge`), unless the study names a user's factory file that is
+    gone or changed since the run (its trials hash anew: fewer found stored than the store links
+    to the study); then the linked trials are judged with their stored configs, and the spec's
+    distinct trials (counted without reading a file) give the missing ones.
     """
+    raw = study.expand(scale, max_trials=sys.maxsize)  # reads no file
+    parts = [c.get(s) for c in raw for s in ("model", "data")]  # what a factory file can make
+    on_files = any(isinstance(part, dict) and part.get("factory") for part in parts)
     linked = judging.linked(store, study.name, scale)
     try:
         expansion = study.validated(scale, validate_stored_trial)
     except StudyError:  # e.g. a user's factory file cannot be read
+        if not on_files:
+            raise
         expansion = None
     if expansion is not None:
         hashes = expansion.hashes
-        if linked <= set(hashes) or judging.stored_count(store, hashes) >= len(linked):
+        found = linked <= set(hashes) or judging.stored_count(store, hashes) >= len(linked)
+        if found or not on_files:
             verdicts, missing = _judge(store, expansion.study, scale, expansion.configs, hashes)
             return len(hashes), verdicts, missing
-        count = len(set(hashes))
-    else:
-        count = len(study.expand(scale, max_trials=sys.maxsize))
+    count = len({canonical_hash(config) for config in raw})  # a trial swept twice counts once
     records = store.records(study.name, scale)
     verdicts = judging.judge(store, study.with_scale(scale), scale, records, count)
     return count, verdicts, max(count - len(records), 0)

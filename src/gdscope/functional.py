@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import re
 from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any, ParamSpec, TypeVar
 
@@ -103,7 +104,7 @@ def apply(model: nn.Module, params: Mapping[str, Tensor], x: Tensor) -> Tensor:
     except NotImplementedError:  # no forward-mode rule: the caller's fallback takes it
         raise
     except RuntimeError as err:
-        wanted = unmatched_dtype(x, params.values())
+        wanted = unmatched_dtype(x, params.values(), err)
         if wanted is not None:
             raise ValueError(
                 f"the inputs are {x.dtype} but the model's parameters are {wanted}, and the "
@@ -112,20 +113,36 @@ def apply(model: nn.Module, params: Mapping[str, Tensor], x: Tensor) -> Tensor:
         raise
 
 
-def unmatched_dtype(x: Any, params: Iterable[Tensor]) -> torch.dtype | None:
-    """Return the parameters' dtype where floating inputs ``x`` have none of theirs, else ``None``.
+_MISMATCH = re.compile(
+    r"same dtype|should be the same|same datatype|expected scalar type|but found", re.I
+)
+"""Torch's words for operands of two dtypes (``mat1 and mat2 must have the same dtype``; a
+convolution's ``Input type (double) and bias type (float) should be the same``; ...)."""
+_NAMES_A_FLOAT = re.compile(r"dtype|\b(double|float|half|bfloat16)\b", re.I)
+
+
+def unmatched_dtype(x: Any, params: Iterable[Tensor], error: Exception) -> torch.dtype | None:
+    """Return the parameters' dtype if ``error`` came from inputs ``x`` of none of theirs; else ``None``.
 
     Asked once a model failed on ``x`` (a model that casts its inputs itself runs as it is), by
-    every caller that explains the failure (:func:`apply`, ``gs.train``): whatever words torch
-    used (``mat1 and mat2 must have the same dtype``; a convolution's ``Input type (double) and
-    bias type (float)``). Whole numbers are token ids or features a probe casts, never this.
+    every caller that explains the failure (:func:`apply`, ``gs.train``). Floating inputs of
+    another dtype when torch's words name a floating dtype; whole numbers (token ids, features
+    a probe casts) only when they say two operands' dtypes differ (an embedding model's own
+    ``Expected dtype int64 for index`` is its own error); any other error (out of memory) is
+    the model's own.
 
-    >>> unmatched_dtype(torch.zeros(2, dtype=torch.float64), [torch.zeros(1)])
+    >>> x64, ids = torch.zeros(2, dtype=torch.float64), torch.zeros(2, dtype=torch.long)
+    >>> unmatched_dtype(x64, [torch.zeros(1)], RuntimeError("expected m1 and m2 to have the same dtype"))
     torch.float32
-    >>> unmatched_dtype(torch.zeros(2, dtype=torch.long), [torch.zeros(1)]) is None
-    True
+    >>> unmatched_dtype(ids, [torch.zeros(1)], RuntimeError("... same dtype, but got Long and Float"))
+    torch.float32
+    >>> unmatched_dtype(ids, [torch.zeros(1)], RuntimeError("gather(): Expected dtype int64 for index"))
+    >>> unmatched_dtype(x64, [torch.zeros(1)], RuntimeError("CUDA out of memory"))
     """
-    if not isinstance(x, Tensor) or not x.is_floating_point():
+    if not isinstance(x, Tensor) or x.dtype == torch.bool:
+        return None
+    words = _NAMES_A_FLOAT if x.is_floating_point() else _MISMATCH
+    if not words.search(str(error)):
         return None
     dtypes = {t.dtype for t in params if t.is_floating_point()}
     return None if not dtypes or x.dtype in dtypes else min(dtypes, key=str)

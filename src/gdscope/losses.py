@@ -341,11 +341,12 @@ def pseudo_huber(x: Tensor, delta: float = 1.0) -> Tensor:
     ``loss = "pseudo_huber"`` is :func:`pseudo_huber_loss`.
 
     Raises:
-        ValueError: if ``delta`` is not a number (e.g. a target tensor: the call of a training
-            loss), or ``delta <= 0``.
+        ValueError: if ``delta`` is not a number or a 0-d tensor (e.g. a target tensor: the
+            call of a training loss), or ``delta <= 0``.
 
     """
-    if isinstance(delta, bool) or not isinstance(delta, Real):
+    scalar = isinstance(delta, Tensor) and delta.ndim == 0 and delta.dtype != torch.bool
+    if not scalar and (isinstance(delta, bool) or not isinstance(delta, Real)):
         raise ValueError(
             f"pseudo_huber's delta must be a number, got a {type(delta).__name__}; this is the "
             "test objective pseudo_huber(x, delta): as a training loss use "

@@ -15,6 +15,7 @@ from typing import Any
 from gdscope import _checks as check
 from gdscope.store import DB_NAME, Store
 from gdscope.studies import Study, StudyError, load_study
+from gdscope.studies._overrides import refuse_swept_base
 from gdscope.studies.spec import MAX_TRIALS, SCALES
 from gdscope.trials.trial import validate_trial
 from gdscope.trials.user_code import check_user_code
@@ -96,10 +97,15 @@ def load(name_or_path: str | Path, overrides: Sequence[str] = ()) -> Study:
         study = load_study(path, overrides=list(overrides))
     except ValueError as err:
         raise StudyError(str(err)) from None
+    return _own_name(study)
+
+
+def _own_name(study: Study) -> Study:
+    """Return ``study``; raise if a file other than the catalogue's takes a catalogue name."""
     shipped = catalog().get(study.name)
-    if shipped is not None and path.resolve() != shipped.resolve():
+    if shipped is not None and study.source and Path(study.source).resolve() != shipped.resolve():
         raise StudyError(
-            f"study file {str(path)!r} is named {study.name!r}, as a catalogue study: in a "
+            f"study file {study.source!r} is named {study.name!r}, as a catalogue study: in a "
             "results store its verdicts would replace the catalogue's; give it a name of its "
             f'own (name = "my-{study.name}")'
         )
@@ -107,8 +113,11 @@ def load(name_or_path: str | Path, overrides: Sequence[str] = ()) -> Study:
 
 
 def once(studies: Sequence[Study]) -> list[Study]:
-    """Return ``studies``; raise if two have one name (a store keeps one study per name)."""
-    names = [study.name for study in studies]
+    """Return ``studies``; raise if two have one name (a store keeps one study per name).
+
+    Or if one from a file other than the catalogue's takes a catalogue study's name.
+    """
+    names = [_own_name(study).name for study in studies]
     twice = next((name for name in names if names.count(name) > 1), None)
     if twice is not None:
         raise StudyError(f"study {twice!r} is given twice; give each study once")
@@ -136,6 +145,7 @@ def plan_study(
     check.one_of("scale", scale, SCALES)
     study = load(name_or_path, overrides)
     expansion = study.validated(scale, validate_trial, max_trials)
+    refuse_swept_base(study.overrides, expansion.study.sweep, expansion.study.sweep_zip)
     check_study_code(study, expansion.validated)
     scaled, hashes = expansion.study, expansion.hashes
     if (Path(results) / DB_NAME).is_file():

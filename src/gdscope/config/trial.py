@@ -210,7 +210,10 @@ class TrialConfig(FrozenPart):
         """Refuse a probe of the square loss alone (``sandwich``) beside another ``loss``."""
         from gdscope.training import PROBES
 
-        if (isinstance(info.context, dict) and info.context.get(STORED)) or self.loss == "mse":
+        if (isinstance(info.context, dict) and info.context.get(STORED)) or self.loss in (
+            "mse",
+            "auto",  # mse on real-valued targets; gs.train checks the loss it resolves to
+        ):
             return self  # stored: recorded so by a gdscope that allowed it; it keeps its hash
         for name in self.probes:
             if PROBES[name].square_loss_only:

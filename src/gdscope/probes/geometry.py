@@ -35,7 +35,8 @@ def gradient_norm(
     The loss is evaluated at every entry of ``params`` (the model's own tensors elsewhere); the
     norm is over the entries whose parameter in the model, by name, has ``requires_grad``
     (a frozen layer in ``dict(model.named_parameters())`` is held fixed, not counted), as the
-    ``grad_norm`` that ``gdscope.train`` records. The values may be detached copies.
+    ``grad_norm`` that ``gdscope.train`` records. The values may be detached copies. A model
+    frozen as a whole (``requires_grad_(False)``, for functional use) counts every entry.
 
     Like every probe, of a deterministic loss: dropout in training mode is refused, and batch
     norm in training mode unless inside :func:`~gdscope.probes.allow_batch_statistics`.
@@ -73,6 +74,8 @@ def _trainable_names(model: nn.Module, params: Mapping[str, Tensor]) -> set[str]
 
     """
     every = dict(model.named_parameters(remove_duplicate=False))
+    if not any(p.requires_grad for p in every.values()):  # frozen for functional use: params
+        return set(params)  # are the caller's own variables (the norm over all of them)
     names = {name for name in params if name in every and every[name].requires_grad}
     if not names:
         trainable = [name for name, p in model.named_parameters() if p.requires_grad]

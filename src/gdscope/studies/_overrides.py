@@ -95,30 +95,34 @@ def assign(data: dict[str, Any], key: str, value: Any, fields: Sequence[str]) ->
         raise StudyError(f"--set {key}: {top!r} takes a whole value, e.g. {top}=...")
 
 
-def refuse_swept_base(data: Mapping[str, Any], text: str) -> None:
-    """Raise if the override ``text`` sets a ``base`` key the study sweeps: it would change nothing.
+def refuse_swept_base(
+    overrides: Sequence[str], sweep: Mapping[str, Any], sweep_zip: Sequence[Mapping[str, Any]]
+) -> None:
+    """Raise if an override sets a ``base`` key the (scaled) study sweeps: it would change nothing.
 
-    Every trial takes a swept key's value from the sweep (``sweep`` or ``sweep_zip``), so
-    ``--set base.model.width=8`` on a study sweeping ``model.width`` was accepted and ignored.
+    Every trial takes a swept key's value from the sweep (``sweep`` or ``sweep_zip``, as the
+    run's scale leaves them), so ``--set base.model.width=8`` on a study sweeping
+    ``model.width`` was accepted and ignored; so is a key inside a swept table
+    (``base.probes.loss`` where ``probes`` is swept).
 
-    >>> refuse_swept_base({"sweep": {"model.width": [16, 32]}}, "base.model.width=8")
+    >>> refuse_swept_base(["base.model.width=8"], {"model.width": [16, 32]}, [])
     Traceback (most recent call last):
     ...
-    gdscope.studies.errors.StudyError: --set base.model.width=8: the study sweeps model.width, \
-so every trial takes it from the sweep and base.model.width changes nothing; set the sweep: \
---set sweep.model.width=[...]
+    gdscope.studies.errors.StudyError: --set base.model.width=8: the study sweeps model.width \
+at this scale, so every trial takes it from the sweep and base.model.width changes nothing; set \
+the sweep: --set sweep.model.width=[...]
     """
-    key = parse_override(text)[0]
-    if not key.startswith("base."):
-        return
-    path = key[len("base.") :]
-    swept = {*(data.get("sweep") or {})}
-    swept.update(k for group in data.get("sweep_zip") or [] for k in group)
-    if path in swept:
-        raise StudyError(
-            f"--set {text}: the study sweeps {path}, so every trial takes it from the sweep and "
-            f"base.{path} changes nothing; set the sweep: --set sweep.{path}=[...]"
-        )
+    axes = {*sweep, *(key for group in sweep_zip for key in group)}
+    for text in overrides:
+        key = parse_override(text)[0]
+        path = key[len("base.") :] if key.startswith("base.") else None
+        axis = next((a for a in axes if path == a or str(path).startswith(a + ".")), None)
+        if path is not None and axis is not None:
+            raise StudyError(
+                f"--set {text}: the study sweeps {axis} at this scale, so every trial takes it "
+                f"from the sweep and base.{path} changes nothing; set the sweep: --set "
+                f"sweep.{axis}=[...]"
+            )
 
 
 def _assign_claim(data: dict[str, Any], rest: str, value: Any) -> None:

@@ -36,13 +36,7 @@ else:  # pragma: no cover - Python 3.10 needs the tomli backport
 
 from gdscope._checks import did_you_mean
 from gdscope.studies._factories import locate_factories
-from gdscope.studies._overrides import (
-    assign,
-    check_top,
-    nest,
-    parse_override,
-    refuse_swept_base,
-)
+from gdscope.studies._overrides import assign, check_top, nest, parse_override
 from gdscope.studies.claims import Claim
 from gdscope.studies.errors import StudyError, format_errors
 from gdscope.studies.expansion import (
@@ -331,7 +325,6 @@ def load_study(
         data["base"] = nest(data["base"])
     for item in overrides:
         assign(data, *parse_override(item), _study_keys())
-        refuse_swept_base(data, item)
     data["overrides"] = overrides
     try:
         locate_factories(data, Path(origin).parent if origin != _TEXT else None, origin)
@@ -339,7 +332,8 @@ def load_study(
         raise StudyError(str(err)) from None
     if origin != _TEXT:
         data["source"] = origin
-    study = _validate(data, f"{origin} with --set {' '.join(overrides)}" if overrides else origin)
+    given = "".join(f" --set {o}" for o in overrides)
+    study = _validate(data, f"{origin} with{given}" if overrides else origin)
     if validate_trial is not None:
         for scale in SCALES:
             if scale == "quick" or scale in study.scales:

@@ -135,7 +135,7 @@ def validate_schedule(
                 f"probes: probe {name!r} schedule must be a positive integer (measure every "
                 f"k steps), got {every!r}"
             )
-        square_only = name in PROBES and PROBES[name].square_loss_only
+        square_only = name in PROBES and name not in (extra or {}) and PROBES[name].square_loss_only
         if square_only and loss_fn is not None and not losses.is_mse(loss_fn):
             raise ValueError(
                 f"probes: {name!r} holds for the square loss gs.losses.mse (½·mean over "

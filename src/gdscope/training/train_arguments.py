@@ -95,7 +95,7 @@ def explain_dtype(model: nn.Module, data: Any, error: RuntimeError) -> None:
 
     Said only after the model failed, by the rule of :func:`gdscope.functional.unmatched_dtype`.
     """
-    dtype = unmatched_dtype(data[0], model.parameters())
+    dtype = unmatched_dtype(data[0], model.parameters(), error)
     if dtype is not None:
         raise ValueError(
             f"data: x is {data[0].dtype} but the model's parameters are {dtype}, and the model "
