@@ -323,3 +323,28 @@ def test_verify_without_a_factory_file_keeps_judging_on_the_spec(tmp_path, monke
     (result,) = api.verify(tmp_path / "res")
     assert (result.trials, result.missing) == (1, 1)
     assert result.verdicts[0].status == "INCONCLUSIVE"
+
+
+def test_a_dry_run_warns_of_a_claim_that_can_only_be_inconclusive(tmp_path):
+    """A power law against a key the study does not sweep passed --dry-run and was found
+    INCONCLUSIVE only after training."""
+    import subprocess
+    import sys
+
+    study = tmp_path / "s.toml"
+    study.write_text(
+        'name = "unswept"\nseeds = [0]\n[base]\nsteps = 3\n"model.width" = 8\n"data.n" = 8\n'
+        '[sweep]\n"data.n" = [4, 8, 16, 32]\n'
+        '[[claims]]\nid = "w"\nkind = "power_law"\nx = "model.width"\n'
+        'y = { reduce = "final", metric = "loss" }\nband = [-1, 0]\n'
+        '[[claims]]\nid = "n"\nkind = "power_law"\nx = "data.n"\n'
+        'y = { reduce = "final", metric = "loss" }\nband = [-1, 0]\n'
+    )
+    args = ["run", str(study), "--dry-run", "--results", str(tmp_path / "r")]
+    out = subprocess.run([sys.executable, "-m", "gdscope", *args], capture_output=True,
+                         text=True, timeout=120)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    warnings = [line for line in out.stdout.splitlines() if "warning:" in line]
+    assert (
+        len(warnings) == 1 and "claim w reads y against model.width, which takes 1" in warnings[0]
+    )

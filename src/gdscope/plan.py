@@ -50,6 +50,28 @@ class StudyPlan:
         """Trials a run would train."""
         return self.trials - self.stored
 
+    def unjudgeable(self) -> list[str]:
+        """Say which claims cannot be judged at this scale, one line each.
+
+        Their ``x``, a config key, takes fewer values than the claim fits over (``min_points``;
+        2 for an ordering), so they could only be INCONCLUSIVE. A dry run prints these (a run
+        would find out after training).
+        """
+        out = []
+        for claim in self.study.claims:
+            x = getattr(claim, "x", None)
+            if getattr(x, "reduce", None) != "config" or not x.key:
+                continue
+            values = {repr(v) for v in self.axes.get(x.key, ["one"])}
+            needed = getattr(claim, "min_points", 2)
+            if len(values) < needed:
+                out.append(
+                    f"claim {claim.id} reads y against {x.key}, which takes {len(values)} "
+                    f"value(s) at scale {self.scale!r} where it needs {needed}: it can only be "
+                    f"INCONCLUSIVE; sweep {x.key} (--set sweep.{x.key}=[...])"
+                )
+        return out
+
     @property
     def groups(self) -> list[dict[str, list[Any]]]:
         """The sweep's factors: each grid axis alone, each ``sweep_zip`` group together, seed last.

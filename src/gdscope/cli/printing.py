@@ -47,6 +47,8 @@ def print_plans(plans: list[Any]) -> None:
             markup=False,
             soft_wrap=True,
         )
+        for line in plan.unjudgeable():
+            stdout.print(f"  warning: {line}", highlight=False, markup=False, soft_wrap=True)
     total, to_run = sum(p.trials for p in plans), sum(p.to_run for p in plans)
     stdout.print(
         f"{len(plans)} {'study' if len(plans) == 1 else 'studies'}, {total} trials: {total - to_run} stored, {to_run} to run "
