@@ -331,7 +331,7 @@ def abs_power_curvature(x: Tensor, p: float) -> Tensor:
     return p * (p - 1) * x.abs().pow(p - 2)
 
 
-def pseudo_huber(x: Tensor, delta: float = 1.0) -> Tensor:
+def pseudo_huber(x: Tensor, delta: float | Tensor = 1.0) -> Tensor:
     r"""Pseudo-Huber loss :math:`\sum_i \delta^2(\sqrt{1 + (x_i/\delta)^2} - 1)`.
 
     Convex, smooth and ``δ``-Lipschitz. With ``δ = 1`` and ``η > 2``, GD ends on the 2-cycle

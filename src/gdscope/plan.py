@@ -60,15 +60,16 @@ class StudyPlan:
         out = []
         for claim in self.study.claims:
             x = getattr(claim, "x", None)
-            if getattr(x, "reduce", None) != "config" or not x.key:
+            key = getattr(x, "key", None) if getattr(x, "reduce", None) == "config" else None
+            if not key:
                 continue
-            values = {repr(v) for v in self.axes.get(x.key, ["one"])}
+            values = {repr(v) for v in self.axes.get(key, ["one"])}
             needed = getattr(claim, "min_points", 2)
             if len(values) < needed:
                 out.append(
-                    f"claim {claim.id} reads y against {x.key}, which takes {len(values)} "
+                    f"claim {claim.id} reads y against {key}, which takes {len(values)} "
                     f"value(s) at scale {self.scale!r} where it needs {needed}: it can only be "
-                    f"INCONCLUSIVE; sweep {x.key} (--set sweep.{x.key}=[...])"
+                    f"INCONCLUSIVE; sweep {key} (--set sweep.{key}=[...])"
                 )
         return out
 
