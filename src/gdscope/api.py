@@ -41,7 +41,7 @@ from gdscope.store import Store, StoreError, judging
 from gdscope.studies import Study, StudyError, Verdict
 from gdscope.studies.spec import MAX_TRIALS, SCALES
 from gdscope.trials.trial import validate_stored_trial, validate_trial
-from gdscope.trials.user_code import changed_factories
+from gdscope.trials.user_code import changed_factories, names_factory_file
 
 __all__ = [  # the planning half lives in gdscope.plan; re-exported as the one Python API
     "CATALOG",
@@ -378,22 +378,20 @@ def _rejudge(store: Store, study: Study, scale: str) -> tuple[int, list[Verdict]
     to the study); then the linked trials are judged with their stored configs, and the spec's
     distinct trials (counted without reading a file) give the missing ones.
     """
-    raw = study.expand(scale, max_trials=sys.maxsize)  # reads no file
-    parts = [c.get(s) for c in raw for s in ("model", "data")]  # what a factory file can make
-    on_files = any(isinstance(part, dict) and part.get("factory") for part in parts)
     linked = judging.linked(store, study.name, scale)
     try:
-        expansion = study.validated(scale, validate_stored_trial)
+        expansion, raw = study.validated(scale, validate_stored_trial), None
     except StudyError:  # e.g. a user's factory file cannot be read
-        if not on_files:
+        expansion, raw = None, study.expand(scale, max_trials=sys.maxsize)  # reads no file
+        if not names_factory_file(raw):
             raise
-        expansion = None
     if expansion is not None:
         hashes = expansion.hashes
         found = linked <= set(hashes) or judging.stored_count(store, hashes) >= len(linked)
-        if found or not on_files:
+        if found or not names_factory_file(expansion.configs):
             verdicts, missing = _judge(store, expansion.study, scale, expansion.configs, hashes)
             return len(hashes), verdicts, missing
+    raw = raw or study.expand(scale, max_trials=sys.maxsize)
     count = len({canonical_hash(config) for config in raw})  # a trial swept twice counts once
     records = store.records(study.name, scale)
     verdicts = judging.judge(store, study.with_scale(scale), scale, records, count)

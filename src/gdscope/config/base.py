@@ -38,6 +38,11 @@ earlier gdscope wrote it; a refusal added since (a size its data set ignores, ``
 ``chebyshev``) does not apply, so that it validates with its stored hash."""
 
 
+def read_back(info: ValidationInfo) -> bool:
+    """Whether this validation reads a config back from a store (the :data:`STORED` context)."""
+    return isinstance(info.context, dict) and bool(info.context.get(STORED))
+
+
 def _whole(value: Any) -> Any:
     """Refuse a bool or a float where a count is wanted (``steps = 1e18``, ``steps = true``)."""
     if isinstance(value, bool | float):

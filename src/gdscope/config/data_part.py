@@ -19,7 +19,7 @@ from pydantic import Field, JsonValue, ValidationInfo, field_validator, model_va
 
 from gdscope import _checks as check
 from gdscope._stored_form import SIZE_DEFAULTS, SIZES, loader_signature, unread_data_fields
-from gdscope.config.base import STORED, Count, FrozenPart, PositiveCount, Scalar
+from gdscope.config.base import Count, FrozenPart, PositiveCount, Scalar, read_back
 from gdscope.data.registry import BUILT_IN_DATASETS, DATASETS
 from gdscope.factories import FactoryRef
 from gdscope.registration import DATASET_REGISTRY, with_code
@@ -97,8 +97,7 @@ class DataConfig(FrozenPart):
                     f"data.factory and data.args apply to data.name = 'custom', got "
                     f"{self.name!r}; set data.name = 'custom' or remove them"
                 )
-            stored = isinstance(info.context, dict) and bool(info.context.get(STORED))
-            return self._loader_gets_what_it_needs(refuse_ignored=not stored)
+            return self._loader_gets_what_it_needs(refuse_ignored=not read_back(info))
         if self.factory is None:
             raise ValueError(
                 "data.name = 'custom' needs data.factory = 'module:function' (a function "

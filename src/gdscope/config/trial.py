@@ -24,7 +24,7 @@ from pydantic import (
 )
 
 from gdscope import _checks as check
-from gdscope.config.base import STORED
+from gdscope.config.base import read_back
 from gdscope.config.parts import Count, DataConfig, FrozenPart, ModelConfig, PositiveCount
 from gdscope.models.parameterization import get_parameterization
 from gdscope.optim.registry import OPTIMIZERS, check_optimizer
@@ -197,7 +197,7 @@ class TrialConfig(FrozenPart):
         (:func:`~gdscope.training.train_arguments.unmeasured_stop`; ``n`` known only where the
         loader takes it).
         """
-        if isinstance(info.context, dict) and info.context.get(STORED):
+        if read_back(info):
             return self  # written by a gdscope that ran it so: it keeps its hash and verifies
         n = self.data.known_n()
         why = unmeasured_stop(self.stop, scheduled_metrics(self.probes), self.batch_size, n)
@@ -210,11 +210,10 @@ class TrialConfig(FrozenPart):
         """Refuse a probe of the square loss alone (``sandwich``) beside another ``loss``."""
         from gdscope.training import PROBES
 
-        if (isinstance(info.context, dict) and info.context.get(STORED)) or self.loss in (
-            "mse",
-            "auto",  # mse on real-valued targets; gs.train checks the loss it resolves to
-        ):
-            return self  # stored: recorded so by a gdscope that allowed it; it keeps its hash
+        # auto: mse on real-valued targets (gs.train checks the loss it resolves to); stored:
+        # recorded so by a gdscope that allowed it, it keeps its hash
+        if read_back(info) or self.loss in ("mse", "auto"):
+            return self
         for name in self.probes:
             if PROBES[name].square_loss_only:
                 raise ValueError(
@@ -252,7 +251,7 @@ class TrialConfig(FrozenPart):
         numbers of their dtype: one past its largest finite value (float32: 3.403e+38) stopped
         the first step with an overflow error. Not in a stored config (it keeps its hash).
         """
-        if isinstance(info.context, dict) and info.context.get(STORED):
+        if read_back(info):
             return self
         largest = float(np.finfo(self.dtype).max)
         for name in ("lr", "weight_decay", "l1"):

@@ -103,6 +103,11 @@ def changed_factories(stale: list[dict[str, Any]], configs: list[dict[str, Any]]
     return f"{len(stale)} stored trials replaced{why}"
 
 
+def names_factory_file(configs: Iterable[Mapping[str, Any]]) -> bool:
+    """Whether a trial config names a user's factory file (``model.factory``, ``data.factory``)."""
+    return any(any(_factory_digests(config)) for config in configs)
+
+
 def _factory_digests(config: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [dict(config.get(s, {}).get("factory") or {}) for s in ("model", "data")]
 
