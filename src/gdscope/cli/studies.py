@@ -62,8 +62,8 @@ def run(
         bool,
         typer.Option(
             "--dry-run",
-            help="validate and print each study's trials, sweep and how many are already "
-            "stored; run and write nothing",
+            help="validate and print each study's trials, sweep, how many are stored and "
+            "which claims are swept too little to judge; run and write nothing",
         ),
     ] = False,
 ) -> None:
